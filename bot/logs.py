@@ -1,0 +1,123 @@
+"""structlog setup: JSON lines on stdout (console rendering on request), UTC ISO timestamps,
+secrets redacted, and stdlib loggers (APScheduler, urllib3) routed through the same chain.
+
+Tracebacks are rendered without frame locals: ``dict_tracebacks`` with locals once wrote
+API keys into a log (see FIELD-NOTES).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, Literal, TextIO
+
+import structlog
+
+SECRET_ENV_VARS = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY")
+REDACTED = "***"
+_SECRET_FIELD = re.compile(r"(secret|api_?key|key_?id|password|token|authorization)", re.I)
+
+
+def secret_values(env: MutableMapping[str, str] | None = None) -> tuple[str, ...]:
+    """The secret strings that must never be written (long enough to be meaningful)."""
+    env = os.environ if env is None else env
+    return tuple(v for name in SECRET_ENV_VARS if len(v := env.get(name, "")) >= 4)
+
+
+class SecretRedactor:
+    """Processor: masks fields named like secrets and any occurrence of a secret value."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = tuple(sorted(set(secrets), key=len, reverse=True))
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self._secrets:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self._field(k, v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self._scrub(v) for v in value)
+        if isinstance(value, BaseException):
+            return self._scrub(repr(value))
+        return value
+
+    def _field(self, key: Any, value: Any) -> Any:
+        if isinstance(key, str) and _SECRET_FIELD.search(key) and value not in (None, ""):
+            return REDACTED
+        return self._scrub(value)
+
+    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._field(k, v) for k, v in event_dict.items()}
+
+
+def _final_redactor(secrets: tuple[str, ...]) -> Any:
+    """Last processor: scrub the rendered line itself (catches formatted tracebacks)."""
+
+    def scrub_rendered(logger: Any, method: str, rendered: Any) -> Any:
+        if isinstance(rendered, str):
+            for secret in secrets:
+                rendered = rendered.replace(secret, REDACTED)
+        return rendered
+
+    return scrub_rendered
+
+
+def configure_logging(
+    log_format: Literal["json", "console", "auto"] = "json",
+    level: str = "info",
+    stream: TextIO | None = None,
+) -> None:
+    """Configure structlog and stdlib logging once per process (done by the CLI)."""
+    stream = stream or sys.stdout
+    secrets = secret_values()
+    use_console = log_format == "console" or (log_format == "auto" and stream.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        SecretRedactor(secrets),
+    ]
+    exc_processor: Any = structlog.processors.format_exc_info
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        if use_console
+        else structlog.processors.JSONRenderer(default=str)
+    )
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            exc_processor,
+            SecretRedactor(secrets),
+            renderer,
+            _final_redactor(secrets),
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for noisy in ("urllib3", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,122 @@
+"""The daemon: APScheduler 3.x ``BlockingScheduler`` waking the cycle on its schedule.
+
+Explicit exchange time zone, a real misfire grace (APScheduler's default is 1 s), one
+instance at a time, missed and failed runs logged as our own events. SIGTERM/SIGINT let
+the running cycle finish, then the scheduler stops and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.config import ScheduleSection
+
+log = structlog.get_logger("allocbot.scheduler")
+JOB_ID = "rebalance_cycle"
+
+
+def build_trigger(schedule: ScheduleSection) -> BaseTrigger:
+    """Cron fields are minute hour day month day_of_week (names only), in ``timezone``."""
+    tz = ZoneInfo(schedule.timezone)
+    if schedule.cron is not None:
+        minute, hour, day, month, dow = schedule.cron.split()
+        return CronTrigger(minute=minute, hour=hour, day=day, month=month,
+                           day_of_week=dow.lower(), timezone=tz)
+    assert schedule.interval_secs is not None
+    return IntervalTrigger(seconds=schedule.interval_secs, timezone=tz)
+
+
+class Daemon:
+    """Runs ``wake`` on the schedule until stopped or ``max_cycles`` wakes have run."""
+
+    def __init__(self, schedule: ScheduleSection, wake: Callable[[], Any],
+                 max_cycles: int | None = None) -> None:
+        self._schedule = schedule
+        self._wake = wake
+        self._max_cycles = max_cycles
+        self._wakes = 0
+        self._count_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._stopper: threading.Thread | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1)
+        self._scheduler = BlockingScheduler(
+            timezone=ZoneInfo(schedule.timezone),
+            executors={"default": self._executor},
+            job_defaults={"coalesce": True, "max_instances": 1,
+                          "misfire_grace_time": schedule.misfire_grace_secs},
+        )
+        self._scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+
+    @property
+    def wakes(self) -> int:
+        return self._wakes
+
+    def _job(self) -> None:
+        if self._stopping.is_set():
+            return
+        try:
+            self._wake()
+        finally:
+            with self._count_lock:
+                self._wakes += 1
+                done = self._max_cycles is not None and self._wakes >= self._max_cycles
+            if done:
+                log.info("daemon_stopping", reason="max_cycles reached", cycles=self._wakes)
+                self.stop(wait=False)
+
+    def _on_event(self, event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            log.warning("cycle_missed", scheduled_for=event.scheduled_run_time.isoformat(),
+                        misfire_grace_secs=self._schedule.misfire_grace_secs)
+        else:
+            log.error("cycle_job_failed", error=repr(event.exception),
+                      scheduled_for=event.scheduled_run_time.isoformat())
+
+    def stop(self, wait: bool = True) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        try:
+            self._scheduler.shutdown(wait=wait)
+        except Exception as exc:  # already stopped (e.g. second signal): nothing to do
+            log.debug("scheduler_shutdown_ignored", error=repr(exc))
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name,
+                 note="letting the running cycle finish")
+        if self._stopper is None:
+            self._stopper = threading.Thread(target=self.stop, kwargs={"wait": True}, daemon=True)
+            self._stopper.start()
+
+    def run(self) -> None:
+        """Block until stopped; install SIGTERM/SIGINT handlers for a graceful stop."""
+        tz = ZoneInfo(self._schedule.timezone)
+        next_run = datetime.now(tz) if self._schedule.run_at_start else None
+        kwargs: dict[str, Any] = {"next_run_time": next_run} if next_run else {}
+        job = self._scheduler.add_job(self._job, build_trigger(self._schedule), id=JOB_ID,
+                                      name="allocbot rebalance cycle", **kwargs)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        log.info("daemon_started", timezone=self._schedule.timezone,
+                 trigger=str(job.trigger), run_at_start=self._schedule.run_at_start,
+                 misfire_grace_secs=self._schedule.misfire_grace_secs,
+                 max_cycles=self._max_cycles)
+        self._scheduler.start()
+        # start() returns as soon as shutdown begins: wait for a running cycle to complete.
+        if self._stopper is not None:
+            self._stopper.join()
+        self._executor.shutdown(wait=True)
+        log.info("daemon_stopped", cycles=self._wakes)

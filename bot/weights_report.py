@@ -1,0 +1,38 @@
+"""``allocbot weights``: the strategy's target weights after the risk step, as plain data."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from bot.config import Config
+from bot.errors import BrokerDataError
+from bot.risk import apply_risk_limits
+from bot.runtime import risk_limits
+from brokers.price_file import load_price_csv, select_universe
+
+
+def target_weights_report(cfg: Config, prices_path: Path, asof: date | None) -> dict[str, Any]:
+    """Weights as of ``asof`` (default: the last date in the file), using only rows ≤ asof."""
+    prices = load_price_csv(prices_path)
+    symbols = cfg.universe.symbols or tuple(str(c) for c in prices.columns)
+    prices = select_universe(prices, symbols)
+    if asof is not None:
+        first = prices.index[0].date()
+        if asof < first:
+            raise BrokerDataError(f"--asof {asof} is before the first date in {prices_path} ({first})")
+        prices = prices.loc[: str(asof)]
+    strategy = cfg.build_strategy()
+    weights = strategy.target_weights(prices).reindex(list(symbols)).fillna(0.0)
+    decision = apply_risk_limits(weights, prices, risk_limits(cfg))
+    final = {str(s): round(float(w), 10) for s, w in decision.weights.items()}
+    return {
+        "asof": str(prices.index[-1].date()),
+        "strategy": cfg.strategy.name,
+        "weights": final,
+        "cash": round(max(0.0, 1.0 - sum(final.values())), 10),
+        "var": decision.var,
+        "cvar": decision.cvar,
+        "risk_interventions": [iv.rule for iv in decision.interventions],
+    }

@@ -1,0 +1,189 @@
+"""Daily adjusted closes from Alpaca bars, cached on disk so each cycle fetches only the tail.
+
+Alpaca stamps a daily bar at midnight New York time, expressed in UTC; we key closes by
+that New York date. The cache holds, per feed, one ``<SYMBOL>.csv`` (``date,close``) and a
+``coverage.json`` recording the date range fetched completely for each symbol. Because
+``adjustment="all"`` rewrites past prices after a split or dividend, every tail fetch
+re-reads the last cached day: if its close changed, that symbol is refetched in full.
+Today's bar (still forming) is returned but never cached.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import structlog
+
+from brokers.base import validate_price_frame
+from brokers.errors import BrokerDataError
+
+log = structlog.get_logger("brokers.alpaca")
+
+NEW_YORK = ZoneInfo("America/New_York")
+TRADING_DAYS_PER_YEAR = 252
+_OVERLAP_REL_TOL = 1e-6
+
+RawBars = Mapping[str, Sequence[tuple[datetime, float]]]
+"""symbol → [(bar timestamp, aware), close]: what one bars request returned."""
+
+BarFetcher = Callable[[Sequence[str], date, date], RawBars]
+"""Fetch daily bars for symbols over [start, end] (New York dates, inclusive)."""
+
+
+def lookback_start(end: date, lookback_days: int) -> date:
+    """First calendar date to request so that ``lookback_days`` trading days end at ``end``:
+    252 trading days per 365 calendar days, plus 10 days of slack for holidays."""
+    return end - timedelta(days=math.ceil(lookback_days * 365 / TRADING_DAYS_PER_YEAR) + 10)
+
+
+def closes_from_bars(bars: RawBars) -> dict[str, pd.Series]:
+    """Turn raw bars into per-symbol close series indexed by New York exchange date."""
+    out: dict[str, pd.Series] = {}
+    for symbol, rows in bars.items():
+        if not rows:
+            continue
+        days = [pd.Timestamp(ts.astimezone(NEW_YORK).date()) for ts, _ in rows]
+        series = pd.Series([float(c) for _, c in rows], index=pd.DatetimeIndex(days), name=symbol)
+        dup = series.index[series.index.duplicated()]
+        if len(dup):
+            raise BrokerDataError(f"alpaca bars: two daily bars for {symbol} on {dup[0].date()}")
+        out[symbol] = series.sort_index()
+    return out
+
+
+class DailyCloseCache:
+    """Files under ``cache_dir/alpaca-<feed>/``: one CSV per symbol and ``coverage.json``."""
+
+    def __init__(self, cache_dir: Path, feed: str) -> None:
+        self.root = Path(cache_dir) / f"alpaca-{feed}"
+
+    def _csv(self, symbol: str) -> Path:
+        return self.root / f"{symbol.replace('/', '_')}.csv"
+
+    def coverage(self) -> dict[str, tuple[date, date]]:
+        path = self.root / "coverage.json"
+        if not path.exists():
+            return {}
+        try:
+            raw = json.loads(path.read_text())
+            return {s: (date.fromisoformat(a), date.fromisoformat(b)) for s, (a, b) in raw.items()}
+        except (ValueError, TypeError) as exc:
+            log.warning("bars_cache_discarded", path=str(path), reason=str(exc))
+            return {}
+
+    def load(self, symbol: str) -> pd.Series:
+        path = self._csv(symbol)
+        if not path.exists():
+            return pd.Series(dtype=float, index=pd.DatetimeIndex([]), name=symbol)
+        frame = pd.read_csv(path, parse_dates=["date"], index_col="date")
+        return frame["close"].astype(float).rename(symbol)
+
+    def store(self, symbol: str, closes: pd.Series, covered: tuple[date, date]) -> None:
+        """Write the symbol's closes and its fully-fetched range (atomically, via rename)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        frame = closes.rename("close").to_frame()
+        frame.index.name = "date"
+        _write_atomic(self._csv(symbol), frame.to_csv())
+        cov = {s: (a.isoformat(), b.isoformat()) for s, (a, b) in self.coverage().items()}
+        cov[symbol] = (covered[0].isoformat(), covered[1].isoformat())
+        _write_atomic(self.root / "coverage.json", json.dumps(cov, indent=1, sort_keys=True))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class CachedDailyCloses:
+    """Daily closes for any date range, fetching only what ``DailyCloseCache`` lacks."""
+
+    def __init__(self, cache: DailyCloseCache, fetch: BarFetcher,
+                 today_ny: Callable[[], date]) -> None:
+        self.cache = cache
+        self._fetch = fetch
+        self._today_ny = today_ny
+
+    def closes(self, symbols: Sequence[str], start: date, end: date) -> pd.DataFrame:
+        """Wide frame of closes on [start, end] (one column per symbol, in the given order).
+
+        Raises ``BrokerDataError`` naming any symbol with no bars in the range, or (via
+        ``validate_price_frame``) a symbol missing a day the others have.
+        """
+        cutoff = min(end, self._today_ny() - timedelta(days=1))  # last date final enough to cache
+        coverage = self.cache.coverage()
+        series: dict[str, pd.Series] = {}
+        requests: dict[tuple[date, date], list[str]] = {}
+        for symbol in symbols:
+            cached = self.cache.load(symbol)
+            span = coverage.get(symbol)
+            if span is None or cached.empty or start < span[0]:
+                lo, hi = (start, end) if span is None else (min(start, span[0]), max(end, span[1]))
+                requests.setdefault((lo, hi), []).append(symbol)
+                series[symbol] = cached.iloc[0:0]
+            elif end > span[1]:
+                requests.setdefault((cached.index[-1].date(), end), []).append(symbol)
+                series[symbol] = cached
+            else:
+                series[symbol] = cached
+        refetch: dict[tuple[date, date], list[str]] = {}
+        for (lo, hi), group in requests.items():
+            fetched = closes_from_bars(self._fetch(group, lo, hi))
+            for symbol in group:
+                new = fetched.get(symbol, pd.Series(dtype=float, index=pd.DatetimeIndex([])))
+                old = series[symbol]
+                if not old.empty and not _overlap_matches(old, new):
+                    log.info("bars_cache_invalidated", symbol=symbol, reason="adjusted close changed")
+                    full = (min(start, coverage[symbol][0]), max(end, coverage[symbol][1]))
+                    refetch.setdefault(full, []).append(symbol)
+                    continue
+                series[symbol] = self._merge_and_store(symbol, old, new, lo, cutoff, coverage)
+        for (lo, hi), group in refetch.items():
+            fetched = closes_from_bars(self._fetch(group, lo, hi))
+            for symbol in group:
+                new = fetched.get(symbol, pd.Series(dtype=float, index=pd.DatetimeIndex([])))
+                series[symbol] = self._merge_and_store(symbol, new.iloc[0:0], new, lo, cutoff, {})
+        return self._assemble(symbols, series, start, end)
+
+    def _merge_and_store(self, symbol: str, old: pd.Series, new: pd.Series, fetched_from: date,
+                         cutoff: date, coverage: Mapping[str, tuple[date, date]]) -> pd.Series:
+        merged = pd.concat([old[~old.index.isin(new.index)], new]).sort_index().rename(symbol)
+        span = coverage.get(symbol)
+        covered_from = fetched_from if span is None or old.empty else min(span[0], fetched_from)
+        covered_to = cutoff if span is None or old.empty else max(span[1], cutoff)
+        if covered_from <= covered_to:
+            keep = merged[merged.index <= pd.Timestamp(covered_to)]
+            self.cache.store(symbol, keep, (covered_from, covered_to))
+        return merged
+
+    @staticmethod
+    def _assemble(symbols: Sequence[str], series: Mapping[str, pd.Series],
+                  start: date, end: date) -> pd.DataFrame:
+        lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+        window = {s: series[s][(series[s].index >= lo) & (series[s].index <= hi)] for s in symbols}
+        empty = [s for s in symbols if window[s].empty]
+        if empty:
+            raise BrokerDataError(
+                f"alpaca bars: no daily bars for {', '.join(empty)} between {start} and {end} "
+                "(check the symbol and the data feed)"
+            )
+        frame = pd.concat([window[s].rename(s) for s in symbols], axis=1).sort_index()
+        frame.index = pd.DatetimeIndex(frame.index, name="date")
+        frame.columns = list(symbols)
+        return validate_price_frame(frame.astype(float), "alpaca bars")
+
+
+def _overlap_matches(old: pd.Series, new: pd.Series) -> bool:
+    """True when the refetched bar for the last cached day has the cached close."""
+    last_day = old.index[-1]
+    if last_day not in new.index:
+        return False
+    a, b = float(old.iloc[-1]), float(new.loc[last_day])
+    return abs(a - b) <= _OVERLAP_REL_TOL * max(abs(a), abs(b))

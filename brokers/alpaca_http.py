@@ -1,0 +1,190 @@
+"""HTTP policy for the Alpaca adapter: a timeout on every request, our own retry budget.
+
+alpaca-py (0.44, ``alpaca/common/rest.py``) sends through a plain ``requests.Session``
+with no timeout, and retries 429/504 three times with a fixed 3 s sleep inside
+``RESTClient._request`` (attribute ``_retry``). We swap the session for one that bounds
+every request and set ``_retry = 0`` so that all retrying happens here, against one
+per-cycle budget (see ``RetryBudget``). Nothing here logs or raises a credential.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pydantic
+import requests
+import structlog
+from alpaca.common.exceptions import APIError
+
+from brokers.errors import BrokerConfigError, BrokerDataError, BrokerTransientError
+
+log = structlog.get_logger("brokers.alpaca")
+
+T = TypeVar("T")
+
+_EXCERPT_CHARS = 200
+
+
+class TimeoutSession(requests.Session):
+    """A ``requests.Session`` that gives every request ``timeout=timeout_secs``.
+
+    ``timeout`` bounds the connect and each socket read (requests semantics), so a hung
+    server fails the call after about ``timeout_secs`` instead of never.
+    """
+
+    def __init__(self, timeout_secs: float) -> None:
+        super().__init__()
+        self.timeout_secs = timeout_secs
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("timeout", self.timeout_secs)
+        return super().request(method, url, *args, **kwargs)
+
+    def __repr__(self) -> str:  # the SDK passes credentials as per-request headers only
+        return f"TimeoutSession(timeout_secs={self.timeout_secs})"
+
+
+def install_http_policy(client: Any, timeout_secs: float) -> None:
+    """Bound every request of an alpaca-py REST client and switch off its own retry.
+
+    Raises ``BrokerConfigError`` if the SDK's internals moved (checked, not assumed).
+    """
+    for attr in ("_session", "_retry"):
+        if not hasattr(client, attr):
+            raise BrokerConfigError(
+                f"alpaca-py {type(client).__name__} has no attribute {attr!r}: the adapter "
+                "was written for alpaca-py 0.44; pin alpaca-py>=0.44,<0.45"
+            )
+    client._session = TimeoutSession(timeout_secs)
+    client._retry = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiErrorInfo:
+    """An Alpaca error answer: HTTP status, Alpaca's numeric code (if JSON), message."""
+
+    status: int | None
+    code: int | None
+    message: str
+
+    def describe(self) -> str:
+        code = f"code {self.code}" if self.code is not None else "no code"
+        return f"HTTP {self.status}, {code}: {self.message}"
+
+
+def describe_api_error(exc: APIError) -> ApiErrorInfo:
+    """Parse an ``APIError`` defensively: ``.code``/``.message`` raise on non-JSON bodies
+    (an HTML 502 page from a proxy), so read the body text ourselves."""
+    text = str(exc)
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        raw_code = payload.get("code")
+        code = int(raw_code) if isinstance(raw_code, int | str) and str(raw_code).isdigit() else None
+        message = str(payload.get("message", ""))[:_EXCERPT_CHARS]
+    else:
+        code = None
+        message = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)).strip()[:_EXCERPT_CHARS]
+    try:
+        status = exc.status_code
+    except AttributeError:
+        status = None
+    return ApiErrorInfo(status=status, code=code, message=message or "(empty body)")
+
+
+def is_retryable(info: ApiErrorInfo) -> bool:
+    """429 (rate limit) and every 5xx are worth retrying; other 4xx are answers."""
+    return info.status is not None and (info.status == 429 or info.status >= 500)
+
+
+class RetryBudget:
+    """Retries with exponential backoff, bounded by seconds per cycle.
+
+    The budget is spent by failed attempts (their duration) and by backoff sleeps; when the
+    next sleep would overrun it, the call fails with ``BrokerTransientError``. ``reset()``
+    (the broker's ``on_wake``) restores it for the next cycle.
+    Backoff: ``backoff_secs * 2**(attempt-1)``, capped at ``backoff_max_secs``.
+    """
+
+    def __init__(
+        self,
+        budget_secs: float,
+        backoff_secs: float,
+        backoff_max_secs: float,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.budget_secs = budget_secs
+        self.backoff_secs = backoff_secs
+        self.backoff_max_secs = backoff_max_secs
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self.spent_secs = 0.0
+
+    def reset(self) -> None:
+        self.spent_secs = 0.0
+
+    def call(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        refused: Callable[[ApiErrorInfo], T] | None = None,
+    ) -> T:
+        """Run ``fn`` (one alpaca-py call), retrying 429/5xx/network errors.
+
+        A non-retryable Alpaca answer goes to ``refused`` if given, else becomes a
+        ``BrokerConfigError`` naming ``what``. A response the SDK cannot parse becomes
+        ``BrokerDataError``. Errors are raised ``from None``: the SDK's frames hold the
+        request headers, i.e. the keys.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            started = self._monotonic()
+            try:
+                return fn()
+            except APIError as exc:
+                info = describe_api_error(exc)
+                if not is_retryable(info):
+                    if refused is not None:
+                        return refused(info)
+                    raise _refusal_error(what, info) from None
+                cause = info.describe()
+            except requests.RequestException as exc:
+                cause = f"{type(exc).__name__}: {str(exc)[:_EXCERPT_CHARS]}"
+            except pydantic.ValidationError as exc:
+                raise BrokerDataError(
+                    f"{what}: Alpaca's answer did not parse ({exc.error_count()} field errors, "
+                    f"first at {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})"
+                ) from None
+            self.spent_secs += self._monotonic() - started
+            delay_secs = min(self.backoff_secs * 2 ** (attempt - 1), self.backoff_max_secs)
+            if self.spent_secs + delay_secs > self.budget_secs:
+                log.error("retry_budget_exhausted", request=what, attempts=attempt,
+                          spent_secs=round(self.spent_secs, 3), budget_secs=self.budget_secs,
+                          cause=cause)
+                raise BrokerTransientError(
+                    f"{what}: Alpaca still failing after {attempt} attempts; this cycle's "
+                    f"retry budget ({self.budget_secs:g} s) is spent. Last error: {cause}. "
+                    "The next cycle will try again."
+                ) from None
+            log.warning("request_retried", request=what, attempt=attempt,
+                        delay_secs=round(delay_secs, 3), cause=cause)
+            self._sleep(delay_secs)
+            self.spent_secs += delay_secs
+
+
+def _refusal_error(what: str, info: ApiErrorInfo) -> Exception:
+    if info.status in (401, 403):
+        return BrokerConfigError(
+            f"{what}: Alpaca refused the request ({info.describe()}). Check the keys in "
+            "APCA_API_KEY_ID / APCA_API_SECRET_KEY and that paper/live matches them."
+        )
+    return BrokerConfigError(f"{what}: Alpaca refused the request ({info.describe()})")

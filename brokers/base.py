@@ -1,0 +1,259 @@
+"""The Broker protocol and the venue-neutral value types every adapter translates to.
+
+Units: quantities are shares (fractional only where the asset allows it), prices are
+per share in account currency, cash/equity/notional are account currency. Datetimes are
+timezone-aware UTC. Nothing here imports from ``bot/``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import Enum
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from brokers.errors import BrokerDataError
+
+CLIENT_ORDER_ID_MAX_CHARS = 48
+
+
+def _require_aware(name: str, value: datetime | None) -> None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError(f"{name} must be a timezone-aware datetime, got naive {value!r}")
+
+
+def _require_finite(name: str, value: float | None) -> None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+class OrderSide(str, Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderStatus(str, Enum):
+    """Lifecycle states, a subset of Alpaca's that every venue can map to."""
+
+    NEW = "new"
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """The venue's market clock. ``now`` is the venue's time (replayed for the simulator)."""
+
+    now: datetime
+    is_open: bool
+    next_open: datetime | None = None
+    next_close: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("now", "next_open", "next_close"):
+            _require_aware(name, getattr(self, name))
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """Account snapshot. ``equity`` = cash + market value of positions."""
+
+    account_number: str
+    cash: float
+    equity: float
+    buying_power: float
+    currency: str = "USD"
+
+    def __post_init__(self) -> None:
+        for name in ("cash", "equity", "buying_power"):
+            _require_finite(name, getattr(self, name))
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    symbol: str
+    qty: float
+    avg_entry_price: float
+    market_value: float
+
+    def __post_init__(self) -> None:
+        for name in ("qty", "avg_entry_price", "market_value"):
+            _require_finite(name, getattr(self, name))
+
+
+@dataclass(frozen=True, slots=True)
+class AssetInfo:
+    symbol: str
+    tradable: bool
+    fractionable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """A market, day order. Exactly one of ``qty`` (shares) or ``notional`` (currency)."""
+
+    symbol: str
+    side: OrderSide
+    client_order_id: str
+    qty: float | None = None
+    notional: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.qty is None) == (self.notional is None):
+            raise ValueError(f"order {self.client_order_id}: give exactly one of qty or notional")
+        amount = self.qty if self.qty is not None else self.notional
+        _require_finite("qty/notional", amount)
+        if amount is None or amount <= 0:
+            raise ValueError(f"order {self.client_order_id}: qty/notional must be > 0, got {amount}")
+        if not self.client_order_id or len(self.client_order_id) > CLIENT_ORDER_ID_MAX_CHARS:
+            raise ValueError(
+                f"client_order_id must be 1..{CLIENT_ORDER_ID_MAX_CHARS} characters, "
+                f"got {self.client_order_id!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """The venue's view of an order. ``filled_qty`` is cumulative."""
+
+    id: str
+    client_order_id: str
+    symbol: str
+    side: OrderSide
+    status: OrderStatus
+    qty: float | None
+    notional: float | None
+    filled_qty: float = 0.0
+    filled_avg_price: float | None = None
+    submitted_at: datetime | None = None
+    reject_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_aware("submitted_at", self.submitted_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution: ``qty`` shares at ``price``, ``commission`` in account currency."""
+
+    order_id: str
+    client_order_id: str
+    symbol: str
+    side: OrderSide
+    qty: float
+    price: float
+    commission: float
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _require_aware("at", self.at)
+        for name in ("qty", "price", "commission"):
+            _require_finite(name, getattr(self, name))
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """What waiting on an order produced: its latest state and the new fills seen."""
+
+    order: Order
+    new_fills: tuple[Fill, ...] = field(default_factory=tuple)
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """What the cycle needs from a venue. Adapters translate their venue to these types.
+
+    ``submit_order`` must be idempotent on ``client_order_id``: submitting an id the
+    venue already has returns the existing order and never places a second one.
+    """
+
+    name: str
+
+    def on_wake(self) -> None:
+        """Called once per scheduler wake, before the cycle: the simulator advances its
+        replayed market one trading day; a live venue resets its per-cycle retry budget."""
+        ...
+
+    def clock(self) -> Clock: ...
+
+    def account(self) -> Account: ...
+
+    def positions(self) -> dict[str, Position]: ...
+
+    def assets(self, symbols: Sequence[str]) -> dict[str, AssetInfo]: ...
+
+    def history(self, symbols: Sequence[str], lookback_days: int, end: date) -> pd.DataFrame:
+        """Daily adjusted closes, index = exchange dates (``DatetimeIndex``, naive dates),
+        one column per symbol, the last row ≤ ``end``, at most ``lookback_days`` rows."""
+        ...
+
+    def submit_order(self, request: OrderRequest) -> Order: ...
+
+    def get_order_by_client_id(self, client_order_id: str) -> Order | None: ...
+
+    def list_orders(self, open_only: bool = True) -> list[Order]: ...
+
+    def cancel_order(self, order_id: str) -> None: ...
+
+    def wait_for_order(self, client_order_id: str, timeout_secs: float) -> Order:
+        """Poll until the order is terminal or ``timeout_secs`` elapse; return its latest state."""
+        ...
+
+    def fills_for(self, client_order_id: str) -> list[Fill]:
+        """Every execution of the order so far (for journaling; may be reconstructed)."""
+        ...
+
+
+def validate_price_frame(prices: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Check a wide close-price frame: sorted unique dates, positive finite prices.
+
+    Returns the frame unchanged; raises ``BrokerDataError`` naming the symbol and date.
+    Leading NaNs (an asset not yet listed) are allowed; a NaN after the first price is not.
+    """
+    if not isinstance(prices.index, pd.DatetimeIndex):
+        raise BrokerDataError(f"{source}: index must be dates")
+    dup = prices.index[prices.index.duplicated()]
+    if len(dup):
+        raise BrokerDataError(f"{source}: duplicate date {dup[0].date()}")
+    if not prices.index.is_monotonic_increasing:
+        bad = next(
+            i for i in range(1, len(prices.index)) if prices.index[i] < prices.index[i - 1]
+        )
+        raise BrokerDataError(
+            f"{source}: dates not sorted ascending at {prices.index[bad].date()} "
+            f"(after {prices.index[bad - 1].date()})"
+        )
+    values = prices.to_numpy(dtype=float)
+    present = ~np.isnan(values)
+    gap = np.maximum.accumulate(present, axis=0) & ~present
+    if gap.any():
+        r, c = map(int, next(zip(*gap.nonzero(), strict=True)))
+        raise BrokerDataError(
+            f"{source}: missing price (NaN) for {prices.columns[c]} on {prices.index[r].date()}"
+        )
+    nonpos = present & ~(np.isfinite(values) & (values > 0))
+    if nonpos.any():
+        r, c = map(int, next(zip(*nonpos.nonzero(), strict=True)))
+        raise BrokerDataError(
+            f"{source}: price for {prices.columns[c]} on {prices.index[r].date()} is "
+            f"{values[r, c]}, must be a positive finite number"
+        )
+    return prices

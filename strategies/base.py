@@ -1,0 +1,128 @@
+"""The strategy interface and the registry that maps config names to strategies.
+
+A strategy is a frozen object built from its parameters; ``target_weights(prices)`` is a
+pure function of the close-price history up to and including the as-of date (the last
+row): weights are fractions of equity, ≥ 0, summing to ≤ 1, the rest is cash.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+WEIGHT_SUM_TOLERANCE = 1e-9
+
+
+class StrategyError(ValueError):
+    """A strategy cannot produce weights from these inputs (too little data, infeasible
+    constraints); the message names the parameter, symbol or date to fix."""
+
+
+class StrategyConfigError(StrategyError):
+    """Unknown strategy name or bad parameter; the message names the key."""
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    name: str
+
+    @property
+    def lookback_days(self) -> int:
+        """Rows of price history the strategy needs (the cycle fetches at least this many)."""
+        ...
+
+    def target_weights(self, prices: pd.DataFrame) -> pd.Series: ...
+
+
+S = TypeVar("S")
+_REGISTRY: dict[str, Callable[..., Strategy]] = {}
+
+
+def register(name: str) -> Callable[[S], S]:
+    """Class decorator: make a strategy constructible by ``create(name, **params)``."""
+
+    def decorate(cls: S) -> S:
+        if name in _REGISTRY:
+            raise RuntimeError(f"strategy {name!r} registered twice")
+        _REGISTRY[name] = cls  # type: ignore[assignment]
+        return cls
+
+    return decorate
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def parameters(name: str) -> dict[str, Any]:
+    """Parameter names and defaults of a registered strategy (for docs and check-config)."""
+    factory = _lookup(name)
+    sig = inspect.signature(factory)
+    return {
+        p.name: (None if p.default is inspect.Parameter.empty else p.default)
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+
+
+def _lookup(name: str) -> Callable[..., Strategy]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise StrategyConfigError(
+            f"unknown strategy {name!r}; available: {', '.join(available())}"
+        ) from None
+
+
+def create(name: str, **params: Any) -> Strategy:
+    """Build a registered strategy; unknown or invalid parameters raise StrategyConfigError."""
+    factory = _lookup(name)
+    known = parameters(name)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise StrategyConfigError(
+            f"strategy {name!r}: unknown parameter(s) {', '.join(unknown)}; "
+            f"accepted: {', '.join(sorted(known)) or '(none)'}"
+        )
+    try:
+        return factory(**params)
+    except StrategyConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise StrategyConfigError(f"strategy {name!r}: {exc}") from exc
+
+
+def create_nested(spec: Mapping[str, Any] | str, key: str) -> Strategy:
+    """Build a strategy nested in another's params: ``"name"`` or ``{name=..., params={...}}``."""
+    if isinstance(spec, str):
+        return create(spec)
+    if not isinstance(spec, Mapping) or "name" not in spec:
+        raise StrategyConfigError(f"{key}: expected a strategy name or {{name=..., params=...}}")
+    extra = set(spec) - {"name", "params"}
+    if extra:
+        raise StrategyConfigError(f"{key}: unknown key(s) {', '.join(sorted(extra))}")
+    try:
+        return create(str(spec["name"]), **dict(spec.get("params", {})))
+    except StrategyConfigError as exc:
+        raise StrategyConfigError(f"{key}: {exc}") from exc
+
+
+def finalize_weights(weights: pd.Series, name: str) -> pd.Series:
+    """Check and tidy a strategy's output: finite, ≥ 0, sum ≤ 1 (tiny negatives clipped)."""
+    w = weights.astype(float)
+    if not np.isfinite(w.to_numpy()).all():
+        bad = w.index[~np.isfinite(w.to_numpy())].tolist()
+        raise StrategyError(f"strategy {name!r} produced non-finite weights for {bad}")
+    if (w < -1e-9).any():
+        raise StrategyError(f"strategy {name!r} produced negative weights: {w[w < -1e-9].to_dict()}")
+    w = w.clip(lower=0.0)
+    total = float(w.sum())
+    if total > 1 + WEIGHT_SUM_TOLERANCE:
+        raise StrategyError(f"strategy {name!r} weights sum to {total:.12f} > 1")
+    if total > 1:
+        w = w / total
+    return w

@@ -1,0 +1,284 @@
+"""Return and risk estimators shared by every strategy (one implementation each).
+
+Convention: simple daily returns r_t = P_t / P_{t-1} - 1 of adjusted closes; annualized
+with ANNUALIZATION_DAYS = 252 trading days per year. Expected returns are annual simple
+returns, covariances annual (daily covariance × 252).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import structlog
+from scipy.linalg import LinAlgError, cholesky
+
+from strategies.base import StrategyConfigError, StrategyError
+
+ANNUALIZATION_DAYS = 252
+EXPECTED_RETURN_METHODS = ("mean", "geometric", "ewma", "equilibrium")
+COVARIANCE_METHODS = ("sample", "ledoit_wolf", "ewma")
+# A covariance whose smallest Cholesky pivot² is below this fraction of its mean variance
+# is treated as singular and repaired (eigenvalues clipped to the same floor).
+PSD_RELATIVE_FLOOR = 1e-10
+log = structlog.get_logger("strategies")
+
+
+def simple_returns(prices: pd.DataFrame, lookback_days: int | None = None) -> pd.DataFrame:
+    """Simple daily returns over the last ``lookback_days`` return observations.
+
+    Assets lacking a full window (a NaN anywhere in it) are excluded with an
+    ``asset_excluded`` warning; fewer than 2 usable assets or rows is a StrategyError.
+    """
+    window = prices if lookback_days is None else prices.iloc[-(lookback_days + 1):]
+    if len(window) < 3:
+        raise StrategyError(
+            f"need at least 3 price rows to estimate returns, got {len(window)}"
+            + (f" (as of {window.index[-1].date()})" if len(window) else "")
+        )
+    complete = window.notna().all()
+    for symbol in complete.index[~complete]:
+        log.warning("asset_excluded", symbol=str(symbol), reason="insufficient history",
+                    asof=str(window.index[-1].date()), rows_needed=len(window))
+    usable = window.loc[:, complete]
+    if usable.shape[1] < 2:
+        raise StrategyError(
+            f"fewer than 2 assets with full history in the {len(window) - 1}-day window "
+            f"ending {window.index[-1].date()}: {list(usable.columns)}"
+        )
+    values = usable.to_numpy(dtype=float)
+    rets = values[1:] / values[:-1] - 1.0
+    return pd.DataFrame(rets, index=usable.index[1:], columns=usable.columns)
+
+
+def sample_covariance(returns: pd.DataFrame) -> pd.DataFrame:
+    """Annualized sample covariance (ddof 1) × 252."""
+    cov = np.cov(returns.to_numpy(), rowvar=False, ddof=1) * ANNUALIZATION_DAYS
+    return pd.DataFrame(cov, index=returns.columns, columns=returns.columns)
+
+
+def mean_returns(returns: pd.DataFrame) -> pd.Series:
+    """Annualized arithmetic mean return: mean daily simple return × 252."""
+    return returns.mean() * ANNUALIZATION_DAYS
+
+
+# ---- expected returns (annual, simple) ---------------------------------------------------
+
+
+def geometric_returns(returns: pd.DataFrame) -> pd.Series:
+    """Compound annual growth rate: (∏(1 + r_t))^(252 / T) − 1 (PyPortfolioOpt's
+    ``mean_historical_return(compounding=True)`` convention)."""
+    growth = np.log1p(returns.to_numpy()).sum(axis=0) * (ANNUALIZATION_DAYS / len(returns))
+    return pd.Series(np.expm1(growth), index=returns.columns)
+
+
+def ewma_returns(returns: pd.DataFrame, span_days: float) -> pd.Series:
+    """Exponentially weighted mean daily return × 252, weights ∝ (1 − α)^age with
+    α = 2 / (span + 1) (pandas ``ewm(span=..., adjust=True)`` on the window, last row)."""
+    if span_days < 1:
+        raise StrategyConfigError(f"returns_span_days must be ≥ 1, got {span_days}")
+    alpha = 2.0 / (span_days + 1.0)
+    age = np.arange(len(returns) - 1, -1, -1, dtype=float)
+    weights = (1.0 - alpha) ** age
+    weights /= weights.sum()
+    return pd.Series(weights @ returns.to_numpy() * ANNUALIZATION_DAYS, index=returns.columns)
+
+
+def equilibrium_returns(cov: np.ndarray, market_weights: np.ndarray,
+                        risk_aversion: float) -> np.ndarray:
+    """Market-implied (reverse-optimized) returns π = δ Σ w_mkt (Black & Litterman 1992;
+    Idzorek 2005 eq. 1), with Σ annual so π is annual."""
+    return risk_aversion * (cov @ market_weights)
+
+
+# ---- covariance (annual) ------------------------------------------------------------------
+
+
+def ledoit_wolf_covariance(returns: pd.DataFrame) -> pd.DataFrame:
+    """Ledoit & Wolf (2004) shrinkage toward the scaled identity μI, × 252.
+
+    Same estimator as ``sklearn.covariance.ledoit_wolf`` (maximum-likelihood empirical
+    covariance S = XcᵀXc / T, target μ = tr(S)/p, shrinkage min(β, δ)/δ with
+    δ = ‖S − μI‖²/p and β = (Σ_t ‖x_t‖⁴/T − ‖S‖²_F)/(pT)), computed in one pass: the
+    Σ_ij (X²ᵀX²)_ij term is Σ_t (Σ_i x_ti²)², so it costs one Gram matrix.
+    """
+    x = returns.to_numpy(dtype=float)
+    n_obs, n_assets = x.shape
+    xc = x - x.mean(axis=0)
+    emp = (xc.T @ xc) / n_obs
+    row_sq = np.einsum("ij,ij->i", xc, xc)
+    trace = float(np.trace(emp))
+    mu = trace / n_assets
+    delta_ = float(np.einsum("ij,ij->", emp, emp))
+    beta = (float(row_sq @ row_sq) / n_obs - delta_) / (n_assets * n_obs)
+    delta = (delta_ - 2.0 * mu * trace + n_assets * mu * mu) / n_assets
+    beta = min(beta, delta)
+    shrinkage = 0.0 if beta == 0 else beta / delta
+    shrunk = emp * (1.0 - shrinkage)
+    shrunk.flat[:: n_assets + 1] += shrinkage * mu
+    return pd.DataFrame(shrunk * ANNUALIZATION_DAYS, index=returns.columns,
+                        columns=returns.columns)
+
+
+def ewma_covariance(returns: pd.DataFrame, half_life_days: float) -> pd.DataFrame:
+    """Exponentially weighted covariance × 252 (RiskMetrics-style, about the weighted mean).
+
+    Weights w_t ∝ 0.5^(age_t / half_life), Σ w_t = 1; Σ = Σ_t w_t (r_t − r̄)(r_t − r̄)ᵀ /
+    (1 − Σ w_t²), the unbiased form for reliability weights (equals ddof-1 sample covariance
+    as half_life → ∞).
+    """
+    if half_life_days <= 0:
+        raise StrategyConfigError(f"cov_half_life_days must be > 0, got {half_life_days}")
+    x = returns.to_numpy(dtype=float)
+    age = np.arange(len(x) - 1, -1, -1, dtype=float)
+    weights = 0.5 ** (age / half_life_days)
+    weights /= weights.sum()
+    xc = x - weights @ x
+    scaled = xc * np.sqrt(weights)[:, None]
+    cov = (scaled.T @ scaled) / (1.0 - float(weights @ weights))
+    return pd.DataFrame(cov * ANNUALIZATION_DAYS, index=returns.columns,
+                        columns=returns.columns)
+
+
+def repair_covariance(cov: np.ndarray, symbols: list[str] | None = None) -> np.ndarray:
+    """Return ``cov`` if it is symmetric positive definite, else a repaired copy.
+
+    Check: a Cholesky factorization whose smallest pivot² ≥ PSD_RELATIVE_FLOOR × mean
+    variance. Repair (logged ``covariance_repaired``): symmetrize, clip eigenvalues at that
+    floor (Higham 1988's nearest-PSD projection in the Frobenius norm, plus the floor).
+    """
+    cov = np.asarray(cov, dtype=float)
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+        raise StrategyError(f"covariance must be square, got shape {cov.shape}")
+    if not np.isfinite(cov).all():
+        raise StrategyError("covariance has non-finite entries (NaN or inf in the returns?)")
+    scale = float(np.mean(np.abs(np.diag(cov))))
+    if scale <= 0.0:
+        raise StrategyError("covariance is zero: every asset has constant prices in the window")
+    floor = PSD_RELATIVE_FLOOR * scale
+    symmetric = np.allclose(cov, cov.T, rtol=1e-12, atol=1e-14 * scale)
+    if symmetric:
+        try:
+            chol = cholesky(cov, lower=True, check_finite=False)
+            if float(np.min(np.diag(chol))) ** 2 >= floor:
+                return cov
+        except LinAlgError:
+            pass
+    sym = 0.5 * (cov + cov.T)
+    values, vectors = np.linalg.eigh(sym)
+    log.warning("covariance_repaired", reason="not symmetric positive definite",
+                min_eigenvalue=float(values[0]), floor=floor, n_assets=len(values),
+                clipped=int(np.sum(values < floor)),
+                hint="use covariance='ledoit_wolf' or a longer lookback_days")
+    repaired = (vectors * np.maximum(values, floor)) @ vectors.T
+    return 0.5 * (repaired + repaired.T)
+
+
+# ---- settings shared by the optimizing strategies ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What the optimizers consume: usable symbols, annual μ and Σ (Σ repaired to PD)."""
+
+    symbols: pd.Index
+    mu: np.ndarray
+    cov: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class EstimatorSettings:
+    """The estimator choices a strategy's ``[strategy.params]`` make (validated on build)."""
+
+    lookback_days: int = 252
+    expected_returns: str = "mean"
+    covariance: str = "sample"
+    returns_span_days: float = 60.0
+    cov_half_life_days: float = 63.0
+    market_weights: Mapping[str, float] | None = None
+    equilibrium_risk_aversion: float = 2.5
+
+    def __post_init__(self) -> None:
+        if int(self.lookback_days) != self.lookback_days or self.lookback_days < 2:
+            raise StrategyConfigError(f"lookback_days must be an integer ≥ 2, got "
+                                      f"{self.lookback_days!r}")
+        if self.expected_returns not in EXPECTED_RETURN_METHODS:
+            raise StrategyConfigError(f"expected_returns: unknown method "
+                                      f"{self.expected_returns!r}; accepted: "
+                                      f"{', '.join(EXPECTED_RETURN_METHODS)}")
+        if self.covariance not in COVARIANCE_METHODS:
+            raise StrategyConfigError(f"covariance: unknown method {self.covariance!r}; "
+                                      f"accepted: {', '.join(COVARIANCE_METHODS)}")
+        if self.returns_span_days < 1:
+            raise StrategyConfigError(f"returns_span_days must be ≥ 1, got "
+                                      f"{self.returns_span_days}")
+        if self.cov_half_life_days <= 0:
+            raise StrategyConfigError(f"cov_half_life_days must be > 0, got "
+                                      f"{self.cov_half_life_days}")
+        if self.equilibrium_risk_aversion <= 0:
+            raise StrategyConfigError(f"equilibrium_risk_aversion must be > 0, got "
+                                      f"{self.equilibrium_risk_aversion}")
+        check_market_weights(self.market_weights)
+
+    def covariance_of(self, returns: pd.DataFrame) -> np.ndarray:
+        """Annual covariance by the configured method, repaired to positive definite."""
+        if self.covariance == "ledoit_wolf":
+            cov = ledoit_wolf_covariance(returns)
+        elif self.covariance == "ewma":
+            cov = ewma_covariance(returns, self.cov_half_life_days)
+        else:
+            cov = sample_covariance(returns)
+        return repair_covariance(cov.to_numpy(), list(returns.columns))
+
+    def expected_returns_of(self, returns: pd.DataFrame, cov: np.ndarray) -> np.ndarray:
+        """Annual expected returns by the configured method (``cov`` for equilibrium)."""
+        if self.expected_returns == "geometric":
+            return geometric_returns(returns).to_numpy()
+        if self.expected_returns == "ewma":
+            return ewma_returns(returns, self.returns_span_days).to_numpy()
+        if self.expected_returns == "equilibrium":
+            w_mkt = market_weight_vector(self.market_weights, returns.columns)
+            return equilibrium_returns(cov, w_mkt, self.equilibrium_risk_aversion)
+        return mean_returns(returns).to_numpy()
+
+    def estimate(self, prices: pd.DataFrame, with_returns: bool = True) -> Estimate:
+        """Returns window → (symbols, μ, Σ); μ is zeros when ``with_returns`` is False."""
+        returns = simple_returns(prices, self.lookback_days)
+        cov = self.covariance_of(returns)
+        mu = (self.expected_returns_of(returns, cov) if with_returns
+              else np.zeros(len(returns.columns)))
+        if not np.isfinite(mu).all():
+            bad = list(returns.columns[~np.isfinite(mu)])
+            raise StrategyError(f"expected returns are not finite for {bad}")
+        return Estimate(symbols=returns.columns, mu=mu, cov=cov)
+
+
+def check_market_weights(market_weights: Mapping[str, float] | None) -> None:
+    """Config check: a mapping symbol → weight ≥ 0 with a positive total (or None)."""
+    if market_weights is None:
+        return
+    if not isinstance(market_weights, Mapping) or not market_weights:
+        raise StrategyConfigError("market_weights must be a non-empty table symbol = weight")
+    for symbol, weight in market_weights.items():
+        if not np.isfinite(float(weight)) or float(weight) < 0:
+            raise StrategyConfigError(f"market_weights.{symbol} must be ≥ 0, got {weight}")
+    if sum(float(v) for v in market_weights.values()) <= 0:
+        raise StrategyConfigError("market_weights must have a positive total")
+
+
+def market_weight_vector(market_weights: Mapping[str, float] | None,
+                         symbols: pd.Index) -> np.ndarray:
+    """Market weights over ``symbols`` normalized to sum 1 (equal when None); a usable
+    symbol missing from the table is an error naming it."""
+    if market_weights is None:
+        return np.full(len(symbols), 1.0 / len(symbols))
+    missing = [str(s) for s in symbols if s not in market_weights]
+    if missing:
+        raise StrategyError(f"market_weights has no entry for {missing}; give every symbol "
+                            f"a weight (or omit market_weights for equal weights)")
+    w = np.array([float(market_weights[s]) for s in symbols])
+    if w.sum() <= 0:
+        raise StrategyError(f"market_weights sum to 0 over the usable symbols {list(symbols)}")
+    return w / w.sum()

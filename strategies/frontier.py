@@ -1,0 +1,158 @@
+"""Searches along the constrained efficient frontier: max Sharpe and target volatility.
+
+The frontier is w(λ) = argmin ½wᵀΣw − λμᵀw over {Σw = 1, lower ≤ w ≤ upper}, λ ≥ 0. It is
+piecewise affine in λ (Markowitz 1956, the critical line algorithm), and along it the return
+μᵀw and the variance wᵀΣw are non-decreasing. We search λ with a safeguarded bracket:
+each probe solves one warm-started QP, takes the affine piece through that optimum
+(``qp.frontier_segment``) and solves the 1-D problem on that piece in closed form. When the
+optimum falls inside the piece the answer is exact — no tolerance on λ.
+
+Why not the homogenized max-Sharpe QP (min yᵀΣy s.t. (μ−r_f)ᵀy = 1, y ≥ 0)? With upper
+bounds it needs the coupled constraints y_i ≤ u_i·Σy, which are not box constraints;
+the frontier search handles any box bounds with the one QP solver.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from strategies.base import StrategyError
+from strategies.qp import FrontierSegment, QPSolution, frontier_segment, solve_qp
+
+MAX_PROBES = 200
+
+
+def max_feasible_return(mu: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    """max μᵀw over {Σw = 1, lower ≤ w ≤ upper}: lower bounds, then the budget to the
+    highest μ first (the LP's greedy solution)."""
+    w = lower.copy()
+    room = 1.0 - float(w.sum())
+    for i in np.argsort(-mu, kind="stable"):
+        add = min(upper[i] - lower[i], max(room, 0.0))
+        w[i] += add
+        room -= add
+    return float(mu @ w)
+
+
+class _Bracket:
+    """The λ-interval [left, right] known to contain the optimum, and the next probe."""
+
+    def __init__(self, scale: float) -> None:
+        self.left, self.right, self.scale, self.probes = 0.0, np.inf, scale, 0
+
+    def next_probe(self, candidate: float | None) -> float:
+        self.probes += 1
+        if self.probes > MAX_PROBES:
+            raise StrategyError("efficient-frontier search did not converge")
+        lo, hi = self.left, self.right
+        margin = 1e-10 * (1.0 + lo)
+        inside = (candidate is not None and np.isfinite(candidate)
+                  and lo + margin < candidate < hi - 1e-10 * (1.0 + hi))
+        if inside and self.probes <= 30:
+            return float(candidate)  # type: ignore[arg-type]
+        if not np.isfinite(hi):
+            return 2.0 * lo + self.scale
+        return 0.5 * (lo + hi) if lo <= 0 or hi / lo < 4 else float(np.sqrt(lo * hi))
+
+    def closed(self) -> bool:
+        return self.right - self.left <= 1e-12 * (1.0 + self.right)
+
+
+def _moments(seg: FrontierSegment, mu: np.ndarray, cov: np.ndarray) -> tuple[float, ...]:
+    """Return r0 + λr1 and variance q0 + 2λq1 + λ²q2 of the piece's weights."""
+    s0, s1 = cov @ seg.w0, cov @ seg.w1
+    return (float(mu @ seg.w0), float(mu @ seg.w1), float(seg.w0 @ s0), float(seg.w0 @ s1),
+            float(seg.w1 @ s1))
+
+
+def max_sharpe_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
+                       upper: np.ndarray, risk_free_rate: float) -> np.ndarray | None:
+    """argmax (μᵀw − r_f)/√(wᵀΣw) over {Σw = 1, lower ≤ w ≤ upper}; None when no feasible
+    portfolio returns more than r_f (the ratio then has no meaningful maximum).
+
+    On a piece, dS/dλ has the sign of D(λ) = (r1q0 − e0q1) + λ(r1q1 − e0q2), e0 = r0 − r_f
+    (the λ² terms cancel), so the maximizer on a piece is the root of a linear function.
+    S is increasing while the excess return is negative and quasi-concave after, so the
+    bracket logic is sound.
+    """
+    best = max_feasible_return(mu, lower, upper)
+    if best <= risk_free_rate + 1e-12 * (1.0 + abs(risk_free_rate)):
+        return None
+    solution = solve_qp(cov, np.zeros_like(mu), lower, upper)
+    bracket = _Bracket(scale=float(np.mean(np.diag(cov))) / max(float(np.max(np.abs(mu))),
+                                                                 1e-12))
+    lam = 0.0
+    while True:
+        seg = frontier_segment(cov, mu, lower, upper, solution, lam)
+        r0, r1, q0, q1, q2 = _moments(seg, mu, cov)
+        e0 = r0 - risk_free_rate
+        const, slope = r1 * q0 - e0 * q1, r1 * q1 - e0 * q2
+        root = -const / slope if slope != 0 else None
+        d_lo = const + slope * seg.lam_lo
+        d_hi = const + slope * seg.lam_hi if np.isfinite(seg.lam_hi) else -slope
+        if np.isfinite(seg.lam_hi) and d_hi > 0:
+            bracket.left = max(bracket.left, seg.lam_hi)
+        elif d_lo < 0 and seg.lam_lo > 0:
+            bracket.right = min(bracket.right, seg.lam_lo)
+        else:
+            inside = seg.lam_lo if root is None else min(max(root, seg.lam_lo), seg.lam_hi)
+            return seg.at(inside if np.isfinite(inside) else seg.lam_lo)
+        if bracket.closed():
+            return _solve_at(cov, mu, lower, upper, bracket.left, solution).weights
+        lam = bracket.next_probe(root)
+        solution = _solve_at(cov, mu, lower, upper, lam, solution)
+
+
+def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
+                           upper: np.ndarray, target_volatility: float) -> np.ndarray:
+    """argmax μᵀw s.t. √(wᵀΣw) ≤ σ*, Σw = 1, bounds: the frontier point whose volatility is
+    σ* (or the frontier's top when even it is less risky). On a piece the variance is
+    q0 + 2λq1 + λ²q2, so the crossing is a quadratic root. Raises StrategyError when the
+    minimum-variance portfolio is already above σ*."""
+    target = target_volatility**2
+    solution = solve_qp(cov, np.zeros_like(mu), lower, upper)
+    min_vol = float(np.sqrt(solution.weights @ cov @ solution.weights))
+    if min_vol > target_volatility * (1.0 + 1e-12):
+        raise StrategyError(
+            f"target_volatility {target_volatility:.4g} is below the minimum achievable "
+            f"volatility {min_vol:.4g} under these bounds; raise target_volatility")
+    bracket = _Bracket(scale=float(np.mean(np.diag(cov))) / max(float(np.max(np.abs(mu))),
+                                                                 1e-12))
+    lam = 0.0
+    while True:
+        seg = frontier_segment(cov, mu, lower, upper, solution, lam)
+        _, _, q0, q1, q2 = _moments(seg, mu, cov)
+        root = _larger_root(q2, 2.0 * q1, q0 - target)
+        v_hi = q0 + 2 * q1 * seg.lam_hi + q2 * seg.lam_hi**2 if np.isfinite(seg.lam_hi) else None
+        v_lo = q0 + 2 * q1 * seg.lam_lo + q2 * seg.lam_lo**2
+        if v_hi is not None and v_hi < target:
+            bracket.left = max(bracket.left, seg.lam_hi)
+        elif v_lo > target and seg.lam_lo > 0:
+            bracket.right = min(bracket.right, seg.lam_lo)
+        elif v_hi is None and (root is None or root < seg.lam_lo):
+            return seg.at(seg.lam_lo)  # the top piece (w1 = 0) is within the target
+        else:
+            lam_star = seg.lam_lo if root is None else min(max(root, seg.lam_lo), seg.lam_hi)
+            return seg.at(lam_star)
+        if bracket.closed():
+            return _solve_at(cov, mu, lower, upper, bracket.left, solution).weights
+        lam = bracket.next_probe(root)
+        solution = _solve_at(cov, mu, lower, upper, lam, solution)
+
+
+def _larger_root(a: float, b: float, c: float) -> float | None:
+    """Larger real root of aλ² + bλ + c (linear when a ≈ 0); None if none is real."""
+    if abs(a) <= 1e-300:
+        return None if b == 0 else -c / b
+    disc = b * b - 4 * a * c
+    if disc < 0:
+        return None
+    sq = np.sqrt(disc)
+    q = -0.5 * (b + np.copysign(sq, b))  # numerically stable pair
+    roots = [q / a] + ([c / q] if q != 0 else [])
+    return float(max(roots))
+
+
+def _solve_at(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+              lam: float, warm: QPSolution) -> QPSolution:
+    return solve_qp(cov, lam * mu, lower, upper, warm=warm)

@@ -1,0 +1,204 @@
+"""Mean-variance strategies: min_variance, mean_variance, max_sharpe, efficient_risk.
+
+All are long-only by default, fully invested (Σw = 1) with per-asset ``bounds``, and solve
+their problem exactly with the active-set QP in ``strategies.qp`` (Markowitz 1952; annual μ
+and Σ from ``strategies.estimators``). ``optimize_mean_variance`` is the shared entry point
+for other strategies that bring their own μ and Σ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from strategies.base import StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.estimators import Estimate, EstimatorSettings, repair_covariance
+from strategies.frontier import efficient_risk_weights, max_sharpe_weights
+from strategies.qp import check_bounds, polish_weights, solve_qp
+
+log = structlog.get_logger("strategies")
+DEFAULT_BOUNDS = (0.0, 1.0)
+
+
+def optimize_mean_variance(mu: np.ndarray, cov: np.ndarray, risk_aversion: float,
+                           lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """argmax wᵀμ − (δ/2)wᵀΣw s.t. Σw = 1, lower ≤ w ≤ upper (Markowitz 1952).
+
+    Args:
+        mu: expected returns (annual, any consistent unit), shape (n,).
+        cov: covariance in the same units, (n, n); repaired with a warning if not PD.
+        risk_aversion: δ > 0 (equivalently λ = 1/δ in min ½wᵀΣw − λμᵀw).
+        lower, upper: per-asset weight bounds; infeasible bounds raise StrategyError.
+    Returns the weights, feasible to 1e-12 and optimal up to rounding.
+    """
+    mu = np.asarray(mu, dtype=float)
+    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    if not (risk_aversion > 0 and np.isfinite(risk_aversion)):
+        raise StrategyError(f"risk_aversion must be a finite number > 0, got {risk_aversion}")
+    if not np.isfinite(mu).all():
+        raise StrategyError("expected returns contain NaN or inf")
+    cov = repair_covariance(cov)
+    check_bounds(lower, upper, [f"asset {i}" for i in range(len(mu))])
+    return solve_qp(cov, mu / risk_aversion, lower, upper).weights
+
+
+def validate_bounds(bounds: Any) -> tuple[float, float] | dict[str, tuple[float, float]]:
+    """Config check for ``bounds``: a [lo, hi] pair for every asset, or a table
+    symbol = [lo, hi] (unlisted symbols get [0, 1]); 0 ≤ lo ≤ hi ≤ 1 (long-only)."""
+    if isinstance(bounds, Mapping):
+        return {str(sym): _pair(pair, f"bounds.{sym}") for sym, pair in bounds.items()}
+    return _pair(bounds, "bounds")
+
+
+def _pair(pair: Any, key: str) -> tuple[float, float]:
+    if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
+        raise StrategyConfigError(f"{key} must be a [lower, upper] pair, got {pair!r}")
+    lo, hi = float(pair[0]), float(pair[1])
+    if not (0.0 <= lo <= hi <= 1.0):
+        raise StrategyConfigError(f"{key} = [{lo}, {hi}] must satisfy 0 ≤ lower ≤ upper ≤ 1")
+    return lo, hi
+
+
+def bound_vectors(bounds: tuple[float, float] | Mapping[str, tuple[float, float]],
+                  symbols: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bound arrays aligned with ``symbols``."""
+    n = len(symbols)
+    if not isinstance(bounds, Mapping):
+        return np.full(n, bounds[0]), np.full(n, bounds[1])
+    pairs = [bounds.get(str(s), DEFAULT_BOUNDS) for s in symbols]
+    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+@dataclass(frozen=True, slots=True)
+class RiskModelStrategy:
+    """Shared parameters of the optimizers that need only Σ (see EstimatorSettings)."""
+
+    name: ClassVar[str] = "risk_model"
+    uses_expected_returns: ClassVar[bool] = False
+
+    lookback_days: int = 252
+    covariance: str = "sample"
+    cov_half_life_days: float = 63.0
+    bounds: Any = DEFAULT_BOUNDS
+    settings: EstimatorSettings = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bounds", validate_bounds(self.bounds))
+        object.__setattr__(self, "settings", self._settings())
+
+    def _settings(self) -> EstimatorSettings:
+        return EstimatorSettings(lookback_days=self.lookback_days, covariance=self.covariance,
+                                 cov_half_life_days=self.cov_half_life_days)
+
+    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+        """Weights from the last ``lookback_days`` returns up to the last row (as-of date);
+        assets without full history get 0."""
+        est = self.settings.estimate(prices, with_returns=self.uses_expected_returns)
+        lower, upper = bound_vectors(self.bounds, est.symbols)
+        check_bounds(lower, upper, [str(s) for s in est.symbols])
+        w = polish_weights(self.optimize(est, lower, upper), lower, upper)
+        out = np.zeros(prices.shape[1])
+        out[prices.columns.get_indexer(est.symbols)] = w
+        return finalize_weights(pd.Series(out, index=prices.columns), self.name)
+
+    def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnModelStrategy(RiskModelStrategy):
+    """Shared parameters of the optimizers that also need μ (see EstimatorSettings)."""
+
+    uses_expected_returns: ClassVar[bool] = True
+
+    expected_returns: str = "mean"
+    returns_span_days: float = 60.0
+    market_weights: Mapping[str, float] | None = None
+    equilibrium_risk_aversion: float = 2.5
+
+    def _settings(self) -> EstimatorSettings:
+        return EstimatorSettings(
+            lookback_days=self.lookback_days, covariance=self.covariance,
+            cov_half_life_days=self.cov_half_life_days, expected_returns=self.expected_returns,
+            returns_span_days=self.returns_span_days, market_weights=self.market_weights,
+            equilibrium_risk_aversion=self.equilibrium_risk_aversion)
+
+
+@register("min_variance")
+@dataclass(frozen=True, slots=True)
+class MinVariance(RiskModelStrategy):
+    """Global minimum variance: argmin wᵀΣw s.t. Σw = 1, bounds."""
+
+    name: ClassVar[str] = "min_variance"
+
+    def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        return solve_qp(est.cov, np.zeros(len(est.mu)), lower, upper).weights
+
+
+@register("mean_variance")
+@dataclass(frozen=True, slots=True)
+class MeanVariance(ReturnModelStrategy):
+    """Markowitz utility: argmax wᵀμ − (δ/2)wᵀΣw with δ = ``risk_aversion``, Σw = 1, bounds."""
+
+    name: ClassVar[str] = "mean_variance"
+    risk_aversion: float = 2.5
+
+    def __post_init__(self) -> None:
+        RiskModelStrategy.__post_init__(self)
+        if not (self.risk_aversion > 0 and np.isfinite(self.risk_aversion)):
+            raise StrategyConfigError(f"risk_aversion must be > 0, got {self.risk_aversion}")
+
+    def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        return solve_qp(est.cov, est.mu / self.risk_aversion, lower, upper).weights
+
+
+@register("max_sharpe")
+@dataclass(frozen=True, slots=True)
+class MaxSharpe(ReturnModelStrategy):
+    """Tangency portfolio: argmax (wᵀμ − r_f)/√(wᵀΣw), r_f = ``risk_free_rate`` (annual).
+
+    When no feasible portfolio beats r_f the ratio is meaningless: falls back to
+    min_variance and logs ``max_sharpe_fallen_back``.
+    """
+
+    name: ClassVar[str] = "max_sharpe"
+    risk_free_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        RiskModelStrategy.__post_init__(self)
+        if not np.isfinite(self.risk_free_rate):
+            raise StrategyConfigError(f"risk_free_rate must be finite, got {self.risk_free_rate}")
+
+    def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        w = max_sharpe_weights(est.mu, est.cov, lower, upper, self.risk_free_rate)
+        if w is None:
+            log.warning("max_sharpe_fallen_back", fallback="min_variance",
+                        reason="no feasible portfolio's expected return exceeds risk_free_rate",
+                        risk_free_rate=self.risk_free_rate,
+                        best_expected_return=float(np.max(est.mu)))
+            return solve_qp(est.cov, np.zeros(len(est.mu)), lower, upper).weights
+        return w
+
+
+@register("efficient_risk")
+@dataclass(frozen=True, slots=True)
+class EfficientRisk(ReturnModelStrategy):
+    """Highest expected return with annual volatility ≤ ``target_volatility`` (Σw = 1,
+    bounds); a target below the minimum achievable volatility is a StrategyError."""
+
+    name: ClassVar[str] = "efficient_risk"
+    target_volatility: float = 0.10
+
+    def __post_init__(self) -> None:
+        RiskModelStrategy.__post_init__(self)
+        if not (self.target_volatility > 0 and np.isfinite(self.target_volatility)):
+            raise StrategyConfigError(
+                f"target_volatility must be > 0 (annual, e.g. 0.10), got {self.target_volatility}")
+
+    def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        return efficient_risk_weights(est.mu, est.cov, lower, upper, self.target_volatility)

@@ -1,0 +1,250 @@
+"""The box-and-budget constrained convex QP behind every mean-variance strategy.
+
+    minimize ½ wᵀΣw − cᵀw   subject to   Σ_i w_i = 1,   lower ≤ w ≤ upper
+
+with Σ symmetric positive definite (callers repair it first, see
+``estimators.repair_covariance``). KKT: with gradient g = Σw − c and budget multiplier ν,
+z = g − ν·1 is ≥ 0 where w_i = lower_i, ≤ 0 where w_i = upper_i and 0 where w_i is free.
+
+Algorithm: the primal-dual active-set method (Hintermüller, Ito & Kunisch 2002, SIAM J.
+Optim. 13(3)) — guess which bounds are active, solve the equality-constrained problem on
+the free set with one Cholesky factorization, re-guess from the primal/dual signs; it
+changes many bounds per iteration and typically converges in 3–10 iterations. If it
+cycles (possible when Σ is not an M-matrix) the classical primal active-set method
+(Nocedal & Wright 2006, Algorithm 16.3), which converges finitely for strictly convex QPs,
+finishes from a greedy feasible vertex. The result is exact up to rounding: the final
+free set's KKT system is solved directly and the KKT signs are checked.
+
+``frontier_segment`` gives the efficient frontier piece on which a set of active bounds
+stays optimal, w(λ) = w₀ + λw₁ for c = λμ (Markowitz's critical line), which the
+max-Sharpe and target-volatility searches use to land exactly on their optimum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+from strategies.base import StrategyError
+
+PDAS_MAX_ITERATIONS = 60
+WEIGHT_TOLERANCE = 1e-12  # bound violation (in weight units) that counts as infeasible
+DUAL_RELATIVE_TOLERANCE = 1e-12  # multiplier sign tolerance, relative to |Σ| + |c|
+
+
+@dataclass(frozen=True, slots=True)
+class QPSolution:
+    """Optimal weights and the active bounds there (a warm start for a nearby problem)."""
+
+    weights: np.ndarray
+    at_lower: np.ndarray
+    at_upper: np.ndarray
+    iterations: int
+
+
+@dataclass(frozen=True, slots=True)
+class FrontierSegment:
+    """w(λ) = w0 + λ·w1 is the optimum of ½wᵀΣw − λμᵀw for every λ in [lam_lo, lam_hi]."""
+
+    w0: np.ndarray
+    w1: np.ndarray
+    lam_lo: float
+    lam_hi: float
+
+    def at(self, lam: float) -> np.ndarray:
+        return self.w0 + lam * self.w1
+
+
+def check_bounds(lower: np.ndarray, upper: np.ndarray, symbols: list[str]) -> None:
+    """Raise StrategyError naming the violated constraint if no weights satisfy
+    lower ≤ w ≤ upper and Σw = 1."""
+    bad = [s for s, lo, hi in zip(symbols, lower, upper, strict=True) if lo > hi]
+    if bad:
+        raise StrategyError(f"bounds: lower bound above upper bound for {bad}")
+    n = len(symbols)
+    if float(np.sum(upper)) < 1.0 - 1e-12:
+        raise StrategyError(
+            f"bounds infeasible: the upper bounds sum to {float(np.sum(upper)):.6g} over {n} "
+            f"assets, below the full-investment constraint sum(w) = 1; raise the upper bounds "
+            f"(e.g. to at least {1.0 / n:.4g} each)")
+    if float(np.sum(lower)) > 1.0 + 1e-12:
+        raise StrategyError(
+            f"bounds infeasible: the lower bounds sum to {float(np.sum(lower)):.6g} over {n} "
+            f"assets, above the full-investment constraint sum(w) = 1; lower them")
+
+
+def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+             warm: QPSolution | None = None) -> QPSolution:
+    """Minimize ½wᵀΣw − linᵀw s.t. Σw = 1, lower ≤ w ≤ upper (feasible bounds assumed:
+    call ``check_bounds`` first). ``warm`` seeds the active sets from a nearby solution."""
+    n = len(lin)
+    fixed = lower >= upper
+    if fixed.all():
+        return QPSolution(lower.copy(), fixed.copy(), np.zeros(n, bool), 0)
+    if warm is not None:
+        at_lo, at_hi = warm.at_lower | fixed, warm.at_upper & ~fixed
+    else:
+        at_lo, at_hi = fixed.copy(), np.zeros(n, bool)
+    tol_z = DUAL_RELATIVE_TOLERANCE * (float(np.max(np.abs(np.diag(cov))))
+                                       + float(np.max(np.abs(lin))))
+    solution = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z)
+    if solution is None:
+        solution = _primal_active_set(cov, lin, lower, upper, tol_z)
+    return solution
+
+
+def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                   at_lo: np.ndarray, at_hi: np.ndarray) -> tuple[np.ndarray, float]:
+    """Minimizer with the given bounds held active and Σw = 1, and its budget multiplier ν
+    (NaN when no variable is free)."""
+    w = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
+    free = np.flatnonzero(~(at_lo | at_hi))
+    if free.size == 0:
+        return w, float("nan")
+    rhs = lin[free] - cov[free] @ w if w.any() else lin[free].copy()
+    x, y = _factor_solve(cov[np.ix_(free, free)], np.column_stack([rhs, np.ones(free.size)]))
+    nu = (1.0 - float(w.sum()) - float(x.sum())) / float(y.sum())
+    w[free] = x + nu * y
+    return w, nu
+
+
+def _factor_solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    try:
+        return cho_solve(cho_factor(matrix, lower=True, check_finite=False), rhs,
+                         check_finite=False).T
+    except LinAlgError as exc:
+        raise StrategyError("covariance is not positive definite on the free assets; "
+                            "repair it (estimators.repair_covariance) first") from exc
+
+
+def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
+                            upper: np.ndarray, at_lo: np.ndarray, at_hi: np.ndarray,
+                            tol_z: float) -> QPSolution | None:
+    """HIK primal-dual active-set iterations; None if they cycle or stall."""
+    fixed = lower >= upper
+    seen: set[bytes] = set()
+    for iteration in range(1, PDAS_MAX_ITERATIONS + 1):
+        w, nu = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi)
+        if np.isnan(nu):
+            return None
+        z = cov @ w - lin - nu
+        free = ~(at_lo | at_hi)
+        new_lo = fixed | (free & (w < lower - WEIGHT_TOLERANCE)) | (at_lo & (z > -tol_z))
+        new_hi = ~fixed & ((free & (w > upper + WEIGHT_TOLERANCE)) | (at_hi & (z < tol_z)))
+        if np.array_equal(new_lo, at_lo) and np.array_equal(new_hi, at_hi):
+            return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi, iteration)
+        key = np.packbits(np.concatenate([new_lo, new_hi])).tobytes()
+        if key in seen:
+            return None
+        seen.add(key)
+        at_lo, at_hi = new_lo, new_hi
+    return None
+
+
+def _greedy_vertex(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
+                   upper: np.ndarray) -> np.ndarray:
+    """A feasible start: lower bounds, then fill the budget in order of ½σᵢ² − cᵢ."""
+    w = lower.copy()
+    room = 1.0 - float(w.sum())
+    for i in np.argsort(0.5 * np.diag(cov) - lin, kind="stable"):
+        if room <= 0.0:
+            break
+        add = min(upper[i] - lower[i], room)
+        w[i] += add
+        room -= add
+    return w
+
+
+def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
+                       upper: np.ndarray, tol_z: float) -> QPSolution:
+    """Nocedal & Wright (2006) Algorithm 16.3 from a greedy vertex: finite, one bound
+    change per iteration; the safe path when the primal-dual iterations cycle."""
+    n = len(lin)
+    fixed = lower >= upper
+    w = _greedy_vertex(cov, lin, lower, upper)
+    at_lo = fixed | (w <= lower)
+    at_hi = ~at_lo & (w >= upper)
+    for iteration in range(1, 20 * n + 100):
+        target, nu = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi)
+        free = ~(at_lo | at_hi)
+        step = np.where(free, target - w, 0.0)
+        if np.max(np.abs(step)) <= 1e-14:
+            g = cov @ w - lin
+            if np.isnan(nu):
+                movable_lo = at_lo & ~fixed
+                nu = float(np.min(g[movable_lo])) if movable_lo.any() else float(np.max(g[at_hi]))
+            violation = np.where(at_lo & ~fixed, nu - g, 0.0) + np.where(at_hi, g - nu, 0.0)
+            worst = int(np.argmax(violation))
+            if violation[worst] <= tol_z:
+                return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi, iteration)
+            at_lo[worst] = at_hi[worst] = False
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(step < -1e-18, (lower - w) / step,
+                             np.where(step > 1e-18, (upper - w) / step, np.inf))
+        ratio = np.where(free, np.maximum(ratio, 0.0), np.inf)
+        block = int(np.argmin(ratio))
+        if ratio[block] >= 1.0:
+            w = np.where(free, target, w)
+            continue
+        w = w + ratio[block] * step
+        if step[block] < 0:
+            w[block], at_lo[block] = lower[block], True
+        else:
+            w[block], at_hi[block] = upper[block], True
+    raise StrategyError("mean-variance QP did not converge (degenerate cycling); "
+                        "check the covariance and bounds")
+
+
+def polish_weights(w: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                   free: np.ndarray | None = None) -> np.ndarray:
+    """Clip to the bounds and spread the rounding residual of Σw = 1 over the free assets
+    (all assets when ``free`` is None) in proportion to their room."""
+    if free is None:
+        free = (w > lower) & (w < upper)
+    w = np.clip(w, lower, upper)
+    for _ in range(3):
+        residual = 1.0 - float(w.sum())
+        if abs(residual) <= 1e-15:
+            break
+        room = (upper - w) if residual > 0 else (w - lower)
+        room = np.where(free, room, 0.0) if free.any() and room[free].sum() > abs(residual) \
+            else room
+        w = np.clip(w + residual * room / room.sum(), lower, upper)
+    return w
+
+
+def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                     solution: QPSolution, lam: float) -> FrontierSegment:
+    """The frontier piece through ``solution`` (an optimum of ½wᵀΣw − λμᵀw for some
+    λ ≥ 0): with its active bounds held, w and the multipliers are affine in λ; the
+    segment is the λ-interval where the free weights stay in bounds and the active
+    bounds' multipliers keep their signs (Markowitz 1956's critical line). With no free
+    asset (every weight at a bound) the piece is reported as the single point ``lam``."""
+    at_lo, at_hi = solution.at_lower, solution.at_upper
+    fixed_w = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
+    free = np.flatnonzero(~(at_lo | at_hi))
+    w0, w1 = fixed_w.copy(), np.zeros_like(fixed_w)
+    if free.size == 0:
+        return FrontierSegment(w0=fixed_w, w1=np.zeros_like(fixed_w), lam_lo=lam, lam_hi=lam)
+    rhs = np.column_stack([-(cov[free] @ fixed_w), mu[free], np.ones(free.size)])
+    x0, x1, y = _factor_solve(cov[np.ix_(free, free)], rhs)
+    nu0 = (1.0 - float(fixed_w.sum()) - float(x0.sum())) / float(y.sum())
+    nu1 = -float(x1.sum()) / float(y.sum())
+    w0[free] = x0 + nu0 * y
+    w1[free] = x1 + nu1 * y
+    fixed = lower >= upper
+    z0 = cov @ w0 - nu0
+    z1 = cov @ w1 - mu - nu1
+    is_free = ~(at_lo | at_hi)
+    # Constraints of the form a + λ·b ≥ 0.
+    a = np.concatenate([(w0 - lower)[is_free], (upper - w0)[is_free],
+                        z0[at_lo & ~fixed], -z0[at_hi]])
+    b = np.concatenate([w1[is_free], -w1[is_free], z1[at_lo & ~fixed], -z1[at_hi]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        limits = -a / b
+    lam_lo = float(np.max(limits[b > 1e-300], initial=0.0))
+    lam_hi = float(np.min(limits[b < -1e-300], initial=np.inf))
+    return FrontierSegment(w0=w0, w1=w1, lam_lo=max(lam_lo, 0.0), lam_hi=lam_hi)

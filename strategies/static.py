@@ -1,0 +1,206 @@
+"""Strategic and naive allocations: fixed weights (with documented presets), equal weight,
+inverse volatility.
+
+Each strategy is a frozen dataclass whose constructor arguments are exactly its
+``[strategy.params]`` config keys; output goes through ``finalize_weights`` and is indexed
+by the price columns (0 for anything not held).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from strategies.base import StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.estimators import sample_covariance, simple_returns
+
+log = structlog.get_logger("strategies")
+
+PRESETS: Mapping[str, Mapping[str, float]] = MappingProxyType({
+    # Classic 60/40 balanced portfolio: 60% US equities, 40% US bonds. We use IEF
+    # (7-10y Treasuries) for the bond leg: its duration (~7.5y) is close to the US
+    # aggregate bond index's (~6y), whereas TLT (~17y) would make it a far riskier mix.
+    "sixty_forty": MappingProxyType({"SPY": 0.60, "IEF": 0.40}),
+    # Harry Browne, "Fail-Safe Investing" (1999): stocks, long Treasuries, gold and cash
+    # (short Treasuries) at 25% each.
+    "permanent_portfolio": MappingProxyType(
+        {"SPY": 0.25, "TLT": 0.25, "GLD": 0.25, "SHY": 0.25}
+    ),
+    # Ray Dalio's retail "All Weather" portfolio as given in Tony Robbins, "MONEY: Master
+    # the Game" (2014): 30% stocks, 40% long-term Treasuries, 15% intermediate Treasuries,
+    # 7.5% gold, 7.5% commodities.
+    "all_weather": MappingProxyType(
+        {"SPY": 0.30, "TLT": 0.40, "IEF": 0.15, "GLD": 0.075, "DBC": 0.075}
+    ),
+    # David Swensen, "Unconventional Success" (2005) model portfolio: 30% domestic equity,
+    # 15% foreign developed, 5% emerging markets, 20% REITs, 15% US Treasuries, 15% TIPS.
+    # Liquid-ETF proxy over our universe: emerging markets -> EFA (no EM fund in the
+    # default universe, so foreign equity is 20% EFA), TIPS -> IEF (intermediate
+    # nominal Treasuries, similar duration), Treasuries -> TLT.
+    "endowment": MappingProxyType(
+        {"SPY": 0.30, "EFA": 0.20, "VNQ": 0.20, "IEF": 0.15, "TLT": 0.15}
+    ),
+})
+
+
+def check_fixed_weights(weights: Mapping[str, float], key: str) -> dict[str, float]:
+    """Check a symbol → fraction mapping: each in [0, 1], total ≤ 1 (rest is cash)."""
+    if not isinstance(weights, Mapping):
+        raise StrategyConfigError(f"{key}: expected a mapping symbol -> fraction, got "
+                                  f"{type(weights).__name__}")
+    clean: dict[str, float] = {}
+    for symbol, value in weights.items():
+        try:
+            frac = float(value)
+        except (TypeError, ValueError):
+            raise StrategyConfigError(f"{key}.{symbol}: not a number: {value!r}") from None
+        if not math.isfinite(frac) or not 0.0 <= frac <= 1.0:
+            raise StrategyConfigError(f"{key}.{symbol}: weight {value!r} outside [0, 1]")
+        clean[str(symbol)] = frac
+    total = sum(clean.values())
+    if total > 1.0 + 1e-9:
+        raise StrategyConfigError(f"{key}: weights sum to {total:.6f} > 1; "
+                                  "scale them down (any remainder is held as cash)")
+    return clean
+
+
+def asof_row(prices: pd.DataFrame, name: str) -> pd.Series:
+    """The last (as-of) row of a non-empty price frame, or a StrategyError naming ``name``."""
+    if prices.empty or len(prices.index) == 0:
+        raise StrategyError(f"strategy {name!r}: empty price history")
+    return prices.iloc[-1]
+
+
+@register("fixed")
+@dataclass(frozen=True, slots=True)
+class Fixed:
+    """Constant target weights, from ``weights`` or a named ``preset`` (exactly one).
+
+    Args:
+        weights: symbol → fraction of equity, each in [0, 1], sum ≤ 1 (rest is cash).
+        preset: one of ``PRESETS`` (sixty_forty, permanent_portfolio, all_weather,
+            endowment); sources are cited beside each preset in this module.
+    """
+
+    weights: Mapping[str, float] | None = None
+    preset: str | None = None
+    name: ClassVar[str] = "fixed"
+
+    def __post_init__(self) -> None:
+        if (self.weights is None) == (self.preset is None):
+            raise StrategyConfigError(
+                "fixed: give exactly one of 'weights' (symbol -> fraction) or 'preset' "
+                f"({', '.join(sorted(PRESETS))})"
+            )
+        if self.preset is not None and self.preset not in PRESETS:
+            raise StrategyConfigError(
+                f"preset: unknown preset {self.preset!r}; choose one of "
+                f"{', '.join(sorted(PRESETS))}"
+            )
+        if self.weights is not None:
+            clean = check_fixed_weights(self.weights, "weights")
+            object.__setattr__(self, "weights", MappingProxyType(clean))
+
+    @property
+    def lookback_days(self) -> int:
+        return 1
+
+    @property
+    def targets(self) -> Mapping[str, float]:
+        """The configured symbol → weight mapping (preset resolved)."""
+        if self.preset is not None:
+            return PRESETS[self.preset]
+        assert self.weights is not None
+        return self.weights
+
+    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+        last = asof_row(prices, self.name)
+        targets = self.targets
+        missing = [s for s in targets if s not in prices.columns]
+        if missing:
+            raise StrategyError(
+                f"strategy 'fixed': symbol(s) {', '.join(missing)} have a target weight "
+                f"but no price column; add them to the universe or drop them from the weights"
+            )
+        unpriced = [s for s, w in targets.items() if w > 0 and pd.isna(last[s])]
+        if unpriced:
+            raise StrategyError(
+                f"strategy 'fixed': no price for {', '.join(unpriced)} on the as-of date "
+                f"{prices.index[-1]}"
+            )
+        out = pd.Series(0.0, index=prices.columns, dtype=float)
+        for symbol, w in targets.items():
+            out[symbol] = w
+        return finalize_weights(out, self.name)
+
+
+@register("equal_weight")
+@dataclass(frozen=True, slots=True)
+class EqualWeight:
+    """1/N over the columns that have a price on the as-of (last) row."""
+
+    name: ClassVar[str] = "equal_weight"
+
+    @property
+    def lookback_days(self) -> int:
+        return 1
+
+    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+        last = asof_row(prices, self.name)
+        priced = last.notna().to_numpy()
+        for symbol in prices.columns[~priced]:
+            log.warning("asset_excluded", symbol=str(symbol), reason="no price on as-of date",
+                        asof=str(prices.index[-1]), strategy=self.name)
+        n = int(priced.sum())
+        if n == 0:
+            raise StrategyError(f"strategy 'equal_weight': no asset has a price on the as-of "
+                                f"date {prices.index[-1]}")
+        out = pd.Series(np.where(priced, 1.0 / n, 0.0), index=prices.columns, dtype=float)
+        return finalize_weights(out, self.name)
+
+
+def inverse_volatility_weights(prices: pd.DataFrame, lookback_days: int) -> pd.Series:
+    """w_i = (1/σ_i) / Σ_j (1/σ_j), σ from the shared sample covariance of simple returns.
+
+    Indexed by the usable assets only (those ``simple_returns`` keeps); zero-volatility
+    assets are an error (1/σ undefined).
+    """
+    returns = simple_returns(prices, lookback_days)
+    vol = np.sqrt(np.diag(sample_covariance(returns).to_numpy()))
+    if not (vol > 0).all():
+        flat = returns.columns[~(vol > 0)].tolist()
+        raise StrategyError(f"inverse volatility undefined: zero volatility for {flat} in the "
+                            f"{lookback_days}-day window ending {prices.index[-1]}")
+    inv = 1.0 / vol
+    return pd.Series(inv / inv.sum(), index=returns.columns, dtype=float)
+
+
+@register("inverse_volatility")
+@dataclass(frozen=True, slots=True)
+class InverseVolatility:
+    """w ∝ 1/σ (annualized sample volatility of daily simple returns over ``lookback_days``).
+
+    Args:
+        lookback_days: return observations in the estimation window (default 63 ≈ 3 months).
+    """
+
+    lookback_days: int = 63
+    name: ClassVar[str] = "inverse_volatility"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lookback_days, bool) or not isinstance(self.lookback_days, int) \
+                or self.lookback_days < 2:
+            raise StrategyConfigError(
+                f"lookback_days: expected an integer ≥ 2, got {self.lookback_days!r}")
+
+    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+        w = inverse_volatility_weights(prices, self.lookback_days)
+        out = w.reindex(prices.columns, fill_value=0.0)
+        return finalize_weights(out, self.name)

@@ -1,0 +1,84 @@
+"""load_price_csv / select_universe: good files load, every kind of bad file is named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from brokers.errors import BrokerDataError
+from brokers.price_file import load_price_csv, select_universe
+from bot.sample_market import SAMPLE_PRICES_PATH, SYMBOLS
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "prices.csv"
+    path.write_text(text)
+    return path
+
+
+def test_load_price_csv_valid_file_gives_dated_float_frame(tmp_path):
+    path = write(tmp_path, "date,SPY,TLT\n2024-01-02,470.1,\n2024-01-03,468.5,95.2\n")
+    prices = load_price_csv(path)
+    assert isinstance(prices.index, pd.DatetimeIndex) and prices.index.name == "date"
+    assert list(prices.columns) == ["SPY", "TLT"]
+    assert all(dtype == np.float64 for dtype in prices.dtypes)
+    assert prices.loc["2024-01-03", "SPY"] == 468.5
+    assert np.isnan(prices.loc["2024-01-02", "TLT"])  # not listed yet: allowed
+
+
+def test_load_price_csv_bundled_sample_loads_every_symbol():
+    prices = load_price_csv(SAMPLE_PRICES_PATH)
+    assert tuple(prices.columns) == SYMBOLS
+    assert len(prices) > 5000 and not prices.isna().to_numpy().any()
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("day,SPY\n2024-01-02,1\n", ["no 'date' column"]),
+        ("date,SPY\n2024-01-02,1\n2024-02-30,2\n", ["line 3", "2024-02-30"]),
+        ("date,SPY\n2024-01-02,1\n2024-01-02,2\n", ["duplicate date", "2024-01-02"]),
+        ("date,SPY\n2024-01-03,1\n2024-01-02,2\n", ["not sorted", "2024-01-02"]),
+        ("date,SPY,TLT\n2024-01-02,1,2\n2024-01-03,1,\n", ["NaN", "TLT", "2024-01-03"]),
+        ("date,SPY,TLT\n2024-01-02,1,2\n2024-01-03,0,2\n", ["SPY", "2024-01-03", "positive"]),
+        ("date,SPY,TLT\n2024-01-02,1,2\n2024-01-03,1,-3\n", ["TLT", "2024-01-03", "positive"]),
+        ("date,SPY,TLT\n2024-01-02,1,2\n2024-01-03,n/a,2\n", ["line 3", "SPY", "'n/a'"]),
+        ("date,SPY,SPY\n2024-01-02,1,2\n", ["'SPY' appears twice"]),
+        ("", ["empty"]),
+        ("date,SPY\n", ["no price rows"]),
+    ],
+)
+def test_load_price_csv_bad_data_raises_naming_file_and_place(tmp_path, text, fragments):
+    path = write(tmp_path, text)
+    with pytest.raises(BrokerDataError) as caught:
+        load_price_csv(path)
+    message = str(caught.value)
+    assert str(path) in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_load_price_csv_missing_file_raises_naming_path(tmp_path):
+    with pytest.raises(BrokerDataError, match="not found.*nowhere.csv"):
+        load_price_csv(tmp_path / "nowhere.csv")
+
+
+def test_select_universe_returns_requested_columns_in_order():
+    prices = pd.DataFrame({"SPY": [1.0], "TLT": [2.0], "GLD": [3.0]})
+    assert list(select_universe(prices, ["GLD", "SPY"]).columns) == ["GLD", "SPY"]
+
+
+def test_select_universe_missing_symbols_raises_naming_each():
+    prices = pd.DataFrame({"SPY": [1.0], "TLT": [2.0]})
+    with pytest.raises(BrokerDataError, match="QQQ, IWM") as caught:
+        select_universe(prices, ["SPY", "QQQ", "IWM"])
+    assert "available: SPY, TLT" in str(caught.value)
+
+
+def test_select_universe_repeated_or_empty_list_raises():
+    prices = pd.DataFrame({"SPY": [1.0]})
+    with pytest.raises(BrokerDataError, match="SPY more than once"):
+        select_universe(prices, ["SPY", "SPY"])
+    with pytest.raises(BrokerDataError, match="empty"):
+        select_universe(prices, [])

@@ -1,0 +1,73 @@
+"""The bundled synthetic sample: reproducible from its seed and shaped like its calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bot.sample_market import (
+    ALL_VOL_ANNUAL,
+    CALM,
+    SAMPLE_PRICES_PATH,
+    SEED,
+    STRESS,
+    SYMBOLS,
+    generate_sample_market,
+    render_csv,
+)
+from brokers.price_file import load_price_csv
+
+
+@pytest.fixture(scope="module")
+def market():
+    return generate_sample_market(SEED)
+
+
+@pytest.fixture(scope="module")
+def log_returns():
+    return np.log(load_price_csv(SAMPLE_PRICES_PATH)).diff().iloc[1:]
+
+
+def test_sample_market_regenerates_committed_csv_byte_for_byte(market):
+    assert render_csv(market.prices).encode("utf-8") == SAMPLE_PRICES_PATH.read_bytes()
+
+
+def test_sample_market_covers_twenty_years_of_business_days(log_returns):
+    prices = load_price_csv(SAMPLE_PRICES_PATH)
+    assert tuple(prices.columns) == SYMBOLS
+    assert prices.index[0] == pd.Timestamp("2005-01-03")
+    assert prices.index[-1] == pd.Timestamp("2024-12-31")
+    assert (prices.index.day_of_week < 5).all()
+
+
+def test_sample_market_realized_vol_within_25pct_of_calibration(log_returns):
+    realized = log_returns.std().to_numpy() * np.sqrt(252)
+    ratio = realized / np.array(ALL_VOL_ANNUAL)
+    assert np.all(np.abs(ratio - 1) < 0.25), dict(zip(SYMBOLS, ratio.round(3), strict=True))
+
+
+def test_sample_market_spy_tlt_correlation_negative(log_returns):
+    assert log_returns["SPY"].corr(log_returns["TLT"]) < 0
+
+
+def test_sample_market_has_stress_spells_with_higher_vol(market, log_returns):
+    stress = market.stress[1:]
+    spells = int(np.sum(np.diff(market.stress.astype(int)) == 1))
+    assert 0.05 < stress.mean() < 0.5 and spells >= 5
+    spy = log_returns["SPY"].to_numpy()
+    assert spy[stress].std() > 1.5 * spy[~stress].std()
+
+
+def test_sample_market_returns_fat_tailed(log_returns):
+    assert (log_returns.kurt() > 1.0).all()
+
+
+def test_sample_market_dof_matches_median_regime_kurtosis():
+    for regime in (CALM, STRESS):
+        assert 6 / (regime.dof - 4) == pytest.approx(np.median(regime.excess_kurtosis))
+
+
+def test_sample_market_other_seed_gives_different_prices(market):
+    other = generate_sample_market(SEED + 1)
+    assert not np.allclose(other.prices.to_numpy(), market.prices.to_numpy())
