@@ -12,6 +12,7 @@ exact only for i.i.d. zero-mean returns.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -200,12 +201,12 @@ def _scaled_with_safe(weights: pd.Series, safe: str, k: float, cap: float | None
     return out
 
 
-def _bisect_scale(var_at: object, limit: float) -> float:
+def _bisect_scale(var_at: Callable[[float], float], limit: float) -> float:
     """Largest-side k in [0, 1] with VaR(k) ≤ limit, given VaR(0) ≤ limit < VaR(1)."""
     lo, hi = 0.0, 1.0
     while hi - lo > BISECTION_TOLERANCE:
         mid = 0.5 * (lo + hi)
-        if var_at(mid) <= limit:  # type: ignore[operator]
+        if var_at(mid) <= limit:
             lo = mid
         else:
             hi = mid
@@ -213,18 +214,34 @@ def _bisect_scale(var_at: object, limit: float) -> float:
 
 
 def _limit_var(weights: pd.Series, returns: pd.DataFrame, limits: RiskLimits,
-               var_now: float, cvar_now: float) -> tuple[pd.Series, RiskIntervention]:
-    """Scale the risky weights by k so VaR meets max_var (cash: k = max_var/VaR, exact by
-    homogeneity of degree 1; safe asset: bisection on k to 1e-10)."""
-    limit = float(limits.max_var)  # type: ignore[arg-type]
+               limit: float, figures: tuple[float, float],
+               ) -> tuple[pd.Series, RiskIntervention, tuple[float, float]]:
+    """Scale the risky weights by k so VaR meets ``limit``.
+
+    Cash remainder: r_p(k) = k·r_p, and both VaR estimators are positively homogeneous of
+    degree 1 (a quantile of k·r is k times the quantile; μ and σ scale by k), so
+    k = max_var / VaR exactly. Safe-asset remainder: VaR(k) is not homogeneous; k is
+    found by bisection to 1e-10, keeping VaR(k) ≤ limit. If the safe asset alone breaches
+    the limit, every weight (safe asset included) is scaled with the remainder in cash.
+    """
+    var_now, cvar_now = figures
     safe = limits.safe_asset
     before = {"var": var_now, "cvar": cvar_now, "max_var": limit, "weights": _as_dict(weights)}
     remainder_to = "cash"
     note = ""
+    k = limit / var_now
+    scaled = weights * k
     if safe is not None:
+        # r_p(k) = k·r_risky + w_safe(k)·r_safe: precomputed so each step is one quantile
+        r_risky = portfolio_returns(returns, weights.drop(safe, errors="ignore"))
+        r_safe = returns[safe].to_numpy(dtype=float)
+        w_safe0 = float(weights.get(safe, 0.0))
+        risky_sum = float(weights.drop(safe, errors="ignore").sum())
+        cap = math.inf if limits.max_weight is None else max(limits.max_weight, w_safe0)
+
         def var_at(k: float) -> float:
-            w = _scaled_with_safe(weights, safe, k, limits.max_weight)
-            return _risk_pair(portfolio_returns(returns, w), limits)[0]
+            w_safe = min(w_safe0 + (1 - k) * risky_sum, cap)
+            return _risk_pair(k * r_risky + w_safe * r_safe, limits)[0]
 
         if var_at(0.0) <= limit:
             k = _bisect_scale(var_at, limit)
@@ -232,10 +249,6 @@ def _limit_var(weights: pd.Series, returns: pd.DataFrame, limits: RiskLimits,
             remainder_to = safe
         else:
             note = f"safe asset {safe} alone breaches max_var; remainder goes to cash"
-            safe = None
-    if safe is None:
-        k = limit / var_now
-        scaled = weights * k
     var_after, cvar_after = _risk_pair(portfolio_returns(returns, scaled), limits)
     if remainder_to == "cash" and var_after > limit:  # float rounding: land on the safe side
         k *= 1 - 1e-12
@@ -245,12 +258,17 @@ def _limit_var(weights: pd.Series, returns: pd.DataFrame, limits: RiskLimits,
              "weights": _as_dict(scaled)}
     if note:
         after["note"] = note
-    return scaled, RiskIntervention("max_var", before, after)
+    return scaled, RiskIntervention("max_var", before, after), (var_after, cvar_after)
 
 
 def _returns_for(weights: pd.Series, prices: pd.DataFrame, limits: RiskLimits) -> pd.DataFrame:
-    """Returns over the lookback for the weighted symbols (and the safe asset); a symbol
-    that carries weight but lacks prices or history is an error naming it."""
+    """Returns over the lookback for the weighted symbols and the safe asset.
+
+    A symbol that carries weight (or is the safe asset) but lacks prices or a full
+    lookback window is an error naming it. Zero-weight symbols without full history are
+    left out. ``simple_returns`` needs two assets: a one-asset portfolio borrows another
+    complete column of ``prices`` (weight 0, so it does not change r_p).
+    """
     symbols = [str(s) for s in weights.index]
     if limits.safe_asset is not None and limits.safe_asset not in symbols:
         symbols.append(limits.safe_asset)
@@ -258,16 +276,20 @@ def _returns_for(weights: pd.Series, prices: pd.DataFrame, limits: RiskLimits) -
     absent = [s for s in needed if s not in prices.columns]
     if absent:
         raise ValueError(f"no price history for weighted symbol(s) {absent}")
-    present = [s for s in symbols if s in prices.columns]
-    frame = prices.loc[:, present] if len(present) >= 2 else prices
-    returns = simple_returns(frame, limits.lookback_days)
-    excluded = [s for s in needed if s not in returns.columns]
-    if excluded:
+    window = prices.iloc[-(limits.lookback_days + 1):]
+    complete = window.notna().all()
+    short = [s for s in needed if not complete[s]]
+    if short:
         raise ValueError(
-            f"symbol(s) {excluded} lack a full {limits.lookback_days}-day price history "
-            "but carry weight (or are the safe asset); shorten lookback_days or drop them"
+            f"symbol(s) {short} lack a full {limits.lookback_days}-day price history (window "
+            f"ending {window.index[-1]}) but carry weight or are the safe asset; shorten "
+            "lookback_days or drop them"
         )
-    return returns
+    columns = [s for s in symbols if s in prices.columns and complete[s]]
+    if len(columns) < 2:
+        spare = [c for c in prices.columns if complete[c] and c not in columns]
+        columns += spare[:2 - len(columns)]
+    return simple_returns(prices.loc[:, columns], limits.lookback_days)
 
 
 def apply_risk_limits(weights: pd.Series, prices: pd.DataFrame,
@@ -288,11 +310,11 @@ def apply_risk_limits(weights: pd.Series, prices: pd.DataFrame,
         interventions.append(capped)
     var_now, cvar_now = _risk_pair(portfolio_returns(returns, w), limits)
     if limits.max_var is not None and var_now > limits.max_var:
-        w, limited = _limit_var(w, returns, limits, var_now, cvar_now)
+        w, limited, (var_now, cvar_now) = _limit_var(w, returns, limits, limits.max_var,
+                                                     (var_now, cvar_now))
         interventions.append(limited)
-        var_now, cvar_now = limited.after["var"], limited.after["cvar"]  # type: ignore[assignment]
-    if limits.safe_asset is not None and limits.safe_asset not in weights.index:
-        if float(w.get(limits.safe_asset, 0.0)) == 0:
-            w = w.drop(limits.safe_asset, errors="ignore")
+    safe = limits.safe_asset
+    if safe is not None and safe not in weights.index and float(w.get(safe, 0.0)) == 0:
+        w = w.drop(safe, errors="ignore")  # appended only when it receives weight
     return RiskDecision(w, float(var_now), float(cvar_now), var_before, cvar_before,
                         tuple(interventions))

@@ -126,7 +126,8 @@ def _regime_returns(regime: Regime, n_days: int, rng: np.random.Generator) -> np
     mix = np.sqrt((nu - 2.0) / rng.chisquare(nu, n_days))
     vol_daily = np.array(regime.vol_annual) / np.sqrt(TRADING_DAYS_PER_YEAR)
     mean_daily = np.array(regime.mean_annual) / TRADING_DAYS_PER_YEAR
-    return mean_daily + vol_daily * gauss * mix[:, None]
+    returns: np.ndarray = mean_daily + vol_daily * gauss * mix[:, None]
+    return returns
 
 
 def generate_sample_market(

@@ -128,7 +128,8 @@ class AlpacaBroker:
         self._orders = OrderBook()
         self._assets: dict[str, AssetInfo] = {}
         self._closes = CachedDailyCloses(
-            DailyCloseCache(Path(cache_dir), feed), self._fetch_bars,
+            DailyCloseCache(Path(cache_dir), feed),
+            self._fetch_bars,
             lambda: datetime.now(NEW_YORK).date(),
         )
 
@@ -147,8 +148,10 @@ class AlpacaBroker:
         return cls(**keys, **kwargs)
 
     def __repr__(self) -> str:
-        return (f"AlpacaBroker(paper={self.paper}, feed={self.feed!r}, "
-                f"base_url={self.base_url!r}, data_url={self.data_url!r})")
+        return (
+            f"AlpacaBroker(paper={self.paper}, feed={self.feed!r}, "
+            f"base_url={self.base_url!r}, data_url={self.data_url!r})"
+        )
 
     # ------------------------------------------------------------------ cycle
     def on_wake(self) -> None:
@@ -157,8 +160,12 @@ class AlpacaBroker:
 
     def clock(self) -> Clock:
         c = self._budget.call("GET /v2/clock", self._trading.get_clock)
-        return Clock(now=c.timestamp.astimezone(UTC), is_open=bool(c.is_open),
-                     next_open=c.next_open.astimezone(UTC), next_close=c.next_close.astimezone(UTC))
+        return Clock(
+            now=c.timestamp.astimezone(UTC),
+            is_open=bool(c.is_open),
+            next_open=c.next_open.astimezone(UTC),
+            next_close=c.next_close.astimezone(UTC),
+        )
 
     def trading_days(self, start: date, end: date) -> list[date]:
         """Exchange trading days in [start, end] from Alpaca's calendar (not the host's)."""
@@ -202,15 +209,20 @@ class AlpacaBroker:
             def unknown(info: ApiErrorInfo, symbol: str = symbol) -> Any:
                 raise BrokerConfigError(
                     f"symbol {symbol}: Alpaca does not know this asset ({info.describe()}); "
-                    "remove it from the strategy's symbols")
+                    "remove it from the strategy's symbols"
+                )
 
-            a = self._budget.call(f"GET /v2/assets/{symbol}",
-                                  lambda s=symbol: self._trading.get_asset(s), refused=unknown)
+            a = self._budget.call(
+                f"GET /v2/assets/{symbol}",
+                lambda s=symbol: self._trading.get_asset(s),
+                refused=unknown,
+            )
             tradable = bool(a.tradable) and str(getattr(a.status, "value", a.status)) == "active"
             if not tradable:
                 raise BrokerConfigError(
                     f"symbol {symbol} is not tradable on Alpaca (status {a.status.value}, "
-                    f"tradable={a.tradable}): remove it from the strategy's symbols")
+                    f"tradable={a.tradable}): remove it from the strategy's symbols"
+                )
             out[symbol] = AssetInfo(symbol=symbol, tradable=True, fractionable=bool(a.fractionable))
         self._assets.update(out)
         return out
@@ -238,8 +250,14 @@ class AlpacaBroker:
         what = f"GET /v2/stocks/bars {','.join(symbols)} {start}..{end}"
         barset = self._budget.call(what, lambda: self._data.get_stock_bars(request))
         raw = {s: [(b.timestamp, float(b.close)) for b in bars] for s, bars in barset.data.items()}
-        log.info("bars_fetched", symbols=list(symbols), start=str(start), end=str(end),
-                 bars=sum(len(v) for v in raw.values()), feed=self.feed)
+        log.info(
+            "bars_fetched",
+            symbols=list(symbols),
+            start=str(start),
+            end=str(end),
+            bars=sum(len(v) for v in raw.values()),
+            feed=self.feed,
+        )
         return raw
 
     # ------------------------------------------------------------------ orders
@@ -250,17 +268,26 @@ class AlpacaBroker:
         if qty is not None:
             qty = round_qty_down(qty, asset.fractionable)
         elif notional is not None and not asset.fractionable:
-            return self._orders.not_sent(request, f"{request.symbol} is not fractionable: a "
-                                         "notional order is impossible, send whole shares")
+            return self._orders.not_sent(
+                request,
+                f"{request.symbol} is not fractionable: a "
+                "notional order is impossible, send whole shares",
+            )
         elif notional is not None:
             notional = float(Decimal(repr(notional)).quantize(_CENT, rounding=ROUND_DOWN))
         if (qty is not None and qty <= 0) or (notional is not None and notional <= 0):
-            return self._orders.not_sent(request, f"{request.symbol}: {request.qty or request.notional} "
-                                         "rounds down to 0 (whole shares/cents); not sent")
+            return self._orders.not_sent(
+                request,
+                f"{request.symbol}: {request.qty or request.notional} "
+                "rounds down to 0 (whole shares/cents); not sent",
+            )
         alpaca_request = MarketOrderRequest(
-            symbol=request.symbol, qty=qty, notional=notional,
+            symbol=request.symbol,
+            qty=qty,
+            notional=notional,
             side=AlpacaSide.BUY if request.side is OrderSide.BUY else AlpacaSide.SELL,
-            time_in_force=TimeInForce.DAY, client_order_id=request.client_order_id,
+            time_in_force=TimeInForce.DAY,
+            client_order_id=request.client_order_id,
         )
         cid = request.client_order_id
 
@@ -268,21 +295,39 @@ class AlpacaBroker:
             if info.code == DUPLICATE_CLIENT_ORDER_ID_CODE or "must be unique" in info.message:
                 existing = self.get_order_by_client_id(cid)
                 if existing is not None:
-                    log.info("order_duplicate_found", client_order_id=cid, order_id=existing.id,
-                             status=existing.status.value)
+                    log.info(
+                        "order_duplicate_found",
+                        client_order_id=cid,
+                        order_id=existing.id,
+                        status=existing.status.value,
+                    )
                     return existing
             return self._orders.rejected(request, qty, notional, info)
 
-        raw = self._budget.call(f"POST /v2/orders {cid}",
-                                lambda: self._trading.submit_order(alpaca_request), refused=refused)
+        raw = self._budget.call(
+            f"POST /v2/orders {cid}",
+            lambda: self._trading.submit_order(alpaca_request),
+            refused=refused,
+        )
         if isinstance(raw, Order):  # answered by ``refused``: already logged or rejected
             if raw.status is OrderStatus.REJECTED and not raw.id:
-                log.warning("order_rejected", client_order_id=cid, symbol=request.symbol,
-                            reason=raw.reject_reason)
+                log.warning(
+                    "order_rejected",
+                    client_order_id=cid,
+                    symbol=request.symbol,
+                    reason=raw.reject_reason,
+                )
             return raw
         order = self._orders.observe(order_from_alpaca(raw))
-        log.info("order_submitted", client_order_id=cid, order_id=order.id,
-                 symbol=request.symbol, side=request.side.value, qty=qty, notional=notional)
+        log.info(
+            "order_submitted",
+            client_order_id=cid,
+            order_id=order.id,
+            symbol=request.symbol,
+            side=request.side.value,
+            qty=qty,
+            notional=notional,
+        )
         return order
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
@@ -308,8 +353,11 @@ class AlpacaBroker:
         def refused(info: ApiErrorInfo) -> None:
             log.info("order_cancel_refused", order_id=order_id, reason=info.describe())
 
-        self._budget.call(f"DELETE /v2/orders/{order_id}",
-                          lambda: self._trading.cancel_order_by_id(order_id), refused=refused)
+        self._budget.call(
+            f"DELETE /v2/orders/{order_id}",
+            lambda: self._trading.cancel_order_by_id(order_id),
+            refused=refused,
+        )
 
     def wait_for_order(self, client_order_id: str, timeout_secs: float) -> Order:
         """Poll until terminal; on timeout cancel, then re-fetch (it may have filled)."""
@@ -322,16 +370,23 @@ class AlpacaBroker:
             if remaining <= 0:
                 break
             time.sleep(min(self.poll_interval_secs, remaining))
-        log.warning("order_wait_timed_out", client_order_id=client_order_id, order_id=order.id,
-                    status=order.status.value, filled_qty=order.filled_qty, timeout_secs=timeout_secs)
+        log.warning(
+            "order_wait_timed_out",
+            client_order_id=client_order_id,
+            order_id=order.id,
+            status=order.status.value,
+            filled_qty=order.filled_qty,
+            timeout_secs=timeout_secs,
+        )
         self.cancel_order(order.id)
         return self._require_order(client_order_id)
 
     def _require_order(self, client_order_id: str) -> Order:
         order = self.get_order_by_client_id(client_order_id)
         if order is None:
-            raise BrokerDataError(f"order {client_order_id}: Alpaca has no order with this "
-                                  "client_order_id")
+            raise BrokerDataError(
+                f"order {client_order_id}: Alpaca has no order with this client_order_id"
+            )
         return order
 
     def fills_for(self, client_order_id: str) -> list[Fill]:
@@ -339,8 +394,9 @@ class AlpacaBroker:
         return self._orders.fills(client_order_id)
 
 
-def fetch_daily_closes(broker: AlpacaBroker, symbols: Sequence[str], start: date,
-                       end: date) -> pd.DataFrame:
+def fetch_daily_closes(
+    broker: AlpacaBroker, symbols: Sequence[str], start: date, end: date
+) -> pd.DataFrame:
     """Daily adjusted closes for the ``allocbot data fetch`` command: index ``date``
     (exchange dates), one column per symbol."""
     if end < start:
@@ -358,4 +414,3 @@ def _number(value: object, field: str) -> float:
 
 def _raise_refused(info: ApiErrorInfo) -> Any:
     raise BrokerConfigError(f"Alpaca refused the request ({info.describe()})")
-

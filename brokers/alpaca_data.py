@@ -105,8 +105,9 @@ def _write_atomic(path: Path, text: str) -> None:
 class CachedDailyCloses:
     """Daily closes for any date range, fetching only what ``DailyCloseCache`` lacks."""
 
-    def __init__(self, cache: DailyCloseCache, fetch: BarFetcher,
-                 today_ny: Callable[[], date]) -> None:
+    def __init__(
+        self, cache: DailyCloseCache, fetch: BarFetcher, today_ny: Callable[[], date]
+    ) -> None:
         self.cache = cache
         self._fetch = fetch
         self._today_ny = today_ny
@@ -140,7 +141,9 @@ class CachedDailyCloses:
                 new = fetched.get(symbol, pd.Series(dtype=float, index=pd.DatetimeIndex([])))
                 old = series[symbol]
                 if not old.empty and not _overlap_matches(old, new):
-                    log.info("bars_cache_invalidated", symbol=symbol, reason="adjusted close changed")
+                    log.info(
+                        "bars_cache_invalidated", symbol=symbol, reason="adjusted close changed"
+                    )
                     full = (min(start, coverage[symbol][0]), max(end, coverage[symbol][1]))
                     refetch.setdefault(full, []).append(symbol)
                     continue
@@ -152,8 +155,15 @@ class CachedDailyCloses:
                 series[symbol] = self._merge_and_store(symbol, new.iloc[0:0], new, lo, cutoff, {})
         return self._assemble(symbols, series, start, end)
 
-    def _merge_and_store(self, symbol: str, old: pd.Series, new: pd.Series, fetched_from: date,
-                         cutoff: date, coverage: Mapping[str, tuple[date, date]]) -> pd.Series:
+    def _merge_and_store(
+        self,
+        symbol: str,
+        old: pd.Series,
+        new: pd.Series,
+        fetched_from: date,
+        cutoff: date,
+        coverage: Mapping[str, tuple[date, date]],
+    ) -> pd.Series:
         merged = pd.concat([old[~old.index.isin(new.index)], new]).sort_index().rename(symbol)
         span = coverage.get(symbol)
         covered_from = fetched_from if span is None or old.empty else min(span[0], fetched_from)
@@ -164,8 +174,9 @@ class CachedDailyCloses:
         return merged
 
     @staticmethod
-    def _assemble(symbols: Sequence[str], series: Mapping[str, pd.Series],
-                  start: date, end: date) -> pd.DataFrame:
+    def _assemble(
+        symbols: Sequence[str], series: Mapping[str, pd.Series], start: date, end: date
+    ) -> pd.DataFrame:
         lo, hi = pd.Timestamp(start), pd.Timestamp(end)
         window = {s: series[s][(series[s].index >= lo) & (series[s].index <= hi)] for s in symbols}
         empty = [s for s in symbols if window[s].empty]
@@ -175,7 +186,7 @@ class CachedDailyCloses:
                 "(check the symbol and the data feed)"
             )
         frame = pd.concat([window[s].rename(s) for s in symbols], axis=1).sort_index()
-        frame.index = pd.DatetimeIndex(frame.index, name="date")
+        frame.index = pd.DatetimeIndex(frame.index, name="date").as_unit("us")  # as read_csv
         frame.columns = list(symbols)
         return validate_price_frame(frame.astype(float), "alpaca bars")
 

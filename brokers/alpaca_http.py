@@ -87,7 +87,9 @@ def describe_api_error(exc: APIError) -> ApiErrorInfo:
         payload = None
     if isinstance(payload, dict):
         raw_code = payload.get("code")
-        code = int(raw_code) if isinstance(raw_code, int | str) and str(raw_code).isdigit() else None
+        code = (
+            int(raw_code) if isinstance(raw_code, int | str) and str(raw_code).isdigit() else None
+        )
         message = str(payload.get("message", ""))[:_EXCERPT_CHARS]
     else:
         code = None
@@ -109,7 +111,8 @@ class RetryBudget:
 
     The budget is spent by failed attempts (their duration) and by backoff sleeps; when the
     next sleep would overrun it, the call fails with ``BrokerTransientError``. ``reset()``
-    (the broker's ``on_wake``) restores it for the next cycle.
+    (the broker's ``on_wake``) restores it for the next cycle; until then, once exhausted,
+    any further retryable failure raises at once.
     Backoff: ``backoff_secs * 2**(attempt-1)``, capped at ``backoff_max_secs``.
     """
 
@@ -127,9 +130,11 @@ class RetryBudget:
         self._sleep = sleep
         self._monotonic = monotonic
         self.spent_secs = 0.0
+        self.exhausted = False
 
     def reset(self) -> None:
         self.spent_secs = 0.0
+        self.exhausted = False
 
     def call(
         self,
@@ -166,17 +171,28 @@ class RetryBudget:
                 ) from None
             self.spent_secs += self._monotonic() - started
             delay_secs = min(self.backoff_secs * 2 ** (attempt - 1), self.backoff_max_secs)
-            if self.spent_secs + delay_secs > self.budget_secs:
-                log.error("retry_budget_exhausted", request=what, attempts=attempt,
-                          spent_secs=round(self.spent_secs, 3), budget_secs=self.budget_secs,
-                          cause=cause)
+            if self.exhausted or self.spent_secs + delay_secs > self.budget_secs:
+                self.exhausted = True  # once given up, fail fast for the rest of the cycle
+                log.error(
+                    "retry_budget_exhausted",
+                    request=what,
+                    attempts=attempt,
+                    spent_secs=round(self.spent_secs, 3),
+                    budget_secs=self.budget_secs,
+                    cause=cause,
+                )
                 raise BrokerTransientError(
                     f"{what}: Alpaca still failing after {attempt} attempts; this cycle's "
                     f"retry budget ({self.budget_secs:g} s) is spent. Last error: {cause}. "
                     "The next cycle will try again."
                 ) from None
-            log.warning("request_retried", request=what, attempt=attempt,
-                        delay_secs=round(delay_secs, 3), cause=cause)
+            log.warning(
+                "request_retried",
+                request=what,
+                attempt=attempt,
+                delay_secs=round(delay_secs, 3),
+                cause=cause,
+            )
             self._sleep(delay_secs)
             self.spent_secs += delay_secs
 

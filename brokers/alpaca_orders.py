@@ -103,14 +103,28 @@ class OrderBook:
             if not math.isfinite(price) or price <= 0:
                 price = px
             price = round(price, _PRICE_DECIMALS)
-            fill = Fill(order_id=order.id, client_order_id=cid, symbol=order.symbol,
-                        side=order.side, qty=delta, price=price, commission=0.0,
-                        at=seen.updated_at)
+            fill = Fill(
+                order_id=order.id,
+                client_order_id=cid,
+                symbol=order.symbol,
+                side=order.side,
+                qty=delta,
+                price=price,
+                commission=0.0,
+                at=seen.updated_at,
+            )
             self._fills.setdefault(cid, []).append(fill)
             self._seen[cid] = (qty, px)
-            log.info("order_fill_observed", client_order_id=cid, symbol=order.symbol,
-                     side=order.side.value, qty=delta, price=price,
-                     cumulative_qty=qty, status=order.status.value)
+            log.info(
+                "order_fill_observed",
+                client_order_id=cid,
+                symbol=order.symbol,
+                side=order.side.value,
+                qty=delta,
+                price=price,
+                cumulative_qty=qty,
+                status=order.status.value,
+            )
         return order
 
     def fills(self, client_order_id: str) -> list[Fill]:
@@ -121,18 +135,32 @@ class OrderBook:
         return self._local.get(client_order_id)
 
     def not_sent(self, request: OrderRequest, reason: str) -> Order:
-        log.warning("order_not_sent", client_order_id=request.client_order_id,
-                    symbol=request.symbol, reason=reason)
+        log.warning(
+            "order_not_sent",
+            client_order_id=request.client_order_id,
+            symbol=request.symbol,
+            reason=reason,
+        )
         return self._remember(request, request.qty, request.notional, reason)
 
-    def rejected(self, request: OrderRequest, qty: float | None, notional: float | None,
-                 info: ApiErrorInfo) -> Order:
+    def rejected(
+        self, request: OrderRequest, qty: float | None, notional: float | None, info: ApiErrorInfo
+    ) -> Order:
         return self._remember(request, qty, notional, f"alpaca {info.describe()}")
 
-    def _remember(self, request: OrderRequest, qty: float | None, notional: float | None,
-                  reason: str) -> Order:
-        order = Order(id="", client_order_id=request.client_order_id, symbol=request.symbol,
-                      side=request.side, status=OrderStatus.REJECTED, qty=qty, notional=notional,
-                      submitted_at=None, reject_reason=reason)
+    def _remember(
+        self, request: OrderRequest, qty: float | None, notional: float | None, reason: str
+    ) -> Order:
+        order = Order(
+            id="",
+            client_order_id=request.client_order_id,
+            symbol=request.symbol,
+            side=request.side,
+            status=OrderStatus.REJECTED,
+            qty=qty,
+            notional=notional,
+            submitted_at=None,
+            reject_reason=reason,
+        )
         self._local[request.client_order_id] = order
         return order

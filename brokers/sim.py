@@ -10,8 +10,8 @@ throw-away account for backtests.
 
 Numbers: quantities are rounded to 9 decimals (Alpaca's fractional precision); cash is
 plain float64 arithmetic (never rounded to cents, so equity = cash + Σ qty × close holds
-exactly and nothing is silently lost); commission = max(commission_min,
-|qty × fill price| × commission_bps / 1e4).
+exactly and nothing is silently lost). Prices and costs: ``brokers/sim_pricing.py``;
+the SQLite books: ``brokers/sim_ledger.py``.
 
 One instance per database file at a time: the account is cached in memory and written
 through, so a second live instance on the same file would not see the first's trades.
@@ -20,13 +20,12 @@ through, so a second live instance on the same file would not see the first's tr
 from __future__ import annotations
 
 import math
-import sqlite3
 import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import Self
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -46,6 +45,8 @@ from brokers.base import (
     validate_price_frame,
 )
 from brokers.errors import BrokerConfigError, BrokerDataError
+from brokers.sim_ledger import Holding, LedgerState, SimLedger
+from brokers.sim_pricing import QTY_DECIMALS, FillPlan, SimCosts, plan_fill
 
 log = structlog.get_logger("brokers.sim")
 
@@ -54,147 +55,7 @@ REPLAY_TIME = time(15, 45)  # the simulated cycle runs just before the close it 
 OPEN_TIME = time(9, 30)
 CLOSE_TIME = time(16, 0)
 WARMUP_ROWS = 252  # default replay start: one year (252 trading days) of history before it
-QTY_DECIMALS = 9  # fractional share precision, as Alpaca
 ACCOUNT_NUMBER = "sim-paper"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sim_account (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    cash REAL NOT NULL,
-    starting_cash REAL NOT NULL,
-    cursor_date TEXT,
-    ended INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sim_positions (
-    symbol TEXT PRIMARY KEY,
-    qty REAL NOT NULL,
-    avg_entry_price REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sim_orders (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    client_order_id TEXT NOT NULL UNIQUE,
-    symbol TEXT NOT NULL,
-    side TEXT NOT NULL,
-    status TEXT NOT NULL,
-    qty REAL,
-    notional REAL,
-    filled_qty REAL NOT NULL,
-    filled_avg_price REAL,
-    submitted_at TEXT NOT NULL,
-    reject_reason TEXT
-);
-CREATE TABLE IF NOT EXISTS sim_fills (
-    order_id TEXT NOT NULL,
-    client_order_id TEXT NOT NULL,
-    symbol TEXT NOT NULL,
-    side TEXT NOT NULL,
-    qty REAL NOT NULL,
-    price REAL NOT NULL,
-    commission REAL NOT NULL,
-    at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sim_fills_client_order_id ON sim_fills (client_order_id);
-"""
-_ORDER_COLUMNS = (
-    "id, client_order_id, symbol, side, status, qty, notional, filled_qty, "
-    "filled_avg_price, submitted_at, reject_reason"
-)
-_SELECT_ORDER_BY_CID = f"SELECT {_ORDER_COLUMNS} FROM sim_orders WHERE client_order_id = ?"
-_INSERT_ORDER = (
-    f"INSERT INTO sim_orders (seq, {_ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_FILL = "INSERT INTO sim_fills VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-_UPSERT_POSITION = (
-    "INSERT INTO sim_positions (symbol, qty, avg_entry_price) VALUES (?, ?, ?) "
-    "ON CONFLICT (symbol) DO UPDATE SET qty = excluded.qty, "
-    "avg_entry_price = excluded.avg_entry_price"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class SimCosts:
-    """Trading costs: commission = max(min, |notional| × bps / 1e4); slippage moves the price."""
-
-    commission_bps: float = 0.0
-    commission_min: float = 0.0
-    slippage_bps: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("commission_bps", "commission_min", "slippage_bps"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise BrokerConfigError(f"sim {name} must be a finite number >= 0, got {value!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class FillPlan:
-    """What a market order does to the account if it is accepted."""
-
-    qty: float
-    price: float
-    commission: float
-    cash_delta: float
-
-
-def plan_fill(
-    request: OrderRequest,
-    close: float,
-    held_qty: float,
-    cash: float,
-    costs: SimCosts,
-    fractional: bool,
-) -> FillPlan | str:
-    """Price a market order at ``close``; return the fill, or a rejection reason.
-
-    Reasons start with a stable code: ``fractional_not_allowed``, ``qty_too_small``,
-    ``insufficient_qty`` (sell more than held: no shorting), ``insufficient_buying_power``.
-    """
-    buy = request.side is OrderSide.BUY
-    slip = costs.slippage_bps / 1e4
-    price = close * (1 + slip) if buy else close * (1 - slip)
-    if request.qty is not None:
-        qty = round(request.qty, QTY_DECIMALS)
-        if not fractional and abs(request.qty - round(request.qty)) > 10.0**-QTY_DECIMALS:
-            return (
-                f"fractional_not_allowed: qty {request.qty} of {request.symbol} is not a whole "
-                f"number of shares and fractional trading is off"
-            )
-    else:
-        if not fractional:
-            return (
-                f"fractional_not_allowed: notional order for {request.symbol} needs fractional "
-                f"shares, which are off; send a whole-share qty"
-            )
-        notional = float(request.notional or 0.0)
-        # Floor (not round) so a notional buy never costs more than asked; the epsilon keeps
-        # an exact quotient from flooring one unit down through float error.
-        qty = math.floor(notional / price * 10**QTY_DECIMALS + 1e-6) / 10**QTY_DECIMALS
-    if qty <= 0:
-        return f"qty_too_small: {request.symbol} order rounds to 0 shares at price {price}"
-    gross = qty * price
-    commission = max(costs.commission_min, gross * costs.commission_bps / 1e4)
-    if buy:
-        cost = gross + commission
-        if cost > cash:
-            return (
-                f"insufficient_buying_power: buy {qty} {request.symbol} costs {cost:.2f} "
-                f"(commission {commission:.2f}) but cash is {cash:.2f}"
-            )
-        return FillPlan(qty, price, commission, -cost)
-    if qty > held_qty:
-        return (
-            f"insufficient_qty: sell {qty} {request.symbol} but only {held_qty} held "
-            f"(short selling is not allowed)"
-        )
-    proceeds = gross - commission
-    if cash + proceeds < 0:
-        return (
-            f"insufficient_buying_power: commission {commission:.2f} on selling "
-            f"{request.symbol} exceeds cash {cash:.2f} plus proceeds {gross:.2f}"
-        )
-    return FillPlan(qty, price, commission, proceeds)
 
 
 def _exchange_time(day: date, at: time) -> datetime:
@@ -202,20 +63,14 @@ def _exchange_time(day: date, at: time) -> datetime:
     return datetime.combine(day, at, EXCHANGE_TZ).astimezone(UTC)
 
 
-def _order_from_row(row: tuple) -> Order:
-    return Order(
-        id=row[0],
-        client_order_id=row[1],
-        symbol=row[2],
-        side=OrderSide(row[3]),
-        status=OrderStatus(row[4]),
-        qty=row[5],
-        notional=row[6],
-        filled_qty=row[7],
-        filled_avg_price=row[8],
-        submitted_at=datetime.fromisoformat(row[9]),
-        reject_reason=row[10],
-    )
+def _as_date(value: date) -> date:
+    """A calendar date from a date, pandas Timestamp or datetime (aware: New York's date)."""
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        aware = value.tzinfo is not None and value.utcoffset() is not None
+        return value.astimezone(EXCHANGE_TZ).date() if aware else value.date()
+    return value
 
 
 class SimulatedBroker:
@@ -235,6 +90,20 @@ class SimulatedBroker:
         fractional: bool = True,
         replay_start: date | None = None,
     ) -> None:
+        """Open (or create) the paper account in ``db_path`` over ``prices``.
+
+        Args:
+            db_path: SQLite file shared with the journal (``":memory:"`` for a backtest).
+            prices: wide daily closes, naive ``DatetimeIndex``, one column per symbol;
+                must include every symbol the account holds.
+            starting_cash: account currency; used only when the account is created.
+            commission_bps: commission as basis points of the fill's notional.
+            commission_min: minimum commission per filled order, account currency.
+            slippage_bps: basis points the fill price moves against the trader.
+            fractional: allow fractional quantities and notional orders.
+            replay_start: the first wake opens the first data date ≥ this; default: the
+                row after one year (252 rows) of history.
+        """
         if not math.isfinite(starting_cash) or starting_cash < 0:
             raise BrokerConfigError(f"sim starting_cash must be >= 0, got {starting_cash!r}")
         self._costs = SimCosts(commission_bps, commission_min, slippage_bps)
@@ -247,6 +116,7 @@ class SimulatedBroker:
         self._dates: list[date] = [ts.date() for ts in self._prices.index]
         self._row_of: dict[date, int] = {d: i for i, d in enumerate(self._dates)}
         self._col_of: dict[str, int] = {str(s): j for j, s in enumerate(self._prices.columns)}
+        self._symbols = list(self._col_of)
         if len(self._col_of) != self._prices.shape[1]:
             raise BrokerDataError("sim prices: duplicate symbol columns")
         if replay_start is None:
@@ -254,69 +124,49 @@ class SimulatedBroker:
         else:
             self._start_row = bisect_left(self._dates, replay_start)
         self._lock = threading.RLock()
-        self._db = self._connect(db_path)
-        self._load_or_create(float(starting_cash))
+        self._ledger = SimLedger(db_path)
+        self._restore(self._ledger.load_or_create(float(starting_cash)))
 
-    # ----- storage -------------------------------------------------------------------
-
-    @staticmethod
-    def _connect(db_path: str | Path) -> sqlite3.Connection:
-        if str(db_path) != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            db = sqlite3.connect(
-                str(db_path), isolation_level=None, check_same_thread=False, timeout=5.0
+    def _restore(self, state: LedgerState) -> None:
+        """Take over the stored account; its replay date must be in the price data."""
+        self._cash, self._ended, self._next_seq = state.cash, state.ended, state.next_seq
+        self._row: int | None = None
+        if state.cursor_date is not None:
+            self._row = self._row_of.get(date.fromisoformat(state.cursor_date))
+            if self._row is None:
+                raise BrokerDataError(
+                    f"sim account replay date {state.cursor_date} is not in the price data; "
+                    f"use the price file the account was started with, or a new state file"
+                )
+        unpriced = sorted(set(state.holdings) - set(self._col_of))
+        if unpriced:
+            raise BrokerDataError(
+                f"sim account holds {', '.join(unpriced)} but the price data has no such "
+                f"column; keep every held symbol in the prices given to the simulator"
             )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
-            db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise BrokerConfigError(f"sim account database {db_path}: {exc}") from exc
-        return db
-
-    def _load_or_create(self, starting_cash: float) -> None:
-        row = self._db.execute("SELECT cash, cursor_date, ended FROM sim_account").fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO sim_account (id, cash, starting_cash, cursor_date, ended, created_at)"
-                " VALUES (1, ?, ?, NULL, 0, ?)",
-                (starting_cash, starting_cash, datetime.now(UTC).isoformat()),
-            )
-            self._cash, self._row, self._ended = starting_cash, None, False
-            log.info("sim_account_created", starting_cash=starting_cash)
+        self._qty = {s: qty for s, (qty, _) in state.holdings.items()}
+        self._avg = {s: avg for s, (_, avg) in state.holdings.items()}
+        # The same quantities by price column, so equity is one vector product per call.
+        self._qty_by_col = np.zeros(len(self._col_of))
+        for symbol, qty in self._qty.items():
+            self._qty_by_col[self._col_of[symbol]] = qty
+        self._fills_booked = 0  # with the mark row, keys the positions() cache
+        self._positions_cache: tuple[tuple[int, int], dict[str, Position]] | None = None
+        if state.created:
+            log.info("sim_account_created", starting_cash=state.cash)
         else:
-            self._cash, cursor, self._ended = float(row[0]), row[1], bool(row[2])
-            self._row = None
-            if cursor is not None:
-                cursor_day = date.fromisoformat(cursor)
-                if cursor_day not in self._row_of:
-                    raise BrokerDataError(
-                        f"sim account replay date {cursor} is not in the price data; use the "
-                        f"price file the account was started with, or a new state file"
-                    )
-                self._row = self._row_of[cursor_day]
-            log.info("sim_account_resumed", cash=self._cash, replay_date=cursor)
-        self._qty: dict[str, float] = {}
-        self._avg: dict[str, float] = {}
-        held = self._db.execute("SELECT symbol, qty, avg_entry_price FROM sim_positions")
-        for symbol, qty, avg in held:
-            self._qty[symbol], self._avg[symbol] = float(qty), float(avg)
-        last_seq = self._db.execute("SELECT MAX(seq) FROM sim_orders").fetchone()[0]
-        self._next_seq = 1 + (last_seq or 0)
+            log.info("sim_account_resumed", cash=state.cash, replay_date=state.cursor_date)
 
     def _save_cursor(self) -> None:
         cursor = None if self._row is None else self._dates[self._row].isoformat()
-        self._db.execute(
-            "UPDATE sim_account SET cursor_date = ?, ended = ? WHERE id = 1",
-            (cursor, int(self._ended)),
-        )
+        self._ledger.save_cursor(cursor, self._ended)
 
     def close(self) -> None:
         """Close the database connection (the account stays on disk)."""
         with self._lock:
-            self._db.close()
+            self._ledger.close()
 
-    def __enter__(self) -> SimulatedBroker:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -340,18 +190,15 @@ class SimulatedBroker:
     def on_wake(self) -> None:
         """Advance the replayed market one trading day (the first wake opens the start day)."""
         with self._lock:
-            if self._row is None:
-                if self._start_row >= len(self._dates):
-                    self._ended = True
-                else:
-                    self._row = self._start_row
-                    log.info("replay_started", replay_date=self._dates[self._row].isoformat())
-            elif self._row + 1 < len(self._dates):
-                self._row += 1
-                self._ended = False
+            last = len(self._dates) - 1
+            if self._row is None and self._start_row <= last:
+                self._row = self._start_row
+                log.info("replay_started", replay_date=self._dates[self._row].isoformat())
+            elif self._row is not None and self._row < last:
+                self._row, self._ended = self._row + 1, False  # resumes if data were appended
             elif not self._ended:
                 self._ended = True
-                log.info("replay_ended", last_date=self._dates[self._row].isoformat())
+                log.info("replay_ended", last_date=self._dates[last].isoformat())
             self._save_cursor()
 
     def advance_to(self, day: date) -> date:
@@ -362,6 +209,7 @@ class SimulatedBroker:
             ValueError: it would move the replay backwards (fills cannot be undone).
         """
         with self._lock:
+            day = _as_date(day)
             row = bisect_right(self._dates, day) - 1
             if row < 0:
                 raise BrokerDataError(
@@ -371,7 +219,8 @@ class SimulatedBroker:
                 raise ValueError(
                     f"replay cannot move backwards: at {self._dates[self._row]}, asked for {day}"
                 )
-            self._row, self._ended = row, False
+            self._ended = self._ended and row == self._row  # an ended replay stays ended
+            self._row = row
             self._save_cursor()
             return self._dates[row]
 
@@ -423,7 +272,7 @@ class SimulatedBroker:
         symbols = list(symbols)
         cols = self._columns(symbols)
         with self._lock:
-            stop = min(bisect_right(self._dates, end), self._visible_rows())
+            stop = min(bisect_right(self._dates, _as_date(end)), self._visible_rows())
         start = max(0, stop - lookback_days)
         return pd.DataFrame(
             self._closes[start:stop][:, cols],
@@ -450,20 +299,36 @@ class SimulatedBroker:
     # ----- account -------------------------------------------------------------------
 
     def account(self) -> Account:
-        """equity = cash + Σ qty × close (math.fsum: correctly rounded, order-independent)."""
+        """Cash and equity = cash + Σ qty × close of the mark day.
+
+        The sum is ``math.fsum`` (correctly rounded, so independent of position order); each
+        term is the same float product as the position's ``market_value``.
+        """
         with self._lock:
+            if not self._qty:
+                return Account(ACCOUNT_NUMBER, self._cash, self._cash, buying_power=self._cash)
             row = self._mark_row()
-            value = [qty * self._close(s, row) for s, qty in self._qty.items()]
-            equity = math.fsum([self._cash, *value])
+            held = np.flatnonzero(self._qty_by_col)
+            if row < 0:
+                self._close(self._symbols[held[0]], row)  # raises: nothing to value them at
+            values = self._qty_by_col[held] * self._closes[row, held]
+            if np.isnan(values).any():
+                self._close(self._symbols[held[np.isnan(values)][0]], row)  # raises, naming it
+            equity = math.fsum([self._cash, *values.tolist()])
             return Account(ACCOUNT_NUMBER, self._cash, equity, buying_power=self._cash)
 
     def positions(self) -> dict[str, Position]:
+        """Holdings valued at the mark day's close (cached until the next fill or day)."""
         with self._lock:
             row = self._mark_row()
-            return {
-                s: Position(s, qty, self._avg[s], qty * self._close(s, row))
-                for s, qty in self._qty.items()
-            }
+            key = (row, self._fills_booked)
+            if self._positions_cache is None or self._positions_cache[0] != key:
+                held = {
+                    s: Position(s, qty, self._avg[s], qty * self._close(s, row))
+                    for s, qty in self._qty.items()
+                }
+                self._positions_cache = (key, held)
+            return dict(self._positions_cache[1])
 
     # ----- orders --------------------------------------------------------------------
 
@@ -473,28 +338,28 @@ class SimulatedBroker:
         Idempotent: a known ``client_order_id`` returns the stored order, untouched.
         """
         with self._lock:
-            known = self.get_order_by_client_id(request.client_order_id)
+            known = self._ledger.order(request.client_order_id)
             if known is not None:
                 return known
             outcome = self._evaluate(request)
             now = self.clock().now
-            qty = None if request.qty is None else float(request.qty)
-            notional = None if request.notional is None else float(request.notional)
-            order_id = f"sim-{self._next_seq:09d}"
+            order = Order(
+                id=f"sim-{self._next_seq:09d}",
+                client_order_id=request.client_order_id,
+                symbol=request.symbol,
+                side=request.side,
+                status=OrderStatus.REJECTED if isinstance(outcome, str) else OrderStatus.FILLED,
+                qty=None if request.qty is None else float(request.qty),
+                notional=None if request.notional is None else float(request.notional),
+                filled_qty=0.0 if isinstance(outcome, str) else outcome.qty,
+                filled_avg_price=None if isinstance(outcome, str) else outcome.price,
+                submitted_at=now,
+                reject_reason=outcome if isinstance(outcome, str) else None,
+            )
             if isinstance(outcome, str):
-                order = Order(
-                    order_id, request.client_order_id, request.symbol, request.side,
-                    OrderStatus.REJECTED, qty, notional,
-                    submitted_at=now, reject_reason=outcome,
-                )  # fmt: skip
-                self._write(order, None)
+                self._ledger.record(self._next_seq, order, None, self._cash, None)
             else:
-                order = Order(
-                    order_id, request.client_order_id, request.symbol, request.side,
-                    OrderStatus.FILLED, qty, notional,
-                    filled_qty=outcome.qty, filled_avg_price=outcome.price, submitted_at=now,
-                )  # fmt: skip
-                self._write(order, outcome)
+                self._fill(order, outcome)
             self._next_seq += 1
             return order
 
@@ -509,79 +374,50 @@ class SimulatedBroker:
         held = self._qty.get(request.symbol, 0.0)
         return plan_fill(request, close, held, self._cash, self._costs, self._fractional)
 
-    def _write(self, order: Order, plan: FillPlan | None) -> None:
-        """Persist an order (and its fill's effect on cash/position) in one transaction."""
-        assert order.submitted_at is not None
-        at = order.submitted_at.isoformat()
-        symbol = order.symbol
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(
-                _INSERT_ORDER,
-                (self._next_seq, order.id, order.client_order_id, symbol, order.side.value,
-                 order.status.value, order.qty, order.notional, order.filled_qty,
-                 order.filled_avg_price, at, order.reject_reason),
-            )  # fmt: skip
-            if plan is not None:
-                new_cash, new_qty, new_avg = self._apply(symbol, order.side, plan)
-                db.execute(
-                    _INSERT_FILL,
-                    (order.id, order.client_order_id, symbol, order.side.value, plan.qty,
-                     plan.price, plan.commission, at),
-                )  # fmt: skip
-                db.execute("UPDATE sim_account SET cash = ? WHERE id = 1", (new_cash,))
-                if new_qty > 0:
-                    db.execute(_UPSERT_POSITION, (symbol, new_qty, new_avg))
-                else:
-                    db.execute("DELETE FROM sim_positions WHERE symbol = ?", (symbol,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        if plan is not None:
-            self._cash = new_cash
-            if new_qty > 0:
-                self._qty[symbol], self._avg[symbol] = new_qty, new_avg
-            else:
-                self._qty.pop(symbol, None)
-                self._avg.pop(symbol, None)
+    def _fill(self, order: Order, plan: FillPlan) -> None:
+        """Book a fill: write it with the new cash and position, then update the cache.
 
-    def _apply(self, symbol: str, side: OrderSide, plan: FillPlan) -> tuple[float, float, float]:
-        """New (cash, qty, avg entry) after a fill; avg entry excludes commission, as Alpaca."""
-        held = self._qty.get(symbol, 0.0)
-        avg = self._avg.get(symbol, 0.0)
-        if side is OrderSide.BUY:
-            new_qty = round(held + plan.qty, QTY_DECIMALS)
-            new_avg = (held * avg + plan.qty * plan.price) / new_qty
+        The average entry price excludes commission, as Alpaca reports it.
+        """
+        assert order.submitted_at is not None
+        symbol = order.symbol
+        held, avg = self._qty.get(symbol, 0.0), self._avg.get(symbol, 0.0)
+        if order.side is OrderSide.BUY:
+            qty = round(held + plan.qty, QTY_DECIMALS)
+            avg = (held * avg + plan.qty * plan.price) / qty
         else:
-            new_qty = round(held - plan.qty, QTY_DECIMALS)
-            new_avg = avg
-        return self._cash + plan.cash_delta, new_qty, new_avg
+            qty = round(held - plan.qty, QTY_DECIMALS)
+        cash = self._cash + plan.cash_delta
+        fill = Fill(
+            order.id, order.client_order_id, symbol, order.side, plan.qty, plan.price,
+            plan.commission, order.submitted_at,
+        )  # fmt: skip
+        self._ledger.record(self._next_seq, order, fill, cash, Holding(symbol, qty, avg))
+        self._cash = cash
+        self._fills_booked += 1
+        self._qty_by_col[self._col_of[symbol]] = max(qty, 0.0)
+        if qty > 0:
+            self._qty[symbol], self._avg[symbol] = qty, avg
+        else:
+            self._qty.pop(symbol, None)
+            self._avg.pop(symbol, None)
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         with self._lock:
-            row = self._db.execute(_SELECT_ORDER_BY_CID, (client_order_id,)).fetchone()
-        return None if row is None else _order_from_row(row)
+            return self._ledger.order(client_order_id)
 
     def list_orders(self, open_only: bool = True) -> list[Order]:
         """Every order, oldest first; simulated orders are terminal at once, so none are open."""
         if open_only:
             return []
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_ORDER_COLUMNS} FROM sim_orders ORDER BY seq"
-            ).fetchall()
-        return [_order_from_row(r) for r in rows]
+            return self._ledger.orders()
 
     def cancel_order(self, order_id: str) -> None:
         """No-op: every simulated order is already terminal. Unknown ids are an error."""
         with self._lock:
-            found = self._db.execute(
-                "SELECT 1 FROM sim_orders WHERE id = ?", (order_id,)
-            ).fetchone()
-        if found is None:
-            raise BrokerDataError(f"sim: no order with id {order_id}")
+            if not self._ledger.has_order_id(order_id):
+                raise BrokerDataError(f"sim: no order with id {order_id}")
 
     def wait_for_order(self, client_order_id: str, timeout_secs: float) -> Order:
         """The order's state, already terminal (fills are immediate); no waiting happens."""
@@ -592,13 +428,4 @@ class SimulatedBroker:
 
     def fills_for(self, client_order_id: str) -> list[Fill]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT order_id, client_order_id, symbol, side, qty, price, commission, at "
-                "FROM sim_fills WHERE client_order_id = ? ORDER BY rowid",
-                (client_order_id,),
-            ).fetchall()
-        return [
-            Fill(r[0], r[1], r[2], OrderSide(r[3]), r[4], r[5], r[6], datetime.fromisoformat(r[7]))
-            for r in rows
-        ]
-
+            return self._ledger.fills(client_order_id)

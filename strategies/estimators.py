@@ -38,24 +38,28 @@ def simple_returns(prices: pd.DataFrame, lookback_days: int | None = None) -> pd
             f"need at least 3 price rows to estimate returns, got {len(window)}"
             + (f" (as of {window.index[-1].date()})" if len(window) else "")
         )
-    complete = window.notna().all()
-    for symbol in complete.index[~complete]:
+    values = window.to_numpy(dtype=float)
+    complete = ~np.isnan(values).any(axis=0)
+    for symbol in window.columns[~complete]:
         log.warning("asset_excluded", symbol=str(symbol), reason="insufficient history",
                     asof=str(window.index[-1].date()), rows_needed=len(window))
-    usable = window.loc[:, complete]
-    if usable.shape[1] < 2:
+    columns = window.columns[complete]
+    if len(columns) < 2:
         raise StrategyError(
             f"fewer than 2 assets with full history in the {len(window) - 1}-day window "
-            f"ending {window.index[-1].date()}: {list(usable.columns)}"
+            f"ending {window.index[-1].date()}: {list(columns)}"
         )
-    values = usable.to_numpy(dtype=float)
+    if not complete.all():
+        values = values[:, complete]
     rets = values[1:] / values[:-1] - 1.0
-    return pd.DataFrame(rets, index=usable.index[1:], columns=usable.columns)
+    return pd.DataFrame(rets, index=window.index[1:], columns=columns)
 
 
 def sample_covariance(returns: pd.DataFrame) -> pd.DataFrame:
     """Annualized sample covariance (ddof 1) × 252."""
-    cov = np.cov(returns.to_numpy(), rowvar=False, ddof=1) * ANNUALIZATION_DAYS
+    x = returns.to_numpy(dtype=float)
+    xc = x - x.mean(axis=0)
+    cov = (xc.T @ xc) * (ANNUALIZATION_DAYS / (len(x) - 1))
     return pd.DataFrame(cov, index=returns.columns, columns=returns.columns)
 
 

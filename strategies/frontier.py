@@ -55,7 +55,8 @@ class _Bracket:
         return 0.5 * (lo + hi) if lo <= 0 or hi / lo < 4 else float(np.sqrt(lo * hi))
 
     def closed(self) -> bool:
-        return self.right - self.left <= 1e-12 * (1.0 + self.right)
+        return bool(np.isfinite(self.right)
+                    and self.right - self.left <= 1e-12 * (1.0 + self.right))
 
 
 def _moments(seg: FrontierSegment, mu: np.ndarray, cov: np.ndarray) -> tuple[float, ...]:

@@ -168,6 +168,7 @@ class MLRegression:
         risk_aversion: δ of the mean-variance step (default 2.5).
         cov_lookback_days: return observations for Σ (default 252).
         covariance: ``sample`` | ``ledoit_wolf`` | ``ewma``.
+        cov_half_life_days: half-life of the ``ewma`` covariance (default 63).
         max_weight: per-asset upper bound (default 1.0).
     """
 
@@ -179,6 +180,7 @@ class MLRegression:
     risk_aversion: float = 2.5
     cov_lookback_days: int = 252
     covariance: str = "sample"
+    cov_half_life_days: float = 63.0
     max_weight: float = 1.0
     _estimator: EstimatorSettings = field(init=False, repr=False, compare=False)
     name: ClassVar[str] = "ml_regression"
@@ -191,6 +193,11 @@ class MLRegression:
         check_int(self.lookback_days, "lookback_days", 2)
         check_int(self.n_splits, "n_splits", 2)
         check_int(self.cov_lookback_days, "cov_lookback_days", 2)
+        if self.cov_lookback_days > self.lookback_days:
+            raise StrategyConfigError(
+                f"cov_lookback_days: {self.cov_lookback_days} exceeds lookback_days "
+                f"{self.lookback_days} (the history the cycle fetches); lower it or raise "
+                f"lookback_days")
         check_float(self.risk_aversion, "risk_aversion", 0.0, math.inf, lo_open=True)
         check_float(self.max_weight, "max_weight", 0.0, 1.0, lo_open=True)
         if self.alphas is not None:
@@ -201,7 +208,8 @@ class MLRegression:
                                           f"numbers, got {self.alphas!r}")
             object.__setattr__(self, "alphas", tuple(float(a) for a in alphas))
         object.__setattr__(self, "_estimator", EstimatorSettings(
-            lookback_days=self.cov_lookback_days, covariance=self.covariance))
+            lookback_days=self.cov_lookback_days, covariance=self.covariance,
+            cov_half_life_days=self.cov_half_life_days))
 
     @property
     def min_training_dates(self) -> int:

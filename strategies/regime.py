@@ -9,7 +9,6 @@ prices after the as-of date changes nothing.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 import structlog
 from sklearn.cluster import KMeans
+from threadpoolctl import threadpool_limits
 
 from strategies.base import (
     Strategy,
@@ -67,7 +67,10 @@ def fit_regimes(features: pd.DataFrame, n_regimes: int, random_state: int) -> Re
     x = features.to_numpy()
     sd = x.std(axis=0)
     z = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    raw = KMeans(n_clusters=n_regimes, n_init=10, random_state=random_state).fit_predict(z)
+    # one OpenMP thread: on a busy 2-core host sklearn's spinning threads cost 10× the fit
+    with threadpool_limits(limits=1, user_api="openmp"):
+        raw = KMeans(n_clusters=n_regimes, n_init=10,
+                     random_state=random_state).fit_predict(z)
     found = np.unique(raw)
     if len(found) < n_regimes:
         raise StrategyError(f"regime_kmeans: market features as of {features.index[-1]} form "
@@ -166,7 +169,9 @@ class RegimeKMeans:
 
     def regimes(self, prices: pd.DataFrame) -> RegimeFit:
         """Fit the regimes on the window ending at the as-of (last) row."""
-        returns = simple_returns(prices, self.lookback_days)
+        return self._fit(simple_returns(prices, self.lookback_days), prices)
+
+    def _fit(self, returns: pd.DataFrame, prices: pd.DataFrame) -> RegimeFit:
         if len(returns) < self.min_rows_needed:
             raise StrategyError(f"regime_kmeans: {len(returns)} return rows as of "
                                 f"{prices.index[-1]}, need {self.min_rows_needed} "
@@ -176,18 +181,15 @@ class RegimeKMeans:
 
     def target_weights(self, prices: pd.DataFrame) -> pd.Series:
         asof_row(prices, self.name)
-        fit = self.regimes(prices)
+        returns = simple_returns(prices, self.lookback_days)
+        fit = self._fit(returns, prices)
         log.debug("regime_detected", strategy=self.name, regime=fit.current,
                   regime_vols=[round(float(v), 4) for v in fit.regime_vols],
                   asof=str(prices.index[-1]))
         if self._strategy is None:
             return finalize_weights(self._fixed[fit.current].target_weights(prices), self.name)
-        returns = simple_returns(prices, self.lookback_days)
         in_regime = returns.index.isin(fit.dates[fit.labels == fit.current])
         path = regime_prices(returns, in_regime)
         w = nested_weights(self._strategy, path, "regime_strategy")
         return finalize_weights(w.reindex(prices.columns, fill_value=0.0), self.name)
 
-
-__all__ = ["RegimeFit", "RegimeKMeans", "fit_regimes", "market_features", "regime_prices"]
-_ = math  # math kept for parity with sibling modules' validators

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bot.sample_market import SAMPLE_PRICES_PATH, SYMBOLS
 from brokers.errors import BrokerDataError
 from brokers.price_file import load_price_csv, select_universe
-from bot.sample_market import SAMPLE_PRICES_PATH, SYMBOLS
 
 
 def write(tmp_path, text: str):
@@ -60,7 +60,7 @@ def test_load_price_csv_bad_data_raises_naming_file_and_place(tmp_path, text, fr
 
 
 def test_load_price_csv_missing_file_raises_naming_path(tmp_path):
-    with pytest.raises(BrokerDataError, match="not found.*nowhere.csv"):
+    with pytest.raises(BrokerDataError, match=r"not found.*nowhere\.csv"):
         load_price_csv(tmp_path / "nowhere.csv")
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from brokers.base import Broker, OrderRequest, OrderSide, OrderStatus
 from brokers.errors import BrokerDataError
@@ -304,3 +305,55 @@ def test_sim_any_order_sequence_keeps_cash_nonnegative_and_equity_exact(orders):
         marks = sum(p.market_value for p in sim.positions().values())
         assert account.equity == pytest.approx(account.cash + marks, rel=1e-12)
         assert all(p.qty > 0 for p in sim.positions().values())
+
+
+def test_sim_advance_to_persists_replay_date_across_restart(tmp_path):
+    sim = make(tmp_path)
+    sim.advance_to(date(2024, 1, 4))
+    sim.close()
+    assert make(tmp_path).current_date() == date(2024, 1, 4)
+
+
+def test_sim_clock_in_summer_is_1545_eastern_daylight_time(tmp_path):
+    days = pd.bdate_range("2024-07-01", periods=3, name="date")
+    sim = SimulatedBroker(":memory:", pd.DataFrame({"SPY": [1.0, 2.0, 3.0]}, index=days),
+                          starting_cash=1.0)  # fmt: skip
+    sim.advance_to(date(2024, 7, 2))
+    assert sim.clock().now == datetime(2024, 7, 2, 19, 45, tzinfo=UTC)  # EDT = UTC-4
+
+
+def test_sim_replay_start_after_data_reports_market_closed(tmp_path):
+    sim = make(tmp_path, replay_start=date(2030, 1, 1))
+    sim.on_wake()
+    assert sim.clock().is_open is False and sim.current_date() is None
+    assert len(sim.history(["SPY"], 100, date(2030, 1, 1))) == len(DAYS)
+
+
+def test_sim_restart_without_a_held_symbol_in_prices_raises_naming_it(tmp_path):
+    sim = make(tmp_path)
+    sim.on_wake()
+    sim.submit_order(buy("TLT", "h1", qty=1))
+    sim.close()
+    with pytest.raises(BrokerDataError, match="holds TLT"):
+        SimulatedBroker(tmp_path / "state.db", PRICES[["SPY"]], starting_cash=1.0)
+
+
+def test_sim_history_accepts_timestamp_and_aware_datetime_end(broker):
+    broker.on_wake()  # 2024-01-03
+    by_stamp = broker.history(["SPY"], 10, pd.Timestamp("2024-01-02"))
+    # 02:00 UTC on the 3rd is still the 2nd in New York
+    by_aware = broker.history(["SPY"], 10, datetime(2024, 1, 3, 2, 0, tzinfo=UTC))
+    assert by_stamp.index[-1] == by_aware.index[-1] == DAYS[1]
+
+
+def test_sim_replay_end_logged_once_and_resumes_when_data_appended(tmp_path):
+    sim = SimulatedBroker(tmp_path / "s.db", PRICES.iloc[:3], starting_cash=1.0, replay_start=START)
+    with capture_logs() as logs:
+        for _ in range(4):
+            sim.on_wake()
+    assert [e["event"] for e in logs].count("replay_ended") == 1
+    assert sim.clock().is_open is False
+    sim.close()
+    longer = SimulatedBroker(tmp_path / "s.db", PRICES, starting_cash=1.0, replay_start=START)
+    longer.on_wake()
+    assert longer.current_date() == DAYS[3].date()

@@ -120,3 +120,10 @@ def test_static_strategies_ignore_prices_after_asof() -> None:
         s = strategies.create(name, **params)
         pd.testing.assert_series_equal(s.target_weights(prices.loc[:asof]),
                                        s.target_weights(changed.loc[:asof]))
+
+
+def test_equal_weight_no_price_on_asof_row_raises_naming_date() -> None:
+    prices = make_prices(columns=["A", "B"])
+    prices.iloc[-1] = np.nan
+    with pytest.raises(StrategyError, match=str(prices.index[-1].date())):
+        strategies.create("equal_weight").target_weights(prices)

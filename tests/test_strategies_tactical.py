@@ -243,3 +243,27 @@ def test_tactical_prices_after_asof_change_nothing(name: str, params: dict) -> N
     s = strategies.create(name, **params)
     pd.testing.assert_series_equal(s.target_weights(prices.loc[:asof]),
                                    s.target_weights(changed.loc[:asof]))
+
+
+def test_vol_target_ledoit_wolf_hits_target_on_shrunk_covariance() -> None:
+    from sklearn.covariance import ledoit_wolf
+
+    prices, r = make_random_prices(200, [0.01, 0.015, 0.02], seed=7)
+    cov = ledoit_wolf(r[-63:])[0] * 252  # Ledoit & Wolf 2004, as in sklearn
+    s = strategies.create("vol_target", base="equal_weight", target_volatility=0.05,
+                          covariance="ledoit_wolf")
+    w = s.target_weights(prices).to_numpy()
+    assert math.sqrt(w @ cov @ w) == pytest.approx(0.05, rel=1e-6)
+
+
+def test_wrapper_accepts_built_strategy_object_as_base() -> None:
+    base = strategies.create("fixed", weights={"A": 0.5, "B": 0.5})
+    prices, _ = make_random_prices(300, [0.01, 0.01, 0.01], seed=8)
+    w = strategies.create("trend_filter", base=base, window=50).target_weights(prices)
+    assert set(w.index) == {"A", "B", "C"} and w["C"] == 0.0
+
+
+def test_momentum_lookback_days_covers_ranking_and_vol_windows() -> None:
+    assert strategies.create("momentum", lookback=126).lookback_days == 127
+    assert strategies.create("momentum", lookback=20, weighting="inverse_volatility",
+                             vol_lookback_days=63).lookback_days == 64

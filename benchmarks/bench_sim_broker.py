@@ -1,0 +1,88 @@
+"""Print the per-call cost of SimulatedBroker methods (microseconds), in memory and on disk.
+
+Run: ``python benchmarks/bench_sim_broker.py [--assets N] [--days N]``. Figures, not
+asserts: the backtest calls these thousands of times, so each must stay cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from brokers.base import OrderRequest, OrderSide
+from brokers.sim import SimulatedBroker
+
+
+def _per_call_us(fn: Callable[[int], object], calls: int) -> float:
+    start = time.perf_counter()
+    for i in range(calls):
+        fn(i)
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def _measure(db_path: str | Path, prices: pd.DataFrame, calls: int) -> dict[str, float]:
+    symbols = list(prices.columns)
+    n = len(symbols)
+    sim = SimulatedBroker(db_path, prices, starting_cash=1e12, commission_bps=1, slippage_bps=1)
+    figures = {"on_wake": _per_call_us(lambda i: sim.on_wake(), calls)}
+    for s in symbols:
+        sim.submit_order(OrderRequest(s, OrderSide.BUY, f"seed-{s}", qty=10))
+    far = date(2100, 1, 1)
+    figures |= {
+        "clock": _per_call_us(lambda i: sim.clock(), calls),
+        "account": _per_call_us(lambda i: sim.account(), calls),
+        "positions": _per_call_us(lambda i: sim.positions(), calls),
+        "history(all, 252 rows)": _per_call_us(lambda i: sim.history(symbols, 252, far), calls),
+        "submit_order (fill)": _per_call_us(
+            lambda i: sim.submit_order(OrderRequest(symbols[i % n], OrderSide.BUY, f"b{i}", qty=1)),
+            calls,
+        ),
+        "submit_order (known id)": _per_call_us(
+            lambda i: sim.submit_order(OrderRequest(symbols[0], OrderSide.BUY, f"b{i}", qty=1)),
+            calls,
+        ),
+        "get_order_by_client_id": _per_call_us(
+            lambda i: sim.get_order_by_client_id(f"b{i}"), calls
+        ),
+    }
+    day = sim.current_date() or far
+    figures["advance_to (next day)"] = _per_call_us(
+        lambda i: sim.advance_to(day + timedelta(days=i + 1)), min(calls, 500)
+    )
+    sim.close()
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--assets", type=int, default=8)
+    parser.add_argument("--days", type=int, default=5000)
+    parser.add_argument("--calls", type=int, default=2000)
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    rng = np.random.default_rng(0)
+    index = pd.bdate_range("2005-01-03", periods=args.days, name="date")
+    walk = np.cumsum(rng.normal(0, 0.01, (args.days, args.assets)), axis=0)
+    prices = pd.DataFrame(
+        100 * np.exp(walk), index=index, columns=[f"S{j}" for j in range(args.assets)]
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        memory = _measure(":memory:", prices, args.calls)
+        disk = _measure(Path(tmp) / "state.db", prices, args.calls)
+    print(f"{args.assets} assets x {args.days} days, {args.calls} calls each")
+    print(f"{'call':28s} {':memory: us':>12s} {'file us':>10s}")
+    for name, value in memory.items():
+        print(f"{name:28s} {value:12.1f} {disk[name]:10.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""How the simulated venue prices a market order: slippage, commission, rejections.
+
+Pure functions of the order, the day's close and the account's cash and holding:
+
+* fill price = close × (1 + slippage_bps / 1e4) for a buy, × (1 − slippage_bps / 1e4) for
+  a sell (the trader always pays the slippage);
+* commission = max(commission_min, |qty × fill price| × commission_bps / 1e4);
+* qty is rounded to 9 decimals (Alpaca's fractional precision); a notional order buys
+  floor(notional / fill price) to 9 decimals, so it never costs more than asked;
+* a buy whose cost + commission exceeds cash, a sell of more than is held (no shorting),
+  and a fractional quantity or a notional order when fractional trading is off are
+  rejected, as a real broker would.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from brokers.base import OrderRequest, OrderSide
+from brokers.errors import BrokerConfigError
+
+QTY_DECIMALS = 9  # fractional share precision, as Alpaca
+
+
+@dataclass(frozen=True, slots=True)
+class SimCosts:
+    """Trading costs: commission = max(min, |notional| × bps / 1e4); slippage moves the price."""
+
+    commission_bps: float = 0.0
+    commission_min: float = 0.0
+    slippage_bps: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("commission_bps", "commission_min", "slippage_bps"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise BrokerConfigError(f"sim {name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class FillPlan:
+    """What a market order does to the account if it is accepted."""
+
+    qty: float
+    price: float
+    commission: float
+    cash_delta: float
+
+
+def plan_fill(
+    request: OrderRequest,
+    close: float,
+    held_qty: float,
+    cash: float,
+    costs: SimCosts,
+    fractional: bool,
+) -> FillPlan | str:
+    """Price a market order at ``close``; return the fill, or a rejection reason.
+
+    Reasons start with a stable code: ``fractional_not_allowed``, ``qty_too_small``,
+    ``insufficient_qty`` (sell more than held: no shorting), ``insufficient_buying_power``.
+    """
+    buy = request.side is OrderSide.BUY
+    slip = costs.slippage_bps / 1e4
+    price = close * (1 + slip) if buy else close * (1 - slip)
+    if request.qty is not None:
+        qty = round(request.qty, QTY_DECIMALS)
+        if not fractional and abs(request.qty - round(request.qty)) > 10.0**-QTY_DECIMALS:
+            return (
+                f"fractional_not_allowed: qty {request.qty} of {request.symbol} is not a whole "
+                f"number of shares and fractional trading is off"
+            )
+    else:
+        if not fractional:
+            return (
+                f"fractional_not_allowed: notional order for {request.symbol} needs fractional "
+                f"shares, which are off; send a whole-share qty"
+            )
+        notional = float(request.notional or 0.0)
+        # Floor (not round) so a notional buy never costs more than asked; the epsilon keeps
+        # an exact quotient from flooring one unit down through float error.
+        qty = math.floor(notional / price * 10**QTY_DECIMALS + 1e-6) / 10**QTY_DECIMALS
+    if qty <= 0:
+        return f"qty_too_small: {request.symbol} order rounds to 0 shares at price {price}"
+    gross = qty * price
+    commission = max(costs.commission_min, gross * costs.commission_bps / 1e4)
+    if buy:
+        cost = gross + commission
+        if cost > cash:
+            return (
+                f"insufficient_buying_power: buy {qty} {request.symbol} costs {cost:.2f} "
+                f"(commission {commission:.2f}) but cash is {cash:.2f}"
+            )
+        return FillPlan(qty, price, commission, -cost)
+    if qty > held_qty:
+        return (
+            f"insufficient_qty: sell {qty} {request.symbol} but only {held_qty} held "
+            f"(short selling is not allowed)"
+        )
+    proceeds = gross - commission
+    if cash + proceeds < 0:
+        return (
+            f"insufficient_buying_power: commission {commission:.2f} on selling "
+            f"{request.symbol} exceeds cash {cash:.2f} plus proceeds {gross:.2f}"
+        )
+    return FillPlan(qty, price, commission, proceeds)

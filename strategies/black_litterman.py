@@ -1,0 +1,191 @@
+"""Black-Litterman: equilibrium prior + investor views → posterior → mean-variance.
+
+Black & Litterman (1992); notation of He & Litterman (1999) and Idzorek (2005).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from strategies.base import StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.estimators import (
+    EstimatorSettings,
+    check_market_weights,
+    equilibrium_returns,
+    market_weight_vector,
+)
+from strategies.mean_variance import DEFAULT_BOUNDS, bound_vectors, validate_bounds
+from strategies.qp import check_bounds, polish_weights, solve_qp
+
+log = structlog.get_logger("strategies")
+VIEW_KEYS = {"assets", "return", "confidence"}
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """One view: Σ_j assets[j]·r_j = expected_return (annual), optional Idzorek confidence."""
+
+    assets: tuple[tuple[str, float], ...]
+    expected_return: float
+    confidence: float | None = None
+
+
+def parse_views(views: Sequence[Mapping[str, Any]]) -> tuple[View, ...]:
+    """Config check for ``views`` (see BlackLitterman's docstring for the shape)."""
+    if isinstance(views, (str, Mapping)) or not isinstance(views, Sequence):
+        raise StrategyConfigError("views must be a list of tables "
+                                  "{assets = {SYMBOL = weight, ...}, return = r}")
+    parsed = []
+    for k, view in enumerate(views, start=1):
+        key = f"views[{k}]"
+        if not isinstance(view, Mapping):
+            raise StrategyConfigError(f"{key} must be a table, got {view!r}")
+        unknown = set(view) - VIEW_KEYS
+        missing = {"assets", "return"} - set(view)
+        if unknown or missing:
+            raise StrategyConfigError(
+                f"{key}: unknown key(s) {sorted(unknown)} / missing key(s) {sorted(missing)}; "
+                f"a view is {{assets = {{SYMBOL = weight}}, return = r, confidence = c}}")
+        assets = view["assets"]
+        if not isinstance(assets, Mapping) or not assets:
+            raise StrategyConfigError(f"{key}.assets must be a non-empty table SYMBOL = weight")
+        pairs = tuple((str(s), float(v)) for s, v in assets.items())
+        if any(not np.isfinite(v) or v == 0 for _, v in pairs):
+            raise StrategyConfigError(f"{key}.assets weights must be finite and non-zero")
+        ret = float(view["return"])
+        if not np.isfinite(ret):
+            raise StrategyConfigError(f"{key}.return must be a finite annual return")
+        conf = view.get("confidence")
+        if conf is not None and not (0.0 < float(conf) <= 1.0):
+            raise StrategyConfigError(f"{key}.confidence must be in (0, 1], got {conf}")
+        parsed.append(View(pairs, ret, None if conf is None else float(conf)))
+    return tuple(parsed)
+
+
+def black_litterman_posterior(cov: np.ndarray, prior: np.ndarray, picks: np.ndarray,
+                              view_returns: np.ndarray, omega_diag: np.ndarray,
+                              tau: float) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and covariance of returns.
+
+    μ_BL = [(τΣ)⁻¹ + PᵀΩ⁻¹P]⁻¹[(τΣ)⁻¹π + PᵀΩ⁻¹Q],  Σ_BL = Σ + [(τΣ)⁻¹ + PᵀΩ⁻¹P]⁻¹,
+    computed in the equivalent (Woodbury) form of He & Litterman (1999), which needs only
+    a K×K solve and allows Ω = 0 (100%-confident views):
+    μ_BL = π + τΣPᵀ(PτΣPᵀ + Ω)⁻¹(Q − Pπ),  Σ_BL = (1+τ)Σ − τΣPᵀ(PτΣPᵀ + Ω)⁻¹PτΣ.
+    """
+    if picks.shape[0] == 0:
+        return prior.copy(), (1.0 + tau) * cov
+    tsp = tau * (cov @ picks.T)  # τΣPᵀ, N×K
+    middle = picks @ tsp + np.diag(omega_diag)
+    try:
+        gain = np.linalg.solve(middle, np.column_stack([view_returns - picks @ prior, tsp.T]))
+    except np.linalg.LinAlgError as exc:
+        raise StrategyError("black_litterman: views with confidence 1 are linearly "
+                            "dependent (PτΣPᵀ + Ω is singular); drop or loosen one") from exc
+    mu = prior + tsp @ gain[:, 0]
+    post = (1.0 + tau) * cov - tsp @ gain[:, 1:]
+    return mu, 0.5 * (post + post.T)
+
+
+def view_uncertainty(cov: np.ndarray, picks: np.ndarray, tau: float,
+                     confidences: Sequence[float | None]) -> np.ndarray:
+    """diag(Ω): ω_k = p_kτΣp_kᵀ (He & Litterman 1999) for views without a confidence,
+    ω_k = ((1 − c_k)/c_k)·p_kτΣp_kᵀ with Idzorek's (2005) confidence c_k ∈ (0, 1]
+    (the closed form of Walters 2014, "The Black-Litterman model in detail", as in
+    PyPortfolioOpt): c = 1 makes the view exact, c = ½ equals the default."""
+    base = tau * np.einsum("kn,nm,km->k", picks, cov, picks)
+    scale = np.array([1.0 if c is None else (1.0 - c) / c for c in confidences])
+    return base * scale
+
+
+@register("black_litterman")
+@dataclass(frozen=True, slots=True)
+class BlackLitterman:
+    """Black-Litterman posterior returns, then long-only mean-variance with δ.
+
+    Prior π = δΣw_mkt (``market_weights`` table SYMBOL = weight, normalized; equal when
+    omitted), ``tau`` τ scales the prior's uncertainty. Views, in TOML::
+
+        views = [
+          {assets = {SPY = 1}, return = 0.08, confidence = 0.6},   # absolute: r_SPY = 8%
+          {assets = {SPY = 1, TLT = -1}, return = 0.02},            # relative: SPY − TLT = 2%
+        ]
+
+    ``assets`` is the view's row of P (any non-zero weights), ``return`` its Q entry
+    (annual), ``confidence`` (optional, (0, 1]) sets ω by Idzorek's method, otherwise
+    ω = pτΣpᵀ. A view naming a symbol absent from the prices is an error; one naming a
+    symbol excluded for short history is dropped with a ``view_dropped`` warning.
+    Then maximize wᵀμ_BL − (δ/2)wᵀΣ_BLw with δ = ``risk_aversion``, Σw = 1, ``bounds``.
+    """
+
+    name: ClassVar[str] = "black_litterman"
+    lookback_days: int = 252
+    covariance: str = "sample"
+    cov_half_life_days: float = 63.0
+    bounds: Any = DEFAULT_BOUNDS
+    views: Sequence[Mapping[str, Any]] = ()
+    tau: float = 0.05
+    risk_aversion: float = 2.5
+    market_weights: Mapping[str, float] | None = None
+    settings: EstimatorSettings = field(init=False, repr=False, compare=False)
+    parsed_views: tuple[View, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", EstimatorSettings(
+            lookback_days=self.lookback_days, covariance=self.covariance,
+            cov_half_life_days=self.cov_half_life_days))
+        object.__setattr__(self, "bounds", validate_bounds(self.bounds))
+        object.__setattr__(self, "parsed_views", parse_views(self.views))
+        if not (self.tau > 0 and np.isfinite(self.tau)):
+            raise StrategyConfigError(f"tau must be > 0, got {self.tau}")
+        if not (self.risk_aversion > 0 and np.isfinite(self.risk_aversion)):
+            raise StrategyConfigError(f"risk_aversion must be > 0, got {self.risk_aversion}")
+        check_market_weights(self.market_weights)
+
+    def posterior(self, prices: pd.DataFrame) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+        """(usable symbols, μ_BL, Σ_BL) from the window ending at the last row."""
+        est = self.settings.estimate(prices, with_returns=False)
+        prior = equilibrium_returns(est.cov, market_weight_vector(self.market_weights,
+                                                                  est.symbols),
+                                    self.risk_aversion)
+        picks, targets, confidences = self._view_matrix(prices.columns, est.symbols)
+        omega = view_uncertainty(est.cov, picks, self.tau, confidences)
+        mu, cov = black_litterman_posterior(est.cov, prior, picks, targets, omega, self.tau)
+        return est.symbols, mu, cov
+
+    def _view_matrix(self, columns: pd.Index, symbols: pd.Index
+                     ) -> tuple[np.ndarray, np.ndarray, list[float | None]]:
+        position = {s: i for i, s in enumerate(symbols)}
+        rows, targets, confidences = [], [], []
+        for k, view in enumerate(self.parsed_views, start=1):
+            unknown = [s for s, _ in view.assets if s not in columns]
+            if unknown:
+                raise StrategyError(f"views[{k}] names {unknown}, not among the priced "
+                                    f"symbols {list(columns)}")
+            excluded = [s for s, _ in view.assets if s not in position]
+            if excluded:
+                log.warning("view_dropped", view=k, symbols=excluded,
+                            reason="insufficient history in the lookback window")
+                continue
+            row = np.zeros(len(symbols))
+            for s, weight in view.assets:
+                row[position[s]] += weight
+            rows.append(row)
+            targets.append(view.expected_return)
+            confidences.append(view.confidence)
+        picks = np.array(rows).reshape(len(rows), len(symbols))
+        return picks, np.array(targets, dtype=float), confidences
+
+    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+        symbols, mu, cov = self.posterior(prices)
+        lower, upper = bound_vectors(self.bounds, symbols)
+        check_bounds(lower, upper, [str(s) for s in symbols])
+        w = solve_qp(cov, mu / self.risk_aversion, lower, upper).weights
+        out = np.zeros(prices.shape[1])
+        out[prices.columns.get_indexer(symbols)] = polish_weights(w, lower, upper)
+        return finalize_weights(pd.Series(out, index=prices.columns), self.name)

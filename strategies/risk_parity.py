@@ -1,0 +1,185 @@
+"""Risk-based allocation: equal risk contribution (``risk_parity``) and hierarchical risk
+parity (``hrp``). Both need only the covariance; neither takes ``bounds`` (ERC with a
+budget vector has exactly one long-only, fully invested solution, and HRP's recursive
+bisection fixes every weight), nor ``expected_returns``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy.cluster.hierarchy import leaves_list, linkage
+from scipy.linalg import LinAlgError, cho_factor, cho_solve
+from scipy.spatial.distance import squareform
+
+from strategies.base import StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.estimators import EstimatorSettings
+
+ERC_MAX_ITERATIONS = 100
+LINKAGE_METHODS = ("single", "complete", "average", "ward")
+
+
+def risk_budget_weights(cov: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+    """Long-only weights with risk contributions w_i(Σw)_i ∝ b_i, Σw = 1.
+
+    Spinu (2013), "An algorithm for computing risk parity weights": the unique minimizer
+    y* of the strictly convex f(y) = ½yᵀΣy − Σ b_i ln y_i over y > 0 satisfies
+    y_i(Σy)_i = b_i, so w = y*/Σy*. Damped Newton (Hessian Σ + diag(b/y²)) from the
+    inverse-volatility ray's optimum, stopped when the Newton decrement² < 1e-24·Σb
+    (quadratic convergence: a few iterations more buy nothing).
+    """
+    b = budgets / budgets.sum()
+    sigma = np.sqrt(np.diag(cov))
+    y = b / sigma
+    y *= np.sqrt(1.0 / float(y @ cov @ y))  # optimal scale on the ray: t² yᵀΣy = Σb = 1
+    value = _spinu_objective(cov, b, y)
+    for _ in range(ERC_MAX_ITERATIONS):
+        sy = cov @ y
+        grad = sy - b / y
+        hess = cov.copy()
+        hess.flat[:: len(y) + 1] += b / (y * y)
+        try:
+            step = -cho_solve(cho_factor(hess, lower=True, check_finite=False), grad,
+                              check_finite=False)
+        except LinAlgError as exc:
+            raise StrategyError("risk_parity: Newton system not positive definite") from exc
+        decrement = -float(grad @ step)
+        if decrement <= 1e-24:
+            break
+        shrink = step < 0
+        alpha = min(1.0, 0.99 * float(np.min(-y[shrink] / step[shrink]))) if shrink.any() \
+            else 1.0
+        while True:  # Armijo backtracking; f is self-concordant so this terminates fast
+            candidate = y + alpha * step
+            new_value = _spinu_objective(cov, b, candidate)
+            if new_value <= value - 0.25 * alpha * decrement or alpha < 1e-12:
+                break
+            alpha *= 0.5
+        y, value = candidate, new_value
+    else:
+        raise StrategyError("risk_parity: Newton iterations did not converge")
+    return y / y.sum()
+
+
+def _spinu_objective(cov: np.ndarray, b: np.ndarray, y: np.ndarray) -> float:
+    return 0.5 * float(y @ cov @ y) - float(b @ np.log(y))
+
+
+def hrp_weights(cov: np.ndarray, method: str = "single") -> np.ndarray:
+    """Hierarchical risk parity (López de Prado 2016, "Building diversified portfolios
+    that outperform out of sample", J. Portfolio Mgmt 42(4)).
+
+    1. distance d_ij = √(½(1 − ρ_ij)) from the correlation of ``cov``;
+    2. agglomerative clustering of d (scipy linkage, ``method``; the paper uses single);
+    3. quasi-diagonalization: order assets by the dendrogram's leaves;
+    4. recursive bisection: split each contiguous cluster in halves, give the halves
+       α = 1 − V₀/(V₀+V₁) and 1 − α, with V the variance of the half's inverse-variance
+       portfolio.
+    """
+    sigma = np.sqrt(np.diag(cov))
+    corr = np.clip(cov / np.outer(sigma, sigma), -1.0, 1.0)
+    dist = np.sqrt(np.clip(0.5 * (1.0 - corr), 0.0, None))
+    np.fill_diagonal(dist, 0.0)
+    order = leaves_list(linkage(squareform(dist, checks=False), method=method))
+    weights = np.ones(len(order))
+    inv_var = 1.0 / np.diag(cov)
+    clusters = [order]
+    while clusters:
+        split = []
+        for cluster in clusters:
+            if len(cluster) < 2:
+                continue
+            half = len(cluster) // 2
+            left, right = cluster[:half], cluster[half:]
+            v_left, v_right = _ivp_variance(cov, inv_var, left), _ivp_variance(cov, inv_var, right)
+            alpha = 1.0 - v_left / (v_left + v_right)
+            weights[left] *= alpha
+            weights[right] *= 1.0 - alpha
+            split += [left, right]
+        clusters = split
+    return weights
+
+
+def _ivp_variance(cov: np.ndarray, inv_var: np.ndarray, members: np.ndarray) -> float:
+    """Variance of the inverse-variance portfolio of ``members`` (López de Prado's
+    getClusterVar)."""
+    w = inv_var[members] / inv_var[members].sum()
+    return float(w @ cov[np.ix_(members, members)] @ w)
+
+
+def _check_covariance(lookback_days: int, covariance: str,
+                      cov_half_life_days: float) -> EstimatorSettings:
+    return EstimatorSettings(lookback_days=lookback_days, covariance=covariance,
+                             cov_half_life_days=cov_half_life_days)
+
+
+def _full_weights(prices: pd.DataFrame, symbols: pd.Index, w: np.ndarray,
+                  name: str) -> pd.Series:
+    out = np.zeros(prices.shape[1])
+    out[prices.columns.get_indexer(symbols)] = w
+    return finalize_weights(pd.Series(out, index=prices.columns), name)
+
+
+@register("risk_parity")
+@dataclass(frozen=True, slots=True)
+class RiskParity:
+    """Equal risk contribution (Maillard, Roncalli & Teïletche 2010): w_i(Σw)_i equal for
+    every asset, or ∝ ``budgets`` (symbol = budget > 0; unlisted symbols get the mean
+    budget), long-only, Σw = 1."""
+
+    name: ClassVar[str] = "risk_parity"
+    lookback_days: int = 252
+    covariance: str = "sample"
+    cov_half_life_days: float = 63.0
+    budgets: Mapping[str, float] | None = None
+    settings: EstimatorSettings = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", _check_covariance(
+            self.lookback_days, self.covariance, self.cov_half_life_days))
+        if self.budgets is not None:
+            if not isinstance(self.budgets, Mapping) or not self.budgets:
+                raise StrategyConfigError("budgets must be a table symbol = risk budget")
+            for symbol, budget in self.budgets.items():
+                if not (float(budget) > 0 and np.isfinite(float(budget))):
+                    raise StrategyConfigError(f"budgets.{symbol} must be > 0, got {budget}")
+
+    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+        est = self.settings.estimate(prices, with_returns=False)
+        if self.budgets is None:
+            b = np.ones(len(est.symbols))
+        else:
+            listed = [float(self.budgets[s]) for s in est.symbols if s in self.budgets]
+            fill = float(np.mean(listed)) if listed else 1.0
+            b = np.array([float(self.budgets.get(s, fill)) for s in est.symbols])
+        return _full_weights(prices, est.symbols, risk_budget_weights(est.cov, b), self.name)
+
+
+@register("hrp")
+@dataclass(frozen=True, slots=True)
+class HierarchicalRiskParity:
+    """López de Prado's hierarchical risk parity; ``linkage`` one of single (default),
+    complete, average, ward."""
+
+    name: ClassVar[str] = "hrp"
+    lookback_days: int = 252
+    covariance: str = "sample"
+    cov_half_life_days: float = 63.0
+    linkage: str = "single"
+    settings: EstimatorSettings = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", _check_covariance(
+            self.lookback_days, self.covariance, self.cov_half_life_days))
+        if self.linkage not in LINKAGE_METHODS:
+            raise StrategyConfigError(f"linkage: unknown method {self.linkage!r}; accepted: "
+                                      f"{', '.join(LINKAGE_METHODS)}")
+
+    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+        est = self.settings.estimate(prices, with_returns=False)
+        return _full_weights(prices, est.symbols, hrp_weights(est.cov, self.linkage),
+                             self.name)

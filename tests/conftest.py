@@ -1,0 +1,98 @@
+"""Shared fixtures: config files written to tmp dirs, small price frames, CLI runners."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_PRICES = REPO / "bot" / "data" / "sample_prices.csv"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def to_toml(doc: dict[str, dict[str, Any]]) -> str:
+    """A minimal TOML writer for test configs: top-level tables of scalars/lists/inline tables."""
+    lines = []
+    for table, body in doc.items():
+        lines.append(f"[{table}]")
+        lines.extend(f"{key} = {_toml_value(val)}" for key, val in body.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def base_config(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    """A fast config: simulated broker on the bundled sample, state in tmp_path."""
+    return {
+        "bot": {"mode": "paper", "state_dir": str(tmp_path / "state")},
+        "schedule": {"interval_secs": 0.05, "run_at_start": True},
+        "broker": {"kind": "sim", "order_wait_secs": 5},
+        "sim": {"prices": str(SAMPLE_PRICES), "starting_cash": 100_000.0,
+                "commission_bps": 1.0, "slippage_bps": 2.0, "replay_start": date(2006, 1, 3)},
+        "universe": {"symbols": ["SPY", "TLT", "IEF", "GLD", "DBC"]},
+        "strategy": {"name": "fixed", "params": {"preset": "all_weather"}},
+        "rebalance": {"drift_abs": 0.05, "drift_rel": 0.25},
+        "risk": {"max_var": 0.05},
+    }
+
+
+@pytest.fixture
+def write_config(tmp_path: Path):
+    """Write ``base_config`` with per-table overrides (None deletes a key) and return its path."""
+
+    def write(overrides: dict[str, dict[str, Any]] | None = None, name: str = "config.toml") -> Path:
+        doc = base_config(tmp_path)
+        for table, body in (overrides or {}).items():
+            merged = {**doc.get(table, {}), **body}
+            doc[table] = {k: v for k, v in merged.items() if v is not None}
+        path = tmp_path / name
+        path.write_text(to_toml(doc), encoding="utf-8")
+        return path
+
+    return write
+
+
+def random_walk_prices(symbols: list[str], days: int, seed: int = 7,
+                       start: str = "2020-01-01") -> pd.DataFrame:
+    """Geometric random-walk closes on business days (for fast, self-contained tests)."""
+    rng = np.random.default_rng(seed)
+    rets = rng.normal(0.0003, 0.01, size=(days, len(symbols)))
+    closes = 100 * np.exp(np.cumsum(rets, axis=0))
+    index = pd.bdate_range(start, periods=days, name="date")
+    return pd.DataFrame(closes, index=index, columns=symbols)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m bot ARGS`` in a subprocess and capture its output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=cwd or REPO)
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Parse stdout as JSON lines; every non-empty line must be a JSON object."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -1,0 +1,455 @@
+"""The state machine behind FakeAlpaca: account, positions, assets, orders, fills, bars.
+
+No sockets here: ``FakeAlpacaVenue.handle(method, path, query, body)`` answers one request
+with Alpaca's status codes and JSON shapes (``shared/reference/alpaca/*.yaml``: numbers in
+account/position/order JSON are strings, bars carry ``n``/``vw`` and paginate with
+``next_page_token``). Orders fill at the last close in ``fill_polls`` equal slices, one per
+GET of the order; a buy costing more than the buying power is refused 403 40310000; a
+repeated ``client_order_id`` is refused 422 40010001.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+NEW_YORK = ZoneInfo("America/New_York")
+BUYING_POWER_CODE = 40310000
+DUPLICATE_CID_CODE = 40010001
+UNPROCESSABLE_CODE = 42210000
+
+
+@dataclass(slots=True)
+class FakeOrder:
+    id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: Decimal | None
+    notional: Decimal | None
+    price: float
+    target_qty: Decimal
+    created_at: datetime
+    status: str = "accepted"
+    filled_qty: Decimal = Decimal(0)
+    polls: int = 0
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    filled_at: datetime | None = None
+    canceled_at: datetime | None = None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _num(value: float | Decimal) -> str:
+    """Alpaca's string-typed numbers."""
+    return format(Decimal(str(value)).normalize(), "f")
+
+
+class FakeAlpacaVenue:
+    """Alpaca's trading + data state; thread-safe through one lock (handlers are threads)."""
+
+    def __init__(
+        self,
+        *,
+        bars: pd.DataFrame | None = None,
+        cash: float = 100_000.0,
+        account_number: str = "PA3EXAMPLE01",
+        positions: dict[str, tuple[float, float]] | None = None,
+        assets: dict[str, tuple[bool, bool]] | None = None,
+        is_open: bool = True,
+        bars_page_size: int = 10_000,
+        fill_polls: int = 1,
+    ) -> None:
+        """``bars``: wide close frame (dates x symbols). ``positions``: symbol -> (qty,
+        avg price). ``assets``: symbol -> (tradable, fractionable); default every bars
+        column tradable and fractionable. ``fill_polls``: order GETs until fully filled
+        (each poll fills an equal slice; 0 = filled at submission)."""
+        self.bars = bars if bars is not None else pd.DataFrame()
+        self.cash = Decimal(str(cash))
+        self.account_number = account_number
+        self.positions: dict[str, tuple[Decimal, Decimal]] = {
+            s: (Decimal(str(q)), Decimal(str(p))) for s, (q, p) in (positions or {}).items()
+        }
+        cols = [str(c) for c in self.bars.columns]
+        self.assets = dict(assets) if assets is not None else {s: (True, True) for s in cols}
+        self.is_open = is_open
+        self.bars_page_size = bars_page_size
+        self.fill_polls = fill_polls
+        self.stuck_symbols: set[str] = set()
+        self.orders: list[FakeOrder] = []
+        self.errors: list[str] = []
+        self._lock = threading.RLock()
+
+    def orders_created(self) -> list[FakeOrder]:
+        with self._lock:
+            return list(self.orders)
+
+    # ---------------------------------------------------------------- pricing
+    def last_close(self, symbol: str) -> float:
+        series = self.bars[symbol].dropna()
+        return float(series.iloc[-1])
+
+    # ---------------------------------------------------------------- routing
+    def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        """Route one authenticated request; returns (status, JSON-able payload or None)."""
+        routes: list[tuple[str, str, Callable[..., tuple[int, Any]]]] = [
+            ("GET", r"/v2/account", lambda q, b: (200, self._account_json())),
+            ("GET", r"/v2/positions", lambda q, b: (200, self._positions_json())),
+            ("GET", r"/v2/clock", lambda q, b: (200, self._clock_json())),
+            ("GET", r"/v2/calendar", self._calendar),
+            ("GET", r"/v2/assets/(?P<sym>[^/]+)", self._asset),
+            ("GET", r"/v2/orders", self._list_orders),
+            ("POST", r"/v2/orders", self._submit),
+            ("GET", r"/v2/orders:by_client_order_id", self._order_by_cid),
+            ("GET", r"/v2/orders/(?P<oid>[^/]+)", self._order_by_id),
+            ("DELETE", r"/v2/orders/(?P<oid>[^/]+)", self._cancel),
+            ("GET", r"/v2/stocks/bars", self._bars),
+        ]
+        for route_method, pattern, fn in routes:
+            match = re.fullmatch(pattern, path)
+            if route_method == method and match:
+                with self._lock:
+                    return fn(query, body, **match.groupdict())
+        return 404, {"code": 40410000, "message": f"route not found: {method} {path}"}
+
+    def handle_json(
+        self, method: str, path: str, query: dict[str, str], body: Any
+    ) -> tuple[int, str]:
+        """``handle`` with the payload serialized; a crash in the fake becomes a 500 and is
+        kept in ``errors`` (tests assert it stays empty)."""
+        try:
+            status, payload = self.handle(method, path, query, body)
+        except Exception as exc:  # noqa: BLE001 - a fake bug must fail the test, not hang it
+            self.errors.append(f"{method} {path}: {type(exc).__name__}: {exc}")
+            return 500, json.dumps({"code": 50000000, "message": f"fake crashed: {exc}"})
+        return status, "" if payload is None else json.dumps(payload)
+
+    # ---------------------------------------------------------------- trading
+    def _account_json(self) -> dict[str, Any]:
+        market = sum(
+            (q * Decimal(str(self.last_close(s))) for s, (q, _) in self.positions.items()),
+            Decimal(0),
+        )
+        equity = self.cash + market
+        return {
+            "id": "e6fe16f3-64a4-4921-8928-cadf02f92f98",
+            "account_number": self.account_number,
+            "status": "ACTIVE",
+            "currency": "USD",
+            "cash": _num(self.cash),
+            "buying_power": _num(self._buying_power()),
+            "regt_buying_power": _num(self._buying_power()),
+            "non_marginable_buying_power": _num(self._buying_power()),
+            "portfolio_value": _num(equity),
+            "equity": _num(equity),
+            "last_equity": _num(equity),
+            "long_market_value": _num(market),
+            "short_market_value": "0",
+            "multiplier": "1",
+            "pattern_day_trader": False,
+            "trading_blocked": False,
+            "transfers_blocked": False,
+            "account_blocked": False,
+            "shorting_enabled": False,
+            "created_at": "2024-01-01T00:00:00Z",
+            "daytrade_count": 0,
+        }
+
+    def _buying_power(self) -> Decimal:
+        reserved = sum(
+            (
+                (o.target_qty - o.filled_qty) * Decimal(str(o.price))
+                for o in self.orders
+                if o.side == "buy" and o.status in ("accepted", "partially_filled")
+            ),
+            Decimal(0),
+        )
+        return self.cash - reserved
+
+    def _positions_json(self) -> list[dict[str, Any]]:
+        out = []
+        for sym, (qty, avg) in sorted(self.positions.items()):
+            price = Decimal(str(self.last_close(sym)))
+            out.append(
+                {
+                    "asset_id": str(uuid.uuid5(uuid.NAMESPACE_DNS, sym)),
+                    "symbol": sym,
+                    "exchange": "ARCA",
+                    "asset_class": "us_equity",
+                    "asset_marginable": True,
+                    "avg_entry_price": _num(avg),
+                    "qty": _num(qty),
+                    "qty_available": _num(qty),
+                    "side": "long",
+                    "market_value": _num(qty * price),
+                    "cost_basis": _num(qty * avg),
+                    "unrealized_pl": _num(qty * (price - avg)),
+                    "unrealized_plpc": "0",
+                    "unrealized_intraday_pl": "0",
+                    "unrealized_intraday_plpc": "0",
+                    "current_price": _num(price),
+                    "lastday_price": _num(price),
+                    "change_today": "0",
+                }
+            )
+        return out
+
+    def _clock_json(self) -> dict[str, Any]:
+        now = datetime.now(NEW_YORK)
+        day = now.date()
+        return {
+            "timestamp": now.isoformat(),
+            "is_open": self.is_open,
+            "next_open": datetime.combine(day + timedelta(days=1), datetime.min.time(), NEW_YORK)
+            .replace(hour=9, minute=30)
+            .isoformat(),
+            "next_close": datetime.combine(day, datetime.min.time(), NEW_YORK)
+            .replace(hour=16)
+            .isoformat(),
+        }
+
+    def _calendar(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        start = date.fromisoformat(query.get("start", "1900-01-01")[:10])
+        end = date.fromisoformat(query.get("end", "2999-12-31")[:10])
+        days = [d.date() for d in pd.DatetimeIndex(self.bars.index) if start <= d.date() <= end]
+        return 200, [
+            {
+                "date": d.isoformat(),
+                "open": "09:30",
+                "close": "16:00",
+                "session_open": "0400",
+                "session_close": "2000",
+                "settlement_date": d.isoformat(),
+            }
+            for d in days
+        ]
+
+    def _asset(self, query: dict[str, str], body: Any, sym: str) -> tuple[int, Any]:
+        if sym not in self.assets:
+            return 404, {"code": 40410000, "message": "asset not found"}
+        tradable, fractionable = self.assets[sym]
+        return 200, {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, sym)),
+            "class": "us_equity",
+            "exchange": "ARCA",
+            "symbol": sym,
+            "name": f"{sym} fake",
+            "status": "active",
+            "tradable": tradable,
+            "marginable": True,
+            "shortable": False,
+            "easy_to_borrow": False,
+            "fractionable": fractionable,
+        }
+
+    def _submit(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        cid = body.get("client_order_id") or str(uuid.uuid4())
+        if any(o.client_order_id == cid for o in self.orders):
+            return 422, {"code": DUPLICATE_CID_CODE, "message": "client_order_id must be unique"}
+        sym, side = body["symbol"], body["side"]
+        if body.get("type") != "market" or body.get("time_in_force") != "day":
+            return 422, {"code": UNPROCESSABLE_CODE, "message": "only market day orders here"}
+        if sym not in self.assets or not self.assets[sym][0]:
+            return 422, {"code": UNPROCESSABLE_CODE, "message": f"asset {sym} is not tradable"}
+        price = Decimal(str(self.last_close(sym)))
+        qty = None if body.get("qty") is None else Decimal(str(body["qty"]))
+        notional = None if body.get("notional") is None else Decimal(str(body["notional"]))
+        if (qty is None) == (notional is None):
+            return 422, {"code": UNPROCESSABLE_CODE, "message": "qty or notional is required"}
+        fractionable = self.assets[sym][1]
+        if notional is not None and not fractionable:
+            return 422, {
+                "code": UNPROCESSABLE_CODE,
+                "message": "notional not allowed: not fractionable",
+            }
+        if qty is not None and qty != qty.to_integral_value() and not fractionable:
+            return 422, {"code": UNPROCESSABLE_CODE, "message": "fractional qty not allowed"}
+        target = (
+            qty if qty is not None else (notional / price).quantize(Decimal("1e-9"), ROUND_DOWN)
+        )
+        if side == "buy" and target * price > self._buying_power():
+            return 403, {"code": BUYING_POWER_CODE, "message": "insufficient buying power"}
+        held = self.positions.get(sym, (Decimal(0), Decimal(0)))[0]
+        if side == "sell" and target > held:
+            return 403, {
+                "code": BUYING_POWER_CODE,
+                "message": "insufficient qty available for order "
+                f"(requested: {target}, available: {held})",
+            }
+        now = datetime.now(UTC)
+        order = FakeOrder(
+            str(uuid.uuid4()), cid, sym, side, qty, notional, float(price), target, now
+        )
+        self.orders.append(order)
+        if self.fill_polls == 0:
+            self._advance(order, force_all=True)
+        return 200, self._order_json(order)
+
+    def _advance(self, order: FakeOrder, force_all: bool = False) -> None:
+        """One poll: fill the next slice of the order at the last close."""
+        if order.status not in ("accepted", "partially_filled") or not self.is_open:
+            return
+        if order.symbol in self.stuck_symbols:
+            return
+        order.polls += 1
+        steps = max(self.fill_polls, 1)
+        if force_all or order.polls >= steps:
+            new_filled = order.target_qty
+        else:
+            new_filled = (order.target_qty * order.polls / steps).quantize(
+                Decimal("1e-9"), ROUND_DOWN
+            )
+        delta = new_filled - order.filled_qty
+        if delta <= 0:
+            return
+        price = Decimal(str(order.price))
+        qty_held, avg = self.positions.get(order.symbol, (Decimal(0), Decimal(0)))
+        if order.side == "buy":
+            self.cash -= delta * price
+            total = qty_held + delta
+            self.positions[order.symbol] = (total, (qty_held * avg + delta * price) / total)
+        else:
+            self.cash += delta * price
+            left = qty_held - delta
+            if left > 0:
+                self.positions[order.symbol] = (left, avg)
+            else:
+                self.positions.pop(order.symbol, None)
+        order.filled_qty = new_filled
+        order.updated_at = datetime.now(UTC)
+        if new_filled >= order.target_qty:
+            order.status, order.filled_at = "filled", order.updated_at
+        else:
+            order.status = "partially_filled"
+
+    def _order_json(self, o: FakeOrder) -> dict[str, Any]:
+        filled = o.filled_qty > 0
+        return {
+            "id": o.id,
+            "client_order_id": o.client_order_id,
+            "created_at": _iso(o.created_at),
+            "updated_at": _iso(o.updated_at),
+            "submitted_at": _iso(o.created_at),
+            "filled_at": _iso(o.filled_at),
+            "expired_at": None,
+            "canceled_at": _iso(o.canceled_at),
+            "failed_at": None,
+            "replaced_at": None,
+            "replaced_by": None,
+            "replaces": None,
+            "asset_id": str(uuid.uuid5(uuid.NAMESPACE_DNS, o.symbol)),
+            "symbol": o.symbol,
+            "asset_class": "us_equity",
+            "notional": None if o.notional is None else _num(o.notional),
+            "qty": None if o.qty is None else _num(o.qty),
+            "filled_qty": _num(o.filled_qty),
+            "filled_avg_price": _num(o.price) if filled else None,
+            "order_class": "simple",
+            "order_type": "market",
+            "type": "market",
+            "side": o.side,
+            "time_in_force": "day",
+            "limit_price": None,
+            "stop_price": None,
+            "status": o.status,
+            "extended_hours": False,
+            "legs": None,
+            "trail_percent": None,
+            "trail_price": None,
+            "hwm": None,
+        }
+
+    def _list_orders(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        status = query.get("status", "open")
+        open_states = ("accepted", "partially_filled", "new")
+        chosen = [
+            o
+            for o in self.orders
+            if status == "all" or (status == "open") == (o.status in open_states)
+        ]
+        return 200, [self._order_json(o) for o in reversed(chosen)]
+
+    def _order_by_cid(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        cid = query.get("client_order_id", "")
+        return self._poll(next((o for o in self.orders if o.client_order_id == cid), None))
+
+    def _order_by_id(self, query: dict[str, str], body: Any, oid: str) -> tuple[int, Any]:
+        return self._poll(next((o for o in self.orders if o.id == oid), None))
+
+    def _poll(self, order: FakeOrder | None) -> tuple[int, Any]:
+        if order is None:
+            return 404, {"code": 40410000, "message": "order not found"}
+        self._advance(order)
+        return 200, self._order_json(order)
+
+    def _cancel(self, query: dict[str, str], body: Any, oid: str) -> tuple[int, Any]:
+        order = next((o for o in self.orders if o.id == oid), None)
+        if order is None:
+            return 404, {"code": 40410000, "message": "order not found"}
+        if order.status not in ("accepted", "partially_filled"):
+            return 422, {"code": UNPROCESSABLE_CODE, "message": "order is not cancelable"}
+        order.status, order.canceled_at = "canceled", datetime.now(UTC)
+        order.updated_at = order.canceled_at
+        return 204, None
+
+    # ---------------------------------------------------------------- market data
+    def _bars(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        if query.get("timeframe") != "1Day":
+            return 400, {"code": 40010000, "message": "only 1Day bars in the fake"}
+        symbols = [s for s in query.get("symbols", "").split(",") if s]
+        start = _parse_ts(query.get("start"), datetime.min.replace(tzinfo=UTC))
+        end = _parse_ts(query.get("end"), datetime.max.replace(tzinfo=UTC))
+        rows: list[tuple[str, dict[str, Any]]] = []
+        for sym in sorted(symbols):
+            if sym not in self.bars.columns:
+                continue
+            for day, close in self.bars[sym].dropna().items():
+                stamp = pd.Timestamp(day).tz_localize(NEW_YORK).tz_convert(UTC).to_pydatetime()
+                if start <= stamp <= end:
+                    c = float(close)
+                    rows.append(
+                        (
+                            sym,
+                            {
+                                "t": _iso(stamp),
+                                "o": c,
+                                "h": c,
+                                "l": c,
+                                "c": c,
+                                "v": 1000,
+                                "n": 10,
+                                "vw": c,
+                            },
+                        )
+                    )
+        offset = (
+            int(base64.b64decode(query["page_token"]).decode()) if query.get("page_token") else 0
+        )
+        page = min(int(query.get("limit") or 1000), self.bars_page_size)
+        chunk = rows[offset : offset + page]
+        out: dict[str, list[dict[str, Any]]] = {}
+        for sym, bar in chunk:
+            out.setdefault(sym, []).append(bar)
+        more = offset + page < len(rows)
+        token = base64.b64encode(str(offset + page).encode()).decode() if more else None
+        return 200, {"bars": out, "next_page_token": token}
+
+
+def _parse_ts(text: str | None, default: datetime) -> datetime:
+    if not text:
+        return default
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,167 @@
+"""The cycle against the real SimulatedBroker and a real SQLite journal (no mocks)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+import strategies
+from bot import cycle
+from bot.cycle import CycleContext, CycleSettings
+from bot.journal import DRY_RUN, INTENT, UNSENT, Journal
+from bot.rebalance import RebalancePolicy
+from bot.risk import RiskLimits
+from brokers.base import OrderRequest, OrderSide
+from brokers.errors import BrokerDataError
+from brokers.sim import SimulatedBroker
+from tests.conftest import random_walk_prices
+
+SYMBOLS = ["AAA", "BBB", "CCC"]
+TARGET = {"AAA": 0.5, "BBB": 0.3, "CCC": 0.2}
+
+
+def make_ctx(tmp_path: Path, prices: pd.DataFrame | None = None, mode: str = "paper",
+             limits: RiskLimits | None = None, max_drawdown: float | None = None,
+             weights: dict[str, float] | None = None) -> CycleContext:
+    prices = random_walk_prices(SYMBOLS, 400) if prices is None else prices
+    db = tmp_path / "state.sqlite"
+    broker = SimulatedBroker(db, prices, starting_cash=100_000.0,
+                             replay_start=prices.index[300].date())
+    settings = CycleSettings(
+        mode=mode, universe=tuple(SYMBOLS), order_prefix="ab", order_wait_secs=1.0,
+        policy=RebalancePolicy(drift_abs=0.02, drift_rel=0.2),
+        limits=limits or RiskLimits(lookback_days=60), max_drawdown=max_drawdown)
+    strategy = strategies.create("fixed", weights=weights or TARGET)
+    return CycleContext(broker, Journal(db), strategy, settings)
+
+
+def wake_and_run(ctx: CycleContext) -> cycle.CycleResult:
+    ctx.broker.on_wake()
+    return cycle.run(ctx)
+
+
+def held_weights(ctx: CycleContext) -> pd.Series:
+    account = ctx.broker.account()
+    return pd.Series({s: p.market_value / account.equity for s, p in ctx.broker.positions().items()})
+
+
+def test_cycle_first_run_buys_to_target_and_journals_fills(tmp_path):
+    ctx = make_ctx(tmp_path)
+    result = wake_and_run(ctx)
+    assert result.status == "finished"
+    assert result.figures["orders_filled"] == 3
+    w = held_weights(ctx)
+    for sym, t in TARGET.items():
+        assert abs(w[sym] - t) < 0.002
+    intents = ctx.journal.intents()
+    assert {i.status for i in intents} == {"filled"}
+    assert ctx.journal.fill_count() == 3
+    assert all(len(i.client_order_id) <= 48 and i.client_order_id.startswith("ab-")
+               for i in intents)
+
+
+def test_cycle_within_bands_sends_no_orders(tmp_path):
+    ctx = make_ctx(tmp_path)
+    wake_and_run(ctx)
+    result = wake_and_run(ctx)
+    assert result.status == "finished"
+    assert result.figures["orders_planned"] == 0
+    assert len(ctx.journal.intents()) == 3
+
+
+def test_cycle_dry_run_journals_intents_but_sends_nothing(tmp_path):
+    ctx = make_ctx(tmp_path, mode="dry_run")
+    result = wake_and_run(ctx)
+    assert result.figures["orders_planned"] == 3
+    assert result.figures["orders_submitted"] == 0
+    assert {i.status for i in ctx.journal.intents()} == {DRY_RUN}
+    assert ctx.broker.positions() == {}
+    assert ctx.broker.list_orders(open_only=False) == []
+
+
+def test_cycle_market_closed_is_skipped_without_orders(tmp_path):
+    ctx = make_ctx(tmp_path)
+    with capture_logs() as logs:
+        result = cycle.run(ctx)  # no wake: the replay has not opened yet
+    assert result.status == "skipped"
+    assert any(e["event"] == "market_closed" for e in logs)
+    assert ctx.broker.list_orders(open_only=False) == []
+
+
+def test_cycle_every_log_line_carries_cycle_id(tmp_path):
+    ctx = make_ctx(tmp_path)
+    ctx.broker.on_wake()
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        result = cycle.run(ctx)
+    events = [e["event"] for e in logs]
+    for name in ("cycle_started", "weights_computed", "risk_checked", "orders_planned",
+                 "order_submitted", "order_filled", "cycle_finished"):
+        assert name in events
+    assert all(e.get("cycle_id") == result.cycle_id for e in logs)
+
+
+def test_cycle_var_limit_scales_risky_weights_to_cash(tmp_path):
+    limits = RiskLimits(max_var=0.004, lookback_days=60)
+    ctx = make_ctx(tmp_path, limits=limits)
+    with capture_logs() as logs:
+        result = wake_and_run(ctx)
+    limited = [e for e in logs if e["event"] == "risk_limited"]
+    assert limited and limited[0]["rule"] == "max_var"
+    assert result.figures["var"] == pytest.approx(0.004, abs=1e-6)
+    account = ctx.broker.account()
+    assert account.cash / account.equity > 0.3  # the rest went to cash
+
+
+def test_cycle_nan_price_on_latest_row_is_an_error_naming_symbol_and_date():
+    prices = random_walk_prices(SYMBOLS, 30)
+    prices.iloc[-1, 1] = np.nan
+    with pytest.raises(BrokerDataError, match=r"BBB.*2020-02-11"):
+        cycle._planning_prices(prices, tuple(SYMBOLS), {})
+
+
+def test_cycle_reconciles_unsent_intent_as_unsent_and_never_sends_it(tmp_path):
+    ctx = make_ctx(tmp_path)
+    ctx.broker.on_wake()
+    cid = ctx.journal.start_cycle(date(2021, 1, 1))
+    ctx.journal.record_intents(cid, [("ab-crashed-AAA-b", "AAA", OrderSide.BUY, 5.0, 100.0)])
+    result = cycle.run(ctx)
+    assert result.status == "finished"
+    intent = ctx.journal.intents(cycle_id=cid)[0]
+    assert intent.status == UNSENT
+    assert ctx.broker.get_order_by_client_id("ab-crashed-AAA-b") is None
+
+
+def test_cycle_reconciles_sent_but_unjournaled_order_without_resending(tmp_path):
+    ctx = make_ctx(tmp_path)
+    ctx.broker.on_wake()
+    cid = ctx.journal.start_cycle(date(2021, 1, 1))
+    ctx.journal.record_intents(cid, [("ab-crashed-AAA-b", "AAA", OrderSide.BUY, 5.0, 100.0)])
+    ctx.broker.submit_order(OrderRequest("AAA", OrderSide.BUY, "ab-crashed-AAA-b", qty=5.0))
+    cycle.run(ctx)
+    intent = ctx.journal.intents(cycle_id=cid)[0]
+    assert intent.status == "filled" and intent.filled_qty == 5.0
+    orders = [o for o in ctx.broker.list_orders(open_only=False)
+              if o.client_order_id == "ab-crashed-AAA-b"]
+    assert len(orders) == 1
+    assert INTENT not in {i.status for i in ctx.journal.intents()}
+
+
+def test_cycle_drawdown_halt_stops_trading_until_rearmed(tmp_path):
+    prices = random_walk_prices(SYMBOLS, 400)
+    prices.iloc[301:] = prices.iloc[301:] * 0.5  # a crash the day after the first buy
+    ctx = make_ctx(tmp_path, prices=prices, max_drawdown=0.2)
+    assert wake_and_run(ctx).status == "finished"
+    with capture_logs() as logs:
+        result = wake_and_run(ctx)
+    assert result.status == "halted"
+    assert any(e["event"] == "trading_halted" for e in logs)
+    assert wake_and_run(ctx).status == "halted"  # stays halted
+    ctx.journal.delete_meta(cycle.HALT_KEY)
+    ctx.journal.delete_meta(cycle.PEAK_KEY)
+    assert wake_and_run(ctx).status == "finished"

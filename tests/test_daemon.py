@@ -1,0 +1,149 @@
+"""The real `allocbot` process: scheduled cycles, persistence, graceful stop, crash safety."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, json_lines, run_cli
+
+
+def _events(lines: list[dict], name: str) -> list[dict]:
+    return [e for e in lines if e.get("event") == name]
+
+
+def test_daemon_runs_max_cycles_then_exits_0_with_json_lines(tmp_path, write_config):
+    config = write_config()
+    proc = run_cli("run", "--config", str(config), "--max-cycles", "5")
+    assert proc.returncode == 0, proc.stderr
+    lines = json_lines(proc.stdout)  # every line is one JSON object
+    finished = _events(lines, "cycle_finished")
+    assert len(finished) == 5
+    assert len(_events(lines, "order_filled")) >= 1
+    assert all(e["timestamp"].endswith("Z") for e in lines)
+    cycle_lines = [e for e in lines if e.get("logger", "").startswith("allocbot.cycle")]
+    assert all("cycle_id" in e for e in cycle_lines)
+
+    again = run_cli("run", "--config", str(config), "--max-cycles", "2")
+    assert again.returncode == 0, again.stderr
+    lines2 = json_lines(again.stdout)
+    assert _events(lines2, "sim_account_resumed"), "the paper account must persist"
+    first_asofs = [e["asof"] for e in finished]
+    second_asofs = [e["asof"] for e in _events(lines2, "cycle_finished")]
+    assert min(second_asofs) > max(first_asofs), "the replay continues where it stopped"
+    equity_end = finished[-1]["equity_after"]
+    assert _events(lines2, "cycle_finished")[0]["equity_before"] != 100_000.0
+    assert abs(_events(lines2, "cycle_finished")[0]["equity_before"] / equity_end - 1) < 0.1
+
+
+def test_python_dash_m_bot_is_the_same_cli():
+    proc = subprocess.run([sys.executable, "-m", "bot", "--help"], capture_output=True,
+                          text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 0
+    for command in ("run", "once", "check-config", "status", "weights"):
+        assert command in proc.stdout
+
+
+def _start_daemon(config: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, **(extra_env or {})})
+
+
+def _read_until(proc: subprocess.Popen, event: str, timeout_secs: float = 60) -> list[dict]:
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout_secs
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(json.loads(line))
+        if seen[-1].get("event") == event:
+            return seen
+    proc.kill()
+    raise AssertionError(f"no {event} within {timeout_secs}s; saw {[e.get('event') for e in seen]}")
+
+
+def test_daemon_sigterm_lets_running_cycle_finish_and_exits_0(tmp_path, write_config):
+    config = write_config()
+    proc = _start_daemon(config, {"ALLOCBOT_TEST_PAUSE_AFTER_SUBMIT_SECS": "0.3"})
+    before = _read_until(proc, "order_submitted")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    lines = before + json_lines(out)
+    assert proc.returncode == 0, err
+    started = _events(lines, "cycle_started")
+    finished = _events(lines, "cycle_finished")
+    assert len(started) == len(finished) >= 1, "the interrupted cycle must run to completion"
+    assert finished[-1]["orders_filled"] == finished[-1]["orders_planned"]
+    assert _events(lines, "daemon_stopped")
+
+
+def test_daemon_sigkill_mid_cycle_restart_sends_no_order_twice_and_converges(tmp_path,
+                                                                          write_config):
+    config = write_config({"schedule": {"interval_secs": 0.2}})
+    proc = _start_daemon(config, {"ALLOCBOT_TEST_PAUSE_AFTER_SUBMIT_SECS": "2"})
+    first = _read_until(proc, "order_submitted")
+    proc.send_signal(signal.SIGKILL)  # after intents are journaled, before all are sent
+    proc.wait(timeout=30)
+    intended = {e["client_order_id"] for e in _events(first, "order_intended")}
+    sent_before = [e["client_order_id"] for e in _events(first, "order_submitted")]
+    assert len(sent_before) == 1 < len(intended)
+
+    restart = run_cli("run", "--config", str(config), "--max-cycles", "3")
+    assert restart.returncode == 0, restart.stderr
+    lines = json_lines(restart.stdout)
+    assert _events(lines, "cycles_interrupted")
+    sent = sent_before + [e["client_order_id"] for e in _events(lines, "order_submitted")]
+    dupes = [c for c, n in collections.Counter(sent).items() if n > 1]
+    assert not dupes, f"client_order_id sent twice: {dupes}"
+
+    db = tmp_path / "state" / "allocbot.sqlite"
+    with sqlite3.connect(db) as conn:
+        venue_ids = [r[0] for r in conn.execute("SELECT client_order_id FROM sim_orders")]
+        statuses = dict(conn.execute("SELECT client_order_id, status FROM intents"))
+    assert len(venue_ids) == len(set(venue_ids))
+    assert set(sent) == set(venue_ids)
+    unsent = intended - set(sent_before)
+    assert all(statuses[c] == "unsent" for c in unsent)
+    last = _events(lines, "cycle_finished")[-1]
+    assert last["orders_planned"] == 0, "after the restart the account is back at target"
+    status = run_cli("status", "--config", str(config))
+    assert status.returncode == 0, status.stderr
+    assert "SPY" in status.stdout and "yes" not in status.stdout.split("Last cycles")[0]
+
+
+def test_weights_command_prints_json_after_risk_step(write_config):
+    proc = run_cli("weights", "--config", str(write_config()), "--asof", "2010-06-30")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["asof"] == "2010-06-30"
+    assert report["strategy"] == "fixed"
+    assert report["weights"]["SPY"] == pytest.approx(0.3)
+    assert report["cash"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_weights_command_asof_before_data_exits_2(write_config):
+    proc = run_cli("weights", "--config", str(write_config()), "--asof", "1990-01-02")
+    assert proc.returncode == 2
+    assert "1990-01-02" in proc.stderr
+
+
+def test_live_mode_without_confirmation_refuses(tmp_path, write_config):
+    config = write_config()
+    proc = run_cli("once", "--config", str(config), "--live")
+    assert proc.returncode == 2
+    assert 'mode is "paper"' in proc.stderr
+    proc = run_cli("once", "--config", str(config), env={"ALLOCBOT_CONFIRM_LIVE": "yes"})
+    assert proc.returncode == 2
+    assert not (tmp_path / "state" / "allocbot.sqlite").exists()

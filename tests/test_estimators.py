@@ -1,0 +1,165 @@
+"""Estimators: checked against their definitions and against sklearn/pandas/numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.covariance import ledoit_wolf
+from structlog.testing import capture_logs
+
+from strategies.base import StrategyConfigError, StrategyError
+from strategies.estimators import (
+    ANNUALIZATION_DAYS,
+    EstimatorSettings,
+    equilibrium_returns,
+    ewma_covariance,
+    ewma_returns,
+    geometric_returns,
+    ledoit_wolf_covariance,
+    mean_returns,
+    repair_covariance,
+    sample_covariance,
+    simple_returns,
+)
+from strategies.mean_variance import optimize_mean_variance
+
+
+def _returns(n_days: int = 300, n_assets: int = 6, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(n_assets, n_assets)) * 0.01
+    data = rng.normal(size=(n_days, n_assets)) @ mix + 0.0004
+    return pd.DataFrame(data, columns=[f"S{i}" for i in range(n_assets)],
+                        index=pd.bdate_range("2021-01-04", periods=n_days))
+
+
+def _prices(returns: pd.DataFrame) -> pd.DataFrame:
+    return 100.0 * (1.0 + returns).cumprod()
+
+
+def test_ledoit_wolf_same_returns_matches_sklearn() -> None:
+    rets = _returns(n_days=120, n_assets=30)
+    expected, _ = ledoit_wolf(rets.to_numpy())
+    ours = ledoit_wolf_covariance(rets).to_numpy()
+    np.testing.assert_allclose(ours, expected * ANNUALIZATION_DAYS, rtol=1e-12, atol=1e-15)
+
+
+def test_ledoit_wolf_more_assets_than_days_is_positive_definite() -> None:
+    rets = _returns(n_days=40, n_assets=60)
+    cov = ledoit_wolf_covariance(rets).to_numpy()
+    np.testing.assert_allclose(cov, ledoit_wolf(rets.to_numpy())[0] * 252, rtol=1e-12)
+    assert np.linalg.eigvalsh(cov).min() > 0
+
+
+def test_sample_covariance_definition_ddof1_annualized() -> None:
+    rets = _returns()
+    x = rets.to_numpy()
+    expected = (x - x.mean(0)).T @ (x - x.mean(0)) / (len(x) - 1) * 252
+    np.testing.assert_allclose(sample_covariance(rets).to_numpy(), expected, rtol=1e-12)
+
+
+def test_geometric_returns_constant_growth_equals_cagr() -> None:
+    daily = 0.001
+    rets = pd.DataFrame({"A": [daily] * 504, "B": [0.0] * 504})
+    cagr = geometric_returns(rets)
+    assert cagr["A"] == pytest.approx((1 + daily) ** 252 - 1, rel=1e-12)
+    assert cagr["B"] == pytest.approx(0.0, abs=1e-15)
+
+
+def test_ewma_returns_match_pandas_ewm_span() -> None:
+    rets = _returns()
+    expected = rets.ewm(span=20, adjust=True).mean().iloc[-1] * 252
+    pd.testing.assert_series_equal(ewma_returns(rets, 20), expected, check_names=False,
+                                   rtol=1e-12)
+
+
+def test_ewma_covariance_infinite_half_life_equals_sample() -> None:
+    rets = _returns()
+    np.testing.assert_allclose(ewma_covariance(rets, 1e12).to_numpy(),
+                               sample_covariance(rets).to_numpy(), rtol=1e-8)
+
+
+def test_ewma_covariance_recent_shock_weighs_more_than_old() -> None:
+    rets = _returns(n_days=200)
+    shocked_recent, shocked_old = rets.copy(), rets.copy()
+    shocked_recent.iloc[-5, 0] += 0.2
+    shocked_old.iloc[5, 0] += 0.2
+    base = ewma_covariance(rets, 20).iloc[0, 0]
+    recent = ewma_covariance(shocked_recent, 20).iloc[0, 0] - base
+    old = ewma_covariance(shocked_old, 20).iloc[0, 0] - base
+    assert recent > 100 * abs(old)
+
+
+def test_equilibrium_returns_reverse_optimize_to_market_weights() -> None:
+    cov = sample_covariance(_returns()).to_numpy()
+    w_mkt = np.array([0.3, 0.2, 0.15, 0.15, 0.1, 0.1])
+    pi = equilibrium_returns(cov, w_mkt, 3.0)
+    w = optimize_mean_variance(pi, cov, 3.0, np.zeros(6), np.ones(6))
+    np.testing.assert_allclose(w, w_mkt, atol=1e-10)
+
+
+def test_simple_returns_short_history_asset_excluded_with_warning() -> None:
+    prices = _prices(_returns())
+    prices.iloc[:-50, 2] = np.nan
+    with capture_logs() as logs:
+        rets = simple_returns(prices, 100)
+    assert "S2" not in rets.columns and len(rets) == 100
+    assert any(e["event"] == "asset_excluded" and e["symbol"] == "S2" for e in logs)
+
+
+def test_simple_returns_one_usable_asset_raises_naming_window() -> None:
+    prices = _prices(_returns(n_assets=2))
+    prices.iloc[:-5, 1] = np.nan
+    with pytest.raises(StrategyError, match="fewer than 2 assets"):
+        simple_returns(prices, 50)
+
+
+def test_repair_covariance_positive_definite_returned_unchanged() -> None:
+    cov = sample_covariance(_returns()).to_numpy()
+    with capture_logs() as logs:
+        assert repair_covariance(cov) is cov
+    assert logs == []
+
+
+def test_repair_covariance_indefinite_warns_and_returns_positive_definite() -> None:
+    cov = np.array([[1.0, 0.9, 0.9], [0.9, 1.0, -0.9], [0.9, -0.9, 1.0]])
+    assert np.linalg.eigvalsh(cov).min() < 0
+    with capture_logs() as logs:
+        fixed = repair_covariance(cov)
+    assert np.linalg.eigvalsh(fixed).min() > 0
+    assert np.allclose(fixed, fixed.T)
+    assert [e["event"] for e in logs] == ["covariance_repaired"]
+
+
+def test_repair_covariance_singular_sample_covariance_warns() -> None:
+    cov = sample_covariance(_returns(n_days=10, n_assets=20)).to_numpy()
+    with capture_logs() as logs:
+        fixed = repair_covariance(cov)
+    np.linalg.cholesky(fixed)
+    assert logs[0]["event"] == "covariance_repaired" and logs[0]["log_level"] == "warning"
+
+
+def test_estimator_settings_methods_dispatch_to_their_estimators() -> None:
+    prices = _prices(_returns())
+    rets = simple_returns(prices, 120)
+    est = EstimatorSettings(lookback_days=120, covariance="ledoit_wolf",
+                            expected_returns="mean").estimate(prices)
+    np.testing.assert_allclose(est.cov, ledoit_wolf_covariance(rets).to_numpy())
+    np.testing.assert_allclose(est.mu, mean_returns(rets).to_numpy())
+    geo = EstimatorSettings(lookback_days=120, expected_returns="geometric").estimate(prices)
+    np.testing.assert_allclose(geo.mu, geometric_returns(rets).to_numpy())
+
+
+def test_estimator_settings_unknown_method_raises_config_error_naming_key() -> None:
+    with pytest.raises(StrategyConfigError, match="covariance: unknown method 'shrunk'"):
+        EstimatorSettings(covariance="shrunk")
+    with pytest.raises(StrategyConfigError, match="expected_returns"):
+        EstimatorSettings(expected_returns="capm")
+
+
+def test_equilibrium_setting_missing_market_weight_names_symbol() -> None:
+    prices = _prices(_returns())
+    settings = EstimatorSettings(expected_returns="equilibrium",
+                                 market_weights={"S0": 1.0, "S1": 1.0})
+    with pytest.raises(StrategyError, match="S2"):
+        settings.estimate(prices)

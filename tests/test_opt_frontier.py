@@ -1,0 +1,104 @@
+"""max_sharpe and efficient_risk: closed forms, scipy references, fallbacks and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+from test_opt_qp import random_problem
+
+from strategies.base import StrategyError
+from strategies.frontier import efficient_risk_weights, max_feasible_return, max_sharpe_weights
+
+
+def sharpe(w: np.ndarray, mu: np.ndarray, cov: np.ndarray, rf: float) -> float:
+    return (float(mu @ w) - rf) / float(np.sqrt(w @ cov @ w))
+
+
+def feasible(w: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> bool:
+    return (abs(w.sum() - 1) <= 1e-9 and (w >= lower - 1e-9).all()
+            and (w <= upper + 1e-9).all())
+
+
+def slsqp(fun, n: int, lower: np.ndarray, upper: np.ndarray, extra=(), starts: int = 6):
+    """Best of several SLSQP runs from random feasible-ish starts."""
+    rng = np.random.default_rng(0)
+    best = None
+    for _ in range(starts):
+        x0 = rng.dirichlet(np.ones(n))
+        res = minimize(fun, x0, method="SLSQP", bounds=list(zip(lower, upper, strict=True)),
+                       constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}, *extra],
+                       options={"ftol": 1e-14, "maxiter": 2000})
+        if res.success and (best is None or res.fun < best.fun):
+            best = res
+    assert best is not None
+    return best.x
+
+
+def test_max_sharpe_wide_bounds_matches_tangency_closed_form() -> None:
+    cov, mu = random_problem(8, seed=1)
+    rf = 0.01
+    tangency = np.linalg.solve(cov, mu - rf)
+    tangency /= tangency.sum()
+    w = max_sharpe_weights(mu, cov, np.full(8, -5.0), np.full(8, 5.0), rf)
+    assert w is not None
+    np.testing.assert_allclose(w, tangency, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_max_sharpe_bounded_at_least_scipy_reference(seed: int) -> None:
+    cov, mu = random_problem(8, seed=seed)
+    lower, upper = np.zeros(8), np.full(8, 0.35 if seed % 2 else 1.0)
+    rf = 0.02
+    w = max_sharpe_weights(mu, cov, lower, upper, rf)
+    assert w is not None and feasible(w, lower, upper)
+    ref = slsqp(lambda x: -sharpe(x, mu, cov, rf), 8, lower, upper)
+    assert sharpe(w, mu, cov, rf) >= sharpe(ref, mu, cov, rf) - 1e-7
+
+
+def test_max_sharpe_no_asset_beats_risk_free_returns_none() -> None:
+    cov, _ = random_problem(5, seed=2)
+    assert max_sharpe_weights(np.full(5, 0.01), cov, np.zeros(5), np.ones(5), 0.03) is None
+
+
+def test_max_feasible_return_fills_best_assets_up_to_bounds() -> None:
+    mu = np.array([0.1, 0.3, 0.2])
+    assert max_feasible_return(mu, np.zeros(3), np.array([1.0, 0.5, 0.4])) == pytest.approx(
+        0.5 * 0.3 + 0.4 * 0.2 + 0.1 * 0.1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_efficient_risk_hits_target_and_at_least_scipy_return(seed: int) -> None:
+    cov, mu = random_problem(8, seed=seed)
+    lower, upper = np.zeros(8), np.full(8, 0.5)
+    min_var = slsqp(lambda x: x @ cov @ x, 8, lower, upper)
+    target = 1.2 * float(np.sqrt(min_var @ cov @ min_var))
+    w = efficient_risk_weights(mu, cov, lower, upper, target)
+    assert feasible(w, lower, upper)
+    vol = float(np.sqrt(w @ cov @ w))
+    assert vol <= target * (1 + 1e-9)
+    risk = {"type": "ineq", "fun": lambda x: target**2 - x @ cov @ x}
+    ref = slsqp(lambda x: -(mu @ x), 8, lower, upper, extra=[risk])
+    assert mu @ w >= mu @ ref - 1e-7 * abs(mu @ ref)
+    if vol < target * (1 - 1e-6):  # target not binding: must be the max-return portfolio
+        assert mu @ w == pytest.approx(max_feasible_return(mu, lower, upper), rel=1e-9)
+
+
+def test_efficient_risk_target_above_top_returns_max_return_portfolio() -> None:
+    cov, mu = random_problem(6, seed=3)
+    w = efficient_risk_weights(mu, cov, np.zeros(6), np.ones(6), 5.0)
+    np.testing.assert_allclose(w, np.eye(6)[np.argmax(mu)], atol=1e-12)
+
+
+def test_efficient_risk_target_below_min_volatility_raises_naming_parameter() -> None:
+    cov, mu = random_problem(6, seed=4)
+    with pytest.raises(StrategyError, match="target_volatility 0.01 is below the minimum"):
+        efficient_risk_weights(mu, cov, np.zeros(6), np.ones(6), 0.01)
+
+
+def test_efficient_risk_large_problem_volatility_exact() -> None:
+    cov, mu = random_problem(200, seed=5, factors=8)
+    lower, upper = np.zeros(200), np.full(200, 0.05)
+    w = efficient_risk_weights(mu, cov, lower, upper, 0.2)
+    assert feasible(w, lower, upper)
+    assert float(np.sqrt(w @ cov @ w)) == pytest.approx(0.2, rel=1e-10)

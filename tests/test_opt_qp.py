@@ -1,0 +1,165 @@
+"""The box-and-budget QP: KKT conditions, closed forms and a scipy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from strategies.base import StrategyError
+from strategies.mean_variance import optimize_mean_variance
+from strategies.qp import (
+    DUAL_RELATIVE_TOLERANCE,
+    _primal_active_set,
+    _primal_dual_active_set,
+    check_bounds,
+    frontier_segment,
+    solve_qp,
+)
+
+
+def random_problem(n: int, seed: int, factors: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A factor-model covariance (annual scale) and expected returns."""
+    rng = np.random.default_rng(seed)
+    loadings = rng.normal(size=(n, factors)) * 0.15
+    cov = loadings @ loadings.T + np.diag(rng.uniform(0.01, 0.09, n))
+    mu = rng.uniform(-0.02, 0.15, n)
+    return cov, mu
+
+
+def assert_kkt(cov: np.ndarray, lin: np.ndarray, w: np.ndarray, lower: np.ndarray,
+               upper: np.ndarray, tol: float = 1e-9) -> None:
+    """Feasibility, and a budget multiplier ν with z = Σw − c − ν ≥ 0 at lower bounds,
+    ≤ 0 at upper bounds, = 0 in between (first-order optimality of a convex QP)."""
+    assert abs(w.sum() - 1.0) <= 1e-12
+    assert (w >= lower - 1e-12).all() and (w <= upper + 1e-12).all()
+    g = cov @ w - lin
+    free = (w > lower + 1e-9) & (w < upper - 1e-9)
+    assert free.any()
+    nu = float(np.mean(g[free]))
+    z = g - nu
+    scale = np.abs(g).max()
+    assert np.abs(z[free]).max() <= tol * scale
+    assert (z[~free & (w <= lower + 1e-9)] >= -tol * scale).all()
+    assert (z[~free & (w >= upper - 1e-9)] <= tol * scale).all()
+
+
+def objective(cov: np.ndarray, lin: np.ndarray, w: np.ndarray) -> float:
+    return 0.5 * float(w @ cov @ w) - float(lin @ w)
+
+
+def scipy_reference(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
+                    upper: np.ndarray) -> np.ndarray:
+    n = len(lin)
+    result = minimize(lambda w: objective(cov, lin, w), np.full(n, 1.0 / n),
+                      jac=lambda w: cov @ w - lin, method="SLSQP",
+                      bounds=list(zip(lower, upper, strict=True)),
+                      constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0,
+                                    "jac": lambda w: np.ones(n)}],
+                      options={"ftol": 1e-15, "maxiter": 1000})
+    return result.x
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("lam", [0.0, 0.3, 3.0])
+def test_solve_qp_random_problem_satisfies_kkt_and_beats_slsqp(seed: int, lam: float) -> None:
+    cov, mu = random_problem(12, seed)
+    rng = np.random.default_rng(100 + seed)
+    lower = np.where(rng.random(12) < 0.3, 0.02, 0.0)
+    upper = np.where(rng.random(12) < 0.5, 0.15, 1.0)
+    w = solve_qp(cov, lam * mu, lower, upper).weights
+    assert_kkt(cov, lam * mu, w, lower, upper)
+    ref = scipy_reference(cov, lam * mu, lower, upper)
+    f, f_ref = objective(cov, lam * mu, w), objective(cov, lam * mu, ref)
+    assert f <= f_ref + 1e-7 * abs(f_ref)
+
+
+def test_solve_qp_two_assets_min_variance_matches_closed_form() -> None:
+    s1, s2, rho = 0.2, 0.3, 0.25
+    cov = np.array([[s1**2, rho * s1 * s2], [rho * s1 * s2, s2**2]])
+    w = solve_qp(cov, np.zeros(2), np.zeros(2), np.ones(2)).weights
+    w1 = (s2**2 - rho * s1 * s2) / (s1**2 + s2**2 - 2 * rho * s1 * s2)
+    np.testing.assert_allclose(w, [w1, 1 - w1], atol=1e-14)
+
+
+def test_mean_variance_unconstrained_budget_closed_form() -> None:
+    """max wᵀμ − (δ/2)wᵀΣw s.t. Σw = 1: w = Σ⁻¹(μ − ν1)/δ, ν fixing the budget."""
+    cov, mu = random_problem(10, seed=3)
+    delta = 4.0
+    inv_mu, inv_one = np.linalg.solve(cov, mu), np.linalg.solve(cov, np.ones(10))
+    nu = (inv_mu.sum() - delta) / inv_one.sum()
+    expected = (inv_mu - nu * inv_one) / delta
+    w = optimize_mean_variance(mu, cov, delta, np.full(10, -10.0), np.full(10, 10.0))
+    np.testing.assert_allclose(w, expected, atol=1e-12)
+
+
+def test_mean_variance_when_inverse_solution_sums_to_one_equals_sigma_inv_mu() -> None:
+    cov, _ = random_problem(8, seed=4)
+    target = np.array([0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05])
+    mu = 2.0 * cov @ target  # Σ⁻¹μ/δ = target, already fully invested
+    w = optimize_mean_variance(mu, cov, 2.0, np.zeros(8), np.ones(8))
+    np.testing.assert_allclose(w, np.linalg.solve(cov, mu) / 2.0, atol=1e-12)
+
+
+def test_primal_active_set_fallback_satisfies_kkt() -> None:
+    cov, mu = random_problem(40, seed=7)
+    lower, upper = np.zeros(40), np.full(40, 0.08)
+    tol = DUAL_RELATIVE_TOLERANCE * (np.abs(np.diag(cov)).max() + np.abs(mu).max())
+    w = _primal_active_set(cov, mu, lower, upper, tol).weights
+    assert_kkt(cov, mu, w, lower, upper)
+
+
+def test_primal_dual_and_primal_active_set_agree_on_kkt_point() -> None:
+    cov, mu = random_problem(60, seed=8)
+    lower, upper = np.zeros(60), np.full(60, 0.05)
+    tol = DUAL_RELATIVE_TOLERANCE * (np.abs(np.diag(cov)).max() + np.abs(mu).max())
+    fast = _primal_dual_active_set(cov, mu * 0.2, lower, upper, lower > 1, lower > 1, tol)
+    safe = _primal_active_set(cov, mu * 0.2, lower, upper, tol)
+    assert fast is not None
+    np.testing.assert_allclose(fast.weights, safe.weights, atol=1e-10)
+
+
+def test_solve_qp_warm_start_from_other_lambda_gives_same_optimum() -> None:
+    cov, mu = random_problem(50, seed=9)
+    lower, upper = np.zeros(50), np.full(50, 0.2)
+    cold = solve_qp(cov, 0.5 * mu, lower, upper)
+    warm = solve_qp(cov, 0.5 * mu, lower, upper, warm=solve_qp(cov, 0.0 * mu, lower, upper))
+    np.testing.assert_allclose(warm.weights, cold.weights, atol=1e-12)
+
+
+def test_frontier_segment_is_optimal_along_its_interval() -> None:
+    cov, mu = random_problem(15, seed=10)
+    lower, upper = np.zeros(15), np.full(15, 0.3)
+    sol = solve_qp(cov, 0.2 * mu, lower, upper)
+    seg = frontier_segment(cov, mu, lower, upper, sol, 0.2)
+    assert seg.lam_lo <= 0.2 <= seg.lam_hi
+    hi = min(seg.lam_hi, 10.0)
+    for lam in np.linspace(seg.lam_lo, hi, 5):
+        assert_kkt(cov, lam * mu, seg.at(lam), lower, upper, tol=1e-8)
+
+
+def test_check_bounds_upper_sum_below_one_names_constraint() -> None:
+    with pytest.raises(StrategyError, match=r"upper bounds sum to 0.5 .*sum\(w\) = 1"):
+        check_bounds(np.zeros(5), np.full(5, 0.1), list("ABCDE"))
+
+
+def test_check_bounds_lower_sum_above_one_names_constraint() -> None:
+    with pytest.raises(StrategyError, match="lower bounds sum to 1.5"):
+        check_bounds(np.full(3, 0.5), np.ones(3), list("ABC"))
+
+
+def test_check_bounds_lower_above_upper_names_symbol() -> None:
+    with pytest.raises(StrategyError, match=r"\['B'\]"):
+        check_bounds(np.array([0.0, 0.6]), np.array([1.0, 0.5]), ["A", "B"])
+
+
+def test_optimize_mean_variance_singular_covariance_warns_not_crashes() -> None:
+    from structlog.testing import capture_logs
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 10)) * 0.01
+    cov = np.cov(x, rowvar=False) * 252  # rank 4 < 10 assets
+    with capture_logs() as logs:
+        w = optimize_mean_variance(np.full(10, 0.05), cov, 2.0, np.zeros(10), np.ones(10))
+    assert abs(w.sum() - 1) < 1e-12 and (w >= 0).all()
+    assert any(e["event"] == "covariance_repaired" for e in logs)

@@ -1,0 +1,33 @@
+"""Scheduler triggers: cron in exchange time with day names; a real misfire grace."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from bot.config import ScheduleSection
+from bot.scheduler import Daemon, build_trigger
+
+NY = ZoneInfo("America/New_York")
+
+
+def test_scheduler_cron_mon_fri_fires_on_weekdays_in_new_york_time():
+    trigger = build_trigger(ScheduleSection(cron="45 15 * * mon-fri"))
+    now = datetime(2024, 3, 8, 16, 0, tzinfo=NY)  # a Friday, after the fire time
+    fires = []
+    for _ in range(5):
+        now = trigger.get_next_fire_time(None, now)
+        fires.append(now)
+        now = now.replace(second=1)
+    assert [f.strftime("%a") for f in fires] == ["Mon", "Tue", "Wed", "Thu", "Fri"]
+    assert all((f.hour, f.minute) == (15, 45) for f in fires)
+    # 2024-03-11 is the Monday after the DST change: still 15:45 New York time.
+    assert fires[0].utcoffset().total_seconds() == -4 * 3600
+
+
+def test_scheduler_job_has_real_misfire_grace_and_single_instance():
+    daemon = Daemon(ScheduleSection(interval_secs=60, misfire_grace_secs=600), lambda: None)
+    defaults = daemon._scheduler._job_defaults
+    assert defaults["misfire_grace_time"] == 600
+    assert defaults["max_instances"] == 1
+    assert defaults["coalesce"] is True
