@@ -89,7 +89,7 @@ class RebalancePlan:
     """The planner's answer. ``orders``: all sells first, then buys, each by symbol.
 
     ``current_weights`` and ``target_weights`` (after the cash buffer) are indexed by the
-    sorted union of held and targeted symbols; ``cash_after`` is estimated with the
+    sorted union of held symbols and symbols with a target > 0; ``cash_after`` is estimated with the
     policy's cost reserve.
     """
 
@@ -129,7 +129,7 @@ def _check_series(name: str, series: pd.Series) -> None:
 
 def _validated_inputs(holdings_qty: pd.Series, cash: float, targets: pd.Series,
                       prices: pd.Series) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """Universe (sorted held ∪ targeted) with held qty, raw targets and prices aligned."""
+    """Universe (sorted held ∪ target > 0) with held qty, raw targets and prices aligned."""
     _check_series("holdings_qty", holdings_qty)
     _check_series("targets", targets)
     if not math.isfinite(cash):
@@ -145,7 +145,8 @@ def _validated_inputs(holdings_qty: pd.Series, cash: float, targets: pd.Series,
     if total > 1 + WEIGHT_SUM_TOLERANCE:
         raise ValueError(f"targets sum to {total:.12g} > 1; weights are fractions of equity")
     held = holdings_qty[holdings_qty > 0]
-    universe = sorted({str(s) for s in targets.index} | {str(s) for s in held.index})
+    wanted = targets[targets > 0]  # a zero target that is not held can never trade
+    universe = sorted({str(s) for s in wanted.index} | {str(s) for s in held.index})
     dup = prices.index[prices.index.duplicated()]
     if len(dup):
         raise ValueError(f"prices: duplicate symbol {dup[0]!r}")
@@ -194,12 +195,15 @@ def _size_buys(shortfall: np.ndarray, px: np.ndarray, whole: np.ndarray, budget:
     return np.zeros_like(buys)
 
 
-def _buffered_targets(tgt: np.ndarray, cash_buffer: float) -> np.ndarray:
-    """Targets scaled by (1 − cash_buffer)/Σt when Σt > 1 − cash_buffer, else unchanged."""
-    total = float(tgt.sum())
+def buffered_targets(targets: np.ndarray, cash_buffer: float) -> np.ndarray:
+    """One day's targets (1-D) after the cash buffer: scaled by (1 − cash_buffer)/Σt when
+    Σt > 1 − cash_buffer, else unchanged. Drift is measured against these (the backtest's
+    vectorized drift check must use them too)."""
+    t = np.asarray(targets, dtype=float)
+    total = float(t.sum())
     if total > 1 - cash_buffer:
-        return tgt * ((1 - cash_buffer) / total)
-    return tgt
+        return t * ((1 - cash_buffer) / total)
+    return t
 
 
 def plan_rebalance(holdings_qty: pd.Series, cash: float, targets: pd.Series,
@@ -208,12 +212,20 @@ def plan_rebalance(holdings_qty: pd.Series, cash: float, targets: pd.Series,
                    qty_decimals: int = 9) -> RebalancePlan:
     """Plan the orders that bring drifted holdings back to target.
 
+    Rules, in order: targets are scaled by (1 − cash_buffer)/Σt when Σt > 1 − cash_buffer;
+    nothing drifted → empty plan; sells are sized first (a full exit sells exactly the
+    held qty, even below ``min_order_notional``); buys are sized to target, rounded down,
+    and scaled down proportionally when their cost × (1 + cost_bps) exceeds
+    cash + sells × (1 − cost_bps) − cash_buffer × equity; orders under
+    ``min_order_notional`` are dropped. Orders: sells, then buys, each by symbol.
+
     Args:
         holdings_qty: shares held per symbol (≥ 0); symbols held but not in ``targets``
             have target 0 and are sold in full.
         cash: account currency available.
         targets: fractions of equity (≥ 0, sum ≤ 1, rest cash).
-        prices: planning price per share for every held or targeted symbol.
+        prices: planning price per share for every held symbol and every symbol with a
+            target > 0 (an unheld zero-target symbol needs none and is left out).
         policy: drift bands, mode, minimum notional, cash buffer, cost reserve.
         fractionable: per symbol; ``None`` means every symbol is fractionable, a symbol
             missing from a given mapping trades whole shares (the safe choice).
@@ -223,6 +235,8 @@ def plan_rebalance(holdings_qty: pd.Series, cash: float, targets: pd.Series,
         ValueError: NaN/negative quantity or target, targets summing above 1, or a held or
             targeted symbol without a finite positive price (named in the message).
     """
+    if not 0 <= qty_decimals <= 12:
+        raise ValueError(f"qty_decimals must be in 0..12, got {qty_decimals!r}")
     universe, qty, tgt_raw, px = _validated_inputs(holdings_qty, cash, targets, prices)
     value = qty * px
     equity = float(cash + value.sum())
@@ -230,7 +244,7 @@ def plan_rebalance(holdings_qty: pd.Series, cash: float, targets: pd.Series,
         raise ValueError(
             f"equity (cash {cash} + positions {value.sum()}) must be > 0, got {equity}")
     cur = value / equity
-    tgt = _buffered_targets(tgt_raw, policy.cash_buffer)
+    tgt = buffered_targets(tgt_raw, policy.cash_buffer)
     drifted = drift_mask(cur, tgt, policy.drift_abs, policy.drift_rel)
     current_weights = pd.Series(cur, index=universe, dtype=float)
     target_weights = pd.Series(tgt, index=universe, dtype=float)

@@ -24,6 +24,7 @@ from strategies.estimators import simple_returns
 
 RiskMethod = Literal["historical", "parametric"]
 BISECTION_TOLERANCE = 1e-10
+WEIGHT_SUM_TOLERANCE = 1e-9
 
 
 def _checked(port_returns: np.ndarray | pd.Series, confidence: float,
@@ -302,6 +303,10 @@ def apply_risk_limits(weights: pd.Series, prices: pd.DataFrame,
     w_in = weights.astype(float)
     if w_in.isna().any():
         raise ValueError(f"weights: {w_in.index[w_in.isna()][0]!r} is NaN")
+    if (w_in < 0).any():
+        raise ValueError(f"weights: {w_in.index[w_in < 0][0]!r} is negative; long-only weights")
+    if float(w_in.sum()) > 1 + WEIGHT_SUM_TOLERANCE:
+        raise ValueError(f"weights sum to {float(w_in.sum()):.12g} > 1 (fractions of equity)")
     returns = _returns_for(w_in, prices, limits)
     var_before, cvar_before = _risk_pair(portfolio_returns(returns, w_in), limits)
     interventions: list[RiskIntervention] = []

@@ -13,11 +13,11 @@ import structlog
 
 from bot.config import Config
 from bot.cycle import CycleContext, CycleSettings
-from bot.errors import BrokerConfigError, ConfigError
+from bot.errors import ConfigError
 from bot.journal import Journal
 from bot.rebalance import RebalancePolicy
 from bot.risk import RiskLimits
-from brokers.base import Account, Broker
+from brokers.base import Broker
 from brokers.price_file import load_price_csv, select_universe
 
 log = structlog.get_logger("allocbot.runtime")
@@ -57,27 +57,6 @@ def check_live_switches(cfg: Config, live_flag: bool) -> None:
         )
 
 
-def mask_account_number(number: str) -> str:
-    return number[:2] + "*" * max(len(number) - 6, 0) + number[-4:] if len(number) > 6 else "****"
-
-
-def check_account_matches_mode(cfg: Config, account: Account) -> None:
-    """Alpaca paper account numbers start with "PA": refuse a live config on a paper account
-    and a paper config on a live one."""
-    if cfg.broker.kind != "alpaca":
-        return
-    is_paper = account.account_number.upper().startswith("PA")
-    wants_live = cfg.bot.mode == "live"
-    if wants_live and is_paper:
-        raise BrokerConfigError(
-            f"mode is live but account {mask_account_number(account.account_number)} is a paper "
-            "account: use live keys (and base URL) or set mode = \"paper\"")
-    if not wants_live and not is_paper:
-        raise BrokerConfigError(
-            f"mode is {cfg.bot.mode} but account {mask_account_number(account.account_number)} "
-            "is a LIVE account: use paper keys, or set mode = \"live\" and confirm with --live")
-
-
 def build_broker(cfg: Config) -> tuple[Broker, tuple[str, ...]]:
     """The configured adapter and the resolved universe."""
     if cfg.broker.kind == "sim":
@@ -85,7 +64,8 @@ def build_broker(cfg: Config) -> tuple[Broker, tuple[str, ...]]:
 
         prices = load_price_csv(cfg.sim.prices)
         symbols = cfg.universe.symbols or tuple(str(c) for c in prices.columns)
-        prices = select_universe(prices, symbols)
+        select_universe(prices, symbols)  # every universe symbol must be in the file
+        # The simulator gets every column, so holdings outside the universe still price.
         broker: Broker = SimulatedBroker(
             cfg.state_db, prices, starting_cash=cfg.sim.starting_cash,
             commission_bps=cfg.sim.commission_bps, commission_min=cfg.sim.commission_min,
@@ -147,11 +127,12 @@ def open_runtime(cfg: Config, live_flag: bool = False) -> Runtime:
         settings = cycle_settings(cfg, universe)
         strategy = cfg.build_strategy()
         if cfg.broker.kind == "alpaca":
+            from brokers.alpaca import check_account_mode, mask_account_number
+
             account = broker.account()
-            check_account_matches_mode(cfg, account)
+            check_account_mode(account, paper=cfg.bot.mode != "live")
             if cfg.bot.mode == "live":
-                log.warning("live_trading_enabled",
-                            account=mask_account_number(account.account_number),
+                log.warning("live_trading_enabled", account=mask_account_number(account),
                             equity=round(account.equity, 2))
     except BaseException:
         journal.close()

@@ -144,10 +144,10 @@ class RetryBudget:
     ) -> T:
         """Run ``fn`` (one alpaca-py call), retrying 429/5xx/network errors.
 
-        A non-retryable Alpaca answer goes to ``refused`` if given, else becomes a
-        ``BrokerConfigError`` naming ``what``. A response the SDK cannot parse becomes
-        ``BrokerDataError``. Errors are raised ``from None``: the SDK's frames hold the
-        request headers, i.e. the keys.
+        A non-retryable Alpaca answer goes to ``refused`` if given, else (and always for
+        401, bad keys) becomes a ``BrokerConfigError`` naming ``what``. A response the SDK
+        cannot parse becomes ``BrokerDataError``. Errors are raised ``from None``: the
+        SDK's frames hold the request headers, i.e. the keys.
         """
         attempt = 0
         while True:
@@ -158,7 +158,7 @@ class RetryBudget:
             except APIError as exc:
                 info = describe_api_error(exc)
                 if not is_retryable(info):
-                    if refused is not None:
+                    if refused is not None and info.status != 401:  # bad keys: always raise
                         return refused(info)
                     raise _refusal_error(what, info) from None
                 cause = info.describe()

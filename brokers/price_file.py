@@ -27,7 +27,7 @@ _FIRST_DATA_LINE = 2
 
 def _read_header(path: Path) -> list[str]:
     """The header cells, stripped; errors name the file when it is empty or has duplicates."""
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # tolerate a BOM
         header = next(csv.reader(handle), None)
     if not header or all(not cell.strip() for cell in header):
         raise BrokerDataError(f"{path}: file is empty (expected a header with a 'date' column)")
@@ -102,7 +102,12 @@ def load_price_csv(path: str | Path) -> pd.DataFrame:
     names = _read_header(path)
     try:
         raw = pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skipinitialspace=True,
+            encoding="utf-8-sig",
         )
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise BrokerDataError(f"{path}: not a readable CSV: {exc}") from exc

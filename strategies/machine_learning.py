@@ -106,7 +106,7 @@ def cv_splits(n_dates: int, n_assets: int, n_splits: int, gap_days: int
 def make_model(model: str, alpha: float) -> Ridge | Lasso:
     if model == "ridge":
         return Ridge(alpha=alpha)
-    return Lasso(alpha=alpha, max_iter=5000, tol=1e-6)
+    return Lasso(alpha=alpha, precompute=True, max_iter=5000, tol=1e-6)  # Gram: n_features=6
 
 
 def standardize(x_fit: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:

@@ -221,14 +221,14 @@ def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: 
     """The frontier piece through ``solution`` (an optimum of ½wᵀΣw − λμᵀw for some
     λ ≥ 0): with its active bounds held, w and the multipliers are affine in λ; the
     segment is the λ-interval where the free weights stay in bounds and the active
-    bounds' multipliers keep their signs (Markowitz 1956's critical line). With no free
-    asset (every weight at a bound) the piece is reported as the single point ``lam``."""
+    bounds' multipliers keep their signs (Markowitz 1956's critical line). ``lam`` is the
+    λ the solution was computed at."""
     at_lo, at_hi = solution.at_lower, solution.at_upper
     fixed_w = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
     free = np.flatnonzero(~(at_lo | at_hi))
     w0, w1 = fixed_w.copy(), np.zeros_like(fixed_w)
     if free.size == 0:
-        return FrontierSegment(w0=fixed_w, w1=np.zeros_like(fixed_w), lam_lo=lam, lam_hi=lam)
+        return _vertex_segment(cov, mu, lower, upper, solution, fixed_w)
     rhs = np.column_stack([-(cov[free] @ fixed_w), mu[free], np.ones(free.size)])
     x0, x1, y = _factor_solve(cov[np.ix_(free, free)], rhs)
     nu0 = (1.0 - float(fixed_w.sum()) - float(x0.sum())) / float(y.sum())
@@ -248,3 +248,21 @@ def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: 
     lam_lo = float(np.max(limits[b > 1e-300], initial=0.0))
     lam_hi = float(np.min(limits[b < -1e-300], initial=np.inf))
     return FrontierSegment(w0=w0, w1=w1, lam_lo=max(lam_lo, 0.0), lam_hi=lam_hi)
+
+
+def _vertex_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                    solution: QPSolution, w: np.ndarray) -> FrontierSegment:
+    """Every weight at a bound: w stays optimal while some ν separates the gradients,
+    max over upper-bound assets of g_i(λ) ≤ min over lower-bound ones, g(λ) = Σw − λμ."""
+    g0 = cov @ w
+    fixed = lower >= upper
+    lo_idx = np.flatnonzero(solution.at_lower & ~fixed)
+    hi_idx = np.flatnonzero(solution.at_upper)
+    # Pairwise (g0_l − g0_h) + λ(μ_h − μ_l) ≥ 0.
+    a = (g0[lo_idx][None, :] - g0[hi_idx][:, None]).ravel()
+    b = (mu[hi_idx][:, None] - mu[lo_idx][None, :]).ravel()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        limits = -a / b
+    lam_lo = float(np.max(limits[b > 1e-300], initial=0.0))
+    lam_hi = float(np.min(limits[b < -1e-300], initial=np.inf))
+    return FrontierSegment(w0=w, w1=np.zeros_like(w), lam_lo=max(lam_lo, 0.0), lam_hi=lam_hi)

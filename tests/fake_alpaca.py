@@ -19,7 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
@@ -59,6 +59,7 @@ class Fault:
     hang_secs: float = 0.0
     after: bool = False
     path_prefix: str = ""
+    method: str = ""
 
 
 class FakeAlpaca(FakeAlpacaVenue):
@@ -127,16 +128,22 @@ class FakeAlpaca(FakeAlpacaVenue):
         html: bool = False,
         after: bool = False,
         path_prefix: str = "",
+        method: str = "",
     ) -> None:
-        """The next ``count`` matching requests answer ``status`` (HTML body if ``html``)."""
+        """The next ``count`` requests matching ``method`` (any if "") and ``path_prefix``
+        answer ``status`` (an HTML page if ``html``, else Alpaca's JSON error shape)."""
         body = HTML_502 if html else json.dumps({"code": status * 100_000, "message": "injected"})
+        fault = Fault(status, body, 0.0, after, path_prefix, method)
         with self._lock:
-            self._faults.extend(Fault(status, body, 0.0, after, path_prefix) for _ in range(count))
+            self._faults.extend(replace(fault) for _ in range(count))
 
-    def hang_next(self, count: int, hang_secs: float, *, path_prefix: str = "") -> None:
+    def hang_next(
+        self, count: int, hang_secs: float, *, path_prefix: str = "", method: str = ""
+    ) -> None:
         """The next ``count`` matching requests stall ``hang_secs`` before answering."""
+        fault = Fault(200, "", hang_secs, False, path_prefix, method)
         with self._lock:
-            self._faults.extend(Fault(200, "", hang_secs, False, path_prefix) for _ in range(count))
+            self._faults.extend(replace(fault) for _ in range(count))
 
     def fail_randomly(
         self, fraction: float, *, seed: int = 0, statuses: Iterable[int] = (500, 429, 502)
@@ -153,10 +160,10 @@ class FakeAlpaca(FakeAlpacaVenue):
             self._faults.clear()
             self._random_fraction = 0.0
 
-    def _take_fault(self, path: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
             for i, fault in enumerate(self._faults):
-                if path.startswith(fault.path_prefix):
+                if path.startswith(fault.path_prefix) and fault.method in ("", method):
                     return self._faults.pop(i)
             if self._random_fraction and self._rng.random() < self._random_fraction:
                 status = self._rng.choice(self._random_statuses)
@@ -244,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
             or (fake.secret_key and secret != fake.secret_key)
         ):
             return 401, json.dumps({"code": 40110000, "message": "request is not authorized"})
-        fault = fake._take_fault(path)
+        fault = fake._take_fault(method, path)
         if fault is not None and fault.hang_secs:
             fake._record(RequestRecord(method, path, query, body, at_secs, 0))
             time.sleep(fault.hang_secs)

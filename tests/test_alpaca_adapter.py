@@ -302,7 +302,9 @@ def test_submit_order_duplicate_client_order_id_returns_existing_order(
 def test_submit_order_lost_response_retried_without_second_order(
     fake: FakeAlpaca, broker: AlpacaBroker
 ) -> None:
-    fake.fail_next(1, 500, after=True, path_prefix="/v2/orders")  # accepted, answer lost
+    fake.fail_next(
+        1, 500, after=True, path_prefix="/v2/orders", method="POST"
+    )  # accepted, answer lost
     order = broker.submit_order(buy("SPY", "c-lost", qty=1))
     assert order.client_order_id == "c-lost" and order.id
     assert len(fake.orders_created()) == 1

@@ -9,6 +9,7 @@ from test_opt_qp import random_problem
 
 from strategies.base import StrategyError
 from strategies.frontier import efficient_risk_weights, max_feasible_return, max_sharpe_weights
+from strategies.qp import solve_qp
 
 
 def sharpe(w: np.ndarray, mu: np.ndarray, cov: np.ndarray, rf: float) -> float:
@@ -99,6 +100,11 @@ def test_efficient_risk_target_below_min_volatility_raises_naming_parameter() ->
 def test_efficient_risk_large_problem_volatility_exact() -> None:
     cov, mu = random_problem(200, seed=5, factors=8)
     lower, upper = np.zeros(200), np.full(200, 0.05)
-    w = efficient_risk_weights(mu, cov, lower, upper, 0.2)
+    top = efficient_risk_weights(mu, cov, lower, upper, 10.0)
+    bottom = efficient_risk_weights(mu, cov, lower, upper, 1e-9 + float(np.sqrt(
+        (w := solve_qp(cov, np.zeros(200), lower, upper).weights) @ cov @ w)))
+    target = 0.5 * (np.sqrt(top @ cov @ top) + np.sqrt(bottom @ cov @ bottom))
+    w = efficient_risk_weights(mu, cov, lower, upper, target)
     assert feasible(w, lower, upper)
-    assert float(np.sqrt(w @ cov @ w)) == pytest.approx(0.2, rel=1e-10)
+    assert float(np.sqrt(w @ cov @ w)) == pytest.approx(target, rel=1e-10)
+    assert mu @ top == pytest.approx(max_feasible_return(mu, lower, upper), rel=1e-12)

@@ -82,3 +82,11 @@ def test_select_universe_repeated_or_empty_list_raises():
         select_universe(prices, ["SPY", "SPY"])
     with pytest.raises(BrokerDataError, match="empty"):
         select_universe(prices, [])
+
+
+def test_load_price_csv_spreadsheet_export_with_bom_and_spaces_loads(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_bytes("\ufeffdate, SPY\r\n2024-01-02, 470.1\r\n2024-01-03, 468.5\r\n".encode())
+    prices = load_price_csv(path)
+    assert list(prices.columns) == ["SPY"]
+    assert prices["SPY"].tolist() == [470.1, 468.5]

@@ -70,6 +70,12 @@ def test_drift_mask_two_dimensional_days_by_assets_matches_row_by_row() -> None:
         assert (mask[day] == drift_mask(current[day], target[day], 0.05, 0.25)).all()
 
 
+def test_drift_mask_one_target_row_broadcasts_over_days() -> None:
+    current = np.array([[0.60, 0.40], [0.70, 0.30], [0.60, 0.0]])
+    mask = drift_mask(current, np.array([0.6, 0.4]), 0.05, 0.25)
+    assert mask.tolist() == [[False, False], [True, True], [False, True]]
+
+
 def test_drift_mask_nan_weight_raises() -> None:
     with pytest.raises(ValueError, match="NaN"):
         drift_mask(np.array([np.nan, 0.5]), np.array([0.5, 0.5]), 0.05, 0.25)
@@ -224,6 +230,14 @@ def test_plan_missing_price_raises_naming_symbol() -> None:
         plan_rebalance(pd.Series(dtype=float), 100.0, pd.Series({"XLE": 0.5}), PRICES, TIGHT)
 
 
+def test_plan_unheld_zero_target_without_price_is_ignored() -> None:
+    prices = pd.Series({"SPY": 400.0, "NEW": np.nan})  # listed later: no price yet
+    plan = plan_rebalance(pd.Series(dtype=float), 400.0, pd.Series({"SPY": 1.0, "NEW": 0.0}),
+                          prices, TIGHT)
+    assert [o.symbol for o in plan.orders] == ["SPY"]
+    assert list(plan.target_weights.index) == ["SPY"]
+
+
 def test_plan_nan_target_raises_naming_symbol() -> None:
     with pytest.raises(ValueError, match="targets: 'TLT'"):
         plan_rebalance(pd.Series(dtype=float), 100.0, pd.Series({"SPY": 0.5, "TLT": np.nan}),
@@ -335,6 +349,6 @@ def test_plan_property_drifted_assets_end_within_band(case: Case) -> None:
         assert abs(after[sym] - tgt[sym]) <= band + tol, sym
 
 
-def test_planned_order_rejects_zero_quantity() -> None:
+def test_planned_order_zero_quantity_raises() -> None:
     with pytest.raises(ValueError, match="qty"):
         PlannedOrder("SPY", OrderSide.BUY, 0.0, 400.0, 0.0, "drift")

@@ -247,3 +247,8 @@ def test_apply_limits_property_breach_lands_exactly_on_limit(
     assert decision.var == pytest.approx(var0 * tightness, abs=1e-9)
     assert decision.var <= var0 * tightness
     assert (decision.weights >= 0).all() and decision.weights.sum() <= 1 + 1e-12
+
+
+def test_apply_limits_weights_summing_above_one_raise(market: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="sum to"):
+        apply_risk_limits(pd.Series({"SPY": 0.7, "TLT": 0.4}), market, RiskLimits())

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from brokers.base import Broker, OrderRequest, OrderSide, OrderStatus
 from brokers.errors import BrokerDataError
 from brokers.sim import SimulatedBroker
+from brokers.sim_pricing import SimCosts, plan_fill
 
 DAYS = pd.bdate_range("2024-01-01", periods=6, name="date")  # Mon 1 Jan .. Mon 8 Jan
 PRICES = pd.DataFrame(
@@ -357,3 +358,36 @@ def test_sim_replay_end_logged_once_and_resumes_when_data_appended(tmp_path):
     longer = SimulatedBroker(tmp_path / "s.db", PRICES, starting_cash=1.0, replay_start=START)
     longer.on_wake()
     assert longer.current_date() == DAYS[3].date()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    side=st.sampled_from(list(OrderSide)),
+    amount=st.floats(min_value=1e-6, max_value=1e7),
+    by_notional=st.booleans(),
+    close=st.floats(min_value=0.01, max_value=1e5),
+    held=st.floats(min_value=0, max_value=1e5),
+    cash=st.floats(min_value=0, max_value=1e8),
+    slippage_bps=st.floats(min_value=0, max_value=100),
+)
+def test_plan_fill_never_overspends_oversells_or_favours_trader(
+    side, amount, by_notional, close, held, cash, slippage_bps
+):
+    request = OrderRequest(
+        "SPY",
+        side,
+        "p",
+        qty=None if by_notional else amount,
+        notional=amount if by_notional else None,
+    )
+    costs = SimCosts(commission_bps=5, commission_min=0.25, slippage_bps=slippage_bps)
+    plan = plan_fill(request, close, round(held, 9), cash, costs, fractional=True)
+    if isinstance(plan, str):
+        return
+    assert plan.qty > 0 and cash + plan.cash_delta >= 0
+    if side is OrderSide.BUY:
+        assert plan.price >= close
+        if by_notional:
+            assert plan.qty * plan.price <= amount * (1 + 1e-12)
+    else:
+        assert plan.price <= close and plan.qty <= round(held, 9)

@@ -181,15 +181,20 @@ def test_regime_kmeans_ignores_prices_after_asof() -> None:
 
 def test_regime_kmeans_strategy_is_fitted_on_current_regime_days_only() -> None:
     prices, _ = regime_prices()
-    s = strategies.create("regime_kmeans", regime_strategy="inverse_volatility",
-                          lookback_days=1000)
+    # a 200-day estimation window reaches past the current 150-day block into earlier
+    # blocks of the same regime: only that regime's days may enter it
+    s = strategies.create("regime_kmeans", lookback_days=1000, regime_strategy={
+        "name": "inverse_volatility", "params": {"lookback_days": 200}})
     fit = s.regimes(prices)
     w = s.target_weights(prices)
     rets = prices.pct_change().iloc[-1000:]
     in_regime = rets.index.isin(fit.dates[fit.labels == fit.current])
-    sd = rets.loc[in_regime].iloc[-63:].std(ddof=1)  # inverse_volatility default 63 days
+    sd = rets.loc[in_regime].iloc[-200:].std(ddof=1)
     expected = (1 / sd) / (1 / sd).sum()
     assert w.to_numpy() == pytest.approx(expected.to_numpy(), rel=1e-9)
+    all_days = rets.iloc[-200:].std(ddof=1)
+    assert not np.allclose(w.to_numpy(), ((1 / all_days) / (1 / all_days).sum()).to_numpy(),
+                           rtol=1e-3)
 
 
 def test_regime_kmeans_is_deterministic() -> None:
