@@ -108,7 +108,7 @@ class AlpacaBroker:
         http_timeout_secs: float = 10.0,
         retry_budget_secs: float = 60.0,
         poll_interval_secs: float = 0.5,
-        retry_backoff_secs: float = 0.5,
+        retry_backoff_secs: float = 0.25,
         retry_backoff_max_secs: float = 8.0,
     ) -> None:
         if feed not in _FEEDS:

@@ -429,3 +429,8 @@ class SimulatedBroker:
     def fills_for(self, client_order_id: str) -> list[Fill]:
         with self._lock:
             return self._ledger.fills(client_order_id)
+
+    def all_fills(self) -> list[Fill]:
+        """Every fill of the account, oldest first (one query; for the backtest's trades)."""
+        with self._lock:
+            return self._ledger.all_fills()

@@ -14,6 +14,8 @@ the frontier search handles any box bounds with the one QP solver.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from strategies.base import StrategyError
@@ -66,6 +68,46 @@ def _moments(seg: FrontierSegment, mu: np.ndarray, cov: np.ndarray) -> tuple[flo
             float(seg.w1 @ s1))
 
 
+# A piece's verdict: go RIGHT (optimum beyond lam_hi), LEFT (before lam_lo), STOP at a λ
+# inside it, or NEIGHBOURS (a flat piece — one portfolio — whose neighbours must decide).
+RIGHT, LEFT, STOP, NEIGHBOURS = "right", "left", "stop", "neighbours"
+Verdict = tuple[str, float | None]
+
+
+def _walk(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+          start: QPSolution, judge: Callable[[FrontierSegment], Verdict]) -> np.ndarray:
+    """Bracketed search over λ ≥ 0 for the piece holding the optimum; ``judge`` gives a
+    piece's verdict and a candidate λ (the 1-D optimum of the piece's extension)."""
+    bracket = _Bracket(scale=float(np.mean(np.diag(cov))) / max(float(np.max(np.abs(mu))),
+                                                                 1e-12))
+    lam, solution = 0.0, start
+    while True:
+        seg = frontier_segment(cov, mu, lower, upper, solution, lam)
+        verdict, candidate = judge(seg)
+        step = 1e-9 * (1.0 + seg.lam_lo)
+        if verdict == STOP:
+            return seg.at(seg.lam_lo if candidate is None else candidate)
+        if verdict == RIGHT:
+            bracket.left = max(bracket.left, seg.lam_hi)
+        elif verdict == LEFT:
+            bracket.right = min(bracket.right, seg.lam_lo)
+        elif (bracket.left >= seg.lam_lo - step
+              and bracket.right <= seg.lam_hi + 1e-9 * (1.0 + seg.lam_hi)):
+            return seg.w0  # a flat piece with the optimum on neither side
+        elif bracket.right > seg.lam_hi + 1e-9 * (1.0 + seg.lam_hi):
+            candidate = seg.lam_hi + 1e-9 * (1.0 + seg.lam_hi)  # ask the right neighbour
+        else:
+            candidate = seg.lam_lo - step  # ask the left neighbour
+        if bracket.closed():
+            return _solve_at(cov, mu, lower, upper, bracket.left, solution).weights
+        lam = bracket.next_probe(candidate)
+        solution = _solve_at(cov, mu, lower, upper, lam, solution)
+
+
+def _is_flat(seg: FrontierSegment) -> bool:
+    return bool(np.max(np.abs(seg.w1)) <= 1e-13)
+
+
 def max_sharpe_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
                        upper: np.ndarray, risk_free_rate: float) -> np.ndarray | None:
     """argmax (μᵀw − r_f)/√(wᵀΣw) over {Σw = 1, lower ≤ w ≤ upper}; None when no feasible
@@ -73,35 +115,30 @@ def max_sharpe_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
 
     On a piece, dS/dλ has the sign of D(λ) = (r1q0 − e0q1) + λ(r1q1 − e0q2), e0 = r0 − r_f
     (the λ² terms cancel), so the maximizer on a piece is the root of a linear function.
-    S is increasing while the excess return is negative and quasi-concave after, so the
-    bracket logic is sound.
+    Along the frontier S rises while the excess return is negative and is quasi-concave in
+    the return after (σ is convex in the return), so the bracket logic is sound; a flat
+    piece (a corner portfolio held over a λ-range) is judged by its neighbours.
     """
     best = max_feasible_return(mu, lower, upper)
     if best <= risk_free_rate + 1e-12 * (1.0 + abs(risk_free_rate)):
         return None
-    solution = solve_qp(cov, np.zeros_like(mu), lower, upper)
-    bracket = _Bracket(scale=float(np.mean(np.diag(cov))) / max(float(np.max(np.abs(mu))),
-                                                                 1e-12))
-    lam = 0.0
-    while True:
-        seg = frontier_segment(cov, mu, lower, upper, solution, lam)
+
+    def judge(seg: FrontierSegment) -> Verdict:
+        if _is_flat(seg):
+            return NEIGHBOURS, None
         r0, r1, q0, q1, q2 = _moments(seg, mu, cov)
         e0 = r0 - risk_free_rate
         const, slope = r1 * q0 - e0 * q1, r1 * q1 - e0 * q2
         root = -const / slope if slope != 0 else None
-        d_lo = const + slope * seg.lam_lo
-        d_hi = const + slope * seg.lam_hi if np.isfinite(seg.lam_hi) else -slope
-        if np.isfinite(seg.lam_hi) and d_hi > 0:
-            bracket.left = max(bracket.left, seg.lam_hi)
-        elif d_lo < 0 and seg.lam_lo > 0:
-            bracket.right = min(bracket.right, seg.lam_lo)
-        else:
-            inside = seg.lam_lo if root is None else min(max(root, seg.lam_lo), seg.lam_hi)
-            return seg.at(inside if np.isfinite(inside) else seg.lam_lo)
-        if bracket.closed():
-            return _solve_at(cov, mu, lower, upper, bracket.left, solution).weights
-        lam = bracket.next_probe(root)
-        solution = _solve_at(cov, mu, lower, upper, lam, solution)
+        if np.isfinite(seg.lam_hi) and const + slope * seg.lam_hi > 0:
+            return RIGHT, root
+        if seg.lam_lo > 0 and const + slope * seg.lam_lo < 0:
+            return LEFT, root
+        if root is None or not np.isfinite(root):
+            return STOP, seg.lam_lo
+        return STOP, min(max(root, seg.lam_lo), seg.lam_hi)
+
+    return _walk(cov, mu, lower, upper, solve_qp(cov, np.zeros_like(mu), lower, upper), judge)
 
 
 def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
@@ -111,34 +148,25 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
     q0 + 2λq1 + λ²q2, so the crossing is a quadratic root. Raises StrategyError when the
     minimum-variance portfolio is already above σ*."""
     target = target_volatility**2
-    solution = solve_qp(cov, np.zeros_like(mu), lower, upper)
-    min_vol = float(np.sqrt(solution.weights @ cov @ solution.weights))
+    start = solve_qp(cov, np.zeros_like(mu), lower, upper)
+    min_vol = float(np.sqrt(start.weights @ cov @ start.weights))
     if min_vol > target_volatility * (1.0 + 1e-12):
         raise StrategyError(
             f"target_volatility {target_volatility:.4g} is below the minimum achievable "
             f"volatility {min_vol:.4g} under these bounds; raise target_volatility")
-    bracket = _Bracket(scale=float(np.mean(np.diag(cov))) / max(float(np.max(np.abs(mu))),
-                                                                 1e-12))
-    lam = 0.0
-    while True:
-        seg = frontier_segment(cov, mu, lower, upper, solution, lam)
+
+    def judge(seg: FrontierSegment) -> Verdict:
         _, _, q0, q1, q2 = _moments(seg, mu, cov)
         root = _larger_root(q2, 2.0 * q1, q0 - target)
-        v_hi = q0 + 2 * q1 * seg.lam_hi + q2 * seg.lam_hi**2 if np.isfinite(seg.lam_hi) else None
-        v_lo = q0 + 2 * q1 * seg.lam_lo + q2 * seg.lam_lo**2
-        if v_hi is not None and v_hi < target:
-            bracket.left = max(bracket.left, seg.lam_hi)
-        elif v_lo > target and seg.lam_lo > 0:
-            bracket.right = min(bracket.right, seg.lam_lo)
-        elif v_hi is None and (root is None or root < seg.lam_lo):
-            return seg.at(seg.lam_lo)  # the top piece (w1 = 0) is within the target
-        else:
-            lam_star = seg.lam_lo if root is None else min(max(root, seg.lam_lo), seg.lam_hi)
-            return seg.at(lam_star)
-        if bracket.closed():
-            return _solve_at(cov, mu, lower, upper, bracket.left, solution).weights
-        lam = bracket.next_probe(root)
-        solution = _solve_at(cov, mu, lower, upper, lam, solution)
+        if np.isfinite(seg.lam_hi) and q0 + 2 * q1 * seg.lam_hi + q2 * seg.lam_hi**2 < target:
+            return RIGHT, root
+        if seg.lam_lo > 0 and q0 + 2 * q1 * seg.lam_lo + q2 * seg.lam_lo**2 > target:
+            return LEFT, root
+        if root is None or _is_flat(seg):
+            return STOP, seg.lam_lo
+        return STOP, min(max(root, seg.lam_lo), seg.lam_hi)
+
+    return _walk(cov, mu, lower, upper, start, judge)
 
 
 def _larger_root(a: float, b: float, c: float) -> float | None:

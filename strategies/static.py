@@ -92,6 +92,8 @@ class Fixed:
     weights: Mapping[str, float] | None = None
     preset: str | None = None
     name: ClassVar[str] = "fixed"
+    # The same targets whatever the prices: the backtest may skip days with no drift.
+    targets_are_static: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if (self.weights is None) == (self.preset is None):

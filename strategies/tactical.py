@@ -77,12 +77,18 @@ def check_safe_asset(value: object) -> None:
 
 def move_to_safe(weights: pd.Series, freed: float, safe_asset: str | None,
                  prices: pd.DataFrame, strategy: str) -> pd.Series:
-    """Add ``freed`` weight to ``safe_asset`` (or leave it as cash when None)."""
-    if safe_asset is None or freed <= 0:
+    """Add ``freed`` weight to ``safe_asset`` (or leave it as cash when None).
+
+    A safe asset missing from the universe is an error on every call, not only on the day
+    weight first moves to it, so a misconfiguration shows up at the first cycle.
+    """
+    if safe_asset is None:
         return weights
     if safe_asset not in prices.columns:
         raise StrategyError(f"strategy {strategy!r}: safe_asset {safe_asset!r} has no price "
                             f"column; add it to the universe or unset safe_asset")
+    if freed <= 0:
+        return weights
     if pd.isna(prices[safe_asset].iloc[-1]):
         raise StrategyError(f"strategy {strategy!r}: safe_asset {safe_asset!r} has no price "
                             f"on the as-of date {prices.index[-1]}")
@@ -141,6 +147,9 @@ class Momentum:
                                       f"got {self.absolute_momentum!r}")
         check_float(self.threshold, "threshold", -1.0, math.inf)
         check_safe_asset(self.safe_asset)
+        if self.safe_asset is not None and not self.absolute_momentum:
+            raise StrategyConfigError("safe_asset: only used with absolute_momentum = true; "
+                                      "set absolute_momentum or remove safe_asset")
 
     @property
     def lookback_days(self) -> int:

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import strategies
 from strategies.base import StrategyConfigError, StrategyError
@@ -127,6 +129,14 @@ def test_trend_filter_missing_safe_asset_raises_naming_it() -> None:
         s.target_weights(prices)
 
 
+def test_trend_filter_missing_safe_asset_raises_even_when_all_above_trend() -> None:
+    n = 260
+    prices = frame({"SPY": np.linspace(100, 200, n), "IEF": np.linspace(100, 110, n)})
+    s = strategies.create("trend_filter", base=SIXTY_FORTY, safe_asset="BIL")
+    with pytest.raises(StrategyError, match="BIL"):
+        s.target_weights(prices)
+
+
 def test_mean_reversion_tilts_toward_oversold_and_away_from_overbought() -> None:
     n = 40
     flat = np.r_[100 + np.sin(np.arange(n - 1)), 100.0]  # last close near its mean
@@ -213,7 +223,8 @@ def test_create_unknown_param_raises_naming_it(name: str, params: dict) -> None:
 @pytest.mark.parametrize("name, params, key", [
     ("momentum", {"k": 0}, "k"),
     ("momentum", {"weighting": "cap"}, "weighting"),
-    ("momentum", {"safe_asset": 3}, "safe_asset"),
+    ("momentum", {"safe_asset": 3, "absolute_momentum": True}, "safe_asset"),
+    ("momentum", {"safe_asset": "SHY"}, "absolute_momentum"),
     ("trend_filter", {}, "base"),
     ("trend_filter", {"base": {"name": "nope"}}, "base"),
     ("trend_filter", {"base": {"name": "fixed", "params": {"preset": "x"}}}, "preset"),
@@ -267,3 +278,30 @@ def test_momentum_lookback_days_covers_ranking_and_vol_windows() -> None:
     assert strategies.create("momentum", lookback=126).lookback_days == 127
     assert strategies.create("momentum", lookback=20, weighting="inverse_volatility",
                              vol_lookback_days=63).lookback_days == 64
+
+
+WRAPPED = [
+    ("momentum", {"k": 2, "lookback": 60, "absolute_momentum": True, "safe_asset": "C"}),
+    ("momentum", {"k": 2, "lookback": 60, "weighting": "inverse_volatility"}),
+    ("trend_filter", {"base": "inverse_volatility", "window": 50, "safe_asset": "C"}),
+    ("mean_reversion", {"window": 10, "entry_z": 0.5, "tilt": 1.0}),
+    ("vol_target", {"base": "equal_weight", "target_volatility": 0.05}),
+    ("core_satellite", {"core": {"name": "fixed", "params": {"weights": {"A": 0.6, "B": 0.4}}},
+                        "satellite": {"name": "momentum", "params": {"k": 1, "lookback": 60}},
+                        "core_weight": 0.3}),
+]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), vol=st.floats(0.001, 0.05),
+       drift=st.floats(-0.005, 0.005))
+def test_tactical_weights_are_long_only_and_fully_bounded(seed: int, vol: float,
+                                                         drift: float) -> None:
+    rng = np.random.default_rng(seed)
+    r = drift + vol * rng.normal(0, 1, (150, 3))
+    prices = frame({s: 100 * np.cumprod(1 + np.clip(r[:, i], -0.9, None))
+                    for i, s in enumerate("ABC")})
+    for name, params in WRAPPED:
+        w = strategies.create(name, **params).target_weights(prices)
+        assert list(w.index) == ["A", "B", "C"]
+        assert (w >= 0).all() and w.sum() <= 1 + 1e-9, (name, w.to_dict())
