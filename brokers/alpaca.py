@@ -9,11 +9,11 @@ as ``REJECTED`` orders carrying Alpaca's code and message; keys never reach a me
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
-from decimal import ROUND_DOWN, Decimal
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from brokers.alpaca_data import (
     lookback_start,
 )
 from brokers.alpaca_http import ApiErrorInfo, RetryBudget, install_http_policy
-from brokers.alpaca_orders import OrderBook, order_from_alpaca
+from brokers.alpaca_orders import OrderBook, order_from_alpaca, size_order
 from brokers.base import (
     Account,
     AssetInfo,
@@ -57,9 +57,8 @@ KEY_ENV = "APCA_API_KEY_ID"
 SECRET_ENV = "APCA_API_SECRET_KEY"
 PAPER_ACCOUNT_PREFIX = "PA"
 DUPLICATE_CLIENT_ORDER_ID_CODE = 40010001
-QTY_DECIMALS = 9
-_QTY_STEP = Decimal(1).scaleb(-QTY_DECIMALS)
-_CENT = Decimal("0.01")
+SIP_RECENT_DATA_DELAY = timedelta(minutes=16)
+CANCEL_GRACE_POLLS = 4  # polls after a cancel for Alpaca to report it (pending_cancel first)
 _FEEDS = {"iex": DataFeed.IEX, "sip": DataFeed.SIP, "delayed_sip": DataFeed.DELAYED_SIP}
 
 
@@ -82,12 +81,6 @@ def mask_account_number(account: Account) -> str:
     """Account number with all but the last 4 characters masked, for logs."""
     number = account.account_number
     return "*" * max(len(number) - 4, 0) + number[-4:]
-
-
-def round_qty_down(qty: float, fractionable: bool) -> float:
-    """Shares Alpaca will accept: 9 decimals if fractionable, else whole shares; never up."""
-    step = _QTY_STEP if fractionable else Decimal(1)
-    return float(Decimal(repr(qty)).quantize(step, rounding=ROUND_DOWN))
 
 
 class AlpacaBroker:
@@ -131,6 +124,7 @@ class AlpacaBroker:
             DailyCloseCache(Path(cache_dir), feed),
             self._fetch_bars,
             lambda: datetime.now(NEW_YORK).date(),
+            source=f"alpaca bars (feed {feed})",
         )
 
     @classmethod
@@ -209,7 +203,7 @@ class AlpacaBroker:
             def unknown(info: ApiErrorInfo, symbol: str = symbol) -> Any:
                 raise BrokerConfigError(
                     f"symbol {symbol}: Alpaca does not know this asset ({info.describe()}); "
-                    "remove it from the strategy's symbols"
+                    "remove it from [universe].symbols"
                 )
 
             a = self._budget.call(
@@ -217,11 +211,11 @@ class AlpacaBroker:
                 lambda s=symbol: self._trading.get_asset(s),
                 refused=unknown,
             )
-            tradable = bool(a.tradable) and str(getattr(a.status, "value", a.status)) == "active"
-            if not tradable:
+            status = str(getattr(a.status, "value", a.status))
+            if not (a.tradable and status == "active"):
                 raise BrokerConfigError(
-                    f"symbol {symbol} is not tradable on Alpaca (status {a.status.value}, "
-                    f"tradable={a.tradable}): remove it from the strategy's symbols"
+                    f"symbol {symbol} is not tradable on Alpaca (status {status}, "
+                    f"tradable={a.tradable}): remove it from [universe].symbols"
                 )
             out[symbol] = AssetInfo(symbol=symbol, tradable=True, fractionable=bool(a.fractionable))
         self._assets.update(out)
@@ -242,7 +236,7 @@ class AlpacaBroker:
             symbol_or_symbols=list(symbols),
             timeframe=TimeFrame.Day,
             start=datetime.combine(start, datetime.min.time(), NEW_YORK),
-            end=datetime.combine(end, datetime.max.time().replace(microsecond=0), NEW_YORK),
+            end=self._bars_end(end),
             adjustment=Adjustment.ALL,
             feed=_FEEDS[self.feed],
             sort=Sort.ASC,
@@ -260,27 +254,22 @@ class AlpacaBroker:
         )
         return raw
 
+    def _bars_end(self, end: date) -> datetime:
+        """End of ``end``'s New York day; for the SIP feed no later than 16 minutes ago,
+        since Alpaca's free plan refuses (403) queries of the latest 15 minutes of SIP."""
+        end_of_day = datetime.combine(end, datetime.max.time().replace(microsecond=0), NEW_YORK)
+        if self.feed != "sip":
+            return end_of_day
+        return min(end_of_day, datetime.now(UTC) - SIP_RECENT_DATA_DELAY)
+
     # ------------------------------------------------------------------ orders
     def submit_order(self, request: OrderRequest) -> Order:
         """Send a market day order; idempotent on ``client_order_id``; rejections returned."""
         asset = self._assets.get(request.symbol) or self.assets([request.symbol])[request.symbol]
-        qty, notional = request.qty, request.notional
-        if qty is not None:
-            qty = round_qty_down(qty, asset.fractionable)
-        elif notional is not None and not asset.fractionable:
-            return self._orders.not_sent(
-                request,
-                f"{request.symbol} is not fractionable: a "
-                "notional order is impossible, send whole shares",
-            )
-        elif notional is not None:
-            notional = float(Decimal(repr(notional)).quantize(_CENT, rounding=ROUND_DOWN))
-        if (qty is not None and qty <= 0) or (notional is not None and notional <= 0):
-            return self._orders.not_sent(
-                request,
-                f"{request.symbol}: {request.qty or request.notional} "
-                "rounds down to 0 (whole shares/cents); not sent",
-            )
+        size = size_order(request, asset.fractionable)
+        if size.refusal is not None:
+            return self._orders.not_sent(request, size.refusal)
+        qty, notional = size.qty, size.notional
         alpaca_request = MarketOrderRequest(
             symbol=request.symbol,
             qty=qty,
@@ -312,7 +301,7 @@ class AlpacaBroker:
         if isinstance(raw, Order):  # answered by ``refused``: already logged or rejected
             if raw.status is OrderStatus.REJECTED and not raw.id:
                 log.warning(
-                    "order_rejected",
+                    "order_refused",
                     client_order_id=cid,
                     symbol=request.symbol,
                     reason=raw.reject_reason,
@@ -320,7 +309,7 @@ class AlpacaBroker:
             return raw
         order = self._orders.observe(order_from_alpaca(raw))
         log.info(
-            "order_submitted",
+            "order_accepted",
             client_order_id=cid,
             order_id=order.id,
             symbol=request.symbol,
@@ -360,16 +349,11 @@ class AlpacaBroker:
         )
 
     def wait_for_order(self, client_order_id: str, timeout_secs: float) -> Order:
-        """Poll until terminal; on timeout cancel, then re-fetch (it may have filled)."""
-        deadline = time.monotonic() + timeout_secs
-        while True:
-            order = self._require_order(client_order_id)
-            if order.status.is_terminal:
-                return order
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            time.sleep(min(self.poll_interval_secs, remaining))
+        """Poll until terminal; on timeout cancel, then re-fetch (it may have filled
+        meanwhile) for a few more polls until Alpaca reports the cancel as done."""
+        order = self._poll_until_terminal(client_order_id, timeout_secs)
+        if order.status.is_terminal:
+            return order
         log.warning(
             "order_wait_timed_out",
             client_order_id=client_order_id,
@@ -379,7 +363,17 @@ class AlpacaBroker:
             timeout_secs=timeout_secs,
         )
         self.cancel_order(order.id)
-        return self._require_order(client_order_id)
+        grace_secs = CANCEL_GRACE_POLLS * self.poll_interval_secs
+        return self._poll_until_terminal(client_order_id, grace_secs)
+
+    def _poll_until_terminal(self, client_order_id: str, timeout_secs: float) -> Order:
+        deadline = time.monotonic() + timeout_secs
+        while True:
+            order = self._require_order(client_order_id)
+            remaining = deadline - time.monotonic()
+            if order.status.is_terminal or remaining <= 0:
+                return order
+            time.sleep(min(self.poll_interval_secs, remaining))
 
     def _require_order(self, client_order_id: str) -> Order:
         order = self.get_order_by_client_id(client_order_id)
@@ -405,11 +399,14 @@ def fetch_daily_closes(
 
 
 def _number(value: object, field: str) -> float:
-    """Alpaca sends numbers as strings; a missing or garbled one is a data error."""
+    """Alpaca sends numbers as strings; a missing, garbled or infinite one is a data error."""
     try:
-        return float(value)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise BrokerDataError(f"Alpaca {field} is {value!r}, expected a number") from None
+        number = math.nan
+    if not math.isfinite(number):
+        raise BrokerDataError(f"Alpaca {field} is {value!r}, expected a finite number")
+    return number
 
 
 def _raise_refused(info: ApiErrorInfo) -> Any:

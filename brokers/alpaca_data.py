@@ -106,11 +106,18 @@ class CachedDailyCloses:
     """Daily closes for any date range, fetching only what ``DailyCloseCache`` lacks."""
 
     def __init__(
-        self, cache: DailyCloseCache, fetch: BarFetcher, today_ny: Callable[[], date]
+        self,
+        cache: DailyCloseCache,
+        fetch: BarFetcher,
+        today_ny: Callable[[], date],
+        source: str = "alpaca bars",
     ) -> None:
+        """``today_ny``: the current New York date (its bar is still forming); ``source``
+        names the data in error messages (e.g. with the feed)."""
         self.cache = cache
         self._fetch = fetch
         self._today_ny = today_ny
+        self.source = source
 
     def closes(self, symbols: Sequence[str], start: date, end: date) -> pd.DataFrame:
         """Wide frame of closes on [start, end] (one column per symbol, in the given order).
@@ -118,7 +125,8 @@ class CachedDailyCloses:
         Raises ``BrokerDataError`` naming any symbol with no bars in the range, or (via
         ``validate_price_frame``) a symbol missing a day the others have.
         """
-        cutoff = min(end, self._today_ny() - timedelta(days=1))  # last date final enough to cache
+        today = self._today_ny()
+        cutoff = min(end, today - timedelta(days=1))  # last date final enough to cache
         coverage = self.cache.coverage()
         series: dict[str, pd.Series] = {}
         requests: dict[tuple[date, date], list[str]] = {}
@@ -153,7 +161,7 @@ class CachedDailyCloses:
             for symbol in group:
                 new = fetched.get(symbol, pd.Series(dtype=float, index=pd.DatetimeIndex([])))
                 series[symbol] = self._merge_and_store(symbol, new.iloc[0:0], new, lo, cutoff, {})
-        return self._assemble(symbols, series, start, end)
+        return self._assemble(symbols, series, start, end, today)
 
     def _merge_and_store(
         self,
@@ -173,22 +181,34 @@ class CachedDailyCloses:
             self.cache.store(symbol, keep, (covered_from, covered_to))
         return merged
 
-    @staticmethod
     def _assemble(
-        symbols: Sequence[str], series: Mapping[str, pd.Series], start: date, end: date
+        self,
+        symbols: Sequence[str],
+        series: Mapping[str, pd.Series],
+        start: date,
+        end: date,
+        today: date,
     ) -> pd.DataFrame:
         lo, hi = pd.Timestamp(start), pd.Timestamp(end)
         window = {s: series[s][(series[s].index >= lo) & (series[s].index <= hi)] for s in symbols}
         empty = [s for s in symbols if window[s].empty]
         if empty:
             raise BrokerDataError(
-                f"alpaca bars: no daily bars for {', '.join(empty)} between {start} and {end} "
-                "(check the symbol and the data feed)"
+                f"{self.source}: no daily bars for {', '.join(empty)} between {start} and "
+                f"{end} (check the symbol and the data feed)"
             )
         frame = pd.concat([window[s].rename(s) for s in symbols], axis=1).sort_index()
         frame.index = pd.DatetimeIndex(frame.index, name="date").as_unit("us")  # as read_csv
         frame.columns = list(symbols)
-        return validate_price_frame(frame.astype(float), "alpaca bars")
+        frame = frame.astype(float)
+        last = frame.index[-1]
+        if last.date() >= today and frame.iloc[-1].isna().any():
+            # Today's bars are still forming; a symbol without a trade yet on this feed
+            # would read as a gap. Plan on the last complete day instead, and say so.
+            missing = [str(s) for s in frame.columns[frame.iloc[-1].isna()]]
+            log.warning("bars_partial_day_dropped", date=str(last.date()), missing=missing)
+            frame = frame.iloc[:-1]
+        return validate_price_frame(frame, self.source)
 
 
 def _overlap_matches(old: pd.Series, new: pd.Series) -> bool:

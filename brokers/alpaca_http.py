@@ -146,29 +146,38 @@ class RetryBudget:
 
         A non-retryable Alpaca answer goes to ``refused`` if given, else (and always for
         401, bad keys) becomes a ``BrokerConfigError`` naming ``what``. A response the SDK
-        cannot parse becomes ``BrokerDataError``. Errors are raised ``from None``: the
-        SDK's frames hold the request headers, i.e. the keys.
+        cannot parse becomes ``BrokerDataError``. Errors are raised outside the ``except``
+        blocks so they carry no SDK exception as context: its frames hold the request
+        headers, i.e. the keys.
         """
         attempt = 0
         while True:
             attempt += 1
             started = self._monotonic()
+            failure: ApiErrorInfo | str
+            unparsable: str | None = None
             try:
                 return fn()
             except APIError as exc:
-                info = describe_api_error(exc)
-                if not is_retryable(info):
-                    if refused is not None and info.status != 401:  # bad keys: always raise
-                        return refused(info)
-                    raise _refusal_error(what, info) from None
-                cause = info.describe()
+                failure = describe_api_error(exc)
             except requests.RequestException as exc:
-                cause = f"{type(exc).__name__}: {str(exc)[:_EXCERPT_CHARS]}"
+                failure = f"{type(exc).__name__}: {str(exc)[:_EXCERPT_CHARS]}"
             except pydantic.ValidationError as exc:
-                raise BrokerDataError(
-                    f"{what}: Alpaca's answer did not parse ({exc.error_count()} field errors, "
-                    f"first at {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})"
-                ) from None
+                failure = unparsable = (
+                    f"{exc.error_count()} field errors, first at {exc.errors()[0]['loc']}: "
+                    f"{exc.errors()[0]['msg']}"
+                )
+            # Out of the except blocks: what we raise carries no SDK exception as context.
+            if unparsable is not None:
+                raise BrokerDataError(f"{what}: Alpaca's answer did not parse ({unparsable})")
+            if isinstance(failure, ApiErrorInfo):
+                if not is_retryable(failure):
+                    if refused is not None and failure.status != 401:  # bad keys: always raise
+                        return refused(failure)
+                    raise _refusal_error(what, failure)
+                cause = failure.describe()
+            else:
+                cause = failure
             self.spent_secs += self._monotonic() - started
             delay_secs = min(self.backoff_secs * 2 ** (attempt - 1), self.backoff_max_secs)
             if self.exhausted or self.spent_secs + delay_secs > self.budget_secs:
@@ -185,7 +194,7 @@ class RetryBudget:
                     f"{what}: Alpaca still failing after {attempt} attempts; this cycle's "
                     f"retry budget ({self.budget_secs:g} s) is spent. Last error: {cause}. "
                     "The next cycle will try again."
-                ) from None
+                )
             log.warning(
                 "request_retried",
                 request=what,
@@ -201,6 +210,7 @@ def _refusal_error(what: str, info: ApiErrorInfo) -> Exception:
     if info.status in (401, 403):
         return BrokerConfigError(
             f"{what}: Alpaca refused the request ({info.describe()}). Check the keys in "
-            "APCA_API_KEY_ID / APCA_API_SECRET_KEY and that paper/live matches them."
+            "APCA_API_KEY_ID / APCA_API_SECRET_KEY, that paper/live matches them and, for "
+            "market data, that your data subscription covers [alpaca].feed."
         )
     return BrokerConfigError(f"{what}: Alpaca refused the request ({info.describe()})")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import ROUND_DOWN, Decimal
 
 import structlog
 
@@ -20,6 +21,8 @@ from brokers.base import Fill, Order, OrderRequest, OrderSide, OrderStatus
 log = structlog.get_logger("brokers.alpaca")
 
 _QTY_DECIMALS = 9
+_QTY_STEP = Decimal(1).scaleb(-_QTY_DECIMALS)
+_CENT = Decimal("0.01")
 _PRICE_DECIMALS = 6  # below a hundredth of a cent: float noise from the averaging
 _STATUS = {
     "new": OrderStatus.NEW,
@@ -81,6 +84,54 @@ def order_from_alpaca(raw: object) -> SeenOrder:
     )
     updated = raw.filled_at if status is OrderStatus.FILLED and raw.filled_at else raw.updated_at  # type: ignore[attr-defined]
     return SeenOrder(order, updated.astimezone(UTC))
+
+
+def round_qty_down(qty: float, fractionable: bool) -> float:
+    """Shares Alpaca accepts: 9 decimals if fractionable, else whole shares; never rounded up
+    (a sell never exceeds the holding, a buy never exceeds the cash planned for it)."""
+    step = _QTY_STEP if fractionable else Decimal(1)
+    return float(Decimal(repr(qty)).quantize(step, rounding=ROUND_DOWN))
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSize:
+    """What to send for a request: ``qty`` or ``notional``, or ``refusal`` = why nothing."""
+
+    qty: float | None
+    notional: float | None
+    refusal: str | None = None
+
+
+def size_order(request: OrderRequest, fractionable: bool) -> OrderSize:
+    """Round a request to what Alpaca accepts: qty down to 9 decimals (whole shares if the
+    asset is not fractionable), notional down to cents (fractionable assets only)."""
+    if request.qty is not None:
+        qty = round_qty_down(request.qty, fractionable)
+        if qty <= 0:
+            unit = "0.000000001 shares" if fractionable else "1 whole share"
+            return OrderSize(
+                None,
+                None,
+                f"{request.symbol}: qty {request.qty} is below "
+                f"{unit} (rounded down to 0); not sent",
+            )
+        return OrderSize(qty, None)
+    assert request.notional is not None  # OrderRequest guarantees exactly one
+    if not fractionable:
+        return OrderSize(
+            None,
+            None,
+            f"{request.symbol} is not fractionable: a notional "
+            "order is impossible; send a whole-share qty",
+        )
+    notional = float(Decimal(repr(request.notional)).quantize(_CENT, rounding=ROUND_DOWN))
+    if notional <= 0:
+        return OrderSize(
+            None,
+            None,
+            f"{request.symbol}: notional {request.notional} rounds down to 0 cents; not sent",
+        )
+    return OrderSize(None, notional)
 
 
 class OrderBook:

@@ -19,21 +19,46 @@ from collections.abc import Callable
 import numpy as np
 
 from strategies.base import StrategyError
-from strategies.qp import FrontierSegment, QPSolution, frontier_segment, solve_qp
+from strategies.qp import (
+    FrontierSegment,
+    QPSolution,
+    frontier_segment,
+    polish_weights,
+    solve_qp,
+)
 
 MAX_PROBES = 200
 
 
-def max_feasible_return(mu: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
-    """max μᵀw over {Σw = 1, lower ≤ w ≤ upper}: lower bounds, then the budget to the
-    highest μ first (the LP's greedy solution)."""
+def max_return_portfolio(mu: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """argmax μᵀw over {Σw = 1, lower ≤ w ≤ upper}: lower bounds, then the budget to the
+    highest μ first (the LP's greedy solution; ties go to the first listed asset)."""
     w = lower.copy()
     room = 1.0 - float(w.sum())
     for i in np.argsort(-mu, kind="stable"):
         add = min(upper[i] - lower[i], max(room, 0.0))
         w[i] += add
         room -= add
-    return float(mu @ w)
+    return w
+
+
+def max_feasible_return(mu: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    """max μᵀw over {Σw = 1, lower ≤ w ≤ upper}."""
+    return float(mu @ max_return_portfolio(mu, lower, upper))
+
+
+def _top_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray,
+                 upper: np.ndarray) -> FrontierSegment | None:
+    """The frontier's last piece [λ_top, ∞), where w is the max-return portfolio; None if
+    ties in μ make the greedy vertex not the frontier's top. Bounding the search by λ_top
+    keeps it away from huge λ, where the QP loses precision."""
+    w = max_return_portfolio(mu, lower, upper)
+    at_lo = (w <= lower) | (lower >= upper)
+    top = QPSolution(w, at_lo, ~at_lo & (w >= upper), 0)
+    seg = frontier_segment(cov, mu, lower, upper, top, np.inf)
+    if not seg.lam_lo <= seg.lam_hi or np.isfinite(seg.lam_hi) or not _is_flat(seg):
+        return None
+    return seg
 
 
 class _Bracket:
@@ -49,7 +74,8 @@ class _Bracket:
         lo, hi = self.left, self.right
         margin = 1e-10 * (1.0 + lo)
         inside = (candidate is not None and np.isfinite(candidate)
-                  and lo + margin < candidate < hi - 1e-10 * (1.0 + hi))
+                  and lo + margin < candidate
+                  and (not np.isfinite(hi) or candidate < hi - 1e-10 * (1.0 + hi)))
         if inside and self.probes <= 30:
             return float(candidate)  # type: ignore[arg-type]
         if not np.isfinite(hi):
@@ -81,12 +107,19 @@ def _walk(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: np.ndarray,
     bracket = _Bracket(scale=float(np.mean(np.diag(cov))) / max(float(np.max(np.abs(mu))),
                                                                  1e-12))
     lam, solution = 0.0, start
+    top = _top_segment(cov, mu, lower, upper)
+    if top is not None:
+        verdict, _ = judge(top)
+        if verdict == STOP:
+            return top.w0
+        bracket.right = top.lam_lo
     while True:
         seg = frontier_segment(cov, mu, lower, upper, solution, lam)
         verdict, candidate = judge(seg)
         step = 1e-9 * (1.0 + seg.lam_lo)
         if verdict == STOP:
-            return seg.at(seg.lam_lo if candidate is None else candidate)
+            return polish_weights(seg.at(seg.lam_lo if candidate is None else candidate),
+                                  lower, upper)
         if verdict == RIGHT:
             bracket.left = max(bracket.left, seg.lam_hi)
         elif verdict == LEFT:

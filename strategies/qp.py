@@ -135,6 +135,9 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         new_hi = ~fixed & ((free & (w > upper + WEIGHT_TOLERANCE)) | (at_hi & (z < tol_z)))
         if np.array_equal(new_lo, at_lo) and np.array_equal(new_hi, at_hi):
             return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi, iteration)
+        if (new_lo | new_hi).all():  # keep one asset free to carry the budget
+            keep = int(np.argmin(np.where(fixed, np.inf, np.abs(z))))
+            new_lo[keep] = new_hi[keep] = False
         key = np.packbits(np.concatenate([new_lo, new_hi])).tobytes()
         if key in seen:
             return None
@@ -243,10 +246,23 @@ def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: 
     a = np.concatenate([(w0 - lower)[is_free], (upper - w0)[is_free],
                         z0[at_lo & ~fixed], -z0[at_hi]])
     b = np.concatenate([w1[is_free], -w1[is_free], z1[at_lo & ~fixed], -z1[at_hi]])
+    return _segment(w0, w1, a, b, _lambda_cap(cov, mu))
+
+
+def _lambda_cap(cov: np.ndarray, mu: np.ndarray) -> float:
+    """Breakpoints beyond this λ are rounding noise (a rate over a ~1e-17 slope): λ this
+    large weighs return 1e9 times more than the problem's own variance/return scale."""
+    return 1e9 * float(np.mean(np.diag(cov))) / max(float(np.max(np.abs(mu))), 1e-300)
+
+
+def _segment(w0: np.ndarray, w1: np.ndarray, a: np.ndarray, b: np.ndarray,
+             cap: float) -> FrontierSegment:
+    """The λ-interval where every a + λ·b ≥ 0, as a FrontierSegment."""
     with np.errstate(divide="ignore", invalid="ignore"):
         limits = -a / b
-    lam_lo = float(np.max(limits[b > 1e-300], initial=0.0))
-    lam_hi = float(np.min(limits[b < -1e-300], initial=np.inf))
+    real = np.abs(limits) < cap
+    lam_lo = float(np.max(limits[(b > 0) & real], initial=0.0))
+    lam_hi = float(np.min(limits[(b < 0) & real], initial=np.inf))
     return FrontierSegment(w0=w0, w1=w1, lam_lo=max(lam_lo, 0.0), lam_hi=lam_hi)
 
 
@@ -261,8 +277,4 @@ def _vertex_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: n
     # Pairwise (g0_l − g0_h) + λ(μ_h − μ_l) ≥ 0.
     a = (g0[lo_idx][None, :] - g0[hi_idx][:, None]).ravel()
     b = (mu[hi_idx][:, None] - mu[lo_idx][None, :]).ravel()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        limits = -a / b
-    lam_lo = float(np.max(limits[b > 1e-300], initial=0.0))
-    lam_hi = float(np.min(limits[b < -1e-300], initial=np.inf))
-    return FrontierSegment(w0=w, w1=np.zeros_like(w), lam_lo=max(lam_lo, 0.0), lam_hi=lam_hi)
+    return _segment(w, np.zeros_like(w), a, b, _lambda_cap(cov, mu))

@@ -24,12 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-from fake_alpaca_venue import (  # noqa: F401 - re-exported for tests
-    BUYING_POWER_CODE,
-    DUPLICATE_CID_CODE,
-    FakeAlpacaVenue,
-    FakeOrder,
-)
+from fake_alpaca_shapes import FakeOrder  # noqa: F401 - re-exported for tests
+from fake_alpaca_venue import BUYING_POWER_CODE, DUPLICATE_CID_CODE, FakeAlpacaVenue  # noqa: F401
 
 HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body>bad gateway</body></html>"
 

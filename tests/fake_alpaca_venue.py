@@ -16,46 +16,26 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pandas as pd
+from fake_alpaca_shapes import (
+    NEW_YORK,
+    FakeOrder,
+    account_json,
+    asset_json,
+    bar_json,
+    calendar_day_json,
+    clock_json,
+    order_json,
+    position_json,
+)
 
-NEW_YORK = ZoneInfo("America/New_York")
 BUYING_POWER_CODE = 40310000
 DUPLICATE_CID_CODE = 40010001
 UNPROCESSABLE_CODE = 42210000
-
-
-@dataclass(slots=True)
-class FakeOrder:
-    id: str
-    client_order_id: str
-    symbol: str
-    side: str
-    qty: Decimal | None
-    notional: Decimal | None
-    price: float
-    target_qty: Decimal
-    created_at: datetime
-    status: str = "accepted"
-    filled_qty: Decimal = Decimal(0)
-    polls: int = 0
-    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    filled_at: datetime | None = None
-    canceled_at: datetime | None = None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _num(value: float | Decimal) -> str:
-    """Alpaca's string-typed numbers."""
-    return format(Decimal(str(value)).normalize(), "f")
 
 
 class FakeAlpacaVenue:
@@ -88,7 +68,8 @@ class FakeAlpacaVenue:
         self.is_open = is_open
         self.bars_page_size = bars_page_size
         self.fill_polls = fill_polls
-        self.stuck_symbols: set[str] = set()
+        self.stuck_symbols: set[str] = set()  # orders never fill on a poll
+        self.fill_on_cancel: set[str] = set()  # ...but fill just before a cancel arrives
         self.orders: list[FakeOrder] = []
         self.errors: list[str] = []
         self._lock = threading.RLock()
@@ -108,7 +89,7 @@ class FakeAlpacaVenue:
         routes: list[tuple[str, str, Callable[..., tuple[int, Any]]]] = [
             ("GET", r"/v2/account", lambda q, b: (200, self._account_json())),
             ("GET", r"/v2/positions", lambda q, b: (200, self._positions_json())),
-            ("GET", r"/v2/clock", lambda q, b: (200, self._clock_json())),
+            ("GET", r"/v2/clock", lambda q, b: (200, clock_json(self.is_open, datetime.now(UTC)))),
             ("GET", r"/v2/calendar", self._calendar),
             ("GET", r"/v2/assets/(?P<sym>[^/]+)", self._asset),
             ("GET", r"/v2/orders", self._list_orders),
@@ -143,30 +124,7 @@ class FakeAlpacaVenue:
             (q * Decimal(str(self.last_close(s))) for s, (q, _) in self.positions.items()),
             Decimal(0),
         )
-        equity = self.cash + market
-        return {
-            "id": "e6fe16f3-64a4-4921-8928-cadf02f92f98",
-            "account_number": self.account_number,
-            "status": "ACTIVE",
-            "currency": "USD",
-            "cash": _num(self.cash),
-            "buying_power": _num(self._buying_power()),
-            "regt_buying_power": _num(self._buying_power()),
-            "non_marginable_buying_power": _num(self._buying_power()),
-            "portfolio_value": _num(equity),
-            "equity": _num(equity),
-            "last_equity": _num(equity),
-            "long_market_value": _num(market),
-            "short_market_value": "0",
-            "multiplier": "1",
-            "pattern_day_trader": False,
-            "trading_blocked": False,
-            "transfers_blocked": False,
-            "account_blocked": False,
-            "shorting_enabled": False,
-            "created_at": "2024-01-01T00:00:00Z",
-            "daytrade_count": 0,
-        }
+        return account_json(self.account_number, self.cash, self._buying_power(), market)
 
     def _buying_power(self) -> Decimal:
         reserved = sum(
@@ -180,80 +138,21 @@ class FakeAlpacaVenue:
         return self.cash - reserved
 
     def _positions_json(self) -> list[dict[str, Any]]:
-        out = []
-        for sym, (qty, avg) in sorted(self.positions.items()):
-            price = Decimal(str(self.last_close(sym)))
-            out.append(
-                {
-                    "asset_id": str(uuid.uuid5(uuid.NAMESPACE_DNS, sym)),
-                    "symbol": sym,
-                    "exchange": "ARCA",
-                    "asset_class": "us_equity",
-                    "asset_marginable": True,
-                    "avg_entry_price": _num(avg),
-                    "qty": _num(qty),
-                    "qty_available": _num(qty),
-                    "side": "long",
-                    "market_value": _num(qty * price),
-                    "cost_basis": _num(qty * avg),
-                    "unrealized_pl": _num(qty * (price - avg)),
-                    "unrealized_plpc": "0",
-                    "unrealized_intraday_pl": "0",
-                    "unrealized_intraday_plpc": "0",
-                    "current_price": _num(price),
-                    "lastday_price": _num(price),
-                    "change_today": "0",
-                }
-            )
-        return out
-
-    def _clock_json(self) -> dict[str, Any]:
-        now = datetime.now(NEW_YORK)
-        day = now.date()
-        return {
-            "timestamp": now.isoformat(),
-            "is_open": self.is_open,
-            "next_open": datetime.combine(day + timedelta(days=1), datetime.min.time(), NEW_YORK)
-            .replace(hour=9, minute=30)
-            .isoformat(),
-            "next_close": datetime.combine(day, datetime.min.time(), NEW_YORK)
-            .replace(hour=16)
-            .isoformat(),
-        }
+        return [
+            position_json(sym, qty, avg, Decimal(str(self.last_close(sym))))
+            for sym, (qty, avg) in sorted(self.positions.items())
+        ]
 
     def _calendar(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
         start = date.fromisoformat(query.get("start", "1900-01-01")[:10])
         end = date.fromisoformat(query.get("end", "2999-12-31")[:10])
         days = [d.date() for d in pd.DatetimeIndex(self.bars.index) if start <= d.date() <= end]
-        return 200, [
-            {
-                "date": d.isoformat(),
-                "open": "09:30",
-                "close": "16:00",
-                "session_open": "0400",
-                "session_close": "2000",
-                "settlement_date": d.isoformat(),
-            }
-            for d in days
-        ]
+        return 200, [calendar_day_json(d) for d in days]
 
     def _asset(self, query: dict[str, str], body: Any, sym: str) -> tuple[int, Any]:
         if sym not in self.assets:
             return 404, {"code": 40410000, "message": "asset not found"}
-        tradable, fractionable = self.assets[sym]
-        return 200, {
-            "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, sym)),
-            "class": "us_equity",
-            "exchange": "ARCA",
-            "symbol": sym,
-            "name": f"{sym} fake",
-            "status": "active",
-            "tradable": tradable,
-            "marginable": True,
-            "shortable": False,
-            "easy_to_borrow": False,
-            "fractionable": fractionable,
-        }
+        return 200, asset_json(sym, *self.assets[sym])
 
     def _submit(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
         cid = body.get("client_order_id") or str(uuid.uuid4())
@@ -296,13 +195,13 @@ class FakeAlpacaVenue:
         self.orders.append(order)
         if self.fill_polls == 0:
             self._advance(order, force_all=True)
-        return 200, self._order_json(order)
+        return 200, order_json(order)
 
     def _advance(self, order: FakeOrder, force_all: bool = False) -> None:
         """One poll: fill the next slice of the order at the last close."""
         if order.status not in ("accepted", "partially_filled") or not self.is_open:
             return
-        if order.symbol in self.stuck_symbols:
+        if order.symbol in self.stuck_symbols and not force_all:
             return
         order.polls += 1
         steps = max(self.fill_polls, 1)
@@ -335,43 +234,6 @@ class FakeAlpacaVenue:
         else:
             order.status = "partially_filled"
 
-    def _order_json(self, o: FakeOrder) -> dict[str, Any]:
-        filled = o.filled_qty > 0
-        return {
-            "id": o.id,
-            "client_order_id": o.client_order_id,
-            "created_at": _iso(o.created_at),
-            "updated_at": _iso(o.updated_at),
-            "submitted_at": _iso(o.created_at),
-            "filled_at": _iso(o.filled_at),
-            "expired_at": None,
-            "canceled_at": _iso(o.canceled_at),
-            "failed_at": None,
-            "replaced_at": None,
-            "replaced_by": None,
-            "replaces": None,
-            "asset_id": str(uuid.uuid5(uuid.NAMESPACE_DNS, o.symbol)),
-            "symbol": o.symbol,
-            "asset_class": "us_equity",
-            "notional": None if o.notional is None else _num(o.notional),
-            "qty": None if o.qty is None else _num(o.qty),
-            "filled_qty": _num(o.filled_qty),
-            "filled_avg_price": _num(o.price) if filled else None,
-            "order_class": "simple",
-            "order_type": "market",
-            "type": "market",
-            "side": o.side,
-            "time_in_force": "day",
-            "limit_price": None,
-            "stop_price": None,
-            "status": o.status,
-            "extended_hours": False,
-            "legs": None,
-            "trail_percent": None,
-            "trail_price": None,
-            "hwm": None,
-        }
-
     def _list_orders(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
         status = query.get("status", "open")
         open_states = ("accepted", "partially_filled", "new")
@@ -380,7 +242,7 @@ class FakeAlpacaVenue:
             for o in self.orders
             if status == "all" or (status == "open") == (o.status in open_states)
         ]
-        return 200, [self._order_json(o) for o in reversed(chosen)]
+        return 200, [order_json(o) for o in reversed(chosen)]
 
     def _order_by_cid(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
         cid = query.get("client_order_id", "")
@@ -393,12 +255,14 @@ class FakeAlpacaVenue:
         if order is None:
             return 404, {"code": 40410000, "message": "order not found"}
         self._advance(order)
-        return 200, self._order_json(order)
+        return 200, order_json(order)
 
     def _cancel(self, query: dict[str, str], body: Any, oid: str) -> tuple[int, Any]:
         order = next((o for o in self.orders if o.id == oid), None)
         if order is None:
             return 404, {"code": 40410000, "message": "order not found"}
+        if order.symbol in self.fill_on_cancel:
+            self._advance(order, force_all=True)
         if order.status not in ("accepted", "partially_filled"):
             return 422, {"code": UNPROCESSABLE_CODE, "message": "order is not cancelable"}
         order.status, order.canceled_at = "canceled", datetime.now(UTC)
@@ -419,22 +283,7 @@ class FakeAlpacaVenue:
             for day, close in self.bars[sym].dropna().items():
                 stamp = pd.Timestamp(day).tz_localize(NEW_YORK).tz_convert(UTC).to_pydatetime()
                 if start <= stamp <= end:
-                    c = float(close)
-                    rows.append(
-                        (
-                            sym,
-                            {
-                                "t": _iso(stamp),
-                                "o": c,
-                                "h": c,
-                                "l": c,
-                                "c": c,
-                                "v": 1000,
-                                "n": 10,
-                                "vw": c,
-                            },
-                        )
-                    )
+                    rows.append((sym, bar_json(stamp, float(close))))
         offset = (
             int(base64.b64decode(query["page_token"]).decode()) if query.get("page_token") else 0
         )

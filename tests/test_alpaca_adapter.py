@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,8 @@ import pytest
 import structlog
 from fake_alpaca import FakeAlpaca
 
-from brokers.alpaca import AlpacaBroker, check_account_mode, fetch_daily_closes, round_qty_down
+from brokers.alpaca import AlpacaBroker, check_account_mode, fetch_daily_closes
+from brokers.alpaca_orders import round_qty_down, size_order
 from brokers.base import Account, Broker, OrderRequest, OrderSide, OrderStatus
 from brokers.errors import BrokerConfigError, BrokerDataError, BrokerTransientError
 
@@ -217,6 +218,17 @@ def test_fetch_daily_closes_returns_requested_range(broker: AlpacaBroker) -> Non
     assert prices.loc["2024-01-08", "SPY"] == 474.0
 
 
+def test_history_sip_feed_never_asks_for_the_last_15_minutes(
+    fake: FakeAlpaca, tmp_path: Path
+) -> None:
+    broker = make_broker(fake, tmp_path, feed="sip")
+    today = datetime.now(UTC).date()
+    broker.daily_closes(["SPY"], date(2024, 1, 2), today)
+    query = bars_requests(fake)[0]
+    assert query["feed"] == "sip"
+    assert datetime.fromisoformat(query["end"]) <= datetime.now(UTC) - timedelta(minutes=15)
+
+
 # ---------------------------------------------------------------- orders
 
 
@@ -241,8 +253,14 @@ def test_submit_order_rounding_to_zero_shares_sends_nothing(
     fake.assets["GLD"] = (True, False)
     order = broker.submit_order(buy("GLD", "c-gld", qty=0.6))
     assert fake.order_posts() == []
-    assert order.status is OrderStatus.REJECTED and "rounds down to 0" in order.reject_reason
+    assert order.status is OrderStatus.REJECTED and "rounded down to 0" in order.reject_reason
     assert broker.wait_for_order("c-gld", 1.0) == order
+
+
+def test_size_order_notional_on_non_fractionable_asset_refused() -> None:
+    size = size_order(buy("GLD", "c-g", notional=500.0), fractionable=False)
+    assert size.refusal is not None and "not fractionable" in size.refusal
+    assert size_order(buy("SPY", "c-s", notional=500.009), fractionable=True).notional == 500.0
 
 
 def test_submit_order_notional_rounded_down_to_cents(
@@ -278,6 +296,35 @@ def test_wait_for_order_timeout_cancels_then_refetches(
     assert order.status is OrderStatus.CANCELED
     assert len(fake.logged("DELETE", "/v2/orders/")) == 1
     assert fake.logged()[-1].path == "/v2/orders:by_client_order_id"
+
+
+def test_list_orders_open_only_excludes_filled(fake: FakeAlpaca, broker: AlpacaBroker) -> None:
+    broker.submit_order(buy("TLT", "c-done", qty=1))
+    broker.wait_for_order("c-done", 1.0)
+    fake.stuck_symbols.add("SPY")
+    broker.submit_order(buy("SPY", "c-open", qty=1))
+    assert [o.client_order_id for o in broker.list_orders(open_only=True)] == ["c-open"]
+    assert {o.client_order_id for o in broker.list_orders(open_only=False)} == {"c-done", "c-open"}
+
+
+def test_cancel_order_already_filled_is_left_alone(fake: FakeAlpaca, broker: AlpacaBroker) -> None:
+    broker.submit_order(buy("TLT", "c-filled", qty=1))
+    filled = broker.wait_for_order("c-filled", 1.0)
+    broker.cancel_order(filled.id)  # Alpaca answers 422 "not cancelable": no exception
+    assert [r.status for r in fake.logged("DELETE")] == [422]
+    assert broker.get_order_by_client_id("c-filled").status is OrderStatus.FILLED
+
+
+def test_wait_for_order_filled_while_canceling_returns_filled_with_fills(
+    fake: FakeAlpaca, broker: AlpacaBroker
+) -> None:
+    fake.stuck_symbols.add("SPY")
+    fake.fill_on_cancel.add("SPY")  # the fill races the cancel: Alpaca answers 422
+    broker.submit_order(buy("SPY", "c-race", qty=2))
+    order = broker.wait_for_order("c-race", timeout_secs=0.05)
+    assert order.status is OrderStatus.FILLED
+    assert sum(f.qty for f in broker.fills_for("c-race")) == 2.0
+    assert [r.status for r in fake.logged("DELETE")] == [422]
 
 
 def test_submit_order_buy_beyond_buying_power_returns_rejected_with_code(
@@ -387,6 +434,7 @@ def test_keys_never_in_errors_logs_or_repr(fake: FakeAlpaca, tmp_path: Path) -> 
             with pytest.raises(BrokerTransientError) as caught:
                 call()
             texts.append(str(caught.value))
+            assert caught.value.__context__ is None  # no SDK frames (headers) attached
         fake.clear_faults()
         broker.on_wake()
         broker.submit_order(buy("SPY", "c-big", qty=1000))
@@ -394,6 +442,7 @@ def test_keys_never_in_errors_logs_or_repr(fake: FakeAlpaca, tmp_path: Path) -> 
         with pytest.raises(BrokerConfigError) as refused:
             wrong.account()
         texts.append(str(refused.value))
+        assert refused.value.__context__ is None
     texts.extend(repr(event) for event in logs)
     assert logs and any("401" in t for t in texts)
     for text in texts:
