@@ -3,6 +3,7 @@ estimator, for N = 20, 100, 500 assets on 1,260 days of returns from a random fa
 (fixed seed). Prints a table; asserts nothing.
 
     /work/venv/bin/python benchmarks/bench_strategies.py [--sizes 20 100 500] [--repeat 15]
+        [--blas-threads 1]
 
 Strategies that take ``lookback_days`` get 1,260 so they use the whole history. Those that
 cannot run on bare defaults (e.g. ``fixed`` needs weights) are listed as skipped with the
@@ -33,7 +34,12 @@ from strategies.estimators import (
 DAYS = 1260
 SEED = 20240601
 # Parameters a strategy needs to run sensibly on this synthetic universe.
-PARAMS: dict[str, dict[str, object]] = {"efficient_risk": {"target_volatility": 0.15}}
+PARAMS: dict[str, dict[str, object]] = {
+    "efficient_risk": {"target_volatility": 0.15},
+    "trend_filter": {"base": {"name": "equal_weight"}},
+    "vol_target": {"base": {"name": "equal_weight"}},
+    "core_satellite": {"core": {"name": "equal_weight"}, "satellite": {"name": "momentum"}},
+}
 
 
 def factor_model_prices(n_assets: int, n_days: int = DAYS, seed: int = SEED) -> pd.DataFrame:
@@ -72,7 +78,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 100, 500])
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="cap BLAS threads (default: the library's own choice)")
     args = parser.parse_args()
+    if args.blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.blas_threads)
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())  # silence logs
     warnings.simplefilter("ignore")
 
@@ -101,7 +113,7 @@ def main() -> None:
     load = os.getloadavg()
     print(f"median ms per call, {DAYS} days of returns, seed {SEED}, repeat {args.repeat}, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs, BLAS threads {args.blas_threads or 'default'}")
     header = f"{'':28s}" + "".join(f"{'N=' + str(n):>10s}" for n in args.sizes)
     print(header)
     print("-" * len(header))

@@ -103,6 +103,8 @@ class AlpacaSection(_Section):
     data_url: str | None = None
     http_timeout_secs: float = Field(10.0, gt=0, le=120)
     retry_budget_secs: float = Field(60.0, gt=0)
+    retry_backoff_secs: float = Field(0.25, gt=0)
+    retry_backoff_max_secs: float = Field(8.0, gt=0)
     poll_interval_secs: float = Field(1.0, gt=0)
 
 

@@ -44,6 +44,7 @@ class CycleSettings:
     limits: RiskLimits
     max_drawdown: float | None = None
     commission_min: float = 0.0
+    min_history_rows: int = 0  # fetch at least this many rows ([alpaca].data_lookback_days)
     pause_after_submit_secs: float = 0.0
 
 
@@ -115,7 +116,7 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
     if foreign:
         log.info("foreign_position_seen", symbols=foreign, note="outside the universe; untouched")
     # 3. data
-    lookback = max(ctx.strategy.lookback_days, s.limits.lookback_days) + 1
+    lookback = max(ctx.strategy.lookback_days + 1, s.limits.lookback_days + 1, s.min_history_rows)
     prices = broker.history(list(s.universe), lookback, asof)
     last_prices = _planning_prices(prices, s.universe, positions)
     log.info("data_loaded", rows=len(prices), symbols=len(prices.columns),

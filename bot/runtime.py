@@ -73,17 +73,22 @@ def build_broker(cfg: Config) -> tuple[Broker, tuple[str, ...]]:
             replay_start=cfg.sim.replay_start,
         )
         return broker, tuple(symbols)
-    from brokers.alpaca import AlpacaBroker
-
     if not cfg.universe.symbols:
         raise ConfigError('[universe].symbols: required with [broker].kind = "alpaca"')
+    return build_alpaca_broker(cfg), cfg.universe.symbols
+
+
+def build_alpaca_broker(cfg: Config) -> Broker:
+    """Alpaca paper (or live, by ``[bot].mode``) with keys from the environment."""
+    from brokers.alpaca import AlpacaBroker
+
     a = cfg.alpaca
-    broker = AlpacaBroker.from_environment(
+    return AlpacaBroker.from_environment(
         paper=cfg.bot.mode != "live", feed=a.feed, base_url=a.base_url, data_url=a.data_url,
         cache_dir=cfg.bot.state_dir / "cache", http_timeout_secs=a.http_timeout_secs,
         retry_budget_secs=a.retry_budget_secs, poll_interval_secs=a.poll_interval_secs,
+        retry_backoff_secs=a.retry_backoff_secs, retry_backoff_max_secs=a.retry_backoff_max_secs,
     )
-    return broker, cfg.universe.symbols
 
 
 def risk_limits(cfg: Config) -> RiskLimits:
@@ -113,6 +118,7 @@ def cycle_settings(cfg: Config, universe: tuple[str, ...]) -> CycleSettings:
         mode=cfg.bot.mode, universe=universe, order_prefix=cfg.bot.order_prefix,
         order_wait_secs=cfg.broker.order_wait_secs, policy=rebalance_policy(cfg),
         limits=risk_limits(cfg), max_drawdown=cfg.risk.max_drawdown,
+        min_history_rows=cfg.alpaca.data_lookback_days if cfg.broker.kind == "alpaca" else 0,
         commission_min=cfg.sim.commission_min if cfg.broker.kind == "sim" else 0.0,
         pause_after_submit_secs=float(os.environ.get(PAUSE_AFTER_SUBMIT_ENV, "0") or 0),
     )

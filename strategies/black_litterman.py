@@ -184,7 +184,7 @@ class BlackLitterman:
     def target_weights(self, prices: pd.DataFrame) -> pd.Series:
         symbols, mu, cov = self.posterior(prices)
         lower, upper = bound_vectors(self.bounds, symbols)
-        check_bounds(lower, upper, [str(s) for s in symbols])
+        check_bounds(lower, upper, symbols)
         w = solve_qp(cov, mu / self.risk_aversion, lower, upper).weights
         out = np.zeros(prices.shape[1])
         out[prices.columns.get_indexer(symbols)] = polish_weights(w, lower, upper)

@@ -52,7 +52,7 @@ def simple_returns(prices: pd.DataFrame, lookback_days: int | None = None) -> pd
     if not complete.all():
         values = values[:, complete]
     rets = values[1:] / values[:-1] - 1.0
-    return pd.DataFrame(rets, index=window.index[1:], columns=columns)
+    return pd.DataFrame(rets, index=window.index[1:], columns=columns, copy=False)
 
 
 def sample_covariance(returns: pd.DataFrame) -> pd.DataFrame:
@@ -60,7 +60,7 @@ def sample_covariance(returns: pd.DataFrame) -> pd.DataFrame:
     x = returns.to_numpy(dtype=float)
     xc = x - x.mean(axis=0)
     cov = (xc.T @ xc) * (ANNUALIZATION_DAYS / (len(x) - 1))
-    return pd.DataFrame(cov, index=returns.columns, columns=returns.columns)
+    return pd.DataFrame(cov, index=returns.columns, columns=returns.columns, copy=False)
 
 
 def mean_returns(returns: pd.DataFrame) -> pd.Series:
@@ -123,7 +123,7 @@ def ledoit_wolf_covariance(returns: pd.DataFrame) -> pd.DataFrame:
     shrunk = emp * (1.0 - shrinkage)
     shrunk.flat[:: n_assets + 1] += shrinkage * mu
     return pd.DataFrame(shrunk * ANNUALIZATION_DAYS, index=returns.columns,
-                        columns=returns.columns)
+                        columns=returns.columns, copy=False)
 
 
 def ewma_covariance(returns: pd.DataFrame, half_life_days: float) -> pd.DataFrame:
@@ -143,15 +143,24 @@ def ewma_covariance(returns: pd.DataFrame, half_life_days: float) -> pd.DataFram
     scaled = xc * np.sqrt(weights)[:, None]
     cov = (scaled.T @ scaled) / (1.0 - float(weights @ weights))
     return pd.DataFrame(cov * ANNUALIZATION_DAYS, index=returns.columns,
-                        columns=returns.columns)
+                        columns=returns.columns, copy=False)
 
 
 def repair_covariance(cov: np.ndarray, symbols: list[str] | None = None) -> np.ndarray:
-    """Return ``cov`` if it is symmetric positive definite, else a repaired copy.
+    """Return ``cov`` if it is symmetric positive definite, else a repaired copy (see
+    ``factor_covariance``)."""
+    return factor_covariance(cov, symbols)[0]
 
-    Check: a Cholesky factorization whose smallest pivot² ≥ PSD_RELATIVE_FLOOR × mean
-    variance. Repair (logged ``covariance_repaired``): symmetrize, clip eigenvalues at that
-    floor (Higham 1988's nearest-PSD projection in the Frobenius norm, plus the floor).
+
+def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(Σ, L): ``cov`` itself if symmetric positive definite, else a repaired copy, and the
+    lower Cholesky factor of the returned matrix (the optimizers reuse it).
+
+    Check: symmetric to 1e-12 relative, and a Cholesky factorization whose smallest
+    pivot² ≥ PSD_RELATIVE_FLOOR × mean variance. Repair (logged ``covariance_repaired``,
+    naming up to 10 ``symbols`` if given): symmetrize and clip eigenvalues at that floor
+    (Higham 1988's nearest-PSD projection in the Frobenius norm, plus the floor).
     """
     cov = np.asarray(cov, dtype=float)
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
@@ -162,12 +171,11 @@ def repair_covariance(cov: np.ndarray, symbols: list[str] | None = None) -> np.n
     if scale <= 0.0:
         raise StrategyError("covariance is zero: every asset has constant prices in the window")
     floor = PSD_RELATIVE_FLOOR * scale
-    symmetric = np.allclose(cov, cov.T, rtol=1e-12, atol=1e-14 * scale)
-    if symmetric:
+    if float(np.max(np.abs(cov - cov.T))) <= 1e-12 * scale:
         try:
             chol = cholesky(cov, lower=True, check_finite=False)
             if float(np.min(np.diag(chol))) ** 2 >= floor:
-                return cov
+                return cov, chol
         except LinAlgError:
             pass
     sym = 0.5 * (cov + cov.T)
@@ -175,9 +183,11 @@ def repair_covariance(cov: np.ndarray, symbols: list[str] | None = None) -> np.n
     log.warning("covariance_repaired", reason="not symmetric positive definite",
                 min_eigenvalue=float(values[0]), floor=floor, n_assets=len(values),
                 clipped=int(np.sum(values < floor)),
+                symbols=None if symbols is None else list(symbols)[:10],
                 hint="use covariance='ledoit_wolf' or a longer lookback_days")
     repaired = (vectors * np.maximum(values, floor)) @ vectors.T
-    return 0.5 * (repaired + repaired.T)
+    repaired = 0.5 * (repaired + repaired.T)
+    return repaired, cholesky(repaired, lower=True, check_finite=False)
 
 
 # ---- settings shared by the optimizing strategies ------------------------------------------
@@ -190,6 +200,7 @@ class Estimate:
     symbols: pd.Index
     mu: np.ndarray
     cov: np.ndarray
+    chol: np.ndarray | None = None  # lower Cholesky factor of cov
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,13 +239,16 @@ class EstimatorSettings:
 
     def covariance_of(self, returns: pd.DataFrame) -> np.ndarray:
         """Annual covariance by the configured method, repaired to positive definite."""
+        return self._factored_covariance(returns)[0]
+
+    def _factored_covariance(self, returns: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         if self.covariance == "ledoit_wolf":
             cov = ledoit_wolf_covariance(returns)
         elif self.covariance == "ewma":
             cov = ewma_covariance(returns, self.cov_half_life_days)
         else:
             cov = sample_covariance(returns)
-        return repair_covariance(cov.to_numpy(), list(returns.columns))
+        return factor_covariance(cov.to_numpy(), returns.columns)
 
     def expected_returns_of(self, returns: pd.DataFrame, cov: np.ndarray) -> np.ndarray:
         """Annual expected returns by the configured method (``cov`` for equilibrium)."""
@@ -250,13 +264,13 @@ class EstimatorSettings:
     def estimate(self, prices: pd.DataFrame, with_returns: bool = True) -> Estimate:
         """Returns window → (symbols, μ, Σ); μ is zeros when ``with_returns`` is False."""
         returns = simple_returns(prices, self.lookback_days)
-        cov = self.covariance_of(returns)
+        cov, chol = self._factored_covariance(returns)
         mu = (self.expected_returns_of(returns, cov) if with_returns
               else np.zeros(len(returns.columns)))
         if not np.isfinite(mu).all():
             bad = list(returns.columns[~np.isfinite(mu)])
             raise StrategyError(f"expected returns are not finite for {bad}")
-        return Estimate(symbols=returns.columns, mu=mu, cov=cov)
+        return Estimate(symbols=returns.columns, mu=mu, cov=cov, chol=chol)
 
 
 def check_market_weights(market_weights: Mapping[str, float] | None) -> None:

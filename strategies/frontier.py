@@ -142,7 +142,8 @@ def _is_flat(seg: FrontierSegment) -> bool:
 
 
 def max_sharpe_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
-                       upper: np.ndarray, risk_free_rate: float) -> np.ndarray | None:
+                       upper: np.ndarray, risk_free_rate: float,
+                       chol: np.ndarray | None = None) -> np.ndarray | None:
     """argmax (μᵀw − r_f)/√(wᵀΣw) over {Σw = 1, lower ≤ w ≤ upper}; None when no feasible
     portfolio returns more than r_f (the ratio then has no meaningful maximum).
 
@@ -171,17 +172,19 @@ def max_sharpe_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
             return STOP, seg.lam_lo
         return STOP, min(max(root, seg.lam_lo), seg.lam_hi)
 
-    return _walk(cov, mu, lower, upper, solve_qp(cov, np.zeros_like(mu), lower, upper), judge)
+    start = solve_qp(cov, np.zeros_like(mu), lower, upper, chol=chol)
+    return _walk(cov, mu, lower, upper, start, judge)
 
 
 def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
-                           upper: np.ndarray, target_volatility: float) -> np.ndarray:
+                           upper: np.ndarray, target_volatility: float,
+                           chol: np.ndarray | None = None) -> np.ndarray:
     """argmax μᵀw s.t. √(wᵀΣw) ≤ σ*, Σw = 1, bounds: the frontier point whose volatility is
     σ* (or the frontier's top when even it is less risky). On a piece the variance is
     q0 + 2λq1 + λ²q2, so the crossing is a quadratic root. Raises StrategyError when the
     minimum-variance portfolio is already above σ*."""
     target = target_volatility**2
-    start = solve_qp(cov, np.zeros_like(mu), lower, upper)
+    start = solve_qp(cov, np.zeros_like(mu), lower, upper, chol=chol)
     min_vol = float(np.sqrt(start.weights @ cov @ start.weights))
     if min_vol > target_volatility * (1.0 + 1e-12):
         raise StrategyError(

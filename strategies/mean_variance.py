@@ -17,7 +17,7 @@ import pandas as pd
 import structlog
 
 from strategies.base import StrategyConfigError, StrategyError, finalize_weights, register
-from strategies.estimators import Estimate, EstimatorSettings, repair_covariance
+from strategies.estimators import Estimate, EstimatorSettings, factor_covariance
 from strategies.frontier import efficient_risk_weights, max_sharpe_weights
 from strategies.qp import check_bounds, polish_weights, solve_qp
 
@@ -42,9 +42,9 @@ def optimize_mean_variance(mu: np.ndarray, cov: np.ndarray, risk_aversion: float
         raise StrategyError(f"risk_aversion must be a finite number > 0, got {risk_aversion}")
     if not np.isfinite(mu).all():
         raise StrategyError("expected returns contain NaN or inf")
-    cov = repair_covariance(cov)
+    cov, chol = factor_covariance(cov)
     check_bounds(lower, upper, [f"asset {i}" for i in range(len(mu))])
-    return solve_qp(cov, mu / risk_aversion, lower, upper).weights
+    return solve_qp(cov, mu / risk_aversion, lower, upper, chol=chol).weights
 
 
 def validate_bounds(bounds: Any) -> tuple[float, float] | dict[str, tuple[float, float]]:
@@ -100,7 +100,7 @@ class RiskModelStrategy:
         assets without full history get 0."""
         est = self.settings.estimate(prices, with_returns=self.uses_expected_returns)
         lower, upper = bound_vectors(self.bounds, est.symbols)
-        check_bounds(lower, upper, [str(s) for s in est.symbols])
+        check_bounds(lower, upper, est.symbols)
         w = polish_weights(self.optimize(est, lower, upper), lower, upper)
         out = np.zeros(prices.shape[1])
         out[prices.columns.get_indexer(est.symbols)] = w
@@ -137,7 +137,7 @@ class MinVariance(RiskModelStrategy):
     name: ClassVar[str] = "min_variance"
 
     def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-        return solve_qp(est.cov, np.zeros(len(est.mu)), lower, upper).weights
+        return solve_qp(est.cov, np.zeros(len(est.mu)), lower, upper, chol=est.chol).weights
 
 
 @register("mean_variance")
@@ -154,7 +154,8 @@ class MeanVariance(ReturnModelStrategy):
             raise StrategyConfigError(f"risk_aversion must be > 0, got {self.risk_aversion}")
 
     def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-        return solve_qp(est.cov, est.mu / self.risk_aversion, lower, upper).weights
+        return solve_qp(est.cov, est.mu / self.risk_aversion, lower, upper,
+                        chol=est.chol).weights
 
 
 @register("max_sharpe")
@@ -175,13 +176,14 @@ class MaxSharpe(ReturnModelStrategy):
             raise StrategyConfigError(f"risk_free_rate must be finite, got {self.risk_free_rate}")
 
     def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-        w = max_sharpe_weights(est.mu, est.cov, lower, upper, self.risk_free_rate)
+        w = max_sharpe_weights(est.mu, est.cov, lower, upper, self.risk_free_rate, est.chol)
         if w is None:
             log.warning("max_sharpe_fallen_back", fallback="min_variance",
                         reason="no feasible portfolio's expected return exceeds risk_free_rate",
                         risk_free_rate=self.risk_free_rate,
                         best_expected_return=float(np.max(est.mu)))
-            return solve_qp(est.cov, np.zeros(len(est.mu)), lower, upper).weights
+            return solve_qp(est.cov, np.zeros(len(est.mu)), lower, upper,
+                            chol=est.chol).weights
         return w
 
 
@@ -201,4 +203,5 @@ class EfficientRisk(ReturnModelStrategy):
                 f"target_volatility must be > 0 (annual, e.g. 0.10), got {self.target_volatility}")
 
     def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-        return efficient_risk_weights(est.mu, est.cov, lower, upper, self.target_volatility)
+        return efficient_risk_weights(est.mu, est.cov, lower, upper, self.target_volatility,
+                                      est.chol)

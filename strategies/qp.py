@@ -22,6 +22,7 @@ max-Sharpe and target-volatility searches use to land exactly on their optimum.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,11 +58,11 @@ class FrontierSegment:
         return self.w0 + lam * self.w1
 
 
-def check_bounds(lower: np.ndarray, upper: np.ndarray, symbols: list[str]) -> None:
+def check_bounds(lower: np.ndarray, upper: np.ndarray, symbols: Sequence[str]) -> None:
     """Raise StrategyError naming the violated constraint if no weights satisfy
     lower ≤ w ≤ upper and Σw = 1."""
-    bad = [s for s, lo, hi in zip(symbols, lower, upper, strict=True) if lo > hi]
-    if bad:
+    if (lower > upper).any():
+        bad = [str(symbols[i]) for i in np.flatnonzero(lower > upper)]
         raise StrategyError(f"bounds: lower bound above upper bound for {bad}")
     n = len(symbols)
     if float(np.sum(upper)) < 1.0 - 1e-12:
@@ -76,9 +77,11 @@ def check_bounds(lower: np.ndarray, upper: np.ndarray, symbols: list[str]) -> No
 
 
 def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-             warm: QPSolution | None = None) -> QPSolution:
+             warm: QPSolution | None = None, chol: np.ndarray | None = None) -> QPSolution:
     """Minimize ½wᵀΣw − linᵀw s.t. Σw = 1, lower ≤ w ≤ upper (feasible bounds assumed:
-    call ``check_bounds`` first). ``warm`` seeds the active sets from a nearby solution."""
+    call ``check_bounds`` first). ``warm`` seeds the active sets from a nearby solution;
+    ``chol``, the lower Cholesky factor of Σ, saves the first factorization of a cold
+    start."""
     n = len(lin)
     fixed = lower >= upper
     if fixed.all():
@@ -89,14 +92,15 @@ def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
         at_lo, at_hi = fixed.copy(), np.zeros(n, bool)
     tol_z = DUAL_RELATIVE_TOLERANCE * (float(np.max(np.abs(np.diag(cov))))
                                        + float(np.max(np.abs(lin))))
-    solution = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z)
+    solution = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z, chol)
     if solution is None:
         solution = _primal_active_set(cov, lin, lower, upper, tol_z)
     return solution
 
 
 def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                   at_lo: np.ndarray, at_hi: np.ndarray) -> tuple[np.ndarray, float]:
+                   at_lo: np.ndarray, at_hi: np.ndarray,
+                   chol: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Minimizer with the given bounds held active and Σw = 1, and its budget multiplier ν
     (NaN when no variable is free)."""
     w = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
@@ -104,7 +108,11 @@ def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: n
     if free.size == 0:
         return w, float("nan")
     rhs = lin[free] - cov[free] @ w if w.any() else lin[free].copy()
-    x, y = _factor_solve(cov[np.ix_(free, free)], np.column_stack([rhs, np.ones(free.size)]))
+    rhs = np.column_stack([rhs, np.ones(free.size)])
+    if chol is not None and free.size == len(w):
+        x, y = cho_solve((chol, True), rhs, check_finite=False).T
+    else:
+        x, y = _factor_solve(cov[np.ix_(free, free)], rhs)
     nu = (1.0 - float(w.sum()) - float(x.sum())) / float(y.sum())
     w[free] = x + nu * y
     return w, nu
@@ -121,12 +129,12 @@ def _factor_solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 
 def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                             upper: np.ndarray, at_lo: np.ndarray, at_hi: np.ndarray,
-                            tol_z: float) -> QPSolution | None:
+                            tol_z: float, chol: np.ndarray | None = None) -> QPSolution | None:
     """HIK primal-dual active-set iterations; None if they cycle or stall."""
     fixed = lower >= upper
     seen: set[bytes] = set()
     for iteration in range(1, PDAS_MAX_ITERATIONS + 1):
-        w, nu = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi)
+        w, nu = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, chol)
         if np.isnan(nu):
             return None
         z = cov @ w - lin - nu

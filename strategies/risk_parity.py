@@ -83,30 +83,38 @@ def hrp_weights(cov: np.ndarray, method: str = "single") -> np.ndarray:
     dist = np.sqrt(np.clip(0.5 * (1.0 - corr), 0.0, None))
     np.fill_diagonal(dist, 0.0)
     order = leaves_list(linkage(squareform(dist, checks=False), method=method))
-    weights = np.ones(len(order))
+    return _recursive_bisection(cov[np.ix_(order, order)])[np.argsort(order)]
+
+
+def _recursive_bisection(cov: np.ndarray) -> np.ndarray:
+    """Recursive bisection of quasi-diagonalized ``cov`` (López de Prado's getRecBipart),
+    one tree level at a time. Clusters are contiguous index ranges, so the variance of a
+    range's inverse-variance portfolio, Σ_ij v_i v_j C_ij / (Σ_i v_i)² with v = 1/diag(C),
+    comes from 2-D prefix sums (in extended precision, so block sums keep ~1e-14 relative
+    accuracy) in O(1) per cluster."""
+    n = len(cov)
     inv_var = 1.0 / np.diag(cov)
-    clusters = [order]
-    while clusters:
-        split = []
-        for cluster in clusters:
-            if len(cluster) < 2:
-                continue
-            half = len(cluster) // 2
-            left, right = cluster[:half], cluster[half:]
-            v_left, v_right = _ivp_variance(cov, inv_var, left), _ivp_variance(cov, inv_var, right)
-            alpha = 1.0 - v_left / (v_left + v_right)
-            weights[left] *= alpha
-            weights[right] *= 1.0 - alpha
-            split += [left, right]
-        clusters = split
+    scaled = (cov * inv_var[:, None] * inv_var[None, :]).astype(np.longdouble)
+    prefix = np.zeros((n + 1, n + 1), dtype=np.longdouble)
+    prefix[1:, 1:] = scaled.cumsum(axis=0).cumsum(axis=1)
+    inv_prefix = np.concatenate([[0.0], np.cumsum(inv_var, dtype=np.longdouble)])
+
+    def ivp_variance(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        block = prefix[hi, hi] - prefix[lo, hi] - prefix[hi, lo] + prefix[lo, lo]
+        return np.asarray(block / (inv_prefix[hi] - inv_prefix[lo]) ** 2, dtype=float)
+
+    weights = np.empty(n)
+    lo, hi, mass = np.array([0]), np.array([n]), np.array([1.0])
+    while lo.size:
+        leaf = hi - lo == 1
+        weights[lo[leaf]] = mass[leaf]
+        lo, hi, mass = lo[~leaf], hi[~leaf], mass[~leaf]
+        mid = lo + (hi - lo) // 2
+        v_left, v_right = ivp_variance(lo, mid), ivp_variance(mid, hi)
+        alpha = 1.0 - v_left / (v_left + v_right)
+        lo, hi = np.concatenate([lo, mid]), np.concatenate([mid, hi])
+        mass = np.concatenate([mass * alpha, mass * (1.0 - alpha)])
     return weights
-
-
-def _ivp_variance(cov: np.ndarray, inv_var: np.ndarray, members: np.ndarray) -> float:
-    """Variance of the inverse-variance portfolio of ``members`` (López de Prado's
-    getClusterVar)."""
-    w = inv_var[members] / inv_var[members].sum()
-    return float(w @ cov[np.ix_(members, members)] @ w)
 
 
 def _check_covariance(lookback_days: int, covariance: str,
