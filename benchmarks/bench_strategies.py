@@ -108,7 +108,8 @@ def main() -> None:
             except Exception as exc:  # report, never stop the benchmark
                 skipped[name] = f"{type(exc).__name__}: {str(exc)[:90]}"
                 continue
-            rows.setdefault(name, {})[n] = f"{median_ms(lambda s=strategy: s.target_weights(prices), args.repeat):9.2f}"
+            timed = median_ms(lambda s=strategy, p=prices: s.target_weights(p), args.repeat)
+            rows.setdefault(name, {})[n] = f"{timed:9.2f}"
 
     load = os.getloadavg()
     print(f"median ms per call, {DAYS} days of returns, seed {SEED}, repeat {args.repeat}, "

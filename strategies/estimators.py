@@ -216,7 +216,8 @@ class EstimatorSettings:
     equilibrium_risk_aversion: float = 2.5
 
     def __post_init__(self) -> None:
-        if int(self.lookback_days) != self.lookback_days or self.lookback_days < 2:
+        if (isinstance(self.lookback_days, bool) or not isinstance(self.lookback_days, int)
+                or self.lookback_days < 2):
             raise StrategyConfigError(f"lookback_days must be an integer ≥ 2, got "
                                       f"{self.lookback_days!r}")
         if self.expected_returns not in EXPECTED_RETURN_METHODS:

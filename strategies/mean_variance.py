@@ -76,7 +76,16 @@ def bound_vectors(bounds: tuple[float, float] | Mapping[str, tuple[float, float]
 
 @dataclass(frozen=True, slots=True)
 class RiskModelStrategy:
-    """Shared parameters of the optimizers that need only Σ (see EstimatorSettings)."""
+    """Shared parameters (config keys under ``[strategy.params]``) of the optimizers that
+    need only Σ:
+
+    Args:
+        lookback_days: daily return observations in the window ending at the as-of row.
+        covariance: "sample" (ddof 1), "ledoit_wolf" or "ewma"; annualized × 252.
+        cov_half_life_days: half-life in trading days for covariance = "ewma".
+        bounds: ``[lo, hi]`` for every asset, or ``{SYMBOL = [lo, hi]}`` (unlisted symbols
+            [0, 1]); 0 ≤ lo ≤ hi ≤ 1. Infeasible bounds raise StrategyError at run time.
+    """
 
     name: ClassVar[str] = "risk_model"
     uses_expected_returns: ClassVar[bool] = False
@@ -112,7 +121,15 @@ class RiskModelStrategy:
 
 @dataclass(frozen=True, slots=True)
 class ReturnModelStrategy(RiskModelStrategy):
-    """Shared parameters of the optimizers that also need μ (see EstimatorSettings)."""
+    """Shared parameters of the optimizers that also need μ — RiskModelStrategy's, plus:
+
+    Args:
+        expected_returns: "mean" (× 252), "geometric" (CAGR), "ewma" or "equilibrium"
+            (π = δΣw_mkt); annual simple returns.
+        returns_span_days: EWMA span in trading days for expected_returns = "ewma".
+        market_weights: ``{SYMBOL = weight}`` for "equilibrium" (omitted: equal weights).
+        equilibrium_risk_aversion: δ in π = δΣw_mkt.
+    """
 
     uses_expected_returns: ClassVar[bool] = True
 

@@ -265,9 +265,14 @@ def _lambda_cap(cov: np.ndarray, mu: np.ndarray) -> float:
 
 def _segment(w0: np.ndarray, w1: np.ndarray, a: np.ndarray, b: np.ndarray,
              cap: float) -> FrontierSegment:
-    """The λ-interval where every a + λ·b ≥ 0, as a FrontierSegment."""
+    """The λ-interval where every a + λ·b ≥ 0, as a FrontierSegment (empty, lam_lo >
+    lam_hi, when a constraint with b = 0 is violated for every λ)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         limits = -a / b
+    never = (np.abs(limits) >= cap) & (a < -1e-10 * max(1.0, float(np.max(np.abs(a),
+                                                                          initial=0.0))))
+    if never.any():
+        return FrontierSegment(w0=w0, w1=w1, lam_lo=np.inf, lam_hi=-np.inf)
     real = np.abs(limits) < cap
     lam_lo = float(np.max(limits[(b > 0) & real], initial=0.0))
     lam_hi = float(np.min(limits[(b < 0) & real], initial=np.inf))

@@ -20,6 +20,7 @@ from strategies.base import StrategyConfigError, StrategyError, finalize_weights
 from strategies.estimators import EstimatorSettings
 
 ERC_MAX_ITERATIONS = 100
+ERC_WARM_SWEEPS = 12  # fixed-point sweeps y ← √(y·b/Σy) before Newton (matrix-vector only)
 LINKAGE_METHODS = ("single", "complete", "average", "ward")
 
 
@@ -28,14 +29,22 @@ def risk_budget_weights(cov: np.ndarray, budgets: np.ndarray) -> np.ndarray:
 
     Spinu (2013), "An algorithm for computing risk parity weights": the unique minimizer
     y* of the strictly convex f(y) = ½yᵀΣy − Σ b_i ln y_i over y > 0 satisfies
-    y_i(Σy)_i = b_i, so w = y*/Σy*. Damped Newton (Hessian Σ + diag(b/y²)) from the
-    inverse-volatility ray's optimum; full steps once the Newton decrement² < 0.1 (the
-    quadratic-convergence region), stopped when y_i(Σy)_i = b_i to 1e-12 relative (Σb = 1).
+    y_i(Σy)_i = b_i, so w = y*/Σy*. Start: the inverse-volatility ray's optimum, refined
+    by a few fixed-point sweeps y ← √(y·b/Σy) (matrix-vector products only, used while
+    Σy > 0). Then damped Newton (Hessian Σ + diag(b/y²)); full steps once the Newton
+    decrement² < 0.1 (the quadratic-convergence region); stop when y_i(Σy)_i = b_i to
+    1e-12 relative (Σb = 1).
     """
     b = budgets / budgets.sum()
     sigma = np.sqrt(np.diag(cov))
     y = b / sigma
     y *= np.sqrt(1.0 / float(y @ cov @ y))  # optimal scale on the ray: t² yᵀΣy = Σb = 1
+    for _ in range(ERC_WARM_SWEEPS):  # cheap warm-up while every (Σy)_i > 0
+        sy = cov @ y
+        if (sy <= 0).any():
+            break
+        y = np.sqrt(y * b / sy)
+        y *= np.sqrt(1.0 / float(y @ cov @ y))
     for _ in range(ERC_MAX_ITERATIONS):
         sy = cov @ y
         if np.max(np.abs(y * sy - b)) <= 1e-12 * b.max():  # y_i(Σy)_i = b_i, relative 1e-12
@@ -134,8 +143,9 @@ def _full_weights(prices: pd.DataFrame, symbols: pd.Index, w: np.ndarray,
 @dataclass(frozen=True, slots=True)
 class RiskParity:
     """Equal risk contribution (Maillard, Roncalli & Teïletche 2010): w_i(Σw)_i equal for
-    every asset, or ∝ ``budgets`` (symbol = budget > 0; unlisted symbols get the mean
-    budget), long-only, Σw = 1."""
+    every asset, or ∝ ``budgets`` — a table symbol = relative risk budget > 0, unlisted
+    symbols 1 (so ``{SPY = 2}`` gives SPY twice the risk of each other asset); long-only,
+    Σw = 1."""
 
     name: ClassVar[str] = "risk_parity"
     lookback_days: int = 252
@@ -156,12 +166,8 @@ class RiskParity:
 
     def target_weights(self, prices: pd.DataFrame) -> pd.Series:
         est = self.settings.estimate(prices, with_returns=False)
-        if self.budgets is None:
-            b = np.ones(len(est.symbols))
-        else:
-            listed = [float(self.budgets[s]) for s in est.symbols if s in self.budgets]
-            fill = float(np.mean(listed)) if listed else 1.0
-            b = np.array([float(self.budgets.get(s, fill)) for s in est.symbols])
+        budgets = self.budgets or {}
+        b = np.array([float(budgets.get(s, 1.0)) for s in est.symbols])
         return _full_weights(prices, est.symbols, risk_budget_weights(est.cov, b), self.name)
 
 

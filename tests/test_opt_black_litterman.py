@@ -75,7 +75,7 @@ def test_black_litterman_no_views_weights_satisfy_mean_variance_kkt() -> None:
     strategy = strategies.create("black_litterman", market_weights={
         "SPY": 0.4, "TLT": 0.3, "GLD": 0.2, "EFA": 0.1})
     w = strategy.target_weights(_prices())
-    symbols, mu, cov = strategy.posterior(_prices())
+    _, mu, cov = strategy.posterior(_prices())
     assert w.sum() == pytest.approx(1.0, abs=1e-12)
     # first principles: KKT of max wᵀμ − (δ/2)wᵀΣw with Σw=1 at an interior optimum
     grad = mu - 2.5 * cov @ w.to_numpy()

@@ -93,7 +93,7 @@ def test_efficient_risk_target_above_top_returns_max_return_portfolio() -> None:
 
 def test_efficient_risk_target_below_min_volatility_raises_naming_parameter() -> None:
     cov, mu = random_problem(6, seed=4)
-    with pytest.raises(StrategyError, match="target_volatility 0.01 is below the minimum"):
+    with pytest.raises(StrategyError, match=r"target_volatility 0\.01 is below the minimum"):
         efficient_risk_weights(mu, cov, np.zeros(6), np.ones(6), 0.01)
 
 
