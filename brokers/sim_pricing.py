@@ -80,7 +80,11 @@ def plan_fill(
         notional = float(request.notional or 0.0)
         # Floor (not round) so a notional buy never costs more than asked; the epsilon keeps
         # an exact quotient from flooring one unit down through float error.
-        qty = math.floor(notional / price * 10**QTY_DECIMALS + 1e-6) / 10**QTY_DECIMALS
+        # relative epsilon: float error in the quotient is relative, never a whole unit.
+        units = math.floor(notional / price * 10**QTY_DECIMALS * (1 + 1e-12))
+        if units > 0 and units / 10**QTY_DECIMALS * price > notional:
+            units -= 1  # an exact-looking quotient that still costs a hair too much
+        qty = units / 10**QTY_DECIMALS
     if qty <= 0:
         return f"qty_too_small: {request.symbol} order rounds to 0 shares at price {price}"
     gross = qty * price

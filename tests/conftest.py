@@ -13,6 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
+
+# CI runs a fixed example sequence (a red build is then reproducible); locally hypothesis
+# explores new examples. No per-example deadline: the machine is small and shared.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_PRICES = REPO / "bot" / "data" / "sample_prices.csv"
