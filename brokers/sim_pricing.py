@@ -80,10 +80,11 @@ def plan_fill(
         notional = float(request.notional or 0.0)
         # Floor (not round) so a notional buy never costs more than asked; the epsilon keeps
         # an exact quotient from flooring one unit down through float error.
-        # relative epsilon: float error in the quotient is relative, never a whole unit.
-        units = math.floor(notional / price * 10**QTY_DECIMALS * (1 + 1e-12))
-        if units > 0 and units / 10**QTY_DECIMALS * price > notional:
-            units -= 1  # an exact-looking quotient that still costs a hair too much
+        # An exact quotient can floor one unit low through float error: take the next unit
+        # when it still costs no more than asked.
+        units = math.floor(notional / price * 10**QTY_DECIMALS)
+        if (units + 1) / 10**QTY_DECIMALS * price <= notional:
+            units += 1
         qty = units / 10**QTY_DECIMALS
     if qty <= 0:
         return f"qty_too_small: {request.symbol} order rounds to 0 shares at price {price}"
