@@ -20,15 +20,16 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import structlog
+from threadpoolctl import threadpool_limits
 
 from bot import cycle
-from bot.backtest_schedule import Calendar, calendar_rows, held_values, next_drift_row
+from bot.backtest_schedule import Calendar, calendar_rows, next_drift_row
 from bot.cycle import CycleContext, CycleSettings
 from bot.errors import AllocbotError
 from bot.journal import Journal
 from bot.rebalance import plan_rebalance
 from bot.risk import apply_risk_limits
-from brokers.base import Fill, validate_price_frame
+from brokers.base import validate_price_frame
 from brokers.sim import SimulatedBroker
 from brokers.sim_pricing import SimCosts
 from strategies import Strategy
@@ -54,6 +55,10 @@ class BacktestSpec:
         fractional: fractional shares (else whole shares).
         start, end: first/last backtest day (None: first day with the strategy's and the
             risk step's lookback behind it / last data day).
+        blas_threads: BLAS/OpenMP threads while replaying (None: the library default).
+            Thousands of small solves gain nothing from threads and, on a busy 2-core host,
+            lose 100× to oversubscription (risk_parity, 500 assets: 24 ms a call with 1
+            thread, 2.5 s with 2; ``benchmarks/bench_backtest.py``).
     """
 
     settings: CycleSettings
@@ -63,6 +68,7 @@ class BacktestSpec:
     fractional: bool = True
     start: date | None = None
     end: date | None = None
+    blas_threads: int | None = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +130,8 @@ def _window(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec) -> tup
     """(first, last) row of the backtest; errors name the offending date."""
     dates = prices.index
     first_day, last_day = dates[0].date(), dates[-1].date()
-    warmup = max(strategy.lookback_days, spec.settings.limits.lookback_days)
+    warmup = max(getattr(strategy, "warmup_days", strategy.lookback_days),
+                 spec.settings.limits.lookback_days)
     if spec.start is not None and not first_day <= spec.start <= last_day:
         raise BacktestInputError(
             f"start date {spec.start} is outside the price data ({first_day} to {last_day})")
@@ -205,8 +212,9 @@ def run_backtest(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec,
              first=str(dates[0].date()), last=str(dates[-1].date()), symbols=len(universe),
              fast_drift=fast, slow_reason=static_targets_reason(strategy, spec))
     try:
-        books = _replay(broker, ctx, dates, closes, spec, fast, progress)
-        fills = broker.all_fills()
+        with threadpool_limits(limits=spec.blas_threads):
+            books = _replay(broker, ctx, dates, closes, spec, fast, progress)
+        fills = broker.fills_table()
     finally:
         broker.close()
         ctx.journal.close()
@@ -260,6 +268,8 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
         row = nxt + 1
         if progress is not None:
             progress(row, n)
+    if progress is not None:
+        progress(n, n)
     return qty, cash, records
 
 
@@ -278,17 +288,15 @@ def _segments(qty: np.ndarray, cash: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
-def _trades_frame(fills: list[Fill], prices: pd.DataFrame) -> pd.DataFrame:
+def _trades_frame(fills: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
     """The sim's fills as rows (date, symbol, side, qty, price, commission, close)."""
-    columns = ["date", "symbol", "side", "qty", "price", "commission", "close"]
-    if not fills:
-        return pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
-    days = [f.at.astimezone(cycle.EXCHANGE_TZ).date() for f in fills]
-    rows = prices.index.get_indexer(pd.DatetimeIndex(days))
-    cols = prices.columns.get_indexer([f.symbol for f in fills])
+    at = pd.DatetimeIndex(fills["at"]).tz_convert(cycle.EXCHANGE_TZ)
+    days = at.normalize().tz_localize(None)
+    rows = prices.index.get_indexer(days)
+    cols = prices.columns.get_indexer(fills["symbol"])
     return pd.DataFrame({
-        "date": pd.DatetimeIndex(days), "symbol": [f.symbol for f in fills],
-        "side": [f.side.value for f in fills], "qty": [f.qty for f in fills],
-        "price": [f.price for f in fills], "commission": [f.commission for f in fills],
+        "date": days, "symbol": fills["symbol"].to_numpy(), "side": fills["side"].to_numpy(),
+        "qty": fills["qty"].to_numpy(dtype=float), "price": fills["price"].to_numpy(dtype=float),
+        "commission": fills["commission"].to_numpy(dtype=float),
         "close": prices.to_numpy(dtype=np.float64)[rows, cols],
     })

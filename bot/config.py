@@ -151,6 +151,23 @@ class RiskSection(_Section):
     max_drawdown: float | None = Field(None, gt=0, lt=1)
 
 
+class BacktestSection(_Section):
+    """``allocbot backtest`` settings: rebalance calendar, risk-free rate, window, benchmark."""
+
+    calendar: Literal["daily_drift", "daily", "weekly", "monthly", "quarterly"] = "daily_drift"
+    risk_free_rate: float = Field(0.0, ge=-0.05, le=0.5)  # annual, for Sharpe/Sortino
+    start: date | None = None
+    end: date | None = None
+    benchmark: str | None = None  # strategy name or fixed preset; None: sixty_forty or 1/N
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BacktestSection:
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
 class Config(_Section):
     bot: BotSection = Field(default_factory=BotSection)
     schedule: ScheduleSection = Field(default_factory=lambda: ScheduleSection(interval_secs=60))
@@ -161,6 +178,7 @@ class Config(_Section):
     strategy: StrategySection
     rebalance: RebalanceSection = Field(default_factory=RebalanceSection)
     risk: RiskSection = Field(default_factory=RiskSection)
+    backtest: BacktestSection = Field(default_factory=BacktestSection)
     source: Path | None = Field(None, exclude=True)
 
     @property

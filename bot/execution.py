@@ -20,6 +20,7 @@ from bot.rebalance import PlannedOrder
 from brokers.base import (
     CLIENT_ORDER_ID_MAX_CHARS,
     Broker,
+    Fill,
     Order,
     OrderRequest,
     OrderSide,
@@ -75,7 +76,7 @@ def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
         log.info("orders_not_sent", reason="dry_run", count=len(orders))
         return ExecutionReport(0, 0, 0, 0, 0, 0.0)
 
-    results: list[Order] = []
+    results: list[tuple[Order, list[Fill]]] = []
     sells = [(c, o) for c, o in zip(cids, orders, strict=True) if o.side is OrderSide.SELL]
     buys = [(c, o) for c, o in zip(cids, orders, strict=True) if o.side is OrderSide.BUY]
     results += _send_and_wait(broker, journal, [(c, o.symbol, o.side, o.qty) for c, o in sells],
@@ -84,11 +85,12 @@ def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
         sized = _size_buys_to_cash(broker, journal, buys, settings, fractionable)
         results += _send_and_wait(broker, journal, sized, settings)
 
-    commission = sum(f.commission for o in results for f in broker.fills_for(o.client_order_id))
-    count = lambda status: sum(1 for o in results if o.status is status)  # noqa: E731
+    commission = sum(f.commission for _, fills in results for f in fills)
+    count = lambda status: sum(1 for o, _ in results if o.status is status)  # noqa: E731
     filled = count(OrderStatus.FILLED)
     rejected = count(OrderStatus.REJECTED)
-    partial = sum(1 for o in results if o.status is not OrderStatus.FILLED and o.filled_qty > 0)
+    partial = sum(1 for o, _ in results
+                  if o.status is not OrderStatus.FILLED and o.filled_qty > 0)
     return ExecutionReport(
         submitted=len(results), filled=filled, partially_filled=partial, rejected=rejected,
         unfilled=len(results) - filled - rejected, commission=commission,
@@ -125,25 +127,32 @@ def _size_buys_to_cash(broker: Broker, journal: Journal,
 
 def _send_and_wait(broker: Broker, journal: Journal,
                    batch: Sequence[tuple[str, str, OrderSide, float]],
-                   settings: ExecutionSettings) -> list[Order]:
-    sent: list[str] = []
+                   settings: ExecutionSettings) -> list[tuple[Order, list[Fill]]]:
+    """Submit a batch, then wait for each order; returns each final order with its fills."""
+    sent: list[tuple[str, Order, list[Fill] | None]] = []
     for cid, symbol, side, qty in batch:
         order = broker.submit_order(OrderRequest(symbol=symbol, side=side, client_order_id=cid,
                                                  qty=qty))
-        journal.update_from_order(order)
-        sent.append(cid)
+        final_fills = None
+        if order.status.is_terminal:  # filled or refused at once: one journal write
+            final_fills = broker.fills_for(cid)
+            journal.record_final_order(order, final_fills)
+        else:
+            journal.update_from_order(order)
+        sent.append((cid, order, final_fills))
         log.info("order_submitted", client_order_id=cid, symbol=symbol, side=side.value, qty=qty,
                  broker_order_id=order.id, status=order.status.value)
         if settings.pause_after_submit_secs > 0:
             time.sleep(settings.pause_after_submit_secs)
     finals = []
-    for cid in sent:
-        order = broker.wait_for_order(cid, settings.order_wait_secs)
-        journal.update_from_order(order)
-        fills = broker.fills_for(cid)
-        journal.replace_fills(cid, fills)
+    for cid, order, fills in sent:
+        if fills is None:  # a terminal order cannot change: only open ones are waited for
+            order = broker.wait_for_order(cid, settings.order_wait_secs)
+            journal.update_from_order(order)
+            fills = broker.fills_for(cid)
+            journal.replace_fills(cid, fills)
         _log_outcome(order, sum(f.commission for f in fills))
-        finals.append(order)
+        finals.append((order, fills))
     return finals
 
 

@@ -223,13 +223,31 @@ class Journal:
     def replace_fills(self, client_order_id: str, fills: Sequence[Fill]) -> None:
         """Store every execution of an order (idempotent: the venue's list replaces ours)."""
         with self._tx() as db:
-            db.execute("DELETE FROM fills WHERE client_order_id = ?", (client_order_id,))
-            db.executemany(
-                "INSERT INTO fills(client_order_id, position, symbol, side, qty, price, "
-                "commission, at) VALUES (?,?,?,?,?,?,?,?)",
-                [(client_order_id, i, f.symbol, f.side.value, f.qty, f.price, f.commission,
-                  f.at.isoformat()) for i, f in enumerate(fills)],
+            self._replace_fills(db, client_order_id, fills)
+
+    @staticmethod
+    def _replace_fills(db: sqlite3.Connection, client_order_id: str,
+                       fills: Sequence[Fill]) -> None:
+        db.execute("DELETE FROM fills WHERE client_order_id = ?", (client_order_id,))
+        db.executemany(
+            "INSERT INTO fills(client_order_id, position, symbol, side, qty, price, "
+            "commission, at) VALUES (?,?,?,?,?,?,?,?)",
+            [(client_order_id, i, f.symbol, f.side.value, f.qty, f.price, f.commission,
+              f.at.isoformat()) for i, f in enumerate(fills)],
+        )
+
+    def record_final_order(self, order: Order, fills: Sequence[Fill]) -> None:
+        """``update_from_order`` and ``replace_fills`` of a terminal order, in one transaction
+        (a venue that fills at once, like the simulator, needs one write per order)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE intents SET status = ?, broker_order_id = ?, filled_qty = ?, "
+                "filled_avg_price = ?, reason = COALESCE(?, reason), updated_at = ? "
+                "WHERE client_order_id = ?",
+                (order.status.value, order.id, order.filled_qty, order.filled_avg_price,
+                 order.reject_reason, _now_iso(), order.client_order_id),
             )
+            self._replace_fills(db, order.client_order_id, fills)
 
     def intents(self, cycle_id: str | None = None, statuses: Sequence[str] | None = None
                 ) -> list[IntentRecord]:

@@ -185,13 +185,18 @@ def _size_buys(shortfall: np.ndarray, px: np.ndarray, whole: np.ndarray, budget:
     cost reserve) exceeds ``budget``."""
     budget = max(budget, 0.0)
     buys = _floor_qty(shortfall, whole, qty_decimals)
+    unit = np.where(whole, 1.0, 10.0 ** -qty_decimals)
     factor = 1.0
     for _ in range(8):  # a few shrinking passes absorb float rounding at the budget edge
         need = float(np.sum(buys * px)) * (1 + cost)
         if need <= budget:
             return buys
         factor *= budget / need * (1 - 1e-12)
-        buys = _floor_qty(shortfall * factor, whole, qty_decimals)
+        # At the rounding edge a factor of 1 − 1e-12 moves no floored quantity, and all
+        # buys used to be dropped after 8 passes: also take one increment off each buy so
+        # every pass makes progress.
+        one_less = _floor_qty(np.maximum(buys - unit, 0.0), whole, qty_decimals)
+        buys = np.minimum(_floor_qty(shortfall * factor, whole, qty_decimals), one_less)
     return np.zeros_like(buys)
 
 

@@ -77,8 +77,10 @@ def reconcile(broker: Broker, journal: Journal, prefix: str) -> list[Correction]
             journal.set_status(c.client_order_id, "missing", "venue has no such order")
         log.info("order_reconciled", client_order_id=c.client_order_id, action=c.action,
                  status=c.order.status.value if c.order else None)
+    venue_open = broker.list_orders(open_only=True)
+    # the journal's id set grows with every order ever sent: read it only when needed
     ours_unknown, foreign = foreign_open_orders(
-        broker.list_orders(open_only=True), prefix, journal.known_client_order_ids()
+        venue_open, prefix, journal.known_client_order_ids() if venue_open else set()
     )
     for o in ours_unknown:
         log.warning("order_unknown_seen", client_order_id=o.client_order_id, symbol=o.symbol,

@@ -273,12 +273,15 @@ def _returns_for(weights: pd.Series, prices: pd.DataFrame, limits: RiskLimits) -
     symbols = [str(s) for s in weights.index]
     if limits.safe_asset is not None and limits.safe_asset not in symbols:
         symbols.append(limits.safe_asset)
-    needed = [s for s in symbols if s == limits.safe_asset or float(weights.get(s, 0.0)) != 0]
-    absent = [s for s in needed if s not in prices.columns]
+    # plain dicts and sets: a per-symbol pandas lookup costs µs, × 3 × the universe a call
+    weight_of = {str(k): float(v) for k, v in weights.items()}
+    needed = [s for s in symbols if s == limits.safe_asset or weight_of.get(s, 0.0) != 0]
+    priced = set(prices.columns)
+    absent = [s for s in needed if s not in priced]
     if absent:
         raise ValueError(f"no price history for weighted symbol(s) {absent}")
     window = prices.iloc[-(limits.lookback_days + 1):]
-    complete = window.notna().all()
+    complete = dict(zip(window.columns, window.notna().all().to_numpy(), strict=True))
     short = [s for s in needed if not complete[s]]
     if short:
         raise ValueError(
@@ -286,7 +289,7 @@ def _returns_for(weights: pd.Series, prices: pd.DataFrame, limits: RiskLimits) -
             f"ending {window.index[-1]}) but carry weight or are the safe asset; shorten "
             "lookback_days or drop them"
         )
-    columns = [s for s in symbols if s in prices.columns and complete[s]]
+    columns = [s for s in symbols if s in priced and complete[s]]
     if len(columns) < 2:
         spare = [c for c in prices.columns if complete[c] and c not in columns]
         columns += spare[:2 - len(columns)]

@@ -342,7 +342,8 @@ class SimulatedBroker:
             if known is not None:
                 return known
             outcome = self._evaluate(request)
-            now = self.clock().now
+            now = (_exchange_time(self._dates[self._row], REPLAY_TIME)  # = clock().now, cheaper
+                   if self._is_open() and self._row is not None else self.clock().now)
             order = Order(
                 id=f"sim-{self._next_seq:09d}",
                 client_order_id=request.client_order_id,
@@ -430,7 +431,12 @@ class SimulatedBroker:
         with self._lock:
             return self._ledger.fills(client_order_id)
 
-    def all_fills(self) -> list[Fill]:
-        """Every fill of the account, oldest first (one query; for the backtest's trades)."""
+    def fills_table(self) -> pd.DataFrame:
+        """Every fill of the account, oldest first, as columns symbol, side, qty, price,
+        commission, at (aware UTC): one query, for the backtest's trade list."""
         with self._lock:
-            return self._ledger.all_fills()
+            rows = self._ledger.fill_rows()
+        table = pd.DataFrame.from_records(
+            rows, columns=["symbol", "side", "qty", "price", "commission", "at"])
+        table["at"] = pd.to_datetime(table["at"], utc=True, format="ISO8601")
+        return table

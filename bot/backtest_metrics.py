@@ -1,0 +1,140 @@
+"""Performance metrics of a backtest's daily equity curve (pure functions).
+
+Conventions: simple daily returns r_t = E_t / E_{t−1} − 1 of the close-to-close equity;
+252 trading days a year (``strategies.estimators.ANNUALIZATION_DAYS``); the risk-free rate
+is an annual rate compounded daily, rf_d = (1 + rf)^(1/252) − 1. Formulas as in Bacon,
+*Practical Portfolio Performance Measurement and Attribution* (2nd ed., 2008), ch. 4.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binom
+
+from strategies.estimators import ANNUALIZATION_DAYS
+
+
+def daily_returns(equity: np.ndarray) -> np.ndarray:
+    """r_t = E_t / E_{t−1} − 1 (length n − 1)."""
+    e = np.asarray(equity, dtype=float)
+    return e[1:] / e[:-1] - 1.0
+
+
+def cagr(equity: np.ndarray) -> float:
+    """(E_end / E_0)^(252 / (n − 1)) − 1: compound annual growth over n − 1 trading days."""
+    e = np.asarray(equity, dtype=float)
+    if len(e) < 2 or e[0] <= 0:
+        return 0.0
+    return float((e[-1] / e[0]) ** (ANNUALIZATION_DAYS / (len(e) - 1)) - 1.0)
+
+
+def daily_risk_free(rate_annual: float) -> float:
+    return (1.0 + rate_annual) ** (1.0 / ANNUALIZATION_DAYS) - 1.0
+
+
+def volatility(returns: np.ndarray) -> float:
+    """σ(r, ddof = 1) × √252."""
+    r = np.asarray(returns, dtype=float)
+    return float(r.std(ddof=1) * math.sqrt(ANNUALIZATION_DAYS)) if len(r) > 1 else 0.0
+
+
+def sharpe(returns: np.ndarray, rate_annual: float) -> float:
+    """mean(r − rf_d) / σ(r − rf_d, ddof = 1) × √252 (Sharpe 1994, ex-post)."""
+    x = np.asarray(returns, dtype=float) - daily_risk_free(rate_annual)
+    sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
+    return float(x.mean() / sd * math.sqrt(ANNUALIZATION_DAYS)) if sd > 0 else 0.0
+
+
+def sortino(returns: np.ndarray, rate_annual: float) -> float:
+    """mean(r − rf_d) / DD × √252, DD = √mean(min(r − rf_d, 0)²) (Sortino & Price 1994,
+    target = the risk-free rate)."""
+    x = np.asarray(returns, dtype=float) - daily_risk_free(rate_annual)
+    if len(x) == 0:
+        return 0.0
+    dd = math.sqrt(float(np.mean(np.minimum(x, 0.0) ** 2)))
+    return float(x.mean() / dd * math.sqrt(ANNUALIZATION_DAYS)) if dd > 0 else 0.0
+
+
+def drawdowns(equity: np.ndarray) -> np.ndarray:
+    """1 − E_t / max_{s≤t} E_s per day (positive fractions)."""
+    e = np.asarray(equity, dtype=float)
+    return 1.0 - e / np.maximum.accumulate(e)
+
+
+def annual_turnover(traded_notional: np.ndarray, equity_before: np.ndarray, days: int) -> float:
+    """One-sided turnover a year: Σ_t (Σ_i |traded_i,t| / 2) / E_t × 252 / days, where E_t is
+    the equity at the trade day's close (half the two-way traded value, so a full switch
+    from one asset to another counts 1)."""
+    if days <= 0:
+        return 0.0
+    per_day = np.asarray(traded_notional, dtype=float) / 2.0 / np.asarray(equity_before)
+    return float(per_day.sum() * ANNUALIZATION_DAYS / days)
+
+
+def var_breaches(returns: np.ndarray, var_1d: np.ndarray, confidence: float) -> dict[str, Any]:
+    """Days whose loss −r_t exceeded the ex-ante 1-day VaR in force the evening before, vs
+    the (1 − β)·n expected, with a two-sided binomial p-value (Kupiec 1995 coverage idea)."""
+    r = np.asarray(returns, dtype=float)
+    v = np.asarray(var_1d, dtype=float)
+    ok = np.isfinite(v) & (v > 0)
+    n = int(ok.sum())
+    count = int(np.sum(-r[ok] > v[ok]))
+    p = 1.0 - confidence
+    expected = n * p
+    if n:
+        tail = binom.cdf(count, n, p) if count <= expected else binom.sf(count - 1, n, p)
+        p_value = float(min(1.0, 2 * tail))
+    else:
+        p_value = float("nan")
+    return {"var_breaches": count, "var_breaches_expected": round(expected, 2),
+            "var_days_evaluated": n, "var_confidence": confidence,
+            "var_breach_p_value": p_value}
+
+
+def summarize(dates: pd.DatetimeIndex, equity: np.ndarray, risk_free_rate: float
+              ) -> dict[str, Any]:
+    """The curve's headline metrics (fractions, annualized where named so)."""
+    r = daily_returns(equity)
+    growth = cagr(equity)
+    mdd = float(drawdowns(equity).max()) if len(equity) else 0.0
+    return {
+        "start": str(dates[0].date()), "end": str(dates[-1].date()), "days": len(dates),
+        "final_equity": float(equity[-1]), "total_return": float(equity[-1] / equity[0] - 1),
+        "cagr": growth, "volatility": volatility(r), "sharpe": sharpe(r, risk_free_rate),
+        "sortino": sortino(r, risk_free_rate), "max_drawdown": mdd,
+        "calmar": growth / mdd if mdd > 0 else None,
+    }
+
+
+def ex_ante_var_1d(dates: pd.DatetimeIndex, cycle_days: list[Any], cycle_vars: list[float | None],
+                   horizon_days: int) -> np.ndarray:
+    """Per return day t (1..n−1): the 1-day VaR (VaR_h / √h, the risk step's √h rule) of the
+    last cycle on or before day t − 1; NaN before the first."""
+    var = pd.Series(np.nan, index=dates)
+    for day, v in zip(cycle_days, cycle_vars, strict=True):
+        if v is not None and math.isfinite(v):
+            var.loc[pd.Timestamp(day)] = v / math.sqrt(horizon_days)
+    return var.ffill().to_numpy()[:-1]
+
+
+def trading_figures(trades: pd.DataFrame, dates: pd.DatetimeIndex, equity: np.ndarray
+                    ) -> dict[str, Any]:
+    """Costs paid (commission + slippage = qty × |fill price − close|), annual one-sided
+    turnover and the number of days that traded."""
+    if trades.empty:
+        return {"turnover": 0.0, "costs": 0.0, "commission": 0.0, "slippage": 0.0,
+                "rebalances": 0, "trades": 0}
+    qty = trades["qty"].to_numpy(dtype=float)
+    price = trades["price"].to_numpy(dtype=float)
+    close = trades["close"].to_numpy(dtype=float)
+    commission = float(trades["commission"].sum())
+    slippage = float(np.sum(qty * np.abs(price - close)))
+    notional = pd.Series(qty * price, index=pd.DatetimeIndex(trades["date"])).groupby(level=0).sum()
+    rows = dates.get_indexer(notional.index)
+    turnover = annual_turnover(notional.to_numpy(), equity[rows], max(len(dates) - 1, 1))
+    return {"turnover": turnover, "costs": commission + slippage, "commission": commission,
+            "slippage": slippage, "rebalances": int(len(notional)), "trades": int(len(trades))}

@@ -1,0 +1,92 @@
+"""``allocbot backtest`` end to end: every file written, bad input exits 2 naming it."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+
+FILES = {"equity.csv", "trades.csv", "weights.csv", "metrics.json", "report.html",
+         "report.png"}
+METRIC_KEYS = {"cagr", "volatility", "sharpe", "sortino", "max_drawdown", "calmar", "turnover",
+               "costs", "rebalances", "var_breaches", "var_breaches_expected"}
+
+
+@pytest.fixture
+def config(write_config):
+    return write_config({"backtest": {"calendar": "monthly"}})
+
+
+def test_backtest_cli_writes_every_file_and_a_summary(config, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("backtest", "--config", str(config), "--start", "2020-01-02",
+                   "--end", "2021-06-30", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert FILES <= {p.name for p in out.iterdir()}
+    equity = pd.read_csv(out / "equity.csv")
+    assert list(equity.columns) == ["date", "equity", "cash"]
+    assert equity["date"].iloc[0] == "2020-01-02" and equity["date"].iloc[-1] <= "2021-06-30"
+    trades = pd.read_csv(out / "trades.csv")
+    assert list(trades.columns) == ["date", "symbol", "side", "qty", "price", "commission"]
+    assert trades["date"].nunique() >= 18  # the first trading day of each month
+    weights = pd.read_csv(out / "weights.csv")
+    assert len(weights) == len(equity) and "cash" in weights.columns
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics["strategy"]) and METRIC_KEYS <= set(metrics["benchmark"])
+    assert metrics["benchmark"]["name"] == "sixty_forty"  # SPY and IEF are in the universe
+    assert metrics["strategy"]["costs"] > 0
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Sharpe" in proc.stdout and "sixty_forty" in proc.stdout
+    assert '"event"' not in proc.stdout  # logs go to stderr; stdout is the table
+
+
+@pytest.mark.parametrize("args,named", [
+    (("--start", "1990-01-02"), "1990-01-02"),
+    (("--end", "2099-12-31"), "2099-12-31"),
+    (("--start", "2021-02-30"), "2021-02-30"),
+    (("--start", "2021-06-01", "--end", "2021-01-04"), "2021-01-04"),
+])
+def test_backtest_cli_bad_dates_exit_2_naming_the_date(config, tmp_path, args, named):
+    proc = run_cli("backtest", "--config", str(config), "--out", str(tmp_path / "o"), *args)
+    assert proc.returncode == 2
+    assert named in proc.stderr
+
+
+def test_backtest_cli_unknown_benchmark_exits_2_naming_it(config, tmp_path):
+    proc = run_cli("backtest", "--config", str(config), "--start", "2020-01-02", "--end",
+                   "2020-03-31", "--benchmark", "no_such_thing", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert "no_such_thing" in proc.stderr
+
+
+def test_backtest_cli_walk_forward_reports_out_of_sample_folds(write_config, tmp_path):
+    config = write_config({"strategy": {"name": "inverse_volatility", "params": None},
+                           "backtest": {"calendar": "monthly"}})
+    out = tmp_path / "wf"
+    proc = run_cli("backtest", "--config", str(config), "--start", "2020-01-02", "--end",
+                   "2020-12-31", "--walk-forward", "252:63", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    wf = json.loads((out / "metrics.json").read_text())["walk_forward"]
+    assert wf["train_days"] == 252 and wf["test_days"] == 63 and wf["out_of_sample"]
+    days = len(pd.read_csv(out / "equity.csv"))
+    assert len(wf["folds"]) == -(-days // 63)  # consecutive 63-day test windows cover it
+    assert wf["folds"][0]["test_start"] == "2020-01-02"
+    assert all(f["train_end"] == f["test_start"] for f in wf["folds"])
+
+
+@pytest.mark.parametrize("universe,expected", [
+    (("SPY", "IEF", "GLD"), {"SPY": 0.6, "IEF": 0.4}),
+    (("SPY", "TLT", "GLD"), {"SPY": 0.6, "TLT": 0.4}),
+    (("GLD", "DBC"), {"GLD": 0.5, "DBC": 0.5}),
+])
+def test_benchmark_default_is_sixty_forty_with_spy_and_a_bond_else_equal_weight(universe,
+                                                                                 expected):
+    from bot.backtest_setup import benchmark_strategy
+    from tests.conftest import random_walk_prices
+
+    prices = random_walk_prices(list(universe), 5)
+    weights = benchmark_strategy(None, universe).target_weights(prices)
+    assert {s: w for s, w in weights.items() if w > 0} == pytest.approx(expected)

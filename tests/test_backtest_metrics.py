@@ -1,0 +1,93 @@
+"""Backtest metrics on curves whose answers are known by hand; walk-forward fitting windows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import strategies
+from bot.backtest_metrics import (
+    annual_turnover,
+    cagr,
+    drawdowns,
+    sharpe,
+    sortino,
+    summarize,
+    var_breaches,
+    volatility,
+)
+from bot.walk_forward import WalkForward, WalkForwardStrategy, fold_starts, parse_walk_forward
+from tests.conftest import random_walk_prices
+
+
+def test_cagr_doubling_over_252_days_is_100_percent():
+    equity = np.linspace(100.0, 200.0, 253)
+    assert cagr(equity) == pytest.approx(1.0, rel=1e-12)
+    assert cagr(np.linspace(100.0, 200.0, 505)) == pytest.approx(math.sqrt(2) - 1, rel=1e-12)
+
+
+def test_max_drawdown_is_the_deepest_fall_from_a_running_peak():
+    equity = np.array([100, 120, 90, 130, 104, 140.0])
+    assert drawdowns(equity).max() == pytest.approx(0.25)
+    assert summarize(pd.bdate_range("2020-01-01", periods=6), equity, 0.0)["max_drawdown"] \
+        == pytest.approx(0.25)
+
+
+def test_sharpe_and_sortino_match_hand_computation():
+    r = np.array([0.01, -0.02, 0.015, 0.003, -0.004])
+    rf = 0.02
+    x = r - ((1 + rf) ** (1 / 252) - 1)
+    assert sharpe(r, rf) == pytest.approx(x.mean() / x.std(ddof=1) * math.sqrt(252))
+    dd = math.sqrt(np.mean(np.minimum(x, 0) ** 2))
+    assert sortino(r, rf) == pytest.approx(x.mean() / dd * math.sqrt(252))
+    assert volatility(r) == pytest.approx(r.std(ddof=1) * math.sqrt(252))
+
+
+def test_turnover_full_switch_once_a_year_is_one():
+    # sell 100 of A and buy 100 of B on an equity of 100: two-way 200, one-sided 1
+    assert annual_turnover(np.array([200.0]), np.array([100.0]), 252) == pytest.approx(1.0)
+
+
+def test_var_breaches_count_losses_beyond_the_ex_ante_var_only():
+    r = np.array([-0.03, -0.01, 0.02, -0.025, -0.02])
+    var = np.array([0.02, 0.02, np.nan, 0.02, 0.02])
+    out = var_breaches(r, var, 0.95)
+    assert out["var_breaches"] == 2  # −3% and −2.5%; −2% equals the VaR, not beyond
+    assert out["var_days_evaluated"] == 4
+    assert out["var_breaches_expected"] == pytest.approx(0.2)
+
+
+def test_parse_walk_forward_rejects_a_bad_spec_naming_it():
+    assert parse_walk_forward("756:63") == WalkForward(756, 63)
+    with pytest.raises(ValueError, match="756-63"):
+        parse_walk_forward("756-63")
+
+
+def test_walk_forward_fits_only_on_the_training_window_before_each_test_window():
+    prices = random_walk_prices(["AAA", "BBB", "CCC"], 200, seed=4)
+    seen: list[pd.DataFrame] = []
+
+    class Recording:
+        name = "recording"
+        lookback_days = 10
+
+        def target_weights(self, window: pd.DataFrame) -> pd.Series:
+            seen.append(window)
+            return strategies.create("inverse_volatility", lookback_days=20).target_weights(
+                window)
+
+    wf = WalkForward(60, 30)
+    starts = fold_starts(prices.index, 60, 30)
+    strategy = WalkForwardStrategy(Recording(), wf, starts)
+    for row in range(60, 200):
+        asof = prices.index[row]
+        out = strategy.target_weights(
+            prices.iloc[max(0, row + 1 - strategy.lookback_days): row + 1])
+        k = starts.searchsorted(asof, side="right") - 1
+        assert out.equals(strategy.fits[starts[k]].reindex(prices.columns, fill_value=0.0))
+    assert len(seen) == len(starts) == 5
+    for window, start in zip(seen, starts, strict=True):
+        assert window.index[-1] == start and len(window) == wf.train_days + 1
