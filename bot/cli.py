@@ -56,8 +56,14 @@ def _load(config_path: Path, logs_to_stderr: bool = False) -> Config:
 
 
 def _open(cfg: Config, live: bool) -> Any:
+    from threadpoolctl import threadpool_limits
+
     from bot.runtime import open_runtime
 
+    # One BLAS thread for the process: on a small host, multi-threaded OpenBLAS stalls the
+    # optimizers when another process competes for the cores (500-asset risk parity
+    # measured at 2.5-3.2 s a call with 2 threads vs 24 ms with 1).
+    threadpool_limits(limits=1, user_api="blas")
     try:
         return open_runtime(cfg, live_flag=live)
     except (ConfigError, BrokerDataError, BrokerConfigError) as exc:

@@ -116,49 +116,54 @@ def drift_mask(current: np.ndarray, target: np.ndarray, drift_abs: float,
     return (gap > drift_abs) | (gap > drift_rel * t) | ((w == 0) & (t > 0)) | ((t == 0) & (w > 0))
 
 
-def _check_series(name: str, series: pd.Series) -> None:
-    dup = series.index[series.index.duplicated()]
-    if len(dup):
-        raise ValueError(f"{name}: duplicate symbol {dup[0]!r}")
+def _checked_values(name: str, series: pd.Series) -> tuple[list[str], np.ndarray]:
+    """Symbols and finite float values of a Series (plain numpy: this runs every cycle)."""
+    symbols = [str(s) for s in series.index]
+    if len(set(symbols)) != len(symbols):
+        dup = next(s for i, s in enumerate(symbols) if s in symbols[:i])
+        raise ValueError(f"{name}: duplicate symbol {dup!r}")
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     bad = ~np.isfinite(values)
     if bad.any():
-        sym = series.index[int(np.argmax(bad))]
-        raise ValueError(f"{name}: {sym!r} is {values[bad][0]!r}; a finite number is required")
+        i = int(np.argmax(bad))
+        raise ValueError(f"{name}: {symbols[i]!r} is {values[i]!r}; a finite number is required")
+    return symbols, values
 
 
 def _validated_inputs(holdings_qty: pd.Series, cash: float, targets: pd.Series,
                       prices: pd.Series) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Universe (sorted held ∪ target > 0) with held qty, raw targets and prices aligned."""
-    _check_series("holdings_qty", holdings_qty)
-    _check_series("targets", targets)
+    held_syms, held_qty = _checked_values("holdings_qty", holdings_qty)
+    tgt_syms, tgt_values = _checked_values("targets", targets)
     if not math.isfinite(cash):
         raise ValueError(f"cash must be a finite number, got {cash!r}")
-    shorts = holdings_qty[holdings_qty < 0]
-    if len(shorts):
-        raise ValueError(f"holdings_qty: short position {shorts.index[0]!r} = {shorts.iloc[0]} "
+    if (held_qty < 0).any():
+        i = int(np.argmax(held_qty < 0))
+        raise ValueError(f"holdings_qty: short position {held_syms[i]!r} = {held_qty[i]} "
                          "is not supported")
-    negative = targets[targets < 0]
-    if len(negative):
-        raise ValueError(f"targets: {negative.index[0]!r} = {negative.iloc[0]} is negative")
-    total = float(targets.sum())
+    if (tgt_values < 0).any():
+        i = int(np.argmax(tgt_values < 0))
+        raise ValueError(f"targets: {tgt_syms[i]!r} = {tgt_values[i]} is negative")
+    total = float(tgt_values.sum())
     if total > 1 + WEIGHT_SUM_TOLERANCE:
         raise ValueError(f"targets sum to {total:.12g} > 1; weights are fractions of equity")
-    held = holdings_qty[holdings_qty > 0]
-    wanted = targets[targets > 0]  # a zero target that is not held can never trade
-    universe = sorted({str(s) for s in wanted.index} | {str(s) for s in held.index})
-    dup = prices.index[prices.index.duplicated()]
-    if len(dup):
-        raise ValueError(f"prices: duplicate symbol {dup[0]!r}")
-    px = pd.to_numeric(prices.reindex(universe), errors="coerce").to_numpy(
-        dtype=float, na_value=np.nan)
+    held = {s: q for s, q in zip(held_syms, held_qty, strict=True) if q > 0}
+    wanted = {s: t for s, t in zip(tgt_syms, tgt_values, strict=True) if t > 0}
+    universe = sorted(held.keys() | wanted.keys())  # a zero target not held never trades
+    price_syms = [str(s) for s in prices.index]
+    if len(set(price_syms)) != len(price_syms):
+        dup = next(s for i, s in enumerate(price_syms) if s in price_syms[:i])
+        raise ValueError(f"prices: duplicate symbol {dup!r}")
+    price_of = dict(zip(price_syms, pd.to_numeric(prices, errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan), strict=True))
+    px = np.array([price_of.get(s, np.nan) for s in universe], dtype=float)
     bad = ~(np.isfinite(px) & (px > 0))
     if bad.any():
         sym = universe[int(np.argmax(bad))]
-        raise ValueError(f"no usable price for {sym!r} (got {prices.get(sym)!r}); "
+        raise ValueError(f"no usable price for {sym!r} (got {price_of.get(sym)!r}); "
                          "every held or targeted symbol needs a finite price > 0")
-    qty = holdings_qty.reindex(universe, fill_value=0.0).to_numpy(dtype=float)
-    tgt = targets.reindex(universe, fill_value=0.0).to_numpy(dtype=float)
+    qty = np.array([held.get(s, 0.0) for s in universe], dtype=float)
+    tgt = np.array([wanted.get(s, 0.0) for s in universe], dtype=float)
     return universe, qty, tgt, px
 
 
