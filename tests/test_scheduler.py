@@ -31,3 +31,21 @@ def test_scheduler_job_has_real_misfire_grace_and_single_instance():
     assert defaults["misfire_grace_time"] == 600
     assert defaults["max_instances"] == 1
     assert defaults["coalesce"] is True
+
+
+def test_scheduler_failing_wake_is_logged_and_the_daemon_lives_on():
+    from structlog.testing import capture_logs
+
+    calls = []
+
+    def wake() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("broker exploded")
+
+    daemon = Daemon(ScheduleSection(interval_secs=0.05), wake, max_cycles=3)
+    with capture_logs() as logs:
+        daemon.run()
+    assert len(calls) == 3
+    failures = [e for e in logs if e["event"] == "cycle_job_failed"]
+    assert len(failures) == 1 and "broker exploded" in failures[0]["error"]
