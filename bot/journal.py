@@ -198,13 +198,17 @@ class Journal:
     def update_from_order(self, order: Order) -> None:
         """Store the venue's latest view of an order we sent."""
         with self._tx() as db:
-            db.execute(
-                "UPDATE intents SET status = ?, broker_order_id = ?, filled_qty = ?, "
-                "filled_avg_price = ?, reason = COALESCE(?, reason), updated_at = ? "
-                "WHERE client_order_id = ?",
-                (order.status.value, order.id, order.filled_qty, order.filled_avg_price,
-                 order.reject_reason, _now_iso(), order.client_order_id),
-            )
+            self._update_order(db, order)
+
+    @staticmethod
+    def _update_order(db: sqlite3.Connection, order: Order) -> None:
+        db.execute(
+            "UPDATE intents SET status = ?, broker_order_id = ?, filled_qty = ?, "
+            "filled_avg_price = ?, reason = COALESCE(?, reason), updated_at = ? "
+            "WHERE client_order_id = ?",
+            (order.status.value, order.id, order.filled_qty, order.filled_avg_price,
+             order.reject_reason, _now_iso(), order.client_order_id),
+        )
 
     def resize_intent(self, client_order_id: str, qty: float) -> None:
         """Shrink an intent before it is sent (buys scaled to the cash actually there)."""
@@ -240,13 +244,7 @@ class Journal:
         """``update_from_order`` and ``replace_fills`` of a terminal order, in one transaction
         (a venue that fills at once, like the simulator, needs one write per order)."""
         with self._tx() as db:
-            db.execute(
-                "UPDATE intents SET status = ?, broker_order_id = ?, filled_qty = ?, "
-                "filled_avg_price = ?, reason = COALESCE(?, reason), updated_at = ? "
-                "WHERE client_order_id = ?",
-                (order.status.value, order.id, order.filled_qty, order.filled_avg_price,
-                 order.reject_reason, _now_iso(), order.client_order_id),
-            )
+            self._update_order(db, order)
             self._replace_fills(db, order.client_order_id, fills)
 
     def intents(self, cycle_id: str | None = None, statuses: Sequence[str] | None = None
