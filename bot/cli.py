@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import structlog
@@ -36,7 +36,7 @@ def _config_option(func: F) -> F:
     )(func)
 
 
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     log.error("startup_failed", error=message)
     click.echo(f"allocbot: error: {message}", err=True)
     sys.exit(code)
@@ -50,7 +50,6 @@ def _load(config_path: Path, logs_to_stderr: bool = False) -> Config:
         cfg = load_config(config_path)
     except ConfigError as exc:
         _fail(f"invalid config {config_path}: {exc}")
-        raise AssertionError("unreachable") from exc
     configure_logging(cfg.bot.log_format, cfg.bot.log_level, stream)
     return cfg
 

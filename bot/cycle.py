@@ -22,7 +22,7 @@ from bot.execution import ExecutionReport, ExecutionSettings, execute_plan
 from bot.journal import Journal
 from bot.rebalance import RebalancePolicy, plan_rebalance
 from bot.reconcile import reconcile
-from bot.risk import RiskLimits, apply_risk_limits
+from bot.risk import RiskDecision, RiskLimits, apply_risk_limits
 from brokers.base import Broker
 from strategies import Strategy
 
@@ -121,11 +121,9 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
     last_prices = _planning_prices(prices, s.universe, positions)
     log.info("data_loaded", rows=len(prices), symbols=len(prices.columns),
              first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
-    # 4. weights
-    weights = ctx.strategy.target_weights(prices).reindex(list(s.universe)).fillna(0.0)
+    # 4. weights and 5. risk
+    weights, decision = risk_checked_targets(ctx.strategy, prices, s.universe, s.limits)
     log.info("weights_computed", weights=_rounded(weights), cash=round(1 - weights.sum(), 6))
-    # 5. risk
-    decision = apply_risk_limits(weights, prices, s.limits)
     for iv in decision.interventions:
         log.warning("risk_limited", rule=iv.rule, before=iv.before, after=iv.after)
     log.info("risk_checked", var=decision.var, cvar=decision.cvar, var_before=decision.var_before,
@@ -169,6 +167,14 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
         "turnover": round(turnover, 6), "var": round(decision.var, 6),
         "drifted": list(plan.drifted), "targets": _rounded(decision.weights),
     })
+
+
+def risk_checked_targets(strategy: Strategy, prices: pd.DataFrame, universe: tuple[str, ...],
+                         limits: RiskLimits) -> tuple[pd.Series, RiskDecision]:
+    """Steps 4–5, pure: the strategy's weights over the universe (0 where it puts nothing)
+    and the risk step's decision on them. ``allocbot weights`` shows exactly this."""
+    weights = strategy.target_weights(prices).reindex(list(universe)).fillna(0.0)
+    return weights, apply_risk_limits(weights, prices, limits)
 
 
 def _planning_prices(prices: pd.DataFrame, universe: tuple[str, ...],

@@ -8,6 +8,7 @@ id, and reconciliation marks never-sent intents as such).
 from __future__ import annotations
 
 import math
+from collections import Counter
 import re
 import time
 from collections.abc import Sequence
@@ -86,9 +87,8 @@ def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
         results += _send_and_wait(broker, journal, sized, settings)
 
     commission = sum(f.commission for _, fills in results for f in fills)
-    count = lambda status: sum(1 for o, _ in results if o.status is status)  # noqa: E731
-    filled = count(OrderStatus.FILLED)
-    rejected = count(OrderStatus.REJECTED)
+    by_status = Counter(o.status for o, _ in results)
+    filled, rejected = by_status[OrderStatus.FILLED], by_status[OrderStatus.REJECTED]
     partial = sum(1 for o, _ in results
                   if o.status is not OrderStatus.FILLED and o.filled_qty > 0)
     return ExecutionReport(

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.config import Config
 from bot.errors import BrokerDataError
-from bot.risk import apply_risk_limits
+from bot.cycle import risk_checked_targets
 from bot.runtime import risk_limits
 from brokers.price_file import load_price_csv, select_universe
 
@@ -23,9 +23,8 @@ def target_weights_report(cfg: Config, prices_path: Path, asof: date | None) -> 
         if asof < first:
             raise BrokerDataError(f"--asof {asof} is before the first date in {prices_path} ({first})")
         prices = prices.loc[: str(asof)]
-    strategy = cfg.build_strategy()
-    weights = strategy.target_weights(prices).reindex(list(symbols)).fillna(0.0)
-    decision = apply_risk_limits(weights, prices, risk_limits(cfg))
+    _, decision = risk_checked_targets(cfg.build_strategy(), prices, tuple(symbols),
+                                       risk_limits(cfg))
     final = {str(s): round(float(w), 10) for s, w in decision.weights.items()}
     return {
         "asof": str(prices.index[-1].date()),

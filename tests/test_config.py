@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from bot.config import load_config
 from bot.errors import ConfigError
@@ -64,7 +65,7 @@ def test_config_relative_paths_resolve_against_config_dir(tmp_path: Path, write_
 
 def test_config_is_frozen(write_config):
     cfg = load_config(write_config())
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.sim.starting_cash = 1.0  # type: ignore[misc]
 
 
