@@ -66,13 +66,13 @@ class _Timer:
 def _run_case(assets: int, years: int, strategy_name: str, calendar: str,
               params: dict[str, Any]) -> dict[str, Any]:
     import strategies
-    from bot import cycle
-    from bot.backtest import BacktestSpec, run_backtest
-    from bot.backtest_report import result_metrics, write_outputs
-    from bot.cycle import CycleSettings
-    from bot.rebalance import RebalancePolicy
-    from bot.risk import RiskLimits
-    from brokers.sim_pricing import SimCosts
+    from bot.backtest.engine import BacktestSpec, run_backtest
+    from bot.backtest.report import result_metrics, write_outputs
+    from bot.core.rebalance import RebalancePolicy
+    from bot.core.risk import RiskLimits
+    from bot.engine import cycle
+    from bot.engine.cycle import CycleSettings
+    from brokers.sim.pricing import SimCosts
 
     prices = _prices(assets, years)
     symbols = tuple(prices.columns)

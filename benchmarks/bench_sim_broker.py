@@ -19,7 +19,7 @@ import pandas as pd
 import structlog
 
 from brokers.base import OrderRequest, OrderSide
-from brokers.sim import SimulatedBroker
+from brokers.sim.broker import SimulatedBroker
 
 
 def _per_call_us(fn: Callable[[int], object], calls: int) -> float:

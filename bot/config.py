@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import strategies
 from bot.errors import ConfigError
+from bot.sample_market import SAMPLE_PRICES_PATH
 
-SAMPLE_PRICES = Path(__file__).parent / "data" / "sample_prices.csv"
+SAMPLE_PRICES = SAMPLE_PRICES_PATH
 SECRET_KEY_PATTERN = re.compile(r"(api_?key|secret|key_?id|password|token)", re.IGNORECASE)
 _DAY_NAMES = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 

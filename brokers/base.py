@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -32,12 +32,12 @@ def _require_finite(name: str, value: float | None) -> None:
         raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
-class OrderSide(str, Enum):
+class OrderSide(StrEnum):
     BUY = "buy"
     SELL = "sell"
 
 
-class OrderStatus(str, Enum):
+class OrderStatus(StrEnum):
     """Lifecycle states, a subset of Alpaca's that every venue can map to."""
 
     NEW = "new"

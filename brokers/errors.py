@@ -1,23 +1,20 @@
-"""Errors raised across the broker boundary, named for what the caller should do.
+"""Errors raised across the broker boundary: the broker-specific members of the families
+in ``strategies.errors`` (the project's one root)."""
 
-``AllocbotError`` is the root of every error the project raises on purpose; it lives here
-because ``brokers/`` may not import from ``bot/`` (and ``bot/`` re-exports it).
-"""
+from strategies.errors import (
+    AllocbotError,
+    BrokerRefusedError,
+    BrokerTransientError,
+    ConfigError,
+    InputDataError,
+)
 
 
-class AllocbotError(Exception):
-    """Root of allocbot's own errors."""
-
-
-class BrokerDataError(AllocbotError):
+class BrokerDataError(InputDataError):
     """Market data is missing or malformed: fix the data source; no order may be sent."""
 
 
-class BrokerTransientError(AllocbotError):
-    """A temporary venue failure (timeout, 429, 5xx) after retries: fail this cycle, try next."""
-
-
-class OrderRejectedError(AllocbotError):
+class OrderRejectedError(BrokerRefusedError):
     """The venue refused an order (buying power, size, asset): journal it and move on."""
 
     def __init__(self, message: str, code: str | None = None) -> None:
@@ -25,5 +22,15 @@ class OrderRejectedError(AllocbotError):
         self.code = code
 
 
-class BrokerConfigError(AllocbotError):
+class BrokerConfigError(ConfigError):
     """The venue cannot be used as configured (keys, account type, asset): fix and restart."""
+
+
+__all__ = [
+    "AllocbotError",
+    "BrokerConfigError",
+    "BrokerDataError",
+    "BrokerRefusedError",
+    "BrokerTransientError",
+    "OrderRejectedError",
+]

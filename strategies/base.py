@@ -14,15 +14,12 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from strategies.errors import ConfigError, StrategyError
+
 WEIGHT_SUM_TOLERANCE = 1e-9
 
 
-class StrategyError(ValueError):
-    """A strategy cannot produce weights from these inputs (too little data, infeasible
-    constraints); the message names the parameter, symbol or date to fix."""
-
-
-class StrategyConfigError(StrategyError):
+class StrategyConfigError(ConfigError):
     """Unknown strategy name or bad parameter; the message names the key."""
 
 

@@ -22,7 +22,7 @@ settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_PRICES = REPO / "bot" / "data" / "sample_prices.csv"
+SAMPLE_PRICES = REPO / "bot" / "sample_market" / "sample_prices.csv"
 
 
 def _toml_value(value: Any) -> str:

@@ -13,8 +13,8 @@ import pytest
 import structlog
 from fake_alpaca import FakeAlpaca
 
-from brokers.alpaca import AlpacaBroker, check_account_mode, fetch_daily_closes
-from brokers.alpaca_orders import round_qty_down, size_order
+from brokers.alpaca.broker import AlpacaBroker, check_account_mode, fetch_daily_closes
+from brokers.alpaca.orders import round_qty_down, size_order
 from brokers.base import Account, Broker, OrderRequest, OrderSide, OrderStatus
 from brokers.errors import BrokerConfigError, BrokerDataError, BrokerTransientError
 

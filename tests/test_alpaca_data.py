@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from structlog.testing import capture_logs
 
-from brokers.alpaca_data import (
+from brokers.alpaca.data import (
     NEW_YORK,
     CachedDailyCloses,
     DailyCloseCache,

@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 
 import strategies
-from bot.backtest import BacktestInputError, BacktestSpec, run_backtest
-from bot.backtest_schedule import calendar_rows
-from bot.cycle import CycleSettings
-from bot.rebalance import RebalancePolicy
-from bot.risk import RiskLimits
-from brokers.sim_pricing import QTY_DECIMALS, SimCosts
+from bot.backtest.engine import BacktestInputError, BacktestSpec, run_backtest
+from bot.backtest.schedule import calendar_rows
+from bot.core.rebalance import RebalancePolicy
+from bot.core.risk import RiskLimits
+from bot.engine.cycle import CycleSettings
+from brokers.sim.pricing import QTY_DECIMALS, SimCosts
 from tests.conftest import random_walk_prices
 
 SYMBOLS = ["AAA", "BBB", "CCC"]
@@ -32,7 +32,7 @@ def make_spec(calendar: str = "daily_drift", *, costs: SimCosts | None = None,
               fractional: bool = True, **kw: object) -> BacktestSpec:
     costs = costs or SimCosts()
     reserve_bps = ((1 + costs.commission_bps / 1e4) * (1 + costs.slippage_bps / 1e4) - 1) * 1e4
-    settings = CycleSettings(  # the cost reserve as bot.runtime sets it for the simulator
+    settings = CycleSettings(  # the cost reserve as bot.engine.runtime sets it for the simulator
         mode="paper", universe=tuple(SYMBOLS), order_prefix="bt", order_wait_secs=1.0,
         policy=policy or RebalancePolicy(drift_abs=0.02, drift_rel=0.2, min_order_notional=0.0,
                                          cost_bps_estimate=reserve_bps + 0.1 * (reserve_bps > 0)),

@@ -84,7 +84,7 @@ def test_backtest_cli_walk_forward_reports_out_of_sample_folds(write_config, tmp
 ])
 def test_benchmark_default_is_sixty_forty_with_spy_and_a_bond_else_equal_weight(universe,
                                                                                  expected):
-    from bot.backtest_setup import benchmark_strategy
+    from bot.backtest.setup import benchmark_strategy
     from tests.conftest import random_walk_prices
 
     prices = random_walk_prices(list(universe), 5)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import strategies
-from bot.backtest_metrics import (
+from bot.backtest.metrics import (
     annual_turnover,
     cagr,
     drawdowns,
@@ -19,7 +19,12 @@ from bot.backtest_metrics import (
     var_breaches,
     volatility,
 )
-from bot.walk_forward import WalkForward, WalkForwardStrategy, fold_starts, parse_walk_forward
+from bot.backtest.walk_forward import (
+    WalkForward,
+    WalkForwardStrategy,
+    fold_starts,
+    parse_walk_forward,
+)
 from tests.conftest import random_walk_prices
 
 

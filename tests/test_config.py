@@ -105,7 +105,7 @@ def test_cli_missing_config_file_exits_2(tmp_path: Path):
 )
 def test_cli_bad_price_data_exits_2_with_clear_error_and_no_order(tmp_path, write_config,
                                                                    mutate, expected):
-    lines = (REPO / "bot" / "data" / "sample_prices.csv").read_text().splitlines()
+    lines = (REPO / "bot" / "sample_market" / "sample_prices.csv").read_text().splitlines()
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(mutate(lines[:400])) + "\n")
     path = write_config({"sim": {"prices": str(bad), "replay_start": None}})

@@ -12,14 +12,15 @@ import structlog
 from structlog.testing import capture_logs
 
 import strategies
-from bot import cycle
-from bot.cycle import CycleContext, CycleSettings
-from bot.journal import DRY_RUN, INTENT, UNSENT, Journal
-from bot.rebalance import RebalancePolicy
-from bot.risk import RiskLimits
+from bot.core.rebalance import RebalancePolicy
+from bot.core.risk import RiskLimits
+from bot.engine import cycle
+from bot.engine.cycle import CycleContext, CycleSettings
+from bot.engine.journal import Journal
+from bot.engine.statuses import IntentStatus
 from brokers.base import OrderRequest, OrderSide
 from brokers.errors import BrokerDataError
-from brokers.sim import SimulatedBroker
+from brokers.sim.broker import SimulatedBroker
 from tests.conftest import random_walk_prices
 
 SYMBOLS = ["AAA", "BBB", "CCC"]
@@ -80,7 +81,7 @@ def test_cycle_dry_run_journals_intents_but_sends_nothing(tmp_path):
     result = wake_and_run(ctx)
     assert result.figures["orders_planned"] == 3
     assert result.figures["orders_submitted"] == 0
-    assert {i.status for i in ctx.journal.intents()} == {DRY_RUN}
+    assert {i.status for i in ctx.journal.intents()} == {IntentStatus.DRY_RUN}
     assert ctx.broker.positions() == {}
     assert ctx.broker.list_orders(open_only=False) == []
 
@@ -133,7 +134,7 @@ def test_cycle_reconciles_unsent_intent_as_unsent_and_never_sends_it(tmp_path):
     result = cycle.run(ctx)
     assert result.status == "finished"
     intent = ctx.journal.intents(cycle_id=cid)[0]
-    assert intent.status == UNSENT
+    assert intent.status is IntentStatus.UNSENT
     assert ctx.broker.get_order_by_client_id("ab-crashed-AAA-b") is None
 
 
@@ -149,7 +150,7 @@ def test_cycle_reconciles_sent_but_unjournaled_order_without_resending(tmp_path)
     orders = [o for o in ctx.broker.list_orders(open_only=False)
               if o.client_order_id == "ab-crashed-AAA-b"]
     assert len(orders) == 1
-    assert INTENT not in {i.status for i in ctx.journal.intents()}
+    assert IntentStatus.INTENT not in {i.status for i in ctx.journal.intents()}
 
 
 def test_cycle_drawdown_halt_stops_trading_until_rearmed(tmp_path):

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bot.sample_market import SAMPLE_PRICES_PATH, SYMBOLS
+from bot.sample_market.generator import SAMPLE_PRICES_PATH, SYMBOLS
 from brokers.errors import BrokerDataError
-from brokers.price_file import load_price_csv, select_universe
+from brokers.prices import load_price_csv, select_universe
 
 
 def write(tmp_path, text: str):

@@ -10,7 +10,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bot.rebalance import PlannedOrder, RebalancePlan, RebalancePolicy, drift_mask, plan_rebalance
+from bot.core.rebalance import (
+    PlannedOrder,
+    RebalancePlan,
+    RebalancePolicy,
+    drift_mask,
+    plan_rebalance,
+)
 from brokers.base import OrderSide
 
 PRICES = pd.Series({"SPY": 400.0, "TLT": 100.0, "GLD": 180.0, "OLD": 20.0})

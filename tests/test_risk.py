@@ -13,7 +13,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
-from bot.risk import (
+from bot.core.risk import (
     RiskLimits,
     RiskMethod,
     apply_risk_limits,

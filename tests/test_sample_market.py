@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bot.sample_market import (
+from bot.sample_market.generator import (
     ALL_VOL_ANNUAL,
     CALM,
     SAMPLE_PRICES_PATH,
@@ -16,7 +16,7 @@ from bot.sample_market import (
     generate_sample_market,
     render_csv,
 )
-from brokers.price_file import load_price_csv
+from brokers.prices import load_price_csv
 
 
 @pytest.fixture(scope="module")

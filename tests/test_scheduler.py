@@ -6,7 +6,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.config import ScheduleSection
-from bot.scheduler import Daemon, build_trigger
+from bot.engine.scheduler import Daemon, build_trigger
 
 NY = ZoneInfo("America/New_York")
 

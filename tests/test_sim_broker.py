@@ -15,8 +15,8 @@ from structlog.testing import capture_logs
 
 from brokers.base import Broker, OrderRequest, OrderSide, OrderStatus
 from brokers.errors import BrokerDataError
-from brokers.sim import SimulatedBroker
-from brokers.sim_pricing import SimCosts, plan_fill
+from brokers.sim.broker import SimulatedBroker
+from brokers.sim.pricing import SimCosts, plan_fill
 
 DAYS = pd.bdate_range("2024-01-01", periods=6, name="date")  # Mon 1 Jan .. Mon 8 Jan
 PRICES = pd.DataFrame(

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import strategies
+from bot.cli.weights import target_weights_report
 from bot.config import parse_config
-from bot.weights_report import target_weights_report
 from tests.conftest import REPO, SAMPLE_PRICES
 
 NEEDS_PARAMS: dict[str, dict[str, Any]] = {

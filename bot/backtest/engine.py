@@ -1,0 +1,303 @@
+"""The backtest: the daemon's own cycle replayed over history on the simulated broker.
+
+Every rebalance check is ``cycle.run(ctx)`` — strategy, ``apply_risk_limits``,
+``plan_rebalance``, ``execute_plan`` — against an in-memory ``SimulatedBroker`` whose
+replayed clock is moved with ``advance_to(day)``; orders fill at that day's close plus
+slippage. Nothing else trades. Speed comes from doing only what a day needs: between two
+checks the holdings cannot change, so the books (equity = cash + Σ qty × close) are marked
+for the whole span at once, and with price-independent targets the daily drift check runs
+the cycle only on the days ``next_drift_row`` flags (see ``static_targets_reason``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import structlog
+from threadpoolctl import threadpool_limits
+
+from bot.backtest.schedule import Calendar, calendar_rows, next_drift_row
+from bot.core.rebalance import plan_rebalance
+from bot.core.risk import apply_risk_limits
+from bot.engine import cycle
+from bot.engine.cycle import CycleContext, CycleSettings
+from bot.engine.journal import Journal
+from bot.engine.statuses import CycleStatus
+from bot.errors import InputDataError
+from brokers.base import validate_price_frame
+from brokers.sim.broker import SimulatedBroker
+from brokers.sim.pricing import SimCosts
+from strategies import Strategy
+
+log = structlog.get_logger("allocbot.backtest")
+Progress = Callable[[int, int], None]  # (trading days done, total)
+
+
+class BacktestInputError(InputDataError):
+    """The backtest cannot start with these inputs (dates, universe): fix the named one."""
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestSpec:
+    """What to replay, besides prices and strategy.
+
+    Args:
+        settings: the daemon's cycle settings (universe, policy, risk limits, ...).
+        calendar: ``daily_drift`` (check the bands every day) or a calendar on whose days
+            every asset is traded back to target (bands set to 0: bt's ``Rebalance``).
+        starting_cash: account currency.
+        costs: the simulator's commission (bps, minimum) and slippage (bps).
+        fractional: fractional shares (else whole shares).
+        start, end: first/last backtest day (None: first day with the strategy's and the
+            risk step's lookback behind it / last data day).
+        blas_threads: BLAS/OpenMP threads while replaying (None: the library default).
+            Thousands of small solves gain nothing from threads and, on a busy 2-core host,
+            lose 100× to oversubscription (risk_parity, 500 assets: 24 ms a call with 1
+            thread, 2.5 s with 2; ``benchmarks/bench_backtest.py``).
+    """
+
+    settings: CycleSettings
+    calendar: Calendar = "daily_drift"
+    starting_cash: float = 100_000.0
+    costs: SimCosts = field(default_factory=SimCosts)
+    fractional: bool = True
+    start: date | None = None
+    end: date | None = None
+    blas_threads: int | None = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRecord:
+    """One cycle the backtest ran: its day, status, orders filled and ex-ante VaR."""
+
+    day: date
+    status: CycleStatus
+    orders_filled: int
+    var: float | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestResult:
+    """Books per trading day and what traded. ``qty`` is days × symbols (shares held after
+    the day's trades), ``closes`` the same shape; equity = fsum(cash, qty × close)."""
+
+    dates: pd.DatetimeIndex
+    symbols: tuple[str, ...]
+    equity: np.ndarray
+    cash: np.ndarray
+    qty: np.ndarray
+    closes: np.ndarray
+    trades: pd.DataFrame  # date, symbol, side, qty, price, commission, close
+    cycles: tuple[CycleRecord, ...]
+    var_limit: float | None
+    confidence: float
+    horizon_days: int
+    starting_cash: float
+    fast_drift: bool
+    elapsed_secs: float
+
+    def held_weights(self) -> np.ndarray:
+        """qty × close / equity per day and symbol (fractions of equity; the rest is cash)."""
+        values = np.where(self.qty != 0, self.qty * self.closes, 0.0)
+        return values / self.equity[:, np.newaxis]
+
+
+def static_targets_reason(strategy: Strategy, spec: BacktestSpec) -> str | None:
+    """Why the event-driven drift scan cannot be used (None: it can).
+
+    It needs targets that no price can change: a strategy declaring
+    ``targets_are_static`` (``fixed``), no VaR limit (its scaling moves with the returns
+    window) and no drawdown halt (its equity peak is tracked by every daily cycle).
+    """
+    if spec.calendar != "daily_drift":
+        return f"calendar {spec.calendar}"
+    if not getattr(strategy, "targets_are_static", False):
+        return f"strategy {strategy.name!r} targets depend on prices"
+    if spec.settings.limits.max_var is not None:
+        return "risk max_var scales targets with the returns window"
+    if spec.settings.max_drawdown is not None:
+        return "max_drawdown is tracked by every daily cycle"
+    return None
+
+
+def _window(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec) -> tuple[int, int]:
+    """(first, last) row of the backtest; errors name the offending date."""
+    dates = prices.index
+    first_day, last_day = dates[0].date(), dates[-1].date()
+    warmup = max(getattr(strategy, "warmup_days", strategy.lookback_days),
+                 spec.settings.limits.lookback_days)
+    if spec.start is not None and not first_day <= spec.start <= last_day:
+        raise BacktestInputError(
+            f"start date {spec.start} is outside the price data ({first_day} to {last_day})")
+    if spec.end is not None and not first_day <= spec.end <= last_day:
+        raise BacktestInputError(
+            f"end date {spec.end} is outside the price data ({first_day} to {last_day})")
+    if spec.start is not None and spec.end is not None and spec.end < spec.start:
+        raise BacktestInputError(f"end date {spec.end} is before start date {spec.start}")
+    start = warmup if spec.start is None else int(dates.searchsorted(pd.Timestamp(spec.start)))
+    end = len(dates) - 1 if spec.end is None else int(
+        dates.searchsorted(pd.Timestamp(spec.end), side="right")) - 1
+    if start < warmup:
+        earliest = dates[min(warmup, len(dates) - 1)].date()
+        raise BacktestInputError(
+            f"start date {spec.start} has {start} trading days of history before it; the "
+            f"strategy and risk step need {warmup} (start on {earliest} or later)")
+    if start > end:
+        raise BacktestInputError(
+            f"no trading day between start {dates[min(start, len(dates) - 1)].date()} and end "
+            f"{spec.end or last_day} after the {warmup}-day warm-up")
+    return start, end
+
+
+def _targets_now(broker: SimulatedBroker, strategy: Strategy, settings: CycleSettings,
+                 day: date) -> np.ndarray:
+    """The targets the planner sees today (strategy → risk step → cash buffer), by the
+    universe's order: the cycle's own pure steps 3–5, for the drift scan only."""
+    universe = list(settings.universe)
+    lookback = max(strategy.lookback_days, settings.limits.lookback_days) + 1
+    hist = broker.history(universe, lookback, day)
+    weights = strategy.target_weights(hist).reindex(universe).fillna(0.0)
+    decision = apply_risk_limits(weights, hist, settings.limits)
+    last = hist.ffill().iloc[-1]
+    plan = plan_rebalance(pd.Series(dtype=float), 1.0, decision.weights, last, settings.policy)
+    return plan.target_weights.reindex(universe).fillna(0.0).to_numpy(dtype=float)
+
+
+def _mark(closes: np.ndarray, qty: np.ndarray, cash: float) -> np.ndarray:
+    """Equity per row = cash + Σ qty × close, summed exactly rounded (``math.fsum``, as
+    ``SimulatedBroker.account``), so the books match the broker's to the last bit."""
+    held = np.flatnonzero(qty)
+    if held.size == 0:
+        return np.full(closes.shape[0], cash)
+    terms = closes[:, held] * qty[held]
+    return np.fromiter((math.fsum([cash, *row]) for row in terms.tolist()), dtype=np.float64,
+                       count=closes.shape[0])
+
+
+def run_backtest(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec,
+                 progress: Progress | None = None) -> BacktestResult:
+    """Replay ``strategy`` over ``prices`` (wide daily closes) with the daemon's cycle.
+
+    Raises:
+        BacktestInputError: dates outside the data, too little history, symbols missing.
+    """
+    started = time.perf_counter()
+    universe = list(spec.settings.universe)
+    missing = [s for s in universe if s not in prices.columns]
+    if missing:
+        raise BacktestInputError(f"universe symbol(s) {missing} not in the price data")
+    prices = validate_price_frame(prices.loc[:, universe], "backtest prices")
+    start, end = _window(prices, strategy, spec)
+    prices = prices.iloc[: end + 1]  # the broker cannot show what it does not have
+    dates = prices.index[start:]
+    closes = prices.to_numpy(dtype=np.float64)[start:]
+    broker = SimulatedBroker(":memory:", prices, starting_cash=spec.starting_cash,
+                             commission_bps=spec.costs.commission_bps,
+                             commission_min=spec.costs.commission_min,
+                             slippage_bps=spec.costs.slippage_bps, fractional=spec.fractional,
+                             replay_start=dates[0].date())
+    ctx = CycleContext(broker, Journal(":memory:"), strategy, spec.settings)
+    if spec.calendar != "daily_drift":  # a calendar day trades everything back to target
+        policy = replace(spec.settings.policy, drift_abs=0.0, drift_rel=0.0,
+                         mode="all_when_any")
+        ctx.settings = replace(spec.settings, policy=policy)
+    fast = static_targets_reason(strategy, spec) is None
+    log.info("backtest_started", strategy=strategy.name, calendar=spec.calendar,
+             first=str(dates[0].date()), last=str(dates[-1].date()), symbols=len(universe),
+             fast_drift=fast, slow_reason=static_targets_reason(strategy, spec))
+    try:
+        with threadpool_limits(limits=spec.blas_threads):
+            books = _replay(broker, ctx, dates, closes, spec, fast, progress)
+        fills = broker.fills_table()
+    finally:
+        broker.close()
+        ctx.journal.close()
+    qty, cash, records = books
+    equity = np.empty(len(dates))
+    for lo, hi in _segments(qty, cash):
+        equity[lo:hi] = _mark(closes[lo:hi], qty[lo], float(cash[lo]))
+    trades = _trades_frame(fills, prices)
+    limits = spec.settings.limits
+    result = BacktestResult(dates, tuple(universe), equity, cash, qty, closes, trades,
+                            tuple(records), limits.max_var, limits.confidence,
+                            limits.horizon_days, spec.starting_cash, fast,
+                            time.perf_counter() - started)
+    log.info("backtest_finished", days=len(dates), cycles=len(records), trades=len(trades),
+             equity=round(float(equity[-1]), 2), secs=round(result.elapsed_secs, 3))
+    return result
+
+
+def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
+            closes: np.ndarray, spec: BacktestSpec, fast: bool, progress: Progress | None
+            ) -> tuple[np.ndarray, np.ndarray, list[CycleRecord]]:
+    """Run the cycle on each check day; return held qty and cash per day, and the cycles."""
+    n, universe = len(dates), list(spec.settings.universe)
+    qty_now, cash_now = np.zeros(len(universe)), float(spec.starting_cash)
+    qty = np.empty((n, len(universe)))
+    cash = np.empty(n)
+    scheduled = calendar_rows(dates, spec.calendar)
+    records: list[CycleRecord] = []
+    targets: np.ndarray | None = None
+    row, k = 0, 0
+    while row < n:
+        if fast and targets is not None:
+            nxt = next_drift_row(closes, qty_now, cash_now, targets, ctx.settings.policy, row)
+        else:
+            k = int(np.searchsorted(scheduled, row))
+            nxt = int(scheduled[k]) if k < len(scheduled) else None
+        stop = n if nxt is None else nxt
+        qty[row:stop], cash[row:stop] = qty_now, cash_now
+        if nxt is None:
+            break
+        day = broker.advance_to(dates[nxt].date())
+        result = cycle.run(ctx)
+        records.append(_record(day, result))
+        if result.figures.get("orders_submitted", 0) or result.status is CycleStatus.FAILED:
+            positions = broker.positions()
+            qty_now = np.array([positions[s].qty if s in positions else 0.0 for s in universe])
+            cash_now = broker.account().cash
+        if fast and targets is None and result.status is CycleStatus.FINISHED:
+            targets = _targets_now(broker, ctx.strategy, ctx.settings, day)
+        qty[nxt], cash[nxt] = qty_now, cash_now
+        row = nxt + 1
+        if progress is not None:
+            progress(row, n)
+    if progress is not None:
+        progress(n, n)
+    return qty, cash, records
+
+
+def _record(day: date, result: cycle.CycleResult) -> CycleRecord:
+    var = result.figures.get("var")
+    return CycleRecord(day, result.status, int(result.figures.get("orders_filled", 0)),
+                       None if var is None else float(var), result.error)
+
+
+def _segments(qty: np.ndarray, cash: np.ndarray) -> list[tuple[int, int]]:
+    """[lo, hi) row spans over which the held quantities and cash do not change."""
+    if len(qty) == 0:
+        return []
+    change = np.flatnonzero(np.any(qty[1:] != qty[:-1], axis=1) | (cash[1:] != cash[:-1])) + 1
+    bounds = [0, *change.tolist(), len(qty)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _trades_frame(fills: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
+    """The sim's fills as rows (date, symbol, side, qty, price, commission, close)."""
+    at = pd.DatetimeIndex(fills["at"]).tz_convert(cycle.EXCHANGE_TZ)
+    days = at.normalize().tz_localize(None)
+    rows = prices.index.get_indexer(days)
+    cols = prices.columns.get_indexer(fills["symbol"])
+    return pd.DataFrame({
+        "date": days, "symbol": fills["symbol"].to_numpy(), "side": fills["side"].to_numpy(),
+        "qty": fills["qty"].to_numpy(dtype=float), "price": fills["price"].to_numpy(dtype=float),
+        "commission": fills["commission"].to_numpy(dtype=float),
+        "close": prices.to_numpy(dtype=np.float64)[rows, cols],
+    })

@@ -1,0 +1,87 @@
+"""When the backtest runs a cycle: calendar rebalance days and the next drift day (pure).
+
+Calendars rebalance on the first trading day of each period (bt's ``RunWeekly``/
+``RunMonthly``/``RunQuarterly`` convention) plus the first backtest day (the initial
+purchase). The daily drift check with price-independent targets is event-driven: the next
+day any asset leaves its band is found with ``bot.core.rebalance.drift_mask`` on the
+days × assets weight matrix, so the cycle runs only on the days that can trade.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from bot.core.rebalance import RebalancePolicy, drift_mask
+
+Calendar = Literal["daily_drift", "daily", "weekly", "monthly", "quarterly"]
+CALENDARS: tuple[str, ...] = ("daily_drift", "daily", "weekly", "monthly", "quarterly")
+# The fast drift scan flags a superset of the planner's drift days: its weights come from a
+# differently ordered float sum (≤ a few ulps apart), so its bands are widened by this much.
+DRIFT_SLACK = 1e-12
+_FIRST_SCAN_ROWS = 64
+
+
+def calendar_rows(dates: pd.DatetimeIndex, calendar: Calendar) -> np.ndarray:
+    """Positions in ``dates`` of the first trading day of each day/week/month/quarter.
+
+    Weeks are ISO weeks (Monday start). ``daily_drift`` checks every day. The first date
+    is always included (the initial purchase).
+    """
+    if calendar not in CALENDARS:
+        raise ValueError(f"calendar must be one of {', '.join(CALENDARS)}, got {calendar!r}")
+    n = len(dates)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if calendar in ("daily", "daily_drift"):
+        return np.arange(n, dtype=np.int64)
+    if calendar == "weekly":
+        iso = dates.isocalendar()
+        key = iso["year"].to_numpy(dtype=np.int64) * 100 + iso["week"].to_numpy(dtype=np.int64)
+    elif calendar == "monthly":
+        key = dates.year.to_numpy(dtype=np.int64) * 100 + dates.month.to_numpy(dtype=np.int64)
+    else:
+        key = dates.year.to_numpy(dtype=np.int64) * 10 + dates.quarter.to_numpy(dtype=np.int64)
+    starts = np.flatnonzero(np.diff(key) != 0) + 1
+    return np.concatenate([[0], starts]).astype(np.int64)
+
+
+def held_values(closes: np.ndarray, qty: np.ndarray) -> np.ndarray:
+    """qty × close per day and asset; 0 where nothing is held (an unlisted NaN stays out)."""
+    held = qty != 0
+    values = np.zeros(closes.shape, dtype=np.float64)
+    values[:, held] = closes[:, held] * qty[held]
+    return values
+
+
+def next_drift_row(closes: np.ndarray, qty: np.ndarray, cash: float, targets: np.ndarray,
+                   policy: RebalancePolicy, first: int) -> int | None:
+    """First row ≥ ``first`` of ``closes`` (days × assets) where holdings ``qty`` plus
+    ``cash`` leave a band around ``targets`` (same columns), or None.
+
+    Weights are w = qty·close / (cash + Σ qty·close), the planner's definition; the bands
+    are the policy's, widened by ``DRIFT_SLACK`` so no day the planner would call drifted
+    is skipped (a flagged day the planner finds in band simply trades nothing). Scans in
+    doubling chunks so a drift soon after a rebalance costs little.
+    """
+    n = closes.shape[0]
+    row, chunk = first, _FIRST_SCAN_ROWS
+    t = targets[np.newaxis, :]
+    while row < n:
+        stop = min(n, row + chunk)
+        values = held_values(closes[row:stop], qty)
+        equity = cash + values.sum(axis=1)
+        weights = values / equity[:, np.newaxis]
+        mask = drift_mask(weights, np.broadcast_to(t, weights.shape), policy.drift_abs,
+                          policy.drift_rel)
+        # w == 0 iff qty == 0 on both sides, so only held, targeted assets need the slack
+        gap = np.abs(weights - t)
+        mask |= (t > 0) & (weights > 0) & ((gap > policy.drift_abs - DRIFT_SLACK)
+                                           | (gap > policy.drift_rel * t - DRIFT_SLACK))
+        hit = np.flatnonzero(mask.any(axis=1))
+        if hit.size:
+            return row + int(hit[0])
+        row, chunk = stop, chunk * 2
+    return None

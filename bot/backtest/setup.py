@@ -1,0 +1,195 @@
+"""From a Config to backtest runs: the spec, the benchmark, walk-forward, the metrics.
+
+The backtest always trades the simulated broker with the ``[sim]`` costs, in paper mode,
+whatever ``[broker]`` and ``[bot].mode`` say: it replays history, it never sends orders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+import strategies
+from bot.backtest.engine import (
+    BacktestInputError,
+    BacktestResult,
+    BacktestSpec,
+    Progress,
+    run_backtest,
+)
+from bot.backtest.report import result_metrics
+from bot.backtest.schedule import Calendar
+from bot.backtest.walk_forward import WalkForward, WalkForwardStrategy, build_learner, fold_starts
+from bot.config import Config
+from bot.core.risk import RiskLimits
+from bot.engine.runtime import cycle_settings
+from bot.engine.statuses import CycleStatus
+from brokers.sim.pricing import SimCosts
+from strategies import Strategy
+from strategies.static import PRESETS
+
+BOND_ETFS = ("IEF", "AGG", "BND", "TLT", "GOVT", "SHY")
+BACKTEST_ORDER_PREFIX = "bt"
+
+
+def backtest_spec(cfg: Config, universe: tuple[str, ...], *, calendar: Calendar,
+                  start: date | None, end: date | None) -> BacktestSpec:
+    """The daemon's cycle settings for this config, on the simulator, in paper mode."""
+    sim_cfg = cfg.model_copy(update={
+        "broker": cfg.broker.model_copy(update={"kind": "sim"}),
+        "bot": cfg.bot.model_copy(update={"mode": "paper", "order_prefix": BACKTEST_ORDER_PREFIX}),
+    })
+    settings = replace(cycle_settings(sim_cfg, universe), pause_after_submit_secs=0.0)
+    s = cfg.sim
+    return BacktestSpec(settings, calendar=calendar, starting_cash=s.starting_cash,
+                        costs=SimCosts(s.commission_bps, s.commission_min, s.slippage_bps),
+                        fractional=s.fractional, start=start, end=end)
+
+
+def benchmark_strategy(name: str | None, universe: tuple[str, ...]) -> Strategy:
+    """``name`` (a registry name with default parameters, or a ``fixed`` preset), else
+    sixty_forty when the universe has SPY and a bond ETF (IEF via the preset, another bond
+    ETF at the same 60/40), else equal weight.
+
+    Raises:
+        BacktestInputError: unknown name or one that needs parameters.
+    """
+    if name is None:
+        bond = next((b for b in BOND_ETFS if b in universe), None)
+        if "SPY" in universe and bond == "IEF":
+            return strategies.create("fixed", preset="sixty_forty")
+        if "SPY" in universe and bond is not None:
+            return strategies.create("fixed", weights={"SPY": 0.6, bond: 0.4})
+        return strategies.create("equal_weight")
+    if name in PRESETS:
+        missing = [s for s in PRESETS[name] if s not in universe]
+        if missing:
+            raise BacktestInputError(f"--benchmark {name}: symbol(s) {missing} are not in the "
+                                     f"universe {list(universe)}")
+        return strategies.create("fixed", preset=name)
+    try:
+        return strategies.create(name)
+    except strategies.StrategyConfigError as exc:
+        raise BacktestInputError(
+            f"--benchmark {name}: {exc} (give a strategy name that works with default "
+            f"parameters, or a fixed preset: {', '.join(sorted(PRESETS))})") from None
+
+
+def benchmark_name(strategy: Strategy) -> str:
+    preset = getattr(strategy, "preset", None)
+    return str(preset) if preset else strategy.name
+
+
+def _benchmark_spec(spec: BacktestSpec, result: BacktestResult) -> BacktestSpec:
+    """Same window, calendar, costs and bands; no risk limits or halt (a plain reference)."""
+    limits = RiskLimits(lookback_days=spec.settings.limits.lookback_days,
+                        confidence=spec.settings.limits.confidence,
+                        horizon_days=spec.settings.limits.horizon_days,
+                        method=spec.settings.limits.method)
+    settings = replace(spec.settings, limits=limits, max_drawdown=None)
+    return replace(spec, settings=settings, start=result.dates[0].date(),
+                   end=result.dates[-1].date())
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestRun:
+    result: BacktestResult
+    benchmark: BacktestResult | None
+    metrics: dict[str, Any]
+
+
+def run_configured(cfg: Config, prices: pd.DataFrame, universe: tuple[str, ...], *,
+                   start: date | None = None, end: date | None = None,
+                   benchmark: str | None = None, walk_forward: WalkForward | None = None,
+                   progress: Progress | None = None) -> BacktestRun:
+    """Backtest the config's strategy (walk-forward if asked) and its benchmark."""
+    b = cfg.backtest
+    spec = backtest_spec(cfg, universe, calendar=b.calendar, start=start or b.start,
+                         end=end or b.end)
+    strategy: Strategy = cfg.build_strategy()
+    wf_strategy = None
+    if walk_forward is not None:
+        dates = prices.index
+        if spec.end is not None:
+            dates = dates[dates <= pd.Timestamp(spec.end)]
+        first = max(walk_forward.train_days, spec.settings.limits.lookback_days)
+        if spec.start is not None:
+            first = max(first, int(dates.searchsorted(pd.Timestamp(spec.start))))
+        if first >= len(dates):
+            raise BacktestInputError(
+                f"--walk-forward {walk_forward.train_days}:{walk_forward.test_days}: the price "
+                f"data has {len(dates)} days, too few for the training window")
+        learner = build_learner(cfg.strategy.name, dict(cfg.strategy.params), walk_forward)
+        wf_strategy = WalkForwardStrategy(learner, walk_forward,
+                                          fold_starts(dates, first, walk_forward.test_days))
+        spec = replace(spec, start=dates[first].date())
+        strategy = wf_strategy
+    result = run_backtest(prices, strategy, spec, progress)
+    bench_strategy = benchmark_strategy(benchmark or b.benchmark, universe)
+    bench = run_backtest(prices, bench_strategy, _benchmark_spec(spec, result))
+    metrics: dict[str, Any] = {
+        "title": f"allocbot backtest: {strategy.name}, {spec.calendar}",
+        "settings": {"calendar": spec.calendar, "starting_cash": spec.starting_cash,
+                     "commission_bps": spec.costs.commission_bps,
+                     "commission_min": spec.costs.commission_min,
+                     "slippage_bps": spec.costs.slippage_bps, "risk_free_rate": b.risk_free_rate,
+                     "universe": list(universe), "fast_drift_scan": result.fast_drift},
+        "strategy": {"name": strategy.name, **result_metrics(result, b.risk_free_rate)},
+        "benchmark": {"name": benchmark_name(bench_strategy),
+                      **result_metrics(bench, b.risk_free_rate)},
+    }
+    if wf_strategy is not None:
+        metrics["walk_forward"] = {
+            "train_days": walk_forward.train_days if walk_forward else None,
+            "test_days": walk_forward.test_days if walk_forward else None,
+            "out_of_sample": True,
+            "folds": wf_strategy.folds(result.dates[-1], prices.index),
+        }
+    return BacktestRun(result, bench, metrics)
+
+
+def load_backtest_prices(cfg: Config, prices_path: Any | None) -> tuple[pd.DataFrame,
+                                                                         tuple[str, ...]]:
+    """The price file (``--prices`` or ``[sim].prices``) cut to the configured universe."""
+    from brokers.prices import load_price_csv, select_universe
+
+    prices = load_price_csv(prices_path or cfg.sim.prices)
+    universe = cfg.universe.symbols or tuple(str(c) for c in prices.columns)
+    return select_universe(prices, universe), tuple(universe)
+
+
+def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: date | None,
+                out_dir: Any, benchmark: str | None, walk_forward: WalkForward | None,
+                show_progress: bool) -> BacktestRun:
+    """What ``allocbot backtest`` does: run, write every file, print the summary table."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from bot.backtest.report import summary_table, write_outputs
+
+    prices, universe = load_backtest_prices(cfg, prices_path)
+    console = Console()
+    if show_progress:
+        with Progress(TextColumn("backtest"), BarColumn(), TextColumn("{task.completed}/"
+                      "{task.total} days"), TimeRemainingColumn(), console=console,
+                      transient=True) as bar:
+            task = bar.add_task("backtest", total=None)
+            run = run_configured(cfg, prices, universe, start=start, end=end,
+                                 benchmark=benchmark, walk_forward=walk_forward,
+                                 progress=lambda done, total: bar.update(task, completed=done,
+                                                                         total=total))
+    else:
+        run = run_configured(cfg, prices, universe, start=start, end=end, benchmark=benchmark,
+                             walk_forward=walk_forward)
+    write_outputs(out_dir, run.result, run.benchmark, run.metrics)
+    console.print(summary_table(run.metrics))
+    failed = run.metrics["strategy"]["cycles_failed"]
+    if failed:
+        first = next(c for c in run.result.cycles if c.status is CycleStatus.FAILED)
+        console.print(f"[yellow]warning: {failed} of {len(run.result.cycles)} cycles failed; "
+                      f"first on {first.day}: {first.error}[/yellow]")
+    console.print(f"wrote {', '.join(sorted(p.name for p in out_dir.iterdir()))} to {out_dir}")
+    return run

@@ -1,0 +1,72 @@
+"""What every command does first: find the config, load it, configure logging, and turn
+bad input into one line on stderr with exit code 2 (nothing sent)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+import structlog
+
+from bot.config import Config, load_config
+from bot.errors import EXIT_BAD_INPUT, AllocbotError, ConfigError, exit_code_for
+from bot.logs import configure_logging
+
+if TYPE_CHECKING:
+    from bot.engine.runtime import Runtime
+
+log = structlog.get_logger("allocbot.cli")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_option(func: F) -> F:
+    """``--config PATH`` (default ``./config.toml`` or ``$ALLOCBOT_CONFIG``)."""
+    return click.option(
+        "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+        default=lambda: os.environ.get("ALLOCBOT_CONFIG", "config.toml"), show_default=True,
+        help="TOML config file (or set ALLOCBOT_CONFIG).",
+    )(func)
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    """Log ``startup_failed`` and print one line on stderr, then exit with ``code``."""
+    log.error("startup_failed", error=message)
+    click.echo(f"allocbot: error: {message}", err=True)
+    sys.exit(code)
+
+
+def fail_on(exc: AllocbotError) -> NoReturn:
+    """Exit for one of our own errors, with the code its class stands for."""
+    fail(str(exc), exit_code_for(exc))
+
+
+def load(config_path: Path, logs_to_stderr: bool = False) -> Config:
+    """Load config and configure logging from it; bad config exits 2 with one message."""
+    stream = sys.stderr if logs_to_stderr else sys.stdout
+    configure_logging("json", "info", stream)
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        fail(f"invalid config {config_path}: {exc}")
+    configure_logging(cfg.bot.log_format, cfg.bot.log_level, stream)
+    return cfg
+
+
+def open_runtime(cfg: Config, live: bool) -> Runtime:
+    """The broker, journal and cycle context for ``cfg``; startup errors exit cleanly."""
+    from threadpoolctl import threadpool_limits
+
+    from bot.engine.runtime import open_runtime as _open
+
+    # One BLAS thread for the process: on a small host, multi-threaded OpenBLAS stalls the
+    # optimizers when another process competes for the cores (500-asset risk parity
+    # measured at 2.5-3.2 s a call with 2 threads vs 24 ms with 1).
+    threadpool_limits(limits=1, user_api="blas")
+    try:
+        return _open(cfg, live_flag=live)
+    except AllocbotError as exc:
+        fail_on(exc)

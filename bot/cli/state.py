@@ -1,0 +1,39 @@
+"""Commands on the bot's state: ``check-config`` and ``rearm``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import structlog
+
+from bot.cli.startup import config_option, load
+from bot.config import config_as_dict
+
+log = structlog.get_logger("allocbot.cli")
+
+
+@click.command("check-config")
+@config_option
+def check_config(config_path: Path) -> None:
+    """Validate the config and print it resolved (defaults filled in) as JSON."""
+    cfg = load(config_path, logs_to_stderr=True)
+    click.echo(json.dumps(config_as_dict(cfg), indent=2, default=str))
+
+
+@click.command()
+@config_option
+def rearm(config_path: Path) -> None:
+    """Re-arm trading after a drawdown halt (resets the equity peak)."""
+    from bot.engine.cycle import HALT_KEY, PEAK_KEY
+    from bot.engine.journal import Journal
+
+    cfg = load(config_path, logs_to_stderr=True)
+    journal = Journal(cfg.state_db)
+    reason = journal.meta(HALT_KEY)
+    journal.delete_meta(HALT_KEY)
+    journal.delete_meta(PEAK_KEY)
+    journal.close()
+    log.warning("trading_rearmed", previous_halt=reason)
+    click.echo("trading re-armed" + (f" (was halted: {reason})" if reason else " (was not halted)"))

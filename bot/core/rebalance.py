@@ -1,0 +1,300 @@
+"""The rebalance planner: holdings + target weights + prices + policy → orders (pure).
+
+Weights are fractions of equity, equity = cash + Σ qty·price at the planning prices.
+Drift bands follow a threshold rule with an absolute and a relative band (cf. bt's
+``RunIfOutOfBounds``), with zero and new targets handled explicitly instead of dividing
+by the target.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from brokers.base import OrderSide
+from strategies.errors import InputDataError
+
+
+class UnsupportedPositionError(InputDataError):
+    """The account holds something the planner cannot manage (a short position in a
+    universe symbol): the operator must close it at the venue; no order is sent."""
+
+BPS = 1e-4
+WEIGHT_SUM_TOLERANCE = 1e-9
+_FLOOR_SNAP_DECIMALS = 4  # snap to 1e-4 of the last kept unit before flooring (float noise)
+RebalanceMode = Literal["drifted_only", "all_when_any"]
+
+
+@dataclass(frozen=True, slots=True)
+class RebalancePolicy:
+    """When and how to trade back to target.
+
+    Args:
+        drift_abs: absolute band, fraction of equity: drifted when |w − t| > drift_abs.
+        drift_rel: relative band: drifted when |w − t| > drift_rel · t.
+        mode: ``drifted_only`` trades only drifted assets; ``all_when_any`` brings every
+            asset to target as soon as one has drifted.
+        min_order_notional: account currency; smaller orders are not emitted (except a
+            full exit of a dropped symbol, which is always emitted so no dust lingers).
+        cash_buffer: fraction of equity kept in cash: targets are scaled down when they
+            would leave less, and buys never draw estimated cash below it.
+        cost_bps_estimate: commission + slippage reserve, basis points of notional,
+            deducted from sell proceeds and added to buy cost when sizing buys.
+    """
+
+    drift_abs: float = 0.05
+    drift_rel: float = 0.25
+    mode: RebalanceMode = "all_when_any"
+    min_order_notional: float = 1.0
+    cash_buffer: float = 0.0
+    cost_bps_estimate: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("drift_abs", "drift_rel", "min_order_notional", "cost_bps_estimate"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(
+                    f"rebalance policy {name} must be a finite number ≥ 0, got {value!r}")
+        if not (math.isfinite(self.cash_buffer) and 0 <= self.cash_buffer < 1):
+            raise ValueError(
+                f"rebalance policy cash_buffer must be in [0, 1), got {self.cash_buffer!r}")
+        if self.mode not in ("drifted_only", "all_when_any"):
+            raise ValueError(
+                f"rebalance policy mode must be 'drifted_only' or 'all_when_any', got {self.mode!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedOrder:
+    """One market order the planner wants: ``qty`` shares (> 0) at planning ``price``."""
+
+    symbol: str
+    side: OrderSide
+    qty: float
+    price: float
+    notional: float
+    reason: str  # "drift", "new_target", "dropped", "rebalance" (all_when_any, not drifted)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.qty) and self.qty > 0):
+            raise ValueError(
+                f"planned order {self.symbol}: qty must be finite and > 0, got {self.qty!r}")
+        if not (math.isfinite(self.price) and self.price > 0):
+            raise ValueError(
+                f"planned order {self.symbol}: price must be finite and > 0, got {self.price!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RebalancePlan:
+    """The planner's answer. ``orders``: all sells first, then buys, each by symbol.
+
+    ``current_weights`` and ``target_weights`` (after the cash buffer) are indexed by the
+    sorted union of held symbols and symbols with a target > 0; ``cash_after`` is estimated with the
+    policy's cost reserve.
+    """
+
+    orders: tuple[PlannedOrder, ...]
+    drifted: tuple[str, ...]
+    current_weights: pd.Series
+    target_weights: pd.Series
+    equity: float
+    cash_after: float
+
+
+def drift_mask(current: np.ndarray, target: np.ndarray, drift_abs: float,
+               drift_rel: float) -> np.ndarray:
+    """Elementwise drift test on weights (any shape, e.g. days × assets for the backtest).
+
+    Drifted when |w − t| > drift_abs or |w − t| > drift_rel·t; a new target (w == 0 < t)
+    and a dropped one (t == 0 < w) always count. NaN weights raise ValueError.
+    """
+    w = np.asarray(current, dtype=float)
+    t = np.asarray(target, dtype=float)
+    if np.isnan(w).any() or np.isnan(t).any():
+        raise InputDataError("drift_mask: current and target weights must not contain NaN")
+    gap = np.abs(w - t)
+    return (gap > drift_abs) | (gap > drift_rel * t) | ((w == 0) & (t > 0)) | ((t == 0) & (w > 0))
+
+
+def _checked_values(name: str, series: pd.Series) -> tuple[list[str], np.ndarray]:
+    """Symbols and finite float values of a Series (plain numpy: this runs every cycle)."""
+    symbols = [str(s) for s in series.index]
+    if len(set(symbols)) != len(symbols):
+        dup = next(s for i, s in enumerate(symbols) if s in symbols[:i])
+        raise InputDataError(f"{name}: duplicate symbol {dup!r}")
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputDataError(f"{name}: {symbols[i]!r} is {values[i]!r}; a finite number is required")
+    return symbols, values
+
+
+def _validated_inputs(holdings_qty: pd.Series, cash: float, targets: pd.Series,
+                      prices: pd.Series) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Universe (sorted held ∪ target > 0) with held qty, raw targets and prices aligned."""
+    held_syms, held_qty = _checked_values("holdings_qty", holdings_qty)
+    tgt_syms, tgt_values = _checked_values("targets", targets)
+    if not math.isfinite(cash):
+        raise InputDataError(f"cash must be a finite number, got {cash!r}")
+    if (held_qty < 0).any():
+        i = int(np.argmax(held_qty < 0))
+        raise UnsupportedPositionError(
+            f"short position in {held_syms[i]!r} ({held_qty[i]} shares) is not supported: "
+            "allocbot trades long-only; close it at the broker, then the next cycle resumes")
+    if (tgt_values < 0).any():
+        i = int(np.argmax(tgt_values < 0))
+        raise InputDataError(f"targets: {tgt_syms[i]!r} = {tgt_values[i]} is negative")
+    total = float(tgt_values.sum())
+    if total > 1 + WEIGHT_SUM_TOLERANCE:
+        raise InputDataError(f"targets sum to {total:.12g} > 1; weights are fractions of equity")
+    held = {s: q for s, q in zip(held_syms, held_qty, strict=True) if q > 0}
+    wanted = {s: t for s, t in zip(tgt_syms, tgt_values, strict=True) if t > 0}
+    universe = sorted(held.keys() | wanted.keys())  # a zero target not held never trades
+    price_syms = [str(s) for s in prices.index]
+    if len(set(price_syms)) != len(price_syms):
+        dup = next(s for i, s in enumerate(price_syms) if s in price_syms[:i])
+        raise InputDataError(f"prices: duplicate symbol {dup!r}")
+    price_of = dict(zip(price_syms, pd.to_numeric(prices, errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan), strict=True))
+    px = np.array([price_of.get(s, np.nan) for s in universe], dtype=float)
+    bad = ~(np.isfinite(px) & (px > 0))
+    if bad.any():
+        sym = universe[int(np.argmax(bad))]
+        raise InputDataError(f"no usable price for {sym!r} (got {price_of.get(sym)!r}); "
+                         "every held or targeted symbol needs a finite price > 0")
+    qty = np.array([held.get(s, 0.0) for s in universe], dtype=float)
+    tgt = np.array([wanted.get(s, 0.0) for s in universe], dtype=float)
+    return universe, qty, tgt, px
+
+
+def _floor_qty(qty: np.ndarray, whole: np.ndarray, qty_decimals: int) -> np.ndarray:
+    """Round quantities down: to whole shares where ``whole``, else to ``qty_decimals``."""
+    scale = np.where(whole, 1.0, 10.0 ** qty_decimals)
+    return np.maximum(np.floor(np.round(qty * scale, _FLOOR_SNAP_DECIMALS)) / scale, 0.0)
+
+
+def _size_sells(qty: np.ndarray, want: np.ndarray, whole: np.ndarray, exit_all: np.ndarray,
+                qty_decimals: int) -> np.ndarray:
+    """Shares to sell: a full exit sells exactly what is held; whole shares round to the
+    nearest share of the target, fractional ones round down; never more than held."""
+    excess = np.maximum(qty - want, 0.0)
+    whole_held = np.floor(np.round(qty, 9))  # held shares, ignoring float noise
+    nearest_whole = np.minimum(np.floor(excess + 0.5), whole_held)
+    sized = np.where(whole, nearest_whole, _floor_qty(excess, whole, qty_decimals))
+    return np.minimum(np.where(exit_all, qty, sized), qty)
+
+
+def _size_buys(shortfall: np.ndarray, px: np.ndarray, whole: np.ndarray, budget: float,
+               cost: float, qty_decimals: int) -> np.ndarray:
+    """Shares to buy, rounded down; scaled down proportionally when their cost (with the
+    cost reserve) exceeds ``budget``."""
+    budget = max(budget, 0.0)
+    buys = _floor_qty(shortfall, whole, qty_decimals)
+    unit = np.where(whole, 1.0, 10.0 ** -qty_decimals)
+    factor = 1.0
+    for _ in range(8):  # a few shrinking passes absorb float rounding at the budget edge
+        need = float(np.sum(buys * px)) * (1 + cost)
+        if need <= budget:
+            return buys
+        factor *= budget / need * (1 - 1e-12)
+        # At the rounding edge a factor of 1 − 1e-12 moves no floored quantity, and all
+        # buys used to be dropped after 8 passes: also take one increment off each buy so
+        # every pass makes progress.
+        one_less = _floor_qty(np.maximum(buys - unit, 0.0), whole, qty_decimals)
+        buys = np.minimum(_floor_qty(shortfall * factor, whole, qty_decimals), one_less)
+    return np.zeros_like(buys)
+
+
+def buffered_targets(targets: np.ndarray, cash_buffer: float) -> np.ndarray:
+    """One day's targets (1-D) after the cash buffer: scaled by (1 − cash_buffer)/Σt when
+    Σt > 1 − cash_buffer, else unchanged. Drift is measured against these (the backtest's
+    vectorized drift check must use them too)."""
+    t = np.asarray(targets, dtype=float)
+    total = float(t.sum())
+    if total > 1 - cash_buffer:
+        return t * ((1 - cash_buffer) / total)
+    return t
+
+
+def plan_rebalance(holdings_qty: pd.Series, cash: float, targets: pd.Series,
+                   prices: pd.Series, policy: RebalancePolicy,
+                   fractionable: Mapping[str, bool] | None = None,
+                   qty_decimals: int = 9) -> RebalancePlan:
+    """Plan the orders that bring drifted holdings back to target.
+
+    Rules, in order: targets are scaled by (1 − cash_buffer)/Σt when Σt > 1 − cash_buffer;
+    nothing drifted → empty plan; sells are sized first (a full exit sells exactly the
+    held qty, even below ``min_order_notional``); buys are sized to target, rounded down,
+    and scaled down proportionally when their cost × (1 + cost_bps) exceeds
+    cash + sells × (1 − cost_bps) − cash_buffer × equity; orders under
+    ``min_order_notional`` are dropped. Orders: sells, then buys, each by symbol.
+
+    Args:
+        holdings_qty: shares held per symbol (≥ 0); symbols held but not in ``targets``
+            have target 0 and are sold in full.
+        cash: account currency available.
+        targets: fractions of equity (≥ 0, sum ≤ 1, rest cash).
+        prices: planning price per share for every held symbol and every symbol with a
+            target > 0 (an unheld zero-target symbol needs none and is left out).
+        policy: drift bands, mode, minimum notional, cash buffer, cost reserve.
+        fractionable: per symbol; ``None`` means every symbol is fractionable, a symbol
+            missing from a given mapping trades whole shares (the safe choice).
+        qty_decimals: fractional quantities are rounded down to this many decimals.
+
+    Raises:
+        ValueError: NaN/negative quantity or target, targets summing above 1, or a held or
+            targeted symbol without a finite positive price (named in the message).
+    """
+    if not 0 <= qty_decimals <= 12:
+        raise ValueError(f"qty_decimals must be in 0..12, got {qty_decimals!r}")
+    universe, qty, tgt_raw, px = _validated_inputs(holdings_qty, cash, targets, prices)
+    value = qty * px
+    equity = float(cash + value.sum())
+    if not equity > 0:
+        raise InputDataError(
+            f"equity (cash {cash} + positions {value.sum()}) must be > 0, got {equity}")
+    cur = value / equity
+    tgt = buffered_targets(tgt_raw, policy.cash_buffer)
+    drifted = drift_mask(cur, tgt, policy.drift_abs, policy.drift_rel)
+    current_weights = pd.Series(cur, index=universe, dtype=float)
+    target_weights = pd.Series(tgt, index=universe, dtype=float)
+    if not drifted.any():
+        return RebalancePlan((), (), current_weights, target_weights, equity, float(cash))
+
+    trade = drifted if policy.mode == "drifted_only" else np.ones_like(drifted)
+    if fractionable is None:
+        whole = np.zeros(len(universe), dtype=bool)
+    else:
+        whole = np.array([not fractionable.get(s, False) for s in universe], dtype=bool)
+    want = tgt * equity / px
+    exit_all = trade & (tgt == 0) & (qty > 0)
+    sells = np.where(trade, _size_sells(qty, want, whole, exit_all, qty_decimals), 0.0)
+    keep_sell = (sells > 0) & ((sells * px >= policy.min_order_notional) | exit_all)
+    sells = np.where(keep_sell, sells, 0.0)
+
+    cost = policy.cost_bps_estimate * BPS
+    cash_after_sells = cash + float(np.sum(sells * px)) * (1 - cost)
+    budget = cash_after_sells - policy.cash_buffer * equity
+    shortfall = np.where(trade, np.maximum(want - qty, 0.0), 0.0)
+    buys = _size_buys(shortfall, px, whole, budget, cost, qty_decimals)
+    buys = np.where(buys * px >= policy.min_order_notional, buys, 0.0)
+
+    reasons = np.where(qty == 0, "new_target", np.where(tgt == 0, "dropped", "drift"))
+    reasons = np.where(drifted, reasons, "rebalance")
+    orders = [PlannedOrder(universe[i], OrderSide.SELL, float(sells[i]), float(px[i]),
+                           float(sells[i] * px[i]), str(reasons[i]))
+              for i in np.flatnonzero(sells > 0)]
+    orders += [PlannedOrder(universe[i], OrderSide.BUY, float(buys[i]), float(px[i]),
+                            float(buys[i] * px[i]), str(reasons[i]))
+               for i in np.flatnonzero(buys > 0)]
+    cash_after = cash_after_sells - float(np.sum(buys * px)) * (1 + cost)
+    drifted_syms = tuple(universe[i] for i in np.flatnonzero(drifted))
+    return RebalancePlan(tuple(orders), drifted_syms, current_weights, target_weights,
+                         equity, cash_after)

@@ -1,0 +1,226 @@
+"""One trading cycle: clock → account → data → weights → risk → plan → execute → record.
+
+The same ``run`` drives the daemon, ``allocbot once`` and the backtest. Steps 4–6 are pure
+functions (strategy, ``apply_risk_limits``, ``plan_rebalance``); everything with a side
+effect goes through the broker and the journal passed in the context.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from bot.core.rebalance import RebalancePolicy, plan_rebalance
+from bot.core.risk import RiskDecision, RiskLimits, apply_risk_limits
+from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_plan
+from bot.engine.journal import Journal
+from bot.engine.reconcile import reconcile
+from bot.engine.statuses import CycleStatus
+from bot.errors import AllocbotError, BrokerDataError
+from brokers.base import Broker
+from strategies import Strategy
+
+log = structlog.get_logger("allocbot.cycle")
+EXCHANGE_TZ = ZoneInfo("America/New_York")
+HALT_KEY = "halted"
+PEAK_KEY = "peak_equity"
+
+
+@dataclass(frozen=True, slots=True)
+class CycleSettings:
+    """What one cycle needs from the config, already validated."""
+
+    mode: Literal["paper", "dry_run", "live"]
+    universe: tuple[str, ...]
+    order_prefix: str
+    order_wait_secs: float
+    policy: RebalancePolicy
+    limits: RiskLimits
+    max_drawdown: float | None = None
+    commission_min: float = 0.0
+    min_history_rows: int = 0  # fetch at least this many rows ([alpaca].data_lookback_days)
+    pause_after_submit_secs: float = 0.0
+
+
+@dataclass(slots=True)
+class CycleContext:
+    broker: Broker
+    journal: Journal
+    strategy: Strategy
+    settings: CycleSettings
+
+
+@dataclass(frozen=True, slots=True)
+class CycleResult:
+    cycle_id: str
+    status: CycleStatus
+    asof: date | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def run(ctx: CycleContext) -> CycleResult:
+    """Run one cycle; never raises for a cycle-level failure (it is logged and journaled)."""
+    started = time.perf_counter()
+    cycle_id = ctx.journal.start_cycle(None)
+    with structlog.contextvars.bound_contextvars(cycle_id=cycle_id):
+        log.info("cycle_started", mode=ctx.settings.mode, strategy=ctx.strategy.name,
+                 broker=ctx.broker.name)
+        try:
+            result = _run_steps(ctx, cycle_id)
+        except AllocbotError as exc:
+            result = _failed(ctx, cycle_id, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug must not kill the daemon; it is logged in full
+            log.exception("cycle_crashed")
+            result = _failed(ctx, cycle_id, f"{type(exc).__name__}: {exc}")
+        figures = {**result.figures, "duration_ms": round((time.perf_counter() - started) * 1e3, 1)}
+        if result.status is not CycleStatus.FAILED:
+            ctx.journal.finish_cycle(cycle_id, result.status, figures)
+            log.info("cycle_finished", status=result.status,
+                     asof=str(result.asof) if result.asof else None, **figures)
+        return CycleResult(cycle_id, result.status, result.asof, figures, result.error)
+
+
+def _failed(ctx: CycleContext, cycle_id: str, error: str) -> CycleResult:
+    ctx.journal.finish_cycle(cycle_id, CycleStatus.FAILED, {"error": error})
+    log.error("cycle_failed", error=error)
+    return CycleResult(cycle_id, CycleStatus.FAILED, error=error)
+
+
+def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
+    broker, journal, s = ctx.broker, ctx.journal, ctx.settings
+    # 1. clock
+    clock = broker.clock()
+    asof = clock.now.astimezone(EXCHANGE_TZ).date()
+    journal.set_cycle_asof(cycle_id, asof)
+    if not clock.is_open:
+        log.info("market_closed", now=clock.now.isoformat(),
+                 next_open=clock.next_open.isoformat() if clock.next_open else None)
+        return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {"reason": "market_closed"})
+    reconcile(broker, journal, s.order_prefix)
+    still_open = [i.client_order_id for i in journal.open_intents()]
+    if still_open:
+        log.warning("orders_still_open", client_order_ids=still_open,
+                    note="an earlier order is still working; not trading until it is done")
+        return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {"reason": "orders_still_open"})
+    # 2. account
+    account = broker.account()
+    positions = broker.positions()
+    foreign = sorted(set(positions) - set(s.universe))
+    if foreign:
+        log.info("foreign_position_seen", symbols=foreign, note="outside the universe; untouched")
+    # 3. data
+    lookback = max(ctx.strategy.lookback_days + 1, s.limits.lookback_days + 1, s.min_history_rows)
+    prices = broker.history(list(s.universe), lookback, asof)
+    last_prices = _planning_prices(prices, s.universe, positions)
+    log.info("data_loaded", rows=len(prices), symbols=len(prices.columns),
+             first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
+    # 4. weights and 5. risk
+    weights, decision = risk_checked_targets(ctx.strategy, prices, s.universe, s.limits)
+    log.info("weights_computed", weights=_rounded(weights), cash=round(1 - weights.sum(), 6))
+    for iv in decision.interventions:
+        log.warning("risk_limited", rule=iv.rule, before=iv.before, after=iv.after)
+    log.info("risk_checked", var=decision.var, cvar=decision.cvar, var_before=decision.var_before,
+             confidence=s.limits.confidence, horizon_days=s.limits.horizon_days,
+             method=s.limits.method, weights=_rounded(decision.weights))
+    in_universe = set(s.universe)  # a tuple lookup per position is O(n²) for big universes
+    managed = {sym: p for sym, p in positions.items() if sym in in_universe}
+    holdings = pd.Series({sym: p.qty for sym, p in managed.items()}, dtype=float)
+    equity = account.cash + float((holdings * last_prices.reindex(holdings.index)).sum())
+    if _drawdown_halted(journal, equity, s.max_drawdown):
+        return CycleResult(cycle_id, CycleStatus.HALTED, asof, {"equity": round(equity, 2)})
+    # 6. plan
+    fractionable = {sym: a.fractionable for sym, a in broker.assets(list(s.universe)).items()}
+    plan = plan_rebalance(holdings, account.cash, decision.weights, last_prices, s.policy,
+                          fractionable=fractionable)
+    log.info("orders_planned", count=len(plan.orders), drifted=list(plan.drifted),
+             orders=[{"symbol": o.symbol, "side": o.side.value, "qty": o.qty,
+                      "notional": round(o.notional, 2)} for o in plan.orders])
+    # 7. execute
+    report = ExecutionReport(0, 0, 0, 0, 0, 0.0)
+    if plan.orders:
+        report = execute_plan(
+            broker, journal, cycle_id, plan.orders,
+            ExecutionSettings(prefix=s.order_prefix, dry_run=s.mode == "dry_run",
+                              order_wait_secs=s.order_wait_secs,
+                              cost_bps_estimate=s.policy.cost_bps_estimate,
+                              min_order_notional=s.policy.min_order_notional,
+                              commission_min=s.commission_min,
+                              pause_after_submit_secs=s.pause_after_submit_secs),
+            fractionable,
+        )
+    # 8. record
+    after = broker.account()
+    turnover = sum(o.notional for o in plan.orders) / equity if equity > 0 else 0.0
+    return CycleResult(cycle_id, CycleStatus.FINISHED, asof, {
+        "equity_before": round(account.equity, 2), "equity_after": round(after.equity, 2),
+        "cash_after": round(after.cash, 2), "orders_planned": len(plan.orders),
+        "orders_submitted": report.submitted, "orders_filled": report.filled,
+        "orders_partially_filled": report.partially_filled, "orders_rejected": report.rejected,
+        "orders_unfilled": report.unfilled, "commission": round(report.commission, 4),
+        "turnover": round(turnover, 6), "var": round(decision.var, 6),
+        "drifted": list(plan.drifted), "targets": _rounded(decision.weights),
+    })
+
+
+def risk_checked_targets(strategy: Strategy, prices: pd.DataFrame, universe: tuple[str, ...],
+                         limits: RiskLimits) -> tuple[pd.Series, RiskDecision]:
+    """Steps 4–5, pure: the strategy's weights over the universe (0 where it puts nothing)
+    and the risk step's decision on them. ``allocbot weights`` shows exactly this."""
+    weights = strategy.target_weights(prices).reindex(list(universe)).fillna(0.0)
+    return weights, apply_risk_limits(weights, prices, limits)
+
+
+def _planning_prices(prices: pd.DataFrame, universe: tuple[str, ...],
+                     positions: dict[str, Any]) -> pd.Series:
+    """Latest close per symbol; a held symbol without one is an error (never a NaN order)."""
+    if prices.empty:
+        raise BrokerDataError("no price history returned for the universe")
+    latest = prices.iloc[-1]
+    # forward-fill the whole window only when the latest row has a gap (rarely)
+    last = prices.ffill().iloc[-1] if latest.isna().any() else latest
+    symbols = list(universe)  # vectorized: a per-symbol pandas lookup costs ~10 µs each
+    last_u = last.reindex(symbols).to_numpy(dtype=float)
+    stale = [sym for sym, v in zip(symbols, last_u, strict=True)
+             if sym in positions and not np.isfinite(v)]
+    if stale:
+        raise BrokerDataError(f"no price for held symbol(s) {stale} as of {prices.index[-1].date()}")
+    latest_u = latest.reindex(symbols).to_numpy(dtype=float)
+    missing_today = [sym for sym, now, seen in zip(symbols, latest_u, last_u, strict=True)
+                     if np.isnan(now) and not np.isnan(seen)]
+    if missing_today:
+        raise BrokerDataError(
+            f"missing price for {missing_today} on {prices.index[-1].date()} (latest row)")
+    return last
+
+
+def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None) -> bool:
+    """Kill switch: once equity falls ``max_drawdown`` below its peak, stop trading until
+    re-armed with ``allocbot rearm`` (which resets the peak)."""
+    halted = journal.meta(HALT_KEY)
+    if halted:
+        log.warning("trading_halted", reason=halted, rearm="allocbot rearm")
+        return True
+    peak = max(float(journal.meta(PEAK_KEY) or 0.0), equity)
+    journal.set_meta(PEAK_KEY, repr(peak))
+    if max_drawdown is not None and peak > 0 and equity < peak * (1 - max_drawdown):
+        reason = (f"drawdown {1 - equity / peak:.2%} from peak {peak:.2f} exceeds "
+                  f"max_drawdown {max_drawdown:.2%}")
+        journal.set_meta(HALT_KEY, reason)
+        log.error("trading_halted", reason=reason, rearm="allocbot rearm")
+        return True
+    return False
+
+
+def _rounded(weights: pd.Series) -> dict[str, float]:
+    values = weights.to_numpy(dtype=float)
+    keep = values != 0
+    return {str(k): round(v, 6) for k, v in zip(weights.index[keep], values[keep].tolist(),
+                                                  strict=True)}

@@ -1,0 +1,172 @@
+"""Step 7 of the cycle: journal each order as an intent, then send it; sells first.
+
+Every order carries a deterministic ``client_order_id`` written to the journal before the
+order is sent, so a crash and a restart never send it twice (the venue refuses a repeated
+id, and reconciliation marks never-sent intents as such).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from bot.core.rebalance import PlannedOrder
+from bot.engine.journal import Journal
+from bot.engine.statuses import IntentStatus
+from bot.errors import ConfigError
+from brokers.base import (
+    CLIENT_ORDER_ID_MAX_CHARS,
+    Broker,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+)
+
+log = structlog.get_logger("allocbot.execution")
+
+
+def client_order_id(prefix: str, cycle_id: str, symbol: str, side: OrderSide) -> str:
+    """``<prefix>-<cycle id>-<symbol>-<b|s>``: unique per state file, ≤ 48 characters."""
+    safe_symbol = re.sub(r"[^A-Za-z0-9.]", "_", symbol)
+    cid = f"{prefix}-{cycle_id}-{safe_symbol}-{side.value[0]}"
+    if len(cid) > CLIENT_ORDER_ID_MAX_CHARS:
+        raise ConfigError(f"client_order_id for {symbol!r} would exceed 48 characters: {cid}")
+    return cid
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSettings:
+    prefix: str
+    dry_run: bool
+    order_wait_secs: float
+    cost_bps_estimate: float = 0.0
+    min_order_notional: float = 0.0
+    commission_min: float = 0.0  # per order, currency
+    pause_after_submit_secs: float = 0.0  # test hook: widens the crash window
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionReport:
+    submitted: int
+    filled: int
+    partially_filled: int
+    rejected: int
+    unfilled: int
+    commission: float
+
+
+def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
+                 orders: Sequence[PlannedOrder], settings: ExecutionSettings,
+                 fractionable: dict[str, bool]) -> ExecutionReport:
+    """Journal all intents, send sells and wait for them, re-read cash, then send buys."""
+    cids = [client_order_id(settings.prefix, cycle_id, o.symbol, o.side) for o in orders]
+    journal.record_intents(
+        cycle_id, [(c, o.symbol, o.side, o.qty, o.price) for c, o in zip(cids, orders, strict=True)],
+        status=IntentStatus.DRY_RUN if settings.dry_run else IntentStatus.INTENT,
+    )
+    for cid, o in zip(cids, orders, strict=True):
+        log.info("order_intended", client_order_id=cid, symbol=o.symbol, side=o.side.value,
+                 qty=o.qty, price_est=o.price, notional_est=round(o.notional, 2), reason=o.reason)
+    if settings.dry_run:
+        log.info("orders_not_sent", reason="dry_run", count=len(orders))
+        return ExecutionReport(0, 0, 0, 0, 0, 0.0)
+
+    results: list[tuple[Order, list[Fill]]] = []
+    sells = [(c, o) for c, o in zip(cids, orders, strict=True) if o.side is OrderSide.SELL]
+    buys = [(c, o) for c, o in zip(cids, orders, strict=True) if o.side is OrderSide.BUY]
+    results += _send_and_wait(broker, journal, [(c, o.symbol, o.side, o.qty) for c, o in sells],
+                              settings)
+    if buys:
+        sized = _size_buys_to_cash(broker, journal, buys, settings, fractionable)
+        results += _send_and_wait(broker, journal, sized, settings)
+
+    commission = sum(f.commission for _, fills in results for f in fills)
+    by_status = Counter(o.status for o, _ in results)
+    filled, rejected = by_status[OrderStatus.FILLED], by_status[OrderStatus.REJECTED]
+    partial = sum(1 for o, _ in results
+                  if o.status is not OrderStatus.FILLED and o.filled_qty > 0)
+    return ExecutionReport(
+        submitted=len(results), filled=filled, partially_filled=partial, rejected=rejected,
+        unfilled=len(results) - filled - rejected, commission=commission,
+    )
+
+
+def _size_buys_to_cash(broker: Broker, journal: Journal,
+                       buys: Sequence[tuple[str, PlannedOrder]], settings: ExecutionSettings,
+                       fractionable: dict[str, bool]) -> list[tuple[str, str, OrderSide, float]]:
+    """Scale buys down when the cash actually there (after sells) is less than planned."""
+    cash = broker.account().cash
+    cost_factor = 1.0 + settings.cost_bps_estimate / 1e4
+    needed = sum(o.notional for _, o in buys) * cost_factor + settings.commission_min * len(buys)
+    scale = 1.0 if needed <= cash else max(cash, 0.0) / needed
+    sized: list[tuple[str, str, OrderSide, float]] = []
+    if scale < 1.0:
+        log.warning("buys_scaled_to_cash", cash=round(cash, 2), needed=round(needed, 2),
+                    scale=round(scale, 6))
+    for cid, o in buys:
+        qty = o.qty
+        if scale < 1.0:
+            raw = o.qty * scale
+            qty = (math.floor(raw * 1e9) / 1e9 if fractionable.get(o.symbol, False)
+                   else float(math.floor(raw)))
+            if qty <= 0 or qty * o.price < settings.min_order_notional:
+                journal.set_status(cid, IntentStatus.UNSENT, "not enough cash after sells")
+                log.warning("order_dropped", client_order_id=cid, symbol=o.symbol,
+                            reason="not enough cash after sells")
+                continue
+            journal.resize_intent(cid, qty)
+        sized.append((cid, o.symbol, o.side, qty))
+    return sized
+
+
+def _send_and_wait(broker: Broker, journal: Journal,
+                   batch: Sequence[tuple[str, str, OrderSide, float]],
+                   settings: ExecutionSettings) -> list[tuple[Order, list[Fill]]]:
+    """Submit a batch, then wait for each order; returns each final order with its fills."""
+    sent: list[tuple[str, Order, list[Fill] | None]] = []
+    for cid, symbol, side, qty in batch:
+        order = broker.submit_order(OrderRequest(symbol=symbol, side=side, client_order_id=cid,
+                                                 qty=qty))
+        final_fills = None
+        if order.status.is_terminal:  # filled or refused at once: one journal write
+            final_fills = broker.fills_for(cid)
+            journal.record_final_order(order, final_fills)
+        else:
+            journal.update_from_order(order)
+        sent.append((cid, order, final_fills))
+        log.info("order_submitted", client_order_id=cid, symbol=symbol, side=side.value, qty=qty,
+                 broker_order_id=order.id, status=order.status.value)
+        if settings.pause_after_submit_secs > 0:
+            time.sleep(settings.pause_after_submit_secs)
+    finals = []
+    for cid, order, fills in sent:
+        if fills is None:  # a terminal order cannot change: only open ones are waited for
+            order = broker.wait_for_order(cid, settings.order_wait_secs)
+            journal.update_from_order(order)
+            fills = broker.fills_for(cid)
+            journal.replace_fills(cid, fills)
+        _log_outcome(order, sum(f.commission for f in fills))
+        finals.append((order, fills))
+    return finals
+
+
+def _log_outcome(order: Order, commission: float) -> None:
+    fields = dict(client_order_id=order.client_order_id, symbol=order.symbol,
+                  side=order.side.value, qty=order.qty, filled_qty=order.filled_qty,
+                  filled_avg_price=order.filled_avg_price, status=order.status.value)
+    if order.status is OrderStatus.FILLED:
+        log.info("order_filled", commission=round(commission, 4), **fields)
+    elif order.status is OrderStatus.REJECTED:
+        log.warning("order_rejected", reason=order.reject_reason, **fields)
+    elif order.filled_qty > 0:
+        log.warning("order_partially_filled", reason=order.reject_reason, **fields)
+    else:
+        log.warning("order_unfilled", reason=order.reject_reason, **fields)

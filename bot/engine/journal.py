@@ -1,0 +1,283 @@
+"""The journal: the bot's memory in one SQLite file (WAL mode).
+
+Cycles, order intents (written *before* an order is sent), the venue's view of each
+order, and fills. An intent's ``client_order_id`` is deterministic, so after a crash the
+journal and the venue can be reconciled without ever sending an order twice.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from bot.engine.statuses import OPEN_INTENT_STATUSES, CycleStatus, IntentStatus
+from brokers.base import Fill, Order, OrderSide
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cycles (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    cycle_id TEXT UNIQUE NOT NULL,
+    asof TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS intents (
+    client_order_id TEXT PRIMARY KEY,
+    cycle_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    symbol TEXT NOT NULL,
+    side TEXT NOT NULL,
+    qty REAL NOT NULL,
+    price_est REAL NOT NULL,
+    status TEXT NOT NULL,
+    broker_order_id TEXT,
+    filled_qty REAL NOT NULL DEFAULT 0,
+    filled_avg_price REAL,
+    reason TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS intents_status ON intents(status);
+CREATE TABLE IF NOT EXISTS fills (
+    client_order_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    symbol TEXT NOT NULL,
+    side TEXT NOT NULL,
+    qty REAL NOT NULL,
+    price REAL NOT NULL,
+    commission REAL NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (client_order_id, position)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRecord:
+    client_order_id: str
+    cycle_id: str
+    symbol: str
+    side: OrderSide
+    qty: float
+    price_est: float
+    status: IntentStatus
+    broker_order_id: str | None
+    filled_qty: float
+    filled_avg_price: float | None
+    reason: str | None
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Journal:
+    """SQLite-backed journal; safe to share between the scheduler's thread and the CLI."""
+
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+        if self.meta("instance_id") is None:
+            self.set_meta("instance_id", secrets.token_hex(2))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- meta -------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def delete_meta(self, key: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+    # -- cycles -----------------------------------------------------------------------
+    def start_cycle(self, asof: date | None) -> str:
+        """Open a cycle; its id ``<instance>-<seq>`` is unique for this state file."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO cycles(cycle_id, asof, started_at, status) VALUES (?, ?, ?, ?)",
+                ("pending", asof.isoformat() if asof else None, _now_iso(), CycleStatus.RUNNING),
+            )
+            seq = int(cur.lastrowid or 0)
+            cycle_id = f"{self.meta('instance_id')}{seq:06d}"
+            db.execute("UPDATE cycles SET cycle_id = ? WHERE seq = ?", (cycle_id, seq))
+        return cycle_id
+
+    def set_cycle_asof(self, cycle_id: str, asof: date) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE cycles SET asof = ? WHERE cycle_id = ?", (asof.isoformat(), cycle_id))
+
+    def finish_cycle(self, cycle_id: str, status: CycleStatus, summary: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE cycles SET status = ?, finished_at = ?, summary = ? WHERE cycle_id = ?",
+                (status, _now_iso(), json.dumps(summary, default=str), cycle_id),
+            )
+
+    def recent_cycles(self, limit: int = 10) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT cycle_id, asof, started_at, finished_at, status, summary FROM cycles "
+                "ORDER BY seq DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        out = []
+        for row in rows:
+            item = dict(row)
+            item["summary"] = json.loads(item["summary"]) if item["summary"] else {}
+            out.append(item)
+        return out
+
+    def abandon_running_cycles(self) -> list[str]:
+        """Mark cycles left 'running' by a crash as 'interrupted'; return their ids."""
+        with self._tx() as db:
+            ids = [r["cycle_id"] for r in db.execute(
+                "SELECT cycle_id FROM cycles WHERE status = ?", (CycleStatus.RUNNING,))]
+            db.execute(
+                "UPDATE cycles SET status = ?, finished_at = ? WHERE status = ?",
+                (CycleStatus.INTERRUPTED, _now_iso(), CycleStatus.RUNNING),
+            )
+        return ids
+
+    # -- intents and orders -----------------------------------------------------------
+    def record_intents(self, cycle_id: str, intents: Sequence[tuple[str, str, OrderSide, float, float]],
+                       status: IntentStatus = IntentStatus.INTENT) -> None:
+        """Journal (client_order_id, symbol, side, qty, price_est) rows in one transaction."""
+        now = _now_iso()
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO intents(client_order_id, cycle_id, position, symbol, side, qty, "
+                "price_est, status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (cid, cycle_id, i, sym, side.value, qty, price, status, now, now)
+                    for i, (cid, sym, side, qty, price) in enumerate(intents)
+                ],
+            )
+
+    def update_from_order(self, order: Order) -> None:
+        """Store the venue's latest view of an order we sent."""
+        with self._tx() as db:
+            self._update_order(db, order)
+
+    @staticmethod
+    def _update_order(db: sqlite3.Connection, order: Order) -> None:
+        db.execute(
+            "UPDATE intents SET status = ?, broker_order_id = ?, filled_qty = ?, "
+            "filled_avg_price = ?, reason = COALESCE(?, reason), updated_at = ? "
+            "WHERE client_order_id = ?",
+            (order.status.value, order.id, order.filled_qty, order.filled_avg_price,
+             order.reject_reason, _now_iso(), order.client_order_id),
+        )
+
+    def resize_intent(self, client_order_id: str, qty: float) -> None:
+        """Shrink an intent before it is sent (buys scaled to the cash actually there)."""
+        with self._tx() as db:
+            db.execute("UPDATE intents SET qty = ?, updated_at = ? WHERE client_order_id = ? "
+                       "AND status = ?", (qty, _now_iso(), client_order_id, IntentStatus.INTENT))
+
+    def set_status(self, client_order_id: str, status: IntentStatus, reason: str | None = None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE intents SET status = ?, reason = COALESCE(?, reason), updated_at = ? "
+                "WHERE client_order_id = ?",
+                (status, reason, _now_iso(), client_order_id),
+            )
+
+    def replace_fills(self, client_order_id: str, fills: Sequence[Fill]) -> None:
+        """Store every execution of an order (idempotent: the venue's list replaces ours)."""
+        with self._tx() as db:
+            self._replace_fills(db, client_order_id, fills)
+
+    @staticmethod
+    def _replace_fills(db: sqlite3.Connection, client_order_id: str,
+                       fills: Sequence[Fill]) -> None:
+        db.execute("DELETE FROM fills WHERE client_order_id = ?", (client_order_id,))
+        db.executemany(
+            "INSERT INTO fills(client_order_id, position, symbol, side, qty, price, "
+            "commission, at) VALUES (?,?,?,?,?,?,?,?)",
+            [(client_order_id, i, f.symbol, f.side.value, f.qty, f.price, f.commission,
+              f.at.isoformat()) for i, f in enumerate(fills)],
+        )
+
+    def record_final_order(self, order: Order, fills: Sequence[Fill]) -> None:
+        """``update_from_order`` and ``replace_fills`` of a terminal order, in one transaction
+        (a venue that fills at once, like the simulator, needs one write per order)."""
+        with self._tx() as db:
+            self._update_order(db, order)
+            self._replace_fills(db, order.client_order_id, fills)
+
+    def intents(self, cycle_id: str | None = None, statuses: Sequence[IntentStatus] | None = None
+                ) -> list[IntentRecord]:
+        sql = ("SELECT client_order_id, cycle_id, symbol, side, qty, price_est, status, "
+               "broker_order_id, filled_qty, filled_avg_price, reason FROM intents")
+        where, args = [], []
+        if cycle_id is not None:
+            where.append("cycle_id = ?")
+            args.append(cycle_id)
+        if statuses is not None:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            args.extend(statuses)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at, position"
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [
+            IntentRecord(
+                client_order_id=r["client_order_id"], cycle_id=r["cycle_id"], symbol=r["symbol"],
+                side=OrderSide(r["side"]), qty=r["qty"], price_est=r["price_est"],
+                status=IntentStatus(r["status"]), broker_order_id=r["broker_order_id"],
+                filled_qty=r["filled_qty"], filled_avg_price=r["filled_avg_price"],
+                reason=r["reason"],
+            )
+            for r in rows
+        ]
+
+    def open_intents(self) -> list[IntentRecord]:
+        """Intents whose outcome is not yet known (unsent, in flight, or partially filled)."""
+        return self.intents(statuses=OPEN_INTENT_STATUSES)
+
+    def known_client_order_ids(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT client_order_id FROM intents")}
+
+    def fill_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM fills").fetchone()[0])

@@ -1,0 +1,93 @@
+"""Reconciliation of the journal with the venue: a pure diff, and the shell that applies it.
+
+Run at start and before every cycle. It is idempotent: applying it twice changes nothing
+the second time, and it never sends an order — it only learns what happened to ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import structlog
+
+from bot.engine.journal import IntentRecord, Journal
+from bot.engine.statuses import IntentStatus
+from brokers.base import Broker, Order
+
+log = structlog.get_logger("allocbot.reconcile")
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """What the journal should learn about one of its open intents."""
+
+    client_order_id: str
+    action: Literal["update", "mark_unsent", "mark_missing"]
+    order: Order | None = None
+
+
+def diff_journal_with_venue(
+    open_intents: Sequence[IntentRecord], venue_orders: Mapping[str, Order | None]
+) -> list[Correction]:
+    """Compare open intents with the venue's orders looked up by client_order_id.
+
+    An intent the venue never saw was not sent (the process died first): it is marked
+    unsent and its id is never reused. One the venue knows is updated to the venue's state.
+    """
+    corrections: list[Correction] = []
+    for intent in open_intents:
+        order = venue_orders.get(intent.client_order_id)
+        if order is None:
+            action: Literal["mark_unsent", "mark_missing"] = (
+                "mark_unsent" if intent.status is IntentStatus.INTENT else "mark_missing"
+            )
+            corrections.append(Correction(intent.client_order_id, action))
+        elif (
+            IntentStatus.of_order(order.status) is not intent.status
+            or order.filled_qty != intent.filled_qty
+            or order.id != intent.broker_order_id
+        ):
+            corrections.append(Correction(intent.client_order_id, "update", order))
+    return corrections
+
+
+def foreign_open_orders(orders: Sequence[Order], prefix: str, known_ids: set[str]
+                        ) -> tuple[list[Order], list[Order]]:
+    """Split the venue's open orders into (ours but unknown to this journal, not ours)."""
+    ours_unknown = [o for o in orders if o.client_order_id.startswith(prefix)
+                    and o.client_order_id not in known_ids]
+    foreign = [o for o in orders if not o.client_order_id.startswith(prefix)]
+    return ours_unknown, foreign
+
+
+def reconcile(broker: Broker, journal: Journal, prefix: str) -> list[Correction]:
+    """Bring the journal up to date with the venue; report orders that are not ours."""
+    open_intents = journal.open_intents()
+    venue = {i.client_order_id: broker.get_order_by_client_id(i.client_order_id)
+             for i in open_intents}
+    corrections = diff_journal_with_venue(open_intents, venue)
+    for c in corrections:
+        if c.action == "update" and c.order is not None:
+            journal.update_from_order(c.order)
+            journal.replace_fills(c.client_order_id, broker.fills_for(c.client_order_id))
+        elif c.action == "mark_unsent":
+            journal.set_status(c.client_order_id, IntentStatus.UNSENT, "never reached the venue (restart)")
+        else:
+            journal.set_status(c.client_order_id, IntentStatus.MISSING, "venue has no such order")
+        log.info("order_reconciled", client_order_id=c.client_order_id, action=c.action,
+                 status=c.order.status.value if c.order else None)
+    venue_open = broker.list_orders(open_only=True)
+    # the journal's id set grows with every order ever sent: read it only when needed
+    ours_unknown, foreign = foreign_open_orders(
+        venue_open, prefix, journal.known_client_order_ids() if venue_open else set()
+    )
+    for o in ours_unknown:
+        log.warning("order_unknown_seen", client_order_id=o.client_order_id, symbol=o.symbol,
+                    note="carries our prefix but is not in this journal; left untouched")
+    for o in foreign:
+        log.info("foreign_order_seen", client_order_id=o.client_order_id, symbol=o.symbol,
+                 note="not ours; left untouched")
+    log.info("journal_reconciled", open_intents=len(open_intents), corrections=len(corrections))
+    return corrections

@@ -1,0 +1,150 @@
+"""Composition root: turn a validated Config into a broker, a journal and a cycle context.
+
+The only place that knows which adapter a config selects; errors here happen before any
+order can be sent.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import structlog
+
+from bot.config import Config
+from bot.core.rebalance import RebalancePolicy
+from bot.core.risk import RiskLimits
+from bot.engine.cycle import CycleContext, CycleSettings
+from bot.engine.journal import Journal
+from bot.errors import ConfigError
+from brokers.base import Broker
+from brokers.prices import load_price_csv, select_universe
+
+log = structlog.get_logger("allocbot.runtime")
+LIVE_CONFIRM_ENV = "ALLOCBOT_CONFIRM_LIVE"
+COST_MARGIN_BPS = 0.1  # keeps float rounding from turning an exact-cash buy into a rejection
+PAUSE_AFTER_SUBMIT_ENV = "ALLOCBOT_TEST_PAUSE_AFTER_SUBMIT_SECS"  # crash tests only
+
+
+@dataclass(slots=True)
+class Runtime:
+    config: Config
+    broker: Broker
+    journal: Journal
+    context: CycleContext
+
+    def close(self) -> None:
+        close = getattr(self.broker, "close", None)
+        if callable(close):
+            close()
+        self.journal.close()
+
+
+def check_live_switches(cfg: Config, live_flag: bool) -> None:
+    """Live trading needs both ``mode = "live"`` and ``--live``/ALLOCBOT_CONFIRM_LIVE=yes."""
+    env_ok = os.environ.get(LIVE_CONFIRM_ENV, "").strip().lower() == "yes"
+    confirmed = live_flag or env_ok
+    if cfg.bot.mode == "live" and not confirmed:
+        raise ConfigError(
+            '[bot].mode is "live" but live trading was not confirmed: add --live on the '
+            f"command line or set {LIVE_CONFIRM_ENV}=yes (real money will be traded)"
+        )
+    if confirmed and cfg.bot.mode != "live":
+        source = "--live" if live_flag else f"{LIVE_CONFIRM_ENV}=yes"
+        raise ConfigError(
+            f'{source} was given but [bot].mode is "{cfg.bot.mode}": set mode = "live" in the '
+            "config as well to trade real money, or drop the confirmation"
+        )
+
+
+def build_broker(cfg: Config) -> tuple[Broker, tuple[str, ...]]:
+    """The configured adapter and the resolved universe."""
+    if cfg.broker.kind == "sim":
+        from brokers.sim.broker import SimulatedBroker
+
+        prices = load_price_csv(cfg.sim.prices)
+        symbols = cfg.universe.symbols or tuple(str(c) for c in prices.columns)
+        select_universe(prices, symbols)  # every universe symbol must be in the file
+        # The simulator gets every column, so holdings outside the universe still price.
+        broker: Broker = SimulatedBroker(
+            cfg.state_db, prices, starting_cash=cfg.sim.starting_cash,
+            commission_bps=cfg.sim.commission_bps, commission_min=cfg.sim.commission_min,
+            slippage_bps=cfg.sim.slippage_bps, fractional=cfg.sim.fractional,
+            replay_start=cfg.sim.replay_start,
+        )
+        return broker, tuple(symbols)
+    if not cfg.universe.symbols:
+        raise ConfigError('[universe].symbols: required with [broker].kind = "alpaca"')
+    return build_alpaca_broker(cfg), cfg.universe.symbols
+
+
+def build_alpaca_broker(cfg: Config) -> Broker:
+    """Alpaca paper (or live, by ``[bot].mode``) with keys from the environment."""
+    from brokers.alpaca.broker import AlpacaBroker
+
+    a = cfg.alpaca
+    return AlpacaBroker.from_environment(
+        paper=cfg.bot.mode != "live", feed=a.feed, base_url=a.base_url, data_url=a.data_url,
+        cache_dir=cfg.bot.state_dir / "cache", http_timeout_secs=a.http_timeout_secs,
+        retry_budget_secs=a.retry_budget_secs, poll_interval_secs=a.poll_interval_secs,
+        retry_backoff_secs=a.retry_backoff_secs, retry_backoff_max_secs=a.retry_backoff_max_secs,
+    )
+
+
+def risk_limits(cfg: Config) -> RiskLimits:
+    k = cfg.risk
+    return RiskLimits(max_var=k.max_var, confidence=k.confidence, method=k.method,
+                      horizon_days=k.horizon_days, lookback_days=k.lookback_days,
+                      max_weight=k.max_weight, safe_asset=k.safe_asset)
+
+
+def rebalance_policy(cfg: Config) -> RebalancePolicy:
+    """Planner policy; on the simulator buys reserve its commission + slippage rate."""
+    r = cfg.rebalance
+    cost_bps = 0.0
+    if cfg.broker.kind == "sim":  # slippage raises the price, commission is on the slipped notional
+        c, sl = cfg.sim.commission_bps / 1e4, cfg.sim.slippage_bps / 1e4
+        cost_bps = ((1 + c) * (1 + sl) - 1) * 1e4 + COST_MARGIN_BPS
+    return RebalancePolicy(drift_abs=r.drift_abs, drift_rel=r.drift_rel, mode=r.mode,
+                           min_order_notional=r.min_order_notional, cash_buffer=r.cash_buffer,
+                           cost_bps_estimate=cost_bps)
+
+
+def cycle_settings(cfg: Config, universe: tuple[str, ...]) -> CycleSettings:
+    safe = cfg.risk.safe_asset
+    if safe is not None and safe not in universe:
+        raise ConfigError(f"[risk].safe_asset: {safe!r} is not in the universe {universe}")
+    return CycleSettings(
+        mode=cfg.bot.mode, universe=universe, order_prefix=cfg.bot.order_prefix,
+        order_wait_secs=cfg.broker.order_wait_secs, policy=rebalance_policy(cfg),
+        limits=risk_limits(cfg), max_drawdown=cfg.risk.max_drawdown,
+        min_history_rows=cfg.alpaca.data_lookback_days if cfg.broker.kind == "alpaca" else 0,
+        commission_min=cfg.sim.commission_min if cfg.broker.kind == "sim" else 0.0,
+        pause_after_submit_secs=float(os.environ.get(PAUSE_AFTER_SUBMIT_ENV, "0") or 0),
+    )
+
+
+def open_runtime(cfg: Config, live_flag: bool = False) -> Runtime:
+    """Check the live switches, open the journal and the broker, verify the account."""
+    check_live_switches(cfg, live_flag)
+    journal = Journal(cfg.state_db)
+    try:
+        broker, universe = build_broker(cfg)
+        settings = cycle_settings(cfg, universe)
+        strategy = cfg.build_strategy()
+        if cfg.broker.kind == "alpaca":
+            from brokers.alpaca.broker import check_account_mode, mask_account_number
+
+            account = broker.account()
+            check_account_mode(account, paper=cfg.bot.mode != "live")
+            if cfg.bot.mode == "live":
+                log.warning("live_trading_enabled", account=mask_account_number(account),
+                            equity=round(account.equity, 2))
+    except BaseException:
+        journal.close()
+        raise
+    interrupted = journal.abandon_running_cycles()
+    if interrupted:
+        log.warning("cycles_interrupted", cycle_ids=interrupted,
+                    note="a previous run stopped mid-cycle; reconciling with the broker")
+    return Runtime(cfg, broker, journal, CycleContext(broker, journal, strategy, settings))

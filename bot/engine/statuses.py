@@ -1,0 +1,43 @@
+"""The states a cycle and an order intent can be in, as the journal stores them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from brokers.base import OrderStatus
+
+
+class CycleStatus(StrEnum):
+    """How a cycle ended (``running`` while it runs)."""
+
+    RUNNING = "running"
+    FINISHED = "finished"  # ran every step (it may have planned no order)
+    SKIPPED = "skipped"  # market closed, or an earlier order still working
+    HALTED = "halted"  # the drawdown kill switch is on: nothing traded
+    FAILED = "failed"  # bad data, a strategy that could not compute, a venue failure
+    INTERRUPTED = "interrupted"  # the process died mid-cycle; found at the next start
+
+
+class IntentStatus(StrEnum):
+    """An order intent's state: the bot's own states, then the venue's (``OrderStatus``)."""
+
+    INTENT = "intent"  # journaled, not yet known to have reached the venue
+    UNSENT = "unsent"  # found after a restart never to have reached the venue; abandoned
+    DRY_RUN = "dry_run"  # dry-run mode: journaled and logged, never sent
+    MISSING = "missing"  # the venue once knew it and no longer does
+    NEW = "new"
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+    @classmethod
+    def of_order(cls, status: OrderStatus) -> IntentStatus:
+        """The intent state that mirrors a venue order state."""
+        return cls(status.value)
+
+
+OPEN_INTENT_STATUSES: tuple[IntentStatus, ...] = (
+    IntentStatus.INTENT, IntentStatus.NEW, IntentStatus.ACCEPTED, IntentStatus.PARTIALLY_FILLED)

@@ -1,0 +1,413 @@
+"""The Alpaca adapter: alpaca-py's ``TradingClient`` and ``StockHistoricalDataClient``
+behind our ``Broker`` protocol. alpaca-py types never leave the ``brokers/alpaca*`` modules.
+
+Safety for an unattended bot (see shared/FIELD-NOTES.md): every HTTP call has a timeout and
+our own bounded retry (``alpaca_http``); every order carries its ``client_order_id`` and a
+422 duplicate is resolved by looking the order up, never by resending; rejections come back
+as ``REJECTED`` orders carrying Alpaca's code and message; keys never reach a message.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import structlog
+from alpaca.common.enums import Sort
+from alpaca.data.enums import Adjustment, DataFeed
+from alpaca.data.historical import StockHistoricalDataClient
+from alpaca.data.requests import StockBarsRequest
+from alpaca.data.timeframe import TimeFrame
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderSide as AlpacaSide
+from alpaca.trading.enums import QueryOrderStatus, TimeInForce
+from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, MarketOrderRequest
+
+from brokers.alpaca.data import (
+    NEW_YORK,
+    CachedDailyCloses,
+    DailyCloseCache,
+    RawBars,
+    lookback_start,
+)
+from brokers.alpaca.http import ApiErrorInfo, RetryBudget, install_http_policy
+from brokers.alpaca.orders import OrderBook, order_from_alpaca, size_order
+from brokers.base import (
+    Account,
+    AssetInfo,
+    Clock,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    Position,
+)
+from brokers.errors import BrokerConfigError, BrokerDataError
+
+log = structlog.get_logger("brokers.alpaca")
+
+KEY_ENV = "APCA_API_KEY_ID"
+SECRET_ENV = "APCA_API_SECRET_KEY"
+PAPER_ACCOUNT_PREFIX = "PA"
+DUPLICATE_CLIENT_ORDER_ID_CODE = 40010001
+SIP_RECENT_DATA_DELAY = timedelta(minutes=16)
+CANCEL_GRACE_POLLS = 4  # polls after a cancel for Alpaca to report it (pending_cancel first)
+_FEEDS = {"iex": DataFeed.IEX, "sip": DataFeed.SIP, "delayed_sip": DataFeed.DELAYED_SIP}
+
+
+def account_is_paper(account: Account) -> bool:
+    """Alpaca paper account numbers begin with "PA"."""
+    return account.account_number.startswith(PAPER_ACCOUNT_PREFIX)
+
+
+def check_account_mode(account: Account, paper: bool) -> None:
+    """Refuse a live config that reaches a paper account, or the reverse."""
+    if account_is_paper(account) != paper:
+        want, got = ("paper", "live") if paper else ("live", "paper")
+        raise BrokerConfigError(
+            f"configured for {want} trading but Alpaca account {mask_account_number(account)} "
+            f"is a {got} account: use the {want} keys or change [bot] mode"
+        )
+
+
+def mask_account_number(account: Account) -> str:
+    """Account number with all but the last 4 characters masked, for logs."""
+    number = account.account_number
+    return "*" * max(len(number) - 4, 0) + number[-4:]
+
+
+class AlpacaBroker:
+    """``Broker`` over Alpaca's REST APIs (paper or live). Not thread-safe: one cycle at a time."""
+
+    name = "alpaca"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        secret_key: str,
+        paper: bool,
+        feed: str = "iex",
+        base_url: str | None = None,
+        data_url: str | None = None,
+        cache_dir: Path,
+        http_timeout_secs: float = 10.0,
+        retry_budget_secs: float = 60.0,
+        poll_interval_secs: float = 0.5,
+        retry_backoff_secs: float = 0.25,
+        retry_backoff_max_secs: float = 8.0,
+    ) -> None:
+        if feed not in _FEEDS:
+            raise BrokerConfigError(f"alpaca.feed = {feed!r}: expected one of {sorted(_FEEDS)}")
+        if not api_key or not secret_key:
+            raise BrokerConfigError(f"Alpaca keys missing: set {KEY_ENV} and {SECRET_ENV}")
+        self.paper = paper
+        self.feed = feed
+        self.base_url = base_url
+        self.data_url = data_url
+        self.poll_interval_secs = poll_interval_secs
+        self._trading = TradingClient(api_key, secret_key, paper=paper, url_override=base_url)
+        self._data = StockHistoricalDataClient(api_key, secret_key, url_override=data_url)
+        install_http_policy(self._trading, http_timeout_secs)
+        install_http_policy(self._data, http_timeout_secs)
+        self._budget = RetryBudget(retry_budget_secs, retry_backoff_secs, retry_backoff_max_secs)
+        self._orders = OrderBook()
+        self._assets: dict[str, AssetInfo] = {}
+        self._closes = CachedDailyCloses(
+            DailyCloseCache(Path(cache_dir), feed),
+            self._fetch_bars,
+            lambda: datetime.now(NEW_YORK).date(),
+            source=f"alpaca bars (feed {feed})",
+        )
+
+    @classmethod
+    def from_environment(cls, **kwargs: Any) -> AlpacaBroker:
+        """Build with keys from ``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY`` (never a file)."""
+        keys = {}
+        for arg, env in (("api_key", KEY_ENV), ("secret_key", SECRET_ENV)):
+            value = os.environ.get(env, "").strip()
+            if not value:
+                raise BrokerConfigError(
+                    f"environment variable {env} is not set: export your Alpaca "
+                    f"{'paper' if kwargs.get('paper', True) else 'live'} key there"
+                )
+            keys[arg] = value
+        return cls(**keys, **kwargs)
+
+    def __repr__(self) -> str:
+        return (
+            f"AlpacaBroker(paper={self.paper}, feed={self.feed!r}, "
+            f"base_url={self.base_url!r}, data_url={self.data_url!r})"
+        )
+
+    # ------------------------------------------------------------------ cycle
+    def on_wake(self) -> None:
+        """A new cycle: restore the retry budget."""
+        self._budget.reset()
+
+    def clock(self) -> Clock:
+        c = self._budget.call("GET /v2/clock", self._trading.get_clock)
+        return Clock(
+            now=c.timestamp.astimezone(UTC),
+            is_open=bool(c.is_open),
+            next_open=c.next_open.astimezone(UTC),
+            next_close=c.next_close.astimezone(UTC),
+        )
+
+    def trading_days(self, start: date, end: date) -> list[date]:
+        """Exchange trading days in [start, end] from Alpaca's calendar (not the host's)."""
+        request = GetCalendarRequest(start=start, end=end)
+        days = self._budget.call("GET /v2/calendar", lambda: self._trading.get_calendar(request))
+        return [d.date for d in days]
+
+    def account(self) -> Account:
+        a = self._budget.call("GET /v2/account", self._trading.get_account)
+        return Account(
+            account_number=str(a.account_number),
+            cash=_number(a.cash, "account.cash"),
+            equity=_number(a.equity, "account.equity"),
+            buying_power=_number(a.buying_power, "account.buying_power"),
+            currency=str(a.currency or "USD"),
+        )
+
+    def verify_account_mode(self) -> Account:
+        """Fetch the account and refuse it if paper/live does not match this broker's mode."""
+        account = self.account()
+        check_account_mode(account, self.paper)
+        return account
+
+    def positions(self) -> dict[str, Position]:
+        rows = self._budget.call("GET /v2/positions", self._trading.get_all_positions)
+        out = {}
+        for p in rows:
+            out[p.symbol] = Position(
+                symbol=p.symbol,
+                qty=_number(p.qty, f"position {p.symbol}.qty"),
+                avg_entry_price=_number(p.avg_entry_price, f"position {p.symbol}.avg_entry_price"),
+                market_value=_number(p.market_value or "0", f"position {p.symbol}.market_value"),
+            )
+        return out
+
+    def assets(self, symbols: Sequence[str]) -> dict[str, AssetInfo]:
+        """Tradable/fractionable flags; a non-tradable or unknown symbol is a config error."""
+        out = {}
+        for symbol in symbols:
+
+            def unknown(info: ApiErrorInfo, symbol: str = symbol) -> Any:
+                raise BrokerConfigError(
+                    f"symbol {symbol}: Alpaca does not know this asset ({info.describe()}); "
+                    "remove it from [universe].symbols"
+                )
+
+            a = self._budget.call(
+                f"GET /v2/assets/{symbol}",
+                lambda s=symbol: self._trading.get_asset(s),
+                refused=unknown,
+            )
+            status = str(getattr(a.status, "value", a.status))
+            if not (a.tradable and status == "active"):
+                raise BrokerConfigError(
+                    f"symbol {symbol} is not tradable on Alpaca (status {status}, "
+                    f"tradable={a.tradable}): remove it from [universe].symbols"
+                )
+            out[symbol] = AssetInfo(symbol=symbol, tradable=True, fractionable=bool(a.fractionable))
+        self._assets.update(out)
+        return out
+
+    # ------------------------------------------------------------------ data
+    def history(self, symbols: Sequence[str], lookback_days: int, end: date) -> pd.DataFrame:
+        """Last ``lookback_days`` daily adjusted closes up to ``end`` (cached on disk)."""
+        frame = self._closes.closes(list(symbols), lookback_start(end, lookback_days), end)
+        return frame.tail(lookback_days)
+
+    def daily_closes(self, symbols: Sequence[str], start: date, end: date) -> pd.DataFrame:
+        """Daily adjusted closes on [start, end] (for ``allocbot data fetch``)."""
+        return self._closes.closes(list(symbols), start, end)
+
+    def _fetch_bars(self, symbols: Sequence[str], start: date, end: date) -> RawBars:
+        request = StockBarsRequest(
+            symbol_or_symbols=list(symbols),
+            timeframe=TimeFrame.Day,
+            start=datetime.combine(start, datetime.min.time(), NEW_YORK),
+            end=self._bars_end(end),
+            adjustment=Adjustment.ALL,
+            feed=_FEEDS[self.feed],
+            sort=Sort.ASC,
+        )
+        what = f"GET /v2/stocks/bars {','.join(symbols)} {start}..{end}"
+        barset = self._budget.call(what, lambda: self._data.get_stock_bars(request))
+        raw = {s: [(b.timestamp, float(b.close)) for b in bars] for s, bars in barset.data.items()}
+        log.info(
+            "bars_fetched",
+            symbols=list(symbols),
+            start=str(start),
+            end=str(end),
+            bars=sum(len(v) for v in raw.values()),
+            feed=self.feed,
+        )
+        return raw
+
+    def _bars_end(self, end: date) -> datetime:
+        """End of ``end``'s New York day; for the SIP feed no later than 16 minutes ago,
+        since Alpaca's free plan refuses (403) queries of the latest 15 minutes of SIP."""
+        end_of_day = datetime.combine(end, datetime.max.time().replace(microsecond=0), NEW_YORK)
+        if self.feed != "sip":
+            return end_of_day
+        return min(end_of_day, datetime.now(UTC) - SIP_RECENT_DATA_DELAY)
+
+    # ------------------------------------------------------------------ orders
+    def submit_order(self, request: OrderRequest) -> Order:
+        """Send a market day order; idempotent on ``client_order_id``; rejections returned."""
+        asset = self._assets.get(request.symbol) or self.assets([request.symbol])[request.symbol]
+        size = size_order(request, asset.fractionable)
+        if size.refusal is not None:
+            return self._orders.not_sent(request, size.refusal)
+        qty, notional = size.qty, size.notional
+        alpaca_request = MarketOrderRequest(
+            symbol=request.symbol,
+            qty=qty,
+            notional=notional,
+            side=AlpacaSide.BUY if request.side is OrderSide.BUY else AlpacaSide.SELL,
+            time_in_force=TimeInForce.DAY,
+            client_order_id=request.client_order_id,
+        )
+        cid = request.client_order_id
+
+        def refused(info: ApiErrorInfo) -> Any:
+            if info.code == DUPLICATE_CLIENT_ORDER_ID_CODE or "must be unique" in info.message:
+                existing = self.get_order_by_client_id(cid)
+                if existing is not None:
+                    log.info(
+                        "order_duplicate_found",
+                        client_order_id=cid,
+                        order_id=existing.id,
+                        status=existing.status.value,
+                    )
+                    return existing
+            return self._orders.rejected(request, qty, notional, info)
+
+        raw = self._budget.call(
+            f"POST /v2/orders {cid}",
+            lambda: self._trading.submit_order(alpaca_request),
+            refused=refused,
+        )
+        if isinstance(raw, Order):  # answered by ``refused``: already logged or rejected
+            if raw.status is OrderStatus.REJECTED and not raw.id:
+                log.warning(
+                    "order_refused",
+                    client_order_id=cid,
+                    symbol=request.symbol,
+                    reason=raw.reject_reason,
+                )
+            return raw
+        order = self._orders.observe(order_from_alpaca(raw))
+        log.info(
+            "order_accepted",
+            client_order_id=cid,
+            order_id=order.id,
+            symbol=request.symbol,
+            side=request.side.value,
+            qty=qty,
+            notional=notional,
+        )
+        return order
+
+    def get_order_by_client_id(self, client_order_id: str) -> Order | None:
+        local = self._orders.local(client_order_id)
+        if local is not None:
+            return local
+        raw = self._budget.call(
+            f"GET /v2/orders:by_client_order_id {client_order_id}",
+            lambda: self._trading.get_order_by_client_id(client_order_id),
+            refused=lambda info: None if info.status == 404 else _raise_refused(info),
+        )
+        return None if raw is None else self._orders.observe(order_from_alpaca(raw))
+
+    def list_orders(self, open_only: bool = True) -> list[Order]:
+        status = QueryOrderStatus.OPEN if open_only else QueryOrderStatus.ALL
+        query = GetOrdersRequest(status=status, limit=500)
+        rows = self._budget.call("GET /v2/orders", lambda: self._trading.get_orders(query))
+        return [self._orders.observe(order_from_alpaca(o)) for o in rows]
+
+    def cancel_order(self, order_id: str) -> None:
+        """Ask Alpaca to cancel; an order that is already done (404/422) is left alone."""
+
+        def refused(info: ApiErrorInfo) -> None:
+            log.info("order_cancel_refused", order_id=order_id, reason=info.describe())
+
+        self._budget.call(
+            f"DELETE /v2/orders/{order_id}",
+            lambda: self._trading.cancel_order_by_id(order_id),
+            refused=refused,
+        )
+
+    def wait_for_order(self, client_order_id: str, timeout_secs: float) -> Order:
+        """Poll until terminal; on timeout cancel, then re-fetch (it may have filled
+        meanwhile) for a few more polls until Alpaca reports the cancel as done."""
+        order = self._poll_until_terminal(client_order_id, timeout_secs)
+        if order.status.is_terminal:
+            return order
+        log.warning(
+            "order_wait_timed_out",
+            client_order_id=client_order_id,
+            order_id=order.id,
+            status=order.status.value,
+            filled_qty=order.filled_qty,
+            timeout_secs=timeout_secs,
+        )
+        self.cancel_order(order.id)
+        grace_secs = CANCEL_GRACE_POLLS * self.poll_interval_secs
+        return self._poll_until_terminal(client_order_id, grace_secs)
+
+    def _poll_until_terminal(self, client_order_id: str, timeout_secs: float) -> Order:
+        deadline = time.monotonic() + timeout_secs
+        while True:
+            order = self._require_order(client_order_id)
+            remaining = deadline - time.monotonic()
+            if order.status.is_terminal or remaining <= 0:
+                return order
+            time.sleep(min(self.poll_interval_secs, remaining))
+
+    def _require_order(self, client_order_id: str) -> Order:
+        order = self.get_order_by_client_id(client_order_id)
+        if order is None:
+            raise BrokerDataError(
+                f"order {client_order_id}: Alpaca has no order with this client_order_id"
+            )
+        return order
+
+    def fills_for(self, client_order_id: str) -> list[Fill]:
+        """Executions observed so far, synthesized from cumulative filled_qty (commission 0)."""
+        return self._orders.fills(client_order_id)
+
+
+def fetch_daily_closes(
+    broker: AlpacaBroker, symbols: Sequence[str], start: date, end: date
+) -> pd.DataFrame:
+    """Daily adjusted closes for the ``allocbot data fetch`` command: index ``date``
+    (exchange dates), one column per symbol."""
+    if end < start:
+        raise BrokerDataError(f"data fetch: end {end} is before start {start}")
+    return broker.daily_closes(symbols, start, end)
+
+
+def _number(value: object, field: str) -> float:
+    """Alpaca sends numbers as strings; a missing, garbled or infinite one is a data error."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise BrokerDataError(f"Alpaca {field} is {value!r}, expected a finite number")
+    return number
+
+
+def _raise_refused(info: ApiErrorInfo) -> Any:
+    raise BrokerConfigError(f"Alpaca refused the request ({info.describe()})")

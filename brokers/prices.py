@@ -1,0 +1,143 @@
+"""Load a wide CSV of daily adjusted closes and pick a universe from it.
+
+The file shape is the one the bundled sample market uses (``bot/sample_market/sample_prices.csv``)
+and any real data export can use: a ``date`` column (ISO ``YYYY-MM-DD``) and one column
+per symbol with the adjusted close in account currency. Blank cells before a symbol's
+first price mean "not listed yet" and are kept as NaN; any other blank, a zero, negative
+or non-numeric price, an unparseable, duplicate or unsorted date is an error that names
+the file, the line and the symbol, because a bad price must never reach an order.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from brokers.base import validate_price_frame
+from brokers.errors import BrokerDataError
+
+DATE_COLUMN = "date"
+# Line 1 of the file is the header, so data row i (0-based) sits on line i + 2.
+_FIRST_DATA_LINE = 2
+
+
+def _read_header(path: Path) -> list[str]:
+    """The header cells, stripped; errors name the file when it is empty or has duplicates."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # tolerate a BOM
+        header = next(csv.reader(handle), None)
+    if not header or all(not cell.strip() for cell in header):
+        raise BrokerDataError(f"{path}: file is empty (expected a header with a 'date' column)")
+    names = [cell.strip() for cell in header]
+    if DATE_COLUMN not in names:
+        raise BrokerDataError(
+            f"{path}: no '{DATE_COLUMN}' column in header {names}; the first column must be "
+            f"'{DATE_COLUMN}' (YYYY-MM-DD) followed by one column per symbol"
+        )
+    seen: set[str] = set()
+    for name in names:
+        if not name:
+            raise BrokerDataError(f"{path}: header has an empty column name: {names}")
+        if name in seen:
+            raise BrokerDataError(f"{path}: column {name!r} appears twice in the header")
+        seen.add(name)
+    if len(names) < 2:
+        raise BrokerDataError(f"{path}: no symbol columns besides '{DATE_COLUMN}'")
+    return names
+
+
+def _parse_dates(raw: pd.Series, path: Path) -> pd.DatetimeIndex:
+    """ISO dates to a naive DatetimeIndex; the first bad cell is reported with its line."""
+    text = raw.str.strip()
+    parsed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise BrokerDataError(
+            f"{path}: line {row + _FIRST_DATA_LINE}: unparseable date {raw.iloc[row]!r} "
+            f"(expected YYYY-MM-DD)"
+        )
+    index = pd.DatetimeIndex(parsed, name=DATE_COLUMN)
+    return index
+
+
+def _parse_prices(raw: pd.DataFrame, dates: pd.DatetimeIndex, path: Path) -> pd.DataFrame:
+    """Text cells to float64; blank → NaN, anything else non-numeric is an error."""
+    columns: dict[str, np.ndarray] = {}
+    for symbol in raw.columns:
+        text = raw[symbol].str.strip()
+        values = pd.to_numeric(text.mask(text == ""), errors="coerce").to_numpy(dtype=float)
+        bad = np.isnan(values) & (text != "").to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise BrokerDataError(
+                f"{path}: line {row + _FIRST_DATA_LINE} ({dates[row].date()}): price for "
+                f"{symbol} is {raw[symbol].iloc[row]!r}, not a number"
+            )
+        columns[str(symbol)] = values
+    return pd.DataFrame(columns, index=dates)
+
+
+def load_price_csv(path: str | Path) -> pd.DataFrame:
+    """Read a wide close-price CSV into a float frame indexed by date.
+
+    Args:
+        path: CSV with a ``date`` column (YYYY-MM-DD) and one column per symbol.
+
+    Returns:
+        DataFrame with a naive ``DatetimeIndex`` named ``date`` and float64 columns in file
+        order; leading NaNs mark symbols not listed yet.
+
+    Raises:
+        BrokerDataError: missing file, no ``date`` column, unparseable/duplicate/unsorted
+            date, NaN after a symbol's first price, zero/negative/non-numeric price. The
+            message names the file and the line or date and the symbol.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BrokerDataError(f"price file not found: {path}")
+    names = _read_header(path)
+    try:
+        raw = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skipinitialspace=True,
+            encoding="utf-8-sig",
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise BrokerDataError(f"{path}: not a readable CSV: {exc}") from exc
+    raw.columns = names
+    raw = raw.fillna("")  # short rows: missing trailing cells read as blanks
+    if raw.empty:
+        raise BrokerDataError(f"{path}: header only, no price rows")
+    dates = _parse_dates(raw[DATE_COLUMN], path)
+    symbols = raw.drop(columns=DATE_COLUMN)
+    prices = _parse_prices(symbols, dates, path)
+    return validate_price_frame(prices, str(path))
+
+
+def select_universe(prices: pd.DataFrame, symbols: Sequence[str]) -> pd.DataFrame:
+    """The given symbols' columns, in the given order.
+
+    Raises:
+        BrokerDataError: a symbol is not a column of ``prices`` (all missing ones are named),
+            a symbol is listed twice, or the list is empty.
+    """
+    wanted = list(symbols)
+    if not wanted:
+        raise BrokerDataError("universe is empty: list at least one symbol")
+    repeated = sorted({s for s in wanted if wanted.count(s) > 1})
+    if repeated:
+        raise BrokerDataError(f"universe lists {', '.join(repeated)} more than once")
+    missing = [s for s in wanted if s not in prices.columns]
+    if missing:
+        raise BrokerDataError(
+            f"universe symbol(s) {', '.join(missing)} not in the price data "
+            f"(available: {', '.join(map(str, prices.columns))})"
+        )
+    return prices[wanted]

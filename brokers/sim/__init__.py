@@ -1,0 +1,1 @@
+"""The simulated paper venue: a SQLite account trading a replayed price file."""

@@ -1,0 +1,442 @@
+"""A simulated paper broker: a persistent SQLite account trading a replayed price file.
+
+The market is a wide frame of daily closes. Its clock replays the frame: each
+``on_wake()`` moves one trading day forward (``advance_to`` jumps, for the backtest), the
+market is "open" at 15:45 New York time of the replay day, and market orders fill at once
+at that day's close moved against the trader by ``slippage_bps``. The account (cash,
+positions, orders, fills, replay cursor) lives in ``sim_*`` tables of the bot's SQLite
+file, one transaction per order, so it survives restarts; ``":memory:"`` gives a
+throw-away account for backtests.
+
+Numbers: quantities are rounded to 9 decimals (Alpaca's fractional precision); cash is
+plain float64 arithmetic (never rounded to cents, so equity = cash + Σ qty × close holds
+exactly and nothing is silently lost). Prices and costs: ``brokers/sim/pricing.py``;
+the SQLite books: ``brokers/sim/ledger.py``.
+
+One instance per database file at a time: the account is cached in memory and written
+through, so a second live instance on the same file would not see the first's trades.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Self
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from brokers.base import (
+    Account,
+    AssetInfo,
+    Clock,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    Position,
+    validate_price_frame,
+)
+from brokers.errors import BrokerConfigError, BrokerDataError
+from brokers.sim.ledger import Holding, LedgerState, SimLedger
+from brokers.sim.pricing import QTY_DECIMALS, FillPlan, SimCosts, plan_fill
+
+log = structlog.get_logger("brokers.sim")
+
+EXCHANGE_TZ = ZoneInfo("America/New_York")
+REPLAY_TIME = time(15, 45)  # the simulated cycle runs just before the close it fills at
+OPEN_TIME = time(9, 30)
+CLOSE_TIME = time(16, 0)
+WARMUP_ROWS = 252  # default replay start: one year (252 trading days) of history before it
+ACCOUNT_NUMBER = "sim-paper"
+
+
+def _exchange_time(day: date, at: time) -> datetime:
+    """``day`` at New York wall-clock ``at``, as an aware UTC datetime."""
+    return datetime.combine(day, at, EXCHANGE_TZ).astimezone(UTC)
+
+
+def _as_date(value: date) -> date:
+    """A calendar date from a date, pandas Timestamp or datetime (aware: New York's date)."""
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        aware = value.tzinfo is not None and value.utcoffset() is not None
+        return value.astimezone(EXCHANGE_TZ).date() if aware else value.date()
+    return value
+
+
+class SimulatedBroker:
+    """The ``Broker`` protocol over a replayed price frame and a SQLite paper account."""
+
+    name = "sim"
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        prices: pd.DataFrame,
+        *,
+        starting_cash: float,
+        commission_bps: float = 0.0,
+        commission_min: float = 0.0,
+        slippage_bps: float = 0.0,
+        fractional: bool = True,
+        replay_start: date | None = None,
+    ) -> None:
+        """Open (or create) the paper account in ``db_path`` over ``prices``.
+
+        Args:
+            db_path: SQLite file shared with the journal (``":memory:"`` for a backtest).
+            prices: wide daily closes, naive ``DatetimeIndex``, one column per symbol;
+                must include every symbol the account holds.
+            starting_cash: account currency; used only when the account is created.
+            commission_bps: commission as basis points of the fill's notional.
+            commission_min: minimum commission per filled order, account currency.
+            slippage_bps: basis points the fill price moves against the trader.
+            fractional: allow fractional quantities and notional orders.
+            replay_start: the first wake opens the first data date ≥ this; default: the
+                row after one year (252 rows) of history.
+        """
+        if not math.isfinite(starting_cash) or starting_cash < 0:
+            raise BrokerConfigError(f"sim starting_cash must be >= 0, got {starting_cash!r}")
+        self._costs = SimCosts(commission_bps, commission_min, slippage_bps)
+        self._fractional = fractional
+        self._prices = validate_price_frame(prices, "sim prices")
+        if self._prices.empty:
+            raise BrokerDataError("sim prices: no rows or no symbols")
+        self._closes = self._prices.to_numpy(dtype=np.float64, copy=True)
+        self._closes.flags.writeable = False
+        self._dates: list[date] = [ts.date() for ts in self._prices.index]
+        self._row_of: dict[date, int] = {d: i for i, d in enumerate(self._dates)}
+        self._col_of: dict[str, int] = {str(s): j for j, s in enumerate(self._prices.columns)}
+        self._symbols = list(self._col_of)
+        if len(self._col_of) != self._prices.shape[1]:
+            raise BrokerDataError("sim prices: duplicate symbol columns")
+        if replay_start is None:
+            self._start_row = min(WARMUP_ROWS, len(self._dates) - 1)
+        else:
+            self._start_row = bisect_left(self._dates, replay_start)
+        self._lock = threading.RLock()
+        self._ledger = SimLedger(db_path)
+        self._restore(self._ledger.load_or_create(float(starting_cash)))
+
+    def _restore(self, state: LedgerState) -> None:
+        """Take over the stored account; its replay date must be in the price data."""
+        self._cash, self._ended, self._next_seq = state.cash, state.ended, state.next_seq
+        self._row: int | None = None
+        if state.cursor_date is not None:
+            self._row = self._row_of.get(date.fromisoformat(state.cursor_date))
+            if self._row is None:
+                raise BrokerDataError(
+                    f"sim account replay date {state.cursor_date} is not in the price data; "
+                    f"use the price file the account was started with, or a new state file"
+                )
+        unpriced = sorted(set(state.holdings) - set(self._col_of))
+        if unpriced:
+            raise BrokerDataError(
+                f"sim account holds {', '.join(unpriced)} but the price data has no such "
+                f"column; keep every held symbol in the prices given to the simulator"
+            )
+        self._qty = {s: qty for s, (qty, _) in state.holdings.items()}
+        self._avg = {s: avg for s, (_, avg) in state.holdings.items()}
+        # The same quantities by price column, so equity is one vector product per call.
+        self._qty_by_col = np.zeros(len(self._col_of))
+        for symbol, qty in self._qty.items():
+            self._qty_by_col[self._col_of[symbol]] = qty
+        self._fills_booked = 0  # with the mark row, keys the positions() cache
+        self._positions_cache: tuple[tuple[int, int], dict[str, Position]] | None = None
+        if state.created:
+            log.info("sim_account_created", starting_cash=state.cash)
+        else:
+            log.info("sim_account_resumed", cash=state.cash, replay_date=state.cursor_date)
+
+    def _save_cursor(self) -> None:
+        cursor = None if self._row is None else self._dates[self._row].isoformat()
+        self._ledger.save_cursor(cursor, self._ended)
+
+    def close(self) -> None:
+        """Close the database connection (the account stays on disk)."""
+        with self._lock:
+            self._ledger.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- replay clock --------------------------------------------------------------
+
+    @property
+    def prices(self) -> pd.DataFrame:
+        """The whole validated price frame (future rows included: for the backtest's books)."""
+        return self._prices
+
+    def _is_open(self) -> bool:
+        return self._row is not None and not self._ended
+
+    def current_date(self) -> date | None:
+        """The replay day the market is open on; None before the first wake or after the end."""
+        with self._lock:
+            return self._dates[self._row] if self._is_open() and self._row is not None else None
+
+    def on_wake(self) -> None:
+        """Advance the replayed market one trading day (the first wake opens the start day)."""
+        with self._lock:
+            last = len(self._dates) - 1
+            if self._row is None and self._start_row <= last:
+                self._row = self._start_row
+                log.info("replay_started", replay_date=self._dates[self._row].isoformat())
+            elif self._row is not None and self._row < last:
+                self._row, self._ended = self._row + 1, False  # resumes if data were appended
+            elif not self._ended:
+                self._ended = True
+                log.info("replay_ended", last_date=self._dates[last].isoformat())
+            self._save_cursor()
+
+    def advance_to(self, day: date) -> date:
+        """Open the market on the last data date ≤ ``day`` and return it (backtest driver).
+
+        Raises:
+            BrokerDataError: ``day`` is before the first data date.
+            ValueError: it would move the replay backwards (fills cannot be undone).
+        """
+        with self._lock:
+            day = _as_date(day)
+            row = bisect_right(self._dates, day) - 1
+            if row < 0:
+                raise BrokerDataError(
+                    f"sim prices: {day} is before the first date {self._dates[0]}"
+                )
+            if self._row is not None and row < self._row:
+                raise ValueError(
+                    f"replay cannot move backwards: at {self._dates[self._row]}, asked for {day}"
+                )
+            self._ended = self._ended and row == self._row  # an ended replay stays ended
+            self._row = row
+            self._save_cursor()
+            return self._dates[row]
+
+    def clock(self) -> Clock:
+        """Open at 15:45 New York on the replay day; closed before the first wake and at the end."""
+        with self._lock:
+            if self._is_open() and self._row is not None:
+                day = self._dates[self._row]
+                following = self._row + 1 < len(self._dates)
+                return Clock(
+                    now=_exchange_time(day, REPLAY_TIME),
+                    is_open=True,
+                    next_open=(
+                        _exchange_time(self._dates[self._row + 1], OPEN_TIME) if following else None
+                    ),
+                    next_close=_exchange_time(day, CLOSE_TIME),
+                )
+            if self._row is None and self._start_row < len(self._dates):
+                first = self._dates[self._start_row]
+                return Clock(
+                    now=_exchange_time(first, time(9, 0)),
+                    is_open=False,
+                    next_open=_exchange_time(first, OPEN_TIME),
+                    next_close=_exchange_time(first, CLOSE_TIME),
+                )
+            return Clock(now=_exchange_time(self._dates[-1], CLOSE_TIME), is_open=False)
+
+    def _visible_rows(self) -> int:
+        """How many rows are in the past or present of the replay clock."""
+        if self._row is None:
+            return min(self._start_row, len(self._dates))
+        return self._row + 1
+
+    # ----- market data ---------------------------------------------------------------
+
+    def _columns(self, symbols: Sequence[str]) -> list[int]:
+        missing = [s for s in symbols if s not in self._col_of]
+        if missing:
+            raise BrokerDataError(
+                f"sim prices have no symbol(s) {', '.join(missing)} "
+                f"(available: {', '.join(self._col_of)})"
+            )
+        return [self._col_of[s] for s in symbols]
+
+    def history(self, symbols: Sequence[str], lookback_days: int, end: date) -> pd.DataFrame:
+        """The last ``lookback_days`` closes on or before min(``end``, replay day); never later."""
+        if lookback_days < 1:
+            raise ValueError(f"lookback_days must be >= 1, got {lookback_days}")
+        symbols = list(symbols)
+        cols = self._columns(symbols)
+        with self._lock:
+            stop = min(bisect_right(self._dates, _as_date(end)), self._visible_rows())
+        start = max(0, stop - lookback_days)
+        return pd.DataFrame(
+            self._closes[start:stop][:, cols],
+            index=self._prices.index[start:stop],
+            columns=pd.Index(symbols),
+        )
+
+    def assets(self, symbols: Sequence[str]) -> dict[str, AssetInfo]:
+        self._columns(symbols)
+        return {s: AssetInfo(s, tradable=True, fractionable=self._fractional) for s in symbols}
+
+    def _mark_row(self) -> int:
+        """The row positions are valued at: today, or the last visible day when closed."""
+        return self._row if self._row is not None else self._visible_rows() - 1
+
+    def _close(self, symbol: str, row: int) -> float:
+        if row < 0:
+            raise BrokerDataError(f"sim: no price for {symbol} before the replay starts")
+        value = float(self._closes[row, self._col_of[symbol]])
+        if math.isnan(value):
+            raise BrokerDataError(f"sim: no price for held {symbol} on {self._dates[row]}")
+        return value
+
+    # ----- account -------------------------------------------------------------------
+
+    def account(self) -> Account:
+        """Cash and equity = cash + Σ qty × close of the mark day.
+
+        The sum is ``math.fsum`` (correctly rounded, so independent of position order); each
+        term is the same float product as the position's ``market_value``.
+        """
+        with self._lock:
+            if not self._qty:
+                return Account(ACCOUNT_NUMBER, self._cash, self._cash, buying_power=self._cash)
+            row = self._mark_row()
+            held = np.flatnonzero(self._qty_by_col)
+            if row < 0:
+                self._close(self._symbols[held[0]], row)  # raises: nothing to value them at
+            values = self._qty_by_col[held] * self._closes[row, held]
+            if np.isnan(values).any():
+                self._close(self._symbols[held[np.isnan(values)][0]], row)  # raises, naming it
+            equity = math.fsum([self._cash, *values.tolist()])
+            return Account(ACCOUNT_NUMBER, self._cash, equity, buying_power=self._cash)
+
+    def positions(self) -> dict[str, Position]:
+        """Holdings valued at the mark day's close (cached until the next fill or day)."""
+        with self._lock:
+            row = self._mark_row()
+            key = (row, self._fills_booked)
+            if self._positions_cache is None or self._positions_cache[0] != key:
+                held = {
+                    s: Position(s, qty, self._avg[s], qty * self._close(s, row))
+                    for s, qty in self._qty.items()
+                }
+                self._positions_cache = (key, held)
+            return dict(self._positions_cache[1])
+
+    # ----- orders --------------------------------------------------------------------
+
+    def submit_order(self, request: OrderRequest) -> Order:
+        """Fill a market order now at today's close ± slippage, or record it as rejected.
+
+        Idempotent: a known ``client_order_id`` returns the stored order, untouched.
+        """
+        with self._lock:
+            known = self._ledger.order(request.client_order_id)
+            if known is not None:
+                return known
+            outcome = self._evaluate(request)
+            now = (_exchange_time(self._dates[self._row], REPLAY_TIME)  # = clock().now, cheaper
+                   if self._is_open() and self._row is not None else self.clock().now)
+            order = Order(
+                id=f"sim-{self._next_seq:09d}",
+                client_order_id=request.client_order_id,
+                symbol=request.symbol,
+                side=request.side,
+                status=OrderStatus.REJECTED if isinstance(outcome, str) else OrderStatus.FILLED,
+                qty=None if request.qty is None else float(request.qty),
+                notional=None if request.notional is None else float(request.notional),
+                filled_qty=0.0 if isinstance(outcome, str) else outcome.qty,
+                filled_avg_price=None if isinstance(outcome, str) else outcome.price,
+                submitted_at=now,
+                reject_reason=outcome if isinstance(outcome, str) else None,
+            )
+            if isinstance(outcome, str):
+                self._ledger.record(self._next_seq, order, None, self._cash, None)
+            else:
+                self._fill(order, outcome)
+            self._next_seq += 1
+            return order
+
+    def _evaluate(self, request: OrderRequest) -> FillPlan | str:
+        if not self._is_open() or self._row is None:
+            return "market_closed: the simulated market is closed (replay not started or ended)"
+        if request.symbol not in self._col_of:
+            return f"unknown_symbol: {request.symbol} is not in the sim price data"
+        close = float(self._closes[self._row, self._col_of[request.symbol]])
+        if math.isnan(close):
+            return f"no_price: {request.symbol} has no price on {self._dates[self._row]}"
+        held = self._qty.get(request.symbol, 0.0)
+        return plan_fill(request, close, held, self._cash, self._costs, self._fractional)
+
+    def _fill(self, order: Order, plan: FillPlan) -> None:
+        """Book a fill: write it with the new cash and position, then update the cache.
+
+        The average entry price excludes commission, as Alpaca reports it.
+        """
+        assert order.submitted_at is not None
+        symbol = order.symbol
+        held, avg = self._qty.get(symbol, 0.0), self._avg.get(symbol, 0.0)
+        if order.side is OrderSide.BUY:
+            qty = round(held + plan.qty, QTY_DECIMALS)
+            avg = (held * avg + plan.qty * plan.price) / qty
+        else:
+            qty = round(held - plan.qty, QTY_DECIMALS)
+        cash = self._cash + plan.cash_delta
+        fill = Fill(
+            order.id, order.client_order_id, symbol, order.side, plan.qty, plan.price,
+            plan.commission, order.submitted_at,
+        )  # fmt: skip
+        self._ledger.record(self._next_seq, order, fill, cash, Holding(symbol, qty, avg))
+        self._cash = cash
+        self._fills_booked += 1
+        self._qty_by_col[self._col_of[symbol]] = max(qty, 0.0)
+        if qty > 0:
+            self._qty[symbol], self._avg[symbol] = qty, avg
+        else:
+            self._qty.pop(symbol, None)
+            self._avg.pop(symbol, None)
+
+    def get_order_by_client_id(self, client_order_id: str) -> Order | None:
+        with self._lock:
+            return self._ledger.order(client_order_id)
+
+    def list_orders(self, open_only: bool = True) -> list[Order]:
+        """Every order, oldest first; simulated orders are terminal at once, so none are open."""
+        if open_only:
+            return []
+        with self._lock:
+            return self._ledger.orders()
+
+    def cancel_order(self, order_id: str) -> None:
+        """No-op: every simulated order is already terminal. Unknown ids are an error."""
+        with self._lock:
+            if not self._ledger.has_order_id(order_id):
+                raise BrokerDataError(f"sim: no order with id {order_id}")
+
+    def wait_for_order(self, client_order_id: str, timeout_secs: float) -> Order:
+        """The order's state, already terminal (fills are immediate); no waiting happens."""
+        order = self.get_order_by_client_id(client_order_id)
+        if order is None:
+            raise BrokerDataError(f"sim: no order with client_order_id {client_order_id}")
+        return order
+
+    def fills_for(self, client_order_id: str) -> list[Fill]:
+        with self._lock:
+            return self._ledger.fills(client_order_id)
+
+    def fills_table(self) -> pd.DataFrame:
+        """Every fill of the account, oldest first, as columns symbol, side, qty, price,
+        commission, at (aware UTC): one query, for the backtest's trade list."""
+        with self._lock:
+            rows = self._ledger.fill_rows()
+        table = pd.DataFrame.from_records(
+            rows, columns=["symbol", "side", "qty", "price", "commission", "at"])
+        table["at"] = pd.to_datetime(table["at"], utc=True, format="ISO8601")
+        return table

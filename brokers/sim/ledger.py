@@ -1,0 +1,214 @@
+"""The simulated paper account's books in SQLite: cash, positions, orders, fills, cursor.
+
+Every table is prefixed ``sim_`` because the file is shared with the bot's journal.
+WAL mode with ``synchronous=NORMAL`` survives a killed process; each order (with its
+fill, cash and position change) is written in one ``BEGIN IMMEDIATE`` transaction, so a
+crash leaves either all of it or none. Only ``brokers/sim/broker.py`` uses this module.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from brokers.base import Fill, Order, OrderSide, OrderStatus
+from brokers.errors import BrokerConfigError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sim_account (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    cash REAL NOT NULL,
+    starting_cash REAL NOT NULL,
+    cursor_date TEXT,
+    ended INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sim_positions (
+    symbol TEXT PRIMARY KEY,
+    qty REAL NOT NULL,
+    avg_entry_price REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sim_orders (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    client_order_id TEXT NOT NULL UNIQUE,
+    symbol TEXT NOT NULL,
+    side TEXT NOT NULL,
+    status TEXT NOT NULL,
+    qty REAL,
+    notional REAL,
+    filled_qty REAL NOT NULL,
+    filled_avg_price REAL,
+    submitted_at TEXT NOT NULL,
+    reject_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS sim_fills (
+    order_id TEXT NOT NULL,
+    client_order_id TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    side TEXT NOT NULL,
+    qty REAL NOT NULL,
+    price REAL NOT NULL,
+    commission REAL NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sim_fills_client_order_id ON sim_fills (client_order_id);
+"""
+_ORDER_COLUMNS = (
+    "id, client_order_id, symbol, side, status, qty, notional, filled_qty, "
+    "filled_avg_price, submitted_at, reject_reason"
+)
+_FILL_COLUMNS = "order_id, client_order_id, symbol, side, qty, price, commission, at"
+_SELECT_ORDER_BY_CID = f"SELECT {_ORDER_COLUMNS} FROM sim_orders WHERE client_order_id = ?"
+_SELECT_ORDERS = f"SELECT {_ORDER_COLUMNS} FROM sim_orders ORDER BY seq"
+_SELECT_FILLS = f"SELECT {_FILL_COLUMNS} FROM sim_fills WHERE client_order_id = ? ORDER BY rowid"
+_INSERT_ORDER = f"INSERT INTO sim_orders (seq, {_ORDER_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+_INSERT_FILL = f"INSERT INTO sim_fills ({_FILL_COLUMNS}) VALUES ({', '.join('?' * 8)})"
+_UPDATE_CASH = "UPDATE sim_account SET cash = ? WHERE id = 1"
+_UPDATE_CURSOR = "UPDATE sim_account SET cursor_date = ?, ended = ? WHERE id = 1"
+_UPSERT_POSITION = (
+    "INSERT INTO sim_positions (symbol, qty, avg_entry_price) VALUES (?, ?, ?) "
+    "ON CONFLICT (symbol) DO UPDATE SET qty = excluded.qty, "
+    "avg_entry_price = excluded.avg_entry_price"
+)
+_DELETE_POSITION = "DELETE FROM sim_positions WHERE symbol = ?"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerState:
+    """The account as stored: cash, replay cursor (ISO date or None), holdings, next seq."""
+
+    created: bool
+    cash: float
+    cursor_date: str | None
+    ended: bool
+    holdings: dict[str, tuple[float, float]]  # symbol → (qty, avg entry price)
+    next_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """A position after a fill; qty 0 means the position is closed (row deleted)."""
+
+    symbol: str
+    qty: float
+    avg_entry_price: float
+
+
+def _order_from_row(row: tuple[Any, ...]) -> Order:
+    return Order(
+        id=row[0],
+        client_order_id=row[1],
+        symbol=row[2],
+        side=OrderSide(row[3]),
+        status=OrderStatus(row[4]),
+        qty=row[5],
+        notional=row[6],
+        filled_qty=row[7],
+        filled_avg_price=row[8],
+        submitted_at=datetime.fromisoformat(row[9]),
+        reject_reason=row[10],
+    )
+
+
+def _fill_from_row(row: tuple[Any, ...]) -> Fill:
+    return Fill(
+        row[0], row[1], row[2], OrderSide(row[3]), row[4], row[5], row[6],
+        datetime.fromisoformat(row[7]),
+    )  # fmt: skip
+
+
+class SimLedger:
+    """Reads and writes the ``sim_*`` tables through one connection (caller serialises)."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        if str(db_path) != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(
+                str(db_path), isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
+            db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise BrokerConfigError(f"sim account database {db_path}: {exc}") from exc
+        self._db = db
+
+    def load_or_create(self, starting_cash: float) -> LedgerState:
+        """The stored account, or a new one holding ``starting_cash`` if there is none."""
+        db = self._db
+        row = db.execute("SELECT cash, cursor_date, ended FROM sim_account").fetchone()
+        created = row is None
+        if created:
+            db.execute(
+                "INSERT INTO sim_account (id, cash, starting_cash, cursor_date, ended, created_at)"
+                " VALUES (1, ?, ?, NULL, 0, ?)",
+                (starting_cash, starting_cash, datetime.now(UTC).isoformat()),
+            )
+            row = (starting_cash, None, 0)
+        held = db.execute("SELECT symbol, qty, avg_entry_price FROM sim_positions ORDER BY symbol")
+        holdings = {symbol: (float(qty), float(avg)) for symbol, qty, avg in held}
+        last_seq = db.execute("SELECT MAX(seq) FROM sim_orders").fetchone()[0]
+        return LedgerState(
+            created, float(row[0]), row[1], bool(row[2]), holdings, 1 + (last_seq or 0)
+        )
+
+    def save_cursor(self, cursor_date: str | None, ended: bool) -> None:
+        self._db.execute(_UPDATE_CURSOR, (cursor_date, int(ended)))
+
+    def record(
+        self, seq: int, order: Order, fill: Fill | None, cash: float, holding: Holding | None
+    ) -> None:
+        """Store an order and, if it filled, its fill, the new cash and position: atomically."""
+        assert order.submitted_at is not None
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                _INSERT_ORDER,
+                (seq, order.id, order.client_order_id, order.symbol, order.side.value,
+                 order.status.value, order.qty, order.notional, order.filled_qty,
+                 order.filled_avg_price, order.submitted_at.isoformat(), order.reject_reason),
+            )  # fmt: skip
+            if fill is not None:
+                db.execute(
+                    _INSERT_FILL,
+                    (fill.order_id, fill.client_order_id, fill.symbol, fill.side.value,
+                     fill.qty, fill.price, fill.commission, fill.at.isoformat()),
+                )  # fmt: skip
+                db.execute(_UPDATE_CASH, (cash,))
+            if holding is not None and holding.qty > 0:
+                db.execute(_UPSERT_POSITION, (holding.symbol, holding.qty, holding.avg_entry_price))
+            elif holding is not None:
+                db.execute(_DELETE_POSITION, (holding.symbol,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def order(self, client_order_id: str) -> Order | None:
+        row = self._db.execute(_SELECT_ORDER_BY_CID, (client_order_id,)).fetchone()
+        return None if row is None else _order_from_row(row)
+
+    def has_order_id(self, order_id: str) -> bool:
+        query = "SELECT 1 FROM sim_orders WHERE id = ?"
+        return self._db.execute(query, (order_id,)).fetchone() is not None
+
+    def orders(self) -> list[Order]:
+        return [_order_from_row(r) for r in self._db.execute(_SELECT_ORDERS)]
+
+    def fills(self, client_order_id: str) -> list[Fill]:
+        return [_fill_from_row(r) for r in self._db.execute(_SELECT_FILLS, (client_order_id,))]
+
+    def fill_rows(self) -> list[tuple[Any, ...]]:
+        """Every fill as a raw row (symbol, side, qty, price, commission, at ISO), oldest
+        first: the backtest's trade list, without building 10⁵ Fill objects."""
+        query = "SELECT symbol, side, qty, price, commission, at FROM sim_fills ORDER BY rowid"
+        return self._db.execute(query).fetchall()
+
+    def close(self) -> None:
+        self._db.close()
