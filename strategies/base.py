@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -25,14 +25,36 @@ class StrategyConfigError(ConfigError):
 
 @runtime_checkable
 class Strategy(Protocol):
+    """What the cycle asks of a strategy. Registered strategies subclass it explicitly to
+    take the defaults of the optional members below.
+
+    ``target_weights`` is a pure function of the close history up to the as-of date (the
+    last row) and, for strategies that weigh trading costs, of the portfolio's current
+    weights (fractions of equity by symbol; ``None`` when unknown, e.g. the first cycle).
+    """
+
     name: str
+    #: True when no price can change the targets (``fixed``): the backtest may then skip
+    #: the days on which no asset left its drift band.
+    targets_are_static: ClassVar[bool] = False
 
     @property
     def lookback_days(self) -> int:
         """Rows of price history the strategy needs (the cycle fetches at least this many)."""
         ...
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series: ...
+    @property
+    def warmup_days(self) -> int:
+        """Rows of history a backtest needs before its first day (default: the lookback)."""
+        return self.lookback_days
+
+    @property
+    def label(self) -> str:
+        """How reports name this strategy (default: its registry name)."""
+        return self.name
+
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series: ...
 
 
 S = TypeVar("S")

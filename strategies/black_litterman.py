@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from strategies.base import StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
 from strategies.estimators import (
     EstimatorSettings,
     check_market_weights,
@@ -105,7 +105,7 @@ def view_uncertainty(cov: np.ndarray, picks: np.ndarray, tau: float,
 
 @register("black_litterman")
 @dataclass(frozen=True, slots=True)
-class BlackLitterman:
+class BlackLitterman(Strategy):
     """Black-Litterman posterior returns, then long-only mean-variance with δ.
 
     Prior π = δΣw_mkt (``market_weights`` table SYMBOL = weight, normalized; equal when
@@ -181,7 +181,8 @@ class BlackLitterman:
         picks = np.array(rows).reshape(len(rows), len(symbols))
         return picks, np.array(targets, dtype=float), confidences
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         symbols, mu, cov = self.posterior(prices)
         lower, upper = bound_vectors(self.bounds, symbols)
         check_bounds(lower, upper, symbols)

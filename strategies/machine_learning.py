@@ -20,7 +20,7 @@ import structlog
 from sklearn.linear_model import Lasso, Ridge
 from sklearn.model_selection import TimeSeriesSplit
 
-from strategies.base import StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
 from strategies.estimators import ANNUALIZATION_DAYS, EstimatorSettings, simple_returns
 from strategies.tactical import check_float, check_int
 
@@ -156,7 +156,7 @@ class Forecast:
 
 @register("ml_regression")
 @dataclass(frozen=True, slots=True)
-class MLRegression:
+class MLRegression(Strategy):
     """Ridge/lasso forecasts of ``horizon_days`` returns → long-only mean-variance.
 
     One pooled linear model over all assets and dates of the window, features
@@ -244,7 +244,8 @@ class MLRegression:
         mu = predicted * (ANNUALIZATION_DAYS / self.horizon_days)
         return Forecast(symbols=panel.symbols, mu_annual=mu, alpha=alpha, cv_mse=mse)
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         from strategies.mean_variance import optimize_mean_variance  # H1's shared solver
 
         fc = self.forecast(prices)

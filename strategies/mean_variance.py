@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from strategies.base import StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
 from strategies.estimators import Estimate, EstimatorSettings, factor_covariance
 from strategies.frontier import efficient_risk_weights, max_sharpe_weights
 from strategies.qp import check_bounds, polish_weights, solve_qp
@@ -75,7 +75,7 @@ def bound_vectors(bounds: tuple[float, float] | Mapping[str, tuple[float, float]
 
 
 @dataclass(frozen=True, slots=True)
-class RiskModelStrategy:
+class RiskModelStrategy(Strategy):
     """Shared parameters (config keys under ``[strategy.params]``) of the optimizers that
     need only Σ:
 
@@ -104,7 +104,8 @@ class RiskModelStrategy:
         return EstimatorSettings(lookback_days=self.lookback_days, covariance=self.covariance,
                                  cov_half_life_days=self.cov_half_life_days)
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         """Weights from the last ``lookback_days`` returns up to the last row (as-of date);
         assets without full history get 0."""
         est = self.settings.estimate(prices, with_returns=self.uses_expected_returns)

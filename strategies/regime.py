@@ -97,7 +97,7 @@ def regime_prices(returns: pd.DataFrame, in_regime: np.ndarray) -> pd.DataFrame:
 
 @register("regime_kmeans")
 @dataclass(frozen=True, slots=True)
-class RegimeKMeans:
+class RegimeKMeans(Strategy):
     """Allocate by the market regime of the as-of date (k-means of market vol and trend).
 
     Exactly one of:
@@ -179,7 +179,8 @@ class RegimeKMeans:
         feats = market_features(returns, self.vol_window_days, self.trend_window_days)
         return fit_regimes(feats, self.n_regimes, self.random_state)
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         asof_row(prices, self.name)
         returns = simple_returns(prices, self.lookback_days)
         fit = self._fit(returns, prices)

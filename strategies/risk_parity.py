@@ -16,7 +16,7 @@ from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from scipy.spatial.distance import squareform
 
-from strategies.base import StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
 from strategies.estimators import EstimatorSettings
 
 ERC_MAX_ITERATIONS = 100
@@ -141,7 +141,7 @@ def _full_weights(prices: pd.DataFrame, symbols: pd.Index, w: np.ndarray,
 
 @register("risk_parity")
 @dataclass(frozen=True, slots=True)
-class RiskParity:
+class RiskParity(Strategy):
     """Equal risk contribution (Maillard, Roncalli & Teïletche 2010): w_i(Σw)_i equal for
     every asset, or ∝ ``budgets`` — a table symbol = relative risk budget > 0, unlisted
     symbols 1 (so ``{SPY = 2}`` gives SPY twice the risk of each other asset); long-only,
@@ -164,7 +164,8 @@ class RiskParity:
                 if not (float(budget) > 0 and np.isfinite(float(budget))):
                     raise StrategyConfigError(f"budgets.{symbol} must be > 0, got {budget}")
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         est = self.settings.estimate(prices, with_returns=False)
         budgets = self.budgets or {}
         b = np.array([float(budgets.get(s, 1.0)) for s in est.symbols])
@@ -173,7 +174,7 @@ class RiskParity:
 
 @register("hrp")
 @dataclass(frozen=True, slots=True)
-class HierarchicalRiskParity:
+class HierarchicalRiskParity(Strategy):
     """López de Prado's hierarchical risk parity; ``linkage`` one of single (default),
     complete, average, ward."""
 
@@ -191,7 +192,8 @@ class HierarchicalRiskParity:
             raise StrategyConfigError(f"linkage: unknown method {self.linkage!r}; accepted: "
                                       f"{', '.join(LINKAGE_METHODS)}")
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         est = self.settings.estimate(prices, with_returns=False)
         return _full_weights(prices, est.symbols, hrp_weights(est.cov, self.linkage),
                              self.name)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from strategies.base import StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
 from strategies.estimators import sample_covariance, simple_returns
 
 log = structlog.get_logger("strategies")
@@ -80,7 +80,7 @@ def asof_row(prices: pd.DataFrame, name: str) -> pd.Series:
 
 @register("fixed")
 @dataclass(frozen=True, slots=True)
-class Fixed:
+class Fixed(Strategy):
     """Constant target weights, from ``weights`` or a named ``preset`` (exactly one).
 
     Args:
@@ -115,6 +115,11 @@ class Fixed:
         return 1
 
     @property
+    def label(self) -> str:
+        """A preset's name (``sixty_forty``), else ``fixed``."""
+        return self.preset or self.name
+
+    @property
     def targets(self) -> Mapping[str, float]:
         """The configured symbol → weight mapping (preset resolved)."""
         if self.preset is not None:
@@ -122,7 +127,8 @@ class Fixed:
         assert self.weights is not None
         return self.weights
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         last = asof_row(prices, self.name)
         targets = self.targets
         missing = [s for s in targets if s not in prices.columns]
@@ -145,7 +151,7 @@ class Fixed:
 
 @register("equal_weight")
 @dataclass(frozen=True, slots=True)
-class EqualWeight:
+class EqualWeight(Strategy):
     """1/N over the columns that have a price on the as-of (last) row."""
 
     name: ClassVar[str] = "equal_weight"
@@ -154,7 +160,8 @@ class EqualWeight:
     def lookback_days(self) -> int:
         return 1
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         last = asof_row(prices, self.name)
         priced = last.notna().to_numpy()
         for symbol in prices.columns[~priced]:
@@ -186,7 +193,7 @@ def inverse_volatility_weights(prices: pd.DataFrame, lookback_days: int) -> pd.S
 
 @register("inverse_volatility")
 @dataclass(frozen=True, slots=True)
-class InverseVolatility:
+class InverseVolatility(Strategy):
     """w ∝ 1/σ (annualized sample volatility of daily simple returns over ``lookback_days``).
 
     Args:
@@ -202,7 +209,8 @@ class InverseVolatility:
             raise StrategyConfigError(
                 f"lookback_days: expected an integer ≥ 2, got {self.lookback_days!r}")
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         w = inverse_volatility_weights(prices, self.lookback_days)
         out = w.reindex(prices.columns, fill_value=0.0)
         return finalize_weights(out, self.name)

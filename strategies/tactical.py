@@ -106,7 +106,7 @@ def trailing_returns(prices: pd.DataFrame, lookback_days: int) -> pd.Series:
 
 @register("momentum")
 @dataclass(frozen=True, slots=True)
-class Momentum:
+class Momentum(Strategy):
     """Relative (cross-sectional) momentum with an optional absolute-momentum filter.
 
     Rank assets by trailing ``lookback``-day compound return (Jegadeesh & Titman 1993);
@@ -156,7 +156,8 @@ class Momentum:
         vol_days = self.vol_lookback_days if self.weighting == "inverse_volatility" else 0
         return max(self.lookback, vol_days) + 1
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         asof_row(prices, self.name)
         ranked = trailing_returns(prices, self.lookback)
         order = np.argsort(-ranked.to_numpy(), kind="stable")
@@ -185,7 +186,7 @@ class Momentum:
 
 @register("trend_filter")
 @dataclass(frozen=True, slots=True)
-class TrendFilter:
+class TrendFilter(Strategy):
     """Hold each asset's base weight while its close > its ``window``-day simple moving
     average (Faber 2007, "A Quantitative Approach to Tactical Asset Allocation"), else move
     that weight to ``safe_asset`` (or cash).
@@ -210,7 +211,8 @@ class TrendFilter:
     def lookback_days(self) -> int:
         return max(self.window, self._base.lookback_days)
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         asof_row(prices, self.name)
         w = nested_weights(self._base, prices, "base")
         window = prices.iloc[-self.window:]
@@ -232,7 +234,7 @@ class TrendFilter:
 
 @register("mean_reversion")
 @dataclass(frozen=True, slots=True)
-class MeanReversion:
+class MeanReversion(Strategy):
     """Tilt a base allocation toward assets stretched below their rolling mean.
 
     z_i = (P_i − mean_i) / sd_i over the last ``window`` closes (as-of included, sd with
@@ -276,7 +278,8 @@ class MeanReversion:
             z = np.where(sd > 0, (values[-1] - mean) / sd, 0.0)
         return pd.Series(np.where(full.to_numpy(), z, np.nan), index=prices.columns)
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         asof_row(prices, self.name)
         b = nested_weights(self._base, prices, "base")
         z = self.zscores(prices)
@@ -296,7 +299,7 @@ class MeanReversion:
 
 @register("vol_target")
 @dataclass(frozen=True, slots=True)
-class VolTarget:
+class VolTarget(Strategy):
     """Scale a base allocation so its ex-ante volatility meets ``target_volatility``.
 
     s = min(1, σ* / √(wᵀΣw)), Σ the annualized (× 252) covariance of daily simple returns
@@ -351,7 +354,8 @@ class VolTarget:
         vol = math.sqrt(max(var, 0.0))
         return 1.0 if vol <= self.target_volatility else self.target_volatility / vol
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         asof_row(prices, self.name)
         w = nested_weights(self._base, prices, "base")
         return finalize_weights(w * self.scale(w, prices), self.name)
@@ -359,7 +363,7 @@ class VolTarget:
 
 @register("core_satellite")
 @dataclass(frozen=True, slots=True)
-class CoreSatellite:
+class CoreSatellite(Strategy):
     """w = core_weight · w_core + (1 − core_weight) · w_satellite.
 
     Args:
@@ -384,7 +388,8 @@ class CoreSatellite:
     def lookback_days(self) -> int:
         return max(self._core.lookback_days, self._satellite.lookback_days)
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         asof_row(prices, self.name)
         core = nested_weights(self._core, prices, "core")
         sat = nested_weights(self._satellite, prices, "satellite")

@@ -46,13 +46,14 @@ def fixed() -> strategies.Strategy:
 
 
 @dataclass(frozen=True, slots=True)
-class PriceDependentFixed:
+class PriceDependentFixed(strategies.Strategy):
     """The fixed weights without the ``targets_are_static`` promise (forces daily cycles)."""
 
     name: ClassVar[str] = "fixed_daily"
     lookback_days: int = 1
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         return pd.Series(WEIGHTS, dtype=float).reindex(prices.columns, fill_value=0.0)
 
 

@@ -75,11 +75,12 @@ def test_walk_forward_fits_only_on_the_training_window_before_each_test_window()
     prices = random_walk_prices(["AAA", "BBB", "CCC"], 200, seed=4)
     seen: list[pd.DataFrame] = []
 
-    class Recording:
+    class Recording(strategies.Strategy):
         name = "recording"
         lookback_days = 10
 
-        def target_weights(self, window: pd.DataFrame) -> pd.Series:
+        def target_weights(self, window: pd.DataFrame,
+                           current_weights: pd.Series | None = None) -> pd.Series:
             seen.append(window)
             return strategies.create("inverse_volatility", lookback_days=20).target_weights(
                 window)

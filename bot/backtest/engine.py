@@ -118,7 +118,7 @@ def static_targets_reason(strategy: Strategy, spec: BacktestSpec) -> str | None:
     """
     if spec.calendar != "daily_drift":
         return f"calendar {spec.calendar}"
-    if not getattr(strategy, "targets_are_static", False):
+    if not strategy.targets_are_static:
         return f"strategy {strategy.name!r} targets depend on prices"
     if spec.settings.limits.max_var is not None:
         return "risk max_var scales targets with the returns window"
@@ -131,7 +131,7 @@ def _window(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec) -> tup
     """(first, last) row of the backtest; errors name the offending date."""
     dates = prices.index
     first_day, last_day = dates[0].date(), dates[-1].date()
-    warmup = max(getattr(strategy, "warmup_days", strategy.lookback_days),
+    warmup = max(strategy.warmup_days,
                  spec.settings.limits.lookback_days)
     if spec.start is not None and not first_day <= spec.start <= last_day:
         raise BacktestInputError(

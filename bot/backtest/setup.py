@@ -79,8 +79,7 @@ def benchmark_strategy(name: str | None, universe: tuple[str, ...]) -> Strategy:
 
 
 def benchmark_name(strategy: Strategy) -> str:
-    preset = getattr(strategy, "preset", None)
-    return str(preset) if preset else strategy.name
+    return strategy.label
 
 
 def _benchmark_spec(spec: BacktestSpec, result: BacktestResult) -> BacktestSpec:

@@ -58,7 +58,7 @@ def build_learner(name: str, params: dict[str, Any], wf: WalkForward) -> Strateg
 
 
 @dataclass(slots=True)
-class WalkForwardStrategy:
+class WalkForwardStrategy(Strategy):
     """A strategy refitted once per test window on that window's training rows only.
 
     ``target_weights(prices)`` finds the test window of the as-of date (the last row),
@@ -86,7 +86,8 @@ class WalkForwardStrategy:
         """Rows needed before the first test day: the training window."""
         return self.wf.train_days
 
-    def target_weights(self, prices: pd.DataFrame) -> pd.Series:
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
         asof = prices.index[-1]
         k = int(self.starts.searchsorted(asof, side="right")) - 1
         if k < 0:

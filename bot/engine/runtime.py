@@ -34,9 +34,7 @@ class Runtime:
     context: CycleContext
 
     def close(self) -> None:
-        close = getattr(self.broker, "close", None)
-        if callable(close):
-            close()
+        self.broker.close()
         self.journal.close()
 
 

@@ -147,6 +147,13 @@ class AlpacaBroker:
             f"base_url={self.base_url!r}, data_url={self.data_url!r})"
         )
 
+    def close(self) -> None:
+        """Close both HTTP sessions."""
+        for client in (self._trading, self._data):
+            session = getattr(client, "_session", None)  # alpaca-py keeps a requests.Session
+            if session is not None:
+                session.close()
+
     # ------------------------------------------------------------------ cycle
     def on_wake(self) -> None:
         """A new cycle: restore the retry budget."""
