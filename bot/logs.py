@@ -18,7 +18,7 @@ import structlog
 
 SECRET_ENV_VARS = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY")
 REDACTED = "***"
-_SECRET_FIELD = re.compile(r"(secret|api_?key|key_?id|password|token|authorization)", re.I)
+_SECRET_FIELD = re.compile(r"(secret|api_?key|key_?id|password|token|authorization)", re.IGNORECASE)
 
 
 def secret_values(env: MutableMapping[str, str] | None = None) -> tuple[str, ...]:
@@ -52,7 +52,8 @@ class SecretRedactor:
             return REDACTED
         return self._scrub(value)
 
-    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, logger: Any, method: str,
+                 event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
         return {k: self._field(k, v) for k, v in event_dict.items()}
 
 

@@ -33,7 +33,11 @@ class Strategy(Protocol):
     weights (fractions of equity by symbol; ``None`` when unknown, e.g. the first cycle).
     """
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The registry name (``min_variance``)."""
+        ...
+
     #: True when no price can change the targets (``fixed``): the backtest may then skip
     #: the days on which no asset left its drift band.
     targets_are_static: ClassVar[bool] = False

@@ -62,7 +62,7 @@ def check_bounds(lower: np.ndarray, upper: np.ndarray, symbols: Sequence[str]) -
     """Raise StrategyError naming the violated constraint if no weights satisfy
     lower ≤ w ≤ upper and Σw = 1."""
     if (lower > upper).any():
-        bad = [str(symbols[i]) for i in np.flatnonzero(lower > upper)]
+        bad = [str(symbols[int(i)]) for i in np.flatnonzero(lower > upper)]
         raise StrategyError(f"bounds: lower bound above upper bound for {bad}")
     n = len(symbols)
     if float(np.sum(upper)) < 1.0 - 1e-12:

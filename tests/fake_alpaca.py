@@ -14,6 +14,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
@@ -222,10 +223,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/html" if is_html else "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        try:
+        with contextlib.suppress(OSError):
             self.wfile.write(data)
-        except OSError:
-            pass
 
     def _answer(
         self,

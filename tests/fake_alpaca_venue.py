@@ -64,7 +64,7 @@ class FakeAlpacaVenue:
             s: (Decimal(str(q)), Decimal(str(p))) for s, (q, p) in (positions or {}).items()
         }
         cols = [str(c) for c in self.bars.columns]
-        self.assets = dict(assets) if assets is not None else {s: (True, True) for s in cols}
+        self.assets = dict(assets) if assets is not None else dict.fromkeys(cols, (True, True))
         self.is_open = is_open
         self.bars_page_size = bars_page_size
         self.fill_polls = fill_polls

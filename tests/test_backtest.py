@@ -62,7 +62,7 @@ def books_from_fills(result, starting_cash: float) -> tuple[np.ndarray, np.ndarr
     cash, qty = starting_cash, dict.fromkeys(result.symbols, 0.0)
     trades = result.trades
     out_cash, out_qty = [], []
-    by_day = {d: g for d, g in trades.groupby("date")} if len(trades) else {}
+    by_day = dict(trades.groupby("date")) if len(trades) else {}
     for day in result.dates:
         for t in (by_day.get(day, pd.DataFrame()).itertuples()):
             gross = t.qty * t.price
@@ -118,7 +118,7 @@ def test_backtest_monthly_calendar_zero_costs_matches_buy_and_drift():
             held = w * equity / window[t]  # buy to target at the close, then let it drift
         expected.append(float(held @ window[t]))
     rel = np.abs(result.equity / np.array(expected) - 1.0)
-    assert len({m for m in months}) >= 5
+    assert len(set(months)) >= 5
     assert rel.max() < 1e-12, rel.max()
 
 

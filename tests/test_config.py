@@ -94,12 +94,12 @@ def test_cli_missing_config_file_exits_2(tmp_path: Path):
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda lines: lines[:3] + [lines[3].replace(lines[3].split(",")[1], "")] + lines[4:],
+        (lambda lines: [*lines[:3], lines[3].replace(lines[3].split(",")[1], ""), *lines[4:]],
          "missing price"),
-        (lambda lines: lines[:3] + [lines[3].replace(lines[3].split(",")[2], "0")] + lines[4:],
+        (lambda lines: [*lines[:3], lines[3].replace(lines[3].split(",")[2], "0"), *lines[4:]],
          "must be"),
-        (lambda lines: lines[:3] + [lines[2]] + lines[3:], "duplicate date"),
-        (lambda lines: [lines[0], lines[2], lines[1]] + lines[3:], "sorted"),
+        (lambda lines: [*lines[:3], lines[2], *lines[3:]], "duplicate date"),
+        (lambda lines: [lines[0], lines[2], lines[1], *lines[3:]], "sorted"),
     ],
     ids=["nan", "zero", "duplicate-date", "unsorted"],
 )

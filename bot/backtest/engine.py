@@ -11,6 +11,7 @@ the cycle only on the days ``next_drift_row`` flags (see ``static_targets_reason
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -286,7 +287,7 @@ def _segments(qty: np.ndarray, cash: np.ndarray) -> list[tuple[int, int]]:
         return []
     change = np.flatnonzero(np.any(qty[1:] != qty[:-1], axis=1) | (cash[1:] != cash[:-1])) + 1
     bounds = [0, *change.tolist(), len(qty)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return list(itertools.pairwise(bounds))
 
 
 def _trades_frame(fills: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:

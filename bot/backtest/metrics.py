@@ -137,4 +137,4 @@ def trading_figures(trades: pd.DataFrame, dates: pd.DatetimeIndex, equity: np.nd
     rows = dates.get_indexer(notional.index)
     turnover = annual_turnover(notional.to_numpy(), equity[rows], max(len(dates) - 1, 1))
     return {"turnover": turnover, "costs": commission + slippage, "commission": commission,
-            "slippage": slippage, "rebalances": int(len(notional)), "trades": int(len(trades))}
+            "slippage": slippage, "rebalances": len(notional), "trades": len(trades)}

@@ -131,7 +131,7 @@ def write_figure(path: Path, result: BacktestResult, benchmark: BacktestResult |
     ax.grid(alpha=0.3)
     ax = axes[2]
     top = _top_weights(result)
-    palette = plt.get_cmap("tab20").colors
+    palette = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
     colors = [palette[i % len(palette)] for i in range(len(top.columns))]
     fixed_colors = {"other": "0.55", "cash": "0.85"}  # greys: never confused with an asset
     colors = [fixed_colors.get(c, col) for c, col in zip(top.columns, colors, strict=True)]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -34,7 +35,8 @@ def render_status(rt: Any, console: Console | None = None) -> None:
         value = pos.market_value if pos else 0.0
         weight = value / account.equity if account.equity > 0 else 0.0
         target = float(last_targets.get(sym, 0.0))
-        drifted = bool(drift_mask(weight, target, policy.drift_abs, policy.drift_rel))
+        drifted = bool(drift_mask(np.array(weight), np.array(target), policy.drift_abs,
+                                  policy.drift_rel))
         table.add_row(sym, f"{pos.qty:,.4f}" if pos else "0", f"{value:,.2f}", f"{weight:.2%}",
                       f"{target:.2%}", f"{weight - target:+.2%}", "yes" if drifted else "")
     console.print(table)

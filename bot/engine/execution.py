@@ -159,9 +159,9 @@ def _send_and_wait(broker: Broker, journal: Journal,
 
 
 def _log_outcome(order: Order, commission: float) -> None:
-    fields = dict(client_order_id=order.client_order_id, symbol=order.symbol,
-                  side=order.side.value, qty=order.qty, filled_qty=order.filled_qty,
-                  filled_avg_price=order.filled_avg_price, status=order.status.value)
+    fields = {"client_order_id": order.client_order_id, "symbol": order.symbol,
+                  "side": order.side.value, "qty": order.qty, "filled_qty": order.filled_qty,
+                  "filled_avg_price": order.filled_avg_price, "status": order.status.value}
     if order.status is OrderStatus.FILLED:
         log.info("order_filled", commission=round(commission, 4), **fields)
     elif order.status is OrderStatus.REJECTED:

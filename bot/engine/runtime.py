@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -19,6 +20,9 @@ from bot.engine.journal import Journal
 from bot.errors import ConfigError
 from brokers.base import Broker
 from brokers.prices import load_price_csv, select_universe
+
+if TYPE_CHECKING:
+    from brokers.alpaca.broker import AlpacaBroker
 
 log = structlog.get_logger("allocbot.runtime")
 LIVE_CONFIRM_ENV = "ALLOCBOT_CONFIRM_LIVE"
@@ -76,7 +80,7 @@ def build_broker(cfg: Config) -> tuple[Broker, tuple[str, ...]]:
     return build_alpaca_broker(cfg), cfg.universe.symbols
 
 
-def build_alpaca_broker(cfg: Config) -> Broker:
+def build_alpaca_broker(cfg: Config) -> AlpacaBroker:
     """Alpaca paper (or live, by ``[bot].mode``) with keys from the environment."""
     from brokers.alpaca.broker import AlpacaBroker
 

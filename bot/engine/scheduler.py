@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -91,7 +92,7 @@ class Daemon:
         self._stopping.set()
         try:
             self._scheduler.shutdown(wait=wait)
-        except Exception as exc:  # already stopped (e.g. second signal): nothing to do
+        except SchedulerNotRunningError as exc:  # already stopped (a second signal)
             log.debug("scheduler_shutdown_ignored", error=repr(exc))
 
     def _on_signal(self, signum: int, frame: Any) -> None:

@@ -34,12 +34,13 @@ import numpy as np
 import pandas as pd
 import structlog
 
+from bot.sample_market import SAMPLE_PRICES_PATH
+
 SEED = 1  # of seeds 1-4, the one whose stress share (20.3%) is nearest the stationary 19.7%
 START_DATE = "2005-01-03"
 END_DATE = "2024-12-31"
 TRADING_DAYS_PER_YEAR = 252
 PRICE_DECIMALS = 4
-from bot.sample_market import SAMPLE_PRICES_PATH
 
 SYMBOLS = ("SPY", "TLT", "IEF", "GLD", "DBC", "SHY", "VNQ", "EFA")
 START_PRICES = (108.66, 49.58, 52.17, 64.72, 21.22, 59.58, 36.48, 46.61)

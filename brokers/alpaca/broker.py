@@ -15,18 +15,23 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import structlog
 from alpaca.common.enums import Sort
 from alpaca.data.enums import Adjustment, DataFeed
 from alpaca.data.historical import StockHistoricalDataClient
+from alpaca.data.models import BarSet
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide as AlpacaSide
 from alpaca.trading.enums import QueryOrderStatus, TimeInForce
+from alpaca.trading.models import Asset, TradeAccount
+from alpaca.trading.models import Calendar as AlpacaCalendar
+from alpaca.trading.models import Clock as AlpacaClock
+from alpaca.trading.models import Position as AlpacaPosition
 from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, MarketOrderRequest
 
 from brokers.alpaca.data import (
@@ -52,6 +57,7 @@ from brokers.base import (
 from brokers.errors import BrokerConfigError, BrokerDataError
 
 log = structlog.get_logger("brokers.alpaca")
+_Model = TypeVar("_Model")
 
 KEY_ENV = "APCA_API_KEY_ID"
 SECRET_ENV = "APCA_API_SECRET_KEY"
@@ -130,7 +136,7 @@ class AlpacaBroker:
     @classmethod
     def from_environment(cls, **kwargs: Any) -> AlpacaBroker:
         """Build with keys from ``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY`` (never a file)."""
-        keys = {}
+        keys: dict[str, Any] = {}
         for arg, env in (("api_key", KEY_ENV), ("secret_key", SECRET_ENV)):
             value = os.environ.get(env, "").strip()
             if not value:
@@ -160,7 +166,8 @@ class AlpacaBroker:
         self._budget.reset()
 
     def clock(self) -> Clock:
-        c = self._budget.call("GET /v2/clock", self._trading.get_clock)
+        c = _expect(self._budget.call("GET /v2/clock", self._trading.get_clock), AlpacaClock,
+                    "GET /v2/clock")
         return Clock(
             now=c.timestamp.astimezone(UTC),
             is_open=bool(c.is_open),
@@ -172,10 +179,11 @@ class AlpacaBroker:
         """Exchange trading days in [start, end] from Alpaca's calendar (not the host's)."""
         request = GetCalendarRequest(start=start, end=end)
         days = self._budget.call("GET /v2/calendar", lambda: self._trading.get_calendar(request))
-        return [d.date for d in days]
+        return [_expect(d, AlpacaCalendar, "GET /v2/calendar").date for d in days]
 
     def account(self) -> Account:
-        a = self._budget.call("GET /v2/account", self._trading.get_account)
+        a = _expect(self._budget.call("GET /v2/account", self._trading.get_account),
+                    TradeAccount, "GET /v2/account")
         return Account(
             account_number=str(a.account_number),
             cash=_number(a.cash, "account.cash"),
@@ -184,16 +192,11 @@ class AlpacaBroker:
             currency=str(a.currency or "USD"),
         )
 
-    def verify_account_mode(self) -> Account:
-        """Fetch the account and refuse it if paper/live does not match this broker's mode."""
-        account = self.account()
-        check_account_mode(account, self.paper)
-        return account
-
     def positions(self) -> dict[str, Position]:
         rows = self._budget.call("GET /v2/positions", self._trading.get_all_positions)
         out = {}
-        for p in rows:
+        for row in rows:
+            p = _expect(row, AlpacaPosition, "GET /v2/positions")
             out[p.symbol] = Position(
                 symbol=p.symbol,
                 qty=_number(p.qty, f"position {p.symbol}.qty"),
@@ -213,11 +216,11 @@ class AlpacaBroker:
                     "remove it from [universe].symbols"
                 )
 
-            a = self._budget.call(
+            a = _expect(self._budget.call(
                 f"GET /v2/assets/{symbol}",
-                lambda s=symbol: self._trading.get_asset(s),
+                lambda s=symbol: self._trading.get_asset(s),  # type: ignore[misc]
                 refused=unknown,
-            )
+            ), Asset, f"GET /v2/assets/{symbol}")
             status = str(getattr(a.status, "value", a.status))
             if not (a.tradable and status == "active"):
                 raise BrokerConfigError(
@@ -249,7 +252,8 @@ class AlpacaBroker:
             sort=Sort.ASC,
         )
         what = f"GET /v2/stocks/bars {','.join(symbols)} {start}..{end}"
-        barset = self._budget.call(what, lambda: self._data.get_stock_bars(request))
+        barset = _expect(self._budget.call(what, lambda: self._data.get_stock_bars(request)),
+                         BarSet, what)
         raw = {s: [(b.timestamp, float(b.close)) for b in bars] for s, bars in barset.data.items()}
         log.info(
             "bars_fetched",
@@ -403,6 +407,15 @@ def fetch_daily_closes(
     if end < start:
         raise BrokerDataError(f"data fetch: end {end} is before start {start}")
     return broker.daily_closes(symbols, start, end)
+
+
+def _expect(value: object, kind: type[_Model], what: str) -> _Model:
+    """The SDK's model of an answer; a raw dict or any other shape is a data error (alpaca-py
+    types every call as ``Model | dict``: the dict form appears only with ``raw_data``)."""
+    if not isinstance(value, kind):
+        raise BrokerDataError(
+            f"{what}: Alpaca answered a {type(value).__name__}, expected {kind.__name__}")
+    return value
 
 
 def _number(value: object, field: str) -> float:

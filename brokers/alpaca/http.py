@@ -41,7 +41,7 @@ class TimeoutSession(requests.Session):
         super().__init__()
         self.timeout_secs = timeout_secs
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("timeout", self.timeout_secs)
         return super().request(method, url, *args, **kwargs)
 
