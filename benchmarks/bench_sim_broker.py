@@ -20,6 +20,7 @@ import structlog
 
 from brokers.base import OrderRequest, OrderSide
 from brokers.sim.broker import SimulatedBroker
+from brokers.sim.pricing import SimCosts
 
 
 def _per_call_us(fn: Callable[[int], object], calls: int) -> float:
@@ -32,7 +33,7 @@ def _per_call_us(fn: Callable[[int], object], calls: int) -> float:
 def _measure(db_path: str | Path, prices: pd.DataFrame, calls: int) -> dict[str, float]:
     symbols = list(prices.columns)
     n = len(symbols)
-    sim = SimulatedBroker(db_path, prices, starting_cash=1e12, commission_bps=1, slippage_bps=1)
+    sim = SimulatedBroker(db_path, prices, starting_cash=1e12, costs=SimCosts(1, 0, 1))
     figures = {"on_wake": _per_call_us(lambda i: sim.on_wake(), calls)}
     for s in symbols:
         sim.submit_order(OrderRequest(s, OrderSide.BUY, f"seed-{s}", qty=10))

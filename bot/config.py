@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import strategies
 from bot.errors import ConfigError
+from bot.logs import SECRET_NAME_PATTERN
 from bot.sample_market import SAMPLE_PRICES_PATH
 
 SAMPLE_PRICES = SAMPLE_PRICES_PATH
-SECRET_KEY_PATTERN = re.compile(r"(api_?key|secret|key_?id|password|token)", re.IGNORECASE)
 _DAY_NAMES = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 
 
@@ -195,7 +195,7 @@ def _find_secret_keys(node: Any, path: str = "") -> list[str]:
     if isinstance(node, dict):
         for key, value in node.items():
             here = f"{path}.{key}" if path else str(key)
-            if SECRET_KEY_PATTERN.search(str(key)) and not isinstance(value, dict):
+            if SECRET_NAME_PATTERN.search(str(key)) and not isinstance(value, dict):
                 found.append(here)
             found.extend(_find_secret_keys(value, here))
     return found

@@ -18,7 +18,8 @@ import structlog
 
 SECRET_ENV_VARS = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY")
 REDACTED = "***"
-_SECRET_FIELD = re.compile(r"(secret|api_?key|key_?id|password|token|authorization)", re.IGNORECASE)
+# names of config keys and log fields that hold secrets (refused in config, masked in logs)
+SECRET_NAME_PATTERN = re.compile(r"(secret|api_?key|key_?id|password|token|authorization)", re.I)
 
 
 def secret_values(env: MutableMapping[str, str] | None = None) -> tuple[str, ...]:
@@ -48,7 +49,7 @@ class SecretRedactor:
         return value
 
     def _field(self, key: Any, value: Any) -> Any:
-        if isinstance(key, str) and _SECRET_FIELD.search(key) and value not in (None, ""):
+        if isinstance(key, str) and SECRET_NAME_PATTERN.search(key) and value not in (None, ""):
             return REDACTED
         return self._scrub(value)
 

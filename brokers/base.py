@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,8 @@ import pandas as pd
 from brokers.errors import BrokerDataError
 
 CLIENT_ORDER_ID_MAX_CHARS = 48
+EXCHANGE_TZ = ZoneInfo("America/New_York")  # the exchange's wall clock (NYSE)
+QTY_DECIMALS = 9  # fractional share precision: Alpaca's, and the simulator's
 
 
 def _require_aware(name: str, value: datetime | None) -> None:

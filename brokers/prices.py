@@ -141,3 +141,13 @@ def select_universe(prices: pd.DataFrame, symbols: Sequence[str]) -> pd.DataFram
             f"(available: {', '.join(map(str, prices.columns))})"
         )
     return prices[wanted]
+
+
+def load_universe_prices(path: str | Path, symbols: Sequence[str] | None
+                         ) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The whole price file and the universe in it: ``symbols`` (each must be a column;
+    all missing ones are named) or, when None, every column in file order."""
+    prices = load_price_csv(path)
+    universe = tuple(symbols) if symbols else tuple(str(c) for c in prices.columns)
+    select_universe(prices, universe)
+    return prices, universe

@@ -62,7 +62,7 @@ def books_from_fills(result, starting_cash: float) -> tuple[np.ndarray, np.ndarr
     cash, qty = starting_cash, dict.fromkeys(result.symbols, 0.0)
     trades = result.trades
     out_cash, out_qty = [], []
-    by_day = dict(trades.groupby("date")) if len(trades) else {}
+    by_day = {d: g for d, g in trades.groupby("date")} if len(trades) else {}  # noqa: C416
     for day in result.dates:
         for t in (by_day.get(day, pd.DataFrame()).itertuples()):
             gross = t.qty * t.price

@@ -166,3 +166,48 @@ def test_cycle_drawdown_halt_stops_trading_until_rearmed(tmp_path):
     ctx.journal.delete_meta(cycle.HALT_KEY)
     ctx.journal.delete_meta(cycle.PEAK_KEY)
     assert wake_and_run(ctx).status == "finished"
+
+
+def _run_with_strategy(tmp_path: Path, strategy: strategies.Strategy,
+                       prices: pd.DataFrame | None = None) -> tuple[cycle.CycleResult, list]:
+    ctx = make_ctx(tmp_path, prices=prices)
+    ctx.strategy = strategy
+    with capture_logs() as logs:
+        result = wake_and_run(ctx)
+    ctx.journal.close()
+    return result, logs
+
+
+def test_cycle_weighted_symbol_lacking_history_fails_cleanly_naming_it(tmp_path):
+    """Too little history for a weighted symbol is a data problem: cycle_failed with a
+    one-line reason naming the symbol, never the cycle_crashed path meant for bugs."""
+    prices = random_walk_prices(SYMBOLS, 400)
+    prices.iloc[:295, 2] = np.nan  # CCC listed 5 days before the replay starts
+    result, logs = _run_with_strategy(tmp_path, strategies.create("fixed", weights=TARGET),
+                                      prices)
+    assert result.status == "failed"
+    events = [e["event"] for e in logs]
+    assert "cycle_failed" in events and "cycle_crashed" not in events
+    failed = next(e for e in logs if e["event"] == "cycle_failed")
+    assert "CCC" in failed["error"] and "history" in failed["error"]
+    assert "\n" not in failed["error"] and "exc_info" not in failed
+    assert ctx_orders_sent(tmp_path) == 0
+
+
+def test_cycle_black_litterman_view_on_unknown_symbol_fails_naming_it(tmp_path):
+    bl = strategies.create("black_litterman", lookback_days=60,
+                           views=[{"assets": {"ZZZ": 1.0}, "return": 0.05}])
+    result, logs = _run_with_strategy(tmp_path, bl)
+    assert result.status == "failed"
+    assert "ZZZ" in (result.error or "")
+    assert "cycle_crashed" not in [e["event"] for e in logs]
+    assert ctx_orders_sent(tmp_path) == 0
+
+
+def ctx_orders_sent(tmp_path: Path) -> int:
+    """Orders the venue holds in this test's state file."""
+    journal = Journal(tmp_path / "state.sqlite")
+    try:
+        return len(journal.intents())
+    finally:
+        journal.close()

@@ -30,9 +30,11 @@ PRICES = pd.DataFrame(
 START = date(2024, 1, 2)
 
 
-def make(tmp_path, **kwargs) -> SimulatedBroker:
+def make(tmp_path, commission_bps: float = 0.0, commission_min: float = 0.0,
+         slippage_bps: float = 0.0, **kwargs) -> SimulatedBroker:
     options = {"starting_cash": 10_000.0, "replay_start": START} | kwargs
-    return SimulatedBroker(tmp_path / "state.db", PRICES, **options)
+    costs = SimCosts(commission_bps, commission_min, slippage_bps)
+    return SimulatedBroker(tmp_path / "state.db", PRICES, costs=costs, **options)
 
 
 def buy(symbol: str, cid: str, qty: float | None = None, notional: float | None = None):
@@ -292,8 +294,7 @@ def test_sim_orders_are_terminal_and_listed(broker):
 )
 def test_sim_any_order_sequence_keeps_cash_nonnegative_and_equity_exact(orders):
     sim = SimulatedBroker(
-        ":memory:", PRICES, starting_cash=3000.0, commission_bps=15, commission_min=0.5,
-        slippage_bps=7, replay_start=START,
+        ":memory:", PRICES, starting_cash=3000.0, costs=SimCosts(15, 0.5, 7), replay_start=START,
     )  # fmt: skip
     sim.on_wake()
     for i, (symbol, is_buy, amount, wake) in enumerate(orders):

@@ -24,14 +24,13 @@ import structlog
 from threadpoolctl import threadpool_limits
 
 from bot.backtest.schedule import Calendar, calendar_rows, next_drift_row
-from bot.core.rebalance import plan_rebalance
-from bot.core.risk import apply_risk_limits
+from bot.core.rebalance import buffered_targets
 from bot.engine import cycle
 from bot.engine.cycle import CycleContext, CycleSettings
 from bot.engine.journal import Journal
 from bot.engine.statuses import CycleStatus
 from bot.errors import InputDataError
-from brokers.base import validate_price_frame
+from brokers.base import EXCHANGE_TZ, validate_price_frame
 from brokers.sim.broker import SimulatedBroker
 from brokers.sim.pricing import SimCosts
 from strategies import Strategy
@@ -164,11 +163,9 @@ def _targets_now(broker: SimulatedBroker, strategy: Strategy, settings: CycleSet
     universe = list(settings.universe)
     lookback = max(strategy.lookback_days, settings.limits.lookback_days) + 1
     hist = broker.history(universe, lookback, day)
-    weights = strategy.target_weights(hist).reindex(universe).fillna(0.0)
-    decision = apply_risk_limits(weights, hist, settings.limits)
-    last = hist.ffill().iloc[-1]
-    plan = plan_rebalance(pd.Series(dtype=float), 1.0, decision.weights, last, settings.policy)
-    return plan.target_weights.reindex(universe).fillna(0.0).to_numpy(dtype=float)
+    _, decision = cycle.risk_checked_targets(strategy, hist, settings.universe, settings.limits)
+    weights = decision.weights.reindex(universe).fillna(0.0).to_numpy(dtype=float)
+    return buffered_targets(weights, settings.policy.cash_buffer)
 
 
 def _mark(closes: np.ndarray, qty: np.ndarray, cash: float) -> np.ndarray:
@@ -200,9 +197,7 @@ def run_backtest(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec,
     dates = prices.index[start:]
     closes = prices.to_numpy(dtype=np.float64)[start:]
     broker = SimulatedBroker(":memory:", prices, starting_cash=spec.starting_cash,
-                             commission_bps=spec.costs.commission_bps,
-                             commission_min=spec.costs.commission_min,
-                             slippage_bps=spec.costs.slippage_bps, fractional=spec.fractional,
+                             costs=spec.costs, fractional=spec.fractional,
                              replay_start=dates[0].date())
     ctx = CycleContext(broker, Journal(":memory:"), strategy, spec.settings)
     if spec.calendar != "daily_drift":  # a calendar day trades everything back to target
@@ -292,7 +287,7 @@ def _segments(qty: np.ndarray, cash: np.ndarray) -> list[tuple[int, int]]:
 
 def _trades_frame(fills: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
     """The sim's fills as rows (date, symbol, side, qty, price, commission, close)."""
-    at = pd.DatetimeIndex(fills["at"]).tz_convert(cycle.EXCHANGE_TZ)
+    at = pd.DatetimeIndex(fills["at"]).tz_convert(EXCHANGE_TZ)
     days = at.normalize().tz_localize(None)
     rows = prices.index.get_indexer(days)
     cols = prices.columns.get_indexer(fills["symbol"])

@@ -25,9 +25,8 @@ from bot.backtest.schedule import Calendar
 from bot.backtest.walk_forward import WalkForward, WalkForwardStrategy, build_learner, fold_starts
 from bot.config import Config
 from bot.core.risk import RiskLimits
-from bot.engine.runtime import cycle_settings
+from bot.engine.runtime import cycle_settings, sim_costs
 from bot.engine.statuses import CycleStatus
-from brokers.sim.pricing import SimCosts
 from strategies import Strategy
 from strategies.static import PRESETS
 
@@ -43,10 +42,8 @@ def backtest_spec(cfg: Config, universe: tuple[str, ...], *, calendar: Calendar,
         "bot": cfg.bot.model_copy(update={"mode": "paper", "order_prefix": BACKTEST_ORDER_PREFIX}),
     })
     settings = replace(cycle_settings(sim_cfg, universe), pause_after_submit_secs=0.0)
-    s = cfg.sim
-    return BacktestSpec(settings, calendar=calendar, starting_cash=s.starting_cash,
-                        costs=SimCosts(s.commission_bps, s.commission_min, s.slippage_bps),
-                        fractional=s.fractional, start=start, end=end)
+    return BacktestSpec(settings, calendar=calendar, starting_cash=cfg.sim.starting_cash,
+                        costs=sim_costs(cfg), fractional=cfg.sim.fractional, start=start, end=end)
 
 
 def benchmark_strategy(name: str | None, universe: tuple[str, ...]) -> Strategy:
@@ -153,11 +150,10 @@ def run_configured(cfg: Config, prices: pd.DataFrame, universe: tuple[str, ...],
 def load_backtest_prices(cfg: Config, prices_path: Any | None) -> tuple[pd.DataFrame,
                                                                          tuple[str, ...]]:
     """The price file (``--prices`` or ``[sim].prices``) cut to the configured universe."""
-    from brokers.prices import load_price_csv, select_universe
+    from brokers.prices import load_universe_prices
 
-    prices = load_price_csv(prices_path or cfg.sim.prices)
-    universe = cfg.universe.symbols or tuple(str(c) for c in prices.columns)
-    return select_universe(prices, universe), tuple(universe)
+    prices, universe = load_universe_prices(prices_path or cfg.sim.prices, cfg.universe.symbols)
+    return prices.loc[:, list(universe)], universe
 
 
 def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: date | None,

@@ -14,14 +14,13 @@ from bot.config import Config
 from bot.engine.cycle import risk_checked_targets
 from bot.engine.runtime import risk_limits
 from bot.errors import AllocbotError, BrokerDataError
-from brokers.prices import load_price_csv, select_universe
+from brokers.prices import load_universe_prices
 
 
 def target_weights_report(cfg: Config, prices_path: Path, asof: date | None) -> dict[str, Any]:
     """Weights as of ``asof`` (default: the last date in the file), using only rows ≤ asof."""
-    prices = load_price_csv(prices_path)
-    symbols = cfg.universe.symbols or tuple(str(c) for c in prices.columns)
-    prices = select_universe(prices, symbols)
+    prices, symbols = load_universe_prices(prices_path, cfg.universe.symbols)
+    prices = prices.loc[:, list(symbols)]
     if asof is not None:
         first = prices.index[0].date()
         if asof < first:

@@ -16,7 +16,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from brokers.base import OrderSide
+from brokers.base import QTY_DECIMALS, OrderSide
+from strategies.base import WEIGHT_SUM_TOLERANCE
 from strategies.errors import InputDataError
 
 
@@ -25,7 +26,6 @@ class UnsupportedPositionError(InputDataError):
     universe symbol): the operator must close it at the venue; no order is sent."""
 
 BPS = 1e-4
-WEIGHT_SUM_TOLERANCE = 1e-9
 _FLOOR_SNAP_DECIMALS = 4  # snap to 1e-4 of the last kept unit before flooring (float noise)
 RebalanceMode = Literal["drifted_only", "all_when_any"]
 
@@ -226,7 +226,7 @@ def buffered_targets(targets: np.ndarray, cash_buffer: float) -> np.ndarray:
 def plan_rebalance(holdings_qty: pd.Series, cash: float, targets: pd.Series,
                    prices: pd.Series, policy: RebalancePolicy,
                    fractionable: Mapping[str, bool] | None = None,
-                   qty_decimals: int = 9) -> RebalancePlan:
+                   qty_decimals: int = QTY_DECIMALS) -> RebalancePlan:
     """Plan the orders that bring drifted holdings back to target.
 
     Rules, in order: targets are scaled by (1 − cash_buffer)/Σt when Σt > 1 − cash_buffer;
@@ -298,3 +298,33 @@ def plan_rebalance(holdings_qty: pd.Series, cash: float, targets: pd.Series,
     drifted_syms = tuple(universe[i] for i in np.flatnonzero(drifted))
     return RebalancePlan(tuple(orders), drifted_syms, current_weights, target_weights,
                          equity, cash_after)
+
+
+@dataclass(frozen=True, slots=True)
+class BuySizing:
+    """Buys fitted to the cash actually there: ``qty`` per buy (0 = dropped), the scale
+    applied (1 = untouched) and the cash the planned buys needed with their costs."""
+
+    qty: tuple[float, ...]
+    scale: float
+    needed: float
+
+
+def size_buys_to_cash(buys: tuple[PlannedOrder, ...], cash: float, policy: RebalancePolicy,
+                      commission_min: float, fractionable: Mapping[str, bool],
+                      qty_decimals: int = QTY_DECIMALS) -> BuySizing:
+    """Scale planned buys down when ``cash`` (re-read after the sells filled) is less than
+    they need: needed = Σ notional × (1 + cost_bps) + commission_min per buy; each qty ×
+    cash/needed is floored like the planner's (whole shares where not fractionable); a buy
+    left below ``min_order_notional`` or at 0 shares is dropped (qty 0)."""
+    needed = (sum(o.notional for o in buys) * (1.0 + policy.cost_bps_estimate * BPS)
+              + commission_min * len(buys))
+    if needed <= cash:
+        return BuySizing(tuple(o.qty for o in buys), 1.0, needed)
+    scale = max(cash, 0.0) / needed
+    raw = np.array([o.qty for o in buys], dtype=float) * scale
+    whole = np.array([not fractionable.get(o.symbol, False) for o in buys], dtype=bool)
+    qty = _floor_qty(raw, whole, qty_decimals)
+    price = np.array([o.price for o in buys], dtype=float)
+    qty = np.where((qty > 0) & (qty * price >= policy.min_order_notional), qty, 0.0)
+    return BuySizing(tuple(float(q) for q in qty), scale, needed)

@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from strategies.base import WEIGHT_SUM_TOLERANCE
 from strategies.errors import InputDataError
 from strategies.estimators import simple_returns
 
 RiskMethod = Literal["historical", "parametric"]
 BISECTION_TOLERANCE = 1e-10
-WEIGHT_SUM_TOLERANCE = 1e-9
 
 
 def _checked(port_returns: np.ndarray | pd.Series, confidence: float,

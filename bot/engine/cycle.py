@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -24,11 +23,10 @@ from bot.engine.journal import Journal
 from bot.engine.reconcile import reconcile
 from bot.engine.statuses import CycleStatus
 from bot.errors import AllocbotError, BrokerDataError
-from brokers.base import Broker
+from brokers.base import EXCHANGE_TZ, Broker
 from strategies import Strategy
 
 log = structlog.get_logger("allocbot.cycle")
-EXCHANGE_TZ = ZoneInfo("America/New_York")
 HALT_KEY = "halted"
 PEAK_KEY = "peak_equity"
 
@@ -150,8 +148,7 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
             broker, journal, cycle_id, plan.orders,
             ExecutionSettings(prefix=s.order_prefix, dry_run=s.mode == "dry_run",
                               order_wait_secs=s.order_wait_secs,
-                              cost_bps_estimate=s.policy.cost_bps_estimate,
-                              min_order_notional=s.policy.min_order_notional,
+                              policy=s.policy,
                               commission_min=s.commission_min,
                               pause_after_submit_secs=s.pause_after_submit_secs),
             fractionable,

@@ -7,7 +7,6 @@ id, and reconciliation marks never-sent intents as such).
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections import Counter
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from bot.core.rebalance import PlannedOrder
+from bot.core.rebalance import PlannedOrder, RebalancePolicy, size_buys_to_cash
 from bot.engine.journal import Journal
 from bot.engine.statuses import IntentStatus
 from bot.errors import ConfigError
@@ -47,8 +46,7 @@ class ExecutionSettings:
     prefix: str
     dry_run: bool
     order_wait_secs: float
-    cost_bps_estimate: float = 0.0
-    min_order_notional: float = 0.0
+    policy: RebalancePolicy
     commission_min: float = 0.0  # per order, currency
     pause_after_submit_secs: float = 0.0  # test hook: widens the crash window
 
@@ -102,26 +100,22 @@ def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
 def _size_buys_to_cash(broker: Broker, journal: Journal,
                        buys: Sequence[tuple[str, PlannedOrder]], settings: ExecutionSettings,
                        fractionable: dict[str, bool]) -> list[tuple[str, str, OrderSide, float]]:
-    """Scale buys down when the cash actually there (after sells) is less than planned."""
+    """Re-read cash after the sells and fit the buys to it (``size_buys_to_cash``); journal
+    each resized or dropped intent before anything is sent."""
     cash = broker.account().cash
-    cost_factor = 1.0 + settings.cost_bps_estimate / 1e4
-    needed = sum(o.notional for _, o in buys) * cost_factor + settings.commission_min * len(buys)
-    scale = 1.0 if needed <= cash else max(cash, 0.0) / needed
+    sizing = size_buys_to_cash(tuple(o for _, o in buys), cash, settings.policy,
+                               settings.commission_min, fractionable)
+    if sizing.scale < 1.0:
+        log.warning("buys_scaled_to_cash", cash=round(cash, 2), needed=round(sizing.needed, 2),
+                    scale=round(sizing.scale, 6))
     sized: list[tuple[str, str, OrderSide, float]] = []
-    if scale < 1.0:
-        log.warning("buys_scaled_to_cash", cash=round(cash, 2), needed=round(needed, 2),
-                    scale=round(scale, 6))
-    for cid, o in buys:
-        qty = o.qty
-        if scale < 1.0:
-            raw = o.qty * scale
-            qty = (math.floor(raw * 1e9) / 1e9 if fractionable.get(o.symbol, False)
-                   else float(math.floor(raw)))
-            if qty <= 0 or qty * o.price < settings.min_order_notional:
-                journal.set_status(cid, IntentStatus.UNSENT, "not enough cash after sells")
-                log.warning("order_dropped", client_order_id=cid, symbol=o.symbol,
-                            reason="not enough cash after sells")
-                continue
+    for (cid, o), qty in zip(buys, sizing.qty, strict=True):
+        if qty <= 0:
+            journal.set_status(cid, IntentStatus.UNSENT, "not enough cash after sells")
+            log.warning("order_dropped", client_order_id=cid, symbol=o.symbol,
+                        reason="not enough cash after sells")
+            continue
+        if qty != o.qty:
             journal.resize_intent(cid, qty)
         sized.append((cid, o.symbol, o.side, qty))
     return sized

@@ -17,9 +17,10 @@ from bot.core.rebalance import RebalancePolicy
 from bot.core.risk import RiskLimits
 from bot.engine.cycle import CycleContext, CycleSettings
 from bot.engine.journal import Journal
-from bot.errors import ConfigError
+from bot.errors import ConfigError, LiveTradingNotConfirmed
 from brokers.base import Broker
-from brokers.prices import load_price_csv, select_universe
+from brokers.prices import load_universe_prices
+from brokers.sim.pricing import SimCosts
 
 if TYPE_CHECKING:
     from brokers.alpaca.broker import AlpacaBroker
@@ -47,7 +48,7 @@ def check_live_switches(cfg: Config, live_flag: bool) -> None:
     env_ok = os.environ.get(LIVE_CONFIRM_ENV, "").strip().lower() == "yes"
     confirmed = live_flag or env_ok
     if cfg.bot.mode == "live" and not confirmed:
-        raise ConfigError(
+        raise LiveTradingNotConfirmed(
             '[bot].mode is "live" but live trading was not confirmed: add --live on the '
             f"command line or set {LIVE_CONFIRM_ENV}=yes (real money will be traded)"
         )
@@ -64,17 +65,13 @@ def build_broker(cfg: Config) -> tuple[Broker, tuple[str, ...]]:
     if cfg.broker.kind == "sim":
         from brokers.sim.broker import SimulatedBroker
 
-        prices = load_price_csv(cfg.sim.prices)
-        symbols = cfg.universe.symbols or tuple(str(c) for c in prices.columns)
-        select_universe(prices, symbols)  # every universe symbol must be in the file
+        prices, universe = load_universe_prices(cfg.sim.prices, cfg.universe.symbols)
         # The simulator gets every column, so holdings outside the universe still price.
         broker: Broker = SimulatedBroker(
-            cfg.state_db, prices, starting_cash=cfg.sim.starting_cash,
-            commission_bps=cfg.sim.commission_bps, commission_min=cfg.sim.commission_min,
-            slippage_bps=cfg.sim.slippage_bps, fractional=cfg.sim.fractional,
-            replay_start=cfg.sim.replay_start,
+            cfg.state_db, prices, starting_cash=cfg.sim.starting_cash, costs=sim_costs(cfg),
+            fractional=cfg.sim.fractional, replay_start=cfg.sim.replay_start,
         )
-        return broker, tuple(symbols)
+        return broker, universe
     if not cfg.universe.symbols:
         raise ConfigError('[universe].symbols: required with [broker].kind = "alpaca"')
     return build_alpaca_broker(cfg), cfg.universe.symbols
@@ -91,6 +88,12 @@ def build_alpaca_broker(cfg: Config) -> AlpacaBroker:
         retry_budget_secs=a.retry_budget_secs, poll_interval_secs=a.poll_interval_secs,
         retry_backoff_secs=a.retry_backoff_secs, retry_backoff_max_secs=a.retry_backoff_max_secs,
     )
+
+
+def sim_costs(cfg: Config) -> SimCosts:
+    """The simulator's commission and slippage from ``[sim]``."""
+    s = cfg.sim
+    return SimCosts(s.commission_bps, s.commission_min, s.slippage_bps)
 
 
 def risk_limits(cfg: Config) -> RiskLimits:

@@ -20,7 +20,7 @@ Model, per business day t (2005-01-03..2024-12-31):
     Student-t with ν > 4 dof has excess kurtosis 6 / (ν − 4));
   * prices P_t = P_0 · exp(Σ r), written with 4 decimals.
 
-To use real data instead, point ``[sim] price_file`` in the config at any CSV of the same
+To use real data instead, point ``[sim] prices`` in the config at any CSV of the same
 shape: a ``date`` column (YYYY-MM-DD) and one column of adjusted closes per symbol
 (``brokers.prices.load_price_csv`` checks it). Regenerate this file with
 ``python -m bot.sample_market`` (it rewrites the CSV; a test checks it is unchanged).
@@ -35,11 +35,11 @@ import pandas as pd
 import structlog
 
 from bot.sample_market import SAMPLE_PRICES_PATH
+from strategies.estimators import ANNUALIZATION_DAYS as TRADING_DAYS_PER_YEAR
 
 SEED = 1  # of seeds 1-4, the one whose stress share (20.3%) is nearest the stationary 19.7%
 START_DATE = "2005-01-03"
 END_DATE = "2024-12-31"
-TRADING_DAYS_PER_YEAR = 252
 PRICE_DECIMALS = 4
 
 SYMBOLS = ("SPY", "TLT", "IEF", "GLD", "DBC", "SHY", "VNQ", "EFA")

@@ -16,18 +16,17 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 import structlog
 
-from brokers.base import validate_price_frame
+from brokers.base import EXCHANGE_TZ, validate_price_frame
 from brokers.errors import BrokerDataError
+from strategies.estimators import ANNUALIZATION_DAYS as TRADING_DAYS_PER_YEAR
 
 log = structlog.get_logger("brokers.alpaca")
 
-NEW_YORK = ZoneInfo("America/New_York")
-TRADING_DAYS_PER_YEAR = 252
+NEW_YORK = EXCHANGE_TZ
 _OVERLAP_REL_TOL = 1e-6
 
 RawBars = Mapping[str, Sequence[tuple[datetime, float]]]

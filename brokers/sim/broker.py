@@ -26,13 +26,14 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Self
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 import structlog
 
 from brokers.base import (
+    EXCHANGE_TZ,
+    QTY_DECIMALS,
     Account,
     AssetInfo,
     Clock,
@@ -46,11 +47,10 @@ from brokers.base import (
 )
 from brokers.errors import BrokerConfigError, BrokerDataError
 from brokers.sim.ledger import Holding, LedgerState, SimLedger
-from brokers.sim.pricing import QTY_DECIMALS, FillPlan, SimCosts, plan_fill
+from brokers.sim.pricing import FillPlan, SimCosts, plan_fill
 
 log = structlog.get_logger("brokers.sim")
 
-EXCHANGE_TZ = ZoneInfo("America/New_York")
 REPLAY_TIME = time(15, 45)  # the simulated cycle runs just before the close it fills at
 OPEN_TIME = time(9, 30)
 CLOSE_TIME = time(16, 0)
@@ -84,9 +84,7 @@ class SimulatedBroker:
         prices: pd.DataFrame,
         *,
         starting_cash: float,
-        commission_bps: float = 0.0,
-        commission_min: float = 0.0,
-        slippage_bps: float = 0.0,
+        costs: SimCosts | None = None,
         fractional: bool = True,
         replay_start: date | None = None,
     ) -> None:
@@ -97,16 +95,15 @@ class SimulatedBroker:
             prices: wide daily closes, naive ``DatetimeIndex``, one column per symbol;
                 must include every symbol the account holds.
             starting_cash: account currency; used only when the account is created.
-            commission_bps: commission as basis points of the fill's notional.
-            commission_min: minimum commission per filled order, account currency.
-            slippage_bps: basis points the fill price moves against the trader.
+            costs: commission (bps of the fill's notional, minimum per order) and slippage
+                (bps the fill price moves against the trader); default: none.
             fractional: allow fractional quantities and notional orders.
             replay_start: the first wake opens the first data date ≥ this; default: the
                 row after one year (252 rows) of history.
         """
         if not math.isfinite(starting_cash) or starting_cash < 0:
             raise BrokerConfigError(f"sim starting_cash must be >= 0, got {starting_cash!r}")
-        self._costs = SimCosts(commission_bps, commission_min, slippage_bps)
+        self._costs = costs or SimCosts()
         self._fractional = fractional
         self._prices = validate_price_frame(prices, "sim prices")
         if self._prices.empty:
@@ -173,11 +170,6 @@ class SimulatedBroker:
         self.close()
 
     # ----- replay clock --------------------------------------------------------------
-
-    @property
-    def prices(self) -> pd.DataFrame:
-        """The whole validated price frame (future rows included: for the backtest's books)."""
-        return self._prices
 
     def _is_open(self) -> bool:
         return self._row is not None and not self._ended

@@ -17,10 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from brokers.base import OrderRequest, OrderSide
+from brokers.base import QTY_DECIMALS, OrderRequest, OrderSide
 from brokers.errors import BrokerConfigError
-
-QTY_DECIMALS = 9  # fractional share precision, as Alpaca
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +76,9 @@ def plan_fill(
                 f"shares, which are off; send a whole-share qty"
             )
         notional = float(request.notional or 0.0)
-        # Floor (not round) so a notional buy never costs more than asked; the epsilon keeps
-        # an exact quotient from flooring one unit down through float error.
-        # An exact quotient can floor one unit low through float error: take the next unit
-        # when it still costs no more than asked.
+        # Floor (not round) so a notional buy never costs more than asked. An exact quotient
+        # can floor one unit low through float error: take the next unit when it still costs
+        # no more than asked.
         units = math.floor(notional / price * 10**QTY_DECIMALS)
         if (units + 1) / 10**QTY_DECIMALS * price <= notional:
             units += 1
