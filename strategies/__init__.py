@@ -1,27 +1,30 @@
 """Allocation strategies: price history in, target weights out.
 
-``strategies.create(name, **params)`` builds one; every module in this package registers
-its strategies on import, so adding a strategy is adding a module.
+``strategies.create(name, **params)`` builds one. Each module registers its strategies
+with ``@register`` and is imported on first use through ``STRATEGY_MODULES`` (name →
+module). Importing this package (or ``strategies.errors``, the project's error root)
+loads nothing heavy: the registry itself is imported on first attribute access.
 """
 
+from __future__ import annotations
+
 import importlib
-import pkgutil
+from typing import TYPE_CHECKING, Any
 
-from strategies.base import (
-    Strategy,
-    StrategyConfigError,
-    StrategyError,
-    available,
-    create,
-    parameters,
-    register,
-)
-
-for _module in pkgutil.iter_modules(__path__):
-    if not _module.name.startswith("_") and _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
+if TYPE_CHECKING:
+    from strategies.base import (
+        STRATEGY_MODULES,
+        Strategy,
+        StrategyConfigError,
+        StrategyError,
+        available,
+        create,
+        parameters,
+        register,
+    )
 
 __all__ = [
+    "STRATEGY_MODULES",
     "Strategy",
     "StrategyConfigError",
     "StrategyError",
@@ -30,3 +33,10 @@ __all__ = [
     "parameters",
     "register",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: the registry (numpy, pandas) is imported when first used, not with the package."""
+    if name in __all__:
+        return getattr(importlib.import_module("strategies.base"), name)
+    raise AttributeError(f"module 'strategies' has no attribute {name!r}")

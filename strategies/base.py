@@ -7,6 +7,7 @@ row): weights are fractions of equity, ≥ 0, summing to ≤ 1, the rest is cash
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
@@ -63,6 +64,28 @@ class Strategy(Protocol):
 
 S = TypeVar("S")
 _REGISTRY: dict[str, Callable[..., Strategy]] = {}
+# Registry name → the module that registers it, imported on first use: building
+# ``fixed`` must not load scikit-learn (0.6-1.1 s) or scipy.stats. A test checks that
+# this table and the modules' ``@register`` decorators agree.
+STRATEGY_MODULES: Mapping[str, str] = {
+    "fixed": "strategies.static",
+    "equal_weight": "strategies.static",
+    "inverse_volatility": "strategies.static",
+    "min_variance": "strategies.mean_variance",
+    "mean_variance": "strategies.mean_variance",
+    "max_sharpe": "strategies.mean_variance",
+    "efficient_risk": "strategies.mean_variance",
+    "black_litterman": "strategies.black_litterman",
+    "risk_parity": "strategies.risk_parity",
+    "hrp": "strategies.risk_parity",
+    "momentum": "strategies.tactical",
+    "trend_filter": "strategies.tactical",
+    "mean_reversion": "strategies.tactical",
+    "vol_target": "strategies.tactical",
+    "core_satellite": "strategies.tactical",
+    "ml_regression": "strategies.machine_learning",
+    "regime_kmeans": "strategies.regime",
+}
 
 
 def register(name: str) -> Callable[[S], S]:
@@ -78,7 +101,8 @@ def register(name: str) -> Callable[[S], S]:
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    """Every registry name (nothing is imported)."""
+    return sorted(STRATEGY_MODULES)
 
 
 def parameters(name: str) -> dict[str, Any]:
@@ -93,6 +117,8 @@ def parameters(name: str) -> dict[str, Any]:
 
 
 def _lookup(name: str) -> Callable[..., Strategy]:
+    if name not in _REGISTRY and name in STRATEGY_MODULES:
+        importlib.import_module(STRATEGY_MODULES[name])
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from bot.cli.startup import config_option, load, open_runtime
-from bot.engine.statuses import CycleStatus
 from bot.errors import EXIT_CYCLE_FAILED
 
 
@@ -41,6 +40,7 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
 def once(config_path: Path, live: bool) -> None:
     """Run exactly one cycle now, then exit (1 if the cycle failed)."""
     from bot.engine import cycle
+    from bot.engine.statuses import CycleStatus
 
     cfg = load(config_path)
     rt = open_runtime(cfg, live)

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bot.cli.startup import config_option, fail_on, load
-from bot.config import Config
-from bot.engine.runtime import build_alpaca_broker
 from bot.errors import AllocbotError, ConfigError
+
+if TYPE_CHECKING:
+    from bot.config import Config
 
 
 def fetch_to_csv(cfg: Config, symbols: tuple[str, ...], start: date, end: date, out: Path) -> int:
     """Download closes for ``symbols`` between ``start`` and ``end``; return the row count."""
+    from bot.engine.runtime import build_alpaca_broker
     from brokers.alpaca.broker import fetch_daily_closes
 
     if not symbols:

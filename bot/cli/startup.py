@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 import structlog
 
-from bot.config import Config, load_config
 from bot.errors import EXIT_BAD_INPUT, AllocbotError, ConfigError, exit_code_for
 from bot.logs import configure_logging
 
 if TYPE_CHECKING:
+    from bot.config import Config
     from bot.engine.runtime import Runtime
 
 log = structlog.get_logger("allocbot.cli")
@@ -46,6 +46,8 @@ def fail_on(exc: AllocbotError) -> NoReturn:
 
 def load(config_path: Path, logs_to_stderr: bool = False) -> Config:
     """Load config and configure logging from it; bad config exits 2 with one message."""
+    from bot.config import load_config  # pydantic, numpy, pandas: not for --help
+
     stream = sys.stderr if logs_to_stderr else sys.stdout
     configure_logging("json", "info", stream)
     try:

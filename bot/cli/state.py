@@ -9,7 +9,6 @@ import click
 import structlog
 
 from bot.cli.startup import config_option, load
-from bot.config import config_as_dict
 
 log = structlog.get_logger("allocbot.cli")
 
@@ -18,6 +17,8 @@ log = structlog.get_logger("allocbot.cli")
 @config_option
 def check_config(config_path: Path) -> None:
     """Validate the config and print it resolved (defaults filled in) as JSON."""
+    from bot.config import config_as_dict
+
     cfg = load(config_path, logs_to_stderr=True)
     click.echo(json.dumps(config_as_dict(cfg), indent=2, default=str))
 

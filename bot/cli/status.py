@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
-from rich.console import Console
-from rich.table import Table
 
 from bot.cli.startup import config_option, load, open_runtime
-from bot.core.rebalance import drift_mask
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def render_status(rt: Any, console: Console | None = None) -> None:
     """Print readable tables built from the broker's account and the journal."""
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    from bot.core.rebalance import drift_mask
+
     console = console or Console()
     account = rt.broker.account()
     positions = rt.broker.positions()

@@ -5,20 +5,23 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bot.cli.startup import config_option, fail_on, load
-from bot.config import Config
-from bot.engine.cycle import risk_checked_targets
-from bot.engine.runtime import risk_limits
 from bot.errors import AllocbotError, BrokerDataError
-from brokers.prices import load_universe_prices
+
+if TYPE_CHECKING:
+    from bot.config import Config
 
 
 def target_weights_report(cfg: Config, prices_path: Path, asof: date | None) -> dict[str, Any]:
     """Weights as of ``asof`` (default: the last date in the file), using only rows ≤ asof."""
+    from bot.engine.cycle import risk_checked_targets
+    from bot.engine.runtime import risk_limits
+    from brokers.prices import load_universe_prices
+
     prices, symbols = load_universe_prices(prices_path, cfg.universe.symbols)
     prices = prices.loc[:, list(symbols)]
     if asof is not None:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from strategies.base import WEIGHT_SUM_TOLERANCE
 from strategies.errors import InputDataError
@@ -26,6 +26,7 @@ from strategies.estimators import simple_returns
 
 RiskMethod = Literal["historical", "parametric"]
 BISECTION_TOLERANCE = 1e-10
+_STANDARD_NORMAL = NormalDist()  # stdlib: exact to ~1e-15, no scipy.stats import
 
 
 def _checked(port_returns: np.ndarray | pd.Series, confidence: float,
@@ -66,14 +67,14 @@ def parametric_var(port_returns: np.ndarray | pd.Series, confidence: float,
                    horizon_days: int = 1) -> float:
     """Normal VaR = −(μ + σ·z_{1−β}) × √h, μ and σ of daily r_p (σ with ddof = 1)."""
     mu, sigma = _moments(_checked(port_returns, confidence, horizon_days))
-    return -(mu + sigma * float(norm.ppf(1 - confidence))) * math.sqrt(horizon_days) + 0.0
+    return -(mu + sigma * _STANDARD_NORMAL.inv_cdf(1 - confidence)) * math.sqrt(horizon_days) + 0.0
 
 
 def parametric_cvar(port_returns: np.ndarray | pd.Series, confidence: float,
                     horizon_days: int = 1) -> float:
     """Normal CVaR = (−μ + σ·φ(z_β)/(1 − β)) × √h."""
     mu, sigma = _moments(_checked(port_returns, confidence, horizon_days))
-    tail = float(norm.pdf(norm.ppf(confidence))) / (1 - confidence)
+    tail = _STANDARD_NORMAL.pdf(_STANDARD_NORMAL.inv_cdf(confidence)) / (1 - confidence)
     return (-mu + sigma * tail) * math.sqrt(horizon_days) + 0.0
 
 
