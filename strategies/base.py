@@ -162,16 +162,18 @@ def create_nested(spec: Mapping[str, Any] | str, key: str) -> Strategy:
 
 def finalize_weights(weights: pd.Series, name: str) -> pd.Series:
     """Check and tidy a strategy's output: finite, ≥ 0, sum ≤ 1 (tiny negatives clipped)."""
-    w = weights.astype(float)
-    if not np.isfinite(w.to_numpy()).all():
-        bad = w.index[~np.isfinite(w.to_numpy())].tolist()
+    values = weights.to_numpy(dtype=float, na_value=np.nan)
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = weights.index[~finite].tolist()
         raise StrategyError(f"strategy {name!r} produced non-finite weights for {bad}")
-    if (w < -1e-9).any():
-        raise StrategyError(f"strategy {name!r} produced negative weights: {w[w < -1e-9].to_dict()}")
-    w = w.clip(lower=0.0)
-    total = float(w.sum())
+    if (values < -1e-9).any():
+        raise StrategyError(
+            f"strategy {name!r} produced negative weights: {weights[values < -1e-9].to_dict()}")
+    clean = np.maximum(values, 0.0)
+    total = float(clean.sum())
     if total > 1 + WEIGHT_SUM_TOLERANCE:
         raise StrategyError(f"strategy {name!r} weights sum to {total:.12f} > 1")
     if total > 1:
-        w = w / total
-    return w
+        clean = clean / total
+    return pd.Series(clean, index=weights.index, dtype=float, copy=False)

@@ -26,6 +26,12 @@ PSD_RELATIVE_FLOOR = 1e-10
 log = structlog.get_logger("strategies")
 
 
+def returns_from_closes(closes: np.ndarray) -> np.ndarray:
+    """Simple daily returns r_t = P_t / P_{t−1} − 1 of a days × assets close array (the one
+    definition every estimator and the risk step use)."""
+    return closes[1:] / closes[:-1] - 1.0
+
+
 def simple_returns(prices: pd.DataFrame, lookback_days: int | None = None) -> pd.DataFrame:
     """Simple daily returns over the last ``lookback_days`` return observations.
 
@@ -51,7 +57,7 @@ def simple_returns(prices: pd.DataFrame, lookback_days: int | None = None) -> pd
         )
     if not complete.all():
         values = values[:, complete]
-    rets = values[1:] / values[:-1] - 1.0
+    rets = returns_from_closes(values)
     return pd.DataFrame(rets, index=window.index[1:], columns=columns, copy=False)
 
 

@@ -129,24 +129,26 @@ class Fixed(Strategy):
 
     def target_weights(self, prices: pd.DataFrame,
                        current_weights: pd.Series | None = None) -> pd.Series:
-        last = asof_row(prices, self.name)
+        asof_row(prices, self.name)  # non-empty
         targets = self.targets
-        missing = [s for s in targets if s not in prices.columns]
+        col_of = {str(c): j for j, c in enumerate(prices.columns)}
+        missing = [s for s in targets if s not in col_of]
         if missing:
             raise StrategyError(
                 f"strategy 'fixed': symbol(s) {', '.join(missing)} have a target weight "
                 f"but no price column; add them to the universe or drop them from the weights"
             )
-        unpriced = [s for s, w in targets.items() if w > 0 and pd.isna(last[s])]
+        last = prices.to_numpy(dtype=float)[-1]
+        unpriced = [s for s, w in targets.items() if w > 0 and np.isnan(last[col_of[s]])]
         if unpriced:
             raise StrategyError(
                 f"strategy 'fixed': no price for {', '.join(unpriced)} on the as-of date "
                 f"{prices.index[-1]}"
             )
-        out = pd.Series(0.0, index=prices.columns, dtype=float)
+        out = np.zeros(len(col_of))
         for symbol, w in targets.items():
-            out[symbol] = w
-        return finalize_weights(out, self.name)
+            out[col_of[symbol]] = w
+        return finalize_weights(pd.Series(out, index=prices.columns, copy=False), self.name)
 
 
 @register("equal_weight")

@@ -204,6 +204,27 @@ def test_backtest_drift_shortcut_equals_running_the_cycle_every_day():
     assert fast.trades.equals(slow.trades)
 
 
+@pytest.mark.parametrize("method", ["historical", "parametric"])
+def test_backtest_drift_shortcut_with_a_binding_var_limit_equals_the_daily_cycle(method):
+    """With max_var set, the scan runs a full cycle on every day the limit may bind and
+    skips only days with static targets: the books equal running the cycle every day."""
+    prices = random_walk_prices(SYMBOLS, 500, seed=3)
+    probe = make_spec(limits=RiskLimits(lookback_days=20, method=method))
+    var_level = np.median([c.var for c in run_backtest(prices, PriceDependentFixed(),
+                                                       probe).cycles if c.var])
+    limits = RiskLimits(lookback_days=20, method=method, max_var=float(var_level))
+    spec = make_spec(costs=SimCosts(1, 0.5, 2), limits=limits)
+    fast = run_backtest(prices, fixed(), spec)
+    slow = run_backtest(prices, PriceDependentFixed(), spec)
+    assert fast.fast_drift and not slow.fast_drift
+    binding = sum(1 for c in slow.cycles if c.var is not None
+                  and abs(c.var - var_level) <= 1e-9 * var_level)
+    assert binding > 20  # the limit scaled the targets on many days ...
+    assert len(fast.cycles) < len(slow.cycles) * 0.9  # ... and the scan still skipped days
+    assert np.array_equal(fast.equity, slow.equity)
+    assert fast.trades.equals(slow.trades)
+
+
 def test_calendar_rows_monthly_picks_first_trading_day_of_each_month():
     dates = pd.DatetimeIndex(["2024-01-30", "2024-01-31", "2024-02-02", "2024-02-05",
                               "2024-03-01", "2024-04-01", "2024-04-02"])

@@ -23,7 +23,7 @@ import pandas as pd
 import structlog
 from threadpoolctl import threadpool_limits
 
-from bot.backtest.schedule import Calendar, calendar_rows, next_drift_row
+from bot.backtest.schedule import Calendar, calendar_rows, next_drift_row, var_breach_rows
 from bot.core.rebalance import buffered_targets
 from bot.engine import cycle
 from bot.engine.cycle import CycleContext, CycleSettings
@@ -113,15 +113,14 @@ def static_targets_reason(strategy: Strategy, spec: BacktestSpec) -> str | None:
     """Why the event-driven drift scan cannot be used (None: it can).
 
     It needs targets that no price can change: a strategy declaring
-    ``targets_are_static`` (``fixed``), no VaR limit (its scaling moves with the returns
-    window) and no drawdown halt (its equity peak is tracked by every daily cycle).
+    ``targets_are_static`` (``fixed``) and no drawdown halt (its equity peak is tracked by
+    every daily cycle). A VaR limit is allowed: the days on which it may scale the
+    targets are found beforehand (``var_breach_rows``) and get a full cycle.
     """
     if spec.calendar != "daily_drift":
         return f"calendar {spec.calendar}"
     if not strategy.targets_are_static:
         return f"strategy {strategy.name!r} targets depend on prices"
-    if spec.settings.limits.max_var is not None:
-        return "risk max_var scales targets with the returns window"
     if spec.settings.max_drawdown is not None:
         return "max_drawdown is tracked by every daily cycle"
     return None
@@ -156,16 +155,18 @@ def _window(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec) -> tup
     return start, end
 
 
-def _targets_now(broker: SimulatedBroker, strategy: Strategy, settings: CycleSettings,
-                 day: date) -> np.ndarray:
-    """The targets the planner sees today (strategy → risk step → cash buffer), by the
-    universe's order: the cycle's own pure steps 3–5, for the drift scan only."""
+def _static_targets(broker: SimulatedBroker, strategy: Strategy, settings: CycleSettings,
+                    day: date) -> tuple[np.ndarray, np.ndarray]:
+    """Static targets, by the universe's order: (the risk step's weights without the VaR
+    scaling, the planner's targets after the cash buffer). The cycle's own pure steps 4–5;
+    VaR scaling only happens on ``var_breach_rows`` days, which always get a cycle."""
     universe = list(settings.universe)
     lookback = max(strategy.lookback_days, settings.limits.lookback_days) + 1
     hist = broker.history(universe, lookback, day)
-    _, decision = cycle.risk_checked_targets(strategy, hist, settings.universe, settings.limits)
+    unscaled = replace(settings.limits, max_var=None)
+    _, decision = cycle.risk_checked_targets(strategy, hist, settings.universe, unscaled)
     weights = decision.weights.reindex(universe).fillna(0.0).to_numpy(dtype=float)
-    return buffered_targets(weights, settings.policy.cash_buffer)
+    return weights, buffered_targets(weights, settings.policy.cash_buffer)
 
 
 def _mark(closes: np.ndarray, qty: np.ndarray, cash: float) -> np.ndarray:
@@ -210,7 +211,8 @@ def run_backtest(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec,
              fast_drift=fast, slow_reason=static_targets_reason(strategy, spec))
     try:
         with threadpool_limits(limits=spec.blas_threads):
-            books = _replay(broker, ctx, dates, closes, spec, fast, progress)
+            books = _replay(broker, ctx, dates, prices.to_numpy(dtype=np.float64), spec, fast,
+                            progress)
         fills = broker.fills_table()
     finally:
         broker.close()
@@ -231,9 +233,12 @@ def run_backtest(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec,
 
 
 def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
-            closes: np.ndarray, spec: BacktestSpec, fast: bool, progress: Progress | None
+            history: np.ndarray, spec: BacktestSpec, fast: bool, progress: Progress | None
             ) -> tuple[np.ndarray, np.ndarray, list[CycleRecord]]:
-    """Run the cycle on each check day; return held qty and cash per day, and the cycles."""
+    """Run the cycle on each check day; return held qty and cash per day, and the cycles.
+    ``history`` holds every close up to the last day; its last ``len(dates)`` rows are the
+    backtest's days."""
+    closes = history[-len(dates):]
     n, universe = len(dates), list(spec.settings.universe)
     qty_now, cash_now = np.zeros(len(universe)), float(spec.starting_cash)
     qty = np.empty((n, len(universe)))
@@ -241,10 +246,14 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
     scheduled = calendar_rows(dates, spec.calendar)
     records: list[CycleRecord] = []
     targets: np.ndarray | None = None
+    forced = np.zeros(0, dtype=np.int64)  # rows on which the VaR limit may act
     row, k = 0, 0
     while row < n:
         if fast and targets is not None:
             nxt = next_drift_row(closes, qty_now, cash_now, targets, ctx.settings.policy, row)
+            k = int(np.searchsorted(forced, row))
+            if k < len(forced) and (nxt is None or forced[k] < nxt):
+                nxt = int(forced[k])
         else:
             k = int(np.searchsorted(scheduled, row))
             nxt = int(scheduled[k]) if k < len(scheduled) else None
@@ -260,7 +269,8 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
             qty_now = np.array([positions[s].qty if s in positions else 0.0 for s in universe])
             cash_now = broker.account().cash
         if fast and targets is None and result.status is CycleStatus.FINISHED:
-            targets = _targets_now(broker, ctx.strategy, ctx.settings, day)
+            weights, targets = _static_targets(broker, ctx.strategy, ctx.settings, day)
+            forced = _var_rows(history, weights, ctx.settings, len(dates))
         qty[nxt], cash[nxt] = qty_now, cash_now
         row = nxt + 1
         if progress is not None:
@@ -268,6 +278,18 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
     if progress is not None:
         progress(n, n)
     return qty, cash, records
+
+
+def _var_rows(history: np.ndarray, weights: np.ndarray, settings: CycleSettings,
+             days: int) -> np.ndarray:
+    """Backtest rows (0 = first backtest day) on which the VaR limit may scale ``weights``;
+    ``history`` is every close up to the last backtest day (rolling windows look back only)."""
+    limits = settings.limits
+    if limits.max_var is None:
+        return np.zeros(0, dtype=np.int64)
+    flagged = var_breach_rows(history, weights, limits.lookback_days, limits.confidence,
+                              limits.method, limits.horizon_days, limits.max_var)
+    return np.flatnonzero(flagged[-days:]).astype(np.int64)
 
 
 def _record(day: date, result: cycle.CycleResult) -> CycleRecord:

@@ -9,12 +9,14 @@ days × assets weight matrix, so the cycle runs only on the days that can trade.
 
 from __future__ import annotations
 
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from bot.core.rebalance import RebalancePolicy, drift_mask
+from strategies.estimators import returns_from_closes
 
 Calendar = Literal["daily_drift", "daily", "weekly", "monthly", "quarterly"]
 CALENDARS: tuple[str, ...] = ("daily_drift", "daily", "weekly", "monthly", "quarterly")
@@ -85,3 +87,29 @@ def next_drift_row(closes: np.ndarray, qty: np.ndarray, cash: float, targets: np
             return row + int(hit[0])
         row, chunk = stop, chunk * 2
     return None
+
+
+def var_breach_rows(closes: np.ndarray, weights: np.ndarray, lookback_days: int,
+                    confidence: float, method: str, horizon_days: int, max_var: float,
+                    ) -> np.ndarray:
+    """Per row of ``closes`` (days × assets, the whole price history): True where the risk
+    step could scale ``weights`` (fixed targets) down, i.e. where their ex-ante VaR over
+    the ``lookback_days`` returns ending that day may exceed ``max_var``.
+
+    The same estimators as ``bot.core.risk`` on a rolling window (historical: the linear
+    quantile; parametric: normal with ddof 1), flagged with a 1e-9 relative margin so that
+    float differences between a rolling and a per-day computation never hide a day the
+    cycle would have scaled; rows without a full window are flagged (the cycle decides).
+    """
+    used = np.flatnonzero(weights != 0)
+    returns = returns_from_closes(closes[:, used]) @ weights[used]
+    series = pd.Series(returns).rolling(lookback_days, min_periods=lookback_days)
+    scale = np.sqrt(horizon_days)
+    if method == "historical":
+        var = -series.quantile(1 - confidence, interpolation="linear").to_numpy() * scale
+    else:
+        z = NormalDist().inv_cdf(1 - confidence)
+        var = -(series.mean().to_numpy() + series.std(ddof=1).to_numpy() * z) * scale
+    flagged = np.ones(closes.shape[0], dtype=bool)  # row 0 has no return
+    flagged[1:] = ~(var <= max_var * (1 - 1e-9))
+    return flagged

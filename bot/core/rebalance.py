@@ -122,13 +122,20 @@ def drift_mask(current: np.ndarray, target: np.ndarray, drift_abs: float,
     return (gap > drift_abs) | (gap > drift_rel * t) | ((w == 0) & (t > 0)) | ((t == 0) & (w > 0))
 
 
+def _as_floats(series: pd.Series) -> np.ndarray:
+    """A Series' values as float64; non-numbers become NaN (and are then reported)."""
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return series.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
 def _checked_values(name: str, series: pd.Series) -> tuple[list[str], np.ndarray]:
     """Symbols and finite float values of a Series (plain numpy: this runs every cycle)."""
     symbols = [str(s) for s in series.index]
     if len(set(symbols)) != len(symbols):
         dup = next(s for i, s in enumerate(symbols) if s in symbols[:i])
         raise InputDataError(f"{name}: duplicate symbol {dup!r}")
-    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    values = _as_floats(series)
     bad = ~np.isfinite(values)
     if bad.any():
         i = int(np.argmax(bad))
@@ -161,8 +168,7 @@ def _validated_inputs(holdings_qty: pd.Series, cash: float, targets: pd.Series,
     if len(set(price_syms)) != len(price_syms):
         dup = next(s for i, s in enumerate(price_syms) if s in price_syms[:i])
         raise InputDataError(f"prices: duplicate symbol {dup!r}")
-    price_of = dict(zip(price_syms, pd.to_numeric(prices, errors="coerce").to_numpy(
-        dtype=float, na_value=np.nan), strict=True))
+    price_of = dict(zip(price_syms, _as_floats(prices).tolist(), strict=True))
     px = np.array([price_of.get(s, np.nan) for s in universe], dtype=float)
     bad = ~(np.isfinite(px) & (px > 0))
     if bad.any():

@@ -22,7 +22,7 @@ import pandas as pd
 
 from strategies.base import WEIGHT_SUM_TOLERANCE
 from strategies.errors import InputDataError
-from strategies.estimators import simple_returns
+from strategies.estimators import returns_from_closes
 
 RiskMethod = Literal["historical", "parametric"]
 BISECTION_TOLERANCE = 1e-10
@@ -161,46 +161,103 @@ class RiskDecision:
 
 
 def _risk_pair(r: np.ndarray, limits: RiskLimits) -> tuple[float, float]:
+    """(VaR, CVaR) by ``limits.method``; the historical pair shares one quantile."""
     if limits.method == "historical":
-        return (historical_var(r, limits.confidence, limits.horizon_days),
-                historical_cvar(r, limits.confidence, limits.horizon_days))
+        r = _checked(r, limits.confidence, limits.horizon_days)
+        threshold = float(np.quantile(r, 1 - limits.confidence))
+        scale = math.sqrt(limits.horizon_days)
+        return -threshold * scale + 0.0, float(-r[r <= threshold].mean()) * scale + 0.0
     return (parametric_var(r, limits.confidence, limits.horizon_days),
             parametric_cvar(r, limits.confidence, limits.horizon_days))
 
 
-def _as_dict(weights: pd.Series) -> dict[str, float]:
-    return {str(k): float(v) for k, v in weights.items()}
+@dataclass(frozen=True, slots=True)
+class _Book:
+    """The risk step's working arrays: ``symbols`` (the input's, then the safe asset if it
+    was absent), their weights ``w``, and the simple daily returns ``R`` (rows × ``cols``)
+    of the symbols that carry weight or are the safe asset, in ``symbols`` order."""
+
+    symbols: list[str]
+    cols: np.ndarray  # positions in ``symbols`` of R's columns
+    returns: np.ndarray
+    safe_pos: int | None
+
+    def portfolio(self, w: np.ndarray) -> np.ndarray:
+        """r_p = R·w over the columns with returns (every other weight is 0)."""
+        if self.cols.size == 0:
+            return np.zeros(self.returns.shape[0])
+        return self.returns @ w[self.cols]
+
+    def as_dict(self, w: np.ndarray) -> dict[str, float]:
+        return {s: float(v) for s, v in zip(self.symbols, w.tolist(), strict=True)}
 
 
-def _cap_weights(weights: pd.Series,
-                 limits: RiskLimits) -> tuple[pd.Series, RiskIntervention | None]:
+def _book(weights: pd.Series, prices: pd.DataFrame, limits: RiskLimits) -> tuple[_Book, np.ndarray]:
+    """The working arrays and the input weights, checked. A symbol that carries weight (or
+    is the safe asset) but lacks prices or a full lookback window is an error naming it;
+    zero-weight symbols need no history."""
+    symbols = [str(s) for s in weights.index]
+    w = weights.to_numpy(dtype=float, na_value=np.nan)
+    if np.isnan(w).any():
+        raise InputDataError(f"weights: {symbols[int(np.argmax(np.isnan(w)))]!r} is NaN")
+    if (w < 0).any():
+        raise InputDataError(
+            f"weights: {symbols[int(np.argmax(w < 0))]!r} is negative; long-only weights")
+    if float(w.sum()) > 1 + WEIGHT_SUM_TOLERANCE:
+        raise InputDataError(f"weights sum to {float(w.sum()):.12g} > 1 (fractions of equity)")
+    safe = limits.safe_asset
+    if safe is not None and safe not in symbols:
+        symbols.append(safe)
+        w = np.append(w, 0.0)
+    safe_pos = None if safe is None else symbols.index(safe)
+    cols = np.flatnonzero(w != 0)
+    if safe_pos is not None and w[safe_pos] == 0:
+        cols = np.sort(np.append(cols, safe_pos))
+    needed = [symbols[i] for i in cols]
+    col_of = {str(c): j for j, c in enumerate(prices.columns)}
+    absent = [sym for sym in needed if sym not in col_of]
+    if absent:
+        raise InputDataError(f"no price history for weighted symbol(s) {absent}")
+    window = prices.to_numpy(dtype=float)[-(limits.lookback_days + 1):]
+    if len(window) < 3:
+        raise InputDataError(f"need at least 3 price rows to estimate VaR, got {len(window)}")
+    closes = window[:, [col_of[sym] for sym in needed]]
+    incomplete = np.isnan(closes).any(axis=0)
+    if incomplete.any():
+        short = [needed[i] for i in np.flatnonzero(incomplete)]
+        raise InputDataError(
+            f"symbol(s) {short} lack a full {limits.lookback_days}-day price history (window "
+            f"ending {prices.index[-1]}) but carry weight or are the safe asset; shorten "
+            "lookback_days or drop them"
+        )
+    return _Book(symbols, cols, returns_from_closes(closes), safe_pos), w
+
+
+def _cap_weights(book: _Book, w: np.ndarray,
+                 limits: RiskLimits) -> tuple[np.ndarray, RiskIntervention | None]:
     """Cap each weight at max_weight; the excess goes to the safe asset up to its own cap,
     the rest to cash."""
     cap = limits.max_weight
-    if cap is None or not (weights > cap).any():
-        return weights, None
-    capped = weights.clip(upper=cap)
-    excess = float((weights - capped).sum())
+    if cap is None or not (w > cap).any():
+        return w, None
+    capped = np.minimum(w, cap)
+    excess = float((w - capped).sum())
     to_safe = 0.0
-    safe = limits.safe_asset
-    if safe is not None:
-        room = cap - float(capped.get(safe, 0.0))
-        to_safe = min(excess, max(room, 0.0))
-        capped = capped.copy()
-        capped.loc[safe] = float(capped.get(safe, 0.0)) + to_safe
-    after = {"weights": _as_dict(capped), "excess_to_safe": to_safe,
+    if book.safe_pos is not None:
+        to_safe = min(excess, max(cap - float(capped[book.safe_pos]), 0.0))
+        capped[book.safe_pos] += to_safe
+    after = {"weights": book.as_dict(capped), "excess_to_safe": to_safe,
              "excess_to_cash": excess - to_safe}
-    return capped, RiskIntervention("max_weight", {"weights": _as_dict(weights)}, after)
+    return capped, RiskIntervention("max_weight", {"weights": book.as_dict(w)}, after)
 
 
-def _scaled_with_safe(weights: pd.Series, safe: str, k: float, cap: float | None) -> pd.Series:
+def _scaled_with_safe(w: np.ndarray, safe_pos: int, k: float, cap: float | None) -> np.ndarray:
     """Risky weights × k; the safe asset takes the remainder up to ``cap``, rest is cash."""
-    risky = weights.index != safe
-    out = weights.copy()
-    freed = float(weights[risky].sum()) * (1 - k)
-    out[risky] = weights[risky] * k
-    safe_w = float(weights.get(safe, 0.0)) + freed
-    out.loc[safe] = safe_w if cap is None else min(safe_w, max(cap, float(weights.get(safe, 0.0))))
+    risky = np.ones(len(w), dtype=bool)
+    risky[safe_pos] = False
+    out = np.where(risky, w * k, w)
+    safe_w = float(w[safe_pos]) + float(w[risky].sum()) * (1 - k)
+    out[safe_pos] = safe_w if cap is None else min(safe_w, max(cap, float(w[safe_pos])))
     return out
 
 
@@ -216,9 +273,9 @@ def _bisect_scale(var_at: Callable[[float], float], limit: float) -> float:
     return lo
 
 
-def _limit_var(weights: pd.Series, returns: pd.DataFrame, limits: RiskLimits,
-               limit: float, figures: tuple[float, float],
-               ) -> tuple[pd.Series, RiskIntervention, tuple[float, float]]:
+def _limit_var(book: _Book, w: np.ndarray, limits: RiskLimits, limit: float,
+               figures: tuple[float, float],
+               ) -> tuple[np.ndarray, RiskIntervention, tuple[float, float]]:
     """Scale the risky weights by k so VaR meets ``limit``.
 
     Cash remainder: r_p(k) = k·r_p, and both VaR estimators are positively homogeneous of
@@ -228,18 +285,20 @@ def _limit_var(weights: pd.Series, returns: pd.DataFrame, limits: RiskLimits,
     the limit, every weight (safe asset included) is scaled with the remainder in cash.
     """
     var_now, cvar_now = figures
-    safe = limits.safe_asset
-    before = {"var": var_now, "cvar": cvar_now, "max_var": limit, "weights": _as_dict(weights)}
+    safe = book.safe_pos
+    before = {"var": var_now, "cvar": cvar_now, "max_var": limit, "weights": book.as_dict(w)}
     remainder_to = "cash"
     note = ""
     k = limit / var_now
-    scaled = weights * k
+    scaled = w * k
     if safe is not None:
         # r_p(k) = k·r_risky + w_safe(k)·r_safe: precomputed so each step is one quantile
-        r_risky = portfolio_returns(returns, weights.drop(safe, errors="ignore"))
-        r_safe = returns[safe].to_numpy(dtype=float)
-        w_safe0 = float(weights.get(safe, 0.0))
-        risky_sum = float(weights.drop(safe, errors="ignore").sum())
+        risky_w = w.copy()
+        risky_w[safe] = 0.0
+        r_risky = book.portfolio(risky_w)
+        r_safe = book.returns[:, int(np.flatnonzero(book.cols == safe)[0])]
+        w_safe0 = float(w[safe])
+        risky_sum = float(risky_w.sum())
         cap = math.inf if limits.max_weight is None else max(limits.max_weight, w_safe0)
 
         def var_at(k: float) -> float:
@@ -248,54 +307,20 @@ def _limit_var(weights: pd.Series, returns: pd.DataFrame, limits: RiskLimits,
 
         if var_at(0.0) <= limit:
             k = _bisect_scale(var_at, limit)
-            scaled = _scaled_with_safe(weights, safe, k, limits.max_weight)
-            remainder_to = safe
+            scaled = _scaled_with_safe(w, safe, k, limits.max_weight)
+            remainder_to = book.symbols[safe]
         else:
-            note = f"safe asset {safe} alone breaches max_var; remainder goes to cash"
-    var_after, cvar_after = _risk_pair(portfolio_returns(returns, scaled), limits)
+            note = f"safe asset {book.symbols[safe]} alone breaches max_var; remainder goes to cash"
+    var_after, cvar_after = _risk_pair(book.portfolio(scaled), limits)
     if remainder_to == "cash" and var_after > limit:  # float rounding: land on the safe side
         k *= 1 - 1e-12
-        scaled = weights * k
-        var_after, cvar_after = _risk_pair(portfolio_returns(returns, scaled), limits)
+        scaled = w * k
+        var_after, cvar_after = _risk_pair(book.portfolio(scaled), limits)
     after = {"var": var_after, "cvar": cvar_after, "k": k, "remainder_to": remainder_to,
-             "weights": _as_dict(scaled)}
+             "weights": book.as_dict(scaled)}
     if note:
         after["note"] = note
     return scaled, RiskIntervention("max_var", before, after), (var_after, cvar_after)
-
-
-def _returns_for(weights: pd.Series, prices: pd.DataFrame, limits: RiskLimits) -> pd.DataFrame:
-    """Returns over the lookback for the weighted symbols and the safe asset.
-
-    A symbol that carries weight (or is the safe asset) but lacks prices or a full
-    lookback window is an error naming it. Zero-weight symbols without full history are
-    left out. ``simple_returns`` needs two assets: a one-asset portfolio borrows another
-    complete column of ``prices`` (weight 0, so it does not change r_p).
-    """
-    symbols = [str(s) for s in weights.index]
-    if limits.safe_asset is not None and limits.safe_asset not in symbols:
-        symbols.append(limits.safe_asset)
-    # plain dicts and sets: a per-symbol pandas lookup costs µs, × 3 × the universe a call
-    weight_of = {str(k): float(v) for k, v in weights.items()}
-    needed = [s for s in symbols if s == limits.safe_asset or weight_of.get(s, 0.0) != 0]
-    priced = set(prices.columns)
-    absent = [s for s in needed if s not in priced]
-    if absent:
-        raise InputDataError(f"no price history for weighted symbol(s) {absent}")
-    window = prices.iloc[-(limits.lookback_days + 1):]
-    complete = dict(zip(window.columns, window.notna().all().to_numpy(), strict=True))
-    short = [s for s in needed if not complete[s]]
-    if short:
-        raise InputDataError(
-            f"symbol(s) {short} lack a full {limits.lookback_days}-day price history (window "
-            f"ending {window.index[-1]}) but carry weight or are the safe asset; shorten "
-            "lookback_days or drop them"
-        )
-    columns = [s for s in symbols if s in priced and complete[s]]
-    if len(columns) < 2:
-        spare = [c for c in prices.columns if complete[c] and c not in columns]
-        columns += spare[:2 - len(columns)]
-    return simple_returns(prices.loc[:, columns], limits.lookback_days)
 
 
 def apply_risk_limits(weights: pd.Series, prices: pd.DataFrame,
@@ -304,27 +329,27 @@ def apply_risk_limits(weights: pd.Series, prices: pd.DataFrame,
 
     Returns weights indexed like the input (the safe asset appended if it was absent and
     receives weight), VaR/CVaR before and after, and every intervention with its figures.
+    The work is on numpy arrays over the weighted symbols' returns window (this runs in
+    every cycle of every backtest day).
     """
-    w_in = weights.astype(float)
-    if w_in.isna().any():
-        raise InputDataError(f"weights: {w_in.index[w_in.isna()][0]!r} is NaN")
-    if (w_in < 0).any():
-        raise InputDataError(f"weights: {w_in.index[w_in < 0][0]!r} is negative; long-only weights")
-    if float(w_in.sum()) > 1 + WEIGHT_SUM_TOLERANCE:
-        raise InputDataError(f"weights sum to {float(w_in.sum()):.12g} > 1 (fractions of equity)")
-    returns = _returns_for(w_in, prices, limits)
-    var_before, cvar_before = _risk_pair(portfolio_returns(returns, w_in), limits)
+    book, w_in = _book(weights, prices, limits)
+    var_before, cvar_before = _risk_pair(book.portfolio(w_in), limits)
     interventions: list[RiskIntervention] = []
-    w, capped = _cap_weights(w_in, limits)
+    w, capped = _cap_weights(book, w_in, limits)
+    var_now, cvar_now = var_before, cvar_before
     if capped is not None:
         interventions.append(capped)
-    var_now, cvar_now = _risk_pair(portfolio_returns(returns, w), limits)
+        var_now, cvar_now = _risk_pair(book.portfolio(w), limits)
     if limits.max_var is not None and var_now > limits.max_var:
-        w, limited, (var_now, cvar_now) = _limit_var(w, returns, limits, limits.max_var,
+        w, limited, (var_now, cvar_now) = _limit_var(book, w, limits, limits.max_var,
                                                      (var_now, cvar_now))
         interventions.append(limited)
-    safe = limits.safe_asset
-    if safe is not None and safe not in weights.index and float(w.get(safe, 0.0)) == 0:
-        w = w.drop(safe, errors="ignore")  # appended only when it receives weight
-    return RiskDecision(w, float(var_now), float(cvar_now), var_before, cvar_before,
+    index = weights.index
+    if len(book.symbols) > len(weights):  # the safe asset was appended
+        if w[-1] == 0:
+            w = w[:-1]  # ... and received nothing: leave it out
+        else:
+            index = index.append(pd.Index([book.symbols[-1]]))
+    out = pd.Series(w, index=index, dtype=float, copy=False)
+    return RiskDecision(out, float(var_now), float(cvar_now), var_before, cvar_before,
                         tuple(interventions))

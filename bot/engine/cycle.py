@@ -7,6 +7,7 @@ effect goes through the broker and the journal passed in the context.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -171,7 +172,11 @@ def risk_checked_targets(strategy: Strategy, prices: pd.DataFrame, universe: tup
                          limits: RiskLimits) -> tuple[pd.Series, RiskDecision]:
     """Steps 4–5, pure: the strategy's weights over the universe (0 where it puts nothing)
     and the risk step's decision on them. ``allocbot weights`` shows exactly this."""
-    weights = strategy.target_weights(prices).reindex(list(universe)).fillna(0.0)
+    raw = strategy.target_weights(prices)
+    if tuple(raw.index) == universe:  # the usual case: history columns are the universe
+        weights = raw
+    else:
+        weights = raw.reindex(list(universe)).fillna(0.0)
     return weights, apply_risk_limits(weights, prices, limits)
 
 
@@ -180,22 +185,28 @@ def _planning_prices(prices: pd.DataFrame, universe: tuple[str, ...],
     """Latest close per symbol; a held symbol without one is an error (never a NaN order)."""
     if prices.empty:
         raise BrokerDataError("no price history returned for the universe")
-    latest = prices.iloc[-1]
+    values = prices.to_numpy(dtype=float)
+    latest = values[-1]
     # forward-fill the whole window only when the latest row has a gap (rarely)
-    last = prices.ffill().iloc[-1] if latest.isna().any() else latest
-    symbols = list(universe)  # vectorized: a per-symbol pandas lookup costs ~10 µs each
-    last_u = last.reindex(symbols).to_numpy(dtype=float)
-    stale = [sym for sym, v in zip(symbols, last_u, strict=True)
-             if sym in positions and not np.isfinite(v)]
+    last = prices.ffill().to_numpy(dtype=float)[-1] if np.isnan(latest).any() else latest
+    columns = [str(c) for c in prices.columns]
+    if columns != list(universe):
+        col_of = {c: j for j, c in enumerate(columns)}
+        pick = [col_of.get(s, -1) for s in universe]
+        last_u = np.array([last[j] if j >= 0 else np.nan for j in pick])
+        latest_u = np.array([latest[j] if j >= 0 else np.nan for j in pick])
+    else:
+        last_u, latest_u = last, latest
+    stale = [sym for sym, v in zip(universe, last_u.tolist(), strict=True)
+             if sym in positions and not math.isfinite(v)]
     if stale:
         raise BrokerDataError(f"no price for held symbol(s) {stale} as of {prices.index[-1].date()}")
-    latest_u = latest.reindex(symbols).to_numpy(dtype=float)
-    missing_today = [sym for sym, now, seen in zip(symbols, latest_u, last_u, strict=True)
-                     if np.isnan(now) and not np.isnan(seen)]
-    if missing_today:
+    gap_today = np.isnan(latest_u) & ~np.isnan(last_u)
+    if gap_today.any():
+        missing_today = [universe[i] for i in np.flatnonzero(gap_today)]
         raise BrokerDataError(
             f"missing price for {missing_today} on {prices.index[-1].date()} (latest row)")
-    return last
+    return pd.Series(last, index=prices.columns, copy=False)
 
 
 def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None) -> bool:
@@ -217,7 +228,7 @@ def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None
 
 
 def _rounded(weights: pd.Series) -> dict[str, float]:
-    values = weights.to_numpy(dtype=float)
-    keep = values != 0
-    return {str(k): round(v, 6) for k, v in zip(weights.index[keep], values[keep].tolist(),
-                                                  strict=True)}
+    """The non-zero weights, rounded to 6 decimals (for logs and the journal)."""
+    return {str(k): round(v, 6) for k, v in zip(weights.index.tolist(),
+                                                  weights.to_numpy(dtype=float).tolist(),
+                                                  strict=True) if v != 0}
