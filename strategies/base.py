@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from strategies.errors import ConfigError, StrategyError
+from strategies.errors import AllocbotError, ConfigError, StrategyError
 
 WEIGHT_SUM_TOLERANCE = 1e-9
 
@@ -109,7 +109,7 @@ def create(name: str, **params: Any) -> Strategy:
         )
     try:
         return factory(**params)
-    except StrategyConfigError:
+    except AllocbotError:  # already a family of its own (e.g. InputDataError for a data file)
         raise
     except (TypeError, ValueError) as exc:
         raise StrategyConfigError(f"strategy {name!r}: {exc}") from exc
