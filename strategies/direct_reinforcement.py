@@ -19,7 +19,8 @@ training window, A = mean R, B = mean R², with
     R_{t+1} = w_t · r_{t+1} − c·Σ_i |w_{t,i} − w_{t−1,i}|,   c = cost_bps / 1e4
 
 (r: simple daily returns; weights decided at the close of t are held to t+1), minus
-``l2``·|θ|²/2, maximized with Adam (Kingma & Ba 2015) for ``epochs`` full passes.
+``l2``·|θ|²/2, maximized with Adam (Kingma & Ba 2015) for ``epochs`` full passes,
+keeping the best θ visited.
 
 The fit uses only the ``lookback_days`` returns ending at the as-of date (under
 ``--walk-forward`` that is the training window: ``build_learner`` sets ``lookback_days``
@@ -85,10 +86,22 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyPass:
+    """One roll of the policies over a window: the as-of weights (seeds × n), the net
+    daily Sharpe, its gradient dS/dθ (seeds × p; zeros without ``with_grad``) and the
+    mean daily turnover Σ|Δw| per seed."""
+
+    last_weights: np.ndarray
+    sharpe: np.ndarray
+    grad: np.ndarray
+    turnover: np.ndarray
+
+
 def policy_pass(theta: np.ndarray, cube: FeatureCube, cost: float, with_grad: bool
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Roll the policies θ (seeds × p) over the cube; return (last weights: seeds × n,
-    Sharpe per seed, dS/dθ per seed). Forward-mode recurrent gradient (Moody & Saffell)."""
+                ) -> PolicyPass:
+    """Roll the policies θ (seeds × p) over the cube, carrying the forward-mode recurrent
+    gradient (Moody & Saffell) when ``with_grad``."""
     seeds, p = theta.shape
     days, n, k = cube.features.shape
     w_prev = np.full((seeds, n), 1.0 / n)
@@ -97,6 +110,7 @@ def policy_pass(theta: np.ndarray, cube: FeatureCube, cost: float, with_grad: bo
     sum_r2 = np.zeros(seeds)
     g1 = np.zeros((seeds, p))
     g2 = np.zeros((seeds, p))
+    traded = np.zeros(seeds)
     theta_x, theta_w = theta[:, :k], theta[:, k]
     for t in range(days):
         f = cube.features[t]
@@ -113,7 +127,9 @@ def policy_pass(theta: np.ndarray, cube: FeatureCube, cost: float, with_grad: bo
             break
         r_next = cube.next_returns[t]
         trade = w - w_prev
-        net = w @ r_next - cost * np.abs(trade).sum(axis=1)
+        turnover = np.abs(trade).sum(axis=1)
+        traded += turnover
+        net = w @ r_next - cost * turnover
         sum_r += net
         sum_r2 += net * net
         if with_grad:
@@ -129,26 +145,33 @@ def policy_pass(theta: np.ndarray, cube: FeatureCube, cost: float, with_grad: bo
     sharpe = a / sd
     # S = A / √(B − A²): dS/dR_t = (B − A·R_t) / (T·σ³)
     grad = (b[:, None] * g1 - a[:, None] * g2) / (periods * sd[:, None] ** 3)
-    return w_prev, sharpe, grad
+    return PolicyPass(w_prev, sharpe, grad, traded / periods)
 
 
 def train_policies(cube: FeatureCube, seeds: np.ndarray, cost: float, epochs: int,
                    learning_rate: float, l2: float) -> np.ndarray:
-    """Adam ascent on Sharpe − l2·|θ|²/2, one policy per seed (vectorized); returns θ."""
+    """Adam ascent on Sharpe − l2·|θ|²/2, one policy per seed (vectorized); returns, per
+    seed, the best θ visited (the recurrent policy can lock in and its objective fall)."""
     p = cube.features.shape[2] + 1
     theta = np.stack([np.random.default_rng(int(s)).normal(0.0, INIT_SCALE, p) for s in seeds])
+    best, best_score = theta.copy(), np.full(len(seeds), -np.inf)
     m = np.zeros_like(theta)
     v = np.zeros_like(theta)
     b1, b2 = ADAM_BETAS
-    for step in range(1, epochs + 1):
-        _, _, grad = policy_pass(theta, cube, cost, with_grad=True)
-        grad = grad - l2 * theta
+    for step in range(1, epochs + 2):
+        roll = policy_pass(theta, cube, cost, with_grad=step <= epochs)
+        score = roll.sharpe - 0.5 * l2 * (theta * theta).sum(axis=1)
+        improved = score > best_score
+        best[improved], best_score[improved] = theta[improved], score[improved]
+        if step > epochs:
+            break
+        grad = roll.grad - l2 * theta
         m = b1 * m + (1 - b1) * grad
         v = b2 * v + (1 - b2) * grad * grad
         m_hat = m / (1 - b1**step)
         v_hat = v / (1 - b2**step)
         theta = theta + learning_rate * m_hat / (np.sqrt(v_hat) + ADAM_EPS)
-    return theta
+    return best
 
 
 @register("direct_reinforcement")
@@ -212,6 +235,6 @@ class DirectReinforcement(Strategy):
         seeds = np.arange(self.seed, self.seed + self.ensemble)
         cost = self.cost_bps / 1e4
         theta = train_policies(cube, seeds, cost, self.epochs, self.learning_rate, self.l2)
-        last, _, _ = policy_pass(theta, cube, cost, with_grad=False)
+        last = policy_pass(theta, cube, cost, with_grad=False).last_weights
         w = pd.Series(last.mean(axis=0), index=returns.columns)
         return finalize_weights(w.reindex(prices.columns, fill_value=0.0), self.name)

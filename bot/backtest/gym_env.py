@@ -17,7 +17,10 @@ Timing (the backtest's convention, ``bot.backtest.engine``):
   t+1: the day's costs and the t → t+1 return, nothing later.
 
 ``info["equity_after_trades"]`` is the equity at the close of t after its trades — the
-figure ``run_backtest`` records for day t. Requires the ``rl`` extra (``gymnasium``).
+figure ``run_backtest`` records for day t. As in the backtest, the planner sizes buys with
+the policy's ``cost_bps_estimate``: left at 0 with non-zero costs, a fully invested action
+cannot pay its commission and the buy is rejected (``info["status"]`` and the logs say so).
+Requires the ``rl`` extra (``gymnasium``).
 """
 
 from __future__ import annotations
