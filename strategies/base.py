@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from strategies.errors import ConfigError, StrategyError
+from strategies.errors import AllocbotError, ConfigError, StrategyError
 
 WEIGHT_SUM_TOLERANCE = 1e-9
 
@@ -85,6 +85,10 @@ STRATEGY_MODULES: Mapping[str, str] = {
     "core_satellite": "strategies.tactical",
     "ml_regression": "strategies.machine_learning",
     "regime_kmeans": "strategies.regime",
+    "direct_reinforcement": "strategies.direct_reinforcement",
+    "macro_regime": "strategies.macro_regime",
+    "screen": "strategies.screen",
+    "sector_cap": "strategies.sector_cap",
 }
 
 
@@ -139,7 +143,7 @@ def create(name: str, **params: Any) -> Strategy:
         )
     try:
         return factory(**params)
-    except StrategyConfigError:
+    except AllocbotError:  # already a family of its own (e.g. InputDataError for a data file)
         raise
     except (TypeError, ValueError) as exc:
         raise StrategyConfigError(f"strategy {name!r}: {exc}") from exc

@@ -103,3 +103,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
 def json_lines(text: str) -> list[dict[str, Any]]:
     """Parse stdout as JSON lines; every non-empty line must be a JSON object."""
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def invoke_cli(*args: str) -> Any:
+    """Run ``allocbot ARGS`` in-process with click's CliRunner (faster than a subprocess);
+    returns the click Result (``exit_code``, ``stdout``, ``stderr``)."""
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)

@@ -19,6 +19,12 @@ NEEDS_PARAMS: dict[str, dict[str, Any]] = {
     "core_satellite": {"core": {"name": "fixed", "params": {"preset": "sixty_forty"}},
                        "satellite": "momentum"},
     "regime_kmeans": {"regime_weights": [{"SPY": 0.6, "IEF": 0.4}, {"IEF": 0.5, "GLD": 0.5}]},
+    "macro_regime": {"macro_file": str(SAMPLE_PRICES.parent / "sample_macro.csv")},
+    "screen": {"base": "equal_weight", "top_fraction": 0.5,
+               "scores": {"SPY": 1, "TLT": 2, "IEF": 3, "GLD": 4, "DBC": 5, "SHY": 6, "VNQ": 7,
+                          "EFA": 8}},
+    "sector_cap": {"base": "equal_weight", "sectors": {"SPY": "equity", "TLT": "bonds"},
+                   "sector_limits": {"equity": 0.6}},
 }
 
 

@@ -1,5 +1,6 @@
-"""``python -m bot.sample_market``: rewrite the sample CSV from its seed."""
+"""``python -m bot.sample_market``: rewrite the sample prices and macro CSVs from their seeds."""
 
-from bot.sample_market.generator import main
+from bot.sample_market import generator, macro
 
-main()
+generator.main()
+macro.main()
