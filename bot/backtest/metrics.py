@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom
+from scipy.stats import binom, chi2, kurtosis, skew
 
 from strategies.estimators import ANNUALIZATION_DAYS
 
@@ -22,6 +22,19 @@ def daily_returns(equity: np.ndarray) -> np.ndarray:
     """r_t = E_t / E_{t−1} − 1 (length n − 1)."""
     e = np.asarray(equity, dtype=float)
     return e[1:] / e[:-1] - 1.0
+
+
+def return_series(dates: pd.DatetimeIndex, equity: np.ndarray, name: str | None = None
+                  ) -> pd.Series:
+    """Simple daily returns indexed by the day they end on (dates[1:]; length n − 1)."""
+    return pd.Series(daily_returns(equity), index=pd.DatetimeIndex(dates[1:]), name=name)
+
+
+def aligned_returns(strategy: pd.Series, benchmark: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The two daily return series on their common days only (equal length, same index), so
+    that relative statistics compare the same days. Neither series is filled."""
+    common = strategy.index.intersection(benchmark.index)
+    return strategy.loc[common], benchmark.loc[common]
 
 
 def cagr(equity: np.ndarray) -> float:
@@ -92,7 +105,35 @@ def var_breaches(returns: np.ndarray, var_1d: np.ndarray, confidence: float) -> 
         p_value = float("nan")
     return {"var_breaches": count, "var_breaches_expected": round(expected, 2),
             "var_days_evaluated": n, "var_confidence": confidence,
-            "var_breach_p_value": p_value}
+            "var_breach_p_value": p_value,
+            "var_kupiec_pof_p_value": kupiec_pof_p_value(count, n, p)}
+
+
+def kupiec_pof_p_value(breaches: int, days: int, rate: float) -> float:
+    """Kupiec (1995) proportion-of-failures test: LR = −2 ln[(1−p)^(n−x) p^x /
+    ((1−x/n)^(n−x) (x/n)^x)] ~ χ²(1) under a correct VaR; returns P(χ²₁ ≥ LR)."""
+    if days <= 0:
+        return float("nan")
+    x, n, p = breaches, days, rate
+    hat = x / n
+
+    def loglik(q: float) -> float:  # 0·ln 0 = 0
+        return (n - x) * (math.log1p(-q) if n > x else 0.0) + (x * math.log(q) if x else 0.0)
+
+    lr = max(-2.0 * (loglik(p) - loglik(hat)), 0.0)
+    return float(chi2.sf(lr, 1))
+
+
+def distribution_figures(returns: np.ndarray) -> dict[str, float]:
+    """Best/worst day, share of up days, skewness and excess kurtosis of daily returns
+    (Fisher's definitions, population moments: scipy ``skew``/``kurtosis`` with bias)."""
+    r = np.asarray(returns, dtype=float)
+    if len(r) < 2:
+        return {"best_day": float("nan"), "worst_day": float("nan"),
+                "positive_days": float("nan"), "skew": float("nan"), "kurtosis": float("nan")}
+    return {"best_day": float(r.max()), "worst_day": float(r.min()),
+            "positive_days": float(np.mean(r > 0)), "skew": float(skew(r)),
+            "kurtosis": float(kurtosis(r))}
 
 
 def summarize(dates: pd.DatetimeIndex, equity: np.ndarray, risk_free_rate: float
@@ -137,4 +178,4 @@ def trading_figures(trades: pd.DataFrame, dates: pd.DatetimeIndex, equity: np.nd
     rows = dates.get_indexer(notional.index)
     turnover = annual_turnover(notional.to_numpy(), equity[rows], max(len(dates) - 1, 1))
     return {"turnover": turnover, "costs": commission + slippage, "commission": commission,
-            "slippage": slippage, "rebalances": int(len(notional)), "trades": int(len(trades))}
+            "slippage": slippage, "rebalances": len(notional), "trades": len(trades)}
