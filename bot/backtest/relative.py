@@ -2,7 +2,7 @@
 
 Conventions (as ``bot.backtest.metrics``): simple daily returns of the two equity curves on
 their common days (``metrics.aligned_returns``), 252 days a year, the annual risk-free rate
-compounded daily, rf_d = (1 + rf)^(1/252) − 1, sample moments with ddof = 1. They agree
+compounded daily, rf_d = (1 + rf)^(1/252) − 1, sample moments with ddof = 1; capture ratios on calendar months. They agree
 with empyrical (Quantopian) on the same inputs, which ``tests/test_tearsheet_crosscheck.py``
 checks.
 """
@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
-from bot.backtest.metrics import cagr, daily_risk_free
+from bot.backtest.metrics import daily_risk_free
 from strategies.estimators import ANNUALIZATION_DAYS
 
 
@@ -55,31 +56,44 @@ def information_ratio(returns: np.ndarray, benchmark: np.ndarray) -> float:
     return float(active.mean() * ANNUALIZATION_DAYS / te)
 
 
-def _growth(returns: np.ndarray) -> float:
-    """CAGR of a return series (252 / number of returns years)."""
-    return cagr(np.concatenate([[1.0], np.cumprod(1.0 + returns)]))
-
-
-def capture(returns: np.ndarray, benchmark: np.ndarray, up: bool) -> float:
-    """Up (down) capture: the strategy's annualized compound return on the days the benchmark
-    rose (fell), over the benchmark's on those days (Morningstar's ratio of geometric
-    means, on daily returns; empyrical ``up_capture``/``down_capture``). Up capture > 1
-    gains more than the benchmark in rising markets; down capture < 1 loses less."""
-    r, b = np.asarray(returns, dtype=float), np.asarray(benchmark, dtype=float)
-    days = b > 0 if up else b < 0
-    if not days.any():
+def _growth(returns: np.ndarray, periods_a_year: int = ANNUALIZATION_DAYS) -> float:
+    """Annualized compound return of a return series: (Π(1 + r))^(periods_a_year / n) − 1."""
+    r = np.asarray(returns, dtype=float)
+    if len(r) == 0:
         return float("nan")
-    base = _growth(b[days])
-    return _growth(r[days]) / base if base != 0 else float("nan")
+    return float(np.prod(1.0 + r) ** (periods_a_year / len(r)) - 1.0)
 
 
-def relative_statistics(returns: np.ndarray, benchmark: np.ndarray, rate_annual: float
+def monthly_returns_of(daily: pd.Series) -> pd.Series:
+    """Calendar-month compound returns of daily returns (partial first/last months kept)."""
+    return (1.0 + daily).groupby(daily.index.to_period("M")).prod() - 1.0
+
+
+def capture(returns: pd.Series, benchmark: pd.Series, up: bool) -> float:
+    """Up (down) capture ratio, Morningstar's definition: over the calendar months in which
+    the benchmark rose (fell), the strategy's annualized geometric mean monthly return over
+    the benchmark's ((Π(1 + r_m))^(12/n) − 1, same for b). Up capture > 1 gains more than the
+    benchmark in rising months; down capture < 1 loses less in falling ones. Monthly, not
+    daily: annualizing only the up (or down) days compounds 250-day streaks and inflates
+    the ratio (a 2× levered benchmark would show up capture ≈ 8). Same as empyrical's
+    ``up_capture``/``down_capture`` on monthly returns with ``period="monthly"``."""
+    r, b = monthly_returns_of(returns), monthly_returns_of(benchmark)
+    months = (b > 0 if up else b < 0).to_numpy()
+    if not months.any():
+        return float("nan")
+    base = _growth(b.to_numpy()[months], 12)
+    return _growth(r.to_numpy()[months], 12) / base if base != 0 else float("nan")
+
+
+def relative_statistics(returns: pd.Series, benchmark: pd.Series, rate_annual: float
                         ) -> dict[str, float]:
-    """The strategy-vs-benchmark block of metrics.json (both series on the same days)."""
-    r, b = np.asarray(returns, dtype=float), np.asarray(benchmark, dtype=float)
+    """The strategy-vs-benchmark block of metrics.json: both daily return series on the same
+    days (``metrics.aligned_returns``), indexed by date."""
+    r, b = returns.to_numpy(dtype=float), benchmark.to_numpy(dtype=float)
     corr = float(np.corrcoef(r, b)[0, 1]) if len(r) > 1 and r.std() > 0 and b.std() > 0 \
         else float("nan")
     return {"beta": beta(r, b), "alpha": alpha(r, b, rate_annual), "correlation": corr,
             "tracking_error": tracking_error(r, b), "information_ratio": information_ratio(r, b),
-            "up_capture": capture(r, b, up=True), "down_capture": capture(r, b, up=False),
+            "up_capture": capture(returns, benchmark, up=True),
+            "down_capture": capture(returns, benchmark, up=False),
             "active_return": _growth(r) - _growth(b) if len(r) else float("nan")}

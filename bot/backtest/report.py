@@ -73,7 +73,7 @@ def with_relative_statistics(metrics: dict[str, Any], result: BacktestResult,
         return metrics
     r, b = aligned_returns(return_series(result.dates, result.equity),
                            return_series(benchmark.dates, benchmark.equity))
-    stats = relative_statistics(r.to_numpy(), b.to_numpy(), risk_free_rate_of(metrics))
+    stats = relative_statistics(r, b, risk_free_rate_of(metrics))
     return {**metrics, "strategy": {**metrics["strategy"], **stats}}
 
 

@@ -167,7 +167,7 @@ def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: d
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from bot.backtest.report import summary_table, write_outputs
+    from bot.backtest.report import summary_table, with_relative_statistics, write_outputs
 
     prices, universe = load_backtest_prices(cfg, prices_path)
     console = Console()
@@ -183,6 +183,7 @@ def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: d
     else:
         run = run_configured(cfg, prices, universe, start=start, end=end, benchmark=benchmark,
                              walk_forward=walk_forward)
+    run = replace(run, metrics=with_relative_statistics(run.metrics, run.result, run.benchmark))
     write_outputs(out_dir, run.result, run.benchmark, run.metrics)
     console.print(summary_table(run.metrics))
     failed = run.metrics["strategy"]["cycles_failed"]
