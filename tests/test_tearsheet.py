@@ -225,3 +225,16 @@ def test_report_modules_import_without_matplotlib():
 def test_drawdown_period_as_dict_is_json_ready():
     p = DrawdownPeriod(date(2020, 1, 2), date(2020, 2, 3), None, 0.1, 40)
     assert json.loads(json.dumps(p.as_dict()))["recovery"] is None
+
+
+@pytest.mark.parametrize("days", [2, 30])
+def test_tearsheet_short_backtest_writes_every_chart_without_error(tmp_path, days):
+    universe = ("AAA", "BBB")
+    prices = random_walk_prices(list(universe), 20 + days)  # 20 days of lookback first
+    result = run_backtest(prices, strategies.create("equal_weight"), _spec(universe))
+    bench = run_backtest(prices, strategies.create("equal_weight"), _spec(universe))
+    assert len(result.dates) == days
+    metrics = {"title": "short", "strategy": {"name": "a", **result_metrics(result, 0.0)},
+               "benchmark": {"name": "b", **result_metrics(bench, 0.0)}}
+    write_outputs(tmp_path, result, bench, metrics)
+    assert set(_charts((tmp_path / "report.html").read_text())) == set(CHART_ALTS)

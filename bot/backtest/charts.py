@@ -21,7 +21,7 @@ from bot.backtest.colours import CASH_COLOUR, OTHER_COLOUR
 from bot.backtest.periods import DrawdownPeriod
 
 WIDTH_IN = 11.0
-MARGIN_LEFT_IN, MARGIN_RIGHT_IN = 0.85, 1.0
+MARGIN_LEFT_IN, MARGIN_RIGHT_IN = 1.0, 1.0
 DPI = 80
 
 
@@ -88,7 +88,7 @@ def drawdown_chart(curves: Mapping[str, pd.Series], colours: Mapping[str, str],
         ax.axvspan(np.datetime64(period.start, "ns"), end, color="#fdae61", alpha=0.18, lw=0)
         ax.annotate(str(rank), (np.datetime64(period.trough, "ns"), -period.depth), fontsize=8,
                     xytext=(0, -10), textcoords="offset points", ha="center")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_ylabel("drawdown")
     ax.legend(loc="lower left")
     return fig

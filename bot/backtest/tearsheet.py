@@ -55,7 +55,7 @@ CONVENTIONS = (
     "tracking error; up/down capture (Morningstar) = ratio of the annualized geometric mean "
     "monthly returns over the calendar months the benchmark rose/fell. Drawdown length counts trading days from the peak to the recovery."
 )
-_CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
+_CSS = """body{font-family:sans-serif;max-width:920px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1em}
 td,th{border:1px solid #ccc;padding:3px 9px;text-align:right}
 td:first-child,th:first-child{text-align:left}
@@ -221,7 +221,8 @@ def heatmap_html(table: pd.DataFrame, yearly: pd.Series) -> str:
     def cell(value: float, limit: float) -> str:
         if not math.isfinite(value):
             return "<td></td>"
-        return f'<td style="background:{_heat_colour(value, limit)}">{value * 100:.1f}</td>'
+        text = f"{value * 100:.1f}".replace("-0.0", "0.0")
+        return f'<td style="background:{_heat_colour(value, limit)}">{text}</td>'
 
     head = "".join(f"<th>{m}</th>" for m in ("year", *MONTHS, "year %"))
     rows = "\n".join(
