@@ -141,7 +141,7 @@ def distribution_chart(returns: Mapping[str, pd.Series], colours: Mapping[str, s
     bins = np.linspace(min(low, -1e-4), max(high, 1e-4), 80)
     for (label, r), v in zip(returns.items(), values, strict=True):
         ax.hist(np.clip(v, bins[0], bins[-1]), bins=bins, color=colours[label], alpha=0.5,
-                label=label)
+                label=label, histtype="stepfilled")  # one polygon, not 80 bars to draw
         ax.axvline(float(np.mean(v)), color=colours[label], lw=1.0, ls="--")
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlabel("daily return (tails clipped at the 0.1 / 99.9 percentiles)")

@@ -155,11 +155,17 @@ def ex_ante_var_1d(dates: pd.DatetimeIndex, cycle_days: list[Any], cycle_vars: l
                    horizon_days: int) -> np.ndarray:
     """Per return day t (1..n−1): the 1-day VaR (VaR_h / √h, the risk step's √h rule) of the
     last cycle on or before day t − 1; NaN before the first."""
-    var = pd.Series(np.nan, index=dates)
-    for day, v in zip(cycle_days, cycle_vars, strict=True):
-        if v is not None and math.isfinite(v):
-            var.loc[pd.Timestamp(day)] = v / math.sqrt(horizon_days)
-    return var.ffill().to_numpy()[:-1]
+    if len(cycle_days) != len(cycle_vars):
+        raise ValueError(f"{len(cycle_days)} cycle days but {len(cycle_vars)} VaR values")
+    known = [(pd.Timestamp(d), v / math.sqrt(horizon_days))
+             for d, v in zip(cycle_days, cycle_vars, strict=True)
+             if v is not None and math.isfinite(v)]
+    if not known:
+        return np.full(max(len(dates) - 1, 0), np.nan)
+    days, values = zip(*known, strict=True)
+    var = pd.Series(values, index=pd.DatetimeIndex(days).as_unit(dates.unit))
+    var = var[~var.index.duplicated(keep="last")]  # a day's last cycle wins
+    return var.reindex(dates).ffill().to_numpy()[:-1]
 
 
 def trading_figures(trades: pd.DataFrame, dates: pd.DatetimeIndex, equity: np.ndarray
