@@ -108,3 +108,14 @@ def test_ex_ante_var_1d_is_the_last_cycles_var_of_the_evening_before():
     var = ex_ante_var_1d(dates, [d[1], d[1], d[3]], [0.04, 0.08, None], horizon_days=4)
     assert len(var) == 5 and np.isnan(var[0])  # the return of day 1 sees day 0: no cycle yet
     np.testing.assert_allclose(var[1:], [0.04] * 4)  # 0.08 / √4 from day 1 on
+
+
+def test_return_matrix_keeps_only_the_days_every_curve_has():
+    from bot.backtest.metrics import return_matrix
+
+    days = pd.bdate_range("2021-01-04", periods=4)
+    a = pd.Series([100.0, 110, 99, 99], index=days)
+    b = pd.Series([10.0, 10, 11], index=days[1:])
+    m = return_matrix({"a": a, "b": b})
+    assert list(m.columns) == ["a", "b"] and list(m.index) == list(days[2:])
+    np.testing.assert_allclose(m.to_numpy(), [[-0.1, 0.0], [0.0, 0.1]])

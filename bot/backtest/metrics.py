@@ -37,6 +37,15 @@ def aligned_returns(strategy: pd.Series, benchmark: pd.Series) -> tuple[pd.Serie
     return strategy.loc[common], benchmark.loc[common]
 
 
+def return_matrix(equities: dict[str, pd.Series]) -> pd.DataFrame:
+    """Daily simple returns of several equity curves (each indexed by trading day) as the
+    columns of one frame, on the days every curve has (equal length, nothing filled): the
+    input of rank statistics over many backtests (e.g. the trials of a sweep)."""
+    frame = pd.concat({name: e.astype(float) for name, e in equities.items()}, axis=1,
+                      join="inner")
+    return (frame / frame.shift(1) - 1.0).iloc[1:]
+
+
 def cagr(equity: np.ndarray) -> float:
     """(E_end / E_0)^(252 / (n − 1)) − 1: compound annual growth over n − 1 trading days."""
     e = np.asarray(equity, dtype=float)
