@@ -140,9 +140,11 @@ def distribution_figures(returns: np.ndarray) -> dict[str, float]:
     if len(r) < 2:
         return {"best_day": float("nan"), "worst_day": float("nan"),
                 "positive_days": float("nan"), "skew": float("nan"), "kurtosis": float("nan")}
+    flat = not np.ptp(r) > 0  # moments undefined (scipy would warn of precision loss)
     return {"best_day": float(r.max()), "worst_day": float(r.min()),
-            "positive_days": float(np.mean(r > 0)), "skew": float(skew(r)),
-            "kurtosis": float(kurtosis(r))}
+            "positive_days": float(np.mean(r > 0)),
+            "skew": float("nan") if flat else float(skew(r)),
+            "kurtosis": float("nan") if flat else float(kurtosis(r))}
 
 
 def summarize(dates: pd.DatetimeIndex, equity: np.ndarray, risk_free_rate: float

@@ -169,7 +169,8 @@ def _charts(result: BacktestResult, benchmark: BacktestResult | None,
     if benchmark is not None and b_label is not None:
         curves[b_label] = equity_series(benchmark)
         returns[b_label] = return_series(benchmark.dates, benchmark.equity)
-    line_colours = {s_label: STRATEGY_COLOUR, b_label or "": BENCHMARK_COLOUR}
+    line_colours = {label: STRATEGY_COLOUR if i == 0 else BENCHMARK_COLOUR
+                    for i, label in enumerate(curves)}
     worst = worst_drawdowns(curves[s_label], WORST_DRAWDOWNS)
     yearly = pd.DataFrame({label: yearly_returns(e) for label, e in curves.items()})
     sharpe, vol, roll_colours, styles = _rolling_series(returns, rf)
