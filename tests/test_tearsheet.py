@@ -238,3 +238,18 @@ def test_tearsheet_short_backtest_writes_every_chart_without_error(tmp_path, day
                "benchmark": {"name": "b", **result_metrics(bench, 0.0)}}
     write_outputs(tmp_path, result, bench, metrics)
     assert set(_charts((tmp_path / "report.html").read_text())) == set(CHART_ALTS)
+
+
+def test_held_weights_frame_keeps_largest_sums_the_rest_and_drops_never_held():
+    from bot.backtest.engine import BacktestResult
+    from bot.backtest.tearsheet import held_weights_frame
+
+    days = pd.bdate_range("2021-01-04", periods=2)
+    closes = np.ones((2, 4))
+    qty = np.array([[50.0, 20, 10, 0], [40, 30, 10, 0]])  # DDD never held
+    cash = np.array([20.0, 20.0])
+    result = BacktestResult(days, ("AAA", "BBB", "CCC", "DDD"), cash + qty.sum(axis=1), cash,
+                            qty, closes, pd.DataFrame(), (), None, 0.95, 1, 100.0, False, 0.0)
+    frame = held_weights_frame(result, top=2)
+    assert list(frame.columns) == ["AAA", "BBB", "other", "cash"]
+    np.testing.assert_allclose(frame.to_numpy(), [[0.5, 0.2, 0.1, 0.2], [0.4, 0.3, 0.1, 0.2]])

@@ -126,12 +126,13 @@ DRAWDOWN_HEADER = ("#", "start (peak)", "trough", "recovery", "depth", "length (
 
 def held_weights_frame(result: BacktestResult, top: int = TOP_WEIGHTS) -> pd.DataFrame:
     """Held weights of the ``top`` largest assets (by mean weight; universe order kept), the
-    rest summed as "other", and cash; indexed by day."""
+    rest summed as "other", and cash; indexed by day. Assets never held are left out."""
     w = pd.DataFrame(result.held_weights(), index=result.dates, columns=list(result.symbols))
+    w = w.loc[:, (w != 0).any(axis=0)]
     largest = set(w.mean().sort_values(ascending=False).index[:top])
-    frame = w[[s for s in result.symbols if s in largest]].copy()
+    frame = w[[s for s in w.columns if s in largest]].copy()
     if len(largest) < w.shape[1]:
-        frame["other"] = w[[s for s in result.symbols if s not in largest]].sum(axis=1)
+        frame["other"] = w[[s for s in w.columns if s not in largest]].sum(axis=1)
     frame["cash"] = result.cash / result.equity
     return frame
 
