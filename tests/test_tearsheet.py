@@ -253,3 +253,15 @@ def test_held_weights_frame_keeps_largest_sums_the_rest_and_drops_never_held():
     frame = held_weights_frame(result, top=2)
     assert list(frame.columns) == ["AAA", "BBB", "other", "cash"]
     np.testing.assert_allclose(frame.to_numpy(), [[0.5, 0.2, 0.1, 0.2], [0.4, 0.3, 0.1, 0.2]])
+
+
+def test_summary_table_prints_the_risk_free_rate_and_relative_statistics(report_dir):
+    from rich.console import Console
+
+    from bot.backtest.report import summary_table
+
+    console = Console(width=120, record=True)
+    console.print(summary_table(json.loads((report_dir / "metrics.json").read_text())))
+    text = console.export_text()
+    assert "Sharpe (rf 2.00%)" in text and "Sortino (rf 2.00%)" in text
+    assert "strategy vs benchmark" in text and "Information ratio" in text

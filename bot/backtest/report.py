@@ -171,6 +171,10 @@ def summary_table(metrics: dict[str, Any]) -> Table:
     table.add_column(f"benchmark: {b.get('name', '—')}", justify="right")
     for row in summary_rows(metrics):
         table.add_row(*row)
-    for label, value in relative_rows(metrics):
-        table.add_row(label + " vs benchmark", value, "")
+    relative = relative_rows(metrics)
+    if relative:
+        table.add_section()
+        table.add_row("[b]strategy vs benchmark[/b]", "", "")
+    for label, value in relative:
+        table.add_row(label, value, "")
     return table
