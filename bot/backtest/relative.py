@@ -2,9 +2,9 @@
 
 Conventions (as ``bot.backtest.metrics``): simple daily returns of the two equity curves on
 their common days (``metrics.aligned_returns``), 252 days a year, the annual risk-free rate
-compounded daily, rf_d = (1 + rf)^(1/252) − 1, sample moments with ddof = 1; capture ratios on calendar months. They agree
-with empyrical (Quantopian) on the same inputs, which ``tests/test_tearsheet_crosscheck.py``
-checks.
+compounded daily, rf_d = (1 + rf)^(1/252) − 1, sample moments with ddof = 1; capture ratios
+on calendar months. They agree with empyrical (Quantopian) on the same inputs, which
+``tests/test_tearsheet_crosscheck.py`` checks.
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ CONVENTIONS = (
     "√mean(min(r − rf_d, 0)²); CAGR = (E_end/E_0)^(252/days) − 1; alpha is Jensen's, "
     "(1 + mean((r − rf_d) − β (b − rf_d)))^252 − 1; information ratio = mean(r − b) × 252 / "
     "tracking error; up/down capture (Morningstar) = ratio of the annualized geometric mean "
-    "monthly returns over the calendar months the benchmark rose/fell. Drawdown length counts trading days from the peak to the recovery."
+    "monthly returns over the calendar months the benchmark rose/fell. Drawdown length "
+    "counts trading days from the peak to the recovery."
 )
 _CSS = """body{font-family:sans-serif;max-width:920px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1em}
