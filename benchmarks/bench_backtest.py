@@ -93,10 +93,10 @@ def _run_case(assets: int, years: int, strategy_name: str, calendar: str,
     run_timer = _Timer(cycle.run)
     cycle.run = run_timer  # type: ignore[assignment]
 
-    class Timed:  # the strategy with its target_weights timed (lookback etc. passed through)
+    class Timed(strategies.Strategy):  # the strategy with its target_weights timed
         name = strategy.name
         lookback_days = strategy.lookback_days
-        targets_are_static = getattr(strategy, "targets_are_static", False)
+        targets_are_static = strategy.targets_are_static
         target_weights = staticmethod(strat_timer)
 
     start = time.perf_counter()

@@ -97,3 +97,25 @@ def test_walk_forward_fits_only_on_the_training_window_before_each_test_window()
     assert len(seen) == len(starts) == 5
     for window, start in zip(seen, starts, strict=True):
         assert window.index[-1] == start and len(window) == wf.train_days + 1
+
+
+def test_ex_ante_var_1d_is_the_last_cycles_var_of_the_evening_before():
+    from bot.backtest.metrics import ex_ante_var_1d
+
+    dates = pd.bdate_range("2021-01-04", periods=6)
+    d = [x.date() for x in dates]
+    # day 1: two cycles (the last wins); day 3: a cycle without a VaR keeps day 1's
+    var = ex_ante_var_1d(dates, [d[1], d[1], d[3]], [0.04, 0.08, None], horizon_days=4)
+    assert len(var) == 5 and np.isnan(var[0])  # the return of day 1 sees day 0: no cycle yet
+    np.testing.assert_allclose(var[1:], [0.04] * 4)  # 0.08 / √4 from day 1 on
+
+
+def test_return_matrix_keeps_only_the_days_every_curve_has():
+    from bot.backtest.metrics import return_matrix
+
+    days = pd.bdate_range("2021-01-04", periods=4)
+    a = pd.Series([100.0, 110, 99, 99], index=days)
+    b = pd.Series([10.0, 10, 11], index=days[1:])
+    m = return_matrix({"a": a, "b": b})
+    assert list(m.columns) == ["a", "b"] and list(m.index) == list(days[2:])
+    np.testing.assert_allclose(m.to_numpy(), [[-0.1, 0.0], [0.0, 0.1]])

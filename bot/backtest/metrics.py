@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom
+from scipy.stats import binom, chi2, kurtosis, skew
 
 from strategies.estimators import ANNUALIZATION_DAYS
 
@@ -22,6 +22,28 @@ def daily_returns(equity: np.ndarray) -> np.ndarray:
     """r_t = E_t / E_{t−1} − 1 (length n − 1)."""
     e = np.asarray(equity, dtype=float)
     return e[1:] / e[:-1] - 1.0
+
+
+def return_series(dates: pd.DatetimeIndex, equity: np.ndarray, name: str | None = None
+                  ) -> pd.Series:
+    """Simple daily returns indexed by the day they end on (dates[1:]; length n − 1)."""
+    return pd.Series(daily_returns(equity), index=pd.DatetimeIndex(dates[1:]), name=name)
+
+
+def aligned_returns(strategy: pd.Series, benchmark: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The two daily return series on their common days only (equal length, same index), so
+    that relative statistics compare the same days. Neither series is filled."""
+    common = strategy.index.intersection(benchmark.index)
+    return strategy.loc[common], benchmark.loc[common]
+
+
+def return_matrix(equities: dict[str, pd.Series]) -> pd.DataFrame:
+    """Daily simple returns of several equity curves (each indexed by trading day) as the
+    columns of one frame, on the days every curve has (equal length, nothing filled): the
+    input of rank statistics over many backtests (e.g. the trials of a sweep)."""
+    frame = pd.concat({name: e.astype(float) for name, e in equities.items()}, axis=1,
+                      join="inner")
+    return (frame / frame.shift(1) - 1.0).iloc[1:]
 
 
 def cagr(equity: np.ndarray) -> float:
@@ -92,7 +114,37 @@ def var_breaches(returns: np.ndarray, var_1d: np.ndarray, confidence: float) -> 
         p_value = float("nan")
     return {"var_breaches": count, "var_breaches_expected": round(expected, 2),
             "var_days_evaluated": n, "var_confidence": confidence,
-            "var_breach_p_value": p_value}
+            "var_breach_p_value": p_value,
+            "var_kupiec_pof_p_value": kupiec_pof_p_value(count, n, p)}
+
+
+def kupiec_pof_p_value(breaches: int, days: int, rate: float) -> float:
+    """Kupiec (1995) proportion-of-failures test: LR = −2 ln[(1−p)^(n−x) p^x /
+    ((1−x/n)^(n−x) (x/n)^x)] ~ χ²(1) under a correct VaR; returns P(χ²₁ ≥ LR)."""
+    if days <= 0:
+        return float("nan")
+    x, n, p = breaches, days, rate
+    hat = x / n
+
+    def loglik(q: float) -> float:  # 0·ln 0 = 0
+        return (n - x) * (math.log1p(-q) if n > x else 0.0) + (x * math.log(q) if x else 0.0)
+
+    lr = max(-2.0 * (loglik(p) - loglik(hat)), 0.0)
+    return float(chi2.sf(lr, 1))
+
+
+def distribution_figures(returns: np.ndarray) -> dict[str, float]:
+    """Best/worst day, share of up days, skewness and excess kurtosis of daily returns
+    (Fisher's definitions, population moments: scipy ``skew``/``kurtosis`` with bias)."""
+    r = np.asarray(returns, dtype=float)
+    if len(r) < 2:
+        return {"best_day": float("nan"), "worst_day": float("nan"),
+                "positive_days": float("nan"), "skew": float("nan"), "kurtosis": float("nan")}
+    flat = not np.ptp(r) > 0  # moments undefined (scipy would warn of precision loss)
+    return {"best_day": float(r.max()), "worst_day": float(r.min()),
+            "positive_days": float(np.mean(r > 0)),
+            "skew": float("nan") if flat else float(skew(r)),
+            "kurtosis": float("nan") if flat else float(kurtosis(r))}
 
 
 def summarize(dates: pd.DatetimeIndex, equity: np.ndarray, risk_free_rate: float
@@ -114,11 +166,17 @@ def ex_ante_var_1d(dates: pd.DatetimeIndex, cycle_days: list[Any], cycle_vars: l
                    horizon_days: int) -> np.ndarray:
     """Per return day t (1..n−1): the 1-day VaR (VaR_h / √h, the risk step's √h rule) of the
     last cycle on or before day t − 1; NaN before the first."""
-    var = pd.Series(np.nan, index=dates)
-    for day, v in zip(cycle_days, cycle_vars, strict=True):
-        if v is not None and math.isfinite(v):
-            var.loc[pd.Timestamp(day)] = v / math.sqrt(horizon_days)
-    return var.ffill().to_numpy()[:-1]
+    if len(cycle_days) != len(cycle_vars):
+        raise ValueError(f"{len(cycle_days)} cycle days but {len(cycle_vars)} VaR values")
+    known = [(pd.Timestamp(d), v / math.sqrt(horizon_days))
+             for d, v in zip(cycle_days, cycle_vars, strict=True)
+             if v is not None and math.isfinite(v)]
+    if not known:
+        return np.full(max(len(dates) - 1, 0), np.nan)
+    days, values = zip(*known, strict=True)
+    var = pd.Series(values, index=pd.DatetimeIndex(days).as_unit(dates.unit))
+    var = var[~var.index.duplicated(keep="last")]  # a day's last cycle wins
+    return var.reindex(dates).ffill().to_numpy()[:-1]
 
 
 def trading_figures(trades: pd.DataFrame, dates: pd.DatetimeIndex, equity: np.ndarray

@@ -1,16 +1,13 @@
-"""What a backtest leaves behind: CSVs, metrics.json, report.png/html, the summary table.
+"""What a backtest leaves behind: CSVs, metrics.json, the tearsheet, the summary table.
 
 Files (in the output directory): ``equity.csv`` (date, equity, cash per trading day),
 ``trades.csv`` (date, symbol, side, qty, price, commission: the simulator's fills),
 ``weights.csv`` (held weights per day, fractions of equity, plus cash), ``metrics.json``,
-``report.png`` (equity vs benchmark, drawdowns, stacked weights, rolling volatility with
-the VaR limit) and ``report.html`` (the figure and the metrics on one page).
+and the tearsheet ``report.html`` + ``report.png`` (``bot.backtest.tearsheet``).
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 from pathlib import Path
@@ -22,25 +19,33 @@ from rich.table import Table
 
 from bot.backtest.engine import BacktestResult
 from bot.backtest.metrics import (
+    aligned_returns,
     daily_returns,
-    drawdowns,
+    distribution_figures,
     ex_ante_var_1d,
+    return_series,
     summarize,
     trading_figures,
     var_breaches,
 )
+from bot.backtest.periods import worst_drawdowns, yearly_returns
+from bot.backtest.relative import relative_statistics
 from bot.engine.statuses import CycleStatus
-from strategies.estimators import ANNUALIZATION_DAYS
 
-ROLLING_VOL_DAYS = 63
-TOP_WEIGHTS = 10  # the stacked-area panel shows this many assets, then "other"
 OUTPUT_FILES = ("equity.csv", "trades.csv", "weights.csv", "metrics.json", "report.png",
                 "report.html")
+WORST_DRAWDOWNS = 5
+
+
+def equity_series(result: BacktestResult) -> pd.Series:
+    """The run's daily equity, indexed by trading day."""
+    return pd.Series(result.equity, index=result.dates, name="equity")
 
 
 def result_metrics(result: BacktestResult, risk_free_rate: float) -> dict[str, Any]:
     """The metrics block of one run (see ``bot.backtest.metrics`` for the conventions)."""
     block = summarize(result.dates, result.equity, risk_free_rate)
+    block |= distribution_figures(daily_returns(result.equity))
     block |= trading_figures(result.trades, result.dates, result.equity)
     var_1d = ex_ante_var_1d(result.dates, [c.day for c in result.cycles],
                             [c.var for c in result.cycles], result.horizon_days)
@@ -48,7 +53,28 @@ def result_metrics(result: BacktestResult, risk_free_rate: float) -> dict[str, A
     block["cycles"] = len(result.cycles)
     block["cycles_failed"] = sum(1 for c in result.cycles if c.status is CycleStatus.FAILED)
     block["elapsed_secs"] = round(result.elapsed_secs, 3)
+    equity = equity_series(result)
+    block["worst_drawdowns"] = [p.as_dict() for p in worst_drawdowns(equity, WORST_DRAWDOWNS)]
+    block["yearly_returns"] = {str(y): float(r) for y, r in yearly_returns(equity).items()}
     return block
+
+
+def risk_free_rate_of(metrics: dict[str, Any]) -> float:
+    """The annual risk-free rate the metrics were computed with (``[backtest]``)."""
+    return float((metrics.get("settings") or {}).get("risk_free_rate", 0.0))
+
+
+def with_relative_statistics(metrics: dict[str, Any], result: BacktestResult,
+                             benchmark: BacktestResult | None) -> dict[str, Any]:
+    """``metrics`` with the strategy's benchmark-relative statistics (beta, alpha, tracking
+    error, information ratio, up/down capture, ...; ``bot.backtest.relative``) added to its
+    ``strategy`` block; unchanged without a benchmark. Returns a new dict."""
+    if benchmark is None:
+        return metrics
+    r, b = aligned_returns(return_series(result.dates, result.equity),
+                           return_series(benchmark.dates, benchmark.equity))
+    stats = relative_statistics(r, b, risk_free_rate_of(metrics))
+    return {**metrics, "strategy": {**metrics["strategy"], **stats}}
 
 
 def _json_safe(value: Any) -> Any:
@@ -65,7 +91,12 @@ def _json_safe(value: Any) -> Any:
 
 def write_outputs(out_dir: Path, result: BacktestResult, benchmark: BacktestResult | None,
                   metrics: dict[str, Any]) -> list[Path]:
-    """Write every output file; returns their paths."""
+    """Write every output file (the relative statistics added to metrics.json when the
+    caller has not); returns their paths."""
+    from bot.backtest.tearsheet import write_tearsheet
+
+    if "beta" not in metrics["strategy"]:
+        metrics = with_relative_statistics(metrics, result, benchmark)
     out_dir.mkdir(parents=True, exist_ok=True)
     day = pd.Index(result.dates.strftime("%Y-%m-%d"), name="date")
     pd.DataFrame({"equity": result.equity, "cash": result.cash}, index=day).to_csv(
@@ -78,100 +109,8 @@ def write_outputs(out_dir: Path, result: BacktestResult, benchmark: BacktestResu
     weights.to_csv(out_dir / "weights.csv", float_format="%.10g")
     (out_dir / "metrics.json").write_text(
         json.dumps(_json_safe(metrics), indent=2) + "\n", encoding="utf-8")
-    write_figure(out_dir / "report.png", result, benchmark, metrics)
-    write_html(out_dir / "report.html", metrics)
+    write_tearsheet(out_dir, result, benchmark, metrics)
     return [out_dir / name for name in OUTPUT_FILES]
-
-
-def _rolling_vol(equity: np.ndarray) -> np.ndarray:
-    r = pd.Series(daily_returns(equity))
-    vol = r.rolling(ROLLING_VOL_DAYS).std(ddof=1) * math.sqrt(ANNUALIZATION_DAYS)
-    return np.concatenate([[np.nan], vol.to_numpy()])
-
-
-def _top_weights(result: BacktestResult) -> pd.DataFrame:
-    """Held weights of the largest assets (by mean weight), the rest as "other", and cash."""
-    w = pd.DataFrame(result.held_weights(), index=result.dates, columns=list(result.symbols))
-    order = w.mean().sort_values(ascending=False).index
-    top = w[order[:TOP_WEIGHTS]].copy()
-    if len(order) > TOP_WEIGHTS:
-        top["other"] = w[order[TOP_WEIGHTS:]].sum(axis=1)
-    top["cash"] = result.cash / result.equity
-    return top.clip(lower=0.0)
-
-
-def write_figure(path: Path, result: BacktestResult, benchmark: BacktestResult | None,
-                 metrics: dict[str, Any]) -> None:
-    """Four panels, shared date axis; matplotlib's Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(4, 1, figsize=(12, 13), sharex=True,
-                             gridspec_kw={"height_ratios": [3, 1.5, 2, 1.5]})
-    x = result.dates
-    title = metrics.get("title", "backtest")
-    ax = axes[0]
-    ax.plot(x, result.equity, label=f"strategy ({metrics['strategy']['name']})", lw=1.3)
-    if benchmark is not None:
-        ax.plot(benchmark.dates, benchmark.equity, lw=1.1, alpha=0.8,
-                label=f"benchmark ({metrics['benchmark']['name']})")
-    ax.set_ylabel("equity")
-    ax.set_title(title)
-    ax.legend(loc="upper left")
-    ax.grid(alpha=0.3)
-    ax = axes[1]
-    ax.fill_between(x, -drawdowns(result.equity) * 100, 0, alpha=0.5, label="strategy")
-    if benchmark is not None:
-        ax.plot(benchmark.dates, -drawdowns(benchmark.equity) * 100, lw=0.9, color="C1",
-                label="benchmark")
-    ax.set_ylabel("drawdown %")
-    ax.legend(loc="lower left")
-    ax.grid(alpha=0.3)
-    ax = axes[2]
-    top = _top_weights(result)
-    palette = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
-    colors = [palette[i % len(palette)] for i in range(len(top.columns))]
-    fixed_colors = {"other": "0.55", "cash": "0.85"}  # greys: never confused with an asset
-    colors = [fixed_colors.get(c, col) for c, col in zip(top.columns, colors, strict=True)]
-    ax.stackplot(x, top.to_numpy().T * 100, labels=list(top.columns), colors=colors,
-                 alpha=0.9)
-    ax.set_ylabel("held weight %")
-    ax.set_ylim(0, 100)
-    ax.legend(loc="upper left", fontsize=7, ncol=min(len(top.columns), 6))
-    ax = axes[3]
-    ax.plot(x, _rolling_vol(result.equity) * 100, lw=1.0,
-            label=f"rolling {ROLLING_VOL_DAYS}-day volatility (annualized)")
-    ax.set_ylabel("volatility %")
-    ax.grid(alpha=0.3)
-    right = ax.twinx()
-    var = pd.Series(np.nan, index=x)
-    for c in result.cycles:
-        if c.var is not None:
-            var.loc[pd.Timestamp(c.day)] = c.var
-    right.plot(x, var.ffill().to_numpy() * 100, color="C3", lw=0.9,
-               label=f"ex-ante VaR ({result.confidence:.0%}, {result.horizon_days}d)")
-    if result.var_limit is not None:
-        right.axhline(result.var_limit * 100, color="C3", ls="--", lw=1.0,
-                      label=f"VaR limit {result.var_limit:.2%}")
-    right.set_ylabel("VaR %")
-    lines = ax.get_legend_handles_labels()
-    more = right.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-_ROWS = (
-    ("cagr", "CAGR", "pct"), ("volatility", "Volatility", "pct"), ("sharpe", "Sharpe", "num"),
-    ("sortino", "Sortino", "num"), ("max_drawdown", "Max drawdown", "pct"),
-    ("calmar", "Calmar", "num"), ("turnover", "Turnover / yr", "pct"),
-    ("costs", "Costs paid", "money"), ("rebalances", "Rebalance days", "int"),
-    ("var_breaches", "VaR breaches", "int"), ("var_breaches_expected", "  expected", "num"),
-    ("final_equity", "Final equity", "money"),
-)
 
 
 def _fmt(value: Any, kind: str) -> str:
@@ -186,11 +125,41 @@ def _fmt(value: Any, kind: str) -> str:
     return f"{value:.2f}"
 
 
+def _rows(metrics: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
+    rf = f"rf {risk_free_rate_of(metrics):.2%}"
+    return (
+        ("cagr", "CAGR", "pct"), ("total_return", "Total return", "pct"),
+        ("volatility", "Volatility", "pct"), ("sharpe", f"Sharpe ({rf})", "num"),
+        ("sortino", f"Sortino ({rf})", "num"), ("max_drawdown", "Max drawdown", "pct"),
+        ("calmar", "Calmar", "num"), ("best_day", "Best day", "pct"),
+        ("worst_day", "Worst day", "pct"), ("skew", "Skew (daily)", "num"),
+        ("kurtosis", "Excess kurtosis (daily)", "num"), ("turnover", "Turnover / yr", "pct"),
+        ("costs", "Costs paid", "money"), ("rebalances", "Rebalance days", "int"),
+        ("var_breaches", "VaR breaches", "int"), ("var_breaches_expected", "  expected", "num"),
+        ("final_equity", "Final equity", "money"),
+    )
+
+
+RELATIVE_ROWS = (
+    ("beta", "Beta", "num"), ("alpha", "Alpha (Jensen, annualized)", "pct"),
+    ("correlation", "Correlation", "num"), ("tracking_error", "Tracking error", "pct"),
+    ("information_ratio", "Information ratio", "num"), ("up_capture", "Up capture", "num"),
+    ("down_capture", "Down capture", "num"), ("active_return", "Active return (CAGR)", "pct"),
+)
+
+
 def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(label, strategy, benchmark) rows of the one-screen summary."""
+    """(label, strategy, benchmark) rows of the one-screen summary; Sharpe and Sortino
+    labels carry the risk-free rate they were computed with."""
     bench = metrics.get("benchmark") or {}
     return [(label, _fmt(metrics["strategy"].get(key), kind), _fmt(bench.get(key), kind))
-            for key, label, kind in _ROWS]
+            for key, label, kind in _rows(metrics)]
+
+
+def relative_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) rows of the strategy-vs-benchmark statistics (empty if absent)."""
+    s = metrics["strategy"]
+    return [(label, _fmt(s.get(key), kind)) for key, label, kind in RELATIVE_ROWS if key in s]
 
 
 def summary_table(metrics: dict[str, Any]) -> Table:
@@ -202,32 +171,10 @@ def summary_table(metrics: dict[str, Any]) -> Table:
     table.add_column(f"benchmark: {b.get('name', '—')}", justify="right")
     for row in summary_rows(metrics):
         table.add_row(*row)
+    relative = relative_rows(metrics)
+    if relative:
+        table.add_section()
+        table.add_row("[b]strategy vs benchmark[/b]", "", "")
+    for label, value in relative:
+        table.add_row(label, value, "")
     return table
-
-
-def write_html(path: Path, metrics: dict[str, Any]) -> None:
-    """One self-contained page: the figure (inline PNG) and the metrics table."""
-    png = base64.b64encode((path.parent / "report.png").read_bytes()).decode("ascii")
-    s, b = metrics["strategy"], metrics.get("benchmark") or {}
-    rows = "\n".join(
-        f"<tr><td>{html.escape(label)}</td><td>{html.escape(sv)}</td><td>{html.escape(bv)}"
-        "</td></tr>" for label, sv, bv in summary_rows(metrics))
-    files = " · ".join(f'<a href="{n}">{n}</a>' for n in OUTPUT_FILES if n.endswith(".csv")
-                       or n == "metrics.json")
-    title = html.escape(str(metrics.get("title", "backtest")))
-    path.write_text(f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
-td:first-child{{text-align:left}}</style></head><body>
-<h1>{title}</h1>
-<p>{html.escape(s['start'])} → {html.escape(s['end'])}, {s['days']} trading days.
-Files: {files}</p>
-<table><tr><th>metric</th><th>strategy: {html.escape(str(s['name']))}</th>
-<th>benchmark: {html.escape(str(b.get('name', '—')))}</th></tr>
-{rows}
-</table>
-<p><img src="data:image/png;base64,{png}" alt="equity, drawdowns, weights, volatility"
- style="max-width:100%"></p>
-</body></html>
-""", encoding="utf-8")

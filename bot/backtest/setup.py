@@ -20,7 +20,7 @@ from bot.backtest.engine import (
     Progress,
     run_backtest,
 )
-from bot.backtest.report import result_metrics
+from bot.backtest.report import result_metrics, with_relative_statistics
 from bot.backtest.schedule import Calendar
 from bot.backtest.walk_forward import WalkForward, WalkForwardStrategy, build_learner, fold_starts
 from bot.config import Config
@@ -144,7 +144,7 @@ def run_configured(cfg: Config, prices: pd.DataFrame, universe: tuple[str, ...],
             "out_of_sample": True,
             "folds": wf_strategy.folds(result.dates[-1], prices.index),
         }
-    return BacktestRun(result, bench, metrics)
+    return BacktestRun(result, bench, with_relative_statistics(metrics, result, bench))
 
 
 def load_backtest_prices(cfg: Config, prices_path: Any | None) -> tuple[pd.DataFrame,
