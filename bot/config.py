@@ -110,7 +110,11 @@ class AlpacaSection(_Section):
 
 
 class UniverseSection(_Section):
+    """``symbols`` traded (default: every price column); ``exclude``: symbols never held
+    (the strategy does not see them; a held one is sold)."""
+
     symbols: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
 
     @field_validator("symbols")
     @classmethod
@@ -129,8 +133,20 @@ class UniverseSection(_Section):
 
 
 class StrategySection(_Section):
+    """The strategy, its parameters, and when it recomputes its targets: ``signal``
+    (daily | weekly | monthly | quarterly) or ``every_sessions`` (at most one; default: the
+    strategy's own, monthly for price-driven strategies)."""
+
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+    signal: Literal["daily", "weekly", "monthly", "quarterly"] | None = None
+    every_sessions: int | None = Field(None, ge=1, le=2520)
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> StrategySection:
+        if self.signal is not None and self.every_sessions is not None:
+            raise ValueError("set at most one of signal or every_sessions")
+        return self
 
 
 class RebalanceSection(_Section):
@@ -260,6 +276,12 @@ def _cross_check(cfg: Config) -> None:
         raise ConfigError('[bot].mode: "live" needs [broker].kind = "alpaca" (the simulator '
                           "cannot trade real money)")
     symbols = cfg.universe.symbols
+    if symbols is not None:
+        for i, sym in enumerate(cfg.universe.exclude, start=1):
+            if sym not in symbols:
+                raise ConfigError(f"[universe].exclude[{i}]: {sym!r} is not in [universe].symbols")
+        if set(symbols) <= set(cfg.universe.exclude):
+            raise ConfigError("[universe].exclude: every symbol of the universe is excluded")
     if cfg.risk.safe_asset is not None and symbols is not None and cfg.risk.safe_asset not in symbols:
         raise ConfigError(f"[risk].safe_asset: {cfg.risk.safe_asset!r} is not in [universe].symbols")
     if cfg.broker.kind == "sim" and not cfg.sim.prices.is_file():

@@ -42,6 +42,9 @@ class Strategy(Protocol):
     #: True when no price can change the targets (``fixed``): the backtest may then skip
     #: the days on which no asset left its drift band.
     targets_are_static: ClassVar[bool] = False
+    #: How often the cycle asks for new targets unless ``[strategy] signal`` says otherwise:
+    #: price-driven strategies recompute monthly (drift bands still act daily).
+    default_signal: ClassVar[str] = "monthly"
 
     @property
     def lookback_days(self) -> int:

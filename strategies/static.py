@@ -94,6 +94,7 @@ class Fixed(Strategy):
     name: ClassVar[str] = "fixed"
     # The same targets whatever the prices: the backtest may skip days with no drift.
     targets_are_static: ClassVar[bool] = True
+    default_signal: ClassVar[str] = "daily"  # nothing to recompute
 
     def __post_init__(self) -> None:
         if (self.weights is None) == (self.preset is None):

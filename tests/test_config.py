@@ -41,6 +41,11 @@ def test_config_shipped_file_is_valid_and_uses_sim_on_bundled_data():
         ({"risk": {"safe_asset": "SHY"}}, "[risk].safe_asset"),
         ({"sim": {"prices": "/nonexistent/prices.csv"}}, "[sim].prices: file not found"),
         ({"universe": {"symbols": ["SPY", "SPY"]}}, "duplicate symbol"),
+        ({"universe": {"exclude": ["QQQ"]}}, "[universe].exclude[1]: 'QQQ' is not in"),
+        ({"universe": {"symbols": ["SPY"], "exclude": ["SPY"]}}, "every symbol"),
+        ({"strategy": {"signal": "hourly"}}, "[strategy].signal"),
+        ({"strategy": {"signal": "monthly", "every_sessions": 5}}, "at most one of signal"),
+        ({"strategy": {"every_sessions": 0}}, "[strategy].every_sessions"),
     ],
 )
 def test_config_bad_value_raises_config_error_naming_key(write_config, overrides, expected):

@@ -29,6 +29,7 @@ from bot.engine import cycle
 from bot.engine.cycle import CycleContext, CycleSettings
 from bot.engine.journal import Journal
 from bot.engine.statuses import CycleStatus
+from bot.engine.targets import risk_checked_targets
 from bot.errors import InputDataError
 from brokers.base import EXCHANGE_TZ, validate_price_frame
 from brokers.sim.broker import SimulatedBroker
@@ -164,7 +165,8 @@ def _static_targets(broker: SimulatedBroker, strategy: Strategy, settings: Cycle
     lookback = max(strategy.lookback_days, settings.limits.lookback_days) + 1
     hist = broker.history(universe, lookback, day)
     unscaled = replace(settings.limits, max_var=None)
-    _, decision = cycle.risk_checked_targets(strategy, hist, settings.universe, unscaled)
+    _, decision = risk_checked_targets(strategy, hist, settings.universe, unscaled,
+                                       settings.excluded)
     weights = decision.weights.reindex(universe).fillna(0.0).to_numpy(dtype=float)
     return weights, buffered_targets(weights, settings.policy.cash_buffer)
 

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 def target_weights_report(cfg: Config, prices_path: Path, asof: date | None) -> dict[str, Any]:
     """Weights as of ``asof`` (default: the last date in the file), using only rows ≤ asof."""
-    from bot.engine.cycle import risk_checked_targets
     from bot.engine.runtime import risk_limits
+    from bot.engine.targets import risk_checked_targets
     from brokers.prices import load_universe_prices
 
     prices, symbols = load_universe_prices(prices_path, cfg.universe.symbols)
@@ -30,7 +30,7 @@ def target_weights_report(cfg: Config, prices_path: Path, asof: date | None) -> 
             raise BrokerDataError(f"--asof {asof} is before the first date in {prices_path} ({first})")
         prices = prices.loc[: str(asof)]
     _, decision = risk_checked_targets(cfg.build_strategy(), prices, tuple(symbols),
-                                       risk_limits(cfg))
+                                       risk_limits(cfg), cfg.universe.exclude)
     final = {str(s): round(float(w), 10) for s, w in decision.weights.items()}
     return {
         "asof": str(prices.index[-1].date()),

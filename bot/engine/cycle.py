@@ -18,11 +18,13 @@ import pandas as pd
 import structlog
 
 from bot.core.rebalance import RebalancePolicy, plan_rebalance
-from bot.core.risk import RiskDecision, RiskLimits, apply_risk_limits
+from bot.core.risk import RiskLimits
+from bot.core.signal import EVERY_DAY, SignalSchedule
 from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_plan
 from bot.engine.journal import Journal
 from bot.engine.reconcile import reconcile
 from bot.engine.statuses import CycleStatus
+from bot.engine.targets import TargetRules, cycle_targets
 from bot.errors import AllocbotError, BrokerDataError
 from brokers.base import EXCHANGE_TZ, Broker
 from strategies import Strategy
@@ -42,6 +44,8 @@ class CycleSettings:
     order_wait_secs: float
     policy: RebalancePolicy
     limits: RiskLimits
+    signal: SignalSchedule = EVERY_DAY
+    excluded: tuple[str, ...] = ()  # symbols never held ([universe].exclude)
     max_drawdown: float | None = None
     commission_min: float = 0.0
     min_history_rows: int = 0  # fetch at least this many rows ([alpaca].data_lookback_days)
@@ -121,18 +125,25 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
     last_prices = _planning_prices(prices, s.universe, positions)
     log.info("data_loaded", rows=len(prices), symbols=len(prices.columns),
              first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
-    # 4. weights and 5. risk
-    weights, decision = risk_checked_targets(ctx.strategy, prices, s.universe, s.limits)
+    in_universe = set(s.universe)  # a tuple lookup per position is O(n²) for big universes
+    managed = {sym: p for sym, p in positions.items() if sym in in_universe}
+    holdings = pd.Series({sym: p.qty for sym, p in managed.items()}, dtype=float)
+    values = holdings * last_prices.reindex(holdings.index)
+    equity = account.cash + float(values.sum())
+    held_excluded = [sym for sym in s.excluded if sym in managed]
+    if held_excluded:
+        log.warning("excluded_symbol_held", symbols=held_excluded,
+                    note="[universe].exclude: selling it back to cash")
+    # 4. weights (on signal days; held between them) and 5. risk
+    rules = TargetRules(s.universe, s.limits, s.signal, s.excluded)
+    weights, decision = cycle_targets(ctx.strategy, journal, prices, asof, rules,
+                                      values / equity if equity > 0 else None)
     log.info("weights_computed", weights=_rounded(weights), cash=round(1 - weights.sum(), 6))
     for iv in decision.interventions:
         log.warning("risk_limited", rule=iv.rule, before=iv.before, after=iv.after)
     log.info("risk_checked", var=decision.var, cvar=decision.cvar, var_before=decision.var_before,
              confidence=s.limits.confidence, horizon_days=s.limits.horizon_days,
              method=s.limits.method, weights=_rounded(decision.weights))
-    in_universe = set(s.universe)  # a tuple lookup per position is O(n²) for big universes
-    managed = {sym: p for sym, p in positions.items() if sym in in_universe}
-    holdings = pd.Series({sym: p.qty for sym, p in managed.items()}, dtype=float)
-    equity = account.cash + float((holdings * last_prices.reindex(holdings.index)).sum())
     if _drawdown_halted(journal, equity, s.max_drawdown):
         return CycleResult(cycle_id, CycleStatus.HALTED, asof, {"equity": round(equity, 2)})
     # 6. plan
@@ -166,18 +177,6 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
         "turnover": round(turnover, 6), "var": round(decision.var, 6),
         "drifted": list(plan.drifted), "targets": _rounded(decision.weights),
     })
-
-
-def risk_checked_targets(strategy: Strategy, prices: pd.DataFrame, universe: tuple[str, ...],
-                         limits: RiskLimits) -> tuple[pd.Series, RiskDecision]:
-    """Steps 4–5, pure: the strategy's weights over the universe (0 where it puts nothing)
-    and the risk step's decision on them. ``allocbot weights`` shows exactly this."""
-    raw = strategy.target_weights(prices)
-    if tuple(raw.index) == universe:  # the usual case: history columns are the universe
-        weights = raw
-    else:
-        weights = raw.reindex(list(universe)).fillna(0.0)
-    return weights, apply_risk_limits(weights, prices, limits)
 
 
 def _planning_prices(prices: pd.DataFrame, universe: tuple[str, ...],

@@ -15,6 +15,7 @@ import structlog
 from bot.config import Config
 from bot.core.rebalance import RebalancePolicy
 from bot.core.risk import RiskLimits
+from bot.core.signal import SignalSchedule
 from bot.engine.cycle import CycleContext, CycleSettings
 from bot.engine.journal import Journal
 from bot.errors import ConfigError, LiveTradingNotConfirmed
@@ -115,14 +116,30 @@ def rebalance_policy(cfg: Config) -> RebalancePolicy:
                            cost_bps_estimate=cost_bps)
 
 
+def signal_schedule(cfg: Config) -> SignalSchedule:
+    """``[strategy] signal`` / ``every_sessions``, else the strategy's own default."""
+    s = cfg.strategy
+    if s.every_sessions is not None:
+        return SignalSchedule(frequency=None, every_sessions=s.every_sessions)
+    frequency = s.signal or cfg.build_strategy().default_signal
+    return SignalSchedule(frequency=frequency)  # type: ignore[arg-type]
+
+
 def cycle_settings(cfg: Config, universe: tuple[str, ...]) -> CycleSettings:
     safe = cfg.risk.safe_asset
     if safe is not None and safe not in universe:
         raise ConfigError(f"[risk].safe_asset: {safe!r} is not in the universe {universe}")
+    excluded = cfg.universe.exclude
+    unknown = [sym for sym in excluded if sym not in universe]
+    if unknown:
+        raise ConfigError(f"[universe].exclude: {unknown} not in the universe {list(universe)}")
+    if safe is not None and safe in excluded:
+        raise ConfigError(f"[risk].safe_asset: {safe!r} is excluded by [universe].exclude")
     return CycleSettings(
         mode=cfg.bot.mode, universe=universe, order_prefix=cfg.bot.order_prefix,
         order_wait_secs=cfg.broker.order_wait_secs, policy=rebalance_policy(cfg),
-        limits=risk_limits(cfg), max_drawdown=cfg.risk.max_drawdown,
+        limits=risk_limits(cfg), signal=signal_schedule(cfg), excluded=excluded,
+        max_drawdown=cfg.risk.max_drawdown,
         min_history_rows=cfg.alpaca.data_lookback_days if cfg.broker.kind == "alpaca" else 0,
         commission_min=cfg.sim.commission_min if cfg.broker.kind == "sim" else 0.0,
         pause_after_submit_secs=float(os.environ.get(PAUSE_AFTER_SUBMIT_ENV, "0") or 0),

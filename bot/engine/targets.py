@@ -1,0 +1,89 @@
+"""Steps 4–5 of the cycle: the strategy's targets and the risk step on them.
+
+On signal days (``bot.core.signal``) the strategy recomputes its weights from the price
+history (and, for cost-aware strategies, the portfolio's current weights); between them
+the last signal's weights are kept in the journal, so a restart changes nothing. The risk
+step runs on every cycle either way: a VaR limit reacts to today's returns window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+import structlog
+
+from bot.core.risk import RiskDecision, RiskLimits, apply_risk_limits
+from bot.core.signal import EVERY_DAY, SignalSchedule, is_signal_day
+from bot.engine.journal import Journal
+from strategies import Strategy
+
+log = structlog.get_logger("allocbot.targets")
+SIGNAL_KEY = "signal"  # journal meta: {"asof", "strategy", "weights"} of the last signal
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRules:
+    """What steps 4–5 need besides the data: universe, exclusions, limits, signal schedule."""
+
+    universe: tuple[str, ...]
+    limits: RiskLimits
+    signal: SignalSchedule = EVERY_DAY
+    excluded: tuple[str, ...] = ()
+
+
+def strategy_weights(strategy: Strategy, prices: pd.DataFrame, universe: tuple[str, ...],
+                     excluded: tuple[str, ...] = (),
+                     current_weights: pd.Series | None = None) -> pd.Series:
+    """The strategy's weights over the universe (0 where it puts nothing). Excluded symbols
+    are hidden from it, so their weight is never assigned (and a holding is sold)."""
+    visible = prices.drop(columns=list(excluded)) if excluded else prices
+    raw = strategy.target_weights(visible, current_weights)
+    if not excluded and tuple(raw.index) == universe:  # the usual case
+        return raw
+    return raw.reindex(list(universe)).fillna(0.0)
+
+
+def risk_checked_targets(strategy: Strategy, prices: pd.DataFrame, universe: tuple[str, ...],
+                         limits: RiskLimits, excluded: tuple[str, ...] = (),
+                         current_weights: pd.Series | None = None,
+                         ) -> tuple[pd.Series, RiskDecision]:
+    """Steps 4–5, pure, on a signal day: the strategy's weights and the risk step's
+    decision on them. ``allocbot weights`` shows exactly this."""
+    weights = strategy_weights(strategy, prices, universe, excluded, current_weights)
+    return weights, apply_risk_limits(weights, prices, limits)
+
+
+def _strategy_key(strategy: Strategy) -> str:
+    """Changes when the strategy or its parameters change (the held weights are then stale)."""
+    return hashlib.sha256(repr(strategy).encode()).hexdigest()[:16]
+
+
+def cycle_targets(strategy: Strategy, journal: Journal, prices: pd.DataFrame, asof: date,
+                  rules: TargetRules, current_weights: pd.Series | None
+                  ) -> tuple[pd.Series, RiskDecision]:
+    """Today's strategy weights (recomputed on a signal day, else the journal's) and the
+    risk step's decision on them."""
+    held = journal.meta(SIGNAL_KEY)
+    key = _strategy_key(strategy)
+    if held is not None:
+        memo = json.loads(held)
+        last = date.fromisoformat(memo["asof"])
+        sessions = int((prices.index > pd.Timestamp(last)).sum())
+        if (memo["strategy"] == key and set(memo["weights"]) <= set(rules.universe)
+                and not is_signal_day(asof, last, rules.signal, sessions)):
+            weights = pd.Series(memo["weights"], dtype=float).reindex(
+                list(rules.universe)).fillna(0.0)
+            for symbol in rules.excluded:
+                weights[symbol] = 0.0
+            log.info("signal_held", signal_asof=memo["asof"], schedule=rules.signal.describe())
+            return weights, apply_risk_limits(weights, prices, rules.limits)
+    weights, decision = risk_checked_targets(strategy, prices, rules.universe, rules.limits,
+                                             rules.excluded, current_weights)
+    journal.set_meta(SIGNAL_KEY, json.dumps({
+        "asof": asof.isoformat(), "strategy": key,
+        "weights": {str(s): float(w) for s, w in weights.items() if w != 0}}))
+    return weights, decision

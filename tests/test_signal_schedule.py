@@ -1,0 +1,135 @@
+"""The signal schedule: strategies recompute on signal days, the bands act every day, and
+the daemon's cycle and the backtest trade the same orders under it."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import strategies
+from bot.backtest.engine import BacktestSpec, run_backtest
+from bot.core.rebalance import RebalancePolicy
+from bot.core.risk import RiskLimits
+from bot.core.signal import SignalSchedule, is_signal_day
+from bot.engine import cycle
+from bot.engine.cycle import CycleContext, CycleSettings
+from bot.engine.journal import Journal
+from brokers.sim.broker import SimulatedBroker
+from brokers.sim.pricing import SimCosts
+from tests.conftest import random_walk_prices
+
+SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
+MONTHLY = SignalSchedule("monthly")
+
+
+@pytest.mark.parametrize("asof,last,schedule,sessions,expected", [
+    (date(2024, 3, 1), None, MONTHLY, 0, True),
+    (date(2024, 3, 28), date(2024, 3, 1), MONTHLY, 19, False),
+    (date(2024, 4, 1), date(2024, 3, 28), MONTHLY, 1, True),
+    (date(2024, 3, 1), date(2024, 3, 1), MONTHLY, 0, False),  # a second cycle that day
+    (date(2024, 3, 4), date(2024, 3, 1), SignalSchedule("weekly"), 1, True),
+    (date(2024, 3, 8), date(2024, 3, 4), SignalSchedule("weekly"), 4, False),
+    (date(2024, 4, 1), date(2024, 3, 29), SignalSchedule("quarterly"), 1, True),
+    (date(2024, 5, 1), date(2024, 4, 1), SignalSchedule("quarterly"), 22, False),
+    (date(2024, 3, 8), date(2024, 3, 1), SignalSchedule(None, 5), 5, True),
+    (date(2024, 3, 7), date(2024, 3, 1), SignalSchedule(None, 5), 4, False),
+])
+def test_is_signal_day_by_schedule(asof, last, schedule, sessions, expected):
+    assert is_signal_day(asof, last, schedule, sessions) is expected
+
+
+def _settings(signal: SignalSchedule) -> CycleSettings:
+    return CycleSettings(
+        mode="paper", universe=tuple(SYMBOLS), order_prefix="bt", order_wait_secs=1.0,
+        policy=RebalancePolicy(drift_abs=0.02, drift_rel=0.2, min_order_notional=0.0,
+                               cost_bps_estimate=3.1),
+        limits=RiskLimits(lookback_days=20), signal=signal)
+
+
+def _momentum() -> strategies.Strategy:
+    return strategies.create("momentum", k=2, lookback=40)
+
+
+def test_daemon_cycle_and_backtest_trade_the_same_orders_under_a_monthly_signal(tmp_path):
+    prices = random_walk_prices(SYMBOLS, 260, seed=11)
+    first = prices.index[60].date()
+    settings = _settings(MONTHLY)
+    costs = SimCosts(1, 0, 2)
+    # the daemon's way: a persistent account, one wake per trading day
+    broker = SimulatedBroker(tmp_path / "s.sqlite", prices, starting_cash=100_000.0,
+                             costs=costs, replay_start=first)
+    ctx = CycleContext(broker, Journal(tmp_path / "s.sqlite"), _momentum(), settings)
+    for _ in range(len(prices) - 60):
+        broker.on_wake()
+        cycle.run(ctx)
+    daemon = broker.fills_table()
+    broker.close()
+    ctx.journal.close()
+    spec = BacktestSpec(settings, calendar="daily_drift", starting_cash=100_000.0,
+                        costs=costs, start=first)
+    backtest = run_backtest(prices, _momentum(), spec).trades
+    assert len(daemon) > 10
+    got = backtest[["symbol", "side", "qty", "price"]].reset_index(drop=True)
+    want = daemon[["symbol", "side", "qty", "price"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+
+def test_monthly_signal_recomputes_once_a_month_and_cuts_momentum_turnover():
+    prices = random_walk_prices(SYMBOLS, 520, seed=5)
+    results = {}
+    for name, signal in (("daily", SignalSchedule("daily")), ("monthly", MONTHLY)):
+        spec = BacktestSpec(_settings(signal), calendar="daily_drift", starting_cash=1e6,
+                            costs=SimCosts(1, 0, 2), start=prices.index[60].date())
+        results[name] = run_backtest(prices, _momentum(), spec)
+    traded = {k: float((r.trades.qty * r.trades.price).sum()) for k, r in results.items()}
+    assert traded["monthly"] < 0.7 * traded["daily"]
+    # every trade day of the monthly run is a new month's first day or a drift day: the
+    # targets themselves change only on the first trading day of a month
+    days = pd.DatetimeIndex(results["monthly"].trades.date.unique())
+    assert len(days) < len(pd.DatetimeIndex(results["daily"].trades.date.unique()))
+
+
+def test_held_targets_survive_a_restart_and_a_strategy_change_recomputes(tmp_path):
+    prices = random_walk_prices(SYMBOLS, 200, seed=3)
+    db = tmp_path / "s.sqlite"
+    broker = SimulatedBroker(db, prices, starting_cash=1e5, replay_start=prices.index[60].date())
+    journal = Journal(db)
+    ctx = CycleContext(broker, journal, _momentum(), _settings(MONTHLY))
+    broker.on_wake()
+    first = cycle.run(ctx).figures["targets"]
+    journal.close()
+    journal = Journal(db)  # a restart: the held weights come from the journal
+    ctx = CycleContext(broker, journal, _momentum(), _settings(MONTHLY))
+    broker.on_wake()
+    again = cycle.run(ctx)
+    assert again.figures["targets"] == first
+    ctx.strategy = strategies.create("equal_weight")  # a new strategy recomputes at once
+    broker.on_wake()
+    changed = cycle.run(ctx).figures["targets"]
+    assert changed == {s: 0.25 for s in SYMBOLS}
+    journal.close()
+    broker.close()
+
+
+def test_excluded_symbol_is_never_bought_and_sold_when_held(tmp_path):
+    prices = random_walk_prices(SYMBOLS, 120, seed=8)
+    db = tmp_path / "s.sqlite"
+    broker = SimulatedBroker(db, prices, starting_cash=1e5, replay_start=prices.index[60].date())
+    journal = Journal(db)
+    ctx = CycleContext(broker, journal, strategies.create("equal_weight"),
+                       _settings(SignalSchedule("daily")))
+    broker.on_wake()
+    cycle.run(ctx)
+    assert "DDD" in broker.positions()
+    ctx.settings = CycleSettings(**{**{f: getattr(ctx.settings, f) for f in
+                                       ctx.settings.__dataclass_fields__}, "excluded": ("DDD",)})
+    broker.on_wake()
+    result = cycle.run(ctx)
+    assert "DDD" not in broker.positions()
+    assert result.figures["targets"] == {s: pytest.approx(1 / 3) for s in SYMBOLS[:3]}
+    assert np.isclose(sum(result.figures["targets"].values()), 1.0)
+    journal.close()
+    broker.close()
