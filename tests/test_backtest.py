@@ -35,7 +35,7 @@ def make_spec(calendar: str = "daily_drift", *, costs: SimCosts | None = None,
     settings = CycleSettings(  # the cost reserve as bot.engine.runtime sets it for the simulator
         mode="paper", universe=tuple(SYMBOLS), order_prefix="bt", order_wait_secs=1.0,
         policy=policy or RebalancePolicy(drift_abs=0.02, drift_rel=0.2, min_order_notional=0.0,
-                                         cost_bps_estimate=reserve_bps + 0.1 * (reserve_bps > 0)),
+                                         cost_bps_estimate=reserve_bps),
         limits=limits or RiskLimits(lookback_days=20), commission_min=costs.commission_min)
     return BacktestSpec(settings, calendar=calendar, starting_cash=1_000_000.0,
                         costs=costs, fractional=fractional, **kw)

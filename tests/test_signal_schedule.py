@@ -109,7 +109,7 @@ def test_held_targets_survive_a_restart_and_a_strategy_change_recomputes(tmp_pat
     ctx.strategy = strategies.create("equal_weight")  # a new strategy recomputes at once
     broker.on_wake()
     changed = cycle.run(ctx).figures["targets"]
-    assert changed == {s: 0.25 for s in SYMBOLS}
+    assert changed == dict.fromkeys(SYMBOLS, 0.25)
     journal.close()
     broker.close()
 

@@ -392,3 +392,25 @@ def test_plan_fill_never_overspends_oversells_or_favours_trader(
             assert plan.qty * plan.price <= amount * (1 + 1e-12)
     else:
         assert plan.price <= close and plan.qty <= round(held, 9)
+
+
+def test_plan_fill_buy_over_cash_by_float_rounding_is_clipped_not_rejected():
+    """A buy sized to the exact cash may exceed it by an ulp (the planner sums costs in
+    another order than the account pays them): it fills one 1e-9 share less."""
+    costs = SimCosts(commission_bps=1.0, slippage_bps=2.0)
+    price = 123.456789 * (1 + 2e-4)
+    qty = 81.234567891
+    exact = qty * price * (1 + 1e-4)
+    cash = exact * (1 - 4e-16)  # a few ulps short
+    assert exact > cash
+    plan = plan_fill(OrderRequest("SPY", OrderSide.BUY, "c", qty=qty), 123.456789, 0.0, cash,
+                     costs, fractional=True)
+    assert not isinstance(plan, str)
+    assert plan.qty == pytest.approx(qty - 1e-9, abs=1e-12)
+    assert -plan.cash_delta <= cash
+
+
+def test_plan_fill_buy_over_cash_by_more_than_rounding_is_rejected():
+    plan = plan_fill(OrderRequest("SPY", OrderSide.BUY, "c", qty=10), 100.0, 0.0, 999.99,
+                     SimCosts(), fractional=True)
+    assert isinstance(plan, str) and plan.startswith("insufficient_buying_power")

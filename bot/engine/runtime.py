@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("allocbot.runtime")
 LIVE_CONFIRM_ENV = "ALLOCBOT_CONFIRM_LIVE"
-COST_MARGIN_BPS = 0.1  # keeps float rounding from turning an exact-cash buy into a rejection
 PAUSE_AFTER_SUBMIT_ENV = "ALLOCBOT_TEST_PAUSE_AFTER_SUBMIT_SECS"  # crash tests only
 
 
@@ -110,7 +109,7 @@ def rebalance_policy(cfg: Config) -> RebalancePolicy:
     cost_bps = 0.0
     if cfg.broker.kind == "sim":  # slippage raises the price, commission is on the slipped notional
         c, sl = cfg.sim.commission_bps / 1e4, cfg.sim.slippage_bps / 1e4
-        cost_bps = ((1 + c) * (1 + sl) - 1) * 1e4 + COST_MARGIN_BPS
+        cost_bps = ((1 + c) * (1 + sl) - 1) * 1e4
     return RebalancePolicy(drift_abs=r.drift_abs, drift_rel=r.drift_rel, mode=r.mode,
                            min_order_notional=r.min_order_notional, cash_buffer=r.cash_buffer,
                            cost_bps_estimate=cost_bps)

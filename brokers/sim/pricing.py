@@ -36,6 +36,25 @@ class SimCosts:
                 raise BrokerConfigError(f"sim {name} must be a finite number >= 0, got {value!r}")
 
 
+# A buy sized to the exact cash can exceed it by float rounding (the planner sums the
+# orders' costs in one order, the account pays them one by one): such a buy is clipped to
+# the cash, by whole units of its quantity, instead of being rejected.
+CASH_ROUNDING_TOLERANCE = 1e-12
+
+
+def _clip_to_cash(qty: float, price: float, cash: float, costs: SimCosts,
+                  fractional: bool) -> tuple[float, float, float, float]:
+    """The largest quantity (in 1e-9 shares, or whole shares) whose cost fits ``cash``."""
+    unit = 10.0**-QTY_DECIMALS if fractional else 1.0
+    for _ in range(4):  # one unit is always enough for a rounding excess; bounded anyway
+        qty = round(qty - unit, QTY_DECIMALS)
+        gross = qty * price
+        commission = max(costs.commission_min, gross * costs.commission_bps / 1e4)
+        if gross + commission <= cash or qty <= 0:
+            break
+    return qty, gross, commission, gross + commission
+
+
 @dataclass(frozen=True, slots=True)
 class FillPlan:
     """What a market order does to the account if it is accepted."""
@@ -89,7 +108,9 @@ def plan_fill(
     commission = max(costs.commission_min, gross * costs.commission_bps / 1e4)
     if buy:
         cost = gross + commission
-        if cost > cash:
+        if cost > cash >= cost * (1 - CASH_ROUNDING_TOLERANCE):
+            qty, gross, commission, cost = _clip_to_cash(qty, price, cash, costs, fractional)
+        if cost > cash or qty <= 0:
             return (
                 f"insufficient_buying_power: buy {qty} {request.symbol} costs {cost:.2f} "
                 f"(commission {commission:.2f}) but cash is {cash:.2f}"
