@@ -3,8 +3,9 @@ existing Dask distributed cluster. Every runner takes one batch of trials and re
 their outcomes in the batch's order, so results never depend on where they ran.
 
 Each runner ships the price panel to a worker once (pool initializer / ``scatter``) and
-sends trials in chunks, one chunk per worker and batch: Dask's per-task overhead (~2 ms)
-then stays small next to backtests of 100 ms and more (FIELD-NOTES, Dask).
+sends trials in chunks of at least ``MIN_TASK_SECS`` of work (judged from the trials so
+far): Dask's per-task overhead (~2 ms) then stays small, and backtests of a second or more
+go one per task so that a slow worker on a shared host does not hold up the batch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from threadpoolctl import threadpool_limits
 from bot.research.trial import TrialOutcome, TrialTask, evaluate, quiet_worker_logs, run_trials
 
 _worker_prices: pd.DataFrame | None = None
+MIN_TASK_SECS = 0.1  # FIELD-NOTES: batch Dask tasks to >= ~100 ms of work each
 
 
 class TrialRunner(Protocol):
@@ -31,12 +33,32 @@ class TrialRunner(Protocol):
     def close(self) -> None: ...
 
 
-def chunks(tasks: Sequence[TrialTask], n_chunks: int) -> list[list[TrialTask]]:
-    """``tasks`` cut into at most ``n_chunks`` contiguous chunks of near-equal size."""
+def chunks(tasks: Sequence[TrialTask], workers: int, mean_trial_secs: float | None
+           ) -> list[list[TrialTask]]:
+    """``tasks`` cut into contiguous chunks of ≥ ``MIN_TASK_SECS`` of expected work, at
+    most one per worker (before any trial was timed: one chunk per worker)."""
     if not tasks:
         return []
-    size = math.ceil(len(tasks) / max(1, n_chunks))
+    widest = math.ceil(len(tasks) / max(1, workers))
+    size = widest if not mean_trial_secs else min(
+        widest, max(1, math.ceil(MIN_TASK_SECS / mean_trial_secs)))
     return [list(tasks[i:i + size]) for i in range(0, len(tasks), size)]
+
+
+class _TrialClock:
+    """Running mean of the trials' backtest seconds (sizes the next chunks)."""
+
+    def __init__(self) -> None:
+        self.secs, self.count = 0.0, 0
+
+    def add(self, outcomes: list[TrialOutcome]) -> list[TrialOutcome]:
+        self.secs += sum(o.backtest_secs for o in outcomes)
+        self.count += len(outcomes)
+        return outcomes
+
+    @property
+    def mean(self) -> float | None:
+        return self.secs / self.count if self.count else None
 
 
 class InlineRunner:
@@ -73,14 +95,15 @@ class ProcessRunner:
 
     def __init__(self, prices: pd.DataFrame, workers: int) -> None:
         self.workers = workers
+        self._clock = _TrialClock()
         self._pool = ProcessPoolExecutor(max_workers=workers,
                                          mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_init_worker, initargs=(prices,))
 
     def run(self, tasks: list[TrialTask]) -> list[TrialOutcome]:
         futures = [self._pool.submit(_run_in_worker, chunk)
-                   for chunk in chunks(tasks, self.workers)]
-        return [outcome for f in futures for outcome in f.result()]
+                   for chunk in chunks(tasks, self.workers, self._clock.mean)]
+        return self._clock.add([outcome for f in futures for outcome in f.result()])
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -97,11 +120,12 @@ class DaskRunner:
         self._client = Client(address) if self._own else address
         self.workers = max(1, sum(self._client.nthreads().values()))
         self._prices = self._client.scatter(prices, broadcast=True)
+        self._clock = _TrialClock()
 
     def run(self, tasks: list[TrialTask]) -> list[TrialOutcome]:
         futures = [self._client.submit(run_trials, self._prices, chunk, pure=False)
-                   for chunk in chunks(tasks, self.workers)]
-        return [outcome for batch in self._client.gather(futures) for outcome in batch]
+                   for chunk in chunks(tasks, self.workers, self._clock.mean)]
+        return self._clock.add([o for batch in self._client.gather(futures) for o in batch])
 
     def close(self) -> None:
         if self._own:
