@@ -81,7 +81,7 @@ def abandon_stale(study: optuna.Study) -> dict[int, dict[str, Any]]:
     from optuna.trial import TrialState
 
     redo: dict[int, dict[str, Any]] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+    for _ in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         study.tell(study.ask().number, state=TrialState.FAIL)  # pops the waiting trial
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(t.number, state=TrialState.FAIL)
