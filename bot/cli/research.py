@@ -81,7 +81,8 @@ def sweep(config_path: Path, space_path: Path, trials: int | None, jobs: int | N
 
     cfg = load(config_path, logs_to_stderr=True)
     configure_logging(cfg.bot.log_format, "info", sys.stderr)
-    driver_log_levels(cfg.backtest.log_level)
+    tty = sys.stderr.isatty()  # a bar on a terminal, JSON lines otherwise
+    driver_log_levels(cfg.backtest.log_level, "warning" if tty else "info")
     if jobs is not None and dask_address is not None:
         fail_on(AllocbotError("--jobs and --dask: give one of them"))
     options = SweepOptions(config_path, space_path, out_dir, trials,
@@ -91,7 +92,7 @@ def sweep(config_path: Path, space_path: Path, trials: int | None, jobs: int | N
     try:
         space = load_space(space_path)
         inputs = prepare(options, space)
-        with _progress(sys.stderr.isatty()) as on_batch:
+        with _progress(tty) as on_batch:
             study, _ = run_sweep(options, inputs, on_batch)
         summary = finish_sweep(out_dir, inputs, finished_trials(study), holdout is not None)
         write_sweep_report(out_dir, summary, space, study, inputs.settings)

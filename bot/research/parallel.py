@@ -19,9 +19,11 @@ from typing import Any, Protocol
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from bot.errors import ConfigError
 from bot.research.trial import TrialOutcome, TrialTask, evaluate, quiet_worker_logs, run_trials
 
 _worker_prices: pd.DataFrame | None = None
+CONNECT_TIMEOUT_SECS = 15
 MIN_TASK_SECS = 0.1  # FIELD-NOTES: batch Dask tasks to >= ~100 ms of work each
 
 
@@ -117,7 +119,11 @@ class DaskRunner:
         from distributed import Client
 
         self._own = not isinstance(address, Client)
-        self._client = Client(address) if self._own else address
+        try:
+            self._client = Client(address, timeout=CONNECT_TIMEOUT_SECS) if self._own else address
+        except (OSError, ValueError, TimeoutError) as exc:
+            raise ConfigError(f"--dask {address!r}: cannot connect to the Dask scheduler: "
+                              f"{exc}") from None
         self.workers = max(1, sum(self._client.nthreads().values()))
         self._prices = self._client.scatter(prices, broadcast=True)
         self._clock = _TrialClock()

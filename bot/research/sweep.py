@@ -152,22 +152,17 @@ def run_sweep(options: SweepOptions, inputs: SweepInputs, on_batch: OnBatch | No
     """Run the sweep to ``trials`` finished trials; returns (study, summed backtest secs of
     this run). Ctrl-C/SIGKILL leave a journal that ``--resume`` continues."""
     space = inputs.space
-    study = open_study(options.out_dir, space.objective.direction, inputs.settings,
-                       options.resume)
-    (options.out_dir / RETURNS_DIR).mkdir(exist_ok=True)
-    fixed = abandon_stale(study)
     grid = grid_points(space) if options.sampler == "grid" else None
-    total = options.trials or (len(grid) if grid is not None else DEFAULT_TRIALS)
-    if grid is not None:
-        total = min(total, len(grid))
-        fixed = {slot: grid[slot] for slot in range(total)}
-    done = {r.slot for r in finished_trials(study)}
-    pending = [s for s in range(total) if s not in done]
-    log.info("sweep_started", trials=total, already_finished=len(done), sampler=options.sampler,
-             seed=options.seed, out=str(options.out_dir))
-    backtest_secs = 0.0
-    runner = make_runner(options, inputs.prices_in_sample)
+    runner = make_runner(options, inputs.prices_in_sample)  # connect before touching --out
     try:
+        study = open_study(options.out_dir, space.objective.direction, inputs.settings,
+                           options.resume)
+        (options.out_dir / RETURNS_DIR).mkdir(exist_ok=True)
+        total, pending, fixed = _plan(study, options, grid)
+        log.info("sweep_started", trials=total, already_finished=total - len(pending),
+                 sampler=options.sampler, seed=options.seed, workers=runner.workers,
+                 out=str(options.out_dir))
+        backtest_secs = 0.0
         for batch_no, slots in _batches(pending, options.batch_size):
             asked = ask_batch(study, space, slots, batch_no, options.seed, options.sampler,
                               fixed)
@@ -190,6 +185,19 @@ def run_sweep(options: SweepOptions, inputs: SweepInputs, on_batch: OnBatch | No
     return study, backtest_secs
 
 
+def _plan(study: Any, options: SweepOptions, grid: list[dict[str, Any]] | None
+          ) -> tuple[int, list[int], dict[int, dict[str, Any]]]:
+    """(trials in total, slots still to run, slot → fixed params): stale trials of a
+    crashed run are abandoned and their slots re-run with the params they had."""
+    fixed = abandon_stale(study)
+    total = options.trials or (len(grid) if grid is not None else DEFAULT_TRIALS)
+    if grid is not None:
+        total = min(total, len(grid))
+        fixed = {slot: grid[slot] for slot in range(total)}
+    done = {r.slot for r in finished_trials(study)}
+    return total, [s for s in range(total) if s not in done], fixed
+
+
 def _batches(pending: list[int], size: int) -> list[tuple[int, list[int]]]:
     """Pending slots grouped by their batch number (slot // size), in order."""
     groups: dict[int, list[int]] = {}
@@ -198,8 +206,9 @@ def _batches(pending: list[int], size: int) -> list[tuple[int, list[int]]]:
     return sorted(groups.items())
 
 
-def driver_log_levels(backtest_level: str) -> None:
-    """In the driver: the sweep's own events at INFO, inline backtests' at their level."""
+def driver_log_levels(backtest_level: str, sweep_level: str = "info") -> None:
+    """In the driver: the sweep's own events at ``sweep_level``, inline backtests' at
+    ``backtest_level`` (``[backtest].log_level``)."""
     for name in ("allocbot", "brokers", "strategies"):
         logging.getLogger(name).setLevel(getattr(logging, backtest_level.upper()))
-    logging.getLogger("allocbot.research").setLevel(logging.INFO)
+    logging.getLogger("allocbot.research").setLevel(getattr(logging, sweep_level.upper()))
