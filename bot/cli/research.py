@@ -15,7 +15,7 @@ import click
 import structlog
 
 from bot.cli.startup import config_option, fail_on, load
-from bot.errors import AllocbotError
+from bot.errors import AllocbotError, ConfigError
 from bot.logs import configure_logging
 
 log = structlog.get_logger("allocbot.research")
@@ -84,7 +84,7 @@ def sweep(config_path: Path, space_path: Path, trials: int | None, jobs: int | N
     tty = sys.stderr.isatty()  # a bar on a terminal, JSON lines otherwise
     driver_log_levels(cfg.backtest.log_level, "warning" if tty else "info")
     if jobs is not None and dask_address is not None:
-        fail_on(AllocbotError("--jobs and --dask: give one of them"))
+        fail_on(ConfigError("--jobs and --dask: give one of them"))
     options = SweepOptions(config_path, space_path, out_dir, trials,
                            jobs or os.cpu_count() or 1, dask_address,
                            holdout.date() if holdout else None, resume, seed, sampler,

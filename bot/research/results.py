@@ -27,6 +27,7 @@ from bot.research.overfitting import (
 from bot.research.space import apply_params
 from bot.research.study import FinishedTrial
 from bot.research.sweep import RETURNS_DIR, SweepInputs, trial_values
+from bot.research.trial import json_number
 from strategies.estimators import ANNUALIZATION_DAYS
 
 log = structlog.get_logger("allocbot.research")
@@ -202,9 +203,19 @@ def finish_sweep(out_dir: Path, inputs: SweepInputs, rows: list[FinishedTrial],
     return summary
 
 
-def _write_json(out_dir: Path, inputs: SweepInputs, s: SweepSummary) -> None:
-    from bot.research.trial import json_number
+def _plain(value: Any) -> Any:
+    """JSON-ready: NaN/inf → null, numpy scalars → Python, paths and dates → strings."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    value = json_number(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
+
+def _write_json(out_dir: Path, inputs: SweepInputs, s: SweepSummary) -> None:
     obj = inputs.space.objective
     doc = {"objective": {"metric": obj.metric, "direction": obj.direction,
                          "constraints": [str(c) for c in obj.constraints]},
@@ -215,6 +226,5 @@ def _write_json(out_dir: Path, inputs: SweepInputs, s: SweepSummary) -> None:
                "metrics": s.best.result.get("metrics")},
            "holdout": None if s.holdout is None else s.holdout.metrics["strategy"],
            "overfitting": {k: v for k, v in s.overfitting.items() if k != "pbo_logits"}}
-    text = json.dumps(doc, indent=2, default=lambda v: json_number(v) if not isinstance(
-        v, Path) else str(v))
+    text = json.dumps(_plain(doc), indent=2)
     (out_dir / "sweep.json").write_text(text + "\n", encoding="utf-8")

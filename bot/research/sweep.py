@@ -9,7 +9,7 @@ import hashlib
 import logging
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from bot.backtest.setup import load_backtest_prices
 from bot.config import Config, parse_config
 from bot.errors import ConfigError, InputDataError
 from bot.research.parallel import DaskRunner, InlineRunner, ProcessRunner, TrialRunner
-from bot.research.space import SweepSpace, apply_params, check_space, probe_configs
+from bot.research.space import Choice, SweepSpace, apply_params, check_space, probe_configs
 from bot.research.study import (
     abandon_stale,
     ask_batch,
@@ -66,7 +66,7 @@ class SweepInputs:
     prices_in_sample: pd.DataFrame
     prices_all: pd.DataFrame
     universe: tuple[str, ...]
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any]  # what a resume must match (hashes of config and space, seed...)
 
 
 def _first_day(space: SweepSpace, raw: dict[str, Any], base_dir: Path,
@@ -110,7 +110,11 @@ def prepare(options: SweepOptions, space: SweepSpace) -> SweepInputs:
         end = raw.get("backtest", {}).get("end")
         if end is None or end > prices.index[-1].date():
             raw = apply_params(raw, {"backtest.end": prices.index[-1].date()})
-    raw = apply_params(raw, {"backtest.start": _first_day(space, raw, base_dir, prices)})
+    first = _first_day(space, raw, base_dir, prices)
+    if first > prices.index[-1].date():
+        raise InputDataError(f"[backtest].start {first} is after the last in-sample day "
+                             f"{prices.index[-1].date()}")
+    raw = apply_params(raw, {"backtest.start": first})
     settings = {"space_sha256": hashlib.sha256(space.text.encode()).hexdigest(),
                 "config_sha256": hashlib.sha256(text).hexdigest(), "seed": options.seed,
                 "sampler": options.sampler, "batch_size": options.batch_size,
@@ -131,7 +135,7 @@ def trial_values(space: SweepSpace, labels: dict[str, Any]) -> dict[str, Any]:
     values = {}
     for p in space.params:
         label = labels[p.path]
-        values[p.path] = p.domain.value_of(label) if hasattr(p.domain, "value_of") else label
+        values[p.path] = p.domain.value_of(label) if isinstance(p.domain, Choice) else label
     return values
 
 
