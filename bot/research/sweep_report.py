@@ -85,7 +85,7 @@ def _axis(values: list[Any]) -> tuple[np.ndarray, list[str]]:
         x = np.asarray(values, dtype=float)
         lo, hi = float(x.min()), float(x.max())
         scaled = (x - lo) / (hi - lo) if hi > lo else np.full(len(x), 0.5)
-        return scaled, [f"{lo:g}", f"{hi:g}"]
+        return scaled, [f"{lo:.4g}", f"{hi:.4g}"]
     labels = sorted({str(v) for v in values})
     pos = {label: i / max(1, len(labels) - 1) for i, label in enumerate(labels)}
     return np.array([pos[str(v)] for v in values]), [labels[0][:18], labels[-1][:18]]
@@ -120,15 +120,19 @@ def plot_parallel(path: Path, rows: list[FinishedTrial], space: SweepSpace, metr
 
 
 def plot_in_vs_out(path: Path, summary: SweepSummary) -> None:
-    """The best config's equity in sample then on the holdout, each against the benchmark."""
+    """The best config's equity in sample, then on the holdout (scaled to continue from
+    the in-sample end), each against the benchmark."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    for run, tag in ((summary.in_sample, "in-sample"), (summary.holdout, "holdout")):
-        if run is None:
+    ins, out = summary.in_sample, summary.holdout
+    for run, tag in ((ins, "in-sample"), (out, "holdout, chained")):
+        if run is None or ins is None:
             continue
-        ax.plot(run.result.dates, run.result.equity, lw=1.2, label=f"best, {tag}")
-        if run.benchmark is not None:
-            ax.plot(run.benchmark.dates, run.benchmark.equity, lw=0.9, alpha=0.7,
+        chain = ins.result.equity[-1] / run.result.equity[0] if run is out else 1.0
+        ax.plot(run.result.dates, run.result.equity * chain, lw=1.2, label=f"best, {tag}")
+        if run.benchmark is not None and ins.benchmark is not None:
+            chain = ins.benchmark.equity[-1] / run.benchmark.equity[0] if run is out else 1.0
+            ax.plot(run.benchmark.dates, run.benchmark.equity * chain, lw=0.9, alpha=0.7,
                     label=f"benchmark ({run.metrics['benchmark']['name']}), {tag}")
     if summary.holdout is not None:
         ax.axvline(summary.holdout.result.dates[0], color="0.3", ls="--", lw=1)
