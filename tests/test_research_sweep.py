@@ -152,3 +152,25 @@ def test_sweep_holdout_perturbed_future_changes_no_in_sample_metric(tmp_path):
         assert ma["end"] <= str(HOLDOUT)
     assert sum_a.holdout.metrics["strategy"]["sharpe"] != sum_b.holdout.metrics["strategy"][
         "sharpe"]
+
+
+def test_sweep_walk_forward_trials_report_the_walk_forward_backtest(inputs, tmp_path):
+    from bot.backtest.setup import load_backtest_prices, run_configured
+    from bot.backtest.walk_forward import WalkForward
+    from bot.config import parse_config
+    from bot.research.results import best_trial
+    from bot.research.space import apply_params
+    from bot.research.sweep import trial_values
+
+    config, space = inputs
+    wf = WalkForward(60, 21)
+    options = SweepOptions(config, space, tmp_path / "wf", trials=3, jobs=1, walk_forward=wf)
+    prepared = prepare(options, load_space(space))
+    study, _ = run_sweep(options, prepared)
+    best = best_trial(finished_trials(study), "maximize")
+    raw = apply_params(prepared.base_raw, trial_values(prepared.space, best.params))
+    cfg = parse_config(raw, prepared.base_dir)
+    prices, universe = load_backtest_prices(cfg, None)
+    again = run_configured(cfg, prices, universe, walk_forward=wf).metrics["strategy"]
+    assert again["sharpe"] == best.result["metrics"]["sharpe"]
+    assert again["final_equity"] == best.result["metrics"]["final_equity"]

@@ -67,12 +67,16 @@ def _progress(enabled: bool) -> Iterator[Any]:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--sampler", type=click.Choice(["tpe", "grid"]), default="tpe",
               show_default=True)
+@click.option("--walk-forward", "walk_forward", default=None, metavar="TRAIN:TEST",
+              help="Inside each trial, refit on TRAIN days and trade the next TEST days "
+                   "(learning strategies; e.g. 756:63).")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=8,
               show_default=True, help="Trials asked together (changes the trials).")
 def sweep(config_path: Path, space_path: Path, trials: int | None, jobs: int | None,
           dask_address: str | None, holdout: Any, out_dir: Path, resume: bool, seed: int,
-          sampler: str, batch_size: int) -> None:
+          sampler: str, walk_forward: str | None, batch_size: int) -> None:
     """Search strategy/rebalance/risk parameters over many backtests; write the report."""
+    from bot.backtest.walk_forward import parse_walk_forward
     from bot.research.results import finish_sweep
     from bot.research.space import load_space
     from bot.research.study import finished_trials
@@ -85,16 +89,17 @@ def sweep(config_path: Path, space_path: Path, trials: int | None, jobs: int | N
     driver_log_levels(cfg.backtest.log_level, "warning" if tty else "info")
     if jobs is not None and dask_address is not None:
         fail_on(ConfigError("--jobs and --dask: give one of them"))
-    options = SweepOptions(config_path, space_path, out_dir, trials,
-                           jobs or os.cpu_count() or 1, dask_address,
-                           holdout.date() if holdout else None, resume, seed, sampler,
-                           batch_size)
     try:
+        wf = parse_walk_forward(walk_forward) if walk_forward else None
+        options = SweepOptions(config_path, space_path, out_dir, trials,
+                               jobs or os.cpu_count() or 1, dask_address,
+                               holdout.date() if holdout else None, resume, seed, sampler,
+                               batch_size, wf)
         space = load_space(space_path)
         inputs = prepare(options, space)
         with _progress(tty) as on_batch:
             study, _ = run_sweep(options, inputs, on_batch)
-        summary = finish_sweep(out_dir, inputs, finished_trials(study), holdout is not None)
+        summary = finish_sweep(out_dir, inputs, finished_trials(study), holdout is not None, wf)
         write_sweep_report(out_dir, summary, space, study, inputs.settings)
     except AllocbotError as exc:
         fail_on(exc)

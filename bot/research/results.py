@@ -18,6 +18,7 @@ from scipy.stats import kurtosis, skew
 
 from bot.backtest.report import write_outputs
 from bot.backtest.setup import BacktestRun, run_configured
+from bot.backtest.walk_forward import WalkForward
 from bot.config import parse_config
 from bot.research.overfitting import (
     deflated_sharpe_ratio,
@@ -85,7 +86,8 @@ def _toml_ready(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_best_toml(path: Path, raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+def write_best_toml(path: Path, raw: dict[str, Any], base_dir: Path,
+                    walk_forward: WalkForward | None = None) -> dict[str, Any]:
     """A complete config ``allocbot backtest``/``run`` accept as is: the sweep's config with
     the best params, prices as an absolute path, a fresh state dir beside the file."""
     import tomli_w
@@ -93,9 +95,11 @@ def write_best_toml(path: Path, raw: dict[str, Any], base_dir: Path) -> dict[str
     cfg = parse_config(raw, base_dir)
     doc = _toml_ready(apply_params(raw, {"sim.prices": str(cfg.sim.prices),
                                          "bot.state_dir": "state"}))
+    flag = "" if walk_forward is None else (
+        f" --walk-forward {walk_forward.train_days}:{walk_forward.test_days}")
     text = ("# allocbot sweep: the best trial's complete config. `allocbot backtest --config "
-            "this-file` reproduces its\n# in-sample metrics; drop [backtest] start/end to "
-            "backtest the whole history.\n" + tomli_w.dumps(doc))
+            f"this-file{flag}`\n# reproduces its in-sample metrics; drop [backtest] start/end "
+            "to backtest the whole history.\n" + tomli_w.dumps(doc))
     if tomllib.loads(text) != doc:
         raise RuntimeError("best.toml does not read back as written")  # a bug, not input
     path.write_text(text, encoding="utf-8")
@@ -166,23 +170,26 @@ def luck_verdict(stats: dict[str, Any]) -> str:
                                                    else "."))
 
 
-def run_best(inputs: SweepInputs, best_raw: dict[str, Any], holdout: bool
+def run_best(inputs: SweepInputs, best_raw: dict[str, Any], holdout: bool,
+             walk_forward: WalkForward | None = None
              ) -> tuple[BacktestRun, BacktestRun | None]:
     """The best config in sample (with its benchmark) and, with --holdout, on the days
     after the holdout date only (history before it serves as the warm-up)."""
     cfg = parse_config(best_raw, inputs.base_dir)
-    in_sample = run_configured(cfg, inputs.prices_in_sample, inputs.universe)
+    in_sample = run_configured(cfg, inputs.prices_in_sample, inputs.universe,
+                               walk_forward=walk_forward)
     if not holdout:
         return in_sample, None
     after = inputs.prices_all.index[len(inputs.prices_in_sample)].date()
     oos_raw = apply_params(best_raw, {"backtest.start": after})
     oos_raw["backtest"].pop("end", None)
     oos_cfg = parse_config(oos_raw, inputs.base_dir)
-    return in_sample, run_configured(oos_cfg, inputs.prices_all, inputs.universe)
+    return in_sample, run_configured(oos_cfg, inputs.prices_all, inputs.universe,
+                                     walk_forward=walk_forward)
 
 
 def finish_sweep(out_dir: Path, inputs: SweepInputs, rows: list[FinishedTrial],
-                 holdout: bool) -> SweepSummary:
+                 holdout: bool, walk_forward: WalkForward | None = None) -> SweepSummary:
     """Write trials.csv, best.toml, best/ and holdout/ backtests, sweep.json."""
     direction = inputs.space.objective.direction
     trials_frame(rows).to_csv(out_dir / "trials.csv", index=False)
@@ -192,8 +199,8 @@ def finish_sweep(out_dir: Path, inputs: SweepInputs, rows: list[FinishedTrial],
         _write_json(out_dir, inputs, summary)
         return summary
     best_raw = apply_params(inputs.base_raw, trial_values(inputs.space, best.params))
-    write_best_toml(out_dir / "best.toml", best_raw, inputs.base_dir)
-    in_sample, oos = run_best(inputs, best_raw, holdout)
+    write_best_toml(out_dir / "best.toml", best_raw, inputs.base_dir, walk_forward)
+    in_sample, oos = run_best(inputs, best_raw, holdout, walk_forward)
     write_outputs(out_dir / "best", in_sample.result, in_sample.benchmark, in_sample.metrics)
     if oos is not None:
         write_outputs(out_dir / "holdout", oos.result, oos.benchmark, oos.metrics)

@@ -19,6 +19,7 @@ import pandas as pd
 import structlog
 
 from bot.backtest.setup import load_backtest_prices
+from bot.backtest.walk_forward import WalkForward
 from bot.config import Config, parse_config
 from bot.errors import ConfigError, InputDataError
 from bot.research.parallel import DaskRunner, InlineRunner, ProcessRunner, TrialRunner
@@ -53,6 +54,7 @@ class SweepOptions:
     seed: int = 0
     sampler: str = "tpe"
     batch_size: int = DEFAULT_BATCH
+    walk_forward: WalkForward | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,9 @@ def prepare(options: SweepOptions, space: SweepSpace) -> SweepInputs:
     settings = {"space_sha256": hashlib.sha256(space.text.encode()).hexdigest(),
                 "config_sha256": hashlib.sha256(text).hexdigest(), "seed": options.seed,
                 "sampler": options.sampler, "batch_size": options.batch_size,
-                "holdout": None if options.holdout is None else str(options.holdout)}
+                "holdout": None if options.holdout is None else str(options.holdout),
+                "walk_forward": None if options.walk_forward is None else
+                f"{options.walk_forward.train_days}:{options.walk_forward.test_days}"}
     return SweepInputs(raw, base_dir, cfg, space, prices, prices_all, universe, settings)
 
 
@@ -171,8 +175,8 @@ def run_sweep(options: SweepOptions, inputs: SweepInputs, on_batch: OnBatch | No
             asked = ask_batch(study, space, slots, batch_no, options.seed, options.sampler,
                               fixed)
             tasks = [TrialTask(t.number, slot, apply_params(
-                inputs.base_raw, trial_values(space, labels)), inputs.base_dir)
-                for slot, (t, labels) in zip(slots, asked, strict=True)]
+                inputs.base_raw, trial_values(space, labels)), inputs.base_dir,
+                options.walk_forward) for slot, (t, labels) in zip(slots, asked, strict=True)]
             outcomes = runner.run(tasks)
             for (trial, _), outcome in zip(asked, outcomes, strict=True):
                 _save_returns(options.out_dir, outcome)

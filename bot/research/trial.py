@@ -22,7 +22,8 @@ from threadpoolctl import threadpool_limits
 from bot.backtest.engine import run_backtest
 from bot.backtest.metrics import daily_returns
 from bot.backtest.report import result_metrics
-from bot.backtest.setup import backtest_spec
+from bot.backtest.setup import backtest_spec, run_configured
+from bot.backtest.walk_forward import WalkForward
 from bot.config import parse_config
 from bot.errors import AllocbotError
 
@@ -37,6 +38,7 @@ class TrialTask:
     slot: int
     raw_config: dict[str, Any]
     base_dir: Path
+    walk_forward: WalkForward | None = None  # refit per test window (learning strategies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +81,14 @@ def evaluate(prices: pd.DataFrame, task: TrialTask) -> TrialOutcome:
         cfg = parse_config(task.raw_config, task.base_dir)
         universe = tuple(str(c) for c in prices.columns)
         b = cfg.backtest
-        spec = backtest_spec(cfg, universe, calendar=b.calendar, start=b.start, end=b.end)
-        result = run_backtest(prices, cfg.build_strategy(), spec)
-        block = result_metrics(result, b.risk_free_rate)
+        if task.walk_forward is not None:  # the walk-forward wiring lives in run_configured
+            run = run_configured(cfg, prices, universe, walk_forward=task.walk_forward)
+            result, block = run.result, dict(run.metrics["strategy"])
+            block.pop("name")
+        else:
+            spec = backtest_spec(cfg, universe, calendar=b.calendar, start=b.start, end=b.end)
+            result = run_backtest(prices, cfg.build_strategy(), spec)
+            block = result_metrics(result, b.risk_free_rate)
     except AllocbotError as exc:
         return TrialOutcome(task.number, task.slot, None, None, None, str(exc),
                             time.perf_counter() - started)
