@@ -77,7 +77,7 @@ def _dask(workdir: Path, name: str, trials: int, workers: int) -> tuple[dict[str
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1,
-                      dashboard_address=None, host="127.0.0.1") as cluster, \
+                      dashboard_address="127.0.0.1:0", host="127.0.0.1") as cluster, \
             Client(cluster) as client:
         return _run(workdir, name, trials, dask=client), workers
 

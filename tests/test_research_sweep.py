@@ -50,8 +50,11 @@ def dask_client():
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     from distributed import Client, LocalCluster
 
+    # dashboard_address=None still binds the scheduler's HTTP routes to :8787 and warns
+    # when another cluster on the host holds it; a random loopback port never collides
+
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                      dashboard_address=None, host="127.0.0.1") as cluster, \
+                      dashboard_address="127.0.0.1:0", host="127.0.0.1") as cluster, \
             Client(cluster) as client:
         yield client
 
