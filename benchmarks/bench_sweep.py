@@ -10,6 +10,8 @@ Sharpe with max_drawdown ≤ 0.5. Cases:
   jobs2  ``--jobs 2``: two local worker processes
   dask1  a Dask ``LocalCluster`` of 1 worker process (1 thread)
   dask2  the same with 2 worker processes: trials/s ratio vs dask1, same best?
+  small1 1 Dask worker on the sample's last 600 days (short backtests): isolates the
+         per-trial scheduling overhead from the backtest time
 
 Overhead per trial = (wall × workers − Σ backtest secs) / trials: the worker-seconds not
 spent inside a backtest (asking/telling the journal, shipping tasks, idle workers at the
@@ -53,6 +55,20 @@ lookback = {int = [63, 252], step = 21}
 [space.rebalance]
 cash_buffer = {float = [0.0, 0.1]}
 """
+
+
+def _write_inputs(workdir: Path) -> None:
+    """The config and space; ``small/`` holds the same on the sample's last 600 days."""
+    import pandas as pd
+
+    (workdir / "config.toml").write_text(CONFIG)
+    (workdir / "space.toml").write_text(SPACE)
+    small = workdir / "small"
+    small.mkdir()
+    sample = REPO / "bot" / "sample_market" / "sample_prices.csv"
+    pd.read_csv(sample).tail(600).to_csv(small / "prices.csv", index=False)
+    (small / "config.toml").write_text(CONFIG.replace("[sim]", '[sim]\nprices = "prices.csv"'))
+    (small / "space.toml").write_text(SPACE)
 
 
 def _run(workdir: Path, name: str, trials: int, **kw: Any) -> dict[str, Any]:
@@ -103,13 +119,14 @@ def main() -> None:
     results: dict[str, tuple[dict[str, Any], int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        (workdir / "config.toml").write_text(CONFIG)
-        (workdir / "space.toml").write_text(SPACE)
+        _write_inputs(workdir)
         for case in cases:
             if case == "jobs2":
                 results[case] = (_run(workdir, case, args.trials, jobs=2), 2)
             elif case.startswith("dask"):
                 results[case] = _dask(workdir, case, args.trials, int(case[4:]))
+            elif case == "small1":
+                results[case] = _dask(workdir / "small", case, args.trials, 1)
             _report(case, *results[case])
     if "dask1" in results and "dask2" in results:
         one, two = results["dask1"][0], results["dask2"][0]
