@@ -1,0 +1,140 @@
+"""Print a sweep's wall time, trials/s and scheduling overhead per trial.
+
+Run: ``python benchmarks/bench_sweep.py [--trials 200] [--cases jobs2,dask1,dask2]``.
+
+The sweep: TPE (seed 0, batches of 8) over a monthly ``momentum`` strategy (k 1–4,
+lookback 63–252 days, cash buffer 0–10 %) on the bundled sample market (8 assets × 20
+years, ``bot/sample_market/sample_prices.csv``), costs 1 bp + 2 bp slippage, objective
+Sharpe with max_drawdown ≤ 0.5. Cases:
+
+  jobs2  ``--jobs 2``: two local worker processes
+  dask1  a Dask ``LocalCluster`` of 1 worker process (1 thread)
+  dask2  the same with 2 worker processes: trials/s ratio vs dask1, same best?
+  small1 1 Dask worker on the sample's last 600 days (short backtests): isolates the
+         per-trial scheduling overhead from the backtest time
+
+Overhead per trial = (wall × workers − Σ backtest secs) / trials: the worker-seconds not
+spent inside a backtest (asking/telling the journal, shipping tasks, idle workers at the
+end of a batch), per trial. Figures, not asserts; the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = """
+[sim]
+commission_bps = 1.0
+slippage_bps = 2.0
+[universe]
+symbols = ["SPY", "TLT", "IEF", "GLD", "DBC", "SHY", "VNQ", "EFA"]
+[strategy]
+name = "momentum"
+[strategy.params]
+k = 3
+[risk]
+lookback_days = 63
+[backtest]
+calendar = "monthly"
+"""
+SPACE = """
+[objective]
+metric = "sharpe"
+constraints = ["max_drawdown <= 0.5"]
+[space.strategy.params]
+k = {int = [1, 4]}
+lookback = {int = [63, 252], step = 21}
+[space.rebalance]
+cash_buffer = {float = [0.0, 0.1]}
+"""
+
+
+def _write_inputs(workdir: Path) -> None:
+    """The config and space; ``small/`` holds the same on the sample's last 600 days."""
+    import pandas as pd
+
+    (workdir / "config.toml").write_text(CONFIG)
+    (workdir / "space.toml").write_text(SPACE)
+    small = workdir / "small"
+    small.mkdir()
+    sample = REPO / "bot" / "sample_market" / "sample_prices.csv"
+    pd.read_csv(sample).tail(600).to_csv(small / "prices.csv", index=False)
+    (small / "config.toml").write_text(CONFIG.replace("[sim]", '[sim]\nprices = "prices.csv"'))
+    (small / "space.toml").write_text(SPACE)
+
+
+def _run(workdir: Path, name: str, trials: int, **kw: Any) -> dict[str, Any]:
+    from bot.research.space import load_space
+    from bot.research.study import finished_trials
+    from bot.research.sweep import SweepOptions, driver_log_levels, prepare, run_sweep
+
+    driver_log_levels("warning")
+    options = SweepOptions(workdir / "config.toml", workdir / "space.toml", workdir / name,
+                           trials=trials, seed=0, **kw)
+    inputs = prepare(options, load_space(options.space_path))
+    started = time.perf_counter()
+    study, backtest_secs = run_sweep(options, inputs)
+    wall = time.perf_counter() - started
+    rows = finished_trials(study)
+    best = max((r for r in rows if r.outcome == "complete"), key=lambda r: (r.value, -r.slot))
+    return {"wall": wall, "backtest": backtest_secs, "trials": len(rows),
+            "best": (best.slot, best.params, best.value)}
+
+
+def _dask(workdir: Path, name: str, trials: int, workers: int) -> tuple[dict[str, Any], int]:
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1,
+                      dashboard_address="127.0.0.1:0", host="127.0.0.1") as cluster, \
+            Client(cluster) as client:
+        return _run(workdir, name, trials, dask=client), workers
+
+
+def _report(name: str, r: dict[str, Any], workers: int) -> None:
+    n = r["trials"]
+    overhead_ms = (r["wall"] * workers - r["backtest"]) / n * 1000
+    print(f"{name:6s} workers={workers} trials={n} wall={r['wall']:.1f}s "
+          f"trials/s={n / r['wall']:.2f} mean backtest={r['backtest'] / n * 1000:.0f}ms "
+          f"overhead/trial={overhead_ms:.1f}ms best=#{r['best'][0]} {r['best'][2]:.4f} "
+          f"{r['best'][1]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--cases", default="jobs2,dask1,dask2")
+    args = parser.parse_args()
+    cases = args.cases.split(",")
+    print(f"command: python benchmarks/bench_sweep.py --trials {args.trials} "
+          f"--cases {args.cases}")
+    print(f"host: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
+    results: dict[str, tuple[dict[str, Any], int]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        _write_inputs(workdir)
+        for case in cases:
+            if case == "jobs2":
+                results[case] = (_run(workdir, case, args.trials, jobs=2), 2)
+            elif case.startswith("dask"):
+                results[case] = _dask(workdir, case, args.trials, int(case[4:]))
+            elif case == "small1":
+                results[case] = _dask(workdir / "small", case, args.trials, 1)
+            _report(case, *results[case])
+    if "dask1" in results and "dask2" in results:
+        one, two = results["dask1"][0], results["dask2"][0]
+        ratio = (two["trials"] / two["wall"]) / (one["trials"] / one["wall"])
+        print(f"dask 2 vs 1 workers: trials/s ratio {ratio:.2f}, same best: "
+              f"{one['best'] == two['best']}")
+    print(f"load average at end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

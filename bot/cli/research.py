@@ -1,0 +1,153 @@
+"""``allocbot sweep`` and ``allocbot compare``: research over many backtests (the
+``research`` extra: Optuna, Dask). Progress is a rich bar on a terminal, JSON lines
+(structlog, stderr) otherwise."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+
+from bot.cli.startup import config_option, fail_on, load
+from bot.errors import AllocbotError, ConfigError
+from bot.logs import configure_logging
+
+log = structlog.get_logger("allocbot.research")
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    """A callback (finished, total, best) drawing a rich bar, or None."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("best {task.fields[best]}"), TimeRemainingColumn(),
+                  transient=True) as bar:
+        task = bar.add_task("sweep", total=None, best="—")
+
+        def update(done: int, total: int, best: float | None) -> None:
+            bar.update(task, completed=done, total=total,
+                       best="—" if best is None else f"{best:.4f}")
+
+        yield update
+
+
+@click.command()
+@config_option
+@click.option("--space", "space_path", required=True,
+              type=click.Path(path_type=Path, dir_okay=False),
+              help="Search space TOML ([space...] ranges, [objective]).")
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="Trials to finish (default 100; grid: every point).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Local worker processes (default: the cores).")
+@click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
+              help="Run trials on an existing Dask distributed scheduler (tcp://host:port).")
+@click.option("--holdout", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Trials see only prices up to this date; the best config is then "
+                   "backtested on the days after it.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("sweep"), show_default=True, help="Output directory (and journal).")
+@click.option("--resume", is_flag=True, help="Continue the sweep in --out.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--sampler", type=click.Choice(["tpe", "grid"]), default="tpe",
+              show_default=True)
+@click.option("--walk-forward", "walk_forward", default=None, metavar="TRAIN:TEST",
+              help="Inside each trial, refit on TRAIN days and trade the next TEST days "
+                   "(learning strategies; e.g. 756:63).")
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=8,
+              show_default=True, help="Trials asked together (changes the trials).")
+def sweep(config_path: Path, space_path: Path, trials: int | None, jobs: int | None,
+          dask_address: str | None, holdout: Any, out_dir: Path, resume: bool, seed: int,
+          sampler: str, walk_forward: str | None, batch_size: int) -> None:
+    """Search strategy/rebalance/risk parameters over many backtests; write the report."""
+    from bot.backtest.walk_forward import parse_walk_forward
+    from bot.research.results import finish_sweep
+    from bot.research.space import load_space
+    from bot.research.study import finished_trials
+    from bot.research.sweep import SweepOptions, driver_log_levels, prepare, run_sweep
+    from bot.research.sweep_report import write_sweep_report
+
+    cfg = load(config_path, logs_to_stderr=True)
+    configure_logging(cfg.bot.log_format, "info", sys.stderr)
+    tty = sys.stderr.isatty()  # a bar on a terminal, JSON lines otherwise
+    driver_log_levels(cfg.backtest.log_level, "warning" if tty else "info")
+    if jobs is not None and dask_address is not None:
+        fail_on(ConfigError("--jobs and --dask: give one of them"))
+    try:
+        wf = parse_walk_forward(walk_forward) if walk_forward else None
+        options = SweepOptions(config_path, space_path, out_dir, trials,
+                               jobs or os.cpu_count() or 1, dask_address,
+                               holdout.date() if holdout else None, resume, seed, sampler,
+                               batch_size, wf)
+        space = load_space(space_path)
+        inputs = prepare(options, space)
+        with _progress(tty) as on_batch:
+            study, _ = run_sweep(options, inputs, on_batch)
+        summary = finish_sweep(out_dir, inputs, finished_trials(study), holdout is not None, wf)
+        write_sweep_report(out_dir, summary, space, study, inputs.settings)
+    except AllocbotError as exc:
+        fail_on(exc)
+    except KeyboardInterrupt:
+        click.echo(f"allocbot: interrupted; `--resume --out {out_dir}` continues", err=True)
+        sys.exit(130)
+    _print_sweep(summary, out_dir)
+
+
+def _print_sweep(summary: Any, out_dir: Path) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=not sys.stdout.isatty())
+    if summary.best is None:
+        console.print("[yellow]no feasible trial[/yellow]")
+    else:
+        m = summary.best.result["metrics"]
+        console.print(f"best trial #{summary.best.slot}: value {summary.best.value:.6g}, "
+                      f"sharpe {m['sharpe']:.3f}, max_drawdown {m['max_drawdown']:.2%}; "
+                      f"params {summary.best.params}")
+        verdict = summary.overfitting.get("verdict")
+        if verdict:
+            console.print(verdict)
+    console.print(f"wrote trials.csv, best.toml, report.html to {out_dir}")
+
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True)
+@config_option
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("compare"), show_default=True, help="Output directory.")
+def compare(specs: tuple[str, ...], config_path: Path, out_dir: Path) -> None:
+    """Backtest several strategies on the same data, costs and calendar, side by side.
+
+    SPEC is a registry name with optional params (momentum:k=2,lookback=126) or a config
+    file (its [strategy] table is used)."""
+    from rich.console import Console
+
+    from bot.research.compare import compare_table, parse_spec, run_compare
+
+    cfg = load(config_path, logs_to_stderr=True)
+    driver_level = cfg.backtest.log_level
+    configure_logging(cfg.bot.log_format, driver_level, sys.stderr)
+    try:
+        parsed = [parse_spec(s) for s in specs]
+        result = run_compare(cfg, parsed, out_dir)
+    except AllocbotError as exc:
+        fail_on(exc)
+    console = Console()
+    console.print(compare_table(result))
+    console.print(f"wrote compare.csv, report.html to {out_dir}")

@@ -1,0 +1,217 @@
+"""``allocbot compare``: several strategies backtested on the same prices, costs,
+calendar, risk step and window, with one benchmark; a table, ``compare.csv`` and a
+report with equity curves, drawdowns and metrics side by side.
+
+A SPEC is ``name`` or ``name:key=value,key=value`` (values are TOML: ``k=2``,
+``weighting="inverse_volatility"`` or ``weighting=inverse_volatility`` (bare words are
+strings), ``base={name="fixed", params={preset="sixty_forty"}}``), or the path of a
+config file ending in ``.toml`` whose ``[strategy]`` table is used.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.table import Table
+
+from bot.backtest.metrics import drawdowns
+from bot.backtest.report import write_outputs
+from bot.backtest.setup import BacktestRun, load_backtest_prices, run_configured
+from bot.config import Config, parse_config
+from bot.errors import ConfigError
+from bot.research.pages import png_tag, table, write_page
+
+TABLE_METRICS = (("cagr", "CAGR", "{:.2%}"), ("volatility", "Volatility", "{:.2%}"),
+                 ("sharpe", "Sharpe", "{:.2f}"), ("sortino", "Sortino", "{:.2f}"),
+                 ("max_drawdown", "Max drawdown", "{:.2%}"), ("calmar", "Calmar", "{:.2f}"),
+                 ("turnover", "Turnover / yr", "{:.2%}"), ("costs", "Costs paid", "{:,.2f}"),
+                 ("final_equity", "Final equity", "{:,.2f}"))
+
+
+@dataclass(frozen=True, slots=True)
+class StrategySpec:
+    label: str
+    name: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CompareResult:
+    labels: list[str]
+    runs: list[BacktestRun]
+    benchmark_name: str
+    risk_free_rate: float
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas outside braces, brackets and quotes."""
+    parts: list[str] = []
+    cur: list[str] = []
+    depth, quote = 0, ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    parts.append("".join(cur))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _toml_value(key: str, text: str, spec: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        if text.replace("_", "").replace("-", "").isalnum():
+            return text  # a bare word: a string
+        raise ConfigError(f"compare spec {spec!r}: {key}={text} is not a TOML value") from None
+
+
+def parse_spec(spec: str) -> StrategySpec:
+    """``name[:k=v,...]`` or ``path.toml`` → a strategy spec (validated later)."""
+    if spec.endswith(".toml"):
+        path = Path(spec)
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"compare spec {spec!r}: file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"compare spec {spec!r}: not valid TOML: {exc}") from None
+        strat = doc.get("strategy")
+        if not isinstance(strat, dict) or "name" not in strat:
+            raise ConfigError(f"compare spec {spec!r}: no [strategy] name in the file")
+        return StrategySpec(path.stem, str(strat["name"]), dict(strat.get("params", {})))
+    name, _, rest = spec.partition(":")
+    params: dict[str, Any] = {}
+    for item in _split_top(rest):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"compare spec {spec!r}: {item!r} is not key=value")
+        params[key.strip()] = _toml_value(key.strip(), value.strip(), spec)
+    return StrategySpec(spec, name.strip(), params)
+
+
+def spec_config(cfg: Config, spec: StrategySpec) -> Config:
+    """The base config with this strategy, validated like ``allocbot run``."""
+    raw = cfg.model_dump(mode="python", exclude_none=True)
+    raw["strategy"] = {"name": spec.name, "params": spec.params}
+    try:
+        return parse_config(raw, cfg.source.parent if cfg.source else Path.cwd())
+    except ConfigError as exc:
+        raise ConfigError(f"compare spec {spec.label!r}: {exc}") from None
+
+
+def common_start(configs: list[Config], prices: pd.DataFrame) -> Any:
+    """The first day every strategy can trade (the longest warm-up wins), unless
+    ``[backtest].start`` is set."""
+    if configs[0].backtest.start is not None:
+        return configs[0].backtest.start
+    warmup = max(max(c.build_strategy().warmup_days, c.risk.lookback_days) for c in configs)
+    return prices.index[min(warmup, len(prices) - 1)].date()
+
+
+def run_compare(cfg: Config, specs: list[StrategySpec], out_dir: Path) -> CompareResult:
+    """Backtest every spec over one window; write each one's outputs and the report."""
+    configs = [spec_config(cfg, s) for s in specs]
+    prices, universe = load_backtest_prices(cfg, None)
+    start = common_start(configs, prices)
+    runs = [run_configured(c, prices, universe, start=start) for c in configs]
+    labels = _unique([s.label for s in specs])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for label, run in zip(labels, runs, strict=True):
+        write_outputs(out_dir / _dir_name(label), run.result, run.benchmark, run.metrics)
+    result = CompareResult(labels, runs, runs[0].metrics["benchmark"]["name"],
+                           cfg.backtest.risk_free_rate)
+    metrics_frame(result).to_csv(out_dir / "compare.csv")
+    write_compare_report(out_dir, result)
+    return result
+
+
+def _unique(labels: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
+def _dir_name(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_=" else "_" for c in label)[:60]
+
+
+def metrics_frame(result: CompareResult) -> pd.DataFrame:
+    """Metrics (rows) × strategies and the benchmark (columns)."""
+    cols = {label: run.metrics["strategy"] for label, run in zip(result.labels, result.runs,
+                                                                    strict=True)}
+    cols[f"benchmark: {result.benchmark_name}"] = result.runs[0].metrics["benchmark"]
+    return pd.DataFrame({k: {m: v.get(m) for m, _, _ in TABLE_METRICS} for k, v in cols.items()})
+
+
+def _cell(value: Any, fmt: str) -> str:
+    return "—" if value is None or pd.isna(value) else fmt.format(value)
+
+
+def compare_table(result: CompareResult) -> Table:
+    frame = metrics_frame(result)
+    first = result.runs[0].metrics["strategy"]
+    t = Table(title=f"allocbot compare ({first['start']} → {first['end']}, Sharpe at "
+                    f"rf {result.risk_free_rate:.2%})")
+    t.add_column("metric")
+    for col in frame.columns:
+        t.add_column(str(col), justify="right")
+    for key, label, fmt in TABLE_METRICS:
+        t.add_row(label, *[_cell(frame.at[key, c], fmt) for c in frame.columns])
+    return t
+
+
+def write_compare_report(out_dir: Path, result: CompareResult) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1.6]})
+    curves = [(label, run.result) for label, run in zip(result.labels, result.runs, strict=True)]
+    bench = result.runs[0].benchmark
+    if bench is not None:
+        curves.append((f"benchmark: {result.benchmark_name}", bench))
+    for i, (label, res) in enumerate(curves):
+        style = {"color": "0.2", "ls": "--"} if label.startswith("benchmark") else {
+            "color": f"C{i % 10}"}
+        top.plot(res.dates, res.equity, lw=1.1, label=label, **style)
+        bottom.plot(res.dates, -drawdowns(res.equity) * 100, lw=0.9, **style)
+    top.set_yscale("log")
+    top.set_ylabel("equity (log)")
+    top.legend(loc="upper left", fontsize=8)
+    top.grid(alpha=0.3)
+    bottom.set_ylabel("drawdown %")
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "compare.png", dpi=90)
+    plt.close(fig)
+    frame = metrics_frame(result)
+    rows = [[label, *[_cell(frame.at[key, c], fmt) for c in frame.columns]]
+            for key, label, fmt in TABLE_METRICS]
+    links = " · ".join(f'<a href="{_dir_name(lab)}/report.html">{lab}</a>'
+                       for lab in result.labels)
+    first = result.runs[0].metrics["strategy"]
+    write_page(out_dir / "report.html", "allocbot compare", [
+        (f"<p>{first['start']} → {first['end']}, same prices, costs, calendar and risk step; "
+        f"Sharpe at risk-free rate {result.risk_free_rate:.2%}. Each strategy's own report: "
+        f"{links}</p>"),
+        table(["metric", *map(str, frame.columns)], rows),
+        png_tag(out_dir / "compare.png", "equity curves and drawdowns")])

@@ -1,0 +1,138 @@
+"""Where a sweep's trials run: in the driver, on local worker processes, or on an
+existing Dask distributed cluster. Every runner takes one batch of trials and returns
+their outcomes in the batch's order, so results never depend on where they ran.
+
+Each runner ships the price panel to a worker once (pool initializer / ``scatter``) and
+sends trials in chunks of at least ``MIN_TASK_SECS`` of work (judged from the trials so
+far): Dask's per-task overhead (~2 ms) then stays small, and backtests of a second or more
+go one per task so that a slow worker on a shared host does not hold up the batch.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Protocol
+
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from bot.errors import ConfigError
+from bot.research.trial import TrialOutcome, TrialTask, evaluate, quiet_worker_logs, run_trials
+
+_worker_prices: pd.DataFrame | None = None
+CONNECT_TIMEOUT_SECS = 15
+MIN_TASK_SECS = 0.1  # FIELD-NOTES: batch Dask tasks to >= ~100 ms of work each
+
+
+class TrialRunner(Protocol):
+    workers: int
+
+    def run(self, tasks: list[TrialTask]) -> list[TrialOutcome]: ...
+
+    def close(self) -> None: ...
+
+
+def chunks(tasks: Sequence[TrialTask], workers: int, mean_trial_secs: float | None
+           ) -> list[list[TrialTask]]:
+    """``tasks`` cut into contiguous chunks of ≥ ``MIN_TASK_SECS`` of expected work, at
+    most one per worker (before any trial was timed: one chunk per worker)."""
+    if not tasks:
+        return []
+    widest = math.ceil(len(tasks) / max(1, workers))
+    size = widest if not mean_trial_secs else min(
+        widest, max(1, math.ceil(MIN_TASK_SECS / mean_trial_secs)))
+    return [list(tasks[i:i + size]) for i in range(0, len(tasks), size)]
+
+
+class _TrialClock:
+    """Running mean of the trials' backtest seconds (sizes the next chunks)."""
+
+    def __init__(self) -> None:
+        self.secs, self.count = 0.0, 0
+
+    def add(self, outcomes: list[TrialOutcome]) -> list[TrialOutcome]:
+        self.secs += sum(o.backtest_secs for o in outcomes)
+        self.count += len(outcomes)
+        return outcomes
+
+    @property
+    def mean(self) -> float | None:
+        return self.secs / self.count if self.count else None
+
+
+class InlineRunner:
+    """Trials in the driver process (``--jobs 1``)."""
+
+    workers = 1
+
+    def __init__(self, prices: pd.DataFrame) -> None:
+        self._prices = prices
+
+    def run(self, tasks: list[TrialTask]) -> list[TrialOutcome]:
+        with threadpool_limits(limits=1):
+            return [evaluate(self._prices, task) for task in tasks]
+
+    def close(self) -> None:
+        pass
+
+
+def _init_worker(prices: pd.DataFrame) -> None:
+    global _worker_prices
+    _worker_prices = prices
+    threadpool_limits(limits=1)
+    quiet_worker_logs()
+
+
+def _run_in_worker(tasks: list[TrialTask]) -> list[TrialOutcome]:
+    assert _worker_prices is not None, "worker started without the price panel"
+    return run_trials(_worker_prices, tasks)
+
+
+class ProcessRunner:
+    """``--jobs N`` local worker processes (spawned: the driver may run a progress thread,
+    and forking a threaded process can deadlock)."""
+
+    def __init__(self, prices: pd.DataFrame, workers: int) -> None:
+        self.workers = workers
+        self._clock = _TrialClock()
+        self._pool = ProcessPoolExecutor(max_workers=workers,
+                                         mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_init_worker, initargs=(prices,))
+
+    def run(self, tasks: list[TrialTask]) -> list[TrialOutcome]:
+        futures = [self._pool.submit(_run_in_worker, chunk)
+                   for chunk in chunks(tasks, self.workers, self._clock.mean)]
+        return self._clock.add([outcome for f in futures for outcome in f.result()])
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskRunner:
+    """Trials on an existing ``distributed`` cluster: the panel scattered once to every
+    worker, one chunk per worker and batch, ``pure=False`` (never a cached result)."""
+
+    def __init__(self, prices: pd.DataFrame, address: Any) -> None:
+        from distributed import Client
+
+        self._own = not isinstance(address, Client)
+        try:
+            self._client = Client(address, timeout=CONNECT_TIMEOUT_SECS) if self._own else address
+        except (OSError, ValueError, TimeoutError) as exc:
+            raise ConfigError(f"--dask {address!r}: cannot connect to the Dask scheduler: "
+                              f"{exc}") from None
+        self.workers = max(1, sum(self._client.nthreads().values()))
+        self._prices = self._client.scatter(prices, broadcast=True)
+        self._clock = _TrialClock()
+
+    def run(self, tasks: list[TrialTask]) -> list[TrialOutcome]:
+        futures = [self._client.submit(run_trials, self._prices, chunk, pure=False)
+                   for chunk in chunks(tasks, self.workers, self._clock.mean)]
+        return self._clock.add([o for batch in self._client.gather(futures) for o in batch])
+
+    def close(self) -> None:
+        if self._own:
+            self._client.close()

@@ -1,0 +1,237 @@
+"""What a sweep leaves behind besides the journal: ``trials.csv``, ``best.toml``, the
+best config's in-sample and holdout backtests (the single-backtest outputs of
+``bot.backtest.report``), the overfitting statistics and ``sweep.json``."""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import structlog
+from scipy.stats import kurtosis, skew
+
+from bot.backtest.report import write_outputs
+from bot.backtest.setup import BacktestRun, run_configured
+from bot.backtest.walk_forward import WalkForward
+from bot.config import parse_config
+from bot.research.overfitting import (
+    deflated_sharpe_ratio,
+    expected_max_sharpe,
+    probability_of_backtest_overfitting,
+)
+from bot.research.space import apply_params
+from bot.research.study import FinishedTrial
+from bot.research.sweep import RETURNS_DIR, SweepInputs, trial_values
+from bot.research.trial import json_number
+from strategies.estimators import ANNUALIZATION_DAYS
+
+log = structlog.get_logger("allocbot.research")
+PBO_BLOCKS = 16
+DSR_LUCK_THRESHOLD = 0.95  # below: the winner's Sharpe is plausibly the best of N lucky draws
+PBO_LUCK_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class SweepSummary:
+    best: FinishedTrial | None
+    best_raw: dict[str, Any] | None
+    in_sample: BacktestRun | None
+    holdout: BacktestRun | None
+    overfitting: dict[str, Any]
+    rows: list[FinishedTrial]
+
+
+def best_trial(rows: list[FinishedTrial], direction: str) -> FinishedTrial | None:
+    """The best feasible trial; ties go to the lower slot (deterministic)."""
+    ok = [r for r in rows if r.outcome == "complete" and r.value is not None]
+    if not ok:
+        return None
+    sign = -1.0 if direction == "maximize" else 1.0
+    return min(ok, key=lambda r: (sign * float(r.value or 0.0), r.slot))
+
+
+def trials_frame(rows: list[FinishedTrial]) -> pd.DataFrame:
+    """One row per finished trial: slot, Optuna number, state, value, params, metrics,
+    backtest duration, error."""
+    records = []
+    for r in rows:
+        metrics = r.result.get("metrics") or {}
+        rec: dict[str, Any] = {"trial": r.slot, "number": r.number, "state": r.outcome,
+                               "value": r.value}
+        rec |= {f"param:{k}": v for k, v in r.params.items()}
+        rec |= {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
+        rec |= {"duration_secs": r.result.get("duration_secs"), "error": r.result.get("error")}
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+def _toml_ready(raw: dict[str, Any]) -> dict[str, Any]:
+    """Paths as strings, Nones dropped: what tomli-w can write and tomllib reads back."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            out[key] = _toml_ready(value)
+        elif isinstance(value, Path):
+            out[key] = str(value)
+        else:
+            out[key] = value
+    return out
+
+
+def write_best_toml(path: Path, raw: dict[str, Any], base_dir: Path,
+                    walk_forward: WalkForward | None = None) -> dict[str, Any]:
+    """A complete config ``allocbot backtest``/``run`` accept as is: the sweep's config with
+    the best params, prices as an absolute path, a fresh state dir beside the file."""
+    import tomli_w
+
+    cfg = parse_config(raw, base_dir)
+    doc = _toml_ready(apply_params(raw, {"sim.prices": str(cfg.sim.prices),
+                                         "bot.state_dir": "state"}))
+    flag = "" if walk_forward is None else (
+        f" --walk-forward {walk_forward.train_days}:{walk_forward.test_days}")
+    text = ("# allocbot sweep: the best trial's complete config. `allocbot backtest --config "
+            f"this-file{flag}`\n# reproduces its in-sample metrics; drop [backtest] start/end "
+            "to backtest the whole history.\n" + tomli_w.dumps(doc))
+    if tomllib.loads(text) != doc:
+        raise RuntimeError("best.toml does not read back as written")  # a bug, not input
+    path.write_text(text, encoding="utf-8")
+    return doc
+
+
+def returns_matrix(out_dir: Path, rows: list[FinishedTrial]) -> tuple[np.ndarray, list[int]]:
+    """T × N daily returns of the complete trials (same dates: one window for all)."""
+    series, slots = [], []
+    for r in rows:
+        f = out_dir / RETURNS_DIR / f"slot_{r.slot:06d}.npy"
+        if r.result.get("metrics") and f.exists():
+            series.append(np.load(f))
+            slots.append(r.slot)
+    if not series:
+        return np.empty((0, 0)), []
+    n = min(len(s) for s in series)
+    return np.column_stack([s[len(s) - n:] for s in series]), slots
+
+
+def overfitting_stats(out_dir: Path, rows: list[FinishedTrial], best: FinishedTrial | None
+                      ) -> dict[str, Any]:
+    """DSR of the best (N = trials with returns, V = variance of their daily Sharpe
+    ratios, skew/kurtosis of the best's daily returns) and PBO by CSCV (S = 16)."""
+    matrix, slots = returns_matrix(out_dir, rows)
+    stats: dict[str, Any] = {"n_trials": len(slots)}
+    if best is None or best.slot not in slots or len(slots) < 2:
+        return stats | {"note": "needs at least two trials with returns and a best trial"}
+    mean = matrix.mean(axis=0)
+    sd = matrix.std(axis=0, ddof=1)
+    daily_sharpe = np.divide(mean, sd, out=np.zeros_like(mean), where=sd > 0)
+    r = matrix[:, slots.index(best.slot)]
+    sr = float(daily_sharpe[slots.index(best.slot)])
+    var = float(np.var(daily_sharpe, ddof=1))
+    g3, g4 = float(skew(r)), float(kurtosis(r, fisher=False))
+    dsr = deflated_sharpe_ratio(sr, len(r), len(slots), var, g3, g4)
+    stats |= {"best_daily_sharpe": sr, "sharpe_variance_daily": var, "skewness": g3,
+              "kurtosis": g4, "n_obs": len(r),
+              "expected_max_sharpe_daily": expected_max_sharpe(len(slots), var),
+              "expected_max_sharpe_annual":
+                  expected_max_sharpe(len(slots), var) * math.sqrt(ANNUALIZATION_DAYS),
+              "deflated_sharpe_ratio": dsr}
+    try:
+        pbo = probability_of_backtest_overfitting(matrix, PBO_BLOCKS)
+        stats |= {"pbo": pbo.pbo, "pbo_blocks": pbo.n_blocks,
+                  "pbo_combinations": pbo.n_combinations, "pbo_logits": pbo.logits.tolist()}
+    except ValueError as exc:
+        stats["pbo_note"] = str(exc)
+    stats["verdict"] = luck_verdict(stats)
+    return stats
+
+
+def luck_verdict(stats: dict[str, Any]) -> str:
+    """One plain sentence on whether the winner is likely luck."""
+    dsr, pbo = stats.get("deflated_sharpe_ratio"), stats.get("pbo")
+    lucky_dsr = dsr is not None and (math.isnan(dsr) or dsr < DSR_LUCK_THRESHOLD)
+    lucky_pbo = pbo is not None and pbo >= PBO_LUCK_THRESHOLD
+    if lucky_dsr or lucky_pbo:
+        why = []
+        if lucky_dsr:
+            why.append(f"its deflated Sharpe ratio is {dsr:.2f} (< {DSR_LUCK_THRESHOLD})")
+        if lucky_pbo:
+            why.append(f"the probability of backtest overfitting is {pbo:.0%}")
+        return ("The winner is likely luck: " + " and ".join(why) + ". Do not trust its "
+                "in-sample Sharpe; check the holdout and prefer a simpler config.")
+    return ("The winner does not look like luck: its Sharpe survives deflation for the "
+            f"{stats['n_trials']} trials tried" + (f" and PBO is {pbo:.0%}." if pbo is not None
+                                                   else "."))
+
+
+def run_best(inputs: SweepInputs, best_raw: dict[str, Any], holdout: bool,
+             walk_forward: WalkForward | None = None
+             ) -> tuple[BacktestRun, BacktestRun | None]:
+    """The best config in sample (with its benchmark) and, with --holdout, on the days
+    after the holdout date only (history before it serves as the warm-up)."""
+    cfg = parse_config(best_raw, inputs.base_dir)
+    in_sample = run_configured(cfg, inputs.prices_in_sample, inputs.universe,
+                               walk_forward=walk_forward)
+    if not holdout:
+        return in_sample, None
+    after = inputs.prices_all.index[len(inputs.prices_in_sample)].date()
+    oos_raw = apply_params(best_raw, {"backtest.start": after})
+    oos_raw["backtest"].pop("end", None)
+    oos_cfg = parse_config(oos_raw, inputs.base_dir)
+    return in_sample, run_configured(oos_cfg, inputs.prices_all, inputs.universe,
+                                     walk_forward=walk_forward)
+
+
+def finish_sweep(out_dir: Path, inputs: SweepInputs, rows: list[FinishedTrial],
+                 holdout: bool, walk_forward: WalkForward | None = None) -> SweepSummary:
+    """Write trials.csv, best.toml, best/ and holdout/ backtests, sweep.json."""
+    direction = inputs.space.objective.direction
+    trials_frame(rows).to_csv(out_dir / "trials.csv", index=False)
+    best = best_trial(rows, direction)
+    if best is None:
+        summary = SweepSummary(None, None, None, None, {}, rows)
+        _write_json(out_dir, inputs, summary)
+        return summary
+    best_raw = apply_params(inputs.base_raw, trial_values(inputs.space, best.params))
+    write_best_toml(out_dir / "best.toml", best_raw, inputs.base_dir, walk_forward)
+    in_sample, oos = run_best(inputs, best_raw, holdout, walk_forward)
+    write_outputs(out_dir / "best", in_sample.result, in_sample.benchmark, in_sample.metrics)
+    if oos is not None:
+        write_outputs(out_dir / "holdout", oos.result, oos.benchmark, oos.metrics)
+    summary = SweepSummary(best, best_raw, in_sample, oos, overfitting_stats(out_dir, rows, best),
+                           rows)
+    _write_json(out_dir, inputs, summary)
+    return summary
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: NaN/inf → null, numpy scalars → Python, paths and dates → strings."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    value = json_number(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _write_json(out_dir: Path, inputs: SweepInputs, s: SweepSummary) -> None:
+    obj = inputs.space.objective
+    doc = {"objective": {"metric": obj.metric, "direction": obj.direction,
+                         "constraints": [str(c) for c in obj.constraints]},
+           "settings": inputs.settings, "trials": len(s.rows),
+           "states": pd.Series([r.outcome for r in s.rows]).value_counts().to_dict(),
+           "best": None if s.best is None else {
+               "trial": s.best.slot, "value": s.best.value, "params": s.best.params,
+               "metrics": s.best.result.get("metrics")},
+           "holdout": None if s.holdout is None else s.holdout.metrics["strategy"],
+           "overfitting": {k: v for k, v in s.overfitting.items() if k != "pbo_logits"}}
+    text = json.dumps(_plain(doc), indent=2)
+    (out_dir / "sweep.json").write_text(text + "\n", encoding="utf-8")

@@ -1,0 +1,222 @@
+"""``allocbot sweep``: the driver. It owns the study (Optuna journal in the output dir),
+builds and validates every trial's config, hands batches of trials to a runner (inline,
+local processes, Dask) and records each outcome; ``finish_sweep`` writes the outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from bot.backtest.setup import load_backtest_prices
+from bot.backtest.walk_forward import WalkForward
+from bot.config import Config, parse_config
+from bot.errors import ConfigError, InputDataError
+from bot.research.parallel import DaskRunner, InlineRunner, ProcessRunner, TrialRunner
+from bot.research.space import Choice, SweepSpace, apply_params, check_space, probe_configs
+from bot.research.study import (
+    abandon_stale,
+    ask_batch,
+    finished_trials,
+    grid_points,
+    open_study,
+    tell_outcome,
+)
+from bot.research.trial import TrialOutcome, TrialTask
+
+log = structlog.get_logger("allocbot.research")
+DEFAULT_TRIALS = 100
+DEFAULT_BATCH = 8
+RETURNS_DIR = "returns"
+OnBatch = Callable[[int, int, float | None], None]  # (trials finished, total, best value)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepOptions:
+    config_path: Path
+    space_path: Path
+    out_dir: Path
+    trials: int | None = None
+    jobs: int = 1
+    dask: Any = None  # scheduler address or a distributed.Client
+    holdout: date | None = None
+    resume: bool = False
+    seed: int = 0
+    sampler: str = "tpe"
+    batch_size: int = DEFAULT_BATCH
+    walk_forward: WalkForward | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SweepInputs:
+    """Everything fixed before the first trial: configs, panels, space, window."""
+
+    base_raw: dict[str, Any]  # the config file + the sweep's fixed [backtest] start/end
+    base_dir: Path
+    base_cfg: Config
+    space: SweepSpace
+    prices_in_sample: pd.DataFrame
+    prices_all: pd.DataFrame
+    universe: tuple[str, ...]
+    settings: dict[str, Any]  # what a resume must match (hashes of config and space, seed...)
+
+
+def _first_day(space: SweepSpace, raw: dict[str, Any], base_dir: Path,
+               prices: pd.DataFrame) -> date:
+    """One first backtest day for every trial (comparable Sharpe ratios, one return matrix
+    for PBO): the configured ``[backtest].start``, else the day after the longest warm-up
+    among the space's corners."""
+    configured = raw.get("backtest", {}).get("start")
+    if configured is not None:
+        return configured
+    warmup = max(max(c.build_strategy().warmup_days, c.risk.lookback_days)
+                 for c in probe_configs(space, raw, base_dir))
+    if warmup >= len(prices) - 1:
+        raise InputDataError(f"the price data has {len(prices)} in-sample days, too few for the "
+                             f"{warmup}-day warm-up the space needs")
+    return prices.index[warmup].date()
+
+
+def prepare(options: SweepOptions, space: SweepSpace) -> SweepInputs:
+    """Read the config, validate the space against it, load and cut the prices."""
+    path = options.config_path
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    try:
+        raw = tomllib.loads(text.decode("utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    base_dir = path.resolve().parent
+    cfg = parse_config(raw, base_dir, source=path.resolve())
+    check_space(space, raw, base_dir)
+    prices_all, universe = load_backtest_prices(cfg, None)
+    prices = prices_all
+    if options.holdout is not None:
+        prices = prices_all.loc[:pd.Timestamp(options.holdout)]
+        if len(prices) < 2 or len(prices) == len(prices_all):
+            raise InputDataError(f"--holdout {options.holdout}: leaves no in-sample or no "
+                                 f"out-of-sample days (data {prices_all.index[0].date()} to "
+                                 f"{prices_all.index[-1].date()})")
+        end = raw.get("backtest", {}).get("end")
+        if end is None or end > prices.index[-1].date():
+            raw = apply_params(raw, {"backtest.end": prices.index[-1].date()})
+    first = _first_day(space, raw, base_dir, prices)
+    if first > prices.index[-1].date():
+        raise InputDataError(f"[backtest].start {first} is after the last in-sample day "
+                             f"{prices.index[-1].date()}")
+    raw = apply_params(raw, {"backtest.start": first})
+    settings = {"space_sha256": hashlib.sha256(space.text.encode()).hexdigest(),
+                "config_sha256": hashlib.sha256(text).hexdigest(), "seed": options.seed,
+                "sampler": options.sampler, "batch_size": options.batch_size,
+                "holdout": None if options.holdout is None else str(options.holdout),
+                "walk_forward": None if options.walk_forward is None else
+                f"{options.walk_forward.train_days}:{options.walk_forward.test_days}"}
+    return SweepInputs(raw, base_dir, cfg, space, prices, prices_all, universe, settings)
+
+
+def make_runner(options: SweepOptions, prices: pd.DataFrame) -> TrialRunner:
+    if options.dask is not None:
+        return DaskRunner(prices, options.dask)
+    if options.jobs <= 1:
+        return InlineRunner(prices)
+    return ProcessRunner(prices, options.jobs)
+
+
+def trial_values(space: SweepSpace, labels: dict[str, Any]) -> dict[str, Any]:
+    """Optuna's param values → config values (choice labels back to their TOML value)."""
+    values = {}
+    for p in space.params:
+        label = labels[p.path]
+        values[p.path] = p.domain.value_of(label) if isinstance(p.domain, Choice) else label
+    return values
+
+
+def _save_returns(out_dir: Path, outcome: TrialOutcome) -> None:
+    if outcome.returns is not None:
+        np.save(out_dir / RETURNS_DIR / f"slot_{outcome.slot:06d}.npy", outcome.returns)
+
+
+def _best_value(study_rows: list[Any], direction: str) -> float | None:
+    values = [r.value for r in study_rows if r.outcome == "complete" and r.value is not None]
+    if not values:
+        return None
+    return max(values) if direction == "maximize" else min(values)
+
+
+def run_sweep(options: SweepOptions, inputs: SweepInputs, on_batch: OnBatch | None = None
+              ) -> tuple[Any, float]:
+    """Run the sweep to ``trials`` finished trials; returns (study, summed backtest secs of
+    this run). Ctrl-C/SIGKILL leave a journal that ``--resume`` continues."""
+    space = inputs.space
+    grid = grid_points(space) if options.sampler == "grid" else None
+    runner = make_runner(options, inputs.prices_in_sample)  # connect before touching --out
+    try:
+        study = open_study(options.out_dir, space.objective.direction, inputs.settings,
+                           options.resume)
+        (options.out_dir / RETURNS_DIR).mkdir(exist_ok=True)
+        total, pending, fixed = _plan(study, options, grid)
+        log.info("sweep_started", trials=total, already_finished=total - len(pending),
+                 sampler=options.sampler, seed=options.seed, workers=runner.workers,
+                 out=str(options.out_dir))
+        backtest_secs = 0.0
+        for batch_no, slots in _batches(pending, options.batch_size):
+            asked = ask_batch(study, space, slots, batch_no, options.seed, options.sampler,
+                              fixed)
+            tasks = [TrialTask(t.number, slot, apply_params(
+                inputs.base_raw, trial_values(space, labels)), inputs.base_dir,
+                options.walk_forward) for slot, (t, labels) in zip(slots, asked, strict=True)]
+            outcomes = runner.run(tasks)
+            for (trial, _), outcome in zip(asked, outcomes, strict=True):
+                _save_returns(options.out_dir, outcome)
+                tell_outcome(study, trial, outcome, space)
+                backtest_secs += outcome.backtest_secs
+            rows = finished_trials(study)
+            best = _best_value(rows, space.objective.direction)
+            log.info("sweep_batch_finished", batch=batch_no, finished=len(rows), trials=total,
+                     best=best)
+            if on_batch is not None:
+                on_batch(len(rows), total, best)
+    finally:
+        runner.close()
+    return study, backtest_secs
+
+
+def _plan(study: Any, options: SweepOptions, grid: list[dict[str, Any]] | None
+          ) -> tuple[int, list[int], dict[int, dict[str, Any]]]:
+    """(trials in total, slots still to run, slot → fixed params): stale trials of a
+    crashed run are abandoned and their slots re-run with the params they had."""
+    fixed = abandon_stale(study)
+    total = options.trials or (len(grid) if grid is not None else DEFAULT_TRIALS)
+    if grid is not None:
+        total = min(total, len(grid))
+        fixed = {slot: grid[slot] for slot in range(total)}
+    done = {r.slot for r in finished_trials(study)}
+    return total, [s for s in range(total) if s not in done], fixed
+
+
+def _batches(pending: list[int], size: int) -> list[tuple[int, list[int]]]:
+    """Pending slots grouped by their batch number (slot // size), in order."""
+    groups: dict[int, list[int]] = {}
+    for slot in pending:
+        groups.setdefault(slot // size, []).append(slot)
+    return sorted(groups.items())
+
+
+def driver_log_levels(backtest_level: str, sweep_level: str = "info") -> None:
+    """In the driver: the sweep's own events at ``sweep_level``, inline backtests' at
+    ``backtest_level`` (``[backtest].log_level``)."""
+    for name in ("allocbot", "brokers", "strategies"):
+        logging.getLogger(name).setLevel(getattr(logging, backtest_level.upper()))
+    logging.getLogger("allocbot.research").setLevel(getattr(logging, sweep_level.upper()))

@@ -1,0 +1,179 @@
+"""``allocbot sweep`` end to end: worker-count independence (Dask), SIGKILL + resume,
+best.toml reproduction through ``allocbot backtest``, a holdout no trial can see."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bot.research.results import finish_sweep
+from bot.research.space import load_space
+from bot.research.study import finished_trials
+from bot.research.sweep import SweepOptions, prepare, run_sweep
+from tests.conftest import REPO, run_cli
+from tests.research_setup import trial_rows, write_config, write_market, write_space
+
+HOLDOUT = date(2021, 6, 30)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    prices = write_market(tmp_path)
+    return write_config(tmp_path, prices), write_space(tmp_path)
+
+
+def _sweep(config: Path, space: Path, out: Path, **kw) -> list:
+    options = SweepOptions(config, space, out, **kw)
+    prepared = prepare(options, load_space(space))
+    study, _ = run_sweep(options, prepared)
+    return finished_trials(study)
+
+
+def _signature(rows: list) -> list[tuple]:
+    return [(r.slot, tuple(sorted(r.params.items())), r.value, r.outcome) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    # distributed's INFO handler stays quiet only if this is set before its import; the
+    # spawned workers inherit it (FIELD-NOTES, Dask)
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    from distributed import Client, LocalCluster
+
+    # dashboard_address=None still binds the scheduler's HTTP routes to :8787 and warns
+    # when another cluster on the host holds it; a random loopback port never collides
+
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                      dashboard_address="127.0.0.1:0", host="127.0.0.1") as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+def test_sweep_dask_two_workers_same_trials_and_best_as_one_job(inputs, tmp_path, dask_client):
+    config, space = inputs
+    one = _sweep(config, space, tmp_path / "one", trials=10, jobs=1, seed=5, batch_size=4)
+    on_dask = _sweep(config, space, tmp_path / "dask", trials=10, dask=dask_client, seed=5,
+                     batch_size=4)
+    assert len(one) == 10
+    assert _signature(on_dask) == _signature(one)
+    best = max((r for r in one if r.outcome == "complete"), key=lambda r: r.value)
+    best_dask = max((r for r in on_dask if r.outcome == "complete"), key=lambda r: r.value)
+    assert best_dask.params == best.params and best_dask.slot == best.slot
+
+
+def _results_in_journal(journal: Path) -> int:
+    return journal.read_text(errors="replace").count('"outcome"') if journal.exists() else 0
+
+
+def test_sweep_sigkill_then_resume_finishes_exactly_n_trials_none_repeated(inputs, tmp_path):
+    config, space = inputs
+    out = tmp_path / "killed"
+    args = ["sweep", "--config", str(config), "--space", str(space), "--trials", "8",
+            "--jobs", "1", "--batch", "2", "--seed", "3", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "bot", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while _results_in_journal(out / "study.journal") < 3 and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    finished_before = _results_in_journal(out / "study.journal")
+    assert 3 <= finished_before < 8, "the kill must land mid-sweep"
+    resumed = run_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = trial_rows(out)
+    assert rows["trial"].tolist() == list(range(8))  # exactly N, none repeated
+    straight = _sweep(config, space, tmp_path / "straight", trials=8, jobs=1, seed=3,
+                      batch_size=2)
+    params = [c for c in rows.columns if c.startswith("param:")]
+    expected = pd.DataFrame([{f"param:{k}": v for k, v in r.params.items()} for r in straight])
+    pd.testing.assert_frame_equal(rows[params], expected[params], check_dtype=False)
+
+
+def test_sweep_best_toml_backtests_to_the_reported_metrics(inputs, tmp_path):
+    config, space = inputs
+    out = tmp_path / "sweep"
+    proc = run_cli("sweep", "--config", str(config), "--space", str(space), "--trials", "6",
+                   "--jobs", "1", "--holdout", str(HOLDOUT), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    reported = json.loads((out / "sweep.json").read_text())["best"]["metrics"]
+    bt = run_cli("backtest", "--config", str(out / "best.toml"), "--out", str(tmp_path / "bt"))
+    assert bt.returncode == 0, bt.stderr
+    again = json.loads((tmp_path / "bt" / "metrics.json").read_text())["strategy"]
+    for key, value in reported.items():
+        if key == "elapsed_secs" or value is None:
+            continue
+        if isinstance(value, str | list | dict):  # exact: dates, drawdown periods
+            assert again[key] == value, key
+        else:
+            assert again[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    page = (out / "report.html").read_text()
+    assert "Is the winner luck?" in page and "holdout" in page
+    assert "http://" not in page and "https://" not in page  # offline: no CDN
+    for png in ("history.png", "parallel.png", "in_vs_out.png"):
+        assert (out / png).stat().st_size > 0
+
+
+def test_sweep_holdout_perturbed_future_changes_no_in_sample_metric(tmp_path):
+    space = write_space(tmp_path)
+    base_prices = write_market(tmp_path)
+    frame = pd.read_csv(base_prices, index_col="date", parse_dates=True)
+    after = frame.index > pd.Timestamp(HOLDOUT)
+    shocked = frame.copy()
+    shocked.loc[after] *= np.random.default_rng(0).uniform(0.5, 1.5, size=(after.sum(), 4))
+    other = tmp_path / "other"
+    other.mkdir()
+    shocked.to_csv(other / "prices.csv")
+    runs = []
+    for directory, prices in ((tmp_path, base_prices), (other, other / "prices.csv")):
+        config = write_config(directory, prices)
+        options = SweepOptions(config, space, directory / "out", trials=6, jobs=1, seed=1,
+                               holdout=HOLDOUT)
+        prepared = prepare(options, load_space(space))
+        study, _ = run_sweep(options, prepared)
+        rows = finished_trials(study)
+        summary = finish_sweep(directory / "out", prepared, rows, holdout=True)
+        runs.append((rows, summary))
+    (rows_a, sum_a), (rows_b, sum_b) = runs
+    assert [r.params for r in rows_a] == [r.params for r in rows_b]
+    for a, b in zip(rows_a, rows_b, strict=True):
+        ma, mb = a.result["metrics"], b.result["metrics"]
+        assert {k: ma[k] for k in ma if k != "elapsed_secs"} == \
+               {k: mb[k] for k in mb if k != "elapsed_secs"}
+        assert ma["end"] <= str(HOLDOUT)
+    assert sum_a.holdout.metrics["strategy"]["sharpe"] != sum_b.holdout.metrics["strategy"][
+        "sharpe"]
+
+
+def test_sweep_walk_forward_trials_report_the_walk_forward_backtest(inputs, tmp_path):
+    from bot.backtest.setup import load_backtest_prices, run_configured
+    from bot.backtest.walk_forward import WalkForward
+    from bot.config import parse_config
+    from bot.research.results import best_trial
+    from bot.research.space import apply_params
+    from bot.research.sweep import trial_values
+
+    config, space = inputs
+    wf = WalkForward(60, 21)
+    options = SweepOptions(config, space, tmp_path / "wf", trials=3, jobs=1, walk_forward=wf)
+    prepared = prepare(options, load_space(space))
+    study, _ = run_sweep(options, prepared)
+    best = best_trial(finished_trials(study), "maximize")
+    raw = apply_params(prepared.base_raw, trial_values(prepared.space, best.params))
+    cfg = parse_config(raw, prepared.base_dir)
+    prices, universe = load_backtest_prices(cfg, None)
+    again = run_configured(cfg, prices, universe, walk_forward=wf).metrics["strategy"]
+    assert again["sharpe"] == best.result["metrics"]["sharpe"]
+    assert again["final_equity"] == best.result["metrics"]["final_equity"]
