@@ -18,6 +18,7 @@ from strategies.estimators import (
     EstimatorSettings,
     check_market_weights,
     equilibrium_returns,
+    factor_covariance,
     market_weight_vector,
 )
 from strategies.mean_variance import DEFAULT_BOUNDS, bound_vectors, validate_bounds
@@ -186,7 +187,8 @@ class BlackLitterman(Strategy):
         symbols, mu, cov = self.posterior(prices)
         lower, upper = bound_vectors(self.bounds, symbols)
         check_bounds(lower, upper, symbols)
-        w = solve_qp(cov, mu / self.risk_aversion, lower, upper).weights
+        cov, chol = factor_covariance(cov, list(symbols))
+        w = solve_qp(cov, mu / self.risk_aversion, lower, upper, chol=chol).weights
         out = np.zeros(prices.shape[1])
         out[prices.columns.get_indexer(symbols)] = polish_weights(w, lower, upper)
         return finalize_weights(pd.Series(out, index=prices.columns), self.name)

@@ -31,6 +31,8 @@ from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from strategies.base import StrategyError
 
 PDAS_MAX_ITERATIONS = 60
+REGULARIZATION_STEPS = (1e-6, 1e-8, 1e-10)  # proximal weights of the fallback's start
+ILL_CONDITIONED_PIVOT_RATIO = 1e-8
 WEIGHT_TOLERANCE = 1e-12  # bound violation (in weight units) that counts as infeasible
 DUAL_RELATIVE_TOLERANCE = 1e-12  # multiplier sign tolerance, relative to |Σ| + |c|
 
@@ -92,10 +94,44 @@ def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
         at_lo, at_hi = fixed.copy(), np.zeros(n, bool)
     tol_z = DUAL_RELATIVE_TOLERANCE * (float(np.max(np.abs(np.diag(cov))))
                                        + float(np.max(np.abs(lin))))
-    solution = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z, chol)
+    solution = None
+    if warm is not None or chol is None or not _ill_conditioned(chol):
+        solution = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z, chol)
     if solution is None:
-        solution = _primal_active_set(cov, lin, lower, upper, tol_z)
+        solution = _primal_active_set(cov, lin, lower, upper, tol_z,
+                                      _regularized_start(cov, lin, lower, upper, tol_z))
     return solution
+
+
+def _ill_conditioned(chol: np.ndarray) -> bool:
+    """Cholesky pivots spread beyond ILL_CONDITIONED_PIVOT_RATIO (cond(Σ) ≳ 1e8, e.g. a
+    repaired covariance): cold primal-dual iterations would cycle, go straight to the
+    regularized start."""
+    pivots = np.diag(chol) ** 2
+    return bool(np.min(pivots) < ILL_CONDITIONED_PIVOT_RATIO * np.max(pivots))
+
+
+def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
+                       upper: np.ndarray, tol_z: float) -> QPSolution | None:
+    """A feasible, near-optimal start for the primal method by continuation: the
+    primal-dual iterations on Σ + ρI for ρ = 1e-6, 1e-8, 1e-10 × mean variance, each
+    warm-started from the last. They cycle on near-singular Σ (its flat directions make the
+    free-set solves swing wildly); the proximal term tames them, and shrinking it moves the
+    active set toward the true one, so the primal method ends with a few bound changes."""
+    fixed = lower >= upper
+    scale = float(np.mean(np.diag(cov)))
+    best: QPSolution | None = None
+    at_lo, at_hi = fixed.copy(), np.zeros(len(lin), bool)
+    for rho in REGULARIZATION_STEPS:
+        regularized = cov.copy()
+        regularized.flat[:: len(lin) + 1] += rho * scale
+        start = _primal_dual_active_set(regularized, lin, lower, upper, at_lo, at_hi, tol_z)
+        if start is None:
+            break
+        at_lo, at_hi = start.at_lower | fixed, start.at_upper & ~fixed
+        done = start.iterations + (0 if best is None else best.iterations)
+        best = QPSolution(start.weights, start.at_lower, start.at_upper, done)
+    return best
 
 
 def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
@@ -169,15 +205,21 @@ def _greedy_vertex(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
 
 
 def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
-                       upper: np.ndarray, tol_z: float) -> QPSolution:
-    """Nocedal & Wright (2006) Algorithm 16.3 from a greedy vertex: finite, one bound
-    change per iteration; the safe path when the primal-dual iterations cycle."""
+                       upper: np.ndarray, tol_z: float,
+                       start: QPSolution | None = None) -> QPSolution:
+    """Nocedal & Wright (2006) Algorithm 16.3 from ``start`` (a feasible point and its
+    active bounds) or a greedy vertex: finite, one bound change per iteration; the safe
+    path when the primal-dual iterations cycle."""
     n = len(lin)
     fixed = lower >= upper
-    w = _greedy_vertex(cov, lin, lower, upper)
-    at_lo = fixed | (w <= lower)
-    at_hi = ~at_lo & (w >= upper)
-    for iteration in range(1, 20 * n + 100):
+    if start is None:
+        w = _greedy_vertex(cov, lin, lower, upper)
+        at_lo = fixed | (w <= lower)
+        at_hi = ~at_lo & (w >= upper)
+    else:
+        w, at_lo, at_hi = start.weights.copy(), start.at_lower.copy(), start.at_upper.copy()
+    done = 0 if start is None else start.iterations
+    for iteration in range(done + 1, done + 20 * n + 100):
         target, nu = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi)
         free = ~(at_lo | at_hi)
         step = np.where(free, target - w, 0.0)
