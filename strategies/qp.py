@@ -55,6 +55,10 @@ class FrontierSegment:
     w1: np.ndarray
     lam_lo: float
     lam_hi: float
+    #: With trading costs the searches use the net return (μ − κs)ᵀw + const, affine on
+    #: the piece (``costed_qp.costed_frontier_segment``); None: the plain μᵀw.
+    mu_net: np.ndarray | None = None
+    net_const: float = 0.0
 
     def at(self, lam: float) -> np.ndarray:
         return self.w0 + lam * self.w1
