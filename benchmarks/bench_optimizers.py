@@ -38,7 +38,7 @@ import pandas as pd
 import structlog
 
 import strategies
-from strategies import frontier, qp
+from strategies import costed_qp, frontier, qp
 from strategies.blas import pin_blas_threads
 
 SEED = 20240601
@@ -80,30 +80,35 @@ class SolveCounter:
     """Counts QP solves and active-set iterations by wrapping ``qp.solve_qp`` where the
     strategies look it up (instrumentation for this benchmark only)."""
 
+    NAMES = ("solve_qp", "solve_costed_qp")
+
     def __init__(self) -> None:
         self.solves = self.iterations = 0
-        self._original = qp.solve_qp
+        self._originals = {"solve_qp": qp.solve_qp, "solve_costed_qp": costed_qp.solve_costed_qp}
 
-    def __enter__(self) -> Self:
-        def counted(*args: object, **kwargs: object) -> qp.QPSolution:
-            result = self._original(*args, **kwargs)
-            self.solves += 1
-            self.iterations += result.iterations
-            return result
-
+    def _modules(self) -> tuple[object, ...]:
         import strategies.black_litterman as bl
         import strategies.mean_variance as mv
-        for module in (qp, frontier, mv, bl):
-            if hasattr(module, "solve_qp"):
-                module.solve_qp = counted  # type: ignore[attr-defined]
+        return (qp, costed_qp, frontier, mv, bl)
+
+    def __enter__(self) -> Self:
+        for name, original in self._originals.items():
+            def counted(*args: object, _original=original, **kwargs: object) -> object:
+                result = _original(*args, **kwargs)
+                self.solves += 1
+                self.iterations += result.iterations
+                return result
+
+            for module in self._modules():
+                if hasattr(module, name):
+                    setattr(module, name, counted)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        import strategies.black_litterman as bl
-        import strategies.mean_variance as mv
-        for module in (qp, frontier, mv, bl):
-            if hasattr(module, "solve_qp"):
-                module.solve_qp = self._original  # type: ignore[attr-defined]
+        for name, original in self._originals.items():
+            for module in self._modules():
+                if hasattr(module, name):
+                    setattr(module, name, original)
 
 
 def median_ms(call: Callable[[], object], repeat: int) -> float:

@@ -211,7 +211,7 @@ class BlackLitterman(Strategy):
             w = polish_weights(w, lower, upper)
         else:
             w = solve_with_costs(cov, mu / self.risk_aversion, costs.kappa / self.risk_aversion,
-                                 lower, upper, costs.terms)
+                                 lower, upper, costs.terms, chol)
         out = np.zeros(prices.shape[1])
         out[prices.columns.get_indexer(symbols)] = w
         return finalize_weights(pd.Series(out, index=prices.columns), self.name)

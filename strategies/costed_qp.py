@@ -31,7 +31,13 @@ import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from strategies.base import StrategyError
-from strategies.qp import FrontierSegment, _lambda_cap, _segment
+from strategies.qp import (
+    REGULARIZATION_STEPS,
+    FrontierSegment,
+    _ill_conditioned,
+    _lambda_cap,
+    _segment,
+)
 
 LO, HI, KINK, DOWN, UP = 0, 1, 2, 3, 4
 PDAS_MAX_ITERATIONS = 60
@@ -238,11 +244,15 @@ def _tolerance(cov: np.ndarray, lin: np.ndarray, penalty: float) -> float:
 def solve_costed_qp(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.ndarray,
                     upper: np.ndarray, terms: LinearTerms,
                     warm: CostedSolution | None = None,
-                    kinks: bool | None = None) -> CostedSolution:
+                    kinks: bool | None = None,
+                    chol: np.ndarray | None = None) -> CostedSolution:
     """Minimize ½wᵀΣw − linᵀw + penalty·Σ|w − a| s.t. Σw = 1, bounds, sector caps and the
     turnover cap (see the module docstring). ``warm`` seeds states and caps from a nearby
     solution; ``kinks`` (default: penalty > 0 or a turnover cap) keeps the kink states
-    even at zero penalty, as the frontier search needs. Infeasible caps raise
+    even at zero penalty, as the frontier search needs; ``chol`` (Σ's Cholesky factor)
+    flags a near-singular Σ, for which the regularized start is taken at once (if that
+    fails too, the primal method starts from ``warm``, feasible here as well). Infeasible
+    caps raise
     StrategyError naming them."""
     geo = _Geometry.of(lower, upper, terms,
                        penalty > 0 or terms.has_turnover if kinks is None else kinks)
@@ -252,11 +262,40 @@ def solve_costed_qp(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.
     else:
         start = (_initial_states(lower, upper, geo),
                  np.zeros(len(terms.sector_caps), bool), False)
-    solution = _primal_dual(cov, lin, penalty, lower, upper, terms, geo, tol, *start)
+    solution = None
+    if chol is None or not _ill_conditioned(chol):
+        solution = _primal_dual(cov, lin, penalty, lower, upper, terms, geo, tol, *start)
     if solution is None:
-        solution = _primal(cov, lin, penalty, lower, upper, terms, geo, tol,
-                           _feasible_start(lower, upper, terms, geo))
+        regularized = _regularized_start(cov, lin, penalty, lower, upper, terms, geo, tol,
+                                         start)
+        if regularized is None and warm is not None:  # a nearby optimum is feasible too
+            feasible = (warm.weights, warm.states, warm.sectors_active, warm.turnover_active)
+        elif regularized is None:
+            feasible = _feasible_start(lower, upper, terms, geo)
+        else:
+            feasible = (regularized.weights, regularized.states,
+                        regularized.sectors_active, regularized.turnover_active)
+        solution = _primal(cov, lin, penalty, lower, upper, terms, geo, tol, feasible)
     return solution
+
+
+def _regularized_start(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.ndarray,
+                       upper: np.ndarray, terms: LinearTerms, geo: _Geometry, tol: float,
+                       start: tuple[np.ndarray, np.ndarray, bool]) -> CostedSolution | None:
+    """A feasible near-optimal start for the primal method: the primal-dual iterations
+    on Σ + ρI, ρ shrinking (continuation), as ``qp._regularized_start`` does for the box
+    QP — they cycle on near-singular Σ, the proximal term tames them."""
+    scale = float(np.mean(np.diag(cov)))
+    best = None
+    for rho in REGULARIZATION_STEPS:
+        regularized = cov.copy()
+        regularized.flat[:: len(lin) + 1] += rho * scale
+        found = _primal_dual(regularized, lin, penalty, lower, upper, terms, geo, tol, *start)
+        if found is None:
+            break
+        best = found
+        start = (found.states.copy(), found.sectors_active.copy(), found.turnover_active)
+    return best
 
 
 def _primal_dual(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.ndarray,

@@ -56,14 +56,16 @@ class _Frontier:
     def __init__(self, cov: np.ndarray, mu: np.ndarray, lower: np.ndarray,
                  upper: np.ndarray, costs: TradingCosts | None) -> None:
         self.cov, self.mu, self.lower, self.upper, self.costs = cov, mu, lower, upper, costs
+        self.chol: np.ndarray | None = None
 
     def start(self, chol: np.ndarray | None) -> QPSolution | CostedSolution:
         """The minimum-variance portfolio (λ = 0)."""
+        self.chol = chol
         zero = np.zeros_like(self.mu)
         if self.costs is None:
             return solve_qp(self.cov, zero, self.lower, self.upper, chol=chol)
         return solve_costed_qp(self.cov, zero, 0.0, self.lower, self.upper, self.costs.terms,
-                               kinks=self.costs.kinks)
+                               kinks=self.costs.kinks, chol=chol)
 
     def solve(self, lam: float, warm: QPSolution | CostedSolution
               ) -> QPSolution | CostedSolution:
@@ -72,7 +74,7 @@ class _Frontier:
                             warm=warm)  # type: ignore[arg-type]
         return solve_costed_qp(self.cov, lam * self.mu, lam * self.costs.kappa, self.lower,
                                self.upper, self.costs.terms, warm=warm,  # type: ignore[arg-type]
-                               kinks=self.costs.kinks)
+                               kinks=self.costs.kinks, chol=self.chol)
 
     def segment(self, solution: QPSolution | CostedSolution, lam: float) -> FrontierSegment:
         if self.costs is None:

@@ -165,9 +165,10 @@ def trading_costs(trade: TradeSettings, symbols: pd.Index, columns: pd.Index,
 
 
 def solve_with_costs(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.ndarray,
-                     upper: np.ndarray, terms: LinearTerms) -> np.ndarray:
+                     upper: np.ndarray, terms: LinearTerms,
+                     chol: np.ndarray | None = None) -> np.ndarray:
     """``costed_qp.solve_costed_qp``'s weights (the strategies' one call site)."""
-    return solve_costed_qp(cov, lin, penalty, lower, upper, terms).weights
+    return solve_costed_qp(cov, lin, penalty, lower, upper, terms, chol=chol).weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +212,7 @@ class MinVariance(RiskModelStrategy):
                             costs: TradingCosts) -> np.ndarray:
         # min wᵀΣw + κ‖w − a‖₁  ⇔  min ½wᵀΣw + (κ/2)‖w − a‖₁
         return solve_with_costs(est.cov, np.zeros(len(est.mu)), 0.5 * costs.kappa, lower,
-                                upper, costs.terms)
+                                upper, costs.terms, est.chol)
 
 
 @register("mean_variance")
@@ -235,7 +236,8 @@ class MeanVariance(ReturnModelStrategy):
                             costs: TradingCosts) -> np.ndarray:
         # max μᵀw − κ‖w − a‖₁ − (δ/2)wᵀΣw  ⇔  min ½wᵀΣw − (μ/δ)ᵀw + (κ/δ)‖w − a‖₁
         return solve_with_costs(est.cov, est.mu / self.risk_aversion,
-                                costs.kappa / self.risk_aversion, lower, upper, costs.terms)
+                                costs.kappa / self.risk_aversion, lower, upper, costs.terms,
+                                est.chol)
 
 
 @register("max_sharpe")
@@ -273,7 +275,7 @@ class MaxSharpe(ReturnModelStrategy):
                         best_expected_return=float(np.max(est.mu)))
             if costs is not None:
                 return solve_with_costs(est.cov, np.zeros(len(est.mu)), 0.5 * costs.kappa,
-                                        lower, upper, costs.terms)
+                                        lower, upper, costs.terms, est.chol)
             return solve_qp(est.cov, np.zeros(len(est.mu)), lower, upper,
                             chol=est.chol).weights
         return w
