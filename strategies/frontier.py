@@ -84,6 +84,10 @@ class _Frontier:
                                        self.upper, self.costs.terms,
                                        solution)  # type: ignore[arg-type]
 
+    def single_point(self) -> bool:
+        """max_turnover 0: the current weights are the only feasible portfolio."""
+        return self.costs is not None and self.costs.terms.max_turnover <= 1e-12
+
     def top(self) -> FrontierSegment | None:
         if self.costs is not None:
             return None
@@ -238,7 +242,10 @@ def max_sharpe_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
         return STOP, min(max(root, seg.lam_lo), seg.lam_hi)
 
     frontier = _Frontier(cov, mu, lower, upper, costs)
-    return _walk(frontier, frontier.start(chol), judge)
+    start = frontier.start(chol)
+    if frontier.single_point():
+        return start.weights
+    return _walk(frontier, start, judge)
 
 
 def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
@@ -270,6 +277,8 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
             return STOP, seg.lam_lo
         return STOP, min(max(root, seg.lam_lo), seg.lam_hi)
 
+    if frontier.single_point():
+        return start.weights
     return _walk(frontier, start, judge)
 
 

@@ -278,3 +278,9 @@ def test_max_sharpe_with_costs_beats_every_costed_frontier_point() -> None:
                                           np.ones(8), terms).weights)
                for lam in np.geomspace(1e-3, 1e2, 200))
     assert net_sharpe(w) >= best - 1e-9
+
+
+@pytest.mark.parametrize("name", MV_FAMILY)
+def test_optimizer_zero_max_turnover_holds_current_weights(name: str) -> None:
+    w = build(name, max_turnover=0.0).target_weights(prices_frame(), CURRENT)
+    np.testing.assert_allclose(w.to_numpy(), CURRENT.to_numpy(), atol=1e-12)
