@@ -20,12 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from strategies.base import StrategyError
-from strategies.costed_qp import (
-    CostedSolution,
-    LinearTerms,
-    costed_frontier_segment,
-    solve_costed_qp,
-)
+from strategies.costed_frontier import costed_frontier_segment
+from strategies.costed_qp import CostedSolution, LinearTerms, solve_costed_qp
 from strategies.qp import (
     FrontierSegment,
     QPSolution,
