@@ -67,7 +67,7 @@ class _Frontier:
               ) -> QPSolution | CostedSolution:
         if self.costs is None:
             return solve_qp(self.cov, lam * self.mu, self.lower, self.upper,
-                            warm=warm)  # type: ignore[arg-type]
+                            warm=warm, chol=self.chol)  # type: ignore[arg-type]
         return solve_costed_qp(self.cov, lam * self.mu, lam * self.costs.kappa, self.lower,
                                self.upper, self.costs.terms, warm=warm,  # type: ignore[arg-type]
                                kinks=self.costs.kinks, chol=self.chol)

@@ -87,7 +87,7 @@ def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
     """Minimize ½wᵀΣw − linᵀw s.t. Σw = 1, lower ≤ w ≤ upper (feasible bounds assumed:
     call ``check_bounds`` first). ``warm`` seeds the active sets from a nearby solution;
     ``chol``, the lower Cholesky factor of Σ, saves the first factorization of a cold
-    start."""
+    start and flags a near-singular Σ (then a warm start goes to the primal method)."""
     n = len(lin)
     fixed = lower >= upper
     if fixed.all():
@@ -98,8 +98,12 @@ def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
         at_lo, at_hi = fixed.copy(), np.zeros(n, bool)
     tol_z = DUAL_RELATIVE_TOLERANCE * (float(np.max(np.abs(np.diag(cov))))
                                        + float(np.max(np.abs(lin))))
+    ill = chol is not None and _ill_conditioned(chol)
+    if ill and warm is not None:  # the nearby optimum is feasible: a few bound changes
+        start = QPSolution(warm.weights, at_lo, at_hi & ~at_lo, 0)
+        return _primal_active_set(cov, lin, lower, upper, tol_z, start)
     solution = None
-    if warm is not None or chol is None or not _ill_conditioned(chol):
+    if not ill:
         solution = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z, chol)
     if solution is None:
         solution = _primal_active_set(cov, lin, lower, upper, tol_z,
