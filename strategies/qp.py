@@ -45,6 +45,8 @@ class QPSolution:
     at_lower: np.ndarray
     at_upper: np.ndarray
     iterations: int
+    #: Cholesky factor of Σ on the free assets (what ``frontier_segment`` needs again).
+    free_factor: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,28 +146,26 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
 
 def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
                    at_lo: np.ndarray, at_hi: np.ndarray,
-                   chol: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """Minimizer with the given bounds held active and Σw = 1, and its budget multiplier ν
-    (NaN when no variable is free)."""
+                   chol: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """Minimizer with the given bounds held active and Σw = 1, its budget multiplier ν
+    (NaN when no variable is free) and the lower Cholesky factor of Σ on the free set."""
     w = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
     free = np.flatnonzero(~(at_lo | at_hi))
     if free.size == 0:
-        return w, float("nan")
+        return w, float("nan"), None
     rhs = lin[free] - cov[free] @ w if w.any() else lin[free].copy()
     rhs = np.column_stack([rhs, np.ones(free.size)])
-    if chol is not None and free.size == len(w):
-        x, y = cho_solve((chol, True), rhs, check_finite=False).T
-    else:
-        x, y = _factor_solve(cov[np.ix_(free, free)], rhs)
+    factor = chol if chol is not None and free.size == len(w) else _factor(
+        cov[np.ix_(free, free)])
+    x, y = cho_solve((factor, True), rhs, check_finite=False).T
     nu = (1.0 - float(w.sum()) - float(x.sum())) / float(y.sum())
     w[free] = x + nu * y
-    return w, nu
+    return w, nu, factor
 
 
-def _factor_solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+def _factor(matrix: np.ndarray) -> np.ndarray:
     try:
-        return cho_solve(cho_factor(matrix, lower=True, check_finite=False), rhs,
-                         check_finite=False).T
+        return cho_factor(matrix, lower=True, check_finite=False)[0]
     except LinAlgError as exc:
         raise StrategyError("covariance is not positive definite on the free assets; "
                             "repair it (estimators.repair_covariance) first") from exc
@@ -178,7 +178,7 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     fixed = lower >= upper
     seen: set[bytes] = set()
     for iteration in range(1, PDAS_MAX_ITERATIONS + 1):
-        w, nu = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, chol)
+        w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, chol)
         if np.isnan(nu):
             return None
         z = cov @ w - lin - nu
@@ -186,7 +186,8 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         new_lo = fixed | (free & (w < lower - WEIGHT_TOLERANCE)) | (at_lo & (z > -tol_z))
         new_hi = ~fixed & ((free & (w > upper + WEIGHT_TOLERANCE)) | (at_hi & (z < tol_z)))
         if np.array_equal(new_lo, at_lo) and np.array_equal(new_hi, at_hi):
-            return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi, iteration)
+            return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi, iteration,
+                              factor)
         if (new_lo | new_hi).all():  # keep one asset free to carry the budget
             keep = int(np.argmin(np.where(fixed, np.inf, np.abs(z))))
             new_lo[keep] = new_hi[keep] = False
@@ -228,7 +229,7 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         w, at_lo, at_hi = start.weights.copy(), start.at_lower.copy(), start.at_upper.copy()
     done = 0 if start is None else start.iterations
     for iteration in range(done + 1, done + 20 * n + 100):
-        target, nu = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi)
+        target, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi)
         free = ~(at_lo | at_hi)
         step = np.where(free, target - w, 0.0)
         if np.max(np.abs(step)) <= 1e-14:
@@ -239,7 +240,8 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
             violation = np.where(at_lo & ~fixed, nu - g, 0.0) + np.where(at_hi, g - nu, 0.0)
             worst = int(np.argmax(violation))
             if violation[worst] <= tol_z:
-                return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi, iteration)
+                return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi,
+                                  iteration, factor)
             at_lo[worst] = at_hi[worst] = False
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -291,7 +293,10 @@ def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: 
     if free.size == 0:
         return _vertex_segment(cov, mu, lower, upper, solution, fixed_w)
     rhs = np.column_stack([-(cov[free] @ fixed_w), mu[free], np.ones(free.size)])
-    x0, x1, y = _factor_solve(cov[np.ix_(free, free)], rhs)
+    factor = solution.free_factor
+    if factor is None or factor.shape[0] != free.size:
+        factor = _factor(cov[np.ix_(free, free)])
+    x0, x1, y = cho_solve((factor, True), rhs, check_finite=False).T
     nu0 = (1.0 - float(fixed_w.sum()) - float(x0.sum())) / float(y.sum())
     nu1 = -float(x1.sum()) / float(y.sum())
     w0[free] = x0 + nu0 * y
