@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -256,6 +257,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--big", action="store_true")
     args = parser.parse_args()
+    # SIGTERM unwinds (so the busy children are ended) instead of killing outright.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
     warnings.simplefilter("ignore")
     families = {f: family_prices(f, args.n, args.days)
