@@ -105,7 +105,7 @@ def main() -> None:
             try:
                 strategy = build(name)
                 strategy.target_weights(prices)
-            except Exception as exc:  # report, never stop the benchmark
+            except Exception as exc:  # noqa: BLE001 — report, never stop the benchmark
                 skipped[name] = f"{type(exc).__name__}: {str(exc)[:90]}"
                 continue
             timed = median_ms(lambda s=strategy, p=prices: s.target_weights(p), args.repeat)
