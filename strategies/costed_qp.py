@@ -29,6 +29,10 @@ import numpy as np
 
 from strategies.costed_model import (
     DOWN,
+    HI,
+    KINK,
+    LO,
+    UP,
     WEIGHT_TOLERANCE,
     CostedSolution,
     EqpResult,
@@ -43,7 +47,6 @@ from strategies.costed_model import (
     release_up,
     segment_ends,
     solve_states,
-    state_at_end,
     turnover,
 )
 from strategies.costed_primal import feasible_start, primal, vertex_step
@@ -51,6 +54,7 @@ from strategies.qp import REGULARIZATION_STEPS, _ill_conditioned
 
 __all__ = ["CostedSolution", "LinearTerms", "solve_costed_qp", "turnover"]
 PDAS_MAX_ITERATIONS = 60
+CONTINUATION_MAX_ITERATIONS = 12
 DUAL_RELATIVE_TOLERANCE = 1e-12
 
 
@@ -108,7 +112,10 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: 
     for rho in REGULARIZATION_STEPS:
         regularized = cov.copy()
         regularized.flat[:: len(lin) + 1] += rho * scale
-        found = _primal_dual(regularized, lin, penalty, lower, upper, terms, geo, tol, *start)
+        # Later stages start next to their answer: a long run means cycling, stop early.
+        limit = PDAS_MAX_ITERATIONS if best is None else CONTINUATION_MAX_ITERATIONS
+        found = _primal_dual(regularized, lin, penalty, lower, upper, terms, geo, tol, *start,
+                             max_iterations=limit)
         if found is None:
             break
         best = found
@@ -119,12 +126,13 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: 
 def _primal_dual(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.ndarray,
                  upper: np.ndarray, terms: LinearTerms, geo: Geometry, tol: float,
                  states: np.ndarray, sectors_active: np.ndarray,
-                 turnover_active: bool) -> CostedSolution | None:
+                 turnover_active: bool,
+                 max_iterations: int = PDAS_MAX_ITERATIONS) -> CostedSolution | None:
     """Primal-dual active-set iterations over the asset states and the caps; None if they
-    cycle, stall or meet a vertex (no free asset)."""
+    cycle or stall."""
     fixed = lower >= upper
     seen: set[bytes] = set()
-    for iteration in range(1, PDAS_MAX_ITERATIONS + 1):
+    for iteration in range(1, max_iterations + 1):
         eqp = solve_states(cov, lin, penalty, lower, upper, terms, geo, states,
                             sectors_active, turnover_active)
         if eqp is None:
@@ -144,17 +152,7 @@ def _primal_dual(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.nda
             continue
         r = reduced_gradient(cov, lin, w, eqp.nu, eqp.rho, terms)
         up, down = dual_violations(r, penalty + eqp.eta, states, geo)
-        seg_lo, seg_hi = segment_ends(states, lower, upper, geo)
-        free = states >= DOWN
-        new = states.copy()
-        for i in np.flatnonzero(free & (w < seg_lo - WEIGHT_TOLERANCE)):
-            new[i] = state_at_end(True, i, states, geo)
-        for i in np.flatnonzero(free & (w > seg_hi + WEIGHT_TOLERANCE)):
-            new[i] = state_at_end(False, i, states, geo)
-        for i in np.flatnonzero((up > tol) & ~fixed):
-            release_up(i, new, geo)
-        for i in np.flatnonzero((down > tol) & ~fixed):
-            release_down(i, new, geo)
+        new = _next_states(states, w, up > tol, down > tol, lower, upper, geo)
         sums = np.bincount(terms.sector_of[terms.sector_of >= 0],
                            weights=w[terms.sector_of >= 0], minlength=len(terms.sector_caps))
         new_sectors = np.where(sectors_active, eqp.rho >= -tol,
@@ -171,3 +169,26 @@ def _primal_dual(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.nda
         seen.add(key)
         states, sectors_active, turnover_active = new, new_sectors, bool(new_turnover)
     return None
+
+
+def _next_states(states: np.ndarray, w: np.ndarray, raise_up: np.ndarray,
+                 raise_down: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                 geo: Geometry) -> np.ndarray:
+    """The primal-dual update, vectorized: a free asset past its segment's end is fixed
+    there (bound or kink); a fixed asset whose condition is violated is released toward
+    the improving side (the rules of ``release_up``/``release_down``, ``state_at_end``)."""
+    seg_lo, seg_hi = segment_ends(states, lower, upper, geo)
+    free = states >= DOWN
+    movable = lower < upper
+    new = states.copy()
+    below = free & (w < seg_lo - WEIGHT_TOLERANCE)
+    above = free & (w > seg_hi + WEIGHT_TOLERANCE)
+    new[below] = np.where((states == UP) & geo.kinked, KINK, LO)[below]
+    new[above] = np.where((states == DOWN) & geo.kinked, KINK, HI)[above]
+    up = raise_up & movable & ~free
+    down = raise_down & movable & ~free & ~up
+    to_up = (states == KINK) | (~geo.kinked & (geo.sign_up_from_lo > 0))
+    to_down = (states == KINK) | (~geo.kinked & (geo.sign_down_from_hi < 0))
+    new[up] = np.where(to_up, UP, DOWN)[up]
+    new[down] = np.where(to_down, DOWN, UP)[down]
+    return new
