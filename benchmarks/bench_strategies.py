@@ -82,9 +82,9 @@ def main() -> None:
                         help="cap BLAS threads (default: the library's own choice)")
     args = parser.parse_args()
     if args.blas_threads:
-        from threadpoolctl import threadpool_limits
+        from strategies.blas import pin_blas_threads
 
-        threadpool_limits(args.blas_threads)
+        pin_blas_threads(args.blas_threads)
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())  # silence logs
     warnings.simplefilter("ignore")
 

@@ -18,10 +18,18 @@ from strategies.estimators import (
     EstimatorSettings,
     check_market_weights,
     equilibrium_returns,
+    factor_covariance,
     market_weight_vector,
 )
-from strategies.mean_variance import DEFAULT_BOUNDS, bound_vectors, validate_bounds
+from strategies.mean_variance import (
+    DEFAULT_BOUNDS,
+    bound_vectors,
+    solve_with_costs,
+    trading_costs,
+    validate_bounds,
+)
 from strategies.qp import check_bounds, polish_weights, solve_qp
+from strategies.trade_constraints import TradeSettings, validate_trade_settings
 
 log = structlog.get_logger("strategies")
 VIEW_KEYS = {"assets", "return", "confidence"}
@@ -120,7 +128,10 @@ class BlackLitterman(Strategy):
     (annual), ``confidence`` (optional, (0, 1]) sets ω by Idzorek's method, otherwise
     ω = pτΣpᵀ. A view naming a symbol absent from the prices is an error; one naming a
     symbol excluded for short history is dropped with a ``view_dropped`` warning.
-    Then maximize wᵀμ_BL − (δ/2)wᵀΣ_BLw with δ = ``risk_aversion``, Σw = 1, ``bounds``.
+    Then maximize wᵀμ_BL − (δ/2)wᵀΣ_BLw with δ = ``risk_aversion``, Σw = 1, ``bounds``,
+    and — as in mean_variance — ``turnover_penalty`` κ (subtract κΣ|w − w_now| from the
+    return), ``max_turnover``, ``sectors`` and ``sector_limits`` (see RiskModelStrategy;
+    without ``current_weights`` the penalty and turnover cap do not apply).
     """
 
     name: ClassVar[str] = "black_litterman"
@@ -132,8 +143,13 @@ class BlackLitterman(Strategy):
     tau: float = 0.05
     risk_aversion: float = 2.5
     market_weights: Mapping[str, float] | None = None
+    turnover_penalty: float = 0.0
+    max_turnover: float | None = None
+    sectors: Mapping[str, str] | None = None
+    sector_limits: Mapping[str, float] | None = None
     settings: EstimatorSettings = field(init=False, repr=False, compare=False)
     parsed_views: tuple[View, ...] = field(init=False, repr=False, compare=False)
+    trade: TradeSettings = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "settings", EstimatorSettings(
@@ -146,6 +162,8 @@ class BlackLitterman(Strategy):
         if not (self.risk_aversion > 0 and np.isfinite(self.risk_aversion)):
             raise StrategyConfigError(f"risk_aversion must be > 0, got {self.risk_aversion}")
         check_market_weights(self.market_weights)
+        object.__setattr__(self, "trade", validate_trade_settings(
+            self.turnover_penalty, self.max_turnover, self.sectors, self.sector_limits))
 
     def posterior(self, prices: pd.DataFrame) -> tuple[pd.Index, np.ndarray, np.ndarray]:
         """(usable symbols, μ_BL, Σ_BL) from the window ending at the last row."""
@@ -186,7 +204,14 @@ class BlackLitterman(Strategy):
         symbols, mu, cov = self.posterior(prices)
         lower, upper = bound_vectors(self.bounds, symbols)
         check_bounds(lower, upper, symbols)
-        w = solve_qp(cov, mu / self.risk_aversion, lower, upper).weights
+        cov, chol = factor_covariance(cov, list(symbols))
+        costs = trading_costs(self.trade, symbols, prices.columns, upper, current_weights)
+        if costs is None:
+            w = solve_qp(cov, mu / self.risk_aversion, lower, upper, chol=chol).weights
+            w = polish_weights(w, lower, upper)
+        else:
+            w = solve_with_costs(cov, mu / self.risk_aversion, costs.kappa / self.risk_aversion,
+                                 lower, upper, costs.terms, chol)
         out = np.zeros(prices.shape[1])
-        out[prices.columns.get_indexer(symbols)] = polish_weights(w, lower, upper)
+        out[prices.columns.get_indexer(symbols)] = w
         return finalize_weights(pd.Series(out, index=prices.columns), self.name)

@@ -23,6 +23,8 @@ COVARIANCE_METHODS = ("sample", "ledoit_wolf", "ewma")
 # A covariance whose smallest Cholesky pivot² is below this fraction of its mean variance
 # is treated as singular and repaired (eigenvalues clipped to the same floor).
 PSD_RELATIVE_FLOOR = 1e-10
+# Diagonal loading tried first by the repair, in units of that floor.
+LOADING_FLOORS = 2.0
 log = structlog.get_logger("strategies")
 
 
@@ -165,7 +167,9 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None
 
     Check: symmetric to 1e-12 relative, and a Cholesky factorization whose smallest
     pivot² ≥ PSD_RELATIVE_FLOOR × mean variance. Repair (logged ``covariance_repaired``,
-    naming up to 10 ``symbols`` if given): symmetrize and clip eigenvalues at that floor
+    naming up to 10 ``symbols`` if given): symmetrize, then add LOADING_FLOORS × floor to
+    the diagonal if that passes the check (a PSD-up-to-rounding matrix, e.g. a sample
+    covariance with T < N or duplicated assets), else clip eigenvalues at the floor
     (Higham 1988's nearest-PSD projection in the Frobenius norm, plus the floor).
     """
     cov = np.asarray(cov, dtype=float)
@@ -185,8 +189,16 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None
         except LinAlgError:
             pass
     sym = 0.5 * (cov + cov.T)
+    loaded = _diagonally_loaded(sym, floor)
+    if loaded is not None:
+        log.warning("covariance_repaired", reason="not symmetric positive definite",
+                    method="diagonal_loading", shift=LOADING_FLOORS * floor, floor=floor,
+                    n_assets=len(sym), symbols=None if symbols is None else list(symbols)[:10],
+                    hint="use covariance='ledoit_wolf' or a longer lookback_days")
+        return loaded
     values, vectors = np.linalg.eigh(sym)
     log.warning("covariance_repaired", reason="not symmetric positive definite",
+                method="eigenvalue_clipping",
                 min_eigenvalue=float(values[0]), floor=floor, n_assets=len(values),
                 clipped=int(np.sum(values < floor)),
                 symbols=None if symbols is None else list(symbols)[:10],
@@ -194,6 +206,24 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None
     repaired = (vectors * np.maximum(values, floor)) @ vectors.T
     repaired = 0.5 * (repaired + repaired.T)
     return repaired, cholesky(repaired, lower=True, check_finite=False)
+
+
+def _diagonally_loaded(sym: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(Σ + sI, L) with s = LOADING_FLOORS × floor when that passes the PD check, else None.
+
+    A sample covariance is PSD up to rounding, so its smallest eigenvalues sit at ~0 and a
+    shift of a few floors (a 2e-10 relative change) repairs it with one Cholesky instead of
+    an eigendecomposition (~2 ms instead of ~50 ms at N = 500); a truly indefinite input
+    fails the check and gets the eigenvalue clipping."""
+    loaded = sym.copy()
+    loaded.flat[:: len(sym) + 1] += LOADING_FLOORS * floor
+    try:
+        chol = cholesky(loaded, lower=True, check_finite=False)
+    except LinAlgError:
+        return None
+    if float(np.min(np.diag(chol))) ** 2 < floor:
+        return None
+    return loaded, chol
 
 
 # ---- settings shared by the optimizing strategies ------------------------------------------

@@ -15,10 +15,13 @@ the frontier search handles any box bounds with the one QP solver.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from strategies.base import StrategyError
+from strategies.costed_frontier import costed_frontier_segment
+from strategies.costed_qp import CostedSolution, LinearTerms, solve_costed_qp
 from strategies.qp import (
     FrontierSegment,
     QPSolution,
@@ -28,6 +31,63 @@ from strategies.qp import (
 )
 
 MAX_PROBES = 200
+
+
+@dataclass(frozen=True, slots=True)
+class TradingCosts:
+    """Cost-aware frontier: proportional cost ``kappa`` on Σ|w − a| subtracted from the
+    return, and the caps in ``terms`` (current weights a, sectors, turnover)."""
+
+    terms: LinearTerms
+    kappa: float = 0.0
+
+    @property
+    def kinks(self) -> bool:
+        return self.kappa > 0 or self.terms.has_turnover
+
+
+class _Frontier:
+    """The two operations the search needs, for the plain or the cost-aware frontier."""
+
+    def __init__(self, cov: np.ndarray, mu: np.ndarray, lower: np.ndarray,
+                 upper: np.ndarray, costs: TradingCosts | None) -> None:
+        self.cov, self.mu, self.lower, self.upper, self.costs = cov, mu, lower, upper, costs
+        self.chol: np.ndarray | None = None
+
+    def start(self, chol: np.ndarray | None) -> QPSolution | CostedSolution:
+        """The minimum-variance portfolio (λ = 0)."""
+        self.chol = chol
+        zero = np.zeros_like(self.mu)
+        if self.costs is None:
+            return solve_qp(self.cov, zero, self.lower, self.upper, chol=chol)
+        return solve_costed_qp(self.cov, zero, 0.0, self.lower, self.upper, self.costs.terms,
+                               kinks=self.costs.kinks, chol=chol)
+
+    def solve(self, lam: float, warm: QPSolution | CostedSolution
+              ) -> QPSolution | CostedSolution:
+        if self.costs is None:
+            return solve_qp(self.cov, lam * self.mu, self.lower, self.upper,
+                            warm=warm, chol=self.chol)  # type: ignore[arg-type]
+        return solve_costed_qp(self.cov, lam * self.mu, lam * self.costs.kappa, self.lower,
+                               self.upper, self.costs.terms, warm=warm,  # type: ignore[arg-type]
+                               kinks=self.costs.kinks, chol=self.chol)
+
+    def segment(self, solution: QPSolution | CostedSolution, lam: float) -> FrontierSegment:
+        if self.costs is None:
+            return frontier_segment(self.cov, self.mu, self.lower, self.upper,
+                                    solution, lam)  # type: ignore[arg-type]
+        return costed_frontier_segment(self.cov, self.mu, self.costs.kappa, self.lower,
+                                       self.upper, self.costs.terms,
+                                       solution)  # type: ignore[arg-type]
+
+    def single_point(self) -> bool:
+        """max_turnover 0: the current weights are the only feasible portfolio."""
+        return self.costs is not None and self.costs.terms.max_turnover <= 1e-12
+
+    def top(self) -> FrontierSegment | None:
+        if self.costs is not None:
+            return None
+        return _top_segment(self.cov, self.mu, self.lower, self.upper)
 
 
 def max_return_portfolio(mu: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -90,8 +150,9 @@ class _Bracket:
 def _moments(seg: FrontierSegment, mu: np.ndarray, cov: np.ndarray) -> tuple[float, ...]:
     """Return r0 + λr1 and variance q0 + 2λq1 + λ²q2 of the piece's weights."""
     s0, s1 = cov @ seg.w0, cov @ seg.w1
-    return (float(mu @ seg.w0), float(mu @ seg.w1), float(seg.w0 @ s0), float(seg.w0 @ s1),
-            float(seg.w1 @ s1))
+    m = mu if seg.mu_net is None else seg.mu_net
+    return (float(m @ seg.w0) + seg.net_const, float(m @ seg.w1), float(seg.w0 @ s0),
+            float(seg.w0 @ s1), float(seg.w1 @ s1))
 
 
 # A piece's verdict: go RIGHT (optimum beyond lam_hi), LEFT (before lam_lo), STOP at a λ
@@ -100,21 +161,22 @@ RIGHT, LEFT, STOP, NEIGHBOURS = "right", "left", "stop", "neighbours"
 Verdict = tuple[str, float | None]
 
 
-def _walk(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-          start: QPSolution, judge: Callable[[FrontierSegment], Verdict]) -> np.ndarray:
+def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
+          judge: Callable[[FrontierSegment], Verdict]) -> np.ndarray:
     """Bracketed search over λ ≥ 0 for the piece holding the optimum; ``judge`` gives a
     piece's verdict and a candidate λ (the 1-D optimum of the piece's extension)."""
+    cov, mu, lower, upper = frontier.cov, frontier.mu, frontier.lower, frontier.upper
     bracket = _Bracket(scale=float(np.mean(np.diag(cov))) / max(float(np.max(np.abs(mu))),
                                                                  1e-12))
     lam, solution = 0.0, start
-    top = _top_segment(cov, mu, lower, upper)
+    top = frontier.top()
     if top is not None:
         verdict, _ = judge(top)
         if verdict == STOP:
             return top.w0
         bracket.right = top.lam_lo
     while True:
-        seg = frontier_segment(cov, mu, lower, upper, solution, lam)
+        seg = frontier.segment(solution, lam)
         verdict, candidate = judge(seg)
         step = 1e-9 * (1.0 + seg.lam_lo)
         if verdict == STOP:
@@ -132,9 +194,9 @@ def _walk(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: np.ndarray,
         else:
             candidate = seg.lam_lo - step  # ask the left neighbour
         if bracket.closed():
-            return _solve_at(cov, mu, lower, upper, bracket.left, solution).weights
+            return frontier.solve(bracket.left, solution).weights
         lam = bracket.next_probe(candidate)
-        solution = _solve_at(cov, mu, lower, upper, lam, solution)
+        solution = frontier.solve(lam, solution)
 
 
 def _is_flat(seg: FrontierSegment) -> bool:
@@ -143,7 +205,8 @@ def _is_flat(seg: FrontierSegment) -> bool:
 
 def max_sharpe_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
                        upper: np.ndarray, risk_free_rate: float,
-                       chol: np.ndarray | None = None) -> np.ndarray | None:
+                       chol: np.ndarray | None = None,
+                       costs: TradingCosts | None = None) -> np.ndarray | None:
     """argmax (μᵀw − r_f)/√(wᵀΣw) over {Σw = 1, lower ≤ w ≤ upper}; None when no feasible
     portfolio returns more than r_f (the ratio then has no meaningful maximum).
 
@@ -152,6 +215,8 @@ def max_sharpe_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
     Along the frontier S rises while the excess return is negative and is quasi-concave in
     the return after (σ is convex in the return), so the bracket logic is sound; a flat
     piece (a corner portfolio held over a λ-range) is judged by its neighbours.
+    With ``costs`` the return is net of κΣ|w − a| (affine on each piece, so the same
+    algebra holds) and the feasible set has the caps.
     """
     best = max_feasible_return(mu, lower, upper)
     if best <= risk_free_rate + 1e-12 * (1.0 + abs(risk_free_rate)):
@@ -172,19 +237,25 @@ def max_sharpe_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
             return STOP, seg.lam_lo
         return STOP, min(max(root, seg.lam_lo), seg.lam_hi)
 
-    start = solve_qp(cov, np.zeros_like(mu), lower, upper, chol=chol)
-    return _walk(cov, mu, lower, upper, start, judge)
+    frontier = _Frontier(cov, mu, lower, upper, costs)
+    start = frontier.start(chol)
+    if frontier.single_point():
+        return start.weights
+    return _walk(frontier, start, judge)
 
 
 def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
                            upper: np.ndarray, target_volatility: float,
-                           chol: np.ndarray | None = None) -> np.ndarray:
+                           chol: np.ndarray | None = None,
+                           costs: TradingCosts | None = None) -> np.ndarray:
     """argmax μᵀw s.t. √(wᵀΣw) ≤ σ*, Σw = 1, bounds: the frontier point whose volatility is
     σ* (or the frontier's top when even it is less risky). On a piece the variance is
     q0 + 2λq1 + λ²q2, so the crossing is a quadratic root. Raises StrategyError when the
-    minimum-variance portfolio is already above σ*."""
+    minimum-variance portfolio is already above σ*. With ``costs`` the return is net of
+    κΣ|w − a| and the caps hold."""
     target = target_volatility**2
-    start = solve_qp(cov, np.zeros_like(mu), lower, upper, chol=chol)
+    frontier = _Frontier(cov, mu, lower, upper, costs)
+    start = frontier.start(chol)
     min_vol = float(np.sqrt(start.weights @ cov @ start.weights))
     if min_vol > target_volatility * (1.0 + 1e-12):
         raise StrategyError(
@@ -202,7 +273,9 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
             return STOP, seg.lam_lo
         return STOP, min(max(root, seg.lam_lo), seg.lam_hi)
 
-    return _walk(cov, mu, lower, upper, start, judge)
+    if frontier.single_point():
+        return start.weights
+    return _walk(frontier, start, judge)
 
 
 def _larger_root(a: float, b: float, c: float) -> float | None:
@@ -216,8 +289,3 @@ def _larger_root(a: float, b: float, c: float) -> float | None:
     q = -0.5 * (b + np.copysign(sq, b))  # numerically stable pair
     roots = [q / a] + ([c / q] if q != 0 else [])
     return float(max(roots))
-
-
-def _solve_at(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-              lam: float, warm: QPSolution) -> QPSolution:
-    return solve_qp(cov, lam * mu, lower, upper, warm=warm)

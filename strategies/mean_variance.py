@@ -17,9 +17,11 @@ import pandas as pd
 import structlog
 
 from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.costed_qp import LinearTerms, solve_costed_qp
 from strategies.estimators import Estimate, EstimatorSettings, factor_covariance
-from strategies.frontier import efficient_risk_weights, max_sharpe_weights
+from strategies.frontier import TradingCosts, efficient_risk_weights, max_sharpe_weights
 from strategies.qp import check_bounds, polish_weights, solve_qp
+from strategies.trade_constraints import TradeSettings, linear_terms, validate_trade_settings
 
 log = structlog.get_logger("strategies")
 DEFAULT_BOUNDS = (0.0, 1.0)
@@ -85,6 +87,20 @@ class RiskModelStrategy(Strategy):
         cov_half_life_days: half-life in trading days for covariance = "ewma".
         bounds: ``[lo, hi]`` for every asset, or ``{SYMBOL = [lo, hi]}`` (unlisted symbols
             [0, 1]); 0 ≤ lo ≤ hi ≤ 1. Infeasible bounds raise StrategyError at run time.
+        turnover_penalty: κ ≥ 0, a proportional trading cost per unit of Σ|w − w_now|
+            (e.g. 0.001 = 10 bp), added to the objective: min_variance minimizes
+            wᵀΣw + κΣ|w − w_now|, the others subtract it from the expected return. 0 (the
+            default) gives exactly the cost-free optimum.
+        max_turnover: τ, a cap on Σ|w − w_now| (both legs; 0.2 = trade at most 20 % of
+            equity counting buys and sells); None = no cap.
+        sectors: ``{SYMBOL = "sector"}``; with sector_limits ``{sector = max weight}`` each
+            sector's total weight is capped (linear constraints in the QP). A symbol not
+            priced or a limit for an unnamed sector is a config error naming the key;
+            caps that cannot hold a fully invested portfolio are a StrategyError.
+
+    w_now is ``target_weights``' ``current_weights`` (fractions of equity by symbol;
+    missing symbols hold 0, the rest is cash). When it is None (unknown, e.g. the first
+    cycle) turnover_penalty and max_turnover do not apply; sector limits always do.
     """
 
     name: ClassVar[str] = "risk_model"
@@ -94,11 +110,18 @@ class RiskModelStrategy(Strategy):
     covariance: str = "sample"
     cov_half_life_days: float = 63.0
     bounds: Any = DEFAULT_BOUNDS
+    turnover_penalty: float = 0.0
+    max_turnover: float | None = None
+    sectors: Mapping[str, str] | None = None
+    sector_limits: Mapping[str, float] | None = None
     settings: EstimatorSettings = field(init=False, repr=False, compare=False)
+    trade: TradeSettings = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bounds", validate_bounds(self.bounds))
         object.__setattr__(self, "settings", self._settings())
+        object.__setattr__(self, "trade", validate_trade_settings(
+            self.turnover_penalty, self.max_turnover, self.sectors, self.sector_limits))
 
     def _settings(self) -> EstimatorSettings:
         return EstimatorSettings(lookback_days=self.lookback_days, covariance=self.covariance,
@@ -111,13 +134,41 @@ class RiskModelStrategy(Strategy):
         est = self.settings.estimate(prices, with_returns=self.uses_expected_returns)
         lower, upper = bound_vectors(self.bounds, est.symbols)
         check_bounds(lower, upper, est.symbols)
-        w = polish_weights(self.optimize(est, lower, upper), lower, upper)
+        costs = trading_costs(self.trade, est.symbols, prices.columns, upper, current_weights)
+        if costs is None:
+            w = polish_weights(self.optimize(est, lower, upper), lower, upper)
+        else:
+            w = self.optimize_with_costs(est, lower, upper, costs)
         out = np.zeros(prices.shape[1])
         out[prices.columns.get_indexer(est.symbols)] = w
         return finalize_weights(pd.Series(out, index=prices.columns), self.name)
 
     def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def optimize_with_costs(self, est: Estimate, lower: np.ndarray, upper: np.ndarray,
+                            costs: TradingCosts) -> np.ndarray:
+        raise NotImplementedError
+
+
+def trading_costs(trade: TradeSettings, symbols: pd.Index, columns: pd.Index,
+                  upper: np.ndarray, current_weights: pd.Series | None) -> TradingCosts | None:
+    """The costs and caps of one run, or None when none applies (then the optimizers take
+    their cost-free path, bit for bit)."""
+    kappa = trade.turnover_penalty if current_weights is not None else 0.0
+    capped = trade.max_turnover is not None and current_weights is not None
+    if kappa == 0 and not capped and not trade.sector_limits:
+        return None
+    terms = linear_terms(trade, symbols, columns, upper,
+                         current_weights if (kappa > 0 or capped) else None)
+    return TradingCosts(terms=terms, kappa=kappa)
+
+
+def solve_with_costs(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.ndarray,
+                     upper: np.ndarray, terms: LinearTerms,
+                     chol: np.ndarray | None = None) -> np.ndarray:
+    """``costed_qp.solve_costed_qp``'s weights (the strategies' one call site)."""
+    return solve_costed_qp(cov, lin, penalty, lower, upper, terms, chol=chol).weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +208,12 @@ class MinVariance(RiskModelStrategy):
     def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
         return solve_qp(est.cov, np.zeros(len(est.mu)), lower, upper, chol=est.chol).weights
 
+    def optimize_with_costs(self, est: Estimate, lower: np.ndarray, upper: np.ndarray,
+                            costs: TradingCosts) -> np.ndarray:
+        # min wᵀΣw + κ‖w − a‖₁  ⇔  min ½wᵀΣw + (κ/2)‖w − a‖₁
+        return solve_with_costs(est.cov, np.zeros(len(est.mu)), 0.5 * costs.kappa, lower,
+                                upper, costs.terms, est.chol)
+
 
 @register("mean_variance")
 @dataclass(frozen=True, slots=True)
@@ -174,6 +231,13 @@ class MeanVariance(ReturnModelStrategy):
     def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
         return solve_qp(est.cov, est.mu / self.risk_aversion, lower, upper,
                         chol=est.chol).weights
+
+    def optimize_with_costs(self, est: Estimate, lower: np.ndarray, upper: np.ndarray,
+                            costs: TradingCosts) -> np.ndarray:
+        # max μᵀw − κ‖w − a‖₁ − (δ/2)wᵀΣw  ⇔  min ½wᵀΣw − (μ/δ)ᵀw + (κ/δ)‖w − a‖₁
+        return solve_with_costs(est.cov, est.mu / self.risk_aversion,
+                                costs.kappa / self.risk_aversion, lower, upper, costs.terms,
+                                est.chol)
 
 
 @register("max_sharpe")
@@ -194,12 +258,24 @@ class MaxSharpe(ReturnModelStrategy):
             raise StrategyConfigError(f"risk_free_rate must be finite, got {self.risk_free_rate}")
 
     def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-        w = max_sharpe_weights(est.mu, est.cov, lower, upper, self.risk_free_rate, est.chol)
+        return self._max_sharpe(est, lower, upper, None)
+
+    def optimize_with_costs(self, est: Estimate, lower: np.ndarray, upper: np.ndarray,
+                            costs: TradingCosts) -> np.ndarray:
+        return self._max_sharpe(est, lower, upper, costs)
+
+    def _max_sharpe(self, est: Estimate, lower: np.ndarray, upper: np.ndarray,
+                    costs: TradingCosts | None) -> np.ndarray:
+        w = max_sharpe_weights(est.mu, est.cov, lower, upper, self.risk_free_rate, est.chol,
+                               costs)
         if w is None:
             log.warning("max_sharpe_fallen_back", fallback="min_variance",
                         reason="no feasible portfolio's expected return exceeds risk_free_rate",
                         risk_free_rate=self.risk_free_rate,
                         best_expected_return=float(np.max(est.mu)))
+            if costs is not None:
+                return solve_with_costs(est.cov, np.zeros(len(est.mu)), 0.5 * costs.kappa,
+                                        lower, upper, costs.terms, est.chol)
             return solve_qp(est.cov, np.zeros(len(est.mu)), lower, upper,
                             chol=est.chol).weights
         return w
@@ -223,3 +299,8 @@ class EfficientRisk(ReturnModelStrategy):
     def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
         return efficient_risk_weights(est.mu, est.cov, lower, upper, self.target_volatility,
                                       est.chol)
+
+    def optimize_with_costs(self, est: Estimate, lower: np.ndarray, upper: np.ndarray,
+                            costs: TradingCosts) -> np.ndarray:
+        return efficient_risk_weights(est.mu, est.cov, lower, upper, self.target_volatility,
+                                      est.chol, costs)

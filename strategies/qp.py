@@ -31,6 +31,8 @@ from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from strategies.base import StrategyError
 
 PDAS_MAX_ITERATIONS = 60
+REGULARIZATION_STEPS = (1e-6, 1e-8, 1e-10)  # proximal weights of the fallback's start
+ILL_CONDITIONED_PIVOT_RATIO = 1e-8
 WEIGHT_TOLERANCE = 1e-12  # bound violation (in weight units) that counts as infeasible
 DUAL_RELATIVE_TOLERANCE = 1e-12  # multiplier sign tolerance, relative to |Σ| + |c|
 
@@ -43,6 +45,8 @@ class QPSolution:
     at_lower: np.ndarray
     at_upper: np.ndarray
     iterations: int
+    #: Cholesky factor of Σ on the free assets (what ``frontier_segment`` needs again).
+    free_factor: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,10 @@ class FrontierSegment:
     w1: np.ndarray
     lam_lo: float
     lam_hi: float
+    #: With trading costs the searches use the net return (μ − κs)ᵀw + const, affine on
+    #: the piece (``costed_qp.costed_frontier_segment``); None: the plain μᵀw.
+    mu_net: np.ndarray | None = None
+    net_const: float = 0.0
 
     def at(self, lam: float) -> np.ndarray:
         return self.w0 + lam * self.w1
@@ -81,7 +89,7 @@ def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
     """Minimize ½wᵀΣw − linᵀw s.t. Σw = 1, lower ≤ w ≤ upper (feasible bounds assumed:
     call ``check_bounds`` first). ``warm`` seeds the active sets from a nearby solution;
     ``chol``, the lower Cholesky factor of Σ, saves the first factorization of a cold
-    start."""
+    start and flags a near-singular Σ (then a warm start goes to the primal method)."""
     n = len(lin)
     fixed = lower >= upper
     if fixed.all():
@@ -92,36 +100,72 @@ def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
         at_lo, at_hi = fixed.copy(), np.zeros(n, bool)
     tol_z = DUAL_RELATIVE_TOLERANCE * (float(np.max(np.abs(np.diag(cov))))
                                        + float(np.max(np.abs(lin))))
-    solution = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z, chol)
+    ill = chol is not None and _ill_conditioned(chol)
+    if ill and warm is not None:  # the nearby optimum is feasible: a few bound changes
+        start = QPSolution(warm.weights, at_lo, at_hi & ~at_lo, 0)
+        return _primal_active_set(cov, lin, lower, upper, tol_z, start)
+    solution = None
+    if not ill:
+        solution = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z, chol)
     if solution is None:
-        solution = _primal_active_set(cov, lin, lower, upper, tol_z)
+        solution = _primal_active_set(cov, lin, lower, upper, tol_z,
+                                      _regularized_start(cov, lin, lower, upper, tol_z))
     return solution
+
+
+def _ill_conditioned(chol: np.ndarray) -> bool:
+    """Cholesky pivots spread beyond ILL_CONDITIONED_PIVOT_RATIO (cond(Σ) ≳ 1e8, e.g. a
+    repaired covariance): cold primal-dual iterations would cycle, go straight to the
+    regularized start."""
+    pivots = np.diag(chol) ** 2
+    return bool(np.min(pivots) < ILL_CONDITIONED_PIVOT_RATIO * np.max(pivots))
+
+
+def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
+                       upper: np.ndarray, tol_z: float) -> QPSolution | None:
+    """A feasible, near-optimal start for the primal method by continuation: the
+    primal-dual iterations on Σ + ρI for ρ = 1e-6, 1e-8, 1e-10 × mean variance, each
+    warm-started from the last. They cycle on near-singular Σ (its flat directions make the
+    free-set solves swing wildly); the proximal term tames them, and shrinking it moves the
+    active set toward the true one, so the primal method ends with a few bound changes."""
+    fixed = lower >= upper
+    scale = float(np.mean(np.diag(cov)))
+    best: QPSolution | None = None
+    at_lo, at_hi = fixed.copy(), np.zeros(len(lin), bool)
+    for rho in REGULARIZATION_STEPS:
+        regularized = cov.copy()
+        regularized.flat[:: len(lin) + 1] += rho * scale
+        start = _primal_dual_active_set(regularized, lin, lower, upper, at_lo, at_hi, tol_z)
+        if start is None:
+            break
+        at_lo, at_hi = start.at_lower | fixed, start.at_upper & ~fixed
+        done = start.iterations + (0 if best is None else best.iterations)
+        best = QPSolution(start.weights, start.at_lower, start.at_upper, done)
+    return best
 
 
 def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
                    at_lo: np.ndarray, at_hi: np.ndarray,
-                   chol: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """Minimizer with the given bounds held active and Σw = 1, and its budget multiplier ν
-    (NaN when no variable is free)."""
+                   chol: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """Minimizer with the given bounds held active and Σw = 1, its budget multiplier ν
+    (NaN when no variable is free) and the lower Cholesky factor of Σ on the free set."""
     w = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
     free = np.flatnonzero(~(at_lo | at_hi))
     if free.size == 0:
-        return w, float("nan")
+        return w, float("nan"), None
     rhs = lin[free] - cov[free] @ w if w.any() else lin[free].copy()
     rhs = np.column_stack([rhs, np.ones(free.size)])
-    if chol is not None and free.size == len(w):
-        x, y = cho_solve((chol, True), rhs, check_finite=False).T
-    else:
-        x, y = _factor_solve(cov[np.ix_(free, free)], rhs)
+    factor = chol if chol is not None and free.size == len(w) else _factor(
+        cov[np.ix_(free, free)])
+    x, y = cho_solve((factor, True), rhs, check_finite=False).T
     nu = (1.0 - float(w.sum()) - float(x.sum())) / float(y.sum())
     w[free] = x + nu * y
-    return w, nu
+    return w, nu, factor
 
 
-def _factor_solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+def _factor(matrix: np.ndarray) -> np.ndarray:
     try:
-        return cho_solve(cho_factor(matrix, lower=True, check_finite=False), rhs,
-                         check_finite=False).T
+        return cho_factor(matrix, lower=True, check_finite=False)[0]
     except LinAlgError as exc:
         raise StrategyError("covariance is not positive definite on the free assets; "
                             "repair it (estimators.repair_covariance) first") from exc
@@ -134,7 +178,7 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     fixed = lower >= upper
     seen: set[bytes] = set()
     for iteration in range(1, PDAS_MAX_ITERATIONS + 1):
-        w, nu = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, chol)
+        w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, chol)
         if np.isnan(nu):
             return None
         z = cov @ w - lin - nu
@@ -142,7 +186,8 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         new_lo = fixed | (free & (w < lower - WEIGHT_TOLERANCE)) | (at_lo & (z > -tol_z))
         new_hi = ~fixed & ((free & (w > upper + WEIGHT_TOLERANCE)) | (at_hi & (z < tol_z)))
         if np.array_equal(new_lo, at_lo) and np.array_equal(new_hi, at_hi):
-            return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi, iteration)
+            return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi, iteration,
+                              factor)
         if (new_lo | new_hi).all():  # keep one asset free to carry the budget
             keep = int(np.argmin(np.where(fixed, np.inf, np.abs(z))))
             new_lo[keep] = new_hi[keep] = False
@@ -169,16 +214,22 @@ def _greedy_vertex(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
 
 
 def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
-                       upper: np.ndarray, tol_z: float) -> QPSolution:
-    """Nocedal & Wright (2006) Algorithm 16.3 from a greedy vertex: finite, one bound
-    change per iteration; the safe path when the primal-dual iterations cycle."""
+                       upper: np.ndarray, tol_z: float,
+                       start: QPSolution | None = None) -> QPSolution:
+    """Nocedal & Wright (2006) Algorithm 16.3 from ``start`` (a feasible point and its
+    active bounds) or a greedy vertex: finite, one bound change per iteration; the safe
+    path when the primal-dual iterations cycle."""
     n = len(lin)
     fixed = lower >= upper
-    w = _greedy_vertex(cov, lin, lower, upper)
-    at_lo = fixed | (w <= lower)
-    at_hi = ~at_lo & (w >= upper)
-    for iteration in range(1, 20 * n + 100):
-        target, nu = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi)
+    if start is None:
+        w = _greedy_vertex(cov, lin, lower, upper)
+        at_lo = fixed | (w <= lower)
+        at_hi = ~at_lo & (w >= upper)
+    else:
+        w, at_lo, at_hi = start.weights.copy(), start.at_lower.copy(), start.at_upper.copy()
+    done = 0 if start is None else start.iterations
+    for iteration in range(done + 1, done + 20 * n + 100):
+        target, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi)
         free = ~(at_lo | at_hi)
         step = np.where(free, target - w, 0.0)
         if np.max(np.abs(step)) <= 1e-14:
@@ -189,7 +240,8 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
             violation = np.where(at_lo & ~fixed, nu - g, 0.0) + np.where(at_hi, g - nu, 0.0)
             worst = int(np.argmax(violation))
             if violation[worst] <= tol_z:
-                return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi, iteration)
+                return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi,
+                                  iteration, factor)
             at_lo[worst] = at_hi[worst] = False
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -241,7 +293,10 @@ def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: 
     if free.size == 0:
         return _vertex_segment(cov, mu, lower, upper, solution, fixed_w)
     rhs = np.column_stack([-(cov[free] @ fixed_w), mu[free], np.ones(free.size)])
-    x0, x1, y = _factor_solve(cov[np.ix_(free, free)], rhs)
+    factor = solution.free_factor
+    if factor is None or factor.shape[0] != free.size:
+        factor = _factor(cov[np.ix_(free, free)])
+    x0, x1, y = cho_solve((factor, True), rhs, check_finite=False).T
     nu0 = (1.0 - float(fixed_w.sum()) - float(x0.sum())) / float(y.sum())
     nu1 = -float(x1.sum()) / float(y.sum())
     w0[free] = x0 + nu0 * y

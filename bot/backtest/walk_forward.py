@@ -96,7 +96,7 @@ class WalkForwardStrategy(Strategy):
         start = self.starts[k]
         if start not in self.fits:
             train = prices.loc[:start].iloc[-(self.wf.train_days + 1):]
-            self.fits[start] = self.inner.target_weights(train)
+            self.fits[start] = self.inner.target_weights(train, current_weights)
         return self.fits[start].reindex(prices.columns, fill_value=0.0)
 
     def folds(self, last_day: pd.Timestamp, dates: pd.DatetimeIndex) -> list[dict[str, str]]:

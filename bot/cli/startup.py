@@ -55,19 +55,26 @@ def load(config_path: Path, logs_to_stderr: bool = False) -> Config:
     except ConfigError as exc:
         fail(f"invalid config {config_path}: {exc}")
     configure_logging(cfg.bot.log_format, cfg.bot.log_level, stream)
+    _pin_blas()
     return cfg
+
+
+def _pin_blas() -> None:
+    """One BLAS thread per process unless ``ALLOCBOT_BLAS_THREADS`` says otherwise: on a
+    small host a multi-threaded BLAS stalls the optimizers whenever another process (a
+    backtest, a sweep worker) competes for the cores (``strategies/blas.py``)."""
+    from strategies.blas import pin_blas_threads
+
+    try:
+        pin_blas_threads()
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def open_runtime(cfg: Config, live: bool) -> Runtime:
     """The broker, journal and cycle context for ``cfg``; startup errors exit cleanly."""
-    from threadpoolctl import threadpool_limits
-
     from bot.engine.runtime import open_runtime as _open
 
-    # One BLAS thread for the process: on a small host, multi-threaded OpenBLAS stalls the
-    # optimizers when another process competes for the cores (500-asset risk parity
-    # measured at 2.5-3.2 s a call with 2 threads vs 24 ms with 1).
-    threadpool_limits(limits=1, user_api="blas")
     try:
         return _open(cfg, live_flag=live)
     except AllocbotError as exc:

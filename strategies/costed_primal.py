@@ -1,0 +1,235 @@
+"""The safe path of the cost-aware QP: the primal active-set method (Nocedal & Wright
+2006, Algorithm 16.3) over asset states and caps, from a feasible start — a nearby optimum
+or the least-turnover portfolio (an LP, HiGHS), which also proves infeasible caps
+infeasible."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from strategies.base import StrategyError
+from strategies.costed_model import (
+    DOWN,
+    HI,
+    KINK,
+    LO,
+    UP,
+    WEIGHT_TOLERANCE,
+    CostedSolution,
+    EqpResult,
+    Geometry,
+    LinearTerms,
+    dual_violations,
+    finish,
+    fixed_values,
+    independent_rows,
+    reduced_gradient,
+    release_down,
+    release_up,
+    segment_ends,
+    signs,
+    solve_states,
+    state_at_end,
+    turnover,
+)
+
+
+def _vertex_multiplier(cov: np.ndarray, lin: np.ndarray, penalty: float, w: np.ndarray,
+                       states: np.ndarray, geo: Geometry, fixed: np.ndarray
+                       ) -> tuple[float, bool]:
+    """At a vertex (no free asset) the budget multiplier is any ν in an interval set by
+    the fixed assets' conditions (caps taken inactive): its midpoint, and whether the
+    interval is non-empty (then the vertex is optimal if it is feasible)."""
+    g = cov @ w - lin
+    q = penalty
+    movable = ~fixed
+    lows = np.concatenate([(-g - q * geo.sign_up_from_lo)[(states == LO) & movable],
+                           (-g - q)[states == KINK]])
+    highs = np.concatenate([(-g - q * geo.sign_down_from_hi)[states == HI],
+                            (-g + q)[states == KINK]])
+    low = float(np.max(lows, initial=-np.inf))
+    high = float(np.min(highs, initial=np.inf))
+    if not np.isfinite(low):
+        low = high
+    if not np.isfinite(high):
+        high = low
+    return 0.5 * (low + high), low <= high
+
+
+def vertex_step(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.ndarray,
+                 upper: np.ndarray, terms: LinearTerms, geo: Geometry, tol: float,
+                 w: np.ndarray, states: np.ndarray, fixed: np.ndarray
+                 ) -> tuple[float, int | None, bool]:
+    """(ν, the asset to release with its direction up?, or None when the vertex is optimal)."""
+    nu, separable = _vertex_multiplier(cov, lin, penalty, w, states, geo, fixed)
+    r = cov @ w - lin + nu
+    up, down = dual_violations(r, penalty, states, geo)
+    up[fixed | (states == HI)] = -np.inf
+    down[fixed | (states == LO)] = -np.inf
+    deficit = 1.0 - float(w.sum())
+    if deficit > WEIGHT_TOLERANCE:
+        return nu, int(np.argmax(up)), True
+    if deficit < -WEIGHT_TOLERANCE:
+        return nu, int(np.argmax(down)), False
+    best_up, best_down = int(np.argmax(up)), int(np.argmax(down))
+    if separable and max(up[best_up], down[best_down]) <= tol:
+        return nu, None, True
+    return (nu, best_up, True) if up[best_up] >= down[best_down] else (nu, best_down, False)
+
+
+def feasible_start(lower: np.ndarray, upper: np.ndarray, terms: LinearTerms,
+                    geo: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The least-turnover portfolio meeting budget, bounds and sector caps (an LP, HiGHS)
+    and its states; StrategyError if the caps or max_turnover make the problem infeasible."""
+    from scipy.optimize import linprog
+
+    n, a = len(lower), terms.anchor
+    eye = np.eye(n)
+    groups = [(terms.sector_of == g).astype(float) for g in range(len(terms.sector_caps))]
+    a_ub = np.vstack([np.hstack([eye, -eye]), np.hstack([-eye, -eye])]
+                     + [np.hstack([row, np.zeros(n)])[None, :] for row in groups])
+    b_ub = np.concatenate([a, -a, terms.sector_caps])
+    result = linprog(np.concatenate([np.zeros(n), np.ones(n)]), A_ub=a_ub, b_ub=b_ub,
+                     A_eq=np.concatenate([np.ones(n), np.zeros(n)])[None, :], b_eq=[1.0],
+                     bounds=list(zip(lower, upper, strict=True)) + [(0.0, None)] * n,
+                     method="highs")
+    if result.status != 0:
+        raise StrategyError("sector_limits infeasible: no fully invested portfolio meets "
+                            "the sector caps and the weight bounds; raise the caps")
+    w = result.x[:n]
+    least = turnover(w, terms)
+    if least > terms.max_turnover + 1e-9:
+        raise StrategyError(
+            f"max_turnover {terms.max_turnover:.6g} is below the least turnover "
+            f"{least:.6g} that meets the budget, bounds and sector caps from the current "
+            f"weights; raise max_turnover")
+    return _snap(w, lower, upper, terms, geo)
+
+
+def _snap(w: np.ndarray, lower: np.ndarray, upper: np.ndarray, terms: LinearTerms,
+          geo: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    near = 1e-10
+    states = np.where(w > geo.kink, UP, DOWN).astype(np.int8)
+    states[~geo.kinked & (geo.kink <= lower)] = UP
+    states[np.abs(w - lower) <= near] = LO
+    states[np.abs(w - upper) <= near] = HI
+    states[geo.kinked & (np.abs(w - geo.kink) <= near)] = KINK
+    states[lower >= upper] = LO
+    w = np.where(states < DOWN, fixed_values(states, lower, upper, geo), w)
+    sums = np.bincount(terms.sector_of[terms.sector_of >= 0],
+                       weights=w[terms.sector_of >= 0], minlength=len(terms.sector_caps))
+    return (w, states, sums >= terms.sector_caps - near,
+            turnover(w, terms) >= terms.max_turnover - near)
+
+
+def primal(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.ndarray,
+            upper: np.ndarray, terms: LinearTerms, geo: Geometry, tol: float,
+            start: tuple[np.ndarray, np.ndarray, np.ndarray, bool]) -> CostedSolution:
+    """Nocedal & Wright (2006) Algorithm 16.3 over asset states and caps from a feasible
+    start: step to the working set's minimizer, stop at the first bound, kink or cap in
+    the way; at a minimizer release the most violated condition. Finite."""
+    w, states, sectors_active, turnover_active = start
+    states = states.copy()
+    fixed = lower >= upper
+    n = len(w)
+    for iteration in range(1, 20 * n + 100):
+        eqp_sectors, eqp_turnover = independent_rows(states, sectors_active,
+                                                      turnover_active, terms)
+        eqp = solve_states(cov, lin, penalty, lower, upper, terms, geo, states,
+                            eqp_sectors, eqp_turnover)
+        if eqp is None:
+            break
+        if not eqp.solved:
+            nu, release, up = vertex_step(cov, lin, penalty, lower, upper, terms, geo, tol,
+                                           w, states, fixed)
+            if release is None:
+                result = EqpResult(w, nu, np.zeros(len(terms.sector_caps)), 0.0, False)
+                return finish(w, states, sectors_active, False, result, iteration, lower,
+                               upper, geo)
+            (release_up if up else release_down)(release, states, geo)
+            continue
+        free = states >= DOWN
+        step = np.where(free, eqp.weights - w, 0.0)
+        if np.max(np.abs(step)) <= 1e-14:
+            w = np.where(free, eqp.weights, w)
+            released, sectors_active, turnover_active = _release_worst(
+                cov, lin, penalty, terms, geo, tol, w, states, fixed, sectors_active,
+                turnover_active, eqp)
+            if released:
+                continue
+            return finish(w, states, sectors_active, turnover_active, eqp, iteration,
+                           lower, upper, geo)
+        w, sectors_active, turnover_active = _step(w, step, states, sectors_active,
+                                                   turnover_active, lower, upper, terms, geo)
+    raise StrategyError("cost-aware mean-variance QP did not converge (degenerate cycling); "
+                        "check the covariance, bounds and caps")
+
+
+def _release_worst(cov: np.ndarray, lin: np.ndarray, penalty: float, terms: LinearTerms,
+                   geo: Geometry, tol: float, w: np.ndarray, states: np.ndarray,
+                   fixed: np.ndarray, sectors_active: np.ndarray, turnover_active: bool,
+                   eqp: EqpResult) -> tuple[bool, np.ndarray, bool]:
+    """Release the most violated condition (an asset's state, in place, or a cap from the
+    working set); (False, …) when none is violated: optimal."""
+    r = reduced_gradient(cov, lin, w, eqp.nu, eqp.rho, terms)
+    up, down = dual_violations(r, penalty + eqp.eta, states, geo)
+    up[fixed], down[fixed] = -np.inf, -np.inf
+    cap_violation = np.where(sectors_active, -eqp.rho, -np.inf)
+    turnover_violation = -eqp.eta if turnover_active else -np.inf
+    candidates = [float(np.max(up)), float(np.max(down)),
+                  float(np.max(cap_violation, initial=-np.inf)), turnover_violation]
+    kind = int(np.argmax(candidates))
+    if candidates[kind] <= tol:
+        return False, sectors_active, turnover_active
+    if kind == 0:
+        release_up(int(np.argmax(up)), states, geo)
+    elif kind == 1:
+        release_down(int(np.argmax(down)), states, geo)
+    elif kind == 2:
+        sectors_active = sectors_active.copy()
+        sectors_active[int(np.argmax(cap_violation))] = False
+    else:
+        turnover_active = False
+    return True, sectors_active, turnover_active
+
+
+def _step(w: np.ndarray, step: np.ndarray, states: np.ndarray, sectors_active: np.ndarray,
+          turnover_active: bool, lower: np.ndarray, upper: np.ndarray, terms: LinearTerms,
+          geo: Geometry) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Move along ``step`` to the first blocking bound, kink or cap (or all the way);
+    the blocking one joins the working set (states changed in place)."""
+    free = states >= DOWN
+    seg_lo, seg_hi = segment_ends(states, lower, upper, geo)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(step < -1e-18, (seg_lo - w) / step,
+                         np.where(step > 1e-18, (seg_hi - w) / step, np.inf))
+    ratio = np.where(free, np.maximum(ratio, 0.0), np.inf)
+    tiny = 1e-12 * float(np.max(np.abs(step)))  # a sum of steps this small is cancellation
+    grouped = terms.sector_of >= 0
+    size = len(terms.sector_caps)
+    rate = np.bincount(terms.sector_of[grouped], weights=step[grouped], minlength=size)
+    slack = terms.sector_caps - np.bincount(terms.sector_of[grouped], weights=w[grouped],
+                                            minlength=size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cap_ratio = np.where(~sectors_active & (rate > tiny),
+                             np.maximum(slack, 0.0) / rate, np.inf)
+    turnover_ratio = np.inf
+    if terms.has_turnover and not turnover_active:
+        rate_t = float(signs(states) @ step)
+        if rate_t > tiny:
+            turnover_ratio = max(terms.max_turnover - turnover(w, terms), 0.0) / rate_t
+    limits = [float(np.min(ratio)), float(np.min(cap_ratio, initial=np.inf)), turnover_ratio]
+    kind = int(np.argmin(limits))
+    if limits[kind] >= 1.0:
+        return np.where(free, w + step, w), sectors_active, turnover_active
+    w = w + limits[kind] * step
+    if kind == 0:
+        block = int(np.argmin(ratio))
+        states[block] = state_at_end(bool(step[block] < 0), block, states, geo)
+        w[block] = fixed_values(states, lower, upper, geo)[block]
+    elif kind == 1:
+        sectors_active = sectors_active.copy()
+        sectors_active[int(np.argmin(cap_ratio))] = True
+    else:
+        turnover_active = True
+    return w, sectors_active, turnover_active

@@ -1,0 +1,150 @@
+"""Config and run-time checks for the mean-variance family's trading costs and caps:
+``turnover_penalty``, ``max_turnover``, ``sectors`` and ``sector_limits`` (issue 13), and
+their translation into ``costed_qp.LinearTerms`` for the usable symbols of one run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from strategies.base import StrategyConfigError, StrategyError
+from strategies.costed_qp import LinearTerms
+
+
+@dataclass(frozen=True, slots=True)
+class TradeSettings:
+    """The validated parameters (see ``RiskModelStrategy``'s docstring for their meaning)."""
+
+    turnover_penalty: float = 0.0
+    max_turnover: float | None = None
+    sectors: Mapping[str, str] | None = None
+    sector_limits: Mapping[str, float] | None = None
+
+    @property
+    def plain(self) -> bool:
+        """True when nothing here changes the optimization (the exact pre-cost path)."""
+        return (self.turnover_penalty == 0 and self.max_turnover is None
+                and not self.sector_limits)
+
+
+def validate_trade_settings(turnover_penalty: Any, max_turnover: Any, sectors: Any,
+                            sector_limits: Any) -> TradeSettings:
+    """Config checks; every error names its key (``sector_limits.tech``, ``sectors.SPY``)."""
+    kappa = _number(turnover_penalty, "turnover_penalty")
+    if kappa < 0:
+        raise StrategyConfigError(f"turnover_penalty must be ≥ 0 (a proportional cost, e.g. "
+                                  f"0.001 for 10 bp), got {turnover_penalty!r}")
+    tau = None if max_turnover is None else _number(max_turnover, "max_turnover")
+    if tau is not None and tau < 0:
+        raise StrategyConfigError(f"max_turnover must be ≥ 0 (Σ|w − w_now|, e.g. 0.2), "
+                                  f"got {max_turnover!r}")
+    sector_map = _sector_map(sectors)
+    limits = _sector_limits(sector_limits, sector_map)
+    return TradeSettings(kappa, tau, sector_map, limits)
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise StrategyConfigError(f"{key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _sector_map(sectors: Any) -> dict[str, str] | None:
+    if sectors is None:
+        return None
+    if not isinstance(sectors, Mapping):
+        raise StrategyConfigError('sectors must be a table SYMBOL = "sector", e.g. '
+                                  '{SPY = "equity", TLT = "bonds"}')
+    for symbol, sector in sectors.items():
+        if not isinstance(sector, str) or not sector:
+            raise StrategyConfigError(f"sectors.{symbol} must be a sector name, got {sector!r}")
+    return {str(k): v for k, v in sectors.items()}
+
+
+def _sector_limits(sector_limits: Any, sector_map: dict[str, str] | None
+                   ) -> dict[str, float] | None:
+    if sector_limits is None:
+        return None
+    if not isinstance(sector_limits, Mapping):
+        raise StrategyConfigError("sector_limits must be a table sector = max weight, e.g. "
+                                  "{equity = 0.6}")
+    if sector_map is None:
+        raise StrategyConfigError("sector_limits needs sectors (SYMBOL = \"sector\") to know "
+                                  "which symbols each limit covers")
+    known = set(sector_map.values())
+    limits = {}
+    for sector, cap in sector_limits.items():
+        if sector not in known:
+            raise StrategyConfigError(f"sector_limits.{sector}: no symbol is in sector "
+                                      f"{sector!r}; sectors name {sorted(known)}")
+        value = _number(cap, f"sector_limits.{sector}")
+        if not 0.0 <= value <= 1.0:
+            raise StrategyConfigError(f"sector_limits.{sector} must be in [0, 1], got {cap!r}")
+        limits[str(sector)] = value
+    return limits
+
+
+def linear_terms(settings: TradeSettings, symbols: pd.Index, columns: pd.Index,
+                 upper: np.ndarray, current_weights: pd.Series | None) -> LinearTerms:
+    """LinearTerms over the usable ``symbols`` (``columns`` are all priced symbols).
+
+    w_now = ``current_weights`` (symbols missing from it hold 0; None: no penalty and no
+    turnover cap apply). A held symbol without usable history must be sold, so its weight
+    counts against max_turnover. Raises StrategyConfigError for a ``sectors`` symbol not
+    priced, StrategyError when the sector caps cannot hold a fully invested portfolio.
+    """
+    anchor, forced = _anchor(current_weights, symbols)
+    tau = np.inf
+    if settings.max_turnover is not None and current_weights is not None:
+        tau = settings.max_turnover - forced
+        if tau < -1e-12:
+            raise StrategyError(
+                f"max_turnover {settings.max_turnover:.6g} is below the {forced:.6g} that "
+                f"selling held symbols without usable history already trades; raise it")
+        tau = max(tau, 0.0)
+    sector_of, caps = _sector_index(settings, symbols, columns, upper)
+    return LinearTerms(anchor=anchor, sector_of=sector_of, sector_caps=caps, max_turnover=tau)
+
+
+def _anchor(current_weights: pd.Series | None, symbols: pd.Index) -> tuple[np.ndarray, float]:
+    if current_weights is None:
+        return np.zeros(len(symbols)), 0.0
+    current = current_weights.astype(float)
+    if not np.isfinite(current.to_numpy()).all():
+        bad = current.index[~np.isfinite(current.to_numpy())].tolist()
+        raise StrategyError(f"current_weights are not finite for {bad}")
+    anchor = current.reindex(symbols, fill_value=0.0).to_numpy(dtype=float)
+    forced = float(current[~current.index.isin(symbols)].abs().sum())
+    return anchor, forced
+
+
+def _sector_index(settings: TradeSettings, symbols: pd.Index, columns: pd.Index,
+                  upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    sector_of = np.full(len(symbols), -1)
+    if not settings.sector_limits or settings.sectors is None:
+        return sector_of, np.zeros(0)
+    unknown = [s for s in settings.sectors if s not in columns]
+    if unknown:
+        raise StrategyConfigError(f"sectors.{unknown[0]}: symbol not among the priced "
+                                  f"symbols {list(columns)}")
+    names = list(settings.sector_limits)
+    position = {name: k for k, name in enumerate(names)}
+    for i, symbol in enumerate(symbols):
+        sector = settings.sectors.get(str(symbol))
+        if sector in position:
+            sector_of[i] = position[sector]
+    caps = np.array([settings.sector_limits[name] for name in names])
+    reach = sum(min(caps[k], float(upper[sector_of == k].sum())) for k in range(len(names)))
+    reach += float(upper[sector_of < 0].sum())
+    if reach < 1.0 - 1e-12:
+        capped_text = ", ".join(f"{n} ≤ {c:g}" for n, c in zip(names, caps, strict=True))
+        raise StrategyError(
+            f"sector_limits infeasible: the capped sectors ({capped_text}) "
+            f"plus the uncapped symbols can hold at most {reach:.6g} of equity, below the "
+            f"full investment 1; raise a cap or add symbols outside the capped sectors")
+    return sector_of, caps
