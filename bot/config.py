@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import strategies
 from bot.errors import ConfigError
-from bot.logs import SECRET_NAME_PATTERN
+from bot.logs import REDACTED, SECRET_NAME_PATTERN
 from bot.sample_market import SAMPLE_PRICES_PATH
 
 SAMPLE_PRICES = SAMPLE_PRICES_PATH
@@ -169,6 +169,27 @@ class BacktestSection(_Section):
         return self
 
 
+class MonitoringSection(_Section):
+    """Prometheus ``/metrics`` and the read-only status page; both off unless a port is set
+    (0 picks a free port, logged in ``monitoring_started``). Loopback unless a host says."""
+
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    http_port: int | None = Field(None, ge=0, le=65535)  # page + /metrics + /health
+    http_host: str = "127.0.0.1"
+
+
+class AlertsSection(_Section):
+    """Alerts through apprise. URLs hold tokens: prefer ``ALLOCBOT_ALERT_URLS``."""
+
+    urls: tuple[str, ...] = ()
+    failure_streak: int = Field(3, ge=1)  # alert after this many failed cycles in a row
+    rate_limit_secs: float = Field(3600.0, ge=0)  # at most one alert of a kind per window
+    send_timeout_secs: float = Field(10.0, gt=0, le=120)
+    watchdog: bool = True  # alert when no cycle succeeded within the schedule
+    daily_summary_at: str | None = Field(None, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
 class Config(_Section):
     bot: BotSection = Field(default_factory=BotSection)
     schedule: ScheduleSection = Field(default_factory=lambda: ScheduleSection(interval_secs=60))
@@ -180,6 +201,8 @@ class Config(_Section):
     rebalance: RebalanceSection = Field(default_factory=RebalanceSection)
     risk: RiskSection = Field(default_factory=RiskSection)
     backtest: BacktestSection = Field(default_factory=BacktestSection)
+    monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
+    alerts: AlertsSection = Field(default_factory=AlertsSection)
     source: Path | None = Field(None, exclude=True)
 
     @property
@@ -282,6 +305,7 @@ def load_config(path: Path) -> Config:
 def config_as_dict(cfg: Config) -> dict[str, Any]:
     """The resolved config as plain data (for ``allocbot check-config``)."""
     data = cfg.model_dump(mode="json")
+    data["alerts"]["urls"] = [REDACTED for _ in cfg.alerts.urls]  # they hold webhook tokens
     data["strategy"]["resolved_params"] = strategies.parameters(cfg.strategy.name) | dict(
         cfg.strategy.params
     )

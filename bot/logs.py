@@ -11,21 +11,43 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any, Literal, TextIO
 
 import structlog
 
-SECRET_ENV_VARS = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY")
+SECRET_ENV_VARS = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "ALLOCBOT_STATUS_TOKEN")
+# alert URLs (apprise) carry webhook tokens: every URL in this variable is a secret
+ALERT_URLS_ENV = "ALLOCBOT_ALERT_URLS"
 REDACTED = "***"
 # names of config keys and log fields that hold secrets (refused in config, masked in logs)
 SECRET_NAME_PATTERN = re.compile(r"(secret|api_?key|key_?id|password|token|authorization)", re.I)
 
 
+def split_alert_urls(text: str) -> tuple[str, ...]:
+    """The URLs in ``ALLOCBOT_ALERT_URLS`` (separated by whitespace or commas)."""
+    return tuple(u for u in re.split(r"[\s,]+", text) if u)
+
+
 def secret_values(env: MutableMapping[str, str] | None = None) -> tuple[str, ...]:
     """The secret strings that must never be written (long enough to be meaningful)."""
     env = os.environ if env is None else env
-    return tuple(v for name in SECRET_ENV_VARS if len(v := env.get(name, "")) >= 4)
+    values = [v for name in SECRET_ENV_VARS if len(v := env.get(name, "")) >= 4]
+    alert_urls = env.get(ALERT_URLS_ENV, "")
+    values += [u for u in (alert_urls, *alert_url_secrets(split_alert_urls(alert_urls)))
+               if len(u) >= 4]
+    return tuple(values)
+
+
+def alert_url_secrets(urls: Iterable[str]) -> tuple[str, ...]:
+    """Each URL and its token-like parts: apprise may log a URL rewritten, or only a part
+    of it (FIELD-NOTES), so path segments and credentials are masked on their own too."""
+    parts: list[str] = []
+    for url in urls:
+        parts.append(url)
+        parts += [p for p in re.split(r"[/?&=@]+", url.split("://", 1)[-1])
+                  if len(p) >= 12 and "." not in p]
+    return tuple(parts)
 
 
 class SecretRedactor:
@@ -74,10 +96,17 @@ def configure_logging(
     log_format: Literal["json", "console", "auto"] = "json",
     level: str = "info",
     stream: TextIO | None = None,
+    taps: Sequence[Any] = (),
+    extra_secrets: Iterable[str] = (),
 ) -> None:
-    """Configure structlog and stdlib logging once per process (done by the CLI)."""
+    """Configure structlog and stdlib logging once per process (done by the CLI).
+
+    ``taps`` are structlog processors that observe each event dict after redaction and
+    before rendering (monitoring uses one); each must return the dict unchanged and never
+    raise. ``extra_secrets`` are more strings to mask (alert URLs from the config file).
+    """
     stream = stream or sys.stdout
-    secrets = secret_values()
+    secrets = (*secret_values(), *(v for v in extra_secrets if len(v) >= 4))
     use_console = log_format == "console" or (log_format == "auto" and stream.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -95,6 +124,7 @@ def configure_logging(
     structlog.configure(
         processors=[
             *shared,
+            *taps,
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
@@ -123,3 +153,6 @@ def configure_logging(
     for noisy in ("urllib3", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # apprise at DEBUG prints custom header values and payloads, and a malformed URL is
+    # logged with its token at ERROR (FIELD-NOTES): keep it at WARNING at least
+    logging.getLogger("apprise").setLevel(max(logging.WARNING, root.level))

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from bot.cli.startup import config_option, load, open_runtime
+from bot.cli.startup import config_option, fail_on, load, open_runtime
+from bot.config import Config
 from bot.engine.statuses import CycleStatus
-from bot.errors import EXIT_CYCLE_FAILED
+from bot.errors import EXIT_CYCLE_FAILED, AllocbotError
+from bot.monitoring.settings import monitoring_configured
+
+if TYPE_CHECKING:
+    from bot.monitoring.service import Monitor
 
 
 @click.command()
@@ -23,16 +29,35 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
     from bot.engine.scheduler import Daemon
 
     cfg = load(config_path)
-    rt = open_runtime(cfg, live)
+    monitor = _start_monitoring(cfg)
+    try:
+        rt = open_runtime(cfg, live)  # a startup failure here still reaches the alert sender
 
-    def wake() -> None:
-        rt.broker.on_wake()
-        cycle.run(rt.context)
+        def wake() -> None:
+            rt.broker.on_wake()
+            cycle.run(rt.context)
+
+        try:
+            if monitor is not None:
+                monitor.seed_from_journal()
+            Daemon(cfg.schedule, wake, max_cycles=max_cycles).run()
+        finally:
+            rt.close()
+    finally:
+        if monitor is not None:
+            monitor.close()
+
+
+def _start_monitoring(cfg: Config) -> Monitor | None:
+    """Metrics, alerts and the status page when configured (their libraries load only then)."""
+    if not monitoring_configured(cfg):
+        return None
+    from bot.monitoring.service import start_monitoring
 
     try:
-        Daemon(cfg.schedule, wake, max_cycles=max_cycles).run()
-    finally:
-        rt.close()
+        return start_monitoring(cfg)
+    except AllocbotError as exc:
+        fail_on(exc)
 
 
 @click.command()

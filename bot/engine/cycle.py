@@ -133,7 +133,8 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
     holdings = pd.Series({sym: p.qty for sym, p in managed.items()}, dtype=float)
     equity = account.cash + float((holdings * last_prices.reindex(holdings.index)).sum())
     if _drawdown_halted(journal, equity, s.max_drawdown):
-        return CycleResult(cycle_id, CycleStatus.HALTED, asof, {"equity": round(equity, 2)})
+        return CycleResult(cycle_id, CycleStatus.HALTED, asof, {
+            "equity": round(equity, 2), "drawdown": round(_drawdown(journal, equity), 6)})
     # 6. plan
     fractionable = {sym: a.fractionable for sym, a in broker.assets(list(s.universe)).items()}
     plan = plan_rebalance(holdings, account.cash, decision.weights, last_prices, s.policy,
@@ -163,7 +164,10 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
         "orders_partially_filled": report.partially_filled, "orders_rejected": report.rejected,
         "orders_unfilled": report.unfilled, "commission": round(report.commission, 4),
         "turnover": round(turnover, 6), "var": round(decision.var, 6),
+        "drawdown": round(_drawdown(journal, equity), 6),
+        "max_drift": round(_max_drift(plan.current_weights, plan.target_weights), 6),
         "drifted": list(plan.drifted), "targets": _rounded(decision.weights),
+        "weights_before": _rounded(plan.current_weights),
     })
 
 
@@ -214,6 +218,18 @@ def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None
         log.error("trading_halted", reason=reason, rearm="allocbot rearm")
         return True
     return False
+
+
+def _drawdown(journal: Journal, equity: float) -> float:
+    """Fraction of equity below the recorded peak (0 at a new high), as the kill switch sees it."""
+    peak = float(journal.meta(PEAK_KEY) or 0.0)
+    return max(0.0, 1 - equity / peak) if peak > 0 else 0.0
+
+
+def _max_drift(current: pd.Series, target: pd.Series) -> float:
+    """Largest |weight − target| the planner saw before this cycle's orders (fractions)."""
+    gap = (current.to_numpy(dtype=float) - target.reindex(current.index).to_numpy(dtype=float))
+    return float(np.abs(gap).max()) if gap.size else 0.0
 
 
 def _rounded(weights: pd.Series) -> dict[str, float]:

@@ -15,7 +15,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MISSED,
+    EVENT_SCHEDULER_STARTED,
+    JobExecutionEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -111,10 +116,15 @@ class Daemon:
                                       name="allocbot rebalance cycle", **kwargs)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
-        log.info("daemon_started", timezone=self._schedule.timezone,
-                 trigger=str(job.trigger), run_at_start=self._schedule.run_at_start,
-                 misfire_grace_secs=self._schedule.misfire_grace_secs,
-                 max_cycles=self._max_cycles)
+        started = {"timezone": self._schedule.timezone, "trigger": str(job.trigger),
+                   "run_at_start": self._schedule.run_at_start,
+                   "misfire_grace_secs": self._schedule.misfire_grace_secs,
+                   "max_cycles": self._max_cycles}
+        # logged once the scheduler runs: a SIGTERM sent on seeing this line must find a
+        # running scheduler to shut down (before start(), shutdown() is refused and the
+        # daemon would then run on)
+        self._scheduler.add_listener(lambda _: log.info("daemon_started", **started),
+                                     EVENT_SCHEDULER_STARTED)
         self._scheduler.start()
         # start() returns as soon as shutdown begins: wait for a running cycle to complete.
         if self._stopper is not None:
