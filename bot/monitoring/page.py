@@ -62,8 +62,7 @@ def svg_chart(labels: Sequence[str], values: Sequence[float], title: str, color:
     ys = [PAD + inner_h * ((v - lo) / span if invert else (hi - v) / span) for v in values]
     points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
     top, bottom = (lo, hi) if invert else (hi, lo)
-    top_label, bottom_label = format(-top if invert else top, fmt), format(
-        -bottom if invert else bottom, fmt)
+    top_label, bottom_label = (format(-v if invert and v else v, fmt) for v in (top, bottom))
     return (
         f'<svg role="img" aria-label="{escape(title)}" width="100%" viewBox="0 0 {CHART_W} '
         f'{CHART_H}" xmlns="http://www.w3.org/2000/svg">'
@@ -96,15 +95,19 @@ def _figures(data: PageData) -> str:
     return '<div class="figs">' + "".join([
         _fig("Equity", _money(data.equity), fig_id="equity"),
         _fig("Cash", _money(data.cash), fig_id="cash"),
-        _fig(f"Drawdown (max {_pct(data.max_drawdown, 0)})", _pct(data.drawdown),
+        _fig(_limited("Drawdown", "max", data.max_drawdown), _pct(data.drawdown),
              "breach" if dd_breach else "", "drawdown"),
-        _fig(f"VaR (limit {_pct(data.var_limit)})", _pct(data.var),
+        _fig(_limited("VaR", "limit", data.var_limit), _pct(data.var),
              "breach" if var_breach else "", "var"),
         _fig("Max drift", _pct(data.max_drift), fig_id="max-drift"),
         _fig("Last cycle", last.status if last else "—", fig_id="last-status"),
         _fig("Last success (UTC)", (data.last_success_at or "—")[:19].replace("T", " "),
              fig_id="last-success"),
     ]) + "</div>"
+
+
+def _limited(label: str, word: str, limit: float | None) -> str:
+    return f"{label} (no limit)" if limit is None else f"{label} ({word} {_pct(limit)})"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], table_id: str,
