@@ -21,14 +21,12 @@ from bot.core.risk import RiskDecision, RiskLimits, apply_risk_limits
 from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_plan
 from bot.engine.journal import Journal
 from bot.engine.reconcile import reconcile
-from bot.engine.statuses import CycleStatus
+from bot.engine.statuses import HALT_KEY, PEAK_KEY, CycleStatus
 from bot.errors import AllocbotError, BrokerDataError
 from brokers.base import EXCHANGE_TZ, Broker
 from strategies import Strategy
 
 log = structlog.get_logger("allocbot.cycle")
-HALT_KEY = "halted"
-PEAK_KEY = "peak_equity"
 
 
 @dataclass(frozen=True, slots=True)
