@@ -27,10 +27,16 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
 
     def wake() -> None:
         rt.broker.on_wake()
+        clock = rt.broker.clock()
+        if not clock.is_open and clock.next_open is None:  # a replayed price file ran out
+            daemon.finish(f"replay_ended: no trading day after {clock.now.date()} in the price "
+                          "data; append rows to continue")
+            return
         cycle.run(rt.context)
 
+    daemon = Daemon(cfg.schedule, wake, max_cycles=max_cycles)
     try:
-        Daemon(cfg.schedule, wake, max_cycles=max_cycles).run()
+        daemon.run()
     finally:
         rt.close()
 

@@ -26,8 +26,8 @@ def check_config(config_path: Path) -> None:
 @config_option
 def rearm(config_path: Path) -> None:
     """Re-arm trading after a drawdown halt (resets the equity peak)."""
-    from bot.engine.statuses import HALT_KEY, PEAK_KEY
     from bot.engine.journal import Journal
+    from bot.engine.statuses import HALT_KEY, PEAK_KEY
 
     cfg = load(config_path, logs_to_stderr=True)
     journal = Journal(cfg.state_db)
