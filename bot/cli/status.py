@@ -10,7 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from bot.cli.startup import config_option, load, open_runtime
+from bot.cli.startup import config_option, load, open_read_only_runtime
 from bot.core.rebalance import drift_mask
 
 
@@ -57,7 +57,7 @@ def render_status(rt: Any, console: Console | None = None) -> None:
 def status(config_path: Path) -> None:
     """Show the account, holdings vs targets with drift, and the last cycles."""
     cfg = load(config_path, logs_to_stderr=True)
-    rt = open_runtime(cfg, live=cfg.bot.mode == "live")
+    rt = open_read_only_runtime(cfg)  # reads only: safe beside a running daemon
     try:
         render_status(rt)
     finally:
