@@ -23,7 +23,7 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
     from bot.engine.scheduler import Daemon
 
     cfg = load(config_path)
-    rt = open_runtime(cfg, live)
+    rt = open_runtime(cfg, live, command="run")
 
     def wake() -> None:
         rt.broker.on_wake()
@@ -49,7 +49,7 @@ def once(config_path: Path, live: bool) -> None:
     from bot.engine import cycle
 
     cfg = load(config_path)
-    rt = open_runtime(cfg, live)
+    rt = open_runtime(cfg, live, command="once")
     try:
         rt.broker.on_wake()
         result = cycle.run(rt.context)

@@ -66,7 +66,7 @@ def load(config_path: Path, logs_to_stderr: bool = False, check_strategy: bool =
     return cfg
 
 
-def open_runtime(cfg: Config, live: bool) -> Runtime:
+def open_runtime(cfg: Config, live: bool, command: str = "run") -> Runtime:
     """The broker, journal and cycle context for ``cfg``; startup errors exit cleanly."""
     from threadpoolctl import threadpool_limits
 
@@ -77,6 +77,17 @@ def open_runtime(cfg: Config, live: bool) -> Runtime:
     # measured at 2.5-3.2 s a call with 2 threads vs 24 ms with 1).
     threadpool_limits(limits=1, user_api="blas")
     try:
-        return _open(cfg, live_flag=live)
+        return _open(cfg, live_flag=live, command=command)
+    except AllocbotError as exc:
+        fail_on(exc)
+
+
+def open_read_only_runtime(cfg: Config) -> Runtime:
+    """The journal and account opened read-only (never creates or writes state, takes no
+    lock); unusable state exits 2 with one line naming the file."""
+    from bot.engine.runtime import open_read_only_runtime as _open
+
+    try:
+        return _open(cfg)
     except AllocbotError as exc:
         fail_on(exc)
