@@ -61,14 +61,16 @@ def render_status_text(r: StatusReport) -> str:
     out = [f"allocbot {r.mode} · strategy {r.strategy} · broker {r.broker} · {r.state_db}"]
     d = r.daemon
     out.append(f"daemon      {'running' if d.alive else 'not running'}"
-               + (f" (pid {d.pid}, since {d.started_at}, {d.command})" if d.alive else ""))
+               + (f" (pid {d.pid}, since {_clock(d.started_at)} UTC, {d.command})"
+                  if d.alive else ""))
     if r.last_cycle is not None:
         c = r.last_cycle
-        out.append(f"last cycle  {c.finished_at or c.started_at}  {c.status}"
+        out.append(f"last cycle  {_clock(c.finished_at or c.started_at)} UTC  {c.status}"
                    + (f" (market date {c.asof})" if c.asof else "")
                    + (f": {c.error or c.note}" if c.error or c.note else ""))
-    out.append(f"last success {r.last_success_at or 'never'}   next wake "
-               f"{r.next_wake or '- (no daemon running)'}")
+    success = f"{_clock(r.last_success_at)} UTC" if r.last_success_at else "never"
+    wake = f"{_clock(r.next_wake)} UTC" if r.next_wake else "- (no daemon running)"
+    out.append(f"last success {success}   next wake {wake}")
     if r.halted_reason:
         out += ["", f"!! TRADING HALTED: {r.halted_reason}",
                 f"!! nothing is traded until you review and run: {r.rearm_command}"]

@@ -94,7 +94,7 @@ def previous_fire_time(trigger: Any, before: datetime) -> datetime | None:
             while True:
                 following = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
                 if following is None or following > before:
-                    return fire  # type: ignore[no-any-return]
+                    return fire
                 fire = following
         span *= 2
     return None

@@ -169,7 +169,9 @@ def build_status_report(cfg: Config, now: datetime | None = None, *, cycles: int
     holder = read_lock_holder(cfg.bot.state_dir)
     daemon = (DaemonState(holder.alive, holder.pid, _iso(holder.started_at), holder.command)
               if holder is not None else DaemonState(alive=False))
-    base = {"generated_at": now.isoformat(), "config_path": str(cfg.source) if cfg.source else None,
+    base: dict[str, Any] = {
+            "generated_at": now.isoformat(),
+            "config_path": str(cfg.source) if cfg.source else None,
             "state_db": str(cfg.state_db), "mode": cfg.bot.mode, "strategy": cfg.strategy.name,
             "broker": cfg.broker.kind, "daemon": daemon, "rearm_command": REARM_COMMAND,
             "max_drawdown": cfg.risk.max_drawdown, "max_var": cfg.risk.max_var}
