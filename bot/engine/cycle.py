@@ -120,7 +120,8 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
              first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
     # 4. weights and 5. risk
     weights, decision = risk_checked_targets(ctx.strategy, prices, s.universe, s.limits)
-    log.info("weights_computed", weights=_rounded(weights), cash=round(1 - weights.sum(), 6))
+    log.info("weights_computed", weights=_rounded(weights),
+             cash_weight=round(1 - weights.sum(), 6))
     for iv in decision.interventions:
         log.warning("risk_limited", rule=iv.rule, before=iv.before, after=iv.after)
     log.info("risk_checked", var=decision.var, cvar=decision.cvar, var_before=decision.var_before,
