@@ -5,7 +5,7 @@ One datagram per call on an AF_UNIX SOCK_DGRAM socket to ``$NOTIFY_SOCKET`` (a l
 under systemd, or ``Type=`` other than notify). The watchdog period comes from
 ``$WATCHDOG_USEC``, and only for the process ``$WATCHDOG_PID`` names: children inherit
 the variables but their pings are ignored (``NotifyAccess=main``). A failed send is
-logged and never fatal.
+logged and never fatal, and a send never blocks longer than ``SEND_TIMEOUT_SECS``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ log = structlog.get_logger("allocbot.systemd")
 READY = "READY=1"
 WATCHDOG = "WATCHDOG=1"
 STOPPING = "STOPPING=1"
+SEND_TIMEOUT_SECS = 1.0
 
 
 def notify(*messages: str) -> bool:
@@ -30,6 +31,7 @@ def notify(*messages: str) -> bool:
         address = "\0" + address[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.settimeout(SEND_TIMEOUT_SECS)  # a stalled reader must never freeze the bot
             sock.connect(address)
             sock.sendall("\n".join(messages).encode())
     except OSError as exc:
