@@ -1,11 +1,14 @@
 """The bot's configuration: TOML file → pydantic schema → cross-field checks → frozen Config.
 
 Every error names the key path (``[sim].starting_cash``) and never echoes a secret.
-Relative paths are resolved against the config file's directory.
+Relative paths are resolved against the config file's directory. ``ALLOCBOT_STATE_DIR``
+in the environment replaces ``[bot].state_dir`` (deploy recipes set it: ``/data`` in the
+container, ``$STATE_DIRECTORY`` under systemd).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from datetime import date
@@ -21,6 +24,7 @@ from bot.logs import REDACTED, SECRET_NAME_PATTERN
 from bot.sample_market import SAMPLE_PRICES_PATH
 
 SAMPLE_PRICES = SAMPLE_PRICES_PATH
+STATE_DIR_ENV = "ALLOCBOT_STATE_DIR"
 _DAY_NAMES = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 
 
@@ -243,8 +247,14 @@ def _format_validation_error(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def parse_config(raw: dict[str, Any], base_dir: Path, source: Path | None = None) -> Config:
-    """Validate a parsed TOML document; raise ConfigError with every problem's key path."""
+def parse_config(raw: dict[str, Any], base_dir: Path, source: Path | None = None,
+                 state_dir: Path | None = None, check_strategy: bool = True) -> Config:
+    """Validate a parsed TOML document; raise ConfigError with every problem's key path.
+
+    ``state_dir`` replaces ``[bot].state_dir`` (from ``ALLOCBOT_STATE_DIR``);
+    ``check_strategy=False`` skips building the strategy (read-only commands, which never
+    run it, stay free of numpy/pandas/scikit-learn imports).
+    """
     secret_keys = _find_secret_keys(raw)
     if secret_keys:
         raise ConfigError(
@@ -255,30 +265,33 @@ def parse_config(raw: dict[str, Any], base_dir: Path, source: Path | None = None
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc)) from None
-    cfg = _resolve_paths(cfg, base_dir, source)
-    _cross_check(cfg)
+    cfg = _resolve_paths(cfg, base_dir, source, state_dir)
+    _cross_check(cfg, check_strategy)
     return cfg
 
 
-def _resolve_paths(cfg: Config, base_dir: Path, source: Path | None) -> Config:
+def _resolve_paths(cfg: Config, base_dir: Path, source: Path | None,
+                   state_dir: Path | None) -> Config:
     def resolve(p: Path) -> Path:
         return p if p.is_absolute() else (base_dir / p).resolve()
 
+    state = state_dir.resolve() if state_dir is not None else resolve(cfg.bot.state_dir)
     return cfg.model_copy(
         update={
-            "bot": cfg.bot.model_copy(update={"state_dir": resolve(cfg.bot.state_dir)}),
+            "bot": cfg.bot.model_copy(update={"state_dir": state}),
             "sim": cfg.sim.model_copy(update={"prices": resolve(cfg.sim.prices)}),
             "source": source,
         }
     )
 
 
-def _cross_check(cfg: Config) -> None:
-    try:
-        cfg.build_strategy()
-    except strategies.StrategyConfigError as exc:
-        key = "[strategy].name" if "unknown strategy" in str(exc) else "[strategy.params]"
-        raise ConfigError(f"{key}: {exc}") from None
+def _cross_check(cfg: Config, check_strategy: bool = True) -> None:
+    if check_strategy:
+        try:
+            cfg.build_strategy()
+        except strategies.StrategyConfigError as exc:
+            key = "[strategy].name" if "unknown strategy" in str(exc) else "[strategy.params]"
+            raise ConfigError(f"{key}: {exc}") from None
     if cfg.bot.mode == "live" and cfg.broker.kind != "alpaca":
         raise ConfigError('[bot].mode: "live" needs [broker].kind = "alpaca" (the simulator '
                           "cannot trade real money)")
@@ -289,8 +302,9 @@ def _cross_check(cfg: Config) -> None:
         raise ConfigError(f"[sim].prices: file not found: {cfg.sim.prices}")
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate the TOML config at ``path``."""
+def load_config(path: Path, check_strategy: bool = True) -> Config:
+    """Read and validate the TOML config at ``path`` (``ALLOCBOT_STATE_DIR`` overrides
+    ``[bot].state_dir``; a relative value is taken from the current directory)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -299,7 +313,10 @@ def load_config(path: Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(raw, path.resolve().parent, source=path.resolve())
+    env_state_dir = os.environ.get(STATE_DIR_ENV, "").strip()
+    return parse_config(raw, path.resolve().parent, source=path.resolve(),
+                        state_dir=Path(env_state_dir) if env_state_dir else None,
+                        check_strategy=check_strategy)
 
 
 def config_as_dict(cfg: Config) -> dict[str, Any]:

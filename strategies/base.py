@@ -63,6 +63,7 @@ class Strategy(Protocol):
 
 S = TypeVar("S")
 _REGISTRY: dict[str, Callable[..., Strategy]] = {}
+_BUILTINS_LOADED = False
 
 
 def register(name: str) -> Callable[[S], S]:
@@ -77,7 +78,24 @@ def register(name: str) -> Callable[[S], S]:
     return decorate
 
 
+def _register_builtin_strategies() -> None:
+    """Import every module of the package once, so each registers its strategies."""
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
+    import importlib
+    import pkgutil
+
+    import strategies
+
+    for module in pkgutil.iter_modules(strategies.__path__):
+        if not module.name.startswith("_") and module.name != "base":
+            importlib.import_module(f"strategies.{module.name}")
+
+
 def available() -> list[str]:
+    _register_builtin_strategies()
     return sorted(_REGISTRY)
 
 
@@ -93,6 +111,7 @@ def parameters(name: str) -> dict[str, Any]:
 
 
 def _lookup(name: str) -> Callable[..., Strategy]:
+    _register_builtin_strategies()
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -95,7 +95,12 @@ def test_tap_in_logging_chain_sees_redacted_events(monkeypatch):
     stream = io.StringIO()
     configure_logging("json", "info", stream,
                       taps=[lambda _l, _m, e: seen.append(dict(e)) or e])
-    structlog.get_logger("t").info("alert_probe", url="json://127.0.0.1:9/hook/supersecrettoken123")
+    try:
+        configure_logging("json", "info", stream)  # a later re-configuration keeps the tap
+        structlog.get_logger("t").info("alert_probe",
+                                       url="json://127.0.0.1:9/hook/supersecrettoken123")
+    finally:
+        configure_logging("json", "info", io.StringIO(), taps=(), extra_secrets=())
     assert seen[-1]["event"] == "alert_probe"
     assert "supersecrettoken123" not in json.dumps(seen) + stream.getvalue()
 

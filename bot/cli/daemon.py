@@ -31,16 +31,23 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
     cfg = load(config_path)
     monitor = _start_monitoring(cfg)
     try:
-        rt = open_runtime(cfg, live)  # a startup failure here still reaches the alert sender
+        # a startup failure here still reaches the alert sender (monitor.close flushes it)
+        rt = open_runtime(cfg, live, command="run")
 
         def wake() -> None:
             rt.broker.on_wake()
+            clock = rt.broker.clock()
+            if not clock.is_open and clock.next_open is None:  # a replayed price file ran out
+                daemon.finish(f"replay_ended: no trading day after {clock.now.date()} in the "
+                              "price data; append rows to continue")
+                return
             cycle.run(rt.context)
 
+        daemon = Daemon(cfg.schedule, wake, max_cycles=max_cycles)
         try:
             if monitor is not None:
                 monitor.seed_from_journal()
-            Daemon(cfg.schedule, wake, max_cycles=max_cycles).run()
+            daemon.run()
         finally:
             rt.close()
     finally:
@@ -68,7 +75,7 @@ def once(config_path: Path, live: bool) -> None:
     from bot.engine import cycle
 
     cfg = load(config_path)
-    rt = open_runtime(cfg, live)
+    rt = open_runtime(cfg, live, command="once")
     try:
         rt.broker.on_wake()
         result = cycle.run(rt.context)

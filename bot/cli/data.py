@@ -10,12 +10,12 @@ import click
 
 from bot.cli.startup import config_option, fail_on, load
 from bot.config import Config
-from bot.engine.runtime import build_alpaca_broker
 from bot.errors import AllocbotError, ConfigError
 
 
 def fetch_to_csv(cfg: Config, symbols: tuple[str, ...], start: date, end: date, out: Path) -> int:
     """Download closes for ``symbols`` between ``start`` and ``end``; return the row count."""
+    from bot.engine.runtime import build_alpaca_broker
     from brokers.alpaca.broker import fetch_daily_closes
 
     if not symbols:

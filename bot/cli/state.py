@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 import structlog
 
-from bot.cli.startup import config_option, load
+from bot.cli.startup import config_option, fail_on, load
 from bot.config import config_as_dict
+from bot.errors import AllocbotError
 
 log = structlog.get_logger("allocbot.cli")
 
@@ -26,14 +27,21 @@ def check_config(config_path: Path) -> None:
 @config_option
 def rearm(config_path: Path) -> None:
     """Re-arm trading after a drawdown halt (resets the equity peak)."""
-    from bot.engine.cycle import HALT_KEY, PEAK_KEY
+    from bot.engine.instance_lock import InstanceLock
     from bot.engine.journal import Journal
+    from bot.engine.statuses import HALT_KEY, PEAK_KEY
 
     cfg = load(config_path, logs_to_stderr=True)
-    journal = Journal(cfg.state_db)
-    reason = journal.meta(HALT_KEY)
-    journal.delete_meta(HALT_KEY)
-    journal.delete_meta(PEAK_KEY)
-    journal.close()
+    try:
+        with InstanceLock.acquire(cfg.bot.state_dir, "rearm"):
+            journal = Journal(cfg.state_db)
+            try:
+                reason = journal.meta(HALT_KEY)
+                journal.delete_meta(HALT_KEY)
+                journal.delete_meta(PEAK_KEY)
+            finally:
+                journal.close()
+    except AllocbotError as exc:
+        fail_on(exc)
     log.warning("trading_rearmed", previous_halt=reason)
     click.echo("trading re-armed" + (f" (was halted: {reason})" if reason else " (was not halted)"))

@@ -11,14 +11,15 @@ import click
 
 from bot.cli.startup import config_option, fail_on, load
 from bot.config import Config
-from bot.engine.cycle import risk_checked_targets
-from bot.engine.runtime import risk_limits
 from bot.errors import AllocbotError, BrokerDataError
-from brokers.prices import load_universe_prices
 
 
 def target_weights_report(cfg: Config, prices_path: Path, asof: date | None) -> dict[str, Any]:
     """Weights as of ``asof`` (default: the last date in the file), using only rows ≤ asof."""
+    from bot.engine.cycle import risk_checked_targets
+    from bot.engine.runtime import risk_limits
+    from brokers.prices import load_universe_prices
+
     prices, symbols = load_universe_prices(prices_path, cfg.universe.symbols)
     prices = prices.loc[:, list(symbols)]
     if asof is not None:

@@ -21,14 +21,12 @@ from bot.core.risk import RiskDecision, RiskLimits, apply_risk_limits
 from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_plan
 from bot.engine.journal import Journal
 from bot.engine.reconcile import reconcile
-from bot.engine.statuses import CycleStatus
+from bot.engine.statuses import HALT_KEY, PEAK_KEY, CycleStatus
 from bot.errors import AllocbotError, BrokerDataError
 from brokers.base import EXCHANGE_TZ, Broker
 from strategies import Strategy
 
 log = structlog.get_logger("allocbot.cycle")
-HALT_KEY = "halted"
-PEAK_KEY = "peak_equity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +120,8 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
              first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
     # 4. weights and 5. risk
     weights, decision = risk_checked_targets(ctx.strategy, prices, s.universe, s.limits)
-    log.info("weights_computed", weights=_rounded(weights), cash=round(1 - weights.sum(), 6))
+    log.info("weights_computed", weights=_rounded(weights),
+             cash_weight=round(1 - weights.sum(), 6))
     for iv in decision.interventions:
         log.warning("risk_limited", rule=iv.rule, before=iv.before, after=iv.after)
     log.info("risk_checked", var=decision.var, cvar=decision.cvar, var_before=decision.var_before,
