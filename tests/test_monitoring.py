@@ -14,17 +14,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import structlog
 import yaml
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import generate_latest
 
+from bot.config import load_config
 from bot.logs import configure_logging
 from bot.monitoring.alerts import AlertKind, AlertRules, RateLimiter
 from bot.monitoring.metrics import METRIC_NAMES, CycleMetrics
 from bot.monitoring.observed import ObservedState
-from bot.monitoring.overdue import previous_fire_time, success_overdue
 from bot.monitoring.page import drawdown_series, render_page
-from bot.monitoring.page_data import PageData
+from bot.monitoring.service import Monitor
+from bot.monitoring.status_report import build_status_report
 from bot.monitoring.tap import MonitoringTap
 from tests.conftest import REPO, run_cli
 
@@ -57,20 +56,30 @@ def test_rate_limiter_second_alert_of_a_kind_inside_window_refused_other_kind_al
     assert limiter.allow(AlertKind.TRADING_HALTED, T0 + timedelta(seconds=600))
 
 
-def test_previous_fire_time_cron_weekdays_skips_the_weekend():
-    trigger = CronTrigger(minute=45, hour=15, day_of_week="mon-fri", timezone=NY)
-    monday_morning = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)  # 09:00 New York
-    assert previous_fire_time(trigger, monday_morning) == datetime(2026, 2, 27, 20, 45, tzinfo=UTC)
+def test_watchdog_alerts_only_once_a_deadline_after_start_passes_without_success(
+        write_config):
+    cfg = load_config(write_config({"schedule": {"interval_secs": 600, "misfire_grace_secs": 60}}))
+    monitor = Monitor(cfg, ObservedState(), None, None, started_at=T0 - timedelta(hours=1))
+    monitor.state.last_success_at = T0 - timedelta(seconds=300)
+    assert monitor.periodic_alerts(T0) == []
+    monitor.state.last_success_at = T0 - timedelta(seconds=900)
+    (alert,) = monitor.periodic_alerts(T0)
+    assert alert.kind is AlertKind.NO_RECENT_SUCCESS and "was due since" in alert.body
+    monitor.state.halted = True  # a halt has its own alert
+    assert monitor.periodic_alerts(T0) == []
+    fresh = Monitor(cfg, ObservedState(), None, None, started_at=T0 - timedelta(seconds=30))
+    assert fresh.periodic_alerts(T0) == []  # the deadline predates this daemon
 
 
-def test_success_overdue_only_after_due_time_plus_grace():
-    trigger = IntervalTrigger(seconds=600, timezone=NY)
-    started = T0 - timedelta(hours=1)
-    assert success_overdue(trigger, 60, T0, started, T0 - timedelta(seconds=300)) is None
-    reason = success_overdue(trigger, 60, T0, started, T0 - timedelta(seconds=900))
-    assert reason is not None and "last successful cycle at" in reason
-    assert "no successful cycle yet" in (success_overdue(trigger, 60, T0, started, None) or "")
-    assert success_overdue(trigger, 60, T0, T0 - timedelta(seconds=30), None) is None
+def test_daily_summary_sent_once_per_day_after_its_time(write_config):
+    cfg = load_config(write_config({"alerts": {"daily_summary_at": "16:30", "watchdog": False}}))
+    monitor = Monitor(cfg, ObservedState(equity=1000.0, drawdown=0.01, var=0.012,
+                                         max_drift=0.03), None, None)
+    before = datetime(2026, 3, 2, 21, 0, tzinfo=UTC)  # 16:00 New York
+    assert monitor.periodic_alerts(before) == []
+    (summary,) = monitor.periodic_alerts(before + timedelta(minutes=45))
+    assert summary.kind is AlertKind.DAILY_SUMMARY and "VaR: 1.20% vs limit 5.00%" in summary.body
+    assert monitor.periodic_alerts(before + timedelta(minutes=50)) == []
 
 
 def test_tap_updates_metrics_and_passes_event_through_unchanged():
@@ -132,17 +141,9 @@ def test_deploy_files_cover_the_metrics():
     assert all(name in panel_exprs for name in METRIC_NAMES)
 
 
-def _page(**changes) -> str:
-    base = PageData(mode="paper", strategy="fixed", broker="sim", generated_at=T0,
-                    journal_found=True, halt_reason=None, equity=100.0, cash=1.0, drawdown=0.0,
-                    max_drawdown=None, var=0.01, var_limit=0.02, max_drift=0.0,
-                    last_success_at=None, curve=(("2026-01-01", 100.0), ("2026-01-02", 90.0)),
-                    holdings=(), cycles=(), alerts=())
-    return render_page(dataclasses.replace(base, **changes))
-
-
-def test_page_halted_shows_banner_with_reason_escaped_and_no_controls():
-    html = _page(halt_reason="drawdown 30% <b>exceeds</b> max")
+def test_page_halted_shows_banner_with_reason_escaped_and_no_controls(write_config):
+    report = build_status_report(load_config(write_config()))
+    html = render_page(dataclasses.replace(report, halted_reason="drawdown 30% <b>exceeds</b> max"))
     assert "HALTED: drawdown 30% &lt;b&gt;exceeds&lt;/b&gt; max" in html
     assert "allocbot rearm" in html
     assert "<form" not in html and "<button" not in html and "<script" not in html

@@ -136,6 +136,7 @@ def test_status_page_token_required_when_set_401_then_200(tmp_path, write_config
             "metrics_none": get(base + "/metrics")[0],
             "right": get(base + "/", token), "metrics_right": get(base + "/metrics", token)[0],
             "health": get(base + "/health", token),
+            "status_json": get(base + "/status.json", token),
         }
     finally:
         out, err = stop(proc)
@@ -143,6 +144,9 @@ def test_status_page_token_required_when_set_401_then_200(tmp_path, write_config
     status, page = answers["right"]
     assert status == 200 and "<h1>allocbot</h1>" in page
     assert answers["metrics_right"] == 200
-    assert answers["health"] == (200, json.dumps(
-        {"ok": True, "reason": "last successful cycle is recent enough"}))
+    status, health = answers["health"]
+    assert status == 200 and json.loads(health)["ok"] is True  # `allocbot health`'s verdict
+    assert json.loads(health)["reason"].startswith("ok: last success at ")
+    status, report = answers["status_json"]
+    assert status == 200 and json.loads(report)["last_cycle"]["status"] == "finished"
     assert token not in out + err

@@ -46,7 +46,7 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
         daemon = Daemon(cfg.schedule, wake, max_cycles=max_cycles)
         try:
             if monitor is not None:
-                monitor.seed_from_journal()
+                _serve(monitor)
             daemon.run()
         finally:
             rt.close()
@@ -63,6 +63,15 @@ def _start_monitoring(cfg: Config) -> Monitor | None:
 
     try:
         return start_monitoring(cfg)
+    except AllocbotError as exc:
+        fail_on(exc)
+
+
+def _serve(monitor: Monitor) -> None:
+    """Seed the gauges from the journal, then listen (the instance lock is held by now)."""
+    try:
+        monitor.seed_from_journal()
+        monitor.serve()
     except AllocbotError as exc:
         fail_on(exc)
 

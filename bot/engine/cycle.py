@@ -166,7 +166,6 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
         "drawdown": round(_drawdown(journal, equity), 6),
         "max_drift": round(_max_drift(plan.current_weights, plan.target_weights), 6),
         "drifted": list(plan.drifted), "targets": _rounded(decision.weights),
-        "weights_before": _rounded(plan.current_weights),
     })
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -105,6 +106,14 @@ class CycleMetrics:
         _set_if_number(self.drawdown, figures.get("drawdown"))
         _set_if_number(self.var, figures.get("var"))
         _set_if_number(self.max_drift, figures.get("max_drift"))
+
+    def seed(self, figures: Mapping[str, Any], halted: bool,
+             last_success_at: datetime | None) -> None:
+        """At daemon start, from the journal: the last cycle's figures and the halt."""
+        self.set_figures(figures)
+        self.halted.set(1 if halted else 0)
+        if last_success_at is not None:
+            self.last_success.set(last_success_at.timestamp())
 
     def _guard_blocked(self, guard: str) -> None:
         if guard not in self._guards and len(self._guards) >= MAX_GUARD_LABELS:

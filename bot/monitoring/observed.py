@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-
-SUCCESS_STATUSES = ("finished", "skipped")  # a cycle that ran; halted and failed did not
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -25,3 +25,13 @@ class ObservedState:
     last_status: str | None = None
     failure_streak: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def absorb(self, figures: Mapping[str, Any]) -> None:
+        """Take the figures of a cycle summary (the ``cycle_finished`` event or its journal
+        row); halted cycles carry ``equity`` instead of ``equity_after``."""
+        for attr, keys in (("equity", ("equity_after", "equity")), ("cash", ("cash_after",)),
+                           ("drawdown", ("drawdown",)), ("var", ("var",)),
+                           ("max_drift", ("max_drift",))):
+            value = next((figures[k] for k in keys if k in figures), None)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                setattr(self, attr, float(value))

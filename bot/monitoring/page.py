@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from bot.monitoring.page_data import PageData
+from bot.monitoring.sender import AlertRecord
+from bot.monitoring.status_report import StatusReport
 
 CHART_W, CHART_H, PAD = 720, 180, 36
 REFRESH_SECS = 30
@@ -77,33 +78,50 @@ def svg_chart(labels: Sequence[str], values: Sequence[float], title: str, color:
         f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{points}"/></svg>')
 
 
-def _banner(data: PageData) -> str:
-    if data.halt_reason:
-        return (f'<div class="banner halted" id="halt">HALTED: {escape(data.halt_reason)}. '
-                "Nothing trades until an operator runs <code>allocbot rearm</code>.</div>")
-    if not data.journal_found:
-        return '<div class="banner halted" id="halt">No journal yet: no cycle has run.</div>'
+def _banner(report: StatusReport) -> str:
+    if report.halted_reason:
+        return (f'<div class="banner halted" id="halt">HALTED: {escape(report.halted_reason)}. '
+                f"Nothing trades until an operator runs <code>{escape(report.rearm_command)}"
+                "</code>.</div>")
+    if report.last_cycle is None:
+        return '<div class="banner halted" id="halt">No cycle has run yet.</div>'
     return '<div class="banner ok" id="halt">Trading armed (no halt).</div>'
 
 
-def _figures(data: PageData) -> str:
-    var_breach = (data.var is not None and data.var_limit is not None
-                  and data.var > data.var_limit)
-    dd_breach = (data.drawdown is not None and data.max_drawdown is not None
-                 and data.drawdown >= data.max_drawdown)
-    last = data.cycles[0] if data.cycles else None
+def _max_drift(report: StatusReport) -> float | None:
+    return max((abs(h.drift) for h in report.holdings), default=None)
+
+
+def _signed(value: float | None) -> str:
+    return "—" if value is None else f"{value:+,.2f}"
+
+
+def _figures(report: StatusReport) -> str:
+    acct = report.account
+    drawdown = acct.drawdown if acct is not None else None
+    var_breach = report.var is not None and report.max_var is not None and report.var > report.max_var
+    dd_breach = (drawdown is not None and report.max_drawdown is not None
+                 and drawdown >= report.max_drawdown)
+    last = report.last_cycle
     return '<div class="figs">' + "".join([
-        _fig("Equity", _money(data.equity), fig_id="equity"),
-        _fig("Cash", _money(data.cash), fig_id="cash"),
-        _fig(_limited("Drawdown", "max", data.max_drawdown), _pct(data.drawdown),
+        _fig("Equity", _money(acct.equity if acct else None), fig_id="equity"),
+        _fig("Cash", _money(acct.cash if acct else None), fig_id="cash"),
+        _fig("P&L since inception", _signed(acct.pnl_since_inception if acct else None),
+             fig_id="pnl"),
+        _fig("P&L month / year to date", f"{_signed(acct.pnl_mtd if acct else None)} / "
+             f"{_signed(acct.pnl_ytd if acct else None)}", fig_id="pnl-mtd-ytd"),
+        _fig(_limited("Drawdown", "max", report.max_drawdown), _pct(drawdown),
              "breach" if dd_breach else "", "drawdown"),
-        _fig(_limited("VaR", "limit", data.var_limit), _pct(data.var),
+        _fig(_limited("VaR", "limit", report.max_var), _pct(report.var),
              "breach" if var_breach else "", "var"),
-        _fig("Max drift", _pct(data.max_drift), fig_id="max-drift"),
+        _fig("Max drift now", _pct(_max_drift(report)), fig_id="max-drift"),
         _fig("Last cycle", last.status if last else "—", fig_id="last-status"),
-        _fig("Last success (UTC)", (data.last_success_at or "—")[:19].replace("T", " "),
-             fig_id="last-success"),
+        _fig("Last success (UTC)", _when(report.last_success_at), fig_id="last-success"),
     ]) + "</div>"
+
+
+def _when(iso: str | None) -> str:
+    return "—" if not iso else iso[:19].replace("T", " ")
 
 
 def _limited(label: str, word: str, limit: float | None) -> str:
@@ -113,7 +131,7 @@ def _limited(label: str, word: str, limit: float | None) -> str:
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], table_id: str,
            err_col: int | None = None) -> str:
     if not rows:
-        return f'<p class="sub" id="{table_id}">None yet.</p>'
+        return f'<p class="sub" id="{table_id}">None.</p>'
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f'<td class="err">{escape(c)}</td>' if i == err_col
@@ -122,48 +140,60 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], table_id: str,
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _cycle_rows(data: PageData) -> list[list[str]]:
-    rows = []
-    for c in data.cycles:
-        s = c.summary
-        equity = s.get("equity_after", s.get("equity"))
-        rows.append([c.cycle_id, c.asof or "", c.status, (c.finished_at or "")[:19].replace("T", " "),
-                     str(s.get("orders_filled", "")),
-                     _money(equity) if isinstance(equity, int | float) else "",
-                     str(s.get("error") or s.get("reason") or "")])
-    return rows
+def _subtitle(report: StatusReport) -> str:
+    d = report.daemon
+    daemon = (f"daemon pid {d.pid} since {_when(d.started_at)} UTC" if d.alive
+              else "no daemon holds the state lock")
+    wake = f" · next wake {_when(report.next_wake)} UTC" if report.next_wake else ""
+    return (f'<p class="sub">mode <b>{escape(report.mode)}</b> · strategy '
+            f'<b>{escape(report.strategy)}</b> · broker <b>{escape(report.broker)}</b> · '
+            f"{escape(daemon)}{escape(wake)}<br>read-only page generated "
+            f"{escape(_when(report.generated_at))} UTC, refreshes every {REFRESH_SECS} s</p>")
 
 
-def render_page(data: PageData) -> str:
-    """The whole HTML document."""
-    labels = [label for label, _ in data.curve]
-    equity = [value for _, value in data.curve]
-    holdings = [[h.symbol, _pct(h.weight), _pct(h.target), f"{h.drift:+.2%}"]
-                for h in data.holdings]
-    alerts = [[a.at.isoformat(timespec="seconds").replace("T", " ")[:19], a.kind, a.title,
-               a.outcome] for a in data.alerts]
+def _sections(report: StatusReport, alerts: Sequence[AlertRecord]) -> list[str]:
+    labels = [p.asof for p in report.equity_curve]
+    equity = [p.equity for p in report.equity_curve]
+    holdings = [[h.symbol, f"{h.qty:,.4f}", _money(h.value), _pct(h.weight), _pct(h.target),
+                 f"{h.drift:+.2%}", "yes" if h.drifted else ""] for h in report.holdings]
+    orders = [[o.client_order_id, o.symbol, o.side, f"{o.qty:,.4f}", f"{o.filled_qty:,.4f}",
+               o.status, o.reason or ""] for o in report.open_orders]
+    cycles = [[c.cycle_id, c.asof or "", c.status, _when(c.finished_at),
+               "" if c.orders_filled is None else str(c.orders_filled),
+               _money(c.equity) if c.equity is not None else "", c.error or c.note or ""]
+              for c in report.cycles]
+    recent = [[_when(a.at.isoformat()), a.kind, a.title, a.outcome] for a in reversed(alerts)]
+    notes = "".join(f'<p class="sub">{escape(n)}</p>' for n in report.notes)
+    return [
+        "<h2>Equity and drawdown</h2>",
+        svg_chart(labels, equity, "Equity after each cycle", "#2563eb", ",.0f"),
+        svg_chart(labels, drawdown_series(equity), "Drawdown from peak", "#c2410c", ".1%",
+                  invert=True),
+        "<h2>Holdings vs targets</h2>",
+        _table(["symbol", "qty", "value", "weight", "target", "drift", "drifted"], holdings,
+               "holdings"),
+        "<h2>Open and unsent orders</h2>",
+        _table(["client order id", "symbol", "side", "qty", "filled", "status", "reason"],
+               orders, "orders"),
+        "<h2>Last cycles</h2>",
+        _table(["cycle", "as of", "status", "finished (UTC)", "fills", "equity",
+                "error / reason"], cycles, "cycles", err_col=6),
+        "<h2>Last alerts</h2>",
+        _table(["at (UTC)", "kind", "title", "outcome"], recent, "alerts"),
+        notes,
+    ]
+
+
+def render_page(report: StatusReport, alerts: Sequence[AlertRecord] = ()) -> str:
+    """The whole HTML document for ``report`` (from ``build_status_report``) and the alert
+    sender's recent list (oldest first)."""
     return "".join([
         '<!doctype html><html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f'<meta http-equiv="refresh" content="{REFRESH_SECS}">',
         '<link rel="icon" href="data:,">', "<title>allocbot status</title>",
         f"<style>{_STYLE}</style></head><body>",
-        "<h1>allocbot</h1>",
-        f'<p class="sub">mode <b>{escape(data.mode)}</b> · strategy <b>{escape(data.strategy)}'
-        f'</b> · broker <b>{escape(data.broker)}</b> · read-only page, generated '
-        f'{data.generated_at.isoformat(timespec="seconds")} (refreshes every {REFRESH_SECS} s)</p>',
-        _banner(data), _figures(data),
-        "<h2>Equity and drawdown</h2>",
-        svg_chart(labels, equity, "Equity after each cycle", "#2563eb", ",.0f"),
-        svg_chart(labels, drawdown_series(equity), "Drawdown from peak", "#c2410c", ".1%",
-                  invert=True),
-        "<h2>Holdings vs targets</h2>",
-        '<p class="sub">Weights as the last cycle saw them, before its orders.</p>',
-        _table(["symbol", "weight", "target", "drift"], holdings, "holdings"),
-        "<h2>Last cycles</h2>",
-        _table(["cycle", "as of", "status", "finished (UTC)", "fills", "equity", "error / reason"],
-               _cycle_rows(data), "cycles", err_col=6),
-        "<h2>Last alerts</h2>",
-        _table(["at (UTC)", "kind", "title", "outcome"], alerts, "alerts"),
+        "<h1>allocbot</h1>", _subtitle(report), _banner(report), _figures(report),
+        *_sections(report, alerts),
         "</body></html>",
     ])

@@ -51,6 +51,10 @@ class AlertSender:
         self._thread = threading.Thread(target=self._loop, name="allocbot-alerts", daemon=True)
         self._apprise: Any = None
 
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self._urls
+
     def start(self) -> None:
         self._thread.start()
 

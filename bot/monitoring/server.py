@@ -1,5 +1,5 @@
 """The monitoring HTTP server: stdlib wsgiref on a threading server, one WSGI app routing
-``/metrics`` to prometheus_client's app, ``/health`` and the status page ``/``.
+``/metrics`` to prometheus_client's app, ``/health``, ``/status.json`` and the page ``/``.
 
 Bound to 127.0.0.1 unless configured otherwise; with ``ALLOCBOT_STATUS_TOKEN`` set every
 route wants ``Authorization: Bearer <token>`` (compared in constant time), else 401.
@@ -34,6 +34,7 @@ class Routes:
     metrics: Wsgi | None  # prometheus_client.make_wsgi_app(registry)
     health: Callable[[], tuple[bool, str]] | None  # (ok, reason)
     page: Callable[[], str] | None
+    status_json: Callable[[], str] | None
 
 
 def _respond(start_response: Callable[..., Any], status: str, body: bytes,
@@ -72,6 +73,9 @@ def build_app(routes: Routes, token: str | None) -> Wsgi:
             ok, reason = routes.health()
             body = json.dumps({"ok": ok, "reason": reason}).encode()
             return _respond(start_response, "200 OK" if ok else "503 Service Unavailable", body,
+                            "application/json")
+        if path == "/status.json" and routes.status_json is not None:
+            return _respond(start_response, "200 OK", routes.status_json().encode(),
                             "application/json")
         if path == "/" and routes.page is not None:
             return _respond(start_response, "200 OK", routes.page().encode(),

@@ -1,8 +1,9 @@
-"""Monitoring as the daemon runs it: build the metrics, the alert sender and the HTTP
-server from the config, attach the logging tap, seed from the journal, and shut down.
+"""Monitoring as the daemon runs it: build the metrics and the alert sender from the config,
+attach the logging tap, seed the gauges from the journal, serve HTTP, shut down.
 
-``start_monitoring`` returns None, importing neither prometheus_client nor apprise, when
-no ``[monitoring]`` port and no alert URL is configured.
+``start_monitoring`` runs before the runtime opens (a ``startup_failed`` there still
+alerts); ``Monitor.serve`` binds the ports after it (the instance lock is held by then, so
+a second daemon fails on the lock, not on a busy port).
 """
 
 from __future__ import annotations
@@ -10,27 +11,29 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 import structlog
 
 from bot.config import Config
+from bot.engine.journal import Journal
+from bot.engine.statuses import HALT_KEY
 from bot.errors import ConfigError
 from bot.logs import alert_url_secrets, configure_logging
 from bot.monitoring.alerts import Alert, AlertKind, AlertRules, RateLimiter, Severity
-from bot.monitoring.journal_view import read_journal
+from bot.monitoring.health import assess_health, success_due_after
 from bot.monitoring.metrics import CycleMetrics
-from bot.monitoring.observed import SUCCESS_STATUSES, ObservedState
-from bot.monitoring.overdue import success_overdue
+from bot.monitoring.observed import ObservedState
 from bot.monitoring.sender import AlertSender
 from bot.monitoring.server import STATUS_TOKEN_ENV, MonitoringServer, Routes, build_app
 from bot.monitoring.settings import alert_urls, monitoring_configured
+from bot.monitoring.status_report import SUCCESS_STATUSES
 from bot.monitoring.tap import MonitoringTap
 
 log = structlog.get_logger("allocbot.monitoring")
 WATCHDOG_PERIOD_SECS = 30.0
+SEED_CYCLES = 200
 
 
 @dataclass(slots=True)
@@ -43,54 +46,54 @@ class Monitor:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _summary_state: dict[str, Any] = field(default_factory=dict)
 
-    def seed_from_journal(self, db_path: Path | None = None) -> None:
-        """Gauges from the journal's last cycles, so a restart does not show zeros."""
-        view = read_journal(db_path or self.cfg.state_db, limit=200)
-        if view is None:
+    def seed_from_journal(self) -> None:
+        """Gauges from the journal's last cycles (read-only), so a restart shows no zeros."""
+        if not self.cfg.state_db.exists():
             return
-        last = view.last_with("equity_after") or view.last_with("equity")
-        success = next((c for c in view.cycles if c.status in SUCCESS_STATUSES), None)
+        journal = Journal.open_read_only(self.cfg.state_db)
+        try:
+            cycles = journal.recent_cycles(SEED_CYCLES)
+            halted = journal.meta(HALT_KEY) is not None
+        finally:
+            journal.close()
+        last = next((c["summary"] for c in cycles
+                     if "equity_after" in c["summary"] or "equity" in c["summary"]), None)
+        success = next((c for c in cycles
+                        if c["status"] in SUCCESS_STATUSES and c["finished_at"]), None)
         with self.state.lock:
-            self.state.halted = view.halt_reason is not None
-            if success is not None and success.finished_at:
-                self.state.last_success_at = datetime.fromisoformat(success.finished_at)
+            self.state.halted = halted
+            if success is not None:
+                self.state.last_success_at = datetime.fromisoformat(success["finished_at"])
             if last is not None:
-                s = last.summary
-                self.state.equity = float(s.get("equity_after", s.get("equity", "nan")))
+                self.state.absorb(last)
             if self.metrics is not None:
-                if last is not None:
-                    self.metrics.set_figures(last.summary)
-                self.metrics.halted.set(1 if self.state.halted else 0)
-                if self.state.last_success_at is not None:
-                    self.metrics.last_success.set(self.state.last_success_at.timestamp())
-        log.info("monitoring_seeded", cycles=len(view.cycles), halted=self.state.halted,
-                 equity=None if last is None else last.summary.get("equity_after"))
-
-    def health(self) -> tuple[bool, str]:
-        """The watchdog rule, for ``/health`` (200 when recent enough, else 503)."""
-        from bot.engine.scheduler import build_trigger
-
-        with self.state.lock:
-            halted, last_success = self.state.halted, self.state.last_success_at
-        if halted:
-            return False, "trading halted (allocbot rearm after review)"
-        reason = success_overdue(build_trigger(self.cfg.schedule),
-                                 self.cfg.schedule.misfire_grace_secs, datetime.now(UTC),
-                                 self.started_at, last_success)
-        return (reason is None), reason or "last successful cycle is recent enough"
+                self.metrics.seed(last or {}, halted, self.state.last_success_at)
+        log.info("monitoring_seeded", cycles=len(cycles), halted=halted,
+                 equity=None if last is None else last.get("equity_after", last.get("equity")))
 
     def periodic_alerts(self, now: datetime) -> list[Alert]:
         """Run by the sender thread: the schedule watchdog and the daily summary."""
         alerts = []
-        if self.cfg.alerts.watchdog:
-            ok, reason = self.health()
-            if not ok and not self.state.halted:
-                alerts.append(Alert(AlertKind.NO_RECENT_SUCCESS, Severity.FAILURE,
-                                    "no successful cycle within the schedule", reason))
+        overdue = self._overdue(now) if self.cfg.alerts.watchdog else None
+        if overdue is not None:
+            alerts.append(Alert(AlertKind.NO_RECENT_SUCCESS, Severity.FAILURE,
+                                "no successful cycle within the schedule", overdue))
         summary = self._daily_summary(now)
         if summary is not None:
             alerts.append(summary)
         return alerts
+
+    def _overdue(self, now: datetime) -> str | None:
+        """``allocbot health``'s rule (``success_due_after``) on what this process saw; a
+        deadline from before the daemon started does not count, nor does a halt (it has its
+        own alert)."""
+        due = success_due_after(self.cfg.schedule, now)
+        with self.state.lock:
+            last, halted = self.state.last_success_at, self.state.halted
+        if halted or due <= self.started_at or (last is not None and last >= due):
+            return None
+        seen = "none since the daemon started" if last is None else f"last at {last:%Y-%m-%d %H:%M:%S} UTC"
+        return f"a successful cycle was due since {due:%Y-%m-%d %H:%M:%S} UTC; {seen}"
 
     def _daily_summary(self, now: datetime) -> Alert | None:
         at = self.cfg.alerts.daily_summary_at
@@ -111,6 +114,14 @@ class Monitor:
                      f"max drift: {drift:.2%}\nVaR: {var:.2%} vs limit "
                      f"{'none' if limit is None else f'{limit:.2%}'}")
 
+    def serve(self) -> None:
+        """Bind and start the HTTP server(s) the config asks for; log the ports."""
+        if self.metrics is not None:
+            _start_servers(self)
+        log.info("monitoring_started", alert_urls=len(self.sender.urls) if self.sender else 0,
+                 **{f"{role}_port": server.port for role, server in self.servers},
+                 **{f"{role}_host": server.host for role, server in self.servers})
+
     def close(self) -> None:
         for _, server in self.servers:
             server.close()
@@ -119,30 +130,24 @@ class Monitor:
 
 
 def start_monitoring(cfg: Config, log_stream: TextIO | None = None) -> Monitor | None:
-    """Start what the config asks for and re-configure logging with the tap; None if off."""
-    mon, urls = cfg.monitoring, alert_urls(cfg)
+    """Metrics objects, the alert sender and the logging tap; None when nothing is configured."""
     if not monitoring_configured(cfg):
         return None
+    mon, urls = cfg.monitoring, alert_urls(cfg)
     state = ObservedState()
     metrics = (CycleMetrics(cfg.risk.max_var)
                if mon.metrics_port is not None or mon.http_port is not None else None)
     monitor = Monitor(cfg, state, metrics, None)
-    sender = None
     if urls:
-        sender = AlertSender(urls, RateLimiter(cfg.alerts.rate_limit_secs),
-                             cfg.alerts.send_timeout_secs, monitor.periodic_alerts,
-                             WATCHDOG_PERIOD_SECS)
-        monitor.sender = sender
-    rules = AlertRules(cfg.alerts.failure_streak) if sender is not None else None
+        monitor.sender = AlertSender(urls, RateLimiter(cfg.alerts.rate_limit_secs),
+                                     cfg.alerts.send_timeout_secs, monitor.periodic_alerts,
+                                     WATCHDOG_PERIOD_SECS)
+    rules = AlertRules(cfg.alerts.failure_streak) if monitor.sender is not None else None
     configure_logging(cfg.bot.log_format, cfg.bot.log_level, log_stream,
-                      taps=[MonitoringTap(state, metrics, rules, sender)],
+                      taps=[MonitoringTap(state, metrics, rules, monitor.sender)],
                       extra_secrets=alert_url_secrets(cfg.alerts.urls))
-    _start_servers(monitor)
-    if sender is not None:
-        sender.start()
-    log.info("monitoring_started", alert_urls=len(urls),
-             **{f"{role}_port": server.port for role, server in monitor.servers},
-             **{f"{role}_host": server.host for role, server in monitor.servers})
+    if monitor.sender is not None:
+        monitor.sender.start()
     return monitor
 
 
@@ -150,26 +155,32 @@ def _start_servers(monitor: Monitor) -> None:
     from prometheus_client import make_wsgi_app
 
     from bot.monitoring.page import render_page
-    from bot.monitoring.page_data import gather_page_data
+    from bot.monitoring.status_report import build_status_report
 
-    if monitor.metrics is None:
-        return
+    assert monitor.metrics is not None
     mon, cfg = monitor.cfg.monitoring, monitor.cfg
     token = os.environ.get(STATUS_TOKEN_ENV) or None
     metrics_app = make_wsgi_app(monitor.metrics.registry)
 
+    def health() -> tuple[bool, str]:
+        verdict = assess_health(cfg)  # the very rule of `allocbot health`
+        return verdict.healthy, verdict.reason
+
     def page() -> str:
         recent = list(monitor.sender.recent) if monitor.sender is not None else []
-        return render_page(gather_page_data(cfg, recent))
+        return render_page(build_status_report(cfg), recent)
+
+    def status_json() -> str:
+        return build_status_report(cfg).to_json()
 
     wanted: list[tuple[str, str, int, Routes]] = []
     if mon.http_port is not None:
         wanted.append(("http", mon.http_host, mon.http_port,
-                       Routes(metrics_app, monitor.health, page)))
+                       Routes(metrics_app, health, page, status_json)))
     same_socket = (mon.metrics_port, mon.metrics_host) == (mon.http_port, mon.http_host)
     if mon.metrics_port is not None and not (same_socket and mon.metrics_port != 0):
         wanted.append(("metrics", mon.metrics_host, mon.metrics_port,
-                       Routes(metrics_app, monitor.health, None)))
+                       Routes(metrics_app, health, None, None)))
     for role, host, port, routes in wanted:
         try:
             server = MonitoringServer(host, port, build_app(routes, token))

@@ -18,8 +18,9 @@ import structlog
 
 from bot.monitoring.alerts import AlertRules
 from bot.monitoring.metrics import CycleMetrics
-from bot.monitoring.observed import SUCCESS_STATUSES, ObservedState
+from bot.monitoring.observed import ObservedState
 from bot.monitoring.sender import AlertSender
+from bot.monitoring.status_report import SUCCESS_STATUSES
 
 log = structlog.get_logger("allocbot.monitoring")
 _MAX_OPEN_CYCLES = 64  # cycle start times kept for failed-cycle durations
@@ -79,11 +80,7 @@ class MonitoringTap:
             state.last_status = status
             state.halted = status == "halted"
             state.failure_streak = 0
-            for attr, key in (("equity", "equity_after"), ("cash", "cash_after"),
-                              ("drawdown", "drawdown"), ("var", "var"), ("max_drift", "max_drift")):
-                value = event.get(key, event.get("equity") if attr == "equity" else None)
-                if isinstance(value, int | float):
-                    setattr(state, attr, float(value))
+            state.absorb(event)
             if status in SUCCESS_STATUSES:
                 state.last_success_at = datetime.now(UTC)
                 if self._metrics is not None:
