@@ -19,8 +19,6 @@ import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal, TextIO
 
-import structlog
-
 SECRET_ENV_VARS = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY")
 REDACTED = "***"
 # names of config keys and log fields that hold secrets (refused in config, masked in logs)
@@ -121,7 +119,13 @@ def configure_logging(
     level: str = "info",
     stream: TextIO | None = None,
 ) -> None:
-    """Configure structlog and stdlib logging once per process (done by the CLI)."""
+    """Configure structlog and stdlib logging once per process (done by the CLI).
+
+    structlog is imported here, not at module level: the read-only commands (status,
+    health) never configure logging and stay fast without it.
+    """
+    import structlog
+
     stream = stream or sys.stdout
     secrets = secret_values()
     use_console = log_format == "console" or (log_format == "auto" and stream.isatty())
