@@ -118,6 +118,9 @@ def test_health_after_cycles_stop_flips_to_1_naming_last_success(write_config):
         while_running = run_cli("health", "--config", str(config))
         assert while_running.returncode == 0, while_running.stderr
         assert while_running.stdout.startswith("ok: last success at")
+        live = json.loads(run_cli("status", "--json", "--config", str(config)).stdout)
+        assert live["daemon"]["alive"] and live["daemon"]["pid"] == proc.pid
+        assert live["next_wake"] is not None
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
