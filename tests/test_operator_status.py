@@ -165,3 +165,13 @@ def test_state_dir_env_overrides_config(tmp_path, write_config, monkeypatch):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "elsewhere" / "allocbot.sqlite").exists()
     assert not (tmp_path / "state").exists()
+
+
+def test_init_docker_writes_compose_mounting_the_written_config(tmp_path):
+    proc = run_cli("init", str(tmp_path / "bot"), "--deploy", "docker")
+    assert proc.returncode == 0, proc.stderr
+    compose = (tmp_path / "bot" / "compose.yaml").read_text()
+    mount = next(ln.strip()[2:] for ln in compose.splitlines() if ":/config/config.toml" in ln)
+    source = mount.split(":")[0]
+    assert (tmp_path / "bot" / source).resolve() == (tmp_path / "bot" / "config.toml")
+    assert (tmp_path / "bot" / "config.toml").is_file() and "allocbot-state:/data" in compose
