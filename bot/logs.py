@@ -19,8 +19,6 @@ import sys
 from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any, Literal, TextIO
 
-import structlog
-
 SECRET_ENV_VARS = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "ALLOCBOT_STATUS_TOKEN")
 # alert URLs (apprise) carry webhook tokens: every URL in this variable is a secret
 ALERT_URLS_ENV = "ALLOCBOT_ALERT_URLS"
@@ -155,7 +153,12 @@ def configure_logging(
     raise. ``extra_secrets`` are more strings to mask (alert URLs from the config file).
     Left as None, both keep what an earlier call installed, so a later re-configuration
     (``fail`` moving logs to stderr) neither detaches monitoring nor unmasks a secret.
+
+    structlog is imported here, not at module level: the read-only commands (status,
+    health) never configure logging and stay fast without it.
     """
+    import structlog
+
     stream = stream or sys.stdout
     if taps is not None:
         _installed["taps"] = tuple(taps)

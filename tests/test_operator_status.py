@@ -118,6 +118,9 @@ def test_health_after_cycles_stop_flips_to_1_naming_last_success(write_config):
         while_running = run_cli("health", "--config", str(config))
         assert while_running.returncode == 0, while_running.stderr
         assert while_running.stdout.startswith("ok: last success at")
+        live = json.loads(run_cli("status", "--json", "--config", str(config)).stdout)
+        assert live["daemon"]["alive"] and live["daemon"]["pid"] == proc.pid
+        assert live["next_wake"] is not None
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
@@ -162,3 +165,13 @@ def test_state_dir_env_overrides_config(tmp_path, write_config, monkeypatch):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "elsewhere" / "allocbot.sqlite").exists()
     assert not (tmp_path / "state").exists()
+
+
+def test_init_docker_writes_compose_mounting_the_written_config(tmp_path):
+    proc = run_cli("init", str(tmp_path / "bot"), "--deploy", "docker")
+    assert proc.returncode == 0, proc.stderr
+    compose = (tmp_path / "bot" / "compose.yaml").read_text()
+    mount = next(ln.strip()[2:] for ln in compose.splitlines() if ":/config/config.toml" in ln)
+    source = mount.split(":")[0]
+    assert (tmp_path / "bot" / source).resolve() == (tmp_path / "bot" / "config.toml")
+    assert (tmp_path / "bot" / "config.toml").is_file() and "allocbot-state:/data" in compose

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bot.cli.startup import config_option, fail_on, load
-from bot.config import Config
 from bot.errors import AllocbotError, ConfigError
+
+if TYPE_CHECKING:
+    from bot.config import Config
 
 
 def fetch_to_csv(cfg: Config, symbols: tuple[str, ...], start: date, end: date, out: Path) -> int:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import click
-import structlog
 
 from bot.config import Config, load_config
 from bot.errors import EXIT_BAD_INPUT, AllocbotError, ConfigError, exit_code_for
@@ -19,7 +18,6 @@ from bot.logs import configure_logging
 if TYPE_CHECKING:
     from bot.engine.runtime import Runtime
 
-log = structlog.get_logger("allocbot.cli")
 F = TypeVar("F", bound=Callable[..., Any])
 _log_format: Literal["json", "console", "auto"] = "json"  # the config's, once loaded
 
@@ -39,8 +37,11 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     if sys.stderr.isatty():
         click.echo(f"allocbot: error: {message}", err=True)
     else:
+        import structlog
+
         configure_logging(_log_format, "info", sys.stderr)
-        log.error("startup_failed", error=message, exit_code=code)
+        structlog.get_logger("allocbot.cli").error("startup_failed", error=message,
+                                                   exit_code=code)
     sys.exit(code)
 
 
@@ -49,20 +50,24 @@ def fail_on(exc: AllocbotError) -> NoReturn:
     fail(str(exc), exit_code_for(exc))
 
 
-def load(config_path: Path, logs_to_stderr: bool = False, check_strategy: bool = True) -> Config:
+def load(config_path: Path, logs_to_stderr: bool = False, check_strategy: bool = True,
+         configure_logs: bool = True) -> Config:
     """Load config and configure logging from it; bad config exits 2 with one message.
 
-    ``check_strategy=False`` (read-only commands) skips building the strategy.
+    Read-only commands pass ``check_strategy=False`` (no strategy is built) and
+    ``configure_logs=False`` (they log nothing; ``fail`` configures logging if it must).
     """
     global _log_format
     stream = sys.stderr if logs_to_stderr else sys.stdout
-    configure_logging("json", "info", stream)
+    if configure_logs:
+        configure_logging("json", "info", stream)
     try:
         cfg = load_config(config_path, check_strategy=check_strategy)
     except ConfigError as exc:
         fail(f"invalid config {config_path}: {exc}")
     _log_format = cfg.bot.log_format
-    configure_logging(cfg.bot.log_format, cfg.bot.log_level, stream)
+    if configure_logs:
+        configure_logging(cfg.bot.log_format, cfg.bot.log_level, stream)
     return cfg
 
 

@@ -6,13 +6,10 @@ import json
 from pathlib import Path
 
 import click
-import structlog
 
 from bot.cli.startup import config_option, fail_on, load
 from bot.config import config_as_dict
 from bot.errors import AllocbotError
-
-log = structlog.get_logger("allocbot.cli")
 
 
 @click.command("check-config")
@@ -27,6 +24,8 @@ def check_config(config_path: Path) -> None:
 @config_option
 def rearm(config_path: Path) -> None:
     """Re-arm trading after a drawdown halt (resets the equity peak)."""
+    import structlog
+
     from bot.engine.instance_lock import InstanceLock
     from bot.engine.journal import Journal
     from bot.engine.statuses import HALT_KEY, PEAK_KEY
@@ -43,5 +42,5 @@ def rearm(config_path: Path) -> None:
                 journal.close()
     except AllocbotError as exc:
         fail_on(exc)
-    log.warning("trading_rearmed", previous_halt=reason)
+    structlog.get_logger("allocbot.cli").warning("trading_rearmed", previous_halt=reason)
     click.echo("trading re-armed" + (f" (was halted: {reason})" if reason else " (was not halted)"))

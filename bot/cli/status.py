@@ -32,7 +32,7 @@ def status(config_path: Path, as_json: bool) -> None:
     """Mode, daemon, last cycles, halt, equity and P&L, risk, holdings vs targets."""
     from bot.monitoring.status_report import build_status_report
 
-    cfg = load(config_path, logs_to_stderr=True, check_strategy=False)
+    cfg = load(config_path, logs_to_stderr=True, check_strategy=False, configure_logs=False)
     try:
         report = build_status_report(cfg)
     except AllocbotError as exc:
@@ -47,7 +47,7 @@ def health(config_path: Path) -> None:
     with one line saying why (no cycle yet, last success at T, halted, failing)."""
     from bot.monitoring.health import assess_health
 
-    cfg = load(config_path, logs_to_stderr=True, check_strategy=False)
+    cfg = load(config_path, logs_to_stderr=True, check_strategy=False, configure_logs=False)
     try:
         verdict = assess_health(cfg)
     except AllocbotError as exc:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bot.cli.startup import config_option, fail_on, load
-from bot.config import Config
 from bot.errors import AllocbotError, BrokerDataError
+
+if TYPE_CHECKING:
+    from bot.config import Config
 
 
 def target_weights_report(cfg: Config, prices_path: Path, asof: date | None) -> dict[str, Any]:

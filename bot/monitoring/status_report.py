@@ -326,8 +326,6 @@ def _sim_holdings(cfg: Config, notes: list[str]
 def _holding_rows(priced: dict[str, tuple[float, float]], equity: float,
                   targets: dict[str, float], cfg: Config) -> tuple[HoldingRow, ...]:
     """Held and targeted symbols with the planner's drift rule (``bot.core.drift``)."""
-    import numpy as np
-
     from bot.core.drift import drift_mask
 
     symbols = sorted(set(priced) | set(targets))
@@ -337,8 +335,9 @@ def _holding_rows(priced: dict[str, tuple[float, float]], equity: float,
     weights = [v / equity if equity > 0 and s in priced else 0.0
                for s, v in zip(symbols, values, strict=True)]
     goal = [targets.get(s, 0.0) for s in symbols]
-    drifted = drift_mask(np.array(weights), np.array(goal), cfg.rebalance.drift_abs,
-                         cfg.rebalance.drift_rel).tolist() if priced else [False] * len(symbols)
+    policy = cfg.rebalance
+    drifted = [bool(drift_mask(w, t, policy.drift_abs, policy.drift_rel)) if priced else False
+               for w, t in zip(weights, goal, strict=True)]
     return tuple(
         HoldingRow(symbol=s, qty=priced[s][0] if s in priced else 0.0,
                    price=priced[s][1] if s in priced else None, value=round(v, 2),
