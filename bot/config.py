@@ -1,11 +1,14 @@
 """The bot's configuration: TOML file → pydantic schema → cross-field checks → frozen Config.
 
 Every error names the key path (``[sim].starting_cash``) and never echoes a secret.
-Relative paths are resolved against the config file's directory.
+Relative paths are resolved against the config file's directory. ``ALLOCBOT_STATE_DIR``
+in the environment replaces ``[bot].state_dir`` (deploy recipes set it: ``/data`` in the
+container, ``$STATE_DIRECTORY`` under systemd).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from datetime import date
@@ -17,10 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import strategies
 from bot.errors import ConfigError
-from bot.logs import SECRET_NAME_PATTERN
+from bot.logs import REDACTED, SECRET_NAME_PATTERN
 from bot.sample_market import SAMPLE_PRICES_PATH
 
 SAMPLE_PRICES = SAMPLE_PRICES_PATH
+STATE_DIR_ENV = "ALLOCBOT_STATE_DIR"
 _DAY_NAMES = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 
 
@@ -185,6 +189,27 @@ class BacktestSection(_Section):
         return self
 
 
+class MonitoringSection(_Section):
+    """Prometheus ``/metrics`` and the read-only status page; both off unless a port is set
+    (0 picks a free port, logged in ``monitoring_started``). Loopback unless a host says."""
+
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    http_port: int | None = Field(None, ge=0, le=65535)  # page + /metrics + /health
+    http_host: str = "127.0.0.1"
+
+
+class AlertsSection(_Section):
+    """Alerts through apprise. URLs hold tokens: prefer ``ALLOCBOT_ALERT_URLS``."""
+
+    urls: tuple[str, ...] = ()
+    failure_streak: int = Field(3, ge=1)  # alert after this many failed cycles in a row
+    rate_limit_secs: float = Field(3600.0, ge=0)  # at most one alert of a kind per window
+    send_timeout_secs: float = Field(10.0, gt=0, le=120)
+    watchdog: bool = True  # alert when no cycle succeeded within the schedule
+    daily_summary_at: str | None = Field(None, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
 class Config(_Section):
     bot: BotSection = Field(default_factory=BotSection)
     schedule: ScheduleSection = Field(default_factory=lambda: ScheduleSection(interval_secs=60))
@@ -196,6 +221,8 @@ class Config(_Section):
     rebalance: RebalanceSection = Field(default_factory=RebalanceSection)
     risk: RiskSection = Field(default_factory=RiskSection)
     backtest: BacktestSection = Field(default_factory=BacktestSection)
+    monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
+    alerts: AlertsSection = Field(default_factory=AlertsSection)
     source: Path | None = Field(None, exclude=True)
 
     @property
@@ -236,8 +263,14 @@ def _format_validation_error(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def parse_config(raw: dict[str, Any], base_dir: Path, source: Path | None = None) -> Config:
-    """Validate a parsed TOML document; raise ConfigError with every problem's key path."""
+def parse_config(raw: dict[str, Any], base_dir: Path, source: Path | None = None,
+                 state_dir: Path | None = None, check_strategy: bool = True) -> Config:
+    """Validate a parsed TOML document; raise ConfigError with every problem's key path.
+
+    ``state_dir`` replaces ``[bot].state_dir`` (from ``ALLOCBOT_STATE_DIR``);
+    ``check_strategy=False`` skips building the strategy (read-only commands, which never
+    run it, stay free of numpy/pandas/scikit-learn imports).
+    """
     secret_keys = _find_secret_keys(raw)
     if secret_keys:
         raise ConfigError(
@@ -248,30 +281,33 @@ def parse_config(raw: dict[str, Any], base_dir: Path, source: Path | None = None
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc)) from None
-    cfg = _resolve_paths(cfg, base_dir, source)
-    _cross_check(cfg)
+    cfg = _resolve_paths(cfg, base_dir, source, state_dir)
+    _cross_check(cfg, check_strategy)
     return cfg
 
 
-def _resolve_paths(cfg: Config, base_dir: Path, source: Path | None) -> Config:
+def _resolve_paths(cfg: Config, base_dir: Path, source: Path | None,
+                   state_dir: Path | None) -> Config:
     def resolve(p: Path) -> Path:
         return p if p.is_absolute() else (base_dir / p).resolve()
 
+    state = state_dir.resolve() if state_dir is not None else resolve(cfg.bot.state_dir)
     return cfg.model_copy(
         update={
-            "bot": cfg.bot.model_copy(update={"state_dir": resolve(cfg.bot.state_dir)}),
+            "bot": cfg.bot.model_copy(update={"state_dir": state}),
             "sim": cfg.sim.model_copy(update={"prices": resolve(cfg.sim.prices)}),
             "source": source,
         }
     )
 
 
-def _cross_check(cfg: Config) -> None:
-    try:
-        cfg.build_strategy()
-    except strategies.StrategyConfigError as exc:
-        key = "[strategy].name" if "unknown strategy" in str(exc) else "[strategy.params]"
-        raise ConfigError(f"{key}: {exc}") from None
+def _cross_check(cfg: Config, check_strategy: bool = True) -> None:
+    if check_strategy:
+        try:
+            cfg.build_strategy()
+        except strategies.StrategyConfigError as exc:
+            key = "[strategy].name" if "unknown strategy" in str(exc) else "[strategy.params]"
+            raise ConfigError(f"{key}: {exc}") from None
     if cfg.bot.mode == "live" and cfg.broker.kind != "alpaca":
         raise ConfigError('[bot].mode: "live" needs [broker].kind = "alpaca" (the simulator '
                           "cannot trade real money)")
@@ -288,8 +324,9 @@ def _cross_check(cfg: Config) -> None:
         raise ConfigError(f"[sim].prices: file not found: {cfg.sim.prices}")
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate the TOML config at ``path``."""
+def load_config(path: Path, check_strategy: bool = True) -> Config:
+    """Read and validate the TOML config at ``path`` (``ALLOCBOT_STATE_DIR`` overrides
+    ``[bot].state_dir``; a relative value is taken from the current directory)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -298,12 +335,16 @@ def load_config(path: Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(raw, path.resolve().parent, source=path.resolve())
+    env_state_dir = os.environ.get(STATE_DIR_ENV, "").strip()
+    return parse_config(raw, path.resolve().parent, source=path.resolve(),
+                        state_dir=Path(env_state_dir) if env_state_dir else None,
+                        check_strategy=check_strategy)
 
 
 def config_as_dict(cfg: Config) -> dict[str, Any]:
     """The resolved config as plain data (for ``allocbot check-config``)."""
     data = cfg.model_dump(mode="json")
+    data["alerts"]["urls"] = [REDACTED for _ in cfg.alerts.urls]  # they hold webhook tokens
     data["strategy"]["resolved_params"] = strategies.parameters(cfg.strategy.name) | dict(
         cfg.strategy.params
     )

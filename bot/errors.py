@@ -22,15 +22,23 @@ from strategies.errors import (
 EXIT_OK = 0
 EXIT_CYCLE_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INSTANCE_LOCKED = 3  # another process holds the state dir: a second writer's exit
 
 
 class LiveTradingNotConfirmed(ConfigError):
     """Live mode lacks one of its two switches: add the missing one on purpose."""
 
 
+class InstanceLockedError(StateError):
+    """Another allocbot process holds the state dir's lock; this one must not write."""
+
+
 def exit_code_for(exc: AllocbotError) -> int:
     """2 for what the operator must fix before anything can run (config, data, state,
-    a strategy that cannot compute); 1 for a venue failure or refusal."""
+    a strategy that cannot compute); 1 for a venue failure or refusal; 3 when another
+    process already holds the state dir."""
+    if isinstance(exc, InstanceLockedError):
+        return EXIT_INSTANCE_LOCKED
     if isinstance(exc, BrokerTransientError | BrokerRefusedError):
         return EXIT_CYCLE_FAILED
     return EXIT_BAD_INPUT
@@ -39,6 +47,7 @@ def exit_code_for(exc: AllocbotError) -> int:
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_CYCLE_FAILED",
+    "EXIT_INSTANCE_LOCKED",
     "EXIT_OK",
     "AllocbotError",
     "BrokerConfigError",
@@ -47,6 +56,7 @@ __all__ = [
     "BrokerTransientError",
     "ConfigError",
     "InputDataError",
+    "InstanceLockedError",
     "LiveTradingNotConfirmed",
     "OrderRejectedError",
     "StateError",

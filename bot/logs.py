@@ -3,29 +3,54 @@ secrets redacted, and stdlib loggers (APScheduler, urllib3) routed through the s
 
 Tracebacks are rendered without frame locals: ``dict_tracebacks`` with locals once wrote
 API keys into a log (see FIELD-NOTES).
+
+Numbers are rounded for reading (the journal keeps them exact): money fields to cents,
+share quantities to the broker's 9 decimals, every other float to 6 significant digits;
+numpy scalars become plain Python numbers first (no ``np.float64(0.0)`` in a console line).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any, Literal, TextIO
 
-import structlog
-
-SECRET_ENV_VARS = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY")
+SECRET_ENV_VARS = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "ALLOCBOT_STATUS_TOKEN")
+# alert URLs (apprise) carry webhook tokens: every URL in this variable is a secret
+ALERT_URLS_ENV = "ALLOCBOT_ALERT_URLS"
 REDACTED = "***"
 # names of config keys and log fields that hold secrets (refused in config, masked in logs)
 SECRET_NAME_PATTERN = re.compile(r"(secret|api_?key|key_?id|password|token|authorization)", re.I)
 
 
+def split_alert_urls(text: str) -> tuple[str, ...]:
+    """The URLs in ``ALLOCBOT_ALERT_URLS`` (separated by whitespace or commas)."""
+    return tuple(u for u in re.split(r"[\s,]+", text) if u)
+
+
 def secret_values(env: MutableMapping[str, str] | None = None) -> tuple[str, ...]:
     """The secret strings that must never be written (long enough to be meaningful)."""
     env = os.environ if env is None else env
-    return tuple(v for name in SECRET_ENV_VARS if len(v := env.get(name, "")) >= 4)
+    values = [v for name in SECRET_ENV_VARS if len(v := env.get(name, "")) >= 4]
+    alert_urls = env.get(ALERT_URLS_ENV, "")
+    values += [u for u in (alert_urls, *alert_url_secrets(split_alert_urls(alert_urls)))
+               if len(u) >= 4]
+    return tuple(values)
+
+
+def alert_url_secrets(urls: Iterable[str]) -> tuple[str, ...]:
+    """Each URL and its token-like parts: apprise may log a URL rewritten, or only a part
+    of it (FIELD-NOTES), so path segments and credentials are masked on their own too."""
+    parts: list[str] = []
+    for url in urls:
+        parts.append(url)
+        parts += [p for p in re.split(r"[/?&=@]+", url.split("://", 1)[-1])
+                  if len(p) >= 12 and "." not in p]
+    return tuple(parts)
 
 
 class SecretRedactor:
@@ -58,6 +83,47 @@ class SecretRedactor:
         return {k: self._field(k, v) for k, v in event_dict.items()}
 
 
+MONEY_FIELD_PATTERN = re.compile(
+    r"(equity|cash|notional|commission|price|value|pnl|buying_power|needed)", re.I)
+FRACTION_FIELD_PATTERN = re.compile(r"(weights?|fraction|ratio)$", re.I)  # cash_weight: no money
+QTY_FIELD_PATTERN = re.compile(r"(^|_)qty$", re.I)
+QTY_DECIMALS = 9  # the broker's quantity precision (brokers.base.QTY_DECIMALS)
+SIGNIFICANT_DIGITS = 6
+
+
+def _plain_number(value: Any) -> Any:
+    """A numpy scalar or array as plain Python numbers (numpy itself is not imported)."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def round_for_reading(key: str, value: Any) -> Any:
+    """Round a log field's float by what it is: money to cents, a quantity to 9 decimals,
+    anything else (weights, VaR, ratios, seconds) to 6 significant digits. Recurses into
+    dicts and lists; NaN and infinities are left as they are."""
+    value = _plain_number(value)
+    if isinstance(value, bool) or not isinstance(value, float):
+        if isinstance(value, dict):
+            return {k: round_for_reading(str(k) if isinstance(k, str) else key, v)
+                    for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(round_for_reading(key, v) for v in value)
+        return value
+    if not math.isfinite(value) or value == 0.0:
+        return value
+    if MONEY_FIELD_PATTERN.search(key) and not FRACTION_FIELD_PATTERN.search(key):
+        return round(value, 2)
+    if QTY_FIELD_PATTERN.search(key):
+        return round(value, QTY_DECIMALS)
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+def round_floats(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Processor: ``round_for_reading`` on every field."""
+    return {k: round_for_reading(k, v) for k, v in event_dict.items()}
+
+
 def _final_redactor(secrets: tuple[str, ...]) -> Any:
     """Last processor: scrub the rendered line itself (catches formatted tracebacks)."""
 
@@ -70,20 +136,43 @@ def _final_redactor(secrets: tuple[str, ...]) -> Any:
     return scrub_rendered
 
 
+_installed: dict[str, tuple[Any, ...]] = {"taps": (), "extra_secrets": ()}
+
+
 def configure_logging(
     log_format: Literal["json", "console", "auto"] = "json",
     level: str = "info",
     stream: TextIO | None = None,
+    taps: Sequence[Any] | None = None,
+    extra_secrets: Iterable[str] | None = None,
 ) -> None:
-    """Configure structlog and stdlib logging once per process (done by the CLI)."""
+    """Configure structlog and stdlib logging once per process (done by the CLI).
+
+    ``taps`` are structlog processors that observe each event dict after redaction and
+    before rendering (monitoring uses one); each must return the dict unchanged and never
+    raise. ``extra_secrets`` are more strings to mask (alert URLs from the config file).
+    Left as None, both keep what an earlier call installed, so a later re-configuration
+    (``fail`` moving logs to stderr) neither detaches monitoring nor unmasks a secret.
+
+    structlog is imported here, not at module level: the read-only commands (status,
+    health) never configure logging and stay fast without it.
+    """
+    import structlog
+
     stream = stream or sys.stdout
-    secrets = secret_values()
+    if taps is not None:
+        _installed["taps"] = tuple(taps)
+    if extra_secrets is not None:
+        _installed["extra_secrets"] = tuple(v for v in extra_secrets if len(v) >= 4)
+    taps = _installed["taps"]
+    secrets = (*secret_values(), *_installed["extra_secrets"])
     use_console = log_format == "console" or (log_format == "auto" and stream.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        round_floats,
         SecretRedactor(secrets),
     ]
     exc_processor: Any = structlog.processors.format_exc_info
@@ -95,6 +184,7 @@ def configure_logging(
     structlog.configure(
         processors=[
             *shared,
+            *taps,
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
@@ -123,3 +213,6 @@ def configure_logging(
     for noisy in ("urllib3", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # apprise at DEBUG prints custom header values and payloads, and a malformed URL is
+    # logged with its token at ERROR (FIELD-NOTES): keep it at WARNING at least
+    logging.getLogger("apprise").setLevel(max(logging.WARNING, root.level))

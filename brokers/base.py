@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
-import numpy as np
-import pandas as pd
-
 from brokers.errors import BrokerDataError
+
+if TYPE_CHECKING:  # numpy/pandas load lazily: read-only observers (status, health) skip them
+    import pandas as pd
 
 CLIENT_ORDER_ID_MAX_CHARS = 48
 EXCHANGE_TZ = ZoneInfo("America/New_York")  # the exchange's wall clock (NYSE)
@@ -235,6 +235,9 @@ def validate_price_frame(prices: pd.DataFrame, source: str) -> pd.DataFrame:
     Returns the frame unchanged; raises ``BrokerDataError`` naming the symbol and date.
     Leading NaNs (an asset not yet listed) are allowed; a NaN after the first price is not.
     """
+    import numpy as np
+    import pandas as pd
+
     if not isinstance(prices.index, pd.DatetimeIndex):
         raise BrokerDataError(f"{source}: index must be dates")
     dup = prices.index[prices.index.duplicated()]

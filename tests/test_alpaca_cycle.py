@@ -153,7 +153,9 @@ def test_once_alpaca_flaky_server_rebalances_or_fails_cleanly_never_duplicates(
     fake.fail_randomly(0.12, seed=seed)  # 500/429/502, half of them after the server acted
     config = alpaca_config(write_config, fake, retry_budget_secs=5.0, http_timeout_secs=1.0)
     proc = run_cli("once", "--config", str(config), env=KEYS_ENV, timeout=60)
-    events = [e["event"] for e in json_lines(proc.stdout)]
+    # a startup failure is its one line on stderr; the cycle's events are on stdout
+    stderr_events = "\n".join(ln for ln in proc.stderr.splitlines() if ln.startswith("{"))
+    events = [e["event"] for e in json_lines(proc.stdout) + json_lines(stderr_events)]
     if proc.returncode == 0:
         assert "cycle_finished" in events
     else:

@@ -120,7 +120,8 @@ def test_daemon_sigkill_mid_cycle_restart_sends_no_order_twice_and_converges(tmp
     assert last["orders_planned"] == 0, "after the restart the account is back at target"
     status = run_cli("status", "--config", str(config))
     assert status.returncode == 0, status.stderr
-    assert "SPY" in status.stdout and "yes" not in status.stdout.split("Last cycles")[0]
+    holdings = status.stdout.split("holdings vs targets")[1].split("last cycles")[0]
+    assert "SPY" in holdings and "yes" not in holdings, "back at target: nothing drifted"
 
 
 def test_weights_command_prints_json_after_risk_step(write_config):
@@ -143,7 +144,7 @@ def test_live_mode_without_confirmation_refuses(tmp_path, write_config):
     config = write_config()
     proc = run_cli("once", "--config", str(config), "--live")
     assert proc.returncode == 2
-    assert 'mode is "paper"' in proc.stderr
+    assert "mode is" in proc.stderr and "paper" in proc.stderr
     proc = run_cli("once", "--config", str(config), env={"ALLOCBOT_CONFIRM_LIVE": "yes"})
     assert proc.returncode == 2
     assert not (tmp_path / "state" / "allocbot.sqlite").exists()

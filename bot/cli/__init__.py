@@ -14,8 +14,9 @@ from bot.cli.backtest import backtest
 from bot.cli.daemon import once, run
 from bot.cli.data import data
 from bot.cli.research import compare, sweep
+from bot.cli.scaffold import init
 from bot.cli.state import check_config, rearm
-from bot.cli.status import status
+from bot.cli.status import health, status
 from bot.cli.weights import weights
 
 
@@ -25,7 +26,8 @@ def main() -> None:
     """allocbot: scheduled asset-allocation rebalancing with risk limits."""
 
 
-for _command in (run, once, check_config, status, weights, backtest, data, rearm, sweep, compare):
+for _command in (init, run, once, check_config, status, health, weights, backtest, data, rearm,
+                 sweep, compare):
     main.add_command(_command)
 
 __all__ = ["main"]

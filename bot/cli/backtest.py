@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import structlog
 
 from bot.cli.startup import config_option, fail_on, load
 from bot.errors import AllocbotError
@@ -33,6 +32,8 @@ from bot.logs import configure_logging
 def backtest(config_path: Path, prices_path: Path | None, start: Any, end: Any,
              out_dir: Path, benchmark: str | None, walk_forward: str | None) -> None:
     """Replay the strategy over history with the daemon's own cycle; write the report."""
+    import structlog
+
     from bot.backtest.setup import run_command
     from bot.backtest.walk_forward import parse_walk_forward
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from bot.cli.startup import config_option, load, open_runtime
-from bot.errors import EXIT_CYCLE_FAILED
+from bot.cli.startup import config_option, fail_on, load, open_runtime
+from bot.errors import EXIT_CYCLE_FAILED, AllocbotError
+
+if TYPE_CHECKING:
+    from bot.config import Config
+    from bot.monitoring.service import Monitor
 
 
 @click.command()
@@ -22,16 +27,53 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
     from bot.engine.scheduler import Daemon
 
     cfg = load(config_path)
-    rt = open_runtime(cfg, live)
+    monitor = _start_monitoring(cfg)
+    try:
+        # a startup failure here still reaches the alert sender (monitor.close flushes it)
+        rt = open_runtime(cfg, live, command="run")
 
-    def wake() -> None:
-        rt.broker.on_wake()
-        cycle.run(rt.context)
+        def wake() -> None:
+            rt.broker.on_wake()
+            clock = rt.broker.clock()
+            if not clock.is_open and clock.next_open is None:  # a replayed price file ran out
+                daemon.finish(f"replay_ended: no trading day after {clock.now.date()} in the "
+                              "price data; append rows to continue")
+                return
+            cycle.run(rt.context)
+
+        daemon = Daemon(cfg.schedule, wake, max_cycles=max_cycles)
+        try:
+            if monitor is not None:
+                _serve(monitor)
+            daemon.run()
+        finally:
+            rt.close()
+    finally:
+        if monitor is not None:
+            monitor.close()
+
+
+def _start_monitoring(cfg: Config) -> Monitor | None:
+    """Metrics, alerts and the status page when configured (their libraries load only then)."""
+    from bot.monitoring.settings import monitoring_configured
+
+    if not monitoring_configured(cfg):
+        return None
+    from bot.monitoring.service import start_monitoring
 
     try:
-        Daemon(cfg.schedule, wake, max_cycles=max_cycles).run()
-    finally:
-        rt.close()
+        return start_monitoring(cfg)
+    except AllocbotError as exc:
+        fail_on(exc)
+
+
+def _serve(monitor: Monitor) -> None:
+    """Seed the gauges from the journal, then listen (the instance lock is held by now)."""
+    try:
+        monitor.seed_from_journal()
+        monitor.serve()
+    except AllocbotError as exc:
+        fail_on(exc)
 
 
 @click.command()
@@ -43,7 +85,7 @@ def once(config_path: Path, live: bool) -> None:
     from bot.engine.statuses import CycleStatus
 
     cfg = load(config_path)
-    rt = open_runtime(cfg, live)
+    rt = open_runtime(cfg, live, command="once")
     try:
         rt.broker.on_wake()
         result = cycle.run(rt.context)

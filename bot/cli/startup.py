@@ -7,10 +7,9 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import click
-import structlog
 
 from bot.errors import EXIT_BAD_INPUT, AllocbotError, ConfigError, exit_code_for
 from bot.logs import configure_logging
@@ -19,8 +18,8 @@ if TYPE_CHECKING:
     from bot.config import Config
     from bot.engine.runtime import Runtime
 
-log = structlog.get_logger("allocbot.cli")
 F = TypeVar("F", bound=Callable[..., Any])
+_log_format: Literal["json", "console", "auto"] = "json"  # the config's, once loaded
 
 
 def config_option(func: F) -> F:
@@ -33,9 +32,16 @@ def config_option(func: F) -> F:
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    """Log ``startup_failed`` and print one line on stderr, then exit with ``code``."""
-    log.error("startup_failed", error=message)
-    click.echo(f"allocbot: error: {message}", err=True)
+    """One line on stderr, then exit with ``code``: a sentence on a terminal, else the
+    ``startup_failed`` event in the configured log format (journald, Docker, a pipe)."""
+    if sys.stderr.isatty():
+        click.echo(f"allocbot: error: {message}", err=True)
+    else:
+        import structlog
+
+        configure_logging(_log_format, "info", sys.stderr)
+        structlog.get_logger("allocbot.cli").error("startup_failed", error=message,
+                                                   exit_code=code)
     sys.exit(code)
 
 
@@ -44,18 +50,28 @@ def fail_on(exc: AllocbotError) -> NoReturn:
     fail(str(exc), exit_code_for(exc))
 
 
-def load(config_path: Path, logs_to_stderr: bool = False) -> Config:
-    """Load config and configure logging from it; bad config exits 2 with one message."""
-    from bot.config import load_config  # pydantic, numpy, pandas: not for --help
+def load(config_path: Path, logs_to_stderr: bool = False, check_strategy: bool = True,
+         configure_logs: bool = True) -> Config:
+    """Load config and configure logging from it; bad config exits 2 with one message.
+
+    Read-only commands pass ``check_strategy=False`` (no strategy is built) and
+    ``configure_logs=False`` (they log nothing; ``fail`` configures logging if it must).
+    """
+    global _log_format
+    from bot.config import load_config  # pydantic: not for --help
 
     stream = sys.stderr if logs_to_stderr else sys.stdout
-    configure_logging("json", "info", stream)
+    if configure_logs:
+        configure_logging("json", "info", stream)
     try:
-        cfg = load_config(config_path)
+        cfg = load_config(config_path, check_strategy=check_strategy)
     except ConfigError as exc:
         fail(f"invalid config {config_path}: {exc}")
-    configure_logging(cfg.bot.log_format, cfg.bot.log_level, stream)
-    _pin_blas()
+    _log_format = cfg.bot.log_format
+    if configure_logs:
+        configure_logging(cfg.bot.log_format, cfg.bot.log_level, stream)
+    if check_strategy:  # a command that computes: one BLAS thread (strategies/blas.py)
+        _pin_blas()
     return cfg
 
 
@@ -71,11 +87,23 @@ def _pin_blas() -> None:
         fail(str(exc))
 
 
-def open_runtime(cfg: Config, live: bool) -> Runtime:
+def open_runtime(cfg: Config, live: bool, command: str = "run") -> Runtime:
+
     """The broker, journal and cycle context for ``cfg``; startup errors exit cleanly."""
     from bot.engine.runtime import open_runtime as _open
 
     try:
-        return _open(cfg, live_flag=live)
+        return _open(cfg, live_flag=live, command=command)
+    except AllocbotError as exc:
+        fail_on(exc)
+
+
+def open_read_only_runtime(cfg: Config) -> Runtime:
+    """The journal and account opened read-only (never creates or writes state, takes no
+    lock); unusable state exits 2 with one line naming the file."""
+    from bot.engine.runtime import open_read_only_runtime as _open
+
+    try:
+        return _open(cfg)
     except AllocbotError as exc:
         fail_on(exc)

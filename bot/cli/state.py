@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import click
-import structlog
 
-from bot.cli.startup import config_option, load
-
-log = structlog.get_logger("allocbot.cli")
+from bot.cli.startup import config_option, fail_on, load
+from bot.errors import AllocbotError
 
 
 @click.command("check-config")
@@ -27,14 +25,23 @@ def check_config(config_path: Path) -> None:
 @config_option
 def rearm(config_path: Path) -> None:
     """Re-arm trading after a drawdown halt (resets the equity peak)."""
-    from bot.engine.cycle import HALT_KEY, PEAK_KEY
+    import structlog
+
+    from bot.engine.instance_lock import InstanceLock
     from bot.engine.journal import Journal
+    from bot.engine.statuses import HALT_KEY, PEAK_KEY
 
     cfg = load(config_path, logs_to_stderr=True)
-    journal = Journal(cfg.state_db)
-    reason = journal.meta(HALT_KEY)
-    journal.delete_meta(HALT_KEY)
-    journal.delete_meta(PEAK_KEY)
-    journal.close()
-    log.warning("trading_rearmed", previous_halt=reason)
+    try:
+        with InstanceLock.acquire(cfg.bot.state_dir, "rearm"):
+            journal = Journal(cfg.state_db)
+            try:
+                reason = journal.meta(HALT_KEY)
+                journal.delete_meta(HALT_KEY)
+                journal.delete_meta(PEAK_KEY)
+            finally:
+                journal.close()
+    except AllocbotError as exc:
+        fail_on(exc)
+    structlog.get_logger("allocbot.cli").warning("trading_rearmed", previous_halt=reason)
     click.echo("trading re-armed" + (f" (was halted: {reason})" if reason else " (was not halted)"))

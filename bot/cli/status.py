@@ -1,69 +1,140 @@
-"""``allocbot status``: account, holdings vs the last targets with drift, recent cycles."""
+"""``allocbot status`` and ``allocbot health``: what an operator checks, read-only.
+
+Both read the journal with SQLite ``mode=ro`` (safe beside a running daemon, never create
+state) and import nothing heavy (no pandas, no strategy, no rich): each answers in well
+under 0.4 s. The data comes from ``bot.monitoring.status_report``, which the status page
+renders too.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from bot.cli.startup import config_option, load, open_runtime
+from bot.cli.startup import config_option, fail_on, load
+from bot.errors import AllocbotError
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from bot.monitoring.status_report import AccountFigures, StatusReport
 
-
-def render_status(rt: Any, console: Console | None = None) -> None:
-    """Print readable tables built from the broker's account and the journal."""
-    import numpy as np
-    from rich.console import Console
-    from rich.table import Table
-
-    from bot.core.rebalance import drift_mask
-
-    console = console or Console()
-    account = rt.broker.account()
-    positions = rt.broker.positions()
-    cycles = rt.journal.recent_cycles(10)
-    last_targets: dict[str, float] = next(
-        (c["summary"].get("targets", {}) for c in cycles if c["summary"].get("targets")), {})
-    console.print(f"[bold]Account[/bold] {account.account_number}  equity {account.equity:,.2f}  "
-                  f"cash {account.cash:,.2f}  ({account.cash / account.equity:.1%} of equity)"
-                  if account.equity > 0 else f"Account {account.account_number}: no equity")
-    policy = rt.context.settings.policy
-    table = Table(title="Holdings vs targets (targets from the last cycle)")
-    for col in ("symbol", "qty", "value", "weight", "target", "drift", "drifted?"):
-        table.add_column(col, justify="right")
-    symbols = sorted(set(positions) | set(last_targets))
-    for sym in symbols:
-        pos = positions.get(sym)
-        value = pos.market_value if pos else 0.0
-        weight = value / account.equity if account.equity > 0 else 0.0
-        target = float(last_targets.get(sym, 0.0))
-        drifted = bool(drift_mask(np.array(weight), np.array(target), policy.drift_abs,
-                                  policy.drift_rel))
-        table.add_row(sym, f"{pos.qty:,.4f}" if pos else "0", f"{value:,.2f}", f"{weight:.2%}",
-                      f"{target:.2%}", f"{weight - target:+.2%}", "yes" if drifted else "")
-    console.print(table)
-    recent = Table(title="Last cycles")
-    for col in ("cycle", "as of", "status", "orders", "filled", "equity after"):
-        recent.add_column(col)
-    for c in cycles:
-        s = c["summary"]
-        recent.add_row(c["cycle_id"], c["asof"] or "", c["status"],
-                       str(s.get("orders_planned", "")), str(s.get("orders_filled", "")),
-                       f"{s['equity_after']:,.2f}" if "equity_after" in s else
-                       str(s.get("reason", s.get("error", ""))))
-    console.print(recent)
+EXIT_UNHEALTHY = 1
 
 
 @click.command()
 @config_option
-def status(config_path: Path) -> None:
-    """Show the account, holdings vs targets with drift, and the last cycles."""
-    cfg = load(config_path, logs_to_stderr=True)
-    rt = open_runtime(cfg, live=cfg.bot.mode == "live")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def status(config_path: Path, as_json: bool) -> None:
+    """Mode, daemon, last cycles, halt, equity and P&L, risk, holdings vs targets."""
+    from bot.monitoring.status_report import build_status_report
+
+    cfg = load(config_path, logs_to_stderr=True, check_strategy=False, configure_logs=False)
     try:
-        render_status(rt)
-    finally:
-        rt.close()
+        report = build_status_report(cfg)
+    except AllocbotError as exc:
+        fail_on(exc)
+    click.echo(report.to_json() if as_json else render_status_text(report))
+
+
+@click.command()
+@config_option
+def health(config_path: Path) -> None:
+    """Exit 0 when the last successful cycle is recent enough for the schedule, else 1
+    with one line saying why (no cycle yet, last success at T, halted, failing)."""
+    from bot.monitoring.health import assess_health
+
+    cfg = load(config_path, logs_to_stderr=True, check_strategy=False, configure_logs=False)
+    try:
+        verdict = assess_health(cfg)
+    except AllocbotError as exc:
+        fail_on(exc)
+    click.echo(verdict.reason, err=not verdict.healthy)
+    sys.exit(0 if verdict.healthy else EXIT_UNHEALTHY)
+
+
+def render_status_text(r: StatusReport) -> str:
+    """The report as plain text for a terminal (columns aligned, no colour needed)."""
+    out = [f"allocbot {r.mode} · strategy {r.strategy} · broker {r.broker} · {r.state_db}"]
+    d = r.daemon
+    out.append(f"daemon      {'running' if d.alive else 'not running'}"
+               + (f" (pid {d.pid}, since {_clock(d.started_at)} UTC, {d.command})"
+                  if d.alive else ""))
+    if r.last_cycle is not None:
+        c = r.last_cycle
+        out.append(f"last cycle  {_clock(c.finished_at or c.started_at)} UTC  {c.status}"
+                   + (f" (market date {c.asof})" if c.asof else "")
+                   + (f": {c.error or c.note}" if c.error or c.note else ""))
+    success = f"{_clock(r.last_success_at)} UTC" if r.last_success_at else "never"
+    wake = f"{_clock(r.next_wake)} UTC" if r.next_wake else "- (no daemon running)"
+    out.append(f"last success {success}   next wake {wake}")
+    if r.halted_reason:
+        out += ["", f"!! TRADING HALTED: {r.halted_reason}",
+                f"!! nothing is traded until you review and run: {r.rearm_command}"]
+    out += ["", *_account_lines(r.account, r)]
+    out += ["", "holdings vs targets (targets from the last cycle)"]
+    out += _table(("symbol", "qty", "price", "value", "weight", "target", "drift", "drifted"),
+                  [(h.symbol, f"{h.qty:,.4f}", _money(h.price), _money(h.value),
+                    f"{h.weight:.2%}", f"{h.target:.2%}", f"{h.drift:+.2%}",
+                    "yes" if h.drifted else "") for h in r.holdings])
+    out += ["", "open and unsent orders"]
+    out += _table(("client_order_id", "symbol", "side", "qty", "filled", "status", "reason"),
+                  [(o.client_order_id, o.symbol, o.side, f"{o.qty:,.4f}", f"{o.filled_qty:,.4f}",
+                    o.status, o.reason or "") for o in r.open_orders])
+    out += ["", "last cycles"]
+    out += _table(("cycle", "market date", "finished (UTC)", "status", "orders", "filled",
+                   "equity", "note", "error"),
+                  [(c.cycle_id, c.asof or "", _clock(c.finished_at), c.status,
+                    _int(c.orders_planned), _int(c.orders_filled), _money(c.equity),
+                    c.note or "", c.error or "") for c in r.cycles])
+    out += [f"note: {n}" for n in r.notes]
+    return "\n".join(out)
+
+
+def _account_lines(a: AccountFigures | None, r: StatusReport) -> list[str]:
+    if a is None:
+        return ["account     no figures yet (no cycle has valued the account)"]
+    source = "sim ledger" if a.source == "sim_ledger" else "journal, last cycle"
+    lines = [f"account ({source}, valued on {a.valued_on or '-'})",
+             f"  equity     {_money(a.equity)}" + (f"   cash {_money(a.cash)}"
+                                                  if a.cash is not None else "")]
+    lines.append(f"  P&L        since inception {_signed(a.pnl_since_inception)}"
+                 + (f" ({a.pnl_since_inception / a.inception_equity:+.2%})"
+                    if a.pnl_since_inception is not None and a.inception_equity else "")
+                 + f"   MTD {_signed(a.pnl_mtd)}   YTD {_signed(a.pnl_ytd)}")
+    limit = f"max_drawdown {r.max_drawdown:.2%}" if r.max_drawdown is not None else \
+        "no max_drawdown set"
+    lines.append(f"  drawdown   {a.drawdown:.2%} below peak {_money(a.peak_equity)}   ({limit})")
+    var = f"{r.var:.2%} of equity" if r.var is not None else "-"
+    var_limit = f"max_var {r.max_var:.2%}" if r.max_var is not None else "no max_var set"
+    lines.append(f"  VaR        {var}   ({var_limit})")
+    return lines
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    if not rows:
+        return ["  (none)"]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    line = "  " + "  ".join(f"{{:<{w}}}" for w in widths)
+    return [line.format(*headers).rstrip(), *(line.format(*row).rstrip() for row in rows)]
+
+
+def _money(value: float | None) -> str:
+    return "" if value is None else f"{value:,.2f}"
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+,.2f}"
+
+
+def _int(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def _clock(iso: str | None) -> str:
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from bot.core.drift import drift_mask
 from brokers.base import QTY_DECIMALS, OrderSide
 from strategies.base import WEIGHT_SUM_TOLERANCE
 from strategies.errors import InputDataError
@@ -105,21 +106,6 @@ class RebalancePlan:
     target_weights: pd.Series
     equity: float
     cash_after: float
-
-
-def drift_mask(current: np.ndarray, target: np.ndarray, drift_abs: float,
-               drift_rel: float) -> np.ndarray:
-    """Elementwise drift test on weights (any shape, e.g. days × assets for the backtest).
-
-    Drifted when |w − t| > drift_abs or |w − t| > drift_rel·t; a new target (w == 0 < t)
-    and a dropped one (t == 0 < w) always count. NaN weights raise ValueError.
-    """
-    w = np.asarray(current, dtype=float)
-    t = np.asarray(target, dtype=float)
-    if np.isnan(w).any() or np.isnan(t).any():
-        raise InputDataError("drift_mask: current and target weights must not contain NaN")
-    gap = np.abs(w - t)
-    return (gap > drift_abs) | (gap > drift_rel * t) | ((w == 0) & (t > 0)) | ((t == 0) & (w > 0))
 
 
 def _as_floats(series: pd.Series) -> np.ndarray:

@@ -23,15 +23,13 @@ from bot.core.signal import EVERY_DAY, SignalSchedule
 from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_plan
 from bot.engine.journal import Journal
 from bot.engine.reconcile import reconcile
-from bot.engine.statuses import CycleStatus
+from bot.engine.statuses import HALT_KEY, PEAK_KEY, CycleStatus
 from bot.engine.targets import TargetRules, cycle_targets
 from bot.errors import AllocbotError, BrokerDataError
 from brokers.base import EXCHANGE_TZ, Broker
 from strategies import Strategy
 
 log = structlog.get_logger("allocbot.cycle")
-HALT_KEY = "halted"
-PEAK_KEY = "peak_equity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,14 +136,16 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
     rules = TargetRules(s.universe, s.limits, s.signal, s.excluded)
     weights, decision = cycle_targets(ctx.strategy, journal, prices, asof, rules,
                                       values / equity if equity > 0 else None)
-    log.info("weights_computed", weights=_rounded(weights), cash=round(1 - weights.sum(), 6))
+    log.info("weights_computed", weights=_rounded(weights),
+             cash_weight=round(1 - weights.sum(), 6))
     for iv in decision.interventions:
         log.warning("risk_limited", rule=iv.rule, before=iv.before, after=iv.after)
     log.info("risk_checked", var=decision.var, cvar=decision.cvar, var_before=decision.var_before,
              confidence=s.limits.confidence, horizon_days=s.limits.horizon_days,
              method=s.limits.method, weights=_rounded(decision.weights))
     if _drawdown_halted(journal, equity, s.max_drawdown):
-        return CycleResult(cycle_id, CycleStatus.HALTED, asof, {"equity": round(equity, 2)})
+        return CycleResult(cycle_id, CycleStatus.HALTED, asof, {
+            "equity": round(equity, 2), "drawdown": round(_drawdown(journal, equity), 6)})
     # 6. plan
     fractionable = {sym: a.fractionable for sym, a in broker.assets(list(s.universe)).items()}
     plan = plan_rebalance(holdings, account.cash, decision.weights, last_prices, s.policy,
@@ -175,6 +175,8 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
         "orders_partially_filled": report.partially_filled, "orders_rejected": report.rejected,
         "orders_unfilled": report.unfilled, "commission": round(report.commission, 4),
         "turnover": round(turnover, 6), "var": round(decision.var, 6),
+        "drawdown": round(_drawdown(journal, equity), 6),
+        "max_drift": round(_max_drift(plan.current_weights, plan.target_weights), 6),
         "drifted": list(plan.drifted), "targets": _rounded(decision.weights),
     })
 
@@ -224,6 +226,18 @@ def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None
         log.error("trading_halted", reason=reason, rearm="allocbot rearm")
         return True
     return False
+
+
+def _drawdown(journal: Journal, equity: float) -> float:
+    """Fraction of equity below the recorded peak (0 at a new high), as the kill switch sees it."""
+    peak = float(journal.meta(PEAK_KEY) or 0.0)
+    return max(0.0, 1 - equity / peak) if peak > 0 else 0.0
+
+
+def _max_drift(current: pd.Series, target: pd.Series) -> float:
+    """Largest |weight − target| the planner saw before this cycle's orders (fractions)."""
+    gap = (current.to_numpy(dtype=float) - target.reindex(current.index).to_numpy(dtype=float))
+    return float(np.abs(gap).max()) if gap.size else 0.0
 
 
 def _rounded(weights: pd.Series) -> dict[str, float]:

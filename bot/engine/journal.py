@@ -20,8 +20,10 @@ from typing import Any
 
 from bot.engine.statuses import OPEN_INTENT_STATUSES, CycleStatus, IntentStatus
 from brokers.base import Fill, Order, OrderSide
+from brokers.sqlite_state import Schema, check_schema_read_only, connect, open_schema, state_error
+from strategies.errors import StateError
 
-_SCHEMA = """
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cycles (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -61,6 +63,13 @@ CREATE TABLE IF NOT EXISTS fills (
     PRIMARY KEY (client_order_id, position)
 );
 """
+# Ordered migrations: entry i takes the file from version i to i + 1 (append, never edit).
+JOURNAL_SCHEMA = Schema(
+    component="journal",
+    migrations=(_SCHEMA_V1,),
+    owned=frozenset({"meta", "cycles", "intents", "fills"}),
+    tolerated_prefixes=("sim_",),  # the simulator's account shares the file
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,17 +95,49 @@ class Journal:
     """SQLite-backed journal; safe to share between the scheduler's thread and the CLI."""
 
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        """Open (creating or migrating) the journal for writing; unusable state raises
+        ``StateError`` naming the file and the fix."""
+        db = connect(path)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout=10000")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            open_schema(db, path, JOURNAL_SCHEMA)
+        except sqlite3.Error as exc:
+            db.close()
+            raise state_error(path, exc) from exc
+        except BaseException:
+            db.close()
+            raise
+        self._init(path, db, read_only=False)
+        try:
+            if self.meta("instance_id") is None:
+                self.set_meta("instance_id", secrets.token_hex(2))
+        except sqlite3.Error as exc:
+            db.close()
+            raise state_error(path, exc) from exc
+
+    def _init(self, path: Path | str, db: sqlite3.Connection, read_only: bool) -> None:
+        self.path = path
+        self.read_only = read_only
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
-        if self.meta("instance_id") is None:
-            self.set_meta("instance_id", secrets.token_hex(2))
+        self._db = db
+
+    @classmethod
+    def open_read_only(cls, path: Path) -> Journal:
+        """The journal for reading only (SQLite ``mode=ro``): never creates or writes a byte;
+        ``StateError`` naming the file when it is missing, corrupt, foreign or newer."""
+        db = connect(path, read_only=True)
+        try:
+            db.row_factory = sqlite3.Row
+            check_schema_read_only(db, path, JOURNAL_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        journal = cls.__new__(cls)
+        journal._init(path, db, read_only=True)
+        return journal
 
     def close(self) -> None:
         with self._lock:
@@ -104,6 +145,8 @@ class Journal:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise StateError(f"journal {self.path} was opened read-only; this is a bug")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:

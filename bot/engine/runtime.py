@@ -17,6 +17,7 @@ from bot.core.rebalance import RebalancePolicy
 from bot.core.risk import RiskLimits
 from bot.core.signal import SignalSchedule
 from bot.engine.cycle import CycleContext, CycleSettings
+from bot.engine.instance_lock import InstanceLock
 from bot.engine.journal import Journal
 from bot.errors import ConfigError, LiveTradingNotConfirmed
 from brokers.base import Broker
@@ -37,10 +38,15 @@ class Runtime:
     broker: Broker
     journal: Journal
     context: CycleContext
+    lock: InstanceLock | None = None
 
     def close(self) -> None:
-        self.broker.close()
-        self.journal.close()
+        try:
+            self.broker.close()
+            self.journal.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
 
 def check_live_switches(cfg: Config, live_flag: bool) -> None:
@@ -60,8 +66,9 @@ def check_live_switches(cfg: Config, live_flag: bool) -> None:
         )
 
 
-def build_broker(cfg: Config) -> tuple[Broker, tuple[str, ...]]:
-    """The configured adapter and the resolved universe."""
+def build_broker(cfg: Config, read_only: bool = False) -> tuple[Broker, tuple[str, ...]]:
+    """The configured adapter and the resolved universe (``read_only``: a simulator that
+    reads the stored account without writing; the Alpaca adapter has no local account)."""
     if cfg.broker.kind == "sim":
         from brokers.sim.broker import SimulatedBroker
 
@@ -70,6 +77,7 @@ def build_broker(cfg: Config) -> tuple[Broker, tuple[str, ...]]:
         broker: Broker = SimulatedBroker(
             cfg.state_db, prices, starting_cash=cfg.sim.starting_cash, costs=sim_costs(cfg),
             fractional=cfg.sim.fractional, replay_start=cfg.sim.replay_start,
+            read_only=read_only,
         )
         return broker, universe
     if not cfg.universe.symbols:
@@ -145,10 +153,16 @@ def cycle_settings(cfg: Config, universe: tuple[str, ...]) -> CycleSettings:
     )
 
 
-def open_runtime(cfg: Config, live_flag: bool = False) -> Runtime:
-    """Check the live switches, open the journal and the broker, verify the account."""
+def open_runtime(cfg: Config, live_flag: bool = False, command: str = "run") -> Runtime:
+    """Check the live switches, take the state dir's lock, open the journal and the broker,
+    verify the account. The lock is held until ``Runtime.close`` (or the process dies)."""
     check_live_switches(cfg, live_flag)
-    journal = Journal(cfg.state_db)
+    lock = InstanceLock.acquire(cfg.bot.state_dir, command)
+    try:
+        journal = Journal(cfg.state_db)
+    except BaseException:
+        lock.release()
+        raise
     try:
         broker, universe = build_broker(cfg)
         settings = cycle_settings(cfg, universe)
@@ -163,9 +177,30 @@ def open_runtime(cfg: Config, live_flag: bool = False) -> Runtime:
                             equity=round(account.equity, 2))
     except BaseException:
         journal.close()
+        lock.release()
         raise
     interrupted = journal.abandon_running_cycles()
     if interrupted:
         log.warning("cycles_interrupted", cycle_ids=interrupted,
                     note="a previous run stopped mid-cycle; reconciling with the broker")
+    return Runtime(cfg, broker, journal, CycleContext(broker, journal, strategy, settings), lock)
+
+
+def open_read_only_runtime(cfg: Config) -> Runtime:
+    """The journal and the account for reading (``status``, ``health``): no lock, SQLite
+    ``mode=ro``, nothing created or modified, safe beside a running daemon. Missing,
+    corrupt or newer state raises ``StateError`` naming the file."""
+    journal = Journal.open_read_only(cfg.state_db)
+    try:
+        broker, universe = build_broker(cfg, read_only=True)
+    except BaseException:
+        journal.close()
+        raise
+    try:
+        settings = cycle_settings(cfg, universe)
+        strategy = cfg.build_strategy()
+    except BaseException:
+        broker.close()
+        journal.close()
+        raise
     return Runtime(cfg, broker, journal, CycleContext(broker, journal, strategy, settings))

@@ -3,19 +3,31 @@
 Explicit exchange time zone, a real misfire grace (APScheduler's default is 1 s), one
 instance at a time, missed and failed runs logged as our own events. SIGTERM/SIGINT let
 the running cycle finish, then the scheduler stops and the process exits 0.
+
+Under systemd (``Type=notify``) it reports READY once the scheduler runs, STOPPING on the
+way out, and pings the watchdog from a scheduler job (its own executor thread, so a long
+cycle does not delay it) only while the schedule is kept: no cycle overdue beyond the
+misfire grace, none running longer than ``CYCLE_STALL_SECS``.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MISSED,
+    EVENT_SCHEDULER_STARTED,
+    JobExecutionEvent,
+    SchedulerEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -24,9 +36,21 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.config import ScheduleSection
+from bot.engine import systemd_notify
 
 log = structlog.get_logger("allocbot.scheduler")
 JOB_ID = "rebalance_cycle"
+WATCHDOG_JOB_ID = "systemd_watchdog"
+CYCLE_STALL_SECS = 900.0  # a cycle running longer than this is stuck: stop the watchdog pings
+
+
+def schedule_kept(now: datetime, next_run: datetime | None, running_secs: float | None,
+                  grace_secs: float, stall_secs: float = CYCLE_STALL_SECS) -> bool:
+    """Whether the watchdog may be pinged: the running cycle (if any) is not stuck, and
+    with none running the next wake is not overdue beyond the misfire grace."""
+    if running_secs is not None:
+        return running_secs <= stall_secs
+    return next_run is None or now - next_run <= timedelta(seconds=grace_secs)
 
 
 def build_trigger(schedule: ScheduleSection) -> BaseTrigger:
@@ -53,13 +77,16 @@ class Daemon:
         self._stopping = threading.Event()
         self._stopper: threading.Thread | None = None
         self._executor = ThreadPoolExecutor(max_workers=1)
+        self._watchdog_executor = ThreadPoolExecutor(max_workers=1)
+        self._running_since: float | None = None  # monotonic start of the running cycle
         self._scheduler = BlockingScheduler(
             timezone=ZoneInfo(schedule.timezone),
-            executors={"default": self._executor},
+            executors={"default": self._executor, "watchdog": self._watchdog_executor},
             job_defaults={"coalesce": True, "max_instances": 1,
                           "misfire_grace_time": schedule.misfire_grace_secs},
         )
         self._scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+        self._scheduler.add_listener(self._on_started, EVENT_SCHEDULER_STARTED)
 
     @property
     def wakes(self) -> int:
@@ -68,15 +95,38 @@ class Daemon:
     def _job(self) -> None:
         if self._stopping.is_set():
             return
+        self._running_since = time.monotonic()
         try:
             self._wake()
         finally:
+            self._running_since = None
             with self._count_lock:
                 self._wakes += 1
                 done = self._max_cycles is not None and self._wakes >= self._max_cycles
             if done:
                 log.info("daemon_stopping", reason="max_cycles reached", cycles=self._wakes)
                 self.stop(wait=False)
+
+    def finish(self, reason: str) -> None:
+        """Stop after the current wake (called from inside it): the work is done."""
+        log.info("daemon_stopping", reason=reason, cycles=self._wakes)
+        self.stop(wait=False)
+
+    def _on_started(self, event: SchedulerEvent) -> None:
+        systemd_notify.notify(systemd_notify.READY, "STATUS=scheduler running")
+
+    def _ping_watchdog(self) -> None:
+        job = self._scheduler.get_job(JOB_ID)
+        since = self._running_since
+        running = None if since is None else time.monotonic() - since
+        now = datetime.now(ZoneInfo(self._schedule.timezone))
+        if schedule_kept(now, job.next_run_time if job else None, running,
+                         self._schedule.misfire_grace_secs):
+            systemd_notify.notify(systemd_notify.WATCHDOG)
+        else:
+            log.error("watchdog_withheld", running_secs=running,
+                      next_run=job.next_run_time.isoformat() if job and job.next_run_time else None,
+                      note="the schedule is not kept; systemd will restart the daemon")
 
     def _on_event(self, event: JobExecutionEvent) -> None:
         if event.code == EVENT_JOB_MISSED:
@@ -90,6 +140,7 @@ class Daemon:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        systemd_notify.notify(systemd_notify.STOPPING)
         try:
             self._scheduler.shutdown(wait=wait)
         except SchedulerNotRunningError as exc:  # already stopped (a second signal)
@@ -109,15 +160,26 @@ class Daemon:
         kwargs: dict[str, Any] = {"next_run_time": next_run} if next_run else {}
         job = self._scheduler.add_job(self._job, build_trigger(self._schedule), id=JOB_ID,
                                       name="allocbot rebalance cycle", **kwargs)
+        ping_secs = systemd_notify.watchdog_ping_interval_secs()
+        if ping_secs is not None:
+            self._scheduler.add_job(self._ping_watchdog, IntervalTrigger(seconds=ping_secs),
+                                    id=WATCHDOG_JOB_ID, executor="watchdog",
+                                    name="systemd watchdog ping", next_run_time=datetime.now(tz))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
-        log.info("daemon_started", timezone=self._schedule.timezone,
-                 trigger=str(job.trigger), run_at_start=self._schedule.run_at_start,
-                 misfire_grace_secs=self._schedule.misfire_grace_secs,
-                 max_cycles=self._max_cycles)
+        started = {"timezone": self._schedule.timezone, "trigger": str(job.trigger),
+                   "run_at_start": self._schedule.run_at_start,
+                   "misfire_grace_secs": self._schedule.misfire_grace_secs,
+                   "max_cycles": self._max_cycles}
+        # logged once the scheduler runs: a SIGTERM sent on seeing this line must find a
+        # running scheduler to shut down (before start(), shutdown() is refused and the
+        # daemon would then run on)
+        self._scheduler.add_listener(lambda _: log.info("daemon_started", **started),
+                                     EVENT_SCHEDULER_STARTED)
         self._scheduler.start()
         # start() returns as soon as shutdown begins: wait for a running cycle to complete.
         if self._stopper is not None:
             self._stopper.join()
         self._executor.shutdown(wait=True)
+        self._watchdog_executor.shutdown(wait=True)
         log.info("daemon_stopped", cycles=self._wakes)

@@ -6,6 +6,11 @@ from enum import StrEnum
 
 from brokers.base import OrderStatus
 
+# Journal meta keys of the drawdown kill switch: set by the cycle, cleared by
+# `allocbot rearm`, read by `allocbot status`/`health`.
+HALT_KEY = "halted"  # the halt's reason while trading is halted
+PEAK_KEY = "peak_equity"  # the equity peak the drawdown is measured from
+
 
 class CycleStatus(StrEnum):
     """How a cycle ended (``running`` while it runs)."""

@@ -87,6 +87,7 @@ class SimulatedBroker:
         costs: SimCosts | None = None,
         fractional: bool = True,
         replay_start: date | None = None,
+        read_only: bool = False,
     ) -> None:
         """Open (or create) the paper account in ``db_path`` over ``prices``.
 
@@ -100,6 +101,8 @@ class SimulatedBroker:
             fractional: allow fractional quantities and notional orders.
             replay_start: the first wake opens the first data date ≥ this; default: the
                 row after one year (252 rows) of history.
+            read_only: open the stored account without writing (``allocbot status``);
+                the account must exist. Do not trade or wake a read-only broker.
         """
         if not math.isfinite(starting_cash) or starting_cash < 0:
             raise BrokerConfigError(f"sim starting_cash must be >= 0, got {starting_cash!r}")
@@ -121,12 +124,12 @@ class SimulatedBroker:
         else:
             self._start_row = bisect_left(self._dates, replay_start)
         self._lock = threading.RLock()
-        self._ledger = SimLedger(db_path)
+        self._ledger = SimLedger(db_path, read_only=read_only)
         self._restore(self._ledger.load_or_create(float(starting_cash)))
 
     def _restore(self, state: LedgerState) -> None:
         """Take over the stored account; its replay date must be in the price data."""
-        self._cash, self._ended, self._next_seq = state.cash, state.ended, state.next_seq
+        self._cash, self._ended = state.cash, state.ended
         self._row: int | None = None
         if state.cursor_date is not None:
             self._row = self._row_of.get(date.fromisoformat(state.cursor_date))
@@ -337,7 +340,7 @@ class SimulatedBroker:
             now = (_exchange_time(self._dates[self._row], REPLAY_TIME)  # = clock().now, cheaper
                    if self._is_open() and self._row is not None else self.clock().now)
             order = Order(
-                id=f"sim-{self._next_seq:09d}",
+                id="",  # the ledger assigns sim-<seq> from the database when it stores it
                 client_order_id=request.client_order_id,
                 symbol=request.symbol,
                 side=request.side,
@@ -350,11 +353,8 @@ class SimulatedBroker:
                 reject_reason=outcome if isinstance(outcome, str) else None,
             )
             if isinstance(outcome, str):
-                self._ledger.record(self._next_seq, order, None, self._cash, None)
-            else:
-                self._fill(order, outcome)
-            self._next_seq += 1
-            return order
+                return self._ledger.record(order, None, self._cash, None)
+            return self._fill(order, outcome)
 
     def _evaluate(self, request: OrderRequest) -> FillPlan | str:
         if not self._is_open() or self._row is None:
@@ -367,7 +367,7 @@ class SimulatedBroker:
         held = self._qty.get(request.symbol, 0.0)
         return plan_fill(request, close, held, self._cash, self._costs, self._fractional)
 
-    def _fill(self, order: Order, plan: FillPlan) -> None:
+    def _fill(self, order: Order, plan: FillPlan) -> Order:
         """Book a fill: write it with the new cash and position, then update the cache.
 
         The average entry price excludes commission, as Alpaca reports it.
@@ -385,7 +385,7 @@ class SimulatedBroker:
             order.id, order.client_order_id, symbol, order.side, plan.qty, plan.price,
             plan.commission, order.submitted_at,
         )  # fmt: skip
-        self._ledger.record(self._next_seq, order, fill, cash, Holding(symbol, qty, avg))
+        order = self._ledger.record(order, fill, cash, Holding(symbol, qty, avg))
         self._cash = cash
         self._fills_booked += 1
         self._qty_by_col[self._col_of[symbol]] = max(qty, 0.0)
@@ -394,6 +394,7 @@ class SimulatedBroker:
         else:
             self._qty.pop(symbol, None)
             self._avg.pop(symbol, None)
+        return order
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         with self._lock:

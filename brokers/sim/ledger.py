@@ -9,13 +9,20 @@ crash leaves either all of it or none. Only ``brokers/sim/broker.py`` uses this 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from brokers.base import Fill, Order, OrderSide, OrderStatus
-from brokers.errors import BrokerConfigError
+from brokers.sqlite_state import (
+    Schema,
+    check_schema_read_only,
+    connect,
+    open_schema,
+    state_error,
+)
+from strategies.errors import StateError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sim_account (
@@ -57,6 +64,16 @@ CREATE TABLE IF NOT EXISTS sim_fills (
 );
 CREATE INDEX IF NOT EXISTS sim_fills_client_order_id ON sim_fills (client_order_id);
 """
+# Ordered migrations (entry i takes version i to i + 1; append, never edit). The file's
+# PRAGMA user_version belongs to the journal that shares it, so this version lives in
+# its own one-row table.
+SIM_SCHEMA = Schema(
+    component="sim account",
+    migrations=(_SCHEMA,),
+    owned=frozenset({"sim_account", "sim_positions", "sim_orders", "sim_fills"}),
+    tolerated=frozenset({"meta", "cycles", "intents", "fills"}),  # the journal's tables
+    version_table="sim_schema",
+)
 _ORDER_COLUMNS = (
     "id, client_order_id, symbol, side, status, qty, notional, filled_qty, "
     "filled_avg_price, submitted_at, reject_reason"
@@ -65,6 +82,7 @@ _FILL_COLUMNS = "order_id, client_order_id, symbol, side, qty, price, commission
 _SELECT_ORDER_BY_CID = f"SELECT {_ORDER_COLUMNS} FROM sim_orders WHERE client_order_id = ?"
 _SELECT_ORDERS = f"SELECT {_ORDER_COLUMNS} FROM sim_orders ORDER BY seq"
 _SELECT_FILLS = f"SELECT {_FILL_COLUMNS} FROM sim_fills WHERE client_order_id = ? ORDER BY rowid"
+_NEXT_SEQ = "SELECT COALESCE(MAX(seq), 0) + 1 FROM sim_orders"
 _INSERT_ORDER = f"INSERT INTO sim_orders (seq, {_ORDER_COLUMNS}) VALUES ({', '.join('?' * 12)})"
 _INSERT_FILL = f"INSERT INTO sim_fills ({_FILL_COLUMNS}) VALUES ({', '.join('?' * 8)})"
 _UPDATE_CASH = "UPDATE sim_account SET cash = ? WHERE id = 1"
@@ -79,14 +97,13 @@ _DELETE_POSITION = "DELETE FROM sim_positions WHERE symbol = ?"
 
 @dataclass(frozen=True, slots=True)
 class LedgerState:
-    """The account as stored: cash, replay cursor (ISO date or None), holdings, next seq."""
+    """The account as stored: cash, replay cursor (ISO date or None), holdings."""
 
     created: bool
     cash: float
     cursor_date: str | None
     ended: bool
     holdings: dict[str, tuple[float, float]]  # symbol → (qty, avg entry price)
-    next_seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,25 +141,35 @@ def _fill_from_row(row: tuple[Any, ...]) -> Fill:
 class SimLedger:
     """Reads and writes the ``sim_*`` tables through one connection (caller serialises)."""
 
-    def __init__(self, db_path: str | Path) -> None:
-        if str(db_path) != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, db_path: str | Path, read_only: bool = False) -> None:
+        """Open (creating or migrating) the books; ``read_only`` opens with SQLite
+        ``mode=ro`` and never writes. Unusable files raise ``StateError``."""
+        self._path, self._read_only = db_path, read_only
+        db = connect(db_path, read_only=read_only, timeout_secs=5.0)
         try:
-            db = sqlite3.connect(
-                str(db_path), isolation_level=None, check_same_thread=False, timeout=5.0
-            )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
-            db.executescript(_SCHEMA)
+            if read_only:
+                check_schema_read_only(db, db_path, SIM_SCHEMA)
+            else:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
+                open_schema(db, db_path, SIM_SCHEMA)
         except sqlite3.Error as exc:
-            raise BrokerConfigError(f"sim account database {db_path}: {exc}") from exc
+            db.close()
+            raise state_error(db_path, exc) from exc
+        except BaseException:
+            db.close()
+            raise
         self._db = db
 
     def load_or_create(self, starting_cash: float) -> LedgerState:
-        """The stored account, or a new one holding ``starting_cash`` if there is none."""
+        """The stored account, or a new one holding ``starting_cash`` if there is none
+        (read-only books without an account raise ``StateError``)."""
         db = self._db
         row = db.execute("SELECT cash, cursor_date, ended FROM sim_account").fetchone()
         created = row is None
+        if created and self._read_only:
+            raise StateError(f"state file {self._path} holds no sim account yet; run "
+                             "'allocbot once' (or the daemon) first")
         if created:
             db.execute(
                 "INSERT INTO sim_account (id, cash, starting_cash, cursor_date, ended, created_at)"
@@ -152,32 +179,36 @@ class SimLedger:
             row = (starting_cash, None, 0)
         held = db.execute("SELECT symbol, qty, avg_entry_price FROM sim_positions ORDER BY symbol")
         holdings = {symbol: (float(qty), float(avg)) for symbol, qty, avg in held}
-        last_seq = db.execute("SELECT MAX(seq) FROM sim_orders").fetchone()[0]
-        return LedgerState(
-            created, float(row[0]), row[1], bool(row[2]), holdings, 1 + (last_seq or 0)
-        )
+        return LedgerState(created, float(row[0]), row[1], bool(row[2]), holdings)
 
     def save_cursor(self, cursor_date: str | None, ended: bool) -> None:
         self._db.execute(_UPDATE_CURSOR, (cursor_date, int(ended)))
 
     def record(
-        self, seq: int, order: Order, fill: Fill | None, cash: float, holding: Holding | None
-    ) -> None:
-        """Store an order and, if it filled, its fill, the new cash and position: atomically."""
-        assert order.submitted_at is not None
+        self, order: Order, fill: Fill | None, cash: float, holding: Holding | None
+    ) -> Order:
+        """Store an order and, if it filled, its fill, the new cash and position: atomically.
+
+        The order's id ``sim-<seq>`` is taken from the database inside the transaction, so
+        it never repeats even across processes; the stored order is returned.
+        """
+        submitted_at = order.submitted_at
+        assert submitted_at is not None
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            seq = int(db.execute(_NEXT_SEQ).fetchone()[0])
+            order = replace(order, id=f"sim-{seq:09d}")
             db.execute(
                 _INSERT_ORDER,
                 (seq, order.id, order.client_order_id, order.symbol, order.side.value,
                  order.status.value, order.qty, order.notional, order.filled_qty,
-                 order.filled_avg_price, order.submitted_at.isoformat(), order.reject_reason),
+                 order.filled_avg_price, submitted_at.isoformat(), order.reject_reason),
             )  # fmt: skip
             if fill is not None:
                 db.execute(
                     _INSERT_FILL,
-                    (fill.order_id, fill.client_order_id, fill.symbol, fill.side.value,
+                    (order.id, fill.client_order_id, fill.symbol, fill.side.value,
                      fill.qty, fill.price, fill.commission, fill.at.isoformat()),
                 )  # fmt: skip
                 db.execute(_UPDATE_CASH, (cash,))
@@ -189,6 +220,7 @@ class SimLedger:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        return order
 
     def order(self, client_order_id: str) -> Order | None:
         row = self._db.execute(_SELECT_ORDER_BY_CID, (client_order_id,)).fetchone()

@@ -1,0 +1,111 @@
+"""Which events become alerts, and how often (pure: event dicts and times in, alerts out).
+
+The sender (``sender.py``) delivers them off the cycle's thread; nothing here does I/O.
+Alert texts carry the event's fields as logged, i.e. already redacted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class AlertKind(StrEnum):
+    FAILURE_STREAK = "failure_streak"
+    CYCLE_CRASHED = "cycle_crashed"
+    TRADING_HALTED = "trading_halted"
+    GUARD_BLOCKED = "guard_blocked"
+    ORDER_REJECTED = "order_rejected"
+    LIVE_TRADING_ENABLED = "live_trading_enabled"
+    STARTUP_FAILED = "startup_failed"
+    NO_RECENT_SUCCESS = "no_recent_success"
+    DAILY_SUMMARY = "daily_summary"
+
+
+class Severity(StrEnum):
+    """apprise's notify types."""
+
+    INFO = "info"
+    WARNING = "warning"
+    FAILURE = "failure"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    kind: AlertKind
+    severity: Severity
+    title: str
+    body: str
+
+
+# event name → (kind, severity, title, fields shown in the body)
+_DIRECT: dict[str, tuple[AlertKind, Severity, str, tuple[str, ...]]] = {
+    "cycle_crashed": (AlertKind.CYCLE_CRASHED, Severity.FAILURE, "cycle crashed (a bug)",
+                      ("cycle_id", "exception")),
+    "trading_halted": (AlertKind.TRADING_HALTED, Severity.FAILURE, "trading halted",
+                       ("reason", "rearm")),
+    "guard_blocked": (AlertKind.GUARD_BLOCKED, Severity.WARNING, "order blocked by a guard",
+                      ("guard", "symbol", "reason", "cycle_id")),
+    "order_rejected": (AlertKind.ORDER_REJECTED, Severity.WARNING, "order rejected",
+                       ("symbol", "side", "reason", "client_order_id")),
+    "live_trading_enabled": (AlertKind.LIVE_TRADING_ENABLED, Severity.WARNING,
+                             "live trading enabled", ("account", "equity")),
+    "startup_failed": (AlertKind.STARTUP_FAILED, Severity.FAILURE, "daemon failed to start",
+                       ("error",)),
+}
+
+
+def _body(event: Mapping[str, Any], fields: tuple[str, ...]) -> str:
+    parts = [f"{name}: {_short(event[name])}" for name in fields if event.get(name) is not None]
+    return "\n".join(parts) or str(event.get("event"))
+
+
+def _short(value: Any, limit: int = 600) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class AlertRules:
+    """Turns events into alerts; counts consecutive failed cycles (not thread-safe alone:
+    the tap calls it under its lock)."""
+
+    def __init__(self, failure_streak: int) -> None:
+        self._streak_needed = failure_streak
+        self.streak = 0
+
+    def evaluate(self, event: Mapping[str, Any]) -> Alert | None:
+        name = str(event.get("event"))
+        if name == "cycle_failed":
+            self.streak += 1
+            if self.streak % self._streak_needed == 0:
+                return Alert(AlertKind.FAILURE_STREAK, Severity.FAILURE,
+                             f"{self.streak} cycles failed in a row",
+                             f"last error: {_short(event.get('error'))}")
+            return None
+        if name == "cycle_finished" and event.get("status") != "halted":
+            self.streak = 0
+        if name in _DIRECT:
+            kind, severity, title, fields = _DIRECT[name]
+            return Alert(kind, severity, title, _body(event, fields))
+        return None
+
+
+class RateLimiter:
+    """At most one alert per kind per ``window_secs`` (thread-safe, O(1))."""
+
+    def __init__(self, window_secs: float) -> None:
+        self._window_secs = window_secs
+        self._last_sent: dict[AlertKind, datetime] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, kind: AlertKind, now: datetime) -> bool:
+        with self._lock:
+            last = self._last_sent.get(kind)
+            if last is not None and (now - last).total_seconds() < self._window_secs:
+                return False
+            self._last_sent[kind] = now
+            return True

@@ -1,0 +1,375 @@
+"""What an operator sees, gathered once: config + read-only journal + sim ledger → a frozen
+``StatusReport`` that ``allocbot status`` (text and ``--json``) and the status web page both
+render.
+
+Read-only: the journal and the simulator's books are opened with SQLite ``mode=ro`` and
+nothing is created or written, so it is safe beside a running daemon. Light: no pandas, no
+strategy, no broker SDK is imported (the ≤ 0.4 s budget of ``allocbot status``).
+
+Where the figures come from:
+
+* sim broker — cash and holdings from the simulator's ledger, valued at the price file's
+  close on the replay date (exactly what the daemon's next cycle would see);
+* Alpaca — the journal's last known figures (equity of the last cycle, its targets): status
+  makes no network call and needs no keys; the holdings table is empty and a note says so.
+
+P&L is money in account currency: since inception (equity − the first cycle's equity
+before trading), month-to-date and year-to-date (equity − the last equity journaled before
+the month/year of the valuation date; the inception equity when the account is younger).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from bot.config import Config
+from bot.engine.instance_lock import read_lock_holder
+from bot.engine.journal import Journal
+from bot.engine.statuses import HALT_KEY, OPEN_INTENT_STATUSES, PEAK_KEY, CycleStatus, IntentStatus
+from bot.errors import AllocbotError
+
+REARM_COMMAND = "allocbot rearm"
+# cycles that ran as they should: a closed market or a still-working order is a healthy skip
+SUCCESS_STATUSES = (CycleStatus.FINISHED, CycleStatus.SKIPPED)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonState:
+    """The instance lock's holder: is a daemon (or another writer) running now?"""
+
+    alive: bool
+    pid: int | None = None
+    started_at: str | None = None  # UTC ISO
+    command: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRow:
+    """One journaled cycle; ``equity`` is after trading (or at the halt); ``error`` only for
+    failed cycles, ``note`` the skip/halt reason."""
+
+    cycle_id: str
+    asof: str | None
+    started_at: str  # UTC ISO
+    finished_at: str | None
+    status: str
+    orders_planned: int | None
+    orders_filled: int | None
+    equity: float | None
+    var: float | None
+    note: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldingRow:
+    """A held or targeted symbol: weights are fractions of equity, ``drift`` = weight − target."""
+
+    symbol: str
+    qty: float
+    price: float | None
+    value: float
+    weight: float
+    target: float
+    drift: float
+    drifted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    """An order intent still open at the venue, or abandoned unsent after a restart."""
+
+    client_order_id: str
+    cycle_id: str
+    symbol: str
+    side: str
+    qty: float
+    filled_qty: float
+    status: str
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EquityPoint:
+    """Equity (account currency) after the cycle of market date ``asof``."""
+
+    asof: str
+    equity: float
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFigures:
+    """Money in account currency; ``drawdown`` a fraction below ``peak_equity``."""
+
+    source: str  # "sim_ledger" | "journal"
+    valued_on: str | None  # market date the figures are valued at
+    equity: float
+    cash: float | None
+    inception_equity: float | None
+    pnl_since_inception: float | None
+    pnl_mtd: float | None
+    pnl_ytd: float | None
+    peak_equity: float
+    drawdown: float
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """Everything ``allocbot status`` and the status page show (plain data: ``as_dict``)."""
+
+    generated_at: str  # UTC ISO
+    config_path: str | None
+    state_db: str
+    mode: str
+    strategy: str
+    broker: str
+    daemon: DaemonState
+    last_cycle: CycleRow | None
+    last_success_at: str | None  # finished_at of the last finished/skipped cycle
+    next_wake: str | None  # UTC ISO; None when no daemon runs
+    halted_reason: str | None
+    rearm_command: str
+    account: AccountFigures | None
+    max_drawdown: float | None
+    var: float | None  # the last cycle's ex-ante VaR (fraction of equity)
+    max_var: float | None
+    holdings: tuple[HoldingRow, ...]
+    open_orders: tuple[OrderRow, ...]
+    cycles: tuple[CycleRow, ...]  # newest first
+    equity_curve: tuple[EquityPoint, ...]  # oldest first
+    notes: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready plain data (``allocbot status --json``, ``/status.json``)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2)
+
+
+def build_status_report(cfg: Config, now: datetime | None = None, *, cycles: int = 10,
+                        curve_points: int = 2000) -> StatusReport:
+    """Gather the status of the bot ``cfg`` describes, reading its state without writing.
+
+    Args:
+        cfg: the loaded config (``load_config(path, check_strategy=False)`` is enough).
+        now: aware UTC time used for the next wake (default: the clock).
+        cycles: how many recent cycles to list.
+        curve_points: at most this many (latest) points of the equity curve.
+
+    Raises:
+        StateError: the state file exists but cannot be read (corrupt, foreign, newer).
+    """
+    now = now or datetime.now(UTC)
+    holder = read_lock_holder(cfg.bot.state_dir)
+    daemon = (DaemonState(holder.alive, holder.pid, _iso(holder.started_at), holder.command)
+              if holder is not None else DaemonState(alive=False))
+    base: dict[str, Any] = {
+            "generated_at": now.isoformat(),
+            "config_path": str(cfg.source) if cfg.source else None,
+            "state_db": str(cfg.state_db), "mode": cfg.bot.mode, "strategy": cfg.strategy.name,
+            "broker": cfg.broker.kind, "daemon": daemon, "rearm_command": REARM_COMMAND,
+            "max_drawdown": cfg.risk.max_drawdown, "max_var": cfg.risk.max_var}
+    if not cfg.state_db.exists():
+        return StatusReport(**base, last_cycle=None, last_success_at=None, next_wake=None,
+                            halted_reason=None, account=None, var=None, holdings=(),
+                            open_orders=(), cycles=(), equity_curve=(),
+                            notes=(f"no state yet at {cfg.state_db}: the bot has not run "
+                                   "(start it with 'allocbot run')",))
+    journal = Journal.open_read_only(cfg.state_db)
+    try:
+        return _from_journal(cfg, journal, base, now, cycles, curve_points)
+    finally:
+        journal.close()
+
+
+def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: datetime,
+                  limit: int, curve_points: int) -> StatusReport:
+    raw = journal.recent_cycles(1_000_000)  # newest first; ~5,000 rows after a full replay
+    recent = [cycle_row(c) for c in raw]
+    history = _equity_history(recent)
+    last_success = next((c for c in recent if c.status in SUCCESS_STATUSES), None)
+    last_var = next((c.var for c in recent if c.var is not None), None)
+    targets = next(({str(k): float(v) for k, v in c["summary"]["targets"].items()}
+                    for c in raw if c["summary"].get("targets")), {})
+    inception = next((float(c["summary"]["equity_before"]) for c in reversed(raw)
+                      if c["summary"].get("equity_before") is not None), None)
+    notes: list[str] = []
+    account, holdings = _valuation(cfg, journal, recent, history, targets, inception, notes)
+    daemon: DaemonState = base["daemon"]
+    return StatusReport(
+        **base,
+        last_cycle=recent[0] if recent else None,
+        last_success_at=last_success.finished_at if last_success else None,
+        next_wake=next_wake(cfg, recent[0] if recent else None, now) if daemon.alive else None,
+        halted_reason=journal.meta(HALT_KEY),
+        account=account, var=last_var, holdings=holdings,
+        open_orders=_orders(journal), cycles=tuple(recent[:limit]),
+        equity_curve=tuple(EquityPoint(a, e) for a, e in history[-curve_points:]),
+        notes=tuple(notes),
+    )
+
+
+def cycle_row(raw: dict[str, Any]) -> CycleRow:
+    """A journal cycle as a row; halted cycles store ``equity``, finished ``equity_after``."""
+    s = raw["summary"]
+    equity = s.get("equity_after", s.get("equity"))
+    failed = raw["status"] == CycleStatus.FAILED
+    return CycleRow(
+        cycle_id=raw["cycle_id"], asof=raw["asof"], started_at=raw["started_at"],
+        finished_at=raw["finished_at"], status=raw["status"],
+        orders_planned=s.get("orders_planned"), orders_filled=s.get("orders_filled"),
+        equity=None if equity is None else float(equity),
+        var=None if s.get("var") is None else float(s["var"]),
+        note=s.get("reason"), error=s.get("error") if failed else None,
+    )
+
+
+def _equity_history(rows: list[CycleRow]) -> list[tuple[str, float]]:
+    """(asof, equity) of every cycle that valued the account, oldest first, one per day."""
+    by_day: dict[str, float] = {}
+    for row in reversed(rows):
+        if row.asof and row.equity is not None and math.isfinite(row.equity):
+            by_day[row.asof] = row.equity
+    return sorted(by_day.items())
+
+
+def _valuation(cfg: Config, journal: Journal, recent: list[CycleRow],
+               history: list[tuple[str, float]], targets: dict[str, float],
+               inception: float | None, notes: list[str]
+               ) -> tuple[AccountFigures | None, tuple[HoldingRow, ...]]:
+    """Account figures and holdings: from the sim ledger, else the journal's last cycle."""
+    if cfg.broker.kind == "sim":
+        sim = _sim_holdings(cfg, notes)
+        if sim is not None:
+            cash, valued_on, priced = sim
+            equity = math.fsum([cash, *(q * p for q, p in priced.values())])
+            figures = _figures("sim_ledger", valued_on, equity, cash, inception or
+                               cfg.sim.starting_cash, history, journal)
+            return figures, _holding_rows(priced, equity, targets, cfg)
+    else:
+        notes.append("Alpaca: figures are the journal's as of the last cycle (status makes "
+                     "no API call); holdings are not shown")
+    last = next((c for c in recent if c.equity is not None), None)
+    if last is None:
+        return None, _holding_rows({}, 0.0, targets, cfg)
+    figures = _figures("journal", last.asof, float(last.equity or 0.0), None, inception,
+                       history, journal)
+    return figures, _holding_rows({}, figures.equity, targets, cfg)
+
+
+def _figures(source: str, valued_on: str | None, equity: float, cash: float | None,
+             inception: float | None, history: list[tuple[str, float]],
+             journal: Journal) -> AccountFigures:
+    peak = max(float(journal.meta(PEAK_KEY) or 0.0), equity)
+    day = date.fromisoformat(valued_on) if valued_on else None
+
+    def pnl_since(start: date | None) -> float | None:
+        if start is None:
+            return None
+        before = [e for a, e in history if a < start.isoformat()]
+        ref = before[-1] if before else inception
+        return None if ref is None else round(equity - ref, 2)
+
+    return AccountFigures(
+        source=source, valued_on=valued_on, equity=round(equity, 2),
+        cash=None if cash is None else round(cash, 2),
+        inception_equity=None if inception is None else round(inception, 2),
+        pnl_since_inception=None if inception is None else round(equity - inception, 2),
+        pnl_mtd=pnl_since(day.replace(day=1) if day else None),
+        pnl_ytd=pnl_since(date(day.year, 1, 1) if day else None),
+        peak_equity=round(peak, 2), drawdown=round(1 - equity / peak, 6) if peak > 0 else 0.0,
+    )
+
+
+def _sim_holdings(cfg: Config, notes: list[str]
+                  ) -> tuple[float, str | None, dict[str, tuple[float, float]]] | None:
+    """(cash, replay date, symbol → (qty, close)) from the simulator's books, read-only."""
+    from brokers.price_row import read_price_row
+    from brokers.sim.ledger import SimLedger
+
+    try:
+        ledger = SimLedger(cfg.state_db, read_only=True)
+    except AllocbotError as exc:
+        notes.append(f"sim account unreadable: {exc}")
+        return None
+    try:
+        state = ledger.load_or_create(cfg.sim.starting_cash)
+    except AllocbotError as exc:
+        notes.append(str(exc))
+        return None
+    finally:
+        ledger.close()
+    if not state.holdings:
+        return state.cash, state.cursor_date, {}
+    if state.cursor_date is None:
+        notes.append("sim account holds positions but has no replay date")
+        return None
+    try:
+        closes = read_price_row(cfg.sim.prices, state.cursor_date)
+    except AllocbotError as exc:
+        notes.append(f"cannot value the holdings: {exc}")
+        return None
+    missing = sorted(set(state.holdings) - set(closes))
+    if missing:
+        notes.append(f"no close for {', '.join(missing)} on {state.cursor_date}")
+        return None
+    priced = {sym: (qty, closes[sym]) for sym, (qty, _) in state.holdings.items()}
+    return state.cash, state.cursor_date, priced
+
+
+def _holding_rows(priced: dict[str, tuple[float, float]], equity: float,
+                  targets: dict[str, float], cfg: Config) -> tuple[HoldingRow, ...]:
+    """Held and targeted symbols with the planner's drift rule (``bot.core.drift``)."""
+    from bot.core.drift import drift_mask
+
+    symbols = sorted(set(priced) | set(targets))
+    if not symbols:
+        return ()
+    values = [priced[s][0] * priced[s][1] if s in priced else 0.0 for s in symbols]
+    weights = [v / equity if equity > 0 and s in priced else 0.0
+               for s, v in zip(symbols, values, strict=True)]
+    goal = [targets.get(s, 0.0) for s in symbols]
+    policy = cfg.rebalance
+    drifted = [bool(drift_mask(w, t, policy.drift_abs, policy.drift_rel)) if priced else False
+               for w, t in zip(weights, goal, strict=True)]
+    return tuple(
+        HoldingRow(symbol=s, qty=priced[s][0] if s in priced else 0.0,
+                   price=priced[s][1] if s in priced else None, value=round(v, 2),
+                   weight=round(w, 6), target=round(t, 6), drift=round(w - t, 6),
+                   drifted=bool(d))
+        for s, v, w, t, d in zip(symbols, values, weights, goal, drifted, strict=True)
+    )
+
+
+def _orders(journal: Journal, limit: int = 50) -> tuple[OrderRow, ...]:
+    """Open intents (not yet final at the venue) and the ones abandoned unsent."""
+    rows = journal.intents(statuses=(*OPEN_INTENT_STATUSES, IntentStatus.UNSENT))[-limit:]
+    return tuple(OrderRow(i.client_order_id, i.cycle_id, i.symbol, i.side.value, i.qty,
+                          i.filled_qty, str(i.status), i.reason) for i in rows)
+
+
+def next_wake(cfg: Config, last: CycleRow | None, now: datetime) -> str | None:
+    """When the scheduler wakes next: the cron's next fire time, or the last start plus
+    the interval (never earlier than ``now``)."""
+    schedule = cfg.schedule
+    if schedule.interval_secs is not None:
+        if last is None:
+            return now.isoformat()
+        due = datetime.fromisoformat(last.started_at) + timedelta(seconds=schedule.interval_secs)
+        return max(due, now).isoformat()
+    from bot.engine.scheduler import build_trigger
+
+    fire = build_trigger(schedule).get_next_fire_time(None, now)
+    return None if fire is None else fire.astimezone(UTC).isoformat()
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, datetime) else str(value)

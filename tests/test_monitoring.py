@@ -1,0 +1,171 @@
+"""Monitoring's parts without the daemon: alert rules and rate limit, the schedule rule,
+the logging tap, the page, the deploy files against the metric registry, secrets."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import structlog
+import yaml
+from prometheus_client import generate_latest
+
+from bot.config import load_config
+from bot.logs import configure_logging
+from bot.monitoring.alerts import AlertKind, AlertRules, RateLimiter
+from bot.monitoring.metrics import METRIC_NAMES, CycleMetrics
+from bot.monitoring.observed import ObservedState
+from bot.monitoring.page import drawdown_series, render_page
+from bot.monitoring.service import Monitor
+from bot.monitoring.status_report import build_status_report
+from bot.monitoring.tap import MonitoringTap
+from tests.conftest import REPO, run_cli
+
+NY = "America/New_York"
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def test_alert_rules_failure_streak_alerts_every_nth_failure_and_resets_on_success():
+    rules = AlertRules(failure_streak=3)
+    kinds = [rules.evaluate({"event": "cycle_failed", "error": "boom"}) for _ in range(6)]
+    assert [k is not None for k in kinds] == [False, False, True, False, False, True]
+    assert kinds[2] is not None and kinds[2].kind is AlertKind.FAILURE_STREAK
+    rules.evaluate({"event": "cycle_finished", "status": "finished"})
+    assert rules.evaluate({"event": "cycle_failed", "error": "x"}) is None
+
+
+def test_alert_rules_direct_events_carry_their_fields():
+    alert = AlertRules(3).evaluate({"event": "order_rejected", "symbol": "SPY", "side": "buy",
+                                    "reason": "insufficient buying power"})
+    assert alert is not None and alert.kind is AlertKind.ORDER_REJECTED
+    assert "SPY" in alert.body and "insufficient buying power" in alert.body
+    assert AlertRules(3).evaluate({"event": "cycle_finished", "status": "finished"}) is None
+
+
+def test_rate_limiter_second_alert_of_a_kind_inside_window_refused_other_kind_allowed():
+    limiter = RateLimiter(window_secs=600)
+    assert limiter.allow(AlertKind.TRADING_HALTED, T0)
+    assert not limiter.allow(AlertKind.TRADING_HALTED, T0 + timedelta(seconds=599))
+    assert limiter.allow(AlertKind.ORDER_REJECTED, T0 + timedelta(seconds=1))
+    assert limiter.allow(AlertKind.TRADING_HALTED, T0 + timedelta(seconds=600))
+
+
+def test_watchdog_alerts_only_once_a_deadline_after_start_passes_without_success(
+        write_config):
+    cfg = load_config(write_config({"schedule": {"interval_secs": 600, "misfire_grace_secs": 60}}))
+    monitor = Monitor(cfg, ObservedState(), None, None, started_at=T0 - timedelta(hours=1))
+    monitor.state.last_success_at = T0 - timedelta(seconds=300)
+    assert monitor.periodic_alerts(T0) == []
+    monitor.state.last_success_at = T0 - timedelta(seconds=900)
+    (alert,) = monitor.periodic_alerts(T0)
+    assert alert.kind is AlertKind.NO_RECENT_SUCCESS and "was due since" in alert.body
+    monitor.state.halted = True  # a halt has its own alert
+    assert monitor.periodic_alerts(T0) == []
+    fresh = Monitor(cfg, ObservedState(), None, None, started_at=T0 - timedelta(seconds=30))
+    assert fresh.periodic_alerts(T0) == []  # the deadline predates this daemon
+
+
+def test_daily_summary_sent_once_per_day_after_its_time(write_config):
+    cfg = load_config(write_config({"alerts": {"daily_summary_at": "16:30", "watchdog": False}}))
+    monitor = Monitor(cfg, ObservedState(equity=1000.0, drawdown=0.01, var=0.012,
+                                         max_drift=0.03), None, None)
+    before = datetime(2026, 3, 2, 21, 0, tzinfo=UTC)  # 16:00 New York
+    assert monitor.periodic_alerts(before) == []
+    (summary,) = monitor.periodic_alerts(before + timedelta(minutes=45))
+    assert summary.kind is AlertKind.DAILY_SUMMARY and "VaR: 1.20% vs limit 5.00%" in summary.body
+    assert monitor.periodic_alerts(before + timedelta(minutes=50)) == []
+
+
+def test_tap_updates_metrics_and_passes_event_through_unchanged():
+    metrics, state = CycleMetrics(var_limit=0.02), ObservedState()
+    tap = MonitoringTap(state, metrics, None, None)
+    event = {"event": "cycle_finished", "status": "finished", "equity_after": 1234.5,
+             "cash_after": 10.0, "var": 0.011, "drawdown": 0.02, "max_drift": 0.03,
+             "duration_ms": 12.5}
+    assert tap(None, "info", dict(event)) == event
+    tap(None, "warning", {"event": "guard_blocked", "guard": "max_order_notional"})
+    tap(None, "info", {"event": "cycle_finished", "status": "finished", "equity_after": "bad"})
+    text = generate_latest(metrics.registry).decode()
+    assert "allocbot_equity 1234.5" in text
+    assert 'allocbot_guard_blocks_total{guard="max_order_notional"} 1.0' in text
+    assert 'allocbot_cycles_total{status="finished"} 2.0' in text
+    assert state.last_success_at is not None and state.equity == 1234.5
+
+
+def test_tap_in_logging_chain_sees_redacted_events(monkeypatch):
+    monkeypatch.setenv("ALLOCBOT_ALERT_URLS", "json://127.0.0.1:9/hook/supersecrettoken123")
+    seen: list[dict] = []
+    stream = io.StringIO()
+    configure_logging("json", "info", stream,
+                      taps=[lambda _l, _m, e: seen.append(dict(e)) or e])
+    try:
+        configure_logging("json", "info", stream)  # a later re-configuration keeps the tap
+        structlog.get_logger("t").info("alert_probe",
+                                       url="json://127.0.0.1:9/hook/supersecrettoken123")
+    finally:
+        configure_logging("json", "info", io.StringIO(), taps=(), extra_secrets=())
+    assert seen[-1]["event"] == "alert_probe"
+    assert "supersecrettoken123" not in json.dumps(seen) + stream.getvalue()
+
+
+def _registry_sample_names() -> set[str]:
+    metrics = CycleMetrics(var_limit=None)
+    metrics.cycles.labels(status="failed").inc()
+    metrics.orders.labels(status="filled").inc()
+    metrics.guard_blocks.labels(guard="g").inc()
+    return {s.name for fam in metrics.registry.collect() for s in fam.samples}
+
+
+@pytest.mark.parametrize("path", ["deploy/prometheus/alerts.yml", "deploy/grafana/allocbot.json"])
+def test_deploy_files_use_only_metric_names_the_registry_exports(path):
+    text = (REPO / path).read_text()
+    used = set(re.findall(r"\ballocbot_[a-z_]+", text))
+    assert used, path
+    assert used <= _registry_sample_names(), sorted(used - _registry_sample_names())
+
+
+def test_deploy_files_cover_the_metrics():
+    alerts = yaml.safe_load((REPO / "deploy/prometheus/alerts.yml").read_text())
+    exprs = " ".join(r["expr"] for g in alerts["groups"] for r in g["rules"])
+    for key in ("allocbot_halted", "allocbot_last_success_timestamp_seconds",
+                "allocbot_cycles_total", "allocbot_var", "allocbot_var_limit"):
+        assert key in exprs
+    dashboard = json.loads((REPO / "deploy/grafana/allocbot.json").read_text())
+    panel_exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    assert all(name in panel_exprs for name in METRIC_NAMES)
+
+
+def test_page_halted_shows_banner_with_reason_escaped_and_no_controls(write_config):
+    report = build_status_report(load_config(write_config()))
+    html = render_page(dataclasses.replace(report, halted_reason="drawdown 30% <b>exceeds</b> max"))
+    assert "HALTED: drawdown 30% &lt;b&gt;exceeds&lt;/b&gt; max" in html
+    assert "allocbot rearm" in html
+    assert "<form" not in html and "<button" not in html and "<script" not in html
+    assert '<link rel="icon" href="data:,">' in html
+
+
+def test_drawdown_series_is_fraction_below_running_peak():
+    assert drawdown_series([100, 110, 99, 121]) == pytest.approx([0, 0, 0.1, 0])
+
+
+def test_check_config_masks_alert_urls_from_the_config_file(tmp_path, write_config):
+    url = "json://127.0.0.1:9/hook/tokentokentoken"
+    proc = run_cli("check-config", "--config", str(write_config({"alerts": {"urls": [url]}})))
+    assert proc.returncode == 0, proc.stderr
+    assert url not in proc.stdout and "tokentokentoken" not in proc.stdout
+
+
+def test_daemon_without_monitoring_config_imports_neither_library(write_config):
+    code = ("import sys; from bot.cli import main\n"
+            "try:\n    main(['run', '--config', sys.argv[1], '--max-cycles', '1'])\n"
+            "except SystemExit:\n    pass\n"
+            "print('LOADED', [m for m in ('prometheus_client', 'apprise') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code, str(write_config())], capture_output=True,
+                         text=True, cwd=REPO, timeout=120)
+    assert "LOADED []" in out.stdout, out.stderr

@@ -1,0 +1,177 @@
+"""What an operator runs: `allocbot init`, `status`, `health`, outside and inside the repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.config import ScheduleSection, load_config
+from bot.monitoring.health import assess_health, previous_fire_time, success_due_after
+from bot.monitoring.status_report import build_status_report
+from tests.conftest import REPO, json_lines, run_cli
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def test_init_outside_repo_makes_status_and_health_work(tmp_path):
+    outside = tmp_path / "ops"
+    outside.mkdir()
+    before = run_cli("status", cwd=outside)
+    assert before.returncode == 2 and "config file not found" in before.stderr
+
+    init = run_cli("init", cwd=outside)
+    assert init.returncode == 0, init.stderr
+    shipped = (REPO / "config.toml").read_text()
+    assert (outside / "config.toml").read_text() == shipped
+
+    status = run_cli("status", cwd=outside)
+    assert status.returncode == 0, status.stderr
+    assert "allocbot paper · strategy fixed · broker sim" in status.stdout
+    assert "no state yet" in status.stdout
+    assert not (outside / "state").exists(), "status is read-only: it creates no state"
+    health = run_cli("health", cwd=outside)
+    assert health.returncode == 1 and "no cycle yet" in health.stderr
+
+    again = run_cli("init", cwd=outside)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_init_systemd_fills_in_this_install_paths(tmp_path):
+    proc = run_cli("init", str(tmp_path / "etc"), "--deploy", "systemd")
+    assert proc.returncode == 0, proc.stderr
+    unit = (tmp_path / "etc" / "allocbot.service").read_text()
+    exec_start = next(ln for ln in unit.splitlines() if ln.startswith("ExecStart="))
+    binary = Path(exec_start.split("=", 1)[1].split()[0])
+    assert binary.name == "allocbot" and binary.exists()
+    assert f"--config {tmp_path / 'etc' / 'config.toml'}" in exec_start
+    assert "PrivateTmp" in proc.stderr, "a config under /tmp is hidden from the service: warn"
+
+
+def test_starter_files_shipped_in_the_package_match_the_repository():
+    assert (REPO / "bot" / "starter" / "config.toml").read_text() == (REPO / "config.toml").read_text()
+    assert (REPO / "bot" / "starter" / "allocbot.service").read_text() == \
+        (REPO / "deploy" / "allocbot.service").read_text()
+
+
+def _run_daemon(config: Path, cycles: int) -> list[dict]:
+    proc = run_cli("run", "--config", str(config), "--max-cycles", str(cycles))
+    assert proc.returncode == 0, proc.stderr
+    return json_lines(proc.stdout)
+
+
+def test_status_halted_account_shows_banner_rearm_and_equity(write_config):
+    config = write_config({"sim": {"replay_start": date(2008, 9, 15)},
+                           "risk": {"max_drawdown": 0.01}})
+    lines = _run_daemon(config, 25)
+    assert any(e["event"] == "trading_halted" for e in lines)
+
+    text = run_cli("status", "--config", str(config))
+    assert text.returncode == 0, text.stderr
+    assert "TRADING HALTED: drawdown" in text.stdout
+    assert "allocbot rearm" in text.stdout
+    report = json.loads(run_cli("status", "--config", str(config), "--json").stdout)
+    halted = [c for c in report["cycles"] if c["status"] == "halted"]
+    assert halted and all(c["equity"] is not None and c["equity"] > 0 for c in halted)
+    assert f"{halted[0]['equity']:,.2f}" in text.stdout.split("last cycles")[1]
+    account = report["account"]
+    assert account["source"] == "sim_ledger" and account["drawdown"] > 0
+    assert report["max_drawdown"] == 0.01 and report["halted_reason"].startswith("drawdown")
+
+    health = run_cli("health", "--config", str(config))
+    assert health.returncode == 1 and "trading halted" in health.stderr
+
+
+def test_status_report_values_sim_holdings_like_the_daemon(write_config):
+    config = write_config()
+    lines = _run_daemon(config, 3)
+    last = [e for e in lines if e["event"] == "cycle_finished"][-1]
+    report = build_status_report(load_config(config, check_strategy=False))
+    assert report.account is not None
+    assert abs(report.account.equity - last["equity_after"]) < 0.01
+    assert abs(sum(h.value for h in report.holdings) + (report.account.cash or 0)
+               - report.account.equity) < 0.05
+    assert {h.symbol for h in report.holdings} >= set(last["targets"])
+    assert report.cycles[0].cycle_id and report.last_success_at is not None
+    assert report.daemon.alive is False and report.next_wake is None
+
+
+def test_health_after_cycles_stop_flips_to_1_naming_last_success(write_config):
+    config = write_config({"schedule": {"interval_secs": 0.05, "misfire_grace_secs": 1}})
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+    try:
+        assert proc.stdout is not None
+        finished = 0
+        for line in proc.stdout:  # bounded: the daemon writes a line per step
+            finished += json.loads(line).get("event") == "cycle_finished"
+            if finished >= 3:
+                break
+        while_running = run_cli("health", "--config", str(config))
+        assert while_running.returncode == 0, while_running.stderr
+        assert while_running.stdout.startswith("ok: last success at")
+        live = json.loads(run_cli("status", "--json", "--config", str(config)).stdout)
+        assert live["daemon"]["alive"] and live["daemon"]["pid"] == proc.pid
+        assert live["next_wake"] is not None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    verdict = run_cli("health", "--config", str(config))
+    while verdict.returncode == 0 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        verdict = run_cli("health", "--config", str(config))
+    assert verdict.returncode == 1
+    assert "last success at" in verdict.stderr and "no daemon running" in verdict.stderr
+
+
+def test_health_interval_deadline_is_interval_plus_grace(write_config):
+    cfg = load_config(write_config({"schedule": {"interval_secs": 60, "misfire_grace_secs": 30}}),
+                      check_strategy=False)
+    _run_daemon(cfg.source, 1)  # type: ignore[arg-type]
+    finished = datetime.fromisoformat(build_status_report(cfg).last_success_at or "")
+    assert assess_health(cfg, now=finished + timedelta(seconds=89)).healthy
+    late = assess_health(cfg, now=finished + timedelta(seconds=91))
+    assert not late.healthy and late.reason.startswith("last success at")
+
+
+def test_health_cron_previous_fire_time_is_last_weekday_close():
+    trigger = CronTrigger(minute="45", hour="15", day_of_week="mon-fri", timezone=NEW_YORK)
+    monday_morning = datetime(2026, 11, 30, 10, 0, tzinfo=NEW_YORK)
+    assert previous_fire_time(trigger, monday_morning) == datetime(2026, 11, 27, 15, 45,
+                                                                   tzinfo=NEW_YORK)
+    schedule = ScheduleSection(cron="45 15 * * mon-fri", misfire_grace_secs=300)
+    at_close = datetime(2026, 11, 30, 15, 46, tzinfo=NEW_YORK)  # inside the grace: Friday's
+    assert success_due_after(schedule, at_close) == datetime(2026, 11, 27, 15, 45, tzinfo=NEW_YORK)
+    after_grace = datetime(2026, 11, 30, 15, 51, tzinfo=NEW_YORK).astimezone(UTC)
+    assert success_due_after(schedule, after_grace) == datetime(2026, 11, 30, 15, 45,
+                                                                tzinfo=NEW_YORK)
+
+
+def test_state_dir_env_overrides_config(tmp_path, write_config, monkeypatch):
+    monkeypatch.setenv("ALLOCBOT_STATE_DIR", str(tmp_path / "elsewhere"))
+    cfg = load_config(write_config(), check_strategy=False)
+    assert cfg.state_db == tmp_path / "elsewhere" / "allocbot.sqlite"
+    env = {**os.environ, "ALLOCBOT_STATE_DIR": str(tmp_path / "elsewhere")}
+    proc = run_cli("once", "--config", str(write_config()), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "elsewhere" / "allocbot.sqlite").exists()
+    assert not (tmp_path / "state").exists()
+
+
+def test_init_docker_writes_compose_mounting_the_written_config(tmp_path):
+    proc = run_cli("init", str(tmp_path / "bot"), "--deploy", "docker")
+    assert proc.returncode == 0, proc.stderr
+    compose = (tmp_path / "bot" / "compose.yaml").read_text()
+    mount = next(ln.strip()[2:] for ln in compose.splitlines() if ":/config/config.toml" in ln)
+    source = mount.split(":")[0]
+    assert (tmp_path / "bot" / source).resolve() == (tmp_path / "bot" / "config.toml")
+    assert (tmp_path / "bot" / "config.toml").is_file() and "allocbot-state:/data" in compose
