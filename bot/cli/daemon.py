@@ -15,7 +15,8 @@ from bot.errors import EXIT_CYCLE_FAILED
 @click.command()
 @config_option
 @click.option("--max-cycles", type=click.IntRange(min=1), default=None,
-              help="Stop after this many wakes (default: run until SIGTERM/Ctrl-C).")
+              help="Stop after this many wakes (default: run until SIGTERM/Ctrl-C); "
+                   "exit 1 if none of them finished.")
 @click.option("--live", is_flag=True, help='Confirm live trading (needs mode = "live" too).')
 def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
     """Run the daemon on the configured schedule until stopped."""
@@ -24,15 +25,18 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
 
     cfg = load(config_path)
     rt = open_runtime(cfg, live)
+    statuses: list[CycleStatus] = []
 
     def wake() -> None:
         rt.broker.on_wake()
-        cycle.run(rt.context)
+        statuses.append(cycle.run(rt.context).status)
 
     try:
         Daemon(cfg.schedule, wake, max_cycles=max_cycles).run()
     finally:
         rt.close()
+    if max_cycles is not None and all(s is CycleStatus.FAILED for s in statuses):
+        sys.exit(EXIT_CYCLE_FAILED)  # not one of the cycles asked for got through
 
 
 @click.command()

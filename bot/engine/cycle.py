@@ -16,13 +16,15 @@ import numpy as np
 import pandas as pd
 import structlog
 
+from bot.core.guards import GuardLimits
 from bot.core.rebalance import RebalancePolicy, plan_rebalance
 from bot.core.risk import RiskDecision, RiskLimits, apply_risk_limits
 from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_plan
 from bot.engine.journal import Journal
+from bot.engine.pretrade import add_day_notional, guard_breaches
 from bot.engine.reconcile import reconcile
 from bot.engine.statuses import CycleStatus
-from bot.errors import AllocbotError, BrokerDataError
+from bot.errors import AllocbotError, BrokerDataError, StrategyError
 from brokers.base import EXCHANGE_TZ, Broker
 from strategies import Strategy
 
@@ -45,6 +47,8 @@ class CycleSettings:
     commission_min: float = 0.0
     min_history_rows: int = 0  # fetch at least this many rows ([alpaca].data_lookback_days)
     pause_after_submit_secs: float = 0.0
+    fallback: Strategy | None = None  # [strategy].fallback; None: hold when the strategy fails
+    guards: GuardLimits = field(default_factory=GuardLimits)
 
 
 @dataclass(slots=True)
@@ -115,14 +119,21 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
     if foreign:
         log.info("foreign_position_seen", symbols=foreign, note="outside the universe; untouched")
     # 3. data
-    lookback = max(ctx.strategy.lookback_days + 1, s.limits.lookback_days + 1, s.min_history_rows)
+    lookback = max(ctx.strategy.lookback_days + 1, s.limits.lookback_days + 1, s.min_history_rows,
+                   s.fallback.lookback_days + 1 if s.fallback else 0,
+                   s.guards.move_lookback_days + 2 if s.guards.enabled else 0)
     prices = broker.history(list(s.universe), lookback, asof)
     last_prices = _planning_prices(prices, s.universe, positions)
     log.info("data_loaded", rows=len(prices), symbols=len(prices.columns),
              first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
     # 4. weights and 5. risk
-    weights, decision = risk_checked_targets(ctx.strategy, prices, s.universe, s.limits)
-    log.info("weights_computed", weights=_rounded(weights), cash=round(1 - weights.sum(), 6))
+    checked = _targets_or_fallback(ctx.strategy, s.fallback, prices, s.universe, s.limits)
+    if checked is None:
+        return CycleResult(cycle_id, CycleStatus.HELD, asof,
+                           {"held": True, "reason": "strategy_failed", "orders_planned": 0})
+    weights, decision, used = checked
+    log.info("weights_computed", weights=_rounded(weights), cash=round(1 - weights.sum(), 6),
+             strategy=used)
     for iv in decision.interventions:
         log.warning("risk_limited", rule=iv.rule, before=iv.before, after=iv.after)
     log.info("risk_checked", var=decision.var, cvar=decision.cvar, var_before=decision.var_before,
@@ -141,6 +152,14 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
     log.info("orders_planned", count=len(plan.orders), drifted=list(plan.drifted),
              orders=[{"symbol": o.symbol, "side": o.side.value, "qty": o.qty,
                       "notional": round(o.notional, 2)} for o in plan.orders])
+    breaches = guard_breaches(broker, journal, prices, asof, plan.orders, plan.equity,
+                              s.universe, s.guards)
+    if breaches:
+        return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {
+            "reason": "guard_blocked", "guards": sorted({str(b.guard) for b in breaches}),
+            "orders_planned": len(plan.orders), "orders_submitted": 0})
+    if plan.orders and s.mode != "dry_run":
+        add_day_notional(journal, asof, sum(o.notional for o in plan.orders))
     # 7. execute
     report = ExecutionReport(0, 0, 0, 0, 0, 0.0)
     if plan.orders:
@@ -173,6 +192,25 @@ def risk_checked_targets(strategy: Strategy, prices: pd.DataFrame, universe: tup
     and the risk step's decision on them. ``allocbot weights`` shows exactly this."""
     weights = strategy.target_weights(prices).reindex(list(universe)).fillna(0.0)
     return weights, apply_risk_limits(weights, prices, limits)
+
+
+def _targets_or_fallback(strategy: Strategy, fallback: Strategy | None, prices: pd.DataFrame,
+                         universe: tuple[str, ...], limits: RiskLimits
+                         ) -> tuple[pd.Series, RiskDecision, str] | None:
+    """Steps 4–5 with the configured fallback when the strategy cannot compute; None means
+    hold (no orders): never trade on weights the strategy could not produce."""
+    for candidate in (strategy, fallback):
+        if candidate is None:
+            continue
+        try:
+            weights, decision = risk_checked_targets(candidate, prices, universe, limits)
+        except StrategyError as exc:
+            action = "fallback" if candidate is strategy and fallback is not None else "hold"
+            log.warning("strategy_failed", strategy=candidate.name, reason=str(exc),
+                        action=action, fallback=fallback.name if fallback else None)
+            continue
+        return weights, decision, candidate.name
+    return None
 
 
 def _planning_prices(prices: pd.DataFrame, universe: tuple[str, ...],

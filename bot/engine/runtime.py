@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 import structlog
 
 from bot.config import Config
+from bot.core.guards import GuardLimits
 from bot.core.rebalance import RebalancePolicy
 from bot.core.risk import RiskLimits
 from bot.engine.cycle import CycleContext, CycleSettings
 from bot.engine.journal import Journal
+from bot.engine.preflight import check_config_references
 from bot.errors import ConfigError, LiveTradingNotConfirmed
 from brokers.base import Broker
 from brokers.prices import load_universe_prices
@@ -115,6 +117,11 @@ def rebalance_policy(cfg: Config) -> RebalancePolicy:
                            cost_bps_estimate=cost_bps)
 
 
+def guard_limits(cfg: Config) -> GuardLimits:
+    """The ``[guards]`` section as the pure guards take it."""
+    return GuardLimits(**cfg.guards.model_dump())
+
+
 def cycle_settings(cfg: Config, universe: tuple[str, ...]) -> CycleSettings:
     safe = cfg.risk.safe_asset
     if safe is not None and safe not in universe:
@@ -126,12 +133,14 @@ def cycle_settings(cfg: Config, universe: tuple[str, ...]) -> CycleSettings:
         min_history_rows=cfg.alpaca.data_lookback_days if cfg.broker.kind == "alpaca" else 0,
         commission_min=cfg.sim.commission_min if cfg.broker.kind == "sim" else 0.0,
         pause_after_submit_secs=float(os.environ.get(PAUSE_AFTER_SUBMIT_ENV, "0") or 0),
+        fallback=cfg.build_fallback(), guards=guard_limits(cfg),
     )
 
 
 def open_runtime(cfg: Config, live_flag: bool = False) -> Runtime:
     """Check the live switches, open the journal and the broker, verify the account."""
     check_live_switches(cfg, live_flag)
+    check_config_references(cfg)  # every problem at once, before anything is opened
     journal = Journal(cfg.state_db)
     try:
         broker, universe = build_broker(cfg)

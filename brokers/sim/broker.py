@@ -272,6 +272,16 @@ class SimulatedBroker:
             columns=pd.Index(symbols),
         )
 
+    def latest_trade_prices(self, symbols: Sequence[str]) -> dict[str, float]:
+        """The replay day's close per symbol (the simulator trades at it); none when closed."""
+        cols = self._columns(symbols)
+        with self._lock:
+            if not self._is_open() or self._row is None:
+                return {}
+            row = self._closes[self._row]
+        return {s: float(row[c]) for s, c in zip(symbols, cols, strict=True)
+                if math.isfinite(row[c])}
+
     def assets(self, symbols: Sequence[str]) -> dict[str, AssetInfo]:
         self._columns(symbols)
         return {s: AssetInfo(s, tradable=True, fractionable=self._fractional) for s in symbols}
