@@ -157,12 +157,12 @@ class GuardsSection(_Section):
 
     enabled: bool = True
     max_order_fraction: float = Field(1.0, gt=0, le=1)
-    max_turnover_per_cycle: float = Field(1.05, gt=0, le=2)
-    max_turnover_per_day: float = Field(1.5, gt=0, le=10)
+    max_turnover_per_cycle: float = Field(1.5, gt=0, le=2)
+    max_turnover_per_day: float = Field(2.0, gt=0, le=10)
     max_orders_per_cycle: int | None = Field(None, ge=1)  # None: one per universe symbol
     max_stale_sessions: int = Field(1, ge=0, le=30)
-    max_daily_move: float = Field(0.25, gt=0)
-    max_move_sigmas: float = Field(12.0, gt=0)
+    max_daily_move: float = Field(0.30, gt=0)
+    max_move_sigmas: float = Field(20.0, gt=0)
     move_lookback_days: int = Field(63, ge=10, le=1000)
     max_trade_price_deviation: float = Field(0.10, gt=0)
 
@@ -299,7 +299,8 @@ def _cross_check(cfg: Config) -> None:
     try:
         cfg.build_fallback()
     except strategies.StrategyConfigError as exc:
-        raise ConfigError(f"[strategy].{exc}") from None
+        message = str(exc) if str(exc).startswith("fallback") else f"fallback: {exc}"
+        raise ConfigError(f"[strategy].{message}") from None
     if cfg.bot.mode == "live" and cfg.broker.kind != "alpaca":
         raise ConfigError('[bot].mode: "live" needs [broker].kind = "alpaca" (the simulator '
                           "cannot trade real money)")

@@ -51,12 +51,12 @@ class GuardLimits:
 
     enabled: bool = True
     max_order_fraction: float = 1.0
-    max_turnover_per_cycle: float = 1.05
-    max_turnover_per_day: float = 1.5
+    max_turnover_per_cycle: float = 1.5
+    max_turnover_per_day: float = 2.0
     max_orders_per_cycle: int | None = None
     max_stale_sessions: int = 1
-    max_daily_move: float = 0.25
-    max_move_sigmas: float = 12.0
+    max_daily_move: float = 0.30
+    max_move_sigmas: float = 20.0
     move_lookback_days: int = 63
     max_trade_price_deviation: float = 0.10
 
