@@ -84,6 +84,10 @@ def test_backtest_failing_strategy_holds_every_cycle_without_crashing():
     result = run_backtest(prices, TooShortHistory(), make_spec("monthly"))
     assert result.cycles and {c.status for c in result.cycles} == {CycleStatus.HELD}
     assert len(result.trades) == 0 and result.equity[-1] == result.equity[0]
+    from bot.backtest.report import result_metrics
+
+    metrics = result_metrics(result, 0.0)
+    assert metrics["cycles_held"] == len(result.cycles) and metrics["cycles_failed"] == 0
 
 
 def test_backtest_failing_strategy_with_fallback_invests():
