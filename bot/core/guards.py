@@ -91,9 +91,10 @@ def check_data(prices: pd.DataFrame, sessions_since_last_bar: int,
         out.append(GuardBreach(Guard.STALE_DATA, limits.max_stale_sessions,
                                sessions_since_last_bar, f"latest bar {prices.index[-1].date()}"))
     out += _move_breaches(prices, limits)
-    last = prices.iloc[-1]
+    last = prices.to_numpy(dtype=float)[-1]
+    column = {str(c): j for j, c in enumerate(prices.columns)}
     for symbol, trade in sorted(trade_prices.items()):
-        bar = float(last.get(symbol, math.nan))
+        bar = float(last[column[symbol]]) if symbol in column else math.nan
         if not (math.isfinite(bar) and bar > 0 and math.isfinite(trade) and trade > 0):
             continue
         gap = abs(trade / bar - 1.0)
@@ -105,28 +106,27 @@ def check_data(prices: pd.DataFrame, sessions_since_last_bar: int,
 
 def _move_breaches(prices: pd.DataFrame, limits: GuardLimits) -> list[GuardBreach]:
     """Latest one-day move per symbol against a fixed fraction and k σ of the lookback
-    (sample standard deviation, ddof 1, of the previous ``move_lookback_days`` returns)."""
+    (sample standard deviation, ddof 1, of the previous ``move_lookback_days`` returns;
+    σ needs at least 10 of them)."""
     if len(prices) < 2:
         return []
     closes = prices.to_numpy(dtype=float)[-(limits.move_lookback_days + 2):]
     with np.errstate(invalid="ignore", divide="ignore"):
         returns = closes[1:] / closes[:-1] - 1.0
-    latest, past = returns[-1], returns[:-1]
+        latest, past = np.abs(returns[-1]), returns[:-1]
+        seen = np.isfinite(past)
+        count = seen.sum(axis=0)
+        mean = np.where(seen, past, 0.0).sum(axis=0) / count
+        var = np.where(seen, (past - mean) ** 2, 0.0).sum(axis=0) / (count - 1)
+        sigmas = latest / np.sqrt(var)
     out: list[GuardBreach] = []
-    for j, symbol in enumerate(prices.columns):
-        move = float(latest[j])
-        if not math.isfinite(move):
-            continue
-        if abs(move) > limits.max_daily_move:
-            out.append(GuardBreach(Guard.DAILY_MOVE, limits.max_daily_move, abs(move),
-                                   str(symbol)))
-            continue
-        history = past[:, j][np.isfinite(past[:, j])]
-        if len(history) >= 10:
-            sigma = float(np.std(history, ddof=1))
-            if sigma > 0 and abs(move) / sigma > limits.max_move_sigmas:
-                out.append(GuardBreach(Guard.MOVE_SIGMAS, limits.max_move_sigmas,
-                                       abs(move) / sigma, str(symbol)))
+    for j in np.flatnonzero(np.isfinite(latest)):
+        symbol, move = str(prices.columns[j]), float(latest[j])
+        if move > limits.max_daily_move:
+            out.append(GuardBreach(Guard.DAILY_MOVE, limits.max_daily_move, move, symbol))
+        elif count[j] >= 10 and var[j] > 0 and sigmas[j] > limits.max_move_sigmas:
+            out.append(GuardBreach(Guard.MOVE_SIGMAS, limits.max_move_sigmas, float(sigmas[j]),
+                                   symbol))
     return out
 
 
