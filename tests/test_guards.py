@@ -191,3 +191,49 @@ def test_cycle_split_like_last_bar_skips_cycle(tmp_path: Path, move: float):
     blocked = [e for e in logs if e["event"] == "guard_blocked"]
     assert [(e["guard"], e["subject"]) for e in blocked] == [("max_daily_move", "BBB")]
     assert ctx.journal.intents() == []
+
+
+def test_once_alpaca_trade_far_from_latest_bar_skips_cycle_with_no_order(write_config):
+    """Over real HTTP: the fake venue's latest trade (GET /v2/stocks/trades/latest) is
+    twice the latest daily bar, as after an unadjusted 2:1 split: nothing is posted."""
+    from click.testing import CliRunner
+    from conftest import json_lines
+    from fake_alpaca import FakeAlpaca
+    from test_alpaca_cycle import API_KEY, KEYS_ENV, SECRET_KEY, alpaca_config, recent_bars
+
+    from bot.cli import main
+
+    bars = recent_bars()
+    with FakeAlpaca(bars=bars, cash=100_000.0, api_key=API_KEY, secret_key=SECRET_KEY) as fake:
+        fake.latest_trades["TLT"] = float(bars["TLT"].iloc[-1]) * 2
+        result = CliRunner().invoke(main, ["once", "--config",
+                                           str(alpaca_config(write_config, fake))], env=KEYS_ENV)
+        assert fake.order_posts() == [] and fake.errors == []
+        assert fake.logged("GET", "/v2/stocks/trades/latest")
+    assert result.exit_code == 0, result.stderr[-2000:]
+    events = json_lines(result.stdout)
+    blocked = [e for e in events if e["event"] == "guard_blocked"]
+    assert [(e["guard"], round(e["value"], 6)) for e in blocked] == [
+        ("max_trade_price_deviation", 1.0)]
+    assert blocked[0]["subject"].startswith("TLT")
+    finished = next(e for e in events if e["event"] == "cycle_finished")
+    assert finished["status"] == "skipped" and finished["reason"] == "guard_blocked"
+
+
+def test_once_alpaca_bars_ten_days_old_skip_cycle_as_stale(write_config):
+    from click.testing import CliRunner
+    from conftest import json_lines
+    from fake_alpaca import FakeAlpaca
+    from test_alpaca_cycle import API_KEY, KEYS_ENV, SECRET_KEY, alpaca_config, recent_bars
+
+    from bot.cli import main
+
+    bars = recent_bars().iloc[:-10]  # the venue's data stopped two weeks ago
+    with FakeAlpaca(bars=bars, cash=100_000.0, api_key=API_KEY, secret_key=SECRET_KEY) as fake:
+        result = CliRunner().invoke(main, ["once", "--config",
+                                           str(alpaca_config(write_config, fake))], env=KEYS_ENV)
+        assert fake.order_posts() == []
+    assert result.exit_code == 0, result.stderr[-2000:]
+    blocked = [e for e in json_lines(result.stdout) if e["event"] == "guard_blocked"]
+    assert [e["guard"] for e in blocked] == ["max_stale_sessions"]
+    assert 7 <= blocked[0]["value"] <= 11 and blocked[0]["limit"] == 1
