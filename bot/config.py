@@ -22,6 +22,7 @@ import strategies
 from bot.errors import ConfigError
 from bot.logs import REDACTED, SECRET_NAME_PATTERN
 from bot.sample_market import SAMPLE_PRICES_PATH
+from strategies.base import create_nested
 
 SAMPLE_PRICES = SAMPLE_PRICES_PATH
 STATE_DIR_ENV = "ALLOCBOT_STATE_DIR"
@@ -40,11 +41,16 @@ class BotSection(_Section):
     order_prefix: str = Field("ab", pattern=r"^[a-z]{1,4}$")
 
 
+SESSION_OFFSET_PATTERN = re.compile(r"^(open|close)(?:([+-])(\d{1,3})(min|h))?$")
+
+
 class ScheduleSection(_Section):
-    """Exactly one of ``cron`` (5 fields, day-of-week by name) or ``interval_secs``."""
+    """Exactly one of ``cron`` (5 fields, day-of-week by name), ``interval_secs`` or ``at``
+    (an offset from each exchange session's open or close: ``close-15min``, ``open+30min``)."""
 
     cron: str | None = None
     interval_secs: float | None = Field(None, gt=0)
+    at: str | None = None
     timezone: str = "America/New_York"
     misfire_grace_secs: int = Field(300, ge=1)
     run_at_start: bool = True
@@ -79,10 +85,19 @@ class ScheduleSection(_Section):
                 raise ValueError(f"cron day_of_week: unknown day {token!r}")
         return value
 
+    @field_validator("at")
+    @classmethod
+    def _at_shape(cls, value: str | None) -> str | None:
+        if value is not None and not SESSION_OFFSET_PATTERN.match(value.strip()):
+            raise ValueError(f"at {value!r}: expected open or close with an optional offset "
+                             "in minutes or hours, e.g. 'close-15min', 'open+30min', 'open+1h'")
+        return None if value is None else value.strip()
+
     @model_validator(mode="after")
     def _one_trigger(self) -> ScheduleSection:
-        if (self.cron is None) == (self.interval_secs is None):
-            raise ValueError("set exactly one of cron or interval_secs")
+        chosen = [v for v in (self.cron, self.interval_secs, self.at) if v is not None]
+        if len(chosen) != 1:
+            raise ValueError("set exactly one of cron, interval_secs or at")
         return self
 
 
@@ -145,12 +160,31 @@ class StrategySection(_Section):
     params: dict[str, Any] = Field(default_factory=dict)
     signal: Literal["daily", "weekly", "monthly", "quarterly"] | None = None
     every_sessions: int | None = Field(None, ge=1, le=2520)
+    # used when the strategy cannot compute (StrategyError): a name or {name=..., params=...};
+    # None: hold (no orders) until it can
+    fallback: str | dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _one_schedule(self) -> StrategySection:
         if self.signal is not None and self.every_sessions is not None:
             raise ValueError("set at most one of signal or every_sessions")
         return self
+
+
+class GuardsSection(_Section):
+    """Pre-trade guards (``bot/core/guards.py``), on by default; a breach blocks the whole
+    cycle's orders (a partial rebalance would be a surprise). Fractions are of equity."""
+
+    enabled: bool = True
+    max_order_fraction: float = Field(1.0, gt=0, le=1)
+    max_turnover_per_cycle: float = Field(1.5, gt=0, le=2)
+    max_turnover_per_day: float = Field(2.0, gt=0, le=10)
+    max_orders_per_cycle: int | None = Field(None, ge=1)  # None: one per universe symbol
+    max_stale_sessions: int = Field(1, ge=0, le=30)
+    max_daily_move: float = Field(0.30, gt=0)
+    max_move_sigmas: float = Field(20.0, gt=0)
+    move_lookback_days: int = Field(63, ge=10, le=1000)
+    max_trade_price_deviation: float = Field(0.10, gt=0)
 
 
 class RebalanceSection(_Section):
@@ -220,6 +254,7 @@ class Config(_Section):
     strategy: StrategySection
     rebalance: RebalanceSection = Field(default_factory=RebalanceSection)
     risk: RiskSection = Field(default_factory=RiskSection)
+    guards: GuardsSection = Field(default_factory=GuardsSection)
     backtest: BacktestSection = Field(default_factory=BacktestSection)
     monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
     alerts: AlertsSection = Field(default_factory=AlertsSection)
@@ -231,6 +266,11 @@ class Config(_Section):
 
     def build_strategy(self) -> strategies.Strategy:
         return strategies.create(self.strategy.name, **self.strategy.params)
+
+    def build_fallback(self) -> strategies.Strategy | None:
+        """The ``[strategy].fallback`` strategy, or None to hold when the strategy fails."""
+        spec = self.strategy.fallback
+        return None if spec is None else create_nested(spec, "fallback")
 
 
 def _find_secret_keys(node: Any, path: str = "") -> list[str]:
@@ -308,6 +348,11 @@ def _cross_check(cfg: Config, check_strategy: bool = True) -> None:
         except strategies.StrategyConfigError as exc:
             key = "[strategy].name" if "unknown strategy" in str(exc) else "[strategy.params]"
             raise ConfigError(f"{key}: {exc}") from None
+        try:
+            cfg.build_fallback()
+        except strategies.StrategyConfigError as exc:
+            message = str(exc) if str(exc).startswith("fallback") else f"fallback: {exc}"
+            raise ConfigError(f"[strategy].{message}") from None
     if cfg.bot.mode == "live" and cfg.broker.kind != "alpaca":
         raise ConfigError('[bot].mode: "live" needs [broker].kind = "alpaca" (the simulator '
                           "cannot trade real money)")

@@ -229,6 +229,14 @@ class Broker(Protocol):
         ...
 
 
+@runtime_checkable
+class TradePriceSource(Protocol):
+    """An optional broker capability: the venue's latest trade price per symbol (the
+    pre-trade guards compare it with the latest daily bar). Brokers without it skip that check."""
+
+    def latest_trade_prices(self, symbols: Sequence[str]) -> dict[str, float]: ...
+
+
 def validate_price_frame(prices: pd.DataFrame, source: str) -> pd.DataFrame:
     """Check a wide close-price frame: sorted unique dates, positive finite prices.
 

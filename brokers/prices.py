@@ -49,6 +49,26 @@ def _read_header(path: Path) -> list[str]:
     return names
 
 
+def _check_row_widths(path: Path, width: int) -> None:
+    """Every data row has exactly the header's field count (blank lines aside): pandas
+    would pad a short row with NaN and a bad price would reach an order. Names the lines."""
+    bad: list[tuple[int, int]] = []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        for row in reader:
+            if row and len(row) != width:
+                bad.append((reader.line_num, len(row)))
+    if bad:
+        line, fields = bad[0]
+        more = (f" (also line(s) {', '.join(str(n) for n, _ in bad[1:6])}"
+                f"{', ...' if len(bad) > 6 else ''})") if len(bad) > 1 else ""
+        raise BrokerDataError(
+            f"{path}: line {line} has {fields} field(s) but the header has {width}{more}; "
+            "every row needs a date and one cell per symbol (leave a cell blank, never drop it)"
+        )
+
+
 def _parse_dates(raw: pd.Series, path: Path) -> pd.DatetimeIndex:
     """ISO dates to a naive DatetimeIndex; the first bad cell is reported with its line."""
     text = raw.str.strip()
@@ -93,13 +113,15 @@ def load_price_csv(path: str | Path) -> pd.DataFrame:
 
     Raises:
         BrokerDataError: missing file, no ``date`` column, unparseable/duplicate/unsorted
-            date, NaN after a symbol's first price, zero/negative/non-numeric price. The
+            date, NaN after a symbol's first price, zero/negative/non-numeric price, a row
+            whose field count differs from the header's. The
             message names the file and the line or date and the symbol.
     """
     path = Path(path)
     if not path.is_file():
         raise BrokerDataError(f"price file not found: {path}")
     names = _read_header(path)
+    _check_row_widths(path, len(names))
     try:
         raw = pd.read_csv(
             path,
@@ -112,7 +134,6 @@ def load_price_csv(path: str | Path) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise BrokerDataError(f"{path}: not a readable CSV: {exc}") from exc
     raw.columns = names
-    raw = raw.fillna("")  # short rows: missing trailing cells read as blanks
     if raw.empty:
         raise BrokerDataError(f"{path}: header only, no price rows")
     dates = _parse_dates(raw[DATE_COLUMN], path)

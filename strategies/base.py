@@ -61,6 +61,12 @@ class Strategy(Protocol):
         """How reports name this strategy (default: its registry name)."""
         return self.name
 
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        """Symbols the parameters name, by key path relative to ``[strategy.params]``
+        (``views[1].assets``, 1-based where users count), so a config can be checked against
+        its universe before the first cycle. Default: none."""
+        return {}
+
     def target_weights(self, prices: pd.DataFrame,
                        current_weights: pd.Series | None = None) -> pd.Series: ...
 
@@ -165,6 +171,17 @@ def create_nested(spec: Mapping[str, Any] | str, key: str) -> Strategy:
         return create(str(spec["name"]), **dict(spec.get("params", {})))
     except StrategyConfigError as exc:
         raise StrategyConfigError(f"{key}: {exc}") from exc
+
+
+def nested_symbols(key: str, strategy: Strategy) -> dict[str, tuple[str, ...]]:
+    """A nested strategy's referenced symbols under ``key.params.`` (its config spot)."""
+    return {f"{key}.params.{path}": symbols
+            for path, symbols in strategy.symbols_referenced().items()}
+
+
+def mapping_symbols(key: str, table: Mapping[str, Any] | None) -> dict[str, tuple[str, ...]]:
+    """``{key: (symbols...)}`` for a ``SYMBOL = value`` table, nothing when it is absent."""
+    return {key: tuple(str(s) for s in table)} if table else {}
 
 
 def finalize_weights(weights: pd.Series, name: str) -> pd.Series:

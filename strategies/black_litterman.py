@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.base import (
+    Strategy,
+    StrategyConfigError,
+    StrategyError,
+    finalize_weights,
+    mapping_symbols,
+    register,
+)
 from strategies.estimators import (
     EstimatorSettings,
     check_market_weights,
@@ -164,6 +171,13 @@ class BlackLitterman(Strategy):
         check_market_weights(self.market_weights)
         object.__setattr__(self, "trade", validate_trade_settings(
             self.turnover_penalty, self.max_turnover, self.sectors, self.sector_limits))
+
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        views = {f"views[{k}].assets": tuple(s for s, _ in view.assets)
+                 for k, view in enumerate(self.parsed_views, start=1)}
+        bounds = self.bounds if isinstance(self.bounds, Mapping) else None
+        return {**views, **mapping_symbols("bounds", bounds),
+                **mapping_symbols("market_weights", self.market_weights)}
 
     def posterior(self, prices: pd.DataFrame) -> tuple[pd.Index, np.ndarray, np.ndarray]:
         """(usable symbols, μ_BL, Σ_BL) from the window ending at the last row."""

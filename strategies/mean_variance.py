@@ -16,7 +16,14 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.base import (
+    Strategy,
+    StrategyConfigError,
+    StrategyError,
+    finalize_weights,
+    mapping_symbols,
+    register,
+)
 from strategies.costed_qp import LinearTerms, solve_costed_qp
 from strategies.estimators import Estimate, EstimatorSettings, factor_covariance
 from strategies.frontier import TradingCosts, efficient_risk_weights, max_sharpe_weights
@@ -127,6 +134,9 @@ class RiskModelStrategy(Strategy):
         return EstimatorSettings(lookback_days=self.lookback_days, covariance=self.covariance,
                                  cov_half_life_days=self.cov_half_life_days)
 
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        return mapping_symbols("bounds", self.bounds if isinstance(self.bounds, Mapping) else None)
+
     def target_weights(self, prices: pd.DataFrame,
                        current_weights: pd.Series | None = None) -> pd.Series:
         """Weights from the last ``lookback_days`` returns up to the last row (as-of date);
@@ -196,6 +206,10 @@ class ReturnModelStrategy(RiskModelStrategy):
             cov_half_life_days=self.cov_half_life_days, expected_returns=self.expected_returns,
             returns_span_days=self.returns_span_days, market_weights=self.market_weights,
             equilibrium_risk_aversion=self.equilibrium_risk_aversion)
+
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        return {**RiskModelStrategy.symbols_referenced(self),
+                **mapping_symbols("market_weights", self.market_weights)}
 
 
 @register("min_variance")

@@ -24,6 +24,7 @@ from strategies.base import (
     StrategyConfigError,
     StrategyError,
     finalize_weights,
+    nested_symbols,
     register,
 )
 from strategies.estimators import ANNUALIZATION_DAYS, simple_returns
@@ -162,6 +163,12 @@ class RegimeKMeans(Strategy):
             except StrategyConfigError as exc:
                 raise StrategyConfigError(f"regime_weights[{i}]: {exc}") from exc
         return tuple(out)
+
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        tables = {f"regime_weights[{i}]": tuple(fixed.targets)
+                  for i, fixed in enumerate(self._fixed, start=1)}
+        nested = {} if self._strategy is None else nested_symbols("regime_strategy", self._strategy)
+        return {**tables, **nested}
 
     @property
     def min_rows_needed(self) -> int:

@@ -16,7 +16,14 @@ from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from scipy.spatial.distance import squareform
 
-from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.base import (
+    Strategy,
+    StrategyConfigError,
+    StrategyError,
+    finalize_weights,
+    mapping_symbols,
+    register,
+)
 from strategies.estimators import EstimatorSettings
 
 ERC_MAX_ITERATIONS = 100
@@ -163,6 +170,9 @@ class RiskParity(Strategy):
             for symbol, budget in self.budgets.items():
                 if not (float(budget) > 0 and np.isfinite(float(budget))):
                     raise StrategyConfigError(f"budgets.{symbol} must be > 0, got {budget}")
+
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        return mapping_symbols("budgets", self.budgets)
 
     def target_weights(self, prices: pd.DataFrame,
                        current_weights: pd.Series | None = None) -> pd.Series:

@@ -115,6 +115,9 @@ class Fixed(Strategy):
     def lookback_days(self) -> int:
         return 1
 
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        return {"preset" if self.preset is not None else "weights": tuple(self.targets)}
+
     @property
     def label(self) -> str:
         """A preset's name (``sixty_forty``), else ``fixed``."""

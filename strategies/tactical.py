@@ -25,6 +25,7 @@ from strategies.base import (
     StrategyError,
     create_nested,
     finalize_weights,
+    nested_symbols,
     register,
 )
 from strategies.estimators import EstimatorSettings, simple_returns
@@ -151,6 +152,9 @@ class Momentum(Strategy):
             raise StrategyConfigError("safe_asset: only used with absolute_momentum = true; "
                                       "set absolute_momentum or remove safe_asset")
 
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        return {"safe_asset": (self.safe_asset,)} if self.safe_asset else {}
+
     @property
     def lookback_days(self) -> int:
         vol_days = self.vol_lookback_days if self.weighting == "inverse_volatility" else 0
@@ -207,6 +211,10 @@ class TrendFilter(Strategy):
         check_safe_asset(self.safe_asset)
         object.__setattr__(self, "_base", build_nested(self.base, "base"))
 
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        own = {"safe_asset": (self.safe_asset,)} if self.safe_asset else {}
+        return {**nested_symbols("base", self._base), **own}
+
     @property
     def lookback_days(self) -> int:
         return max(self.window, self._base.lookback_days)
@@ -262,6 +270,9 @@ class MeanReversion(Strategy):
         check_float(self.entry_z, "entry_z", 0.0, math.inf)
         check_float(self.tilt, "tilt", 0.0, 1.0)
         object.__setattr__(self, "_base", build_nested(self.base, "base"))
+
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        return nested_symbols("base", self._base)
 
     @property
     def lookback_days(self) -> int:
@@ -332,6 +343,9 @@ class VolTarget(Strategy):
             cov_half_life_days=self.cov_half_life_days))
         object.__setattr__(self, "_base", build_nested(self.base, "base"))
 
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        return nested_symbols("base", self._base)
+
     @property
     def lookback_days(self) -> int:
         return max(self.vol_lookback_days + 1, self._base.lookback_days)
@@ -383,6 +397,10 @@ class CoreSatellite(Strategy):
         check_float(self.core_weight, "core_weight", 0.0, 1.0)
         object.__setattr__(self, "_core", build_nested(self.core, "core"))
         object.__setattr__(self, "_satellite", build_nested(self.satellite, "satellite"))
+
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        return {**nested_symbols("core", self._core),
+                **nested_symbols("satellite", self._satellite)}
 
     @property
     def lookback_days(self) -> int:

@@ -134,6 +134,15 @@ class FakeAlpaca(FakeAlpacaVenue):
         with self._lock:
             self._faults.extend(replace(fault) for _ in range(count))
 
+    def answer_next(self, path_prefix: str, payload: Any, *, status: int = 200,
+                    method: str = "GET", count: int = 1) -> None:
+        """The next ``count`` matching requests answer ``payload`` (JSON, or raw text when a
+        str) with ``status``: a venue answer of the wrong type or shape."""
+        body = payload if isinstance(payload, str) else json.dumps(payload)
+        fault = Fault(status, body, 0.0, False, path_prefix, method)
+        with self._lock:
+            self._faults.extend(replace(fault) for _ in range(count))
+
     def hang_next(
         self, count: int, hang_secs: float, *, path_prefix: str = "", method: str = ""
     ) -> None:

@@ -197,3 +197,8 @@ def order_json(o: FakeOrder) -> dict[str, Any]:
         "trail_price": None,
         "hwm": None,
     }
+
+
+def trade_json(stamp: datetime, price: float) -> dict[str, Any]:
+    """One latest trade (GET /v2/stocks/trades/latest), as Alpaca's v2 market data sends it."""
+    return {"t": iso(stamp), "x": "V", "p": price, "s": 100, "c": ["@"], "i": 1, "z": "B"}

@@ -31,6 +31,7 @@ from fake_alpaca_shapes import (
     clock_json,
     order_json,
     position_json,
+    trade_json,
 )
 
 BUYING_POWER_CODE = 40310000
@@ -72,6 +73,9 @@ class FakeAlpacaVenue:
         self.fill_on_cancel: set[str] = set()  # ...but fill just before a cancel arrives
         self.orders: list[FakeOrder] = []
         self.errors: list[str] = []
+        # GET /v2/stocks/trades/latest answers the last close unless overridden here: a
+        # price, or any JSON value to serve as that symbol's trade (bad shapes for tests)
+        self.latest_trades: dict[str, Any] = {}
         self._lock = threading.RLock()
 
     def orders_created(self) -> list[FakeOrder]:
@@ -98,6 +102,7 @@ class FakeAlpacaVenue:
             ("GET", r"/v2/orders/(?P<oid>[^/]+)", self._order_by_id),
             ("DELETE", r"/v2/orders/(?P<oid>[^/]+)", self._cancel),
             ("GET", r"/v2/stocks/bars", self._bars),
+            ("GET", r"/v2/stocks/trades/latest", self._latest_trades),
         ]
         for route_method, pattern, fn in routes:
             match = re.fullmatch(pattern, path)
@@ -295,6 +300,21 @@ class FakeAlpacaVenue:
         more = offset + page < len(rows)
         token = base64.b64encode(str(offset + page).encode()).decode() if more else None
         return 200, {"bars": out, "next_page_token": token}
+
+
+    def _latest_trades(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        symbols = [s for s in query.get("symbols", "").split(",") if s]
+        stamp = datetime.now(UTC)
+        out: dict[str, Any] = {}
+        for sym in symbols:
+            override = self.latest_trades.get(sym)
+            if isinstance(override, int | float) and not isinstance(override, bool):
+                out[sym] = trade_json(stamp, float(override))
+            elif override is not None:
+                out[sym] = override
+            elif sym in self.bars.columns:
+                out[sym] = trade_json(stamp, self.last_close(sym))
+        return 200, {"trades": out}
 
 
 def _parse_ts(text: str | None, default: datetime) -> datetime:

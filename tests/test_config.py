@@ -34,7 +34,7 @@ def test_config_shipped_file_is_valid_and_uses_sim_on_bundled_data():
         ({"strategy": {"name": "fixed", "params": {"weights": {"SPY": 1.4}}}}, "[strategy.params]"),
         ({"strategy": {"name": "fixed", "params": {"colour": "red"}}}, "colour"),
         ({"schedule": {"cron": "45 15 * * 1-5", "interval_secs": None}}, "day names"),
-        ({"schedule": {"cron": "45 15 * * mon-fri"}}, "exactly one of cron or interval_secs"),
+        ({"schedule": {"cron": "45 15 * * mon-fri"}}, "exactly one of cron, interval_secs or at"),
         ({"schedule": {"timezone": "Mars/Olympus"}}, "[schedule].timezone"),
         ({"bot": {"mode": "yolo"}}, "[bot].mode"),
         ({"bot": {"mode": "live"}}, '"live" needs [broker].kind = "alpaca"'),

@@ -194,12 +194,16 @@ def test_cycle_weighted_symbol_lacking_history_fails_cleanly_naming_it(tmp_path)
     assert ctx_orders_sent(tmp_path) == 0
 
 
-def test_cycle_black_litterman_view_on_unknown_symbol_fails_naming_it(tmp_path):
+def test_cycle_black_litterman_view_on_unknown_symbol_holds_naming_it(tmp_path):
+    """A strategy that cannot compute holds (no fallback configured): strategy_failed names
+    the view (1-based) and the symbol; nothing is sent."""
     bl = strategies.create("black_litterman", lookback_days=60,
                            views=[{"assets": {"ZZZ": 1.0}, "return": 0.05}])
     result, logs = _run_with_strategy(tmp_path, bl)
-    assert result.status == "failed"
-    assert "ZZZ" in (result.error or "")
+    assert result.status == "held" and result.figures["held"] is True
+    failed = next(e for e in logs if e["event"] == "strategy_failed")
+    assert "views[1]" in failed["reason"] and "ZZZ" in failed["reason"]
+    assert failed["action"] == "hold"
     assert "cycle_crashed" not in [e["event"] for e in logs]
     assert ctx_orders_sent(tmp_path) == 0
 

@@ -104,7 +104,10 @@ def test_alerts_failure_streak_reaches_receiver_once_per_rate_limit_window(
                        env={"ALLOCBOT_ALERT_URLS": receiver.url})
     assert proc.returncode == 0, proc.stderr
     events = json_lines(proc.stdout)
-    assert sum(e["event"] == "cycle_failed" for e in events) == 4  # streaks of 2 at 2 and 4
+    # the strategy cannot compute: the cycles hold (no orders) and count as failures
+    failed = [e for e in events if e["event"] == "cycle_failed"
+              or (e["event"] == "cycle_finished" and e.get("status") == "held")]
+    assert len(failed) == 4  # streaks of 2 at 2 and 4
     assert len(receiver.bodies) == expected_alerts
     first = receiver.bodies[0]
     assert first["title"] == "allocbot: 2 cycles failed in a row"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +18,7 @@ from bot.sample_market.generator import (
     generate_sample_market,
     render_csv,
 )
+from brokers.calendar import sessions_in_range
 from brokers.prices import load_price_csv
 
 
@@ -33,12 +36,20 @@ def test_sample_market_regenerates_committed_csv_byte_for_byte(market):
     assert render_csv(market.prices).encode("utf-8") == SAMPLE_PRICES_PATH.read_bytes()
 
 
-def test_sample_market_covers_twenty_years_of_business_days(log_returns):
+def test_sample_market_covers_twenty_years_of_nyse_sessions(log_returns):
     prices = load_price_csv(SAMPLE_PRICES_PATH)
     assert tuple(prices.columns) == SYMBOLS
     assert prices.index[0] == pd.Timestamp("2005-01-03")
     assert prices.index[-1] == pd.Timestamp("2024-12-31")
-    assert (prices.index.day_of_week < 5).all()
+    assert [d.date() for d in prices.index] == sessions_in_range(date(2005, 1, 3),
+                                                                  date(2024, 12, 31))
+
+
+@pytest.mark.parametrize("holiday", ["2006-01-16", "2006-07-04", "2006-12-25", "2012-10-29",
+                                     "2018-12-05", "2024-07-04", "2024-11-28"])
+def test_sample_market_exchange_holiday_has_no_row(holiday):
+    prices = load_price_csv(SAMPLE_PRICES_PATH)
+    assert pd.Timestamp(holiday) not in prices.index
 
 
 def test_sample_market_realized_vol_within_25pct_of_calibration(log_returns):

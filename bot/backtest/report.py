@@ -52,6 +52,9 @@ def result_metrics(result: BacktestResult, risk_free_rate: float) -> dict[str, A
     block |= var_breaches(daily_returns(result.equity), var_1d, result.confidence)
     block["cycles"] = len(result.cycles)
     block["cycles_failed"] = sum(1 for c in result.cycles if c.status is CycleStatus.FAILED)
+    # held: the strategy could not compute (no fallback); skipped: a pre-trade guard blocked
+    block["cycles_held"] = sum(1 for c in result.cycles if c.status is CycleStatus.HELD)
+    block["cycles_blocked"] = sum(1 for c in result.cycles if c.status is CycleStatus.SKIPPED)
     block["elapsed_secs"] = round(result.elapsed_secs, 3)
     equity = equity_series(result)
     block["worst_drawdowns"] = [p.as_dict() for p in worst_drawdowns(equity, WORST_DRAWDOWNS)]

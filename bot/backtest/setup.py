@@ -186,5 +186,9 @@ def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: d
         first = next(c for c in run.result.cycles if c.status is CycleStatus.FAILED)
         console.print(f"[yellow]warning: {failed} of {len(run.result.cycles)} cycles failed; "
                       f"first on {first.day}: {first.error}[/yellow]")
+    held, blocked = run.metrics["strategy"]["cycles_held"], run.metrics["strategy"]["cycles_blocked"]
+    if held or blocked:
+        console.print(f"[yellow]warning: {held} cycle(s) held (strategy_failed) and {blocked} "
+                      f"blocked by a pre-trade guard (guard_blocked); see the logs[/yellow]")
     console.print(f"wrote {', '.join(sorted(p.name for p in out_dir.iterdir()))} to {out_dir}")
     return run

@@ -19,15 +19,18 @@ if TYPE_CHECKING:
 @click.command()
 @config_option
 @click.option("--max-cycles", type=click.IntRange(min=1), default=None,
-              help="Stop after this many wakes (default: run until SIGTERM/Ctrl-C).")
+              help="Stop after this many wakes (default: run until SIGTERM/Ctrl-C); "
+                   "exit 1 if none of them finished.")
 @click.option("--live", is_flag=True, help='Confirm live trading (needs mode = "live" too).')
 def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
     """Run the daemon on the configured schedule until stopped."""
     from bot.engine import cycle
     from bot.engine.scheduler import Daemon
+    from bot.engine.statuses import CycleStatus
 
     cfg = load(config_path)
     monitor = _start_monitoring(cfg)
+    statuses: list[CycleStatus] = []
     try:
         # a startup failure here still reaches the alert sender (monitor.close flushes it)
         rt = open_runtime(cfg, live, command="run")
@@ -39,7 +42,7 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
                 daemon.finish(f"replay_ended: no trading day after {clock.now.date()} in the "
                               "price data; append rows to continue")
                 return
-            cycle.run(rt.context)
+            statuses.append(cycle.run(rt.context).status)
 
         daemon = Daemon(cfg.schedule, wake, max_cycles=max_cycles)
         try:
@@ -51,6 +54,8 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
     finally:
         if monitor is not None:
             monitor.close()
+    if max_cycles is not None and statuses and all(s is CycleStatus.FAILED for s in statuses):
+        sys.exit(EXIT_CYCLE_FAILED)  # not one of the cycles asked for got through
 
 
 def _start_monitoring(cfg: Config) -> Monitor | None:

@@ -7,17 +7,23 @@ from pathlib import Path
 
 import click
 
-from bot.cli.startup import config_option, fail_on, load
+from bot.cli.startup import config_option, fail, fail_on, load
 from bot.errors import AllocbotError
 
 
 @click.command("check-config")
 @config_option
 def check_config(config_path: Path) -> None:
-    """Validate the config and print it resolved (defaults filled in) as JSON."""
+    """Validate the config (and every symbol it names against the universe and the price
+    data) and print it resolved (defaults filled in) as JSON."""
     from bot.config import config_as_dict
+    from bot.engine.preflight import check_config_references
 
     cfg = load(config_path, logs_to_stderr=True)
+    try:
+        check_config_references(cfg)
+    except AllocbotError as exc:
+        fail(f"invalid config {config_path}: {exc}")
     click.echo(json.dumps(config_as_dict(cfg), indent=2, default=str))
 
 

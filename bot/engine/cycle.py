@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 import structlog
 
+from bot.core.guards import GuardLimits
 from bot.core.rebalance import RebalancePolicy, plan_rebalance
 from bot.core.risk import RiskLimits
 from bot.core.signal import EVERY_DAY, SignalSchedule
 from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_plan
 from bot.engine.journal import Journal
+from bot.engine.pretrade import add_day_notional, guard_breaches
 from bot.engine.reconcile import reconcile
 from bot.engine.statuses import HALT_KEY, PEAK_KEY, CycleStatus
 from bot.engine.targets import TargetRules, cycle_targets
@@ -48,6 +50,8 @@ class CycleSettings:
     commission_min: float = 0.0
     min_history_rows: int = 0  # fetch at least this many rows ([alpaca].data_lookback_days)
     pause_after_submit_secs: float = 0.0
+    fallback: Strategy | None = None  # [strategy].fallback; None: hold when the strategy fails
+    guards: GuardLimits = field(default_factory=GuardLimits)
 
 
 @dataclass(slots=True)
@@ -118,7 +122,9 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
     if foreign:
         log.info("foreign_position_seen", symbols=foreign, note="outside the universe; untouched")
     # 3. data
-    lookback = max(ctx.strategy.lookback_days + 1, s.limits.lookback_days + 1, s.min_history_rows)
+    lookback = max(ctx.strategy.lookback_days + 1, s.limits.lookback_days + 1, s.min_history_rows,
+                   s.fallback.lookback_days + 1 if s.fallback else 0,
+                   s.guards.move_lookback_days + 2 if s.guards.enabled else 0)
     prices = broker.history(list(s.universe), lookback, asof)
     last_prices = _planning_prices(prices, s.universe, positions)
     log.info("data_loaded", rows=len(prices), symbols=len(prices.columns),
@@ -134,10 +140,14 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
                     note="[universe].exclude: selling it back to cash")
     # 4. weights (on signal days; held between them) and 5. risk
     rules = TargetRules(s.universe, s.limits, s.signal, s.excluded)
-    weights, decision = cycle_targets(ctx.strategy, journal, prices, asof, rules,
-                                      values / equity if equity > 0 else None)
+    checked = cycle_targets(ctx.strategy, s.fallback, journal, prices, asof, rules,
+                            values / equity if equity > 0 else None)
+    if checked is None:
+        return CycleResult(cycle_id, CycleStatus.HELD, asof,
+                           {"held": True, "reason": "strategy_failed", "orders_planned": 0})
+    weights, decision, used = checked
     log.info("weights_computed", weights=_rounded(weights),
-             cash_weight=round(1 - weights.sum(), 6))
+             cash_weight=round(1 - weights.sum(), 6), strategy=used)
     for iv in decision.interventions:
         log.warning("risk_limited", rule=iv.rule, before=iv.before, after=iv.after)
     log.info("risk_checked", var=decision.var, cvar=decision.cvar, var_before=decision.var_before,
@@ -153,6 +163,14 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
     log.info("orders_planned", count=len(plan.orders), drifted=list(plan.drifted),
              orders=[{"symbol": o.symbol, "side": o.side.value, "qty": o.qty,
                       "notional": round(o.notional, 2)} for o in plan.orders])
+    breaches = guard_breaches(broker, journal, prices, asof, plan.orders, plan.equity,
+                              s.universe, s.guards)
+    if breaches:
+        return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {
+            "reason": "guard_blocked", "guards": sorted({str(b.guard) for b in breaches}),
+            "orders_planned": len(plan.orders), "orders_submitted": 0})
+    if plan.orders and s.mode != "dry_run":
+        add_day_notional(journal, asof, sum(o.notional for o in plan.orders))
     # 7. execute
     report = ExecutionReport(0, 0, 0, 0, 0, 0.0)
     if plan.orders:

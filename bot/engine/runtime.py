@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING
 import structlog
 
 from bot.config import Config
+from bot.core.guards import GuardLimits
 from bot.core.rebalance import RebalancePolicy
 from bot.core.risk import RiskLimits
 from bot.core.signal import SignalSchedule
 from bot.engine.cycle import CycleContext, CycleSettings
 from bot.engine.instance_lock import InstanceLock
 from bot.engine.journal import Journal
+from bot.engine.preflight import check_config_references
 from bot.errors import ConfigError, LiveTradingNotConfirmed
 from brokers.base import Broker
 from brokers.prices import load_universe_prices
@@ -132,6 +134,11 @@ def signal_schedule(cfg: Config) -> SignalSchedule:
     return SignalSchedule(frequency=frequency)  # type: ignore[arg-type]
 
 
+def guard_limits(cfg: Config) -> GuardLimits:
+    """The ``[guards]`` section as the pure guards take it."""
+    return GuardLimits(**cfg.guards.model_dump())
+
+
 def cycle_settings(cfg: Config, universe: tuple[str, ...]) -> CycleSettings:
     safe = cfg.risk.safe_asset
     if safe is not None and safe not in universe:
@@ -150,6 +157,7 @@ def cycle_settings(cfg: Config, universe: tuple[str, ...]) -> CycleSettings:
         min_history_rows=cfg.alpaca.data_lookback_days if cfg.broker.kind == "alpaca" else 0,
         commission_min=cfg.sim.commission_min if cfg.broker.kind == "sim" else 0.0,
         pause_after_submit_secs=float(os.environ.get(PAUSE_AFTER_SUBMIT_ENV, "0") or 0),
+        fallback=cfg.build_fallback(), guards=guard_limits(cfg),
     )
 
 
@@ -157,6 +165,7 @@ def open_runtime(cfg: Config, live_flag: bool = False, command: str = "run") -> 
     """Check the live switches, take the state dir's lock, open the journal and the broker,
     verify the account. The lock is held until ``Runtime.close`` (or the process dies)."""
     check_live_switches(cfg, live_flag)
+    check_config_references(cfg)  # every problem at once, before anything is opened
     lock = InstanceLock.acquire(cfg.bot.state_dir, command)
     try:
         journal = Journal(cfg.state_db)

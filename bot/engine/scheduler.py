@@ -54,8 +54,13 @@ def schedule_kept(now: datetime, next_run: datetime | None, running_secs: float 
 
 
 def build_trigger(schedule: ScheduleSection) -> BaseTrigger:
-    """Cron fields are minute hour day month day_of_week (names only), in ``timezone``."""
+    """Cron fields are minute hour day month day_of_week (names only), in ``timezone``;
+    ``at`` is an offset from each NYSE session's open or close (``SessionTrigger``)."""
     tz = ZoneInfo(schedule.timezone)
+    if schedule.at is not None:
+        from bot.engine.session_trigger import SessionTrigger
+
+        return SessionTrigger.parse(schedule.at)
     if schedule.cron is not None:
         minute, hour, day, month, dow = schedule.cron.split()
         return CronTrigger(minute=minute, hour=hour, day=day, month=month,

@@ -17,8 +17,9 @@ class CycleStatus(StrEnum):
 
     RUNNING = "running"
     FINISHED = "finished"  # ran every step (it may have planned no order)
-    SKIPPED = "skipped"  # market closed, or an earlier order still working
+    SKIPPED = "skipped"  # market closed, an earlier order still working, or a guard blocked
     HALTED = "halted"  # the drawdown kill switch is on: nothing traded
+    HELD = "held"  # the strategy could not compute and no fallback could: nothing traded
     FAILED = "failed"  # bad data, a strategy that could not compute, a venue failure
     INTERRUPTED = "interrupted"  # the process died mid-cycle; found at the next start
 

@@ -20,6 +20,7 @@ from bot.core.risk import RiskDecision, RiskLimits, apply_risk_limits
 from bot.core.signal import EVERY_DAY, SignalSchedule, is_signal_day
 from bot.engine.journal import Journal
 from strategies import Strategy
+from strategies.errors import StrategyError
 
 log = structlog.get_logger("allocbot.targets")
 SIGNAL_KEY = "signal"  # journal meta: {"asof", "strategy", "weights"} of the last signal
@@ -62,11 +63,15 @@ def _strategy_key(strategy: Strategy) -> str:
     return hashlib.sha256(repr(strategy).encode()).hexdigest()[:16]
 
 
-def cycle_targets(strategy: Strategy, journal: Journal, prices: pd.DataFrame, asof: date,
-                  rules: TargetRules, current_weights: pd.Series | None
-                  ) -> tuple[pd.Series, RiskDecision]:
-    """Today's strategy weights (recomputed on a signal day, else the journal's) and the
-    risk step's decision on them."""
+def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journal,
+                  prices: pd.DataFrame, asof: date, rules: TargetRules,
+                  current_weights: pd.Series | None,
+                  ) -> tuple[pd.Series, RiskDecision, str] | None:
+    """Today's strategy weights (recomputed on a signal day, else the journal's), the risk
+    step's decision on them and the name of the strategy that produced them. When the
+    strategy cannot compute (StrategyError) the configured ``fallback`` is used for this
+    cycle (the strategy is asked again next cycle); with none, or if it fails too, None:
+    hold, never trade on weights the strategy could not produce."""
     held = journal.meta(SIGNAL_KEY)
     key = _strategy_key(strategy)
     if held is not None:
@@ -80,10 +85,22 @@ def cycle_targets(strategy: Strategy, journal: Journal, prices: pd.DataFrame, as
             for symbol in rules.excluded:
                 weights[symbol] = 0.0
             log.info("signal_held", signal_asof=memo["asof"], schedule=rules.signal.describe())
-            return weights, apply_risk_limits(weights, prices, rules.limits)
-    weights, decision = risk_checked_targets(strategy, prices, rules.universe, rules.limits,
-                                             rules.excluded, current_weights)
-    journal.set_meta(SIGNAL_KEY, json.dumps({
-        "asof": asof.isoformat(), "strategy": key,
-        "weights": {str(s): float(w) for s, w in weights.items() if w != 0}}))
-    return weights, decision
+            return weights, apply_risk_limits(weights, prices, rules.limits), strategy.name
+    for candidate in (strategy, fallback):
+        if candidate is None:
+            continue
+        try:
+            weights, decision = risk_checked_targets(candidate, prices, rules.universe,
+                                                     rules.limits, rules.excluded,
+                                                     current_weights)
+        except StrategyError as exc:
+            action = "fallback" if candidate is strategy and fallback is not None else "hold"
+            log.warning("strategy_failed", strategy=candidate.name, reason=str(exc),
+                        action=action, fallback=fallback.name if fallback else None)
+            continue
+        if candidate is strategy:
+            journal.set_meta(SIGNAL_KEY, json.dumps({
+                "asof": asof.isoformat(), "strategy": key,
+                "weights": {str(s): float(w) for s, w in weights.items() if w != 0}}))
+        return weights, decision, candidate.name
+    return None

@@ -76,15 +76,20 @@ class AlertRules:
     def __init__(self, failure_streak: int) -> None:
         self._streak_needed = failure_streak
         self.streak = 0
+        self._strategy_error: object = None
 
     def evaluate(self, event: Mapping[str, Any]) -> Alert | None:
         name = str(event.get("event"))
-        if name == "cycle_failed":
+        if name == "strategy_failed":
+            self._strategy_error = event.get("reason")
+        held = name == "cycle_finished" and event.get("status") == "held"
+        if name == "cycle_failed" or held:  # held: the strategy could not compute targets
             self.streak += 1
             if self.streak % self._streak_needed == 0:
+                error = self._strategy_error if held else event.get("error")
                 return Alert(AlertKind.FAILURE_STREAK, Severity.FAILURE,
                              f"{self.streak} cycles failed in a row",
-                             f"last error: {_short(event.get('error'))}")
+                             f"last error: {_short(error)}")
             return None
         if name == "cycle_finished" and event.get("status") != "halted":
             self.streak = 0

@@ -22,8 +22,8 @@ import structlog
 from alpaca.common.enums import Sort
 from alpaca.data.enums import Adjustment, DataFeed
 from alpaca.data.historical import StockHistoricalDataClient
-from alpaca.data.models import BarSet
-from alpaca.data.requests import StockBarsRequest
+from alpaca.data.models import BarSet, Trade
+from alpaca.data.requests import StockBarsRequest, StockLatestTradeRequest
 from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide as AlpacaSide
@@ -264,6 +264,18 @@ class AlpacaBroker:
             feed=self.feed,
         )
         return raw
+
+    def latest_trade_prices(self, symbols: Sequence[str]) -> dict[str, float]:
+        """Last trade price per symbol (GET /v2/stocks/trades/latest on the configured feed),
+        for the pre-trade check of the latest bar; a symbol without a trade is left out."""
+        request = StockLatestTradeRequest(symbol_or_symbols=list(symbols), feed=_FEEDS[self.feed])
+        what = f"GET /v2/stocks/trades/latest {','.join(symbols)}"
+        trades = self._budget.call(what, lambda: self._data.get_stock_latest_trade(request))
+        if not isinstance(trades, dict):
+            raise BrokerDataError(f"{what}: Alpaca answered a {type(trades).__name__}, "
+                                  "expected a table of trades by symbol")
+        return {str(symbol): _number(_expect(trade, Trade, what).price, f"{symbol} trade price")
+                for symbol, trade in trades.items()}
 
     def _bars_end(self, end: date) -> datetime:
         """End of ``end``'s New York day; for the SIP feed no later than 16 minutes ago,

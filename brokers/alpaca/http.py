@@ -167,6 +167,10 @@ class RetryBudget:
                     f"{exc.error_count()} field errors, first at {exc.errors()[0]['loc']}: "
                     f"{exc.errors()[0]['msg']}"
                 )
+            except (TypeError, AttributeError, KeyError) as exc:
+                # the SDK unpacks the JSON before validating it: a list where a table belongs
+                # fails there (``**row``, ``.items()``), not in pydantic
+                failure = unparsable = f"wrong shape: {type(exc).__name__}: {str(exc)[:_EXCERPT_CHARS]}"
             # Out of the except blocks: what we raise carries no SDK exception as context.
             if unparsable is not None:
                 raise BrokerDataError(f"{what}: Alpaca's answer did not parse ({unparsable})")

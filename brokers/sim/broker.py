@@ -1,9 +1,11 @@
 """A simulated paper broker: a persistent SQLite account trading a replayed price file.
 
 The market is a wide frame of daily closes. Its clock replays the frame: each
-``on_wake()`` moves one trading day forward (``advance_to`` jumps, for the backtest), the
-market is "open" at 15:45 New York time of the replay day, and market orders fill at once
-at that day's close moved against the trader by ``slippage_bps``. The account (cash,
+``on_wake()`` moves one row (trading day) forward (``advance_to`` jumps, for the backtest),
+the market is "open" 15 minutes before the replay day's close (15:45 New York; 12:45 on
+the NYSE's 13:00 early closes; open and close times come from the XNYS calendar, and a
+row on a day that is no NYSE session gets the regular 9:30-16:00), and market orders fill
+at once at that day's close moved against the trader by ``slippage_bps``. The account (cash,
 positions, orders, fills, replay cursor) lives in ``sim_*`` tables of the bot's SQLite
 file, one transaction per order, so it survives restarts; ``":memory:"`` gives a
 throw-away account for backtests.
@@ -23,7 +25,7 @@ import math
 import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Self
 
@@ -45,14 +47,15 @@ from brokers.base import (
     Position,
     validate_price_frame,
 )
+from brokers.calendar import xnys_sessions
 from brokers.errors import BrokerConfigError, BrokerDataError
 from brokers.sim.ledger import Holding, LedgerState, SimLedger
 from brokers.sim.pricing import FillPlan, SimCosts, plan_fill
 
 log = structlog.get_logger("brokers.sim")
 
-REPLAY_TIME = time(15, 45)  # the simulated cycle runs just before the close it fills at
-OPEN_TIME = time(9, 30)
+REPLAY_BEFORE_CLOSE = timedelta(minutes=15)  # the cycle runs just before the close it fills at
+OPEN_TIME = time(9, 30)  # regular hours, for rows on days the NYSE calendar has no session
 CLOSE_TIME = time(16, 0)
 WARMUP_ROWS = 252  # default replay start: one year (252 trading days) of history before it
 ACCOUNT_NUMBER = "sim-paper"
@@ -61,6 +64,20 @@ ACCOUNT_NUMBER = "sim-paper"
 def _exchange_time(day: date, at: time) -> datetime:
     """``day`` at New York wall-clock ``at``, as an aware UTC datetime."""
     return datetime.combine(day, at, EXCHANGE_TZ).astimezone(UTC)
+
+
+def session_hours(days: Sequence[date]) -> tuple[list[datetime], list[datetime]]:
+    """Open and close (aware UTC) of each day: the NYSE's (early closes included) for a
+    session, regular 9:30-16:00 New York for any other day a price file may hold."""
+    if not days:
+        return [], []
+    table = xnys_sessions(days[0], days[-1])
+    opens, closes = [], []
+    for day in days:
+        i = table.index(day)
+        opens.append(table.opens[i] if i is not None else _exchange_time(day, OPEN_TIME))
+        closes.append(table.closes[i] if i is not None else _exchange_time(day, CLOSE_TIME))
+    return opens, closes
 
 
 def _as_date(value: date) -> date:
@@ -115,6 +132,7 @@ class SimulatedBroker:
         self._closes.flags.writeable = False
         self._dates: list[date] = [ts.date() for ts in self._prices.index]
         self._row_of: dict[date, int] = {d: i for i, d in enumerate(self._dates)}
+        self._opens, self._closes_at = session_hours(self._dates)
         self._col_of: dict[str, int] = {str(s): j for j, s in enumerate(self._prices.columns)}
         self._symbols = list(self._col_of)
         if len(self._col_of) != self._prices.shape[1]:
@@ -219,29 +237,31 @@ class SimulatedBroker:
             self._save_cursor()
             return self._dates[row]
 
+    def _replay_now(self, row: int) -> datetime:
+        return self._closes_at[row] - REPLAY_BEFORE_CLOSE
+
     def clock(self) -> Clock:
-        """Open at 15:45 New York on the replay day; closed before the first wake and at the end."""
+        """Open 15 minutes before the replay day's close (the calendar's, early closes
+        included); closed before the first wake and at the end."""
         with self._lock:
             if self._is_open() and self._row is not None:
-                day = self._dates[self._row]
-                following = self._row + 1 < len(self._dates)
+                row = self._row
+                following = row + 1 < len(self._dates)
                 return Clock(
-                    now=_exchange_time(day, REPLAY_TIME),
+                    now=self._replay_now(row),
                     is_open=True,
-                    next_open=(
-                        _exchange_time(self._dates[self._row + 1], OPEN_TIME) if following else None
-                    ),
-                    next_close=_exchange_time(day, CLOSE_TIME),
+                    next_open=self._opens[row + 1] if following else None,
+                    next_close=self._closes_at[row],
                 )
             if self._row is None and self._start_row < len(self._dates):
-                first = self._dates[self._start_row]
+                first = self._start_row
                 return Clock(
-                    now=_exchange_time(first, time(9, 0)),
+                    now=self._opens[first] - timedelta(minutes=30),
                     is_open=False,
-                    next_open=_exchange_time(first, OPEN_TIME),
-                    next_close=_exchange_time(first, CLOSE_TIME),
+                    next_open=self._opens[first],
+                    next_close=self._closes_at[first],
                 )
-            return Clock(now=_exchange_time(self._dates[-1], CLOSE_TIME), is_open=False)
+            return Clock(now=self._closes_at[-1], is_open=False)
 
     def _visible_rows(self) -> int:
         """How many rows are in the past or present of the replay clock."""
@@ -274,6 +294,16 @@ class SimulatedBroker:
             index=self._prices.index[start:stop],
             columns=pd.Index(symbols),
         )
+
+    def latest_trade_prices(self, symbols: Sequence[str]) -> dict[str, float]:
+        """The replay day's close per symbol (the simulator trades at it); none when closed."""
+        cols = self._columns(symbols)
+        with self._lock:
+            if not self._is_open() or self._row is None:
+                return {}
+            row = self._closes[self._row]
+        return {s: float(row[c]) for s, c in zip(symbols, cols, strict=True)
+                if math.isfinite(row[c])}
 
     def assets(self, symbols: Sequence[str]) -> dict[str, AssetInfo]:
         self._columns(symbols)
@@ -337,7 +367,7 @@ class SimulatedBroker:
             if known is not None:
                 return known
             outcome = self._evaluate(request)
-            now = (_exchange_time(self._dates[self._row], REPLAY_TIME)  # = clock().now, cheaper
+            now = (self._replay_now(self._row)  # = clock().now, cheaper
                    if self._is_open() and self._row is not None else self.clock().now)
             order = Order(
                 id="",  # the ledger assigns sim-<seq> from the database when it stores it

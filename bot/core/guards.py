@@ -1,0 +1,162 @@
+"""Pre-trade guards (pure): checks on the data and on the planner's orders that block a
+cycle before anything is sent.
+
+Any breach blocks the whole cycle: no order of the plan is sent (dropping only the
+offending order would send a partial rebalance, which is surprising, and could leave buys
+without the cash of a dropped sell). The cycle logs each breach as ``guard_blocked``.
+
+Data guards: the latest bar is older than ``max_stale_sessions`` NYSE sessions; a one-day
+move beyond ``max_daily_move`` or beyond ``max_move_sigmas`` standard deviations of the
+previous ``move_lookback_days`` daily returns (a split in "adjusted" data looks like a
+−50 % day); the latest bar disagrees with the venue's latest trade by more than
+``max_trade_price_deviation``. Order guards: one order above ``max_order_fraction`` of
+equity; the plan's turnover (Σ|notional| / equity) above ``max_turnover_per_cycle``, or
+with the same trading day's earlier turnover above ``max_turnover_per_day``; more orders
+than ``max_orders_per_cycle`` (default: one per universe symbol, which the planner never
+exceeds).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+
+from bot.core.rebalance import PlannedOrder
+
+
+class Guard(StrEnum):
+    """The guard names, as ``guard_blocked`` events and ``[guards]`` keys give them."""
+
+    STALE_DATA = "max_stale_sessions"
+    DAILY_MOVE = "max_daily_move"
+    MOVE_SIGMAS = "max_move_sigmas"
+    TRADE_PRICE = "max_trade_price_deviation"
+    ORDER_NOTIONAL = "max_order_fraction"
+    TURNOVER_CYCLE = "max_turnover_per_cycle"
+    TURNOVER_DAY = "max_turnover_per_day"
+    ORDER_COUNT = "max_orders_per_cycle"
+
+
+@dataclass(frozen=True, slots=True)
+class GuardLimits:
+    """The ``[guards]`` section; see ``config.toml`` for each default and why.
+
+    Fractions are of equity (1.0 = 100 %); moves are simple daily returns.
+    """
+
+    enabled: bool = True
+    max_order_fraction: float = 1.0
+    max_turnover_per_cycle: float = 1.5
+    max_turnover_per_day: float = 2.0
+    max_orders_per_cycle: int | None = None
+    max_stale_sessions: int = 1
+    max_daily_move: float = 0.30
+    max_move_sigmas: float = 20.0
+    move_lookback_days: int = 63
+    max_trade_price_deviation: float = 0.10
+
+
+@dataclass(frozen=True, slots=True)
+class GuardBreach:
+    """One breach: which guard, its limit, the value seen, and where (symbol or plan)."""
+
+    guard: Guard
+    limit: float
+    value: float
+    subject: str  # the symbol, order or "plan" the value belongs to
+
+    def as_log(self) -> dict[str, object]:
+        return {"guard": str(self.guard), "limit": self.limit,
+                "value": round(self.value, 6), "subject": self.subject}
+
+
+def check_data(prices: pd.DataFrame, sessions_since_last_bar: int,
+               trade_prices: Mapping[str, float], limits: GuardLimits) -> list[GuardBreach]:
+    """Breaches of the data guards for a close-price window (last row = latest bar).
+
+    Args:
+        prices: wide daily closes, the as-of (latest) row last.
+        sessions_since_last_bar: NYSE sessions after the latest bar's date up to today.
+        trade_prices: the venue's latest trade per symbol (may be empty or partial).
+    """
+    if not limits.enabled or prices.empty:
+        return []
+    out: list[GuardBreach] = []
+    if sessions_since_last_bar > limits.max_stale_sessions:
+        out.append(GuardBreach(Guard.STALE_DATA, limits.max_stale_sessions,
+                               sessions_since_last_bar, f"latest bar {prices.index[-1].date()}"))
+    out += _move_breaches(prices, limits)
+    last = prices.to_numpy(dtype=float)[-1]
+    column = {str(c): j for j, c in enumerate(prices.columns)}
+    for symbol, trade in sorted(trade_prices.items()):
+        bar = float(last[column[symbol]]) if symbol in column else math.nan
+        if not (math.isfinite(bar) and bar > 0 and math.isfinite(trade) and trade > 0):
+            continue
+        gap = abs(trade / bar - 1.0)
+        if gap > limits.max_trade_price_deviation:
+            out.append(GuardBreach(Guard.TRADE_PRICE, limits.max_trade_price_deviation, gap,
+                                   f"{symbol} bar {bar:g} vs trade {trade:g}"))
+    return out
+
+
+def _move_breaches(prices: pd.DataFrame, limits: GuardLimits) -> list[GuardBreach]:
+    """Latest one-day move per symbol against a fixed fraction and k σ of the lookback
+    (sample standard deviation, ddof 1, of the previous ``move_lookback_days`` returns;
+    σ needs at least 10 of them)."""
+    if len(prices) < 2:
+        return []
+    closes = prices.to_numpy(dtype=float)[-(limits.move_lookback_days + 2):]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        returns = closes[1:] / closes[:-1] - 1.0
+        latest, past = np.abs(returns[-1]), returns[:-1]
+        seen = np.isfinite(past)
+        count = seen.sum(axis=0)
+        mean = np.where(seen, past, 0.0).sum(axis=0) / count
+        var = np.where(seen, (past - mean) ** 2, 0.0).sum(axis=0) / (count - 1)
+        sigmas = latest / np.sqrt(var)
+    out: list[GuardBreach] = []
+    for j in np.flatnonzero(np.isfinite(latest)):
+        symbol, move = str(prices.columns[j]), float(latest[j])
+        if move > limits.max_daily_move:
+            out.append(GuardBreach(Guard.DAILY_MOVE, limits.max_daily_move, move, symbol))
+        elif count[j] >= 10 and var[j] > 0 and sigmas[j] > limits.max_move_sigmas:
+            out.append(GuardBreach(Guard.MOVE_SIGMAS, limits.max_move_sigmas, float(sigmas[j]),
+                                   symbol))
+    return out
+
+
+def check_orders(orders: Sequence[PlannedOrder], equity: float, day_notional_before: float,
+                 universe_size: int, limits: GuardLimits) -> list[GuardBreach]:
+    """Breaches of the order guards for a plan.
+
+    Args:
+        orders: the planner's orders for this cycle.
+        equity: account currency, the planner's equity (cash + holdings at planning prices).
+        day_notional_before: account currency, Σ|notional| of the orders earlier cycles
+            of the same trading day sent (from the journal).
+        universe_size: symbols the bot manages (the default order-count limit).
+    """
+    if not limits.enabled or not orders or equity <= 0:
+        return []
+    out: list[GuardBreach] = []
+    for order in orders:
+        fraction = order.notional / equity
+        if fraction > limits.max_order_fraction:
+            out.append(GuardBreach(Guard.ORDER_NOTIONAL, limits.max_order_fraction, fraction,
+                                   f"{order.side.value} {order.symbol}"))
+    notional = sum(o.notional for o in orders)
+    if notional / equity > limits.max_turnover_per_cycle:
+        out.append(GuardBreach(Guard.TURNOVER_CYCLE, limits.max_turnover_per_cycle,
+                               notional / equity, "plan"))
+    day = (day_notional_before + notional) / equity
+    if day > limits.max_turnover_per_day:
+        out.append(GuardBreach(Guard.TURNOVER_DAY, limits.max_turnover_per_day, day, "plan"))
+    max_orders = limits.max_orders_per_cycle or universe_size
+    if len(orders) > max_orders:
+        out.append(GuardBreach(Guard.ORDER_COUNT, max_orders, len(orders), "plan"))
+    return out

@@ -1,0 +1,65 @@
+"""The I/O side of the pre-trade guards: gather what the pure checks in
+``bot/core/guards.py`` need (the venue's latest trades, the NYSE sessions since the latest
+bar, the trading day's earlier turnover from the journal), run them, log each breach as
+``guard_blocked``, and keep the day's turnover in the journal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date
+
+import pandas as pd
+import structlog
+
+from bot.core.guards import GuardBreach, GuardLimits, check_data, check_orders
+from bot.core.rebalance import PlannedOrder
+from bot.engine.journal import Journal
+from brokers.base import Broker, TradePriceSource
+from brokers.calendar import sessions_after
+
+log = structlog.get_logger("allocbot.guards")
+DAY_TURNOVER_KEY = "turnover_day"  # {"day": ISO date, "notional": account currency}
+
+
+def day_notional_before(journal: Journal, day: date) -> float:
+    """Σ|notional| of the orders earlier cycles sent on ``day`` (0 on a new day)."""
+    raw = journal.meta(DAY_TURNOVER_KEY)
+    if not raw:
+        return 0.0
+    stored = json.loads(raw)
+    return float(stored["notional"]) if stored.get("day") == day.isoformat() else 0.0
+
+
+def add_day_notional(journal: Journal, day: date, notional: float) -> None:
+    """Count ``notional`` into ``day``'s turnover (before sending: a crash over-counts,
+    never under-counts)."""
+    total = day_notional_before(journal, day) + notional
+    journal.set_meta(DAY_TURNOVER_KEY, json.dumps({"day": day.isoformat(), "notional": total}))
+
+
+def sessions_since(last_bar: date, asof: date) -> int:
+    """NYSE sessions after the latest bar up to ``asof`` (0 when the bar is today's)."""
+    return 0 if last_bar >= asof else sessions_after(last_bar, asof)
+
+
+def guard_breaches(broker: Broker, journal: Journal, prices: pd.DataFrame, asof: date,
+                   orders: Sequence[PlannedOrder], equity: float, universe: Sequence[str],
+                   limits: GuardLimits) -> list[GuardBreach]:
+    """Every guard breach for this cycle, each logged as ``guard_blocked``; any one blocks
+    the whole plan."""
+    if not limits.enabled or prices.empty:
+        return []
+    trades: dict[str, float] = {}
+    if isinstance(broker, TradePriceSource):
+        trades = broker.latest_trade_prices(list(universe))
+    stale = sessions_since(prices.index[-1].date(), asof)
+    breaches = check_data(prices, stale, trades, limits)
+    breaches += check_orders(orders, equity, day_notional_before(journal, asof), len(universe),
+                             limits)
+    blocked = [f"{o.side.value} {o.symbol} {o.qty:g}" for o in orders]
+    for breach in breaches:
+        log.warning("guard_blocked", **breach.as_log(), blocked=blocked or "cycle",
+                    note="nothing is sent this cycle; see [guards] in the config")
+    return breaches

@@ -1,0 +1,129 @@
+"""When the strategy cannot compute: hold (no orders) or the configured fallback, in the
+daemon's cycle, in ``allocbot once`` and in the backtest (the same cycle)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+from typing import ClassVar
+
+import pandas as pd
+from click.testing import CliRunner
+from conftest import json_lines
+from structlog.testing import capture_logs
+
+import strategies
+from bot.backtest.engine import run_backtest
+from bot.cli import main
+from bot.engine.statuses import CycleStatus
+from brokers.sim.broker import SimulatedBroker
+from tests.conftest import random_walk_prices
+from tests.test_backtest import make_spec
+from tests.test_cycle import SYMBOLS, make_ctx, wake_and_run
+
+# lower bounds summing to 1.5: no long-only portfolio satisfies them (a StrategyError at run time)
+INFEASIBLE = {"name": "min_variance", "params": {"lookback_days": 60, "bounds": [0.5, 1.0]}}
+
+
+def infeasible() -> strategies.Strategy:
+    return strategies.create(INFEASIBLE["name"], **INFEASIBLE["params"])
+
+
+def test_cycle_infeasible_strategy_without_fallback_holds_and_sends_nothing(tmp_path: Path):
+    ctx = make_ctx(tmp_path)
+    ctx.strategy = infeasible()
+    with capture_logs() as logs:
+        result = wake_and_run(ctx)
+    assert result.status is CycleStatus.HELD and result.figures["held"] is True
+    failed = [e for e in logs if e["event"] == "strategy_failed"]
+    assert len(failed) == 1 and failed[0]["action"] == "hold"
+    assert "bound" in failed[0]["reason"]
+    assert ctx.journal.intents() == [] and ctx.broker.positions() == {}
+    assert "cycle_failed" not in [e["event"] for e in logs]
+
+
+def test_cycle_infeasible_strategy_uses_fallback_and_trades_its_weights(tmp_path: Path):
+    ctx = make_ctx(tmp_path)
+    ctx.strategy = infeasible()
+    ctx.settings = replace(ctx.settings, fallback=strategies.create("equal_weight"))
+    with capture_logs() as logs:
+        result = wake_and_run(ctx)
+    assert result.status is CycleStatus.FINISHED and result.figures["orders_filled"] == 3
+    failed = next(e for e in logs if e["event"] == "strategy_failed")
+    assert failed["action"] == "fallback" and failed["fallback"] == "equal_weight"
+    computed = next(e for e in logs if e["event"] == "weights_computed")
+    assert computed["strategy"] == "equal_weight"
+    assert computed["weights"] == {s: round(1 / 3, 6) for s in SYMBOLS}
+
+
+def test_cycle_fallback_that_also_fails_holds(tmp_path: Path):
+    ctx = make_ctx(tmp_path)
+    ctx.strategy = infeasible()
+    ctx.settings = replace(ctx.settings, fallback=infeasible())
+    with capture_logs() as logs:
+        result = wake_and_run(ctx)
+    assert result.status is CycleStatus.HELD
+    assert [e["action"] for e in logs if e["event"] == "strategy_failed"] == ["fallback", "hold"]
+    assert ctx.journal.intents() == []
+
+
+class TooShortHistory(strategies.Strategy):
+    """Asks for more history than the data has, as a real estimator would."""
+
+    name: ClassVar[str] = "too_short"
+    lookback_days = 2
+
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
+        raise strategies.StrategyError(f"need 5000 rows, have {len(prices)}")
+
+
+def test_backtest_failing_strategy_holds_every_cycle_without_crashing():
+    prices = random_walk_prices(SYMBOLS, 120)
+    result = run_backtest(prices, TooShortHistory(), make_spec("monthly"))
+    assert result.cycles and {c.status for c in result.cycles} == {CycleStatus.HELD}
+    assert len(result.trades) == 0 and result.equity[-1] == result.equity[0]
+    from bot.backtest.report import result_metrics
+
+    metrics = result_metrics(result, 0.0)
+    assert metrics["cycles_held"] == len(result.cycles) and metrics["cycles_failed"] == 0
+
+
+def test_backtest_failing_strategy_with_fallback_invests():
+    prices = random_walk_prices(SYMBOLS, 120)
+    spec = make_spec("monthly")
+    spec = replace(spec, settings=replace(spec.settings,
+                                          fallback=strategies.create("equal_weight")))
+    result = run_backtest(prices, TooShortHistory(), spec)
+    assert {c.status for c in result.cycles} == {CycleStatus.FINISHED}
+    assert len(result.trades) >= 3
+
+
+def test_once_with_configured_fallback_table_trades_fallback_weights(write_config, tmp_path):
+    config = write_config({"strategy": {**INFEASIBLE,
+                                        "fallback": {"name": "fixed",
+                                                     "params": {"preset": "sixty_forty"}}}})
+    result = CliRunner().invoke(main, ["once", "--config", str(config)])
+    assert result.exit_code == 0, result.stderr[-2000:]
+    events = json_lines(result.stdout)
+    assert [e["action"] for e in events if e["event"] == "strategy_failed"] == ["fallback"]
+    finished = next(e for e in events if e["event"] == "cycle_finished")
+    assert finished["status"] == "finished" and set(finished["targets"]) == {"SPY", "IEF"}
+
+
+def test_sim_clock_on_early_close_day_runs_before_1pm_close(tmp_path: Path):
+    index = pd.DatetimeIndex(pd.to_datetime(["2024-07-01", "2024-07-02", "2024-07-03",
+                                             "2024-07-05"]), name="date")
+    prices = pd.DataFrame({"AAA": [1.0, 1.1, 1.2, 1.3]}, index=index)
+    broker = SimulatedBroker(":memory:", prices, starting_cash=1.0,
+                             replay_start=date(2024, 7, 2))
+    broker.on_wake()
+    assert broker.clock().now.strftime("%H:%M") == "19:45"  # 15:45 New York (EDT)
+    assert broker.clock().next_open.date() == date(2024, 7, 3)
+    broker.on_wake()
+    clock = broker.clock()
+    assert clock.now.strftime("%Y-%m-%d %H:%M") == "2024-07-03 16:45"  # 12:45 New York
+    assert clock.next_close.strftime("%H:%M") == "17:00"  # the 13:00 early close
+    assert clock.next_open.date() == date(2024, 7, 5)  # the 4th is a holiday
+    broker.close()
