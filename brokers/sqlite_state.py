@@ -186,13 +186,17 @@ def _found_version(db: sqlite3.Connection, path: Path | str, schema: Schema) -> 
     return version
 
 
-def open_schema(db: sqlite3.Connection, path: Path | str, schema: Schema) -> None:
-    """Check the file, then create or migrate ``schema`` to its latest version, each step
-    in one transaction (a crash leaves the previous version intact)."""
+def open_schema(db: sqlite3.Connection, path: Path | str, schema: Schema,
+                pragmas: tuple[str, ...] = ()) -> None:
+    """Check the file, then (only if it is ours) apply ``pragmas`` and create or migrate
+    ``schema`` to its latest version, each step in one transaction (a crash leaves the
+    previous version intact). A refused file is not changed by a single byte."""
     try:
         if str(path) != ":memory:":
             _quick_check(db, path)
         version = _found_version(db, path, schema)
+        for pragma in pragmas:
+            db.execute(f"PRAGMA {pragma}")
         if version == 1 and _read_version(db, schema) == 0:
             db.executescript(f"BEGIN IMMEDIATE; {_set_version_sql(schema, 1)} COMMIT;")
         for step in range(version, schema.latest):
@@ -225,3 +229,29 @@ def _quick_check(db: sqlite3.Connection, path: Path | str) -> None:
     if [tuple(r) for r in rows] != [("ok",)]:
         detail = "; ".join(str(r[0]) for r in rows[:3])
         raise StateError(f"state file {path} is corrupt (integrity check: {detail}); {FIX_HINT}")
+
+
+def backup_database(source: sqlite3.Connection, source_path: Path | str, dest: Path) -> int:
+    """Copy ``source`` to a new file ``dest`` (0600) with the online backup API, then verify
+    the copy; refuses to overwrite. Returns the copy's size in bytes."""
+    if dest.exists():
+        raise StateError(f"backup target {dest} already exists; choose a new file name")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        target = sqlite3.connect(str(dest), isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise StateError(f"backup target {dest} cannot be written ({exc}); choose a "
+                         "writable location") from exc
+    try:
+        source.backup(target)
+        target.execute("PRAGMA journal_mode=DELETE")  # a self-contained single file
+        _quick_check(target, dest)
+    except BaseException as exc:
+        target.close()
+        dest.unlink(missing_ok=True)  # never leave a half-written backup behind
+        if isinstance(exc, sqlite3.Error):
+            raise state_error(source_path, exc, doing="read") from exc
+        raise
+    target.close()
+    return dest.stat().st_size

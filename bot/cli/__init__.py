@@ -13,7 +13,7 @@ import click
 from bot.cli.backtest import backtest
 from bot.cli.daemon import once, run
 from bot.cli.data import data
-from bot.cli.state import check_config, rearm
+from bot.cli.state import check_config, rearm, state
 from bot.cli.status import status
 from bot.cli.weights import weights
 
@@ -24,7 +24,7 @@ def main() -> None:
     """allocbot: scheduled asset-allocation rebalancing with risk limits."""
 
 
-for _command in (run, once, check_config, status, weights, backtest, data, rearm):
+for _command in (run, once, check_config, status, weights, backtest, data, rearm, state):
     main.add_command(_command)
 
 __all__ = ["main"]

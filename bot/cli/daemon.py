@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from bot.cli.startup import config_option, load, open_runtime
+from bot.cli.startup import config_option, fail_on, load, open_runtime
 from bot.engine.statuses import CycleStatus
-from bot.errors import EXIT_CYCLE_FAILED
+from bot.errors import EXIT_CYCLE_FAILED, AllocbotError
 
 
 @click.command()
@@ -47,6 +47,8 @@ def once(config_path: Path, live: bool) -> None:
     try:
         rt.broker.on_wake()
         result = cycle.run(rt.context)
+    except AllocbotError as exc:  # the journal itself failed (disk full, file made read-only)
+        fail_on(exc)
     finally:
         rt.close()
     sys.exit(EXIT_CYCLE_FAILED if result.status is CycleStatus.FAILED else 0)

@@ -20,7 +20,14 @@ from typing import Any
 
 from bot.engine.statuses import OPEN_INTENT_STATUSES, CycleStatus, IntentStatus
 from brokers.base import Fill, Order, OrderSide
-from brokers.sqlite_state import Schema, check_schema_read_only, connect, open_schema, state_error
+from brokers.sqlite_state import (
+    Schema,
+    backup_database,
+    check_schema_read_only,
+    connect,
+    open_schema,
+    state_error,
+)
 from strategies.errors import StateError
 
 _SCHEMA_V1 = """
@@ -101,9 +108,7 @@ class Journal:
         try:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA busy_timeout=10000")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            open_schema(db, path, JOURNAL_SCHEMA)
+            open_schema(db, path, JOURNAL_SCHEMA, pragmas=("journal_mode=WAL", "synchronous=FULL"))
         except sqlite3.Error as exc:
             db.close()
             raise state_error(path, exc) from exc
@@ -143,18 +148,29 @@ class Journal:
         with self._lock:
             self._db.close()
 
+    def backup_to(self, dest: Path) -> int:
+        """Copy the journal's whole file (with the sim account sharing it) to ``dest`` with
+        SQLite's online backup API: a consistent snapshot even while the daemon writes.
+        Returns the copy's size in bytes."""
+        with self._lock:
+            return backup_database(self._db, self.path, dest)
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         if self.read_only:
             raise StateError(f"journal {self.path} was opened read-only; this is a bug")
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:  # disk full, file made read-only, corrupted page...
+                raise state_error(self.path, exc, doing="write") from exc
 
     # -- meta -------------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
