@@ -53,6 +53,7 @@ class CycleContext:
     journal: Journal
     strategy: Strategy
     settings: CycleSettings
+    fills_verified: bool = False  # set once this process has repaired missing fills
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,8 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
         log.info("market_closed", now=clock.now.isoformat(),
                  next_open=clock.next_open.isoformat() if clock.next_open else None)
         return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {"reason": "market_closed"})
-    reconcile(broker, journal, s.order_prefix)
+    reconcile(broker, journal, s.order_prefix, repair_fills=not ctx.fills_verified)
+    ctx.fills_verified = True
     still_open = [i.client_order_id for i in journal.open_intents()]
     if still_open:
         log.warning("orders_still_open", client_order_ids=still_open,

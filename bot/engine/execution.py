@@ -132,7 +132,7 @@ def _send_and_wait(broker: Broker, journal: Journal,
         final_fills = None
         if order.status.is_terminal:  # filled or refused at once: one journal write
             final_fills = broker.fills_for(cid)
-            journal.record_final_order(order, final_fills)
+            journal.record_order(order, final_fills)
         else:
             journal.update_from_order(order)
         sent.append((cid, order, final_fills))
@@ -144,9 +144,8 @@ def _send_and_wait(broker: Broker, journal: Journal,
     for cid, order, fills in sent:
         if fills is None:  # a terminal order cannot change: only open ones are waited for
             order = broker.wait_for_order(cid, settings.order_wait_secs)
-            journal.update_from_order(order)
             fills = broker.fills_for(cid)
-            journal.replace_fills(cid, fills)
+            journal.record_order(order, fills)  # status and fills: one transaction
         _log_outcome(order, sum(f.commission for f in fills))
         finals.append((order, fills))
     return finals

@@ -279,11 +279,6 @@ class Journal:
                 (status, reason, _now_iso(), client_order_id),
             )
 
-    def replace_fills(self, client_order_id: str, fills: Sequence[Fill]) -> None:
-        """Store every execution of an order (idempotent: the venue's list replaces ours)."""
-        with self._tx() as db:
-            self._replace_fills(db, client_order_id, fills)
-
     @staticmethod
     def _replace_fills(db: sqlite3.Connection, client_order_id: str,
                        fills: Sequence[Fill]) -> None:
@@ -295,9 +290,10 @@ class Journal:
               f.at.isoformat()) for i, f in enumerate(fills)],
         )
 
-    def record_final_order(self, order: Order, fills: Sequence[Fill]) -> None:
-        """``update_from_order`` and ``replace_fills`` of a terminal order, in one transaction
-        (a venue that fills at once, like the simulator, needs one write per order)."""
+    def record_order(self, order: Order, fills: Sequence[Fill]) -> None:
+        """The venue's view of an order and its full list of fills, in one transaction: a
+        crash never leaves a filled order without its fills (the venue's list replaces
+        ours, so repeating it is harmless)."""
         with self._tx() as db:
             self._update_order(db, order)
             self._replace_fills(db, order.client_order_id, fills)
@@ -336,6 +332,17 @@ class Journal:
     def known_client_order_ids(self) -> set[str]:
         with self._lock:
             return {r[0] for r in self._db.execute("SELECT client_order_id FROM intents")}
+
+    def intents_missing_fills(self) -> list[str]:
+        """client_order_ids whose journaled fills add up to less than their filled qty (a
+        torn write by an older allocbot, or a fill list the venue reported late)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT i.client_order_id FROM intents i WHERE i.filled_qty > 0 AND "
+                "i.filled_qty > 1e-9 + (1 + 1e-9) * COALESCE((SELECT SUM(f.qty) FROM fills f "
+                "WHERE f.client_order_id = i.client_order_id), 0) ORDER BY i.created_at"
+            ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def fill_count(self) -> int:
         with self._lock:
