@@ -19,6 +19,7 @@ import strategies
 from bot.errors import ConfigError
 from bot.logs import SECRET_NAME_PATTERN
 from bot.sample_market import SAMPLE_PRICES_PATH
+from brokers.faults import FaultPlan, parse_kill_at
 
 SAMPLE_PRICES = SAMPLE_PRICES_PATH
 _DAY_NAMES = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
@@ -169,6 +170,37 @@ class BacktestSection(_Section):
         return self
 
 
+class FaultsSection(_Section):
+    """Drill and soak tool: inject venue faults (``brokers/faults.py``). Off by default;
+    refused in live mode."""
+
+    enabled: bool = False
+    seed: int = 0
+    transient_rate: float = Field(0.0, ge=0, le=1)
+    rate_limit_rate: float = Field(0.0, ge=0, le=1)
+    timeout_rate: float = Field(0.0, ge=0, le=1)
+    reject_rate: float = Field(0.0, ge=0, le=1)
+    partial_fill_rate: float = Field(0.0, ge=0, le=1)
+    stale_bars_rate: float = Field(0.0, ge=0, le=1)
+    missing_bars_rate: float = Field(0.0, ge=0, le=1)
+    pause_after_submit_secs: float = Field(0.0, ge=0, le=3600)
+    kill_at: str | None = None
+
+    @field_validator("kill_at")
+    @classmethod
+    def _known_kill_point(cls, value: str | None) -> str | None:
+        parse_kill_at(value)
+        return value
+
+    @model_validator(mode="after")
+    def _valid_plan(self) -> FaultsSection:
+        self.to_plan()  # the plan's own checks (rate sum, kill_at), as ValueErrors
+        return self
+
+    def to_plan(self) -> FaultPlan:
+        return FaultPlan(**self.model_dump(exclude={"enabled"}))
+
+
 class Config(_Section):
     bot: BotSection = Field(default_factory=BotSection)
     schedule: ScheduleSection = Field(default_factory=lambda: ScheduleSection(interval_secs=60))
@@ -180,6 +212,7 @@ class Config(_Section):
     rebalance: RebalanceSection = Field(default_factory=RebalanceSection)
     risk: RiskSection = Field(default_factory=RiskSection)
     backtest: BacktestSection = Field(default_factory=BacktestSection)
+    faults: FaultsSection = Field(default_factory=FaultsSection)
     source: Path | None = Field(None, exclude=True)
 
     @property
@@ -259,6 +292,9 @@ def _cross_check(cfg: Config) -> None:
     if cfg.bot.mode == "live" and cfg.broker.kind != "alpaca":
         raise ConfigError('[bot].mode: "live" needs [broker].kind = "alpaca" (the simulator '
                           "cannot trade real money)")
+    if cfg.bot.mode == "live" and cfg.faults.enabled:
+        raise ConfigError('[faults].enabled: fault injection is a drill tool and is refused '
+                          'with [bot].mode = "live"; set enabled = false')
     symbols = cfg.universe.symbols
     if cfg.risk.safe_asset is not None and symbols is not None and cfg.risk.safe_asset not in symbols:
         raise ConfigError(f"[risk].safe_asset: {cfg.risk.safe_asset!r} is not in [universe].symbols")

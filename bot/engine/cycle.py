@@ -44,7 +44,6 @@ class CycleSettings:
     max_drawdown: float | None = None
     commission_min: float = 0.0
     min_history_rows: int = 0  # fetch at least this many rows ([alpaca].data_lookback_days)
-    pause_after_submit_secs: float = 0.0
 
 
 @dataclass(slots=True)
@@ -151,8 +150,7 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
             ExecutionSettings(prefix=s.order_prefix, dry_run=s.mode == "dry_run",
                               order_wait_secs=s.order_wait_secs,
                               policy=s.policy,
-                              commission_min=s.commission_min,
-                              pause_after_submit_secs=s.pause_after_submit_secs),
+                              commission_min=s.commission_min),
             fractionable,
         )
     # 8. record

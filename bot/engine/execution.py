@@ -8,7 +8,6 @@ id, and reconciliation marks never-sent intents as such).
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,7 +47,6 @@ class ExecutionSettings:
     order_wait_secs: float
     policy: RebalancePolicy
     commission_min: float = 0.0  # per order, currency
-    pause_after_submit_secs: float = 0.0  # test hook: widens the crash window
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +136,6 @@ def _send_and_wait(broker: Broker, journal: Journal,
         sent.append((cid, order, final_fills))
         log.info("order_submitted", client_order_id=cid, symbol=symbol, side=side.value, qty=qty,
                  broker_order_id=order.id, status=order.status.value)
-        if settings.pause_after_submit_secs > 0:
-            time.sleep(settings.pause_after_submit_secs)
     finals = []
     for cid, order, fills in sent:
         if fills is None:  # a terminal order cannot change: only open ones are waited for

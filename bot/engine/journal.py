@@ -11,7 +11,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -126,6 +126,7 @@ class Journal:
     def _init(self, path: Path | str, db: sqlite3.Connection, read_only: bool) -> None:
         self.path = path
         self.read_only = read_only
+        self.write_hook: Callable[[str], None] | None = None  # drills: called before COMMIT
         self._lock = threading.RLock()
         self._db = db
 
@@ -156,7 +157,7 @@ class Journal:
             return backup_database(self._db, self.path, dest)
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, kind: str = "write") -> Iterator[sqlite3.Connection]:
         if self.read_only:
             raise StateError(f"journal {self.path} was opened read-only; this is a bug")
         with self._lock:
@@ -164,6 +165,8 @@ class Journal:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._db
+                    if self.write_hook is not None:  # the fault drill's "inside a write"
+                        self.write_hook(kind)
                 except BaseException:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
@@ -294,7 +297,7 @@ class Journal:
         """The venue's view of an order and its full list of fills, in one transaction: a
         crash never leaves a filled order without its fills (the venue's list replaces
         ours, so repeating it is harmless)."""
-        with self._tx() as db:
+        with self._tx("record_order") as db:
             self._update_order(db, order)
             self._replace_fills(db, order.client_order_id, fills)
 

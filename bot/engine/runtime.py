@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("allocbot.runtime")
 LIVE_CONFIRM_ENV = "ALLOCBOT_CONFIRM_LIVE"
 COST_MARGIN_BPS = 0.1  # keeps float rounding from turning an exact-cash buy into a rejection
-PAUSE_AFTER_SUBMIT_ENV = "ALLOCBOT_TEST_PAUSE_AFTER_SUBMIT_SECS"  # crash tests only
 
 
 @dataclass(slots=True)
@@ -67,8 +66,20 @@ def check_live_switches(cfg: Config, live_flag: bool) -> None:
 
 
 def build_broker(cfg: Config, read_only: bool = False) -> tuple[Broker, tuple[str, ...]]:
-    """The configured adapter and the resolved universe (``read_only``: a simulator that
-    reads the stored account without writing; the Alpaca adapter has no local account)."""
+    """The configured adapter (behind the fault injector when ``[faults].enabled``) and
+    the resolved universe. ``read_only``: a simulator that reads the stored account
+    without writing (the Alpaca adapter has no local account); never fault-injected."""
+    broker, universe = _build_adapter(cfg, read_only)
+    if cfg.faults.enabled and not read_only:
+        from brokers.faults import FaultInjectingBroker
+
+        log.warning("faults_enabled", **cfg.faults.model_dump(exclude={"enabled"}),
+                    note="drill/testing tool: the broker will fail on purpose")
+        return FaultInjectingBroker(broker, cfg.faults.to_plan()), universe
+    return broker, universe
+
+
+def _build_adapter(cfg: Config, read_only: bool) -> tuple[Broker, tuple[str, ...]]:
     if cfg.broker.kind == "sim":
         from brokers.sim.broker import SimulatedBroker
 
@@ -133,7 +144,6 @@ def cycle_settings(cfg: Config, universe: tuple[str, ...]) -> CycleSettings:
         limits=risk_limits(cfg), max_drawdown=cfg.risk.max_drawdown,
         min_history_rows=cfg.alpaca.data_lookback_days if cfg.broker.kind == "alpaca" else 0,
         commission_min=cfg.sim.commission_min if cfg.broker.kind == "sim" else 0.0,
-        pause_after_submit_secs=float(os.environ.get(PAUSE_AFTER_SUBMIT_ENV, "0") or 0),
     )
 
 
@@ -163,6 +173,11 @@ def open_runtime(cfg: Config, live_flag: bool = False, command: str = "run") -> 
         journal.close()
         lock.release()
         raise
+    if cfg.faults.enabled:  # the fault drill may kill the process inside a journal write
+        from brokers.faults import FaultInjectingBroker
+
+        if isinstance(broker, FaultInjectingBroker):
+            journal.write_hook = broker.journal_write_hook
     interrupted = journal.abandon_running_cycles()
     if interrupted:
         log.warning("cycles_interrupted", cycle_ids=interrupted,
