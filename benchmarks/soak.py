@@ -106,7 +106,7 @@ def soak(cycles: int, rate: float, seed: int, state_dir: Path) -> dict[str, Any]
         try:
             ctx.broker.on_wake()
             statuses[cycle.run(ctx).status] += 1
-        except Exception:  # a crash is what the soak exists to find: count it, go on
+        except Exception:  # noqa: BLE001 - a crash is what the soak counts; it goes on
             crashed += 1
     rss["end"] = rss_mib()
     wall = time.perf_counter() - started
