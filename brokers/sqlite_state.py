@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +63,12 @@ def ensure_state_dir(path: Path) -> None:
 
 
 def secure_file(path: Path) -> None:
-    """Make a state file private (0600); best effort on files another user owns."""
+    """Make a state file private: drop group and other permission bits (never adds one);
+    best effort on files another user owns."""
     with contextlib.suppress(OSError):
-        os.chmod(path, 0o600)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            os.chmod(path, mode & 0o600)
 
 
 def state_error(path: Path | str, exc: BaseException, doing: str = "open") -> StateError:
@@ -74,9 +78,13 @@ def state_error(path: Path | str, exc: BaseException, doing: str = "open") -> St
     if "not a database" in lower or "malformed" in lower or "corrupt" in lower:
         what = f"is corrupt or not an allocbot state file ({text})"
         fix = FIX_HINT
-    elif "readonly" in lower or "read-only" in lower or "permission" in lower \
-            or "unable to open" in lower or "disk i/o" in lower or isinstance(exc, OSError):
-        what = f"cannot be {'read' if doing == 'read' else 'written'} ({text})"
+    elif "readonly" in lower or "read-only" in lower:
+        what = f"cannot be written ({text})"
+        fix = ("make the file and its directory writable by this user (or free the disk), or "
+               "point [bot].state_dir elsewhere")
+    elif "permission" in lower or "unable to open" in lower or "disk i/o" in lower \
+            or isinstance(exc, OSError):
+        what = f"cannot be {'read' if doing == 'read' else 'opened or written'} ({text})"
         fix = ("make the file and its directory readable and writable by this user, or point "
                "[bot].state_dir elsewhere")
     elif "locked" in lower or "busy" in lower:

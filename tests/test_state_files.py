@@ -234,11 +234,30 @@ def test_once_read_only_state_dir_exits_2_naming_file_and_fix(tmp_path):
             preexec_fn=_without_permission_override)
         assert proc.returncode == 2, proc.stderr
         line = _error_line(proc)
-        assert str(state) in line and ("cannot be written" in line or "cannot open" in line)
+        assert str(state) in line and "cannot open the lock file" in line
         assert "state_dir" in line
         assert {p.name: p.read_bytes() for p in state.iterdir()} == before
     finally:
         os.chmod(base / "state", stat.S_IRWXU)
+
+
+def test_once_unreadable_state_file_exits_2_naming_file(tmp_path):
+    doc = base_config(tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text(to_toml(doc), encoding="utf-8")
+    state = tmp_path / "state"
+    Journal(state / "allocbot.sqlite").close()
+    (state / "allocbot.lock").touch(mode=0o600)
+    os.chmod(state / "allocbot.sqlite", 0)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bot", "once", "--config", str(config)],
+                              cwd=REPO, capture_output=True, text=True, timeout=120,
+                              preexec_fn=_without_permission_override)
+    finally:
+        os.chmod(state / "allocbot.sqlite", 0o600)
+    assert proc.returncode == 2, proc.stderr
+    line = _error_line(proc)
+    assert str(state / "allocbot.sqlite") in line and "cannot be opened or written" in line
 
 
 def test_state_files_are_private(write_config, state_db):
