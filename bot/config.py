@@ -22,6 +22,7 @@ import strategies
 from bot.errors import ConfigError
 from bot.logs import REDACTED, SECRET_NAME_PATTERN
 from bot.sample_market import SAMPLE_PRICES_PATH
+from brokers.faults import FaultPlan, parse_kill_at
 from strategies.base import create_nested
 
 SAMPLE_PRICES = SAMPLE_PRICES_PATH
@@ -242,6 +243,35 @@ class AlertsSection(_Section):
     send_timeout_secs: float = Field(10.0, gt=0, le=120)
     watchdog: bool = True  # alert when no cycle succeeded within the schedule
     daily_summary_at: str | None = Field(None, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+class FaultsSection(_Section):
+    """Drill and soak tool: inject venue faults (``brokers/faults.py``). Off by default;
+    refused in live mode."""
+
+    enabled: bool = False
+    seed: int = 0
+    transient_rate: float = Field(0.0, ge=0, le=1)
+    rate_limit_rate: float = Field(0.0, ge=0, le=1)
+    timeout_rate: float = Field(0.0, ge=0, le=1)
+    reject_rate: float = Field(0.0, ge=0, le=1)
+    partial_fill_rate: float = Field(0.0, ge=0, le=1)
+    stale_bars_rate: float = Field(0.0, ge=0, le=1)
+    missing_bars_rate: float = Field(0.0, ge=0, le=1)
+    pause_after_submit_secs: float = Field(0.0, ge=0, le=3600)
+    kill_at: str | None = None
+
+    @field_validator("kill_at")
+    @classmethod
+    def _known_kill_point(cls, value: str | None) -> str | None:
+        parse_kill_at(value)
+        return value
+
+    @model_validator(mode="after")
+    def _valid_plan(self) -> FaultsSection:
+        self.to_plan()  # the plan's own checks (rate sum, kill_at), as ValueErrors
+        return self
+
+    def to_plan(self) -> FaultPlan:
+        return FaultPlan(**self.model_dump(exclude={"enabled"}))
 
 
 class Config(_Section):
@@ -258,6 +288,7 @@ class Config(_Section):
     backtest: BacktestSection = Field(default_factory=BacktestSection)
     monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
     alerts: AlertsSection = Field(default_factory=AlertsSection)
+    faults: FaultsSection = Field(default_factory=FaultsSection)
     source: Path | None = Field(None, exclude=True)
 
     @property
@@ -356,6 +387,9 @@ def _cross_check(cfg: Config, check_strategy: bool = True) -> None:
     if cfg.bot.mode == "live" and cfg.broker.kind != "alpaca":
         raise ConfigError('[bot].mode: "live" needs [broker].kind = "alpaca" (the simulator '
                           "cannot trade real money)")
+    if cfg.bot.mode == "live" and cfg.faults.enabled:
+        raise ConfigError('[faults].enabled: fault injection is a drill tool and is refused '
+                          'with [bot].mode = "live"; set enabled = false')
     symbols = cfg.universe.symbols
     if symbols is not None:
         for i, sym in enumerate(cfg.universe.exclude, start=1):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +63,12 @@ def ensure_state_dir(path: Path) -> None:
 
 
 def secure_file(path: Path) -> None:
-    """Make a state file private (0600); best effort on files another user owns."""
+    """Make a state file private: drop group and other permission bits (never adds one);
+    best effort on files another user owns."""
     with contextlib.suppress(OSError):
-        os.chmod(path, 0o600)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            os.chmod(path, mode & 0o600)
 
 
 def state_error(path: Path | str, exc: BaseException, doing: str = "open") -> StateError:
@@ -74,9 +78,13 @@ def state_error(path: Path | str, exc: BaseException, doing: str = "open") -> St
     if "not a database" in lower or "malformed" in lower or "corrupt" in lower:
         what = f"is corrupt or not an allocbot state file ({text})"
         fix = FIX_HINT
-    elif "readonly" in lower or "read-only" in lower or "permission" in lower \
-            or "unable to open" in lower or "disk i/o" in lower or isinstance(exc, OSError):
-        what = f"cannot be {'read' if doing == 'read' else 'written'} ({text})"
+    elif "readonly" in lower or "read-only" in lower:
+        what = f"cannot be written ({text})"
+        fix = ("make the file and its directory writable by this user (or free the disk), or "
+               "point [bot].state_dir elsewhere")
+    elif "permission" in lower or "unable to open" in lower or "disk i/o" in lower \
+            or isinstance(exc, OSError):
+        what = f"cannot be {'read' if doing == 'read' else 'opened or written'} ({text})"
         fix = ("make the file and its directory readable and writable by this user, or point "
                "[bot].state_dir elsewhere")
     elif "locked" in lower or "busy" in lower:
@@ -186,13 +194,17 @@ def _found_version(db: sqlite3.Connection, path: Path | str, schema: Schema) -> 
     return version
 
 
-def open_schema(db: sqlite3.Connection, path: Path | str, schema: Schema) -> None:
-    """Check the file, then create or migrate ``schema`` to its latest version, each step
-    in one transaction (a crash leaves the previous version intact)."""
+def open_schema(db: sqlite3.Connection, path: Path | str, schema: Schema,
+                pragmas: tuple[str, ...] = ()) -> None:
+    """Check the file, then (only if it is ours) apply ``pragmas`` and create or migrate
+    ``schema`` to its latest version, each step in one transaction (a crash leaves the
+    previous version intact). A refused file is not changed by a single byte."""
     try:
         if str(path) != ":memory:":
             _quick_check(db, path)
         version = _found_version(db, path, schema)
+        for pragma in pragmas:
+            db.execute(f"PRAGMA {pragma}")
         if version == 1 and _read_version(db, schema) == 0:
             db.executescript(f"BEGIN IMMEDIATE; {_set_version_sql(schema, 1)} COMMIT;")
         for step in range(version, schema.latest):
@@ -225,3 +237,29 @@ def _quick_check(db: sqlite3.Connection, path: Path | str) -> None:
     if [tuple(r) for r in rows] != [("ok",)]:
         detail = "; ".join(str(r[0]) for r in rows[:3])
         raise StateError(f"state file {path} is corrupt (integrity check: {detail}); {FIX_HINT}")
+
+
+def backup_database(source: sqlite3.Connection, source_path: Path | str, dest: Path) -> int:
+    """Copy ``source`` to a new file ``dest`` (0600) with the online backup API, then verify
+    the copy; refuses to overwrite. Returns the copy's size in bytes."""
+    if dest.exists():
+        raise StateError(f"backup target {dest} already exists; choose a new file name")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        target = sqlite3.connect(str(dest), isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise StateError(f"backup target {dest} cannot be written ({exc}); choose a "
+                         "writable location") from exc
+    try:
+        source.backup(target)
+        target.execute("PRAGMA journal_mode=DELETE")  # a self-contained single file
+        _quick_check(target, dest)
+    except BaseException as exc:
+        target.close()
+        dest.unlink(missing_ok=True)  # never leave a half-written backup behind
+        if isinstance(exc, sqlite3.Error):
+            raise state_error(source_path, exc, doing="read") from exc
+        raise
+    target.close()
+    return dest.stat().st_size

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -57,6 +58,7 @@ class Fault:
     after: bool = False
     path_prefix: str = ""
     method: str = ""
+    lose_response: bool = False  # processed, then the connection drops without an answer
 
 
 class FakeAlpaca(FakeAlpacaVenue):
@@ -151,6 +153,16 @@ class FakeAlpaca(FakeAlpacaVenue):
         with self._lock:
             self._faults.extend(replace(fault) for _ in range(count))
 
+    def lose_response_next(
+        self, count: int = 1, *, path_prefix: str = "/v2/orders", method: str = "POST"
+    ) -> None:
+        """The next ``count`` matching requests are processed (an order is created), then the
+        connection is closed with no answer: the client sees a dropped connection and must
+        find out on its own whether the venue acted. Logged with status 0."""
+        fault = Fault(0, "", 0.0, True, path_prefix, method, lose_response=True)
+        with self._lock:
+            self._faults.extend(replace(fault) for _ in range(count))
+
     def fail_randomly(
         self, fraction: float, *, seed: int = 0, statuses: Iterable[int] = (500, 429, 502)
     ) -> None:
@@ -222,6 +234,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(raw) if raw else None
         at_secs = time.monotonic() - fake._started_secs
         status, payload_text = self._answer(fake, method, parts.path, query, body, at_secs)
+        if status == -1:  # processed; the answer is lost on the way back
+            fake._record(RequestRecord(method, parts.path, query, body, at_secs, 0))
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if status:
             fake._record(RequestRecord(method, parts.path, query, body, at_secs, status))
         else:
@@ -245,7 +263,8 @@ class _Handler(BaseHTTPRequestHandler):
         at_secs: float,
     ) -> tuple[int, str]:
         """(status, body text) to send; status 0 = the request hung (already logged with
-        status 0 on arrival, so tests see it even while it stalls) and is answered now."""
+        status 0 on arrival, so tests see it even while it stalls) and is answered now;
+        -1 = processed, then no answer at all (a lost response)."""
         key = self.headers.get("APCA-API-KEY-ID")
         secret = self.headers.get("APCA-API-SECRET-KEY")
         if (
@@ -263,6 +282,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and not fault.after:
             return fault.status, fault.body
         status, text = fake.handle_json(method, path, query, body)
+        if fault is not None and fault.lose_response:
+            return -1, ""
         if fault is not None:
             return fault.status, fault.body
         return status, text

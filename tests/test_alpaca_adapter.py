@@ -357,6 +357,21 @@ def test_submit_order_lost_response_retried_without_second_order(
     assert len(fake.orders_created()) == 1
 
 
+def test_submit_order_processed_then_response_lost_finds_it_by_client_id(
+    fake: FakeAlpaca, broker: AlpacaBroker
+) -> None:
+    fake.lose_response_next()  # the venue creates the order, the connection then drops
+    order = broker.submit_order(buy("SPY", "c-gone", qty=1))
+    assert order.client_order_id == "c-gone" and order.id
+    venue = [o for o in fake.orders_created() if o.client_order_id == "c-gone"]
+    assert len(venue) == 1 and venue[0].id == order.id
+    # the path taken: lost answer, retry refused 422 "must be unique", lookup by client id
+    assert [r.status for r in fake.order_posts()] == [0, 422]
+    lookups = fake.logged("GET", "/v2/orders:by_client_order_id")
+    assert len(lookups) == 1 and lookups[0].query == {"client_order_id": "c-gone"}
+    assert lookups[0].status == 200
+
+
 # ---------------------------------------------------------------- retries and timeouts
 
 

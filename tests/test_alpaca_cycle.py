@@ -54,9 +54,11 @@ def fake() -> Iterator[FakeAlpaca]:
     assert server.errors == []
 
 
-def alpaca_config(write_config: Any, fake: FakeAlpaca, **alpaca: Any) -> Path:
+def alpaca_config(write_config: Any, fake: FakeAlpaca, faults: dict[str, Any] | None = None,
+                  **alpaca: Any) -> Path:
     return write_config(
         {
+            **({"faults": faults} if faults else {}),
             "broker": {"kind": "alpaca", "order_wait_secs": 3},
             "alpaca": {
                 "base_url": fake.url,
@@ -208,8 +210,10 @@ def test_once_alpaca_killed_after_first_order_restart_sends_no_order_twice(
     fake: FakeAlpaca, write_config: Any
 ) -> None:
     fake.fill_polls = 1  # the killed run's order fills when the restart looks it up
-    config = str(alpaca_config(write_config, fake))
-    env = {**os.environ, **KEYS_ENV, "ALLOCBOT_TEST_PAUSE_AFTER_SUBMIT_SECS": "5"}
+    paused = alpaca_config(write_config, fake, faults={"enabled": True,
+                                                       "pause_after_submit_secs": 5.0})
+    config = str(paused)
+    env = {**os.environ, **KEYS_ENV}
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot", "once", "--config", config],
         stdout=subprocess.DEVNULL,
@@ -225,7 +229,7 @@ def test_once_alpaca_killed_after_first_order_restart_sends_no_order_twice(
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    restart = run_cli("once", "--config", config, env=KEYS_ENV)
+    restart = run_cli("once", "--config", str(alpaca_config(write_config, fake)), env=KEYS_ENV)
     assert restart.returncode == 0, restart.stderr[-2000:]
     events = json_lines(restart.stdout)
     assert any(e["event"] == "cycles_interrupted" for e in events)

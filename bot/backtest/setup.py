@@ -41,7 +41,7 @@ def backtest_spec(cfg: Config, universe: tuple[str, ...], *, calendar: Calendar,
         "broker": cfg.broker.model_copy(update={"kind": "sim"}),
         "bot": cfg.bot.model_copy(update={"mode": "paper", "order_prefix": BACKTEST_ORDER_PREFIX}),
     })
-    settings = replace(cycle_settings(sim_cfg, universe), pause_after_submit_secs=0.0)
+    settings = cycle_settings(sim_cfg, universe)
     return BacktestSpec(settings, calendar=calendar, starting_cash=cfg.sim.starting_cash,
                         costs=sim_costs(cfg), fractional=cfg.sim.fractional, start=start, end=end)
 

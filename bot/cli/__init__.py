@@ -15,7 +15,7 @@ from bot.cli.daemon import once, run
 from bot.cli.data import data
 from bot.cli.research import compare, sweep
 from bot.cli.scaffold import init
-from bot.cli.state import check_config, rearm
+from bot.cli.state import check_config, rearm, state
 from bot.cli.status import health, status
 from bot.cli.weights import weights
 
@@ -27,7 +27,7 @@ def main() -> None:
 
 
 for _command in (init, run, once, check_config, status, health, weights, backtest, data, rearm,
-                 sweep, compare):
+                 state, sweep, compare):
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -94,6 +94,8 @@ def once(config_path: Path, live: bool) -> None:
     try:
         rt.broker.on_wake()
         result = cycle.run(rt.context)
+    except AllocbotError as exc:  # the journal itself failed (disk full, file made read-only)
+        fail_on(exc)
     finally:
         rt.close()
     sys.exit(EXIT_CYCLE_FAILED if result.status is CycleStatus.FAILED else 0)

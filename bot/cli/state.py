@@ -1,4 +1,4 @@
-"""Commands on the bot's state: ``check-config`` and ``rearm``."""
+"""Commands on the bot's state: ``check-config``, ``rearm`` and ``state backup``."""
 
 from __future__ import annotations
 
@@ -51,3 +51,35 @@ def rearm(config_path: Path) -> None:
         fail_on(exc)
     structlog.get_logger("allocbot.cli").warning("trading_rearmed", previous_halt=reason)
     click.echo("trading re-armed" + (f" (was halted: {reason})" if reason else " (was not halted)"))
+
+
+@click.group("state")
+def state() -> None:
+    """Operate on the state file (journal and simulated account)."""
+
+
+@state.command("backup")
+@config_option
+@click.argument("dest", type=click.Path(path_type=Path, dir_okay=False))
+def backup(config_path: Path, dest: Path) -> None:
+    """Copy the state file to DEST (a new file) with SQLite's online backup API.
+
+    Safe while the daemon runs: the copy is one consistent snapshot and the live file is
+    only read. Restore by stopping the bot and copying DEST over the state file.
+    """
+    from bot.engine.journal import Journal
+
+    cfg = load(config_path, logs_to_stderr=True)
+    try:
+        journal = Journal.open_read_only(cfg.state_db)
+        try:
+            size = journal.backup_to(dest)
+        finally:
+            journal.close()
+    except AllocbotError as exc:
+        fail_on(exc)
+    import structlog
+
+    structlog.get_logger("allocbot.cli").info("state_backed_up", source=str(cfg.state_db),
+                                              dest=str(dest), bytes=size)
+    click.echo(f"backed up {cfg.state_db} to {dest} ({size:,} bytes)")

@@ -49,7 +49,6 @@ class CycleSettings:
     max_drawdown: float | None = None
     commission_min: float = 0.0
     min_history_rows: int = 0  # fetch at least this many rows ([alpaca].data_lookback_days)
-    pause_after_submit_secs: float = 0.0
     fallback: Strategy | None = None  # [strategy].fallback; None: hold when the strategy fails
     guards: GuardLimits = field(default_factory=GuardLimits)
 
@@ -60,6 +59,7 @@ class CycleContext:
     journal: Journal
     strategy: Strategy
     settings: CycleSettings
+    fills_verified: bool = False  # set once this process has repaired missing fills
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,8 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
         log.info("market_closed", now=clock.now.isoformat(),
                  next_open=clock.next_open.isoformat() if clock.next_open else None)
         return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {"reason": "market_closed"})
-    reconcile(broker, journal, s.order_prefix)
+    reconcile(broker, journal, s.order_prefix, repair_fills=not ctx.fills_verified)
+    ctx.fills_verified = True
     still_open = [i.client_order_id for i in journal.open_intents()]
     if still_open:
         log.warning("orders_still_open", client_order_ids=still_open,
@@ -179,8 +180,7 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
             ExecutionSettings(prefix=s.order_prefix, dry_run=s.mode == "dry_run",
                               order_wait_secs=s.order_wait_secs,
                               policy=s.policy,
-                              commission_min=s.commission_min,
-                              pause_after_submit_secs=s.pause_after_submit_secs),
+                              commission_min=s.commission_min),
             fractionable,
         )
     # 8. record

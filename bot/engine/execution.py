@@ -8,7 +8,6 @@ id, and reconciliation marks never-sent intents as such).
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,7 +47,6 @@ class ExecutionSettings:
     order_wait_secs: float
     policy: RebalancePolicy
     commission_min: float = 0.0  # per order, currency
-    pause_after_submit_secs: float = 0.0  # test hook: widens the crash window
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,21 +130,18 @@ def _send_and_wait(broker: Broker, journal: Journal,
         final_fills = None
         if order.status.is_terminal:  # filled or refused at once: one journal write
             final_fills = broker.fills_for(cid)
-            journal.record_final_order(order, final_fills)
+            journal.record_order(order, final_fills)
         else:
             journal.update_from_order(order)
         sent.append((cid, order, final_fills))
         log.info("order_submitted", client_order_id=cid, symbol=symbol, side=side.value, qty=qty,
                  broker_order_id=order.id, status=order.status.value)
-        if settings.pause_after_submit_secs > 0:
-            time.sleep(settings.pause_after_submit_secs)
     finals = []
     for cid, order, fills in sent:
         if fills is None:  # a terminal order cannot change: only open ones are waited for
             order = broker.wait_for_order(cid, settings.order_wait_secs)
-            journal.update_from_order(order)
             fills = broker.fills_for(cid)
-            journal.replace_fills(cid, fills)
+            journal.record_order(order, fills)  # status and fills: one transaction
         _log_outcome(order, sum(f.commission for f in fills))
         finals.append((order, fills))
     return finals

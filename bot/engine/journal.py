@@ -11,7 +11,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -20,7 +20,14 @@ from typing import Any
 
 from bot.engine.statuses import OPEN_INTENT_STATUSES, CycleStatus, IntentStatus
 from brokers.base import Fill, Order, OrderSide
-from brokers.sqlite_state import Schema, check_schema_read_only, connect, open_schema, state_error
+from brokers.sqlite_state import (
+    Schema,
+    backup_database,
+    check_schema_read_only,
+    connect,
+    open_schema,
+    state_error,
+)
 from strategies.errors import StateError
 
 _SCHEMA_V1 = """
@@ -101,9 +108,7 @@ class Journal:
         try:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA busy_timeout=10000")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            open_schema(db, path, JOURNAL_SCHEMA)
+            open_schema(db, path, JOURNAL_SCHEMA, pragmas=("journal_mode=WAL", "synchronous=FULL"))
         except sqlite3.Error as exc:
             db.close()
             raise state_error(path, exc) from exc
@@ -121,6 +126,7 @@ class Journal:
     def _init(self, path: Path | str, db: sqlite3.Connection, read_only: bool) -> None:
         self.path = path
         self.read_only = read_only
+        self.write_hook: Callable[[str], None] | None = None  # drills: called before COMMIT
         self._lock = threading.RLock()
         self._db = db
 
@@ -143,18 +149,31 @@ class Journal:
         with self._lock:
             self._db.close()
 
+    def backup_to(self, dest: Path) -> int:
+        """Copy the journal's whole file (with the sim account sharing it) to ``dest`` with
+        SQLite's online backup API: a consistent snapshot even while the daemon writes.
+        Returns the copy's size in bytes."""
+        with self._lock:
+            return backup_database(self._db, self.path, dest)
+
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, kind: str = "write") -> Iterator[sqlite3.Connection]:
         if self.read_only:
             raise StateError(f"journal {self.path} was opened read-only; this is a bug")
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    if self.write_hook is not None:  # the fault drill's "inside a write"
+                        self.write_hook(kind)
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:  # disk full, file made read-only, corrupted page...
+                raise state_error(self.path, exc, doing="write") from exc
 
     # -- meta -------------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -263,11 +282,6 @@ class Journal:
                 (status, reason, _now_iso(), client_order_id),
             )
 
-    def replace_fills(self, client_order_id: str, fills: Sequence[Fill]) -> None:
-        """Store every execution of an order (idempotent: the venue's list replaces ours)."""
-        with self._tx() as db:
-            self._replace_fills(db, client_order_id, fills)
-
     @staticmethod
     def _replace_fills(db: sqlite3.Connection, client_order_id: str,
                        fills: Sequence[Fill]) -> None:
@@ -279,10 +293,11 @@ class Journal:
               f.at.isoformat()) for i, f in enumerate(fills)],
         )
 
-    def record_final_order(self, order: Order, fills: Sequence[Fill]) -> None:
-        """``update_from_order`` and ``replace_fills`` of a terminal order, in one transaction
-        (a venue that fills at once, like the simulator, needs one write per order)."""
-        with self._tx() as db:
+    def record_order(self, order: Order, fills: Sequence[Fill]) -> None:
+        """The venue's view of an order and its full list of fills, in one transaction: a
+        crash never leaves a filled order without its fills (the venue's list replaces
+        ours, so repeating it is harmless)."""
+        with self._tx("record_order") as db:
             self._update_order(db, order)
             self._replace_fills(db, order.client_order_id, fills)
 
@@ -320,6 +335,17 @@ class Journal:
     def known_client_order_ids(self) -> set[str]:
         with self._lock:
             return {r[0] for r in self._db.execute("SELECT client_order_id FROM intents")}
+
+    def intents_missing_fills(self) -> list[str]:
+        """client_order_ids whose journaled fills add up to less than their filled qty (a
+        torn write by an older allocbot, or a fill list the venue reported late)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT i.client_order_id FROM intents i WHERE i.filled_qty > 0 AND "
+                "i.filled_qty > 1e-9 + (1 + 1e-9) * COALESCE((SELECT SUM(f.qty) FROM fills f "
+                "WHERE f.client_order_id = i.client_order_id), 0) ORDER BY i.created_at"
+            ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def fill_count(self) -> int:
         with self._lock:

@@ -62,16 +62,38 @@ def foreign_open_orders(orders: Sequence[Order], prefix: str, known_ids: set[str
     return ours_unknown, foreign
 
 
-def reconcile(broker: Broker, journal: Journal, prefix: str) -> list[Correction]:
-    """Bring the journal up to date with the venue; report orders that are not ours."""
+def repair_missing_fills(broker: Broker, journal: Journal) -> list[str]:
+    """Ask the venue again for every order the journal shows (partly) filled but whose
+    fills it lacks, and store its view and fills in one transaction; returns the ids."""
+    repaired = []
+    for cid in journal.intents_missing_fills():
+        order = broker.get_order_by_client_id(cid)
+        if order is None:
+            continue
+        fills = broker.fills_for(cid)
+        journal.record_order(order, fills)
+        repaired.append(cid)
+        log.warning("order_fills_repaired", client_order_id=cid, fills=len(fills),
+                    filled_qty=order.filled_qty)
+    return repaired
+
+
+def reconcile(broker: Broker, journal: Journal, prefix: str, repair_fills: bool = False
+              ) -> list[Correction]:
+    """Bring the journal up to date with the venue; report orders that are not ours.
+
+    ``repair_fills`` (the first cycle of a process) also re-fetches the fills of orders
+    whose fills are missing from the journal.
+    """
+    if repair_fills:
+        repair_missing_fills(broker, journal)
     open_intents = journal.open_intents()
     venue = {i.client_order_id: broker.get_order_by_client_id(i.client_order_id)
              for i in open_intents}
     corrections = diff_journal_with_venue(open_intents, venue)
     for c in corrections:
         if c.action == "update" and c.order is not None:
-            journal.update_from_order(c.order)
-            journal.replace_fills(c.client_order_id, broker.fills_for(c.client_order_id))
+            journal.record_order(c.order, broker.fills_for(c.client_order_id))
         elif c.action == "mark_unsent":
             journal.set_status(c.client_order_id, IntentStatus.UNSENT, "never reached the venue (restart)")
         else:

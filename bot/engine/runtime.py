@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("allocbot.runtime")
 LIVE_CONFIRM_ENV = "ALLOCBOT_CONFIRM_LIVE"
-PAUSE_AFTER_SUBMIT_ENV = "ALLOCBOT_TEST_PAUSE_AFTER_SUBMIT_SECS"  # crash tests only
 
 
 @dataclass(slots=True)
@@ -69,8 +68,20 @@ def check_live_switches(cfg: Config, live_flag: bool) -> None:
 
 
 def build_broker(cfg: Config, read_only: bool = False) -> tuple[Broker, tuple[str, ...]]:
-    """The configured adapter and the resolved universe (``read_only``: a simulator that
-    reads the stored account without writing; the Alpaca adapter has no local account)."""
+    """The configured adapter (behind the fault injector when ``[faults].enabled``) and
+    the resolved universe. ``read_only``: a simulator that reads the stored account
+    without writing (the Alpaca adapter has no local account); never fault-injected."""
+    broker, universe = _build_adapter(cfg, read_only)
+    if cfg.faults.enabled and not read_only:
+        from brokers.faults import FaultInjectingBroker
+
+        log.warning("faults_enabled", **cfg.faults.model_dump(exclude={"enabled"}),
+                    note="drill/testing tool: the broker will fail on purpose")
+        return FaultInjectingBroker(broker, cfg.faults.to_plan()), universe
+    return broker, universe
+
+
+def _build_adapter(cfg: Config, read_only: bool) -> tuple[Broker, tuple[str, ...]]:
     if cfg.broker.kind == "sim":
         from brokers.sim.broker import SimulatedBroker
 
@@ -156,7 +167,6 @@ def cycle_settings(cfg: Config, universe: tuple[str, ...]) -> CycleSettings:
         max_drawdown=cfg.risk.max_drawdown,
         min_history_rows=cfg.alpaca.data_lookback_days if cfg.broker.kind == "alpaca" else 0,
         commission_min=cfg.sim.commission_min if cfg.broker.kind == "sim" else 0.0,
-        pause_after_submit_secs=float(os.environ.get(PAUSE_AFTER_SUBMIT_ENV, "0") or 0),
         fallback=cfg.build_fallback(), guards=guard_limits(cfg),
     )
 
@@ -188,6 +198,11 @@ def open_runtime(cfg: Config, live_flag: bool = False, command: str = "run") -> 
         journal.close()
         lock.release()
         raise
+    if cfg.faults.enabled:  # the fault drill may kill the process inside a journal write
+        from brokers.faults import FaultInjectingBroker
+
+        if isinstance(broker, FaultInjectingBroker):
+            journal.write_hook = broker.journal_write_hook
     interrupted = journal.abandon_running_cycles()
     if interrupted:
         log.warning("cycles_interrupted", cycle_ids=interrupted,

@@ -150,9 +150,9 @@ class SimLedger:
             if read_only:
                 check_schema_read_only(db, db_path, SIM_SCHEMA)
             else:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL
-                open_schema(db, db_path, SIM_SCHEMA)
+                # synchronous=NORMAL: durable across process crashes in WAL mode
+                open_schema(db, db_path, SIM_SCHEMA,
+                            pragmas=("journal_mode=WAL", "synchronous=NORMAL"))
         except sqlite3.Error as exc:
             db.close()
             raise state_error(db_path, exc) from exc
