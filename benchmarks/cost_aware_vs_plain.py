@@ -41,8 +41,8 @@ def main() -> None:
     parser.add_argument("--kappa", type=float, nargs="+", default=[0.002, 0.005])
     parser.add_argument("--strategies", nargs="+", default=["min_variance", "mean_variance"])
     args = parser.parse_args()
-    configure_logging("json", "warning", sys.stderr)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    configure_logging("json", "error", sys.stderr)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     print(f"{'strategy':15s} {'κ':>7s} {'Sharpe':>7s} {'turnover/yr':>12s} {'costs':>9s} "
           f"{'CAGR':>7s} {'max DD':>7s}")
     for name in args.strategies:

@@ -178,8 +178,8 @@ class GuardsSection(_Section):
 
     enabled: bool = True
     max_order_fraction: float = Field(1.0, gt=0, le=1)
-    max_turnover_per_cycle: float = Field(1.5, gt=0, le=2)
-    max_turnover_per_day: float = Field(2.0, gt=0, le=10)
+    max_turnover_per_cycle: float = Field(2.05, gt=0, le=4)
+    max_turnover_per_day: float = Field(3.0, gt=0, le=10)
     max_orders_per_cycle: int | None = Field(None, ge=1)  # None: one per universe symbol
     max_stale_sessions: int = Field(1, ge=0, le=30)
     max_daily_move: float = Field(0.30, gt=0)

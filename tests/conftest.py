@@ -22,6 +22,17 @@ settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_structlog_config():
+    """Commands run in-process (CliRunner) reconfigure structlog for the whole process;
+    give every test the configuration it started with."""
+    import structlog
+
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 SAMPLE_PRICES = REPO / "bot" / "sample_market" / "sample_prices.csv"
 
 

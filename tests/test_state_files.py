@@ -7,6 +7,7 @@ documents: exit 2, one line naming the file and the fix, no traceback, nothing s
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import sqlite3
 import stat
@@ -118,10 +119,13 @@ def _write_db(path: Path, script: str) -> None:
 
 
 def _error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("allocbot: error")]
+    """The one startup error line (stderr is no terminal here: the startup_failed event)."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    return lines[0]
+    event = json.loads(lines[0])
+    assert event["event"] == "startup_failed"
+    return str(event["error"])
 
 
 def _assert_refused(proc: subprocess.CompletedProcess[str], state_db: Path, *phrases: str) -> None:

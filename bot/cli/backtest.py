@@ -40,10 +40,10 @@ def backtest(config_path: Path, prices_path: Path | None, start: Any, end: Any,
     cfg = load(config_path, logs_to_stderr=True)
     level = cfg.backtest.log_level
     configure_logging(cfg.bot.log_format, level, sys.stderr)
-    # filtered levels cost nothing per call (thousands of cycles log below the level), and
-    # each module's logger is bound once, not on every call
+    # filtered levels cost nothing per call (thousands of cycles log below the level); no
+    # logger caching: a cached module logger would keep this configuration for good
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(
-        getattr(logging, level.upper())), cache_logger_on_first_use=True)
+        getattr(logging, level.upper())), cache_logger_on_first_use=False)
     try:
         wf = parse_walk_forward(walk_forward) if walk_forward else None
         run_command(cfg, prices_path, start.date() if start else None,

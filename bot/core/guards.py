@@ -51,8 +51,8 @@ class GuardLimits:
 
     enabled: bool = True
     max_order_fraction: float = 1.0
-    max_turnover_per_cycle: float = 1.5
-    max_turnover_per_day: float = 2.0
+    max_turnover_per_cycle: float = 2.05
+    max_turnover_per_day: float = 3.0
     max_orders_per_cycle: int | None = None
     max_stale_sessions: int = 1
     max_daily_move: float = 0.30

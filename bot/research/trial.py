@@ -60,8 +60,7 @@ def quiet_worker_logs(level: int = logging.WARNING) -> None:
     (thousands per trial); once per process."""
     global _worker_logs_quiet
     if not _worker_logs_quiet:
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level),
-                            cache_logger_on_first_use=True)
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
         _worker_logs_quiet = True
 
 
