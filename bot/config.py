@@ -13,7 +13,7 @@ import re
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,8 +22,9 @@ import strategies
 from bot.errors import ConfigError
 from bot.logs import REDACTED, SECRET_NAME_PATTERN
 from bot.sample_market import SAMPLE_PRICES_PATH
-from brokers.faults import FaultPlan, parse_kill_at
-from strategies.base import create_nested
+
+if TYPE_CHECKING:
+    from brokers.faults import FaultPlan
 
 SAMPLE_PRICES = SAMPLE_PRICES_PATH
 STATE_DIR_ENV = "ALLOCBOT_STATE_DIR"
@@ -262,15 +263,21 @@ class FaultsSection(_Section):
     @field_validator("kill_at")
     @classmethod
     def _known_kill_point(cls, value: str | None) -> str | None:
-        parse_kill_at(value)
+        if value is not None:
+            from brokers.faults import parse_kill_at  # numpy, pandas: only for a drill
+
+            parse_kill_at(value)
         return value
 
     @model_validator(mode="after")
     def _valid_plan(self) -> FaultsSection:
-        self.to_plan()  # the plan's own checks (rate sum, kill_at), as ValueErrors
+        if self.enabled or self.kill_at is not None:
+            self.to_plan()  # the plan's own checks (rate sum, kill_at), as ValueErrors
         return self
 
     def to_plan(self) -> FaultPlan:
+        from brokers.faults import FaultPlan
+
         return FaultPlan(**self.model_dump(exclude={"enabled"}))
 
 
@@ -301,7 +308,11 @@ class Config(_Section):
     def build_fallback(self) -> strategies.Strategy | None:
         """The ``[strategy].fallback`` strategy, or None to hold when the strategy fails."""
         spec = self.strategy.fallback
-        return None if spec is None else create_nested(spec, "fallback")
+        if spec is None:
+            return None
+        from strategies.base import create_nested  # numpy, pandas: not for status/health
+
+        return create_nested(spec, "fallback")
 
 
 def _find_secret_keys(node: Any, path: str = "") -> list[str]:

@@ -33,3 +33,15 @@ def test_building_fixed_does_not_import_sklearn():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False False"
+
+
+def test_read_only_config_load_imports_no_numpy_or_pandas(write_config):
+    """status and health load the config without building a strategy: they must not pay
+    for numpy/pandas (their start-up budget is 0.4 s)."""
+    path = write_config({"strategy": {"fallback": "equal_weight"}})
+    code = ("import sys; from pathlib import Path; from bot.config import load_config; "
+            f"load_config(Path({str(path)!r}), check_strategy=False); "
+            "print([m for m in ('numpy', 'pandas') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"

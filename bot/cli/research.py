@@ -12,13 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import structlog
 
 from bot.cli.startup import config_option, fail_on, load
 from bot.errors import AllocbotError, ConfigError
 from bot.logs import configure_logging
-
-log = structlog.get_logger("allocbot.research")
 
 
 @contextmanager
