@@ -226,6 +226,7 @@ def test_constraints_pin_every_runtime_dependency():
 def test_image_install_step_installs_with_constraints_in_a_fresh_venv(tmp_path):
     """What `docker build` runs, without Docker: the Dockerfile's COPYs, then install.sh."""
     src = tmp_path / "src"
+    src.mkdir()
     for name in ("pyproject.toml", "README.md", "config.toml", "bot", "strategies", "brokers"):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, src / name)
     (src / "deploy").mkdir()
