@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import strategies
-from bot.sample_market.generator import SAMPLE_PRICES_PATH, SEED, generate_sample_market
-from bot.sample_market.macro import SAMPLE_MACRO_PATH, generate_sample_macro, render_macro_csv
+from bot.sample_market.generator import SAMPLE_PRICES_PATH, SEED, generate_sample_market, render_csv
+from bot.sample_market.macro import MACRO_DECIMALS, SAMPLE_MACRO_PATH, generate_sample_macro
 from strategies.base import StrategyConfigError, StrategyError
 from strategies.errors import InputDataError
 from strategies.macro_regime import ALL_WEATHER_SEASONS, REGIMES
@@ -38,7 +38,7 @@ def prices():
 
 def test_sample_macro_regenerates_committed_csv_byte_for_byte():
     macro = generate_sample_macro(generate_sample_market(SEED))
-    assert render_macro_csv(macro).encode("utf-8") == SAMPLE_MACRO_PATH.read_bytes()
+    assert render_csv(macro, MACRO_DECIMALS).encode("utf-8") == SAMPLE_MACRO_PATH.read_bytes()
 
 
 def test_sample_macro_growth_lower_in_stress_months():

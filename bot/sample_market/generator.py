@@ -151,11 +151,12 @@ def generate_sample_market(
     return SampleMarket(prices=frame, stress=stress)
 
 
-def render_csv(prices: pd.DataFrame) -> str:
-    """The CSV text: ``date`` then one column per symbol, fixed decimals, ``\\n`` line ends."""
-    fmt = f"{{:.{PRICE_DECIMALS}f}}"
-    lines = [",".join(["date", *map(str, prices.columns)])]
-    for day, row in zip(prices.index, prices.to_numpy(), strict=True):
+def render_csv(frame: pd.DataFrame, decimals: int = PRICE_DECIMALS) -> str:
+    """The CSV text: ``date`` then one column per series, ``decimals`` fixed decimals,
+    ``\\n`` line ends (the sample prices and the sample macro file share it)."""
+    fmt = f"{{:.{decimals}f}}"
+    lines = [",".join(["date", *map(str, frame.columns)])]
+    for day, row in zip(frame.index, frame.to_numpy(), strict=True):
         lines.append(",".join([day.strftime("%Y-%m-%d"), *(fmt.format(v) for v in row)]))
     return "\n".join(lines) + "\n"
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from bot.sample_market.generator import SEED, SampleMarket, generate_sample_market
+from bot.sample_market.generator import SEED, SampleMarket, generate_sample_market, render_csv
 
 SAMPLE_MACRO_PATH = Path(__file__).parent / "sample_macro.csv"
 MACRO_SEED = 11
@@ -57,18 +57,9 @@ def generate_sample_macro(market: SampleMarket) -> pd.DataFrame:
                         index=pd.DatetimeIndex(stress_share.index, name="date"))
 
 
-def render_macro_csv(macro: pd.DataFrame) -> str:
-    """``date`` then one column per series, fixed decimals, ``\\n`` line ends."""
-    fmt = f"{{:.{MACRO_DECIMALS}f}}"
-    lines = [",".join(["date", *map(str, macro.columns)])]
-    for day, row in zip(macro.index, macro.to_numpy(), strict=True):
-        lines.append(",".join([day.strftime("%Y-%m-%d"), *(fmt.format(v) for v in row)]))
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     """Rewrite ``bot/sample_market/sample_macro.csv`` from the seeds."""
     macro = generate_sample_macro(generate_sample_market(SEED))
-    SAMPLE_MACRO_PATH.write_text(render_macro_csv(macro), encoding="utf-8", newline="")
+    SAMPLE_MACRO_PATH.write_text(render_csv(macro, MACRO_DECIMALS), encoding="utf-8", newline="")
     structlog.get_logger("bot.sample_market").info(
         "sample_macro_written", path=str(SAMPLE_MACRO_PATH), months=len(macro))
