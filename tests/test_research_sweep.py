@@ -18,7 +18,7 @@ import pytest
 
 from bot.research.results import finish_sweep
 from bot.research.space import load_space
-from bot.research.study import finished_trials
+from bot.research.study import ask_batch, finished_trials, open_study
 from bot.research.sweep import SweepOptions, prepare, run_sweep
 from tests.conftest import REPO, run_cli
 from tests.research_setup import trial_rows, write_config, write_market, write_space
@@ -100,6 +100,27 @@ def test_sweep_sigkill_then_resume_finishes_exactly_n_trials_none_repeated(input
     params = [c for c in rows.columns if c.startswith("param:")]
     expected = pd.DataFrame([{f"param:{k}": v for k, v in r.params.items()} for r in straight])
     pd.testing.assert_frame_equal(rows[params], expected[params], check_dtype=False)
+
+
+@pytest.mark.parametrize("asked_before_kill", [[4], [4, 5]])
+def test_sweep_killed_mid_ask_resumes_to_the_uninterrupted_trials(inputs, tmp_path,
+                                                                  asked_before_kill):
+    """A kill between two asks of one batch (slot 4 asked, slot 5 not) must not change
+    which trials the sweep runs: the resumed sweep equals an uninterrupted one."""
+    config, space = inputs
+    out = tmp_path / "killed"
+    _sweep(config, space, out, trials=4, jobs=1, seed=3, batch_size=2)
+    options = SweepOptions(config, space, out, trials=8, jobs=1, seed=3, batch_size=2,
+                           resume=True)
+    prepared = prepare(options, load_space(space))
+    study = open_study(out, prepared.space.objective.direction, prepared.settings, True)
+    ask_batch(study, prepared.space, asked_before_kill, 2, 3, "tpe", {})  # then "killed"
+    running = [t for t in study.get_trials() if t.state.name == "RUNNING"]
+    assert sorted(t.user_attrs["slot"] for t in running) == asked_before_kill
+    resumed, _ = run_sweep(options, prepared)
+    straight = _sweep(config, space, tmp_path / "straight", trials=8, jobs=1, seed=3,
+                      batch_size=2)
+    assert _signature(finished_trials(resumed)) == _signature(straight)
 
 
 def test_sweep_best_toml_backtests_to_the_reported_metrics(inputs, tmp_path):

@@ -77,8 +77,8 @@ def open_study(out_dir: Path, direction: str, settings: dict[str, Any],
 
 
 def abandon_stale(study: optuna.Study) -> dict[int, dict[str, Any]]:
-    """Mark trials a crash left RUNNING (or WAITING) as FAIL; return slot → params of those
-    whose params were all stored (their slots re-run with exactly these params)."""
+    """Mark trials a crash left RUNNING (or WAITING) as FAIL; return slot → the params they
+    had stored (possibly fewer than the space's, if the kill landed mid-ask)."""
     from optuna.trial import TrialState
 
     redo: dict[int, dict[str, Any]] = {}

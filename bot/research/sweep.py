@@ -166,7 +166,7 @@ def run_sweep(options: SweepOptions, inputs: SweepInputs, on_batch: OnBatch | No
         study = open_study(options.out_dir, space.objective.direction, inputs.settings,
                            options.resume)
         (options.out_dir / RETURNS_DIR).mkdir(exist_ok=True)
-        total, pending, fixed = _plan(study, options, grid)
+        total, pending, fixed = _plan(study, options, space, grid)
         log.info("sweep_started", trials=total, already_finished=total - len(pending),
                  sampler=options.sampler, seed=options.seed, workers=runner.workers,
                  out=str(options.out_dir))
@@ -193,17 +193,34 @@ def run_sweep(options: SweepOptions, inputs: SweepInputs, on_batch: OnBatch | No
     return study, backtest_secs
 
 
-def _plan(study: Any, options: SweepOptions, grid: list[dict[str, Any]] | None
+def _plan(study: Any, options: SweepOptions, space: SweepSpace,
+          grid: list[dict[str, Any]] | None
           ) -> tuple[int, list[int], dict[int, dict[str, Any]]]:
     """(trials in total, slots still to run, slot → fixed params): stale trials of a
     crashed run are abandoned and their slots re-run with the params they had."""
-    fixed = abandon_stale(study)
+    stale = abandon_stale(study)
     total = options.trials or (len(grid) if grid is not None else DEFAULT_TRIALS)
+    done = {r.slot for r in finished_trials(study)}
     if grid is not None:
         total = min(total, len(grid))
         fixed = {slot: grid[slot] for slot in range(total)}
-    done = {r.slot for r in finished_trials(study)}
+    else:
+        fixed = _whole_batches(stale, done, total, options.batch_size, len(space.params))
     return total, [s for s in range(total) if s not in done], fixed
+
+
+def _whole_batches(stale: dict[int, dict[str, Any]], done: set[int], total: int, size: int,
+                   n_params: int) -> dict[int, dict[str, Any]]:
+    """The stale slots whose whole batch was asked: a batch is asked slot by slot before
+    any of it runs, so a kill can land between two asks. Such a batch is asked again from
+    its seed as a whole; re-asking only its tail would draw from another point of the
+    sampler's RNG and give other trials than an uninterrupted sweep."""
+    keep = {}
+    for batch in {slot // size for slot in stale}:
+        slots = [s for s in range(batch * size, min((batch + 1) * size, total)) if s not in done]
+        if all(len(stale.get(s, {})) == n_params for s in slots):
+            keep |= {s: stale[s] for s in slots}
+    return keep
 
 
 def _batches(pending: list[int], size: int) -> list[tuple[int, list[int]]]:
