@@ -215,7 +215,7 @@ def _whole_batches(stale: dict[int, dict[str, Any]], done: set[int], total: int,
     any of it runs, so a kill can land between two asks. Such a batch is asked again from
     its seed as a whole; re-asking only its tail would draw from another point of the
     sampler's RNG and give other trials than an uninterrupted sweep."""
-    keep = {}
+    keep: dict[int, dict[str, Any]] = {}
     for batch in {slot // size for slot in stale}:
         slots = [s for s in range(batch * size, min((batch + 1) * size, total)) if s not in done]
         if all(len(stale.get(s, {})) == n_params for s in slots):
