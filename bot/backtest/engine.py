@@ -27,7 +27,7 @@ from bot.backtest.schedule import Calendar, calendar_rows, next_drift_row, var_b
 from bot.core.rebalance import buffered_targets
 from bot.engine import cycle
 from bot.engine.cycle import CycleContext, CycleSettings
-from bot.engine.journal import Journal
+from bot.engine.memory_journal import MemoryJournal
 from bot.engine.statuses import CycleStatus
 from bot.engine.targets import risk_checked_targets
 from bot.errors import InputDataError
@@ -202,7 +202,7 @@ def run_backtest(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec,
     broker = SimulatedBroker(":memory:", prices, starting_cash=spec.starting_cash,
                              costs=spec.costs, fractional=spec.fractional,
                              replay_start=dates[0].date())
-    ctx = CycleContext(broker, Journal(":memory:"), strategy, spec.settings)
+    ctx = CycleContext(broker, MemoryJournal(), strategy, spec.settings)
     if spec.calendar != "daily_drift":  # a calendar day trades everything back to target
         policy = replace(spec.settings.policy, drift_abs=0.0, drift_rel=0.0,
                          mode="all_when_any")

@@ -37,7 +37,7 @@ from gymnasium import spaces
 from bot.backtest.engine import BacktestInputError, BacktestSpec
 from bot.engine import cycle
 from bot.engine.cycle import CycleContext, CycleSettings
-from bot.engine.journal import Journal
+from bot.engine.memory_journal import MemoryJournal
 from bot.engine.statuses import CycleStatus
 from brokers.base import validate_price_frame
 from brokers.sim.broker import SimulatedBroker
@@ -109,7 +109,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         self.observation_space = spaces.Box(-1.0, 1.0, (self._window + 1, n), np.float32)
         self.action_space = spaces.Box(0.0, 1.0, (n,), np.float32)
         self._broker: SimulatedBroker | None = None
-        self._journal: Journal | None = None
+        self._journal: MemoryJournal | None = None
         self._ctx: CycleContext | None = None
         self._row = self._first
 
@@ -151,7 +151,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
             ":memory:", prices, starting_cash=spec.starting_cash, costs=spec.costs,
             fractional=spec.fractional,
             replay_start=prices.index[self._first].date())
-        self._journal = Journal(":memory:")
+        self._journal = MemoryJournal()
         strategy = ActionStrategy(spec.settings.universe)
         self._ctx = CycleContext(self._broker, self._journal, strategy, self._settings)
         self._broker.advance_to(prices.index[self._row].date())

@@ -253,8 +253,11 @@ def _drawdown(journal: Journal, equity: float) -> float:
 
 
 def _max_drift(current: pd.Series, target: pd.Series) -> float:
-    """Largest |weight − target| the planner saw before this cycle's orders (fractions)."""
-    gap = (current.to_numpy(dtype=float) - target.reindex(current.index).to_numpy(dtype=float))
+    """Largest |weight − target| the planner saw before this cycle's orders (fractions).
+    The plan's two Series share one index (the planner's universe)."""
+    if not current.index.equals(target.index):
+        target = target.reindex(current.index)
+    gap = current.to_numpy(dtype=float) - target.to_numpy(dtype=float)
     return float(np.abs(gap).max()) if gap.size else 0.0
 
 

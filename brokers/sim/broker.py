@@ -8,7 +8,7 @@ row on a day that is no NYSE session gets the regular 9:30-16:00), and market or
 at once at that day's close moved against the trader by ``slippage_bps``. The account (cash,
 positions, orders, fills, replay cursor) lives in ``sim_*`` tables of the bot's SQLite
 file, one transaction per order, so it survives restarts; ``":memory:"`` gives a
-throw-away account for backtests.
+throw-away account for backtests, its books in dicts (``brokers/sim/memory_ledger.py``).
 
 Numbers: quantities are rounded to 9 decimals (Alpaca's fractional precision); cash is
 plain float64 arithmetic (never rounded to cents, so equity = cash + Σ qty × close holds
@@ -50,6 +50,7 @@ from brokers.base import (
 from brokers.calendar import xnys_sessions
 from brokers.errors import BrokerConfigError, BrokerDataError
 from brokers.sim.ledger import Holding, LedgerState, SimLedger
+from brokers.sim.memory_ledger import MemoryLedger
 from brokers.sim.pricing import FillPlan, SimCosts, plan_fill
 
 log = structlog.get_logger("brokers.sim")
@@ -142,7 +143,9 @@ class SimulatedBroker:
         else:
             self._start_row = bisect_left(self._dates, replay_start)
         self._lock = threading.RLock()
-        self._ledger = SimLedger(db_path, read_only=read_only)
+        self._ledger: SimLedger | MemoryLedger = (
+            MemoryLedger() if str(db_path) == ":memory:"
+            else SimLedger(db_path, read_only=read_only))
         self._restore(self._ledger.load_or_create(float(starting_cash)))
 
     def _restore(self, state: LedgerState) -> None:
