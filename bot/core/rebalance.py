@@ -255,8 +255,9 @@ def plan_rebalance(holdings_qty: pd.Series, cash: float, targets: pd.Series,
     cur = value / equity
     tgt = buffered_targets(tgt_raw, policy.cash_buffer)
     drifted = drift_mask(cur, tgt, policy.drift_abs, policy.drift_rel)
-    current_weights = pd.Series(cur, index=universe, dtype=float)
-    target_weights = pd.Series(tgt, index=universe, dtype=float)
+    index = pd.Index(universe, dtype=object)  # one index for both (str arrays iterate slowly)
+    current_weights = pd.Series(cur, index=index, dtype=float, copy=False)
+    target_weights = pd.Series(tgt, index=index, dtype=float, copy=False)
     if not drifted.any():
         return RebalancePlan((), (), current_weights, target_weights, equity, float(cash))
 

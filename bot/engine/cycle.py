@@ -132,7 +132,8 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
              first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
     in_universe = set(s.universe)  # a tuple lookup per position is O(n²) for big universes
     managed = {sym: p for sym, p in positions.items() if sym in in_universe}
-    holdings = pd.Series({sym: p.qty for sym, p in managed.items()}, dtype=float)
+    holdings = pd.Series([p.qty for p in managed.values()], dtype=float,
+                         index=pd.Index(list(managed), dtype=object))
     values = holdings * last_prices.reindex(holdings.index)
     equity = account.cash + float(values.sum())
     held_excluded = [sym for sym in s.excluded if sym in managed]

@@ -136,6 +136,7 @@ class SimulatedBroker:
         self._opens, self._closes_at = session_hours(self._dates)
         self._col_of: dict[str, int] = {str(s): j for j, s in enumerate(self._prices.columns)}
         self._symbols = list(self._col_of)
+        self._column_index: dict[tuple[str, ...], pd.Index] = {}
         if len(self._col_of) != self._prices.shape[1]:
             raise BrokerDataError("sim prices: duplicate symbol columns")
         if replay_start is None:
@@ -292,11 +293,12 @@ class SimulatedBroker:
         with self._lock:
             stop = min(bisect_right(self._dates, _as_date(end)), self._visible_rows())
         start = max(0, stop - lookback_days)
-        return pd.DataFrame(
-            self._closes[start:stop][:, cols],
-            index=self._prices.index[start:stop],
-            columns=pd.Index(symbols),
-        )
+        key = tuple(symbols)
+        columns = self._column_index.get(key)
+        if columns is None:  # object dtype: the cycle iterates it; pandas' str arrays are slow
+            columns = self._column_index[key] = pd.Index(symbols, dtype=object)
+        return pd.DataFrame(self._closes[start:stop][:, cols],
+                            index=self._prices.index[start:stop], columns=columns, copy=False)
 
     def latest_trade_prices(self, symbols: Sequence[str]) -> dict[str, float]:
         """The replay day's close per symbol (the simulator trades at it); none when closed."""
