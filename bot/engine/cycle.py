@@ -7,6 +7,7 @@ effect goes through the broker and the journal passed in the context.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -148,13 +149,19 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
         return CycleResult(cycle_id, CycleStatus.HELD, asof,
                            {"held": True, "reason": "strategy_failed", "orders_planned": 0})
     weights, decision, used = checked
-    log.info("weights_computed", weights=_rounded(weights),
-             cash_weight=round(1 - weights.sum(), 6), strategy=used)
+    # the detail events' fields are built only when they will be written (a backtest logs
+    # at warning: thousands of cycles, hundreds of symbols)
+    detail = log.is_enabled_for(logging.INFO)
+    if detail:
+        log.info("weights_computed", weights=_rounded(weights),
+                 cash_weight=round(1 - weights.sum(), 6), strategy=used)
     for iv in decision.interventions:
         log.warning("risk_limited", rule=iv.rule, before=iv.before, after=iv.after)
-    log.info("risk_checked", var=decision.var, cvar=decision.cvar, var_before=decision.var_before,
-             confidence=s.limits.confidence, horizon_days=s.limits.horizon_days,
-             method=s.limits.method, weights=_rounded(decision.weights))
+    if detail:
+        log.info("risk_checked", var=decision.var, cvar=decision.cvar,
+                 var_before=decision.var_before, confidence=s.limits.confidence,
+                 horizon_days=s.limits.horizon_days, method=s.limits.method,
+                 weights=_rounded(decision.weights))
     if _drawdown_halted(journal, equity, s.max_drawdown):
         return CycleResult(cycle_id, CycleStatus.HALTED, asof, {
             "equity": round(equity, 2), "drawdown": round(_drawdown(journal, equity), 6)})
@@ -162,9 +169,10 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
     fractionable = {sym: a.fractionable for sym, a in broker.assets(list(s.universe)).items()}
     plan = plan_rebalance(holdings, account.cash, decision.weights, last_prices, s.policy,
                           fractionable=fractionable)
-    log.info("orders_planned", count=len(plan.orders), drifted=list(plan.drifted),
-             orders=[{"symbol": o.symbol, "side": o.side.value, "qty": o.qty,
-                      "notional": round(o.notional, 2)} for o in plan.orders])
+    if detail:
+        log.info("orders_planned", count=len(plan.orders), drifted=list(plan.drifted),
+                 orders=[{"symbol": o.symbol, "side": o.side.value, "qty": o.qty,
+                          "notional": round(o.notional, 2)} for o in plan.orders])
     breaches = guard_breaches(broker, journal, prices, asof, plan.orders, plan.equity,
                               s.universe, s.guards)
     if breaches:

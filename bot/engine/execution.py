@@ -7,6 +7,7 @@ id, and reconciliation marks never-sent intents as such).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -68,7 +69,8 @@ def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
         cycle_id, [(c, o.symbol, o.side, o.qty, o.price) for c, o in zip(cids, orders, strict=True)],
         status=IntentStatus.DRY_RUN if settings.dry_run else IntentStatus.INTENT,
     )
-    for cid, o in zip(cids, orders, strict=True):
+    detail = log.is_enabled_for(logging.INFO)  # fields built only when written
+    for cid, o in zip(cids, orders, strict=True) if detail else ():
         log.info("order_intended", client_order_id=cid, symbol=o.symbol, side=o.side.value,
                  qty=o.qty, price_est=o.price, notional_est=round(o.notional, 2), reason=o.reason)
     if settings.dry_run:
@@ -134,8 +136,9 @@ def _send_and_wait(broker: Broker, journal: Journal,
         else:
             journal.update_from_order(order)
         sent.append((cid, order, final_fills))
-        log.info("order_submitted", client_order_id=cid, symbol=symbol, side=side.value, qty=qty,
-                 broker_order_id=order.id, status=order.status.value)
+        if log.is_enabled_for(logging.INFO):
+            log.info("order_submitted", client_order_id=cid, symbol=symbol, side=side.value,
+                     qty=qty, broker_order_id=order.id, status=order.status.value)
     finals = []
     for cid, order, fills in sent:
         if fills is None:  # a terminal order cannot change: only open ones are waited for
@@ -148,6 +151,8 @@ def _send_and_wait(broker: Broker, journal: Journal,
 
 
 def _log_outcome(order: Order, commission: float) -> None:
+    if order.status is OrderStatus.FILLED and not log.is_enabled_for(logging.INFO):
+        return
     fields = {"client_order_id": order.client_order_id, "symbol": order.symbol,
                   "side": order.side.value, "qty": order.qty, "filled_qty": order.filled_qty,
                   "filled_avg_price": order.filled_avg_price, "status": order.status.value}
