@@ -24,7 +24,7 @@ class MemoryLedger:
         self._orders: dict[str, Order] = {}  # client_order_id → order, in booking order
         self._order_ids: set[str] = set()
         self._fills: dict[str, list[Fill]] = {}
-        self._fill_rows: list[tuple[Any, ...]] = []
+        self._fill_order: list[Fill] = []  # every fill, oldest first
 
     def load_or_create(self, starting_cash: float) -> LedgerState:
         """A new account holding ``starting_cash`` (a memory ledger is always new)."""
@@ -44,8 +44,7 @@ class MemoryLedger:
         if fill is not None:
             fill = replace(fill, order_id=order.id)
             self._fills.setdefault(fill.client_order_id, []).append(fill)
-            self._fill_rows.append((fill.symbol, fill.side.value, fill.qty, fill.price,
-                                    fill.commission, fill.at.isoformat()))
+            self._fill_order.append(fill)
         return order
 
     def order(self, client_order_id: str) -> Order | None:
@@ -62,7 +61,8 @@ class MemoryLedger:
 
     def fill_rows(self) -> list[tuple[Any, ...]]:
         """Every fill as (symbol, side, qty, price, commission, at ISO), oldest first."""
-        return list(self._fill_rows)
+        return [(f.symbol, f.side.value, f.qty, f.price, f.commission, f.at.isoformat())
+                for f in self._fill_order]
 
     def close(self) -> None:
         """Nothing to close."""
