@@ -77,7 +77,8 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
     if held is not None:
         memo = json.loads(held)
         last = date.fromisoformat(memo["asof"])
-        sessions = int((prices.index > pd.Timestamp(last)).sum())
+        index = prices.index  # rows after the last signal (sorted dates: one search)
+        sessions = len(index) - int(index.searchsorted(pd.Timestamp(last), side="right"))
         if (memo["strategy"] == key and set(memo["weights"]) <= set(rules.universe)
                 and not is_signal_day(asof, last, rules.signal, sessions)):
             weights = pd.Series(memo["weights"], dtype=float).reindex(
