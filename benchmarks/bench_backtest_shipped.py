@@ -1,7 +1,7 @@
 """``allocbot backtest`` with the shipped config.toml, as a user runs it: whole-process wall
 time (bar: 2 s), beside ``python -c "import pandas"`` in the same run, and where it goes.
 
-    python benchmarks/bench_backtest_shipped.py [--repeats 5]
+    python benchmarks/bench_backtest_shipped.py [--repeats 5] [--baseline DIR]
 
 Each round runs, as fresh processes: the pandas import, the real command, and the same
 command in a child that times its phases by wrapping the functions the command calls (the
@@ -9,6 +9,8 @@ library is not instrumented): interpreter start, CLI import, the backtest's own 
 config, price file, engine (strategy + benchmark runs and their metrics), report (CSVs and
 JSON, the matplotlib import, drawing and encoding the charts, the stacked PNG, the HTML)
 and the rest (the summary table, exit). Medians of the rounds; CPU is user + sys.
+``--baseline DIR`` (an older checkout) also times the whole command from that tree in the
+same rounds.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ CONFIG = REPO / "config.toml"
 _T0 = time.perf_counter()
 
 
-def run_once(args: list[str]) -> tuple[float, float, float, str]:
-    """Wall s, CPU s, peak RSS MB and stdout of one fresh process."""
+def run_once(args: list[str], tree: Path = REPO) -> tuple[float, float, float, str]:
+    """Wall s, CPU s, peak RSS MB and stdout of one fresh process run from ``tree``."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=REPO)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tree,
+                            env={**os.environ, "PYTHONPATH": str(tree)})
     out = proc.stdout.read().decode() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
@@ -128,13 +131,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="an older source tree whose whole command is timed alongside")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.child:
         child(opts.child)
         return
     py = sys.executable
-    walls: dict[str, list[tuple[float, float, float]]] = {"pandas": [], "backtest": []}
+    walls: dict[str, list[tuple[float, float, float]]] = {"pandas": [], "backtest": [],
+                                                          "baseline": []}
     splits: list[dict[str, float]] = []
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,12 +148,19 @@ def main() -> None:
             walls["pandas"].append(run_once([py, "-c", "import pandas"])[:3])
             walls["backtest"].append(run_once([py, "-m", "bot", "backtest", "--config",
                                                str(CONFIG), "--out", f"{tmp}/cli{i}"])[:3])
+            if opts.baseline is not None:
+                walls["baseline"].append(run_once(
+                    [py, "-m", "bot", "backtest", "--config", str(opts.baseline / "config.toml"),
+                     "--out", f"{tmp}/base{i}"], opts.baseline)[:3])
             wall, _, _, out = run_once([py, __file__, "--child", f"{tmp}/split{i}"])
             splits.append(split_row(wall, json.loads(out.strip().splitlines()[-1])))
     print(f"shipped config.toml, {opts.repeats} interleaved rounds, fresh processes; load "
           f"average {load_before:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     for label, rows in (('python -c "import pandas"', walls["pandas"]),
-                        ("allocbot backtest (whole process)", walls["backtest"])):
+                        ("allocbot backtest (whole process)", walls["backtest"]),
+                        ("  (baseline tree)", walls["baseline"])):
+        if not rows:
+            continue
         print(f"{label:<36} wall median {statistics.median(r[0] for r in rows):.3f} s  CPU "
               f"median {statistics.median(r[1] for r in rows):.3f} s  peak RSS "
               f"{max(r[2] for r in rows):.0f} MB")
