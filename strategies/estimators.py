@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import structlog
-from scipy.linalg import LinAlgError, cholesky
 
 from strategies.base import StrategyConfigError, StrategyError
 
@@ -172,6 +171,8 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None
     covariance with T < N or duplicated assets), else clip eigenvalues at the floor
     (Higham 1988's nearest-PSD projection in the Frobenius norm, plus the floor).
     """
+    from scipy.linalg import LinAlgError, cholesky  # ~0.2 s: not for the fixed-weight CLI path
+
     cov = np.asarray(cov, dtype=float)
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
         raise StrategyError(f"covariance must be square, got shape {cov.shape}")
@@ -215,6 +216,8 @@ def _diagonally_loaded(sym: np.ndarray, floor: float) -> tuple[np.ndarray, np.nd
     shift of a few floors (a 2e-10 relative change) repairs it with one Cholesky instead of
     an eigendecomposition (~2 ms instead of ~50 ms at N = 500); a truly indefinite input
     fails the check and gets the eigenvalue clipping."""
+    from scipy.linalg import LinAlgError, cholesky
+
     loaded = sym.copy()
     loaded.flat[:: len(sym) + 1] += LOADING_FLOORS * floor
     try:

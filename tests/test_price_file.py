@@ -44,6 +44,10 @@ def test_load_price_csv_bundled_sample_loads_every_symbol():
         ("date,SPY,TLT\n2024-01-02,1,2\n2024-01-03,0,2\n", ["SPY", "2024-01-03", "positive"]),
         ("date,SPY,TLT\n2024-01-02,1,2\n2024-01-03,1,-3\n", ["TLT", "2024-01-03", "positive"]),
         ("date,SPY,TLT\n2024-01-02,1,2\n2024-01-03,n/a,2\n", ["line 3", "SPY", "'n/a'"]),
+        # text the C parser's float reader refuses or a text NaN: never read as "not listed"
+        ("date,SPY,TLT\n2024-01-02,1,nan\n2024-01-03,1,2\n", ["line 2", "TLT", "'nan'"]),
+        ("date,SPY,TLT\n2024-01-02,1,NA\n2024-01-03,1,2\n", ["line 2", "TLT", "'NA'"]),
+        ("date,SPY\n2024-01-02,1\n2024-01-03,inf\n", ["SPY", "2024-01-03", "positive"]),
         ("date,SPY,SPY\n2024-01-02,1,2\n", ["'SPY' appears twice"]),
         ("", ["empty"]),
         ("date,SPY\n", ["no price rows"]),
@@ -90,3 +94,10 @@ def test_load_price_csv_spreadsheet_export_with_bom_and_spaces_loads(tmp_path):
     prices = load_price_csv(path)
     assert list(prices.columns) == ["SPY"]
     assert prices["SPY"].tolist() == [470.1, 468.5]
+
+
+def test_load_price_csv_padded_cells_load_same_as_clean_file(tmp_path):
+    clean = write(tmp_path, "date,SPY,TLT\n2024-01-02,470.1,\n2024-01-03,468.5,95.25\n")
+    padded = tmp_path / "padded.csv"
+    padded.write_text("date ,SPY,TLT\n2024-01-02 , 470.1 ,\n 2024-01-03,468.5 , 95.25\n")
+    pd.testing.assert_frame_equal(load_price_csv(padded), load_price_csv(clean), check_exact=True)

@@ -67,7 +67,7 @@ table.heatmap td{font-size:0.8em;padding:2px 6px}"""
 
 @dataclass(frozen=True, slots=True)
 class Chart:
-    """One rendered chart: its RGBA pixels (for the stacked PNG) and its PNG bytes."""
+    """One rendered chart: its RGB pixels (for the stacked PNG) and its PNG bytes."""
 
     alt: str
     pixels: np.ndarray
@@ -77,20 +77,22 @@ class Chart:
 def render(fig: Any, alt: str) -> Chart:
     """Draw a matplotlib Figure once with Agg; keep the pixels and the PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.image import imsave
 
     from bot.backtest.charts import DPI
 
     fig.set_dpi(DPI)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
-    pixels = np.asarray(canvas.buffer_rgba()).copy()
-    return Chart(alt, pixels, _png(pixels, imsave))
+    pixels = np.asarray(canvas.buffer_rgba())[:, :, :3].copy()  # opaque: alpha is all 255
+    return Chart(alt, pixels, _png(pixels))
 
 
-def _png(pixels: np.ndarray, imsave: Any) -> bytes:
+def _png(pixels: np.ndarray) -> bytes:
+    """RGB pixels as PNG (Pillow, zlib level 3: ~10 % smaller than RGBA, as fast)."""
+    from PIL import Image
+
     buf = io.BytesIO()
-    imsave(buf, pixels, format="png", pil_kwargs={"compress_level": 3})
+    Image.fromarray(pixels).save(buf, format="png", compress_level=3)
     return buf.getvalue()
 
 
@@ -284,12 +286,10 @@ def tearsheet_sections(charts: dict[str, Chart], worst: Sequence[DrawdownPeriod]
 
 def stacked_png(charts: Sequence[Chart]) -> bytes:
     """Every chart one under the other in a single PNG (same width: ``charts.WIDTH_IN``)."""
-    from matplotlib.image import imsave
-
     width = max(c.pixels.shape[1] for c in charts)
     padded = [np.pad(c.pixels, ((0, 0), (0, width - c.pixels.shape[1]), (0, 0)),
                      constant_values=255) for c in charts]
-    return _png(np.concatenate(padded, axis=0), imsave)
+    return _png(np.concatenate(padded, axis=0))
 
 
 def write_tearsheet(out_dir: Path, result: BacktestResult, benchmark: BacktestResult | None,

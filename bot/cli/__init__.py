@@ -15,6 +15,7 @@ from bot.cli.daemon import once, run
 from bot.cli.data import data
 from bot.cli.research import compare, sweep
 from bot.cli.scaffold import init
+from bot.cli.startup import defer_garbage_collection
 from bot.cli.state import check_config, rearm, state
 from bot.cli.status import health, status
 from bot.cli.weights import weights
@@ -22,8 +23,10 @@ from bot.cli.weights import weights
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="allocbot")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """allocbot: scheduled asset-allocation rebalancing with risk limits."""
+    ctx.call_on_close(defer_garbage_collection())
 
 
 for _command in (init, run, once, check_config, status, health, weights, backtest, data, rearm,
