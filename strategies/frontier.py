@@ -22,9 +22,11 @@ import numpy as np
 from strategies.base import StrategyError
 from strategies.costed_frontier import costed_frontier_segment
 from strategies.costed_qp import CostedSolution, LinearTerms, solve_costed_qp
+from strategies.free_set import FreeSetSolver
 from strategies.qp import (
     FrontierSegment,
     QPSolution,
+    free_set_solver,
     frontier_segment,
     polish_weights,
     solve_qp,
@@ -53,13 +55,16 @@ class _Frontier:
                  upper: np.ndarray, costs: TradingCosts | None) -> None:
         self.cov, self.mu, self.lower, self.upper, self.costs = cov, mu, lower, upper, costs
         self.chol: np.ndarray | None = None
+        self.solver: FreeSetSolver | None = None
 
     def start(self, chol: np.ndarray | None) -> QPSolution | CostedSolution:
         """The minimum-variance portfolio (λ = 0)."""
         self.chol = chol
         zero = np.zeros_like(self.mu)
         if self.costs is None:
-            return solve_qp(self.cov, zero, self.lower, self.upper, chol=chol)
+            self.solver = free_set_solver(self.cov, chol)
+            return solve_qp(self.cov, zero, self.lower, self.upper, chol=chol,
+                            solver=self.solver)
         return solve_costed_qp(self.cov, zero, 0.0, self.lower, self.upper, self.costs.terms,
                                kinks=self.costs.kinks, chol=chol)
 
@@ -67,7 +72,8 @@ class _Frontier:
               ) -> QPSolution | CostedSolution:
         if self.costs is None:
             return solve_qp(self.cov, lam * self.mu, self.lower, self.upper,
-                            warm=warm, chol=self.chol)  # type: ignore[arg-type]
+                            warm=warm, chol=self.chol,  # type: ignore[arg-type]
+                            solver=self.solver)
         return solve_costed_qp(self.cov, lam * self.mu, lam * self.costs.kappa, self.lower,
                                self.upper, self.costs.terms, warm=warm,  # type: ignore[arg-type]
                                kinks=self.costs.kinks, chol=self.chol)
@@ -75,7 +81,7 @@ class _Frontier:
     def segment(self, solution: QPSolution | CostedSolution, lam: float) -> FrontierSegment:
         if self.costs is None:
             return frontier_segment(self.cov, self.mu, self.lower, self.upper,
-                                    solution, lam)  # type: ignore[arg-type]
+                                    solution, lam, self.solver)  # type: ignore[arg-type]
         return costed_frontier_segment(self.cov, self.mu, self.costs.kappa, self.lower,
                                        self.upper, self.costs.terms,
                                        solution)  # type: ignore[arg-type]

@@ -1,0 +1,149 @@
+"""Free-set solves of the box-and-budget QP: the equality-constrained problem with a
+given set of bounds held, by the cheapest of three exact ways.
+
+1. The free set is the one last factored (a warm start's first iteration, a frontier
+   piece after its QP): reuse that Cholesky factor of Σ on the free set.
+2. Few bounds are active and a Cholesky factor of the whole Σ is at hand: the
+   range-space method below.
+3. Otherwise factor Σ on the free set (|F|³/3 flops; cheap when few assets are free).
+
+The range-space method (from one Cholesky factor of the whole Σ):
+
+With the bounds in A held (w_A = b_A) and the budget 1ᵀw = r, the optimum of
+½wᵀΣw − cᵀw is w = Σ⁻¹(c + Hλ), H = [1 | E_A], where the multipliers λ = (ν, z_A) solve
+the small system (HᵀΣ⁻¹H)λ = (r, b_A) − HᵀΣ⁻¹c (the range-space method, Nocedal &
+Wright 2006, §16.2; Gill, Murray, Saunders & Wright's Schur-complement updates of the KKT
+system). With Σ = LLᵀ and M = L⁻¹H, HᵀΣ⁻¹H = MᵀM: the columns L⁻¹e_j of bounds ever
+active are computed once (one triangular solve each) and kept with their Gram matrix, so
+when one bound enters or leaves, the next solve costs two triangular solves and an
+|A|-sized factorization, not a new Cholesky of Σ on the free set. The active-set methods
+use it while few bounds are active (a factor of the free set is cheaper otherwise), and
+only for a well-conditioned Σ (the callers check the pivots first).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import LinAlgError, cho_factor, cho_solve, solve_triangular
+
+from strategies.base import StrategyError
+
+
+class RangeSpace:
+    """The factor L of Σ and the cached columns L⁻¹e_j (see module doc)."""
+
+    def __init__(self, chol: np.ndarray) -> None:
+        self.chol = chol
+        n = len(chol)
+        self.ones = solve_triangular(chol, np.ones(n), lower=True, check_finite=False)
+        self.position = np.full(n, -1)
+        self.columns = np.empty((n, 0))
+        self.gram = np.empty((0, 0))
+        self.ones_dot = np.empty(0)
+
+    def cost(self, active: np.ndarray) -> float:
+        """Flops of a solve with the bounds ``active`` held (new columns dominate)."""
+        n = len(self.chol)
+        new = int(np.count_nonzero(self.position[active] < 0))
+        return float(n * n * (new + 2) + n * len(active) * (len(active) + 2))
+
+    def _ensure(self, active: np.ndarray) -> np.ndarray:
+        missing = active[self.position[active] < 0]
+        if missing.size:
+            unit = np.zeros((len(self.chol), missing.size))
+            unit[missing, np.arange(missing.size)] = 1.0
+            new = solve_triangular(self.chol, unit, lower=True, check_finite=False)
+            cross = self.columns.T @ new
+            self.gram = np.block([[self.gram, cross], [cross.T, new.T @ new]])
+            self.ones_dot = np.concatenate([self.ones_dot, new.T @ self.ones])
+            self.position[missing] = self.columns.shape[1] + np.arange(missing.size)
+            self.columns = np.hstack([self.columns, new])
+        return self.position[active]
+
+    def solve(self, lin: np.ndarray, budgets: np.ndarray, active: np.ndarray,
+              held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(w, ν) for each column k of ``lin`` (n × K): argmin ½wᵀΣw − lin_kᵀw with
+        1ᵀw = budgets[k] and w[active] = held[:, k] (|A| × K)."""
+        pos = self._ensure(active)
+        cols = self.columns[:, pos]
+        size = 1 + len(active)
+        normal = np.empty((size, size))
+        normal[0, 0] = self.ones @ self.ones
+        normal[0, 1:] = normal[1:, 0] = self.ones_dot[pos]
+        normal[1:, 1:] = self.gram[np.ix_(pos, pos)]
+        projected = solve_triangular(self.chol, lin, lower=True, check_finite=False)
+        rhs = np.vstack([budgets[None, :], held]) - np.vstack(
+            [self.ones @ projected, cols.T @ projected])
+        lam = cho_solve(cho_factor(normal, lower=True, check_finite=False), rhs,
+                        check_finite=False)
+        v = projected + np.outer(self.ones, lam[0]) + cols @ lam[1:]
+        w = solve_triangular(self.chol, v, lower=True, trans="T", check_finite=False)
+        w[active] = held
+        return w, lam[0]
+
+
+class FreeSetSolver:
+    """Solves Σ's equality-constrained problems on active sets for one QP or a frontier
+    walk (same Σ throughout), keeping what the next solve can reuse: the factor of the
+    whole Σ (``chol``, also the range space's, when well conditioned), the last factor
+    of a free set, and the range space's columns."""
+
+    def __init__(self, cov: np.ndarray, chol: np.ndarray | None = None) -> None:
+        self.cov, self.chol = cov, chol
+        self.space: RangeSpace | None = None
+        self.known: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.factorizations = 0
+
+    def remember(self, free: np.ndarray, factor: np.ndarray | None, slot: str = "last"
+                 ) -> None:
+        """A factor of Σ on the free set ``free`` (indices) that a later solve may reuse."""
+        if factor is not None:
+            self.known[slot] = (free, factor)
+
+    def _known_factor(self, free: np.ndarray) -> np.ndarray | None:
+        for indices, factor in self.known.values():
+            if indices.size == free.size and np.array_equal(indices, free):
+                return factor
+        return None
+
+    def solve(self, lin: np.ndarray, budgets: np.ndarray, held: np.ndarray,
+              active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(W, ν, factor): column k of W (n × K) minimizes ½wᵀΣw − lin[:, k]ᵀw subject to
+        1ᵀw = budgets[k] and w = held[:, k] where ``active``; ν its budget multiplier
+        (NaN when nothing is free); factor = Σ's Cholesky factor on the free set when one
+        was used (None on the range-space path)."""
+        n, k = lin.shape
+        free = np.flatnonzero(~active)
+        w = np.where(active[:, None], held, 0.0)
+        if free.size == 0:
+            return w, np.full(k, np.nan), None
+        act = np.flatnonzero(active)
+        factor = self._known_factor(free)
+        if factor is None and self.chol is not None:
+            if self.space is None:
+                self.space = RangeSpace(self.chol)
+            if self.space.cost(act) < free.size ** 3 / 3.0 + free.size * n * k:
+                w, nu = self.space.solve(lin, budgets, act, held[act])
+                return w, nu, None
+        if factor is None:
+            self.factorizations += 1
+            factor = factor_matrix(self.cov.take(free, 0).take(free, 1))
+            self.remember(free, factor)
+        rhs = lin[free]
+        if act.size and held[act].any():
+            rhs = rhs - (held[act].T @ self.cov[act]).T[free]  # Σ_FA·w_A, Σ symmetric
+        x = cho_solve((factor, True), np.column_stack([rhs, np.ones(free.size)]),
+                      check_finite=False)
+        y = x[:, -1]
+        nu = (budgets - w.sum(axis=0) - x[:, :-1].sum(axis=0)) / float(y.sum())
+        w[free] = x[:, :-1] + np.outer(y, nu)
+        return w, nu, factor
+
+
+def factor_matrix(matrix: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor, or StrategyError when Σ is not PD on these assets."""
+    try:
+        return cho_factor(matrix, lower=True, check_finite=False)[0]
+    except LinAlgError as exc:
+        raise StrategyError("covariance is not positive definite on the free assets; "
+                            "repair it (estimators.repair_covariance) first") from exc
