@@ -9,8 +9,9 @@ given set of bounds held, by the cheapest of three exact ways.
 
 The range-space method (from one Cholesky factor of the whole Σ):
 
-With the bounds in A held (w_A = b_A) and the budget 1ᵀw = r, the optimum of
-½wᵀΣw − cᵀw is w = Σ⁻¹(c + Hλ), H = [1 | E_A], where the multipliers λ = (ν, z_A) solve
+With the bounds in A held (w_A = b_A) and the budget aᵀw = r (a = 1, the full-investment
+row, except in the max-Sharpe QP), the optimum of ½wᵀΣw − cᵀw is w = Σ⁻¹(c + Hλ),
+H = [a | E_A], where the multipliers λ = (ν, z_A) solve
 the small system (HᵀΣ⁻¹H)λ = (r, b_A) − HᵀΣ⁻¹c (the range-space method, Nocedal &
 Wright 2006, §16.2; Gill, Murray, Saunders & Wright's Schur-complement updates of the KKT
 system). With Σ = LLᵀ and M = L⁻¹H, HᵀΣ⁻¹H = MᵀM: the columns L⁻¹e_j of bounds ever
@@ -32,14 +33,14 @@ from strategies.base import StrategyError
 class RangeSpace:
     """The factor L of Σ and the cached columns L⁻¹e_j (see module doc)."""
 
-    def __init__(self, chol: np.ndarray) -> None:
+    def __init__(self, chol: np.ndarray, budget_row: np.ndarray) -> None:
         self.chol = chol
         n = len(chol)
-        self.ones = solve_triangular(chol, np.ones(n), lower=True, check_finite=False)
+        self.row = solve_triangular(chol, budget_row, lower=True, check_finite=False)
         self.position = np.full(n, -1)
         self.columns = np.empty((n, 0))
         self.gram = np.empty((0, 0))
-        self.ones_dot = np.empty(0)
+        self.row_dot = np.empty(0)
 
     def cost(self, active: np.ndarray) -> float:
         """Flops of a solve with the bounds ``active`` held (new columns dominate)."""
@@ -55,7 +56,7 @@ class RangeSpace:
             new = solve_triangular(self.chol, unit, lower=True, check_finite=False)
             cross = self.columns.T @ new
             self.gram = np.block([[self.gram, cross], [cross.T, new.T @ new]])
-            self.ones_dot = np.concatenate([self.ones_dot, new.T @ self.ones])
+            self.row_dot = np.concatenate([self.row_dot, new.T @ self.row])
             self.position[missing] = self.columns.shape[1] + np.arange(missing.size)
             self.columns = np.hstack([self.columns, new])
         return self.position[active]
@@ -63,20 +64,20 @@ class RangeSpace:
     def solve(self, lin: np.ndarray, budgets: np.ndarray, active: np.ndarray,
               held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(w, ν) for each column k of ``lin`` (n × K): argmin ½wᵀΣw − lin_kᵀw with
-        1ᵀw = budgets[k] and w[active] = held[:, k] (|A| × K)."""
+        aᵀw = budgets[k] and w[active] = held[:, k] (|A| × K)."""
         pos = self._ensure(active)
         cols = self.columns[:, pos]
         size = 1 + len(active)
         normal = np.empty((size, size))
-        normal[0, 0] = self.ones @ self.ones
-        normal[0, 1:] = normal[1:, 0] = self.ones_dot[pos]
+        normal[0, 0] = self.row @ self.row
+        normal[0, 1:] = normal[1:, 0] = self.row_dot[pos]
         normal[1:, 1:] = self.gram[np.ix_(pos, pos)]
         projected = solve_triangular(self.chol, lin, lower=True, check_finite=False)
         rhs = np.vstack([budgets[None, :], held]) - np.vstack(
-            [self.ones @ projected, cols.T @ projected])
+            [self.row @ projected, cols.T @ projected])
         lam = cho_solve(cho_factor(normal, lower=True, check_finite=False), rhs,
                         check_finite=False)
-        v = projected + np.outer(self.ones, lam[0]) + cols @ lam[1:]
+        v = projected + np.outer(self.row, lam[0]) + cols @ lam[1:]
         w = solve_triangular(self.chol, v, lower=True, trans="T", check_finite=False)
         w[active] = held
         return w, lam[0]
@@ -88,8 +89,12 @@ class FreeSetSolver:
     whole Σ (``chol``, also the range space's, when well conditioned), the last factor
     of a free set, and the range space's columns."""
 
-    def __init__(self, cov: np.ndarray, chol: np.ndarray | None = None) -> None:
+    def __init__(self, cov: np.ndarray, chol: np.ndarray | None = None,
+                 budget_row: np.ndarray | None = None) -> None:
         self.cov, self.chol = cov, chol
+        #: a in the budget constraint aᵀw = b (all ones but for the max-Sharpe QP).
+        self.budget_row = np.ones(len(cov)) if budget_row is None else budget_row
+        self.unit_budget = budget_row is None
         self.space: RangeSpace | None = None
         self.known: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.factorizations = 0
@@ -109,9 +114,9 @@ class FreeSetSolver:
     def solve(self, lin: np.ndarray, budgets: np.ndarray, held: np.ndarray,
               active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(W, ν, factor): column k of W (n × K) minimizes ½wᵀΣw − lin[:, k]ᵀw subject to
-        1ᵀw = budgets[k] and w = held[:, k] where ``active``; ν its budget multiplier
+        aᵀw = budgets[k] and w = held[:, k] where ``active``; ν its budget multiplier
         (NaN when nothing is free); factor = Σ's Cholesky factor on the free set when one
-        was used (None on the range-space path)."""
+        was used (None on the range-space path). The budget row is ``budget_row``."""
         n, k = lin.shape
         free = np.flatnonzero(~active)
         w = np.where(active[:, None], held, 0.0)
@@ -121,7 +126,7 @@ class FreeSetSolver:
         factor = self._known_factor(free)
         if factor is None and self.chol is not None:
             if self.space is None:
-                self.space = RangeSpace(self.chol)
+                self.space = RangeSpace(self.chol, self.budget_row)
             if self.space.cost(act) < free.size ** 3 / 3.0 + free.size * n * k:
                 w, nu = self.space.solve(lin, budgets, act, held[act])
                 return w, nu, None
@@ -132,10 +137,10 @@ class FreeSetSolver:
         rhs = lin[free]
         if act.size and held[act].any():
             rhs = rhs - (held[act].T @ self.cov[act]).T[free]  # Σ_FA·w_A, Σ symmetric
-        x = cho_solve((factor, True), np.column_stack([rhs, np.ones(free.size)]),
-                      check_finite=False)
+        row = self.budget_row[free]
+        x = cho_solve((factor, True), np.column_stack([rhs, row]), check_finite=False)
         y = x[:, -1]
-        nu = (budgets - w.sum(axis=0) - x[:, :-1].sum(axis=0)) / float(y.sum())
+        nu = (budgets - self.budget_row @ w - row @ x[:, :-1]) / float(row @ y)
         w[free] = x[:, :-1] + np.outer(y, nu)
         return w, nu, factor
 

@@ -30,6 +30,7 @@ from strategies.qp import (
     frontier_segment,
     polish_weights,
     solve_qp,
+    solve_tangency_qp,
 )
 
 MAX_PROBES = 200
@@ -222,11 +223,17 @@ def max_sharpe_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
     the return after (σ is convex in the return), so the bracket logic is sound; a flat
     piece (a corner portfolio held over a λ-range) is judged by its neighbours.
     With ``costs`` the return is net of κΣ|w − a| (affine on each piece, so the same
-    algebra holds) and the feasible set has the caps.
+    algebra holds) and the feasible set has the caps. Without costs, with bounds [0, ≥ 1]
+    (the upper bounds never bind) and Σ's factor, one homogeneous QP gives the same point
+    (``qp.solve_tangency_qp``); the walk remains for caps, floors and near-singular Σ.
     """
     best = max_feasible_return(mu, lower, upper)
     if best <= risk_free_rate + 1e-12 * (1.0 + abs(risk_free_rate)):
         return None
+    if costs is None and chol is not None and not lower.any() and (upper >= 1.0).all():
+        tangency = solve_tangency_qp(cov, mu - risk_free_rate, chol)
+        if tangency is not None and tangency.weights.sum() > 0:
+            return polish_weights(tangency.weights / tangency.weights.sum(), lower, upper)
 
     def judge(seg: FrontierSegment) -> Verdict:
         if _is_flat(seg):

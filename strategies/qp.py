@@ -146,6 +146,23 @@ def solve_restricted(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper:
     return solution
 
 
+def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
+                      chol: np.ndarray) -> QPSolution | None:
+    """argmin ½yᵀΣy s.t. excessᵀy = 1, y ≥ 0 — the max-Sharpe problem over {w ≥ 0, Σw = 1}
+    made homogeneous (w = y/Σy; Cornuéjols & Tütüncü 2007, §8.2) — by the primal-dual
+    iterations from Σ's factor. None when Σ is ill conditioned or they cycle (the caller
+    then walks the frontier)."""
+    if _ill_conditioned(chol):
+        return None
+    n = len(excess)
+    solver = FreeSetSolver(cov, chol, budget_row=excess)
+    solver.remember(np.arange(n), chol, slot="all")
+    tol_z = DUAL_RELATIVE_TOLERANCE * float(np.max(np.abs(np.diag(cov))))
+    none = np.zeros(n, bool)
+    return _primal_dual_active_set(cov, np.zeros(n), np.zeros(n), np.full(n, np.inf), none,
+                                   none.copy(), tol_z, solver)
+
+
 def _ill_conditioned(chol: np.ndarray) -> bool:
     """Cholesky pivots spread beyond ILL_CONDITIONED_PIVOT_RATIO (cond(Σ) ≳ 1e8, e.g. a
     repaired covariance): cold primal-dual iterations would cycle, go straight to the
@@ -201,13 +218,14 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
         if np.isnan(nu):
             return None
-        z = cov @ w - lin - nu
+        z = cov @ w - lin - (nu if solver.unit_budget else nu * solver.budget_row)
         free = ~(at_lo | at_hi)
         new_lo = fixed | (free & (w < lower - WEIGHT_TOLERANCE)) | (at_lo & (z > -tol_z))
         new_hi = ~fixed & ((free & (w > upper + WEIGHT_TOLERANCE)) | (at_hi & (z < tol_z)))
         if np.array_equal(new_lo, at_lo) and np.array_equal(new_hi, at_hi):
-            return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi, iteration,
-                              factor)
+            if solver.unit_budget:
+                w = polish_weights(w, lower, upper, free)
+            return QPSolution(w, at_lo, at_hi, iteration, factor)
         if (new_lo | new_hi).all():  # keep one asset free to carry the budget
             keep = int(np.argmin(np.where(fixed, np.inf, np.abs(z))))
             new_lo[keep] = new_hi[keep] = False

@@ -27,6 +27,7 @@ from strategies.qp import (
     free_set_solver,
     solve_qp,
     solve_restricted,
+    solve_tangency_qp,
 )
 from strategies.qp_working_set import START_ASSETS
 
@@ -152,3 +153,22 @@ def test_estimate_arrays_equal_dataframe_estimators(method: str, expected_return
         np.testing.assert_allclose(est.mu, geometric_returns(window).to_numpy(), rtol=1e-14)
     if expected_returns == "mean":
         np.testing.assert_allclose(est.mu, window.mean().to_numpy() * 252, rtol=1e-12)
+
+
+@pytest.mark.parametrize("family", ["random", "factor"])
+@pytest.mark.parametrize("risk_free_rate", [0.0, 0.03])
+def test_max_sharpe_one_homogeneous_qp_matches_frontier_walk(family: str,
+                                                             risk_free_rate: float) -> None:
+    cov, mu = family_problem(family, 150, seed=8)
+    n = len(mu)
+    lower, upper = np.zeros(n), np.ones(n)
+    _, chol = factor_covariance(cov)
+    tangency = solve_tangency_qp(cov, mu - risk_free_rate, chol)
+    assert tangency is not None
+    y = tangency.weights
+    assert (y >= 0).all() and abs(float((mu - risk_free_rate) @ y) - 1.0) <= 1e-12
+    walk = max_sharpe_weights(mu, cov, lower, upper, risk_free_rate)  # no factor: the walk
+    one_qp = max_sharpe_weights(mu, cov, lower, upper, risk_free_rate, chol)
+    assert walk is not None and one_qp is not None
+    np.testing.assert_allclose(y / y.sum(), walk, atol=1e-9)
+    np.testing.assert_allclose(one_qp, walk, atol=1e-9)
