@@ -90,8 +90,10 @@ class FreeSetSolver:
     of a free set, and the range space's columns."""
 
     def __init__(self, cov: np.ndarray, chol: np.ndarray | None = None,
-                 budget_row: np.ndarray | None = None) -> None:
-        self.cov, self.chol = cov, chol
+                 budget_row: np.ndarray | None = None, ridge: float = 0.0) -> None:
+        #: The matrix solved with is Σ + ridge·I (``chol`` is its factor); the ridge
+        #: regularizes the continuation start of ``qp`` without copying Σ.
+        self.cov, self.chol, self.ridge = cov, chol, ridge
         #: a in the budget constraint aᵀw = b (all ones but for the max-Sharpe QP).
         self.budget_row = np.ones(len(cov)) if budget_row is None else budget_row
         self.unit_budget = budget_row is None
@@ -104,6 +106,11 @@ class FreeSetSolver:
         """A factor of Σ on the free set ``free`` (indices) that a later solve may reuse."""
         if factor is not None:
             self.known[slot] = (free, factor)
+
+    def gradient(self, w: np.ndarray, lin: np.ndarray) -> np.ndarray:
+        """(Σ + ridge·I)w − lin."""
+        g = self.cov @ w - lin
+        return g + self.ridge * w if self.ridge else g
 
     def _known_factor(self, free: np.ndarray) -> np.ndarray | None:
         for indices, factor in self.known.values():
@@ -132,7 +139,10 @@ class FreeSetSolver:
                 return w, nu, None
         if factor is None:
             self.factorizations += 1
-            factor = factor_matrix(self.cov.take(free, 0).take(free, 1))
+            block = self.cov.take(free, 0).take(free, 1)
+            if self.ridge:
+                block.flat[:: free.size + 1] += self.ridge
+            factor = factor_matrix(block)
             self.remember(free, factor)
         rhs = lin[free]
         if act.size and held[act].any():

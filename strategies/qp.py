@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from strategies.base import StrategyError
-from strategies.free_set import FreeSetSolver
+from strategies.free_set import FreeSetSolver, factor_matrix
 
 PDAS_MAX_ITERATIONS = 60
 REGULARIZATION_STEPS = (1e-6, 1e-8, 1e-10)  # proximal weights of the fallback's start
@@ -172,20 +172,31 @@ def _ill_conditioned(chol: np.ndarray) -> bool:
 
 
 def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
-                       upper: np.ndarray, tol_z: float) -> QPSolution | None:
+                       upper: np.ndarray, tol_z: float,
+                       warm: QPSolution | None = None) -> QPSolution | None:
     """A feasible, near-optimal start for the primal method by continuation: the
     primal-dual iterations on Σ + ρI for ρ = 1e-6, 1e-8, 1e-10 × mean variance, each
-    warm-started from the last. They cycle on near-singular Σ (its flat directions make the
-    free-set solves swing wildly); the proximal term tames them, and shrinking it moves the
-    active set toward the true one, so the primal method ends with a few bound changes."""
+    warm-started from the last (the first from ``warm``'s active sets, if given). They
+    cycle on near-singular Σ (its flat directions make the free-set solves swing wildly);
+    the proximal term tames them, and shrinking it moves the active set toward the true
+    one, so the primal method ends with a few bound changes. A cold first run factors
+    Σ + ρI once (its all-free solve needs it) and reuses that factor for range-space
+    solves (accuracy is immaterial here: the start only has to be feasible)."""
     fixed = lower >= upper
     scale = float(np.mean(np.diag(cov)))
     best: QPSolution | None = None
-    at_lo, at_hi = fixed.copy(), np.zeros(len(lin), bool)
+    if warm is not None:
+        at_lo, at_hi = warm.at_lower | fixed, warm.at_upper & ~fixed
+    else:
+        at_lo, at_hi = fixed.copy(), np.zeros(len(lin), bool)
     for rho in REGULARIZATION_STEPS:
-        regularized = cov.copy()
-        regularized.flat[:: len(lin) + 1] += rho * scale
-        start = _primal_dual_active_set(regularized, lin, lower, upper, at_lo, at_hi, tol_z)
+        solver = FreeSetSolver(cov, ridge=rho * scale)
+        if best is None and warm is None:
+            shifted = cov.copy()
+            shifted.flat[:: len(lin) + 1] += rho * scale
+            solver.chol = factor_matrix(shifted)
+            solver.remember(np.arange(len(lin)), solver.chol, slot="all")
+        start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z, solver)
         if start is None:
             break
         at_lo, at_hi = start.at_lower | fixed, start.at_upper & ~fixed
@@ -218,7 +229,7 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
         if np.isnan(nu):
             return None
-        z = cov @ w - lin - (nu if solver.unit_budget else nu * solver.budget_row)
+        z = solver.gradient(w, lin) - (nu if solver.unit_budget else nu * solver.budget_row)
         free = ~(at_lo | at_hi)
         new_lo = fixed | (free & (w < lower - WEIGHT_TOLERANCE)) | (at_lo & (z > -tol_z))
         new_hi = ~fixed & ((free & (w > upper + WEIGHT_TOLERANCE)) | (at_hi & (z < tol_z)))
