@@ -84,10 +84,11 @@ def sample_covariance(returns: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cov, index=returns.columns, columns=returns.columns, copy=False)
 
 
-def sample_covariance_array(x: np.ndarray) -> np.ndarray:
-    """``sample_covariance`` of a days × assets array: one Gram matrix XcᵀXc (numpy hands
-    ``a.T @ a`` to BLAS syrk, half a GEMM), scaled in place."""
-    xc = x - x.mean(axis=0)
+def sample_covariance_array(x: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+    """``sample_covariance`` of a days × assets array (``mean``: its column means, if the
+    caller has them): one Gram matrix XcᵀXc (numpy hands ``a.T @ a`` to BLAS syrk, half
+    a GEMM), scaled in place."""
+    xc = x - (x.mean(axis=0) if mean is None else mean)
     cov = xc.T @ xc
     cov *= ANNUALIZATION_DAYS / (len(x) - 1)
     return cov
@@ -142,12 +143,13 @@ def ledoit_wolf_covariance(returns: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cov, index=returns.columns, columns=returns.columns, copy=False)
 
 
-def ledoit_wolf_array(x: np.ndarray) -> tuple[np.ndarray, float]:
+def ledoit_wolf_array(x: np.ndarray, mean: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, float]:
     """``ledoit_wolf_covariance`` of a days × assets array, and the ridge it put on the
     diagonal (annual units): Σ = (1 − s)·S·252 + ridge·I. One syrk for S; every other
     step is in place (at N = 3,000 each extra N×N temporary costs ~10 ms)."""
     n_obs, n_assets = x.shape
-    xc = x - x.mean(axis=0)
+    xc = x - (x.mean(axis=0) if mean is None else mean)
     emp = xc.T @ xc
     emp /= n_obs
     row_sq = np.einsum("ij,ij->i", xc, xc)
@@ -216,19 +218,20 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None
     if scale <= 0.0:
         raise StrategyError("covariance is zero: every asset has constant prices in the window")
     floor = PSD_RELATIVE_FLOOR * scale
-    if np.array_equal(cov, cov.T) or float(np.max(np.abs(cov - cov.T))) <= 1e-12 * scale:
+    exactly_symmetric = np.array_equal(cov, cov.T)
+    if exactly_symmetric or float(np.max(np.abs(cov - cov.T))) <= 1e-12 * scale:
         try:
             chol = cholesky(cov, lower=True, check_finite=False)
             if float(np.min(np.diag(chol))) ** 2 >= floor:
                 return cov, chol
         except LinAlgError:
             pass
-    sym = 0.5 * (cov + cov.T)
+    sym = cov if exactly_symmetric else 0.5 * (cov + cov.T)  # the same bits when symmetric
     loaded = _diagonally_loaded(sym, floor)
     if loaded is not None:
         log.warning("covariance_repaired", reason="not symmetric positive definite",
                     method="diagonal_loading", shift=LOADING_FLOORS * floor, floor=floor,
-                    n_assets=len(sym), symbols=None if symbols is None else list(symbols)[:10],
+                    n_assets=len(sym), symbols=_first_ten(symbols),
                     hint="use covariance='ledoit_wolf' or a longer lookback_days")
         return loaded
     values, vectors = np.linalg.eigh(sym)
@@ -236,11 +239,16 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None
                 method="eigenvalue_clipping",
                 min_eigenvalue=float(values[0]), floor=floor, n_assets=len(values),
                 clipped=int(np.sum(values < floor)),
-                symbols=None if symbols is None else list(symbols)[:10],
+                symbols=_first_ten(symbols),
                 hint="use covariance='ledoit_wolf' or a longer lookback_days")
     repaired = (vectors * np.maximum(values, floor)) @ vectors.T
     repaired = 0.5 * (repaired + repaired.T)
     return repaired, cholesky(repaired, lower=True, check_finite=False)
+
+
+def _first_ten(symbols: list[str] | None) -> list[str] | None:
+    """Up to 10 symbols for a log line (slicing first: a pandas Index iterates slowly)."""
+    return None if symbols is None else [str(x) for x in symbols[:10]]
 
 
 def _diagonally_loaded(sym: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray] | None:
@@ -311,28 +319,30 @@ class EstimatorSettings:
 
     def covariance_of(self, returns: pd.DataFrame) -> np.ndarray:
         """Annual covariance by the configured method, repaired to positive definite."""
-        return self._factored_covariance(returns.to_numpy(dtype=float), returns.columns)[0]
+        x = returns.to_numpy(dtype=float)
+        return self._factored_covariance(x, returns.columns, x.mean(axis=0))[0]
 
-    def _factored_covariance(self, x: np.ndarray, symbols: pd.Index
+    def _factored_covariance(self, x: np.ndarray, symbols: pd.Index, mean: np.ndarray
                              ) -> tuple[np.ndarray, np.ndarray | None]:
         """(Σ, its lower Cholesky factor or None when a Ledoit-Wolf ridge certifies Σ
         positive definite at CERTIFY_MIN_ASSETS or more assets)."""
         if self.covariance == "ledoit_wolf":
-            cov, ridge = ledoit_wolf_array(x)
+            cov, ridge = ledoit_wolf_array(x, mean)
             if len(symbols) >= CERTIFY_MIN_ASSETS and ridge_certifies(cov, ridge, len(x)):
                 return cov, None
         elif self.covariance == "ewma":
             cov = ewma_covariance_array(x, self.cov_half_life_days)
         else:
-            cov = sample_covariance_array(x)
+            cov = sample_covariance_array(x, mean)
         return factor_covariance(cov, symbols)
 
     def expected_returns_of(self, returns: pd.DataFrame, cov: np.ndarray) -> np.ndarray:
         """Annual expected returns by the configured method (``cov`` for equilibrium)."""
-        return self._expected_returns(returns.to_numpy(dtype=float), returns.columns, cov)
+        x = returns.to_numpy(dtype=float)
+        return self._expected_returns(x, returns.columns, cov, x.mean(axis=0))
 
-    def _expected_returns(self, x: np.ndarray, symbols: pd.Index,
-                          cov: np.ndarray) -> np.ndarray:
+    def _expected_returns(self, x: np.ndarray, symbols: pd.Index, cov: np.ndarray,
+                          mean: np.ndarray) -> np.ndarray:
         if self.expected_returns == "geometric":
             growth = np.log1p(x).sum(axis=0) * (ANNUALIZATION_DAYS / len(x))
             return np.expm1(growth)  # geometric_returns' formula, on the array
@@ -342,13 +352,15 @@ class EstimatorSettings:
         if self.expected_returns == "equilibrium":
             w_mkt = market_weight_vector(self.market_weights, symbols)
             return equilibrium_returns(cov, w_mkt, self.equilibrium_risk_aversion)
-        return x.mean(axis=0) * ANNUALIZATION_DAYS  # mean_returns' formula, on the array
+        return mean * ANNUALIZATION_DAYS  # mean_returns' formula, on the array
 
     def estimate(self, prices: pd.DataFrame, with_returns: bool = True) -> Estimate:
         """Returns window → (symbols, μ, Σ); μ is zeros when ``with_returns`` is False."""
         x, symbols, _ = returns_window(prices, self.lookback_days)
-        cov, chol = self._factored_covariance(x, symbols)
-        mu = self._expected_returns(x, symbols, cov) if with_returns else np.zeros(len(symbols))
+        mean = x.mean(axis=0)  # daily; shared by Σ and μ
+        cov, chol = self._factored_covariance(x, symbols, mean)
+        mu = (self._expected_returns(x, symbols, cov, mean) if with_returns
+              else np.zeros(len(symbols)))
         if not np.isfinite(mu).all():
             bad = list(symbols[~np.isfinite(mu)])
             raise StrategyError(f"expected returns are not finite for {bad}")
