@@ -89,11 +89,10 @@ class SolveCounter:
     ``qp.solve_qp`` where the strategies look it up and ``free_set.factor_matrix``
     (instrumentation for this benchmark only)."""
 
-    NAMES = ("solve_qp", "solve_costed_qp")
-
     def __init__(self) -> None:
         self.solves = self.iterations = self.factorizations = 0
-        self._originals = {"solve_qp": qp.solve_qp, "solve_costed_qp": costed_qp.solve_costed_qp}
+        self._originals = {"solve_qp": qp.solve_qp, "solve_costed_qp": costed_qp.solve_costed_qp,
+                           "solve_tangency_qp": qp.solve_tangency_qp}
         self._factor = free_set.factor_matrix
 
     def _modules(self) -> tuple[object, ...]:
@@ -105,8 +104,9 @@ class SolveCounter:
         for name, original in self._originals.items():
             def counted(*args: object, _original=original, **kwargs: object) -> object:
                 result = _original(*args, **kwargs)
-                self.solves += 1
-                self.iterations += result.iterations
+                if result is not None:
+                    self.solves += 1
+                    self.iterations += result.iterations
                 return result
 
             for module in self._modules():

@@ -31,27 +31,82 @@ from strategies.base import StrategyError
 
 
 class RangeSpace:
-    """The factor L of Σ and the cached columns L⁻¹e_j (see module doc)."""
+    """A lower Cholesky factor L of Σ (+ ridge·I) on anchor assets P — all assets, or a
+    free set factored earlier — with the cached columns L⁻¹e_j (see module doc). Assets
+    joining the free set border the factor (L grows by the rows [Bᵀ C], B = L⁻¹Σ_PN,
+    CCᵀ = Σ_NN − BᵀB: |P|²·|N| flops, Golub & Van Loan 2013 §4.2); assets leaving it
+    are held by the range-space equations, so neither costs a new factorization."""
 
-    def __init__(self, chol: np.ndarray, budget_row: np.ndarray) -> None:
-        self.chol = chol
-        n = len(chol)
-        self.row = solve_triangular(chol, budget_row, lower=True, check_finite=False)
-        self.position = np.full(n, -1)
-        self.columns = np.empty((n, 0))
+    def __init__(self, cov: np.ndarray, index: np.ndarray, chol: np.ndarray,
+                 budget_row: np.ndarray, ridge: float = 0.0) -> None:
+        self.cov, self.index, self.chol = cov, index, chol
+        self.budget_row, self.ridge = budget_row, ridge
+        self.local = np.full(len(cov), -1)
+        self.local[index] = np.arange(len(index))
+        self.row = solve_triangular(chol, budget_row[index], lower=True, check_finite=False)
+        self.position = np.full(len(index), -1)
+        self.columns = np.empty((len(index), 0))
         self.gram = np.empty((0, 0))
         self.row_dot = np.empty(0)
 
-    def cost(self, active: np.ndarray) -> float:
-        """Flops of a solve with the bounds ``active`` held (new columns dominate)."""
-        n = len(self.chol)
-        new = int(np.count_nonzero(self.position[active] < 0))
-        return float(n * n * (new + 2) + n * len(active) * (len(active) + 2))
+    def cost(self, free: np.ndarray) -> float:
+        """Flops of a solve on ``free`` (bordering, new columns and the small system)."""
+        m = len(self.index)
+        joining = int(np.count_nonzero(self.local[free] < 0))
+        size = m + joining
+        is_free = np.zeros(m, bool)
+        is_free[self.local[free][self.local[free] >= 0]] = True
+        held = int(m - np.count_nonzero(is_free))
+        new = int(np.count_nonzero(self.position[~is_free] < 0))
+        return float(m * m * joining + joining**3 / 3 + size * size * (new + 2)
+                     + size * held * (held + 2))
 
-    def _ensure(self, active: np.ndarray) -> np.ndarray:
-        missing = active[self.position[active] < 0]
+    def solve(self, lin: np.ndarray, budgets: np.ndarray, held: np.ndarray,
+              free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(W, ν) as ``FreeSetSolver.solve`` for the free assets ``free`` (``held`` is 0
+        on them)."""
+        joining = free[self.local[free] < 0]
+        if joining.size:
+            self._border(joining)
+        is_free = np.zeros(len(self.index), bool)
+        is_free[self.local[free]] = True
+        kept = np.flatnonzero(~is_free)  # anchor assets held at a bound (local positions)
+        outside = np.flatnonzero((self.local < 0) & held.any(axis=1))
+        lin_p, budgets_p = lin[self.index], budgets
+        if outside.size:  # held assets beyond the anchor enter through c and the budget
+            lin_p = lin_p - (held[outside].T @ self.cov[outside]).T[self.index]
+            budgets_p = budgets - self.budget_row[outside] @ held[outside]
+        w_p, nu = self._solve_local(lin_p, budgets_p, kept, held[self.index[kept]])
+        w = held.copy()
+        w[self.index] = w_p
+        return w, nu
+
+    def _border(self, joining: np.ndarray) -> None:
+        m, j = len(self.index), joining.size
+        cross = solve_triangular(self.chol, self.cov.take(self.index, 0).take(joining, 1),
+                                 lower=True, check_finite=False)
+        schur = self.cov.take(joining, 0).take(joining, 1) - cross.T @ cross
+        if self.ridge:
+            schur.flat[:: j + 1] += self.ridge
+        corner = factor_matrix(schur)
+        grown = np.zeros((m + j, m + j))
+        grown[:m, :m], grown[m:, :m], grown[m:, m:] = self.chol, cross.T, corner
+        row_new = solve_triangular(corner, self.budget_row[joining] - cross.T @ self.row,
+                                   lower=True, check_finite=False)
+        tail = -solve_triangular(corner, cross.T @ self.columns, lower=True,
+                                 check_finite=False)
+        self.gram = self.gram + tail.T @ tail
+        self.row_dot = self.row_dot + tail.T @ row_new
+        self.columns = np.vstack([self.columns, tail])
+        self.row = np.concatenate([self.row, row_new])
+        self.chol, self.index = grown, np.concatenate([self.index, joining])
+        self.local[joining] = m + np.arange(j)
+        self.position = np.concatenate([self.position, np.full(j, -1)])
+
+    def _ensure(self, kept: np.ndarray) -> np.ndarray:
+        missing = kept[self.position[kept] < 0]
         if missing.size:
-            unit = np.zeros((len(self.chol), missing.size))
+            unit = np.zeros((len(self.index), missing.size))
             unit[missing, np.arange(missing.size)] = 1.0
             new = solve_triangular(self.chol, unit, lower=True, check_finite=False)
             cross = self.columns.T @ new
@@ -59,15 +114,14 @@ class RangeSpace:
             self.row_dot = np.concatenate([self.row_dot, new.T @ self.row])
             self.position[missing] = self.columns.shape[1] + np.arange(missing.size)
             self.columns = np.hstack([self.columns, new])
-        return self.position[active]
+        return self.position[kept]
 
-    def solve(self, lin: np.ndarray, budgets: np.ndarray, active: np.ndarray,
-              held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(w, ν) for each column k of ``lin`` (n × K): argmin ½wᵀΣw − lin_kᵀw with
-        aᵀw = budgets[k] and w[active] = held[:, k] (|A| × K)."""
-        pos = self._ensure(active)
+    def _solve_local(self, lin: np.ndarray, budgets: np.ndarray, kept: np.ndarray,
+                     held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """On the anchor: argmin ½wᵀΣw − lin_kᵀw, aᵀw = budgets[k], w[kept] = held[:, k]."""
+        pos = self._ensure(kept)
         cols = self.columns[:, pos]
-        size = 1 + len(active)
+        size = 1 + len(kept)
         normal = np.empty((size, size))
         normal[0, 0] = self.row @ self.row
         normal[0, 1:] = normal[1:, 0] = self.row_dot[pos]
@@ -79,15 +133,16 @@ class RangeSpace:
                         check_finite=False)
         v = projected + np.outer(self.row, lam[0]) + cols @ lam[1:]
         w = solve_triangular(self.chol, v, lower=True, trans="T", check_finite=False)
-        w[active] = held
+        w[kept] = held
         return w, lam[0]
 
 
 class FreeSetSolver:
     """Solves Σ's equality-constrained problems on active sets for one QP or a frontier
-    walk (same Σ throughout), keeping what the next solve can reuse: the factor of the
-    whole Σ (``chol``, also the range space's, when well conditioned), the last factor
-    of a free set, and the range space's columns."""
+    walk (same Σ throughout), keeping what the next solve can reuse: factors of exact
+    free sets seen before, and — for a well-conditioned Σ, signalled by giving ``chol``
+    (its factor) — a range space anchored on the whole Σ or on the last free set
+    factored, bordered as assets join."""
 
     def __init__(self, cov: np.ndarray, chol: np.ndarray | None = None,
                  budget_row: np.ndarray | None = None, ridge: float = 0.0) -> None:
@@ -129,13 +184,13 @@ class FreeSetSolver:
         w = np.where(active[:, None], held, 0.0)
         if free.size == 0:
             return w, np.full(k, np.nan), None
-        act = np.flatnonzero(active)
         factor = self._known_factor(free)
         if factor is None and self.chol is not None:
             if self.space is None:
-                self.space = RangeSpace(self.chol, self.budget_row)
-            if self.space.cost(act) < free.size ** 3 / 3.0 + free.size * n * k:
-                w, nu = self.space.solve(lin, budgets, act, held[act])
+                self.space = RangeSpace(self.cov, np.arange(n), self.chol, self.budget_row,
+                                        self.ridge)
+            if self.space.cost(free) < free.size ** 3 / 3.0 + free.size * n * k:
+                w, nu = self.space.solve(lin, budgets, w, free)
                 return w, nu, None
         if factor is None:
             self.factorizations += 1
@@ -144,6 +199,9 @@ class FreeSetSolver:
                 block.flat[:: free.size + 1] += self.ridge
             factor = factor_matrix(block)
             self.remember(free, factor)
+            if self.chol is not None:  # anchor the range space on this free set
+                self.space = RangeSpace(self.cov, free, factor, self.budget_row, self.ridge)
+        act = np.flatnonzero(active)
         rhs = lin[free]
         if act.size and held[act].any():
             rhs = rhs - (held[act].T @ self.cov[act]).T[free]  # Σ_FA·w_A, Σ symmetric

@@ -21,6 +21,7 @@ from strategies.estimators import (
     sample_covariance_array,
     simple_returns,
 )
+from strategies.free_set import FreeSetSolver
 from strategies.frontier import efficient_risk_weights, max_sharpe_weights
 from strategies.qp import (
     DUAL_RELATIVE_TOLERANCE,
@@ -172,3 +173,29 @@ def test_max_sharpe_one_homogeneous_qp_matches_frontier_walk(family: str,
     assert walk is not None and one_qp is not None
     np.testing.assert_allclose(y / y.sum(), walk, atol=1e-9)
     np.testing.assert_allclose(one_qp, walk, atol=1e-9)
+
+
+@pytest.mark.parametrize("budget_row", ["ones", "excess"])
+def test_free_set_solver_updates_match_fresh_factorizations(budget_row: str) -> None:
+    """A walk of active sets changing a few bounds at a time: the solver with Σ's factor
+    (range space, bordering as assets join, re-anchoring) gives the same solutions as a
+    fresh Cholesky factorization of every free set."""
+    n = 80
+    cov, mu = family_problem("random", n, seed=21)
+    row = np.ones(n) if budget_row == "ones" else mu - 0.01
+    _, chol = factor_covariance(cov)
+    updating = FreeSetSolver(cov, chol, None if budget_row == "ones" else row)
+    rng = np.random.default_rng(4)
+    active = rng.random(n) < 0.15
+    lin = np.column_stack([mu, np.zeros(n)])
+    for _ in range(25):
+        flip = rng.choice(n, size=int(rng.integers(1, 6)), replace=False)
+        active[flip] = ~active[flip]
+        held = np.column_stack([np.where(active, rng.uniform(0.0, 0.01, n), 0.0),
+                                np.zeros(n)])
+        fresh = FreeSetSolver(cov, None, None if budget_row == "ones" else row)
+        w_new, nu_new, _ = updating.solve(lin, np.array([1.0, 0.0]), held, active.copy())
+        w_ref, nu_ref, _ = fresh.solve(lin, np.array([1.0, 0.0]), held, active.copy())
+        np.testing.assert_allclose(w_new, w_ref, rtol=0, atol=1e-11)
+        np.testing.assert_allclose(nu_new, nu_ref, rtol=1e-9, atol=1e-13)
+    assert updating.factorizations < 25  # most solves were updates, not factorizations
