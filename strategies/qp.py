@@ -172,26 +172,22 @@ def _ill_conditioned(chol: np.ndarray) -> bool:
 
 
 def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
-                       upper: np.ndarray, tol_z: float,
-                       warm: QPSolution | None = None) -> QPSolution | None:
+                       upper: np.ndarray, tol_z: float) -> QPSolution | None:
     """A feasible, near-optimal start for the primal method by continuation: the
     primal-dual iterations on Σ + ρI for ρ = 1e-6, 1e-8, 1e-10 × mean variance, each
-    warm-started from the last (the first from ``warm``'s active sets, if given). They
-    cycle on near-singular Σ (its flat directions make the free-set solves swing wildly);
-    the proximal term tames them, and shrinking it moves the active set toward the true
-    one, so the primal method ends with a few bound changes. A cold first run factors
+    warm-started from the last. They cycle on near-singular Σ (its flat directions make
+    the free-set solves swing wildly); the proximal term tames them, and shrinking it
+    moves the active set toward the true one, so the primal method ends with a few bound
+    changes. The first run factors
     Σ + ρI once (its all-free solve needs it) and reuses that factor for range-space
     solves (accuracy is immaterial here: the start only has to be feasible)."""
     fixed = lower >= upper
     scale = float(np.mean(np.diag(cov)))
     best: QPSolution | None = None
-    if warm is not None:
-        at_lo, at_hi = warm.at_lower | fixed, warm.at_upper & ~fixed
-    else:
-        at_lo, at_hi = fixed.copy(), np.zeros(len(lin), bool)
+    at_lo, at_hi = fixed.copy(), np.zeros(len(lin), bool)
     for rho in REGULARIZATION_STEPS:
         solver = FreeSetSolver(cov, ridge=rho * scale)
-        if best is None and warm is None:
+        if best is None:
             shifted = cov.copy()
             shifted.flat[:: len(lin) + 1] += rho * scale
             solver.chol = factor_matrix(shifted)
