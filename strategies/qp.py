@@ -150,17 +150,25 @@ def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
                       chol: np.ndarray) -> QPSolution | None:
     """argmin ½yᵀΣy s.t. excessᵀy = 1, y ≥ 0 — the max-Sharpe problem over {w ≥ 0, Σw = 1}
     made homogeneous (w = y/Σy; Cornuéjols & Tütüncü 2007, §8.2) — by the primal-dual
-    iterations from Σ's factor. None when Σ is ill conditioned or they cycle (the caller
-    then walks the frontier)."""
-    if _ill_conditioned(chol):
-        return None
+    iterations from Σ's factor, or for an ill-conditioned Σ the regularized start and the
+    primal method. None when the primal-dual iterations cycle (the caller then walks the
+    frontier)."""
     n = len(excess)
+    tol_z = DUAL_RELATIVE_TOLERANCE * float(np.max(np.abs(np.diag(cov))))
+    zero, unbounded = np.zeros(n), np.full(n, np.inf)
+    if _ill_conditioned(chol):  # as in solve_qp: a regularized start, then the primal method
+        start = _regularized_start(cov, zero, zero, unbounded, tol_z, excess)
+        if start is None or start.weights.min() < -WEIGHT_TOLERANCE:
+            return None
+        y = np.maximum(start.weights, 0.0)
+        start = QPSolution(y / float(excess @ y), start.at_lower, start.at_upper,
+                           start.iterations)
+        return _primal_active_set(cov, zero, zero, unbounded, tol_z, start, excess)
     solver = FreeSetSolver(cov, chol, budget_row=excess)
     solver.remember(np.arange(n), chol, slot="all")
-    tol_z = DUAL_RELATIVE_TOLERANCE * float(np.max(np.abs(np.diag(cov))))
     none = np.zeros(n, bool)
-    return _primal_dual_active_set(cov, np.zeros(n), np.zeros(n), np.full(n, np.inf), none,
-                                   none.copy(), tol_z, solver)
+    return _primal_dual_active_set(cov, zero, zero, unbounded, none, none.copy(), tol_z,
+                                   solver)
 
 
 def _ill_conditioned(chol: np.ndarray) -> bool:
@@ -172,7 +180,8 @@ def _ill_conditioned(chol: np.ndarray) -> bool:
 
 
 def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
-                       upper: np.ndarray, tol_z: float) -> QPSolution | None:
+                       upper: np.ndarray, tol_z: float,
+                       budget_row: np.ndarray | None = None) -> QPSolution | None:
     """A feasible, near-optimal start for the primal method by continuation: the
     primal-dual iterations on Σ + ρI for ρ = 1e-6, 1e-8, 1e-10 × mean variance, each
     warm-started from the last. They cycle on near-singular Σ (its flat directions make
@@ -186,7 +195,7 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     best: QPSolution | None = None
     at_lo, at_hi = fixed.copy(), np.zeros(len(lin), bool)
     for rho in REGULARIZATION_STEPS:
-        solver = FreeSetSolver(cov, ridge=rho * scale)
+        solver = FreeSetSolver(cov, budget_row=budget_row, ridge=rho * scale)
         if best is None:
             shifted = cov.copy()
             shifted.flat[:: len(lin) + 1] += rho * scale
@@ -259,11 +268,12 @@ def _greedy_vertex(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
 
 
 def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
-                       upper: np.ndarray, tol_z: float,
-                       start: QPSolution | None = None) -> QPSolution:
+                       upper: np.ndarray, tol_z: float, start: QPSolution | None = None,
+                       budget_row: np.ndarray | None = None) -> QPSolution:
     """Nocedal & Wright (2006) Algorithm 16.3 from ``start`` (a feasible point and its
     active bounds) or a greedy vertex: finite, one bound change per iteration; the safe
-    path when the primal-dual iterations cycle."""
+    path when the primal-dual iterations cycle. ``budget_row`` a (default 1) makes the
+    budget aᵀw = 1; then ``start`` is required and the weights are not polished."""
     n = len(lin)
     fixed = lower >= upper
     if start is None:
@@ -273,7 +283,8 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     else:
         w, at_lo, at_hi = start.weights.copy(), start.at_lower.copy(), start.at_upper.copy()
     done = 0 if start is None else start.iterations
-    solver = FreeSetSolver(cov)
+    solver = FreeSetSolver(cov, budget_row=budget_row)
+    row = solver.budget_row
     for iteration in range(done + 1, done + 20 * n + 100):
         target, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
         free = ~(at_lo | at_hi)
@@ -283,11 +294,13 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
             if np.isnan(nu):
                 movable_lo = at_lo & ~fixed
                 nu = float(np.min(g[movable_lo])) if movable_lo.any() else float(np.max(g[at_hi]))
-            violation = np.where(at_lo & ~fixed, nu - g, 0.0) + np.where(at_hi, g - nu, 0.0)
+            z = g - nu * row
+            violation = np.where(at_lo & ~fixed, -z, 0.0) + np.where(at_hi, z, 0.0)
             worst = int(np.argmax(violation))
             if violation[worst] <= tol_z:
-                return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi,
-                                  iteration, factor)
+                if solver.unit_budget:
+                    w = polish_weights(w, lower, upper, free)
+                return QPSolution(w, at_lo, at_hi, iteration, factor)
             at_lo[worst] = at_hi[worst] = False
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
