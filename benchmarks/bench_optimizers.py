@@ -3,7 +3,9 @@ quiet machine and beside two CPU-burning processes. Prints tables; asserts nothi
 
     python benchmarks/bench_optimizers.py [--n 500] [--days 1260] [--repeat 11]
         [--ref-repeat 3 (0: skip the reference)] [--no-load] [--kappa 0.002] [--big]
-        [--methods min_variance ...]
+        [--methods min_variance ...] [--clock wall|cpu]
+
+The lead's check (a few minutes idle): ``--repeat 5 --ref-repeat 1 --big``.
 
 Every figure is a median wall time (``--clock cpu``: CPU time of this process, which a
 loaded machine inflates far less) of ``target_weights(prices)`` (estimation included:
