@@ -3,14 +3,21 @@ quiet machine and beside two CPU-burning processes. Prints tables; asserts nothi
 
     python benchmarks/bench_optimizers.py [--n 500] [--days 1260] [--repeat 11]
         [--ref-repeat 3 (0: skip the reference)] [--no-load] [--kappa 0.002] [--big]
-        [--methods min_variance ...]
+        [--methods min_variance ...] [--clock wall|cpu]
 
-Every figure is a median wall time of ``target_weights(prices)`` (estimation included:
+The lead's check (a few minutes idle): ``--repeat 5 --ref-repeat 1 --big``.
+
+Every figure is a median wall time (``--clock cpu``: CPU time of this process, which a
+loaded machine inflates far less) of ``target_weights(prices)`` (estimation included:
 returns, covariance, repair, μ) with one BLAS thread (``strategies.blas.pin_blas_threads``)
 unless the row says "default threads". Reference = PyPortfolioOpt's estimators plus its
 EfficientFrontier solved by Clarabel, same prices, same load, same BLAS policy. ``iters``
-is the number of active-set iterations (all QP solves of the call) and ``qp`` the number of
-QP solves (a frontier walk solves several); "ours dflt" is the same call with the BLAS
+is the number of active-set iterations (all QP solves of the call), ``qp`` the number of
+QP solves (a frontier walk solves several), ``chol`` the Cholesky factorizations of free
+sets the QPs made (the rest of their solves reuse a factor: range-space solves from Σ's
+factor, or a factor kept from the previous solve); "est" is the estimation alone (returns,
+Σ, its PD check/factor, μ); "×floor" is ours over the floor (one covariance syrk plus one
+Cholesky of Σ, timed in the same run); "ours dflt" is the same call with the BLAS
 library's default threads (one call after a warm-up). ``--kappa`` adds a run with
 turnover_penalty κ from equal weights (one BLAS thread); ``--big`` adds min_variance at
 N = 3,000 with Ledoit-Wolf.
@@ -34,15 +41,16 @@ import time
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 import structlog
 
 import strategies
-from strategies import costed_qp, frontier, qp
+from strategies import costed_qp, free_set, frontier, qp
 from strategies.blas import pin_blas_threads
+from strategies.estimators import factor_covariance
 
 SEED = 20240601
 METHODS = ("min_variance", "mean_variance", "max_sharpe", "efficient_risk", "black_litterman")
@@ -80,14 +88,15 @@ def _factor_returns(rng: np.random.Generator, n: int, days: int) -> np.ndarray:
 
 
 class SolveCounter:
-    """Counts QP solves and active-set iterations by wrapping ``qp.solve_qp`` where the
-    strategies look it up (instrumentation for this benchmark only)."""
-
-    NAMES = ("solve_qp", "solve_costed_qp")
+    """Counts QP solves, active-set iterations and free-set factorizations by wrapping
+    ``qp.solve_qp`` where the strategies look it up and ``free_set.factor_matrix``
+    (instrumentation for this benchmark only)."""
 
     def __init__(self) -> None:
-        self.solves = self.iterations = 0
-        self._originals = {"solve_qp": qp.solve_qp, "solve_costed_qp": costed_qp.solve_costed_qp}
+        self.solves = self.iterations = self.factorizations = 0
+        self._originals = {"solve_qp": qp.solve_qp, "solve_costed_qp": costed_qp.solve_costed_qp,
+                           "solve_tangency_qp": qp.solve_tangency_qp}
+        self._factor = free_set.factor_matrix
 
     def _modules(self) -> tuple[object, ...]:
         import strategies.black_litterman as bl
@@ -98,34 +107,53 @@ class SolveCounter:
         for name, original in self._originals.items():
             def counted(*args: object, _original=original, **kwargs: object) -> object:
                 result = _original(*args, **kwargs)
-                self.solves += 1
-                self.iterations += result.iterations
+                if result is not None:
+                    self.solves += 1
+                    self.iterations += result.iterations
                 return result
 
             for module in self._modules():
                 if hasattr(module, name):
                     setattr(module, name, counted)
+
+        def factor(matrix: np.ndarray) -> np.ndarray:
+            self.factorizations += 1
+            return self._factor(matrix)
+
+        free_set.factor_matrix = factor
         return self
 
     def __exit__(self, *exc: object) -> None:
+        free_set.factor_matrix = self._factor
         for name, original in self._originals.items():
             for module in self._modules():
                 if hasattr(module, name):
                     setattr(module, name, original)
 
 
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = time.perf_counter  # set by --clock
+
+
 def median_ms(call: Callable[[], object], repeat: int) -> float:
     call()
     times = []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = clock()
         call()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return 1e3 * statistics.median(times)
 
 
 def ours(method: str, prices: pd.DataFrame, target_vol: float,
          extra: dict[str, object]) -> Callable[[], object]:
+    strategy, current = build(method, prices, target_vol, extra)
+    return lambda: strategy.target_weights(prices, current)
+
+
+def build(method: str, prices: pd.DataFrame, target_vol: float,
+          extra: dict[str, object]) -> tuple[Any, pd.Series | None]:
+    """The strategy as configured for this benchmark, and the current weights to pass."""
     days = len(prices) - 1
     extra = dict(extra)
     current = extra.pop("_current", None)
@@ -136,8 +164,19 @@ def ours(method: str, prices: pd.DataFrame, target_vol: float,
         params["views"] = [{"assets": {prices.columns[0]: 1.0}, "return": 0.10},
                            {"assets": {prices.columns[1]: 1.0, prices.columns[2]: -1.0},
                             "return": 0.02}]
-    strategy = strategies.create(method, **params)
-    return lambda: strategy.target_weights(prices, current)
+    return strategies.create(method, **params), current
+
+
+def estimation(method: str, prices: pd.DataFrame) -> Callable[[], object]:
+    """The estimation part of ``ours`` alone: returns, Σ with its PD check / factor, μ
+    (Black-Litterman: the posterior and its factor)."""
+    strategy, _ = build(method, prices, 0.1, {})
+    if method == "black_litterman":
+        def posterior() -> object:
+            symbols, _, cov = strategy.posterior(prices)
+            return factor_covariance(cov, symbols)
+        return posterior
+    return lambda: strategy.settings.estimate(prices, strategy.uses_expected_returns)
 
 
 def reference(method: str, prices: pd.DataFrame, target_vol: float) -> Callable[[], object]:
@@ -191,14 +230,15 @@ def min_variance_vol(prices: pd.DataFrame) -> float:
 
 
 def run_table(args: argparse.Namespace, condition: str, families: dict[str, pd.DataFrame],
-              vols: dict[str, float]) -> None:
-    print(f"\n== {condition}: N={args.n}, T={args.days}, median ms "
+              vols: dict[str, float], floor_ms: float) -> None:
+    print(f"\n== {condition}: N={args.n}, T={args.days}, median {args.clock} ms "
           f"(ours × {args.repeat}, reference × {args.ref_repeat}), load average "
-          f"{os.getloadavg()[0]:.2f}")
-    print(f"{'method':16s}{'family':15s}{'ours 1thr':>10s}{'ours dflt':>10s}{'iters':>7s}"
-          f"{'qp':>5s}{'PyPfOpt':>10s}{'ratio':>8s}" + (f"{'κ>0 1thr':>10s}{'iters':>7s}"
-                                                         if args.kappa else ""))
+          f"{os.getloadavg()[0]:.2f}; floor (syrk + Cholesky) {floor_ms:.2f} ms")
+    print(f"{'method':16s}{'family':15s}{'ours 1thr':>10s}{'est':>7s}{'×floor':>7s}"
+          f"{'ours dflt':>10s}{'iters':>6s}{'qp':>4s}{'chol':>5s}{'PyPfOpt':>9s}{'ratio':>8s}"
+          + (f"{'κ>0 1thr':>10s}{'iters':>7s}" if args.kappa else ""))
     worst: dict[str, float] = {}
+    ratios: dict[str, list[float]] = {}
     for method in args.methods:
         for family, prices in families.items():
             call = ours(method, prices, vols[family], {})
@@ -206,14 +246,15 @@ def run_table(args: argparse.Namespace, condition: str, families: dict[str, pd.D
                 call()
             with pin_blas_threads(1):
                 t_one = median_ms(call, args.repeat)
+                t_est = median_ms(estimation(method, prices), args.repeat)
             t_default = median_ms(call, 1)
             t_ref = float("nan")
             if args.ref_repeat > 0:
                 with pin_blas_threads(1):
                     t_ref = median_ms(reference(method, prices, vols[family]), args.ref_repeat)
-            line = (f"{method:16s}{family:15s}{t_one:10.2f}{t_default:10.2f}"
-                    f"{counter.iterations:7d}{counter.solves:5d}{t_ref:10.1f}"
-                    f"{t_ref / t_one:7.1f}×")
+            line = (f"{method:16s}{family:15s}{t_one:10.2f}{t_est:7.2f}{t_one / floor_ms:7.2f}"
+                    f"{t_default:10.2f}{counter.iterations:6d}{counter.solves:4d}"
+                    f"{counter.factorizations:5d}{t_ref:9.1f}{t_ref / t_one:7.1f}×")
             if args.kappa:
                 current = pd.Series(1.0 / args.n, index=prices.columns)
                 costed = ours(method, prices, vols[family],
@@ -225,26 +266,38 @@ def run_table(args: argparse.Namespace, condition: str, families: dict[str, pd.D
                 line += f"{t_cost:10.2f}{counter.iterations:7d}"
             print(line, flush=True)
             worst[method] = max(worst.get(method, 0.0), t_one)
-    print("worst over families (1 BLAS thread): "
-          + ", ".join(f"{m} {t:.1f} ms" for m, t in worst.items()))
+            ratios.setdefault(method, []).append(t_ref / t_one)
+    print("worst over families (1 BLAS thread): " + ", ".join(
+        f"{m} {t:.1f} ms (lowest ratio {min(ratios[m]):.1f}×)" for m, t in worst.items()))
 
 
 def run_big(args: argparse.Namespace) -> None:
     prices = family_prices("factor", 3000, args.days)
-    call = ours("min_variance", prices, 0.0, {"covariance": "ledoit_wolf"})
+    params: dict[str, object] = {"covariance": "ledoit_wolf"}
+    call = ours("min_variance", prices, 0.0, params)
+    strategy, _ = build("min_variance", prices, 0.0, params)
+    x = prices.pct_change().to_numpy()[1:]
+    xc = x - x.mean(axis=0)
 
     def ref() -> object:
         from pypfopt import EfficientFrontier, risk_models
         cov = risk_models.CovarianceShrinkage(prices, frequency=252).ledoit_wolf()
         return EfficientFrontier(None, cov, solver="CLARABEL").min_volatility()
 
+    with SolveCounter() as counter:
+        call()
     with pin_blas_threads(1):
+        t_syrk = median_ms(lambda: xc.T @ xc, 3)
         t_one = median_ms(call, 3)
-        t_ref = median_ms(ref, 1)
+        t_est = median_ms(lambda: strategy.settings.estimate(prices, False), 3)
+        t_ref = median_ms(ref, 1) if args.ref_repeat > 0 else float("nan")
     t_default = median_ms(call, 3)
-    print(f"\n== min_variance N=3000 T={args.days} ledoit_wolf, factor family: ours "
-          f"{t_one:.0f} ms (1 thread), {t_default:.0f} ms (default threads); PyPortfolioOpt + "
-          f"Clarabel {t_ref:.0f} ms; ratio {t_ref / t_one:.1f}×")
+    print(f"\n== min_variance N=3000 T={args.days} ledoit_wolf, factor family, load average "
+          f"{os.getloadavg()[0]:.2f}: ours {t_one:.0f} ms (1 thread; estimation {t_est:.0f} ms, "
+          f"floor = one syrk XcᵀXc {t_syrk:.0f} ms, ours/floor {t_one / t_syrk:.2f}), "
+          f"{t_default:.0f} ms (default threads); {counter.iterations} iterations, "
+          f"{counter.solves} QP, {counter.factorizations} free-set factorizations; "
+          f"PyPortfolioOpt + Clarabel {t_ref:.0f} ms; ratio {t_ref / t_one:.1f}×")
 
 
 def main() -> None:
@@ -257,7 +310,12 @@ def main() -> None:
     parser.add_argument("--kappa", type=float, default=0.0)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--big", action="store_true")
+    parser.add_argument("--clock", choices=sorted(CLOCK), default="wall",
+                        help="cpu: this process's CPU time (robust on a loaded machine; "
+                             "both sides are single-threaded)")
     args = parser.parse_args()
+    global clock
+    clock = CLOCK[args.clock]
     # SIGTERM unwinds (so the busy children are ended) instead of killing outright.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
@@ -267,16 +325,19 @@ def main() -> None:
     vols = {f: 1.3 * min_variance_vol(p) for f, p in families.items()}
     print(f"{os.cpu_count()} CPUs; physical floor at N={args.n}: one covariance GEMM and one "
           f"Cholesky, measured below")
-    floor_report(families["factor"], args.days)
-    run_table(args, "quiet", families, vols)
+    floor_ms = floor_report(families["factor"], args.days)
+    run_table(args, "quiet", families, vols, floor_ms)
     if not args.no_load:
         with busy_processes(2):
-            run_table(args, "beside two busy processes", families, vols)
+            run_table(args, "beside two busy processes", families, vols,
+                      floor_report(families["factor"], args.days))
     if args.big:
         run_big(args)
 
 
-def floor_report(prices: pd.DataFrame, days: int) -> None:
+def floor_report(prices: pd.DataFrame, days: int) -> float:
+    """Times one covariance syrk (XcᵀXc) and one Cholesky of Σ, prints them and returns
+    their sum in ms: no estimation-plus-QP can beat it."""
     from scipy.linalg import cholesky
 
     x = prices.pct_change().to_numpy()[1:]
@@ -285,7 +346,9 @@ def floor_report(prices: pd.DataFrame, days: int) -> None:
         gemm = median_ms(lambda: xc.T @ xc, 11)
         cov = xc.T @ xc
         chol = median_ms(lambda: cholesky(cov, lower=True, check_finite=False), 11)
-    print(f"floor (1 BLAS thread): covariance GEMM {gemm:.2f} ms, Cholesky {chol:.2f} ms")
+    print(f"floor (1 BLAS thread): covariance syrk XcᵀXc {gemm:.2f} ms, Cholesky {chol:.2f} ms"
+          f", load average {os.getloadavg()[0]:.2f}")
+    return gemm + chol
 
 
 if __name__ == "__main__":

@@ -22,12 +22,15 @@ import numpy as np
 from strategies.base import StrategyError
 from strategies.costed_frontier import costed_frontier_segment
 from strategies.costed_qp import CostedSolution, LinearTerms, solve_costed_qp
+from strategies.free_set import FreeSetSolver
 from strategies.qp import (
     FrontierSegment,
     QPSolution,
+    free_set_solver,
     frontier_segment,
     polish_weights,
     solve_qp,
+    solve_tangency_qp,
 )
 
 MAX_PROBES = 200
@@ -53,13 +56,16 @@ class _Frontier:
                  upper: np.ndarray, costs: TradingCosts | None) -> None:
         self.cov, self.mu, self.lower, self.upper, self.costs = cov, mu, lower, upper, costs
         self.chol: np.ndarray | None = None
+        self.solver: FreeSetSolver | None = None
 
     def start(self, chol: np.ndarray | None) -> QPSolution | CostedSolution:
         """The minimum-variance portfolio (λ = 0)."""
         self.chol = chol
         zero = np.zeros_like(self.mu)
         if self.costs is None:
-            return solve_qp(self.cov, zero, self.lower, self.upper, chol=chol)
+            self.solver = free_set_solver(self.cov, chol)
+            return solve_qp(self.cov, zero, self.lower, self.upper, chol=chol,
+                            solver=self.solver)
         return solve_costed_qp(self.cov, zero, 0.0, self.lower, self.upper, self.costs.terms,
                                kinks=self.costs.kinks, chol=chol)
 
@@ -67,7 +73,8 @@ class _Frontier:
               ) -> QPSolution | CostedSolution:
         if self.costs is None:
             return solve_qp(self.cov, lam * self.mu, self.lower, self.upper,
-                            warm=warm, chol=self.chol)  # type: ignore[arg-type]
+                            warm=warm, chol=self.chol,  # type: ignore[arg-type]
+                            solver=self.solver)
         return solve_costed_qp(self.cov, lam * self.mu, lam * self.costs.kappa, self.lower,
                                self.upper, self.costs.terms, warm=warm,  # type: ignore[arg-type]
                                kinks=self.costs.kinks, chol=self.chol)
@@ -75,7 +82,7 @@ class _Frontier:
     def segment(self, solution: QPSolution | CostedSolution, lam: float) -> FrontierSegment:
         if self.costs is None:
             return frontier_segment(self.cov, self.mu, self.lower, self.upper,
-                                    solution, lam)  # type: ignore[arg-type]
+                                    solution, lam, self.solver)  # type: ignore[arg-type]
         return costed_frontier_segment(self.cov, self.mu, self.costs.kappa, self.lower,
                                        self.upper, self.costs.terms,
                                        solution)  # type: ignore[arg-type]
@@ -216,11 +223,17 @@ def max_sharpe_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
     the return after (σ is convex in the return), so the bracket logic is sound; a flat
     piece (a corner portfolio held over a λ-range) is judged by its neighbours.
     With ``costs`` the return is net of κΣ|w − a| (affine on each piece, so the same
-    algebra holds) and the feasible set has the caps.
+    algebra holds) and the feasible set has the caps. Without costs, with bounds [0, ≥ 1]
+    (the upper bounds never bind) and Σ's factor, one homogeneous QP gives the same point
+    (``qp.solve_tangency_qp``); the walk remains for caps, floors and near-singular Σ.
     """
     best = max_feasible_return(mu, lower, upper)
     if best <= risk_free_rate + 1e-12 * (1.0 + abs(risk_free_rate)):
         return None
+    if costs is None and chol is not None and not lower.any() and (upper >= 1.0).all():
+        tangency = solve_tangency_qp(cov, mu - risk_free_rate, chol)
+        if tangency is not None and tangency.weights.sum() > 0:
+            return polish_weights(tangency.weights / tangency.weights.sum(), lower, upper)
 
     def judge(seg: FrontierSegment) -> Verdict:
         if _is_flat(seg):

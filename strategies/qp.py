@@ -26,15 +26,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from strategies.base import StrategyError
+from strategies.free_set import FreeSetSolver, factor_matrix
 
 PDAS_MAX_ITERATIONS = 60
 REGULARIZATION_STEPS = (1e-6, 1e-8, 1e-10)  # proximal weights of the fallback's start
 ILL_CONDITIONED_PIVOT_RATIO = 1e-8
 WEIGHT_TOLERANCE = 1e-12  # bound violation (in weight units) that counts as infeasible
 DUAL_RELATIVE_TOLERANCE = 1e-12  # multiplier sign tolerance, relative to |Σ| + |c|
+# A cold start without a factor of Σ from this many assets on solves on a working set
+# first (``qp_working_set``): the first free set is then a few hundred assets, not all.
+WORKING_SET_MIN_ASSETS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,32 +88,87 @@ def check_bounds(lower: np.ndarray, upper: np.ndarray, symbols: Sequence[str]) -
 
 
 def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-             warm: QPSolution | None = None, chol: np.ndarray | None = None) -> QPSolution:
+             warm: QPSolution | None = None, chol: np.ndarray | None = None,
+             solver: FreeSetSolver | None = None) -> QPSolution:
     """Minimize ½wᵀΣw − linᵀw s.t. Σw = 1, lower ≤ w ≤ upper (feasible bounds assumed:
     call ``check_bounds`` first). ``warm`` seeds the active sets from a nearby solution;
     ``chol``, the lower Cholesky factor of Σ, saves the first factorization of a cold
-    start and flags a near-singular Σ (then a warm start goes to the primal method)."""
+    start and flags a near-singular Σ (then a warm start goes to the primal method);
+    ``solver`` (from ``free_set_solver``) carries factors between the QPs of one walk."""
     n = len(lin)
     fixed = lower >= upper
     if fixed.all():
         return QPSolution(lower.copy(), fixed.copy(), np.zeros(n, bool), 0)
+    tol_z = DUAL_RELATIVE_TOLERANCE * (float(np.max(np.abs(np.diag(cov))))
+                                       + float(np.max(np.abs(lin))))
+    if warm is None and chol is None and n >= WORKING_SET_MIN_ASSETS:
+        from strategies.qp_working_set import solve_by_working_set  # imports this module
+
+        return solve_by_working_set(cov, lin, lower, upper, tol_z)
+    return solve_restricted(cov, lin, lower, upper, warm, chol, tol_z, solver)
+
+
+def free_set_solver(cov: np.ndarray, chol: np.ndarray | None) -> FreeSetSolver:
+    """The free-set solver for Σ: with its Cholesky factor ``chol`` (reused for the
+    all-free set, and for range-space solves when Σ is well conditioned) or without."""
+    solver = FreeSetSolver(cov, chol if chol is not None and not _ill_conditioned(chol)
+                           else None)
+    if chol is not None:
+        solver.remember(np.arange(len(cov)), chol, slot="all")
+    return solver
+
+
+def solve_restricted(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                     warm: QPSolution | None, chol: np.ndarray | None,
+                     tol_z: float, solver: FreeSetSolver | None = None) -> QPSolution:
+    """``solve_qp`` on the whole universe at once (primal-dual active set, the primal
+    method as the safe path) with the caller's dual tolerance ``tol_z``."""
+    n = len(lin)
+    fixed = lower >= upper
     if warm is not None:
         at_lo, at_hi = warm.at_lower | fixed, warm.at_upper & ~fixed
     else:
         at_lo, at_hi = fixed.copy(), np.zeros(n, bool)
-    tol_z = DUAL_RELATIVE_TOLERANCE * (float(np.max(np.abs(np.diag(cov))))
-                                       + float(np.max(np.abs(lin))))
     ill = chol is not None and _ill_conditioned(chol)
     if ill and warm is not None:  # the nearby optimum is feasible: a few bound changes
         start = QPSolution(warm.weights, at_lo, at_hi & ~at_lo, 0)
         return _primal_active_set(cov, lin, lower, upper, tol_z, start)
     solution = None
     if not ill:
-        solution = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z, chol)
+        solver = solver if solver is not None else free_set_solver(cov, chol)
+        if warm is not None and warm.free_factor is not None:
+            solver.remember(np.flatnonzero(~(at_lo | at_hi)), warm.free_factor)
+        solution = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
+                                           solver)
     if solution is None:
         solution = _primal_active_set(cov, lin, lower, upper, tol_z,
                                       _regularized_start(cov, lin, lower, upper, tol_z))
     return solution
+
+
+def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
+                      chol: np.ndarray) -> QPSolution | None:
+    """argmin ½yᵀΣy s.t. excessᵀy = 1, y ≥ 0 — the max-Sharpe problem over {w ≥ 0, Σw = 1}
+    made homogeneous (w = y/Σy; Cornuéjols & Tütüncü 2007, §8.2) — by the primal-dual
+    iterations from Σ's factor, or for an ill-conditioned Σ the regularized start and the
+    primal method. None when the primal-dual iterations cycle (the caller then walks the
+    frontier)."""
+    n = len(excess)
+    tol_z = DUAL_RELATIVE_TOLERANCE * float(np.max(np.abs(np.diag(cov))))
+    zero, unbounded = np.zeros(n), np.full(n, np.inf)
+    if _ill_conditioned(chol):  # as in solve_qp: a regularized start, then the primal method
+        start = _regularized_start(cov, zero, zero, unbounded, tol_z, excess)
+        if start is None or start.weights.min() < -WEIGHT_TOLERANCE:
+            return None
+        y = np.maximum(start.weights, 0.0)
+        start = QPSolution(y / float(excess @ y), start.at_lower, start.at_upper,
+                           start.iterations)
+        return _primal_active_set(cov, zero, zero, unbounded, tol_z, start, excess)
+    solver = FreeSetSolver(cov, chol, budget_row=excess)
+    solver.remember(np.arange(n), chol, slot="all")
+    none = np.zeros(n, bool)
+    return _primal_dual_active_set(cov, zero, zero, unbounded, none, none.copy(), tol_z,
+                                   solver)
 
 
 def _ill_conditioned(chol: np.ndarray) -> bool:
@@ -122,20 +180,28 @@ def _ill_conditioned(chol: np.ndarray) -> bool:
 
 
 def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
-                       upper: np.ndarray, tol_z: float) -> QPSolution | None:
+                       upper: np.ndarray, tol_z: float,
+                       budget_row: np.ndarray | None = None) -> QPSolution | None:
     """A feasible, near-optimal start for the primal method by continuation: the
     primal-dual iterations on Σ + ρI for ρ = 1e-6, 1e-8, 1e-10 × mean variance, each
-    warm-started from the last. They cycle on near-singular Σ (its flat directions make the
-    free-set solves swing wildly); the proximal term tames them, and shrinking it moves the
-    active set toward the true one, so the primal method ends with a few bound changes."""
+    warm-started from the last. They cycle on near-singular Σ (its flat directions make
+    the free-set solves swing wildly); the proximal term tames them, and shrinking it
+    moves the active set toward the true one, so the primal method ends with a few bound
+    changes. The first run factors
+    Σ + ρI once (its all-free solve needs it) and reuses that factor for range-space
+    solves (accuracy is immaterial here: the start only has to be feasible)."""
     fixed = lower >= upper
     scale = float(np.mean(np.diag(cov)))
     best: QPSolution | None = None
     at_lo, at_hi = fixed.copy(), np.zeros(len(lin), bool)
     for rho in REGULARIZATION_STEPS:
-        regularized = cov.copy()
-        regularized.flat[:: len(lin) + 1] += rho * scale
-        start = _primal_dual_active_set(regularized, lin, lower, upper, at_lo, at_hi, tol_z)
+        solver = FreeSetSolver(cov, budget_row=budget_row, ridge=rho * scale)
+        if best is None:
+            shifted = cov.copy()
+            shifted.flat[:: len(lin) + 1] += rho * scale
+            solver.chol = factor_matrix(shifted)
+            solver.remember(np.arange(len(lin)), solver.chol, slot="all")
+        start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z, solver)
         if start is None:
             break
         at_lo, at_hi = start.at_lower | fixed, start.at_upper & ~fixed
@@ -145,49 +211,37 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
 
 
 def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                   at_lo: np.ndarray, at_hi: np.ndarray,
-                   chol: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray | None]:
+                   at_lo: np.ndarray, at_hi: np.ndarray, solver: FreeSetSolver | None = None
+                   ) -> tuple[np.ndarray, float, np.ndarray | None]:
     """Minimizer with the given bounds held active and Σw = 1, its budget multiplier ν
-    (NaN when no variable is free) and the lower Cholesky factor of Σ on the free set."""
-    w = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
-    free = np.flatnonzero(~(at_lo | at_hi))
-    if free.size == 0:
-        return w, float("nan"), None
-    rhs = lin[free] - cov[free] @ w if w.any() else lin[free].copy()
-    rhs = np.column_stack([rhs, np.ones(free.size)])
-    factor = chol if chol is not None and free.size == len(w) else _factor(
-        cov[np.ix_(free, free)])
-    x, y = cho_solve((factor, True), rhs, check_finite=False).T
-    nu = (1.0 - float(w.sum()) - float(x.sum())) / float(y.sum())
-    w[free] = x + nu * y
-    return w, nu, factor
-
-
-def _factor(matrix: np.ndarray) -> np.ndarray:
-    try:
-        return cho_factor(matrix, lower=True, check_finite=False)[0]
-    except LinAlgError as exc:
-        raise StrategyError("covariance is not positive definite on the free assets; "
-                            "repair it (estimators.repair_covariance) first") from exc
+    (NaN when no variable is free) and the lower Cholesky factor of Σ on the free set
+    (None when ``solver`` took the range-space path)."""
+    solver = solver if solver is not None else FreeSetSolver(cov)
+    held = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
+    w, nu, factor = solver.solve(lin[:, None], np.ones(1), held[:, None], at_lo | at_hi)
+    return w[:, 0], float(nu[0]), factor
 
 
 def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                             upper: np.ndarray, at_lo: np.ndarray, at_hi: np.ndarray,
-                            tol_z: float, chol: np.ndarray | None = None) -> QPSolution | None:
+                            tol_z: float, solver: FreeSetSolver | None = None
+                            ) -> QPSolution | None:
     """HIK primal-dual active-set iterations; None if they cycle or stall."""
     fixed = lower >= upper
     seen: set[bytes] = set()
+    solver = solver if solver is not None else FreeSetSolver(cov)
     for iteration in range(1, PDAS_MAX_ITERATIONS + 1):
-        w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, chol)
+        w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
         if np.isnan(nu):
             return None
-        z = cov @ w - lin - nu
+        z = solver.gradient(w, lin) - (nu if solver.unit_budget else nu * solver.budget_row)
         free = ~(at_lo | at_hi)
         new_lo = fixed | (free & (w < lower - WEIGHT_TOLERANCE)) | (at_lo & (z > -tol_z))
         new_hi = ~fixed & ((free & (w > upper + WEIGHT_TOLERANCE)) | (at_hi & (z < tol_z)))
         if np.array_equal(new_lo, at_lo) and np.array_equal(new_hi, at_hi):
-            return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi, iteration,
-                              factor)
+            if solver.unit_budget:
+                w = polish_weights(w, lower, upper, free)
+            return QPSolution(w, at_lo, at_hi, iteration, factor)
         if (new_lo | new_hi).all():  # keep one asset free to carry the budget
             keep = int(np.argmin(np.where(fixed, np.inf, np.abs(z))))
             new_lo[keep] = new_hi[keep] = False
@@ -214,11 +268,12 @@ def _greedy_vertex(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
 
 
 def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
-                       upper: np.ndarray, tol_z: float,
-                       start: QPSolution | None = None) -> QPSolution:
+                       upper: np.ndarray, tol_z: float, start: QPSolution | None = None,
+                       budget_row: np.ndarray | None = None) -> QPSolution:
     """Nocedal & Wright (2006) Algorithm 16.3 from ``start`` (a feasible point and its
     active bounds) or a greedy vertex: finite, one bound change per iteration; the safe
-    path when the primal-dual iterations cycle."""
+    path when the primal-dual iterations cycle. ``budget_row`` a (default 1) makes the
+    budget aᵀw = 1; then ``start`` is required and the weights are not polished."""
     n = len(lin)
     fixed = lower >= upper
     if start is None:
@@ -228,8 +283,10 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     else:
         w, at_lo, at_hi = start.weights.copy(), start.at_lower.copy(), start.at_upper.copy()
     done = 0 if start is None else start.iterations
+    solver = FreeSetSolver(cov, budget_row=budget_row)
+    row = solver.budget_row
     for iteration in range(done + 1, done + 20 * n + 100):
-        target, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi)
+        target, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
         free = ~(at_lo | at_hi)
         step = np.where(free, target - w, 0.0)
         if np.max(np.abs(step)) <= 1e-14:
@@ -237,11 +294,13 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
             if np.isnan(nu):
                 movable_lo = at_lo & ~fixed
                 nu = float(np.min(g[movable_lo])) if movable_lo.any() else float(np.max(g[at_hi]))
-            violation = np.where(at_lo & ~fixed, nu - g, 0.0) + np.where(at_hi, g - nu, 0.0)
+            z = g - nu * row
+            violation = np.where(at_lo & ~fixed, -z, 0.0) + np.where(at_hi, z, 0.0)
             worst = int(np.argmax(violation))
             if violation[worst] <= tol_z:
-                return QPSolution(polish_weights(w, lower, upper, free), at_lo, at_hi,
-                                  iteration, factor)
+                if solver.unit_budget:
+                    w = polish_weights(w, lower, upper, free)
+                return QPSolution(w, at_lo, at_hi, iteration, factor)
             at_lo[worst] = at_hi[worst] = False
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -280,7 +339,8 @@ def polish_weights(w: np.ndarray, lower: np.ndarray, upper: np.ndarray,
 
 
 def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                     solution: QPSolution, lam: float) -> FrontierSegment:
+                     solution: QPSolution, lam: float,
+                     solver: FreeSetSolver | None = None) -> FrontierSegment:
     """The frontier piece through ``solution`` (an optimum of ½wᵀΣw − λμᵀw for some
     λ ≥ 0): with its active bounds held, w and the multipliers are affine in λ; the
     segment is the λ-interval where the free weights stay in bounds and the active
@@ -289,18 +349,15 @@ def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: 
     at_lo, at_hi = solution.at_lower, solution.at_upper
     fixed_w = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
     free = np.flatnonzero(~(at_lo | at_hi))
-    w0, w1 = fixed_w.copy(), np.zeros_like(fixed_w)
     if free.size == 0:
         return _vertex_segment(cov, mu, lower, upper, solution, fixed_w)
-    rhs = np.column_stack([-(cov[free] @ fixed_w), mu[free], np.ones(free.size)])
-    factor = solution.free_factor
-    if factor is None or factor.shape[0] != free.size:
-        factor = _factor(cov[np.ix_(free, free)])
-    x0, x1, y = cho_solve((factor, True), rhs, check_finite=False).T
-    nu0 = (1.0 - float(fixed_w.sum()) - float(x0.sum())) / float(y.sum())
-    nu1 = -float(x1.sum()) / float(y.sum())
-    w0[free] = x0 + nu0 * y
-    w1[free] = x1 + nu1 * y
+    solver = solver if solver is not None else FreeSetSolver(cov)
+    if solution.free_factor is not None:
+        solver.remember(free, solution.free_factor)
+    both, (nu0, nu1), _ = solver.solve(
+        np.column_stack([np.zeros_like(mu), mu]), np.array([1.0, 0.0]),
+        np.column_stack([fixed_w, np.zeros_like(fixed_w)]), at_lo | at_hi)
+    w0, w1 = both[:, 0].copy(), both[:, 1].copy()
     fixed = lower >= upper
     z0 = cov @ w0 - nu0
     z1 = cov @ w1 - mu - nu1

@@ -1,0 +1,222 @@
+"""Free-set solves of the box-and-budget QP: the equality-constrained problem with a
+given set of bounds held, by the cheapest of three exact ways.
+
+1. The free set is the one last factored (a warm start's first iteration, a frontier
+   piece after its QP): reuse that Cholesky factor of Σ on the free set.
+2. Few bounds are active and a Cholesky factor of the whole Σ is at hand: the
+   range-space method below.
+3. Otherwise factor Σ on the free set (|F|³/3 flops; cheap when few assets are free).
+
+The range-space method (from one Cholesky factor of the whole Σ):
+
+With the bounds in A held (w_A = b_A) and the budget aᵀw = r (a = 1, the full-investment
+row, except in the max-Sharpe QP), the optimum of ½wᵀΣw − cᵀw is w = Σ⁻¹(c + Hλ),
+H = [a | E_A], where the multipliers λ = (ν, z_A) solve
+the small system (HᵀΣ⁻¹H)λ = (r, b_A) − HᵀΣ⁻¹c (the range-space method, Nocedal &
+Wright 2006, §16.2; Gill, Murray, Saunders & Wright's Schur-complement updates of the KKT
+system). With Σ = LLᵀ and M = L⁻¹H, HᵀΣ⁻¹H = MᵀM: the columns L⁻¹e_j of bounds ever
+active are computed once (one triangular solve each) and kept with their Gram matrix, so
+when one bound enters or leaves, the next solve costs two triangular solves and an
+|A|-sized factorization, not a new Cholesky of Σ on the free set. The active-set methods
+use it while few bounds are active (a factor of the free set is cheaper otherwise), and
+only for a well-conditioned Σ (the callers check the pivots first).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import LinAlgError, cho_factor, cho_solve, solve_triangular
+
+from strategies.base import StrategyError
+
+
+class RangeSpace:
+    """A lower Cholesky factor L of Σ (+ ridge·I) on anchor assets P — all assets, or a
+    free set factored earlier — with the cached columns L⁻¹e_j (see module doc). Assets
+    joining the free set border the factor (L grows by the rows [Bᵀ C], B = L⁻¹Σ_PN,
+    CCᵀ = Σ_NN − BᵀB: |P|²·|N| flops, Golub & Van Loan 2013 §4.2); assets leaving it
+    are held by the range-space equations, so neither costs a new factorization."""
+
+    def __init__(self, cov: np.ndarray, index: np.ndarray, chol: np.ndarray,
+                 budget_row: np.ndarray, ridge: float = 0.0) -> None:
+        self.cov, self.index, self.chol = cov, index, chol
+        self.budget_row, self.ridge = budget_row, ridge
+        self.local = np.full(len(cov), -1)
+        self.local[index] = np.arange(len(index))
+        self.row = solve_triangular(chol, budget_row[index], lower=True, check_finite=False)
+        self.position = np.full(len(index), -1)
+        self.columns = np.empty((len(index), 0))
+        self.gram = np.empty((0, 0))
+        self.row_dot = np.empty(0)
+
+    def cost(self, free: np.ndarray) -> float:
+        """Flops of a solve on ``free`` (bordering, new columns and the small system)."""
+        m = len(self.index)
+        joining = int(np.count_nonzero(self.local[free] < 0))
+        size = m + joining
+        is_free = np.zeros(m, bool)
+        is_free[self.local[free][self.local[free] >= 0]] = True
+        held = int(m - np.count_nonzero(is_free))
+        new = int(np.count_nonzero(self.position[~is_free] < 0))
+        return float(m * m * joining + joining**3 / 3 + size * size * (new + 2)
+                     + size * held * (held + 2))
+
+    def solve(self, lin: np.ndarray, budgets: np.ndarray, held: np.ndarray,
+              free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(W, ν) as ``FreeSetSolver.solve`` for the free assets ``free`` (``held`` is 0
+        on them)."""
+        joining = free[self.local[free] < 0]
+        if joining.size:
+            self._border(joining)
+        is_free = np.zeros(len(self.index), bool)
+        is_free[self.local[free]] = True
+        kept = np.flatnonzero(~is_free)  # anchor assets held at a bound (local positions)
+        outside = np.flatnonzero((self.local < 0) & held.any(axis=1))
+        lin_p, budgets_p = lin[self.index], budgets
+        if outside.size:  # held assets beyond the anchor enter through c and the budget
+            lin_p = lin_p - (held[outside].T @ self.cov[outside]).T[self.index]
+            budgets_p = budgets - self.budget_row[outside] @ held[outside]
+        w_p, nu = self._solve_local(lin_p, budgets_p, kept, held[self.index[kept]])
+        w = held.copy()
+        w[self.index] = w_p
+        return w, nu
+
+    def _border(self, joining: np.ndarray) -> None:
+        m, j = len(self.index), joining.size
+        cross = solve_triangular(self.chol, self.cov.take(self.index, 0).take(joining, 1),
+                                 lower=True, check_finite=False)
+        schur = self.cov.take(joining, 0).take(joining, 1) - cross.T @ cross
+        if self.ridge:
+            schur.flat[:: j + 1] += self.ridge
+        corner = factor_matrix(schur)
+        grown = np.zeros((m + j, m + j))
+        grown[:m, :m], grown[m:, :m], grown[m:, m:] = self.chol, cross.T, corner
+        row_new = solve_triangular(corner, self.budget_row[joining] - cross.T @ self.row,
+                                   lower=True, check_finite=False)
+        tail = -solve_triangular(corner, cross.T @ self.columns, lower=True,
+                                 check_finite=False)
+        self.gram = self.gram + tail.T @ tail
+        self.row_dot = self.row_dot + tail.T @ row_new
+        self.columns = np.vstack([self.columns, tail])
+        self.row = np.concatenate([self.row, row_new])
+        self.chol, self.index = grown, np.concatenate([self.index, joining])
+        self.local[joining] = m + np.arange(j)
+        self.position = np.concatenate([self.position, np.full(j, -1)])
+
+    def _ensure(self, kept: np.ndarray) -> np.ndarray:
+        missing = kept[self.position[kept] < 0]
+        if missing.size:
+            unit = np.zeros((len(self.index), missing.size))
+            unit[missing, np.arange(missing.size)] = 1.0
+            new = solve_triangular(self.chol, unit, lower=True, check_finite=False)
+            cross = self.columns.T @ new
+            self.gram = np.block([[self.gram, cross], [cross.T, new.T @ new]])
+            self.row_dot = np.concatenate([self.row_dot, new.T @ self.row])
+            self.position[missing] = self.columns.shape[1] + np.arange(missing.size)
+            self.columns = np.hstack([self.columns, new])
+        return self.position[kept]
+
+    def _solve_local(self, lin: np.ndarray, budgets: np.ndarray, kept: np.ndarray,
+                     held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """On the anchor: argmin ½wᵀΣw − lin_kᵀw, aᵀw = budgets[k], w[kept] = held[:, k]."""
+        pos = self._ensure(kept)
+        cols = self.columns[:, pos]
+        size = 1 + len(kept)
+        normal = np.empty((size, size))
+        normal[0, 0] = self.row @ self.row
+        normal[0, 1:] = normal[1:, 0] = self.row_dot[pos]
+        normal[1:, 1:] = self.gram[np.ix_(pos, pos)]
+        projected = solve_triangular(self.chol, lin, lower=True, check_finite=False)
+        rhs = np.vstack([budgets[None, :], held]) - np.vstack(
+            [self.row @ projected, cols.T @ projected])
+        lam = cho_solve(cho_factor(normal, lower=True, check_finite=False), rhs,
+                        check_finite=False)
+        v = projected + np.outer(self.row, lam[0]) + cols @ lam[1:]
+        w = solve_triangular(self.chol, v, lower=True, trans="T", check_finite=False)
+        w[kept] = held
+        return w, lam[0]
+
+
+class FreeSetSolver:
+    """Solves Σ's equality-constrained problems on active sets for one QP or a frontier
+    walk (same Σ throughout), keeping what the next solve can reuse: factors of exact
+    free sets seen before, and — for a well-conditioned Σ, signalled by giving ``chol``
+    (its factor) — a range space anchored on the whole Σ or on the last free set
+    factored, bordered as assets join."""
+
+    def __init__(self, cov: np.ndarray, chol: np.ndarray | None = None,
+                 budget_row: np.ndarray | None = None, ridge: float = 0.0) -> None:
+        #: The matrix solved with is Σ + ridge·I (``chol`` is its factor); the ridge
+        #: regularizes the continuation start of ``qp`` without copying Σ.
+        self.cov, self.chol, self.ridge = cov, chol, ridge
+        #: a in the budget constraint aᵀw = b (all ones but for the max-Sharpe QP).
+        self.budget_row = np.ones(len(cov)) if budget_row is None else budget_row
+        self.unit_budget = budget_row is None
+        self.space: RangeSpace | None = None
+        self.known: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.factorizations = 0
+
+    def remember(self, free: np.ndarray, factor: np.ndarray | None, slot: str = "last"
+                 ) -> None:
+        """A factor of Σ on the free set ``free`` (indices) that a later solve may reuse."""
+        if factor is not None:
+            self.known[slot] = (free, factor)
+
+    def gradient(self, w: np.ndarray, lin: np.ndarray) -> np.ndarray:
+        """(Σ + ridge·I)w − lin."""
+        g = self.cov @ w - lin
+        return g + self.ridge * w if self.ridge else g
+
+    def _known_factor(self, free: np.ndarray) -> np.ndarray | None:
+        for indices, factor in self.known.values():
+            if indices.size == free.size and np.array_equal(indices, free):
+                return factor
+        return None
+
+    def solve(self, lin: np.ndarray, budgets: np.ndarray, held: np.ndarray,
+              active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(W, ν, factor): column k of W (n × K) minimizes ½wᵀΣw − lin[:, k]ᵀw subject to
+        aᵀw = budgets[k] and w = held[:, k] where ``active``; ν its budget multiplier
+        (NaN when nothing is free); factor = Σ's Cholesky factor on the free set when one
+        was used (None on the range-space path). The budget row is ``budget_row``."""
+        n, k = lin.shape
+        free = np.flatnonzero(~active)
+        w = np.where(active[:, None], held, 0.0)
+        if free.size == 0:
+            return w, np.full(k, np.nan), None
+        factor = self._known_factor(free)
+        if factor is None and self.chol is not None:
+            if self.space is None:
+                self.space = RangeSpace(self.cov, np.arange(n), self.chol, self.budget_row,
+                                        self.ridge)
+            if self.space.cost(free) < free.size ** 3 / 3.0 + free.size * n * k:
+                w, nu = self.space.solve(lin, budgets, w, free)
+                return w, nu, None
+        if factor is None:
+            self.factorizations += 1
+            block = self.cov.take(free, 0).take(free, 1)
+            if self.ridge:
+                block.flat[:: free.size + 1] += self.ridge
+            factor = factor_matrix(block)
+            self.remember(free, factor)
+            if self.chol is not None:  # anchor the range space on this free set
+                self.space = RangeSpace(self.cov, free, factor, self.budget_row, self.ridge)
+        act = np.flatnonzero(active)
+        rhs = lin[free]
+        if act.size and held[act].any():
+            rhs = rhs - (held[act].T @ self.cov[act]).T[free]  # Σ_FA·w_A, Σ symmetric
+        row = self.budget_row[free]
+        x = cho_solve((factor, True), np.column_stack([rhs, row]), check_finite=False)
+        y = x[:, -1]
+        nu = (budgets - self.budget_row @ w - row @ x[:, :-1]) / float(row @ y)
+        w[free] = x[:, :-1] + np.outer(y, nu)
+        return w, nu, factor
+
+
+def factor_matrix(matrix: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor, or StrategyError when Σ is not PD on these assets."""
+    try:
+        return cho_factor(matrix, lower=True, check_finite=False)[0]
+    except LinAlgError as exc:
+        raise StrategyError("covariance is not positive definite on the free assets; "
+                            "repair it (estimators.repair_covariance) first") from exc
