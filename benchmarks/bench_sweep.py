@@ -81,7 +81,8 @@ def _run(workdir: Path, name: str, trials: int, **kw: Any) -> dict[str, Any]:
                            trials=trials, seed=0, **kw)
     inputs = prepare(options, load_space(options.space_path))
     started = time.perf_counter()
-    study, backtest_secs = run_sweep(options, inputs)
+    study, clock = run_sweep(options, inputs)
+    backtest_secs = clock.backtest_secs
     wall = time.perf_counter() - started
     rows = finished_trials(study)
     best = max((r for r in rows if r.outcome == "complete"), key=lambda r: (r.value, -r.slot))

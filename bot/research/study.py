@@ -24,6 +24,8 @@ from bot.research.trial import TrialOutcome
 if TYPE_CHECKING:
     import optuna
 
+    from bot.research.batch_journal import BatchJournal
+
 STUDY_NAME = "allocbot-sweep"
 JOURNAL_FILE = "study.journal"
 RESULT_ATTR = "result"  # set on every trial that finished (ok, infeasible or failed)
@@ -48,10 +50,12 @@ def batch_seed(seed: int, batch_no: int) -> int:
 def open_study(out_dir: Path, direction: str, settings: dict[str, Any],
                resume: bool) -> optuna.Study:
     """Create the study in ``out_dir``'s journal, or load it on ``resume`` after checking
-    it was made with the same settings."""
+    it was made with the same settings. The journal is a ``BatchJournal``: the caller
+    flushes it once per batch (``flush_journal``) and closes it (``close_journal``)."""
     import optuna
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+
+    from bot.research.batch_journal import BatchJournal
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     journal = out_dir / JOURNAL_FILE
@@ -61,19 +65,44 @@ def open_study(out_dir: Path, direction: str, settings: dict[str, Any],
     if resume and not journal.exists():
         raise ConfigError(f"--resume: no sweep to resume in {out_dir} ({journal.name} missing)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(journal)))
-    study = optuna.create_study(study_name=STUDY_NAME, storage=storage,
-                                direction=direction,  # type: ignore[arg-type]
-                                load_if_exists=resume)
-    stored = study.user_attrs.get("settings")
-    if stored is None:
-        study.set_user_attr("settings", settings)
-    else:
-        changed = sorted(k for k in settings if stored.get(k) != settings[k])
-        if changed:
-            raise ConfigError(f"--resume: the sweep in {out_dir} was started with different "
-                              f"{', '.join(changed)}; resume with the same inputs")
+    backend = BatchJournal(journal)
+    try:
+        study = optuna.create_study(study_name=STUDY_NAME, storage=JournalStorage(backend),
+                                    direction=direction,  # type: ignore[arg-type]
+                                    load_if_exists=resume)
+        stored = study.user_attrs.get("settings")
+        if stored is None:
+            study.set_user_attr("settings", settings)
+        else:
+            changed = sorted(k for k in settings if stored.get(k) != settings[k])
+            if changed:
+                raise ConfigError(f"--resume: the sweep in {out_dir} was started with "
+                                  f"different {', '.join(changed)}; resume with the same inputs")
+        backend.flush()
+    except BaseException:
+        backend.close()
+        raise
     return study
+
+
+def _journal(study: optuna.Study) -> BatchJournal:
+    from bot.research.batch_journal import BatchJournal
+
+    backend = getattr(study._storage, "_backend", None)
+    if not isinstance(backend, BatchJournal):
+        raise TypeError("the study was not opened by open_study")  # a bug, not input
+    return backend
+
+
+def flush_journal(study: optuna.Study) -> None:
+    """Make everything told so far durable (one write + fsync): call after each batch."""
+    _journal(study).flush()
+
+
+def close_journal(study: optuna.Study) -> None:
+    """Release the journal file (unflushed entries are dropped, as a kill would); the
+    study stays readable in memory."""
+    _journal(study).close()
 
 
 def abandon_stale(study: optuna.Study) -> dict[int, dict[str, Any]]:
