@@ -169,13 +169,17 @@ def grid_points(space: SweepSpace) -> list[dict[str, Any]]:
             for combo in itertools.product(*axes)]
 
 
-def ask_batch(study: optuna.Study, space: SweepSpace, slots: list[int], batch_no: int,
-              seed: int, sampler: str, fixed: dict[int, dict[str, Any]]
-              ) -> list[tuple[optuna.Trial, dict[str, Any]]]:
-    """Ask one trial per slot (enqueued params where ``fixed`` has them); (trial, labels)."""
+def start_batch(study: optuna.Study, batch_no: int, seed: int, sampler: str) -> None:
+    """Give the study batch ``batch_no``'s fresh sampler (seeded from the study seed)."""
+    study.sampler = _sampler(sampler, seed, batch_no)
+
+
+def ask_slots(study: optuna.Study, space: SweepSpace, slots: list[int],
+              fixed: dict[int, dict[str, Any]]) -> list[tuple[optuna.Trial, dict[str, Any]]]:
+    """Ask one trial per slot (enqueued params where ``fixed`` has them); (trial, labels).
+    A batch may be asked in several calls: the sampler carries on where it stopped."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # optuna: "fixed param out of range"
-        study.sampler = _sampler(sampler, seed, batch_no)
         asked = []
         for slot in slots:
             if slot in fixed:
@@ -186,6 +190,14 @@ def ask_batch(study: optuna.Study, space: SweepSpace, slots: list[int], batch_no
                 trial.set_user_attr("slot", slot)
             asked.append((trial, {p.path: _suggest(trial, p) for p in space.params}))
     return asked
+
+
+def ask_batch(study: optuna.Study, space: SweepSpace, slots: list[int], batch_no: int,
+              seed: int, sampler: str, fixed: dict[int, dict[str, Any]]
+              ) -> list[tuple[optuna.Trial, dict[str, Any]]]:
+    """A whole batch at once: ``start_batch`` then ``ask_slots``."""
+    start_batch(study, batch_no, seed, sampler)
+    return ask_slots(study, space, slots, fixed)
 
 
 def tell_outcome(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome,

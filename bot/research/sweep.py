@@ -27,12 +27,13 @@ from bot.research.parallel import DaskRunner, InlineRunner, ProcessRunner, Trial
 from bot.research.space import Choice, SweepSpace, apply_params, check_space, probe_configs
 from bot.research.study import (
     abandon_stale,
-    ask_batch,
+    ask_slots,
     close_journal,
     finished_trials,
     flush_journal,
     grid_points,
     open_study,
+    start_batch,
     tell_outcome,
 )
 from bot.research.trial import TrialOutcome, TrialTask
@@ -220,17 +221,27 @@ def _lap(mark: float) -> tuple[float, float]:
 def _run_batch(study: Any, options: SweepOptions, inputs: SweepInputs, runner: TrialRunner,
                batch_no: int, slots: list[int], fixed: dict[int, dict[str, Any]],
                clock: SweepClock) -> None:
-    """Ask one batch, run it, tell every outcome, then flush the journal once."""
+    """Ask one batch chunk by chunk, each chunk going to the workers as soon as it is
+    asked (the same asks as asking the whole batch first), tell every outcome in slot
+    order, then flush the journal once."""
     space = inputs.space
     mark = time.perf_counter()
-    asked = ask_batch(study, space, slots, batch_no, options.seed, options.sampler, fixed)
-    tasks = [TrialTask(t.number, slot, apply_params(
-        inputs.base_raw, trial_values(space, labels)), inputs.base_dir,
-        options.walk_forward) for slot, (t, labels) in zip(slots, asked, strict=True)]
+    start_batch(study, batch_no, options.seed, options.sampler)
+    asked: list[tuple[Any, dict[str, Any]]] = []
+    handles = []
+    for size in runner.plan(len(slots)):
+        part = slots[len(asked):len(asked) + size]
+        chunk = ask_slots(study, space, part, fixed)
+        asked += chunk
+        handles.append(runner.submit([TrialTask(
+            t.number, slot, apply_params(inputs.base_raw, trial_values(space, labels)),
+            inputs.base_dir, options.walk_forward)
+            for slot, (t, labels) in zip(part, chunk, strict=True)]))
+        if len(handles) == 1:
+            log.info("sweep_batch_started", batch=batch_no, slots=len(slots))
     lap, mark = _lap(mark)
     clock.ask_secs += lap
-    log.info("sweep_batch_started", batch=batch_no, slots=len(slots))
-    outcomes = runner.run(tasks)
+    outcomes = runner.gather(handles)
     lap, mark = _lap(mark)
     clock.run_secs += lap
     for (trial, _), outcome in zip(asked, outcomes, strict=True):
