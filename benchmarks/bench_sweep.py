@@ -23,10 +23,13 @@ spent inside a backtest, per trial. With 1 worker that is the issue's "wall minu
 backtests"; with N workers every second the driver spends asking or telling counts N
 times (all workers wait for it), and so does a worker left idle at the end of a batch.
 Each line also splits the wall time (``SweepClock``): runner start (spawning workers,
-shipping the panel), opening the study, asks, the runner's batches, tells, journal
-flushes; ``idle`` = batches × workers − Σ backtest (shipping tasks and outcomes, workers
-waiting for the batch's last trial). ``per-batch`` overhead leaves out the one-time runner
-start. Figures, not asserts; the machine may be shared (load average printed).
+shipping the panel), opening the study, then per trial: asking (the workers already run
+the batch's first chunks meanwhile), waiting for the rest of the batch, telling, journal
+flushes; ``idle`` = (asking + waiting) × workers − Σ backtest: worker-seconds of the
+batches not spent in a backtest (waiting for the sampler's first chunk, shipping tasks
+and outcomes, waiting for the batch's last trial). ``per-batch`` overhead leaves out the
+one-time runner start. Figures, not asserts; the machine may be shared (load average
+printed).
 """
 
 from __future__ import annotations
@@ -117,10 +120,11 @@ def _report(name: str, r: dict[str, Any], workers: int) -> None:
           f"trials/s={n / r['wall']:.2f} mean backtest={r['backtest'] / n * 1000:.0f}ms "
           f"overhead/trial={overhead_ms:.1f}ms (per-batch {per_batch_ms:.1f}ms) "
           f"best=#{r['best'][0]} {r['best'][2]:.4f} {r['best'][1]}")
-    idle = c.run_secs * workers - r["backtest"]
+    idle = (c.ask_secs + c.run_secs) * workers - r["backtest"]
     print(f"       split: start {c.start_secs:.2f}s open {c.open_secs:.2f}s, per trial: "
-          f"ask {c.ask_secs / n * 1000:.1f}ms tell {c.tell_secs / n * 1000:.1f}ms "
-          f"flush {c.flush_secs / n * 1000:.1f}ms idle {idle / n * 1000:.1f} worker-ms")
+          f"ask {c.ask_secs / n * 1000:.1f}ms wait {c.run_secs / n * 1000:.0f}ms "
+          f"tell {c.tell_secs / n * 1000:.1f}ms flush {c.flush_secs / n * 1000:.1f}ms "
+          f"idle {idle / n * 1000:.1f} worker-ms")
 
 
 def _driver_only(workdir: Path, trials: int) -> None:
