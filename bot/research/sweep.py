@@ -162,9 +162,9 @@ def _best_value(study_rows: list[Any], direction: str) -> float | None:
 @dataclass(slots=True)
 class SweepClock:
     """Where a run's wall time went, in seconds (``benchmarks/bench_sweep.py`` prints it):
-    starting the runner, opening and planning the study, the driver's asks, the runner's
-    batches (backtests plus shipping and idle workers), the tells and the journal flushes.
-    ``backtest_secs`` is the sum of the trials' own backtest times (inside the workers)."""
+    starting the runner, opening and planning the study, asking the batches (workers run
+    the first chunks meanwhile), waiting for the rest of each batch, the tells and the
+    journal flushes. ``backtest_secs`` sums the trials' own backtest times (in workers)."""
 
     start_secs: float = 0.0
     open_secs: float = 0.0
