@@ -7,6 +7,9 @@ not depend on the number of workers, and survive a resume (the sampler's RNG sta
 stored). A trial's ``slot`` (0..N−1, its place in the sweep) is a user attribute; trials
 left RUNNING by a crash are marked FAIL on resume and their slots re-run with the same
 params (enqueued). Non-finite objectives are told as FAIL explicitly.
+
+The journal is a ``BatchJournal`` (one write + fsync per batch, ``flush_journal``): a kill
+loses only the batch that was running, which is asked again from its seed on resume.
 """
 
 from __future__ import annotations
