@@ -138,24 +138,25 @@ def _driver_only(workdir: Path, trials: int) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = load_space(workdir / "space.toml")
-    storages = {"optuna JournalFileBackend": lambda: JournalStorage(JournalFileBackend(
-                    str(workdir / "optuna.journal"))),
-                "BatchJournal": lambda: JournalStorage(BatchJournal(workdir / "batch.journal")),
-                "InMemoryStorage": InMemoryStorage}
-    for label, make in storages.items():
-        study = optuna.create_study(storage=make(), direction="maximize")
-        ask, tell = _ask_tell(study, space, trials)
+    batch_journal = BatchJournal(workdir / "batch.journal")
+    storages = {"optuna JournalFileBackend": (JournalStorage(JournalFileBackend(
+                    str(workdir / "optuna.journal"))), None),
+                "BatchJournal": (JournalStorage(batch_journal), batch_journal),
+                "InMemoryStorage": (InMemoryStorage(), None)}
+    for label, (storage, flushable) in storages.items():
+        study = optuna.create_study(storage=storage, direction="maximize")
+        ask, tell = _ask_tell(study, space, trials, flushable)
         print(f"driver {label:26s} per trial: ask {ask / trials * 1000:5.1f}ms "
               f"tell+flush {tell / trials * 1000:5.1f}ms")
 
 
-def _ask_tell(study: Any, space: Any, trials: int, batch: int = 8) -> tuple[float, float]:
-    """Ask and tell ``trials`` in batches as the sweep does; made-up metrics from k."""
-    from bot.research.batch_journal import BatchJournal
+def _ask_tell(study: Any, space: Any, trials: int, journal: Any, batch: int = 8
+              ) -> tuple[float, float]:
+    """Ask and tell ``trials`` in batches as the sweep does (flushing ``journal``, if any,
+    after each); made-up metrics from k."""
     from bot.research.study import ask_batch, tell_outcome
     from bot.research.trial import TrialOutcome
 
-    backend = getattr(study._storage, "_backend", None)
     ask = tell = 0.0
     for b in range(trials // batch):
         slots = list(range(b * batch, (b + 1) * batch))
@@ -167,8 +168,8 @@ def _ask_tell(study: Any, space: Any, trials: int, batch: int = 8) -> tuple[floa
             metrics = {"sharpe": 0.1 * k + 0.01 * ((slot * 7919) % 13), "max_drawdown": 0.3}
             tell_outcome(study, trial, TrialOutcome(trial.number, slot, metrics, None, None,
                                                     None, 0.0), space)
-        if isinstance(backend, BatchJournal):
-            backend.flush()
+        if journal is not None:
+            journal.flush()
         ask += asked_at - started
         tell += time.perf_counter() - asked_at
     return ask, tell

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ STUDY_NAME = "allocbot-sweep"
 JOURNAL_FILE = "study.journal"
 RESULT_ATTR = "result"  # set on every trial that finished (ok, infeasible or failed)
 SEED_STRIDE = 100003
+_JOURNALS: weakref.WeakKeyDictionary[Any, BatchJournal] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +87,15 @@ def open_study(out_dir: Path, direction: str, settings: dict[str, Any],
     except BaseException:
         backend.close()
         raise
+    _JOURNALS[study] = backend
     return study
 
 
 def _journal(study: optuna.Study) -> BatchJournal:
-    from bot.research.batch_journal import BatchJournal
-
-    backend = getattr(study._storage, "_backend", None)
-    if not isinstance(backend, BatchJournal):
+    journal = _JOURNALS.get(study)
+    if journal is None:
         raise TypeError("the study was not opened by open_study")  # a bug, not input
-    return backend
+    return journal
 
 
 def flush_journal(study: optuna.Study) -> None:
