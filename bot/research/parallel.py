@@ -1,6 +1,8 @@
 """Where a sweep's trials run: in the driver, on local worker processes, or on an
-existing Dask distributed cluster. Every runner takes one batch of trials and returns
-their outcomes in the batch's order, so results never depend on where they ran.
+existing Dask distributed cluster. Every runner takes one batch of trials, chunk by chunk
+as the driver asks them (workers start on the first chunk while the sampler proposes the
+next), and returns their outcomes in the batch's order, so results never depend on where
+they ran.
 
 Each runner ships the price panel to a worker once (pool initializer / ``scatter``) and
 sends trials in chunks of at least ``MIN_TASK_SECS`` of work (judged from the trials so
@@ -13,7 +15,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
 
 import pandas as pd
@@ -28,23 +30,40 @@ MIN_TASK_SECS = 0.1  # FIELD-NOTES: batch Dask tasks to >= ~100 ms of work each
 
 
 class TrialRunner(Protocol):
+    """Cuts a batch into chunks (``plan``), starts each chunk as soon as the driver has
+    asked its trials (``submit``), and returns the outcomes in the batch's order
+    (``gather``)."""
+
     workers: int
 
-    def run(self, tasks: list[TrialTask]) -> list[TrialOutcome]: ...
+    def plan(self, n_trials: int) -> list[int]: ...
+
+    def submit(self, tasks: list[TrialTask]) -> Any: ...
+
+    def gather(self, handles: list[Any]) -> list[TrialOutcome]: ...
 
     def close(self) -> None: ...
 
 
-def chunks(tasks: Sequence[TrialTask], workers: int, mean_trial_secs: float | None
-           ) -> list[list[TrialTask]]:
-    """``tasks`` cut into contiguous chunks of ≥ ``MIN_TASK_SECS`` of expected work, at
-    most one per worker (before any trial was timed: one chunk per worker)."""
-    if not tasks:
+def chunk_sizes(n_trials: int, workers: int, mean_trial_secs: float | None) -> list[int]:
+    """The sizes of ``n_trials`` contiguous chunks of ≥ ``MIN_TASK_SECS`` of expected work,
+    at most one per worker (before any trial was timed: one chunk per worker)."""
+    if n_trials <= 0:
         return []
-    widest = math.ceil(len(tasks) / max(1, workers))
+    widest = math.ceil(n_trials / max(1, workers))
     size = widest if not mean_trial_secs else min(
         widest, max(1, math.ceil(MIN_TASK_SECS / mean_trial_secs)))
-    return [list(tasks[i:i + size]) for i in range(0, len(tasks), size)]
+    return [min(size, n_trials - i) for i in range(0, n_trials, size)]
+
+
+def chunks(tasks: Sequence[TrialTask], workers: int, mean_trial_secs: float | None
+           ) -> list[list[TrialTask]]:
+    """``tasks`` cut by ``chunk_sizes``, in order."""
+    out, start = [], 0
+    for size in chunk_sizes(len(tasks), workers, mean_trial_secs):
+        out.append(list(tasks[start:start + size]))
+        start += size
+    return out
 
 
 class _TrialClock:
@@ -64,16 +83,22 @@ class _TrialClock:
 
 
 class InlineRunner:
-    """Trials in the driver process (``--jobs 1``)."""
+    """Trials in the driver process (``--jobs 1``): a chunk runs when gathered."""
 
     workers = 1
 
     def __init__(self, prices: pd.DataFrame) -> None:
         self._prices = prices
 
-    def run(self, tasks: list[TrialTask]) -> list[TrialOutcome]:
+    def plan(self, n_trials: int) -> list[int]:
+        return chunk_sizes(n_trials, 1, None)
+
+    def submit(self, tasks: list[TrialTask]) -> list[TrialTask]:
+        return tasks
+
+    def gather(self, handles: list[list[TrialTask]]) -> list[TrialOutcome]:
         with threadpool_limits(limits=1):
-            return [evaluate(self._prices, task) for task in tasks]
+            return [evaluate(self._prices, task) for chunk in handles for task in chunk]
 
     def close(self) -> None:
         pass
@@ -91,9 +116,14 @@ def _run_in_worker(tasks: list[TrialTask]) -> list[TrialOutcome]:
     return run_trials(_worker_prices, tasks)
 
 
+def _worker_ready() -> bool:
+    return _worker_prices is not None
+
+
 class ProcessRunner:
     """``--jobs N`` local worker processes (spawned: the driver may run a progress thread,
-    and forking a threaded process can deadlock)."""
+    and forking a threaded process can deadlock), started here so that their start-up
+    (imports, the panel) is not charged to the first batch."""
 
     def __init__(self, prices: pd.DataFrame, workers: int) -> None:
         self.workers = workers
@@ -101,11 +131,17 @@ class ProcessRunner:
         self._pool = ProcessPoolExecutor(max_workers=workers,
                                          mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_init_worker, initargs=(prices,))
+        for ready in [self._pool.submit(_worker_ready) for _ in range(workers)]:
+            ready.result()
 
-    def run(self, tasks: list[TrialTask]) -> list[TrialOutcome]:
-        futures = [self._pool.submit(_run_in_worker, chunk)
-                   for chunk in chunks(tasks, self.workers, self._clock.mean)]
-        return self._clock.add([outcome for f in futures for outcome in f.result()])
+    def plan(self, n_trials: int) -> list[int]:
+        return chunk_sizes(n_trials, self.workers, self._clock.mean)
+
+    def submit(self, tasks: list[TrialTask]) -> Future[list[TrialOutcome]]:
+        return self._pool.submit(_run_in_worker, tasks)
+
+    def gather(self, handles: list[Future[list[TrialOutcome]]]) -> list[TrialOutcome]:
+        return self._clock.add([outcome for f in handles for outcome in f.result()])
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -128,10 +164,14 @@ class DaskRunner:
         self._prices = self._client.scatter(prices, broadcast=True)
         self._clock = _TrialClock()
 
-    def run(self, tasks: list[TrialTask]) -> list[TrialOutcome]:
-        futures = [self._client.submit(run_trials, self._prices, chunk, pure=False)
-                   for chunk in chunks(tasks, self.workers, self._clock.mean)]
-        return self._clock.add([o for batch in self._client.gather(futures) for o in batch])
+    def plan(self, n_trials: int) -> list[int]:
+        return chunk_sizes(n_trials, self.workers, self._clock.mean)
+
+    def submit(self, tasks: list[TrialTask]) -> Any:
+        return self._client.submit(run_trials, self._prices, tasks, pure=False)
+
+    def gather(self, handles: list[Any]) -> list[TrialOutcome]:
+        return self._clock.add([o for batch in self._client.gather(handles) for o in batch])
 
     def close(self) -> None:
         if self._own:

@@ -7,12 +7,16 @@ not depend on the number of workers, and survive a resume (the sampler's RNG sta
 stored). A trial's ``slot`` (0..N−1, its place in the sweep) is a user attribute; trials
 left RUNNING by a crash are marked FAIL on resume and their slots re-run with the same
 params (enqueued). Non-finite objectives are told as FAIL explicitly.
+
+The journal is a ``BatchJournal`` (one write + fsync per batch, ``flush_journal``): a kill
+loses only the batch that was running, which is asked again from its seed on resume.
 """
 
 from __future__ import annotations
 
 import itertools
 import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,10 +28,13 @@ from bot.research.trial import TrialOutcome
 if TYPE_CHECKING:
     import optuna
 
+    from bot.research.batch_journal import BatchJournal
+
 STUDY_NAME = "allocbot-sweep"
 JOURNAL_FILE = "study.journal"
 RESULT_ATTR = "result"  # set on every trial that finished (ok, infeasible or failed)
 SEED_STRIDE = 100003
+_JOURNALS: weakref.WeakKeyDictionary[Any, BatchJournal] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +55,12 @@ def batch_seed(seed: int, batch_no: int) -> int:
 def open_study(out_dir: Path, direction: str, settings: dict[str, Any],
                resume: bool) -> optuna.Study:
     """Create the study in ``out_dir``'s journal, or load it on ``resume`` after checking
-    it was made with the same settings."""
+    it was made with the same settings. The journal is a ``BatchJournal``: the caller
+    flushes it once per batch (``flush_journal``) and closes it (``close_journal``)."""
     import optuna
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+
+    from bot.research.batch_journal import BatchJournal
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     journal = out_dir / JOURNAL_FILE
@@ -61,19 +70,43 @@ def open_study(out_dir: Path, direction: str, settings: dict[str, Any],
     if resume and not journal.exists():
         raise ConfigError(f"--resume: no sweep to resume in {out_dir} ({journal.name} missing)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(journal)))
-    study = optuna.create_study(study_name=STUDY_NAME, storage=storage,
-                                direction=direction,  # type: ignore[arg-type]
-                                load_if_exists=resume)
-    stored = study.user_attrs.get("settings")
-    if stored is None:
-        study.set_user_attr("settings", settings)
-    else:
-        changed = sorted(k for k in settings if stored.get(k) != settings[k])
-        if changed:
-            raise ConfigError(f"--resume: the sweep in {out_dir} was started with different "
-                              f"{', '.join(changed)}; resume with the same inputs")
+    backend = BatchJournal(journal)
+    try:
+        study = optuna.create_study(study_name=STUDY_NAME, storage=JournalStorage(backend),
+                                    direction=direction,  # type: ignore[arg-type]
+                                    load_if_exists=resume)
+        stored = study.user_attrs.get("settings")
+        if stored is None:
+            study.set_user_attr("settings", settings)
+        else:
+            changed = sorted(k for k in settings if stored.get(k) != settings[k])
+            if changed:
+                raise ConfigError(f"--resume: the sweep in {out_dir} was started with "
+                                  f"different {', '.join(changed)}; resume with the same inputs")
+        backend.flush()
+    except BaseException:
+        backend.close()
+        raise
+    _JOURNALS[study] = backend
     return study
+
+
+def _journal(study: optuna.Study) -> BatchJournal:
+    journal = _JOURNALS.get(study)
+    if journal is None:
+        raise TypeError("the study was not opened by open_study")  # a bug, not input
+    return journal
+
+
+def flush_journal(study: optuna.Study) -> None:
+    """Make everything told so far durable (one write + fsync): call after each batch."""
+    _journal(study).flush()
+
+
+def close_journal(study: optuna.Study) -> None:
+    """Release the journal file (unflushed entries are dropped, as a kill would); the
+    study stays readable in memory."""
+    _journal(study).close()
 
 
 def abandon_stale(study: optuna.Study) -> dict[int, dict[str, Any]]:
@@ -140,13 +173,17 @@ def grid_points(space: SweepSpace) -> list[dict[str, Any]]:
             for combo in itertools.product(*axes)]
 
 
-def ask_batch(study: optuna.Study, space: SweepSpace, slots: list[int], batch_no: int,
-              seed: int, sampler: str, fixed: dict[int, dict[str, Any]]
-              ) -> list[tuple[optuna.Trial, dict[str, Any]]]:
-    """Ask one trial per slot (enqueued params where ``fixed`` has them); (trial, labels)."""
+def start_batch(study: optuna.Study, batch_no: int, seed: int, sampler: str) -> None:
+    """Give the study batch ``batch_no``'s fresh sampler (seeded from the study seed)."""
+    study.sampler = _sampler(sampler, seed, batch_no)
+
+
+def ask_slots(study: optuna.Study, space: SweepSpace, slots: list[int],
+              fixed: dict[int, dict[str, Any]]) -> list[tuple[optuna.Trial, dict[str, Any]]]:
+    """Ask one trial per slot (enqueued params where ``fixed`` has them); (trial, labels).
+    A batch may be asked in several calls: the sampler carries on where it stopped."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # optuna: "fixed param out of range"
-        study.sampler = _sampler(sampler, seed, batch_no)
         asked = []
         for slot in slots:
             if slot in fixed:
@@ -157,6 +194,14 @@ def ask_batch(study: optuna.Study, space: SweepSpace, slots: list[int], batch_no
                 trial.set_user_attr("slot", slot)
             asked.append((trial, {p.path: _suggest(trial, p) for p in space.params}))
     return asked
+
+
+def ask_batch(study: optuna.Study, space: SweepSpace, slots: list[int], batch_no: int,
+              seed: int, sampler: str, fixed: dict[int, dict[str, Any]]
+              ) -> list[tuple[optuna.Trial, dict[str, Any]]]:
+    """A whole batch at once: ``start_batch`` then ``ask_slots``."""
+    start_batch(study, batch_no, seed, sampler)
+    return ask_slots(study, space, slots, fixed)
 
 
 def tell_outcome(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome,

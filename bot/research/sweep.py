@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,10 +27,13 @@ from bot.research.parallel import DaskRunner, InlineRunner, ProcessRunner, Trial
 from bot.research.space import Choice, SweepSpace, apply_params, check_space, probe_configs
 from bot.research.study import (
     abandon_stale,
-    ask_batch,
+    ask_slots,
+    close_journal,
     finished_trials,
+    flush_journal,
     grid_points,
     open_study,
+    start_batch,
     tell_outcome,
 )
 from bot.research.trial import TrialOutcome, TrialTask
@@ -155,33 +159,47 @@ def _best_value(study_rows: list[Any], direction: str) -> float | None:
     return max(values) if direction == "maximize" else min(values)
 
 
+@dataclass(slots=True)
+class SweepClock:
+    """Where a run's wall time went, in seconds (``benchmarks/bench_sweep.py`` prints it):
+    starting the runner, opening and planning the study, asking the batches (workers run
+    the first chunks meanwhile), waiting for the rest of each batch, the tells and the
+    journal flushes. ``backtest_secs`` sums the trials' own backtest times (in workers)."""
+
+    start_secs: float = 0.0
+    open_secs: float = 0.0
+    ask_secs: float = 0.0
+    run_secs: float = 0.0
+    tell_secs: float = 0.0
+    flush_secs: float = 0.0
+    backtest_secs: float = 0.0
+    trials: int = 0
+
+
 def run_sweep(options: SweepOptions, inputs: SweepInputs, on_batch: OnBatch | None = None
-              ) -> tuple[Any, float]:
-    """Run the sweep to ``trials`` finished trials; returns (study, summed backtest secs of
-    this run). Ctrl-C/SIGKILL leave a journal that ``--resume`` continues."""
+              ) -> tuple[Any, SweepClock]:
+    """Run the sweep to ``trials`` finished trials; returns (study, where this run's time
+    went). The journal is flushed once per batch: Ctrl-C/SIGKILL leave every finished
+    batch, which ``--resume`` continues."""
     space = inputs.space
     grid = grid_points(space) if options.sampler == "grid" else None
+    clock = SweepClock()
+    mark = time.perf_counter()
     runner = make_runner(options, inputs.prices_in_sample)  # connect before touching --out
+    clock.start_secs, mark = _lap(mark)
+    study = None
     try:
         study = open_study(options.out_dir, space.objective.direction, inputs.settings,
                            options.resume)
         (options.out_dir / RETURNS_DIR).mkdir(exist_ok=True)
         total, pending, fixed = _plan(study, options, space, grid)
+        flush_journal(study)  # the stale trials' FAIL
+        clock.open_secs, _ = _lap(mark)
         log.info("sweep_started", trials=total, already_finished=total - len(pending),
                  sampler=options.sampler, seed=options.seed, workers=runner.workers,
                  out=str(options.out_dir))
-        backtest_secs = 0.0
         for batch_no, slots in _batches(pending, options.batch_size):
-            asked = ask_batch(study, space, slots, batch_no, options.seed, options.sampler,
-                              fixed)
-            tasks = [TrialTask(t.number, slot, apply_params(
-                inputs.base_raw, trial_values(space, labels)), inputs.base_dir,
-                options.walk_forward) for slot, (t, labels) in zip(slots, asked, strict=True)]
-            outcomes = runner.run(tasks)
-            for (trial, _), outcome in zip(asked, outcomes, strict=True):
-                _save_returns(options.out_dir, outcome)
-                tell_outcome(study, trial, outcome, space)
-                backtest_secs += outcome.backtest_secs
+            _run_batch(study, options, inputs, runner, batch_no, slots, fixed, clock)
             rows = finished_trials(study)
             best = _best_value(rows, space.objective.direction)
             log.info("sweep_batch_finished", batch=batch_no, finished=len(rows), trials=total,
@@ -189,8 +207,53 @@ def run_sweep(options: SweepOptions, inputs: SweepInputs, on_batch: OnBatch | No
             if on_batch is not None:
                 on_batch(len(rows), total, best)
     finally:
+        if study is not None:
+            close_journal(study)
         runner.close()
-    return study, backtest_secs
+    return study, clock
+
+
+def _lap(mark: float) -> tuple[float, float]:
+    now = time.perf_counter()
+    return now - mark, now
+
+
+def _run_batch(study: Any, options: SweepOptions, inputs: SweepInputs, runner: TrialRunner,
+               batch_no: int, slots: list[int], fixed: dict[int, dict[str, Any]],
+               clock: SweepClock) -> None:
+    """Ask one batch chunk by chunk, each chunk going to the workers as soon as it is
+    asked (the same asks as asking the whole batch first), tell every outcome in slot
+    order, then flush the journal once."""
+    space = inputs.space
+    mark = time.perf_counter()
+    start_batch(study, batch_no, options.seed, options.sampler)
+    asked: list[tuple[Any, dict[str, Any]]] = []
+    handles = []
+    for size in runner.plan(len(slots)):
+        part = slots[len(asked):len(asked) + size]
+        chunk = ask_slots(study, space, part, fixed)
+        asked += chunk
+        handles.append(runner.submit([TrialTask(
+            t.number, slot, apply_params(inputs.base_raw, trial_values(space, labels)),
+            inputs.base_dir, options.walk_forward)
+            for slot, (t, labels) in zip(part, chunk, strict=True)]))
+        if len(handles) == 1:
+            log.info("sweep_batch_started", batch=batch_no, slots=len(slots))
+    lap, mark = _lap(mark)
+    clock.ask_secs += lap
+    outcomes = runner.gather(handles)
+    lap, mark = _lap(mark)
+    clock.run_secs += lap
+    for (trial, _), outcome in zip(asked, outcomes, strict=True):
+        _save_returns(options.out_dir, outcome)
+        tell_outcome(study, trial, outcome, space)
+        clock.backtest_secs += outcome.backtest_secs
+    lap, mark = _lap(mark)
+    clock.tell_secs += lap
+    flush_journal(study)
+    lap, _ = _lap(mark)
+    clock.flush_secs += lap
+    clock.trials += len(slots)
 
 
 def _plan(study: Any, options: SweepOptions, space: SweepSpace,
