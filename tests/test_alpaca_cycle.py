@@ -87,7 +87,8 @@ def scan_for_keys(*texts: str | bytes) -> list[str]:
 
 
 def test_once_alpaca_rebalances_with_sells_before_buys(fake: FakeAlpaca, write_config: Any) -> None:
-    proc = run_cli_in_process("once", "--config", str(alpaca_config(write_config, fake)), env=KEYS_ENV)
+    proc = run_cli_in_process("once", "--config", str(alpaca_config(write_config, fake)),
+                              env=KEYS_ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
     events = json_lines(proc.stdout)
     finished = [e for e in events if e["event"] == "cycle_finished"]
@@ -141,7 +142,8 @@ def test_once_alpaca_market_closed_skips_without_orders(
     fake: FakeAlpaca, write_config: Any
 ) -> None:
     fake.is_open = False
-    proc = run_cli_in_process("once", "--config", str(alpaca_config(write_config, fake)), env=KEYS_ENV)
+    proc = run_cli_in_process("once", "--config", str(alpaca_config(write_config, fake)),
+                              env=KEYS_ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert any(e["event"] == "market_closed" for e in json_lines(proc.stdout))
     assert fake.order_posts() == []
@@ -201,7 +203,8 @@ def test_once_alpaca_keys_absent_from_output_and_state(
     fake.fail_next(
         1, 403, path_prefix="/v2/orders", method="POST"
     )  # a rejection travels into the journal
-    proc = run_cli_in_process("once", "--config", str(alpaca_config(write_config, fake)), env=KEYS_ENV)
+    proc = run_cli_in_process("once", "--config", str(alpaca_config(write_config, fake)),
+                              env=KEYS_ENV)
     state_files = [p.read_bytes() for p in (tmp_path / "state").rglob("*") if p.is_file()]
     assert state_files
     assert scan_for_keys(proc.stdout, proc.stderr, *state_files) == []
@@ -230,7 +233,8 @@ def test_once_alpaca_killed_after_first_order_restart_sends_no_order_twice(
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    restart = run_cli_in_process("once", "--config", str(alpaca_config(write_config, fake)), env=KEYS_ENV)
+    restart = run_cli_in_process("once", "--config", str(alpaca_config(write_config, fake)),
+                                 env=KEYS_ENV)
     assert restart.returncode == 0, restart.stderr[-2000:]
     events = json_lines(restart.stdout)
     assert any(e["event"] == "cycles_interrupted" for e in events)

@@ -156,7 +156,8 @@ def test_drawdown_series_is_fraction_below_running_peak():
 
 def test_check_config_masks_alert_urls_from_the_config_file(tmp_path, write_config):
     url = "json://127.0.0.1:9/hook/tokentokentoken"
-    proc = run_cli_in_process("check-config", "--config", str(write_config({"alerts": {"urls": [url]}})))
+    config = write_config({"alerts": {"urls": [url]}})
+    proc = run_cli_in_process("check-config", "--config", str(config))
     assert proc.returncode == 0, proc.stderr
     assert url not in proc.stdout and "tokentokentoken" not in proc.stdout
 

@@ -102,7 +102,7 @@ def test_alerts_failure_streak_reaches_receiver_once_per_rate_limit_window(
     config = _failing_config(tmp_path, write_config, window_secs)
     with AlertReceiver() as receiver:
         proc = run_cli_in_process("run", "--config", str(config), "--max-cycles", "4",
-                       env={"ALLOCBOT_ALERT_URLS": receiver.url})
+                                  env={"ALLOCBOT_ALERT_URLS": receiver.url})
     assert proc.returncode == 0, proc.stderr
     events = json_lines(proc.stdout)
     # the strategy cannot compute: the cycles hold (no orders) and count as failures
