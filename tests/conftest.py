@@ -140,7 +140,6 @@ def _process_state_restored() -> Iterator[None]:
     import logging
 
     import structlog
-    from threadpoolctl import threadpool_limits
 
     import bot.cli.startup as startup
     import bot.logs as logs
@@ -152,13 +151,13 @@ def _process_state_restored() -> Iterator[None]:
                     for name in ("urllib3", "matplotlib", "PIL", "apscheduler", "apprise")}
     installed, log_format = dict(logs._installed), startup._log_format
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    blas = threadpool_limits(limits=None)  # remembers the current limits
+    blas = _blas_threads_now()
     cwd = Path.cwd()
     try:
         yield
     finally:
         os.chdir(cwd)
-        blas.restore_original_limits()
+        _restore_blas_threads(blas)
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         startup._log_format = log_format
@@ -172,6 +171,24 @@ def _process_state_restored() -> Iterator[None]:
             root.addHandler(handler)
         root.setLevel(root_level)
         structlog.configure(**structlog_config)
+
+
+def _blas_threads_now() -> dict[str, int]:
+    from threadpoolctl import threadpool_info
+
+    return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()}
+
+
+def _restore_blas_threads(before: dict[str, int]) -> None:
+    """Each thread pool back to its count; one the command loaded (e.g. scipy's OpenBLAS)
+    gets what an unpinned pool of this process has, as it would have without the pin."""
+    from threadpoolctl import ThreadpoolController
+
+    unpinned = max(before.values(), default=os.cpu_count() or 1)
+    for lib in ThreadpoolController().lib_controllers:
+        wanted = before.get(lib.filepath, unpinned)
+        if lib.num_threads != wanted:
+            lib.set_num_threads(wanted)
 
 
 def run_cli_in_process(*args: str, env: dict[str, str] | None = None,
