@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -116,6 +120,98 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+@dataclass(frozen=True)
+class CliOutcome:
+    """What ``run_cli_in_process`` saw, shaped like ``subprocess.CompletedProcess`` so a call
+    site can switch runners without changing its asserts."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@contextmanager
+def _process_state_restored() -> Iterator[None]:
+    """Put back what a command changes for the whole process: structlog's and stdlib
+    logging's configuration (handlers bound to the runner's closed streams), the log taps and
+    extra secrets ``bot.logs`` keeps, the CLI's remembered log format, SIGTERM/SIGINT
+    handlers (the daemon installs its own), BLAS thread limits (the CLI pins 1) and the cwd."""
+    import logging
+
+    import structlog
+
+    import bot.cli.startup as startup
+    import bot.logs as logs
+
+    structlog_config = structlog.get_config()
+    root = logging.getLogger()
+    root_handlers, root_level = list(root.handlers), root.level
+    named_levels = {name: logging.getLogger(name).level
+                    for name in ("urllib3", "matplotlib", "PIL", "apscheduler", "apprise")}
+    installed, log_format = dict(logs._installed), startup._log_format
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    blas = _blas_threads_now()
+    cwd = Path.cwd()
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        _restore_blas_threads(blas)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        startup._log_format = log_format
+        logs._installed.clear()
+        logs._installed.update(installed)
+        for name, level in named_levels.items():
+            logging.getLogger(name).setLevel(level)
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in root_handlers:
+            root.addHandler(handler)
+        root.setLevel(root_level)
+        structlog.configure(**structlog_config)
+
+
+def _blas_threads_now() -> dict[str, int]:
+    from threadpoolctl import threadpool_info
+
+    return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()}
+
+
+def _restore_blas_threads(before: dict[str, int]) -> None:
+    """Each thread pool back to its count; one the command loaded (e.g. scipy's OpenBLAS)
+    gets what an unpinned pool of this process has, as it would have without the pin."""
+    from threadpoolctl import ThreadpoolController
+
+    unpinned = max(before.values(), default=os.cpu_count() or 1)
+    for lib in ThreadpoolController().lib_controllers:
+        wanted = before.get(lib.filepath, unpinned)
+        if lib.num_threads != wanted:
+            lib.set_num_threads(wanted)
+
+
+def run_cli_in_process(*args: str, env: dict[str, str] | None = None,
+                       cwd: Path | None = None) -> CliOutcome:
+    """Run ``allocbot ARGS`` in this process (click's CliRunner on the real ``bot.cli.main``),
+    with stdout and stderr captured apart, ``env`` added to the environment and ``cwd`` (the
+    repo by default) as the working directory, as ``run_cli`` does without a new interpreter.
+
+    For tests of what a command does; tests of the process itself (signals, SIGKILL, the
+    instance lock between two processes, the real entry point's exit and streams) keep
+    ``run_cli``. An exception other than SystemExit escapes and fails the test: a traceback
+    is a bug, as it is from the real command.
+    """
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    with _process_state_restored():
+        os.chdir(cwd or REPO)
+        result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    return CliOutcome(tuple(args), result.exit_code, result.stdout, result.stderr)
+
+
 def invoke_cli(*args: str) -> Any:
     """Run ``allocbot ARGS`` in-process with click's CliRunner (faster than a subprocess);
     returns the click Result (``exit_code``, ``stdout``, ``stderr``)."""
@@ -123,4 +219,5 @@ def invoke_cli(*args: str) -> Any:
 
     from bot.cli import main
 
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    with _process_state_restored():
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)

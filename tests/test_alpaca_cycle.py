@@ -1,5 +1,6 @@
-"""``allocbot once`` end to end against FakeAlpaca: a subprocess with the real CLI, config
-``[broker] kind = "alpaca"`` pointing at the local server, keys in the environment."""
+"""``allocbot once`` end to end against FakeAlpaca: the real CLI (in-process; a subprocess
+where it is SIGKILLed), config ``[broker] kind = "alpaca"`` pointing at the local server, keys
+in the environment."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, json_lines, run_cli
+from conftest import REPO, json_lines, run_cli_in_process
 from fake_alpaca import FakeAlpaca
 
 API_KEY = "PKCYCLEKEY0123456789"
@@ -86,7 +87,8 @@ def scan_for_keys(*texts: str | bytes) -> list[str]:
 
 
 def test_once_alpaca_rebalances_with_sells_before_buys(fake: FakeAlpaca, write_config: Any) -> None:
-    proc = run_cli("once", "--config", str(alpaca_config(write_config, fake)), env=KEYS_ENV)
+    proc = run_cli_in_process("once", "--config", str(alpaca_config(write_config, fake)),
+                              env=KEYS_ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
     events = json_lines(proc.stdout)
     finished = [e for e in events if e["event"] == "cycle_finished"]
@@ -118,7 +120,7 @@ def test_once_alpaca_account_not_matching_mode_refuses_to_trade(
     config = alpaca_config(write_config, fake)
     text = config.read_text().replace('mode = "paper"', f'mode = "{mode}"')
     config.write_text(text)
-    proc = run_cli("once", "--config", str(config), *flag, env=KEYS_ENV)
+    proc = run_cli_in_process("once", "--config", str(config), *flag, env=KEYS_ENV)
     assert proc.returncode == 2
     assert "paper" in proc.stderr and account_number not in proc.stderr  # masked
     assert fake.order_posts() == []
@@ -130,7 +132,7 @@ def test_once_alpaca_live_mode_without_confirmation_refuses_before_any_request(
     fake.account_number = "3AB123456"  # a live account
     config = alpaca_config(write_config, fake)
     config.write_text(config.read_text().replace('mode = "paper"', 'mode = "live"'))
-    proc = run_cli("once", "--config", str(config), env=KEYS_ENV)
+    proc = run_cli_in_process("once", "--config", str(config), env=KEYS_ENV)
     assert proc.returncode == 2
     assert "--live" in proc.stderr
     assert fake.requests == []
@@ -140,7 +142,8 @@ def test_once_alpaca_market_closed_skips_without_orders(
     fake: FakeAlpaca, write_config: Any
 ) -> None:
     fake.is_open = False
-    proc = run_cli("once", "--config", str(alpaca_config(write_config, fake)), env=KEYS_ENV)
+    proc = run_cli_in_process("once", "--config", str(alpaca_config(write_config, fake)),
+                              env=KEYS_ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert any(e["event"] == "market_closed" for e in json_lines(proc.stdout))
     assert fake.order_posts() == []
@@ -154,7 +157,7 @@ def test_once_alpaca_flaky_server_rebalances_or_fails_cleanly_never_duplicates(
 ) -> None:
     fake.fail_randomly(0.12, seed=seed)  # 500/429/502, half of them after the server acted
     config = alpaca_config(write_config, fake, retry_budget_secs=5.0, http_timeout_secs=1.0)
-    proc = run_cli("once", "--config", str(config), env=KEYS_ENV, timeout=60)
+    proc = run_cli_in_process("once", "--config", str(config), env=KEYS_ENV)
     # a startup failure is its one line on stderr; the cycle's events are on stdout
     stderr_events = "\n".join(ln for ln in proc.stderr.splitlines() if ln.startswith("{"))
     events = [e["event"] for e in json_lines(proc.stdout) + json_lines(stderr_events)]
@@ -173,7 +176,7 @@ def test_once_alpaca_data_outage_fails_cycle_cleanly_without_orders(
 ) -> None:
     fake.fail_next(1000, 503, path_prefix="/v2/stocks/bars")
     config = alpaca_config(write_config, fake, retry_budget_secs=1.0)
-    proc = run_cli("once", "--config", str(config), env=KEYS_ENV, timeout=60)
+    proc = run_cli_in_process("once", "--config", str(config), env=KEYS_ENV)
     failed = [e for e in json_lines(proc.stdout) if e["event"] == "cycle_failed"]
     assert proc.returncode == 1
     assert failed and "BrokerTransientError" in failed[0]["error"]
@@ -184,9 +187,9 @@ def test_once_alpaca_second_run_sends_no_duplicate_order(
     fake: FakeAlpaca, write_config: Any
 ) -> None:
     config = str(alpaca_config(write_config, fake))
-    assert run_cli("once", "--config", config, env=KEYS_ENV).returncode == 0
+    assert run_cli_in_process("once", "--config", config, env=KEYS_ENV).returncode == 0
     first = len(fake.orders_created())
-    proc = run_cli("once", "--config", config, env=KEYS_ENV)
+    proc = run_cli_in_process("once", "--config", config, env=KEYS_ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
     cids = [p["client_order_id"] for p in posted_orders(fake)]
     assert len(cids) == len(set(cids))
@@ -200,7 +203,8 @@ def test_once_alpaca_keys_absent_from_output_and_state(
     fake.fail_next(
         1, 403, path_prefix="/v2/orders", method="POST"
     )  # a rejection travels into the journal
-    proc = run_cli("once", "--config", str(alpaca_config(write_config, fake)), env=KEYS_ENV)
+    proc = run_cli_in_process("once", "--config", str(alpaca_config(write_config, fake)),
+                              env=KEYS_ENV)
     state_files = [p.read_bytes() for p in (tmp_path / "state").rglob("*") if p.is_file()]
     assert state_files
     assert scan_for_keys(proc.stdout, proc.stderr, *state_files) == []
@@ -229,7 +233,8 @@ def test_once_alpaca_killed_after_first_order_restart_sends_no_order_twice(
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    restart = run_cli("once", "--config", str(alpaca_config(write_config, fake)), env=KEYS_ENV)
+    restart = run_cli_in_process("once", "--config", str(alpaca_config(write_config, fake)),
+                                 env=KEYS_ENV)
     assert restart.returncode == 0, restart.stderr[-2000:]
     events = json_lines(restart.stdout)
     assert any(e["event"] == "cycles_interrupted" for e in events)
@@ -245,7 +250,7 @@ def test_data_fetch_writes_sample_shaped_csv_from_alpaca(
     out = tmp_path / "closes.csv"
     bars = fake.bars
     start, end = bars.index[-30].date(), bars.index[-10].date()
-    proc = run_cli(
+    proc = run_cli_in_process(
         "data",
         "fetch",
         "--config",

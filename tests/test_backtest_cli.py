@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli_in_process
 
 FILES = {"equity.csv", "trades.csv", "weights.csv", "metrics.json", "report.html",
          "report.png"}
@@ -22,8 +22,8 @@ def config(write_config):
 
 def test_backtest_cli_writes_every_file_and_a_summary(config, tmp_path):
     out = tmp_path / "out"
-    proc = run_cli("backtest", "--config", str(config), "--start", "2020-01-02",
-                   "--end", "2021-06-30", "--out", str(out))
+    proc = run_cli_in_process("backtest", "--config", str(config), "--start", "2020-01-02",
+                              "--end", "2021-06-30", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert {p.name for p in out.iterdir()} >= FILES
     equity = pd.read_csv(out / "equity.csv")
@@ -50,14 +50,16 @@ def test_backtest_cli_writes_every_file_and_a_summary(config, tmp_path):
     (("--start", "2021-06-01", "--end", "2021-01-04"), "2021-01-04"),
 ])
 def test_backtest_cli_bad_dates_exit_2_naming_the_date(config, tmp_path, args, named):
-    proc = run_cli("backtest", "--config", str(config), "--out", str(tmp_path / "o"), *args)
+    proc = run_cli_in_process("backtest", "--config", str(config), "--out", str(tmp_path / "o"),
+                              *args)
     assert proc.returncode == 2
     assert named in proc.stderr
 
 
 def test_backtest_cli_unknown_benchmark_exits_2_naming_it(config, tmp_path):
-    proc = run_cli("backtest", "--config", str(config), "--start", "2020-01-02", "--end",
-                   "2020-03-31", "--benchmark", "no_such_thing", "--out", str(tmp_path / "o"))
+    proc = run_cli_in_process("backtest", "--config", str(config), "--start", "2020-01-02",
+                              "--end", "2020-03-31", "--benchmark", "no_such_thing",
+                              "--out", str(tmp_path / "o"))
     assert proc.returncode == 2
     assert "no_such_thing" in proc.stderr
 
@@ -66,8 +68,8 @@ def test_backtest_cli_walk_forward_reports_out_of_sample_folds(write_config, tmp
     config = write_config({"strategy": {"name": "inverse_volatility", "params": None},
                            "backtest": {"calendar": "monthly"}})
     out = tmp_path / "wf"
-    proc = run_cli("backtest", "--config", str(config), "--start", "2020-01-02", "--end",
-                   "2020-12-31", "--walk-forward", "252:63", "--out", str(out))
+    proc = run_cli_in_process("backtest", "--config", str(config), "--start", "2020-01-02",
+                              "--end", "2020-12-31", "--walk-forward", "252:63", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     wf = json.loads((out / "metrics.json").read_text())["walk_forward"]
     assert wf["train_days"] == 252 and wf["test_days"] == 63 and wf["out_of_sample"]

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from bot.config import load_config
 from bot.errors import ConfigError
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli_in_process
 
 
 def test_config_shipped_file_is_valid_and_uses_sim_on_bundled_data():
@@ -77,21 +77,21 @@ def test_config_is_frozen(write_config):
 def test_cli_bad_config_exits_2_names_key_and_sends_nothing(tmp_path: Path, write_config):
     path = write_config({"rebalance": {"drift_rel": -1.0}})
     for command in ("once", "run", "check-config"):
-        proc = run_cli(command, "--config", str(path))
+        proc = run_cli_in_process(command, "--config", str(path))
         assert proc.returncode == 2, proc.stderr
         assert "[rebalance].drift_rel" in proc.stderr
     assert not (tmp_path / "state").exists(), "nothing may be created or sent on a bad config"
 
 
 def test_cli_check_config_prints_resolved_defaults(write_config):
-    proc = run_cli("check-config", "--config", str(write_config()))
+    proc = run_cli_in_process("check-config", "--config", str(write_config()))
     assert proc.returncode == 0, proc.stderr
     assert '"order_wait_secs": 5.0' in proc.stdout
     assert '"resolved_params"' in proc.stdout
 
 
 def test_cli_missing_config_file_exits_2(tmp_path: Path):
-    proc = run_cli("once", "--config", str(tmp_path / "nope.toml"))
+    proc = run_cli_in_process("once", "--config", str(tmp_path / "nope.toml"))
     assert proc.returncode == 2
     assert "config file not found" in proc.stderr
 
@@ -114,7 +114,7 @@ def test_cli_bad_price_data_exits_2_with_clear_error_and_no_order(tmp_path, writ
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(mutate(lines[:400])) + "\n")
     path = write_config({"sim": {"prices": str(bad), "replay_start": None}})
-    proc = run_cli("once", "--config", str(path))
+    proc = run_cli_in_process("once", "--config", str(path))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert expected in proc.stderr.lower() or expected in proc.stderr
     _assert_no_orders(tmp_path)
@@ -122,7 +122,7 @@ def test_cli_bad_price_data_exits_2_with_clear_error_and_no_order(tmp_path, writ
 
 def test_cli_universe_symbol_missing_from_data_exits_2(tmp_path, write_config):
     path = write_config({"universe": {"symbols": ["SPY", "XYZ"]}})
-    proc = run_cli("once", "--config", str(path))
+    proc = run_cli_in_process("once", "--config", str(path))
     assert proc.returncode == 2
     assert "XYZ" in proc.stderr
     _assert_no_orders(tmp_path)

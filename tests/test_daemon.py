@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, json_lines, run_cli
+from tests.conftest import REPO, json_lines, run_cli, run_cli_in_process
 
 
 def _events(lines: list[dict], name: str) -> list[dict]:
@@ -23,6 +23,7 @@ def _events(lines: list[dict], name: str) -> list[dict]:
 
 def test_daemon_runs_max_cycles_then_exits_0_with_json_lines(tmp_path, write_config):
     config = write_config()
+    # the real entry point (a process): its exit code, and stdout holding nothing but JSON
     proc = run_cli("run", "--config", str(config), "--max-cycles", "5")
     assert proc.returncode == 0, proc.stderr
     lines = json_lines(proc.stdout)  # every line is one JSON object
@@ -33,7 +34,7 @@ def test_daemon_runs_max_cycles_then_exits_0_with_json_lines(tmp_path, write_con
     cycle_lines = [e for e in lines if e.get("logger", "").startswith("allocbot.cycle")]
     assert all("cycle_id" in e for e in cycle_lines)
 
-    again = run_cli("run", "--config", str(config), "--max-cycles", "2")
+    again = run_cli_in_process("run", "--config", str(config), "--max-cycles", "2")
     assert again.returncode == 0, again.stderr
     lines2 = json_lines(again.stdout)
     assert _events(lines2, "sim_account_resumed"), "the paper account must persist"
@@ -103,7 +104,7 @@ def test_daemon_sigkill_mid_cycle_restart_sends_no_order_twice_and_converges(tmp
     sent_before = [e["client_order_id"] for e in _events(first, "order_submitted")]
     assert len(sent_before) == 1 < len(intended)
 
-    restart = run_cli("run", "--config", str(config), "--max-cycles", "3")
+    restart = run_cli_in_process("run", "--config", str(config), "--max-cycles", "3")
     assert restart.returncode == 0, restart.stderr
     lines = json_lines(restart.stdout)
     assert _events(lines, "cycles_interrupted")
@@ -126,14 +127,14 @@ def test_daemon_sigkill_mid_cycle_restart_sends_no_order_twice_and_converges(tmp
     assert unsent and all(statuses[c] == "unsent" for c in unsent)
     last = _events(lines, "cycle_finished")[-1]
     assert last["orders_planned"] == 0, "after the restart the account is back at target"
-    status = run_cli("status", "--config", str(config))
+    status = run_cli_in_process("status", "--config", str(config))
     assert status.returncode == 0, status.stderr
     holdings = status.stdout.split("holdings vs targets")[1].split("last cycles")[0]
     assert "SPY" in holdings and "yes" not in holdings, "back at target: nothing drifted"
 
 
 def test_weights_command_prints_json_after_risk_step(write_config):
-    proc = run_cli("weights", "--config", str(write_config()), "--asof", "2010-06-30")
+    proc = run_cli_in_process("weights", "--config", str(write_config()), "--asof", "2010-06-30")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["asof"] == "2010-06-30"
@@ -143,16 +144,16 @@ def test_weights_command_prints_json_after_risk_step(write_config):
 
 
 def test_weights_command_asof_before_data_exits_2(write_config):
-    proc = run_cli("weights", "--config", str(write_config()), "--asof", "1990-01-02")
+    proc = run_cli_in_process("weights", "--config", str(write_config()), "--asof", "1990-01-02")
     assert proc.returncode == 2
     assert "1990-01-02" in proc.stderr
 
 
 def test_live_mode_without_confirmation_refuses(tmp_path, write_config):
     config = write_config()
-    proc = run_cli("once", "--config", str(config), "--live")
+    proc = run_cli_in_process("once", "--config", str(config), "--live")
     assert proc.returncode == 2
     assert "mode is" in proc.stderr and "paper" in proc.stderr
-    proc = run_cli("once", "--config", str(config), env={"ALLOCBOT_CONFIRM_LIVE": "yes"})
+    proc = run_cli_in_process("once", "--config", str(config), env={"ALLOCBOT_CONFIRM_LIVE": "yes"})
     assert proc.returncode == 2
     assert not (tmp_path / "state" / "allocbot.sqlite").exists()

@@ -19,7 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SAMPLE_PRICES, base_config, json_lines, run_cli, to_toml
+from tests.conftest import (
+    REPO,
+    SAMPLE_PRICES,
+    base_config,
+    json_lines,
+    run_cli,
+    run_cli_in_process,
+    to_toml,
+)
 
 DEPLOY = REPO / "deploy"
 ALLOCBOT = Path(sys.executable).parent / "allocbot"
@@ -187,7 +195,8 @@ def test_daemon_replay_end_stops_once_with_exit_0(tmp_path, write_config):
     assert "market_closed" not in names
     stopping = next(e for e in events if e["event"] == "daemon_stopping")
     assert stopping["reason"].startswith("replay_ended")
-    again = run_cli("run", "--config", str(config))  # restarted after the end: stops at once
+    # restarted after the end: stops at once (the command's outcome, read after it returns)
+    again = run_cli_in_process("run", "--config", str(config))
     assert again.returncode == 0, again.stderr
     assert [e["event"] for e in json_lines(again.stdout)].count("cycle_started") == 0
 

@@ -20,7 +20,7 @@ from bot.engine.instance_lock import (
 )
 from bot.engine.journal import Journal
 from bot.errors import EXIT_INSTANCE_LOCKED, StateError, exit_code_for
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, run_cli_in_process
 
 
 def _tree_digest(directory: Path) -> dict[str, str]:
@@ -111,7 +111,7 @@ def test_journal_open_read_only_reads_without_changing_a_byte(tmp_path):
 
 def test_status_on_fresh_state_dir_says_not_run_yet_and_creates_nothing(tmp_path, write_config):
     config = write_config()
-    proc = run_cli("status", "--config", str(config))
+    proc = run_cli_in_process("status", "--config", str(config))
     assert proc.returncode == 0, proc.stderr  # a fresh `allocbot init` must show a status
     assert "no state yet" in proc.stdout and "Traceback" not in proc.stderr
     assert not (tmp_path / "state").exists()
@@ -119,10 +119,10 @@ def test_status_on_fresh_state_dir_says_not_run_yet_and_creates_nothing(tmp_path
 
 def test_status_after_a_cycle_changes_no_byte_of_state(tmp_path, write_config):
     config = write_config()
-    assert run_cli("once", "--config", str(config)).returncode == 0
+    assert run_cli_in_process("once", "--config", str(config)).returncode == 0
     state = tmp_path / "state"
     before = _tree_digest(state)
-    proc = run_cli("status", "--config", str(config))
+    proc = run_cli_in_process("status", "--config", str(config))
     assert proc.returncode == 0, proc.stderr
     assert "holdings vs targets" in proc.stdout
     assert _tree_digest(state) == before

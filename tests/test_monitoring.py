@@ -25,7 +25,7 @@ from bot.monitoring.page import drawdown_series, render_page
 from bot.monitoring.service import Monitor
 from bot.monitoring.status_report import build_status_report
 from bot.monitoring.tap import MonitoringTap
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli_in_process
 
 NY = "America/New_York"
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -156,7 +156,8 @@ def test_drawdown_series_is_fraction_below_running_peak():
 
 def test_check_config_masks_alert_urls_from_the_config_file(tmp_path, write_config):
     url = "json://127.0.0.1:9/hook/tokentokentoken"
-    proc = run_cli("check-config", "--config", str(write_config({"alerts": {"urls": [url]}})))
+    config = write_config({"alerts": {"urls": [url]}})
+    proc = run_cli_in_process("check-config", "--config", str(config))
     assert proc.returncode == 0, proc.stderr
     assert url not in proc.stdout and "tokentokentoken" not in proc.stdout
 

@@ -1,7 +1,8 @@
 """Monitoring on the real daemon: a Prometheus scrape, alerts to a local webhook, the token.
 
-Each test runs ``python -m bot run`` with ``[monitoring]`` port 0 and reads the chosen port
-from the ``monitoring_started`` event.
+Each test of a running daemon runs ``python -m bot run`` with ``[monitoring]`` port 0 and
+reads the chosen port from the ``monitoring_started`` event; the ``--max-cycles`` runs whose
+output is read after they end run the same command in-process.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.conftest import json_lines, run_cli
+from tests.conftest import json_lines, run_cli, run_cli_in_process
 from tests.monitoring_support import (
     AlertReceiver,
     get,
@@ -67,7 +68,7 @@ def test_metrics_scrape_running_daemon_shows_the_journal_figures(tmp_path, write
 
 def test_metrics_after_restart_are_seeded_from_the_journal_not_zero(tmp_path, write_config):
     first = write_config()
-    assert run_cli("run", "--config", str(first), "--max-cycles", "3").returncode == 0
+    assert run_cli_in_process("run", "--config", str(first), "--max-cycles", "3").returncode == 0
     summary, _ = _last_cycle(tmp_path / "state" / "allocbot.sqlite")
     idle = write_config({"schedule": {"interval_secs": 3600, "run_at_start": False},
                          "monitoring": {"metrics_port": 0}}, name="idle.toml")
@@ -100,8 +101,8 @@ def test_alerts_failure_streak_reaches_receiver_once_per_rate_limit_window(
         tmp_path, write_config, window_secs, expected_alerts):
     config = _failing_config(tmp_path, write_config, window_secs)
     with AlertReceiver() as receiver:
-        proc = run_cli("run", "--config", str(config), "--max-cycles", "4",
-                       env={"ALLOCBOT_ALERT_URLS": receiver.url})
+        proc = run_cli_in_process("run", "--config", str(config), "--max-cycles", "4",
+                                  env={"ALLOCBOT_ALERT_URLS": receiver.url})
     assert proc.returncode == 0, proc.stderr
     events = json_lines(proc.stdout)
     # the strategy cannot compute: the cycles hold (no orders) and count as failures
@@ -119,7 +120,7 @@ def test_alerts_failure_streak_reaches_receiver_once_per_rate_limit_window(
 
 def test_alerts_startup_failure_is_sent_before_the_process_exits_2(tmp_path, write_config):
     config = write_config()
-    with AlertReceiver() as receiver:
+    with AlertReceiver() as receiver:  # a process: the alert must be out before it exits
         proc = run_cli("run", "--config", str(config), "--live",
                        env={"ALLOCBOT_ALERT_URLS": receiver.url})
     assert proc.returncode == 2

@@ -17,7 +17,7 @@ from apscheduler.triggers.cron import CronTrigger
 from bot.config import ScheduleSection, load_config
 from bot.monitoring.health import assess_health, previous_fire_time, success_due_after
 from bot.monitoring.status_report import build_status_report
-from tests.conftest import REPO, json_lines, run_cli
+from tests.conftest import REPO, json_lines, run_cli_in_process
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -25,28 +25,28 @@ NEW_YORK = ZoneInfo("America/New_York")
 def test_init_outside_repo_makes_status_and_health_work(tmp_path):
     outside = tmp_path / "ops"
     outside.mkdir()
-    before = run_cli("status", cwd=outside)
+    before = run_cli_in_process("status", cwd=outside)
     assert before.returncode == 2 and "config file not found" in before.stderr
 
-    init = run_cli("init", cwd=outside)
+    init = run_cli_in_process("init", cwd=outside)
     assert init.returncode == 0, init.stderr
     shipped = (REPO / "config.toml").read_text()
     assert (outside / "config.toml").read_text() == shipped
 
-    status = run_cli("status", cwd=outside)
+    status = run_cli_in_process("status", cwd=outside)
     assert status.returncode == 0, status.stderr
     assert "allocbot paper · strategy fixed · broker sim" in status.stdout
     assert "no state yet" in status.stdout
     assert not (outside / "state").exists(), "status is read-only: it creates no state"
-    health = run_cli("health", cwd=outside)
+    health = run_cli_in_process("health", cwd=outside)
     assert health.returncode == 1 and "no cycle yet" in health.stderr
 
-    again = run_cli("init", cwd=outside)
+    again = run_cli_in_process("init", cwd=outside)
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
 def test_init_systemd_fills_in_this_install_paths(tmp_path):
-    proc = run_cli("init", str(tmp_path / "etc"), "--deploy", "systemd")
+    proc = run_cli_in_process("init", str(tmp_path / "etc"), "--deploy", "systemd")
     assert proc.returncode == 0, proc.stderr
     unit = (tmp_path / "etc" / "allocbot.service").read_text()
     exec_start = next(ln for ln in unit.splitlines() if ln.startswith("ExecStart="))
@@ -63,7 +63,7 @@ def test_starter_files_shipped_in_the_package_match_the_repository():
 
 
 def _run_daemon(config: Path, cycles: int) -> list[dict]:
-    proc = run_cli("run", "--config", str(config), "--max-cycles", str(cycles))
+    proc = run_cli_in_process("run", "--config", str(config), "--max-cycles", str(cycles))
     assert proc.returncode == 0, proc.stderr
     return json_lines(proc.stdout)
 
@@ -74,11 +74,11 @@ def test_status_halted_account_shows_banner_rearm_and_equity(write_config):
     lines = _run_daemon(config, 25)
     assert any(e["event"] == "trading_halted" for e in lines)
 
-    text = run_cli("status", "--config", str(config))
+    text = run_cli_in_process("status", "--config", str(config))
     assert text.returncode == 0, text.stderr
     assert "TRADING HALTED: drawdown" in text.stdout
     assert "allocbot rearm" in text.stdout
-    report = json.loads(run_cli("status", "--config", str(config), "--json").stdout)
+    report = json.loads(run_cli_in_process("status", "--config", str(config), "--json").stdout)
     halted = [c for c in report["cycles"] if c["status"] == "halted"]
     assert halted and all(c["equity"] is not None and c["equity"] > 0 for c in halted)
     assert f"{halted[0]['equity']:,.2f}" in text.stdout.split("last cycles")[1]
@@ -86,7 +86,7 @@ def test_status_halted_account_shows_banner_rearm_and_equity(write_config):
     assert account["source"] == "sim_ledger" and account["drawdown"] > 0
     assert report["max_drawdown"] == 0.01 and report["halted_reason"].startswith("drawdown")
 
-    health = run_cli("health", "--config", str(config))
+    health = run_cli_in_process("health", "--config", str(config))
     assert health.returncode == 1 and "trading halted" in health.stderr
 
 
@@ -115,20 +115,20 @@ def test_health_after_cycles_stop_flips_to_1_naming_last_success(write_config):
             finished += json.loads(line).get("event") == "cycle_finished"
             if finished >= 3:
                 break
-        while_running = run_cli("health", "--config", str(config))
+        while_running = run_cli_in_process("health", "--config", str(config))
         assert while_running.returncode == 0, while_running.stderr
         assert while_running.stdout.startswith("ok: last success at")
-        live = json.loads(run_cli("status", "--json", "--config", str(config)).stdout)
+        live = json.loads(run_cli_in_process("status", "--json", "--config", str(config)).stdout)
         assert live["daemon"]["alive"] and live["daemon"]["pid"] == proc.pid
         assert live["next_wake"] is not None
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
     deadline = time.monotonic() + 60
-    verdict = run_cli("health", "--config", str(config))
+    verdict = run_cli_in_process("health", "--config", str(config))
     while verdict.returncode == 0 and time.monotonic() < deadline:
         time.sleep(0.3)
-        verdict = run_cli("health", "--config", str(config))
+        verdict = run_cli_in_process("health", "--config", str(config))
     assert verdict.returncode == 1
     assert "last success at" in verdict.stderr and "no daemon running" in verdict.stderr
 
@@ -161,14 +161,14 @@ def test_state_dir_env_overrides_config(tmp_path, write_config, monkeypatch):
     cfg = load_config(write_config(), check_strategy=False)
     assert cfg.state_db == tmp_path / "elsewhere" / "allocbot.sqlite"
     env = {**os.environ, "ALLOCBOT_STATE_DIR": str(tmp_path / "elsewhere")}
-    proc = run_cli("once", "--config", str(write_config()), env=env)
+    proc = run_cli_in_process("once", "--config", str(write_config()), env=env)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "elsewhere" / "allocbot.sqlite").exists()
     assert not (tmp_path / "state").exists()
 
 
 def test_init_docker_writes_compose_mounting_the_written_config(tmp_path):
-    proc = run_cli("init", str(tmp_path / "bot"), "--deploy", "docker")
+    proc = run_cli_in_process("init", str(tmp_path / "bot"), "--deploy", "docker")
     assert proc.returncode == 0, proc.stderr
     compose = (tmp_path / "bot" / "compose.yaml").read_text()
     mount = next(ln.strip()[2:] for ln in compose.splitlines() if ":/config/config.toml" in ln)

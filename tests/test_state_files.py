@@ -1,6 +1,7 @@
 """State that refuses to be misread: versions, migrations, corrupt/foreign/unwritable files.
 
-Each case runs the real ``allocbot once`` and checks the outcome README's "State" table
+Each case runs the real ``allocbot once`` command (in-process; the two permission cases in a
+child process that drops root's override) and checks the outcome README's "State" table
 documents: exit 2, one line naming the file and the fix, no traceback, nothing sent.
 """
 
@@ -19,7 +20,7 @@ import pytest
 
 from bot.engine.journal import Journal
 from bot.errors import StateError
-from tests.conftest import REPO, base_config, run_cli, to_toml
+from tests.conftest import REPO, CliOutcome, base_config, run_cli_in_process, to_toml
 
 # The schema allocbot wrote before schema versions existed (version 1), copied verbatim
 # as a fixture: a file in this shape must keep working after an upgrade.
@@ -118,7 +119,7 @@ def _write_db(path: Path, script: str) -> None:
     db.close()
 
 
-def _error_line(proc: subprocess.CompletedProcess[str]) -> str:
+def _error_line(proc: CliOutcome | subprocess.CompletedProcess[str]) -> str:
     """The one startup error line (stderr is no terminal here: the startup_failed event)."""
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
@@ -128,7 +129,7 @@ def _error_line(proc: subprocess.CompletedProcess[str]) -> str:
     return str(event["error"])
 
 
-def _assert_refused(proc: subprocess.CompletedProcess[str], state_db: Path, *phrases: str) -> None:
+def _assert_refused(proc: CliOutcome, state_db: Path, *phrases: str) -> None:
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     line = _error_line(proc)
     assert str(state_db) in line
@@ -145,7 +146,7 @@ def state_db(tmp_path: Path) -> Path:
 def test_once_old_unversioned_state_file_is_migrated_and_keeps_its_history(
         write_config, state_db):
     _write_db(state_db, V1_JOURNAL_DDL + V1_SIM_DDL)
-    proc = run_cli("once", "--config", str(write_config()))
+    proc = run_cli_in_process("once", "--config", str(write_config()))
     assert proc.returncode == 0, proc.stderr
     db = sqlite3.connect(state_db)
     assert db.execute("PRAGMA user_version").fetchone()[0] == 1
@@ -160,7 +161,7 @@ def test_once_old_unversioned_state_file_is_migrated_and_keeps_its_history(
 def test_once_newer_schema_version_exits_2_upgrade_or_restore(write_config, state_db):
     _write_db(state_db, V1_JOURNAL_DDL + "PRAGMA user_version = 7;")
     before = state_db.read_bytes()
-    proc = run_cli("once", "--config", str(write_config()))
+    proc = run_cli_in_process("once", "--config", str(write_config()))
     _assert_refused(proc, state_db, "schema version 7 is newer", "upgrade allocbot")
     assert state_db.read_bytes() == before, "never rewritten"
 
@@ -169,26 +170,26 @@ def test_once_foreign_sqlite_file_exits_2_not_an_allocbot_file(write_config, sta
     _write_db(state_db, "CREATE TABLE users (id INTEGER, name TEXT); "
                         "INSERT INTO users VALUES (1, 'x');")
     before = state_db.read_bytes()
-    proc = run_cli("once", "--config", str(write_config()))
+    proc = run_cli_in_process("once", "--config", str(write_config()))
     _assert_refused(proc, state_db, "not an allocbot state file", "users", "state_dir")
     assert state_db.read_bytes() == before
 
 
 def test_once_same_table_names_other_columns_exits_2(write_config, state_db):
     _write_db(state_db, "CREATE TABLE cycles (x TEXT); CREATE TABLE meta (k TEXT);")
-    proc = run_cli("once", "--config", str(write_config()))
+    proc = run_cli_in_process("once", "--config", str(write_config()))
     _assert_refused(proc, state_db, "do not match any known layout")
 
 
 def test_once_half_truncated_journal_exits_2_restore_a_backup(write_config, state_db):
     config = write_config()
     for _ in range(3):
-        assert run_cli("once", "--config", str(config)).returncode == 0
+        assert run_cli_in_process("once", "--config", str(config)).returncode == 0
     size = state_db.stat().st_size
     assert size > 8 * 4096, "enough pages for a cut in the middle"
     with state_db.open("r+b") as f:
         f.truncate(size // 2)
-    proc = run_cli("once", "--config", str(config))
+    proc = run_cli_in_process("once", "--config", str(config))
     _assert_refused(proc, state_db, "corrupt", "restore the file from a backup")
     assert state_db.stat().st_size == size // 2, "never reset"
 
@@ -196,14 +197,14 @@ def test_once_half_truncated_journal_exits_2_restore_a_backup(write_config, stat
 def test_once_garbage_file_exits_2_corrupt(write_config, state_db):
     state_db.parent.mkdir(parents=True)
     state_db.write_bytes(b"this is not a database\n" * 500)
-    proc = run_cli("once", "--config", str(write_config()))
+    proc = run_cli_in_process("once", "--config", str(write_config()))
     _assert_refused(proc, state_db, "corrupt or not an allocbot state file")
 
 
 def test_status_on_corrupt_state_exits_2_naming_file(write_config, state_db):
     state_db.parent.mkdir(parents=True)
     state_db.write_bytes(b"\0" * 8192)
-    proc = run_cli("status", "--config", str(write_config()))
+    proc = run_cli_in_process("status", "--config", str(write_config()))
     assert proc.returncode == 2 and str(state_db) in _error_line(proc)
 
 
@@ -265,7 +266,7 @@ def test_once_unreadable_state_file_exits_2_naming_file(tmp_path):
 
 
 def test_state_files_are_private(write_config, state_db):
-    assert run_cli("once", "--config", str(write_config())).returncode == 0
+    assert run_cli_in_process("once", "--config", str(write_config())).returncode == 0
     assert stat.S_IMODE(state_db.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(state_db.stat().st_mode) == 0o600
     assert stat.S_IMODE((state_db.parent / "allocbot.lock").stat().st_mode) == 0o600
@@ -274,9 +275,9 @@ def test_state_files_are_private(write_config, state_db):
 def test_state_backup_copies_a_consistent_file_and_refuses_overwrite(tmp_path, write_config,
                                                                        state_db):
     config = write_config()
-    assert run_cli("once", "--config", str(config)).returncode == 0
+    assert run_cli_in_process("once", "--config", str(config)).returncode == 0
     dest = tmp_path / "backups" / "copy.sqlite"
-    proc = run_cli("state", "backup", "--config", str(config), str(dest))
+    proc = run_cli_in_process("state", "backup", "--config", str(config), str(dest))
     assert proc.returncode == 0, proc.stderr
     copy, live = sqlite3.connect(dest), sqlite3.connect(state_db)
     assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -287,7 +288,7 @@ def test_state_backup_copies_a_consistent_file_and_refuses_overwrite(tmp_path, w
     copy.close()
     live.close()
     assert stat.S_IMODE(dest.stat().st_mode) == 0o600
-    again = run_cli("state", "backup", "--config", str(config), str(dest))
+    again = run_cli_in_process("state", "backup", "--config", str(config), str(dest))
     assert again.returncode == 2 and "already exists" in _error_line(again)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli_in_process
 from tests.monitoring_support import read_events_until, start_daemon, stop
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -53,7 +53,7 @@ def _journal_figures(db: Path) -> tuple[dict, str]:
 def test_status_page_in_chromium_shows_journal_figures_without_console_errors(
         tmp_path, write_config):
     history = write_config()
-    assert run_cli("run", "--config", str(history), "--max-cycles", "25").returncode == 0
+    assert run_cli_in_process("run", "--config", str(history), "--max-cycles", "25").returncode == 0
     summary, last_status = _journal_figures(tmp_path / "state" / "allocbot.sqlite")
     page = write_config({"schedule": {"interval_secs": 3600, "run_at_start": False},
                          "monitoring": {"http_port": 0}}, name="page.toml")
