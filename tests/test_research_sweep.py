@@ -26,7 +26,7 @@ from bot.research.study import (
     open_study,
 )
 from bot.research.sweep import SweepOptions, prepare, run_sweep
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, run_cli_in_process
 from tests.research_setup import trial_rows, write_config, write_market, write_space
 
 HOLDOUT = date(2021, 6, 30)
@@ -107,7 +107,7 @@ def test_sweep_sigkill_then_resume_finishes_exactly_n_trials_none_repeated(input
     proc.wait(timeout=10)
     finished_before = _results_in_journal(out / "study.journal")
     assert 3 <= finished_before < 8, "the kill must land mid-sweep"
-    resumed = run_cli(*args, "--resume")
+    resumed = run_cli_in_process(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     rows = trial_rows(out)
     assert rows["trial"].tolist() == list(range(8))  # exactly N, none repeated
@@ -196,7 +196,7 @@ def test_sweep_sigkill_between_flushes_loses_only_the_running_batch_and_resumes_
     on_disk = _journal_trials(out)
     assert sorted(t.user_attrs["slot"] for t in on_disk) == [0, 1, 2, 3]
     assert all(t.state.name == "COMPLETE" for t in on_disk)
-    resumed = run_cli(*args, "--resume")
+    resumed = run_cli_in_process(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert _events(resumed.stderr.splitlines(), "sweep_started")[0]["already_finished"] == 4
     _assert_resumed_equals_straight(config, space, out, tmp_path, trials=12, batch=4)
@@ -208,13 +208,14 @@ def test_sweep_torn_last_journal_line_is_cut_and_the_resume_is_exact(inputs, tmp
     the uninterrupted sweep's trials; the file stays readable by Optuna's own backend."""
     config, space = inputs
     out = tmp_path / "torn"
-    first = run_cli(*_sweep_cli(config, space, out, trials=4, batch=2))
+    first = run_cli_in_process(*_sweep_cli(config, space, out, trials=4, batch=2))
     assert first.returncode == 0, first.stderr
     journal = out / "study.journal"
     whole = journal.read_bytes()
     last = whole.rstrip(b"\n").rsplit(b"\n", 1)[1]
     journal.write_bytes(whole + last[: len(last) // 2])  # half an entry, no newline
-    resumed = run_cli(*_sweep_cli(config, space, out, trials=8, batch=2), "--resume")
+    resumed = run_cli_in_process(*_sweep_cli(config, space, out, trials=8, batch=2),
+                                 "--resume")
     assert resumed.returncode == 0, resumed.stderr
     dropped = _events(resumed.stderr.splitlines(), "sweep_journal_torn_tail_dropped")
     assert [e["bytes"] for e in dropped] == [len(last) // 2]
@@ -241,11 +242,13 @@ def test_sweep_second_writer_on_the_same_out_is_refused_naming_the_journal(input
 def test_sweep_best_toml_backtests_to_the_reported_metrics(inputs, tmp_path):
     config, space = inputs
     out = tmp_path / "sweep"
-    proc = run_cli("sweep", "--config", str(config), "--space", str(space), "--trials", "6",
-                   "--jobs", "1", "--holdout", str(HOLDOUT), "--out", str(out))
+    proc = run_cli_in_process("sweep", "--config", str(config), "--space", str(space),
+                              "--trials", "6", "--jobs", "1", "--holdout", str(HOLDOUT),
+                              "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     reported = json.loads((out / "sweep.json").read_text())["best"]["metrics"]
-    bt = run_cli("backtest", "--config", str(out / "best.toml"), "--out", str(tmp_path / "bt"))
+    bt = run_cli_in_process("backtest", "--config", str(out / "best.toml"), "--out",
+                            str(tmp_path / "bt"))
     assert bt.returncode == 0, bt.stderr
     again = json.loads((tmp_path / "bt" / "metrics.json").read_text())["strategy"]
     for key, value in reported.items():
