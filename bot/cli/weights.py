@@ -18,8 +18,7 @@ if TYPE_CHECKING:
 
 def target_weights_report(cfg: Config, prices_path: Path, asof: date | None) -> dict[str, Any]:
     """Weights as of ``asof`` (default: the last date in the file), using only rows ≤ asof."""
-    from bot.engine.runtime import risk_limits
-    from bot.engine.targets import risk_checked_targets
+    from bot.engine.targets import risk_checked_targets, risk_limits
     from brokers.prices import load_universe_prices
 
     prices, symbols = load_universe_prices(prices_path, cfg.universe.symbols)

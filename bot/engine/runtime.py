@@ -15,12 +15,12 @@ import structlog
 from bot.config import Config
 from bot.core.guards import GuardLimits
 from bot.core.rebalance import RebalancePolicy
-from bot.core.risk import RiskLimits
 from bot.core.signal import SignalSchedule
 from bot.engine.cycle import CycleContext, CycleSettings
 from bot.engine.instance_lock import InstanceLock
 from bot.engine.journal import Journal
 from bot.engine.preflight import check_config_references
+from bot.engine.targets import risk_limits
 from bot.errors import ConfigError, LiveTradingNotConfirmed
 from brokers.base import Broker
 from brokers.prices import load_universe_prices
@@ -115,13 +115,6 @@ def sim_costs(cfg: Config) -> SimCosts:
     """The simulator's commission and slippage from ``[sim]``."""
     s = cfg.sim
     return SimCosts(s.commission_bps, s.commission_min, s.slippage_bps)
-
-
-def risk_limits(cfg: Config) -> RiskLimits:
-    k = cfg.risk
-    return RiskLimits(max_var=k.max_var, confidence=k.confidence, method=k.method,
-                      horizon_days=k.horizon_days, lookback_days=k.lookback_days,
-                      max_weight=k.max_weight, safe_asset=k.safe_asset)
 
 
 def rebalance_policy(cfg: Config) -> RebalancePolicy:

@@ -12,15 +12,19 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import structlog
 
 from bot.core.risk import RiskDecision, RiskLimits, apply_risk_limits
 from bot.core.signal import EVERY_DAY, SignalSchedule, is_signal_day
-from bot.engine.journal import Journal
 from strategies import Strategy
 from strategies.errors import StrategyError
+
+if TYPE_CHECKING:  # `allocbot weights` needs steps 4–5 without the journal's SQLite
+    from bot.config import Config
+    from bot.engine.journal import Journal
 
 log = structlog.get_logger("allocbot.targets")
 SIGNAL_KEY = "signal"  # journal meta: {"asof", "strategy", "weights"} of the last signal
@@ -34,6 +38,14 @@ class TargetRules:
     limits: RiskLimits
     signal: SignalSchedule = EVERY_DAY
     excluded: tuple[str, ...] = ()
+
+
+def risk_limits(cfg: Config) -> RiskLimits:
+    """The risk step's limits from ``[risk]``."""
+    k = cfg.risk
+    return RiskLimits(max_var=k.max_var, confidence=k.confidence, method=k.method,
+                      horizon_days=k.horizon_days, lookback_days=k.lookback_days,
+                      max_weight=k.max_weight, safe_asset=k.safe_asset)
 
 
 def strategy_weights(strategy: Strategy, prices: pd.DataFrame, universe: tuple[str, ...],
