@@ -28,15 +28,34 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _logger_levels() -> dict[str, int]:
+    import logging
+
+    return {name: lg.level for name, lg in logging.root.manager.loggerDict.items()
+            if isinstance(lg, logging.Logger)}
+
+
+def _restore_logger_levels(saved: dict[str, int]) -> None:
+    """Every named logger back to its level (NOTSET for one created since): a command run
+    in-process (the sweep sets ``allocbot`` to the backtest's level) must not silence the
+    next test's INFO events in the same worker."""
+    import logging
+
+    for name, lg in list(logging.root.manager.loggerDict.items()):
+        if isinstance(lg, logging.Logger):
+            lg.setLevel(saved.get(name, logging.NOTSET))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_structlog_config():
-    """Commands run in-process (CliRunner) reconfigure structlog for the whole process;
-    give every test the configuration it started with."""
+    """Commands run in-process (CliRunner) reconfigure structlog and logger levels for the
+    whole process; give every test the configuration it started with."""
     import structlog
 
-    saved = structlog.get_config()
+    saved, levels = structlog.get_config(), _logger_levels()
     yield
     structlog.configure(**saved)
+    _restore_logger_levels(levels)
 SAMPLE_PRICES = REPO / "bot" / "sample_market" / "sample_prices.csv"
 
 
@@ -147,8 +166,7 @@ def _process_state_restored() -> Iterator[None]:
     structlog_config = structlog.get_config()
     root = logging.getLogger()
     root_handlers, root_level = list(root.handlers), root.level
-    named_levels = {name: logging.getLogger(name).level
-                    for name in ("urllib3", "matplotlib", "PIL", "apscheduler", "apprise")}
+    levels = _logger_levels()
     installed, log_format = dict(logs._installed), startup._log_format
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     blas = _blas_threads_now()
@@ -163,8 +181,7 @@ def _process_state_restored() -> Iterator[None]:
         startup._log_format = log_format
         logs._installed.clear()
         logs._installed.update(installed)
-        for name, level in named_levels.items():
-            logging.getLogger(name).setLevel(level)
+        _restore_logger_levels(levels)
         for handler in list(root.handlers):
             root.removeHandler(handler)
         for handler in root_handlers:
