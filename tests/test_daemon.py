@@ -9,12 +9,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, json_lines, run_cli, run_cli_in_process
+from tests.monitoring_support import read_events_until
 
 
 def _events(lines: list[dict], name: str) -> list[dict]:
@@ -60,25 +60,10 @@ def _start_daemon(config: Path, extra_env: dict[str, str] | None = None) -> subp
                             env={**os.environ, **(extra_env or {})})
 
 
-def _read_until(proc: subprocess.Popen, event: str, timeout_secs: float = 60) -> list[dict]:
-    seen: list[dict] = []
-    deadline = time.monotonic() + timeout_secs
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(json.loads(line))
-        if seen[-1].get("event") == event:
-            return seen
-    proc.kill()
-    raise AssertionError(f"no {event} within {timeout_secs}s; saw {[e.get('event') for e in seen]}")
-
-
 def test_daemon_sigterm_lets_running_cycle_finish_and_exits_0(tmp_path, write_config):
     config = write_config({"faults": {"enabled": True, "pause_after_submit_secs": 0.3}})
     proc = _start_daemon(config)
-    before = _read_until(proc, "order_submitted")
+    before = read_events_until(proc, "order_submitted", timeout_secs=60)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     lines = before + json_lines(out)
@@ -97,7 +82,7 @@ def test_daemon_sigkill_mid_cycle_restart_sends_no_order_twice_and_converges(tmp
                           name="paused.toml")
     config = write_config({"schedule": {"interval_secs": 0.2}})
     proc = _start_daemon(paused)
-    first = _read_until(proc, "order_submitted")
+    first = read_events_until(proc, "order_submitted", timeout_secs=60)
     proc.send_signal(signal.SIGKILL)  # after intents are journaled, before all are sent
     proc.wait(timeout=30)
     intended = {e["client_order_id"] for e in _events(first, "order_intended")}
