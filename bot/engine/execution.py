@@ -126,6 +126,7 @@ def _send_and_wait(broker: Broker, journal: Journal,
                    settings: ExecutionSettings) -> list[tuple[Order, list[Fill]]]:
     """Submit a batch, then wait for each order; returns each final order with its fills."""
     sent: list[tuple[str, Order, list[Fill] | None]] = []
+    detail = log.is_enabled_for(logging.INFO)  # info fields built only when written
     for cid, symbol, side, qty in batch:
         order = broker.submit_order(OrderRequest(symbol=symbol, side=side, client_order_id=cid,
                                                  qty=qty))
@@ -136,7 +137,7 @@ def _send_and_wait(broker: Broker, journal: Journal,
         else:
             journal.update_from_order(order)
         sent.append((cid, order, final_fills))
-        if log.is_enabled_for(logging.INFO):
+        if detail:
             log.info("order_submitted", client_order_id=cid, symbol=symbol, side=side.value,
                      qty=qty, broker_order_id=order.id, status=order.status.value)
     finals = []
@@ -145,17 +146,18 @@ def _send_and_wait(broker: Broker, journal: Journal,
             order = broker.wait_for_order(cid, settings.order_wait_secs)
             fills = broker.fills_for(cid)
             journal.record_order(order, fills)  # status and fills: one transaction
-        _log_outcome(order, sum(f.commission for f in fills))
+        _log_outcome(order, sum(f.commission for f in fills), detail)
         finals.append((order, fills))
     return finals
 
 
-def _log_outcome(order: Order, commission: float) -> None:
-    if order.status is OrderStatus.FILLED and not log.is_enabled_for(logging.INFO):
+def _log_outcome(order: Order, commission: float, detail: bool) -> None:
+    """``order_filled`` at info (only when ``detail``); every other outcome is a warning."""
+    if order.status is OrderStatus.FILLED and not detail:
         return
     fields = {"client_order_id": order.client_order_id, "symbol": order.symbol,
-                  "side": order.side.value, "qty": order.qty, "filled_qty": order.filled_qty,
-                  "filled_avg_price": order.filled_avg_price, "status": order.status.value}
+              "side": order.side.value, "qty": order.qty, "filled_qty": order.filled_qty,
+              "filled_avg_price": order.filled_avg_price, "status": order.status.value}
     if order.status is OrderStatus.FILLED:
         log.info("order_filled", commission=round(commission, 4), **fields)
     elif order.status is OrderStatus.REJECTED:

@@ -20,7 +20,6 @@ class MemoryLedger:
     """``SimLedger``'s interface without a database (one process, caller serialises)."""
 
     def __init__(self) -> None:
-        self._state: LedgerState | None = None
         self._orders: dict[str, Order] = {}  # client_order_id → order, in booking order
         self._order_ids: set[str] = set()
         self._fills: dict[str, list[Fill]] = {}
@@ -28,8 +27,7 @@ class MemoryLedger:
 
     def load_or_create(self, starting_cash: float) -> LedgerState:
         """A new account holding ``starting_cash`` (a memory ledger is always new)."""
-        self._state = LedgerState(True, float(starting_cash), None, False, {})
-        return self._state
+        return LedgerState(True, float(starting_cash), None, False, {})
 
     def save_cursor(self, cursor_date: str | None, ended: bool) -> None:
         """Nothing to persist: the broker keeps its cursor itself."""
