@@ -13,6 +13,7 @@ from strategies.base import StrategyConfigError, StrategyError
 from strategies.costed_qp import LinearTerms, solve_costed_qp, turnover
 from strategies.estimators import factor_covariance
 from strategies.qp import solve_qp
+from tests.test_optimizers import prices_frame
 
 FAMILIES = ("random", "factor", "near_singular")
 MV_FAMILY = ["min_variance", "mean_variance", "max_sharpe", "efficient_risk", "black_litterman"]
@@ -148,14 +149,6 @@ def test_solve_qp_families_satisfy_kkt(family: str, lam: float) -> None:
 # ---- through the registry ---------------------------------------------------------------
 
 
-def prices_frame(n_assets: int = 6, n_days: int = 400, seed: int = 3) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    factor = rng.normal(0, 0.008, size=(n_days, 1))
-    rets = factor * rng.uniform(0.5, 1.5, n_assets) + rng.normal(0.0005, 0.01,
-                                                               (n_days, n_assets))
-    return pd.DataFrame(100 * np.cumprod(1 + rets, axis=0),
-                        index=pd.bdate_range("2021-01-04", periods=n_days),
-                        columns=[f"S{i}" for i in range(n_assets)])
 
 
 def build(name: str, **params: object) -> strategies.Strategy:
