@@ -19,6 +19,7 @@ from bot.core.risk import (
     apply_risk_limits,
     historical_cvar,
     historical_var,
+    linear_quantile,
     parametric_cvar,
     parametric_var,
     portfolio_returns,
@@ -252,3 +253,11 @@ def test_apply_limits_property_breach_lands_exactly_on_limit(
 def test_apply_limits_weights_summing_above_one_raise(market: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="sum to"):
         apply_risk_limits(pd.Series({"SPY": 0.7, "TLT": 0.4}), market, RiskLimits())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(-0.2, 0.2, allow_nan=False), min_size=2, max_size=400),
+       st.floats(0.001, 0.999))
+def test_linear_quantile_equals_numpy_quantile_bit_for_bit(values: list[float], q: float) -> None:
+    r = np.array(values)
+    assert linear_quantile(r, q) == float(np.quantile(r, q))

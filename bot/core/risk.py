@@ -43,18 +43,32 @@ def _checked(port_returns: np.ndarray | pd.Series, confidence: float,
     return r
 
 
+def linear_quantile(r: np.ndarray, q: float) -> float:
+    """numpy's default (``linear``, Hyndman & Fan 1996 type 7) quantile of a 1-D NaN-free
+    array, bit for bit, from one partial sort: ``np.quantile`` costs ~10× more per call and
+    the risk step takes one or more every cycle."""
+    n = r.size
+    virtual = (n - 1) * q  # numpy's virtual index for the linear method
+    lo = math.floor(virtual)
+    hi = min(lo + 1, n - 1)
+    part = np.partition(r, (lo, hi) if hi != lo else lo)
+    a, b = float(part[lo]), float(part[hi])
+    t, diff = virtual - lo, b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t  # numpy's _lerp, both branches
+
+
 def historical_var(port_returns: np.ndarray | pd.Series, confidence: float,
                    horizon_days: int = 1) -> float:
     """VaR = −quantile(r_p, 1 − β) (numpy linear interpolation) × √h."""
     r = _checked(port_returns, confidence, horizon_days)
-    return float(-np.quantile(r, 1 - confidence)) * math.sqrt(horizon_days) + 0.0
+    return -linear_quantile(r, 1 - confidence) * math.sqrt(horizon_days) + 0.0
 
 
 def historical_cvar(port_returns: np.ndarray | pd.Series, confidence: float,
                     horizon_days: int = 1) -> float:
     """CVaR = −mean(r_p[r_p ≤ −VaR_1day]) × √h (the tail at or beyond the 1-day VaR)."""
     r = _checked(port_returns, confidence, horizon_days)
-    threshold = np.quantile(r, 1 - confidence)
+    threshold = linear_quantile(r, 1 - confidence)
     return float(-r[r <= threshold].mean()) * math.sqrt(horizon_days) + 0.0
 
 
@@ -164,7 +178,7 @@ def _risk_pair(r: np.ndarray, limits: RiskLimits) -> tuple[float, float]:
     """(VaR, CVaR) by ``limits.method``; the historical pair shares one quantile."""
     if limits.method == "historical":
         r = _checked(r, limits.confidence, limits.horizon_days)
-        threshold = float(np.quantile(r, 1 - limits.confidence))
+        threshold = linear_quantile(r, 1 - limits.confidence)
         scale = math.sqrt(limits.horizon_days)
         return -threshold * scale + 0.0, float(-r[r <= threshold].mean()) * scale + 0.0
     return (parametric_var(r, limits.confidence, limits.horizon_days),
