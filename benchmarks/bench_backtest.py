@@ -87,7 +87,7 @@ def _run_case(assets: int, years: int, strategy_name: str, calendar: str,
         policy=RebalancePolicy(drift_abs=0.05, drift_rel=0.25, cost_bps_estimate=3.1003),
         limits=RiskLimits(lookback_days=252))
     spec = BacktestSpec(settings, calendar=calendar, costs=costs)  # type: ignore[arg-type]
-    homes = {"apply_risk_limits": targets, "plan_rebalance": cycle, "execute_plan": cycle}
+    homes = {"apply_risk_limits": targets, "_plan": cycle, "execute_plan": cycle}
     timers = {name: _Timer(getattr(home, name)) for name, home in homes.items()}
     for name, timer in timers.items():
         setattr(homes[name], name, timer)
@@ -112,7 +112,7 @@ def _run_case(assets: int, years: int, strategy_name: str, calendar: str,
         write_outputs(Path(tmp), result, None, metrics)
     write_secs = time.perf_counter() - start
     steps = {"strategy": strat_timer.secs, "risk": timers["apply_risk_limits"].secs,
-             "plan": timers["plan_rebalance"].secs, "execute": timers["execute_plan"].secs}
+             "plan": timers["_plan"].secs, "execute": timers["execute_plan"].secs}
     steps["cycle_rest"] = run_timer.secs - sum(steps.values())
     steps["engine_outside_cycle"] = total - run_timer.secs
     return {"assets": assets, "years": years, "days": len(result.dates),

@@ -9,8 +9,9 @@ by the target.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -95,17 +96,32 @@ class PlannedOrder:
 class RebalancePlan:
     """The planner's answer. ``orders``: all sells first, then buys, each by symbol.
 
-    ``current_weights`` and ``target_weights`` (after the cash buffer) are indexed by the
-    sorted union of held symbols and symbols with a target > 0; ``cash_after`` is estimated with the
-    policy's cost reserve.
+    ``symbols`` is the sorted union of held symbols and symbols with a target > 0;
+    ``current`` and ``target`` (after the cash buffer) are their weights, as arrays (the
+    ``current_weights``/``target_weights`` Series are built only when asked for);
+    ``cash_after`` is estimated with the policy's cost reserve.
     """
 
     orders: tuple[PlannedOrder, ...]
     drifted: tuple[str, ...]
-    current_weights: pd.Series
-    target_weights: pd.Series
+    symbols: tuple[str, ...]
+    current: np.ndarray
+    target: np.ndarray
     equity: float
     cash_after: float
+
+    @property
+    def current_weights(self) -> pd.Series:
+        return pd.Series(self.current, index=pd.Index(self.symbols, dtype=object), dtype=float)
+
+    @property
+    def target_weights(self) -> pd.Series:
+        return pd.Series(self.target, index=pd.Index(self.symbols, dtype=object), dtype=float)
+
+    @property
+    def max_drift(self) -> float:
+        """Largest |weight − target| before this plan's orders (fractions of equity)."""
+        return float(np.abs(self.current - self.target).max()) if self.current.size else 0.0
 
 
 def _as_floats(series: pd.Series) -> np.ndarray:
@@ -244,9 +260,71 @@ def plan_rebalance(holdings_qty: pd.Series, cash: float, targets: pd.Series,
         ValueError: NaN/negative quantity or target, targets summing above 1, or a held or
             targeted symbol without a finite positive price (named in the message).
     """
+    universe, qty, tgt_raw, px = _validated_inputs(holdings_qty, cash, targets, prices)
+    if fractionable is None:
+        whole = np.zeros(len(universe), dtype=bool)
+    else:
+        whole = np.array([not fractionable.get(s, False) for s in universe], dtype=bool)
+    return _plan_sorted(tuple(universe), qty, tgt_raw, px, float(cash), policy, whole,
+                        qty_decimals)
+
+
+@lru_cache(maxsize=16)
+def _sort_order(symbols: tuple[str, ...]) -> np.ndarray:
+    """Positions of ``symbols`` in sorted order (the plan lists symbols sorted); computed
+    once per universe."""
+    if len(set(symbols)) != len(symbols):
+        dup = next(s for i, s in enumerate(symbols) if s in symbols[:i])
+        raise InputDataError(f"symbols: duplicate symbol {dup!r}")
+    return np.array(sorted(range(len(symbols)), key=symbols.__getitem__), dtype=np.intp)
+
+
+def _first_bad(name: str, symbols: Sequence[str], values: np.ndarray, bad: np.ndarray) -> str:
+    i = int(np.argmax(bad))
+    return f"{name}: {symbols[i]!r} is {values[i]!r}; a finite number is required"
+
+
+def plan_rebalance_aligned(symbols: tuple[str, ...], qty: np.ndarray, cash: float,
+                           targets: np.ndarray, prices: np.ndarray, policy: RebalancePolicy,
+                           whole: np.ndarray, qty_decimals: int = QTY_DECIMALS) -> RebalancePlan:
+    """``plan_rebalance`` on arrays aligned to ``symbols`` (the cycle's universe, unique):
+    held shares, target weights, planning prices (NaN allowed only where nothing is held or
+    targeted) and whether each trades whole shares. Same rules, same answer, no pandas."""
+    if not math.isfinite(cash):
+        raise InputDataError(f"cash must be a finite number, got {cash!r}")
+    order = _sort_order(symbols)
+    for name, values in (("holdings_qty", qty), ("targets", targets)):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise InputDataError(_first_bad(name, symbols, values, bad))
+    if (qty < 0).any():
+        i = int(np.argmax(qty < 0))
+        raise UnsupportedPositionError(
+            f"short position in {symbols[i]!r} ({qty[i]} shares) is not supported: "
+            "allocbot trades long-only; close it at the broker, then the next cycle resumes")
+    if (targets < 0).any():
+        i = int(np.argmax(targets < 0))
+        raise InputDataError(f"targets: {symbols[i]!r} = {targets[i]} is negative")
+    total = float(targets.sum())
+    if total > 1 + WEIGHT_SUM_TOLERANCE:
+        raise InputDataError(f"targets sum to {total:.12g} > 1; weights are fractions of equity")
+    active = order[(qty[order] > 0) | (targets[order] > 0)]  # sorted held ∪ targeted
+    px = prices[active]
+    bad = ~(np.isfinite(px) & (px > 0))
+    if bad.any():
+        sym = symbols[active[int(np.argmax(bad))]]
+        raise InputDataError(f"no usable price for {sym!r} (got {px[int(np.argmax(bad))]!r}); "
+                             "every held or targeted symbol needs a finite price > 0")
+    return _plan_sorted(tuple(symbols[i] for i in active), qty[active], targets[active], px,
+                        float(cash), policy, whole[active], qty_decimals)
+
+
+def _plan_sorted(universe: tuple[str, ...], qty: np.ndarray, tgt_raw: np.ndarray,
+                 px: np.ndarray, cash: float, policy: RebalancePolicy, whole: np.ndarray,
+                 qty_decimals: int) -> RebalancePlan:
+    """The planner's rules on validated arrays over the sorted held ∪ targeted symbols."""
     if not 0 <= qty_decimals <= 12:
         raise ValueError(f"qty_decimals must be in 0..12, got {qty_decimals!r}")
-    universe, qty, tgt_raw, px = _validated_inputs(holdings_qty, cash, targets, prices)
     value = qty * px
     equity = float(cash + value.sum())
     if not equity > 0:
@@ -255,17 +333,10 @@ def plan_rebalance(holdings_qty: pd.Series, cash: float, targets: pd.Series,
     cur = value / equity
     tgt = buffered_targets(tgt_raw, policy.cash_buffer)
     drifted = drift_mask(cur, tgt, policy.drift_abs, policy.drift_rel)
-    index = pd.Index(universe, dtype=object)  # one index for both (str arrays iterate slowly)
-    current_weights = pd.Series(cur, index=index, dtype=float, copy=False)
-    target_weights = pd.Series(tgt, index=index, dtype=float, copy=False)
     if not drifted.any():
-        return RebalancePlan((), (), current_weights, target_weights, equity, float(cash))
+        return RebalancePlan((), (), universe, cur, tgt, equity, cash)
 
     trade = drifted if policy.mode == "drifted_only" else np.ones_like(drifted)
-    if fractionable is None:
-        whole = np.zeros(len(universe), dtype=bool)
-    else:
-        whole = np.array([not fractionable.get(s, False) for s in universe], dtype=bool)
     want = tgt * equity / px
     exit_all = trade & (tgt == 0) & (qty > 0)
     sells = np.where(trade, _size_sells(qty, want, whole, exit_all, qty_decimals), 0.0)
@@ -279,18 +350,21 @@ def plan_rebalance(holdings_qty: pd.Series, cash: float, targets: pd.Series,
     buys = _size_buys(shortfall, px, whole, budget, cost, qty_decimals)
     buys = np.where(buys * px >= policy.min_order_notional, buys, 0.0)
 
-    reasons = np.where(qty == 0, "new_target", np.where(tgt == 0, "dropped", "drift"))
-    reasons = np.where(drifted, reasons, "rebalance")
-    orders = [PlannedOrder(universe[i], OrderSide.SELL, float(sells[i]), float(px[i]),
-                           float(sells[i] * px[i]), str(reasons[i]))
-              for i in np.flatnonzero(sells > 0)]
-    orders += [PlannedOrder(universe[i], OrderSide.BUY, float(buys[i]), float(px[i]),
-                            float(buys[i] * px[i]), str(reasons[i]))
-               for i in np.flatnonzero(buys > 0)]
+    drifted_list = drifted.tolist()
+    qty_l, tgt_l, px_l = qty.tolist(), tgt.tolist(), px.tolist()
+
+    def reason(i: int) -> str:
+        if not drifted_list[i]:
+            return "rebalance"
+        return "new_target" if qty_l[i] == 0 else "dropped" if tgt_l[i] == 0 else "drift"
+
+    orders = [PlannedOrder(universe[i], OrderSide.SELL, q, px_l[i], q * px_l[i], reason(i))
+              for i, q in ((int(i), float(sells[i])) for i in np.flatnonzero(sells > 0))]
+    orders += [PlannedOrder(universe[i], OrderSide.BUY, q, px_l[i], q * px_l[i], reason(i))
+               for i, q in ((int(i), float(buys[i])) for i in np.flatnonzero(buys > 0))]
     cash_after = cash_after_sells - float(np.sum(buys * px)) * (1 + cost)
     drifted_syms = tuple(universe[i] for i in np.flatnonzero(drifted))
-    return RebalancePlan(tuple(orders), drifted_syms, current_weights, target_weights,
-                         equity, cash_after)
+    return RebalancePlan(tuple(orders), drifted_syms, universe, cur, tgt, equity, cash_after)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -19,7 +20,12 @@ import pandas as pd
 import structlog
 
 from bot.core.guards import GuardLimits
-from bot.core.rebalance import RebalancePolicy, plan_rebalance
+from bot.core.rebalance import (
+    RebalancePlan,
+    RebalancePolicy,
+    plan_rebalance,
+    plan_rebalance_aligned,
+)
 from bot.core.risk import RiskLimits
 from bot.core.signal import EVERY_DAY, SignalSchedule
 from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_plan
@@ -128,23 +134,28 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
                    s.fallback.lookback_days + 1 if s.fallback else 0,
                    s.guards.move_lookback_days + 2 if s.guards.enabled else 0)
     prices = broker.history(list(s.universe), lookback, asof)
-    last_prices = _planning_prices(prices, s.universe, positions)
-    log.info("data_loaded", rows=len(prices), symbols=len(prices.columns),
-             first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
-    in_universe = set(s.universe)  # a tuple lookup per position is O(n²) for big universes
-    managed = {sym: p for sym, p in positions.items() if sym in in_universe}
-    holdings = pd.Series([p.qty for p in managed.values()], dtype=float,
-                         index=pd.Index(list(managed), dtype=object))
-    values = holdings * last_prices.reindex(holdings.index)
-    equity = account.cash + float(values.sum())
-    held_excluded = [sym for sym in s.excluded if sym in managed]
+    last_prices = _planning_prices(prices, s.universe, positions)  # aligned to the universe
+    if log.is_enabled_for(logging.INFO):
+        log.info("data_loaded", rows=len(prices), symbols=len(prices.columns),
+                 first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
+    pos_of = _positions_of(s.universe)
+    managed = [(pos_of[sym], p.qty) for sym, p in positions.items() if sym in pos_of]
+    held_at = np.array([i for i, _ in managed], dtype=np.intp)
+    held_qty = np.array([q for _, q in managed], dtype=float)
+    held_values = held_qty * last_prices[held_at]
+    equity = account.cash + float(held_values.sum())
+    qty = np.zeros(len(s.universe))
+    qty[held_at] = held_qty
+    held_excluded = [sym for sym in s.excluded if sym in positions and sym in pos_of]
     if held_excluded:
         log.warning("excluded_symbol_held", symbols=held_excluded,
                     note="[universe].exclude: selling it back to cash")
     # 4. weights (on signal days; held between them) and 5. risk
     rules = TargetRules(s.universe, s.limits, s.signal, s.excluded)
-    checked = cycle_targets(ctx.strategy, s.fallback, journal, prices, asof, rules,
-                            values / equity if equity > 0 else None)
+    current = (pd.Series(held_values / equity, index=pd.Index(
+        [s.universe[i] for i in held_at.tolist()], dtype=object), copy=False)
+               if equity > 0 else None)
+    checked = cycle_targets(ctx.strategy, s.fallback, journal, prices, asof, rules, current)
     if checked is None:
         return CycleResult(cycle_id, CycleStatus.HELD, asof,
                            {"held": True, "reason": "strategy_failed", "orders_planned": 0})
@@ -167,8 +178,8 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
             "equity": round(equity, 2), "drawdown": round(_drawdown(journal, equity), 6)})
     # 6. plan
     fractionable = {sym: a.fractionable for sym, a in broker.assets(list(s.universe)).items()}
-    plan = plan_rebalance(holdings, account.cash, decision.weights, last_prices, s.policy,
-                          fractionable=fractionable)
+    plan = _plan(s.universe, qty, account.cash, decision.weights, last_prices, s.policy,
+                 fractionable)
     if detail:
         log.info("orders_planned", count=len(plan.orders), drifted=list(plan.drifted),
                  orders=[{"symbol": o.symbol, "side": o.side.value, "qty": o.qty,
@@ -203,14 +214,15 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
         "orders_unfilled": report.unfilled, "commission": round(report.commission, 4),
         "turnover": round(turnover, 6), "var": round(decision.var, 6),
         "drawdown": round(_drawdown(journal, equity), 6),
-        "max_drift": round(_max_drift(plan.current_weights, plan.target_weights), 6),
+        "max_drift": round(plan.max_drift, 6),
         "drifted": list(plan.drifted), "targets": _rounded(decision.weights),
     })
 
 
 def _planning_prices(prices: pd.DataFrame, universe: tuple[str, ...],
-                     positions: dict[str, Any]) -> pd.Series:
-    """Latest close per symbol; a held symbol without one is an error (never a NaN order)."""
+                     positions: dict[str, Any]) -> np.ndarray:
+    """Latest close per universe symbol (NaN where there is none); a held symbol without
+    one is an error (never a NaN order)."""
     if prices.empty:
         raise BrokerDataError("no price history returned for the universe")
     values = prices.to_numpy(dtype=float)
@@ -234,7 +246,28 @@ def _planning_prices(prices: pd.DataFrame, universe: tuple[str, ...],
         missing_today = [universe[i] for i in np.flatnonzero(gap_today)]
         raise BrokerDataError(
             f"missing price for {missing_today} on {prices.index[-1].date()} (latest row)")
-    return pd.Series(last, index=prices.columns, copy=False)
+    return last_u
+
+
+@lru_cache(maxsize=16)
+def _positions_of(universe: tuple[str, ...]) -> dict[str, int]:
+    """Symbol → position in the universe (one dict per universe, not per cycle)."""
+    return {sym: i for i, sym in enumerate(universe)}
+
+
+def _plan(universe: tuple[str, ...], qty: np.ndarray, cash: float, weights: pd.Series,
+          last_prices: np.ndarray, policy: RebalancePolicy,
+          fractionable: dict[str, bool]) -> RebalancePlan:
+    """Step 6 on universe-aligned arrays; targets outside the universe (none after the
+    config's checks) take the Series planner's path."""
+    whole = np.array([not fractionable.get(sym, False) for sym in universe], dtype=bool)
+    if tuple(weights.index) == universe:
+        return plan_rebalance_aligned(universe, qty, cash, weights.to_numpy(dtype=float),
+                                      last_prices, policy, whole)
+    holdings = pd.Series(qty, index=pd.Index(universe, dtype=object))
+    return plan_rebalance(holdings[qty > 0], cash, weights,
+                          pd.Series(last_prices, index=pd.Index(universe, dtype=object)),
+                          policy, fractionable=fractionable)
 
 
 def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None) -> bool:
@@ -259,15 +292,6 @@ def _drawdown(journal: Journal, equity: float) -> float:
     """Fraction of equity below the recorded peak (0 at a new high), as the kill switch sees it."""
     peak = float(journal.meta(PEAK_KEY) or 0.0)
     return max(0.0, 1 - equity / peak) if peak > 0 else 0.0
-
-
-def _max_drift(current: pd.Series, target: pd.Series) -> float:
-    """Largest |weight − target| the planner saw before this cycle's orders (fractions).
-    The plan's two Series share one index (the planner's universe)."""
-    if not current.index.equals(target.index):
-        target = target.reindex(current.index)
-    gap = current.to_numpy(dtype=float) - target.to_numpy(dtype=float)
-    return float(np.abs(gap).max()) if gap.size else 0.0
 
 
 def _rounded(weights: pd.Series) -> dict[str, float]:
