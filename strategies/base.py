@@ -200,4 +200,6 @@ def finalize_weights(weights: pd.Series, name: str) -> pd.Series:
         raise StrategyError(f"strategy {name!r} weights sum to {total:.12f} > 1")
     if total > 1:
         clean = clean / total
+    elif weights.dtype == np.float64 and (clean == values).all():
+        return weights  # already tidy (the usual case): no second Series
     return pd.Series(clean, index=weights.index, dtype=float, copy=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 from typing import ClassVar
 
@@ -71,11 +72,33 @@ def check_fixed_weights(weights: Mapping[str, float], key: str) -> dict[str, flo
     return clean
 
 
+def require_rows(prices: pd.DataFrame, name: str) -> None:
+    """A StrategyError naming ``name`` unless the price frame has a row and a column."""
+    if prices.shape[0] == 0 or prices.shape[1] == 0:
+        raise StrategyError(f"strategy {name!r}: empty price history")
+
+
 def asof_row(prices: pd.DataFrame, name: str) -> pd.Series:
     """The last (as-of) row of a non-empty price frame, or a StrategyError naming ``name``."""
-    if prices.empty or len(prices.index) == 0:
-        raise StrategyError(f"strategy {name!r}: empty price history")
+    require_rows(prices, name)
     return prices.iloc[-1]
+
+
+@lru_cache(maxsize=32)
+def _column_positions(columns: tuple[str, ...]) -> dict[str, int]:
+    return {c: j for j, c in enumerate(columns)}
+
+
+@lru_cache(maxsize=32)
+def _fixed_weights(targets: tuple[tuple[str, float], ...], columns: tuple[str, ...],
+                   name: str) -> pd.Series:
+    """Fixed targets over ``columns``, finalized once per universe (callers get a shallow
+    copy: under pandas' copy-on-write an edit of theirs never reaches this one)."""
+    col_of = {c: j for j, c in enumerate(columns)}
+    out = np.zeros(len(columns))
+    for symbol, w in targets:
+        out[col_of[symbol]] = w
+    return finalize_weights(pd.Series(out, index=pd.Index(columns, dtype=object)), name)
 
 
 @register("fixed")
@@ -133,9 +156,10 @@ class Fixed(Strategy):
 
     def target_weights(self, prices: pd.DataFrame,
                        current_weights: pd.Series | None = None) -> pd.Series:
-        asof_row(prices, self.name)  # non-empty
+        require_rows(prices, self.name)
         targets = self.targets
-        col_of = {str(c): j for j, c in enumerate(prices.columns)}
+        columns = tuple(str(c) for c in prices.columns)
+        col_of = _column_positions(columns)
         missing = [s for s in targets if s not in col_of]
         if missing:
             raise StrategyError(
@@ -149,10 +173,7 @@ class Fixed(Strategy):
                 f"strategy 'fixed': no price for {', '.join(unpriced)} on the as-of date "
                 f"{prices.index[-1]}"
             )
-        out = np.zeros(len(col_of))
-        for symbol, w in targets.items():
-            out[col_of[symbol]] = w
-        return finalize_weights(pd.Series(out, index=prices.columns, copy=False), self.name)
+        return _fixed_weights(tuple(targets.items()), columns, self.name).copy(deep=False)
 
 
 @register("equal_weight")

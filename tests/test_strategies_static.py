@@ -127,3 +127,13 @@ def test_equal_weight_no_price_on_asof_row_raises_naming_date() -> None:
     prices.iloc[-1] = np.nan
     with pytest.raises(StrategyError, match=str(prices.index[-1].date())):
         strategies.create("equal_weight").target_weights(prices)
+
+
+def test_fixed_caller_editing_the_weights_never_changes_the_next_answer() -> None:
+    prices = make_prices(columns=["SPY", "IEF", "GLD"])
+    strategy = strategies.create("fixed", weights={"SPY": 0.6, "IEF": 0.4})
+    first = strategy.target_weights(prices)
+    first["SPY"] = 0.0
+    first.iloc[1] = 1.0
+    again = strategy.target_weights(prices)
+    assert again.to_dict() == {"SPY": 0.6, "IEF": 0.4, "GLD": 0.0}

@@ -115,16 +115,24 @@ def _move_breaches(prices: pd.DataFrame, limits: GuardLimits) -> list[GuardBreac
         returns = closes[1:] / closes[:-1] - 1.0
         latest, past = np.abs(returns[-1]), returns[:-1]
         seen = np.isfinite(past)
-        count = seen.sum(axis=0)
-        mean = np.where(seen, past, 0.0).sum(axis=0) / count
-        var = np.where(seen, (past - mean) ** 2, 0.0).sum(axis=0) / (count - 1)
+        if seen.all():  # a full window (the usual case): the same sums, no masking
+            count = np.full(past.shape[1], past.shape[0])
+            mean = past.sum(axis=0) / count
+            var = ((past - mean) ** 2).sum(axis=0) / (count - 1)
+        else:
+            count = seen.sum(axis=0)
+            mean = np.where(seen, past, 0.0).sum(axis=0) / count
+            var = np.where(seen, (past - mean) ** 2, 0.0).sum(axis=0) / (count - 1)
         sigmas = latest / np.sqrt(var)
+        flagged = np.isfinite(latest) & (
+            (latest > limits.max_daily_move)
+            | ((count >= 10) & (var > 0) & (sigmas > limits.max_move_sigmas)))
     out: list[GuardBreach] = []
-    for j in np.flatnonzero(np.isfinite(latest)):
+    for j in np.flatnonzero(flagged):
         symbol, move = str(prices.columns[j]), float(latest[j])
         if move > limits.max_daily_move:
             out.append(GuardBreach(Guard.DAILY_MOVE, limits.max_daily_move, move, symbol))
-        elif count[j] >= 10 and var[j] > 0 and sigmas[j] > limits.max_move_sigmas:
+        else:
             out.append(GuardBreach(Guard.MOVE_SIGMAS, limits.max_move_sigmas, float(sigmas[j]),
                                    symbol))
     return out

@@ -210,7 +210,7 @@ def _book(weights: pd.Series, prices: pd.DataFrame, limits: RiskLimits) -> tuple
     """The working arrays and the input weights, checked. A symbol that carries weight (or
     is the safe asset) but lacks prices or a full lookback window is an error naming it;
     zero-weight symbols need no history."""
-    symbols = [str(s) for s in weights.index]
+    symbols = weights.index.tolist()
     w = weights.to_numpy(dtype=float, na_value=np.nan)
     if np.isnan(w).any():
         raise InputDataError(f"weights: {symbols[int(np.argmax(np.isnan(w)))]!r} is NaN")
@@ -227,18 +227,23 @@ def _book(weights: pd.Series, prices: pd.DataFrame, limits: RiskLimits) -> tuple
     cols = np.flatnonzero(w != 0)
     if safe_pos is not None and w[safe_pos] == 0:
         cols = np.sort(np.append(cols, safe_pos))
-    needed = [symbols[i] for i in cols]
-    col_of = {str(c): j for j, c in enumerate(prices.columns)}
-    absent = [sym for sym in needed if sym not in col_of]
-    if absent:
-        raise InputDataError(f"no price history for weighted symbol(s) {absent}")
+    columns = prices.columns.tolist()
+    if columns == symbols[:len(columns)] and cols.size and cols[-1] < len(columns):
+        picked: list[int] | np.ndarray = cols  # weights indexed like the prices (the cycle)
+    else:
+        col_of = {c: j for j, c in enumerate(columns)}
+        needed = [symbols[i] for i in cols]
+        absent = [sym for sym in needed if sym not in col_of]
+        if absent:
+            raise InputDataError(f"no price history for weighted symbol(s) {absent}")
+        picked = [col_of[sym] for sym in needed]
     window = prices.to_numpy(dtype=float)[-(limits.lookback_days + 1):]
     if len(window) < 3:
         raise InputDataError(f"need at least 3 price rows to estimate VaR, got {len(window)}")
-    closes = window[:, [col_of[sym] for sym in needed]]
+    closes = window[:, picked]
     incomplete = np.isnan(closes).any(axis=0)
     if incomplete.any():
-        short = [needed[i] for i in np.flatnonzero(incomplete)]
+        short = [symbols[cols[i]] for i in np.flatnonzero(incomplete)]
         raise InputDataError(
             f"symbol(s) {short} lack a full {limits.lookback_days}-day price history (window "
             f"ending {prices.index[-1]}) but carry weight or are the safe asset; shorten "
@@ -364,6 +369,9 @@ def apply_risk_limits(weights: pd.Series, prices: pd.DataFrame,
             w = w[:-1]  # ... and received nothing: leave it out
         else:
             index = index.append(pd.Index([book.symbols[-1]]))
-    out = pd.Series(w, index=index, dtype=float, copy=False)
+    if not interventions and weights.dtype == np.float64:
+        out = weights  # within every limit (the usual case): the input, untouched
+    else:
+        out = pd.Series(w, index=index, dtype=float, copy=False)
     return RiskDecision(out, float(var_now), float(cvar_now), var_before, cvar_before,
                         tuple(interventions))

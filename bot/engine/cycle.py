@@ -152,8 +152,8 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
                     note="[universe].exclude: selling it back to cash")
     # 4. weights (on signal days; held between them) and 5. risk
     rules = TargetRules(s.universe, s.limits, s.signal, s.excluded)
-    current = (pd.Series(held_values / equity, index=pd.Index(
-        [s.universe[i] for i in held_at.tolist()], dtype=object), copy=False)
+    current = (pd.Series(held_values / equity, copy=False,
+                         index=_index_of(tuple(s.universe[i] for i in held_at.tolist())))
                if equity > 0 else None)
     checked = cycle_targets(ctx.strategy, s.fallback, journal, prices, asof, rules, current)
     if checked is None:
@@ -255,6 +255,12 @@ def _positions_of(universe: tuple[str, ...]) -> dict[str, int]:
     return {sym: i for i, sym in enumerate(universe)}
 
 
+@lru_cache(maxsize=64)
+def _index_of(symbols: tuple[str, ...]) -> pd.Index:
+    """An object-dtype Index of ``symbols``, built once per distinct set of holdings."""
+    return pd.Index(symbols, dtype=object)
+
+
 def _plan(universe: tuple[str, ...], qty: np.ndarray, cash: float, weights: pd.Series,
           last_prices: np.ndarray, policy: RebalancePolicy,
           fractionable: dict[str, bool]) -> RebalancePlan:
@@ -264,9 +270,9 @@ def _plan(universe: tuple[str, ...], qty: np.ndarray, cash: float, weights: pd.S
     if tuple(weights.index) == universe:
         return plan_rebalance_aligned(universe, qty, cash, weights.to_numpy(dtype=float),
                                       last_prices, policy, whole)
-    holdings = pd.Series(qty, index=pd.Index(universe, dtype=object))
+    holdings = pd.Series(qty, index=_index_of(universe))
     return plan_rebalance(holdings[qty > 0], cash, weights,
-                          pd.Series(last_prices, index=pd.Index(universe, dtype=object)),
+                          pd.Series(last_prices, index=_index_of(universe)),
                           policy, fractionable=fractionable)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import date
+from functools import lru_cache
 
 import pandas as pd
 import structlog
@@ -44,6 +45,12 @@ def sessions_since(last_bar: date, asof: date) -> int:
     return 0 if last_bar >= asof else sessions_after(last_bar, asof)
 
 
+@lru_cache(maxsize=16)
+def _is_trade_price_source(broker_type: type) -> bool:
+    """Whether the broker reports latest trades (a protocol check, once per broker class)."""
+    return issubclass(broker_type, TradePriceSource)
+
+
 def guard_breaches(broker: Broker, journal: Journal, prices: pd.DataFrame, asof: date,
                    orders: Sequence[PlannedOrder], equity: float, universe: Sequence[str],
                    limits: GuardLimits) -> list[GuardBreach]:
@@ -52,13 +59,13 @@ def guard_breaches(broker: Broker, journal: Journal, prices: pd.DataFrame, asof:
     if not limits.enabled or prices.empty:
         return []
     trades: dict[str, float] = {}
-    if isinstance(broker, TradePriceSource):
-        trades = broker.latest_trade_prices(list(universe))
+    if _is_trade_price_source(type(broker)):
+        trades = broker.latest_trade_prices(list(universe))  # type: ignore[attr-defined]
     stale = sessions_since(prices.index[-1].date(), asof)
     breaches = check_data(prices, stale, trades, limits)
     breaches += check_orders(orders, equity, day_notional_before(journal, asof), len(universe),
                              limits)
-    blocked = [f"{o.side.value} {o.symbol} {o.qty:g}" for o in orders]
+    blocked = [f"{o.side.value} {o.symbol} {o.qty:g}" for o in orders] if breaches else []
     for breach in breaches:
         log.warning("guard_blocked", **breach.as_log(), blocked=blocked or "cycle",
                     note="nothing is sent this cycle; see [guards] in the config")

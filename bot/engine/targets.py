@@ -12,8 +12,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import structlog
 
@@ -72,7 +74,21 @@ def risk_checked_targets(strategy: Strategy, prices: pd.DataFrame, universe: tup
 
 def _strategy_key(strategy: Strategy) -> str:
     """Changes when the strategy or its parameters change (the held weights are then stale)."""
-    return hashlib.sha256(repr(strategy).encode()).hexdigest()[:16]
+    return _repr_key(repr(strategy))
+
+
+@lru_cache(maxsize=64)
+def _repr_key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _sessions_after(index: pd.Index, last: date) -> int:
+    """Rows of a sorted daily index dated after ``last`` (one binary search)."""
+    if isinstance(index, pd.DatetimeIndex) and index.tz is None:  # the usual daily index
+        values = index.to_numpy()  # datetime64 in the index's own unit
+        stamp = np.datetime64(last).astype(values.dtype)
+        return len(index) - int(np.searchsorted(values, stamp, side="right"))
+    return len(index) - int(index.searchsorted(pd.Timestamp(last), side="right"))
 
 
 def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journal,
@@ -89,8 +105,7 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
     if held is not None:
         memo = json.loads(held)
         last = date.fromisoformat(memo["asof"])
-        index = prices.index  # rows after the last signal (sorted dates: one search)
-        sessions = len(index) - int(index.searchsorted(pd.Timestamp(last), side="right"))
+        sessions = _sessions_after(prices.index, last)
         if (memo["strategy"] == key and set(memo["weights"]) <= set(rules.universe)
                 and not is_signal_day(asof, last, rules.signal, sessions)):
             weights = pd.Series(memo["weights"], dtype=float).reindex(
