@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import structlog
 
@@ -32,10 +32,18 @@ from brokers.base import (
 log = structlog.get_logger("allocbot.execution")
 
 
+@lru_cache(maxsize=4096)
+def _id_symbol(symbol: str) -> str:
+    """The symbol as it appears in a client_order_id: letters, digits and dots only."""
+    return re.sub(r"[^A-Za-z0-9.]", "_", symbol)
+
+
+_SIDE_LETTER = {OrderSide.BUY: "b", OrderSide.SELL: "s"}
+
+
 def client_order_id(prefix: str, cycle_id: str, symbol: str, side: OrderSide) -> str:
     """``<prefix>-<cycle id>-<symbol>-<b|s>``: unique per state file, ≤ 48 characters."""
-    safe_symbol = re.sub(r"[^A-Za-z0-9.]", "_", symbol)
-    cid = f"{prefix}-{cycle_id}-{safe_symbol}-{side.value[0]}"
+    cid = f"{prefix}-{cycle_id}-{_id_symbol(symbol)}-{_SIDE_LETTER[side]}"
     if len(cid) > CLIENT_ORDER_ID_MAX_CHARS:
         raise ConfigError(f"client_order_id for {symbol!r} would exceed 48 characters: {cid}")
     return cid
@@ -87,8 +95,8 @@ def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
         results += _send_and_wait(broker, journal, sized, settings)
 
     commission = sum(f.commission for _, fills in results for f in fills)
-    by_status = Counter(o.status for o, _ in results)
-    filled, rejected = by_status[OrderStatus.FILLED], by_status[OrderStatus.REJECTED]
+    statuses = [o.status for o, _ in results]
+    filled, rejected = statuses.count(OrderStatus.FILLED), statuses.count(OrderStatus.REJECTED)
     partial = sum(1 for o, _ in results
                   if o.status is not OrderStatus.FILLED and o.filled_qty > 0)
     return ExecutionReport(
@@ -146,15 +154,16 @@ def _send_and_wait(broker: Broker, journal: Journal,
             order = broker.wait_for_order(cid, settings.order_wait_secs)
             fills = broker.fills_for(cid)
             journal.record_order(order, fills)  # status and fills: one transaction
-        _log_outcome(order, sum(f.commission for f in fills), detail)
+        _log_outcome(order, fills, detail)
         finals.append((order, fills))
     return finals
 
 
-def _log_outcome(order: Order, commission: float, detail: bool) -> None:
+def _log_outcome(order: Order, fills: list[Fill], detail: bool) -> None:
     """``order_filled`` at info (only when ``detail``); every other outcome is a warning."""
     if order.status is OrderStatus.FILLED and not detail:
         return
+    commission = sum(f.commission for f in fills)
     fields = {"client_order_id": order.client_order_id, "symbol": order.symbol,
               "side": order.side.value, "qty": order.qty, "filled_qty": order.filled_qty,
               "filled_avg_price": order.filled_avg_price, "status": order.status.value}
