@@ -293,16 +293,17 @@ def plan_rebalance_aligned(symbols: tuple[str, ...], qty: np.ndarray, cash: floa
     if not math.isfinite(cash):
         raise InputDataError(f"cash must be a finite number, got {cash!r}")
     order = _sort_order(symbols)
-    for name, values in (("holdings_qty", qty), ("targets", targets)):
-        bad = ~np.isfinite(values)
-        if bad.any():
-            raise InputDataError(_first_bad(name, symbols, values, bad))
-    if (qty < 0).any():
+    if not (np.isfinite(qty).all() and np.isfinite(targets).all()):  # one check, usually
+        for name, values in (("holdings_qty", qty), ("targets", targets)):
+            bad = ~np.isfinite(values)
+            if bad.any():
+                raise InputDataError(_first_bad(name, symbols, values, bad))
+    if qty.size and qty.min() < 0:
         i = int(np.argmax(qty < 0))
         raise UnsupportedPositionError(
             f"short position in {symbols[i]!r} ({qty[i]} shares) is not supported: "
             "allocbot trades long-only; close it at the broker, then the next cycle resumes")
-    if (targets < 0).any():
+    if targets.size and targets.min() < 0:
         i = int(np.argmax(targets < 0))
         raise InputDataError(f"targets: {symbols[i]!r} = {targets[i]} is negative")
     total = float(targets.sum())
@@ -315,8 +316,8 @@ def plan_rebalance_aligned(symbols: tuple[str, ...], qty: np.ndarray, cash: floa
         sym = symbols[active[int(np.argmax(bad))]]
         raise InputDataError(f"no usable price for {sym!r} (got {px[int(np.argmax(bad))]!r}); "
                              "every held or targeted symbol needs a finite price > 0")
-    return _plan_sorted(tuple(symbols[i] for i in active), qty[active], targets[active], px,
-                        float(cash), policy, whole[active], qty_decimals)
+    return _plan_sorted(tuple([symbols[i] for i in active.tolist()]), qty[active],
+                        targets[active], px, float(cash), policy, whole[active], qty_decimals)
 
 
 def _plan_sorted(universe: tuple[str, ...], qty: np.ndarray, tgt_raw: np.ndarray,
