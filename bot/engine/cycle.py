@@ -126,7 +126,8 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
     # 2. account
     account = broker.account()
     positions = broker.positions()
-    foreign = sorted(set(positions) - set(s.universe))
+    pos_of = _positions_of(s.universe)
+    foreign = sorted(sym for sym in positions if sym not in pos_of)
     if foreign:
         log.info("foreign_position_seen", symbols=foreign, note="outside the universe; untouched")
     # 3. data
@@ -138,7 +139,6 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
     if log.is_enabled_for(logging.INFO):
         log.info("data_loaded", rows=len(prices), symbols=len(prices.columns),
                  first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
-    pos_of = _positions_of(s.universe)
     managed = [(pos_of[sym], p.qty) for sym, p in positions.items() if sym in pos_of]
     held_at = np.array([i for i, _ in managed], dtype=np.intp)
     held_qty = np.array([q for _, q in managed], dtype=float)

@@ -77,6 +77,11 @@ def _strategy_key(strategy: Strategy) -> str:
     return _repr_key(repr(strategy))
 
 
+@lru_cache(maxsize=16)
+def _symbol_set(universe: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(universe)
+
+
 @lru_cache(maxsize=64)
 def _repr_key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -105,8 +110,9 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
     if held is not None:
         memo = json.loads(held)
         last = date.fromisoformat(memo["asof"])
-        sessions = _sessions_after(prices.index, last)
-        if (memo["strategy"] == key and set(memo["weights"]) <= set(rules.universe)
+        sessions = (_sessions_after(prices.index, last)  # only "every N sessions" counts
+                    if rules.signal.every_sessions is not None else 0)
+        if (memo["strategy"] == key and _symbol_set(rules.universe).issuperset(memo["weights"])
                 and not is_signal_day(asof, last, rules.signal, sessions)):
             weights = pd.Series(memo["weights"], dtype=float).reindex(
                 list(rules.universe)).fillna(0.0)
