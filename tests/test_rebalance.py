@@ -14,10 +14,13 @@ from bot.core.rebalance import (
     PlannedOrder,
     RebalancePlan,
     RebalancePolicy,
+    UnsupportedPositionError,
     drift_mask,
     plan_rebalance,
+    plan_rebalance_aligned,
 )
 from brokers.base import OrderSide
+from strategies.errors import InputDataError
 
 PRICES = pd.Series({"SPY": 400.0, "TLT": 100.0, "GLD": 180.0, "OLD": 20.0})
 TIGHT = RebalancePolicy(drift_abs=0.01, drift_rel=0.05, min_order_notional=1.0)
@@ -358,3 +361,39 @@ def test_plan_property_drifted_assets_end_within_band(case: Case) -> None:
 def test_planned_order_zero_quantity_raises() -> None:
     with pytest.raises(ValueError, match="qty"):
         PlannedOrder("SPY", OrderSide.BUY, 0.0, 400.0, 0.0, "drift")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(_portfolios(), st.permutations(range(len(SYMBOLS))))
+def test_plan_aligned_arrays_in_any_universe_order_equal_the_series_planner(
+        case: Case, order: list[int]) -> None:
+    """The cycle's array planner gives the Series planner's plan, bit for bit, whatever the
+    universe's order (unheld, untargeted symbols may lack a price)."""
+    holdings, cash, targets, prices, policy, frac = case
+    plan, _ = _plan_for(case)
+    universe = tuple(SYMBOLS[i] for i in order)
+    px = prices[list(universe)].to_numpy(dtype=float, copy=True)
+    qty, tgt = holdings[list(universe)].to_numpy(), targets[list(universe)].to_numpy()
+    px[(qty == 0) & (tgt == 0)] = np.nan
+    whole = np.array([not (frac or {}).get(s, frac is None) for s in universe])
+    aligned = plan_rebalance_aligned(universe, qty, cash, tgt, px, policy, whole)
+    assert aligned.orders == plan.orders
+    assert aligned.drifted == plan.drifted
+    assert (aligned.symbols, aligned.equity, aligned.cash_after) == (
+        tuple(plan.current_weights.index), plan.equity, plan.cash_after)
+    assert aligned.current.tolist() == plan.current_weights.tolist()
+    assert aligned.target.tolist() == plan.target_weights.tolist()
+
+
+def test_plan_aligned_short_position_raises_naming_symbol() -> None:
+    with pytest.raises(UnsupportedPositionError, match="'TLT'"):
+        plan_rebalance_aligned(("SPY", "TLT"), np.array([1.0, -2.0]), 100.0,
+                               np.array([0.5, 0.5]), np.array([10.0, 20.0]), TIGHT,
+                               np.zeros(2, dtype=bool))
+
+
+def test_plan_aligned_targeted_symbol_without_price_raises_naming_it() -> None:
+    with pytest.raises(InputDataError, match="'TLT'"):
+        plan_rebalance_aligned(("SPY", "TLT"), np.array([1.0, 0.0]), 100.0,
+                               np.array([0.5, 0.5]), np.array([10.0, np.nan]), TIGHT,
+                               np.zeros(2, dtype=bool))
