@@ -293,7 +293,7 @@ def _portfolios(draw: st.DrawFn) -> Case:
             pd.Series(prices, index=SYMBOLS), policy, frac)
 
 
-PROPERTY_SETTINGS = settings(max_examples=300, deadline=None,
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None,
                              suppress_health_check=[HealthCheck.filter_too_much])
 
 
@@ -363,7 +363,7 @@ def test_planned_order_zero_quantity_raises() -> None:
         PlannedOrder("SPY", OrderSide.BUY, 0.0, 400.0, 0.0, "drift")
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(_portfolios(), st.permutations(range(len(SYMBOLS))))
 def test_plan_aligned_arrays_in_any_universe_order_equal_the_series_planner(
         case: Case, order: list[int]) -> None:

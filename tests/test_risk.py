@@ -255,7 +255,7 @@ def test_apply_limits_weights_summing_above_one_raise(market: pd.DataFrame) -> N
         apply_risk_limits(pd.Series({"SPY": 0.7, "TLT": 0.4}), market, RiskLimits())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(-0.2, 0.2, allow_nan=False), min_size=2, max_size=400),
        st.floats(0.001, 0.999))
 def test_linear_quantile_equals_numpy_quantile_bit_for_bit(values: list[float], q: float) -> None:
