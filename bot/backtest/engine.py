@@ -246,6 +246,7 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
     qty = np.empty((n, len(universe)))
     cash = np.empty(n)
     scheduled = calendar_rows(dates, spec.calendar)
+    days = dates.date  # datetime.date per row, built once (indexing the DatetimeIndex is slow)
     records: list[CycleRecord] = []
     targets: np.ndarray | None = None
     forced = np.zeros(0, dtype=np.int64)  # rows on which the VaR limit may act
@@ -263,7 +264,7 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
         qty[row:stop], cash[row:stop] = qty_now, cash_now
         if nxt is None:
             break
-        day = broker.advance_to(dates[nxt].date())
+        day = broker.advance_to(days[nxt])
         result = cycle.run(ctx)
         records.append(_record(day, result))
         if result.figures.get("orders_submitted", 0) or result.status is CycleStatus.FAILED:

@@ -40,6 +40,14 @@ def add_day_notional(journal: Journal, day: date, notional: float) -> None:
     journal.set_meta(DAY_TURNOVER_KEY, json.dumps({"day": day.isoformat(), "notional": total}))
 
 
+def last_bar_date(index: pd.Index) -> date:
+    """The date of a daily index's last row (a naive index without building a Timestamp)."""
+    if isinstance(index, pd.DatetimeIndex) and index.tz is None:
+        last: date = index.to_numpy()[-1].astype("datetime64[D]").item()
+        return last
+    return pd.Timestamp(index[-1]).date()
+
+
 def sessions_since(last_bar: date, asof: date) -> int:
     """NYSE sessions after the latest bar up to ``asof`` (0 when the bar is today's)."""
     return 0 if last_bar >= asof else sessions_after(last_bar, asof)
@@ -61,7 +69,7 @@ def guard_breaches(broker: Broker, journal: Journal, prices: pd.DataFrame, asof:
     trades: dict[str, float] = {}
     if _is_trade_price_source(type(broker)):
         trades = broker.latest_trade_prices(list(universe))  # type: ignore[attr-defined]
-    stale = sessions_since(prices.index[-1].date(), asof)
+    stale = sessions_since(last_bar_date(prices.index), asof)
     breaches = check_data(prices, stale, trades, limits)
     breaches += check_orders(orders, equity, day_notional_before(journal, asof), len(universe),
                              limits)
