@@ -136,6 +136,7 @@ class SimulatedBroker:
         self._opens, self._closes_at = session_hours(self._dates)
         self._col_of: dict[str, int] = {str(s): j for j, s in enumerate(self._prices.columns)}
         self._symbols = list(self._col_of)
+        self._all_columns = list(range(len(self._symbols)))
         self._column_index: dict[tuple[str, ...], pd.Index] = {}
         if len(self._col_of) != self._prices.shape[1]:
             raise BrokerDataError("sim prices: duplicate symbol columns")
@@ -285,7 +286,8 @@ class SimulatedBroker:
         return [self._col_of[s] for s in symbols]
 
     def history(self, symbols: Sequence[str], lookback_days: int, end: date) -> pd.DataFrame:
-        """The last ``lookback_days`` closes on or before min(``end``, replay day); never later."""
+        """The last ``lookback_days`` closes on or before min(``end``, replay day); never later.
+        Read-only: for the whole universe it is a view of the replay's closes."""
         if lookback_days < 1:
             raise ValueError(f"lookback_days must be >= 1, got {lookback_days}")
         symbols = list(symbols)
@@ -297,8 +299,11 @@ class SimulatedBroker:
         columns = self._column_index.get(key)
         if columns is None:  # object dtype: the cycle iterates it; pandas' str arrays are slow
             columns = self._column_index[key] = pd.Index(symbols, dtype=object)
-        return pd.DataFrame(self._closes[start:stop][:, cols],
-                            index=self._prices.index[start:stop], columns=columns, copy=False)
+        rows = self._closes[start:stop]
+        if cols != self._all_columns:  # the whole universe in order (the cycle) is a view
+            rows = rows[:, cols]
+        return pd.DataFrame(rows, index=self._prices.index[start:stop], columns=columns,
+                            copy=False)
 
     def latest_trade_prices(self, symbols: Sequence[str]) -> dict[str, float]:
         """The replay day's close per symbol (the simulator trades at it); none when closed."""
