@@ -137,7 +137,6 @@ class SimulatedBroker:
         self._col_of: dict[str, int] = {str(s): j for j, s in enumerate(self._prices.columns)}
         self._symbols = list(self._col_of)
         self._all_columns = list(range(len(self._symbols)))
-        self._assets_cache: dict[tuple[str, ...], dict[str, AssetInfo]] = {}
         self._column_index: dict[tuple[str, ...], pd.Index] = {}
         if len(self._col_of) != self._prices.shape[1]:
             raise BrokerDataError("sim prices: duplicate symbol columns")
@@ -317,15 +316,8 @@ class SimulatedBroker:
                 if math.isfinite(row[c])}
 
     def assets(self, symbols: Sequence[str]) -> dict[str, AssetInfo]:
-        """Every simulated symbol is tradable; fractional as configured (built once per
-        symbol list: the cycle asks every wake)."""
-        key = tuple(symbols)
-        known = self._assets_cache.get(key)
-        if known is None:
-            self._columns(symbols)
-            known = self._assets_cache[key] = {
-                s: AssetInfo(s, tradable=True, fractionable=self._fractional) for s in symbols}
-        return dict(known)
+        self._columns(symbols)
+        return {s: AssetInfo(s, tradable=True, fractionable=self._fractional) for s in symbols}
 
     def _mark_row(self) -> int:
         """The row positions are valued at: today, or the last visible day when closed."""
