@@ -186,7 +186,8 @@ def mapping_symbols(key: str, table: Mapping[str, Any] | None) -> dict[str, tupl
 
 def finalize_weights(weights: pd.Series, name: str) -> pd.Series:
     """Check and tidy a strategy's output: finite, ≥ 0, sum ≤ 1 (tiny negatives clipped)."""
-    values = weights.to_numpy(dtype=float, na_value=np.nan)
+    values = (weights.to_numpy() if weights.dtype == np.float64  # read-only view
+              else weights.to_numpy(dtype=float, na_value=np.nan))
     finite = np.isfinite(values)
     if not finite.all():
         bad = weights.index[~finite].tolist()

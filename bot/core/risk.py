@@ -211,7 +211,8 @@ def _book(weights: pd.Series, prices: pd.DataFrame, limits: RiskLimits) -> tuple
     is the safe asset) but lacks prices or a full lookback window is an error naming it;
     zero-weight symbols need no history."""
     symbols = weights.index.tolist()
-    w = weights.to_numpy(dtype=float, na_value=np.nan)
+    w = (weights.to_numpy() if weights.dtype == np.float64  # read-only view: never written
+         else weights.to_numpy(dtype=float, na_value=np.nan))
     if np.isnan(w).any():
         raise InputDataError(f"weights: {symbols[int(np.argmax(np.isnan(w)))]!r} is NaN")
     if (w < 0).any():

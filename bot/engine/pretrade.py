@@ -43,7 +43,7 @@ def add_day_notional(journal: Journal, day: date, notional: float) -> None:
 def last_bar_date(index: pd.Index) -> date:
     """The date of a daily index's last row (a naive index without building a Timestamp)."""
     if isinstance(index, pd.DatetimeIndex) and index.tz is None:
-        last: date = index.to_numpy()[-1].astype("datetime64[D]").item()
+        last: date = index.values[-1].astype("datetime64[D]").item()  # .values: no copy
         return last
     return pd.Timestamp(index[-1]).date()
 

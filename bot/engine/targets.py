@@ -90,7 +90,7 @@ def _repr_key(text: str) -> str:
 def _sessions_after(index: pd.Index, last: date) -> int:
     """Rows of a sorted daily index dated after ``last`` (one binary search)."""
     if isinstance(index, pd.DatetimeIndex) and index.tz is None:  # the usual daily index
-        values = index.to_numpy()  # datetime64 in the index's own unit
+        values = index.values  # datetime64 in the index's own unit (no copy)
         stamp = np.datetime64(last).astype(values.dtype)
         return len(index) - int(np.searchsorted(values, stamp, side="right"))
     return len(index) - int(index.searchsorted(pd.Timestamp(last), side="right"))
