@@ -185,7 +185,7 @@ def _validated_inputs(holdings_qty: pd.Series, cash: float, targets: pd.Series,
 def _floor_qty(qty: np.ndarray, whole: np.ndarray, qty_decimals: int) -> np.ndarray:
     """Round quantities down: to whole shares where ``whole``, else to ``qty_decimals``."""
     scale = np.where(whole, 1.0, 10.0 ** qty_decimals)
-    return np.maximum(np.floor(np.round(qty * scale, _FLOOR_SNAP_DECIMALS)) / scale, 0.0)
+    return np.maximum(np.floor((qty * scale).round(_FLOOR_SNAP_DECIMALS)) / scale, 0.0)
 
 
 def _size_sells(qty: np.ndarray, want: np.ndarray, whole: np.ndarray, exit_all: np.ndarray,
@@ -193,7 +193,7 @@ def _size_sells(qty: np.ndarray, want: np.ndarray, whole: np.ndarray, exit_all: 
     """Shares to sell: a full exit sells exactly what is held; whole shares round to the
     nearest share of the target, fractional ones round down; never more than held."""
     excess = np.maximum(qty - want, 0.0)
-    whole_held = np.floor(np.round(qty, 9))  # held shares, ignoring float noise
+    whole_held = np.floor(qty.round(9))  # held shares, ignoring float noise
     nearest_whole = np.minimum(np.floor(excess + 0.5), whole_held)
     sized = np.where(whole, nearest_whole, _floor_qty(excess, whole, qty_decimals))
     return np.minimum(np.where(exit_all, qty, sized), qty)
@@ -208,7 +208,7 @@ def _size_buys(shortfall: np.ndarray, px: np.ndarray, whole: np.ndarray, budget:
     unit = np.where(whole, 1.0, 10.0 ** -qty_decimals)
     factor = 1.0
     for _ in range(8):  # a few shrinking passes absorb float rounding at the budget edge
-        need = float(np.sum(buys * px)) * (1 + cost)
+        need = float((buys * px).sum()) * (1 + cost)
         if need <= budget:
             return buys
         factor *= budget / need * (1 - 1e-12)
@@ -345,7 +345,7 @@ def _plan_sorted(universe: tuple[str, ...], qty: np.ndarray, tgt_raw: np.ndarray
     sells = np.where(keep_sell, sells, 0.0)
 
     cost = policy.cost_bps_estimate * BPS
-    cash_after_sells = cash + float(np.sum(sells * px)) * (1 - cost)
+    cash_after_sells = cash + float((sells * px).sum()) * (1 - cost)
     budget = cash_after_sells - policy.cash_buffer * equity
     shortfall = np.where(trade, np.maximum(want - qty, 0.0), 0.0)
     buys = _size_buys(shortfall, px, whole, budget, cost, qty_decimals)
@@ -360,11 +360,11 @@ def _plan_sorted(universe: tuple[str, ...], qty: np.ndarray, tgt_raw: np.ndarray
         return "new_target" if qty_l[i] == 0 else "dropped" if tgt_l[i] == 0 else "drift"
 
     orders = [PlannedOrder(universe[i], OrderSide.SELL, q, px_l[i], q * px_l[i], reason(i))
-              for i, q in ((int(i), float(sells[i])) for i in np.flatnonzero(sells > 0))]
+              for i, q in ((i, float(sells[i])) for i in (sells > 0).nonzero()[0].tolist())]
     orders += [PlannedOrder(universe[i], OrderSide.BUY, q, px_l[i], q * px_l[i], reason(i))
-               for i, q in ((int(i), float(buys[i])) for i in np.flatnonzero(buys > 0))]
-    cash_after = cash_after_sells - float(np.sum(buys * px)) * (1 + cost)
-    drifted_syms = tuple(universe[i] for i in np.flatnonzero(drifted))
+               for i, q in ((i, float(buys[i])) for i in (buys > 0).nonzero()[0].tolist())]
+    cash_after = cash_after_sells - float((buys * px).sum()) * (1 + cost)
+    drifted_syms = tuple(universe[i] for i in drifted.nonzero()[0].tolist())
     return RebalancePlan(tuple(orders), drifted_syms, universe, cur, tgt, equity, cash_after)
 
 
