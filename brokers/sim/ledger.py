@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from brokers.base import Fill, Order, OrderSide, OrderStatus
 from brokers.sqlite_state import (
     Schema,
@@ -93,6 +95,14 @@ _UPSERT_POSITION = (
     "avg_entry_price = excluded.avg_entry_price"
 )
 _DELETE_POSITION = "DELETE FROM sim_positions WHERE symbol = ?"
+FILL_FRAME_COLUMNS = ("symbol", "side", "qty", "price", "commission", "at")
+
+
+def fill_frame_from_rows(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """``fill_rows`` as a frame: columns ``FILL_FRAME_COLUMNS``, ``at`` aware UTC."""
+    table = pd.DataFrame.from_records(rows, columns=list(FILL_FRAME_COLUMNS))
+    table["at"] = pd.to_datetime(table["at"], utc=True, format="ISO8601")
+    return table
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +251,10 @@ class SimLedger:
         first: the backtest's trade list, without building 10⁵ Fill objects."""
         query = "SELECT symbol, side, qty, price, commission, at FROM sim_fills ORDER BY rowid"
         return self._db.execute(query).fetchall()
+
+    def fills_frame(self) -> pd.DataFrame:
+        """Every fill, oldest first, as a frame (``FILL_FRAME_COLUMNS``): one query."""
+        return fill_frame_from_rows(self.fill_rows())
 
     def close(self) -> None:
         self._db.close()
