@@ -142,6 +142,7 @@ class SimulatedBroker:
         self._col_of: dict[str, int] = {str(s): j for j, s in enumerate(self._prices.columns)}
         self._symbols = list(self._col_of)
         self._column_index: dict[tuple[str, ...], pd.Index] = {}
+        self._assets_cache: dict[tuple[str, ...], dict[str, AssetInfo]] = {}
         if len(self._col_of) != self._prices.shape[1]:
             raise BrokerDataError("sim prices: duplicate symbol columns")
         if replay_start is None:
@@ -317,8 +318,15 @@ class SimulatedBroker:
                 if math.isfinite(row[c])}
 
     def assets(self, symbols: Sequence[str]) -> dict[str, AssetInfo]:
-        self._columns(symbols)
-        return {s: AssetInfo(s, tradable=True, fractionable=self._fractional) for s in symbols}
+        """Every priced symbol is tradable; fractionable as configured (asked every cycle,
+        so each universe's answer is kept: the values are frozen)."""
+        key = tuple(symbols)
+        known = self._assets_cache.get(key)
+        if known is None:
+            self._columns(symbols)
+            known = self._assets_cache[key] = {
+                s: AssetInfo(s, tradable=True, fractionable=self._fractional) for s in symbols}
+        return dict(known)
 
     def _mark_row(self) -> int:
         """The row positions are valued at: today, or the last visible day when closed."""
@@ -365,17 +373,25 @@ class SimulatedBroker:
             row = self._mark_row()
             key = (row, self._fills_booked)
             if self._positions_cache is None or self._positions_cache[0] != key:
-                self._positions_cache = (key, {s: self._position(s, qty, row)
-                                               for s, qty in self._qty.items()})
+                self._positions_cache = (key, self._value_positions(row))
             return dict(self._positions_cache[1])
 
-    def _position(self, symbol: str, qty: float, row: int) -> Position:
-        """A holding valued at ``row``'s close; qty and average price are the books' own
-        finite numbers, so only the market value needs the check (an overflow raises)."""
-        value = qty * self._close(symbol, row)
-        if math.isfinite(value):
-            return trusted_position(symbol, qty, self._avg[symbol], value)
-        return Position(symbol, qty, self._avg[symbol], value)
+    def _value_positions(self, row: int) -> dict[str, Position]:
+        """Each holding at ``row``'s close, market value = qty × close (one vector product).
+        Qty and average price are the books' own finite numbers, so when every value is
+        finite the positions are built without re-checking them."""
+        symbols = list(self._qty)
+        if row < 0 or not symbols:
+            return {s: Position(s, qty, self._avg[s], qty * self._close(s, row))
+                    for s, qty in self._qty.items()}  # raises before the replay, naming one
+        cols = [self._col_of[s] for s in symbols]
+        values = self._qty_by_col[cols] * self._closes[row, cols]
+        if not np.isfinite(values).all():  # a missing price (raises, naming it) or overflow
+            return {s: Position(s, qty, self._avg[s], qty * self._close(s, row))
+                    for s, qty in self._qty.items()}
+        avg = self._avg
+        return {s: trusted_position(s, qty, avg[s], value)
+                for (s, qty), value in zip(self._qty.items(), values.tolist(), strict=True)}
 
     # ----- orders --------------------------------------------------------------------
 

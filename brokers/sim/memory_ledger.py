@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from brokers.base import Fill, Order, OrderSide, OrderStatus, trusted_fill, trusted_order
+from brokers.base import Fill, Order, trusted_fill, trusted_order
 from brokers.sim.ledger import FILL_FRAME_COLUMNS, Holding, LedgerState, fill_frame_from_rows
 
 _NONE = math.nan  # how the float columns hold None (qty, notional, avg price; no fill's commission)
+_REFS, _NUMBERS = 4, 5  # references and floats per order row
 
 
 def _order_id(row: int) -> str:
@@ -58,15 +59,10 @@ class MemoryLedger:
 
     def __init__(self) -> None:
         self._row_of: dict[str, int] = {}  # client_order_id → row
-        self._cids: list[str] = []
-        self._symbols: list[str] = []
-        self._sides: list[OrderSide] = []
-        self._statuses: list[OrderStatus] = []
-        self._qty = array("d")
-        self._notional = array("d")
-        self._filled_qty = array("d")
-        self._avg_price = array("d")
-        self._commission = array("d")  # NaN: the order did not fill
+        # Row-major: _REFS references and _NUMBERS floats per order (one extend per order
+        # instead of an append per column).
+        self._refs: list[Any] = []  # client_order_id, symbol, side, status
+        self._numbers = array("d")  # qty, notional, filled qty, avg price, commission
         self._time_code = array("q")  # index into _times: one datetime per replay day
         self._times: list[datetime] = []
         self._code_of_time: dict[int, int] = {}  # id(datetime in _times) → its index
@@ -91,57 +87,51 @@ class MemoryLedger:
                holding: Holding | None) -> Order:
         """Store an order (id ``sim-<seq>``, as the SQLite ledger numbers them) and its fill;
         cash and holdings live in the broker's own cache. Returns the stored order."""
-        row = len(self._cids)
+        row = len(self._time_code)
         order_id = _order_id(row)
         cid = order.client_order_id
         stored = trusted_order(order_id, cid, order.symbol, order.side, order.status,
                                order.qty, order.notional, order.filled_qty,
                                order.filled_avg_price, order.submitted_at, order.reject_reason)
         self._row_of[cid] = row
-        self._cids.append(cid)
-        self._symbols.append(order.symbol)
-        self._sides.append(order.side)
-        self._statuses.append(order.status)
+        self._refs.extend((cid, order.symbol, order.side, order.status))
         if _fits_columns(order, fill):
             qty, notional, avg = order.qty, order.notional, order.filled_avg_price
-            self._qty.append(_NONE if qty is None else qty)
-            self._notional.append(_NONE if notional is None else notional)
-            self._filled_qty.append(order.filled_qty)
-            self._avg_price.append(_NONE if avg is None else avg)
-            self._commission.append(_NONE if fill is None else fill.commission)
+            self._numbers.extend((_NONE if qty is None else qty,
+                                  _NONE if notional is None else notional, order.filled_qty,
+                                  _NONE if avg is None else avg,
+                                  _NONE if fill is None else fill.commission))
             self._time_code.append(self._code(order.submitted_at))  # type: ignore[arg-type]
             if order.reject_reason is not None:
                 self._reasons[row] = order.reject_reason
         else:
             kept = None if fill is None else Fill(order_id, *_fill_fields(fill))
             self._whole[row] = (stored, kept)
-            for column in (self._qty, self._notional, self._filled_qty, self._avg_price,
-                           self._commission):
-                column.append(_NONE)
+            self._numbers.extend((_NONE,) * _NUMBERS)
             self._time_code.append(-1)
         return stored
 
     def _order_at(self, row: int) -> Order:
         if self._whole and row in self._whole:
             return self._whole[row][0]
-        qty, notional, avg = self._qty[row], self._notional[row], self._avg_price[row]
+        cid, symbol, side, status = self._refs[_REFS * row:_REFS * row + _REFS]
+        qty, notional, filled, avg, _ = self._numbers[_NUMBERS * row:_NUMBERS * row + _NUMBERS]
         return trusted_order(
-            _order_id(row), self._cids[row], self._symbols[row], self._sides[row],
-            self._statuses[row], None if qty != qty else qty,
-            None if notional != notional else notional, self._filled_qty[row],
-            None if avg != avg else avg, self._times[self._time_code[row]],
+            _order_id(row), cid, symbol, side, status, None if qty != qty else qty,
+            None if notional != notional else notional, filled, None if avg != avg else avg,
+            self._times[self._time_code[row]],
             self._reasons.get(row) if self._reasons else None)
 
     def _fills_at(self, row: int) -> list[Fill]:
         if self._whole and row in self._whole:
             kept = self._whole[row][1]
             return [] if kept is None else [kept]
-        commission = self._commission[row]
+        _, _, filled, price, commission = self._numbers[_NUMBERS * row:_NUMBERS * row + _NUMBERS]
         if commission != commission:
             return []
-        return [trusted_fill(_order_id(row), self._cids[row], self._symbols[row],
-                             self._sides[row], self._filled_qty[row], self._avg_price[row],
-                             commission, self._times[self._time_code[row]])]
+        cid, symbol, side, _ = self._refs[_REFS * row:_REFS * row + _REFS]
+        return [trusted_fill(_order_id(row), cid, symbol, side, filled, price, commission,
+                             self._times[self._time_code[row]])]
 
     def order(self, client_order_id: str) -> Order | None:
         row = self._row_of.get(client_order_id)
@@ -154,10 +144,10 @@ class MemoryLedger:
             row = int(order_id[4:]) - 1
         except ValueError:
             return False
-        return 0 <= row < len(self._cids) and _order_id(row) == order_id
+        return 0 <= row < len(self._time_code) and _order_id(row) == order_id
 
     def orders(self) -> list[Order]:
-        return [self._order_at(row) for row in range(len(self._cids))]
+        return [self._order_at(row) for row in range(len(self._time_code))]
 
     def fills(self, client_order_id: str) -> list[Fill]:
         row = self._row_of.get(client_order_id)
@@ -166,22 +156,23 @@ class MemoryLedger:
     def fill_rows(self) -> list[tuple[Any, ...]]:
         """Every fill as (symbol, side, qty, price, commission, at ISO), oldest first."""
         return [(f.symbol, f.side.value, f.qty, f.price, f.commission, f.at.isoformat())
-                for row in range(len(self._cids)) for f in self._fills_at(row)]
+                for row in range(len(self._time_code)) for f in self._fills_at(row)]
 
     def fills_frame(self) -> pd.DataFrame:
         """``fill_rows`` as ``SimLedger.fills_frame`` shapes it, built from the columns."""
-        commission = np.frombuffer(self._commission, dtype=np.float64) if self._cids else None
-        if commission is None or self._whole or np.isnan(commission).all():
+        numbers = np.frombuffer(self._numbers, dtype=np.float64).reshape(-1, _NUMBERS)
+        commission = numbers[:, 4]
+        if self._whole or np.isnan(commission).all():
             return fill_frame_from_rows(self.fill_rows())  # the general (and empty) case
         rows = np.flatnonzero(~np.isnan(commission))
-        symbols, sides = self._symbols, self._sides
+        symbols, sides = self._refs[1::_REFS], self._refs[2::_REFS]
         times = pd.to_datetime(self._times, utc=True)  # one per day, not per fill
         codes = np.frombuffer(self._time_code, dtype=np.int64)[rows]
         columns = {
             "symbol": [symbols[r] for r in rows.tolist()],
             "side": [sides[r].value for r in rows.tolist()],
-            "qty": np.frombuffer(self._filled_qty, dtype=np.float64)[rows],
-            "price": np.frombuffer(self._avg_price, dtype=np.float64)[rows],
+            "qty": numbers[rows, 2],
+            "price": numbers[rows, 3],
             "commission": commission[rows],
             "at": times.take(codes),
         }
