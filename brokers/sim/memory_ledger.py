@@ -160,14 +160,15 @@ class MemoryLedger:
 
     def fills_frame(self) -> pd.DataFrame:
         """``fill_rows`` as ``SimLedger.fills_frame`` shapes it, built from the columns."""
-        numbers = np.frombuffer(self._numbers, dtype=np.float64).reshape(-1, _NUMBERS)
+        # Copies, not views: an array exporting its buffer could not grow any more.
+        numbers = np.array(self._numbers, dtype=np.float64).reshape(-1, _NUMBERS)
         commission = numbers[:, 4]
         if self._whole or np.isnan(commission).all():
             return fill_frame_from_rows(self.fill_rows())  # the general (and empty) case
         rows = np.flatnonzero(~np.isnan(commission))
         symbols, sides = self._refs[1::_REFS], self._refs[2::_REFS]
         times = pd.to_datetime(self._times, utc=True)  # one per day, not per fill
-        codes = np.frombuffer(self._time_code, dtype=np.int64)[rows]
+        codes = np.array(self._time_code, dtype=np.int64)[rows]
         columns = {
             "symbol": [symbols[r] for r in rows.tolist()],
             "side": [sides[r].value for r in rows.tolist()],
