@@ -410,15 +410,17 @@ class SimulatedBroker:
             qty = None if request.qty is None else float(request.qty)
             notional = None if request.notional is None else float(request.notional)
             # Built from checked parts (a validated request, the replay's aware clock):
-            # trusted_order skips re-checking them. The ledger assigns the id sim-<seq>.
+            # trusted_order skips re-checking them. The id is sim-<seq>: known now in memory,
+            # set by the SQLite ledger inside its write ("" until then).
+            order_id = self._ledger.next_order_id()
             if isinstance(outcome, str):
-                order = trusted_order("", request.client_order_id, request.symbol,
+                order = trusted_order(order_id, request.client_order_id, request.symbol,
                                       request.side, OrderStatus.REJECTED, qty, notional, 0.0,
                                       None, now, outcome)
                 return self._ledger.record(order, None, self._cash, None)
-            order = trusted_order("", request.client_order_id, request.symbol, request.side,
-                                  OrderStatus.FILLED, qty, notional, outcome.qty, outcome.price,
-                                  now, None)
+            order = trusted_order(order_id, request.client_order_id, request.symbol,
+                                  request.side, OrderStatus.FILLED, qty, notional, outcome.qty,
+                                  outcome.price, now, None)
             return self._fill(order, outcome)
 
     def _evaluate(self, request: OrderRequest) -> FillPlan | str:

@@ -194,6 +194,11 @@ class SimLedger:
     def save_cursor(self, cursor_date: str | None, ended: bool) -> None:
         self._db.execute(_UPDATE_CURSOR, (cursor_date, int(ended)))
 
+    def next_order_id(self) -> str:
+        """"": the id ``sim-<seq>`` is taken from the database inside ``record``'s
+        transaction (so it never repeats across processes); ``record`` sets it."""
+        return ""
+
     def record(
         self, order: Order, fill: Fill | None, cash: float, holding: Holding | None
     ) -> Order:

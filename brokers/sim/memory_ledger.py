@@ -68,6 +68,7 @@ class MemoryLedger:
         self._code_of_time: dict[int, int] = {}  # id(datetime in _times) → its index
         self._reasons: dict[int, str] = {}  # row → reject reason (rejections are rare)
         self._whole: dict[int, tuple[Order, Fill | None]] = {}  # rows _fits_columns refused
+        self._last_fill: Fill | None = None  # the latest fill as booked: fills_for asks next
 
     def load_or_create(self, starting_cash: float) -> LedgerState:
         """A new account holding ``starting_cash`` (a memory ledger is always new)."""
@@ -75,6 +76,10 @@ class MemoryLedger:
 
     def save_cursor(self, cursor_date: str | None, ended: bool) -> None:
         """Nothing to persist: the broker keeps its cursor itself."""
+
+    def next_order_id(self) -> str:
+        """The id ``record`` gives the next order: the broker builds it with its id at once."""
+        return _order_id(len(self._time_code))
 
     def _code(self, at: datetime) -> int:
         code = self._code_of_time.get(id(at))
@@ -90,9 +95,11 @@ class MemoryLedger:
         row = len(self._time_code)
         order_id = _order_id(row)
         cid = order.client_order_id
-        stored = trusted_order(order_id, cid, order.symbol, order.side, order.status,
-                               order.qty, order.notional, order.filled_qty,
-                               order.filled_avg_price, order.submitted_at, order.reject_reason)
+        stored = order if order.id == order_id else trusted_order(
+            order_id, cid, order.symbol, order.side, order.status, order.qty, order.notional,
+            order.filled_qty, order.filled_avg_price, order.submitted_at, order.reject_reason)
+        self._last_fill = (fill if fill is not None and fill.order_id == order_id
+                           and fill.client_order_id == cid else None)
         self._row_of[cid] = row
         self._refs.extend((cid, order.symbol, order.side, order.status))
         if _fits_columns(order, fill):
@@ -150,6 +157,9 @@ class MemoryLedger:
         return [self._order_at(row) for row in range(len(self._time_code))]
 
     def fills(self, client_order_id: str) -> list[Fill]:
+        last = self._last_fill
+        if last is not None and last.client_order_id == client_order_id:
+            return [last]  # what _fills_at would rebuild: the order's own execution
         row = self._row_of.get(client_order_id)
         return [] if row is None else self._fills_at(row)
 
