@@ -78,9 +78,11 @@ def test_memory_ledger_matches_sqlite_on_notional_rejected_and_int_orders(tmp_pa
     seen = []
     for sim in _both_brokers(tmp_path):
         sim.on_wake()
-        returned = [sim.submit_order(r) for r in requests[:4]]
+        returned = [(sim.submit_order(r), sim.fills_for(r.client_order_id))
+                    for r in requests[:4]]
         sim.on_wake()
-        returned += [sim.submit_order(r) for r in requests[4:]]
+        returned += [(sim.submit_order(r), sim.fills_for(r.client_order_id))
+                     for r in requests[4:]]
         cids = [r.client_order_id for r in requests]
         seen.append((returned, sim.list_orders(open_only=False),
                      [sim.get_order_by_client_id(c) for c in cids],
@@ -91,6 +93,7 @@ def test_memory_ledger_matches_sqlite_on_notional_rejected_and_int_orders(tmp_pa
     (*memory, memory_table, memory_account, memory_held) = seen[1]
     assert memory == disk
     assert {o.status for o in memory[1]} == {OrderStatus.FILLED, OrderStatus.REJECTED}
+    assert sum(len(fills) for _, fills in memory[0]) == 5  # q1 twice: sent, then known
     pd.testing.assert_frame_equal(memory_table, disk_table)
     assert (memory_account, memory_held) == (disk_account, disk_held)
 
