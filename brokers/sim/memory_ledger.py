@@ -69,6 +69,7 @@ class MemoryLedger:
         self._reasons: dict[int, str] = {}  # row → reject reason (rejections are rare)
         self._whole: dict[int, tuple[Order, Fill | None]] = {}  # rows _fits_columns refused
         self._last_fill: Fill | None = None  # the latest fill as booked: fills_for asks next
+        self._next_id = (-1, "")  # (row, its id), formatted once per order
 
     def load_or_create(self, starting_cash: float) -> LedgerState:
         """A new account holding ``starting_cash`` (a memory ledger is always new)."""
@@ -79,7 +80,10 @@ class MemoryLedger:
 
     def next_order_id(self) -> str:
         """The id ``record`` gives the next order: the broker builds it with its id at once."""
-        return _order_id(len(self._time_code))
+        row = len(self._time_code)
+        if self._next_id[0] != row:
+            self._next_id = (row, _order_id(row))
+        return self._next_id[1]
 
     def _code(self, at: datetime) -> int:
         code = self._code_of_time.get(id(at))
@@ -93,7 +97,7 @@ class MemoryLedger:
         """Store an order (id ``sim-<seq>``, as the SQLite ledger numbers them) and its fill;
         cash and holdings live in the broker's own cache. Returns the stored order."""
         row = len(self._time_code)
-        order_id = _order_id(row)
+        order_id = self.next_order_id()
         cid = order.client_order_id
         stored = order if order.id == order_id else trusted_order(
             order_id, cid, order.symbol, order.side, order.status, order.qty, order.notional,
