@@ -25,6 +25,7 @@ from brokers.base import (
     trusted_order,
     trusted_position,
 )
+from brokers.errors import BrokerDataError
 from brokers.sim.broker import SimulatedBroker
 from brokers.sim.ledger import SimLedger
 from brokers.sim.memory_ledger import MemoryLedger
@@ -202,3 +203,17 @@ def test_memory_journal_refuses_a_batch_with_a_known_id_and_keeps_nothing_of_it(
         seen.append(([(i.client_order_id, i.status, i.reason) for i in j.intents()],
                      j.open_intents()))
     assert seen[0] == seen[1] == ([("x-a", "unsent", "gone")], [])
+
+
+def test_sim_held_qty_is_what_positions_say_in_the_asked_order():
+    sim = SimulatedBroker(":memory:", PRICES, starting_cash=5_000.0, replay_start=START)
+    sim.on_wake()
+    sim.submit_order(OrderRequest("TLT", OrderSide.BUY, "t", qty=3.123456789))
+    sim.submit_order(OrderRequest("SPY", OrderSide.BUY, "s", qty=2.0))
+    sim.submit_order(OrderRequest("SPY", OrderSide.SELL, "s2", qty=2.0))  # closed again
+    symbols = ["SPY", "NEW", "TLT"]
+    held = sim.positions()
+    assert sim.held_qty(symbols).tolist() == [
+        held[s].qty if s in held else 0.0 for s in symbols] == [0.0, 0.0, 3.123456789]
+    with pytest.raises(BrokerDataError, match="XYZ"):
+        sim.held_qty(["SPY", "XYZ"])

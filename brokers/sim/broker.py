@@ -393,6 +393,14 @@ class SimulatedBroker:
         return {s: trusted_position(s, qty, avg[s], value)
                 for (s, qty), value in zip(self._qty.items(), values.tolist(), strict=True)}
 
+    def held_qty(self, symbols: Sequence[str]) -> np.ndarray:
+        """Shares held of each of ``symbols`` (0.0 for none), as ``positions()[s].qty``
+        gives them, without building a ``Position`` each: the backtest reads its books
+        after every cycle that traded (500 symbols: one array copy instead of 500 values)."""
+        cols = self._columns(symbols)
+        with self._lock:
+            return self._qty_by_col[cols]
+
     # ----- orders --------------------------------------------------------------------
 
     def submit_order(self, request: OrderRequest) -> Order:
