@@ -125,6 +125,7 @@ class MemoryJournal(Journal):
                        intents: Sequence[tuple[str, str, OrderSide, float, float]],
                        status: IntentStatus = IntentStatus.INTENT) -> None:
         status = IntentStatus(status)
+        intents = list(intents)  # read several times below (one pass per column)
         cids = [row[0] for row in intents]
         taken = [cid for cid in cids if cid in self._row_of]
         if taken or len(set(cids)) != len(cids):
