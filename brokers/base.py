@@ -182,6 +182,65 @@ class OrderUpdate:
     new_fills: tuple[Fill, ...] = field(default_factory=tuple)
 
 
+# Trusted constructors: the same frozen values, built without ``__post_init__``'s checks, for
+# our own code rebuilding a value from parts that were validated when they first entered (the
+# simulator's books hold 10⁵ orders; ``tests/test_sim_broker.py`` checks every field is set).
+# Values from outside (a venue's response, a file) always go through the checked constructor.
+_new = object.__new__
+_ORDER_SET = tuple(Order.__dict__[name].__set__ for name in Order.__slots__)
+_FILL_SET = tuple(Fill.__dict__[name].__set__ for name in Fill.__slots__)
+_POSITION_SET = tuple(Position.__dict__[name].__set__ for name in Position.__slots__)
+
+
+def trusted_order(id: str, client_order_id: str, symbol: str, side: OrderSide,
+                  status: OrderStatus, qty: float | None, notional: float | None,
+                  filled_qty: float, filled_avg_price: float | None,
+                  submitted_at: datetime | None, reject_reason: str | None) -> Order:
+    """``Order(...)`` for already-checked parts (``submitted_at`` aware), no re-validation."""
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10 = _ORDER_SET
+    order = _new(Order)
+    s0(order, id)
+    s1(order, client_order_id)
+    s2(order, symbol)
+    s3(order, side)
+    s4(order, status)
+    s5(order, qty)
+    s6(order, notional)
+    s7(order, filled_qty)
+    s8(order, filled_avg_price)
+    s9(order, submitted_at)
+    s10(order, reject_reason)
+    return order
+
+
+def trusted_fill(order_id: str, client_order_id: str, symbol: str, side: OrderSide,
+                 qty: float, price: float, commission: float, at: datetime) -> Fill:
+    """``Fill(...)`` for already-checked parts (finite numbers, aware ``at``)."""
+    s0, s1, s2, s3, s4, s5, s6, s7 = _FILL_SET
+    fill = _new(Fill)
+    s0(fill, order_id)
+    s1(fill, client_order_id)
+    s2(fill, symbol)
+    s3(fill, side)
+    s4(fill, qty)
+    s5(fill, price)
+    s6(fill, commission)
+    s7(fill, at)
+    return fill
+
+
+def trusted_position(symbol: str, qty: float, avg_entry_price: float,
+                     market_value: float) -> Position:
+    """``Position(...)`` for already-checked finite numbers."""
+    s0, s1, s2, s3 = _POSITION_SET
+    position = _new(Position)
+    s0(position, symbol)
+    s1(position, qty)
+    s2(position, avg_entry_price)
+    s3(position, market_value)
+    return position
+
+
 @runtime_checkable
 class Broker(Protocol):
     """What the cycle needs from a venue. Adapters translate their venue to these types.

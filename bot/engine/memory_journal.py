@@ -1,26 +1,33 @@
-"""The backtest's journal: ``Journal``'s interface held in dicts, for one process.
+"""The backtest's journal: ``Journal``'s interface held in memory, for one process.
 
 A replay of 20 daily years journals ~10⁴ cycles and ~10⁵ orders; in SQLite (even
 ``:memory:``) that was ~60 statements a cycle, a fifth of the backtest's time. The
 backtest's journal dies with the process, so nothing is lost by not writing it: the cycle
-code is the same, only the store differs. ``tests/test_memory_journal.py`` drives both
-journals through the same calls and compares everything they return.
+code is the same, only the store differs. Intents are columns (lists and ``array("d")``,
+one row per intent) and fills are kept only as what the journal's reads use (a count and
+a summed qty per intent): ~250 bytes an order instead of ~600 of objects.
+``tests/test_memory_state.py`` and ``tests/test_sim_broker_books.py`` drive both journals
+through the same calls and compare everything they return.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import secrets
+from array import array
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from bot.engine.journal import IntentRecord, Journal
 from bot.engine.statuses import OPEN_INTENT_STATUSES, CycleStatus, IntentStatus
-from brokers.base import Fill, Order, OrderSide
+from brokers.base import Fill, Order, OrderSide, OrderStatus
 from strategies.errors import StateError
+
+_NONE = math.nan  # how a float column holds None
+_INTENT_OF = {status: IntentStatus(status.value) for status in OrderStatus}
 
 
 class MemoryJournal(Journal):
@@ -33,9 +40,26 @@ class MemoryJournal(Journal):
         self._meta: dict[str, str] = {"instance_id": secrets.token_hex(2)}
         self._cycles: list[dict[str, Any]] = []
         self._cycle_of: dict[str, dict[str, Any]] = {}
-        self._intents: dict[str, IntentRecord] = {}  # client_order_id → intent, in order
+        # Intents as columns, one row per client_order_id in journaling order (SQLite's
+        # created_at, position): 10⁵ IntentRecord objects were a third of a long backtest's
+        # memory. Records are rebuilt when read (intents, open_intents).
+        self._row_of: dict[str, int] = {}
+        self._cids: list[str] = []
+        self._cycle_ids: list[str] = []
+        self._symbols: list[str] = []
+        self._sides: list[OrderSide] = []
+        self._qty = array("d")
+        self._price_est = array("d")
+        self._statuses: list[IntentStatus] = []
+        self._broker_ids: list[str | None] = []
+        self._filled_qty = array("d")
+        self._avg_price = array("d")  # NaN: None
+        self._reasons: dict[int, str] = {}  # row → reason (few intents have one)
+        self._fill_counts = array("q")
+        self._fill_qty_sums = array("d")
+        self._unjournaled_fills: dict[str, tuple[int, float]] = {}  # cid without an intent
+        self._fill_total = 0
         self._open: dict[str, None] = {}  # the open ones, in order (SQLite: an index)
-        self._fills: dict[str, list[Fill]] = {}
 
     def close(self) -> None:
         """Nothing to close."""
@@ -89,68 +113,116 @@ class MemoryJournal(Journal):
         return ids
 
     # -- intents and orders -----------------------------------------------------------
-    def _store(self, intent: IntentRecord) -> None:
-        self._intents[intent.client_order_id] = intent
-        if intent.status in OPEN_INTENT_STATUSES:
-            self._open[intent.client_order_id] = None
+    def _open_or_close(self, row: int) -> None:
+        """Keep ``_open`` (SQLite: the status index) in step with the row's status."""
+        cid = self._cids[row]
+        if self._statuses[row] in OPEN_INTENT_STATUSES:
+            self._open[cid] = None
         else:
-            self._open.pop(intent.client_order_id, None)
+            self._open.pop(cid, None)
 
     def record_intents(self, cycle_id: str,
                        intents: Sequence[tuple[str, str, OrderSide, float, float]],
                        status: IntentStatus = IntentStatus.INTENT) -> None:
-        rows = [IntentRecord(cid, cycle_id, sym, side, qty, price, IntentStatus(status), None,
-                             0.0, None, None) for cid, sym, side, qty, price in intents]
-        taken = [r.client_order_id for r in rows if r.client_order_id in self._intents]
-        if taken or len({r.client_order_id for r in rows}) != len(rows):
+        status = IntentStatus(status)
+        intents = list(intents)  # read several times below (one pass per column)
+        cids = [row[0] for row in intents]
+        taken = [cid for cid in cids if cid in self._row_of]
+        if taken or len(set(cids)) != len(cids):
             raise StateError(f"journal :memory:: client_order_id already journaled: {taken}")
-        for r in rows:
-            self._store(r)
+        qty = array("d", [row[3] for row in intents])  # converted before anything is stored:
+        price_est = array("d", [row[4] for row in intents])  # a batch lands whole or not at all
+        first, n = len(self._cids), len(cids)
+        self._row_of.update(zip(cids, range(first, first + n), strict=True))
+        self._cids += cids
+        self._cycle_ids += [cycle_id] * n
+        self._symbols += [row[1] for row in intents]
+        self._sides += [row[2] for row in intents]
+        self._qty += qty
+        self._price_est += price_est
+        self._statuses += [status] * n
+        self._broker_ids += [None] * n
+        self._filled_qty += array("d", bytes(8 * n))
+        self._avg_price += array("d", [_NONE]) * n
+        self._fill_counts += array("q", bytes(8 * n))
+        self._fill_qty_sums += array("d", bytes(8 * n))
+        if self._unjournaled_fills:  # fills recorded before their intent (reconciliation)
+            for row in range(first, first + n):
+                count, qty_sum = self._unjournaled_fills.pop(self._cids[row], (0, 0.0))
+                self._fill_counts[row], self._fill_qty_sums[row] = count, qty_sum
+        if status in OPEN_INTENT_STATUSES:
+            self._open.update(dict.fromkeys(cids))
 
     def update_from_order(self, order: Order) -> None:
-        intent = self._intents.get(order.client_order_id)
-        if intent is not None:
-            self._store(replace(
-                intent, status=IntentStatus(order.status.value), broker_order_id=order.id,
-                filled_qty=order.filled_qty, filled_avg_price=order.filled_avg_price,
-                reason=order.reject_reason if order.reject_reason is not None else intent.reason))
+        row = self._row_of.get(order.client_order_id)
+        if row is None:
+            return
+        status = order.status
+        self._statuses[row] = _INTENT_OF.get(status) or IntentStatus(status.value)
+        self._broker_ids[row] = order.id
+        self._filled_qty[row] = order.filled_qty
+        avg = order.filled_avg_price
+        self._avg_price[row] = _NONE if avg is None else avg  # SQLite, too, reads NaN as NULL
+        if order.reject_reason is not None:
+            self._reasons[row] = order.reject_reason
+        self._open_or_close(row)
 
     def resize_intent(self, client_order_id: str, qty: float) -> None:
-        intent = self._intents.get(client_order_id)
-        if intent is not None and intent.status is IntentStatus.INTENT:
-            self._store(replace(intent, qty=qty))
+        row = self._row_of.get(client_order_id)
+        if row is not None and self._statuses[row] is IntentStatus.INTENT:
+            self._qty[row] = qty
 
     def set_status(self, client_order_id: str, status: IntentStatus,
                    reason: str | None = None) -> None:
-        intent = self._intents.get(client_order_id)
-        if intent is not None:
-            self._store(replace(intent, status=IntentStatus(status),
-                                reason=reason if reason is not None else intent.reason))
+        row = self._row_of.get(client_order_id)
+        if row is not None:
+            self._statuses[row] = IntentStatus(status)
+            if reason is not None:
+                self._reasons[row] = reason
+            self._open_or_close(row)
 
     def record_order(self, order: Order, fills: Sequence[Fill]) -> None:
+        """The order's state and its fills, of which only what the journal's reads use is
+        kept: how many (``fill_count``) and their summed qty (``intents_missing_fills``)."""
         self.update_from_order(order)
-        self._fills[order.client_order_id] = list(fills)
+        count, qty_sum = len(fills), sum(f.qty for f in fills)
+        row = self._row_of.get(order.client_order_id)
+        if row is None:  # fills of an order never journaled as an intent: counted all the same
+            old = self._unjournaled_fills.get(order.client_order_id, (0, 0.0))[0]
+            self._unjournaled_fills[order.client_order_id] = (count, qty_sum)
+        else:
+            old = self._fill_counts[row]
+            self._fill_counts[row], self._fill_qty_sums[row] = count, qty_sum
+        self._fill_total += count - old
+
+    def _record_at(self, row: int) -> IntentRecord:
+        avg = self._avg_price[row]
+        return IntentRecord(
+            self._cids[row], self._cycle_ids[row], self._symbols[row], self._sides[row],
+            self._qty[row], self._price_est[row], self._statuses[row], self._broker_ids[row],
+            self._filled_qty[row], None if avg != avg else avg, self._reasons.get(row))
 
     def intents(self, cycle_id: str | None = None,
                 statuses: Sequence[IntentStatus] | None = None) -> list[IntentRecord]:
         wanted = None if statuses is None else {str(s) for s in statuses}
-        return [r for r in self._intents.values()
-                if (cycle_id is None or r.cycle_id == cycle_id)
-                and (wanted is None or r.status in wanted)]
+        cycle_ids, states = self._cycle_ids, self._statuses
+        return [self._record_at(row) for row in range(len(self._cids))
+                if (cycle_id is None or cycle_ids[row] == cycle_id)
+                and (wanted is None or states[row] in wanted)]
 
     def open_intents(self) -> list[IntentRecord]:
-        return [self._intents[cid] for cid in self._open]
+        return [self._record_at(self._row_of[cid]) for cid in self._open]
 
     def known_client_order_ids(self) -> set[str]:
-        return set(self._intents)
+        return set(self._row_of)
 
     def intents_missing_fills(self) -> list[str]:
-        return [r.client_order_id for r in self._intents.values()
-                if r.filled_qty > 0 and r.filled_qty > 1e-9 + (1 + 1e-9) * sum(
-                    f.qty for f in self._fills.get(r.client_order_id, ()))]
+        filled, sums = self._filled_qty, self._fill_qty_sums
+        return [self._cids[row] for row in range(len(self._cids))
+                if filled[row] > 0 and filled[row] > 1e-9 + (1 + 1e-9) * sums[row]]
 
     def fill_count(self) -> int:
-        return sum(len(f) for f in self._fills.values())
+        return self._fill_total
 
 
 def _now_iso() -> str:

@@ -45,6 +45,9 @@ from brokers.base import (
     OrderSide,
     OrderStatus,
     Position,
+    trusted_fill,
+    trusted_order,
+    trusted_position,
     validate_price_frame,
 )
 from brokers.calendar import xnys_sessions
@@ -134,10 +137,13 @@ class SimulatedBroker:
         self._dates: list[date] = [ts.date() for ts in self._prices.index]
         self._row_of: dict[date, int] = {d: i for i, d in enumerate(self._dates)}
         self._opens, self._closes_at = session_hours(self._dates)
+        # The replay's "now" per day: one shared datetime for every order of the day.
+        self._nows = [close - REPLAY_BEFORE_CLOSE for close in self._closes_at]
         self._col_of: dict[str, int] = {str(s): j for j, s in enumerate(self._prices.columns)}
         self._symbols = list(self._col_of)
         self._all_columns = list(range(len(self._symbols)))
         self._column_index: dict[tuple[str, ...], pd.Index] = {}
+        self._assets_cache: dict[tuple[str, ...], dict[str, AssetInfo]] = {}
         if len(self._col_of) != self._prices.shape[1]:
             raise BrokerDataError("sim prices: duplicate symbol columns")
         if replay_start is None:
@@ -173,8 +179,9 @@ class SimulatedBroker:
         self._qty_by_col = np.zeros(len(self._col_of))
         for symbol, qty in self._qty.items():
             self._qty_by_col[self._col_of[symbol]] = qty
-        self._fills_booked = 0  # with the mark row, keys the positions() cache
+        self._fills_booked = 0  # with the mark row, keys the account/positions caches
         self._positions_cache: tuple[tuple[int, int], dict[str, Position]] | None = None
+        self._account_cache: tuple[tuple[int, int], Account] | None = None
         if state.created:
             log.info("sim_account_created", starting_cash=state.cash)
         else:
@@ -243,7 +250,7 @@ class SimulatedBroker:
             return self._dates[row]
 
     def _replay_now(self, row: int) -> datetime:
-        return self._closes_at[row] - REPLAY_BEFORE_CLOSE
+        return self._nows[row]
 
     def clock(self) -> Clock:
         """Open 15 minutes before the replay day's close (the calendar's, early closes
@@ -316,8 +323,15 @@ class SimulatedBroker:
                 if math.isfinite(row[c])}
 
     def assets(self, symbols: Sequence[str]) -> dict[str, AssetInfo]:
-        self._columns(symbols)
-        return {s: AssetInfo(s, tradable=True, fractionable=self._fractional) for s in symbols}
+        """Every priced symbol is tradable; fractionable as configured (asked every cycle,
+        so each universe's answer is kept: the values are frozen)."""
+        key = tuple(symbols)
+        known = self._assets_cache.get(key)
+        if known is None:
+            self._columns(symbols)
+            known = self._assets_cache[key] = {
+                s: AssetInfo(s, tradable=True, fractionable=self._fractional) for s in symbols}
+        return dict(known)
 
     def _mark_row(self) -> int:
         """The row positions are valued at: today, or the last visible day when closed."""
@@ -337,20 +351,26 @@ class SimulatedBroker:
         """Cash and equity = cash + Σ qty × close of the mark day.
 
         The sum is ``math.fsum`` (correctly rounded, so independent of position order); each
-        term is the same float product as the position's ``market_value``.
+        term is the same float product as the position's ``market_value``. Cached until the
+        next fill or day (execution and the backtest ask several times between two).
         """
         with self._lock:
-            if not self._qty:
-                return Account(ACCOUNT_NUMBER, self._cash, self._cash, buying_power=self._cash)
-            row = self._mark_row()
-            held = np.flatnonzero(self._qty_by_col)
-            if row < 0:
-                self._close(self._symbols[held[0]], row)  # raises: nothing to value them at
-            values = self._qty_by_col[held] * self._closes[row, held]
-            if np.isnan(values).any():
-                self._close(self._symbols[held[np.isnan(values)][0]], row)  # raises, naming it
-            equity = math.fsum([self._cash, *values.tolist()])
-            return Account(ACCOUNT_NUMBER, self._cash, equity, buying_power=self._cash)
+            key = (self._mark_row(), self._fills_booked)
+            if self._account_cache is None or self._account_cache[0] != key:
+                self._account_cache = (key, self._value_account(key[0]))
+            return self._account_cache[1]
+
+    def _value_account(self, row: int) -> Account:
+        if not self._qty:
+            return Account(ACCOUNT_NUMBER, self._cash, self._cash, buying_power=self._cash)
+        held = np.flatnonzero(self._qty_by_col)
+        if row < 0:
+            self._close(self._symbols[held[0]], row)  # raises: nothing to value them at
+        values = self._qty_by_col[held] * self._closes[row, held]
+        if np.isnan(values).any():
+            self._close(self._symbols[held[np.isnan(values)][0]], row)  # raises, naming it
+        equity = math.fsum([self._cash, *values.tolist()])
+        return Account(ACCOUNT_NUMBER, self._cash, equity, buying_power=self._cash)
 
     def positions(self) -> dict[str, Position]:
         """Holdings valued at the mark day's close (cached until the next fill or day)."""
@@ -358,12 +378,33 @@ class SimulatedBroker:
             row = self._mark_row()
             key = (row, self._fills_booked)
             if self._positions_cache is None or self._positions_cache[0] != key:
-                held = {
-                    s: Position(s, qty, self._avg[s], qty * self._close(s, row))
-                    for s, qty in self._qty.items()
-                }
-                self._positions_cache = (key, held)
+                self._positions_cache = (key, self._value_positions(row))
             return dict(self._positions_cache[1])
+
+    def _value_positions(self, row: int) -> dict[str, Position]:
+        """Each holding at ``row``'s close, market value = qty × close (one vector product).
+        Qty and average price are the books' own finite numbers, so when every value is
+        finite the positions are built without re-checking them."""
+        symbols = list(self._qty)
+        if row < 0 or not symbols:
+            return {s: Position(s, qty, self._avg[s], qty * self._close(s, row))
+                    for s, qty in self._qty.items()}  # raises before the replay, naming one
+        cols = [self._col_of[s] for s in symbols]
+        values = self._qty_by_col[cols] * self._closes[row, cols]
+        if not np.isfinite(values).all():  # a missing price (raises, naming it) or overflow
+            return {s: Position(s, qty, self._avg[s], qty * self._close(s, row))
+                    for s, qty in self._qty.items()}
+        avg = self._avg
+        return {s: trusted_position(s, qty, avg[s], value)
+                for (s, qty), value in zip(self._qty.items(), values.tolist(), strict=True)}
+
+    def held_qty(self, symbols: Sequence[str]) -> np.ndarray:
+        """Shares held of each of ``symbols`` (0.0 for none), as ``positions()[s].qty``
+        gives them, without building a ``Position`` each: the backtest reads its books
+        after every cycle that traded (500 symbols: one array copy instead of 500 values)."""
+        cols = self._columns(symbols)
+        with self._lock:
+            return self._qty_by_col[cols]
 
     # ----- orders --------------------------------------------------------------------
 
@@ -377,23 +418,22 @@ class SimulatedBroker:
             if known is not None:
                 return known
             outcome = self._evaluate(request)
-            now = (self._replay_now(self._row)  # = clock().now, cheaper
+            now = (self._nows[self._row]  # = clock().now, cheaper
                    if self._is_open() and self._row is not None else self.clock().now)
-            order = Order(
-                id="",  # the ledger assigns sim-<seq> from the database when it stores it
-                client_order_id=request.client_order_id,
-                symbol=request.symbol,
-                side=request.side,
-                status=OrderStatus.REJECTED if isinstance(outcome, str) else OrderStatus.FILLED,
-                qty=None if request.qty is None else float(request.qty),
-                notional=None if request.notional is None else float(request.notional),
-                filled_qty=0.0 if isinstance(outcome, str) else outcome.qty,
-                filled_avg_price=None if isinstance(outcome, str) else outcome.price,
-                submitted_at=now,
-                reject_reason=outcome if isinstance(outcome, str) else None,
-            )
+            qty = None if request.qty is None else float(request.qty)
+            notional = None if request.notional is None else float(request.notional)
+            # Built from checked parts (a validated request, the replay's aware clock):
+            # trusted_order skips re-checking them. The id is sim-<seq>: known now in memory,
+            # set by the SQLite ledger inside its write ("" until then).
+            order_id = self._ledger.next_order_id()
             if isinstance(outcome, str):
+                order = trusted_order(order_id, request.client_order_id, request.symbol,
+                                      request.side, OrderStatus.REJECTED, qty, notional, 0.0,
+                                      None, now, outcome)
                 return self._ledger.record(order, None, self._cash, None)
+            order = trusted_order(order_id, request.client_order_id, request.symbol,
+                                  request.side, OrderStatus.FILLED, qty, notional, outcome.qty,
+                                  outcome.price, now, None)
             return self._fill(order, outcome)
 
     def _evaluate(self, request: OrderRequest) -> FillPlan | str:
@@ -421,7 +461,7 @@ class SimulatedBroker:
         else:
             qty = round(held - plan.qty, QTY_DECIMALS)
         cash = self._cash + plan.cash_delta
-        fill = Fill(
+        fill = trusted_fill(  # plan_fill's numbers are finite; the order's time is aware
             order.id, order.client_order_id, symbol, order.side, plan.qty, plan.price,
             plan.commission, order.submitted_at,
         )  # fmt: skip
@@ -468,8 +508,4 @@ class SimulatedBroker:
         """Every fill of the account, oldest first, as columns symbol, side, qty, price,
         commission, at (aware UTC): one query, for the backtest's trade list."""
         with self._lock:
-            rows = self._ledger.fill_rows()
-        table = pd.DataFrame.from_records(
-            rows, columns=["symbol", "side", "qty", "price", "commission", "at"])
-        table["at"] = pd.to_datetime(table["at"], utc=True, format="ISO8601")
-        return table
+            return self._ledger.fills_frame()

@@ -12,7 +12,9 @@ import sqlite3
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import pandas as pd
 
 from brokers.base import Fill, Order, OrderSide, OrderStatus
 from brokers.sqlite_state import (
@@ -93,6 +95,14 @@ _UPSERT_POSITION = (
     "avg_entry_price = excluded.avg_entry_price"
 )
 _DELETE_POSITION = "DELETE FROM sim_positions WHERE symbol = ?"
+FILL_FRAME_COLUMNS = ("symbol", "side", "qty", "price", "commission", "at")
+
+
+def fill_frame_from_rows(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """``fill_rows`` as a frame: columns ``FILL_FRAME_COLUMNS``, ``at`` aware UTC."""
+    table = pd.DataFrame.from_records(rows, columns=list(FILL_FRAME_COLUMNS))
+    table["at"] = pd.to_datetime(table["at"], utc=True, format="ISO8601")
+    return table
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +116,9 @@ class LedgerState:
     holdings: dict[str, tuple[float, float]]  # symbol → (qty, avg entry price)
 
 
-@dataclass(frozen=True, slots=True)
-class Holding:
-    """A position after a fill; qty 0 means the position is closed (row deleted)."""
+class Holding(NamedTuple):
+    """A position after a fill; qty 0 means the position is closed (row deleted). A named
+    tuple, not a dataclass: one is built per fill, and a tuple is 3× cheaper to make."""
 
     symbol: str
     qty: float
@@ -184,6 +194,11 @@ class SimLedger:
     def save_cursor(self, cursor_date: str | None, ended: bool) -> None:
         self._db.execute(_UPDATE_CURSOR, (cursor_date, int(ended)))
 
+    def next_order_id(self) -> str:
+        """"": the id ``sim-<seq>`` is taken from the database inside ``record``'s
+        transaction (so it never repeats across processes); ``record`` sets it."""
+        return ""
+
     def record(
         self, order: Order, fill: Fill | None, cash: float, holding: Holding | None
     ) -> Order:
@@ -241,6 +256,10 @@ class SimLedger:
         first: the backtest's trade list, without building 10⁵ Fill objects."""
         query = "SELECT symbol, side, qty, price, commission, at FROM sim_fills ORDER BY rowid"
         return self._db.execute(query).fetchall()
+
+    def fills_frame(self) -> pd.DataFrame:
+        """Every fill, oldest first, as a frame (``FILL_FRAME_COLUMNS``): one query."""
+        return fill_frame_from_rows(self.fill_rows())
 
     def close(self) -> None:
         self._db.close()

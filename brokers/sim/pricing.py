@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from brokers.base import QTY_DECIMALS, OrderRequest, OrderSide
 from brokers.errors import BrokerConfigError
@@ -55,9 +56,9 @@ def _clip_to_cash(qty: float, price: float, cash: float, costs: SimCosts,
     return qty, gross, commission, gross + commission
 
 
-@dataclass(frozen=True, slots=True)
-class FillPlan:
-    """What a market order does to the account if it is accepted."""
+class FillPlan(NamedTuple):
+    """What a market order does to the account if it is accepted (a named tuple: one is
+    built per order, 3× cheaper than a frozen dataclass)."""
 
     qty: float
     price: float
