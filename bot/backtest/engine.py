@@ -268,8 +268,7 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
         result = cycle.run(ctx)
         records.append(_record(day, result))
         if result.figures.get("orders_submitted", 0) or result.status is CycleStatus.FAILED:
-            positions = broker.positions()
-            qty_now = np.array([positions[s].qty if s in positions else 0.0 for s in universe])
+            qty_now = broker.held_qty(universe)
             cash_now = broker.account().cash
         if fast and targets is None and result.status is CycleStatus.FINISHED:
             weights, targets = _static_targets(broker, ctx.strategy, ctx.settings, day)
