@@ -51,6 +51,17 @@ def returns_window(prices: pd.DataFrame, lookback_days: int | None = None
                    ) -> tuple[np.ndarray, pd.Index, pd.Index]:
     """``simple_returns`` as (days × assets array, usable symbols, dates): the optimizers
     work on the array (no DataFrame round trip on their hot path)."""
+    rets, columns, dates, _ = _returns_and_sums(prices, lookback_days)
+    return rets, columns, dates
+
+
+def _returns_and_sums(prices: pd.DataFrame, lookback_days: int | None
+                      ) -> tuple[np.ndarray, pd.Index, pd.Index, np.ndarray]:
+    """``returns_window`` plus the returns' column sums (the estimators' mean for free).
+
+    One fresh array: the returns are divided and shifted in place (each new 5 MB array at
+    N = 500 costs page faults as well as a pass). A NaN price makes a NaN return, so the
+    column sums flag the suspect columns; only those are re-scanned on the prices."""
     window = prices if lookback_days is None else prices.iloc[-(lookback_days + 1):]
     if len(window) < 3:
         raise StrategyError(
@@ -58,8 +69,10 @@ def returns_window(prices: pd.DataFrame, lookback_days: int | None = None
             + (f" (as of {window.index[-1].date()})" if len(window) else "")
         )
     values = window.to_numpy(dtype=float)
-    # NaN propagates into a column sum, so only the flagged columns need the full scan.
-    suspect = np.isnan(values.sum(axis=0))
+    rets = np.divide(values[1:], values[:-1])
+    rets -= 1.0  # returns_from_closes' formula, in place
+    sums = rets.sum(axis=0)
+    suspect = np.isnan(sums)
     complete = np.ones(values.shape[1], dtype=bool)
     if suspect.any():
         complete[suspect] = ~np.isnan(values[:, suspect]).any(axis=0)
@@ -73,8 +86,8 @@ def returns_window(prices: pd.DataFrame, lookback_days: int | None = None
             f"ending {window.index[-1].date()}: {list(columns)}"
         )
     if not complete.all():
-        values = values[:, complete]
-    return returns_from_closes(values), columns, window.index[1:]
+        rets, sums = rets[:, complete], sums[complete]
+    return rets, columns, window.index[1:], sums
 
 
 def sample_covariance(returns: pd.DataFrame) -> pd.DataFrame:
@@ -83,14 +96,24 @@ def sample_covariance(returns: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cov, index=returns.columns, columns=returns.columns, copy=False)
 
 
-def sample_covariance_array(x: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+def sample_covariance_array(x: np.ndarray, mean: np.ndarray | None = None,
+                            overwrite: bool = False) -> np.ndarray:
     """``sample_covariance`` of a days × assets array (``mean``: its column means, if the
     caller has them): one Gram matrix XcᵀXc (numpy hands ``a.T @ a`` to BLAS syrk, half
-    a GEMM), scaled in place."""
-    xc = x - (x.mean(axis=0) if mean is None else mean)
+    a GEMM), scaled in place. ``overwrite``: centre ``x`` itself (no copy)."""
+    xc = _centred(x, mean, overwrite)
     cov = xc.T @ xc
     cov *= ANNUALIZATION_DAYS / (len(x) - 1)
     return cov
+
+
+def _centred(x: np.ndarray, mean: np.ndarray | None, overwrite: bool) -> np.ndarray:
+    """x minus its column means, in place when ``overwrite``."""
+    mean = x.mean(axis=0) if mean is None else mean
+    if overwrite:
+        x -= mean
+        return x
+    return x - mean
 
 
 def mean_returns(returns: pd.DataFrame) -> pd.Series:
@@ -142,13 +165,14 @@ def ledoit_wolf_covariance(returns: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cov, index=returns.columns, columns=returns.columns, copy=False)
 
 
-def ledoit_wolf_array(x: np.ndarray, mean: np.ndarray | None = None
-                      ) -> tuple[np.ndarray, float]:
+def ledoit_wolf_array(x: np.ndarray, mean: np.ndarray | None = None,
+                      overwrite: bool = False) -> tuple[np.ndarray, float]:
     """``ledoit_wolf_covariance`` of a days × assets array, and the ridge it put on the
     diagonal (annual units): Σ = (1 − s)·S·252 + ridge·I. One syrk for S; every other
-    step is in place (at N = 3,000 each extra N×N temporary costs ~10 ms)."""
+    step is in place (at N = 3,000 each extra N×N temporary costs ~10 ms).
+    ``overwrite``: centre ``x`` itself (no copy)."""
     n_obs, n_assets = x.shape
-    xc = x - (x.mean(axis=0) if mean is None else mean)
+    xc = _centred(x, mean, overwrite)
     emp = xc.T @ xc
     emp /= n_obs
     row_sq = np.einsum("ij,ij->i", xc, xc)
@@ -196,8 +220,8 @@ def repair_covariance(cov: np.ndarray, symbols: list[str] | None = None) -> np.n
     return factor_covariance(cov, symbols)[0]
 
 
-def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None,
+                      gram: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(Σ, L): ``cov`` itself if symmetric positive definite, else a repaired copy, and the
     lower Cholesky factor of the returned matrix (the optimizers reuse it).
 
@@ -207,19 +231,22 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None
     the diagonal if that passes the check (a PSD-up-to-rounding matrix, e.g. a sample
     covariance with T < N or duplicated assets), else clip eigenvalues at the floor
     (Higham 1988's nearest-PSD projection in the Frobenius norm, plus the floor).
+    ``gram``: ``cov`` is a scaled Gram matrix XᵀX made by this module (syrk output, exactly
+    symmetric; finite when its diagonal is, by Cauchy-Schwarz), so the two full scans that
+    check a caller's matrix are skipped.
     """
     from scipy.linalg import LinAlgError, cholesky  # ~0.2 s: not for the fixed-weight CLI path
 
     cov = np.asarray(cov, dtype=float)
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
         raise StrategyError(f"covariance must be square, got shape {cov.shape}")
-    if not np.isfinite(cov).all():
+    if not (np.isfinite(np.diag(cov)).all() if gram else np.isfinite(cov).all()):
         raise StrategyError("covariance has non-finite entries (NaN or inf in the returns?)")
     scale = float(np.mean(np.abs(np.diag(cov))))
     if scale <= 0.0:
         raise StrategyError("covariance is zero: every asset has constant prices in the window")
     floor = PSD_RELATIVE_FLOOR * scale
-    exactly_symmetric = np.array_equal(cov, cov.T)
+    exactly_symmetric = gram or np.array_equal(cov, cov.T)
     if exactly_symmetric or float(np.max(np.abs(cov - cov.T))) <= 1e-12 * scale:
         try:
             chol = cholesky(cov, lower=True, check_finite=False)
@@ -325,19 +352,22 @@ class EstimatorSettings:
         x = returns.to_numpy(dtype=float)
         return self._factored_covariance(x, returns.columns, x.mean(axis=0))[0]
 
-    def _factored_covariance(self, x: np.ndarray, symbols: pd.Index, mean: np.ndarray
+    def _factored_covariance(self, x: np.ndarray, symbols: pd.Index, mean: np.ndarray,
+                             overwrite: bool = False, factor: bool = True
                              ) -> tuple[np.ndarray, np.ndarray | None]:
         """(Σ, its lower Cholesky factor or None when a Ledoit-Wolf ridge certifies Σ
-        positive definite at CERTIFY_MIN_ASSETS or more assets)."""
+        positive definite at CERTIFY_MIN_ASSETS or more assets, or — ``factor`` False —
+        at any size). ``overwrite``: ``x`` may be centred in place."""
         if self.covariance == "ledoit_wolf":
-            cov, ridge = ledoit_wolf_array(x, mean)
-            if len(symbols) >= CERTIFY_MIN_ASSETS and ridge_certifies(cov, ridge, len(x)):
+            cov, ridge = ledoit_wolf_array(x, mean, overwrite)
+            if ((not factor or len(symbols) >= CERTIFY_MIN_ASSETS)
+                    and ridge_certifies(cov, ridge, len(x))):
                 return cov, None
         elif self.covariance == "ewma":
             cov = ewma_covariance_array(x, self.cov_half_life_days)
         else:
-            cov = sample_covariance_array(x, mean)
-        return factor_covariance(cov, symbols)
+            cov = sample_covariance_array(x, mean, overwrite)
+        return factor_covariance(cov, symbols, gram=True)
 
     def expected_returns_of(self, returns: pd.DataFrame, cov: np.ndarray) -> np.ndarray:
         """Annual expected returns by the configured method (``cov`` for equilibrium)."""
@@ -357,13 +387,23 @@ class EstimatorSettings:
             return equilibrium_returns(cov, w_mkt, self.equilibrium_risk_aversion)
         return mean * ANNUALIZATION_DAYS  # mean_returns' formula, on the array
 
-    def estimate(self, prices: pd.DataFrame, with_returns: bool = True) -> Estimate:
-        """Returns window → (symbols, μ, Σ); μ is zeros when ``with_returns`` is False."""
-        x, symbols, _ = returns_window(prices, self.lookback_days)
-        mean = x.mean(axis=0)  # daily; shared by Σ and μ
-        cov, chol = self._factored_covariance(x, symbols, mean)
-        mu = (self._expected_returns(x, symbols, cov, mean) if with_returns
-              else np.zeros(len(symbols)))
+    def estimate(self, prices: pd.DataFrame, with_returns: bool = True,
+                 factor: bool = True) -> Estimate:
+        """Returns window → (symbols, μ, Σ); μ is zeros when ``with_returns`` is False.
+        ``factor`` False: the caller needs no Cholesky factor of Σ (risk parity), so a
+        Ledoit-Wolf Σ whose ridge certifies it positive definite is not factored.
+
+        The returns array is this call's own: μ is taken from it first (the methods that
+        read the returns), then it is centred in place for Σ (one array, one pass less)."""
+        x, symbols, _, sums = _returns_and_sums(prices, self.lookback_days)
+        mean = sums / len(x)  # daily (x.mean's bits); shared by Σ and μ
+        mu = np.zeros(len(symbols))
+        equilibrium = self.expected_returns == "equilibrium"
+        if with_returns and not equilibrium:
+            mu = self._expected_returns(x, symbols, np.empty(0), mean)
+        cov, chol = self._factored_covariance(x, symbols, mean, overwrite=True, factor=factor)
+        if with_returns and equilibrium:
+            mu = self._expected_returns(x, symbols, cov, mean)  # π = δΣw reads only Σ
         if not np.isfinite(mu).all():
             bad = list(symbols[~np.isfinite(mu)])
             raise StrategyError(f"expected returns are not finite for {bad}")
