@@ -174,7 +174,7 @@ def estimation(method: str, prices: pd.DataFrame) -> Callable[[], object]:
     if method == "black_litterman":
         def posterior() -> object:
             symbols, _, cov = strategy.posterior(prices)
-            return factor_covariance(cov, symbols)
+            return factor_covariance(cov, symbols, gram=True)
         return posterior
     return lambda: strategy.settings.estimate(prices, strategy.uses_expected_returns)
 

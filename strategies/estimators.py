@@ -358,16 +358,28 @@ class EstimatorSettings:
         """(Σ, its lower Cholesky factor or None when a Ledoit-Wolf ridge certifies Σ
         positive definite at CERTIFY_MIN_ASSETS or more assets, or — ``factor`` False —
         at any size). ``overwrite``: ``x`` may be centred in place."""
-        if self.covariance == "ledoit_wolf":
-            cov, ridge = ledoit_wolf_array(x, mean, overwrite)
-            if ((not factor or len(symbols) >= CERTIFY_MIN_ASSETS)
-                    and ridge_certifies(cov, ridge, len(x))):
-                return cov, None
-        elif self.covariance == "ewma":
-            cov = ewma_covariance_array(x, self.cov_half_life_days)
-        else:
-            cov = sample_covariance_array(x, mean, overwrite)
+        cov, ridge = self._raw_covariance(x, mean, overwrite)
+        if (ridge is not None and (not factor or len(symbols) >= CERTIFY_MIN_ASSETS)
+                and ridge_certifies(cov, ridge, len(x))):
+            return cov, None
         return factor_covariance(cov, symbols, gram=True)
+
+    def _raw_covariance(self, x: np.ndarray, mean: np.ndarray, overwrite: bool
+                        ) -> tuple[np.ndarray, float | None]:
+        """(Σ by the configured method, unchecked; the Ledoit-Wolf ridge or None)."""
+        if self.covariance == "ledoit_wolf":
+            return ledoit_wolf_array(x, mean, overwrite)
+        if self.covariance == "ewma":
+            return ewma_covariance_array(x, self.cov_half_life_days), None
+        return sample_covariance_array(x, mean, overwrite), None
+
+    def unchecked_covariance(self, prices: pd.DataFrame) -> tuple[pd.Index, np.ndarray]:
+        """(usable symbols, Σ) without the positive-definite check and factor: for a caller
+        that derives another matrix from Σ and checks and factors that one instead
+        (Black-Litterman's posterior, which is positive definite whenever Σ is)."""
+        x, symbols, _, sums = _returns_and_sums(prices, self.lookback_days)
+        cov, _ = self._raw_covariance(x, sums / len(x), overwrite=True)
+        return symbols, cov
 
     def expected_returns_of(self, returns: pd.DataFrame, cov: np.ndarray) -> np.ndarray:
         """Annual expected returns by the configured method (``cov`` for equilibrium)."""
