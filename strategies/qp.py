@@ -32,6 +32,9 @@ from strategies.free_set import FreeSetSolver, factor_matrix
 
 PDAS_MAX_ITERATIONS = 60
 REGULARIZATION_STEPS = (1e-6, 1e-8, 1e-10)  # proximal weights of the fallback's start
+# Assets free in the first guess of the regularized start (the rest held at their lower
+# bounds): a near-singular Σ's optimum holds a few dozen; the iterations add the rest.
+REGULARIZED_GUESS_ASSETS = 64
 ILL_CONDITIONED_PIVOT_RATIO = 1e-8
 WEIGHT_TOLERANCE = 1e-12  # bound violation (in weight units) that counts as infeasible
 DUAL_RELATIVE_TOLERANCE = 1e-12  # multiplier sign tolerance, relative to |Σ| + |c|
@@ -187,9 +190,11 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     warm-started from the last. They cycle on near-singular Σ (its flat directions make
     the free-set solves swing wildly); the proximal term tames them, and shrinking it
     moves the active set toward the true one, so the primal method ends with a few bound
-    changes. The first run factors
-    Σ + ρI once (its all-free solve needs it) and reuses that factor for range-space
-    solves (accuracy is immaterial here: the start only has to be feasible)."""
+    changes. The first run starts from a guess — the REGULARIZED_GUESS_ASSETS assets
+    with the smallest ½σᵢ² − cᵢ free, the rest at their lower bounds — so its solves
+    factor small free sets; should it cycle, it starts again with every asset free from
+    one factor of Σ + ρI, reused for range-space solves (accuracy is immaterial here:
+    the start only has to be feasible)."""
     fixed = lower >= upper
     scale = float(np.mean(np.diag(cov)))
     best: QPSolution | None = None
@@ -197,17 +202,42 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     for rho in REGULARIZATION_STEPS:
         solver = FreeSetSolver(cov, budget_row=budget_row, ridge=rho * scale)
         if best is None:
-            shifted = cov.copy()
-            shifted.flat[:: len(lin) + 1] += rho * scale
-            solver.chol = factor_matrix(shifted)
-            solver.remember(np.arange(len(lin)), solver.chol, slot="all")
-        start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z, solver)
+            start = _guessed_start(cov, lin, lower, upper, tol_z, solver)
+            if start is None:
+                solver = _all_free_solver(cov, budget_row, rho * scale)
+                start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
+                                                solver)
+        else:
+            start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
+                                            solver)
         if start is None:
             break
         at_lo, at_hi = start.at_lower | fixed, start.at_upper & ~fixed
         done = start.iterations + (0 if best is None else best.iterations)
         best = QPSolution(start.weights, start.at_lower, start.at_upper, done)
     return best
+
+
+def _guessed_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                   tol_z: float, solver: FreeSetSolver) -> QPSolution | None:
+    """The primal-dual iterations from the working-set guess (see ``_regularized_start``)."""
+    from strategies.qp_working_set import first_working_set  # imports this module
+
+    fixed = lower >= upper
+    inside = first_working_set(cov, lin, lower, upper, REGULARIZED_GUESS_ASSETS)
+    return _primal_dual_active_set(cov, lin, lower, upper, fixed | ~inside,
+                                   np.zeros(len(lin), bool), tol_z, solver)
+
+
+def _all_free_solver(cov: np.ndarray, budget_row: np.ndarray | None,
+                     ridge: float) -> FreeSetSolver:
+    """A solver for Σ + ridge·I holding its factor (for the all-free start)."""
+    solver = FreeSetSolver(cov, budget_row=budget_row, ridge=ridge)
+    shifted = cov.copy()
+    shifted.flat[:: len(cov) + 1] += ridge
+    solver.chol = factor_matrix(shifted)
+    solver.remember(np.arange(len(cov)), solver.chol, slot="all")
+    return solver
 
 
 def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
