@@ -100,12 +100,11 @@ class _Frontier:
 def max_return_portfolio(mu: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """argmax μᵀw over {Σw = 1, lower ≤ w ≤ upper}: lower bounds, then the budget to the
     highest μ first (the LP's greedy solution; ties go to the first listed asset)."""
+    order = np.argsort(-mu, kind="stable")
+    span = (upper - lower)[order]
+    before = np.cumsum(span) - span  # room the better assets take first
     w = lower.copy()
-    room = 1.0 - float(w.sum())
-    for i in np.argsort(-mu, kind="stable"):
-        add = min(upper[i] - lower[i], max(room, 0.0))
-        w[i] += add
-        room -= add
+    w[order] += np.clip(1.0 - float(lower.sum()) - before, 0.0, span)
     return w
 
 
@@ -156,7 +155,8 @@ class _Bracket:
 
 def _moments(seg: FrontierSegment, mu: np.ndarray, cov: np.ndarray) -> tuple[float, ...]:
     """Return r0 + λr1 and variance q0 + 2λq1 + λ²q2 of the piece's weights."""
-    s0, s1 = cov @ seg.w0, cov @ seg.w1
+    s0 = cov @ seg.w0 if seg.cov_w0 is None else seg.cov_w0
+    s1 = cov @ seg.w1 if seg.cov_w1 is None else seg.cov_w1
     m = mu if seg.mu_net is None else seg.mu_net
     return (float(m @ seg.w0) + seg.net_const, float(m @ seg.w1), float(seg.w0 @ s0),
             float(seg.w0 @ s1), float(seg.w1 @ s1))

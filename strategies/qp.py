@@ -22,6 +22,7 @@ max-Sharpe and target-volatility searches use to land exactly on their optimum.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,6 +68,9 @@ class FrontierSegment:
     #: the piece (``costed_qp.costed_frontier_segment``); None: the plain μᵀw.
     mu_net: np.ndarray | None = None
     net_const: float = 0.0
+    #: Σw0 and Σw1 when the piece's computation had them (the searches' moments reuse them).
+    cov_w0: np.ndarray | None = None
+    cov_w1: np.ndarray | None = None
 
     def at(self, lam: float) -> np.ndarray:
         return self.w0 + lam * self.w1
@@ -389,14 +393,16 @@ def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: 
         np.column_stack([fixed_w, np.zeros_like(fixed_w)]), at_lo | at_hi)
     w0, w1 = both[:, 0].copy(), both[:, 1].copy()
     fixed = lower >= upper
-    z0 = cov @ w0 - nu0
-    z1 = cov @ w1 - mu - nu1
+    cov_w0, cov_w1 = cov @ w0, cov @ w1
+    z0 = cov_w0 - nu0
+    z1 = cov_w1 - mu - nu1
     is_free = ~(at_lo | at_hi)
     # Constraints of the form a + λ·b ≥ 0.
     a = np.concatenate([(w0 - lower)[is_free], (upper - w0)[is_free],
                         z0[at_lo & ~fixed], -z0[at_hi]])
     b = np.concatenate([w1[is_free], -w1[is_free], z1[at_lo & ~fixed], -z1[at_hi]])
-    return _segment(w0, w1, a, b, _lambda_cap(cov, mu))
+    seg = _segment(w0, w1, a, b, _lambda_cap(cov, mu))
+    return dataclasses.replace(seg, cov_w0=cov_w0, cov_w1=cov_w1)
 
 
 def _lambda_cap(cov: np.ndarray, mu: np.ndarray) -> float:
