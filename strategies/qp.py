@@ -36,6 +36,9 @@ REGULARIZATION_STEPS = (1e-6, 1e-8, 1e-10)  # proximal weights of the fallback's
 # Assets free in the first guess of the regularized start (the rest held at their lower
 # bounds): a near-singular Σ's optimum holds a few dozen; the iterations add the rest.
 REGULARIZED_GUESS_ASSETS = 64
+# Iterations allowed to the guessed start before the all-free fallback (a start that does
+# not settle this fast tends to cycle to the full limit: a bounded worst case).
+GUESS_MAX_ITERATIONS = 12
 ILL_CONDITIONED_PIVOT_RATIO = 1e-8
 WEIGHT_TOLERANCE = 1e-12  # bound violation (in weight units) that counts as infeasible
 DUAL_RELATIVE_TOLERANCE = 1e-12  # multiplier sign tolerance, relative to |Σ| + |c|
@@ -230,7 +233,8 @@ def _guessed_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: n
     fixed = lower >= upper
     inside = first_working_set(cov, lin, lower, upper, REGULARIZED_GUESS_ASSETS)
     return _primal_dual_active_set(cov, lin, lower, upper, fixed | ~inside,
-                                   np.zeros(len(lin), bool), tol_z, solver)
+                                   np.zeros(len(lin), bool), tol_z, solver,
+                                   GUESS_MAX_ITERATIONS)
 
 
 def _all_free_solver(cov: np.ndarray, budget_row: np.ndarray | None,
@@ -258,13 +262,13 @@ def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: n
 
 def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                             upper: np.ndarray, at_lo: np.ndarray, at_hi: np.ndarray,
-                            tol_z: float, solver: FreeSetSolver | None = None
-                            ) -> QPSolution | None:
+                            tol_z: float, solver: FreeSetSolver | None = None,
+                            max_iterations: int = PDAS_MAX_ITERATIONS) -> QPSolution | None:
     """HIK primal-dual active-set iterations; None if they cycle or stall."""
     fixed = lower >= upper
     seen: set[bytes] = set()
     solver = solver if solver is not None else FreeSetSolver(cov)
-    for iteration in range(1, PDAS_MAX_ITERATIONS + 1):
+    for iteration in range(1, max_iterations + 1):
         w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
         if np.isnan(nu):
             return None
