@@ -221,7 +221,8 @@ def repair_covariance(cov: np.ndarray, symbols: list[str] | None = None) -> np.n
 
 
 def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None,
-                      gram: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                      gram: bool = False, singular: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """(Σ, L): ``cov`` itself if symmetric positive definite, else a repaired copy, and the
     lower Cholesky factor of the returned matrix (the optimizers reuse it).
 
@@ -233,7 +234,9 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None,
     (Higham 1988's nearest-PSD projection in the Frobenius norm, plus the floor).
     ``gram``: ``cov`` is a scaled Gram matrix XᵀX made by this module (syrk output, exactly
     symmetric; finite when its diagonal is, by Cauchy-Schwarz), so the two full scans that
-    check a caller's matrix are skipped.
+    check a caller's matrix are skipped. ``singular``: the caller knows Σ is singular (a
+    Gram matrix of fewer centred rows than columns): the repair starts at once, without
+    a Cholesky attempt that must fail.
     """
     from scipy.linalg import LinAlgError, cholesky  # ~0.2 s: not for the fixed-weight CLI path
 
@@ -247,7 +250,8 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None,
         raise StrategyError("covariance is zero: every asset has constant prices in the window")
     floor = PSD_RELATIVE_FLOOR * scale
     exactly_symmetric = gram or np.array_equal(cov, cov.T)
-    if exactly_symmetric or float(np.max(np.abs(cov - cov.T))) <= 1e-12 * scale:
+    if not singular and (exactly_symmetric
+                         or float(np.max(np.abs(cov - cov.T))) <= 1e-12 * scale):
         try:
             chol = cholesky(cov, lower=True, check_finite=False)
             if float(np.min(np.diag(chol))) ** 2 >= floor:
@@ -362,7 +366,9 @@ class EstimatorSettings:
         if (ridge is not None and (not factor or len(symbols) >= CERTIFY_MIN_ASSETS)
                 and ridge_certifies(cov, ridge, len(x))):
             return cov, None
-        return factor_covariance(cov, symbols, gram=True)
+        # T centred rows span at most T − 1 dimensions: with fewer than N, Σ is singular.
+        rank_deficient = ridge is None and len(x) - 1 < len(symbols)
+        return factor_covariance(cov, symbols, gram=True, singular=rank_deficient)
 
     def _raw_covariance(self, x: np.ndarray, mean: np.ndarray, overwrite: bool
                         ) -> tuple[np.ndarray, float | None]:
