@@ -131,6 +131,6 @@ def test_posterior_covariance_is_exactly_symmetric_and_matches_textbook() -> Non
     mu, post = black_litterman_posterior(cov, prior, picks, q, omega, 0.05)
     assert np.array_equal(post, post.T)
     omega_ref = view_uncertainty(cov, picks, 0.05, [None, 0.999999])  # Ω⁻¹ needs Ω > 0
-    mu_ref, post_ref = textbook_posterior(cov, prior, picks, q, omega_ref, 0.05)
+    _, post_ref = textbook_posterior(cov, prior, picks, q, omega_ref, 0.05)
     np.testing.assert_allclose(post, post_ref, rtol=1e-5)
     np.testing.assert_allclose(picks[1] @ mu, 0.02, rtol=1e-12)  # the exact view holds

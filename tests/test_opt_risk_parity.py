@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_opt_qp import random_problem
 
+import strategies
+from strategies.estimators import ledoit_wolf_covariance, simple_returns
 from strategies.risk_parity import hrp_weights, risk_budget_weights
 
 
@@ -80,12 +83,7 @@ def test_hrp_random_covariance_long_only_fully_invested() -> None:
 
 def test_risk_parity_ledoit_wolf_more_assets_than_days_contributions_equal() -> None:
     """The backtest's shape (Ledoit-Wolf Σ, more assets than days, Σ not factored): risk
-    contributions equal to 1e-12 relative, long-only, fully invested."""
-    import pandas as pd
-
-    import strategies
-    from strategies.estimators import ledoit_wolf_covariance, simple_returns
-
+    contributions equal to 1e-11 relative, long-only, fully invested."""
     rng = np.random.default_rng(31)
     market = rng.normal(0.0, 0.01, (120, 1))
     rets = market * rng.uniform(0.5, 1.5, 200) + rng.normal(0.0003, 0.015, (120, 200))
