@@ -272,7 +272,10 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
         if np.isnan(nu):
             return None
-        z = solver.gradient(w, lin) - (nu if solver.unit_budget else nu * solver.budget_row)
+        if solver.last_multipliers is not None:  # a range-space solve gave them
+            z = solver.last_multipliers[:, 0]
+        else:
+            z = solver.gradient(w, lin) - (nu if solver.unit_budget else nu * solver.budget_row)
         free = ~(at_lo | at_hi)
         new_lo = fixed | (free & (w < lower - WEIGHT_TOLERANCE)) | (at_lo & (z > -tol_z))
         new_hi = ~fixed & ((free & (w > upper + WEIGHT_TOLERANCE)) | (at_hi & (z < tol_z)))
