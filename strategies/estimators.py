@@ -15,15 +15,14 @@ import pandas as pd
 import structlog
 
 from strategies.base import StrategyConfigError, StrategyError
+from strategies.covariance_repair import PSD_RELATIVE_FLOOR as PSD_RELATIVE_FLOOR
+from strategies.covariance_repair import factor_covariance as factor_covariance
+from strategies.covariance_repair import repair_covariance as repair_covariance
+from strategies.covariance_repair import ridge_certifies as ridge_certifies
 
 ANNUALIZATION_DAYS = 252
 EXPECTED_RETURN_METHODS = ("mean", "geometric", "ewma", "equilibrium")
 COVARIANCE_METHODS = ("sample", "ledoit_wolf", "ewma")
-# A covariance whose smallest Cholesky pivot² is below this fraction of its mean variance
-# is treated as singular and repaired (eigenvalues clipped to the same floor).
-PSD_RELATIVE_FLOOR = 1e-10
-# Diagonal loading tried first by the repair, in units of that floor.
-LOADING_FLOORS = 2.0
 # From this many assets on, a Ledoit-Wolf Σ whose ridge certifies it positive definite
 # (``ridge_certifies``) is not factored: a full Cholesky (~0.45 s at N = 3,000) costs more
 # than the QP, whose working-set solve factors only small free sets (``qp.solve_qp``).
@@ -214,95 +213,6 @@ def ewma_covariance_array(x: np.ndarray, half_life_days: float) -> np.ndarray:
     return cov
 
 
-def repair_covariance(cov: np.ndarray, symbols: list[str] | None = None) -> np.ndarray:
-    """Return ``cov`` if it is symmetric positive definite, else a repaired copy (see
-    ``factor_covariance``)."""
-    return factor_covariance(cov, symbols)[0]
-
-
-def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None,
-                      gram: bool = False, singular: bool = False
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """(Σ, L): ``cov`` itself if symmetric positive definite, else a repaired copy, and the
-    lower Cholesky factor of the returned matrix (the optimizers reuse it).
-
-    Check: symmetric to 1e-12 relative, and a Cholesky factorization whose smallest
-    pivot² ≥ PSD_RELATIVE_FLOOR × mean variance. Repair (logged ``covariance_repaired``,
-    naming up to 10 ``symbols`` if given): symmetrize, then add LOADING_FLOORS × floor to
-    the diagonal if that passes the check (a PSD-up-to-rounding matrix, e.g. a sample
-    covariance with T < N or duplicated assets), else clip eigenvalues at the floor
-    (Higham 1988's nearest-PSD projection in the Frobenius norm, plus the floor).
-    ``gram``: ``cov`` is a scaled Gram matrix XᵀX made by this module (syrk output, exactly
-    symmetric; finite when its diagonal is, by Cauchy-Schwarz), so the two full scans that
-    check a caller's matrix are skipped. ``singular``: the caller knows Σ is singular (a
-    Gram matrix of fewer centred rows than columns): the repair starts at once, without
-    a Cholesky attempt that must fail.
-    """
-    from scipy.linalg import LinAlgError, cholesky  # ~0.2 s: not for the fixed-weight CLI path
-
-    cov = np.asarray(cov, dtype=float)
-    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
-        raise StrategyError(f"covariance must be square, got shape {cov.shape}")
-    if not (np.isfinite(np.diag(cov)).all() if gram else np.isfinite(cov).all()):
-        raise StrategyError("covariance has non-finite entries (NaN or inf in the returns?)")
-    scale = float(np.mean(np.abs(np.diag(cov))))
-    if scale <= 0.0:
-        raise StrategyError("covariance is zero: every asset has constant prices in the window")
-    floor = PSD_RELATIVE_FLOOR * scale
-    exactly_symmetric = gram or np.array_equal(cov, cov.T)
-    if not singular and (exactly_symmetric
-                         or float(np.max(np.abs(cov - cov.T))) <= 1e-12 * scale):
-        try:
-            chol = cholesky(cov, lower=True, check_finite=False)
-            if float(np.min(np.diag(chol))) ** 2 >= floor:
-                return cov, chol
-        except LinAlgError:
-            pass
-    sym = cov if exactly_symmetric else 0.5 * (cov + cov.T)  # the same bits when symmetric
-    loaded = _diagonally_loaded(sym, floor)
-    if loaded is not None:
-        log.warning("covariance_repaired", reason="not symmetric positive definite",
-                    method="diagonal_loading", shift=LOADING_FLOORS * floor, floor=floor,
-                    n_assets=len(sym), symbols=_first_ten(symbols),
-                    hint="use covariance='ledoit_wolf' or a longer lookback_days")
-        return loaded
-    values, vectors = np.linalg.eigh(sym)
-    log.warning("covariance_repaired", reason="not symmetric positive definite",
-                method="eigenvalue_clipping",
-                min_eigenvalue=float(values[0]), floor=floor, n_assets=len(values),
-                clipped=int(np.sum(values < floor)),
-                symbols=_first_ten(symbols),
-                hint="use covariance='ledoit_wolf' or a longer lookback_days")
-    repaired = (vectors * np.maximum(values, floor)) @ vectors.T
-    repaired = 0.5 * (repaired + repaired.T)
-    return repaired, cholesky(repaired, lower=True, check_finite=False)
-
-
-def _first_ten(symbols: list[str] | None) -> list[str] | None:
-    """Up to 10 symbols for a log line (slicing first: a pandas Index iterates slowly)."""
-    return None if symbols is None else [str(x) for x in symbols[:10]]
-
-
-def _diagonally_loaded(sym: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """(Σ + sI, L) with s = LOADING_FLOORS × floor when that passes the PD check, else None.
-
-    A sample covariance is PSD up to rounding, so its smallest eigenvalues sit at ~0 and a
-    shift of a few floors (a 2e-10 relative change) repairs it with one Cholesky instead of
-    an eigendecomposition (~2 ms instead of ~50 ms at N = 500); a truly indefinite input
-    fails the check and gets the eigenvalue clipping."""
-    from scipy.linalg import LinAlgError, cholesky
-
-    loaded = sym.copy()
-    loaded.flat[:: len(sym) + 1] += LOADING_FLOORS * floor
-    try:
-        chol = cholesky(loaded, lower=True, check_finite=False)
-    except LinAlgError:
-        return None
-    if float(np.min(np.diag(chol))) ** 2 < floor:
-        return None
-    return loaded, chol
-
-
 # ---- settings shared by the optimizing strategies ------------------------------------------
 
 
@@ -426,21 +336,6 @@ class EstimatorSettings:
             bad = list(symbols[~np.isfinite(mu)])
             raise StrategyError(f"expected returns are not finite for {bad}")
         return Estimate(symbols=symbols, mu=mu, cov=cov, chol=chol)
-
-
-def ridge_certifies(cov: np.ndarray, ridge: float, n_obs: int) -> bool:
-    """True when Σ = (computed Gram of ``n_obs`` rows) + ridge·I is provably positive
-    definite and well conditioned without factoring it: the Gram's rounding error has
-    spectral norm ≤ γ_T·tr(Σ) (Higham 2002, §3.5; ‖E‖₂ ≤ γ_T‖|X|ᵀ|X|‖₂ ≤ γ_T·tr), so
-    λ_min ≥ ridge − that, which must clear the repair floor and keep the pivot spread
-    under ``qp.ILL_CONDITIONED_PIVOT_RATIO`` (1e-6 of the largest variance here)."""
-    diag = np.diag(cov)
-    if not np.isfinite(cov).all() or float(np.min(diag)) <= 0.0:
-        return False
-    trace = float(np.sum(diag))
-    rounding = 2.0 * (n_obs + 4) * np.finfo(float).eps * trace
-    needed = max(PSD_RELATIVE_FLOOR * trace / len(diag), 1e-6 * float(np.max(diag)))
-    return bool(ridge - rounding >= needed)
 
 
 def check_market_weights(market_weights: Mapping[str, float] | None) -> None:
