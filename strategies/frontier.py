@@ -34,6 +34,11 @@ from strategies.qp import (
 )
 
 MAX_PROBES = 200
+# A candidate λ within this many widths of the current piece past its end is reached by
+# crossing breakpoints (one free-set solve each: the critical line algorithm's step,
+# Markowitz 1956) instead of a warm-started QP at the candidate; at most MAX_CROSSINGS.
+CROSS_WIDTHS = 2.0
+MAX_CROSSINGS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +187,17 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
         if verdict == STOP:
             return top.w0
         bracket.right = top.lam_lo
+    crossings = 0
+    fallback: tuple[QPSolution | CostedSolution, float] | None = None  # before a crossing
     while True:
         seg = frontier.segment(solution, lam)
+        if fallback is not None and not seg.lam_lo <= seg.lam_hi:  # degenerate crossing
+            solution, retry = fallback
+            fallback = None
+            lam = bracket.next_probe(retry)
+            solution = frontier.solve(lam, solution)
+            continue
+        fallback = None
         verdict, candidate = judge(seg)
         step = 1e-9 * (1.0 + seg.lam_lo)
         if verdict == STOP:
@@ -202,6 +216,14 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
             candidate = seg.lam_lo - step  # ask the left neighbour
         if bracket.closed():
             return frontier.solve(bracket.left, solution).weights
+        if (verdict == RIGHT and seg.exit_sets is not None and crossings < MAX_CROSSINGS
+                and candidate is not None and candidate < bracket.right
+                and candidate - seg.lam_hi <= CROSS_WIDTHS * (seg.lam_hi - seg.lam_lo)):
+            crossings += 1
+            fallback = (solution, candidate)
+            lam = seg.lam_hi
+            solution = QPSolution(seg.at(lam), *seg.exit_sets, 0)
+            continue
         lam = bracket.next_probe(candidate)
         solution = frontier.solve(lam, solution)
 

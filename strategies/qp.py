@@ -74,6 +74,9 @@ class FrontierSegment:
     #: Σw0 and Σw1 when the piece's computation had them (the searches' moments reuse them).
     cov_w0: np.ndarray | None = None
     cov_w1: np.ndarray | None = None
+    #: (at lower, at upper) beyond lam_hi: this piece's sets with the bound that ends it
+    #: toggled (the next piece's, unless several bounds change at once); None if unknown.
+    exit_sets: tuple[np.ndarray, np.ndarray] | None = None
 
     def at(self, lam: float) -> np.ndarray:
         return self.w0 + lam * self.w1
@@ -409,7 +412,32 @@ def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: 
                         z0[at_lo & ~fixed], -z0[at_hi]])
     b = np.concatenate([w1[is_free], -w1[is_free], z1[at_lo & ~fixed], -z1[at_hi]])
     seg = _segment(w0, w1, a, b, _lambda_cap(cov, mu))
-    return dataclasses.replace(seg, cov_w0=cov_w0, cov_w1=cov_w1)
+    exit_sets = None
+    if np.isfinite(seg.lam_hi) and seg.lam_lo <= seg.lam_hi:
+        exit_sets = _exit_sets(a, b, seg.lam_hi, at_lo, at_hi, fixed)
+    return dataclasses.replace(seg, cov_w0=cov_w0, cov_w1=cov_w1, exit_sets=exit_sets)
+
+
+def _exit_sets(a: np.ndarray, b: np.ndarray, lam_hi: float, at_lo: np.ndarray,
+               at_hi: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The active sets past ``lam_hi``: the constraint a + λb ≥ 0 (in frontier_segment's
+    order: free ≥ lower, free ≤ upper, lower multipliers, upper multipliers) that reaches
+    0 there changes side — a free weight joins its bound, or a bound is released."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        limits = np.where(b < 0, -a / b, np.inf)
+    k = int(np.argmin(np.abs(limits - lam_hi)))
+    free = np.flatnonzero(~(at_lo | at_hi))
+    lows, highs = np.flatnonzero(at_lo & ~fixed), np.flatnonzero(at_hi)
+    new_lo, new_hi = at_lo.copy(), at_hi.copy()
+    if k < free.size:
+        new_lo[free[k]] = True
+    elif k < 2 * free.size:
+        new_hi[free[k - free.size]] = True
+    elif k < 2 * free.size + lows.size:
+        new_lo[lows[k - 2 * free.size]] = False
+    else:
+        new_hi[highs[k - 2 * free.size - lows.size]] = False
+    return new_lo, new_hi
 
 
 def _lambda_cap(cov: np.ndarray, mu: np.ndarray) -> float:
