@@ -228,7 +228,7 @@ class BlackLitterman(Strategy):
         lower, upper = bound_vectors(self.bounds, symbols)
         check_bounds(lower, upper, symbols)
         # Σ_BL is exactly symmetric (syrk-made Σ minus a syrk update): skip that scan.
-        cov, chol = factor_covariance(cov, list(symbols), gram=True)
+        cov, chol = factor_covariance(cov, symbols, gram=True)
         costs = trading_costs(self.trade, symbols, prices.columns, upper, current_weights)
         if costs is None:
             w = solve_qp(cov, mu / self.risk_aversion, lower, upper, chol=chol).weights
