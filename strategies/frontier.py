@@ -4,7 +4,7 @@ The frontier is w(λ) = argmin ½wᵀΣw − λμᵀw over {Σw = 1, lower ≤ w
 piecewise affine in λ (Markowitz 1956, the critical line algorithm), and along it the return
 μᵀw and the variance wᵀΣw are non-decreasing. We search λ with a safeguarded bracket:
 each probe solves one warm-started QP, takes the affine piece through that optimum
-(``qp.frontier_segment``) and solves the 1-D problem on that piece in closed form. When the
+(``frontier_piece.frontier_segment``) and solves the 1-D problem on that piece in closed form. When the
 optimum falls inside the piece the answer is exact — no tolerance on λ.
 
 Why not the homogenized max-Sharpe QP (min yᵀΣy s.t. (μ−r_f)ᵀy = 1, y ≥ 0)? With upper
@@ -23,11 +23,10 @@ from strategies.base import StrategyError
 from strategies.costed_frontier import costed_frontier_segment
 from strategies.costed_qp import CostedSolution, LinearTerms, solve_costed_qp
 from strategies.free_set import FreeSetSolver
+from strategies.frontier_piece import FrontierSegment, frontier_segment
 from strategies.qp import (
-    FrontierSegment,
     QPSolution,
     free_set_solver,
-    frontier_segment,
     polish_weights,
     solve_qp,
     solve_tangency_qp,
