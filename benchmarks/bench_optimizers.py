@@ -18,9 +18,13 @@ sets the QPs made (the rest of their solves reuse a factor: range-space solves f
 factor, or a factor kept from the previous solve); "est" is the estimation alone (returns,
 Σ, its PD check/factor, μ); "×floor" is ours over the floor (one covariance syrk plus one
 Cholesky of Σ, timed in the same run); "ours dflt" is the same call with the BLAS
-library's default threads (one call after a warm-up). ``--kappa`` adds a run with
+library's default threads (one call after a warm-up, measured after the pinned ones and
+followed by a pause: OpenBLAS's idle workers spin for a while after a multi-threaded call
+and would slow the next pinned measurement ~1.5×). ``--kappa`` adds a run with
 turnover_penalty κ from equal weights (one BLAS thread); ``--big`` adds min_variance at
-N = 3,000 with Ledoit-Wolf.
+N = 3,000 with Ledoit-Wolf. Last, ``risk_parity`` with covariance = "ledoit_wolf" at N on
+252 days (the shape the 500-asset backtest calls every rebalance), beside skfolio's
+RiskBudgeting with its Ledoit-Wolf prior (same returns) when ``--ref-repeat`` > 0.
 
 Families (daily returns, fixed seeds): ``random`` — a random well-conditioned covariance
 (eigenvalues spread 1:4); ``factor`` — 5 common factors + idiosyncratic noise (what equity
@@ -53,6 +57,7 @@ from strategies.blas import pin_blas_threads
 from strategies.estimators import factor_covariance
 
 SEED = 20240601
+SETTLE_SECS = 1.0  # after a default-threads call, before the next pinned measurement
 METHODS = ("min_variance", "mean_variance", "max_sharpe", "efficient_risk", "black_litterman")
 
 
@@ -174,7 +179,7 @@ def estimation(method: str, prices: pd.DataFrame) -> Callable[[], object]:
     if method == "black_litterman":
         def posterior() -> object:
             symbols, _, cov = strategy.posterior(prices)
-            return factor_covariance(cov, symbols)
+            return factor_covariance(cov, symbols, gram=True)
         return posterior
     return lambda: strategy.settings.estimate(prices, strategy.uses_expected_returns)
 
@@ -242,16 +247,15 @@ def run_table(args: argparse.Namespace, condition: str, families: dict[str, pd.D
     for method in args.methods:
         for family, prices in families.items():
             call = ours(method, prices, vols[family], {})
-            with SolveCounter() as counter:
-                call()
             with pin_blas_threads(1):
+                with SolveCounter() as counter:
+                    call()
                 t_one = median_ms(call, args.repeat)
                 t_est = median_ms(estimation(method, prices), args.repeat)
-            t_default = median_ms(call, 1)
-            t_ref = float("nan")
-            if args.ref_repeat > 0:
-                with pin_blas_threads(1):
+                t_ref = float("nan")
+                if args.ref_repeat > 0:
                     t_ref = median_ms(reference(method, prices, vols[family]), args.ref_repeat)
+            t_default = default_threads_ms(call)
             line = (f"{method:16s}{family:15s}{t_one:10.2f}{t_est:7.2f}{t_one / floor_ms:7.2f}"
                     f"{t_default:10.2f}{counter.iterations:6d}{counter.solves:4d}"
                     f"{counter.factorizations:5d}{t_ref:9.1f}{t_ref / t_one:7.1f}×")
@@ -259,9 +263,9 @@ def run_table(args: argparse.Namespace, condition: str, families: dict[str, pd.D
                 current = pd.Series(1.0 / args.n, index=prices.columns)
                 costed = ours(method, prices, vols[family],
                               {"turnover_penalty": args.kappa, "_current": current})
-                with SolveCounter() as counter:
-                    costed()
                 with pin_blas_threads(1):
+                    with SolveCounter() as counter:
+                        costed()
                     t_cost = median_ms(costed, args.repeat)
                 line += f"{t_cost:10.2f}{counter.iterations:7d}"
             print(line, flush=True)
@@ -269,6 +273,15 @@ def run_table(args: argparse.Namespace, condition: str, families: dict[str, pd.D
             ratios.setdefault(method, []).append(t_ref / t_one)
     print("worst over families (1 BLAS thread): " + ", ".join(
         f"{m} {t:.1f} ms (lowest ratio {min(ratios[m]):.1f}×)" for m, t in worst.items()))
+
+
+def default_threads_ms(call: Callable[[], object], repeat: int = 1) -> float:
+    """``median_ms`` with the BLAS library's default threads, then a pause: OpenBLAS's
+    idle workers keep spinning for a while after a multi-threaded call, and a pinned
+    measurement taken meanwhile (ours or the reference) runs ~1.5× slower beside them."""
+    elapsed = median_ms(call, repeat)
+    time.sleep(SETTLE_SECS)
+    return elapsed
 
 
 def run_big(args: argparse.Namespace) -> None:
@@ -284,14 +297,14 @@ def run_big(args: argparse.Namespace) -> None:
         cov = risk_models.CovarianceShrinkage(prices, frequency=252).ledoit_wolf()
         return EfficientFrontier(None, cov, solver="CLARABEL").min_volatility()
 
-    with SolveCounter() as counter:
-        call()
     with pin_blas_threads(1):
+        with SolveCounter() as counter:
+            call()
         t_syrk = median_ms(lambda: xc.T @ xc, 3)
         t_one = median_ms(call, 3)
         t_est = median_ms(lambda: strategy.settings.estimate(prices, False), 3)
         t_ref = median_ms(ref, 1) if args.ref_repeat > 0 else float("nan")
-    t_default = median_ms(call, 3)
+    t_default = default_threads_ms(call, 3)
     print(f"\n== min_variance N=3000 T={args.days} ledoit_wolf, factor family, load average "
           f"{os.getloadavg()[0]:.2f}: ours {t_one:.0f} ms (1 thread; estimation {t_est:.0f} ms, "
           f"floor = one syrk XcᵀXc {t_syrk:.0f} ms, ours/floor {t_one / t_syrk:.2f}), "
@@ -322,7 +335,9 @@ def main() -> None:
     warnings.simplefilter("ignore")
     families = {f: family_prices(f, args.n, args.days)
                 for f in ("random", "factor", "near_singular")}
-    vols = {f: 1.3 * min_variance_vol(p) for f, p in families.items()}
+    with pin_blas_threads(1):
+        vols = {f: 1.3 * min_variance_vol(p) for f, p in families.items()}
+    time.sleep(SETTLE_SECS)  # the price generation ran with the default BLAS threads
     print(f"{os.cpu_count()} CPUs; physical floor at N={args.n}: one covariance GEMM and one "
           f"Cholesky, measured below")
     floor_ms = floor_report(families["factor"], args.days)
@@ -333,6 +348,42 @@ def main() -> None:
                       floor_report(families["factor"], args.days))
     if args.big:
         run_big(args)
+    run_erc(args)
+
+
+def run_erc(args: argparse.Namespace) -> None:
+    """risk_parity, Ledoit-Wolf, N assets on 252 days: ours, its estimation alone, the
+    Newton factorizations, and skfolio's RiskBudgeting (Ledoit-Wolf prior) once."""
+    import strategies.risk_parity as rp
+
+    prices = family_prices("factor", args.n, args.days).iloc[-253:]
+    strategy = strategies.create("risk_parity", lookback_days=252, covariance="ledoit_wolf")
+    factorizations = []
+    original = rp._newton_factor
+
+    def counted(*call_args: Any) -> Any:
+        factorizations.append(1)
+        return original(*call_args)
+
+    with pin_blas_threads(1):
+        rp._newton_factor = counted  # type: ignore[assignment]
+        strategy.target_weights(prices)
+        rp._newton_factor = original  # type: ignore[assignment]
+        t_one = median_ms(lambda: strategy.target_weights(prices), args.repeat)
+        t_est = median_ms(lambda: strategy.settings.estimate(prices, False, factor=False),
+                          args.repeat)
+        t_ref = float("nan")
+        if args.ref_repeat > 0:
+            from skfolio.moments import LedoitWolf
+            from skfolio.optimization import RiskBudgeting
+            from skfolio.prior import EmpiricalPrior
+            rets = prices.pct_change().iloc[1:]
+            t_ref = median_ms(lambda: RiskBudgeting(prior_estimator=EmpiricalPrior(
+                covariance_estimator=LedoitWolf())).fit(rets), args.ref_repeat)
+    print(f"\n== risk_parity N={args.n} T=252 ledoit_wolf, factor family, load average "
+          f"{os.getloadavg()[0]:.2f}: ours {t_one:.2f} ms (1 thread; estimation {t_est:.2f} "
+          f"ms), {len(factorizations)} Newton factorization(s); skfolio RiskBudgeting "
+          f"{t_ref:.0f} ms; ratio {t_ref / t_one:.0f}×")
 
 
 def floor_report(prices: pd.DataFrame, days: int) -> float:

@@ -98,13 +98,20 @@ def black_litterman_posterior(cov: np.ndarray, prior: np.ndarray, picks: np.ndar
     tsp = tau * (cov @ picks.T)  # τΣPᵀ, N×K
     middle = picks @ tsp + np.diag(omega_diag)
     try:
-        gain = np.linalg.solve(middle, np.column_stack([view_returns - picks @ prior, tsp.T]))
+        gain = np.linalg.solve(middle, view_returns - picks @ prior)
     except np.linalg.LinAlgError as exc:
         raise StrategyError("black_litterman: views with confidence 1 are linearly "
                             "dependent (PτΣPᵀ + Ω is singular); drop or loosen one") from exc
-    mu = prior + tsp @ gain[:, 0]
-    post = (1.0 + tau) * cov - tsp @ gain[:, 1:]
-    return mu, 0.5 * (post + post.T)
+    mu = prior + tsp @ gain
+    post = (1.0 + tau) * cov
+    try:  # τΣPᵀ(PτΣPᵀ + Ω)⁻¹PτΣ = UUᵀ with U = τΣPᵀC⁻ᵀ, CCᵀ = PτΣPᵀ + Ω
+        chol = np.linalg.cholesky(middle)
+        spread = np.linalg.solve(chol, tsp.T).T
+        post -= spread @ spread.T  # a syrk: exactly symmetric, no symmetrizing pass
+        return mu, post
+    except np.linalg.LinAlgError:  # PτΣPᵀ + Ω singular to rounding, yet solvable
+        post -= tsp @ np.linalg.solve(middle, tsp.T)
+        return mu, 0.5 * (post + post.T)
 
 
 def view_uncertainty(cov: np.ndarray, picks: np.ndarray, tau: float,
@@ -113,7 +120,7 @@ def view_uncertainty(cov: np.ndarray, picks: np.ndarray, tau: float,
     ω_k = ((1 − c_k)/c_k)·p_kτΣp_kᵀ with Idzorek's (2005) confidence c_k ∈ (0, 1]
     (the closed form of Walters 2014, "The Black-Litterman model in detail", as in
     PyPortfolioOpt): c = 1 makes the view exact, c = ½ equals the default."""
-    base = tau * np.einsum("kn,nm,km->k", picks, cov, picks)
+    base = tau * np.sum((picks @ cov) * picks, axis=1)  # p_kΣp_kᵀ by one GEMM (not einsum)
     scale = np.array([1.0 if c is None else (1.0 - c) / c for c in confidences])
     return base * scale
 
@@ -180,15 +187,17 @@ class BlackLitterman(Strategy):
                 **mapping_symbols("market_weights", self.market_weights)}
 
     def posterior(self, prices: pd.DataFrame) -> tuple[pd.Index, np.ndarray, np.ndarray]:
-        """(usable symbols, μ_BL, Σ_BL) from the window ending at the last row."""
-        est = self.settings.estimate(prices, with_returns=False)
-        prior = equilibrium_returns(est.cov, market_weight_vector(self.market_weights,
-                                                                  est.symbols),
+        """(usable symbols, μ_BL, Σ_BL) from the window ending at the last row. Σ is not
+        checked or factored here: Σ_BL ⪰ Σ, so the one check and factorization of Σ_BL
+        (``target_weights``) repairs it when Σ needed it (one Cholesky, not two)."""
+        symbols, sample = self.settings.unchecked_covariance(prices)
+        prior = equilibrium_returns(sample, market_weight_vector(self.market_weights,
+                                                                 symbols),
                                     self.risk_aversion)
-        picks, targets, confidences = self._view_matrix(prices.columns, est.symbols)
-        omega = view_uncertainty(est.cov, picks, self.tau, confidences)
-        mu, cov = black_litterman_posterior(est.cov, prior, picks, targets, omega, self.tau)
-        return est.symbols, mu, cov
+        picks, targets, confidences = self._view_matrix(prices.columns, symbols)
+        omega = view_uncertainty(sample, picks, self.tau, confidences)
+        mu, cov = black_litterman_posterior(sample, prior, picks, targets, omega, self.tau)
+        return symbols, mu, cov
 
     def _view_matrix(self, columns: pd.Index, symbols: pd.Index
                      ) -> tuple[np.ndarray, np.ndarray, list[float | None]]:
@@ -218,7 +227,8 @@ class BlackLitterman(Strategy):
         symbols, mu, cov = self.posterior(prices)
         lower, upper = bound_vectors(self.bounds, symbols)
         check_bounds(lower, upper, symbols)
-        cov, chol = factor_covariance(cov, list(symbols))
+        # Σ_BL is exactly symmetric (syrk-made Σ minus a syrk update): skip that scan.
+        cov, chol = factor_covariance(cov, symbols, gram=True)
         costs = trading_costs(self.trade, symbols, prices.columns, upper, current_weights)
         if costs is None:
             w = solve_qp(cov, mu / self.risk_aversion, lower, upper, chol=chol).weights

@@ -20,7 +20,7 @@ from strategies.costed_model import (
     signs,
     working_rows,
 )
-from strategies.qp import FrontierSegment, _lambda_cap, _segment
+from strategies.frontier_piece import FrontierSegment, _lambda_cap, _segment
 
 
 def costed_frontier_segment(cov: np.ndarray, mu: np.ndarray, kappa: float,
@@ -30,7 +30,7 @@ def costed_frontier_segment(cov: np.ndarray, mu: np.ndarray, kappa: float,
     through ``solution``: with its states and caps held, w and the multipliers are affine
     in λ; the piece is where free assets stay on their side of their kink and bounds, the
     fixed ones' conditions and the caps' signs hold (the critical line of
-    ``qp.frontier_segment`` with kinks and caps). The segment carries the net return's
+    ``frontier_piece.frontier_segment`` with kinks and caps). The segment carries the net return's
     affine form (μ − κs)ᵀw + const for the searches."""
     states = solution.states
     geo = Geometry.of(lower, upper, terms, kappa > 0 or terms.has_turnover)

@@ -15,15 +15,14 @@ import pandas as pd
 import structlog
 
 from strategies.base import StrategyConfigError, StrategyError
+from strategies.covariance_repair import PSD_RELATIVE_FLOOR as PSD_RELATIVE_FLOOR
+from strategies.covariance_repair import factor_covariance as factor_covariance
+from strategies.covariance_repair import repair_covariance as repair_covariance
+from strategies.covariance_repair import ridge_certifies as ridge_certifies
 
 ANNUALIZATION_DAYS = 252
 EXPECTED_RETURN_METHODS = ("mean", "geometric", "ewma", "equilibrium")
 COVARIANCE_METHODS = ("sample", "ledoit_wolf", "ewma")
-# A covariance whose smallest Cholesky pivot² is below this fraction of its mean variance
-# is treated as singular and repaired (eigenvalues clipped to the same floor).
-PSD_RELATIVE_FLOOR = 1e-10
-# Diagonal loading tried first by the repair, in units of that floor.
-LOADING_FLOORS = 2.0
 # From this many assets on, a Ledoit-Wolf Σ whose ridge certifies it positive definite
 # (``ridge_certifies``) is not factored: a full Cholesky (~0.45 s at N = 3,000) costs more
 # than the QP, whose working-set solve factors only small free sets (``qp.solve_qp``).
@@ -51,6 +50,17 @@ def returns_window(prices: pd.DataFrame, lookback_days: int | None = None
                    ) -> tuple[np.ndarray, pd.Index, pd.Index]:
     """``simple_returns`` as (days × assets array, usable symbols, dates): the optimizers
     work on the array (no DataFrame round trip on their hot path)."""
+    rets, columns, dates, _ = _returns_and_sums(prices, lookback_days)
+    return rets, columns, dates
+
+
+def _returns_and_sums(prices: pd.DataFrame, lookback_days: int | None
+                      ) -> tuple[np.ndarray, pd.Index, pd.Index, np.ndarray]:
+    """``returns_window`` plus the returns' column sums (the estimators' mean for free).
+
+    One fresh array: the returns are divided and shifted in place (each new 5 MB array at
+    N = 500 costs page faults as well as a pass). A NaN price makes a NaN return, so the
+    column sums flag the suspect columns; only those are re-scanned on the prices."""
     window = prices if lookback_days is None else prices.iloc[-(lookback_days + 1):]
     if len(window) < 3:
         raise StrategyError(
@@ -58,8 +68,10 @@ def returns_window(prices: pd.DataFrame, lookback_days: int | None = None
             + (f" (as of {window.index[-1].date()})" if len(window) else "")
         )
     values = window.to_numpy(dtype=float)
-    # NaN propagates into a column sum, so only the flagged columns need the full scan.
-    suspect = np.isnan(values.sum(axis=0))
+    rets = np.divide(values[1:], values[:-1])
+    rets -= 1.0  # returns_from_closes' formula, in place
+    sums = rets.sum(axis=0)
+    suspect = np.isnan(sums)
     complete = np.ones(values.shape[1], dtype=bool)
     if suspect.any():
         complete[suspect] = ~np.isnan(values[:, suspect]).any(axis=0)
@@ -73,8 +85,8 @@ def returns_window(prices: pd.DataFrame, lookback_days: int | None = None
             f"ending {window.index[-1].date()}: {list(columns)}"
         )
     if not complete.all():
-        values = values[:, complete]
-    return returns_from_closes(values), columns, window.index[1:]
+        rets, sums = rets[:, complete], sums[complete]
+    return rets, columns, window.index[1:], sums
 
 
 def sample_covariance(returns: pd.DataFrame) -> pd.DataFrame:
@@ -83,14 +95,24 @@ def sample_covariance(returns: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cov, index=returns.columns, columns=returns.columns, copy=False)
 
 
-def sample_covariance_array(x: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+def sample_covariance_array(x: np.ndarray, mean: np.ndarray | None = None,
+                            overwrite: bool = False) -> np.ndarray:
     """``sample_covariance`` of a days × assets array (``mean``: its column means, if the
     caller has them): one Gram matrix XcᵀXc (numpy hands ``a.T @ a`` to BLAS syrk, half
-    a GEMM), scaled in place."""
-    xc = x - (x.mean(axis=0) if mean is None else mean)
+    a GEMM), scaled in place. ``overwrite``: centre ``x`` itself (no copy)."""
+    xc = _centred(x, mean, overwrite)
     cov = xc.T @ xc
     cov *= ANNUALIZATION_DAYS / (len(x) - 1)
     return cov
+
+
+def _centred(x: np.ndarray, mean: np.ndarray | None, overwrite: bool) -> np.ndarray:
+    """x minus its column means, in place when ``overwrite``."""
+    mean = x.mean(axis=0) if mean is None else mean
+    if overwrite:
+        x -= mean
+        return x
+    return x - mean
 
 
 def mean_returns(returns: pd.DataFrame) -> pd.Series:
@@ -142,19 +164,20 @@ def ledoit_wolf_covariance(returns: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cov, index=returns.columns, columns=returns.columns, copy=False)
 
 
-def ledoit_wolf_array(x: np.ndarray, mean: np.ndarray | None = None
-                      ) -> tuple[np.ndarray, float]:
+def ledoit_wolf_array(x: np.ndarray, mean: np.ndarray | None = None,
+                      overwrite: bool = False) -> tuple[np.ndarray, float]:
     """``ledoit_wolf_covariance`` of a days × assets array, and the ridge it put on the
     diagonal (annual units): Σ = (1 − s)·S·252 + ridge·I. One syrk for S; every other
-    step is in place (at N = 3,000 each extra N×N temporary costs ~10 ms)."""
+    step is in place (at N = 3,000 each extra N×N temporary costs ~10 ms).
+    ``overwrite``: centre ``x`` itself (no copy)."""
     n_obs, n_assets = x.shape
-    xc = x - (x.mean(axis=0) if mean is None else mean)
+    xc = _centred(x, mean, overwrite)
     emp = xc.T @ xc
     emp /= n_obs
     row_sq = np.einsum("ij,ij->i", xc, xc)
     trace = float(np.trace(emp))
     mu = trace / n_assets
-    delta_ = float(np.einsum("ij,ij->", emp, emp))
+    delta_ = float(np.vdot(emp, emp))  # ‖S‖²_F
     beta = (float(row_sq @ row_sq) / n_obs - delta_) / (n_assets * n_obs)
     delta = (delta_ - 2.0 * mu * trace + n_assets * mu * mu) / n_assets
     beta = min(beta, delta)
@@ -188,88 +211,6 @@ def ewma_covariance_array(x: np.ndarray, half_life_days: float) -> np.ndarray:
     cov = (scaled.T @ scaled) / (1.0 - float(weights @ weights))
     cov *= ANNUALIZATION_DAYS
     return cov
-
-
-def repair_covariance(cov: np.ndarray, symbols: list[str] | None = None) -> np.ndarray:
-    """Return ``cov`` if it is symmetric positive definite, else a repaired copy (see
-    ``factor_covariance``)."""
-    return factor_covariance(cov, symbols)[0]
-
-
-def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """(Σ, L): ``cov`` itself if symmetric positive definite, else a repaired copy, and the
-    lower Cholesky factor of the returned matrix (the optimizers reuse it).
-
-    Check: symmetric to 1e-12 relative, and a Cholesky factorization whose smallest
-    pivot² ≥ PSD_RELATIVE_FLOOR × mean variance. Repair (logged ``covariance_repaired``,
-    naming up to 10 ``symbols`` if given): symmetrize, then add LOADING_FLOORS × floor to
-    the diagonal if that passes the check (a PSD-up-to-rounding matrix, e.g. a sample
-    covariance with T < N or duplicated assets), else clip eigenvalues at the floor
-    (Higham 1988's nearest-PSD projection in the Frobenius norm, plus the floor).
-    """
-    from scipy.linalg import LinAlgError, cholesky  # ~0.2 s: not for the fixed-weight CLI path
-
-    cov = np.asarray(cov, dtype=float)
-    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
-        raise StrategyError(f"covariance must be square, got shape {cov.shape}")
-    if not np.isfinite(cov).all():
-        raise StrategyError("covariance has non-finite entries (NaN or inf in the returns?)")
-    scale = float(np.mean(np.abs(np.diag(cov))))
-    if scale <= 0.0:
-        raise StrategyError("covariance is zero: every asset has constant prices in the window")
-    floor = PSD_RELATIVE_FLOOR * scale
-    exactly_symmetric = np.array_equal(cov, cov.T)
-    if exactly_symmetric or float(np.max(np.abs(cov - cov.T))) <= 1e-12 * scale:
-        try:
-            chol = cholesky(cov, lower=True, check_finite=False)
-            if float(np.min(np.diag(chol))) ** 2 >= floor:
-                return cov, chol
-        except LinAlgError:
-            pass
-    sym = cov if exactly_symmetric else 0.5 * (cov + cov.T)  # the same bits when symmetric
-    loaded = _diagonally_loaded(sym, floor)
-    if loaded is not None:
-        log.warning("covariance_repaired", reason="not symmetric positive definite",
-                    method="diagonal_loading", shift=LOADING_FLOORS * floor, floor=floor,
-                    n_assets=len(sym), symbols=_first_ten(symbols),
-                    hint="use covariance='ledoit_wolf' or a longer lookback_days")
-        return loaded
-    values, vectors = np.linalg.eigh(sym)
-    log.warning("covariance_repaired", reason="not symmetric positive definite",
-                method="eigenvalue_clipping",
-                min_eigenvalue=float(values[0]), floor=floor, n_assets=len(values),
-                clipped=int(np.sum(values < floor)),
-                symbols=_first_ten(symbols),
-                hint="use covariance='ledoit_wolf' or a longer lookback_days")
-    repaired = (vectors * np.maximum(values, floor)) @ vectors.T
-    repaired = 0.5 * (repaired + repaired.T)
-    return repaired, cholesky(repaired, lower=True, check_finite=False)
-
-
-def _first_ten(symbols: list[str] | None) -> list[str] | None:
-    """Up to 10 symbols for a log line (slicing first: a pandas Index iterates slowly)."""
-    return None if symbols is None else [str(x) for x in symbols[:10]]
-
-
-def _diagonally_loaded(sym: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """(Σ + sI, L) with s = LOADING_FLOORS × floor when that passes the PD check, else None.
-
-    A sample covariance is PSD up to rounding, so its smallest eigenvalues sit at ~0 and a
-    shift of a few floors (a 2e-10 relative change) repairs it with one Cholesky instead of
-    an eigendecomposition (~2 ms instead of ~50 ms at N = 500); a truly indefinite input
-    fails the check and gets the eigenvalue clipping."""
-    from scipy.linalg import LinAlgError, cholesky
-
-    loaded = sym.copy()
-    loaded.flat[:: len(sym) + 1] += LOADING_FLOORS * floor
-    try:
-        chol = cholesky(loaded, lower=True, check_finite=False)
-    except LinAlgError:
-        return None
-    if float(np.min(np.diag(chol))) ** 2 < floor:
-        return None
-    return loaded, chol
 
 
 # ---- settings shared by the optimizing strategies ------------------------------------------
@@ -325,19 +266,36 @@ class EstimatorSettings:
         x = returns.to_numpy(dtype=float)
         return self._factored_covariance(x, returns.columns, x.mean(axis=0))[0]
 
-    def _factored_covariance(self, x: np.ndarray, symbols: pd.Index, mean: np.ndarray
+    def _factored_covariance(self, x: np.ndarray, symbols: pd.Index, mean: np.ndarray,
+                             overwrite: bool = False, factor: bool = True
                              ) -> tuple[np.ndarray, np.ndarray | None]:
         """(Σ, its lower Cholesky factor or None when a Ledoit-Wolf ridge certifies Σ
-        positive definite at CERTIFY_MIN_ASSETS or more assets)."""
+        positive definite at CERTIFY_MIN_ASSETS or more assets, or — ``factor`` False —
+        at any size). ``overwrite``: ``x`` may be centred in place."""
+        cov, ridge = self._raw_covariance(x, mean, overwrite)
+        if (ridge is not None and (not factor or len(symbols) >= CERTIFY_MIN_ASSETS)
+                and ridge_certifies(cov, ridge, len(x))):
+            return cov, None
+        # T centred rows span at most T − 1 dimensions: with fewer than N, Σ is singular.
+        rank_deficient = ridge is None and len(x) - 1 < len(symbols)
+        return factor_covariance(cov, symbols, gram=True, singular=rank_deficient)
+
+    def _raw_covariance(self, x: np.ndarray, mean: np.ndarray, overwrite: bool
+                        ) -> tuple[np.ndarray, float | None]:
+        """(Σ by the configured method, unchecked; the Ledoit-Wolf ridge or None)."""
         if self.covariance == "ledoit_wolf":
-            cov, ridge = ledoit_wolf_array(x, mean)
-            if len(symbols) >= CERTIFY_MIN_ASSETS and ridge_certifies(cov, ridge, len(x)):
-                return cov, None
-        elif self.covariance == "ewma":
-            cov = ewma_covariance_array(x, self.cov_half_life_days)
-        else:
-            cov = sample_covariance_array(x, mean)
-        return factor_covariance(cov, symbols)
+            return ledoit_wolf_array(x, mean, overwrite)
+        if self.covariance == "ewma":
+            return ewma_covariance_array(x, self.cov_half_life_days), None
+        return sample_covariance_array(x, mean, overwrite), None
+
+    def unchecked_covariance(self, prices: pd.DataFrame) -> tuple[pd.Index, np.ndarray]:
+        """(usable symbols, Σ) without the positive-definite check and factor: for a caller
+        that derives another matrix from Σ and checks and factors that one instead
+        (Black-Litterman's posterior, which is positive definite whenever Σ is)."""
+        x, symbols, _, sums = _returns_and_sums(prices, self.lookback_days)
+        cov, _ = self._raw_covariance(x, sums / len(x), overwrite=True)
+        return symbols, cov
 
     def expected_returns_of(self, returns: pd.DataFrame, cov: np.ndarray) -> np.ndarray:
         """Annual expected returns by the configured method (``cov`` for equilibrium)."""
@@ -357,32 +315,27 @@ class EstimatorSettings:
             return equilibrium_returns(cov, w_mkt, self.equilibrium_risk_aversion)
         return mean * ANNUALIZATION_DAYS  # mean_returns' formula, on the array
 
-    def estimate(self, prices: pd.DataFrame, with_returns: bool = True) -> Estimate:
-        """Returns window → (symbols, μ, Σ); μ is zeros when ``with_returns`` is False."""
-        x, symbols, _ = returns_window(prices, self.lookback_days)
-        mean = x.mean(axis=0)  # daily; shared by Σ and μ
-        cov, chol = self._factored_covariance(x, symbols, mean)
-        mu = (self._expected_returns(x, symbols, cov, mean) if with_returns
-              else np.zeros(len(symbols)))
+    def estimate(self, prices: pd.DataFrame, with_returns: bool = True,
+                 factor: bool = True) -> Estimate:
+        """Returns window → (symbols, μ, Σ); μ is zeros when ``with_returns`` is False.
+        ``factor`` False: the caller needs no Cholesky factor of Σ (risk parity), so a
+        Ledoit-Wolf Σ whose ridge certifies it positive definite is not factored.
+
+        The returns array is this call's own: μ is taken from it first (the methods that
+        read the returns), then it is centred in place for Σ (one array, one pass less)."""
+        x, symbols, _, sums = _returns_and_sums(prices, self.lookback_days)
+        mean = sums / len(x)  # daily (x.mean's bits); shared by Σ and μ
+        mu = np.zeros(len(symbols))
+        equilibrium = self.expected_returns == "equilibrium"
+        if with_returns and not equilibrium:
+            mu = self._expected_returns(x, symbols, np.empty(0), mean)
+        cov, chol = self._factored_covariance(x, symbols, mean, overwrite=True, factor=factor)
+        if with_returns and equilibrium:
+            mu = self._expected_returns(x, symbols, cov, mean)  # π = δΣw reads only Σ
         if not np.isfinite(mu).all():
             bad = list(symbols[~np.isfinite(mu)])
             raise StrategyError(f"expected returns are not finite for {bad}")
         return Estimate(symbols=symbols, mu=mu, cov=cov, chol=chol)
-
-
-def ridge_certifies(cov: np.ndarray, ridge: float, n_obs: int) -> bool:
-    """True when Σ = (computed Gram of ``n_obs`` rows) + ridge·I is provably positive
-    definite and well conditioned without factoring it: the Gram's rounding error has
-    spectral norm ≤ γ_T·tr(Σ) (Higham 2002, §3.5; ‖E‖₂ ≤ γ_T‖|X|ᵀ|X|‖₂ ≤ γ_T·tr), so
-    λ_min ≥ ridge − that, which must clear the repair floor and keep the pivot spread
-    under ``qp.ILL_CONDITIONED_PIVOT_RATIO`` (1e-6 of the largest variance here)."""
-    diag = np.diag(cov)
-    if not np.isfinite(cov).all() or float(np.min(diag)) <= 0.0:
-        return False
-    trace = float(np.sum(diag))
-    rounding = 2.0 * (n_obs + 4) * np.finfo(float).eps * trace
-    needed = max(PSD_RELATIVE_FLOOR * trace / len(diag), 1e-6 * float(np.max(diag)))
-    return bool(ridge - rounding >= needed)
 
 
 def check_market_weights(market_weights: Mapping[str, float] | None) -> None:

@@ -4,7 +4,7 @@ The frontier is w(λ) = argmin ½wᵀΣw − λμᵀw over {Σw = 1, lower ≤ w
 piecewise affine in λ (Markowitz 1956, the critical line algorithm), and along it the return
 μᵀw and the variance wᵀΣw are non-decreasing. We search λ with a safeguarded bracket:
 each probe solves one warm-started QP, takes the affine piece through that optimum
-(``qp.frontier_segment``) and solves the 1-D problem on that piece in closed form. When the
+(``frontier_piece.frontier_segment``) and solves the 1-D problem on that piece in closed form. When the
 optimum falls inside the piece the answer is exact — no tolerance on λ.
 
 Why not the homogenized max-Sharpe QP (min yᵀΣy s.t. (μ−r_f)ᵀy = 1, y ≥ 0)? With upper
@@ -23,17 +23,21 @@ from strategies.base import StrategyError
 from strategies.costed_frontier import costed_frontier_segment
 from strategies.costed_qp import CostedSolution, LinearTerms, solve_costed_qp
 from strategies.free_set import FreeSetSolver
+from strategies.frontier_piece import FrontierSegment, frontier_segment
 from strategies.qp import (
-    FrontierSegment,
     QPSolution,
     free_set_solver,
-    frontier_segment,
     polish_weights,
     solve_qp,
     solve_tangency_qp,
 )
 
 MAX_PROBES = 200
+# A candidate λ within this many widths of the current piece past its end is reached by
+# crossing breakpoints (one free-set solve each: the critical line algorithm's step,
+# Markowitz 1956) instead of a warm-started QP at the candidate; at most MAX_CROSSINGS.
+CROSS_WIDTHS = 2.0
+MAX_CROSSINGS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +104,11 @@ class _Frontier:
 def max_return_portfolio(mu: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """argmax μᵀw over {Σw = 1, lower ≤ w ≤ upper}: lower bounds, then the budget to the
     highest μ first (the LP's greedy solution; ties go to the first listed asset)."""
+    order = np.argsort(-mu, kind="stable")
+    span = (upper - lower)[order]
+    before = np.cumsum(span) - span  # room the better assets take first
     w = lower.copy()
-    room = 1.0 - float(w.sum())
-    for i in np.argsort(-mu, kind="stable"):
-        add = min(upper[i] - lower[i], max(room, 0.0))
-        w[i] += add
-        room -= add
+    w[order] += np.clip(1.0 - float(lower.sum()) - before, 0.0, span)
     return w
 
 
@@ -156,7 +159,8 @@ class _Bracket:
 
 def _moments(seg: FrontierSegment, mu: np.ndarray, cov: np.ndarray) -> tuple[float, ...]:
     """Return r0 + λr1 and variance q0 + 2λq1 + λ²q2 of the piece's weights."""
-    s0, s1 = cov @ seg.w0, cov @ seg.w1
+    s0 = cov @ seg.w0 if seg.cov_w0 is None else seg.cov_w0
+    s1 = cov @ seg.w1 if seg.cov_w1 is None else seg.cov_w1
     m = mu if seg.mu_net is None else seg.mu_net
     return (float(m @ seg.w0) + seg.net_const, float(m @ seg.w1), float(seg.w0 @ s0),
             float(seg.w0 @ s1), float(seg.w1 @ s1))
@@ -182,8 +186,17 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
         if verdict == STOP:
             return top.w0
         bracket.right = top.lam_lo
+    crossings = 0
+    fallback: tuple[QPSolution | CostedSolution, float] | None = None  # before a crossing
     while True:
         seg = frontier.segment(solution, lam)
+        if fallback is not None and not seg.lam_lo <= seg.lam_hi:  # degenerate crossing
+            solution, retry = fallback
+            fallback = None
+            lam = bracket.next_probe(retry)
+            solution = frontier.solve(lam, solution)
+            continue
+        fallback = None
         verdict, candidate = judge(seg)
         step = 1e-9 * (1.0 + seg.lam_lo)
         if verdict == STOP:
@@ -202,6 +215,14 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
             candidate = seg.lam_lo - step  # ask the left neighbour
         if bracket.closed():
             return frontier.solve(bracket.left, solution).weights
+        if (verdict == RIGHT and seg.exit_sets is not None and crossings < MAX_CROSSINGS
+                and candidate is not None and candidate < bracket.right
+                and candidate - seg.lam_hi <= CROSS_WIDTHS * (seg.lam_hi - seg.lam_lo)):
+            crossings += 1
+            fallback = (solution, candidate)
+            lam = seg.lam_hi
+            solution = QPSolution(seg.at(lam), *seg.exit_sets, 0)
+            continue
         lam = bracket.next_probe(candidate)
         solution = frontier.solve(lam, solution)
 

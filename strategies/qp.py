@@ -15,9 +15,8 @@ cycles (possible when Σ is not an M-matrix) the classical primal active-set met
 finishes from a greedy feasible vertex. The result is exact up to rounding: the final
 free set's KKT system is solved directly and the KKT signs are checked.
 
-``frontier_segment`` gives the efficient frontier piece on which a set of active bounds
-stays optimal, w(λ) = w₀ + λw₁ for c = λμ (Markowitz's critical line), which the
-max-Sharpe and target-volatility searches use to land exactly on their optimum.
+``frontier_piece.frontier_segment`` gives the efficient frontier piece on which a set of
+active bounds stays optimal (Markowitz's critical line).
 """
 
 from __future__ import annotations
@@ -32,6 +31,12 @@ from strategies.free_set import FreeSetSolver, factor_matrix
 
 PDAS_MAX_ITERATIONS = 60
 REGULARIZATION_STEPS = (1e-6, 1e-8, 1e-10)  # proximal weights of the fallback's start
+# Assets free in the first guess of the regularized start (the rest held at their lower
+# bounds): a near-singular Σ's optimum holds a few dozen; the iterations add the rest.
+REGULARIZED_GUESS_ASSETS = 64
+# Iterations allowed to the guessed start before the all-free fallback (a start that does
+# not settle this fast tends to cycle to the full limit: a bounded worst case).
+GUESS_MAX_ITERATIONS = 12
 ILL_CONDITIONED_PIVOT_RATIO = 1e-8
 WEIGHT_TOLERANCE = 1e-12  # bound violation (in weight units) that counts as infeasible
 DUAL_RELATIVE_TOLERANCE = 1e-12  # multiplier sign tolerance, relative to |Σ| + |c|
@@ -50,23 +55,6 @@ class QPSolution:
     iterations: int
     #: Cholesky factor of Σ on the free assets (what ``frontier_segment`` needs again).
     free_factor: np.ndarray | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FrontierSegment:
-    """w(λ) = w0 + λ·w1 is the optimum of ½wᵀΣw − λμᵀw for every λ in [lam_lo, lam_hi]."""
-
-    w0: np.ndarray
-    w1: np.ndarray
-    lam_lo: float
-    lam_hi: float
-    #: With trading costs the searches use the net return (μ − κs)ᵀw + const, affine on
-    #: the piece (``costed_qp.costed_frontier_segment``); None: the plain μᵀw.
-    mu_net: np.ndarray | None = None
-    net_const: float = 0.0
-
-    def at(self, lam: float) -> np.ndarray:
-        return self.w0 + lam * self.w1
 
 
 def check_bounds(lower: np.ndarray, upper: np.ndarray, symbols: Sequence[str]) -> None:
@@ -187,9 +175,11 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     warm-started from the last. They cycle on near-singular Σ (its flat directions make
     the free-set solves swing wildly); the proximal term tames them, and shrinking it
     moves the active set toward the true one, so the primal method ends with a few bound
-    changes. The first run factors
-    Σ + ρI once (its all-free solve needs it) and reuses that factor for range-space
-    solves (accuracy is immaterial here: the start only has to be feasible)."""
+    changes. The first run starts from a guess — the REGULARIZED_GUESS_ASSETS assets
+    with the smallest ½σᵢ² − cᵢ free, the rest at their lower bounds — so its solves
+    factor small free sets; should it cycle, it starts again with every asset free from
+    one factor of Σ + ρI, reused for range-space solves (accuracy is immaterial here:
+    the start only has to be feasible)."""
     fixed = lower >= upper
     scale = float(np.mean(np.diag(cov)))
     best: QPSolution | None = None
@@ -197,17 +187,43 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     for rho in REGULARIZATION_STEPS:
         solver = FreeSetSolver(cov, budget_row=budget_row, ridge=rho * scale)
         if best is None:
-            shifted = cov.copy()
-            shifted.flat[:: len(lin) + 1] += rho * scale
-            solver.chol = factor_matrix(shifted)
-            solver.remember(np.arange(len(lin)), solver.chol, slot="all")
-        start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z, solver)
+            start = _guessed_start(cov, lin, lower, upper, tol_z, solver)
+            if start is None:
+                solver = _all_free_solver(cov, budget_row, rho * scale)
+                start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
+                                                solver)
+        else:
+            start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
+                                            solver)
         if start is None:
             break
         at_lo, at_hi = start.at_lower | fixed, start.at_upper & ~fixed
         done = start.iterations + (0 if best is None else best.iterations)
         best = QPSolution(start.weights, start.at_lower, start.at_upper, done)
     return best
+
+
+def _guessed_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                   tol_z: float, solver: FreeSetSolver) -> QPSolution | None:
+    """The primal-dual iterations from the working-set guess (see ``_regularized_start``)."""
+    from strategies.qp_working_set import first_working_set  # imports this module
+
+    fixed = lower >= upper
+    inside = first_working_set(cov, lin, lower, upper, REGULARIZED_GUESS_ASSETS)
+    return _primal_dual_active_set(cov, lin, lower, upper, fixed | ~inside,
+                                   np.zeros(len(lin), bool), tol_z, solver,
+                                   GUESS_MAX_ITERATIONS)
+
+
+def _all_free_solver(cov: np.ndarray, budget_row: np.ndarray | None,
+                     ridge: float) -> FreeSetSolver:
+    """A solver for Σ + ridge·I holding its factor (for the all-free start)."""
+    solver = FreeSetSolver(cov, budget_row=budget_row, ridge=ridge)
+    shifted = cov.copy()
+    shifted.flat[:: len(cov) + 1] += ridge
+    solver.chol = factor_matrix(shifted)
+    solver.remember(np.arange(len(cov)), solver.chol, slot="all")
+    return solver
 
 
 def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
@@ -224,17 +240,20 @@ def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: n
 
 def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                             upper: np.ndarray, at_lo: np.ndarray, at_hi: np.ndarray,
-                            tol_z: float, solver: FreeSetSolver | None = None
-                            ) -> QPSolution | None:
+                            tol_z: float, solver: FreeSetSolver | None = None,
+                            max_iterations: int = PDAS_MAX_ITERATIONS) -> QPSolution | None:
     """HIK primal-dual active-set iterations; None if they cycle or stall."""
     fixed = lower >= upper
     seen: set[bytes] = set()
     solver = solver if solver is not None else FreeSetSolver(cov)
-    for iteration in range(1, PDAS_MAX_ITERATIONS + 1):
+    for iteration in range(1, max_iterations + 1):
         w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
         if np.isnan(nu):
             return None
-        z = solver.gradient(w, lin) - (nu if solver.unit_budget else nu * solver.budget_row)
+        if solver.last_multipliers is not None:  # a range-space solve gave them
+            z = solver.last_multipliers[:, 0]
+        else:
+            z = solver.gradient(w, lin) - (nu if solver.unit_budget else nu * solver.budget_row)
         free = ~(at_lo | at_hi)
         new_lo = fixed | (free & (w < lower - WEIGHT_TOLERANCE)) | (at_lo & (z > -tol_z))
         new_hi = ~fixed & ((free & (w > upper + WEIGHT_TOLERANCE)) | (at_hi & (z < tol_z)))
@@ -336,70 +355,3 @@ def polish_weights(w: np.ndarray, lower: np.ndarray, upper: np.ndarray,
             else room
         w = np.clip(w + residual * room / room.sum(), lower, upper)
     return w
-
-
-def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                     solution: QPSolution, lam: float,
-                     solver: FreeSetSolver | None = None) -> FrontierSegment:
-    """The frontier piece through ``solution`` (an optimum of ½wᵀΣw − λμᵀw for some
-    λ ≥ 0): with its active bounds held, w and the multipliers are affine in λ; the
-    segment is the λ-interval where the free weights stay in bounds and the active
-    bounds' multipliers keep their signs (Markowitz 1956's critical line). ``lam`` is the
-    λ the solution was computed at."""
-    at_lo, at_hi = solution.at_lower, solution.at_upper
-    fixed_w = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
-    free = np.flatnonzero(~(at_lo | at_hi))
-    if free.size == 0:
-        return _vertex_segment(cov, mu, lower, upper, solution, fixed_w)
-    solver = solver if solver is not None else FreeSetSolver(cov)
-    if solution.free_factor is not None:
-        solver.remember(free, solution.free_factor)
-    both, (nu0, nu1), _ = solver.solve(
-        np.column_stack([np.zeros_like(mu), mu]), np.array([1.0, 0.0]),
-        np.column_stack([fixed_w, np.zeros_like(fixed_w)]), at_lo | at_hi)
-    w0, w1 = both[:, 0].copy(), both[:, 1].copy()
-    fixed = lower >= upper
-    z0 = cov @ w0 - nu0
-    z1 = cov @ w1 - mu - nu1
-    is_free = ~(at_lo | at_hi)
-    # Constraints of the form a + λ·b ≥ 0.
-    a = np.concatenate([(w0 - lower)[is_free], (upper - w0)[is_free],
-                        z0[at_lo & ~fixed], -z0[at_hi]])
-    b = np.concatenate([w1[is_free], -w1[is_free], z1[at_lo & ~fixed], -z1[at_hi]])
-    return _segment(w0, w1, a, b, _lambda_cap(cov, mu))
-
-
-def _lambda_cap(cov: np.ndarray, mu: np.ndarray) -> float:
-    """Breakpoints beyond this λ are rounding noise (a rate over a ~1e-17 slope): λ this
-    large weighs return 1e9 times more than the problem's own variance/return scale."""
-    return 1e9 * float(np.mean(np.diag(cov))) / max(float(np.max(np.abs(mu))), 1e-300)
-
-
-def _segment(w0: np.ndarray, w1: np.ndarray, a: np.ndarray, b: np.ndarray,
-             cap: float) -> FrontierSegment:
-    """The λ-interval where every a + λ·b ≥ 0, as a FrontierSegment (empty, lam_lo >
-    lam_hi, when a constraint with b = 0 is violated for every λ)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        limits = -a / b
-    never = (np.abs(limits) >= cap) & (a < -1e-10 * max(1.0, float(np.max(np.abs(a),
-                                                                          initial=0.0))))
-    if never.any():
-        return FrontierSegment(w0=w0, w1=w1, lam_lo=np.inf, lam_hi=-np.inf)
-    real = np.abs(limits) < cap
-    lam_lo = float(np.max(limits[(b > 0) & real], initial=0.0))
-    lam_hi = float(np.min(limits[(b < 0) & real], initial=np.inf))
-    return FrontierSegment(w0=w0, w1=w1, lam_lo=max(lam_lo, 0.0), lam_hi=lam_hi)
-
-
-def _vertex_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                    solution: QPSolution, w: np.ndarray) -> FrontierSegment:
-    """Every weight at a bound: w stays optimal while some ν separates the gradients,
-    max over upper-bound assets of g_i(λ) ≤ min over lower-bound ones, g(λ) = Σw − λμ."""
-    g0 = cov @ w
-    fixed = lower >= upper
-    lo_idx = np.flatnonzero(solution.at_lower & ~fixed)
-    hi_idx = np.flatnonzero(solution.at_upper)
-    # Pairwise (g0_l − g0_h) + λ(μ_h − μ_l) ≥ 0.
-    a = (g0[lo_idx][None, :] - g0[hi_idx][:, None]).ravel()
-    b = (mu[hi_idx][:, None] - mu[lo_idx][None, :]).ravel()
-    return _segment(w, np.zeros_like(w), a, b, _lambda_cap(cov, mu))

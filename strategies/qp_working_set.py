@@ -32,7 +32,7 @@ def solve_by_working_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     """``qp.solve_qp``'s answer for a cold start without a factor of Σ (see module doc)."""
     n = len(lin)
     fixed = lower >= upper
-    inside = _first_working_set(cov, lin, lower, upper)
+    inside = first_working_set(cov, lin, lower, upper)
     warm: QPSolution | None = None
     iterations = 0
     for _ in range(MAX_ROUNDS):
@@ -61,15 +61,15 @@ def solve_by_working_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                       iterations + final.iterations, final.free_factor)
 
 
-def _first_working_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
-                       upper: np.ndarray) -> np.ndarray:
-    """The START_ASSETS movable assets with the smallest ½σᵢ² − cᵢ, extended until their
+def first_working_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
+                      upper: np.ndarray, size: int = START_ASSETS) -> np.ndarray:
+    """The ``size`` movable assets with the smallest ½σᵢ² − cᵢ, extended until their
     room above the lower bounds can hold the budget."""
     movable = np.flatnonzero(lower < upper)
     order = movable[np.argsort((0.5 * np.diag(cov) - lin)[movable], kind="stable")]
     room = np.cumsum((upper - lower)[order])
     needed = 1.0 - float(lower.sum())
-    count = max(START_ASSETS, int(np.searchsorted(room, needed - 1e-12)) + 1)
+    count = max(size, int(np.searchsorted(room, needed - 1e-12)) + 1)
     inside = np.zeros(len(lin), bool)
     inside[order[:count]] = True
     return inside

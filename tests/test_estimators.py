@@ -9,12 +9,14 @@ from sklearn.covariance import ledoit_wolf
 from structlog.testing import capture_logs
 
 from strategies.base import StrategyConfigError, StrategyError
+from strategies.covariance_repair import LOADING_FLOORS, PSD_RELATIVE_FLOOR
 from strategies.estimators import (
     ANNUALIZATION_DAYS,
     EstimatorSettings,
     equilibrium_returns,
     ewma_covariance,
     ewma_returns,
+    factor_covariance,
     geometric_returns,
     ledoit_wolf_covariance,
     mean_returns,
@@ -137,6 +139,34 @@ def test_repair_covariance_singular_sample_covariance_warns() -> None:
         fixed = repair_covariance(cov)
     np.linalg.cholesky(fixed)
     assert logs[0]["event"] == "covariance_repaired" and logs[0]["log_level"] == "warning"
+
+
+@pytest.mark.parametrize("gram", [False, True])
+@pytest.mark.parametrize("n_base", [4, 6])  # the trailing block smaller or not
+def test_factor_covariance_near_copies_loads_only_the_diagonal_and_factors_it(
+        gram: bool, n_base: int) -> None:
+    """The last 2–4 assets are near-copies of the first ones (σ_diff 1e-8/day): the check's
+    factorization ends with tiny pivots, the repair adds at most LOADING_FLOORS floors to
+    the diagonal (none before the first tiny pivot), and the factor returned is the
+    repaired matrix's."""
+    rng = np.random.default_rng(9)
+    base = rng.normal(0.0, 0.01, (400, n_base))
+    copies = 8 - n_base
+    x = np.hstack([base, base[:, :copies] + rng.normal(0.0, 1e-8, (400, copies))])
+    xc = x - x.mean(axis=0)
+    cov = (xc.T @ xc) * (ANNUALIZATION_DAYS / 399)
+    original = cov.copy()
+    floor = PSD_RELATIVE_FLOOR * float(np.mean(np.diag(cov)))
+    with capture_logs() as logs:
+        repaired, chol = factor_covariance(cov, [f"S{i}" for i in range(8)], gram=gram)
+    assert [e["event"] for e in logs] == ["covariance_repaired"]
+    added = repaired - original
+    assert np.array_equal(added, np.diag(np.diag(added)))  # the diagonal only
+    assert (np.diag(added)[:n_base] == 0).all()  # the leading assets' pivots were fine
+    assert (np.diag(added) <= LOADING_FLOORS * floor * (1 + 1e-5)).all()  # Σ_ii + s − Σ_ii
+    np.testing.assert_allclose(chol @ chol.T, repaired, rtol=0, atol=1e-15 * np.abs(cov).max())
+    assert float(np.min(np.diag(chol))) ** 2 >= floor
+    assert np.array_equal(repaired, repaired.T)
 
 
 def test_estimator_settings_methods_dispatch_to_their_estimators() -> None:

@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize
 
 from strategies.base import StrategyError
+from strategies.frontier_piece import frontier_segment
 from strategies.mean_variance import optimize_mean_variance
 from strategies.qp import (
     DUAL_RELATIVE_TOLERANCE,
     _primal_active_set,
     _primal_dual_active_set,
     check_bounds,
-    frontier_segment,
     solve_qp,
 )
 

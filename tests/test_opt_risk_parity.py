@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_opt_qp import random_problem
 
+import strategies
+from strategies.estimators import ledoit_wolf_covariance, simple_returns
 from strategies.risk_parity import hrp_weights, risk_budget_weights
 
 
@@ -76,3 +79,20 @@ def test_hrp_random_covariance_long_only_fully_invested() -> None:
     for method in ("single", "average", "complete", "ward"):
         w = hrp_weights(cov, method)
         assert w.sum() == pytest.approx(1.0, abs=1e-12) and (w > 0).all()
+
+
+def test_risk_parity_ledoit_wolf_more_assets_than_days_contributions_equal() -> None:
+    """The backtest's shape (Ledoit-Wolf Σ, more assets than days, Σ not factored): risk
+    contributions equal to 1e-11 relative, long-only, fully invested."""
+    rng = np.random.default_rng(31)
+    market = rng.normal(0.0, 0.01, (120, 1))
+    rets = market * rng.uniform(0.5, 1.5, 200) + rng.normal(0.0003, 0.015, (120, 200))
+    prices = pd.DataFrame(100.0 * np.cumprod(1.0 + np.vstack([np.zeros(200), rets]), axis=0),
+                          index=pd.bdate_range("2024-01-02", periods=121),
+                          columns=[f"S{i:03d}" for i in range(200)])
+    w = strategies.create("risk_parity", lookback_days=120,
+                          covariance="ledoit_wolf").target_weights(prices).to_numpy()
+    cov = ledoit_wolf_covariance(simple_returns(prices, 120)).to_numpy()
+    assert w.sum() == pytest.approx(1.0, abs=1e-12) and (w > 0).all()
+    rc = risk_contributions(w, cov)
+    assert rc.max() / rc.min() - 1 < 1e-11
