@@ -7,7 +7,7 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.research.compare import parse_spec
-from tests.conftest import run_cli, to_toml
+from tests.conftest import run_cli_in_process, to_toml
 from tests.research_setup import write_config, write_market
 
 
@@ -31,8 +31,8 @@ def test_compare_cli_same_window_table_and_report_with_benchmark(tmp_path):
     other.write_text(to_toml({"strategy": {"name": "inverse_volatility",
                                            "params": {"lookback_days": 30}}}))
     out = tmp_path / "cmp"
-    proc = run_cli("compare", "equal_weight", "momentum:k=2,lookback=40", str(other),
-                   "--config", str(config), "--out", str(out))
+    proc = run_cli_in_process("compare", "equal_weight", "momentum:k=2,lookback=40", str(other),
+                              "--config", str(config), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(out / "compare.csv", index_col=0)
     assert list(table.columns) == ["equal_weight", "momentum:k=2,lookback=40", "mine",
@@ -48,7 +48,7 @@ def test_compare_cli_same_window_table_and_report_with_benchmark(tmp_path):
 
 def test_compare_cli_unknown_strategy_exits_2_naming_it(tmp_path):
     config = write_config(tmp_path, write_market(tmp_path, days=200))
-    proc = run_cli("compare", "equal_weight", "no_such:k=1", "--config", str(config),
-                   "--out", str(tmp_path / "cmp"))
+    proc = run_cli_in_process("compare", "equal_weight", "no_such:k=1", "--config",
+                              str(config), "--out", str(tmp_path / "cmp"))
     assert proc.returncode == 2
     assert "no_such" in proc.stderr
