@@ -38,7 +38,8 @@ def inputs(tmp_path_factory):
     """The market, config and space the sweeps here read (built once; each test writes its
     sweeps under its own tmp_path)."""
     directory = tmp_path_factory.mktemp("sweep_inputs")
-    return write_config(directory, write_market(directory)), write_space(directory)
+    prices = write_market(directory, days=420)  # to 2021-08: HOLDOUT leaves ~6 weeks after
+    return write_config(directory, prices), write_space(directory)
 
 
 def _sweep(config: Path, space: Path, out: Path, **kw) -> list:
