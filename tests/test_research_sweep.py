@@ -72,8 +72,8 @@ def first_4_of_8(inputs, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def dask_client():
+@pytest.fixture
+def dask_client():  # one test uses it: closed right after it, not idling to the module's end
     # distributed's INFO handler stays quiet only if this is set before its import; the
     # spawned workers inherit it (FIELD-NOTES, Dask)
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
