@@ -66,6 +66,9 @@ def alpaca_config(write_config: Any, fake: FakeAlpaca, faults: dict[str, Any] | 
                 "data_url": fake.url,
                 "http_timeout_secs": 2.0,
                 "retry_budget_secs": 10.0,
+                # the same retries, shorter sleeps between them (0.25 s doubling by default)
+                "retry_backoff_secs": 0.02,
+                "retry_backoff_max_secs": 0.2,
                 "poll_interval_secs": 0.02,
                 **alpaca,
             },

@@ -194,7 +194,7 @@ def test_backtest_costs_account_for_every_cash_flow_trade_by_trade():
 
 
 def test_backtest_drift_shortcut_equals_running_the_cycle_every_day():
-    prices = random_walk_prices(SYMBOLS, 400, seed=2)
+    prices = random_walk_prices(SYMBOLS, 250, seed=2)  # 6 rebalance days
     spec = make_spec(costs=SimCosts(1, 0.5, 2))
     fast = run_backtest(prices, fixed(), spec)
     slow = run_backtest(prices, PriceDependentFixed(), spec)
@@ -208,7 +208,7 @@ def test_backtest_drift_shortcut_equals_running_the_cycle_every_day():
 def test_backtest_drift_shortcut_with_a_binding_var_limit_equals_the_daily_cycle(method):
     """With max_var set, the scan runs a full cycle on every day the limit may bind and
     skips only days with static targets: the books equal running the cycle every day."""
-    prices = random_walk_prices(SYMBOLS, 500, seed=3)
+    prices = random_walk_prices(SYMBOLS, 250, seed=3)  # the limit binds on ~120 days
     probe = make_spec(limits=RiskLimits(lookback_days=20, method=method))
     var_level = np.median([c.var for c in run_backtest(prices, PriceDependentFixed(),
                                                        probe).cycles if c.var])

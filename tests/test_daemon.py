@@ -61,7 +61,7 @@ def _start_daemon(config: Path, extra_env: dict[str, str] | None = None) -> subp
 
 
 def test_daemon_sigterm_lets_running_cycle_finish_and_exits_0(tmp_path, write_config):
-    config = write_config({"faults": {"enabled": True, "pause_after_submit_secs": 0.3}})
+    config = write_config({"faults": {"enabled": True, "pause_after_submit_secs": 0.15}})
     proc = _start_daemon(config)
     before = read_events_until(proc, "order_submitted", timeout_secs=60)
     proc.send_signal(signal.SIGTERM)
@@ -71,6 +71,9 @@ def test_daemon_sigterm_lets_running_cycle_finish_and_exits_0(tmp_path, write_co
     started = _events(lines, "cycle_started")
     finished = _events(lines, "cycle_finished")
     assert len(started) == len(finished) >= 1, "the interrupted cycle must run to completion"
+    names = [e.get("event") for e in lines]
+    asked = names.index("shutdown_requested")  # the signal landed inside the last cycle
+    assert names[:asked].count("cycle_started") == names[:asked].count("cycle_finished") + 1
     assert finished[-1]["orders_filled"] == finished[-1]["orders_planned"]
     assert _events(lines, "daemon_stopped")
 
@@ -78,7 +81,7 @@ def test_daemon_sigterm_lets_running_cycle_finish_and_exits_0(tmp_path, write_co
 def test_daemon_sigkill_mid_cycle_restart_sends_no_order_twice_and_converges(tmp_path,
                                                                           write_config):
     paused = write_config({"schedule": {"interval_secs": 0.2},
-                           "faults": {"enabled": True, "pause_after_submit_secs": 2.0}},
+                           "faults": {"enabled": True, "pause_after_submit_secs": 1.0}},
                           name="paused.toml")
     config = write_config({"schedule": {"interval_secs": 0.2}})
     proc = _start_daemon(paused)

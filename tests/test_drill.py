@@ -4,7 +4,8 @@ restart it, against the simulator and over HTTP against the fake Alpaca.
 The fault plan's ``kill_at`` makes the process SIGKILL itself at the point, so each run
 dies exactly there (returncode -9, and the journal/venue show the point: intents but no
 orders, N orders, sells but no buys, an order whose outcome transaction was rolled back).
-After a restart without faults: no client_order_id at the venue twice, SQLite
+After a restart without faults (in-process: the killed run is the real process, the
+restart reads what it left on disk): no client_order_id at the venue twice, SQLite
 ``integrity_check`` ok, and the account back within the bands within 2 cycles.
 By default seed 0 runs on the simulator at every point and on Alpaca at one; the rest
 (20 seeds x 4 points x 2 venues in all) is ``slow``: ``pytest -m slow tests/test_drill.py``.
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, json_lines
+from conftest import REPO, json_lines, run_cli_in_process
 from fake_alpaca import FakeAlpaca
 from test_alpaca_cycle import KEYS_ENV, alpaca_config, recent_bars
 
@@ -124,7 +125,7 @@ def test_drill_sim_sigkill_at_point_restart_no_duplicate_intact_converges(
     fills = dict(_rows(db, "SELECT client_order_id, COUNT(*) FROM fills GROUP BY 1"))
     _assert_point_shown(kill_at, _intents_of_last_cycle(db), venue, fills)
 
-    restart = _bot("run", "--config", str(clean), "--max-cycles", "2")
+    restart = run_cli_in_process("run", "--config", str(clean), "--max-cycles", "2")
     assert restart.returncode == 0, restart.stderr[-2000:]
     _assert_converged([restart.stdout])
     venue_after = [c for (c,) in _rows(db, "SELECT client_order_id FROM sim_orders")]
@@ -172,7 +173,7 @@ def test_drill_alpaca_sigkill_at_point_restart_no_duplicate_intact_converges(
     clean = alpaca_config(write_config, drill_fake)
     outs = []
     for _ in range(2):
-        restart = _bot("once", "--config", str(clean), env=KEYS_ENV)
+        restart = run_cli_in_process("once", "--config", str(clean), env=KEYS_ENV)
         assert restart.returncode == 0, restart.stderr[-2000:]
         outs.append(restart.stdout)
     _assert_converged(outs)
@@ -224,7 +225,7 @@ def test_two_daemons_second_exits_3_naming_first_status_beside_changes_no_byte(
 
         state = tmp_path / "state"
         before = _digests(state)
-        status = _bot("status", "--config", str(config))
+        status = run_cli_in_process("status", "--config", str(config))
         assert status.returncode == 0, status.stderr
         assert "holdings vs targets" in status.stdout
         assert _digests(state) == before, "status wrote to the state beside the daemon"

@@ -53,7 +53,7 @@ def test_portfolio_env_passes_gymnasium_check_env(sample):
 
 @pytest.mark.parametrize("fractional", [True, False])
 def test_portfolio_env_fixed_weights_equity_path_equals_daily_backtest(sample, fractional):
-    spec = spec_for(date(2011, 1, 3), date(2011, 5, 31), fractional=fractional)
+    spec = spec_for(date(2011, 1, 3), date(2011, 3, 31), fractional=fractional)
     weights = np.array([FIXED[s] for s in UNIVERSE])
     rewards, infos = run_episode(PortfolioEnv(sample, spec), weights)
     result = run_backtest(sample, strategies.create("fixed", weights=FIXED), spec)

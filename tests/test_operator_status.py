@@ -70,6 +70,7 @@ def _run_daemon(config: Path, cycles: int) -> list[dict]:
 
 def test_status_halted_account_shows_banner_rearm_and_equity(write_config):
     config = write_config({"sim": {"replay_start": date(2011, 8, 1)},
+                           "schedule": {"interval_secs": 0.01},  # 25 cycles, short waits
                            "risk": {"max_drawdown": 0.01}})
     lines = _run_daemon(config, 25)
     assert any(e["event"] == "trading_halted" for e in lines)

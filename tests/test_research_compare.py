@@ -7,7 +7,7 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.research.compare import parse_spec
-from tests.conftest import run_cli, to_toml
+from tests.conftest import run_cli_in_process, to_toml
 from tests.research_setup import write_config, write_market
 
 
@@ -31,15 +31,16 @@ def test_compare_cli_same_window_table_and_report_with_benchmark(tmp_path):
     other.write_text(to_toml({"strategy": {"name": "inverse_volatility",
                                            "params": {"lookback_days": 30}}}))
     out = tmp_path / "cmp"
-    proc = run_cli("compare", "equal_weight", "momentum:k=2,lookback=40", str(other),
-                   "--config", str(config), "--out", str(out))
+    # a name with params (40-day warm-up) and a config file (30 days); a bare name is
+    # test_parse_spec_name_params_and_nested_tables's, and the benchmark has no warm-up
+    proc = run_cli_in_process("compare", "momentum:k=2,lookback=40", str(other),
+                              "--config", str(config), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(out / "compare.csv", index_col=0)
-    assert list(table.columns) == ["equal_weight", "momentum:k=2,lookback=40", "mine",
-                                   "benchmark: equal_weight"]
+    assert list(table.columns) == ["momentum:k=2,lookback=40", "mine", "benchmark: equal_weight"]
     assert table.loc["sharpe"].notna().all()
     starts = {pd.read_csv(out / d / "equity.csv")["date"].iloc[0]
-              for d in ("equal_weight", "momentum_k=2_lookback=40", "mine")}
+              for d in ("momentum_k=2_lookback=40", "mine")}
     assert len(starts) == 1  # one window for every strategy
     page = (out / "report.html").read_text()
     assert "benchmark: equal_weight" in page and "https://" not in page
@@ -48,7 +49,7 @@ def test_compare_cli_same_window_table_and_report_with_benchmark(tmp_path):
 
 def test_compare_cli_unknown_strategy_exits_2_naming_it(tmp_path):
     config = write_config(tmp_path, write_market(tmp_path, days=200))
-    proc = run_cli("compare", "equal_weight", "no_such:k=1", "--config", str(config),
-                   "--out", str(tmp_path / "cmp"))
+    proc = run_cli_in_process("compare", "equal_weight", "no_such:k=1", "--config",
+                              str(config), "--out", str(tmp_path / "cmp"))
     assert proc.returncode == 2
     assert "no_such" in proc.stderr

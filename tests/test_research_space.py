@@ -7,7 +7,7 @@ import pytest
 from bot.errors import ConfigError
 from bot.research.space import Choice, IntRange, apply_params, check_space, parse_space
 from bot.research.study import grid_points
-from tests.conftest import run_cli
+from tests.conftest import run_cli_in_process
 from tests.research_setup import write_config, write_market, write_space
 
 
@@ -81,8 +81,8 @@ def test_grid_points_cover_the_product_in_order():
 def test_sweep_cli_bad_space_exits_2_naming_the_key_and_runs_no_trial(config, tmp_path):
     space = write_space(tmp_path, '[space.rebalance]\ndrift_abs = {float = [0.0, 2.0]}')
     out = tmp_path / "out"
-    proc = run_cli("sweep", "--config", str(config), "--space", str(space), "--trials", "2",
-                   "--jobs", "1", "--out", str(out))
+    proc = run_cli_in_process("sweep", "--config", str(config), "--space", str(space),
+                              "--trials", "2", "--jobs", "1", "--out", str(out))
     assert proc.returncode == 2, proc.stderr
     assert "[space].rebalance.drift_abs" in proc.stderr
     assert not out.exists()  # no study, no trial

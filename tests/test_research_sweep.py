@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bot.research.results import finish_sweep
-from bot.research.space import load_space
+from bot.research.results import best_trial, run_best
+from bot.research.space import apply_params, load_space
 from bot.research.study import (
     ask_batch,
     close_journal,
@@ -25,17 +26,20 @@ from bot.research.study import (
     flush_journal,
     open_study,
 )
-from bot.research.sweep import SweepOptions, prepare, run_sweep
+from bot.research.sweep import SweepOptions, prepare, run_sweep, trial_values
 from tests.conftest import REPO, run_cli, run_cli_in_process
 from tests.research_setup import trial_rows, write_config, write_market, write_space
 
 HOLDOUT = date(2021, 6, 30)
 
 
-@pytest.fixture
-def inputs(tmp_path):
-    prices = write_market(tmp_path)
-    return write_config(tmp_path, prices), write_space(tmp_path)
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """The market, config and space the sweeps here read (built once; each test writes its
+    sweeps under its own tmp_path)."""
+    directory = tmp_path_factory.mktemp("sweep_inputs")
+    prices = write_market(directory, days=420)  # to 2021-08: HOLDOUT leaves ~6 weeks after
+    return write_config(directory, prices), write_space(directory)
 
 
 def _sweep(config: Path, space: Path, out: Path, **kw) -> list:
@@ -50,7 +54,26 @@ def _signature(rows: list) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def dask_client():
+def straight_8(inputs, tmp_path_factory) -> list:
+    """The uninterrupted sweep (8 trials, seed 3, batches of 2) an interrupted and resumed
+    sweep with those settings must end equal to: run once for every test that compares."""
+    config, space = inputs
+    return _sweep(config, space, tmp_path_factory.mktemp("straight") / "out", trials=8,
+                  jobs=1, seed=3, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def first_4_of_8(inputs, tmp_path_factory) -> Path:
+    """The out dir of a finished 4-trial sweep (seed 3, batches of 2): the first half of
+    ``straight_8``, which a test copies and then damages or resumes to 8."""
+    config, space = inputs
+    out = tmp_path_factory.mktemp("first_half") / "out"
+    _sweep(config, space, out, trials=4, jobs=1, seed=3, batch_size=2)
+    return out
+
+
+@pytest.fixture
+def dask_client():  # one test uses it: closed right after it, not idling to the module's end
     # distributed's INFO handler stays quiet only if this is set before its import; the
     # spawned workers inherit it (FIELD-NOTES, Dask)
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
@@ -67,10 +90,11 @@ def dask_client():
 
 def test_sweep_dask_two_workers_same_trials_and_best_as_one_job(inputs, tmp_path, dask_client):
     config, space = inputs
-    one = _sweep(config, space, tmp_path / "one", trials=10, jobs=1, seed=5, batch_size=4)
-    on_dask = _sweep(config, space, tmp_path / "dask", trials=10, dask=dask_client, seed=5,
-                     batch_size=4)
-    assert len(one) == 10
+    # two batches of 3, each spread over both workers
+    one = _sweep(config, space, tmp_path / "one", trials=6, jobs=1, seed=5, batch_size=3)
+    on_dask = _sweep(config, space, tmp_path / "dask", trials=6, dask=dask_client, seed=5,
+                     batch_size=3)
+    assert len(one) == 6
     assert _signature(on_dask) == _signature(one)
     best = max((r for r in one if r.outcome == "complete"), key=lambda r: r.value)
     best_dask = max((r for r in on_dask if r.outcome == "complete"), key=lambda r: r.value)
@@ -91,7 +115,9 @@ def _results_in_journal(journal: Path) -> int:
     return journal.read_text(errors="replace").count('"outcome"') if journal.exists() else 0
 
 
-def test_sweep_sigkill_then_resume_finishes_exactly_n_trials_none_repeated(inputs, tmp_path):
+@pytest.mark.slow  # the same claim, with the kill placed exactly: ..._between_flushes_...
+def test_sweep_sigkill_then_resume_finishes_exactly_n_trials_none_repeated(inputs, tmp_path,
+                                                                           straight_8):
     config, space = inputs
     out = tmp_path / "killed"
     args = ["sweep", "--config", str(config), "--space", str(space), "--trials", "8",
@@ -111,21 +137,21 @@ def test_sweep_sigkill_then_resume_finishes_exactly_n_trials_none_repeated(input
     assert resumed.returncode == 0, resumed.stderr
     rows = trial_rows(out)
     assert rows["trial"].tolist() == list(range(8))  # exactly N, none repeated
-    straight = _sweep(config, space, tmp_path / "straight", trials=8, jobs=1, seed=3,
-                      batch_size=2)
     params = [c for c in rows.columns if c.startswith("param:")]
-    expected = pd.DataFrame([{f"param:{k}": v for k, v in r.params.items()} for r in straight])
+    expected = pd.DataFrame([{f"param:{k}": v for k, v in r.params.items()}
+                             for r in straight_8])
     pd.testing.assert_frame_equal(rows[params], expected[params], check_dtype=False)
 
 
 @pytest.mark.parametrize("asked_before_kill", [[4], [4, 5]])
 def test_sweep_killed_mid_ask_resumes_to_the_uninterrupted_trials(inputs, tmp_path,
-                                                                  asked_before_kill):
+                                                                  asked_before_kill,
+                                                                  first_4_of_8, straight_8):
     """A kill between two asks of one batch (slot 4 asked, slot 5 not) must not change
     which trials the sweep runs: the resumed sweep equals an uninterrupted one."""
     config, space = inputs
     out = tmp_path / "killed"
-    _sweep(config, space, out, trials=4, jobs=1, seed=3, batch_size=2)
+    shutil.copytree(first_4_of_8, out)
     options = SweepOptions(config, space, out, trials=8, jobs=1, seed=3, batch_size=2,
                            resume=True)
     prepared = prepare(options, load_space(space))
@@ -136,9 +162,7 @@ def test_sweep_killed_mid_ask_resumes_to_the_uninterrupted_trials(inputs, tmp_pa
     running = [t for t in _journal_trials(out) if t.state.name == "RUNNING"]
     assert sorted(t.user_attrs["slot"] for t in running) == asked_before_kill
     resumed, _ = run_sweep(options, prepared)
-    straight = _sweep(config, space, tmp_path / "straight", trials=8, jobs=1, seed=3,
-                      batch_size=2)
-    assert _signature(finished_trials(resumed)) == _signature(straight)
+    assert _signature(finished_trials(resumed)) == _signature(straight_8)
 
 
 def _sweep_cli(config: Path, space: Path, out: Path, trials: int, batch: int) -> list[str]:
@@ -159,18 +183,6 @@ def _events(stderr_lines: list[str], name: str) -> list[dict]:
     return events
 
 
-def _assert_resumed_equals_straight(config: Path, space: Path, out: Path, tmp_path: Path,
-                                    trials: int, batch: int) -> None:
-    rows = trial_rows(out)
-    assert rows["trial"].tolist() == list(range(trials))  # exactly N, none repeated
-    straight = _sweep(config, space, tmp_path / "straight", trials=trials, jobs=1, seed=3,
-                      batch_size=batch)
-    params = [c for c in rows.columns if c.startswith("param:")]
-    expected = pd.DataFrame([{f"param:{k}": v for k, v in r.params.items()} for r in straight])
-    pd.testing.assert_frame_equal(rows[params], expected[params], check_dtype=False)
-    assert rows["value"].tolist() == [r.value for r in straight]
-
-
 def test_sweep_sigkill_between_flushes_loses_only_the_running_batch_and_resumes_exactly(
         inputs, tmp_path):
     """Fault injection: SIGKILL while batch 1 runs (asked, not yet flushed). The journal
@@ -178,7 +190,7 @@ def test_sweep_sigkill_between_flushes_loses_only_the_running_batch_and_resumes_
     seed and ends with the uninterrupted sweep's trials."""
     config, space = inputs
     out = tmp_path / "killed"
-    args = _sweep_cli(config, space, out, trials=12, batch=4)
+    args = _sweep_cli(config, space, out, trials=8, batch=4)
     proc = subprocess.Popen([sys.executable, "-m", "bot", *args], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
@@ -196,20 +208,25 @@ def test_sweep_sigkill_between_flushes_loses_only_the_running_batch_and_resumes_
     on_disk = _journal_trials(out)
     assert sorted(t.user_attrs["slot"] for t in on_disk) == [0, 1, 2, 3]
     assert all(t.state.name == "COMPLETE" for t in on_disk)
-    resumed = run_cli_in_process(*args, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    assert _events(resumed.stderr.splitlines(), "sweep_started")[0]["already_finished"] == 4
-    _assert_resumed_equals_straight(config, space, out, tmp_path, trials=12, batch=4)
+    # the resume (the CLI's --resume path runs in ..._torn_last_journal_line_...)
+    options = SweepOptions(config, space, out, trials=8, jobs=1, seed=3, batch_size=4,
+                           resume=True)
+    resumed, _ = run_sweep(options, prepare(options, load_space(space)))
+    assert len(_journal_trials(out)) == 8  # batch 0 kept, not run again: exactly N
+    straight = _sweep(config, space, tmp_path / "straight", trials=8, jobs=1, seed=3,
+                      batch_size=4)
+    assert _signature(finished_trials(resumed)) == _signature(straight)
 
 
-def test_sweep_torn_last_journal_line_is_cut_and_the_resume_is_exact(inputs, tmp_path):
+def test_sweep_torn_last_journal_line_is_cut_and_the_resume_is_exact(inputs, tmp_path,
+                                                                      first_4_of_8, straight_8):
     """Fault injection: a kill inside a flush leaves half a line at the end of the journal.
-    The resume cuts it (and says so), keeps the whole lines before it, and finishes with
-    the uninterrupted sweep's trials; the file stays readable by Optuna's own backend."""
+    ``allocbot sweep --resume`` cuts it (and says so), keeps the whole lines before it, and
+    finishes with the uninterrupted sweep's trials; the file stays readable by Optuna's own
+    backend."""
     config, space = inputs
     out = tmp_path / "torn"
-    first = run_cli_in_process(*_sweep_cli(config, space, out, trials=4, batch=2))
-    assert first.returncode == 0, first.stderr
+    shutil.copytree(first_4_of_8, out)
     journal = out / "study.journal"
     whole = journal.read_bytes()
     last = whole.rstrip(b"\n").rsplit(b"\n", 1)[1]
@@ -219,9 +236,16 @@ def test_sweep_torn_last_journal_line_is_cut_and_the_resume_is_exact(inputs, tmp
     assert resumed.returncode == 0, resumed.stderr
     dropped = _events(resumed.stderr.splitlines(), "sweep_journal_torn_tail_dropped")
     assert [e["bytes"] for e in dropped] == [len(last) // 2]
+    assert _events(resumed.stderr.splitlines(), "sweep_started")[0]["already_finished"] == 4
     assert journal.read_bytes().startswith(whole)
     assert len(_journal_trials(out)) == 8
-    _assert_resumed_equals_straight(config, space, out, tmp_path, trials=8, batch=2)
+    rows = trial_rows(out)
+    assert rows["trial"].tolist() == list(range(8))  # exactly N, none repeated
+    params = [c for c in rows.columns if c.startswith("param:")]
+    expected = pd.DataFrame([{f"param:{k}": v for k, v in r.params.items()}
+                             for r in straight_8])
+    pd.testing.assert_frame_equal(rows[params], expected[params], check_dtype=False)
+    assert rows["value"].tolist() == [r.value for r in straight_8]
 
 
 def test_sweep_second_writer_on_the_same_out_is_refused_naming_the_journal(inputs, tmp_path):
@@ -283,26 +307,28 @@ def test_sweep_holdout_perturbed_future_changes_no_in_sample_metric(tmp_path):
         prepared = prepare(options, load_space(space))
         study, _ = run_sweep(options, prepared)
         rows = finished_trials(study)
-        summary = finish_sweep(directory / "out", prepared, rows, holdout=True)
-        runs.append((rows, summary))
-    (rows_a, sum_a), (rows_b, sum_b) = runs
+        best = best_trial(rows, prepared.space.objective.direction)
+        assert best is not None
+        # the best config backtested after the holdout date, as finish_sweep does for
+        # holdout/ (the CLI's holdout report is in ..._best_toml_backtests_...)
+        _, holdout = run_best(prepared, apply_params(
+            prepared.base_raw, trial_values(prepared.space, best.params)), holdout=True)
+        runs.append((rows, holdout))
+    (rows_a, holdout_a), (rows_b, holdout_b) = runs
     assert [r.params for r in rows_a] == [r.params for r in rows_b]
     for a, b in zip(rows_a, rows_b, strict=True):
         ma, mb = a.result["metrics"], b.result["metrics"]
         assert {k: ma[k] for k in ma if k != "elapsed_secs"} == \
                {k: mb[k] for k in mb if k != "elapsed_secs"}
         assert ma["end"] <= str(HOLDOUT)
-    assert sum_a.holdout.metrics["strategy"]["sharpe"] != sum_b.holdout.metrics["strategy"][
-        "sharpe"]
+    assert holdout_a is not None and holdout_b is not None
+    assert holdout_a.metrics["strategy"]["sharpe"] != holdout_b.metrics["strategy"]["sharpe"]
 
 
 def test_sweep_walk_forward_trials_report_the_walk_forward_backtest(inputs, tmp_path):
     from bot.backtest.setup import load_backtest_prices, run_configured
     from bot.backtest.walk_forward import WalkForward
     from bot.config import parse_config
-    from bot.research.results import best_trial
-    from bot.research.space import apply_params
-    from bot.research.sweep import trial_values
 
     config, space = inputs
     wf = WalkForward(60, 21)

@@ -54,7 +54,7 @@ def _momentum() -> strategies.Strategy:
 
 
 def test_daemon_cycle_and_backtest_trade_the_same_orders_under_a_monthly_signal(tmp_path):
-    prices = random_walk_prices(SYMBOLS, 260, seed=11)
+    prices = random_walk_prices(SYMBOLS, 200, seed=11)
     first = prices.index[60].date()
     settings = _settings(MONTHLY)
     costs = SimCosts(1, 0, 2)
@@ -78,7 +78,7 @@ def test_daemon_cycle_and_backtest_trade_the_same_orders_under_a_monthly_signal(
 
 
 def test_monthly_signal_recomputes_once_a_month_and_cuts_momentum_turnover():
-    prices = random_walk_prices(SYMBOLS, 520, seed=5)
+    prices = random_walk_prices(SYMBOLS, 250, seed=5)
     results = {}
     for name, signal in (("daily", SignalSchedule("daily")), ("monthly", MONTHLY)):
         spec = BacktestSpec(_settings(signal), calendar="daily_drift", starting_cash=1e6,

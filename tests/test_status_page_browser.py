@@ -52,7 +52,7 @@ def _journal_figures(db: Path) -> tuple[dict, str]:
 
 def test_status_page_in_chromium_shows_journal_figures_without_console_errors(
         tmp_path, write_config):
-    history = write_config()
+    history = write_config({"schedule": {"interval_secs": 0.01}})  # 25 cycles, short waits
     assert run_cli_in_process("run", "--config", str(history), "--max-cycles", "25").returncode == 0
     summary, last_status = _journal_figures(tmp_path / "state" / "allocbot.sqlite")
     page = write_config({"schedule": {"interval_secs": 3600, "run_at_start": False},
