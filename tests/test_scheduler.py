@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -49,3 +51,22 @@ def test_scheduler_failing_wake_is_logged_and_the_daemon_lives_on():
     assert len(calls) == 3
     failures = [e for e in logs if e["event"] == "cycle_job_failed"]
     assert len(failures) == 1 and "broker exploded" in failures[0]["error"]
+
+
+def test_daemon_watchdog_ping_after_stop_sends_nothing_past_stopping(tmp_path, monkeypatch) -> None:
+    """A watchdog ping that runs once stop() announced STOPPING=1 must not send WATCHDOG=1
+    (systemd would read the daemon as alive again while it shuts down)."""
+    address = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.settimeout(0.5)
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    daemon = Daemon(ScheduleSection(interval_secs=3600), wake=lambda: None)
+    daemon.stop(wait=False)  # the scheduler never started: STOPPING only
+    daemon._ping_watchdog()  # the racing ping, as the watchdog executor would run it
+    messages = [sock.recv(4096).decode()]
+    sock.settimeout(0.05)
+    with contextlib.suppress(TimeoutError):
+        messages.append(sock.recv(4096).decode())
+    sock.close()
+    assert messages == ["STOPPING=1"]

@@ -80,6 +80,7 @@ class Daemon:
         self._wakes = 0
         self._count_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._notify_lock = threading.Lock()  # no WATCHDOG=1 may follow STOPPING=1
         self._stopper: threading.Thread | None = None
         self._executor = ThreadPoolExecutor(max_workers=1)
         self._watchdog_executor = ThreadPoolExecutor(max_workers=1)
@@ -121,14 +122,18 @@ class Daemon:
         systemd_notify.notify(systemd_notify.READY, "STATUS=scheduler running")
 
     def _ping_watchdog(self) -> None:
-        job = self._scheduler.get_job(JOB_ID)
-        since = self._running_since
-        running = None if since is None else time.monotonic() - since
-        now = datetime.now(ZoneInfo(self._schedule.timezone))
-        if schedule_kept(now, job.next_run_time if job else None, running,
-                         self._schedule.misfire_grace_secs):
-            systemd_notify.notify(systemd_notify.WATCHDOG)
-        else:
+        with self._notify_lock:  # a ping racing stop() must not land after STOPPING=1
+            if self._stopping.is_set():
+                return
+            job = self._scheduler.get_job(JOB_ID)
+            since = self._running_since
+            running = None if since is None else time.monotonic() - since
+            now = datetime.now(ZoneInfo(self._schedule.timezone))
+            kept = schedule_kept(now, job.next_run_time if job else None, running,
+                                 self._schedule.misfire_grace_secs)
+            if kept:
+                systemd_notify.notify(systemd_notify.WATCHDOG)
+        if not kept:
             log.error("watchdog_withheld", running_secs=running,
                       next_run=job.next_run_time.isoformat() if job and job.next_run_time else None,
                       note="the schedule is not kept; systemd will restart the daemon")
@@ -142,10 +147,11 @@ class Daemon:
                       scheduled_for=event.scheduled_run_time.isoformat())
 
     def stop(self, wait: bool = True) -> None:
-        if self._stopping.is_set():
-            return
-        self._stopping.set()
-        systemd_notify.notify(systemd_notify.STOPPING)
+        with self._notify_lock:
+            if self._stopping.is_set():
+                return
+            self._stopping.set()
+            systemd_notify.notify(systemd_notify.STOPPING)
         try:
             self._scheduler.shutdown(wait=wait)
         except SchedulerNotRunningError as exc:  # already stopped (a second signal)
