@@ -76,3 +76,12 @@ def test_cli_in_process_leaves_garbage_collection_as_it_found_it(tmp_path):
     result = CliRunner().invoke(main, ["check-config", "--config", str(tmp_path / "none.toml")])
     assert result.exit_code == 2
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("args", [["--help"], ["status"], ["health"]])
+def test_operator_command_reads_the_journal_without_numpy_or_pandas(args, state_after_one_cycle):
+    """``status`` and ``health`` answer from SQLite alone (≤ 0.4 s to start, issue 9):
+    a module-level pandas import anywhere on their path is caught here."""
+    if args != ["--help"]:
+        args = [*args, "--config", str(SHIPPED_CONFIG)]
+    assert modules_loaded_by(args, state_after_one_cycle, watched=("numpy", "pandas")) == []

@@ -12,9 +12,7 @@ import sqlite3
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from brokers.base import Fill, Order, OrderSide, OrderStatus
 from brokers.sqlite_state import (
@@ -25,6 +23,9 @@ from brokers.sqlite_state import (
     state_error,
 )
 from strategies.errors import StateError
+
+if TYPE_CHECKING:  # pandas only for the trade table: `allocbot status` reads this ledger
+    import pandas as pd
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sim_account (
@@ -100,6 +101,8 @@ FILL_FRAME_COLUMNS = ("symbol", "side", "qty", "price", "commission", "at")
 
 def fill_frame_from_rows(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
     """``fill_rows`` as a frame: columns ``FILL_FRAME_COLUMNS``, ``at`` aware UTC."""
+    import pandas as pd
+
     table = pd.DataFrame.from_records(rows, columns=list(FILL_FRAME_COLUMNS))
     table["at"] = pd.to_datetime(table["at"], utc=True, format="ISO8601")
     return table
