@@ -1,8 +1,12 @@
-"""The states a cycle and an order intent can be in, as the journal stores them."""
+"""The states a cycle and an order intent can be in, as the journal stores them, and the
+journal's meta keys."""
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
+from functools import lru_cache
+from typing import Any
 
 from brokers.base import OrderStatus
 
@@ -10,6 +14,13 @@ from brokers.base import OrderStatus
 # `allocbot rearm`, read by `allocbot status`/`health`.
 HALT_KEY = "halted"  # the halt's reason while trading is halted
 PEAK_KEY = "peak_equity"  # the equity peak the drawdown is measured from
+
+
+@lru_cache(maxsize=8)
+def parsed_meta(raw: str) -> Any:
+    """A JSON meta value parsed once per distinct text: the cycle reads the same few values
+    (signal memo, day turnover) on every wake. Shared between callers: read-only."""
+    return json.loads(raw)
 
 
 class CycleStatus(StrEnum):

@@ -21,6 +21,7 @@ import structlog
 
 from bot.core.risk import RiskDecision, RiskLimits, apply_risk_limits
 from bot.core.signal import EVERY_DAY, SignalSchedule, is_signal_day
+from bot.engine.statuses import parsed_meta
 from strategies import Strategy
 from strategies.errors import StrategyError
 
@@ -73,8 +74,19 @@ def risk_checked_targets(strategy: Strategy, prices: pd.DataFrame, universe: tup
 
 
 def _strategy_key(strategy: Strategy) -> str:
-    """Changes when the strategy or its parameters change (the held weights are then stale)."""
-    return _repr_key(repr(strategy))
+    """Changes when the strategy or its parameters change (the held weights are then stale).
+    Strategies are frozen, so the key is computed once per strategy object."""
+    known = _KEYS.get(id(strategy))
+    if known is not None and known[0] is strategy:
+        return known[1]
+    if len(_KEYS) >= 64:  # a sweep builds a strategy per trial
+        _KEYS.clear()
+    key = _repr_key(repr(strategy))
+    _KEYS[id(strategy)] = (strategy, key)
+    return key
+
+
+_KEYS: dict[int, tuple[Strategy, str]] = {}
 
 
 @lru_cache(maxsize=16)
@@ -108,7 +120,7 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
     held = journal.meta(SIGNAL_KEY)
     key = _strategy_key(strategy)
     if held is not None:
-        memo = json.loads(held)
+        memo = parsed_meta(held)
         last = date.fromisoformat(memo["asof"])
         sessions = (_sessions_after(prices.index, last)  # only "every N sessions" counts
                     if rules.signal.every_sessions is not None else 0)
