@@ -78,7 +78,8 @@ def _returns_and_sums(prices: pd.DataFrame, lookback_days: int | None
     for symbol in window.columns[~complete]:
         log.warning("asset_excluded", symbol=str(symbol), reason="insufficient history",
                     asof=str(window.index[-1].date()), rows_needed=len(window))
-    columns = window.columns[complete]
+    # Boolean-indexing a pandas Index costs ~7 µs: skip it when every column is complete.
+    columns = window.columns if not suspect.any() else window.columns[complete]
     if len(columns) < 2:
         raise StrategyError(
             f"fewer than 2 assets with full history in the {len(window) - 1}-day window "

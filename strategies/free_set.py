@@ -136,7 +136,11 @@ class RangeSpace:
             unit[missing, np.arange(missing.size)] = 1.0
             new = solve_lower(self.chol, unit)
             cross = self.columns.T @ new
-            self.gram = np.block([[self.gram, cross], [cross.T, new.T @ new]])
+            old, added = self.gram.shape[0], missing.size
+            gram = np.empty((old + added, old + added))  # np.block's layout, without its checks
+            gram[:old, :old], gram[:old, old:] = self.gram, cross
+            gram[old:, :old], gram[old:, old:] = cross.T, new.T @ new
+            self.gram = gram
             self.row_dot = np.concatenate([self.row_dot, new.T @ self.row])
             self.position[missing] = self.columns.shape[1] + np.arange(missing.size)
             self.columns = np.hstack([self.columns, new])
@@ -264,12 +268,15 @@ def factor_matrix(matrix: np.ndarray) -> np.ndarray:
 # arrays (check_finite=False, no overwrite), so the results are the same bits.
 
 
-def cholesky_lower(matrix: np.ndarray) -> np.ndarray:
+def cholesky_lower(matrix: np.ndarray, clean: bool = False,
+                   overwrite: bool = False) -> np.ndarray:
     """``cho_factor(matrix, lower=True, check_finite=False)[0]``: the lower factor (its
-    upper triangle left as the input's), a Fortran-ordered copy; LinAlgError if not PD."""
+    upper triangle left as the input's), a Fortran-ordered copy; LinAlgError if not PD.
+    ``clean``: the upper triangle zeroed (``scipy.linalg.cholesky``); ``overwrite``: its
+    ``overwrite_a``."""
     if matrix.size == 0:
         return np.empty_like(matrix, dtype=float)
-    factor, info = dpotrf(matrix, lower=1, clean=0, overwrite_a=0)
+    factor, info = dpotrf(matrix, lower=1, clean=int(clean), overwrite_a=int(overwrite))
     if info > 0:
         raise LinAlgError(f"{info}-th leading minor of the array is not positive definite")
     if info < 0:
