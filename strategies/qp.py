@@ -31,6 +31,12 @@ from strategies.free_set import FreeSetSolver, factor_matrix
 
 PDAS_MAX_ITERATIONS = 60
 REGULARIZATION_STEPS = (1e-6, 1e-8, 1e-10)  # proximal weights of the fallback's start
+# The box QP's continuation: its last step is Σ itself (ρ = 0). Started next to its answer
+# it settles in a couple of solves (or gives up after EXACT_STEP_MAX_ITERATIONS), and its
+# last factor is then Σ's own on the final free set: the primal method reuses it instead
+# of factoring that set once more.
+BOX_REGULARIZATION_STEPS = (1e-6, 1e-8, 0.0)
+EXACT_STEP_MAX_ITERATIONS = 12
 # Assets free in the first guess of the regularized start (the rest held at their lower
 # bounds): a near-singular Σ's optimum holds a few dozen; the iterations add the rest.
 REGULARIZED_GUESS_ASSETS = 64
@@ -155,7 +161,7 @@ def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
             return None
         y = np.maximum(start.weights, 0.0)
         start = QPSolution(y / float(excess @ y), start.at_lower, start.at_upper,
-                           start.iterations)
+                           start.iterations, start.free_factor)
         return _primal_active_set(cov, zero, zero, unbounded, tol_z, start, excess)
     solver = FreeSetSolver(cov, chol, budget_row=excess)
     solver.remember(np.arange(n), chol, slot="all")
@@ -176,20 +182,20 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                        upper: np.ndarray, tol_z: float,
                        budget_row: np.ndarray | None = None) -> QPSolution | None:
     """A feasible, near-optimal start for the primal method by continuation: the
-    primal-dual iterations on Σ + ρI for ρ = 1e-6, 1e-8, 1e-10 × mean variance, each
-    warm-started from the last. They cycle on near-singular Σ (its flat directions make
-    the free-set solves swing wildly); the proximal term tames them, and shrinking it
-    moves the active set toward the true one, so the primal method ends with a few bound
-    changes. The first run starts from a guess — the REGULARIZED_GUESS_ASSETS assets
-    with the smallest ½σᵢ² − cᵢ free, the rest at their lower bounds — so its solves
-    factor small free sets; should it cycle, it starts again with every asset free from
-    one factor of Σ + ρI, reused for range-space solves (accuracy is immaterial here:
-    the start only has to be feasible)."""
+    primal-dual iterations on Σ + ρI for ρ = 1e-6, 1e-8, 0 × mean variance
+    (BOX_REGULARIZATION_STEPS), each warm-started from the last. They cycle on
+    near-singular Σ (its flat directions make the free-set solves swing wildly); the
+    proximal term tames them, and shrinking it moves the active set toward the true one,
+    so the primal method ends with a few bound changes. The first run starts from a
+    guess — the REGULARIZED_GUESS_ASSETS assets with the smallest ½σᵢ² − cᵢ free, the
+    rest at their lower bounds — so its solves factor small free sets; should it cycle,
+    it starts again with every asset free from one factor of Σ + ρI, reused for
+    range-space solves (accuracy is immaterial here: the start only has to be feasible)."""
     fixed = lower >= upper
     scale = float(np.mean(np.diag(cov)))
     best: QPSolution | None = None
     at_lo, at_hi = fixed.copy(), np.zeros(len(lin), bool)
-    for rho in REGULARIZATION_STEPS:
+    for rho in BOX_REGULARIZATION_STEPS:
         solver = FreeSetSolver(cov, budget_row=budget_row, ridge=rho * scale)
         if best is None:
             start = _guessed_start(cov, lin, lower, upper, tol_z, solver)
@@ -198,13 +204,15 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                 start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
                                                 solver)
         else:
-            start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
-                                            solver)
+            start = _primal_dual_active_set(
+                cov, lin, lower, upper, at_lo, at_hi, tol_z, solver,
+                PDAS_MAX_ITERATIONS if rho else EXACT_STEP_MAX_ITERATIONS)
         if start is None:
             break
         at_lo, at_hi = start.at_lower | fixed, start.at_upper & ~fixed
         done = start.iterations + (0 if best is None else best.iterations)
-        best = QPSolution(start.weights, start.at_lower, start.at_upper, done)
+        best = QPSolution(start.weights, start.at_lower, start.at_upper, done,
+                          None if rho else start.free_factor)
     return best
 
 
@@ -315,6 +323,8 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         w, at_lo, at_hi = start.weights.copy(), start.at_lower.copy(), start.at_upper.copy()
     done = 0 if start is None else start.iterations
     solver = FreeSetSolver(cov, budget_row=budget_row)
+    if start is not None:  # Σ's factor on the start's free set (an exact last step's)
+        solver.remember(np.flatnonzero(~(at_lo | at_hi)), start.free_factor)
     row = solver.budget_row
     for iteration in range(done + 1, done + 20 * n + 100):
         target, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
