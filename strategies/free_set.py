@@ -32,6 +32,10 @@ from strategies.base import StrategyError
 
 # Below this share of non-zero weights, Σw reads only the support's rows of Σ.
 SPARSE_GRADIENT_SHARE = 0.5
+# A free-set solve cheaper than this many flops factors at once: the range space's fixed
+# costs (its set-up, cost estimate and a dozen small array operations, ~30 µs) exceed
+# the whole factor-and-solve (a 60-asset Cholesky is ~10 µs).
+RANGE_SPACE_MIN_FLOPS = 1e5
 
 
 class RangeSpace:
@@ -183,6 +187,9 @@ class FreeSetSolver:
         self.budget_row = np.ones(len(cov)) if budget_row is None else budget_row
         self.unit_budget = budget_row is None
         self.space: RangeSpace | None = None
+        #: The free set and factor the range space is to be anchored on next, built only
+        #: when a solve considers it (most small solves never do).
+        self.anchor: tuple[np.ndarray, np.ndarray] | None = None
         self.known: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.factorizations = 0
         #: Σw − c − νa of the last solve (n × K, 0 on free assets) when it came free with
@@ -206,6 +213,17 @@ class FreeSetSolver:
             g = self.cov @ w - lin
         return g + self.ridge * w if self.ridge else g
 
+    def _range_space(self) -> RangeSpace:
+        """The range space, anchored on the last free set factored, else on all of Σ."""
+        if self.anchor is not None:
+            self.space = RangeSpace(self.cov, *self.anchor, self.budget_row, self.ridge)
+            self.anchor = None
+        elif self.space is None:
+            assert self.chol is not None
+            self.space = RangeSpace(self.cov, np.arange(len(self.cov)), self.chol,
+                                    self.budget_row, self.ridge)
+        return self.space
+
     def _known_factor(self, free: np.ndarray) -> np.ndarray | None:
         for indices, factor in self.known.values():
             if indices.size == free.size and np.array_equal(indices, free):
@@ -225,12 +243,11 @@ class FreeSetSolver:
         if free.size == 0:
             return w, np.full(k, np.nan), None
         factor = self._known_factor(free)
-        if factor is None and self.chol is not None:
-            if self.space is None:
-                self.space = RangeSpace(self.cov, np.arange(n), self.chol, self.budget_row,
-                                        self.ridge)
-            if self.space.cost(free) < free.size ** 3 / 3.0 + free.size * n * k:
-                w, nu, self.last_multipliers = self.space.solve(lin, budgets, w, free)
+        direct = free.size ** 3 / 3.0 + free.size * n * k  # flops of a factor-and-solve
+        if factor is None and self.chol is not None and direct >= RANGE_SPACE_MIN_FLOPS:
+            space = self._range_space()
+            if space.cost(free) < direct:
+                w, nu, self.last_multipliers = space.solve(lin, budgets, w, free)
                 return w, nu, None
         if factor is None:
             self.factorizations += 1
@@ -240,7 +257,7 @@ class FreeSetSolver:
             factor = factor_matrix(block)
             self.remember(free, factor)
             if self.chol is not None:  # anchor the range space on this free set
-                self.space = RangeSpace(self.cov, free, factor, self.budget_row, self.ridge)
+                self.space, self.anchor = None, (free, factor)
         act = np.flatnonzero(active)
         rhs = lin[free]
         if act.size and held[act].any():
