@@ -331,7 +331,7 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         free = ~(at_lo | at_hi)
         step = np.where(free, target - w, 0.0)
         if np.max(np.abs(step)) <= 1e-14:
-            g = cov @ w - lin
+            g = solver.gradient(w, lin)  # Σw − c from the support's rows when w is sparse
             if np.isnan(nu):
                 movable_lo = at_lo & ~fixed
                 nu = float(np.min(g[movable_lo])) if movable_lo.any() else float(np.max(g[at_hi]))
