@@ -30,12 +30,15 @@ from strategies.base import StrategyError
 from strategies.free_set import FreeSetSolver, factor_matrix
 
 PDAS_MAX_ITERATIONS = 60
-REGULARIZATION_STEPS = (1e-6, 1e-8, 1e-10)  # proximal weights of the fallback's start
+REGULARIZATION_STEPS = (1e-6, 1e-8, 1e-10)  # costed_qp's continuation ridges (see below for ours)
 # The box QP's continuation: its last step is Σ itself (ρ = 0). Started next to its answer
 # it settles in a couple of solves (or gives up after EXACT_STEP_MAX_ITERATIONS), and its
 # last factor is then Σ's own on the final free set: the primal method reuses it instead
 # of factoring that set once more.
-BOX_REGULARIZATION_STEPS = (1e-6, 1e-8, 0.0)
+# Its first ridge 3e-7 (not REGULARIZATION_STEPS' 1e-6) frees fewer assets that the later
+# steps drop again: on 45 near-singular problems (3 seeds × N = 120, 300, 500 × the five
+# optimizers) 17 % fewer factorization flops, the same answers; 1e-7 cycles on some.
+BOX_REGULARIZATION_STEPS = (3e-7, 1e-8, 0.0)
 EXACT_STEP_MAX_ITERATIONS = 12
 # Assets free in the first guess of the regularized start (the rest held at their lower
 # bounds): a near-singular Σ's optimum holds a few dozen; the iterations add the rest.
@@ -182,7 +185,7 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                        upper: np.ndarray, tol_z: float,
                        budget_row: np.ndarray | None = None) -> QPSolution | None:
     """A feasible, near-optimal start for the primal method by continuation: the
-    primal-dual iterations on Σ + ρI for ρ = 1e-6, 1e-8, 0 × mean variance
+    primal-dual iterations on Σ + ρI for ρ = 3e-7, 1e-8, 0 × mean variance
     (BOX_REGULARIZATION_STEPS), each warm-started from the last. They cycle on
     near-singular Σ (its flat directions make the free-set solves swing wildly); the
     proximal term tames them, and shrinking it moves the active set toward the true one,
