@@ -32,14 +32,17 @@ from strategies.free_set import FreeSetSolver, factor_matrix
 PDAS_MAX_ITERATIONS = 60
 REGULARIZATION_STEPS = (1e-6, 1e-8, 1e-10)  # costed_qp's continuation ridges (see below for ours)
 # The box QP's continuation: its last step is Σ itself (ρ = 0). Started next to its answer
-# it settles in a couple of solves (or gives up after EXACT_STEP_MAX_ITERATIONS), and its
+# it settles in a couple of solves (or gives up after LATER_STEP_MAX_ITERATIONS), and its
 # last factor is then Σ's own on the final free set: the primal method reuses it instead
 # of factoring that set once more.
 # Its first ridge 3e-7 (not REGULARIZATION_STEPS' 1e-6) frees fewer assets that the later
 # steps drop again: on 45 near-singular problems (3 seeds × N = 120, 300, 500 × the five
 # optimizers) 17 % fewer factorization flops, the same answers; 1e-7 cycles on some.
 BOX_REGULARIZATION_STEPS = (3e-7, 1e-8, 0.0)
-EXACT_STEP_MAX_ITERATIONS = 12
+# Iterations allowed to every continuation step after the first (they start next to their
+# answer; a long run is cycling, seen taking 60 iterations of 150–200-asset factors on a
+# near-singular min_variance: stop and let the primal method finish, as costed_qp does).
+LATER_STEP_MAX_ITERATIONS = 12
 # Assets free in the first guess of the regularized start (the rest held at their lower
 # bounds): a near-singular Σ's optimum holds a few dozen; the iterations add the rest.
 REGULARIZED_GUESS_ASSETS = 64
@@ -207,9 +210,8 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                 start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
                                                 solver)
         else:
-            start = _primal_dual_active_set(
-                cov, lin, lower, upper, at_lo, at_hi, tol_z, solver,
-                PDAS_MAX_ITERATIONS if rho else EXACT_STEP_MAX_ITERATIONS)
+            start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
+                                            solver, LATER_STEP_MAX_ITERATIONS)
         if start is None:
             break
         at_lo, at_hi = start.at_lower | fixed, start.at_upper & ~fixed
