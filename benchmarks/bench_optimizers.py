@@ -3,7 +3,7 @@ quiet machine and beside two CPU-burning processes. Prints tables; asserts nothi
 
     python benchmarks/bench_optimizers.py [--n 500] [--days 1260] [--repeat 11]
         [--ref-repeat 3 (0: skip the reference)] [--no-load] [--kappa 0.002] [--big]
-        [--methods min_variance ...] [--clock wall|cpu]
+        [--methods min_variance ...] [--clock wall|cpu] [--small-only]
 
 The lead's check (a few minutes idle): ``--repeat 5 --ref-repeat 1 --big``.
 
@@ -25,6 +25,10 @@ turnover_penalty κ from equal weights (one BLAS thread); ``--big`` adds min_var
 N = 3,000 with Ledoit-Wolf. Last, ``risk_parity`` with covariance = "ledoit_wolf" at N on
 252 days (the shape the 500-asset backtest calls every rebalance), beside skfolio's
 RiskBudgeting with its Ledoit-Wolf prior (same returns) when ``--ref-repeat`` > 0.
+Then the backtest's small case: min_variance and mean_variance on 50 assets × 252 days
+(``factor`` family), median CPU time per call over SMALL_CALLS calls, where fixed costs
+(Python, scipy's and pandas' wrappers) rather than flops set the time; ``--small-only``
+prints just that line.
 
 Families (daily returns, fixed seeds): ``random`` — a random well-conditioned covariance
 (eigenvalues spread 1:4); ``factor`` — 5 common factors + idiosyncratic noise (what equity
@@ -58,6 +62,7 @@ from strategies.estimators import factor_covariance
 
 SEED = 20240601
 SETTLE_SECS = 1.0  # after a default-threads call, before the next pinned measurement
+SMALL_CALLS = 500  # calls per method of the small case (50 assets × 252 days)
 METHODS = ("min_variance", "mean_variance", "max_sharpe", "efficient_risk", "black_litterman")
 
 
@@ -323,6 +328,8 @@ def main() -> None:
     parser.add_argument("--kappa", type=float, default=0.0)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--big", action="store_true")
+    parser.add_argument("--small-only", action="store_true",
+                        help="only the 50-asset, 252-day per-call timing")
     parser.add_argument("--clock", choices=sorted(CLOCK), default="wall",
                         help="cpu: this process's CPU time (robust on a loaded machine; "
                              "both sides are single-threaded)")
@@ -333,6 +340,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
     warnings.simplefilter("ignore")
+    if args.small_only:
+        run_small()
+        return
     families = {f: family_prices(f, args.n, args.days)
                 for f in ("random", "factor", "near_singular")}
     with pin_blas_threads(1):
@@ -349,6 +359,26 @@ def main() -> None:
     if args.big:
         run_big(args)
     run_erc(args)
+    run_small()
+
+
+def run_small() -> None:
+    """min_variance and mean_variance on 50 assets × 252 days (the backtest's rebalance
+    call): median CPU time per call, one BLAS thread."""
+    prices = family_prices("factor", 50, 252)
+    figures = []
+    with pin_blas_threads(1):
+        for method in ("min_variance", "mean_variance"):
+            strategy = strategies.create(method, lookback_days=252)
+            strategy.target_weights(prices)
+            times = []
+            for _ in range(SMALL_CALLS):
+                start = time.process_time()
+                strategy.target_weights(prices)
+                times.append(time.process_time() - start)
+            figures.append(f"{method} {1e3 * statistics.median(times):.3f} ms")
+    print(f"\n== small: N=50, T=252, median CPU ms per call over {SMALL_CALLS} calls "
+          f"(1 BLAS thread), load average {os.getloadavg()[0]:.2f}: " + ", ".join(figures))
 
 
 def run_erc(args: argparse.Namespace) -> None:

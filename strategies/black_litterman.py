@@ -201,7 +201,11 @@ class BlackLitterman(Strategy):
 
     def _view_matrix(self, columns: pd.Index, symbols: pd.Index
                      ) -> tuple[np.ndarray, np.ndarray, list[float | None]]:
-        position = {s: i for i, s in enumerate(symbols)}
+        # Only the views' symbols are looked up (iterating a 500-symbol pandas Index to
+        # build a dict cost ~0.4 ms a call).
+        named = list(dict.fromkeys(s for view in self.parsed_views for s, _ in view.assets))
+        position = {s: int(i) for s, i in zip(named, symbols.get_indexer(named), strict=True)
+                    if i >= 0}
         rows, targets, confidences = [], [], []
         for k, view in enumerate(self.parsed_views, start=1):
             unknown = [s for s, _ in view.assets if s not in columns]

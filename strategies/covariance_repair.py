@@ -47,7 +47,9 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None,
     rows than columns): the repair starts at once, without a Cholesky attempt that must
     fail.
     """
-    from scipy.linalg import LinAlgError, cholesky  # ~0.2 s: not for the fixed-weight CLI path
+    from scipy.linalg import LinAlgError  # ~0.2 s: not for the fixed-weight CLI path
+
+    from strategies.free_set import cholesky_lower
 
     cov = np.asarray(cov, dtype=float)
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
@@ -63,7 +65,7 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None,
     if not singular and (exactly_symmetric
                          or float(np.max(np.abs(cov - cov.T))) <= 1e-12 * scale):
         try:
-            chol = cholesky(cov, lower=True, check_finite=False)
+            chol = cholesky_lower(cov, clean=True)
         except LinAlgError:
             chol = None
         if chol is not None:
@@ -88,7 +90,7 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None,
                 hint="use covariance='ledoit_wolf' or a longer lookback_days")
     repaired = (vectors * np.maximum(values, floor)) @ vectors.T
     repaired = 0.5 * (repaired + repaired.T)
-    return repaired, cholesky(repaired, lower=True, check_finite=False)
+    return repaired, cholesky_lower(repaired, clean=True)
 
 
 def _first_ten(symbols: list[str] | None) -> list[str] | None:
@@ -104,7 +106,9 @@ def _trailing_loaded(cov: np.ndarray, chol: np.ndarray, floor: float, in_place: 
     Σ₂₂ − L₂₁L₂₁ᵀ = L₂₂L₂₂ᵀ (whichever product is cheaper) plus sI is factored again —
     a (N−k)-sized Cholesky instead of a second N-sized one (Golub & Van Loan 2013, §4.2).
     ``in_place``: ``cov`` and ``chol`` are the caller's own to overwrite."""
-    from scipy.linalg import LinAlgError, cholesky
+    from scipy.linalg import LinAlgError
+
+    from strategies.free_set import cholesky_lower
 
     n = len(cov)
     k = int(np.argmax(np.diag(chol) ** 2 < floor))
@@ -117,7 +121,7 @@ def _trailing_loaded(cov: np.ndarray, chol: np.ndarray, floor: float, in_place: 
         schur = tail @ tail.T
     schur.flat[:: n - k + 1] += shift
     try:
-        corner = cholesky(schur, lower=True, check_finite=False, overwrite_a=True)
+        corner = cholesky_lower(schur, clean=True, overwrite=True)
     except LinAlgError:
         return None
     if float(np.min(np.diag(corner))) ** 2 < floor:
@@ -135,12 +139,14 @@ def _diagonally_loaded(sym: np.ndarray, floor: float) -> tuple[np.ndarray, np.nd
     shift of a few floors (a 2e-10 relative change) repairs it with one Cholesky instead of
     an eigendecomposition (~2 ms instead of ~50 ms at N = 500); a truly indefinite input
     fails the check and gets the eigenvalue clipping."""
-    from scipy.linalg import LinAlgError, cholesky
+    from scipy.linalg import LinAlgError
+
+    from strategies.free_set import cholesky_lower
 
     loaded = sym.copy()
     loaded.flat[:: len(sym) + 1] += LOADING_FLOORS * floor
     try:
-        chol = cholesky(loaded, lower=True, check_finite=False)
+        chol = cholesky_lower(loaded, clean=True)
     except LinAlgError:
         return None
     if float(np.min(np.diag(chol))) ** 2 < floor:

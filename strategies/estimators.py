@@ -61,13 +61,17 @@ def _returns_and_sums(prices: pd.DataFrame, lookback_days: int | None
     One fresh array: the returns are divided and shifted in place (each new 5 MB array at
     N = 500 costs page faults as well as a pass). A NaN price makes a NaN return, so the
     column sums flag the suspect columns; only those are re-scanned on the prices."""
-    window = prices if lookback_days is None else prices.iloc[-(lookback_days + 1):]
-    if len(window) < 3:
+    # The window by array slicing (``prices.iloc[-(lookback_days + 1):]``'s rows, the same
+    # view of the same block): a DataFrame slice costs ~15 µs of a 50-asset call's ~500.
+    start = 0 if lookback_days is None else slice(-(lookback_days + 1), None).indices(
+        len(prices))[0]
+    rows = len(prices) - start
+    if rows < 3:
         raise StrategyError(
-            f"need at least 3 price rows to estimate returns, got {len(window)}"
-            + (f" (as of {window.index[-1].date()})" if len(window) else "")
+            f"need at least 3 price rows to estimate returns, got {rows}"
+            + (f" (as of {prices.index[-1].date()})" if rows else "")
         )
-    values = window.to_numpy(dtype=float)
+    values = prices.to_numpy(dtype=float)[start:]
     rets = np.divide(values[1:], values[:-1])
     rets -= 1.0  # returns_from_closes' formula, in place
     sums = rets.sum(axis=0)
@@ -75,18 +79,19 @@ def _returns_and_sums(prices: pd.DataFrame, lookback_days: int | None
     complete = np.ones(values.shape[1], dtype=bool)
     if suspect.any():
         complete[suspect] = ~np.isnan(values[:, suspect]).any(axis=0)
-    for symbol in window.columns[~complete]:
+    for symbol in prices.columns[~complete]:
         log.warning("asset_excluded", symbol=str(symbol), reason="insufficient history",
-                    asof=str(window.index[-1].date()), rows_needed=len(window))
-    columns = window.columns[complete]
+                    asof=str(prices.index[-1].date()), rows_needed=rows)
+    # Boolean-indexing a pandas Index costs ~7 µs: skip it when every column is complete.
+    columns = prices.columns if not suspect.any() else prices.columns[complete]
     if len(columns) < 2:
         raise StrategyError(
-            f"fewer than 2 assets with full history in the {len(window) - 1}-day window "
-            f"ending {window.index[-1].date()}: {list(columns)}"
+            f"fewer than 2 assets with full history in the {rows - 1}-day window "
+            f"ending {prices.index[-1].date()}: {list(columns)}"
         )
     if not complete.all():
         rets, sums = rets[:, complete], sums[complete]
-    return rets, columns, window.index[1:], sums
+    return rets, columns, prices.index[start + 1:], sums
 
 
 def sample_covariance(returns: pd.DataFrame) -> pd.DataFrame:

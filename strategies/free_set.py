@@ -25,12 +25,17 @@ only for a well-conditioned Σ (the callers check the pivots first).
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve, solve_triangular
+from scipy.linalg import LinAlgError
+from scipy.linalg.lapack import dpotrf, dpotrs, dtrtrs
 
 from strategies.base import StrategyError
 
 # Below this share of non-zero weights, Σw reads only the support's rows of Σ.
 SPARSE_GRADIENT_SHARE = 0.5
+# A free-set solve cheaper than this many flops factors at once: the range space's fixed
+# costs (its set-up, cost estimate and a dozen small array operations, ~30 µs) exceed
+# the whole factor-and-solve (a 60-asset Cholesky is ~10 µs).
+RANGE_SPACE_MIN_FLOPS = 1e5
 
 
 class RangeSpace:
@@ -46,7 +51,7 @@ class RangeSpace:
         self.budget_row, self.ridge = budget_row, ridge
         self.local = np.full(len(cov), -1)
         self.local[index] = np.arange(len(index))
-        self.row = solve_triangular(chol, budget_row[index], lower=True, check_finite=False)
+        self.row = solve_lower(chol, budget_row[index])
         self.position = np.full(len(index), -1)
         self.columns = np.empty((len(index), 0))
         self.gram = np.empty((0, 0))
@@ -84,7 +89,7 @@ class RangeSpace:
         if outside.size:  # held assets beyond the anchor enter through c and the budget
             lin_p = lin[self.index] - (held[outside].T @ self.cov[outside]).T[self.index]
             budgets_p = budgets - self.budget_row[outside] @ held[outside]
-            projected = solve_triangular(self.chol, lin_p, lower=True, check_finite=False)
+            projected = solve_lower(self.chol, lin_p)
         else:
             projected = self._projection(lin)
         w_p, lam = self._solve_local(projected, budgets_p, kept, held[self.index[kept]])
@@ -100,34 +105,30 @@ class RangeSpace:
         """L⁻¹ lin[anchor], kept for the next solve with the same ``lin``."""
         if self.lin_seen is None or not np.array_equal(lin, self.lin_seen):
             self.lin_seen = lin.copy()
-            self.projected = solve_triangular(self.chol, lin[self.index], lower=True,
-                                              check_finite=False)
+            self.projected = solve_lower(self.chol, lin[self.index])
         assert self.projected is not None
         return self.projected
 
     def _border(self, joining: np.ndarray) -> None:
         m, j = len(self.index), joining.size
         # Σ_PN = (Σ_NP)ᵀ: N's rows are contiguous (no copy of P's full rows).
-        cross = solve_triangular(self.chol, self.cov.take(joining, 0).take(self.index, 1).T,
-                                 lower=True, check_finite=False)
+        cross = solve_lower(self.chol, self.cov.take(joining, 0).take(self.index, 1).T)
         schur = self.cov.take(joining, 0).take(joining, 1) - cross.T @ cross
         if self.ridge:
             schur.flat[:: j + 1] += self.ridge
         corner = factor_matrix(schur)
         grown = np.zeros((m + j, m + j))
         grown[:m, :m], grown[m:, :m], grown[m:, m:] = self.chol, cross.T, corner
-        row_new = solve_triangular(corner, self.budget_row[joining] - cross.T @ self.row,
-                                   lower=True, check_finite=False)
-        tail = -solve_triangular(corner, cross.T @ self.columns, lower=True,
-                                 check_finite=False)
+        row_new = solve_lower(corner, self.budget_row[joining] - cross.T @ self.row)
+        tail = -solve_lower(corner, cross.T @ self.columns)
         self.gram = self.gram + tail.T @ tail
         self.row_dot = self.row_dot + tail.T @ row_new
         self.columns = np.vstack([self.columns, tail])
         self.row = np.concatenate([self.row, row_new])
         if self.lin_seen is not None and self.projected is not None:  # extend L⁻¹ lin
             lin_new = self.lin_seen[joining] - cross.T @ self.projected
-            self.projected = np.concatenate([self.projected, solve_triangular(
-                corner, lin_new, lower=True, check_finite=False)])
+            self.projected = np.concatenate([self.projected, solve_lower(
+                corner, lin_new)])
         self.chol, self.index = grown, np.concatenate([self.index, joining])
         self.local[joining] = m + np.arange(j)
         self.position = np.concatenate([self.position, np.full(j, -1)])
@@ -137,9 +138,13 @@ class RangeSpace:
         if missing.size:
             unit = np.zeros((len(self.index), missing.size))
             unit[missing, np.arange(missing.size)] = 1.0
-            new = solve_triangular(self.chol, unit, lower=True, check_finite=False)
+            new = solve_lower(self.chol, unit)
             cross = self.columns.T @ new
-            self.gram = np.block([[self.gram, cross], [cross.T, new.T @ new]])
+            old, added = self.gram.shape[0], missing.size
+            gram = np.empty((old + added, old + added))  # np.block's layout, without its checks
+            gram[:old, :old], gram[:old, old:] = self.gram, cross
+            gram[old:, :old], gram[old:, old:] = cross.T, new.T @ new
+            self.gram = gram
             self.row_dot = np.concatenate([self.row_dot, new.T @ self.row])
             self.position[missing] = self.columns.shape[1] + np.arange(missing.size)
             self.columns = np.hstack([self.columns, new])
@@ -159,10 +164,9 @@ class RangeSpace:
         normal[1:, 1:] = self.gram[np.ix_(pos, pos)]
         rhs = np.vstack([budgets[None, :], held]) - np.vstack(
             [self.row @ projected, cols.T @ projected])
-        lam = cho_solve(cho_factor(normal, lower=True, check_finite=False), rhs,
-                        check_finite=False)
+        lam = cho_solve_lower(cholesky_lower(normal), rhs)
         v = projected + np.outer(self.row, lam[0]) + cols @ lam[1:]
-        w = solve_triangular(self.chol, v, lower=True, trans="T", check_finite=False)
+        w = solve_lower(self.chol, v, trans=True)
         w[kept] = held
         return w, lam
 
@@ -183,6 +187,9 @@ class FreeSetSolver:
         self.budget_row = np.ones(len(cov)) if budget_row is None else budget_row
         self.unit_budget = budget_row is None
         self.space: RangeSpace | None = None
+        #: The free set and factor the range space is to be anchored on next, built only
+        #: when a solve considers it (most small solves never do).
+        self.anchor: tuple[np.ndarray, np.ndarray] | None = None
         self.known: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.factorizations = 0
         #: Σw − c − νa of the last solve (n × K, 0 on free assets) when it came free with
@@ -206,6 +213,17 @@ class FreeSetSolver:
             g = self.cov @ w - lin
         return g + self.ridge * w if self.ridge else g
 
+    def _range_space(self) -> RangeSpace:
+        """The range space, anchored on the last free set factored, else on all of Σ."""
+        if self.anchor is not None:
+            self.space = RangeSpace(self.cov, *self.anchor, self.budget_row, self.ridge)
+            self.anchor = None
+        elif self.space is None:
+            assert self.chol is not None
+            self.space = RangeSpace(self.cov, np.arange(len(self.cov)), self.chol,
+                                    self.budget_row, self.ridge)
+        return self.space
+
     def _known_factor(self, free: np.ndarray) -> np.ndarray | None:
         for indices, factor in self.known.values():
             if indices.size == free.size and np.array_equal(indices, free):
@@ -225,12 +243,11 @@ class FreeSetSolver:
         if free.size == 0:
             return w, np.full(k, np.nan), None
         factor = self._known_factor(free)
-        if factor is None and self.chol is not None:
-            if self.space is None:
-                self.space = RangeSpace(self.cov, np.arange(n), self.chol, self.budget_row,
-                                        self.ridge)
-            if self.space.cost(free) < free.size ** 3 / 3.0 + free.size * n * k:
-                w, nu, self.last_multipliers = self.space.solve(lin, budgets, w, free)
+        direct = free.size ** 3 / 3.0 + free.size * n * k  # flops of a factor-and-solve
+        if factor is None and self.chol is not None and direct >= RANGE_SPACE_MIN_FLOPS:
+            space = self._range_space()
+            if space.cost(free) < direct:
+                w, nu, self.last_multipliers = space.solve(lin, budgets, w, free)
                 return w, nu, None
         if factor is None:
             self.factorizations += 1
@@ -240,13 +257,13 @@ class FreeSetSolver:
             factor = factor_matrix(block)
             self.remember(free, factor)
             if self.chol is not None:  # anchor the range space on this free set
-                self.space = RangeSpace(self.cov, free, factor, self.budget_row, self.ridge)
+                self.space, self.anchor = None, (free, factor)
         act = np.flatnonzero(active)
         rhs = lin[free]
         if act.size and held[act].any():
             rhs = rhs - (held[act].T @ self.cov[act]).T[free]  # Σ_FA·w_A, Σ symmetric
         row = self.budget_row[free]
-        x = cho_solve((factor, True), np.column_stack([rhs, row]), check_finite=False)
+        x = cho_solve_lower(factor, np.column_stack([rhs, row]))
         y = x[:, -1]
         nu = (budgets - self.budget_row @ w - row @ x[:, :-1]) / float(row @ y)
         w[free] = x[:, :-1] + np.outer(y, nu)
@@ -256,7 +273,58 @@ class FreeSetSolver:
 def factor_matrix(matrix: np.ndarray) -> np.ndarray:
     """Lower Cholesky factor, or StrategyError when Σ is not PD on these assets."""
     try:
-        return cho_factor(matrix, lower=True, check_finite=False)[0]
+        return cholesky_lower(matrix)
     except LinAlgError as exc:
         raise StrategyError("covariance is not positive definite on the free assets; "
                             "repair it (estimators.repair_covariance) first") from exc
+
+
+# scipy.linalg's cho_factor / cho_solve / solve_triangular cost ~10 µs of Python wrappers
+# per call (batch dispatch, array-API conversion, checks): most of a small QP's time. These
+# call the same LAPACK routines with exactly the arguments scipy 1.17 passes for float64
+# arrays (check_finite=False, no overwrite), so the results are the same bits.
+
+
+def cholesky_lower(matrix: np.ndarray, clean: bool = False,
+                   overwrite: bool = False) -> np.ndarray:
+    """``cho_factor(matrix, lower=True, check_finite=False)[0]``: the lower factor (its
+    upper triangle left as the input's), a Fortran-ordered copy; LinAlgError if not PD.
+    ``clean``: the upper triangle zeroed (``scipy.linalg.cholesky``); ``overwrite``: its
+    ``overwrite_a``."""
+    if matrix.size == 0:
+        return np.empty_like(matrix, dtype=float)
+    factor, info = dpotrf(matrix, lower=1, clean=int(clean), overwrite_a=int(overwrite))
+    if info > 0:
+        raise LinAlgError(f"{info}-th leading minor of the array is not positive definite")
+    if info < 0:
+        raise ValueError(f"illegal value in argument {-info} of potrf")
+    return factor
+
+
+def cho_solve_lower(factor: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``cho_solve((factor, True), rhs, check_finite=False)``: Σx = rhs from Σ's lower
+    Cholesky factor."""
+    if rhs.size == 0:
+        return np.empty_like(rhs, dtype=float)
+    x, info = dpotrs(factor, rhs, lower=1, overwrite_b=0)
+    if info != 0:
+        raise ValueError(f"illegal value in argument {-info} of potrs")
+    return x
+
+
+def solve_lower(chol: np.ndarray, rhs: np.ndarray, trans: bool = False) -> np.ndarray:
+    """``solve_triangular(chol, rhs, lower=True, trans="T" if trans else "N",
+    check_finite=False)``: L⁻¹rhs or L⁻ᵀrhs, a C-ordered ``chol`` handed to LAPACK as its
+    transpose (upper), as scipy does."""
+    if rhs.size == 0:
+        return np.empty_like(rhs, dtype=float)
+    if chol.flags.f_contiguous:
+        x, info = dtrtrs(chol, rhs, lower=1, trans=int(trans), unitdiag=0, overwrite_b=0)
+    else:
+        x, info = dtrtrs(chol.T, rhs, lower=0, trans=int(not trans), unitdiag=0,
+                         overwrite_b=0)
+    if info > 0:
+        raise LinAlgError(f"singular matrix: resolution failed at diagonal {info - 1}")
+    if info < 0:
+        raise ValueError(f"illegal value in argument {-info} of trtrs")
+    return x

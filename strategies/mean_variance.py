@@ -149,8 +149,11 @@ class RiskModelStrategy(Strategy):
             w = polish_weights(self.optimize(est, lower, upper), lower, upper)
         else:
             w = self.optimize_with_costs(est, lower, upper, costs)
-        out = np.zeros(prices.shape[1])
-        out[prices.columns.get_indexer(est.symbols)] = w
+        if len(est.symbols) == prices.shape[1]:  # every column usable, in order
+            out = np.array(w, dtype=float)
+        else:
+            out = np.zeros(prices.shape[1])
+            out[prices.columns.get_indexer(est.symbols)] = w
         return finalize_weights(pd.Series(out, index=prices.columns), self.name)
 
     def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:

@@ -1,0 +1,62 @@
+"""The direct LAPACK calls of ``strategies.free_set`` give scipy.linalg's bits exactly (the
+optimizers' answers must not move when the wrappers are bypassed), and fail as scipy does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.linalg import LinAlgError, cho_factor, cho_solve, cholesky, solve_triangular
+
+from strategies.free_set import cho_solve_lower, cholesky_lower, solve_lower
+
+
+def _spd(n: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(2 * n, n))
+    return x.T @ x / n
+
+
+@pytest.mark.parametrize("n", [1, 7, 60])
+def test_cholesky_lower_matches_scipy_bitwise(n: int) -> None:
+    a = _spd(n, n)
+    factor = cholesky_lower(a)
+    expected = cho_factor(a, lower=True, check_finite=False)[0]
+    assert np.array_equal(factor, expected)  # upper triangle left as the input's, too
+    assert factor.flags.f_contiguous == expected.flags.f_contiguous
+    assert np.array_equal(cholesky_lower(a, clean=True),
+                          cholesky(a, lower=True, check_finite=False))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("trans", [False, True])
+@pytest.mark.parametrize("rhs_shape", [(40,), (40, 1), (40, 5)])
+def test_solve_lower_matches_solve_triangular_bitwise(order: str, trans: bool,
+                                                       rhs_shape: tuple[int, ...]) -> None:
+    chol = np.asarray(np.linalg.cholesky(_spd(40, 3)), order=order)
+    rhs = np.random.default_rng(4).normal(size=rhs_shape)
+    expected = solve_triangular(chol, rhs, lower=True, trans="T" if trans else "N",
+                                check_finite=False)
+    assert np.array_equal(solve_lower(chol, rhs, trans=trans), expected)
+
+
+def test_cho_solve_lower_matches_cho_solve_bitwise() -> None:
+    a = _spd(30, 5)
+    factor = cho_factor(a, lower=True, check_finite=False)[0]
+    rhs = np.random.default_rng(6).normal(size=(30, 3))
+    assert np.array_equal(cho_solve_lower(factor, rhs),
+                          cho_solve((factor, True), rhs, check_finite=False))
+
+
+def test_lapack_calls_empty_right_hand_side_returns_empty() -> None:
+    chol = np.linalg.cholesky(_spd(4, 7))
+    assert solve_lower(chol, np.empty((4, 0))).shape == (4, 0)
+    assert cho_solve_lower(chol, np.empty((4, 0))).shape == (4, 0)
+
+
+def test_cholesky_lower_not_positive_definite_raises_linalgerror() -> None:
+    with pytest.raises(LinAlgError, match="not positive definite"):
+        cholesky_lower(np.array([[1.0, 2.0], [2.0, 1.0]]))
+
+
+def test_solve_lower_singular_factor_raises_linalgerror() -> None:
+    with pytest.raises(LinAlgError, match="singular"):
+        solve_lower(np.array([[1.0, 0.0], [1.0, 0.0]], order="F"), np.ones(2))
