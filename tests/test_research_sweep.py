@@ -49,6 +49,17 @@ def _sweep(config: Path, space: Path, out: Path, **kw) -> list:
     return finished_trials(study)
 
 
+def _assert_trials_csv_equal(out: Path, straight: list) -> None:
+    """``trials.csv`` holds exactly the uninterrupted sweep's N trials: none repeated, the
+    same parameters and values, in order."""
+    rows = trial_rows(out)
+    assert rows["trial"].tolist() == list(range(len(straight)))
+    params = [c for c in rows.columns if c.startswith("param:")]
+    expected = pd.DataFrame([{f"param:{k}": v for k, v in r.params.items()} for r in straight])
+    pd.testing.assert_frame_equal(rows[params], expected[params], check_dtype=False)
+    assert rows["value"].tolist() == [r.value for r in straight]
+
+
 def _signature(rows: list) -> list[tuple]:
     return [(r.slot, tuple(sorted(r.params.items())), r.value, r.outcome) for r in rows]
 
@@ -135,12 +146,7 @@ def test_sweep_sigkill_then_resume_finishes_exactly_n_trials_none_repeated(input
     assert 3 <= finished_before < 8, "the kill must land mid-sweep"
     resumed = run_cli_in_process(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    rows = trial_rows(out)
-    assert rows["trial"].tolist() == list(range(8))  # exactly N, none repeated
-    params = [c for c in rows.columns if c.startswith("param:")]
-    expected = pd.DataFrame([{f"param:{k}": v for k, v in r.params.items()}
-                             for r in straight_8])
-    pd.testing.assert_frame_equal(rows[params], expected[params], check_dtype=False)
+    _assert_trials_csv_equal(out, straight_8)
 
 
 @pytest.mark.parametrize("asked_before_kill", [[4], [4, 5]])
@@ -239,13 +245,7 @@ def test_sweep_torn_last_journal_line_is_cut_and_the_resume_is_exact(inputs, tmp
     assert _events(resumed.stderr.splitlines(), "sweep_started")[0]["already_finished"] == 4
     assert journal.read_bytes().startswith(whole)
     assert len(_journal_trials(out)) == 8
-    rows = trial_rows(out)
-    assert rows["trial"].tolist() == list(range(8))  # exactly N, none repeated
-    params = [c for c in rows.columns if c.startswith("param:")]
-    expected = pd.DataFrame([{f"param:{k}": v for k, v in r.params.items()}
-                             for r in straight_8])
-    pd.testing.assert_frame_equal(rows[params], expected[params], check_dtype=False)
-    assert rows["value"].tolist() == [r.value for r in straight_8]
+    _assert_trials_csv_equal(out, straight_8)
 
 
 def test_sweep_second_writer_on_the_same_out_is_refused_naming_the_journal(inputs, tmp_path):
