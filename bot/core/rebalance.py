@@ -131,55 +131,24 @@ def _as_floats(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _checked_values(name: str, series: pd.Series) -> tuple[list[str], np.ndarray]:
-    """Symbols and finite float values of a Series (plain numpy: this runs every cycle)."""
+def _checked_symbols(name: str, series: pd.Series) -> list[str]:
+    """A Series' index as symbols, each once."""
     symbols = [str(s) for s in series.index]
     if len(set(symbols)) != len(symbols):
         dup = next(s for i, s in enumerate(symbols) if s in symbols[:i])
         raise InputDataError(f"{name}: duplicate symbol {dup!r}")
+    return symbols
+
+
+def _checked_values(name: str, series: pd.Series) -> tuple[list[str], np.ndarray]:
+    """Symbols and finite float values of a Series."""
+    symbols = _checked_symbols(name, series)
     values = _as_floats(series)
     bad = ~np.isfinite(values)
     if bad.any():
         i = int(np.argmax(bad))
         raise InputDataError(f"{name}: {symbols[i]!r} is {values[i]!r}; a finite number is required")
     return symbols, values
-
-
-def _validated_inputs(holdings_qty: pd.Series, cash: float, targets: pd.Series,
-                      prices: pd.Series) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """Universe (sorted held ∪ target > 0) with held qty, raw targets and prices aligned."""
-    held_syms, held_qty = _checked_values("holdings_qty", holdings_qty)
-    tgt_syms, tgt_values = _checked_values("targets", targets)
-    if not math.isfinite(cash):
-        raise InputDataError(f"cash must be a finite number, got {cash!r}")
-    if (held_qty < 0).any():
-        i = int(np.argmax(held_qty < 0))
-        raise UnsupportedPositionError(
-            f"short position in {held_syms[i]!r} ({held_qty[i]} shares) is not supported: "
-            "allocbot trades long-only; close it at the broker, then the next cycle resumes")
-    if (tgt_values < 0).any():
-        i = int(np.argmax(tgt_values < 0))
-        raise InputDataError(f"targets: {tgt_syms[i]!r} = {tgt_values[i]} is negative")
-    total = float(tgt_values.sum())
-    if total > 1 + WEIGHT_SUM_TOLERANCE:
-        raise InputDataError(f"targets sum to {total:.12g} > 1; weights are fractions of equity")
-    held = {s: q for s, q in zip(held_syms, held_qty, strict=True) if q > 0}
-    wanted = {s: t for s, t in zip(tgt_syms, tgt_values, strict=True) if t > 0}
-    universe = sorted(held.keys() | wanted.keys())  # a zero target not held never trades
-    price_syms = [str(s) for s in prices.index]
-    if len(set(price_syms)) != len(price_syms):
-        dup = next(s for i, s in enumerate(price_syms) if s in price_syms[:i])
-        raise InputDataError(f"prices: duplicate symbol {dup!r}")
-    price_of = dict(zip(price_syms, _as_floats(prices).tolist(), strict=True))
-    px = np.array([price_of.get(s, np.nan) for s in universe], dtype=float)
-    bad = ~(np.isfinite(px) & (px > 0))
-    if bad.any():
-        sym = universe[int(np.argmax(bad))]
-        raise InputDataError(f"no usable price for {sym!r} (got {price_of.get(sym)!r}); "
-                         "every held or targeted symbol needs a finite price > 0")
-    qty = np.array([held.get(s, 0.0) for s in universe], dtype=float)
-    tgt = np.array([wanted.get(s, 0.0) for s in universe], dtype=float)
-    return universe, qty, tgt, px
 
 
 def _floor_qty(qty: np.ndarray, whole: np.ndarray, qty_decimals: int) -> np.ndarray:
@@ -260,13 +229,22 @@ def plan_rebalance(holdings_qty: pd.Series, cash: float, targets: pd.Series,
         ValueError: NaN/negative quantity or target, targets summing above 1, or a held or
             targeted symbol without a finite positive price (named in the message).
     """
-    universe, qty, tgt_raw, px = _validated_inputs(holdings_qty, cash, targets, prices)
+    held_syms, held_qty = _checked_values("holdings_qty", holdings_qty)
+    tgt_syms, tgt_values = _checked_values("targets", targets)
+    price_syms, price_values = _checked_symbols("prices", prices), _as_floats(prices)
+    symbols = tuple(dict.fromkeys([*held_syms, *tgt_syms]))  # held ∪ targeted, once each
+    position = {sym: i for i, sym in enumerate(symbols)}
+    qty, tgt = np.zeros(len(symbols)), np.zeros(len(symbols))
+    qty[[position[sym] for sym in held_syms]] = held_qty
+    tgt[[position[sym] for sym in tgt_syms]] = tgt_values
+    price_of = dict(zip(price_syms, price_values.tolist(), strict=True))
+    px = np.array([price_of.get(sym, np.nan) for sym in symbols], dtype=float)
     if fractionable is None:
-        whole = np.zeros(len(universe), dtype=bool)
+        whole = np.zeros(len(symbols), dtype=bool)
     else:
-        whole = np.array([not fractionable.get(s, False) for s in universe], dtype=bool)
-    return _plan_sorted(tuple(universe), qty, tgt_raw, px, float(cash), policy, whole,
-                        qty_decimals)
+        whole = np.array([not fractionable.get(sym, False) for sym in symbols], dtype=bool)
+    return plan_rebalance_aligned(symbols, qty, float(cash), tgt, px, policy, whole,
+                                  qty_decimals)
 
 
 @lru_cache(maxsize=16)
