@@ -74,29 +74,13 @@ def risk_checked_targets(strategy: Strategy, prices: pd.DataFrame, universe: tup
 
 
 def _strategy_key(strategy: Strategy) -> str:
-    """Changes when the strategy or its parameters change (the held weights are then stale).
-    Strategies are frozen, so the key is computed once per strategy object."""
-    known = _KEYS.get(id(strategy))
-    if known is not None and known[0] is strategy:
-        return known[1]
-    if len(_KEYS) >= 64:  # a sweep builds a strategy per trial
-        _KEYS.clear()
-    key = _repr_key(repr(strategy))
-    _KEYS[id(strategy)] = (strategy, key)
-    return key
-
-
-_KEYS: dict[int, tuple[Strategy, str]] = {}
+    """Changes when the strategy or its parameters change (the held weights are then stale)."""
+    return hashlib.sha256(repr(strategy).encode()).hexdigest()[:16]
 
 
 @lru_cache(maxsize=16)
 def _symbol_set(universe: tuple[str, ...]) -> frozenset[str]:
     return frozenset(universe)
-
-
-@lru_cache(maxsize=64)
-def _repr_key(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _sessions_after(index: pd.Index, last: date) -> int:
