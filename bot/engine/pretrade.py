@@ -17,7 +17,6 @@ import structlog
 from bot.core.guards import GuardBreach, GuardLimits, check_data, check_orders
 from bot.core.rebalance import PlannedOrder
 from bot.engine.journal import Journal
-from bot.engine.statuses import parsed_meta
 from brokers.base import Broker, TradePriceSource
 from brokers.calendar import sessions_after
 
@@ -30,7 +29,7 @@ def day_notional_before(journal: Journal, day: date) -> float:
     raw = journal.meta(DAY_TURNOVER_KEY)
     if not raw:
         return 0.0
-    stored = parsed_meta(raw)
+    stored = json.loads(raw)
     return float(stored["notional"]) if stored.get("day") == day.isoformat() else 0.0
 
 

@@ -1,12 +1,8 @@
-"""The states a cycle and an order intent can be in, as the journal stores them, and the
-journal's meta keys."""
+"""The states a cycle and an order intent can be in, as the journal stores them."""
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
-from functools import lru_cache
-from typing import Any
 
 from brokers.base import OrderStatus
 
@@ -14,13 +10,6 @@ from brokers.base import OrderStatus
 # `allocbot rearm`, read by `allocbot status`/`health`.
 HALT_KEY = "halted"  # the halt's reason while trading is halted
 PEAK_KEY = "peak_equity"  # the equity peak the drawdown is measured from
-
-
-@lru_cache(maxsize=8)
-def parsed_meta(raw: str) -> Any:
-    """A JSON meta value parsed once per distinct text: the cycle reads the same few values
-    (signal memo, day turnover) on every wake. Shared between callers: read-only."""
-    return json.loads(raw)
 
 
 class CycleStatus(StrEnum):

@@ -21,7 +21,6 @@ import structlog
 
 from bot.core.risk import RiskDecision, RiskLimits, apply_risk_limits
 from bot.core.signal import EVERY_DAY, SignalSchedule, is_signal_day
-from bot.engine.statuses import parsed_meta
 from strategies import Strategy
 from strategies.errors import StrategyError
 
@@ -104,7 +103,7 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
     held = journal.meta(SIGNAL_KEY)
     key = _strategy_key(strategy)
     if held is not None:
-        memo = parsed_meta(held)
+        memo = json.loads(held)
         last = date.fromisoformat(memo["asof"])
         sessions = (_sessions_after(prices.index, last)  # only "every N sessions" counts
                     if rules.signal.every_sessions is not None else 0)
