@@ -184,7 +184,7 @@ class OrderUpdate:
 
 # Trusted constructors: the same frozen values, built without ``__post_init__``'s checks, for
 # our own code rebuilding a value from parts that were validated when they first entered (the
-# simulator's books hold 10⁵ orders; ``tests/test_sim_broker.py`` checks every field is set).
+# simulator's books hold 10⁵ orders; ``tests/test_sim_broker_books.py`` checks every field).
 # Values from outside (a venue's response, a file) always go through the checked constructor.
 _new = object.__new__
 _ORDER_SET = tuple(Order.__dict__[name].__set__ for name in Order.__slots__)
