@@ -385,18 +385,16 @@ class SimulatedBroker:
         """Each holding at ``row``'s close, market value = qty × close (one vector product).
         Qty and average price are the books' own finite numbers, so when every value is
         finite the positions are built without re-checking them."""
-        symbols = list(self._qty)
-        if row < 0 or not symbols:
-            return {s: Position(s, qty, self._avg[s], qty * self._close(s, row))
-                    for s, qty in self._qty.items()}  # raises before the replay, naming one
-        cols = [self._col_of[s] for s in symbols]
-        values = self._qty_by_col[cols] * self._closes[row, cols]
-        if not np.isfinite(values).all():  # a missing price (raises, naming it) or overflow
-            return {s: Position(s, qty, self._avg[s], qty * self._close(s, row))
-                    for s, qty in self._qty.items()}
-        avg = self._avg
-        return {s: trusted_position(s, qty, avg[s], value)
-                for (s, qty), value in zip(self._qty.items(), values.tolist(), strict=True)}
+        if row >= 0 and self._qty:
+            cols = [self._col_of[s] for s in self._qty]
+            values = self._qty_by_col[cols] * self._closes[row, cols]
+            if np.isfinite(values).all():
+                avg = self._avg
+                return {s: trusted_position(s, qty, avg[s], value) for (s, qty), value
+                        in zip(self._qty.items(), values.tolist(), strict=True)}
+        # before the replay, a missing price or an overflow: the checked path raises, naming it
+        return {s: Position(s, qty, self._avg[s], qty * self._close(s, row))
+                for s, qty in self._qty.items()}
 
     def held_qty(self, symbols: Sequence[str]) -> np.ndarray:
         """Shares held of each of ``symbols`` (0.0 for none), as ``positions()[s].qty``
