@@ -58,7 +58,7 @@ import structlog
 import strategies
 from strategies import costed_qp, free_set, frontier, qp
 from strategies.blas import pin_blas_threads
-from strategies.estimators import factor_covariance
+from strategies.covariance_repair import factor_covariance
 
 SEED = 20240601
 SETTLE_SECS = 1.0  # after a default-threads call, before the next pinned measurement

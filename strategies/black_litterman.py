@@ -21,11 +21,11 @@ from strategies.base import (
     mapping_symbols,
     register,
 )
+from strategies.covariance_repair import factor_covariance
 from strategies.estimators import (
     EstimatorSettings,
     check_market_weights,
     equilibrium_returns,
-    factor_covariance,
     market_weight_vector,
 )
 from strategies.mean_variance import (

@@ -139,7 +139,7 @@ def _saddle_solve(cov_free: np.ndarray, a_free: np.ndarray, base: np.ndarray,
         factor = cho_factor(cov_free, lower=True, check_finite=False)
     except LinAlgError as exc:
         raise StrategyError("covariance is not positive definite on the free assets; "
-                            "repair it (estimators.repair_covariance) first") from exc
+                            "repair it (covariance_repair.repair_covariance) first") from exc
     y_mat = cho_solve(factor, a_free.T, check_finite=False)
     try:
         schur = cho_factor(a_free @ y_mat, lower=True, check_finite=False)

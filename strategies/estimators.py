@@ -15,10 +15,7 @@ import pandas as pd
 import structlog
 
 from strategies.base import StrategyConfigError, StrategyError
-from strategies.covariance_repair import PSD_RELATIVE_FLOOR as PSD_RELATIVE_FLOOR
-from strategies.covariance_repair import factor_covariance as factor_covariance
-from strategies.covariance_repair import repair_covariance as repair_covariance
-from strategies.covariance_repair import ridge_certifies as ridge_certifies
+from strategies.covariance_repair import factor_covariance, ridge_certifies
 
 ANNUALIZATION_DAYS = 252
 EXPECTED_RETURN_METHODS = ("mean", "geometric", "ewma", "equilibrium")

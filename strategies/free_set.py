@@ -276,7 +276,7 @@ def factor_matrix(matrix: np.ndarray) -> np.ndarray:
         return cholesky_lower(matrix)
     except LinAlgError as exc:
         raise StrategyError("covariance is not positive definite on the free assets; "
-                            "repair it (estimators.repair_covariance) first") from exc
+                            "repair it (covariance_repair.repair_covariance) first") from exc
 
 
 # scipy.linalg's cho_factor / cho_solve / solve_triangular cost ~10 µs of Python wrappers

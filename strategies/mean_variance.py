@@ -25,7 +25,8 @@ from strategies.base import (
     register,
 )
 from strategies.costed_qp import LinearTerms, solve_costed_qp
-from strategies.estimators import Estimate, EstimatorSettings, factor_covariance
+from strategies.covariance_repair import factor_covariance
+from strategies.estimators import Estimate, EstimatorSettings
 from strategies.frontier import TradingCosts, efficient_risk_weights, max_sharpe_weights
 from strategies.qp import check_bounds, polish_weights, solve_qp
 from strategies.trade_constraints import TradeSettings, linear_terms, validate_trade_settings

@@ -3,7 +3,7 @@
     minimize ½ wᵀΣw − cᵀw   subject to   Σ_i w_i = 1,   lower ≤ w ≤ upper
 
 with Σ symmetric positive definite (callers repair it first, see
-``estimators.repair_covariance``). KKT: with gradient g = Σw − c and budget multiplier ν,
+``covariance_repair.repair_covariance``). KKT: with gradient g = Σw − c and budget multiplier ν,
 z = g − ν·1 is ≥ 0 where w_i = lower_i, ≤ 0 where w_i = upper_i and 0 where w_i is free.
 
 Algorithm: the primal-dual active-set method (Hintermüller, Ito & Kunisch 2002, SIAM J.

@@ -9,18 +9,21 @@ from sklearn.covariance import ledoit_wolf
 from structlog.testing import capture_logs
 
 from strategies.base import StrategyConfigError, StrategyError
-from strategies.covariance_repair import LOADING_FLOORS, PSD_RELATIVE_FLOOR
+from strategies.covariance_repair import (
+    LOADING_FLOORS,
+    PSD_RELATIVE_FLOOR,
+    factor_covariance,
+    repair_covariance,
+)
 from strategies.estimators import (
     ANNUALIZATION_DAYS,
     EstimatorSettings,
     equilibrium_returns,
     ewma_covariance,
     ewma_returns,
-    factor_covariance,
     geometric_returns,
     ledoit_wolf_covariance,
     mean_returns,
-    repair_covariance,
     sample_covariance,
     simple_returns,
 )

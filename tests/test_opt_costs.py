@@ -11,7 +11,7 @@ import pytest
 import strategies
 from strategies.base import StrategyConfigError, StrategyError
 from strategies.costed_qp import LinearTerms, solve_costed_qp, turnover
-from strategies.estimators import factor_covariance
+from strategies.covariance_repair import factor_covariance
 from strategies.qp import solve_qp
 from tests.test_optimizers import prices_frame
 

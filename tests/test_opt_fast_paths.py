@@ -10,13 +10,12 @@ import pytest
 from test_opt_costs import FAMILIES, covariance
 from test_opt_qp import assert_kkt
 
+from strategies.covariance_repair import factor_covariance, ridge_certifies
 from strategies.estimators import (
     EstimatorSettings,
-    factor_covariance,
     geometric_returns,
     ledoit_wolf_array,
     ledoit_wolf_covariance,
-    ridge_certifies,
     sample_covariance,
     sample_covariance_array,
     simple_returns,
