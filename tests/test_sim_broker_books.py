@@ -64,8 +64,8 @@ def _both_brokers(tmp_path, **kwargs) -> list[SimulatedBroker]:
 
 
 def test_memory_ledger_matches_sqlite_on_notional_rejected_and_int_orders(tmp_path):
-    """Notional orders, rejections of every kind, an int quantity (kept whole, not through
-    the float columns) and a known id: the same orders, fills and fill table."""
+    """Notional orders, rejections of every kind, an int quantity (booked as the float it
+    is) and a known id: the same orders, fills and fill table."""
     requests = [
         OrderRequest("SPY", OrderSide.BUY, "n1", notional=500.0),
         OrderRequest("TLT", OrderSide.BUY, "q1", qty=3.25),
@@ -95,8 +95,26 @@ def test_memory_ledger_matches_sqlite_on_notional_rejected_and_int_orders(tmp_pa
     assert memory == disk
     assert {o.status for o in memory[1]} == {OrderStatus.FILLED, OrderStatus.REJECTED}
     assert sum(len(fills) for _, fills in memory[0]) == 5  # q1 twice: sent, then known
+    int_order, int_fills = memory[0][2]
+    assert [type(v) for v in (int_order.qty, int_order.filled_qty, int_fills[0].qty)] == [float] * 3
     pd.testing.assert_frame_equal(memory_table, disk_table)
     assert (memory_account, memory_held) == (disk_account, disk_held)
+
+
+def test_sim_costs_given_as_ints_book_float_commissions_in_both_ledgers(tmp_path):
+    """A TOML ``commission_min = 1`` is an int: the fill's commission is still the float 1.0
+    (the in-memory books write the simulator's numbers straight into float columns)."""
+    books = []
+    for sim in _both_brokers(tmp_path, costs=SimCosts(commission_bps=0, commission_min=1,
+                                                      slippage_bps=0)):
+        sim.on_wake()
+        order = sim.submit_order(OrderRequest("SPY", OrderSide.BUY, "c1", qty=1.0))
+        books.append((order, sim.fills_for("c1"), sim.get_order_by_client_id("c1"),
+                       sim.account()))
+        sim.close()
+    assert books[0] == books[1]
+    commission = books[1][1][0].commission
+    assert type(commission) is float and commission == 1.0
 
 
 def test_memory_ledger_keeps_values_outside_its_columns_whole():

@@ -154,15 +154,14 @@ def _send_and_wait(broker: Broker, journal: Journal,
             order = broker.wait_for_order(cid, settings.order_wait_secs)
             fills = broker.fills_for(cid)
             journal.record_order(order, fills)  # status and fills: one transaction
-        _log_outcome(order, fills, detail)
+        if detail or order.status is not OrderStatus.FILLED:  # a quiet fill logs nothing
+            _log_outcome(order, fills, detail)
         finals.append((order, fills))
     return finals
 
 
 def _log_outcome(order: Order, fills: list[Fill], detail: bool) -> None:
     """``order_filled`` at info (only when ``detail``); every other outcome is a warning."""
-    if order.status is OrderStatus.FILLED and not detail:
-        return
     commission = sum(f.commission for f in fills)
     fields = {"client_order_id": order.client_order_id, "symbol": order.symbol,
               "side": order.side.value, "qty": order.qty, "filled_qty": order.filled_qty,

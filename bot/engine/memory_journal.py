@@ -155,8 +155,10 @@ class MemoryJournal(Journal):
 
     def update_from_order(self, order: Order) -> None:
         row = self._row_of.get(order.client_order_id)
-        if row is None:
-            return
+        if row is not None:
+            self._update_row(row, order)
+
+    def _update_row(self, row: int, order: Order) -> None:
         status = order.status
         self._statuses[row] = _INTENT_OF.get(status) or IntentStatus(status.value)
         self._broker_ids[row] = order.id
@@ -184,13 +186,14 @@ class MemoryJournal(Journal):
     def record_order(self, order: Order, fills: Sequence[Fill]) -> None:
         """The order's state and its fills, of which only what the journal's reads use is
         kept: how many (``fill_count``) and their summed qty (``intents_missing_fills``)."""
-        self.update_from_order(order)
-        count, qty_sum = len(fills), sum(f.qty for f in fills)
         row = self._row_of.get(order.client_order_id)
+        count = len(fills)
+        qty_sum = fills[0].qty if count == 1 else sum(f.qty for f in fills)  # one, usually
         if row is None:  # fills of an order never journaled as an intent: counted all the same
             old = self._unjournaled_fills.get(order.client_order_id, (0, 0.0))[0]
             self._unjournaled_fills[order.client_order_id] = (count, qty_sum)
         else:
+            self._update_row(row, order)
             old = self._fill_counts[row]
             self._fill_counts[row], self._fill_qty_sums[row] = count, qty_sum
         self._fill_total += count - old

@@ -45,14 +45,13 @@ from brokers.base import (
     OrderSide,
     OrderStatus,
     Position,
-    trusted_fill,
     trusted_order,
     trusted_position,
     validate_price_frame,
 )
 from brokers.calendar import xnys_sessions
 from brokers.errors import BrokerConfigError, BrokerDataError
-from brokers.sim.ledger import Holding, LedgerState, SimLedger
+from brokers.sim.ledger import LedgerState, SimLedger
 from brokers.sim.memory_ledger import MemoryLedger
 from brokers.sim.pricing import FillPlan, SimCosts, plan_fill
 
@@ -423,16 +422,12 @@ class SimulatedBroker:
             # Built from checked parts (a validated request, the replay's aware clock):
             # trusted_order skips re-checking them. The id is sim-<seq>: known now in memory,
             # set by the SQLite ledger inside its write ("" until then).
-            order_id = self._ledger.next_order_id()
             if isinstance(outcome, str):
-                order = trusted_order(order_id, request.client_order_id, request.symbol,
-                                      request.side, OrderStatus.REJECTED, qty, notional, 0.0,
-                                      None, now, outcome)
+                order = trusted_order(self._ledger.next_order_id(), request.client_order_id,
+                                      request.symbol, request.side, OrderStatus.REJECTED, qty,
+                                      notional, 0.0, None, now, outcome)
                 return self._ledger.record(order, None, self._cash, None)
-            order = trusted_order(order_id, request.client_order_id, request.symbol,
-                                  request.side, OrderStatus.FILLED, qty, notional, outcome.qty,
-                                  outcome.price, now, None)
-            return self._fill(order, outcome)
+            return self._fill(request, qty, notional, now, outcome)
 
     def _evaluate(self, request: OrderRequest) -> FillPlan | str:
         if not self._is_open() or self._row is None:
@@ -445,30 +440,28 @@ class SimulatedBroker:
         held = self._qty.get(request.symbol, 0.0)
         return plan_fill(request, close, held, self._cash, self._costs, self._fractional)
 
-    def _fill(self, order: Order, plan: FillPlan) -> Order:
+    def _fill(self, request: OrderRequest, qty: float | None, notional: float | None,
+              now: datetime, plan: FillPlan) -> Order:
         """Book a fill: write it with the new cash and position, then update the cache.
 
         The average entry price excludes commission, as Alpaca reports it.
         """
-        assert order.submitted_at is not None
-        symbol = order.symbol
+        symbol = request.symbol
         held, avg = self._qty.get(symbol, 0.0), self._avg.get(symbol, 0.0)
-        if order.side is OrderSide.BUY:
-            qty = round(held + plan.qty, QTY_DECIMALS)
-            avg = (held * avg + plan.qty * plan.price) / qty
+        if request.side is OrderSide.BUY:
+            held_after = round(held + plan.qty, QTY_DECIMALS)
+            avg = (held * avg + plan.qty * plan.price) / held_after
         else:
-            qty = round(held - plan.qty, QTY_DECIMALS)
+            held_after = round(held - plan.qty, QTY_DECIMALS)
         cash = self._cash + plan.cash_delta
-        fill = trusted_fill(  # plan_fill's numbers are finite; the order's time is aware
-            order.id, order.client_order_id, symbol, order.side, plan.qty, plan.price,
-            plan.commission, order.submitted_at,
-        )  # fmt: skip
-        order = self._ledger.record(order, fill, cash, Holding(symbol, qty, avg))
+        order = self._ledger.book_fill(
+            request.client_order_id, symbol, request.side, qty, notional, plan.qty, plan.price,
+            plan.commission, now, cash, held_after, avg)
         self._cash = cash
         self._fills_booked += 1
-        self._qty_by_col[self._col_of[symbol]] = max(qty, 0.0)
-        if qty > 0:
-            self._qty[symbol], self._avg[symbol] = qty, avg
+        self._qty_by_col[self._col_of[symbol]] = max(held_after, 0.0)
+        if held_after > 0:
+            self._qty[symbol], self._avg[symbol] = held_after, avg
         else:
             self._qty.pop(symbol, None)
             self._avg.pop(symbol, None)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from brokers.base import Fill, Order, trusted_fill, trusted_order
+from brokers.base import Fill, Order, OrderSide, OrderStatus, trusted_fill, trusted_order
 from brokers.sim.ledger import FILL_FRAME_COLUMNS, Holding, LedgerState, fill_frame_from_rows
 
 _NONE = math.nan  # how the float columns hold None (qty, notional, avg price; no fill's commission)
@@ -40,10 +40,11 @@ def _fits_columns(order: Order, fill: Fill | None) -> bool:
     floats of the same value, as from SQLite) and the fill is the order's own execution.
     True for the simulator's orders unless a quantity is an int; anything else is kept whole."""
     qty, notional, avg = order.qty, order.notional, order.filled_avg_price
-    if not ((qty is None or (isinstance(qty, float) and qty == qty))
-            and (notional is None or (isinstance(notional, float) and notional == notional))
-            and (avg is None or (isinstance(avg, float) and avg == avg))
-            and isinstance(order.filled_qty, float) and order.submitted_at is not None):
+    # type(x) is float (not isinstance): a float subclass would not come back as itself
+    if not ((qty is None or (type(qty) is float and qty == qty))
+            and (notional is None or (type(notional) is float and notional == notional))
+            and (avg is None or (type(avg) is float and avg == avg))
+            and type(order.filled_qty) is float and order.submitted_at is not None):
         return False
     if fill is None:
         return True
@@ -51,7 +52,7 @@ def _fits_columns(order: Order, fill: Fill | None) -> bool:
     return (fill.client_order_id is order.client_order_id and fill.symbol is order.symbol
             and fill.side is order.side and fill.qty is order.filled_qty
             and fill.price is avg and fill.at is order.submitted_at
-            and isinstance(commission, float) and commission == commission)
+            and type(commission) is float and commission == commission)
 
 
 class MemoryLedger:
@@ -70,6 +71,7 @@ class MemoryLedger:
         self._whole: dict[int, tuple[Order, Fill | None]] = {}  # rows _fits_columns refused
         self._last_fill: Fill | None = None  # the latest fill as booked: fills_for asks next
         self._next_id = (-1, "")  # (row, its id), formatted once per order
+        self._last_time: tuple[datetime | None, int] = (None, -1)  # _code's last answer
 
     def load_or_create(self, starting_cash: float) -> LedgerState:
         """A new account holding ``starting_cash`` (a memory ledger is always new)."""
@@ -86,10 +88,13 @@ class MemoryLedger:
         return self._next_id[1]
 
     def _code(self, at: datetime) -> int:
+        if at is self._last_time[0]:  # the replay day's one datetime: every order of a day
+            return self._last_time[1]
         code = self._code_of_time.get(id(at))
         if code is None:
             code = self._code_of_time[id(at)] = len(self._times)
             self._times.append(at)  # kept alive, so its id() is never reused
+        self._last_time = (at, code)
         return code
 
     def record(self, order: Order, fill: Fill | None, cash: float,
@@ -97,7 +102,7 @@ class MemoryLedger:
         """Store an order (id ``sim-<seq>``, as the SQLite ledger numbers them) and its fill;
         cash and holdings live in the broker's own cache. Returns the stored order."""
         row = len(self._time_code)
-        order_id = self.next_order_id()
+        order_id = self._next_id[1] if self._next_id[0] == row else self.next_order_id()
         cid = order.client_order_id
         stored = order if order.id == order_id else trusted_order(
             order_id, cid, order.symbol, order.side, order.status, order.qty, order.notional,
@@ -121,6 +126,28 @@ class MemoryLedger:
             self._numbers.extend((_NONE,) * _NUMBERS)
             self._time_code.append(-1)
         return stored
+
+    def book_fill(self, client_order_id: str, symbol: str, side: OrderSide, qty: float | None,
+                  notional: float | None, fill_qty: float, price: float, commission: float,
+                  at: datetime, cash: float, held_qty: float, avg_entry_price: float
+                  ) -> Order:
+        """``record`` of a filled market order and its one fill, written straight into the
+        columns: the simulator's numbers are floats and finite by construction (its
+        ``SimCosts`` are floats, quantities pass through ``float``/``round``), so the
+        ``_fits_columns`` check ``record`` makes is not needed. Returns the stored order."""
+        row = len(self._time_code)
+        order_id = self._next_id[1] if self._next_id[0] == row else self.next_order_id()
+        self._row_of[client_order_id] = row
+        self._refs.extend((client_order_id, symbol, side, OrderStatus.FILLED))
+        self._numbers.extend((_NONE if qty is None else qty,
+                              _NONE if notional is None else notional, fill_qty, price,
+                              commission))
+        self._time_code.append(self._code(at))
+        # what _fills_at(row) would rebuild; fills_for asks for it next (execution)
+        self._last_fill = trusted_fill(order_id, client_order_id, symbol, side, fill_qty, price,
+                                       commission, at)
+        return trusted_order(order_id, client_order_id, symbol, side, OrderStatus.FILLED, qty,
+                             notional, fill_qty, price, at, None)
 
     def _order_at(self, row: int) -> Order:
         if self._whole and row in self._whole:

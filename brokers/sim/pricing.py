@@ -35,6 +35,8 @@ class SimCosts:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise BrokerConfigError(f"sim {name} must be a finite number >= 0, got {value!r}")
+            # floats (a TOML ``1`` is an int): a fill's commission is then always a float
+            object.__setattr__(self, name, float(value))
 
 
 # A buy sized to the exact cash can exceed it by float rounding (the planner sums the
@@ -83,7 +85,7 @@ def plan_fill(
     slip = costs.slippage_bps / 1e4
     price = close * (1 + slip) if buy else close * (1 - slip)
     if request.qty is not None:
-        qty = round(request.qty, QTY_DECIMALS)
+        qty = round(float(request.qty), QTY_DECIMALS)  # a float even for an int request
         if not fractional and abs(request.qty - round(request.qty)) > 10.0**-QTY_DECIMALS:
             return (
                 f"fractional_not_allowed: qty {request.qty} of {request.symbol} is not a whole "
