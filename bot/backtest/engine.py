@@ -106,8 +106,10 @@ class BacktestResult:
 
     def held_weights(self) -> np.ndarray:
         """qty × close / equity per day and symbol (fractions of equity; the rest is cash)."""
-        values = np.where(self.qty != 0, self.qty * self.closes, 0.0)
-        return values / self.equity[:, np.newaxis]
+        values = self.qty * self.closes  # in place from here: one days × symbols array
+        values[self.qty == 0] = 0.0  # (a NaN close where nothing is held is no weight)
+        values /= self.equity[:, np.newaxis]
+        return values
 
 
 def static_targets_reason(strategy: Strategy, spec: BacktestSpec) -> str | None:

@@ -107,9 +107,9 @@ def write_outputs(out_dir: Path, result: BacktestResult, benchmark: BacktestResu
     trades = result.trades.loc[:, ["date", "symbol", "side", "qty", "price", "commission"]].copy()
     trades["date"] = pd.DatetimeIndex(trades["date"]).strftime("%Y-%m-%d")
     trades.to_csv(out_dir / "trades.csv", index=False)
-    weights = np.column_stack([result.held_weights(), result.cash / result.equity])
-    _write_float_table(out_dir / "weights.csv", day, [*result.symbols, "cash"], weights,
-                       "%.10g")
+    _write_float_table(out_dir / "weights.csv", day, [*result.symbols, "cash"],
+                       np.column_stack([result.held_weights(), result.cash / result.equity]),
+                       "%.10g")  # not kept: the tearsheet's own days × symbols array follows
     (out_dir / "metrics.json").write_text(
         json.dumps(_json_safe(metrics), indent=2) + "\n", encoding="utf-8")
     write_tearsheet(out_dir, result, benchmark, metrics)
