@@ -2,7 +2,10 @@
 
 Every order carries a deterministic ``client_order_id`` written to the journal before the
 order is sent, so a crash and a restart never send it twice (the venue refuses a repeated
-id, and reconciliation marks never-sent intents as such).
+id, and reconciliation marks never-sent intents as such). A venue that answers at once (the
+simulator, ``ImmediateFillVenue``) takes a side's orders in one call and the journal
+records its answers in one step; a crash between the two leaves journaled intents that
+reconciliation looks up by id, as it does for a crash after any single submit.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from brokers.base import (
     OrderSide,
     OrderStatus,
 )
+from brokers.booked_batch import ImmediateFillVenue
 
 log = structlog.get_logger("allocbot.execution")
 
@@ -85,7 +89,7 @@ def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
         log.info("orders_not_sent", reason="dry_run", count=len(orders))
         return ExecutionReport(0, 0, 0, 0, 0, 0.0)
 
-    results: list[tuple[Order, list[Fill]]] = []
+    results: list[tuple[OrderStatus, float, float]] = []  # status, filled qty, commission
     sells = [(c, o) for c, o in zip(cids, orders, strict=True) if o.side is OrderSide.SELL]
     buys = [(c, o) for c, o in zip(cids, orders, strict=True) if o.side is OrderSide.BUY]
     results += _send_and_wait(broker, journal, [(c, o.symbol, o.side, o.qty) for c, o in sells],
@@ -94,14 +98,14 @@ def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
         sized = _size_buys_to_cash(broker, journal, buys, settings, fractionable)
         results += _send_and_wait(broker, journal, sized, settings)
 
-    commission = sum(f.commission for _, fills in results for f in fills)
-    statuses = [o.status for o, _ in results]
+    statuses = [status for status, _, _ in results]
     filled, rejected = statuses.count(OrderStatus.FILLED), statuses.count(OrderStatus.REJECTED)
-    partial = sum(1 for o, _ in results
-                  if o.status is not OrderStatus.FILLED and o.filled_qty > 0)
+    partial = sum(1 for status, filled_qty, _ in results
+                  if status is not OrderStatus.FILLED and filled_qty > 0)
     return ExecutionReport(
         submitted=len(results), filled=filled, partially_filled=partial, rejected=rejected,
-        unfilled=len(results) - filled - rejected, commission=commission,
+        unfilled=len(results) - filled - rejected,
+        commission=sum(commission for _, _, commission in results),
     )
 
 
@@ -129,15 +133,39 @@ def _size_buys_to_cash(broker: Broker, journal: Journal,
     return sized
 
 
+@lru_cache(maxsize=16)
+def _fills_at_once(broker_type: type) -> bool:
+    """Whether the venue books a list of orders in one call (a protocol check, once per
+    broker class)."""
+    return issubclass(broker_type, ImmediateFillVenue)
+
+
 def _send_and_wait(broker: Broker, journal: Journal,
                    batch: Sequence[tuple[str, str, OrderSide, float]],
-                   settings: ExecutionSettings) -> list[tuple[Order, list[Fill]]]:
-    """Submit a batch, then wait for each order; returns each final order with its fills."""
-    sent: list[tuple[str, Order, list[Fill] | None]] = []
+                   settings: ExecutionSettings) -> list[tuple[OrderStatus, float, float]]:
+    """Submit a batch, then wait for each order; returns each final order's status, filled
+    quantity and commission. A venue that answers at once books the batch in one call and
+    the journal records it in one step; any other venue gets one order at a time, each
+    journaled as soon as it is answered."""
+    requests = [OrderRequest(symbol=symbol, side=side, client_order_id=cid, qty=qty)
+                for cid, symbol, side, qty in batch]
     detail = log.is_enabled_for(logging.INFO)  # info fields built only when written
-    for cid, symbol, side, qty in batch:
-        order = broker.submit_order(OrderRequest(symbol=symbol, side=side, client_order_id=cid,
-                                                 qty=qty))
+    if _fills_at_once(type(broker)):
+        booked = broker.submit_batch(requests)  # type: ignore[attr-defined]
+        journal.record_batch(booked)
+        for row in range(len(booked)) if detail else ():
+            log.info("order_submitted", client_order_id=booked.client_order_ids[row],
+                     symbol=booked.symbols[row], side=booked.sides[row].value,
+                     qty=booked.qty[row], broker_order_id=booked.order_ids[row],
+                     status=booked.statuses[row].value)
+        for row, status in enumerate(booked.statuses):
+            if detail or status is not OrderStatus.FILLED:  # a quiet fill logs nothing
+                _log_outcome(booked.order(row), booked.fills(row), detail)
+        return list(zip(booked.statuses, booked.filled_qty, booked.commissions, strict=True))
+    sent: list[tuple[str, Order, list[Fill] | None]] = []
+    for request in requests:
+        cid = request.client_order_id
+        order = broker.submit_order(request)
         final_fills = None
         if order.status.is_terminal:  # filled or refused at once: one journal write
             final_fills = broker.fills_for(cid)
@@ -146,8 +174,9 @@ def _send_and_wait(broker: Broker, journal: Journal,
             journal.update_from_order(order)
         sent.append((cid, order, final_fills))
         if detail:
-            log.info("order_submitted", client_order_id=cid, symbol=symbol, side=side.value,
-                     qty=qty, broker_order_id=order.id, status=order.status.value)
+            log.info("order_submitted", client_order_id=cid, symbol=request.symbol,
+                     side=request.side.value, qty=request.qty, broker_order_id=order.id,
+                     status=order.status.value)
     finals = []
     for cid, order, fills in sent:
         if fills is None:  # a terminal order cannot change: only open ones are waited for
@@ -156,7 +185,7 @@ def _send_and_wait(broker: Broker, journal: Journal,
             journal.record_order(order, fills)  # status and fills: one transaction
         if detail or order.status is not OrderStatus.FILLED:  # a quiet fill logs nothing
             _log_outcome(order, fills, detail)
-        finals.append((order, fills))
+        finals.append((order.status, order.filled_qty, sum(f.commission for f in fills)))
     return finals
 
 

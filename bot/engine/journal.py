@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.engine.statuses import OPEN_INTENT_STATUSES, CycleStatus, IntentStatus
 from brokers.base import Fill, Order, OrderSide
+from brokers.booked_batch import BookedBatch
 from brokers.sqlite_state import (
     Schema,
     backup_database,
@@ -300,6 +301,14 @@ class Journal:
         with self._tx("record_order") as db:
             self._update_order(db, order)
             self._replace_fills(db, order.client_order_id, fills)
+
+    def record_batch(self, batch: BookedBatch) -> None:
+        """``record_order`` for every order of a batch a venue answered at once, in one
+        transaction."""
+        with self._tx("record_order") as db:
+            for row in range(len(batch)):
+                self._update_order(db, batch.order(row))
+                self._replace_fills(db, batch.client_order_ids[row], batch.fills(row))
 
     def intents(self, cycle_id: str | None = None, statuses: Sequence[IntentStatus] | None = None
                 ) -> list[IntentRecord]:

@@ -24,6 +24,7 @@ from typing import Any
 from bot.engine.journal import IntentRecord, Journal
 from bot.engine.statuses import OPEN_INTENT_STATUSES, CycleStatus, IntentStatus
 from brokers.base import Fill, Order, OrderSide, OrderStatus
+from brokers.booked_batch import BookedBatch
 from strategies.errors import StateError
 
 _NONE = math.nan  # how a float column holds None
@@ -197,6 +198,31 @@ class MemoryJournal(Journal):
             old = self._fill_counts[row]
             self._fill_counts[row], self._fill_qty_sums[row] = count, qty_sum
         self._fill_total += count - old
+
+    def record_batch(self, batch: BookedBatch) -> None:
+        """``record_order`` for every order of the batch, straight from its columns."""
+        rows, statuses, broker_ids = self._row_of, self._statuses, self._broker_ids
+        filled_qty, avg_price = self._filled_qty, self._avg_price
+        counts, sums, reasons = self._fill_counts, self._fill_qty_sums, batch.reasons
+        for i, cid in enumerate(batch.client_order_ids):
+            price, filled = batch.prices[i], batch.filled_qty[i]
+            count = 0 if price != price or batch.submitted_at[i] is None else 1
+            row = rows.get(cid)
+            if row is None:  # an order never journaled as an intent: its fills still count
+                old = self._unjournaled_fills.get(cid, (0, 0.0))[0]
+                self._unjournaled_fills[cid] = (count, filled if count else 0.0)
+                self._fill_total += count - old
+                continue
+            status = batch.statuses[i]
+            statuses[row] = _INTENT_OF.get(status) or IntentStatus(status.value)
+            broker_ids[row] = batch.order_ids[i]
+            filled_qty[row] = filled
+            avg_price[row] = price  # NaN: no fill (None), as update_from_order stores it
+            if i in reasons:
+                self._reasons[row] = reasons[i]
+            self._open_or_close(row)
+            self._fill_total += count - counts[row]
+            counts[row], sums[row] = count, filled if count else 0.0
 
     def _record_at(self, row: int) -> IntentRecord:
         avg = self._avg_price[row]

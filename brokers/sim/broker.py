@@ -49,6 +49,7 @@ from brokers.base import (
     trusted_position,
     validate_price_frame,
 )
+from brokers.booked_batch import BookedBatch
 from brokers.calendar import xnys_sessions
 from brokers.errors import BrokerConfigError, BrokerDataError
 from brokers.sim.ledger import LedgerState, SimLedger
@@ -410,24 +411,39 @@ class SimulatedBroker:
 
         Idempotent: a known ``client_order_id`` returns the stored order, untouched.
         """
+        return self.submit_batch([request]).order(0)
+
+    def submit_batch(self, requests: Sequence[OrderRequest]) -> BookedBatch:
+        """``submit_order`` for each request in turn, under one lock, answered in columns
+        (``ImmediateFillVenue``): the same books as one call per order."""
+        batch = BookedBatch()
         with self._lock:
-            known = self._ledger.order(request.client_order_id)
-            if known is not None:
-                return known
-            outcome = self._evaluate(request)
-            now = (self._nows[self._row]  # = clock().now, cheaper
-                   if self._is_open() and self._row is not None else self.clock().now)
-            qty = None if request.qty is None else float(request.qty)
-            notional = None if request.notional is None else float(request.notional)
+            for request in requests:
+                self._submit(request, batch)
+        return batch
+
+    def _submit(self, request: OrderRequest, batch: BookedBatch) -> None:
+        known = self._ledger.order(request.client_order_id)
+        if known is not None:
+            batch.add_order(known, self._ledger.fills(request.client_order_id))
+            return
+        outcome = self._evaluate(request)
+        now = (self._nows[self._row]  # = clock().now, cheaper
+               if self._is_open() and self._row is not None else self.clock().now)
+        qty = None if request.qty is None else float(request.qty)
+        notional = None if request.notional is None else float(request.notional)
+        if isinstance(outcome, str):
             # Built from checked parts (a validated request, the replay's aware clock):
-            # trusted_order skips re-checking them. The id is sim-<seq>: known now in memory,
-            # set by the SQLite ledger inside its write ("" until then).
-            if isinstance(outcome, str):
-                order = trusted_order(self._ledger.next_order_id(), request.client_order_id,
-                                      request.symbol, request.side, OrderStatus.REJECTED, qty,
-                                      notional, 0.0, None, now, outcome)
-                return self._ledger.record(order, None, self._cash, None)
-            return self._fill(request, qty, notional, now, outcome)
+            # trusted_order skips re-checking them. The id is sim-<seq>: known now in
+            # memory, set by the SQLite ledger inside its write ("" until then).
+            order = trusted_order(self._ledger.next_order_id(), request.client_order_id,
+                                  request.symbol, request.side, OrderStatus.REJECTED, qty,
+                                  notional, 0.0, None, now, outcome)
+            batch.add_order(self._ledger.record(order, None, self._cash, None), [])
+            return
+        order_id = self._fill(request, qty, notional, now, outcome)
+        batch.add_fill(order_id, request.client_order_id, request.symbol, request.side, qty,
+                       notional, outcome.qty, outcome.price, outcome.commission, now)
 
     def _evaluate(self, request: OrderRequest) -> FillPlan | str:
         if not self._is_open() or self._row is None:
@@ -441,8 +457,9 @@ class SimulatedBroker:
         return plan_fill(request, close, held, self._cash, self._costs, self._fractional)
 
     def _fill(self, request: OrderRequest, qty: float | None, notional: float | None,
-              now: datetime, plan: FillPlan) -> Order:
-        """Book a fill: write it with the new cash and position, then update the cache.
+              now: datetime, plan: FillPlan) -> str:
+        """Book a fill: write it with the new cash and position, then update the cache;
+        returns the order's id.
 
         The average entry price excludes commission, as Alpaca reports it.
         """
@@ -454,7 +471,7 @@ class SimulatedBroker:
         else:
             held_after = round(held - plan.qty, QTY_DECIMALS)
         cash = self._cash + plan.cash_delta
-        order = self._ledger.book_fill(
+        order_id = self._ledger.book_fill(
             request.client_order_id, symbol, request.side, qty, notional, plan.qty, plan.price,
             plan.commission, now, cash, held_after, avg)
         self._cash = cash
@@ -465,7 +482,7 @@ class SimulatedBroker:
         else:
             self._qty.pop(symbol, None)
             self._avg.pop(symbol, None)
-        return order
+        return order_id
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
         with self._lock:

@@ -242,14 +242,13 @@ class SimLedger:
 
     def book_fill(self, client_order_id: str, symbol: str, side: OrderSide, qty: float | None,
                   notional: float | None, fill_qty: float, price: float, commission: float,
-                  at: datetime, cash: float, held_qty: float, avg_entry_price: float
-                  ) -> Order:
+                  at: datetime, cash: float, held_qty: float, avg_entry_price: float) -> str:
         """``record`` of a filled market order and its one fill, from the simulator's own
-        checked numbers (``at`` aware); returns the stored order."""
+        checked numbers (``at`` aware); returns the stored order's id."""
         order = trusted_order("", client_order_id, symbol, side, OrderStatus.FILLED, qty,
                               notional, fill_qty, price, at, None)
         fill = trusted_fill("", client_order_id, symbol, side, fill_qty, price, commission, at)
-        return self.record(order, fill, cash, Holding(symbol, held_qty, avg_entry_price))
+        return self.record(order, fill, cash, Holding(symbol, held_qty, avg_entry_price)).id
 
     def order(self, client_order_id: str) -> Order | None:
         row = self._db.execute(_SELECT_ORDER_BY_CID, (client_order_id,)).fetchone()

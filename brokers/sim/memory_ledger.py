@@ -129,12 +129,11 @@ class MemoryLedger:
 
     def book_fill(self, client_order_id: str, symbol: str, side: OrderSide, qty: float | None,
                   notional: float | None, fill_qty: float, price: float, commission: float,
-                  at: datetime, cash: float, held_qty: float, avg_entry_price: float
-                  ) -> Order:
+                  at: datetime, cash: float, held_qty: float, avg_entry_price: float) -> str:
         """``record`` of a filled market order and its one fill, written straight into the
         columns: the simulator's numbers are floats and finite by construction (its
         ``SimCosts`` are floats, quantities pass through ``float``/``round``), so the
-        ``_fits_columns`` check ``record`` makes is not needed. Returns the stored order."""
+        ``_fits_columns`` check ``record`` makes is not needed. Returns the order's id."""
         row = len(self._time_code)
         order_id = self._next_id[1] if self._next_id[0] == row else self.next_order_id()
         self._row_of[client_order_id] = row
@@ -143,11 +142,8 @@ class MemoryLedger:
                               _NONE if notional is None else notional, fill_qty, price,
                               commission))
         self._time_code.append(self._code(at))
-        # what _fills_at(row) would rebuild; fills_for asks for it next (execution)
-        self._last_fill = trusted_fill(order_id, client_order_id, symbol, side, fill_qty, price,
-                                       commission, at)
-        return trusted_order(order_id, client_order_id, symbol, side, OrderStatus.FILLED, qty,
-                             notional, fill_qty, price, at, None)
+        self._last_fill = None  # fills() rebuilds it from the columns when asked
+        return order_id
 
     def _order_at(self, row: int) -> Order:
         if self._whole and row in self._whole:
