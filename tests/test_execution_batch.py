@@ -127,3 +127,44 @@ def test_booked_batch_refuses_an_order_it_cannot_hold_as_one_fill():
         BookedBatch().add_order(order, [fill, fill])
     with pytest.raises(ValueError, match="filled at most once"):
         BookedBatch().add_order(order, [replace(fill, price=fill.price + 1)])
+
+
+class _CrashInsideWrite(Exception):
+    """Stands for the process dying inside the journal's write (the transaction rolls back)."""
+
+
+def test_crash_between_batch_booking_and_its_journal_write_is_reconciled_never_resent(tmp_path):
+    """The window the batch path widens: the venue has booked a side, the journal has not
+    recorded it. After the restart, reconciliation finds every order at the venue by its
+    id, records its fill, and the orders are not sent again."""
+    from bot.engine.reconcile import reconcile
+    from bot.engine.statuses import IntentStatus
+
+    def sim() -> SimulatedBroker:
+        return SimulatedBroker(tmp_path / "sim.db", PRICES, starting_cash=10_000.0,
+                               replay_start=START)
+
+    def crash(kind: str) -> None:
+        if kind == "record_order":
+            hits.append(kind)
+            raise _CrashInsideWrite
+
+    broker, journal, hits = sim(), Journal(tmp_path / "journal.db"), []
+    broker.on_wake()
+    cycle_id = journal.start_cycle(broker.current_date())
+    journal.write_hook = crash
+    with pytest.raises(_CrashInsideWrite):
+        execute_plan(broker, journal, cycle_id, PLANS[0][:2], SETTINGS, FRACTIONABLE)
+    assert hits == ["record_order"]  # the fault hit the batch's journal write
+    booked = broker.list_orders(open_only=False)
+    assert [o.status for o in booked] == [OrderStatus.FILLED] * 2
+    assert {i.status for i in journal.intents()} == {IntentStatus.INTENT}  # not recorded
+    journal.close()
+    broker.close()
+
+    broker, journal = sim(), Journal(tmp_path / "journal.db")  # the restart
+    reconcile(broker, journal, "bt", repair_fills=True)
+    assert {i.status for i in journal.intents()} == {IntentStatus.FILLED}
+    assert journal.fill_count() == 2 and journal.intents_missing_fills() == []
+    assert journal.open_intents() == []  # nothing left for a later cycle to resend
+    assert broker.list_orders(open_only=False) == booked

@@ -147,6 +147,8 @@ def _send_and_wait(broker: Broker, journal: Journal,
     quantity and commission. A venue that answers at once books the batch in one call and
     the journal records it in one step; any other venue gets one order at a time, each
     journaled as soon as it is answered."""
+    if not batch:  # (no sells, or every buy dropped): nothing to send or record
+        return []
     requests = [OrderRequest(symbol=symbol, side=side, client_order_id=cid, qty=qty)
                 for cid, symbol, side, qty in batch]
     detail = log.is_enabled_for(logging.INFO)  # info fields built only when written
