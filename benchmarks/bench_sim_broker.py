@@ -4,11 +4,13 @@ Run: ``python benchmarks/bench_sim_broker.py [--assets N] [--days N]``. Figures,
 asserts: the backtest calls these thousands of times, so each must stay cheap.
 
 The last lines replay what ``execute_plan`` does with the backtest's books
-(``SimulatedBroker(":memory:")`` and ``MemoryJournal``): per cycle one ``record_intents``,
-per order ``submit_order`` + ``fills_for`` + ``record_order``, one ``account()``; they
-print the time per order and the memory the books keep per order (tracemalloc). The
-per-call ``account`` figure is a cached read (no fill, same day); the per-order figure
-includes the recomputation after fills.
+(``SimulatedBroker(":memory:")`` and ``MemoryJournal``): per cycle one ``record_intents``
+and one ``account()``, then the orders either as the backtest sends them (one
+``submit_batch`` + ``record_batch``: the simulator answers at once) or as a venue without
+that capability gets them (per order ``submit_order`` + ``fills_for`` + ``record_order``);
+they print the time per order of each and the memory the books keep per order
+(tracemalloc). The per-call ``account`` figure is a cached read (no fill, same day); the
+per-order figures include the recomputation after fills.
 """
 
 from __future__ import annotations
@@ -72,9 +74,11 @@ def _measure(db_path: str | Path, prices: pd.DataFrame, calls: int) -> dict[str,
     return figures
 
 
-def _execution_rounds(prices: pd.DataFrame, cycles: int) -> tuple[SimulatedBroker, MemoryJournal]:
+def _execution_rounds(prices: pd.DataFrame, cycles: int, batched: bool = True
+                      ) -> tuple[SimulatedBroker, MemoryJournal]:
     """``cycles`` cycles of execute_plan's calls on the in-memory books: every asset bought
-    on even cycles, sold on odd ones (so holdings stay bounded), one day per cycle."""
+    on even cycles, sold on odd ones (so holdings stay bounded), one day per cycle; the
+    orders in one batch, or one by one."""
     symbols = list(prices.columns)
     sim = SimulatedBroker(":memory:", prices, starting_cash=1e12, costs=SimCosts(1, 0, 1),
                           replay_start=prices.index[0].date())
@@ -86,9 +90,13 @@ def _execution_rounds(prices: pd.DataFrame, cycles: int) -> tuple[SimulatedBroke
         rows = [(f"bt-{cycle_id}-{s}-{side.value[0]}", s, side, 1.0, 100.0) for s in symbols]
         journal.record_intents(cycle_id, rows)
         sim.account()  # execute_plan re-reads cash between sells and buys
-        for cid, symbol, _, qty, _ in rows:
-            order = sim.submit_order(OrderRequest(symbol, side, cid, qty=qty))
-            journal.record_order(order, sim.fills_for(cid))
+        requests = [OrderRequest(symbol, side, cid, qty=qty) for cid, symbol, _, qty, _ in rows]
+        if batched:
+            journal.record_batch(sim.submit_batch(requests))
+            continue
+        for request in requests:
+            order = sim.submit_order(request)
+            journal.record_order(order, sim.fills_for(request.client_order_id))
     return sim, journal
 
 
@@ -103,21 +111,22 @@ def _kept_bytes(prices: pd.DataFrame, cycles: int) -> int:
     return kept
 
 
-def _measure_execution(prices: pd.DataFrame, cycles: int) -> tuple[float, float]:
-    """(µs per order, fastest of 5 runs; bytes the books keep per order) of
-    ``_execution_rounds``; the bytes
-    are the slope between ``cycles`` and half as many, so the broker's fixed tables (the
-    calendar, the prices) do not count."""
+def _measure_execution(prices: pd.DataFrame, cycles: int) -> tuple[float, float, float]:
+    """(µs per order in a batch and one by one, fastest of 5 runs each, alternated; bytes
+    the books keep per order) of ``_execution_rounds``; the bytes are the slope between
+    ``cycles`` and half as many, so the broker's fixed tables (the calendar, the prices) do
+    not count."""
     orders = cycles * prices.shape[1]
-    runs = []
+    runs: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(5):  # the fastest of 5: the least disturbed by other processes
-        start = time.perf_counter()
-        _execution_rounds(prices, cycles)
-        runs.append(time.perf_counter() - start)
-    per_order_us = min(runs) / orders * 1e6
+        for batched in (True, False):
+            start = time.perf_counter()
+            _execution_rounds(prices, cycles, batched)
+            runs[batched].append(time.perf_counter() - start)
+    batch_us, single_us = (min(runs[b]) / orders * 1e6 for b in (True, False))
     half = cycles // 2
     slope = (_kept_bytes(prices, cycles) - _kept_bytes(prices, half)) / (cycles - half)
-    return per_order_us, slope / prices.shape[1]
+    return batch_us, single_us, slope / prices.shape[1]
 
 
 def main() -> None:
@@ -137,13 +146,14 @@ def main() -> None:
         memory = _measure(":memory:", prices, args.calls)
         disk = _measure(Path(tmp) / "state.db", prices, args.calls)
     cycles = min(args.days - 1, 2000)
-    per_order_us, kept_bytes = _measure_execution(prices, cycles)
+    batch_us, single_us, kept_bytes = _measure_execution(prices, cycles)
     print(f"{args.assets} assets x {args.days} days, {args.calls} calls each")
     print(f"{'call':28s} {':memory: us':>12s} {'file us':>10s}")
     for name, value in memory.items():
         print(f"{name:28s} {value:12.1f} {disk[name]:10.1f}")
     print(f"execute_plan's calls, :memory: books, {cycles} cycles x {args.assets} orders: "
-          f"{per_order_us:.1f} us per order, {kept_bytes:.0f} bytes kept per order")
+          f"{batch_us:.1f} us per order in one batch (the backtest), {single_us:.1f} us one "
+          f"by one; {kept_bytes:.0f} bytes kept per order")
 
 
 if __name__ == "__main__":
