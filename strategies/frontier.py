@@ -22,11 +22,12 @@ import numpy as np
 from strategies.base import StrategyError
 from strategies.costed_frontier import costed_frontier_segment
 from strategies.costed_qp import CostedSolution, LinearTerms, solve_costed_qp
-from strategies.free_set import FreeSetSolver
+from strategies.free_set import FreeSetSolver, cho_solve_lower
 from strategies.frontier_piece import FrontierSegment, frontier_segment
 from strategies.qp import (
     QPSolution,
     free_set_solver,
+    ill_conditioned,
     polish_weights,
     solve_qp,
     solve_tangency_qp,
@@ -62,14 +63,14 @@ class _Frontier:
         self.chol: np.ndarray | None = None
         self.solver: FreeSetSolver | None = None
 
-    def start(self, chol: np.ndarray | None) -> QPSolution | CostedSolution:
-        """The minimum-variance portfolio (λ = 0)."""
+    def start(self, chol: np.ndarray | None, lam: float = 0.0) -> QPSolution | CostedSolution:
+        """The frontier's portfolio at ``lam`` (default: the minimum-variance one), cold."""
         self.chol = chol
         zero = np.zeros_like(self.mu)
         if self.costs is None:
             self.solver = free_set_solver(self.cov, chol)
-            return solve_qp(self.cov, zero, self.lower, self.upper, chol=chol,
-                            solver=self.solver)
+            return solve_qp(self.cov, lam * self.mu if lam else zero, self.lower, self.upper,
+                            chol=chol, solver=self.solver)
         return solve_costed_qp(self.cov, zero, 0.0, self.lower, self.upper, self.costs.terms,
                                kinks=self.costs.kinks, chol=chol)
 
@@ -173,13 +174,15 @@ Verdict = tuple[str, float | None]
 
 
 def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
-          judge: Callable[[FrontierSegment], Verdict]) -> np.ndarray:
-    """Bracketed search over λ ≥ 0 for the piece holding the optimum; ``judge`` gives a
-    piece's verdict and a candidate λ (the 1-D optimum of the piece's extension)."""
+          judge: Callable[[FrontierSegment], Verdict], lam: float = 0.0,
+          first: FrontierSegment | None = None) -> np.ndarray:
+    """Bracketed search over λ ≥ 0 for the piece holding the optimum, from ``start`` (the
+    optimum at ``lam``; ``first``: its piece, if computed); ``judge`` gives a piece's
+    verdict and a candidate λ (the 1-D optimum of the piece's extension)."""
     cov, mu, lower, upper = frontier.cov, frontier.mu, frontier.lower, frontier.upper
     bracket = _Bracket(scale=float(np.mean(np.diag(cov))) / max(float(np.max(np.abs(mu))),
                                                                  1e-12))
-    lam, solution = 0.0, start
+    solution = start
     top = frontier.top()
     if top is not None:
         verdict, _ = judge(top)
@@ -189,7 +192,8 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
     crossings = 0
     fallback: tuple[QPSolution | CostedSolution, float] | None = None  # before a crossing
     while True:
-        seg = frontier.segment(solution, lam)
+        seg = frontier.segment(solution, lam) if first is None else first
+        first = None
         if fallback is not None and not seg.lam_lo <= seg.lam_hi:  # degenerate crossing
             solution, retry = fallback
             fallback = None
@@ -289,27 +293,99 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
     κΣ|w − a| and the caps hold."""
     target = target_volatility**2
     frontier = _Frontier(cov, mu, lower, upper, costs)
+    model: dict[str, float | None] = {"min_var": None}  # v₀ of _power_root's model
+    seen: list[tuple[float, float, float]] = []  # (λ, v, v') at judged pieces' ends
+
+    def judge(seg: FrontierSegment) -> Verdict:
+        _, _, q0, q1, q2 = _moments(seg, mu, cov)
+        root = _larger_root(q2, 2.0 * q1, q0 - target)
+        min_var = model["min_var"]
+        if np.isfinite(seg.lam_hi) and q0 + 2 * q1 * seg.lam_hi + q2 * seg.lam_hi**2 < target:
+            return RIGHT, _model_root(seen, seg.lam_hi, q0, q1, q2, min_var, target, root)
+        if seg.lam_lo > 0 and q0 + 2 * q1 * seg.lam_lo + q2 * seg.lam_lo**2 > target:
+            return LEFT, _model_root(seen, seg.lam_lo, q0, q1, q2, min_var, target, root)
+        if root is None or _is_flat(seg):
+            return STOP, seg.lam_lo
+        return STOP, min(max(root, seg.lam_lo), seg.lam_hi)
+
+    lam = _budget_only_guess(mu, target, chol, costs)
+    if lam > 0:  # start on the piece at the budget-only frontier's λ (a lower estimate)
+        start = frontier.start(chol, lam)
+        first = frontier.segment(start, lam)
+        _, _, q0, q1, q2 = _moments(first, mu, cov)
+        lo = first.lam_lo
+        if first.lam_lo <= first.lam_hi and q0 + 2 * q1 * lo + q2 * lo * lo <= target:
+            return _walk(frontier, start, judge, lam, first)
     start = frontier.start(chol)
     min_vol = float(np.sqrt(start.weights @ cov @ start.weights))
     if min_vol > target_volatility * (1.0 + 1e-12):
         raise StrategyError(
             f"target_volatility {target_volatility:.4g} is below the minimum achievable "
             f"volatility {min_vol:.4g} under these bounds; raise target_volatility")
-
-    def judge(seg: FrontierSegment) -> Verdict:
-        _, _, q0, q1, q2 = _moments(seg, mu, cov)
-        root = _larger_root(q2, 2.0 * q1, q0 - target)
-        if np.isfinite(seg.lam_hi) and q0 + 2 * q1 * seg.lam_hi + q2 * seg.lam_hi**2 < target:
-            return RIGHT, root
-        if seg.lam_lo > 0 and q0 + 2 * q1 * seg.lam_lo + q2 * seg.lam_lo**2 > target:
-            return LEFT, root
-        if root is None or _is_flat(seg):
-            return STOP, seg.lam_lo
-        return STOP, min(max(root, seg.lam_lo), seg.lam_hi)
-
+    model["min_var"] = min_vol**2
     if frontier.single_point():
         return start.weights
     return _walk(frontier, start, judge)
+
+
+def _budget_only_guess(mu: np.ndarray, target: float, chol: np.ndarray | None,
+                       costs: TradingCosts | None) -> float:
+    """The λ of the frontier with the budget as its only constraint, from Σ's factor:
+    w(λ) = Σ⁻¹(λμ + ν1) has variance v₀ + λ²q with v₀ = 1/(1ᵀΣ⁻¹1) and
+    q = μᵀΣ⁻¹μ − (1ᵀΣ⁻¹μ)²/(1ᵀΣ⁻¹1); λ is where that reaches ``target``. The bounds
+    only slow the variance's growth (the constrained optimum's λ is larger), so the walk
+    starts there instead of at the minimum-variance portfolio. λ = 0 (start at λ = 0):
+    costs, no factor or an ill-conditioned one, or a target at or below v₀."""
+    if costs is not None or chol is None or ill_conditioned(chol):
+        return 0.0
+    both = cho_solve_lower(chol, np.column_stack([np.ones(len(mu)), mu]))
+    ones, ret = float(both[:, 0].sum()), float(both[:, 1].sum())
+    if not ones > 0:
+        return 0.0
+    v0 = 1.0 / ones
+    q = float(mu @ both[:, 1]) - ret * ret / ones
+    if not (q > 0 and target > v0 and np.isfinite(q)):
+        return 0.0
+    return float(np.sqrt((target - v0) / q))
+
+
+def _model_root(seen: list[tuple[float, float, float]], lam: float, q0: float, q1: float,
+                q2: float, min_var: float | None, target: float,
+                root: float | None) -> float | None:
+    """The candidate λ from the model v(λ) = c + aλᵖ: fitted to this piece's end and the
+    last other end seen (slopes give p, then a and c), else ``_power_root``."""
+    var = q0 + 2.0 * q1 * lam + q2 * lam * lam
+    slope = 2.0 * (q1 + q2 * lam)
+    previous = seen[-1] if seen else None
+    seen.append((lam, var, slope))
+    if previous is not None and lam > 0 and previous[0] > 0 and slope > 0 and previous[2] > 0:
+        ratio = lam / previous[0]
+        if abs(np.log(ratio)) > 1e-3:
+            power = 1.0 + float(np.log(slope / previous[2]) / np.log(ratio))
+            if 1.0 <= power <= 2.0:
+                a = slope / (power * lam ** (power - 1.0))
+                c = var - a * lam**power
+                if target > c:
+                    return float(((target - c) / a) ** (1.0 / power))
+    return _power_root(lam, q0, q1, q2, min_var, target, root)
+
+
+def _power_root(lam: float, q0: float, q1: float, q2: float, min_var: float | None,
+                target: float, root: float | None) -> float | None:
+    """The λ where the variance reaches ``target`` on the model v(λ) = v₀ + aλᵖ through the
+    piece's end (λ, v(λ), v'(λ)), v₀ the minimum variance (λ = 0): on the unconstrained
+    frontier p = 2 (v = v₀ + q₂λ²); as bounds become active the variance grows more slowly
+    than each piece's own parabola, whose root (``root``) then undershoots. ``min_var``
+    None (unknown): the tangent's root (p = 1)."""
+    var = q0 + 2.0 * q1 * lam + q2 * lam * lam
+    slope = 2.0 * (q1 + q2 * lam)
+    if min_var is None:
+        return float(lam + (target - var) / slope) if lam > 0 and slope > 0 else root
+    rise = var - min_var
+    if not (lam > 0 and rise > 0 and slope > 0 and target > min_var):
+        return root
+    power = min(max(slope * lam / rise, 1.0), 2.0)
+    return float(lam * ((target - min_var) / rise) ** (1.0 / power))
 
 
 def _larger_root(a: float, b: float, c: float) -> float | None:

@@ -116,7 +116,7 @@ def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
 def free_set_solver(cov: np.ndarray, chol: np.ndarray | None) -> FreeSetSolver:
     """The free-set solver for Σ: with its Cholesky factor ``chol`` (reused for the
     all-free set, and for range-space solves when Σ is well conditioned) or without."""
-    solver = FreeSetSolver(cov, chol if chol is not None and not _ill_conditioned(chol)
+    solver = FreeSetSolver(cov, chol if chol is not None and not ill_conditioned(chol)
                            else None)
     if chol is not None:
         solver.remember(np.arange(len(cov)), chol, slot="all")
@@ -134,7 +134,7 @@ def solve_restricted(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper:
         at_lo, at_hi = warm.at_lower | fixed, warm.at_upper & ~fixed
     else:
         at_lo, at_hi = fixed.copy(), np.zeros(n, bool)
-    ill = chol is not None and _ill_conditioned(chol)
+    ill = chol is not None and ill_conditioned(chol)
     if ill and warm is not None:  # the nearby optimum is feasible: a few bound changes
         start = QPSolution(warm.weights, at_lo, at_hi & ~at_lo, 0)
         return _primal_active_set(cov, lin, lower, upper, tol_z, start)
@@ -161,7 +161,7 @@ def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
     n = len(excess)
     tol_z = DUAL_RELATIVE_TOLERANCE * float(np.max(np.abs(np.diag(cov))))
     zero, unbounded = np.zeros(n), np.full(n, np.inf)
-    if _ill_conditioned(chol):  # as in solve_qp: a regularized start, then the primal method
+    if ill_conditioned(chol):  # as in solve_qp: a regularized start, then the primal method
         start = _regularized_start(cov, zero, zero, unbounded, tol_z, excess)
         if start is None or start.weights.min() < -WEIGHT_TOLERANCE:
             return None
@@ -176,7 +176,7 @@ def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
                                    solver)
 
 
-def _ill_conditioned(chol: np.ndarray) -> bool:
+def ill_conditioned(chol: np.ndarray) -> bool:
     """Cholesky pivots spread beyond ILL_CONDITIONED_PIVOT_RATIO (cond(Σ) ≳ 1e8, e.g. a
     repaired covariance): cold primal-dual iterations would cycle, go straight to the
     regularized start."""
