@@ -258,9 +258,9 @@ class FreeSetSolver:
             self.remember(free, factor)
             if self.chol is not None:  # anchor the range space on this free set
                 self.space, self.anchor = None, (free, factor)
-        act = np.flatnonzero(active)
         rhs = lin[free]
-        if act.size and held[act].any():
+        if w.any():  # w is the held values on the active set, 0 on the free one
+            act = np.flatnonzero(active)
             rhs = rhs - (held[act].T @ self.cov[act]).T[free]  # Σ_FA·w_A, Σ symmetric
         row = self.budget_row[free]
         x = cho_solve_lower(factor, np.column_stack([rhs, row]))

@@ -334,8 +334,10 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     for iteration in range(done + 1, done + 20 * n + 100):
         target, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
         free = ~(at_lo | at_hi)
-        step = np.where(free, target - w, 0.0)
-        if np.max(np.abs(step)) <= 1e-14:
+        # The step moves only the free weights: work on their indices (a few dozen of n).
+        moving = np.flatnonzero(free)
+        step = target[moving] - w[moving]
+        if not moving.size or np.max(np.abs(step)) <= 1e-14:
             g = solver.gradient(w, lin)  # Σw − c from the support's rows when w is sparse
             if np.isnan(nu):
                 movable_lo = at_lo & ~fixed
@@ -349,16 +351,18 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                 return QPSolution(w, at_lo, at_hi, iteration, factor)
             at_lo[worst] = at_hi[worst] = False
             continue
+        w_moving = w[moving]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(step < -1e-18, (lower - w) / step,
-                             np.where(step > 1e-18, (upper - w) / step, np.inf))
-        ratio = np.where(free, np.maximum(ratio, 0.0), np.inf)
-        block = int(np.argmin(ratio))
-        if ratio[block] >= 1.0:
-            w = np.where(free, target, w)
+            ratio = np.where(step < -1e-18, (lower[moving] - w_moving) / step,
+                             np.where(step > 1e-18, (upper[moving] - w_moving) / step, np.inf))
+        ratio = np.maximum(ratio, 0.0)
+        first = int(np.argmin(ratio))
+        if ratio[first] >= 1.0:
+            w[moving] = target[moving]
             continue
-        w = w + ratio[block] * step
-        if step[block] < 0:
+        w[moving] = w_moving + ratio[first] * step
+        block = int(moving[first])
+        if step[first] < 0:
             w[block], at_lo[block] = lower[block], True
         else:
             w[block], at_hi[block] = upper[block], True
