@@ -258,15 +258,20 @@ class FreeSetSolver:
             self.remember(free, factor)
             if self.chol is not None:  # anchor the range space on this free set
                 self.space, self.anchor = None, (free, factor)
-        rhs = lin[free]
-        if w.any():  # w is the held values on the active set, 0 on the free one
-            act = np.flatnonzero(active)
-            rhs = rhs - (held[act].T @ self.cov[act]).T[free]  # Σ_FA·w_A, Σ symmetric
         row = self.budget_row[free]
-        x = cho_solve_lower(factor, np.column_stack([rhs, row]))
-        y = x[:, -1]
-        nu = (budgets - self.budget_row @ w - row @ x[:, :-1]) / float(row @ y)
-        w[free] = x[:, :-1] + np.outer(y, nu)
+        both = np.empty((free.size, k + 1))  # [c_F − Σ_FA·w_A | a_F]: one solve for both
+        both[:, k] = row
+        held_any = bool(w.any())  # w is the held values on the active set, 0 on the free one
+        if held_any:
+            act = np.flatnonzero(active)
+            both[:, :k] = lin[free] - (held[act].T @ self.cov[act]).T[free]  # Σ symmetric
+        else:
+            both[:, :k] = lin[free]
+        x = cho_solve_lower(factor, both)
+        y = x[:, k]
+        spent = budgets - self.budget_row @ w if held_any else budgets  # b − aᵀw_A
+        nu = (spent - row @ x[:, :k]) / float(row @ y)
+        w[free] = x[:, :k] + y[:, None] * nu
         return w, nu, factor
 
 
