@@ -113,12 +113,11 @@ def _trailing_loaded(cov: np.ndarray, chol: np.ndarray, floor: float, in_place: 
     n = len(cov)
     k = int(np.argmax(np.diag(chol) ** 2 < floor))
     shift = LOADING_FLOORS * floor
-    if k <= n - k:
+    if 6 * k <= n - k:  # Σ₂₂ − L₂₁L₂₁ᵀ: 2(n−k)²k flops, fewer than the tail's (n−k)³/3
         lead = chol[k:, :k]
         schur = cov[k:, k:] - lead @ lead.T
     else:
-        tail = chol[k:, k:]
-        schur = tail @ tail.T
+        schur = _lower_gram(chol[k:, k:])
     schur.flat[:: n - k + 1] += shift
     try:
         corner = cholesky_lower(schur, clean=True, overwrite=True)
@@ -130,6 +129,20 @@ def _trailing_loaded(cov: np.ndarray, chol: np.ndarray, floor: float, in_place: 
     loaded.flat[k * (n + 1):: n + 1] += shift
     chol[k:, k:] = corner
     return loaded, chol
+
+
+def _lower_gram(tail: np.ndarray) -> np.ndarray:
+    """A matrix whose lower triangle is tail·tailᵀ (``tail`` lower triangular, its upper
+    triangle zero), in (n−k)³/3 flops: LAPACK's lauum forms UUᵀ of an upper-triangular
+    U, and reversing both index orders turns the lower ``tail`` into such a U and UUᵀ back
+    into tail·tailᵀ. The strict upper triangle is left zero (the Cholesky reads only the
+    lower one)."""
+    from scipy.linalg.lapack import dlauum
+
+    product, info = dlauum(np.asfortranarray(tail[::-1, ::-1]), lower=0, overwrite_c=1)
+    if info != 0:
+        raise ValueError(f"illegal value in argument {-info} of lauum")
+    return np.asfortranarray(product[::-1, ::-1])
 
 
 def _diagonally_loaded(sym: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray] | None:
