@@ -63,23 +63,31 @@ class _Frontier:
         self.chol: np.ndarray | None = None
         self.solver: FreeSetSolver | None = None
 
-    def start(self, chol: np.ndarray | None, lam: float = 0.0) -> QPSolution | CostedSolution:
-        """The frontier's portfolio at ``lam`` (default: the minimum-variance one), cold."""
+    def start(self, chol: np.ndarray | None, lam: float = 0.0,
+              first: np.ndarray | None = None) -> QPSolution | CostedSolution:
+        """The frontier's portfolio at ``lam`` (default: the minimum-variance one), cold;
+        ``first``: the weights with every asset free at ``lam``, when known."""
         self.chol = chol
         zero = np.zeros_like(self.mu)
         if self.costs is None:
             self.solver = free_set_solver(self.cov, chol)
             return solve_qp(self.cov, lam * self.mu if lam else zero, self.lower, self.upper,
-                            chol=chol, solver=self.solver)
+                            chol=chol, solver=self.solver,
+                            first=None if first is None else (first, zero))
         return solve_costed_qp(self.cov, zero, 0.0, self.lower, self.upper, self.costs.terms,
                                kinks=self.costs.kinks, chol=chol)
 
-    def solve(self, lam: float, warm: QPSolution | CostedSolution
-              ) -> QPSolution | CostedSolution:
+    def solve(self, lam: float, warm: QPSolution | CostedSolution,
+              piece: FrontierSegment | None = None) -> QPSolution | CostedSolution:
+        """The frontier's portfolio at ``lam`` from ``warm``'s active sets; ``piece``: the
+        segment on those very sets, whose affine w and z are the QP's first iterate."""
         if self.costs is None:
+            first = None
+            if piece is not None and piece.z0 is not None and piece.z1 is not None:
+                first = (piece.at(lam), piece.z0 + lam * piece.z1)
             return solve_qp(self.cov, lam * self.mu, self.lower, self.upper,
                             warm=warm, chol=self.chol,  # type: ignore[arg-type]
-                            solver=self.solver)
+                            solver=self.solver, first=first)
         return solve_costed_qp(self.cov, lam * self.mu, lam * self.costs.kappa, self.lower,
                                self.upper, self.costs.terms, warm=warm,  # type: ignore[arg-type]
                                kinks=self.costs.kinks, chol=self.chol)
@@ -218,7 +226,7 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
         else:
             candidate = seg.lam_lo - step  # ask the left neighbour
         if bracket.closed():
-            return frontier.solve(bracket.left, solution).weights
+            return frontier.solve(bracket.left, solution, seg).weights
         if (verdict == RIGHT and seg.exit_sets is not None and crossings < MAX_CROSSINGS
                 and candidate is not None and candidate < bracket.right
                 and candidate - seg.lam_hi <= CROSS_WIDTHS * (seg.lam_hi - seg.lam_lo)):
@@ -228,7 +236,7 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
             solution = QPSolution(seg.at(lam), *seg.exit_sets, 0)
             continue
         lam = bracket.next_probe(candidate)
-        solution = frontier.solve(lam, solution)
+        solution = frontier.solve(lam, solution, seg)
 
 
 def _is_flat(seg: FrontierSegment) -> bool:
@@ -308,9 +316,9 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
             return STOP, seg.lam_lo
         return STOP, min(max(root, seg.lam_lo), seg.lam_hi)
 
-    lam = _budget_only_guess(mu, target, chol, costs)
+    lam, free_optimum = _budget_only_guess(mu, lower, upper, target, chol, costs)
     if lam > 0:  # start on the piece at the budget-only frontier's λ (a lower estimate)
-        start = frontier.start(chol, lam)
+        start = frontier.start(chol, lam, free_optimum)
         first = frontier.segment(start, lam)
         _, _, q0, q1, q2 = _moments(first, mu, cov)
         lo = first.lam_lo
@@ -328,25 +336,30 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
     return _walk(frontier, start, judge)
 
 
-def _budget_only_guess(mu: np.ndarray, target: float, chol: np.ndarray | None,
-                       costs: TradingCosts | None) -> float:
-    """The λ of the frontier with the budget as its only constraint, from Σ's factor:
-    w(λ) = Σ⁻¹(λμ + ν1) has variance v₀ + λ²q with v₀ = 1/(1ᵀΣ⁻¹1) and
-    q = μᵀΣ⁻¹μ − (1ᵀΣ⁻¹μ)²/(1ᵀΣ⁻¹1); λ is where that reaches ``target``. The bounds
+def _budget_only_guess(mu: np.ndarray, lower: np.ndarray, upper: np.ndarray, target: float,
+                       chol: np.ndarray | None, costs: TradingCosts | None
+                       ) -> tuple[float, np.ndarray | None]:
+    """(λ, w) of the frontier with the budget as its only constraint, from Σ's factor:
+    w(λ) = Σ⁻¹(λμ + ν1) = λb + νa (a = Σ⁻¹1, b = Σ⁻¹μ) has variance v₀ + λ²q with
+    v₀ = 1/(1ᵀa) and q = μᵀb − (1ᵀb)²/(1ᵀa); λ is where that reaches ``target``. The bounds
     only slow the variance's growth (the constrained optimum's λ is larger), so the walk
-    starts there instead of at the minimum-variance portfolio. λ = 0 (start at λ = 0):
-    costs, no factor or an ill-conditioned one, or a target at or below v₀."""
+    starts there instead of at the minimum-variance portfolio, and w(λ) is its cold QP's
+    first iterate (None when some asset is fixed, lower = upper: then it is not). λ = 0
+    (start at λ = 0): costs, no factor or an ill-conditioned one, or a target ≤ v₀."""
     if costs is not None or chol is None or ill_conditioned(chol):
-        return 0.0
+        return 0.0, None
     both = cho_solve_lower(chol, np.column_stack([np.ones(len(mu)), mu]))
     ones, ret = float(both[:, 0].sum()), float(both[:, 1].sum())
     if not ones > 0:
-        return 0.0
+        return 0.0, None
     v0 = 1.0 / ones
     q = float(mu @ both[:, 1]) - ret * ret / ones
     if not (q > 0 and target > v0 and np.isfinite(q)):
-        return 0.0
-    return float(np.sqrt((target - v0) / q))
+        return 0.0, None
+    lam = float(np.sqrt((target - v0) / q))
+    if (lower >= upper).any():
+        return lam, None
+    return lam, lam * both[:, 1] + (1.0 - lam * ret) / ones * both[:, 0]
 
 
 def _model_root(seen: list[tuple[float, float, float]], lam: float, q0: float, q1: float,

@@ -30,6 +30,10 @@ class FrontierSegment:
     #: Σw0 and Σw1 when the piece's computation had them (the searches' moments reuse them).
     cov_w0: np.ndarray | None = None
     cov_w1: np.ndarray | None = None
+    #: The bounds' multipliers z = Σw − λμ − ν (all assets) are z0 + λ·z1 on this piece's
+    #: active sets: with w0 + λ·w1 they are a QP's first iterate on those sets at any λ.
+    z0: np.ndarray | None = None
+    z1: np.ndarray | None = None
     #: (at lower, at upper) beyond lam_hi: this piece's sets with the bound that ends it
     #: toggled (the next piece's, unless several bounds change at once); None if unknown.
     exit_sets: tuple[np.ndarray, np.ndarray] | None = None
@@ -71,7 +75,8 @@ def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: 
     exit_sets = None
     if np.isfinite(seg.lam_hi) and seg.lam_lo <= seg.lam_hi:
         exit_sets = _exit_sets(a, b, seg.lam_hi, at_lo, at_hi, fixed)
-    return dataclasses.replace(seg, cov_w0=cov_w0, cov_w1=cov_w1, exit_sets=exit_sets)
+    return dataclasses.replace(seg, cov_w0=cov_w0, cov_w1=cov_w1, z0=z0, z1=z1,
+                               exit_sets=exit_sets)
 
 
 def _cov_times(cov: np.ndarray, both: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

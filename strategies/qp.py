@@ -94,12 +94,16 @@ def check_bounds(lower: np.ndarray, upper: np.ndarray, symbols: Sequence[str]) -
 
 def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
              warm: QPSolution | None = None, chol: np.ndarray | None = None,
-             solver: FreeSetSolver | None = None) -> QPSolution:
+             solver: FreeSetSolver | None = None,
+             first: tuple[np.ndarray, np.ndarray] | None = None) -> QPSolution:
     """Minimize ½wᵀΣw − linᵀw s.t. Σw = 1, lower ≤ w ≤ upper (feasible bounds assumed:
     call ``check_bounds`` first). ``warm`` seeds the active sets from a nearby solution;
     ``chol``, the lower Cholesky factor of Σ, saves the first factorization of a cold
     start and flags a near-singular Σ (then a warm start goes to the primal method);
-    ``solver`` (from ``free_set_solver``) carries factors between the QPs of one walk."""
+    ``solver`` (from ``free_set_solver``) carries factors between the QPs of one walk;
+    ``first``: the weights and multipliers z = Σw − lin − ν of the equality-constrained
+    optimum on the start's active sets, when the caller has them (the primal-dual
+    iterations then skip their first solve)."""
     n = len(lin)
     fixed = lower >= upper
     if fixed.all():
@@ -110,7 +114,7 @@ def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
         from strategies.qp_working_set import solve_by_working_set  # imports this module
 
         return solve_by_working_set(cov, lin, lower, upper, tol_z)
-    return solve_restricted(cov, lin, lower, upper, warm, chol, tol_z, solver)
+    return solve_restricted(cov, lin, lower, upper, warm, chol, tol_z, solver, first)
 
 
 def free_set_solver(cov: np.ndarray, chol: np.ndarray | None) -> FreeSetSolver:
@@ -125,7 +129,8 @@ def free_set_solver(cov: np.ndarray, chol: np.ndarray | None) -> FreeSetSolver:
 
 def solve_restricted(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
                      warm: QPSolution | None, chol: np.ndarray | None,
-                     tol_z: float, solver: FreeSetSolver | None = None) -> QPSolution:
+                     tol_z: float, solver: FreeSetSolver | None = None,
+                     first: tuple[np.ndarray, np.ndarray] | None = None) -> QPSolution:
     """``solve_qp`` on the whole universe at once (primal-dual active set, the primal
     method as the safe path) with the caller's dual tolerance ``tol_z``."""
     n = len(lin)
@@ -144,7 +149,7 @@ def solve_restricted(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper:
         if warm is not None and warm.free_factor is not None:
             solver.remember(np.flatnonzero(~(at_lo | at_hi)), warm.free_factor)
         solution = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
-                                           solver)
+                                           solver, first=first)
     if solution is None:
         solution = _primal_active_set(cov, lin, lower, upper, tol_z,
                                       _regularized_start(cov, lin, lower, upper, tol_z))
@@ -260,20 +265,28 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                             upper: np.ndarray, at_lo: np.ndarray, at_hi: np.ndarray,
                             tol_z: float, solver: FreeSetSolver | None = None,
                             max_iterations: int = PDAS_MAX_ITERATIONS,
-                            max_joining: int | None = None) -> QPSolution | None:
+                            max_joining: int | None = None,
+                            first: tuple[np.ndarray, np.ndarray] | None = None
+                            ) -> QPSolution | None:
     """HIK primal-dual active-set iterations; None if they cycle or stall. ``max_joining``
-    caps the assets one iteration frees (see GUESS_MAX_JOINING)."""
+    caps the assets one iteration frees (see GUESS_MAX_JOINING); ``first`` is the first
+    iteration's (w, z) when the caller has it (see ``solve_qp``)."""
     fixed = lower >= upper
     seen: set[bytes] = set()
     solver = solver if solver is not None else FreeSetSolver(cov)
     for iteration in range(1, max_iterations + 1):
-        w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
-        if np.isnan(nu):
-            return None
-        if solver.last_multipliers is not None:  # a range-space solve gave them
-            z = solver.last_multipliers[:, 0]
+        factor = None
+        if first is not None:
+            (w, z), first = first, None
         else:
-            z = solver.gradient(w, lin) - (nu if solver.unit_budget else nu * solver.budget_row)
+            w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
+            if np.isnan(nu):
+                return None
+            if solver.last_multipliers is not None:  # a range-space solve gave them
+                z = solver.last_multipliers[:, 0]
+            else:
+                z = solver.gradient(w, lin) - (nu if solver.unit_budget
+                                               else nu * solver.budget_row)
         free = ~(at_lo | at_hi)
         new_lo = fixed | (free & (w < lower - WEIGHT_TOLERANCE)) | (at_lo & (z > -tol_z))
         new_hi = ~fixed & ((free & (w > upper + WEIGHT_TOLERANCE)) | (at_hi & (z < tol_z)))
