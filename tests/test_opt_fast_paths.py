@@ -204,3 +204,24 @@ def test_free_set_solver_updates_match_fresh_factorizations(budget_row: str) -> 
         np.testing.assert_allclose(w_new, w_ref, rtol=0, atol=1e-11)
         np.testing.assert_allclose(nu_new, nu_ref, rtol=1e-9, atol=1e-13)
     assert updating.factorizations < 25  # most solves were updates, not factorizations
+
+
+@pytest.mark.parametrize("family", ["random", "factor"])
+def test_solve_qp_first_iterate_from_piece_gives_same_optimum_and_iterations(
+        family: str) -> None:
+    from strategies.frontier_piece import frontier_segment
+
+    cov, mu = family_problem(family, 120, seed=7)
+    n = len(mu)
+    lower, upper = np.zeros(n), np.full(n, 0.1)
+    _, chol = factor_covariance(cov)
+    here = solve_qp(cov, 0.5 * mu, lower, upper, chol=chol)
+    piece = frontier_segment(cov, mu, lower, upper, here, 0.5)
+    assert piece.z0 is not None and piece.z1 is not None
+    lam = 3.0 * piece.lam_hi  # beyond the piece: other active sets
+    plain = solve_qp(cov, lam * mu, lower, upper, warm=here, chol=chol)
+    seeded = solve_qp(cov, lam * mu, lower, upper, warm=here, chol=chol,
+                      first=(piece.at(lam), piece.z0 + lam * piece.z1))
+    assert seeded.iterations == plain.iterations
+    np.testing.assert_allclose(seeded.weights, plain.weights, atol=1e-13)
+    assert_kkt(cov, lam * mu, seeded.weights, lower, upper)
