@@ -39,6 +39,9 @@ MAX_PROBES = 200
 # Markowitz 1956) instead of a warm-started QP at the candidate; at most MAX_CROSSINGS.
 CROSS_WIDTHS = 2.0
 MAX_CROSSINGS = 20
+# Leftwards (a probe just past the optimum) only within this many widths: the pieces
+# shrink towards λ = 0, so farther back a warm-started QP costs less than the crossings.
+CROSS_LEFT_WIDTHS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +237,14 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
             fallback = (solution, candidate)
             lam = seg.lam_hi
             solution = QPSolution(seg.at(lam), *seg.exit_sets, 0)
+            continue
+        if (verdict == LEFT and seg.entry_sets is not None and crossings < MAX_CROSSINGS
+                and candidate is not None and candidate > bracket.left
+                and seg.lam_lo - candidate <= CROSS_LEFT_WIDTHS * (seg.lam_hi - seg.lam_lo)):
+            crossings += 1  # the same step leftwards (a probe that just overshot)
+            fallback = (solution, candidate)
+            lam = seg.lam_lo
+            solution = QPSolution(seg.at(lam), *seg.entry_sets, 0)
             continue
         lam = bracket.next_probe(candidate)
         solution = frontier.solve(lam, solution, seg)

@@ -37,6 +37,8 @@ class FrontierSegment:
     #: (at lower, at upper) beyond lam_hi: this piece's sets with the bound that ends it
     #: toggled (the next piece's, unless several bounds change at once); None if unknown.
     exit_sets: tuple[np.ndarray, np.ndarray] | None = None
+    #: The same below lam_lo (the previous piece's sets); None if unknown or lam_lo = 0.
+    entry_sets: tuple[np.ndarray, np.ndarray] | None = None
 
     def at(self, lam: float) -> np.ndarray:
         return self.w0 + lam * self.w1
@@ -72,11 +74,14 @@ def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: 
                         z0[at_lo & ~fixed], -z0[at_hi]])
     b = np.concatenate([w1[is_free], -w1[is_free], z1[at_lo & ~fixed], -z1[at_hi]])
     seg = _segment(w0, w1, a, b, _lambda_cap(cov, mu))
-    exit_sets = None
-    if np.isfinite(seg.lam_hi) and seg.lam_lo <= seg.lam_hi:
-        exit_sets = _exit_sets(a, b, seg.lam_hi, at_lo, at_hi, fixed)
+    exit_sets = entry_sets = None
+    if seg.lam_lo <= seg.lam_hi:
+        if np.isfinite(seg.lam_hi):
+            exit_sets = _toggled_sets(a, b, seg.lam_hi, at_lo, at_hi, fixed, b < 0)
+        if seg.lam_lo > 0:
+            entry_sets = _toggled_sets(a, b, seg.lam_lo, at_lo, at_hi, fixed, b > 0)
     return dataclasses.replace(seg, cov_w0=cov_w0, cov_w1=cov_w1, z0=z0, z1=z1,
-                               exit_sets=exit_sets)
+                               exit_sets=exit_sets, entry_sets=entry_sets)
 
 
 def _cov_times(cov: np.ndarray, both: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,14 +96,17 @@ def _cov_times(cov: np.ndarray, both: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return product[0].copy(), product[1].copy()
 
 
-def _exit_sets(a: np.ndarray, b: np.ndarray, lam_hi: float, at_lo: np.ndarray,
-               at_hi: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The active sets past ``lam_hi``: the constraint a + λb ≥ 0 (in frontier_segment's
-    order: free ≥ lower, free ≤ upper, lower multipliers, upper multipliers) that reaches
-    0 there changes side — a free weight joins its bound, or a bound is released."""
+def _toggled_sets(a: np.ndarray, b: np.ndarray, lam_end: float, at_lo: np.ndarray,
+                  at_hi: np.ndarray, fixed: np.ndarray, closing: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The active sets past the piece's end ``lam_end``: the constraint a + λb ≥ 0 (in
+    frontier_segment's order: free ≥ lower, free ≤ upper, lower multipliers, upper
+    multipliers) among the ``closing`` ones (b < 0 past lam_hi, b > 0 below lam_lo) that
+    reaches 0 there changes side — a free weight joins its bound, or a bound is
+    released."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        limits = np.where(b < 0, -a / b, np.inf)
-    k = int(np.argmin(np.abs(limits - lam_hi)))
+        limits = np.where(closing, -a / b, np.inf)
+    k = int(np.argmin(np.abs(limits - lam_end)))
     free = np.flatnonzero(~(at_lo | at_hi))
     lows, highs = np.flatnonzero(at_lo & ~fixed), np.flatnonzero(at_hi)
     new_lo, new_hi = at_lo.copy(), at_hi.copy()

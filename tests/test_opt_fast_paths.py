@@ -225,3 +225,23 @@ def test_solve_qp_first_iterate_from_piece_gives_same_optimum_and_iterations(
     assert seeded.iterations == plain.iterations
     np.testing.assert_allclose(seeded.weights, plain.weights, atol=1e-13)
     assert_kkt(cov, lam * mu, seeded.weights, lower, upper)
+
+
+@pytest.mark.parametrize("family", ["random", "factor"])
+def test_frontier_piece_entry_and_exit_sets_are_the_neighbour_pieces_sets(
+        family: str) -> None:
+    from strategies.frontier_piece import frontier_segment
+
+    cov, mu = family_problem(family, 80, seed=9)
+    n = len(mu)
+    lower, upper = np.zeros(n), np.full(n, 0.15)
+    here = solve_qp(cov, 0.8 * mu, lower, upper)
+    piece = frontier_segment(cov, mu, lower, upper, here, 0.8)
+    assert 0 < piece.lam_lo < 0.8 < piece.lam_hi < np.inf
+    assert piece.entry_sets is not None and piece.exit_sets is not None
+    for lam, sets in ((piece.lam_lo, piece.entry_sets), (piece.lam_hi, piece.exit_sets)):
+        inward = 1e-7 * (piece.lam_hi - piece.lam_lo)
+        beyond = lam - inward if sets is piece.entry_sets else lam + inward
+        neighbour = solve_qp(cov, beyond * mu, lower, upper)
+        assert np.array_equal(neighbour.at_lower, sets[0])
+        assert np.array_equal(neighbour.at_upper, sets[1])
