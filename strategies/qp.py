@@ -344,8 +344,12 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     if start is not None:  # Σ's factor on the start's free set (an exact last step's)
         solver.remember(np.flatnonzero(~(at_lo | at_hi)), start.free_factor)
     row = solver.budget_row
+    arrived = False  # the last step reached its target: w is this free set's optimum
     for iteration in range(done + 1, done + 20 * n + 100):
-        target, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
+        if arrived:  # the same sets' solve again would give the same bits: skip it
+            target, arrived = w, False
+        else:
+            target, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
         free = ~(at_lo | at_hi)
         # The step moves only the free weights: work on their indices (a few dozen of n).
         moving = np.flatnonzero(free)
@@ -372,6 +376,7 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         first = int(np.argmin(ratio))
         if ratio[first] >= 1.0:
             w[moving] = target[moving]
+            arrived = True
             continue
         w[moving] = w_moving + ratio[first] * step
         block = int(moving[first])
