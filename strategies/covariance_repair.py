@@ -173,8 +173,13 @@ def ridge_certifies(cov: np.ndarray, ridge: float, n_obs: int) -> bool:
     spectral norm ≤ γ_T·tr(Σ) (Higham 2002, §3.5; ‖E‖₂ ≤ γ_T‖|X|ᵀ|X|‖₂ ≤ γ_T·tr), so
     λ_min ≥ ridge − that, which must clear the repair floor and keep the pivot spread
     under ``qp.ILL_CONDITIONED_PIVOT_RATIO`` (1e-6 of the largest variance here)."""
-    diag = np.diag(cov)
-    if not np.isfinite(cov).all() or float(np.min(diag)) <= 0.0:
+    return bool(np.isfinite(cov).all()) and ridge_certifies_diagonal(np.diag(cov), ridge, n_obs)
+
+
+def ridge_certifies_diagonal(diag: np.ndarray, ridge: float, n_obs: int) -> bool:
+    """``ridge_certifies`` from Σ's diagonal (for a Σ = ridge·I + VᵀV kept in factored
+    form, whose exact Gram VᵀV is PSD: the same bound holds)."""
+    if not np.isfinite(diag).all() or float(np.min(diag)) <= 0.0:
         return False
     trace = float(np.sum(diag))
     rounding = 2.0 * (n_obs + 4) * np.finfo(float).eps * trace
