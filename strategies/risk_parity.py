@@ -225,9 +225,22 @@ def _check_covariance(lookback_days: int, covariance: str,
 
 def _full_weights(prices: pd.DataFrame, symbols: pd.Index, w: np.ndarray,
                   name: str) -> pd.Series:
-    out = np.zeros(prices.shape[1])
-    out[prices.columns.get_indexer(symbols)] = w
+    if len(symbols) == prices.shape[1]:  # every column usable, in order
+        out = np.asarray(w, dtype=float)
+    else:
+        out = np.zeros(prices.shape[1])
+        out[prices.columns.get_indexer(symbols)] = w
     return finalize_weights(pd.Series(out, index=prices.columns), name)
+
+
+def _budget_vector(budgets: Mapping[str, float] | None, symbols: pd.Index) -> np.ndarray:
+    """Risk budgets over ``symbols`` (unlisted: 1); only the listed symbols are looked up
+    (iterating a 500-symbol str Index in Python costs ~0.8 ms)."""
+    b = np.ones(len(symbols))
+    for symbol, budget in (budgets or {}).items():
+        if symbol in symbols:
+            b[symbols.get_loc(symbol)] = float(budget)
+    return b
 
 
 @register("risk_parity")
@@ -269,8 +282,7 @@ class RiskParity(Strategy):
         else:
             est = self.settings.estimate(prices, with_returns=False, factor=False)
             symbols, cov = est.symbols, est.cov
-        budgets = self.budgets or {}
-        b = np.array([float(budgets.get(s, 1.0)) for s in symbols])
+        b = _budget_vector(self.budgets, symbols)
         return _full_weights(prices, symbols, risk_budget_weights(cov, b), self.name)
 
 
