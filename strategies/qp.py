@@ -108,8 +108,8 @@ def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
     fixed = lower >= upper
     if fixed.all():
         return QPSolution(lower.copy(), fixed.copy(), np.zeros(n, bool), 0)
-    tol_z = DUAL_RELATIVE_TOLERANCE * (float(np.max(np.abs(np.diag(cov))))
-                                       + float(np.max(np.abs(lin))))
+    tol_z = DUAL_RELATIVE_TOLERANCE * (float(np.abs(np.diag(cov)).max())
+                                       + float(np.abs(lin).max()))
     if warm is None and chol is None and n >= WORKING_SET_MIN_ASSETS:
         from strategies.qp_working_set import solve_by_working_set  # imports this module
 
@@ -185,8 +185,8 @@ def ill_conditioned(chol: np.ndarray) -> bool:
     """Cholesky pivots spread beyond ILL_CONDITIONED_PIVOT_RATIO (cond(Σ) ≳ 1e8, e.g. a
     repaired covariance): cold primal-dual iterations would cycle, go straight to the
     regularized start."""
-    pivots = np.diag(chol) ** 2
-    return bool(np.min(pivots) < ILL_CONDITIONED_PIVOT_RATIO * np.max(pivots))
+    pivots = np.diag(chol)  # positive: min and max of their squares are these squared
+    return bool(float(pivots.min()) ** 2 < ILL_CONDITIONED_PIVOT_RATIO * float(pivots.max()) ** 2)
 
 
 def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
