@@ -43,6 +43,11 @@ BOX_REGULARIZATION_STEPS = (3e-7, 1e-8, 0.0)
 # answer; a long run is cycling, seen taking 60 iterations of 150–200-asset factors on a
 # near-singular min_variance: stop and let the primal method finish, as costed_qp does).
 LATER_STEP_MAX_ITERATIONS = 12
+# A regularized continuation step (ρ > 0) stops once an iteration changes at most this
+# share of the bounds (at least 2): its answer is only the next step's start, and
+# confirming it costs one more free-set factorization (a ~250-asset one on a near-singular
+# Black-Litterman problem).
+SETTLE_SHARE = 0.01
 # Assets free in the first guess of the regularized start (the rest held at their lower
 # bounds): a near-singular Σ's optimum holds a few dozen; the iterations add the rest.
 REGULARIZED_GUESS_ASSETS = 64
@@ -216,7 +221,8 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                                                 solver)
         else:
             start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
-                                            solver, LATER_STEP_MAX_ITERATIONS)
+                                            solver, LATER_STEP_MAX_ITERATIONS,
+                                            settle=_settle_changes(len(lin)) if rho else 0)
         if start is None:
             break
         at_lo, at_hi = start.at_lower | fixed, start.at_upper & ~fixed
@@ -224,6 +230,11 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         best = QPSolution(start.weights, start.at_lower, start.at_upper, done,
                           None if rho else start.free_factor)
     return best
+
+
+def _settle_changes(n: int) -> int:
+    """Bound changes small enough to end a continuation step (see SETTLE_SHARE)."""
+    return max(2, int(SETTLE_SHARE * n))
 
 
 def _guessed_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
@@ -235,7 +246,8 @@ def _guessed_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: n
     inside = first_working_set(cov, lin, lower, upper, REGULARIZED_GUESS_ASSETS)
     return _primal_dual_active_set(cov, lin, lower, upper, fixed | ~inside,
                                    np.zeros(len(lin), bool), tol_z, solver,
-                                   GUESS_MAX_ITERATIONS, GUESS_MAX_JOINING)
+                                   GUESS_MAX_ITERATIONS, GUESS_MAX_JOINING,
+                                   settle=_settle_changes(len(lin)))
 
 
 def _all_free_solver(cov: np.ndarray, budget_row: np.ndarray | None,
@@ -266,11 +278,14 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                             tol_z: float, solver: FreeSetSolver | None = None,
                             max_iterations: int = PDAS_MAX_ITERATIONS,
                             max_joining: int | None = None,
-                            first: tuple[np.ndarray, np.ndarray] | None = None
-                            ) -> QPSolution | None:
+                            first: tuple[np.ndarray, np.ndarray] | None = None,
+                            settle: int = 0) -> QPSolution | None:
     """HIK primal-dual active-set iterations; None if they cycle or stall. ``max_joining``
     caps the assets one iteration frees (see GUESS_MAX_JOINING); ``first`` is the first
-    iteration's (w, z) when the caller has it (see ``solve_qp``)."""
+    iteration's (w, z) when the caller has it (see ``solve_qp``). ``settle`` > 0 (a
+    continuation step, whose answer is only the next step's start): once an iteration
+    changes at most that many bounds, stop with the new sets and the last weights made
+    feasible for them, instead of solving once more to confirm."""
     fixed = lower >= upper
     seen: set[bytes] = set()
     solver = solver if solver is not None else FreeSetSolver(cov)
@@ -299,6 +314,19 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
             if solver.unit_budget:
                 w = polish_weights(w, lower, upper, free)
             return QPSolution(w, at_lo, at_hi, iteration, factor)
+        if settle and solver.unit_budget and (int(np.count_nonzero(new_lo != at_lo))
+                                              + int(np.count_nonzero(new_hi != at_hi))
+                                              <= settle):
+            # Bound assets at their bounds, the budget residual spread over the assets
+            # still free (``polish_weights``): a feasible start for the new sets, unless
+            # their room cannot take it (then iterate on as usual).
+            moving = ~(new_lo | new_hi)
+            start = polish_weights(np.where(new_lo, lower, np.where(new_hi, upper, w)),
+                                   lower, upper, moving)
+            if (np.array_equal(start[new_lo], lower[new_lo])
+                    and np.array_equal(start[new_hi], upper[new_hi])
+                    and abs(float(start.sum()) - 1.0) <= WEIGHT_TOLERANCE):
+                return QPSolution(start, new_lo, new_hi, iteration, None)
         if (new_lo | new_hi).all():  # keep one asset free to carry the budget
             keep = int(np.argmin(np.where(fixed, np.inf, np.abs(z))))
             new_lo[keep] = new_hi[keep] = False

@@ -245,3 +245,29 @@ def test_frontier_piece_entry_and_exit_sets_are_the_neighbour_pieces_sets(
         neighbour = solve_qp(cov, beyond * mu, lower, upper)
         assert np.array_equal(neighbour.at_lower, sets[0])
         assert np.array_equal(neighbour.at_upper, sets[1])
+
+
+@pytest.mark.parametrize("lam", [0.0, 2.0])
+def test_regularized_start_settled_early_is_feasible_and_qp_satisfies_kkt(lam: float) -> None:
+    # A continuation step ends once an iteration changes few bounds: its weights, made
+    # feasible for the new sets, start the next step (and, last, the primal method).
+    from strategies.qp import _primal_dual_active_set, _settle_changes
+
+    cov, mu = family_problem("near_singular", 120, seed=4)
+    n = len(mu)
+    lower = np.where(np.arange(n) % 9 == 0, 0.001, 0.0)
+    upper = np.full(n, 0.3)
+    tol_z = DUAL_RELATIVE_TOLERANCE * float(np.max(np.diag(cov)))
+    solver = FreeSetSolver(cov, ridge=3e-7 * float(np.mean(np.diag(cov))))
+    held = np.arange(n) >= 40  # the first 40 free, the rest at their lower bounds
+    start = _primal_dual_active_set(cov, lam * mu, lower, upper, held, np.zeros(n, bool),
+                                    tol_z, solver, settle=_settle_changes(n))
+    assert start is not None
+    w = start.weights
+    assert abs(w.sum() - 1.0) <= 1e-12
+    assert (w >= lower - 1e-15).all() and (w <= upper + 1e-15).all()
+    np.testing.assert_array_equal(w[start.at_lower], lower[start.at_lower])
+    np.testing.assert_array_equal(w[start.at_upper], upper[start.at_upper])
+    _, chol = factor_covariance(cov)
+    assert_kkt(cov, lam * mu, solve_qp(cov, lam * mu, lower, upper, chol=chol).weights,
+               lower, upper)
