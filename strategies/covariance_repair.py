@@ -64,8 +64,8 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None,
     loaded = None
     if not singular and (exactly_symmetric
                          or float(np.max(np.abs(cov - cov.T))) <= 1e-12 * scale):
-        try:
-            chol = cholesky_lower(cov, clean=True)
+        try:  # Σ's transpose is Σ: handed over in LAPACK's column order, no reordering copy
+            chol = cholesky_lower(cov.T if exactly_symmetric else cov, clean=True)
         except LinAlgError:
             chol = None
         if chol is not None:
