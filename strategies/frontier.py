@@ -22,12 +22,12 @@ import numpy as np
 from strategies.base import StrategyError
 from strategies.costed_frontier import costed_frontier_segment
 from strategies.costed_qp import CostedSolution, LinearTerms, solve_costed_qp
-from strategies.free_set import FreeSetSolver, cho_solve_lower
+from strategies.free_set import FreeSetSolver
 from strategies.frontier_piece import FrontierSegment, frontier_segment
+from strategies.frontier_target import budget_only_guess, model_root
 from strategies.qp import (
     QPSolution,
     free_set_solver,
-    ill_conditioned,
     polish_weights,
     solve_qp,
     solve_tangency_qp,
@@ -312,7 +312,7 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
     κΣ|w − a| and the caps hold."""
     target = target_volatility**2
     frontier = _Frontier(cov, mu, lower, upper, costs)
-    model: dict[str, float | None] = {"min_var": None}  # v₀ of _power_root's model
+    model: dict[str, float | None] = {"min_var": None}  # v₀ of power_root's model
     seen: list[tuple[float, float, float]] = []  # (λ, v, v') at judged pieces' ends
 
     def judge(seg: FrontierSegment) -> Verdict:
@@ -320,14 +320,14 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
         root = _larger_root(q2, 2.0 * q1, q0 - target)
         min_var = model["min_var"]
         if np.isfinite(seg.lam_hi) and q0 + 2 * q1 * seg.lam_hi + q2 * seg.lam_hi**2 < target:
-            return RIGHT, _model_root(seen, seg.lam_hi, q0, q1, q2, min_var, target, root)
+            return RIGHT, model_root(seen, seg.lam_hi, q0, q1, q2, min_var, target, root)
         if seg.lam_lo > 0 and q0 + 2 * q1 * seg.lam_lo + q2 * seg.lam_lo**2 > target:
-            return LEFT, _model_root(seen, seg.lam_lo, q0, q1, q2, min_var, target, root)
+            return LEFT, model_root(seen, seg.lam_lo, q0, q1, q2, min_var, target, root)
         if root is None or _is_flat(seg):
             return STOP, seg.lam_lo
         return STOP, min(max(root, seg.lam_lo), seg.lam_hi)
 
-    lam, free_optimum = _budget_only_guess(mu, lower, upper, target, chol, costs)
+    lam, free_optimum = budget_only_guess(mu, lower, upper, target, chol, costs)
     if lam > 0:  # start on the piece at the budget-only frontier's λ (a lower estimate)
         start = frontier.start(chol, lam, free_optimum)
         first = frontier.segment(start, lam)
@@ -345,71 +345,6 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
     if frontier.single_point():
         return start.weights
     return _walk(frontier, start, judge)
-
-
-def _budget_only_guess(mu: np.ndarray, lower: np.ndarray, upper: np.ndarray, target: float,
-                       chol: np.ndarray | None, costs: TradingCosts | None
-                       ) -> tuple[float, np.ndarray | None]:
-    """(λ, w) of the frontier with the budget as its only constraint, from Σ's factor:
-    w(λ) = Σ⁻¹(λμ + ν1) = λb + νa (a = Σ⁻¹1, b = Σ⁻¹μ) has variance v₀ + λ²q with
-    v₀ = 1/(1ᵀa) and q = μᵀb − (1ᵀb)²/(1ᵀa); λ is where that reaches ``target``. The bounds
-    only slow the variance's growth (the constrained optimum's λ is larger), so the walk
-    starts there instead of at the minimum-variance portfolio, and w(λ) is its cold QP's
-    first iterate (None when some asset is fixed, lower = upper: then it is not). λ = 0
-    (start at λ = 0): costs, no factor or an ill-conditioned one, or a target ≤ v₀."""
-    if costs is not None or chol is None or ill_conditioned(chol):
-        return 0.0, None
-    both = cho_solve_lower(chol, np.column_stack([np.ones(len(mu)), mu]))
-    ones, ret = float(both[:, 0].sum()), float(both[:, 1].sum())
-    if not ones > 0:
-        return 0.0, None
-    v0 = 1.0 / ones
-    q = float(mu @ both[:, 1]) - ret * ret / ones
-    if not (q > 0 and target > v0 and np.isfinite(q)):
-        return 0.0, None
-    lam = float(np.sqrt((target - v0) / q))
-    if (lower >= upper).any():
-        return lam, None
-    return lam, lam * both[:, 1] + (1.0 - lam * ret) / ones * both[:, 0]
-
-
-def _model_root(seen: list[tuple[float, float, float]], lam: float, q0: float, q1: float,
-                q2: float, min_var: float | None, target: float,
-                root: float | None) -> float | None:
-    """The candidate λ from the model v(λ) = c + aλᵖ: fitted to this piece's end and the
-    last other end seen (slopes give p, then a and c), else ``_power_root``."""
-    var = q0 + 2.0 * q1 * lam + q2 * lam * lam
-    slope = 2.0 * (q1 + q2 * lam)
-    previous = seen[-1] if seen else None
-    seen.append((lam, var, slope))
-    if previous is not None and lam > 0 and previous[0] > 0 and slope > 0 and previous[2] > 0:
-        ratio = lam / previous[0]
-        if abs(np.log(ratio)) > 1e-3:
-            power = 1.0 + float(np.log(slope / previous[2]) / np.log(ratio))
-            if 1.0 <= power <= 2.0:
-                a = slope / (power * lam ** (power - 1.0))
-                c = var - a * lam**power
-                if target > c:
-                    return float(((target - c) / a) ** (1.0 / power))
-    return _power_root(lam, q0, q1, q2, min_var, target, root)
-
-
-def _power_root(lam: float, q0: float, q1: float, q2: float, min_var: float | None,
-                target: float, root: float | None) -> float | None:
-    """The λ where the variance reaches ``target`` on the model v(λ) = v₀ + aλᵖ through the
-    piece's end (λ, v(λ), v'(λ)), v₀ the minimum variance (λ = 0): on the unconstrained
-    frontier p = 2 (v = v₀ + q₂λ²); as bounds become active the variance grows more slowly
-    than each piece's own parabola, whose root (``root``) then undershoots. ``min_var``
-    None (unknown): the tangent's root (p = 1)."""
-    var = q0 + 2.0 * q1 * lam + q2 * lam * lam
-    slope = 2.0 * (q1 + q2 * lam)
-    if min_var is None:
-        return float(lam + (target - var) / slope) if lam > 0 and slope > 0 else root
-    rise = var - min_var
-    if not (lam > 0 and rise > 0 and slope > 0 and target > min_var):
-        return root
-    power = min(max(slope * lam / rise, 1.0), 2.0)
-    return float(lam * ((target - min_var) / rise) ** (1.0 / power))
 
 
 def _larger_root(a: float, b: float, c: float) -> float | None:

@@ -117,7 +117,7 @@ def test_efficient_risk_from_budget_only_guess_matches_walk_from_min_variance(
     from test_opt_costs import covariance
 
     from strategies.covariance_repair import factor_covariance
-    from strategies.frontier import _budget_only_guess
+    from strategies.frontier_target import budget_only_guess
 
     n = 150
     cov = covariance(family, n, seed=8)
@@ -126,7 +126,7 @@ def test_efficient_risk_from_budget_only_guess_matches_walk_from_min_variance(
     _, chol = factor_covariance(cov)
     w_min = solve_qp(cov, np.zeros(n), lower, upper).weights
     target = ratio * float(np.sqrt(w_min @ cov @ w_min))
-    assert _budget_only_guess(mu, lower, upper, target**2, chol, None)[0] > 0  # starts there
+    assert budget_only_guess(mu, lower, upper, target**2, chol, None)[0] > 0  # starts there
     guessed = efficient_risk_weights(mu, cov, lower, upper, target, chol)
     walked = efficient_risk_weights(mu, cov, lower, upper, target)  # no factor: from λ = 0
     np.testing.assert_allclose(guessed, walked, atol=1e-10)
