@@ -105,7 +105,7 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: 
                        upper: np.ndarray, terms: LinearTerms, geo: Geometry, tol: float,
                        start: tuple[np.ndarray, np.ndarray, bool]) -> CostedSolution | None:
     """A feasible near-optimal start for the primal method: the primal-dual iterations
-    on Σ + ρI, ρ shrinking (continuation), as ``qp._regularized_start`` does for the box
+    on Σ + ρI, ρ shrinking (continuation), as ``qp_regularized.regularized_start`` does for the box
     QP — they cycle on near-singular Σ, the proximal term tames them."""
     scale = float(np.mean(np.diag(cov)))
     best = None

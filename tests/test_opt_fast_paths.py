@@ -251,7 +251,8 @@ def test_frontier_piece_entry_and_exit_sets_are_the_neighbour_pieces_sets(
 def test_regularized_start_settled_early_is_feasible_and_qp_satisfies_kkt(lam: float) -> None:
     # A continuation step ends once an iteration changes few bounds: its weights, made
     # feasible for the new sets, start the next step (and, last, the primal method).
-    from strategies.qp import _primal_dual_active_set, _settle_changes
+    from strategies.qp import _primal_dual_active_set
+    from strategies.qp_regularized import settle_changes
 
     cov, mu = family_problem("near_singular", 120, seed=4)
     n = len(mu)
@@ -261,7 +262,7 @@ def test_regularized_start_settled_early_is_feasible_and_qp_satisfies_kkt(lam: f
     solver = FreeSetSolver(cov, ridge=3e-7 * float(np.mean(np.diag(cov))))
     held = np.arange(n) >= 40  # the first 40 free, the rest at their lower bounds
     start = _primal_dual_active_set(cov, lam * mu, lower, upper, held, np.zeros(n, bool),
-                                    tol_z, solver, settle=_settle_changes(n))
+                                    tol_z, solver, settle=settle_changes(n))
     assert start is not None
     w = start.weights
     assert abs(w.sum() - 1.0) <= 1e-12
