@@ -130,8 +130,10 @@ def solve_restricted(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper:
     if solution is None:
         from strategies.qp_regularized import regularized_start  # imports this module
 
-        solution = _primal_active_set(cov, lin, lower, upper, tol_z,
-                                      regularized_start(cov, lin, lower, upper, tol_z))
+        regularized, exact = regularized_start(cov, lin, lower, upper, tol_z)
+        if exact and regularized is not None:
+            return regularized  # the continuation's last step, on Σ itself, converged
+        solution = _primal_active_set(cov, lin, lower, upper, tol_z, regularized)
     return solution
 
 
@@ -148,7 +150,7 @@ def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
     if ill_conditioned(chol):  # as in solve_qp: a regularized start, then the primal method
         from strategies.qp_regularized import regularized_start  # imports this module
 
-        start = regularized_start(cov, zero, zero, unbounded, tol_z, excess)
+        start, _ = regularized_start(cov, zero, zero, unbounded, tol_z, excess)
         if start is None or start.weights.min() < -WEIGHT_TOLERANCE:
             return None
         y = np.maximum(start.weights, 0.0)

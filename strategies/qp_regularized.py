@@ -43,7 +43,8 @@ GUESS_MAX_JOINING = 256
 
 def regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                       upper: np.ndarray, tol_z: float,
-                      budget_row: np.ndarray | None = None) -> QPSolution | None:
+                      budget_row: np.ndarray | None = None
+                      ) -> tuple[QPSolution | None, bool]:
     """A feasible, near-optimal start for the primal method by continuation: the
     primal-dual iterations on Σ + ρI for ρ = 3e-7, 1e-8, 0 × mean variance
     (BOX_REGULARIZATION_STEPS), each warm-started from the last. They cycle on
@@ -53,7 +54,9 @@ def regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     guess — the REGULARIZED_GUESS_ASSETS assets with the smallest ½σᵢ² − cᵢ free, the
     rest at their lower bounds — so its solves factor small free sets; should it cycle,
     it starts again with every asset free from one factor of Σ + ρI, reused for
-    range-space solves (accuracy is immaterial here: the start only has to be feasible)."""
+    range-space solves (accuracy is immaterial here: the start only has to be feasible).
+    Also returns whether the last step, on Σ itself (ρ = 0), converged: its answer then
+    satisfies the KKT conditions the primal method would check, and is the optimum."""
     fixed = lower >= upper
     scale = float(np.mean(np.diag(cov)))
     best: QPSolution | None = None
@@ -71,12 +74,12 @@ def regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                                             solver, LATER_STEP_MAX_ITERATIONS,
                                             settle=settle_changes(len(lin)) if rho else 0)
         if start is None:
-            break
+            return best, False
         at_lo, at_hi = start.at_lower | fixed, start.at_upper & ~fixed
         done = start.iterations + (0 if best is None else best.iterations)
         best = QPSolution(start.weights, start.at_lower, start.at_upper, done,
                           None if rho else start.free_factor)
-    return best
+    return best, BOX_REGULARIZATION_STEPS[-1] == 0.0
 
 
 def settle_changes(n: int) -> int:
