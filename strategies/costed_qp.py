@@ -50,7 +50,7 @@ from strategies.costed_model import (
     turnover,
 )
 from strategies.costed_primal import feasible_start, primal, vertex_step
-from strategies.qp import REGULARIZATION_STEPS, _ill_conditioned
+from strategies.qp import REGULARIZATION_STEPS, ill_conditioned
 
 __all__ = ["CostedSolution", "LinearTerms", "solve_costed_qp", "turnover"]
 PDAS_MAX_ITERATIONS = 60
@@ -85,7 +85,7 @@ def solve_costed_qp(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.
         start = (initial_states(lower, upper, geo),
                  np.zeros(len(terms.sector_caps), bool), False)
     solution = None
-    if chol is None or not _ill_conditioned(chol):
+    if chol is None or not ill_conditioned(chol):
         solution = _primal_dual(cov, lin, penalty, lower, upper, terms, geo, tol, *start)
     if solution is None:
         regularized = _regularized_start(cov, lin, penalty, lower, upper, terms, geo, tol,
@@ -105,7 +105,7 @@ def _regularized_start(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: 
                        upper: np.ndarray, terms: LinearTerms, geo: Geometry, tol: float,
                        start: tuple[np.ndarray, np.ndarray, bool]) -> CostedSolution | None:
     """A feasible near-optimal start for the primal method: the primal-dual iterations
-    on Σ + ρI, ρ shrinking (continuation), as ``qp._regularized_start`` does for the box
+    on Σ + ρI, ρ shrinking (continuation), as ``qp_regularized.regularized_start`` does for the box
     QP — they cycle on near-singular Σ, the proximal term tames them."""
     scale = float(np.mean(np.diag(cov)))
     best = None

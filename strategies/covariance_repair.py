@@ -56,7 +56,7 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None,
         raise StrategyError(f"covariance must be square, got shape {cov.shape}")
     if not (np.isfinite(np.diag(cov)).all() if gram else np.isfinite(cov).all()):
         raise StrategyError("covariance has non-finite entries (NaN or inf in the returns?)")
-    scale = float(np.mean(np.abs(np.diag(cov))))
+    scale = float(np.abs(np.diag(cov)).sum()) / len(cov)  # np.mean's bits, without its ~10 µs
     if scale <= 0.0:
         raise StrategyError("covariance is zero: every asset has constant prices in the window")
     floor = PSD_RELATIVE_FLOOR * scale
@@ -64,12 +64,12 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None,
     loaded = None
     if not singular and (exactly_symmetric
                          or float(np.max(np.abs(cov - cov.T))) <= 1e-12 * scale):
-        try:
-            chol = cholesky_lower(cov, clean=True)
+        try:  # Σ's transpose is Σ: handed over in LAPACK's column order, no reordering copy
+            chol = cholesky_lower(cov.T if exactly_symmetric else cov, clean=True)
         except LinAlgError:
             chol = None
         if chol is not None:
-            if float(np.min(np.diag(chol))) ** 2 >= floor:
+            if float(np.diag(chol).min()) ** 2 >= floor:
                 return cov, chol
             loaded = _trailing_loaded(cov, chol, floor, in_place=gram)
     sym = cov if exactly_symmetric else 0.5 * (cov + cov.T)  # the same bits when symmetric
@@ -113,12 +113,11 @@ def _trailing_loaded(cov: np.ndarray, chol: np.ndarray, floor: float, in_place: 
     n = len(cov)
     k = int(np.argmax(np.diag(chol) ** 2 < floor))
     shift = LOADING_FLOORS * floor
-    if k <= n - k:
+    if 6 * k <= n - k:  # Σ₂₂ − L₂₁L₂₁ᵀ: 2(n−k)²k flops, fewer than the tail's (n−k)³/3
         lead = chol[k:, :k]
         schur = cov[k:, k:] - lead @ lead.T
     else:
-        tail = chol[k:, k:]
-        schur = tail @ tail.T
+        schur = _lower_gram(chol[k:, k:])
     schur.flat[:: n - k + 1] += shift
     try:
         corner = cholesky_lower(schur, clean=True, overwrite=True)
@@ -130,6 +129,20 @@ def _trailing_loaded(cov: np.ndarray, chol: np.ndarray, floor: float, in_place: 
     loaded.flat[k * (n + 1):: n + 1] += shift
     chol[k:, k:] = corner
     return loaded, chol
+
+
+def _lower_gram(tail: np.ndarray) -> np.ndarray:
+    """A matrix whose lower triangle is tail·tailᵀ (``tail`` lower triangular, its upper
+    triangle zero), in (n−k)³/3 flops: LAPACK's lauum forms UUᵀ of an upper-triangular
+    U, and reversing both index orders turns the lower ``tail`` into such a U and UUᵀ back
+    into tail·tailᵀ. The strict upper triangle is left zero (the Cholesky reads only the
+    lower one)."""
+    from scipy.linalg.lapack import dlauum
+
+    product, info = dlauum(np.asfortranarray(tail[::-1, ::-1]), lower=0, overwrite_c=1)
+    if info != 0:
+        raise ValueError(f"illegal value in argument {-info} of lauum")
+    return np.asfortranarray(product[::-1, ::-1])
 
 
 def _diagonally_loaded(sym: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray] | None:
@@ -160,8 +173,13 @@ def ridge_certifies(cov: np.ndarray, ridge: float, n_obs: int) -> bool:
     spectral norm ≤ γ_T·tr(Σ) (Higham 2002, §3.5; ‖E‖₂ ≤ γ_T‖|X|ᵀ|X|‖₂ ≤ γ_T·tr), so
     λ_min ≥ ridge − that, which must clear the repair floor and keep the pivot spread
     under ``qp.ILL_CONDITIONED_PIVOT_RATIO`` (1e-6 of the largest variance here)."""
-    diag = np.diag(cov)
-    if not np.isfinite(cov).all() or float(np.min(diag)) <= 0.0:
+    return bool(np.isfinite(cov).all()) and ridge_certifies_diagonal(np.diag(cov), ridge, n_obs)
+
+
+def ridge_certifies_diagonal(diag: np.ndarray, ridge: float, n_obs: int) -> bool:
+    """``ridge_certifies`` from Σ's diagonal (for a Σ = ridge·I + VᵀV kept in factored
+    form, whose exact Gram VᵀV is PSD: the same bound holds)."""
+    if not np.isfinite(diag).all() or float(np.min(diag)) <= 0.0:
         return False
     trace = float(np.sum(diag))
     rounding = 2.0 * (n_obs + 4) * np.finfo(float).eps * trace

@@ -36,6 +36,10 @@ SPARSE_GRADIENT_SHARE = 0.5
 # costs (its set-up, cost estimate and a dozen small array operations, ~30 µs) exceed
 # the whole factor-and-solve (a 60-asset Cholesky is ~10 µs).
 RANGE_SPACE_MIN_FLOPS = 1e5
+# ``lower_unit_columns`` splits its rows into at most this many groups of at least this
+# many (each group copies its trailing triangle of L once).
+UNIT_COLUMN_GROUPS = 4
+UNIT_COLUMNS_PER_GROUP = 16
 
 
 class RangeSpace:
@@ -136,9 +140,7 @@ class RangeSpace:
     def _ensure(self, kept: np.ndarray) -> np.ndarray:
         missing = kept[self.position[kept] < 0]
         if missing.size:
-            unit = np.zeros((len(self.index), missing.size))
-            unit[missing, np.arange(missing.size)] = 1.0
-            new = solve_lower(self.chol, unit)
+            new = lower_unit_columns(self.chol, missing)
             cross = self.columns.T @ new
             old, added = self.gram.shape[0], missing.size
             gram = np.empty((old + added, old + added))  # np.block's layout, without its checks
@@ -258,16 +260,41 @@ class FreeSetSolver:
             self.remember(free, factor)
             if self.chol is not None:  # anchor the range space on this free set
                 self.space, self.anchor = None, (free, factor)
-        act = np.flatnonzero(active)
-        rhs = lin[free]
-        if act.size and held[act].any():
-            rhs = rhs - (held[act].T @ self.cov[act]).T[free]  # Σ_FA·w_A, Σ symmetric
         row = self.budget_row[free]
-        x = cho_solve_lower(factor, np.column_stack([rhs, row]))
-        y = x[:, -1]
-        nu = (budgets - self.budget_row @ w - row @ x[:, :-1]) / float(row @ y)
-        w[free] = x[:, :-1] + np.outer(y, nu)
+        both = np.empty((free.size, k + 1))  # [c_F − Σ_FA·w_A | a_F]: one solve for both
+        both[:, k] = row
+        held_any = bool(w.any())  # w is the held values on the active set, 0 on the free one
+        if held_any:
+            act = np.flatnonzero(active)
+            both[:, :k] = lin[free] - (held[act].T @ self.cov[act]).T[free]  # Σ symmetric
+        else:
+            both[:, :k] = lin[free]
+        x = cho_solve_lower(factor, both)
+        y = x[:, k]
+        spent = budgets - self.budget_row @ w if held_any else budgets  # b − aᵀw_A
+        nu = (spent - row @ x[:, :k]) / float(row @ y)
+        w[free] = x[:, :k] + y[:, None] * nu
         return w, nu, factor
+
+
+def lower_unit_columns(chol: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The columns L⁻¹e_r for r in ``rows``. L⁻¹e_r is zero above row r, so the rows are
+    taken in a few groups by position and each group solves only the trailing triangle
+    from its first row: for rows spread over L's order about half the flops of one solve
+    with the whole L (Σ's factor at N = 500: ~1.2 → ~0.6 ms for 120 columns)."""
+    m, k = len(chol), rows.size
+    groups = max(1, min(UNIT_COLUMN_GROUPS, k // UNIT_COLUMNS_PER_GROUP))
+    if groups == 1:
+        unit = np.zeros((m, k))
+        unit[rows, np.arange(k)] = 1.0
+        return solve_lower(chol, unit)
+    out = np.zeros((m, k))
+    for chunk in np.array_split(np.argsort(rows, kind="stable"), groups):
+        start = int(rows[chunk[0]])
+        unit = np.zeros((m - start, chunk.size))
+        unit[rows[chunk] - start, np.arange(chunk.size)] = 1.0
+        out[start:, chunk] = solve_lower(np.asfortranarray(chol[start:, start:]), unit)
+    return out
 
 
 def factor_matrix(matrix: np.ndarray) -> np.ndarray:

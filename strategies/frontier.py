@@ -24,6 +24,7 @@ from strategies.costed_frontier import costed_frontier_segment
 from strategies.costed_qp import CostedSolution, LinearTerms, solve_costed_qp
 from strategies.free_set import FreeSetSolver
 from strategies.frontier_piece import FrontierSegment, frontier_segment
+from strategies.frontier_target import budget_only_guess, model_root
 from strategies.qp import (
     QPSolution,
     free_set_solver,
@@ -38,6 +39,9 @@ MAX_PROBES = 200
 # Markowitz 1956) instead of a warm-started QP at the candidate; at most MAX_CROSSINGS.
 CROSS_WIDTHS = 2.0
 MAX_CROSSINGS = 20
+# Leftwards (a probe just past the optimum) only within this many widths: the pieces
+# shrink towards λ = 0, so farther back a warm-started QP costs less than the crossings.
+CROSS_LEFT_WIDTHS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,23 +66,31 @@ class _Frontier:
         self.chol: np.ndarray | None = None
         self.solver: FreeSetSolver | None = None
 
-    def start(self, chol: np.ndarray | None) -> QPSolution | CostedSolution:
-        """The minimum-variance portfolio (λ = 0)."""
+    def start(self, chol: np.ndarray | None, lam: float = 0.0,
+              first: np.ndarray | None = None) -> QPSolution | CostedSolution:
+        """The frontier's portfolio at ``lam`` (default: the minimum-variance one), cold;
+        ``first``: the weights with every asset free at ``lam``, when known."""
         self.chol = chol
         zero = np.zeros_like(self.mu)
         if self.costs is None:
             self.solver = free_set_solver(self.cov, chol)
-            return solve_qp(self.cov, zero, self.lower, self.upper, chol=chol,
-                            solver=self.solver)
+            return solve_qp(self.cov, lam * self.mu if lam else zero, self.lower, self.upper,
+                            chol=chol, solver=self.solver,
+                            first=None if first is None else (first, zero))
         return solve_costed_qp(self.cov, zero, 0.0, self.lower, self.upper, self.costs.terms,
                                kinks=self.costs.kinks, chol=chol)
 
-    def solve(self, lam: float, warm: QPSolution | CostedSolution
-              ) -> QPSolution | CostedSolution:
+    def solve(self, lam: float, warm: QPSolution | CostedSolution,
+              piece: FrontierSegment | None = None) -> QPSolution | CostedSolution:
+        """The frontier's portfolio at ``lam`` from ``warm``'s active sets; ``piece``: the
+        segment on those very sets, whose affine w and z are the QP's first iterate."""
         if self.costs is None:
+            first = None
+            if piece is not None and piece.z0 is not None and piece.z1 is not None:
+                first = (piece.at(lam), piece.z0 + lam * piece.z1)
             return solve_qp(self.cov, lam * self.mu, self.lower, self.upper,
                             warm=warm, chol=self.chol,  # type: ignore[arg-type]
-                            solver=self.solver)
+                            solver=self.solver, first=first)
         return solve_costed_qp(self.cov, lam * self.mu, lam * self.costs.kappa, self.lower,
                                self.upper, self.costs.terms, warm=warm,  # type: ignore[arg-type]
                                kinks=self.costs.kinks, chol=self.chol)
@@ -173,13 +185,15 @@ Verdict = tuple[str, float | None]
 
 
 def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
-          judge: Callable[[FrontierSegment], Verdict]) -> np.ndarray:
-    """Bracketed search over λ ≥ 0 for the piece holding the optimum; ``judge`` gives a
-    piece's verdict and a candidate λ (the 1-D optimum of the piece's extension)."""
+          judge: Callable[[FrontierSegment], Verdict], lam: float = 0.0,
+          first: FrontierSegment | None = None) -> np.ndarray:
+    """Bracketed search over λ ≥ 0 for the piece holding the optimum, from ``start`` (the
+    optimum at ``lam``; ``first``: its piece, if computed); ``judge`` gives a piece's
+    verdict and a candidate λ (the 1-D optimum of the piece's extension)."""
     cov, mu, lower, upper = frontier.cov, frontier.mu, frontier.lower, frontier.upper
     bracket = _Bracket(scale=float(np.mean(np.diag(cov))) / max(float(np.max(np.abs(mu))),
                                                                  1e-12))
-    lam, solution = 0.0, start
+    solution = start
     top = frontier.top()
     if top is not None:
         verdict, _ = judge(top)
@@ -189,7 +203,8 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
     crossings = 0
     fallback: tuple[QPSolution | CostedSolution, float] | None = None  # before a crossing
     while True:
-        seg = frontier.segment(solution, lam)
+        seg = frontier.segment(solution, lam) if first is None else first
+        first = None
         if fallback is not None and not seg.lam_lo <= seg.lam_hi:  # degenerate crossing
             solution, retry = fallback
             fallback = None
@@ -214,7 +229,7 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
         else:
             candidate = seg.lam_lo - step  # ask the left neighbour
         if bracket.closed():
-            return frontier.solve(bracket.left, solution).weights
+            return frontier.solve(bracket.left, solution, seg).weights
         if (verdict == RIGHT and seg.exit_sets is not None and crossings < MAX_CROSSINGS
                 and candidate is not None and candidate < bracket.right
                 and candidate - seg.lam_hi <= CROSS_WIDTHS * (seg.lam_hi - seg.lam_lo)):
@@ -223,8 +238,16 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
             lam = seg.lam_hi
             solution = QPSolution(seg.at(lam), *seg.exit_sets, 0)
             continue
+        if (verdict == LEFT and seg.entry_sets is not None and crossings < MAX_CROSSINGS
+                and candidate is not None and candidate > bracket.left
+                and seg.lam_lo - candidate <= CROSS_LEFT_WIDTHS * (seg.lam_hi - seg.lam_lo)):
+            crossings += 1  # the same step leftwards (a probe that just overshot)
+            fallback = (solution, candidate)
+            lam = seg.lam_lo
+            solution = QPSolution(seg.at(lam), *seg.entry_sets, 0)
+            continue
         lam = bracket.next_probe(candidate)
-        solution = frontier.solve(lam, solution)
+        solution = frontier.solve(lam, solution, seg)
 
 
 def _is_flat(seg: FrontierSegment) -> bool:
@@ -289,24 +312,36 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
     κΣ|w − a| and the caps hold."""
     target = target_volatility**2
     frontier = _Frontier(cov, mu, lower, upper, costs)
+    model: dict[str, float | None] = {"min_var": None}  # v₀ of power_root's model
+    seen: list[tuple[float, float, float]] = []  # (λ, v, v') at judged pieces' ends
+
+    def judge(seg: FrontierSegment) -> Verdict:
+        _, _, q0, q1, q2 = _moments(seg, mu, cov)
+        root = _larger_root(q2, 2.0 * q1, q0 - target)
+        min_var = model["min_var"]
+        if np.isfinite(seg.lam_hi) and q0 + 2 * q1 * seg.lam_hi + q2 * seg.lam_hi**2 < target:
+            return RIGHT, model_root(seen, seg.lam_hi, q0, q1, q2, min_var, target, root)
+        if seg.lam_lo > 0 and q0 + 2 * q1 * seg.lam_lo + q2 * seg.lam_lo**2 > target:
+            return LEFT, model_root(seen, seg.lam_lo, q0, q1, q2, min_var, target, root)
+        if root is None or _is_flat(seg):
+            return STOP, seg.lam_lo
+        return STOP, min(max(root, seg.lam_lo), seg.lam_hi)
+
+    lam, free_optimum = budget_only_guess(mu, lower, upper, target, chol, costs)
+    if lam > 0:  # start on the piece at the budget-only frontier's λ (a lower estimate)
+        start = frontier.start(chol, lam, free_optimum)
+        first = frontier.segment(start, lam)
+        _, _, q0, q1, q2 = _moments(first, mu, cov)
+        lo = first.lam_lo
+        if first.lam_lo <= first.lam_hi and q0 + 2 * q1 * lo + q2 * lo * lo <= target:
+            return _walk(frontier, start, judge, lam, first)
     start = frontier.start(chol)
     min_vol = float(np.sqrt(start.weights @ cov @ start.weights))
     if min_vol > target_volatility * (1.0 + 1e-12):
         raise StrategyError(
             f"target_volatility {target_volatility:.4g} is below the minimum achievable "
             f"volatility {min_vol:.4g} under these bounds; raise target_volatility")
-
-    def judge(seg: FrontierSegment) -> Verdict:
-        _, _, q0, q1, q2 = _moments(seg, mu, cov)
-        root = _larger_root(q2, 2.0 * q1, q0 - target)
-        if np.isfinite(seg.lam_hi) and q0 + 2 * q1 * seg.lam_hi + q2 * seg.lam_hi**2 < target:
-            return RIGHT, root
-        if seg.lam_lo > 0 and q0 + 2 * q1 * seg.lam_lo + q2 * seg.lam_lo**2 > target:
-            return LEFT, root
-        if root is None or _is_flat(seg):
-            return STOP, seg.lam_lo
-        return STOP, min(max(root, seg.lam_lo), seg.lam_hi)
-
+    model["min_var"] = min_vol**2
     if frontier.single_point():
         return start.weights
     return _walk(frontier, start, judge)

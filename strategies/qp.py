@@ -27,33 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from strategies.base import StrategyError
-from strategies.free_set import FreeSetSolver, factor_matrix
+from strategies.free_set import FreeSetSolver
 
 PDAS_MAX_ITERATIONS = 60
-REGULARIZATION_STEPS = (1e-6, 1e-8, 1e-10)  # costed_qp's continuation ridges (see below for ours)
-# The box QP's continuation: its last step is Σ itself (ρ = 0). Started next to its answer
-# it settles in a couple of solves (or gives up after LATER_STEP_MAX_ITERATIONS), and its
-# last factor is then Σ's own on the final free set: the primal method reuses it instead
-# of factoring that set once more.
-# Its first ridge 3e-7 (not REGULARIZATION_STEPS' 1e-6) frees fewer assets that the later
-# steps drop again: on 45 near-singular problems (3 seeds × N = 120, 300, 500 × the five
-# optimizers) 17 % fewer factorization flops, the same answers; 1e-7 cycles on some.
-BOX_REGULARIZATION_STEPS = (3e-7, 1e-8, 0.0)
-# Iterations allowed to every continuation step after the first (they start next to their
-# answer; a long run is cycling, seen taking 60 iterations of 150–200-asset factors on a
-# near-singular min_variance: stop and let the primal method finish, as costed_qp does).
-LATER_STEP_MAX_ITERATIONS = 12
-# Assets free in the first guess of the regularized start (the rest held at their lower
-# bounds): a near-singular Σ's optimum holds a few dozen; the iterations add the rest.
-REGULARIZED_GUESS_ASSETS = 64
-# Iterations allowed to the guessed start before the all-free fallback (a start that does
-# not settle this fast tends to cycle to the full limit: a bounded worst case).
-GUESS_MAX_ITERATIONS = 12
-# Most assets one iteration of the guessed start may free (at least; else the free set's
-# size), the most negative multipliers first: from a 64-asset guess the first iteration
-# would free ~420 of 500 on a near-singular Σ (a 485-asset factor) only to drop ~160 of
-# them next; growing the set in steps (as ``qp_working_set`` does) factors smaller sets.
-GUESS_MAX_JOINING = 256
+REGULARIZATION_STEPS = (1e-6, 1e-8, 1e-10)  # costed_qp's continuation ridges (qp_regularized: ours)
 ILL_CONDITIONED_PIVOT_RATIO = 1e-8
 WEIGHT_TOLERANCE = 1e-12  # bound violation (in weight units) that counts as infeasible
 DUAL_RELATIVE_TOLERANCE = 1e-12  # multiplier sign tolerance, relative to |Σ| + |c|
@@ -94,29 +71,33 @@ def check_bounds(lower: np.ndarray, upper: np.ndarray, symbols: Sequence[str]) -
 
 def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
              warm: QPSolution | None = None, chol: np.ndarray | None = None,
-             solver: FreeSetSolver | None = None) -> QPSolution:
+             solver: FreeSetSolver | None = None,
+             first: tuple[np.ndarray, np.ndarray] | None = None) -> QPSolution:
     """Minimize ½wᵀΣw − linᵀw s.t. Σw = 1, lower ≤ w ≤ upper (feasible bounds assumed:
     call ``check_bounds`` first). ``warm`` seeds the active sets from a nearby solution;
     ``chol``, the lower Cholesky factor of Σ, saves the first factorization of a cold
     start and flags a near-singular Σ (then a warm start goes to the primal method);
-    ``solver`` (from ``free_set_solver``) carries factors between the QPs of one walk."""
+    ``solver`` (from ``free_set_solver``) carries factors between the QPs of one walk;
+    ``first``: the weights and multipliers z = Σw − lin − ν of the equality-constrained
+    optimum on the start's active sets, when the caller has them (the primal-dual
+    iterations then skip their first solve)."""
     n = len(lin)
     fixed = lower >= upper
     if fixed.all():
         return QPSolution(lower.copy(), fixed.copy(), np.zeros(n, bool), 0)
-    tol_z = DUAL_RELATIVE_TOLERANCE * (float(np.max(np.abs(np.diag(cov))))
-                                       + float(np.max(np.abs(lin))))
+    tol_z = DUAL_RELATIVE_TOLERANCE * (float(np.abs(np.diag(cov)).max())
+                                       + float(np.abs(lin).max()))
     if warm is None and chol is None and n >= WORKING_SET_MIN_ASSETS:
         from strategies.qp_working_set import solve_by_working_set  # imports this module
 
         return solve_by_working_set(cov, lin, lower, upper, tol_z)
-    return solve_restricted(cov, lin, lower, upper, warm, chol, tol_z, solver)
+    return solve_restricted(cov, lin, lower, upper, warm, chol, tol_z, solver, first)
 
 
 def free_set_solver(cov: np.ndarray, chol: np.ndarray | None) -> FreeSetSolver:
     """The free-set solver for Σ: with its Cholesky factor ``chol`` (reused for the
     all-free set, and for range-space solves when Σ is well conditioned) or without."""
-    solver = FreeSetSolver(cov, chol if chol is not None and not _ill_conditioned(chol)
+    solver = FreeSetSolver(cov, chol if chol is not None and not ill_conditioned(chol)
                            else None)
     if chol is not None:
         solver.remember(np.arange(len(cov)), chol, slot="all")
@@ -125,7 +106,8 @@ def free_set_solver(cov: np.ndarray, chol: np.ndarray | None) -> FreeSetSolver:
 
 def solve_restricted(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
                      warm: QPSolution | None, chol: np.ndarray | None,
-                     tol_z: float, solver: FreeSetSolver | None = None) -> QPSolution:
+                     tol_z: float, solver: FreeSetSolver | None = None,
+                     first: tuple[np.ndarray, np.ndarray] | None = None) -> QPSolution:
     """``solve_qp`` on the whole universe at once (primal-dual active set, the primal
     method as the safe path) with the caller's dual tolerance ``tol_z``."""
     n = len(lin)
@@ -134,7 +116,7 @@ def solve_restricted(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper:
         at_lo, at_hi = warm.at_lower | fixed, warm.at_upper & ~fixed
     else:
         at_lo, at_hi = fixed.copy(), np.zeros(n, bool)
-    ill = chol is not None and _ill_conditioned(chol)
+    ill = chol is not None and ill_conditioned(chol)
     if ill and warm is not None:  # the nearby optimum is feasible: a few bound changes
         start = QPSolution(warm.weights, at_lo, at_hi & ~at_lo, 0)
         return _primal_active_set(cov, lin, lower, upper, tol_z, start)
@@ -144,10 +126,14 @@ def solve_restricted(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper:
         if warm is not None and warm.free_factor is not None:
             solver.remember(np.flatnonzero(~(at_lo | at_hi)), warm.free_factor)
         solution = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
-                                           solver)
+                                           solver, first=first)
     if solution is None:
-        solution = _primal_active_set(cov, lin, lower, upper, tol_z,
-                                      _regularized_start(cov, lin, lower, upper, tol_z))
+        from strategies.qp_regularized import regularized_start  # imports this module
+
+        regularized, exact = regularized_start(cov, lin, lower, upper, tol_z)
+        if exact and regularized is not None:
+            return regularized  # the continuation's last step, on Σ itself, converged
+        solution = _primal_active_set(cov, lin, lower, upper, tol_z, regularized)
     return solution
 
 
@@ -161,8 +147,10 @@ def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
     n = len(excess)
     tol_z = DUAL_RELATIVE_TOLERANCE * float(np.max(np.abs(np.diag(cov))))
     zero, unbounded = np.zeros(n), np.full(n, np.inf)
-    if _ill_conditioned(chol):  # as in solve_qp: a regularized start, then the primal method
-        start = _regularized_start(cov, zero, zero, unbounded, tol_z, excess)
+    if ill_conditioned(chol):  # as in solve_qp: a regularized start, then the primal method
+        from strategies.qp_regularized import regularized_start  # imports this module
+
+        start, _ = regularized_start(cov, zero, zero, unbounded, tol_z, excess)
         if start is None or start.weights.min() < -WEIGHT_TOLERANCE:
             return None
         y = np.maximum(start.weights, 0.0)
@@ -176,72 +164,12 @@ def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
                                    solver)
 
 
-def _ill_conditioned(chol: np.ndarray) -> bool:
+def ill_conditioned(chol: np.ndarray) -> bool:
     """Cholesky pivots spread beyond ILL_CONDITIONED_PIVOT_RATIO (cond(Σ) ≳ 1e8, e.g. a
     repaired covariance): cold primal-dual iterations would cycle, go straight to the
     regularized start."""
-    pivots = np.diag(chol) ** 2
-    return bool(np.min(pivots) < ILL_CONDITIONED_PIVOT_RATIO * np.max(pivots))
-
-
-def _regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
-                       upper: np.ndarray, tol_z: float,
-                       budget_row: np.ndarray | None = None) -> QPSolution | None:
-    """A feasible, near-optimal start for the primal method by continuation: the
-    primal-dual iterations on Σ + ρI for ρ = 3e-7, 1e-8, 0 × mean variance
-    (BOX_REGULARIZATION_STEPS), each warm-started from the last. They cycle on
-    near-singular Σ (its flat directions make the free-set solves swing wildly); the
-    proximal term tames them, and shrinking it moves the active set toward the true one,
-    so the primal method ends with a few bound changes. The first run starts from a
-    guess — the REGULARIZED_GUESS_ASSETS assets with the smallest ½σᵢ² − cᵢ free, the
-    rest at their lower bounds — so its solves factor small free sets; should it cycle,
-    it starts again with every asset free from one factor of Σ + ρI, reused for
-    range-space solves (accuracy is immaterial here: the start only has to be feasible)."""
-    fixed = lower >= upper
-    scale = float(np.mean(np.diag(cov)))
-    best: QPSolution | None = None
-    at_lo, at_hi = fixed.copy(), np.zeros(len(lin), bool)
-    for rho in BOX_REGULARIZATION_STEPS:
-        solver = FreeSetSolver(cov, budget_row=budget_row, ridge=rho * scale)
-        if best is None:
-            start = _guessed_start(cov, lin, lower, upper, tol_z, solver)
-            if start is None:
-                solver = _all_free_solver(cov, budget_row, rho * scale)
-                start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
-                                                solver)
-        else:
-            start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
-                                            solver, LATER_STEP_MAX_ITERATIONS)
-        if start is None:
-            break
-        at_lo, at_hi = start.at_lower | fixed, start.at_upper & ~fixed
-        done = start.iterations + (0 if best is None else best.iterations)
-        best = QPSolution(start.weights, start.at_lower, start.at_upper, done,
-                          None if rho else start.free_factor)
-    return best
-
-
-def _guessed_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                   tol_z: float, solver: FreeSetSolver) -> QPSolution | None:
-    """The primal-dual iterations from the working-set guess (see ``_regularized_start``)."""
-    from strategies.qp_working_set import first_working_set  # imports this module
-
-    fixed = lower >= upper
-    inside = first_working_set(cov, lin, lower, upper, REGULARIZED_GUESS_ASSETS)
-    return _primal_dual_active_set(cov, lin, lower, upper, fixed | ~inside,
-                                   np.zeros(len(lin), bool), tol_z, solver,
-                                   GUESS_MAX_ITERATIONS, GUESS_MAX_JOINING)
-
-
-def _all_free_solver(cov: np.ndarray, budget_row: np.ndarray | None,
-                     ridge: float) -> FreeSetSolver:
-    """A solver for Σ + ridge·I holding its factor (for the all-free start)."""
-    solver = FreeSetSolver(cov, budget_row=budget_row, ridge=ridge)
-    shifted = cov.copy()
-    shifted.flat[:: len(cov) + 1] += ridge
-    solver.chol = factor_matrix(shifted)
-    solver.remember(np.arange(len(cov)), solver.chol, slot="all")
-    return solver
+    pivots = np.diag(chol)  # positive: min and max of their squares are these squared
+    return bool(float(pivots.min()) ** 2 < ILL_CONDITIONED_PIVOT_RATIO * float(pivots.max()) ** 2)
 
 
 def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
@@ -260,20 +188,31 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                             upper: np.ndarray, at_lo: np.ndarray, at_hi: np.ndarray,
                             tol_z: float, solver: FreeSetSolver | None = None,
                             max_iterations: int = PDAS_MAX_ITERATIONS,
-                            max_joining: int | None = None) -> QPSolution | None:
+                            max_joining: int | None = None,
+                            first: tuple[np.ndarray, np.ndarray] | None = None,
+                            settle: int = 0) -> QPSolution | None:
     """HIK primal-dual active-set iterations; None if they cycle or stall. ``max_joining``
-    caps the assets one iteration frees (see GUESS_MAX_JOINING)."""
+    caps the assets one iteration frees (see ``qp_regularized.GUESS_MAX_JOINING``);
+    ``first`` is the first iteration's (w, z) when the caller has it (see ``solve_qp``).
+    ``settle`` > 0 (a continuation step, whose answer is only the next step's start):
+    once an iteration changes at most that many bounds, stop with the new sets and the
+    last weights made feasible for them, instead of solving once more to confirm."""
     fixed = lower >= upper
     seen: set[bytes] = set()
     solver = solver if solver is not None else FreeSetSolver(cov)
     for iteration in range(1, max_iterations + 1):
-        w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
-        if np.isnan(nu):
-            return None
-        if solver.last_multipliers is not None:  # a range-space solve gave them
-            z = solver.last_multipliers[:, 0]
+        factor = None
+        if first is not None:
+            (w, z), first = first, None
         else:
-            z = solver.gradient(w, lin) - (nu if solver.unit_budget else nu * solver.budget_row)
+            w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
+            if np.isnan(nu):
+                return None
+            if solver.last_multipliers is not None:  # a range-space solve gave them
+                z = solver.last_multipliers[:, 0]
+            else:
+                z = solver.gradient(w, lin) - (nu if solver.unit_budget
+                                               else nu * solver.budget_row)
         free = ~(at_lo | at_hi)
         new_lo = fixed | (free & (w < lower - WEIGHT_TOLERANCE)) | (at_lo & (z > -tol_z))
         new_hi = ~fixed & ((free & (w > upper + WEIGHT_TOLERANCE)) | (at_hi & (z < tol_z)))
@@ -286,6 +225,19 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
             if solver.unit_budget:
                 w = polish_weights(w, lower, upper, free)
             return QPSolution(w, at_lo, at_hi, iteration, factor)
+        if settle and solver.unit_budget and (int(np.count_nonzero(new_lo != at_lo))
+                                              + int(np.count_nonzero(new_hi != at_hi))
+                                              <= settle):
+            # Bound assets at their bounds, the budget residual spread over the assets
+            # still free (``polish_weights``): a feasible start for the new sets, unless
+            # their room cannot take it (then iterate on as usual).
+            moving = ~(new_lo | new_hi)
+            start = polish_weights(np.where(new_lo, lower, np.where(new_hi, upper, w)),
+                                   lower, upper, moving)
+            if (np.array_equal(start[new_lo], lower[new_lo])
+                    and np.array_equal(start[new_hi], upper[new_hi])
+                    and abs(float(start.sum()) - 1.0) <= WEIGHT_TOLERANCE):
+                return QPSolution(start, new_lo, new_hi, iteration, None)
         if (new_lo | new_hi).all():  # keep one asset free to carry the budget
             keep = int(np.argmin(np.where(fixed, np.inf, np.abs(z))))
             new_lo[keep] = new_hi[keep] = False
@@ -331,11 +283,17 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     if start is not None:  # Σ's factor on the start's free set (an exact last step's)
         solver.remember(np.flatnonzero(~(at_lo | at_hi)), start.free_factor)
     row = solver.budget_row
+    arrived = False  # the last step reached its target: w is this free set's optimum
     for iteration in range(done + 1, done + 20 * n + 100):
-        target, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
+        if arrived:  # the same sets' solve again would give the same bits: skip it
+            target, arrived = w, False
+        else:
+            target, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
         free = ~(at_lo | at_hi)
-        step = np.where(free, target - w, 0.0)
-        if np.max(np.abs(step)) <= 1e-14:
+        # The step moves only the free weights: work on their indices (a few dozen of n).
+        moving = np.flatnonzero(free)
+        step = target[moving] - w[moving]
+        if not moving.size or np.max(np.abs(step)) <= 1e-14:
             g = solver.gradient(w, lin)  # Σw − c from the support's rows when w is sparse
             if np.isnan(nu):
                 movable_lo = at_lo & ~fixed
@@ -349,16 +307,19 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                 return QPSolution(w, at_lo, at_hi, iteration, factor)
             at_lo[worst] = at_hi[worst] = False
             continue
+        w_moving = w[moving]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(step < -1e-18, (lower - w) / step,
-                             np.where(step > 1e-18, (upper - w) / step, np.inf))
-        ratio = np.where(free, np.maximum(ratio, 0.0), np.inf)
-        block = int(np.argmin(ratio))
-        if ratio[block] >= 1.0:
-            w = np.where(free, target, w)
+            ratio = np.where(step < -1e-18, (lower[moving] - w_moving) / step,
+                             np.where(step > 1e-18, (upper[moving] - w_moving) / step, np.inf))
+        ratio = np.maximum(ratio, 0.0)
+        first = int(np.argmin(ratio))
+        if ratio[first] >= 1.0:
+            w[moving] = target[moving]
+            arrived = True
             continue
-        w = w + ratio[block] * step
-        if step[block] < 0:
+        w[moving] = w_moving + ratio[first] * step
+        block = int(moving[first])
+        if step[first] < 0:
             w[block], at_lo[block] = lower[block], True
         else:
             w[block], at_hi[block] = upper[block], True

@@ -145,23 +145,27 @@ def test_repair_covariance_singular_sample_covariance_warns() -> None:
 
 
 @pytest.mark.parametrize("gram", [False, True])
-@pytest.mark.parametrize("n_base", [4, 6])  # the trailing block smaller or not
+# The trailing block's Schur complement from the leading columns (2 of 16: few flops), or
+# from the trailing factor itself (lauum) with that block as large as the leading one or
+# smaller.
+@pytest.mark.parametrize(("n_assets", "n_base"), [(16, 2), (8, 4), (8, 6)])
 def test_factor_covariance_near_copies_loads_only_the_diagonal_and_factors_it(
-        gram: bool, n_base: int) -> None:
-    """The last 2–4 assets are near-copies of the first ones (σ_diff 1e-8/day): the check's
+        gram: bool, n_assets: int, n_base: int) -> None:
+    """The last assets are near-copies of the first ones (σ_diff 1e-8/day): the check's
     factorization ends with tiny pivots, the repair adds at most LOADING_FLOORS floors to
     the diagonal (none before the first tiny pivot), and the factor returned is the
     repaired matrix's."""
     rng = np.random.default_rng(9)
     base = rng.normal(0.0, 0.01, (400, n_base))
-    copies = 8 - n_base
-    x = np.hstack([base, base[:, :copies] + rng.normal(0.0, 1e-8, (400, copies))])
+    copies = n_assets - n_base
+    x = np.hstack([base, base[:, np.arange(copies) % n_base]
+                   + rng.normal(0.0, 1e-8, (400, copies))])
     xc = x - x.mean(axis=0)
     cov = (xc.T @ xc) * (ANNUALIZATION_DAYS / 399)
     original = cov.copy()
     floor = PSD_RELATIVE_FLOOR * float(np.mean(np.diag(cov)))
     with capture_logs() as logs:
-        repaired, chol = factor_covariance(cov, [f"S{i}" for i in range(8)], gram=gram)
+        repaired, chol = factor_covariance(cov, [f"S{i}" for i in range(n_assets)], gram=gram)
     assert [e["event"] for e in logs] == ["covariance_repaired"]
     added = repaired - original
     assert np.array_equal(added, np.diag(np.diag(added)))  # the diagonal only

@@ -34,6 +34,20 @@ def test_posterior_matches_textbook_formula() -> None:
     np.testing.assert_allclose(post, post_ref, rtol=1e-9)
 
 
+@pytest.mark.parametrize("n_views", [2, 6])  # rank-one BLAS updates, or one syrk
+def test_posterior_many_views_matches_textbook_and_is_exactly_symmetric(n_views: int) -> None:
+    cov, _ = random_problem(40, seed=25)
+    prior = 2.5 * cov @ np.full(40, 1 / 40)
+    picks = np.random.default_rng(25).normal(size=(n_views, 40))
+    q = np.linspace(-0.02, 0.05, n_views)
+    omega = view_uncertainty(cov, picks, 0.05, [None] * n_views)
+    mu, post = black_litterman_posterior(cov, prior, picks, q, omega, 0.05)
+    mu_ref, post_ref = textbook_posterior(cov, prior, picks, q, omega, 0.05)
+    np.testing.assert_allclose(mu, mu_ref, rtol=1e-9)
+    np.testing.assert_allclose(post, post_ref, rtol=1e-9)
+    assert np.array_equal(post, post.T)
+
+
 def test_posterior_no_views_equals_prior() -> None:
     cov, _ = random_problem(5, seed=22)
     prior = 3.0 * cov @ np.array([0.4, 0.3, 0.1, 0.1, 0.1])

@@ -204,3 +204,71 @@ def test_free_set_solver_updates_match_fresh_factorizations(budget_row: str) -> 
         np.testing.assert_allclose(w_new, w_ref, rtol=0, atol=1e-11)
         np.testing.assert_allclose(nu_new, nu_ref, rtol=1e-9, atol=1e-13)
     assert updating.factorizations < 25  # most solves were updates, not factorizations
+
+
+@pytest.mark.parametrize("family", ["random", "factor"])
+def test_solve_qp_first_iterate_from_piece_gives_same_optimum_and_iterations(
+        family: str) -> None:
+    from strategies.frontier_piece import frontier_segment
+
+    cov, mu = family_problem(family, 120, seed=7)
+    n = len(mu)
+    lower, upper = np.zeros(n), np.full(n, 0.1)
+    _, chol = factor_covariance(cov)
+    here = solve_qp(cov, 0.5 * mu, lower, upper, chol=chol)
+    piece = frontier_segment(cov, mu, lower, upper, here, 0.5)
+    assert piece.z0 is not None and piece.z1 is not None
+    lam = 3.0 * piece.lam_hi  # beyond the piece: other active sets
+    plain = solve_qp(cov, lam * mu, lower, upper, warm=here, chol=chol)
+    seeded = solve_qp(cov, lam * mu, lower, upper, warm=here, chol=chol,
+                      first=(piece.at(lam), piece.z0 + lam * piece.z1))
+    assert seeded.iterations == plain.iterations
+    np.testing.assert_allclose(seeded.weights, plain.weights, atol=1e-13)
+    assert_kkt(cov, lam * mu, seeded.weights, lower, upper)
+
+
+@pytest.mark.parametrize("family", ["random", "factor"])
+def test_frontier_piece_entry_and_exit_sets_are_the_neighbour_pieces_sets(
+        family: str) -> None:
+    from strategies.frontier_piece import frontier_segment
+
+    cov, mu = family_problem(family, 80, seed=9)
+    n = len(mu)
+    lower, upper = np.zeros(n), np.full(n, 0.15)
+    here = solve_qp(cov, 0.8 * mu, lower, upper)
+    piece = frontier_segment(cov, mu, lower, upper, here, 0.8)
+    assert 0 < piece.lam_lo < 0.8 < piece.lam_hi < np.inf
+    assert piece.entry_sets is not None and piece.exit_sets is not None
+    for lam, sets in ((piece.lam_lo, piece.entry_sets), (piece.lam_hi, piece.exit_sets)):
+        inward = 1e-7 * (piece.lam_hi - piece.lam_lo)
+        beyond = lam - inward if sets is piece.entry_sets else lam + inward
+        neighbour = solve_qp(cov, beyond * mu, lower, upper)
+        assert np.array_equal(neighbour.at_lower, sets[0])
+        assert np.array_equal(neighbour.at_upper, sets[1])
+
+
+@pytest.mark.parametrize("lam", [0.0, 2.0])
+def test_regularized_start_settled_early_is_feasible_and_qp_satisfies_kkt(lam: float) -> None:
+    # A continuation step ends once an iteration changes few bounds: its weights, made
+    # feasible for the new sets, start the next step (and, last, the primal method).
+    from strategies.qp import _primal_dual_active_set
+    from strategies.qp_regularized import settle_changes
+
+    cov, mu = family_problem("near_singular", 120, seed=4)
+    n = len(mu)
+    lower = np.where(np.arange(n) % 9 == 0, 0.001, 0.0)
+    upper = np.full(n, 0.3)
+    tol_z = DUAL_RELATIVE_TOLERANCE * float(np.max(np.diag(cov)))
+    solver = FreeSetSolver(cov, ridge=3e-7 * float(np.mean(np.diag(cov))))
+    held = np.arange(n) >= 40  # the first 40 free, the rest at their lower bounds
+    start = _primal_dual_active_set(cov, lam * mu, lower, upper, held, np.zeros(n, bool),
+                                    tol_z, solver, settle=settle_changes(n))
+    assert start is not None
+    w = start.weights
+    assert abs(w.sum() - 1.0) <= 1e-12
+    assert (w >= lower - 1e-15).all() and (w <= upper + 1e-15).all()
+    np.testing.assert_array_equal(w[start.at_lower], lower[start.at_lower])
+    np.testing.assert_array_equal(w[start.at_upper], upper[start.at_upper])
+    _, chol = factor_covariance(cov)
+    assert_kkt(cov, lam * mu, solve_qp(cov, lam * mu, lower, upper, chol=chol).weights,
+               lower, upper)

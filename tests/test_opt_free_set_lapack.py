@@ -60,3 +60,17 @@ def test_cholesky_lower_not_positive_definite_raises_linalgerror() -> None:
 def test_solve_lower_singular_factor_raises_linalgerror() -> None:
     with pytest.raises(LinAlgError, match="singular"):
         solve_lower(np.array([[1.0, 0.0], [1.0, 0.0]], order="F"), np.ones(2))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("count", [5, 70])  # one solve, or groups of trailing triangles
+def test_lower_unit_columns_equal_full_triangular_solves(order: str, count: int) -> None:
+    from strategies.free_set import lower_unit_columns
+
+    chol = np.asarray(np.linalg.cholesky(_spd(120, 5)), order=order)
+    rows = np.random.default_rng(6).choice(120, count, replace=False)  # any order
+    unit = np.zeros((120, count))
+    unit[rows, np.arange(count)] = 1.0
+    np.testing.assert_allclose(lower_unit_columns(chol, rows),
+                               solve_triangular(chol, unit, lower=True), rtol=1e-12,
+                               atol=1e-14)

@@ -108,3 +108,43 @@ def test_efficient_risk_large_problem_volatility_exact() -> None:
     assert feasible(w, lower, upper)
     assert float(np.sqrt(w @ cov @ w)) == pytest.approx(target, rel=1e-10)
     assert mu @ top == pytest.approx(max_feasible_return(mu, lower, upper), rel=1e-12)
+
+
+@pytest.mark.parametrize("family", ["random", "factor"])
+@pytest.mark.parametrize("ratio", [1.02, 1.3, 2.0, 4.0])
+def test_efficient_risk_from_budget_only_guess_matches_walk_from_min_variance(
+        family: str, ratio: float) -> None:
+    from test_opt_costs import covariance
+
+    from strategies.covariance_repair import factor_covariance
+    from strategies.frontier_target import budget_only_guess
+
+    n = 150
+    cov = covariance(family, n, seed=8)
+    mu = np.random.default_rng(8).uniform(-0.02, 0.15, n)
+    lower, upper = np.zeros(n), np.full(n, 0.1)
+    _, chol = factor_covariance(cov)
+    w_min = solve_qp(cov, np.zeros(n), lower, upper).weights
+    target = ratio * float(np.sqrt(w_min @ cov @ w_min))
+    assert budget_only_guess(mu, lower, upper, target**2, chol, None)[0] > 0  # starts there
+    guessed = efficient_risk_weights(mu, cov, lower, upper, target, chol)
+    walked = efficient_risk_weights(mu, cov, lower, upper, target)  # no factor: from λ = 0
+    np.testing.assert_allclose(guessed, walked, atol=1e-10)
+    assert float(np.sqrt(guessed @ cov @ guessed)) <= target * (1 + 1e-10)
+
+
+def test_efficient_risk_target_below_capped_min_volatility_raises_with_factor() -> None:
+    # Between the budget-only minimum volatility (the guess's) and the one under the caps:
+    # the guessed start's piece is already above the target, and the error still names it.
+    from strategies.covariance_repair import factor_covariance
+
+    cov, mu = random_problem(40, seed=6)
+    lower, upper = np.zeros(40), np.full(40, 0.03)
+    _, chol = factor_covariance(cov)
+    budget_only = 1.0 / float(np.linalg.solve(cov, np.ones(40)).sum())
+    w_min = solve_qp(cov, np.zeros(40), lower, upper).weights
+    capped = float(w_min @ cov @ w_min)
+    assert budget_only < capped
+    target = float(np.sqrt(0.5 * (budget_only + capped)))
+    with pytest.raises(StrategyError, match="is below the minimum achievable volatility"):
+        efficient_risk_weights(mu, cov, lower, upper, target, chol)

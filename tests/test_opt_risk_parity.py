@@ -96,3 +96,50 @@ def test_risk_parity_ledoit_wolf_more_assets_than_days_contributions_equal() -> 
     assert w.sum() == pytest.approx(1.0, abs=1e-12) and (w > 0).all()
     rc = risk_contributions(w, cov)
     assert rc.max() / rc.min() - 1 < 1e-11
+
+
+def _few_returns_prices(days: int, assets: int, seed: int = 31) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rets = (rng.normal(size=(days, 3)) @ rng.normal(0.0, 0.006, (3, assets))
+            + rng.normal(size=(days, assets)) * rng.uniform(0.005, 0.02, assets) + 2e-4)
+    closes = 50.0 * np.vstack([np.ones(assets), np.cumprod(1.0 + rets, axis=0)])
+    return pd.DataFrame(closes, index=pd.bdate_range("2021-01-04", periods=days + 1),
+                        columns=[f"S{i:03d}" for i in range(assets)])
+
+
+@pytest.mark.parametrize("budgeted", [False, True])
+def test_risk_parity_ledoit_wolf_few_returns_low_rank_equals_dense(budgeted: bool) -> None:
+    # 60 returns of 150 assets: Σ is kept as ridge·I + VᵀV and Newton solves by Woodbury;
+    # the answer is the dense Σ's ERC portfolio.
+    from strategies.estimators import EstimatorSettings
+    from strategies.risk_parity import LowRankCovariance
+
+    prices = _few_returns_prices(60, 150)
+    settings = EstimatorSettings(lookback_days=60, covariance="ledoit_wolf")
+    low_rank = settings.low_rank_covariance(prices)
+    assert low_rank is not None
+    symbols, v, ridge = low_rank
+    assert list(symbols) == list(prices.columns)
+    dense = ledoit_wolf_covariance(simple_returns(prices, 60)).to_numpy()
+    np.testing.assert_allclose(v.T @ v + ridge * np.eye(150), dense, rtol=1e-12,
+                               atol=1e-15 * np.abs(dense).max())
+    budgets = np.linspace(1.0, 3.0, 150) if budgeted else np.ones(150)
+    w = risk_budget_weights(LowRankCovariance(v, ridge), budgets)
+    np.testing.assert_allclose(w, risk_budget_weights(dense, budgets), rtol=1e-10)
+    np.testing.assert_allclose(risk_contributions(w, dense), budgets / budgets.sum(),
+                               rtol=1e-9)
+    strategy = strategies.create("risk_parity", lookback_days=60, covariance="ledoit_wolf")
+    np.testing.assert_allclose(strategy.target_weights(prices).to_numpy(),
+                               risk_budget_weights(dense, np.ones(150)), rtol=1e-10)
+
+
+def test_low_rank_covariance_only_for_ledoit_wolf_of_few_returns() -> None:
+    from strategies.estimators import EstimatorSettings
+
+    prices = _few_returns_prices(120, 150)
+    assert EstimatorSettings(lookback_days=60, covariance="sample").low_rank_covariance(
+        prices) is None
+    assert EstimatorSettings(lookback_days=120, covariance="ledoit_wolf").low_rank_covariance(
+        prices) is None  # 120 > 0.6 × 150 returns: the dense Σ is cheaper
+    assert EstimatorSettings(lookback_days=60, covariance="ledoit_wolf").low_rank_covariance(
+        prices) is not None
