@@ -22,8 +22,8 @@ from strategies.base import (
     register,
 )
 from strategies.covariance_repair import factor_covariance
-from strategies.estimators import (
-    EstimatorSettings,
+from strategies.estimators import EstimatorSettings
+from strategies.market_portfolio import (
     check_market_weights,
     equilibrium_returns,
     market_weight_vector,

@@ -20,6 +20,11 @@ from strategies.covariance_repair import (
     ridge_certifies,
     ridge_certifies_diagonal,
 )
+from strategies.market_portfolio import (
+    check_market_weights,
+    equilibrium_returns,
+    market_weight_vector,
+)
 
 ANNUALIZATION_DAYS = 252
 EXPECTED_RETURN_METHODS = ("mean", "geometric", "ewma", "equilibrium")
@@ -152,13 +157,6 @@ def ewma_returns(returns: pd.DataFrame, span_days: float) -> pd.Series:
     weights = (1.0 - alpha) ** age
     weights /= weights.sum()
     return pd.Series(weights @ returns.to_numpy() * ANNUALIZATION_DAYS, index=returns.columns)
-
-
-def equilibrium_returns(cov: np.ndarray, market_weights: np.ndarray,
-                        risk_aversion: float) -> np.ndarray:
-    """Market-implied (reverse-optimized) returns π = δ Σ w_mkt (Black & Litterman 1992;
-    Idzorek 2005 eq. 1), with Σ annual so π is annual."""
-    return risk_aversion * (cov @ market_weights)
 
 
 # ---- covariance (annual) ------------------------------------------------------------------
@@ -392,32 +390,3 @@ class EstimatorSettings:
             bad = list(symbols[~np.isfinite(mu)])
             raise StrategyError(f"expected returns are not finite for {bad}")
         return Estimate(symbols=symbols, mu=mu, cov=cov, chol=chol)
-
-
-def check_market_weights(market_weights: Mapping[str, float] | None) -> None:
-    """Config check: a mapping symbol → weight ≥ 0 with a positive total (or None)."""
-    if market_weights is None:
-        return
-    if not isinstance(market_weights, Mapping) or not market_weights:
-        raise StrategyConfigError("market_weights must be a non-empty table symbol = weight")
-    for symbol, weight in market_weights.items():
-        if not np.isfinite(float(weight)) or float(weight) < 0:
-            raise StrategyConfigError(f"market_weights.{symbol} must be ≥ 0, got {weight}")
-    if sum(float(v) for v in market_weights.values()) <= 0:
-        raise StrategyConfigError("market_weights must have a positive total")
-
-
-def market_weight_vector(market_weights: Mapping[str, float] | None,
-                         symbols: pd.Index) -> np.ndarray:
-    """Market weights over ``symbols`` normalized to sum 1 (equal when None); a usable
-    symbol missing from the table is an error naming it."""
-    if market_weights is None:
-        return np.full(len(symbols), 1.0 / len(symbols))
-    missing = [str(s) for s in symbols if s not in market_weights]
-    if missing:
-        raise StrategyError(f"market_weights has no entry for {missing}; give every symbol "
-                            f"a weight (or omit market_weights for equal weights)")
-    w = np.array([float(market_weights[s]) for s in symbols])
-    if w.sum() <= 0:
-        raise StrategyError(f"market_weights sum to 0 over the usable symbols {list(symbols)}")
-    return w / w.sum()

@@ -18,7 +18,6 @@ from strategies.covariance_repair import (
 from strategies.estimators import (
     ANNUALIZATION_DAYS,
     EstimatorSettings,
-    equilibrium_returns,
     ewma_covariance,
     ewma_returns,
     geometric_returns,
@@ -27,6 +26,7 @@ from strategies.estimators import (
     sample_covariance,
     simple_returns,
 )
+from strategies.market_portfolio import equilibrium_returns
 from strategies.mean_variance import optimize_mean_variance
 
 
