@@ -104,29 +104,35 @@ def _utc(nanos: int) -> datetime:
 
 def _table_from_snapshot(first_year: int, last_year: int) -> SessionTable:
     """The sessions of whole years from ``brokers.xnys_schedule``: every weekday but its
-    closures, at REGULAR_HOURS unless SPECIAL_HOURS says otherwise (New York time)."""
+    closures, at REGULAR_HOURS unless SPECIAL_HOURS says otherwise (New York time). On
+    arrays: 39 years are ~10⁴ sessions, built in every backtest and daemon process."""
     from brokers import xnys_schedule as static
 
-    closed = {date.fromisoformat(d) for d in static.WEEKDAY_CLOSURES}
-    special = {date.fromisoformat(d): hours for d, hours in static.SPECIAL_HOURS.items()}
+    all_days = np.arange(np.datetime64(f"{first_year}-01-01"),
+                         np.datetime64(f"{last_year + 1}-01-01"), dtype="datetime64[D]")
+    weekday = (all_days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday (3)
+    closed = np.array(static.WEEKDAY_CLOSURES, dtype="datetime64[D]")
+    sessions = all_days[(weekday < 5) & ~np.isin(all_days, closed)]
+    ordinal = sessions.astype(np.int64)  # days since 1970-01-01
+    minutes = np.empty((len(sessions), 2), dtype=np.int64)  # New York open, close
+    minutes[:] = [_minutes(hhmm) for hhmm in static.REGULAR_HOURS]
+    if static.SPECIAL_HOURS:
+        special = np.array(list(static.SPECIAL_HOURS), dtype="datetime64[D]")
+        at = np.searchsorted(sessions, special)
+        inside = (at < len(sessions)) & (sessions[np.minimum(at, len(sessions) - 1)] == special)
+        hours = [[_minutes(o), _minutes(c)] for o, c in static.SPECIAL_HOURS.values()]
+        minutes[at[inside]] = np.array(hours, dtype=np.int64)[inside]
+    # one offset a week: clocks change at 2 a.m. on a Sunday, never within a session week
+    week = (ordinal + 3) // 7  # weeks since the Monday before the epoch
+    first_of_week, back = np.unique(week, return_inverse=True)
     new_york = ZoneInfo(static.TIMEZONE)
-    day, last = date(first_year, 1, 1), date(last_year, 12, 31)
-    days: list[date] = []
-    opens: list[datetime] = []
-    closes: list[datetime] = []
-    regular = tuple(_minutes(hhmm) for hhmm in static.REGULAR_HOURS)
-    while day <= last:
-        if day.weekday() < 5 and day not in closed:
-            hours = special.get(day)
-            open_min, close_min = regular if hours is None else map(_minutes, hours)
-            # one offset a day: clocks change at 2 a.m. on a Sunday, never within a session
-            midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            midnight -= new_york.utcoffset(midnight.replace(tzinfo=None, hour=12)) or _ZERO
-            days.append(day)
-            opens.append(midnight + timedelta(minutes=open_min))
-            closes.append(midnight + timedelta(minutes=close_min))
-        day += _ONE_DAY
-    return SessionTable(days=tuple(days), opens=tuple(opens), closes=tuple(closes))
+    offset_min = np.array([
+        (new_york.utcoffset(datetime(1969, 12, 29, 12) + timedelta(weeks=int(w))) or _ZERO)
+        // timedelta(minutes=1) for w in first_of_week.tolist()], dtype=np.int64)[back]
+    utc_secs = ((ordinal * 1440 - offset_min)[:, None] + minutes) * 60  # NY - offset = UTC
+    opens, closes = (tuple(datetime.fromtimestamp(t, UTC) for t in column.tolist())
+                     for column in utc_secs.T)
+    return SessionTable(days=tuple(sessions.tolist()), opens=opens, closes=closes)
 
 
 def _minutes(hhmm: str) -> int:
