@@ -9,6 +9,9 @@ at once at that day's close moved against the trader by ``slippage_bps``. The ac
 positions, orders, fills, replay cursor) lives in ``sim_*`` tables of the bot's SQLite
 file, one transaction per order, so it survives restarts; ``":memory:"`` gives a
 throw-away account for backtests, its books in dicts (``brokers/sim/memory_ledger.py``).
+It takes a side's orders in one call (``submit_batch``, ``brokers/booked_batch.py``). It
+reports no latest trades (``TradePriceSource``): its trade price is the bar itself, so the
+guard comparing the two could never fire (it cost ~1 µs a symbol every cycle).
 
 Numbers: quantities are rounded to 9 decimals (Alpaca's fractional precision); cash is
 plain float64 arithmetic (never rounded to cents, so equity = cash + Σ qty × close holds
@@ -311,16 +314,6 @@ class SimulatedBroker:
             rows = rows[:, cols]
         return pd.DataFrame(rows, index=self._prices.index[start:stop], columns=columns,
                             copy=False)
-
-    def latest_trade_prices(self, symbols: Sequence[str]) -> dict[str, float]:
-        """The replay day's close per symbol (the simulator trades at it); none when closed."""
-        cols = self._columns(symbols)
-        with self._lock:
-            if not self._is_open() or self._row is None:
-                return {}
-            row = self._closes[self._row]
-        return {s: float(row[c]) for s, c in zip(symbols, cols, strict=True)
-                if math.isfinite(row[c])}
 
     def assets(self, symbols: Sequence[str]) -> dict[str, AssetInfo]:
         """Every priced symbol is tradable; fractionable as configured (asked every cycle,
