@@ -137,7 +137,7 @@ class SimulatedBroker:
             raise BrokerDataError("sim prices: no rows or no symbols")
         self._closes = self._prices.to_numpy(dtype=np.float64, copy=True)
         self._closes.flags.writeable = False
-        self._dates: list[date] = [ts.date() for ts in self._prices.index]
+        self._dates: list[date] = list(self._prices.index.date)  # no Timestamp per row
         self._row_of: dict[date, int] = {d: i for i, d in enumerate(self._dates)}
         self._opens, self._closes_at = session_hours(self._dates)
         # The replay's "now" per day: one shared datetime for every order of the day.
