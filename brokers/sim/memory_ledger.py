@@ -69,7 +69,7 @@ class MemoryLedger:
         self._code_of_time: dict[int, int] = {}  # id(datetime in _times) → its index
         self._reasons: dict[int, str] = {}  # row → reject reason (rejections are rare)
         self._whole: dict[int, tuple[Order, Fill | None]] = {}  # rows _fits_columns refused
-        self._last_fill: Fill | None = None  # the latest fill as booked: fills_for asks next
+        self._last_fill: Fill | None = None  # record()'s latest fill: fills_for asks next
         self._next_id = (-1, "")  # (row, its id), formatted once per order
         self._last_time: tuple[datetime | None, int] = (None, -1)  # _code's last answer
 
