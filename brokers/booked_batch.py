@@ -97,14 +97,18 @@ class BookedBatch:
             self.filled_qty[row], None if math.isnan(price) else price,
             self.submitted_at[row], self.reasons.get(row))
 
+    def has_fill(self, row: int) -> bool:
+        """Whether row ``row`` was filled (in its one fill, at ``prices[row]``)."""
+        return not math.isnan(self.prices[row]) and self.submitted_at[row] is not None
+
     def fills(self, row: int) -> list[Fill]:
         """Row ``row``'s fills as ``fills_for`` returns them: none, or its one fill."""
-        price, at = self.prices[row], self.submitted_at[row]
-        if math.isnan(price) or at is None:
+        at = self.submitted_at[row]
+        if at is None or not self.has_fill(row):
             return []
         return [trusted_fill(self.order_ids[row], self.client_order_ids[row],
-                             self.symbols[row], self.sides[row], self.filled_qty[row], price,
-                             self.commissions[row], at)]
+                             self.symbols[row], self.sides[row], self.filled_qty[row],
+                             self.prices[row], self.commissions[row], at)]
 
 
 @runtime_checkable

@@ -144,26 +144,37 @@ def _send_and_wait(broker: Broker, journal: Journal,
                    batch: Sequence[tuple[str, str, OrderSide, float]],
                    settings: ExecutionSettings) -> list[tuple[OrderStatus, float, float]]:
     """Submit a batch, then wait for each order; returns each final order's status, filled
-    quantity and commission. A venue that answers at once books the batch in one call and
-    the journal records it in one step; any other venue gets one order at a time, each
-    journaled as soon as it is answered."""
+    quantity and commission."""
     if not batch:  # (no sells, or every buy dropped): nothing to send or record
         return []
     requests = [OrderRequest(symbol=symbol, side=side, client_order_id=cid, qty=qty)
                 for cid, symbol, side, qty in batch]
     detail = log.is_enabled_for(logging.INFO)  # info fields built only when written
     if _fills_at_once(type(broker)):
-        booked = broker.submit_batch(requests)  # type: ignore[attr-defined]
-        journal.record_batch(booked)
-        for row in range(len(booked)) if detail else ():
-            log.info("order_submitted", client_order_id=booked.client_order_ids[row],
-                     symbol=booked.symbols[row], side=booked.sides[row].value,
-                     qty=booked.qty[row], broker_order_id=booked.order_ids[row],
-                     status=booked.statuses[row].value)
-        for row, status in enumerate(booked.statuses):
-            if detail or status is not OrderStatus.FILLED:  # a quiet fill logs nothing
-                _log_outcome(booked.order(row), booked.fills(row), detail)
-        return list(zip(booked.statuses, booked.filled_qty, booked.commissions, strict=True))
+        return _book_at_once(broker, journal, requests, detail)
+    return _send_one_by_one(broker, journal, requests, settings, detail)
+
+
+def _book_at_once(broker: Broker, journal: Journal, requests: list[OrderRequest],
+                  detail: bool) -> list[tuple[OrderStatus, float, float]]:
+    """A venue that answers at once books the side in one call; the journal records it in
+    one step. Order objects are built only for the orders that are logged."""
+    booked = broker.submit_batch(requests)  # type: ignore[attr-defined]
+    journal.record_batch(booked)
+    logged = [(booked.order(row), booked.fills(row)) for row, status in enumerate(booked.statuses)
+              if detail or status is not OrderStatus.FILLED]  # a quiet fill logs nothing
+    for order, _ in logged if detail else ():
+        _log_submitted(order)
+    for order, fills in logged:
+        _log_outcome(order, fills, detail)
+    return list(zip(booked.statuses, booked.filled_qty, booked.commissions, strict=True))
+
+
+def _send_one_by_one(broker: Broker, journal: Journal, requests: list[OrderRequest],
+                     settings: ExecutionSettings, detail: bool
+                     ) -> list[tuple[OrderStatus, float, float]]:
+    """Any other venue: each order journaled as soon as it is answered, then the open ones
+    waited for."""
     sent: list[tuple[str, Order, list[Fill] | None]] = []
     for request in requests:
         cid = request.client_order_id
@@ -176,23 +187,28 @@ def _send_and_wait(broker: Broker, journal: Journal,
             journal.update_from_order(order)
         sent.append((cid, order, final_fills))
         if detail:
-            log.info("order_submitted", client_order_id=cid, symbol=request.symbol,
-                     side=request.side.value, qty=request.qty, broker_order_id=order.id,
-                     status=order.status.value)
+            _log_submitted(order)
     finals = []
     for cid, order, fills in sent:
         if fills is None:  # a terminal order cannot change: only open ones are waited for
             order = broker.wait_for_order(cid, settings.order_wait_secs)
             fills = broker.fills_for(cid)
             journal.record_order(order, fills)  # status and fills: one transaction
-        if detail or order.status is not OrderStatus.FILLED:  # a quiet fill logs nothing
-            _log_outcome(order, fills, detail)
+        _log_outcome(order, fills, detail)
         finals.append((order.status, order.filled_qty, sum(f.commission for f in fills)))
     return finals
 
 
+def _log_submitted(order: Order) -> None:
+    log.info("order_submitted", client_order_id=order.client_order_id, symbol=order.symbol,
+             side=order.side.value, qty=order.qty, broker_order_id=order.id,
+             status=order.status.value)
+
+
 def _log_outcome(order: Order, fills: list[Fill], detail: bool) -> None:
     """``order_filled`` at info (only when ``detail``); every other outcome is a warning."""
+    if order.status is OrderStatus.FILLED and not detail:
+        return
     commission = sum(f.commission for f in fills)
     fields = {"client_order_id": order.client_order_id, "symbol": order.symbol,
               "side": order.side.value, "qty": order.qty, "filled_qty": order.filled_qty,

@@ -157,18 +157,34 @@ class MemoryJournal(Journal):
     def update_from_order(self, order: Order) -> None:
         row = self._row_of.get(order.client_order_id)
         if row is not None:
-            self._update_row(row, order)
+            avg = order.filled_avg_price
+            self._set_state(row, order.status, order.id, order.filled_qty,
+                            _NONE if avg is None else avg, order.reject_reason)
 
-    def _update_row(self, row: int, order: Order) -> None:
-        status = order.status
+    def _set_state(self, row: int, status: OrderStatus, broker_id: str, filled_qty: float,
+                   avg_price: float, reason: str | None) -> None:
+        """A journaled order's latest state (``avg_price`` NaN: none; SQLite, too, reads NaN
+        as NULL)."""
         self._statuses[row] = _INTENT_OF.get(status) or IntentStatus(status.value)
-        self._broker_ids[row] = order.id
-        self._filled_qty[row] = order.filled_qty
-        avg = order.filled_avg_price
-        self._avg_price[row] = _NONE if avg is None else avg  # SQLite, too, reads NaN as NULL
-        if order.reject_reason is not None:
-            self._reasons[row] = order.reject_reason
+        self._broker_ids[row] = broker_id
+        self._filled_qty[row] = filled_qty
+        self._avg_price[row] = avg_price
+        if reason is not None:
+            self._reasons[row] = reason
         self._open_or_close(row)
+
+    def _count_fills(self, client_order_id: str, row: int | None, count: int,
+                     qty_sum: float) -> None:
+        """Of an order's fills, what the journal's reads use: how many (``fill_count``) and
+        their summed qty (``intents_missing_fills``); an order never journaled as an intent
+        is counted all the same."""
+        if row is None:
+            old = self._unjournaled_fills.get(client_order_id, (0, 0.0))[0]
+            self._unjournaled_fills[client_order_id] = (count, qty_sum)
+        else:
+            old = self._fill_counts[row]
+            self._fill_counts[row], self._fill_qty_sums[row] = count, qty_sum
+        self._fill_total += count - old
 
     def resize_intent(self, client_order_id: str, qty: float) -> None:
         row = self._row_of.get(client_order_id)
@@ -185,44 +201,21 @@ class MemoryJournal(Journal):
             self._open_or_close(row)
 
     def record_order(self, order: Order, fills: Sequence[Fill]) -> None:
-        """The order's state and its fills, of which only what the journal's reads use is
-        kept: how many (``fill_count``) and their summed qty (``intents_missing_fills``)."""
-        row = self._row_of.get(order.client_order_id)
-        count = len(fills)
-        qty_sum = fills[0].qty if count == 1 else sum(f.qty for f in fills)  # one, usually
-        if row is None:  # fills of an order never journaled as an intent: counted all the same
-            old = self._unjournaled_fills.get(order.client_order_id, (0, 0.0))[0]
-            self._unjournaled_fills[order.client_order_id] = (count, qty_sum)
-        else:
-            self._update_row(row, order)
-            old = self._fill_counts[row]
-            self._fill_counts[row], self._fill_qty_sums[row] = count, qty_sum
-        self._fill_total += count - old
+        """The order's state and its fills (their count and summed qty)."""
+        self.update_from_order(order)
+        qty_sum = fills[0].qty if len(fills) == 1 else sum(f.qty for f in fills)  # one, usually
+        self._count_fills(order.client_order_id, self._row_of.get(order.client_order_id),
+                          len(fills), qty_sum)
 
     def record_batch(self, batch: BookedBatch) -> None:
         """``record_order`` for every order of the batch, straight from its columns."""
-        rows, statuses, broker_ids = self._row_of, self._statuses, self._broker_ids
-        filled_qty, avg_price = self._filled_qty, self._avg_price
-        counts, sums, reasons = self._fill_counts, self._fill_qty_sums, batch.reasons
         for i, cid in enumerate(batch.client_order_ids):
-            price, filled = batch.prices[i], batch.filled_qty[i]
-            count = 0 if price != price or batch.submitted_at[i] is None else 1
-            row = rows.get(cid)
-            if row is None:  # an order never journaled as an intent: its fills still count
-                old = self._unjournaled_fills.get(cid, (0, 0.0))[0]
-                self._unjournaled_fills[cid] = (count, filled if count else 0.0)
-                self._fill_total += count - old
-                continue
-            status = batch.statuses[i]
-            statuses[row] = _INTENT_OF.get(status) or IntentStatus(status.value)
-            broker_ids[row] = batch.order_ids[i]
-            filled_qty[row] = filled
-            avg_price[row] = price  # NaN: no fill (None), as update_from_order stores it
-            if i in reasons:
-                self._reasons[row] = reasons[i]
-            self._open_or_close(row)
-            self._fill_total += count - counts[row]
-            counts[row], sums[row] = count, filled if count else 0.0
+            row = self._row_of.get(cid)
+            if row is not None:
+                self._set_state(row, batch.statuses[i], batch.order_ids[i],
+                                batch.filled_qty[i], batch.prices[i], batch.reasons.get(i))
+            filled = batch.has_fill(i)
+            self._count_fills(cid, row, int(filled), batch.filled_qty[i] if filled else 0.0)
 
     def _record_at(self, row: int) -> IntentRecord:
         avg = self._avg_price[row]
