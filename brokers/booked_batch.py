@@ -30,7 +30,9 @@ from brokers.base import (
 class BookedBatch:
     """One row per request, in request order, each order terminal: filled in one fill of
     ``filled_qty`` shares at ``prices`` (``commissions`` in account currency), or not
-    filled (price NaN, commission 0; ``reasons`` holds a rejection's reason by row)."""
+    filled (price NaN, commission 0; ``reasons`` holds a rejection's reason by row).
+    The venue appends the rows (``add_fill``, ``add_order``) before handing it over;
+    readers only read."""
 
     client_order_ids: list[str] = field(default_factory=list)
     order_ids: list[str] = field(default_factory=list)
