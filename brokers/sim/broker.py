@@ -55,6 +55,7 @@ from brokers.base import (
 from brokers.booked_batch import BookedBatch
 from brokers.calendar import xnys_sessions
 from brokers.errors import BrokerConfigError, BrokerDataError
+from brokers.sim.fill_run import leading_plain_run, plan_fill_run
 from brokers.sim.ledger import LedgerState, SimLedger
 from brokers.sim.memory_ledger import MemoryLedger
 from brokers.sim.pricing import FillPlan, SimCosts, plan_fill
@@ -157,6 +158,9 @@ class SimulatedBroker:
         self._ledger: SimLedger | MemoryLedger = (
             MemoryLedger() if str(db_path) == ":memory:"
             else SimLedger(db_path, read_only=read_only))
+        # The backtest's books take a run of fills at once; a SQLite account (the paper
+        # daemon's) books each order in its own transaction, as it always did.
+        self._run_ledger = self._ledger if isinstance(self._ledger, MemoryLedger) else None
         self._restore(self._ledger.load_or_create(float(starting_cash)))
 
     def _restore(self, state: LedgerState) -> None:
@@ -411,9 +415,62 @@ class SimulatedBroker:
         (``ImmediateFillVenue``): the same books as one call per order."""
         batch = BookedBatch()
         with self._lock:
-            for request in requests:
+            ledger = self._run_ledger
+            booked = 0 if ledger is None else self._book_run(requests, batch, ledger)
+            for request in requests[booked:]:
                 self._submit(request, batch)
         return batch
+
+    def _book_run(self, requests: Sequence[OrderRequest], batch: BookedBatch,
+                  ledger: MemoryLedger) -> int:
+        """Book the batch's leading run of plain orders (one side, by quantity, each for a
+        different known symbol, new ids) at once with ``plan_fill_run``: the books and
+        answers ``_submit`` gives one by one. Returns how many requests it booked."""
+        if not self._is_open() or self._row is None or not requests:
+            return 0
+        run = leading_plain_run(requests, self._col_of, ledger)
+        if not run:
+            return 0
+        side, col_of = run[0].side, self._col_of
+        symbols = [r.symbol for r in run]
+        asked = [float(r.qty) for r in run]  # type: ignore[arg-type]
+        cols = [col_of[sym] for sym in symbols]
+        held = [self._qty.get(sym, 0.0) for sym in symbols]
+        buy = side is OrderSide.BUY
+        fills = plan_fill_run(buy, asked, self._closes[self._row, cols], np.array(held),
+                              self._cash, self._costs, self._fractional)
+        n = fills.accepted
+        if n == 0:
+            return 0
+        qty, price = fills.qty[:n].tolist(), fills.price[:n].tolist()
+        commission = fills.commission[:n].tolist()
+        now = self._nows[self._row]
+        cids = [r.client_order_id for r in run[:n]]
+        order_ids = ledger.book_fills(cids, symbols[:n], side, asked[:n],
+                                      fills.qty[:n], fills.price[:n], fills.commission[:n], now)
+        batch.add_fills(order_ids, cids, symbols[:n], side, asked[:n], qty, price, commission,
+                        now)
+        self._hold_after_fills(symbols[:n], held[:n], qty, price, buy)
+        self._cash = float(fills.cash_after[n - 1])
+        self._fills_booked += n
+        return n
+
+    def _hold_after_fills(self, symbols: list[str], held: list[float], qty: list[float],
+                          price: list[float], buy: bool) -> None:
+        """The position cache after a run of fills, with ``_fill``'s arithmetic."""
+        qty_by_col, col_of, holding, avg_of = self._qty_by_col, self._col_of, self._qty, self._avg
+        for symbol, before, q, p in zip(symbols, held, qty, price, strict=True):
+            if buy:
+                after = round(before + q, QTY_DECIMALS)
+                avg = (before * avg_of.get(symbol, 0.0) + q * p) / after
+            else:
+                after, avg = round(before - q, QTY_DECIMALS), avg_of.get(symbol, 0.0)
+            qty_by_col[col_of[symbol]] = max(after, 0.0)
+            if after > 0:
+                holding[symbol], avg_of[symbol] = after, avg
+            else:
+                holding.pop(symbol, None)
+                avg_of.pop(symbol, None)
 
     def _submit(self, request: OrderRequest, batch: BookedBatch) -> None:
         known = self._ledger.order(request.client_order_id)

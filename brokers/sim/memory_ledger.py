@@ -145,6 +145,26 @@ class MemoryLedger:
         self._last_fill = None  # fills() rebuilds it from the columns when asked
         return order_id
 
+    def knows_none(self, client_order_ids: list[str]) -> bool:
+        """Whether no order with any of these client ids is booked."""
+        return self._row_of.keys().isdisjoint(client_order_ids)
+
+    def book_fills(self, client_order_ids: list[str], symbols: list[str], side: OrderSide,
+                   qty: list[float], fill_qty: np.ndarray, price: np.ndarray,
+                   commission: np.ndarray, at: datetime) -> list[str]:
+        """``book_fill`` for a run of one side's filled quantity orders at one time, in
+        bulk (rows appended in the given order); returns their order ids."""
+        first = len(self._time_code)
+        rows = range(first, first + len(client_order_ids))
+        self._row_of.update(zip(client_order_ids, rows, strict=True))
+        for cid, symbol in zip(client_order_ids, symbols, strict=True):
+            self._refs += (cid, symbol, side, OrderStatus.FILLED)
+        numbers = np.column_stack((qty, np.full(len(rows), _NONE), fill_qty, price, commission))
+        self._numbers.frombytes(np.ascontiguousarray(numbers, dtype=np.float64).tobytes())
+        self._time_code.extend([self._code(at)] * len(rows))
+        self._last_fill = None
+        return [_order_id(row) for row in rows]
+
     def _order_at(self, row: int) -> Order:
         if self._whole and row in self._whole:
             return self._whole[row][0]
