@@ -190,6 +190,27 @@ _new = object.__new__
 _ORDER_SET = tuple(Order.__dict__[name].__set__ for name in Order.__slots__)
 _FILL_SET = tuple(Fill.__dict__[name].__set__ for name in Fill.__slots__)
 _POSITION_SET = tuple(Position.__dict__[name].__set__ for name in Position.__slots__)
+_REQUEST_SET = tuple(OrderRequest.__dict__[name].__set__ for name in OrderRequest.__slots__)
+
+
+def qty_requests(rows: Sequence[tuple[str, str, OrderSide, float]]) -> list[OrderRequest]:
+    """An ``OrderRequest`` by quantity for each (client_order_id, symbol, side, qty) row,
+    with ``__post_init__``'s checks made once over the batch (a replay builds 10⁵
+    requests); a batch that fails them is built one by one, which names the bad request."""
+    if not all(q is not None and math.isfinite(q) and q > 0
+               and 0 < len(cid) <= CLIENT_ORDER_ID_MAX_CHARS for cid, _, _, q in rows):
+        return [OrderRequest(symbol, side, cid, q) for cid, symbol, side, q in rows]
+    s0, s1, s2, s3, s4 = _REQUEST_SET
+    requests = []
+    for cid, symbol, side, q in rows:
+        request = _new(OrderRequest)
+        s0(request, symbol)
+        s1(request, side)
+        s2(request, cid)
+        s3(request, q)
+        s4(request, None)
+        requests.append(request)
+    return requests
 
 
 def trusted_order(id: str, client_order_id: str, symbol: str, side: OrderSide,

@@ -21,6 +21,7 @@ from brokers.base import (
     OrderSide,
     OrderStatus,
     Position,
+    qty_requests,
     trusted_fill,
     trusted_order,
     trusted_position,
@@ -46,6 +47,19 @@ def test_trusted_constructors_set_every_field_as_checked_ones_do():
         trusted, checked = build(*args), cls(*args)
         assert trusted == checked and hash(trusted) == hash(checked)
         assert [getattr(trusted, f.name) for f in fields(cls)] == list(args)
+
+
+def test_qty_requests_build_what_the_checked_constructor_builds_and_refuse_what_it_refuses():
+    rows = [("c-1", "SPY", OrderSide.BUY, 2.5), ("c-2", "TLT", OrderSide.SELL, 3)]
+    built = qty_requests(rows)
+    assert built == [OrderRequest(s, side, c, q) for c, s, side, q in rows]
+    assert [type(r.qty) for r in built] == [float, int]  # as given, as the constructor keeps
+    for bad, message in (((math.nan,), "finite"), ((0.0,), "must be > 0"),
+                         ((-1.0,), "must be > 0")):
+        with pytest.raises(ValueError, match=message):
+            qty_requests([*rows, ("c-3", "SPY", OrderSide.BUY, *bad)])
+    with pytest.raises(ValueError, match="client_order_id must be"):
+        qty_requests([*rows, ("x" * 49, "SPY", OrderSide.BUY, 1.0)])
 
 
 def test_checked_constructors_still_refuse_bad_values():

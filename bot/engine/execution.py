@@ -30,6 +30,7 @@ from brokers.base import (
     OrderRequest,
     OrderSide,
     OrderStatus,
+    qty_requests,
 )
 from brokers.booked_batch import ImmediateFillVenue
 
@@ -147,8 +148,7 @@ def _send_and_wait(broker: Broker, journal: Journal,
     quantity and commission."""
     if not batch:  # (no sells, or every buy dropped): nothing to send or record
         return []
-    # positional: half the cost of keywords (~1 µs an order at 10⁵ orders a replay)
-    requests = [OrderRequest(symbol, side, cid, qty) for cid, symbol, side, qty in batch]
+    requests = qty_requests(batch)
     detail = log.is_enabled_for(logging.INFO)  # info fields built only when written
     if _fills_at_once(type(broker)):
         return _book_at_once(broker, journal, requests, detail)
