@@ -27,6 +27,7 @@ from bot.core.rebalance import (
     plan_rebalance_aligned,
 )
 from bot.core.risk import RiskLimits
+from bot.core.rounding import rounded_as_python
 from bot.core.signal import EVERY_DAY, SignalSchedule
 from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_plan
 from bot.engine.journal import Journal
@@ -302,6 +303,8 @@ def _drawdown(journal: Journal, equity: float) -> float:
 
 def _rounded(weights: pd.Series) -> dict[str, float]:
     """The non-zero weights, rounded to 6 decimals (for logs and the journal)."""
-    return {str(k): round(v, 6) for k, v in zip(weights.index.tolist(),
-                                                  weights.to_numpy(dtype=float).tolist(),
-                                                  strict=True) if v != 0}
+    values = weights.to_numpy(dtype=float)
+    held = np.flatnonzero(values != 0)
+    names = weights.index.tolist()
+    return {str(names[i]): v for i, v in zip(held.tolist(), rounded_as_python(values[held], 6),
+                                             strict=True)}
