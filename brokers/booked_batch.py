@@ -120,6 +120,12 @@ class BookedBatch:
         """Whether row ``row`` was filled (in its one fill, at ``prices[row]``)."""
         return not math.isnan(self.prices[row]) and self.submitted_at[row] is not None
 
+    def all_filled(self) -> bool:
+        """Whether every row is FILLED in its one fill (``has_fill``), with no reason."""
+        return (self.statuses.count(OrderStatus.FILLED) == len(self.statuses)
+                and not self.reasons and None not in self.submitted_at
+                and not any(price != price for price in self.prices))  # NaN: no fill
+
     def fills(self, row: int) -> list[Fill]:
         """Row ``row``'s fills as ``fills_for`` returns them: none, or its one fill."""
         at = self.submitted_at[row]

@@ -19,7 +19,7 @@ from array import array
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bot.engine.journal import IntentRecord, Journal
 from bot.engine.statuses import OPEN_INTENT_STATUSES, CycleStatus, IntentStatus
@@ -209,6 +209,10 @@ class MemoryJournal(Journal):
 
     def record_batch(self, batch: BookedBatch) -> None:
         """``record_order`` for every order of the batch, straight from its columns."""
+        rows = [self._row_of.get(cid) for cid in batch.client_order_ids]
+        if None not in rows and batch.all_filled():  # the usual batch: all journaled, filled
+            self._record_filled(cast("list[int]", rows), batch)
+            return
         for i, cid in enumerate(batch.client_order_ids):
             row = self._row_of.get(cid)
             if row is not None:
@@ -216,6 +220,21 @@ class MemoryJournal(Journal):
                                 batch.filled_qty[i], batch.prices[i], batch.reasons.get(i))
             filled = batch.has_fill(i)
             self._count_fills(cid, row, int(filled), batch.filled_qty[i] if filled else 0.0)
+
+    def _record_filled(self, rows: list[int], batch: BookedBatch) -> None:
+        """``_set_state`` and ``_count_fills`` for journaled orders each filled in one fill,
+        with no reason to keep."""
+        statuses, broker_ids = self._statuses, self._broker_ids
+        filled_qty, avg_price = self._filled_qty, self._avg_price
+        counts, sums, cids = self._fill_counts, self._fill_qty_sums, self._cids
+        filled = IntentStatus.FILLED
+        for row, order_id, qty, price in zip(rows, batch.order_ids, batch.filled_qty,
+                                             batch.prices, strict=True):
+            statuses[row], broker_ids[row] = filled, order_id
+            filled_qty[row], avg_price[row] = qty, price
+            self._fill_total += 1 - counts[row]
+            counts[row], sums[row] = 1, qty
+            self._open.pop(cids[row], None)
 
     def _record_at(self, row: int) -> IntentRecord:
         avg = self._avg_price[row]

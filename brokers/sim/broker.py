@@ -457,20 +457,22 @@ class SimulatedBroker:
 
     def _hold_after_fills(self, symbols: list[str], held: list[float], qty: list[float],
                           price: list[float], buy: bool) -> None:
-        """The position cache after a run of fills, with ``_fill``'s arithmetic."""
-        qty_by_col, col_of, holding, avg_of = self._qty_by_col, self._col_of, self._qty, self._avg
-        for symbol, before, q, p in zip(symbols, held, qty, price, strict=True):
-            if buy:
-                after = round(before + q, QTY_DECIMALS)
-                avg = (before * avg_of.get(symbol, 0.0) + q * p) / after
-            else:
-                after, avg = round(before - q, QTY_DECIMALS), avg_of.get(symbol, 0.0)
-            qty_by_col[col_of[symbol]] = max(after, 0.0)
-            if after > 0:
-                holding[symbol], avg_of[symbol] = after, avg
-            else:
-                holding.pop(symbol, None)
-                avg_of.pop(symbol, None)
+        """The position cache after a run of fills, with ``_fill``'s arithmetic (quantities
+        rounded by ``round``; the average entry price in the same float operations)."""
+        if buy:
+            after = [round(before + q, QTY_DECIMALS) for before, q in zip(held, qty, strict=True)]
+            avg_before = np.array([self._avg.get(sym, 0.0) for sym in symbols])
+            avg = ((np.array(held) * avg_before + np.array(qty) * np.array(price))
+                   / np.array(after)).tolist()
+        else:
+            after = [round(before - q, QTY_DECIMALS) for before, q in zip(held, qty, strict=True)]
+            avg = [self._avg.get(sym, 0.0) for sym in symbols]
+        self._qty_by_col[[self._col_of[sym] for sym in symbols]] = np.maximum(after, 0.0)
+        self._qty.update(zip(symbols, after, strict=True))
+        self._avg.update(zip(symbols, avg, strict=True))
+        for symbol, left in zip(symbols, after, strict=True):
+            if not left > 0:  # sold out (a buy always leaves a holding)
+                del self._qty[symbol], self._avg[symbol]
 
     def _submit(self, request: OrderRequest, batch: BookedBatch) -> None:
         known = self._ledger.order(request.client_order_id)

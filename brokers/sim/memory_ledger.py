@@ -157,13 +157,15 @@ class MemoryLedger:
         first = len(self._time_code)
         rows = range(first, first + len(client_order_ids))
         self._row_of.update(zip(client_order_ids, rows, strict=True))
-        for cid, symbol in zip(client_order_ids, symbols, strict=True):
-            self._refs += (cid, symbol, side, OrderStatus.FILLED)
+        refs: list[Any] = [OrderStatus.FILLED] * (_REFS * len(rows))
+        refs[0::_REFS], refs[1::_REFS] = client_order_ids, symbols
+        refs[2::_REFS] = [side] * len(rows)
+        self._refs += refs
         numbers = np.column_stack((qty, np.full(len(rows), _NONE), fill_qty, price, commission))
         self._numbers.frombytes(np.ascontiguousarray(numbers, dtype=np.float64).tobytes())
         self._time_code.extend([self._code(at)] * len(rows))
         self._last_fill = None
-        return [_order_id(row) for row in rows]
+        return [f"sim-{seq:09d}" for seq in range(first + 1, first + 1 + len(rows))]  # _order_id
 
     def _order_at(self, row: int) -> Order:
         if self._whole and row in self._whole:
