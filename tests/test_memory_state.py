@@ -8,7 +8,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+import brokers.sim.broker as sim_broker
 import strategies
 from bot.core.rebalance import RebalancePolicy
 from bot.core.risk import RiskLimits
@@ -51,7 +53,12 @@ def _cycles(ctx: CycleContext, days: int) -> list[tuple]:
     return out
 
 
-def test_memory_books_replay_the_same_cycles_as_sqlite_books(tmp_path):
+@pytest.mark.parametrize("run_min_orders", [1, sim_broker.RUN_MIN_ORDERS])
+def test_memory_books_replay_the_same_cycles_as_sqlite_books(tmp_path, monkeypatch,
+                                                             run_min_orders):
+    """With the default, these 4-symbol batches are booked order by order; from one order
+    up, each side's orders are booked as a run (``plan_fill_run``)."""
+    monkeypatch.setattr(sim_broker, "RUN_MIN_ORDERS", run_min_orders)
     prices = random_walk_prices(SYMBOLS, 230, seed=11)
     on_disk, in_memory = _ctx(prices, tmp_path / "state.sqlite"), _ctx(prices, ":memory:")
     assert isinstance(in_memory.broker._ledger, MemoryLedger)  # the path under test

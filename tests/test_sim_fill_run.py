@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import brokers.sim.broker as sim_broker
@@ -70,10 +71,18 @@ _costs = st.builds(SimCosts, st.sampled_from([0.0, 1.0, 15.0]), st.sampled_from(
                    st.sampled_from([0.0, 2.0, 7.0]))
 
 
-@settings(max_examples=60, deadline=None)
+@pytest.fixture
+def runs_from_one_order(monkeypatch):
+    """Runs of any length (the simulator books short batches one by one: faster there)."""
+    monkeypatch.setattr(sim_broker, "RUN_MIN_ORDERS", 1)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # one patch for all
 @given(batches=st.lists(st.lists(_request, max_size=9), min_size=1, max_size=4),
        costs=_costs, fractional=st.booleans())
-def test_fill_run_books_what_order_by_order_books(batches, costs, fractional):
+def test_fill_run_books_what_order_by_order_books(runs_from_one_order, batches, costs,
+                                                  fractional):
     on_disk, in_memory, (disk_table, memory_table) = _replay_both(batches, costs, fractional)
     assert in_memory == on_disk
     pd.testing.assert_frame_equal(memory_table, disk_table)
@@ -95,7 +104,7 @@ def _counting_runs(monkeypatch) -> list[int]:
 
 
 def test_fill_run_books_a_plain_batch_at_once_and_hands_the_rest_to_order_by_order(
-        monkeypatch, tmp_path):
+        runs_from_one_order, monkeypatch):
     """The in-memory account books the leading plain orders in one run; from the first
     buy the cash cannot pay, order by order takes over (and rejects it), as on SQLite."""
     accepted = _counting_runs(monkeypatch)
@@ -112,7 +121,8 @@ def test_fill_run_books_a_plain_batch_at_once_and_hands_the_rest_to_order_by_ord
                         OrderStatus.FILLED]
 
 
-def test_fill_run_leaves_a_buy_sized_to_the_last_cent_to_the_clip_rule(monkeypatch):
+def test_fill_run_leaves_a_buy_sized_to_the_last_cent_to_the_clip_rule(runs_from_one_order,
+                                                                       monkeypatch):
     """A buy whose cost exceeds the cash by float rounding only is clipped one unit, never
     rejected; the run stops before it and the order-by-order path clips it."""
     accepted = _counting_runs(monkeypatch)
@@ -125,3 +135,16 @@ def test_fill_run_leaves_a_buy_sized_to_the_last_cent_to_the_clip_rule(monkeypat
     ((order, _),) = in_memory[0][0]
     assert order.status is OrderStatus.FILLED and order.filled_qty == 1612.903225806
     assert 0 <= in_memory[3].cash < 1e-8
+
+
+def test_a_short_batch_is_booked_order_by_order_and_a_long_one_in_a_run(monkeypatch):
+    """Below ``RUN_MIN_ORDERS`` requests the run's array set-up costs more than it saves."""
+    accepted = _counting_runs(monkeypatch)
+    symbols = list(PRICES.columns.drop("DDD"))
+    short = [OrderRequest(s, OrderSide.BUY, f"s{s}", 1.0) for s in symbols]
+    monkeypatch.setattr(sim_broker, "RUN_MIN_ORDERS", len(short) + 1)
+    _replay_both([short], SimCosts(), fractional=True)
+    assert accepted == []
+    monkeypatch.setattr(sim_broker, "RUN_MIN_ORDERS", len(short))
+    _replay_both([short], SimCosts(), fractional=True)
+    assert accepted == [len(short)]

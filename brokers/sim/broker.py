@@ -55,7 +55,7 @@ from brokers.base import (
 from brokers.booked_batch import BookedBatch
 from brokers.calendar import xnys_sessions
 from brokers.errors import BrokerConfigError, BrokerDataError
-from brokers.sim.fill_run import leading_plain_run, plan_fill_run
+from brokers.sim.fill_run import RUN_MIN_ORDERS, leading_plain_run, plan_fill_run
 from brokers.sim.ledger import LedgerState, SimLedger
 from brokers.sim.memory_ledger import MemoryLedger
 from brokers.sim.pricing import FillPlan, SimCosts, plan_fill
@@ -416,7 +416,8 @@ class SimulatedBroker:
         batch = BookedBatch()
         with self._lock:
             ledger = self._run_ledger
-            booked = 0 if ledger is None else self._book_run(requests, batch, ledger)
+            booked = (self._book_run(requests, batch, ledger)
+                      if ledger is not None and len(requests) >= RUN_MIN_ORDERS else 0)
             for request in requests[booked:]:
                 self._submit(request, batch)
         return batch

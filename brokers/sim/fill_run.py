@@ -14,6 +14,10 @@ from brokers.base import QTY_DECIMALS, OrderRequest
 from brokers.sim.memory_ledger import MemoryLedger
 from brokers.sim.pricing import SimCosts
 
+# Below this many requests one ``plan_fill`` each is faster: a run's array set-up is a few
+# dozen µs. Measured through execute_plan, µs an order, run vs one by one: 15.3 vs 13.1 at
+# 8 orders a side, 10.0 vs 10.4 at 16, 8.1 vs 9.5 at 24, 5 vs 9 at 500.
+RUN_MIN_ORDERS = 16
 
 def leading_plain_run(requests: Sequence[OrderRequest], col_of: Mapping[str, int],
                       ledger: MemoryLedger) -> Sequence[OrderRequest]:
@@ -57,23 +61,24 @@ def plan_fill_run(buy: bool, asked_qty: Sequence[float], closes: np.ndarray,
     cash), priced in array arithmetic with the very operations ``plan_fill`` makes, so the
     numbers are the same bit for bit. The caller books the rest one order at a time.
 
-    The cash each order sees is a running sum in booking order (``np.cumsum`` adds one term
-    at a time, as the account does)."""
+    The cash each order sees is a running sum in booking order (``np.add.accumulate`` adds
+    one term at a time, as the account does). A NaN close (the venue's "no_price") fails
+    every comparison below, so the run stops there too."""
     slip = costs.slippage_bps / 1e4
     price = closes * (1 + slip) if buy else closes * (1 - slip)
-    asked = np.array(asked_qty, dtype=float)
-    qty = np.array([round(float(q), QTY_DECIMALS) for q in asked_qty], dtype=float)
+    qty = np.array([round(q, QTY_DECIMALS) for q in asked_qty])
     gross = qty * price
     commission = np.maximum(costs.commission_min, gross * costs.commission_bps / 1e4)
-    delta = -(gross + commission) if buy else gross - commission
-    running = np.cumsum(np.concatenate(([cash], delta)))
-    before, after = running[:-1], running[1:]
-    ok = (qty > 0) & ~np.isnan(closes)  # NaN: the venue rejects "no_price" first
-    if not fractional:
-        ok &= np.abs(asked - np.round(asked)) <= 10.0**-QTY_DECIMALS
+    cost = gross + commission
+    running = np.add.accumulate(np.concatenate(((cash,), -cost if buy else gross - commission)))
+    after = running[1:]
     if buy:
-        ok &= gross + commission <= before
+        ok = (qty > 0) & (cost <= running[:-1])
     else:
-        ok &= (qty <= held_qty) & (after >= 0)
-    accepted = len(ok) if ok.all() else int(np.argmin(ok))
+        ok = (qty > 0) & (qty <= held_qty) & (after >= 0)
+    if not fractional:
+        asked = np.array(asked_qty)
+        ok &= np.abs(asked - np.round(asked)) <= 10.0**-QTY_DECIMALS
+    refused = np.flatnonzero(~ok)
+    accepted = int(refused[0]) if len(refused) else len(ok)
     return FillRun(accepted, qty, price, commission, after)

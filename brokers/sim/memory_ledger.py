@@ -161,8 +161,10 @@ class MemoryLedger:
         refs[0::_REFS], refs[1::_REFS] = client_order_ids, symbols
         refs[2::_REFS] = [side] * len(rows)
         self._refs += refs
-        numbers = np.column_stack((qty, np.full(len(rows), _NONE), fill_qty, price, commission))
-        self._numbers.frombytes(np.ascontiguousarray(numbers, dtype=np.float64).tobytes())
+        numbers = np.empty((len(rows), _NUMBERS))
+        numbers[:, 0], numbers[:, 1], numbers[:, 2] = qty, _NONE, fill_qty
+        numbers[:, 3], numbers[:, 4] = price, commission
+        self._numbers.frombytes(numbers.tobytes())
         self._time_code.extend([self._code(at)] * len(rows))
         self._last_fill = None
         return [f"sim-{seq:09d}" for seq in range(first + 1, first + 1 + len(rows))]  # _order_id
