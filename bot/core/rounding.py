@@ -14,11 +14,14 @@ import numpy as np
 
 _NEAR_HALF = 1e-6  # ≫ the product's error for |v·10ᵈ| < _EXACT_BELOW (< 2⁻²² there)
 _EXACT_BELOW = 1e9
+_ARRAY_FROM = 24  # fewer values: ``round`` each is faster than the array passes (~7 µs)
 
 
 def rounded_as_python(values: np.ndarray, decimals: int) -> list[float]:
     """``[round(v, decimals) for v in values]``, vectorized; NaN and ±inf pass through."""
     values = np.asarray(values, dtype=float)
+    if len(values) < _ARRAY_FROM:
+        return [round(v, decimals) for v in values.tolist()]
     scale = 10.0**decimals
     with np.errstate(over="ignore", invalid="ignore"):  # huge values take ``round``
         scaled = values * scale
