@@ -404,13 +404,13 @@ def test_planned_orders_are_the_checked_constructors_values_and_refuse_a_bad_pri
     """The planner builds its orders with the checks made once over the arrays: the same
     values the checked constructor builds, and its error (naming the order) on a bad one."""
     universe = ("AAA", "BBB", "CCC")
-    qty, px = np.array([2.0, 0.0, 1.5]), np.array([10.0, 20.0, 30.0])
-    reasons = np.array(["drift", "drift", "new_target"])
+    qty, px = np.array([2.0, 0.0, 1.5]), [10.0, 20.0, 30.0]
+    reasons = ([True, False, True], [5.0, 1.0, 0.0], [0.2] * 3)
     built = _planned_orders(universe, OrderSide.BUY, qty, px, reasons)
     assert built == [PlannedOrder("AAA", OrderSide.BUY, 2.0, 10.0, 20.0, "drift"),
                      PlannedOrder("CCC", OrderSide.BUY, 1.5, 30.0, 45.0, "new_target")]
     for bad in (np.nan, 0.0, np.inf):
         with pytest.raises(ValueError, match="planned order CCC: price"):
-            _planned_orders(universe, OrderSide.BUY, qty, np.array([10.0, 20.0, bad]), reasons)
+            _planned_orders(universe, OrderSide.BUY, qty, [10.0, 20.0, bad], reasons)
     with pytest.raises(ValueError, match="planned order AAA: qty"):
         _planned_orders(universe, OrderSide.BUY, np.array([np.inf, 0.0, 1.5]), px, reasons)

@@ -96,26 +96,34 @@ _new = object.__new__
 _PLANNED_SET = tuple(PlannedOrder.__dict__[name].__set__ for name in PlannedOrder.__slots__)
 
 
+def _reason(drifted: bool, held_qty: float, target: float) -> str:
+    if not drifted:
+        return "rebalance"
+    return "new_target" if held_qty == 0 else "dropped" if target == 0 else "drift"
+
+
 def _planned_orders(universe: tuple[str, ...], side: OrderSide, qty: np.ndarray,
-                    px: np.ndarray, reasons: np.ndarray) -> list[PlannedOrder]:
+                    px: list[float], why: tuple[list[bool], list[float], list[float]],
+                    ) -> list[PlannedOrder]:
     """A ``PlannedOrder`` for each symbol with ``qty > 0``, by universe position, with
-    ``__post_init__``'s checks made once over the arrays (500 orders a cycle at 500
-    symbols); if they fail, the checked constructor names the order."""
-    at = np.flatnonzero(qty > 0)
-    q, p = qty[at], px[at]
-    rows = zip(at.tolist(), q.tolist(), p.tolist(), (q * p).tolist(), reasons[at].tolist(),
-               strict=True)
-    if not (np.isfinite(q).all() and np.isfinite(p).all() and (p > 0).all()):
-        return [PlannedOrder(universe[i], side, qi, pi, n, r) for i, qi, pi, n, r in rows]
+    ``__post_init__``'s checks made once over the batch (500 orders a cycle at 500
+    symbols); if they fail, the checked constructor names the order. ``why``: drifted,
+    held qty and target per symbol, which give the order's reason."""
+    drifted, held, target = why
+    amounts = qty.tolist()
+    rows = [(i, amounts[i], px[i], _reason(drifted[i], held[i], target[i]))
+            for i in np.flatnonzero(qty > 0).tolist()]
+    if not all(math.isfinite(q) and math.isfinite(p) and p > 0 for _, q, p, _ in rows):
+        return [PlannedOrder(universe[i], side, q, p, q * p, r) for i, q, p, r in rows]
     s0, s1, s2, s3, s4, s5 = _PLANNED_SET
     orders = []
-    for i, qi, pi, notional, reason in rows:
+    for i, q, p, reason in rows:
         order = _new(PlannedOrder)
         s0(order, universe[i])
         s1(order, side)
-        s2(order, qi)
-        s3(order, pi)
-        s4(order, notional)
+        s2(order, q)
+        s3(order, p)
+        s4(order, q * p)
         s5(order, reason)
         orders.append(order)
     return orders
@@ -358,10 +366,10 @@ def _plan_sorted(universe: tuple[str, ...], qty: np.ndarray, tgt_raw: np.ndarray
     buys = _size_buys(shortfall, px, whole, budget, cost, qty_decimals)
     buys = np.where(buys * px >= policy.min_order_notional, buys, 0.0)
 
-    reasons = np.where(~drifted, "rebalance", np.where(
-        qty == 0, "new_target", np.where(tgt == 0, "dropped", "drift")))
-    orders = (_planned_orders(universe, OrderSide.SELL, sells, px, reasons)
-              + _planned_orders(universe, OrderSide.BUY, buys, px, reasons))
+    why = (drifted.tolist(), qty.tolist(), tgt.tolist())
+    px_l = px.tolist()
+    orders = (_planned_orders(universe, OrderSide.SELL, sells, px_l, why)
+              + _planned_orders(universe, OrderSide.BUY, buys, px_l, why))
     cash_after = cash_after_sells - float((buys * px).sum()) * (1 + cost)
     drifted_syms = tuple(universe[i] for i in drifted.nonzero()[0].tolist())
     return RebalancePlan(tuple(orders), drifted_syms, universe, cur, tgt, equity, cash_after)
