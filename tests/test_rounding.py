@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.core.rounding import rounded_as_python
@@ -18,6 +18,7 @@ def _same(ours: list[float], python: list[float]) -> bool:
                for a, b in zip(ours, python, strict=True))
 
 
+@settings(max_examples=60)
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=60),
        st.integers(0, 9))
 def test_rounded_as_python_equals_round_on_any_floats(values, decimals):
@@ -25,6 +26,7 @@ def test_rounded_as_python_equals_round_on_any_floats(values, decimals):
                  [round(v, decimals) for v in values])
 
 
+@settings(max_examples=60)
 @given(st.lists(st.integers(-10**8, 10**8), min_size=30, max_size=60),  # the array path
        st.sampled_from([-1, 0, 1]))
 def test_rounded_as_python_equals_round_next_to_half_way_points(ks, step):
