@@ -91,6 +91,8 @@ def check_data(prices: pd.DataFrame, sessions_since_last_bar: int,
         out.append(GuardBreach(Guard.STALE_DATA, limits.max_stale_sessions,
                                sessions_since_last_bar, f"latest bar {prices.index[-1].date()}"))
     out += _move_breaches(prices, limits)
+    if not trade_prices:  # the simulator reports none
+        return out
     last = prices.to_numpy(dtype=float)[-1]
     column = {str(c): j for j, c in enumerate(prices.columns)}
     for symbol, trade in sorted(trade_prices.items()):
