@@ -241,7 +241,9 @@ def _book(weights: pd.Series, prices: pd.DataFrame, limits: RiskLimits) -> tuple
     window = prices.to_numpy(dtype=float)[-(limits.lookback_days + 1):]
     if len(window) < 3:
         raise InputDataError(f"need at least 3 price rows to estimate VaR, got {len(window)}")
-    closes = window[:, picked]
+    # ``cols`` is sorted and unique: as long as the price columns, it is every one of them
+    every = picked is cols and len(cols) == window.shape[1]
+    closes = window if every else window[:, picked]  # a view, not a copy, then
     incomplete = np.isnan(closes).any(axis=0)
     if incomplete.any():
         short = [symbols[cols[i]] for i in np.flatnonzero(incomplete)]
