@@ -146,6 +146,7 @@ class SimulatedBroker:
         self._col_of: dict[str, int] = {str(s): j for j, s in enumerate(self._prices.columns)}
         self._symbols = list(self._col_of)
         self._all_columns = list(range(len(self._symbols)))
+        self._columns_of: dict[tuple[str, ...], list[int]] = {}
         self._column_index: dict[tuple[str, ...], pd.Index] = {}
         self._assets_cache: dict[tuple[str, ...], dict[str, AssetInfo]] = {}
         if len(self._col_of) != self._prices.shape[1]:
@@ -291,13 +292,25 @@ class SimulatedBroker:
     # ----- market data ---------------------------------------------------------------
 
     def _columns(self, symbols: Sequence[str]) -> list[int]:
-        missing = [s for s in symbols if s not in self._col_of]
+        """The price columns of ``symbols``, kept per distinct symbol tuple (the cycle asks
+        for its universe's every day); every column in order is ``_all_columns`` itself.
+        Read only."""
+        key = tuple(symbols)
+        cols = self._columns_of.get(key)
+        if cols is not None:
+            return cols
+        missing = [s for s in key if s not in self._col_of]
         if missing:
             raise BrokerDataError(
                 f"sim prices have no symbol(s) {', '.join(missing)} "
                 f"(available: {', '.join(self._col_of)})"
             )
-        return [self._col_of[s] for s in symbols]
+        cols = [self._col_of[s] for s in key]
+        if cols == self._all_columns:
+            cols = self._all_columns
+        if len(self._columns_of) < 64:  # bounded: a caller asking for ever new sets
+            self._columns_of[key] = cols
+        return cols
 
     def history(self, symbols: Sequence[str], lookback_days: int, end: date) -> pd.DataFrame:
         """The last ``lookback_days`` closes on or before min(``end``, replay day); never later.
@@ -314,7 +327,7 @@ class SimulatedBroker:
         if columns is None:  # object dtype: the cycle iterates it; pandas' str arrays are slow
             columns = self._column_index[key] = pd.Index(symbols, dtype=object)
         rows = self._closes[start:stop]
-        if cols != self._all_columns:  # the whole universe in order (the cycle) is a view
+        if cols is not self._all_columns:  # the whole universe in order (the cycle): a view
             rows = rows[:, cols]
         return pd.DataFrame(rows, index=self._prices.index[start:stop], columns=columns,
                             copy=False)
