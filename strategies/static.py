@@ -158,7 +158,7 @@ class Fixed(Strategy):
                        current_weights: pd.Series | None = None) -> pd.Series:
         require_rows(prices, self.name)
         targets = self.targets
-        columns = tuple(str(c) for c in prices.columns)
+        columns = tuple(map(str, prices.columns.tolist()))  # (iterating an Index is slow)
         col_of = _column_positions(columns)
         missing = [s for s in targets if s not in col_of]
         if missing:
