@@ -128,8 +128,8 @@ class MemoryJournal(Journal):
         status = IntentStatus(status)
         intents = list(intents)  # read several times below (one pass per column)
         cids = [row[0] for row in intents]
-        taken = [cid for cid in cids if cid in self._row_of]
-        if taken or len(set(cids)) != len(cids):
+        if not self._row_of.keys().isdisjoint(cids) or len(set(cids)) != len(cids):
+            taken = [cid for cid in cids if cid in self._row_of]
             raise StateError(f"journal :memory:: client_order_id already journaled: {taken}")
         qty = array("d", [row[3] for row in intents])  # converted before anything is stored:
         price_est = array("d", [row[4] for row in intents])  # a batch lands whole or not at all
