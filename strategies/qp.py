@@ -280,18 +280,25 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         w, at_lo, at_hi = start.weights.copy(), start.at_lower.copy(), start.at_upper.copy()
     done = 0 if start is None else start.iterations
     solver = FreeSetSolver(cov, budget_row=budget_row)
+    # The sets as masks, held values (0 on the free assets) and free indices, updated one
+    # bound at a time: each n-sized pass is ~1 µs of a ~30 µs iteration.
+    active = at_lo | at_hi
+    held = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
+    moving = np.flatnonzero(~active)  # the step moves only the free weights
     if start is not None:  # Σ's factor on the start's free set (an exact last step's)
-        solver.remember(np.flatnonzero(~(at_lo | at_hi)), start.free_factor)
-    row = solver.budget_row
+        solver.remember(moving, start.free_factor)
+    row, lin_column, budgets = solver.budget_row, lin[:, None], np.ones(1)
     arrived = False  # the last step reached its target: w is this free set's optimum
+    nu, factor = np.nan, None
     for iteration in range(done + 1, done + 20 * n + 100):
         if arrived:  # the same sets' solve again would give the same bits: skip it
             target, arrived = w, False
+        elif not moving.size:  # every weight at a bound
+            target, nu, factor = held.copy(), np.nan, None
         else:
-            target, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
-        free = ~(at_lo | at_hi)
-        # The step moves only the free weights: work on their indices (a few dozen of n).
-        moving = np.flatnonzero(free)
+            solved, nus, factor = solver.solve_factored(lin_column, budgets,
+                                                        held[:, None].copy(), moving, active)
+            target, nu = solved[:, 0], float(nus[0])
         step = target[moving] - w[moving]
         if not moving.size or np.max(np.abs(step)) <= 1e-14:
             g = solver.gradient(w, lin)  # Σw − c from the support's rows when w is sparse
@@ -303,9 +310,11 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
             worst = int(np.argmax(violation))
             if violation[worst] <= tol_z:
                 if solver.unit_budget:
-                    w = polish_weights(w, lower, upper, free)
+                    w = polish_weights(w, lower, upper, ~active)
                 return QPSolution(w, at_lo, at_hi, iteration, factor)
-            at_lo[worst] = at_hi[worst] = False
+            at_lo[worst] = at_hi[worst] = active[worst] = False
+            held[worst] = 0.0
+            moving = np.flatnonzero(~active)
             continue
         w_moving = w[moving]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -323,6 +332,8 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
             w[block], at_lo[block] = lower[block], True
         else:
             w[block], at_hi[block] = upper[block], True
+        held[block], active[block] = w[block], True
+        moving = np.delete(moving, first)
     raise StrategyError("mean-variance QP did not converge (degenerate cycling); "
                         "check the covariance and bounds")
 
