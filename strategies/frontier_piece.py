@@ -154,4 +154,6 @@ def _vertex_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: n
     # Pairwise (g0_l − g0_h) + λ(μ_h − μ_l) ≥ 0.
     a = (g0[lo_idx][None, :] - g0[hi_idx][:, None]).ravel()
     b = (mu[hi_idx][:, None] - mu[lo_idx][None, :]).ravel()
-    return _segment(w, np.zeros_like(w), a, b, _lambda_cap(cov, mu))
+    flat = np.zeros_like(w)  # Σw₀ = g0 and Σw₁ = 0 for the searches' moments (two N² passes)
+    return dataclasses.replace(_segment(w, flat, a, b, _lambda_cap(cov, mu)), cov_w0=g0,
+                               cov_w1=flat)
