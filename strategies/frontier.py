@@ -76,7 +76,8 @@ class _Frontier:
             self.solver = free_set_solver(self.cov, chol)
             return solve_qp(self.cov, lam * self.mu if lam else zero, self.lower, self.upper,
                             chol=chol, solver=self.solver,
-                            first=None if first is None else (first, zero))
+                            first=None if first is None else (first, zero),
+                            ray=(lam, self.mu))
         return solve_costed_qp(self.cov, zero, 0.0, self.lower, self.upper, self.costs.terms,
                                kinks=self.costs.kinks, chol=chol)
 
@@ -90,7 +91,7 @@ class _Frontier:
                 first = (piece.at(lam), piece.z0 + lam * piece.z1)
             return solve_qp(self.cov, lam * self.mu, self.lower, self.upper,
                             warm=warm, chol=self.chol,  # type: ignore[arg-type]
-                            solver=self.solver, first=first)
+                            solver=self.solver, first=first, ray=(lam, self.mu))
         return solve_costed_qp(self.cov, lam * self.mu, lam * self.costs.kappa, self.lower,
                                self.upper, self.costs.terms, warm=warm,  # type: ignore[arg-type]
                                kinks=self.costs.kinks, chol=self.chol)

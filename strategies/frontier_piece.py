@@ -57,13 +57,17 @@ def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: 
     free = np.flatnonzero(~(at_lo | at_hi))
     if free.size == 0:
         return _vertex_segment(cov, mu, lower, upper, solution, fixed_w)
-    solver = solver if solver is not None else FreeSetSolver(cov)
-    if solution.free_factor is not None:
-        solver.remember(free, solution.free_factor)
-    both, (nu0, nu1), _ = solver.solve(
-        np.column_stack([np.zeros_like(mu), mu]), np.array([1.0, 0.0]),
-        np.column_stack([fixed_w, np.zeros_like(fixed_w)]), at_lo | at_hi)
-    w0, w1 = both[:, 0].copy(), both[:, 1].copy()
+    if solution.pieces is not None:  # the QP solved along λμ: its pieces are this one's
+        w0, w1, nu0, nu1 = solution.pieces
+        both = np.column_stack([w0, w1])
+    else:
+        solver = solver if solver is not None else FreeSetSolver(cov)
+        if solution.free_factor is not None:
+            solver.remember(free, solution.free_factor)
+        both, (nu0, nu1), _ = solver.solve(
+            np.column_stack([np.zeros_like(mu), mu]), np.array([1.0, 0.0]),
+            np.column_stack([fixed_w, np.zeros_like(fixed_w)]), at_lo | at_hi)
+        w0, w1 = both[:, 0].copy(), both[:, 1].copy()
     fixed = lower >= upper
     cov_w0, cov_w1 = _cov_times(cov, both)
     z0 = cov_w0 - nu0

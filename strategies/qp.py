@@ -49,6 +49,10 @@ class QPSolution:
     iterations: int
     #: Cholesky factor of Σ on the free assets (what ``frontier_segment`` needs again).
     free_factor: np.ndarray | None = None
+    #: (w₀, w₁, ν₀, ν₁) when solved along a ray lin = λd (``solve_qp``'s ``ray``): on these
+    #: sets the weights are w₀ + λw₁ and the budget multiplier ν₀ + λν₁ for every λ (the
+    #: frontier piece through this optimum, without solving for it again).
+    pieces: tuple[np.ndarray, np.ndarray, float, float] | None = None
 
 
 def check_bounds(lower: np.ndarray, upper: np.ndarray, symbols: Sequence[str]) -> None:
@@ -72,7 +76,8 @@ def check_bounds(lower: np.ndarray, upper: np.ndarray, symbols: Sequence[str]) -
 def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
              warm: QPSolution | None = None, chol: np.ndarray | None = None,
              solver: FreeSetSolver | None = None,
-             first: tuple[np.ndarray, np.ndarray] | None = None) -> QPSolution:
+             first: tuple[np.ndarray, np.ndarray] | None = None,
+             ray: tuple[float, np.ndarray] | None = None) -> QPSolution:
     """Minimize ½wᵀΣw − linᵀw s.t. Σw = 1, lower ≤ w ≤ upper (feasible bounds assumed:
     call ``check_bounds`` first). ``warm`` seeds the active sets from a nearby solution;
     ``chol``, the lower Cholesky factor of Σ, saves the first factorization of a cold
@@ -80,7 +85,9 @@ def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
     ``solver`` (from ``free_set_solver``) carries factors between the QPs of one walk;
     ``first``: the weights and multipliers z = Σw − lin − ν of the equality-constrained
     optimum on the start's active sets, when the caller has them (the primal-dual
-    iterations then skip their first solve)."""
+    iterations then skip their first solve); ``ray`` = (λ, d) when lin = λd (a frontier
+    walk): the primal-dual iterations solve for the columns [0 | d] (budgets 1 | 0) and
+    combine them, so the answer carries its ``pieces``."""
     n = len(lin)
     fixed = lower >= upper
     if fixed.all():
@@ -91,7 +98,7 @@ def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
         from strategies.qp_working_set import solve_by_working_set  # imports this module
 
         return solve_by_working_set(cov, lin, lower, upper, tol_z)
-    return solve_restricted(cov, lin, lower, upper, warm, chol, tol_z, solver, first)
+    return solve_restricted(cov, lin, lower, upper, warm, chol, tol_z, solver, first, ray)
 
 
 def free_set_solver(cov: np.ndarray, chol: np.ndarray | None) -> FreeSetSolver:
@@ -107,7 +114,8 @@ def free_set_solver(cov: np.ndarray, chol: np.ndarray | None) -> FreeSetSolver:
 def solve_restricted(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
                      warm: QPSolution | None, chol: np.ndarray | None,
                      tol_z: float, solver: FreeSetSolver | None = None,
-                     first: tuple[np.ndarray, np.ndarray] | None = None) -> QPSolution:
+                     first: tuple[np.ndarray, np.ndarray] | None = None,
+                     ray: tuple[float, np.ndarray] | None = None) -> QPSolution:
     """``solve_qp`` on the whole universe at once (primal-dual active set, the primal
     method as the safe path) with the caller's dual tolerance ``tol_z``."""
     n = len(lin)
@@ -126,7 +134,7 @@ def solve_restricted(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper:
         if warm is not None and warm.free_factor is not None:
             solver.remember(np.flatnonzero(~(at_lo | at_hi)), warm.free_factor)
         solution = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
-                                           solver, first=first)
+                                           solver, first=first, ray=ray)
     if solution is None:
         from strategies.qp_regularized import regularized_start  # imports this module
 
@@ -184,35 +192,61 @@ def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: n
     return w[:, 0], float(nu[0]), factor
 
 
+def _iterate(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+             at_lo: np.ndarray, at_hi: np.ndarray, solver: FreeSetSolver,
+             ray: tuple[float, np.ndarray] | None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple | None] | None:
+    """One primal-dual iteration's solve on the given sets: (w, z = Σw − lin − νa, factor,
+    pieces), or None when nothing is free. Along a ray lin = λd the two columns [0 | d]
+    are solved at once (the pieces; a range space reuses L⁻¹[0 | d] across the walk)."""
+    if ray is None:
+        w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
+        pieces = None
+    else:
+        lam, direction = ray
+        held = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
+        both, nus, factor = solver.solve(
+            np.column_stack([np.zeros_like(direction), direction]), np.array([1.0, 0.0]),
+            np.column_stack([held, np.zeros_like(held)]), at_lo | at_hi)
+        pieces = (both[:, 0].copy(), both[:, 1].copy(), float(nus[0]), float(nus[1]))
+        w, nu = both[:, 0] + lam * both[:, 1], pieces[2] + lam * pieces[3]
+    if np.isnan(nu):
+        return None
+    multipliers = solver.last_multipliers  # a range-space solve gives them
+    if multipliers is not None:
+        z = multipliers[:, 0] if ray is None else multipliers[:, 0] + ray[0] * multipliers[:, 1]
+    else:
+        z = solver.gradient(w, lin) - (nu if solver.unit_budget else nu * solver.budget_row)
+    return w, z, factor, pieces
+
+
 def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                             upper: np.ndarray, at_lo: np.ndarray, at_hi: np.ndarray,
                             tol_z: float, solver: FreeSetSolver | None = None,
                             max_iterations: int = PDAS_MAX_ITERATIONS,
                             max_joining: int | None = None,
                             first: tuple[np.ndarray, np.ndarray] | None = None,
-                            settle: int = 0) -> QPSolution | None:
+                            settle: int = 0,
+                            ray: tuple[float, np.ndarray] | None = None) -> QPSolution | None:
     """HIK primal-dual active-set iterations; None if they cycle or stall. ``max_joining``
     caps the assets one iteration frees (see ``qp_regularized.GUESS_MAX_JOINING``);
     ``first`` is the first iteration's (w, z) when the caller has it (see ``solve_qp``).
     ``settle`` > 0 (a continuation step, whose answer is only the next step's start):
     once an iteration changes at most that many bounds, stop with the new sets and the
-    last weights made feasible for them, instead of solving once more to confirm."""
+    last weights made feasible for them, instead of solving once more to confirm.
+    ``ray``: see ``solve_qp``."""
     fixed = lower >= upper
     seen: set[bytes] = set()
     solver = solver if solver is not None else FreeSetSolver(cov)
     for iteration in range(1, max_iterations + 1):
-        factor = None
+        factor = pieces = None
         if first is not None:
             (w, z), first = first, None
         else:
-            w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
-            if np.isnan(nu):
+            solved = _iterate(cov, lin, lower, upper, at_lo, at_hi, solver, ray)
+            if solved is None:
                 return None
-            if solver.last_multipliers is not None:  # a range-space solve gave them
-                z = solver.last_multipliers[:, 0]
-            else:
-                z = solver.gradient(w, lin) - (nu if solver.unit_budget
-                                               else nu * solver.budget_row)
+            w, z, factor, pieces = solved
         free = ~(at_lo | at_hi)
         new_lo = fixed | (free & (w < lower - WEIGHT_TOLERANCE)) | (at_lo & (z > -tol_z))
         new_hi = ~fixed & ((free & (w > upper + WEIGHT_TOLERANCE)) | (at_hi & (z < tol_z)))
@@ -224,7 +258,7 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         if np.array_equal(new_lo, at_lo) and np.array_equal(new_hi, at_hi):
             if solver.unit_budget:
                 w = polish_weights(w, lower, upper, free)
-            return QPSolution(w, at_lo, at_hi, iteration, factor)
+            return QPSolution(w, at_lo, at_hi, iteration, factor, pieces)
         if settle and solver.unit_budget and (int(np.count_nonzero(new_lo != at_lo))
                                               + int(np.count_nonzero(new_hi != at_hi))
                                               <= settle):
