@@ -27,6 +27,7 @@ from strategies.frontier_piece import FrontierSegment, frontier_segment
 from strategies.frontier_target import budget_only_guess, model_root
 from strategies.qp import (
     QPSolution,
+    Ray,
     free_set_solver,
     polish_weights,
     solve_qp,
@@ -67,9 +68,11 @@ class _Frontier:
         self.solver: FreeSetSolver | None = None
 
     def start(self, chol: np.ndarray | None, lam: float = 0.0,
-              first: np.ndarray | None = None) -> QPSolution | CostedSolution:
+              first: np.ndarray | None = None,
+              ray: Ray | None = None) -> QPSolution | CostedSolution:
         """The frontier's portfolio at ``lam`` (default: the minimum-variance one), cold;
-        ``first``: the weights with every asset free at ``lam``, when known."""
+        ``first``: the weights with every asset free at ``lam``, when known; ``ray``: the
+        QP's ray (one aimed at a variance moves λ, see ``qp.Ray``)."""
         self.chol = chol
         zero = np.zeros_like(self.mu)
         if self.costs is None:
@@ -77,7 +80,7 @@ class _Frontier:
             return solve_qp(self.cov, lam * self.mu if lam else zero, self.lower, self.upper,
                             chol=chol, solver=self.solver,
                             first=None if first is None else (first, zero),
-                            ray=(lam, self.mu))
+                            ray=Ray(lam, self.mu) if ray is None else ray)
         return solve_costed_qp(self.cov, zero, 0.0, self.lower, self.upper, self.costs.terms,
                                kinks=self.costs.kinks, chol=chol)
 
@@ -91,7 +94,7 @@ class _Frontier:
                 first = (piece.at(lam), piece.z0 + lam * piece.z1)
             return solve_qp(self.cov, lam * self.mu, self.lower, self.upper,
                             warm=warm, chol=self.chol,  # type: ignore[arg-type]
-                            solver=self.solver, first=first, ray=(lam, self.mu))
+                            solver=self.solver, first=first, ray=Ray(lam, self.mu))
         return solve_costed_qp(self.cov, lam * self.mu, lam * self.costs.kappa, self.lower,
                                self.upper, self.costs.terms, warm=warm,  # type: ignore[arg-type]
                                kinks=self.costs.kinks, chol=self.chol)
@@ -330,7 +333,9 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
 
     lam, free_optimum = budget_only_guess(mu, lower, upper, target, chol, costs)
     if lam > 0:  # start on the piece at the budget-only frontier's λ (a lower estimate)
-        start = frontier.start(chol, lam, free_optimum)
+        aim = Ray(lam, mu, target)  # its QP moves λ to where its pieces reach the target
+        start = frontier.start(chol, lam, free_optimum, aim)
+        lam = aim.lam
         first = frontier.segment(start, lam)
         _, _, q0, q1, q2 = _moments(first, mu, cov)
         lo = first.lam_lo

@@ -28,6 +28,7 @@ import numpy as np
 
 from strategies.base import StrategyError
 from strategies.free_set import FreeSetSolver
+from strategies.qp_ray import IterateResult, Pieces, Ray, ray_solve
 
 PDAS_MAX_ITERATIONS = 60
 REGULARIZATION_STEPS = (1e-6, 1e-8, 1e-10)  # costed_qp's continuation ridges (qp_regularized: ours)
@@ -52,7 +53,7 @@ class QPSolution:
     #: (w₀, w₁, ν₀, ν₁) when solved along a ray lin = λd (``solve_qp``'s ``ray``): on these
     #: sets the weights are w₀ + λw₁ and the budget multiplier ν₀ + λν₁ for every λ (the
     #: frontier piece through this optimum, without solving for it again).
-    pieces: tuple[np.ndarray, np.ndarray, float, float] | None = None
+    pieces: Pieces | None = None
 
 
 def check_bounds(lower: np.ndarray, upper: np.ndarray, symbols: Sequence[str]) -> None:
@@ -77,7 +78,7 @@ def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
              warm: QPSolution | None = None, chol: np.ndarray | None = None,
              solver: FreeSetSolver | None = None,
              first: tuple[np.ndarray, np.ndarray] | None = None,
-             ray: tuple[float, np.ndarray] | None = None) -> QPSolution:
+             ray: Ray | None = None) -> QPSolution:
     """Minimize ½wᵀΣw − linᵀw s.t. Σw = 1, lower ≤ w ≤ upper (feasible bounds assumed:
     call ``check_bounds`` first). ``warm`` seeds the active sets from a nearby solution;
     ``chol``, the lower Cholesky factor of Σ, saves the first factorization of a cold
@@ -85,7 +86,7 @@ def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
     ``solver`` (from ``free_set_solver``) carries factors between the QPs of one walk;
     ``first``: the weights and multipliers z = Σw − lin − ν of the equality-constrained
     optimum on the start's active sets, when the caller has them (the primal-dual
-    iterations then skip their first solve); ``ray`` = (λ, d) when lin = λd (a frontier
+    iterations then skip their first solve); ``ray`` (``Ray``) when lin = λd (a frontier
     walk): the primal-dual iterations solve for the columns [0 | d] (budgets 1 | 0) and
     combine them, so the answer carries its ``pieces``."""
     n = len(lin)
@@ -115,7 +116,7 @@ def solve_restricted(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper:
                      warm: QPSolution | None, chol: np.ndarray | None,
                      tol_z: float, solver: FreeSetSolver | None = None,
                      first: tuple[np.ndarray, np.ndarray] | None = None,
-                     ray: tuple[float, np.ndarray] | None = None) -> QPSolution:
+                     ray: Ray | None = None) -> QPSolution:
     """``solve_qp`` on the whole universe at once (primal-dual active set, the primal
     method as the safe path) with the caller's dual tolerance ``tol_z``."""
     n = len(lin)
@@ -133,8 +134,11 @@ def solve_restricted(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper:
         solver = solver if solver is not None else free_set_solver(cov, chol)
         if warm is not None and warm.free_factor is not None:
             solver.remember(np.flatnonzero(~(at_lo | at_hi)), warm.free_factor)
+        lam = None if ray is None else ray.lam
         solution = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
                                            solver, first=first, ray=ray)
+        if solution is None and ray is not None and lam is not None:
+            ray.lam = lam  # the paths below solve at the caller's λ
     if solution is None:
         from strategies.qp_regularized import regularized_start  # imports this module
 
@@ -194,30 +198,19 @@ def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: n
 
 def _iterate(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
              at_lo: np.ndarray, at_hi: np.ndarray, solver: FreeSetSolver,
-             ray: tuple[float, np.ndarray] | None
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple | None] | None:
+             ray: Ray | None) -> IterateResult | None:
     """One primal-dual iteration's solve on the given sets: (w, z = Σw − lin − νa, factor,
-    pieces), or None when nothing is free. Along a ray lin = λd the two columns [0 | d]
-    are solved at once (the pieces; a range space reuses L⁻¹[0 | d] across the walk)."""
-    if ray is None:
-        w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
-        pieces = None
-    else:
-        lam, direction = ray
-        held = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
-        both, nus, factor = solver.solve(
-            np.column_stack([np.zeros_like(direction), direction]), np.array([1.0, 0.0]),
-            np.column_stack([held, np.zeros_like(held)]), at_lo | at_hi)
-        pieces = (both[:, 0].copy(), both[:, 1].copy(), float(nus[0]), float(nus[1]))
-        w, nu = both[:, 0] + lam * both[:, 1], pieces[2] + lam * pieces[3]
+    pieces), or None when nothing is free (along a ray: ``qp_ray.ray_solve``)."""
+    if ray is not None:
+        return ray_solve(cov, lin, lower, upper, at_lo, at_hi, solver, ray)
+    w, nu, factor = _solve_on_sets(cov, lin, lower, upper, at_lo, at_hi, solver)
     if np.isnan(nu):
         return None
-    multipliers = solver.last_multipliers  # a range-space solve gives them
-    if multipliers is not None:
-        z = multipliers[:, 0] if ray is None else multipliers[:, 0] + ray[0] * multipliers[:, 1]
+    if solver.last_multipliers is not None:  # a range-space solve gave them
+        z = solver.last_multipliers[:, 0]
     else:
         z = solver.gradient(w, lin) - (nu if solver.unit_budget else nu * solver.budget_row)
-    return w, z, factor, pieces
+    return w, z, factor, None
 
 
 def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
@@ -227,7 +220,7 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                             max_joining: int | None = None,
                             first: tuple[np.ndarray, np.ndarray] | None = None,
                             settle: int = 0,
-                            ray: tuple[float, np.ndarray] | None = None) -> QPSolution | None:
+                            ray: Ray | None = None) -> QPSolution | None:
     """HIK primal-dual active-set iterations; None if they cycle or stall. ``max_joining``
     caps the assets one iteration frees (see ``qp_regularized.GUESS_MAX_JOINING``);
     ``first`` is the first iteration's (w, z) when the caller has it (see ``solve_qp``).
