@@ -286,7 +286,7 @@ class FreeSetSolver:
         row = self.budget_row[free]
         both = np.empty((free.size, k + 1))  # [c_F − Σ_FA·w_A | a_F]: one solve for both
         both[:, k] = row
-        held_any = bool(w.any())  # w is the held values on the active set, 0 on the free one
+        held_any = np.count_nonzero(w) > 0  # w: the held values, 0 on the free assets
         if held_any:
             act = np.flatnonzero(active)
             both[:, :k] = lin[free] - (w[act].T @ self.cov[act]).T[free]  # Σ symmetric

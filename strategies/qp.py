@@ -327,7 +327,7 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                                                         held[:, None].copy(), moving, active)
             target, nu = solved[:, 0], float(nus[0])
         step = target[moving] - w[moving]
-        if not moving.size or np.max(np.abs(step)) <= 1e-14:
+        if not moving.size or np.abs(step).max() <= 1e-14:
             g = solver.gradient(w, lin)  # Σw − c from the support's rows when w is sparse
             if np.isnan(nu):
                 movable_lo = at_lo & ~fixed
@@ -344,10 +344,10 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
             moving = np.flatnonzero(~active)
             continue
         w_moving = w[moving]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(step < -1e-18, (lower[moving] - w_moving) / step,
-                             np.where(step > 1e-18, (upper[moving] - w_moving) / step, np.inf))
-        ratio = np.maximum(ratio, 0.0)
+        ratio = np.full(step.size, np.inf)  # masked divisions: no np.errstate (~5 µs)
+        np.divide(lower[moving] - w_moving, step, out=ratio, where=step < -1e-18)
+        np.divide(upper[moving] - w_moving, step, out=ratio, where=step > 1e-18)
+        np.maximum(ratio, 0.0, out=ratio)
         first = int(np.argmin(ratio))
         if ratio[first] >= 1.0:
             w[moving] = target[moving]
@@ -360,7 +360,7 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         else:
             w[block], at_hi[block] = upper[block], True
         held[block], active[block] = w[block], True
-        moving = np.delete(moving, first)
+        moving = np.concatenate((moving[:first], moving[first + 1:]))  # np.delete: ~4 µs more
     raise StrategyError("mean-variance QP did not converge (degenerate cycling); "
                         "check the covariance and bounds")
 
