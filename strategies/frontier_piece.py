@@ -151,7 +151,7 @@ def _vertex_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: n
                     solution: QPSolution, w: np.ndarray) -> FrontierSegment:
     """Every weight at a bound: w stays optimal while some ν separates the gradients,
     max over upper-bound assets of g_i(λ) ≤ min over lower-bound ones, g(λ) = Σw − λμ."""
-    g0 = cov @ w
+    g0, _ = _cov_times(cov, np.column_stack([w, np.zeros_like(w)]))  # a vertex: few w ≠ 0
     fixed = lower >= upper
     lo_idx = np.flatnonzero(solution.at_lower & ~fixed)
     hi_idx = np.flatnonzero(solution.at_upper)
