@@ -27,12 +27,12 @@ from strategies.frontier_piece import FrontierSegment, frontier_segment
 from strategies.frontier_target import budget_only_guess, model_root
 from strategies.qp import (
     QPSolution,
-    Ray,
     free_set_solver,
     polish_weights,
     solve_qp,
     solve_tangency_qp,
 )
+from strategies.qp_ray import Ray
 
 MAX_PROBES = 200
 # A candidate λ within this many widths of the current piece past its end is reached by
@@ -313,7 +313,9 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
     σ* (or the frontier's top when even it is less risky). On a piece the variance is
     q0 + 2λq1 + λ²q2, so the crossing is a quadratic root. Raises StrategyError when the
     minimum-variance portfolio is already above σ*. With ``costs`` the return is net of
-    κΣ|w − a| and the caps hold."""
+    κΣ|w − a| and the caps hold. The walk starts with one QP from the budget-only
+    frontier's λ whose iterations aim λ at σ*² (``qp_ray.Ray``): it usually ends on the
+    target's piece, so the walk stops there."""
     target = target_volatility**2
     frontier = _Frontier(cov, mu, lower, upper, costs)
     model: dict[str, float | None] = {"min_var": None}  # v₀ of power_root's model
