@@ -87,16 +87,18 @@ def parse_views(views: Sequence[Mapping[str, Any]]) -> tuple[View, ...]:
 
 def black_litterman_posterior(cov: np.ndarray, prior: np.ndarray, picks: np.ndarray,
                               view_returns: np.ndarray, omega_diag: np.ndarray,
-                              tau: float) -> tuple[np.ndarray, np.ndarray]:
+                              tau: float, overwrite: bool = False
+                              ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean and covariance of returns.
 
     μ_BL = [(τΣ)⁻¹ + PᵀΩ⁻¹P]⁻¹[(τΣ)⁻¹π + PᵀΩ⁻¹Q],  Σ_BL = Σ + [(τΣ)⁻¹ + PᵀΩ⁻¹P]⁻¹,
     computed in the equivalent (Woodbury) form of He & Litterman (1999), which needs only
     a K×K solve and allows Ω = 0 (100%-confident views):
     μ_BL = π + τΣPᵀ(PτΣPᵀ + Ω)⁻¹(Q − Pπ),  Σ_BL = (1+τ)Σ − τΣPᵀ(PτΣPᵀ + Ω)⁻¹PτΣ.
+    ``overwrite``: ``cov`` is the caller's to turn into Σ_BL in place (no N×N copy).
     """
     if picks.shape[0] == 0:
-        return prior.copy(), (1.0 + tau) * cov
+        return prior.copy(), _scaled(cov, 1.0 + tau, overwrite)
     tsp = tau * (cov @ picks.T)  # τΣPᵀ, N×K
     middle = picks @ tsp + np.diag(omega_diag)
     try:
@@ -105,7 +107,7 @@ def black_litterman_posterior(cov: np.ndarray, prior: np.ndarray, picks: np.ndar
         raise StrategyError("black_litterman: views with confidence 1 are linearly "
                             "dependent (PτΣPᵀ + Ω is singular); drop or loosen one") from exc
     mu = prior + tsp @ gain
-    post = (1.0 + tau) * cov
+    post = _scaled(cov, 1.0 + tau, overwrite)
     try:  # τΣPᵀ(PτΣPᵀ + Ω)⁻¹PτΣ = UUᵀ with U = τΣPᵀC⁻ᵀ, CCᵀ = PτΣPᵀ + Ω
         chol = np.linalg.cholesky(middle)
         spread = np.linalg.solve(chol, tsp.T).T
@@ -114,6 +116,14 @@ def black_litterman_posterior(cov: np.ndarray, prior: np.ndarray, picks: np.ndar
     except np.linalg.LinAlgError:  # PτΣPᵀ + Ω singular to rounding, yet solvable
         post -= tsp @ np.linalg.solve(middle, tsp.T)
         return mu, 0.5 * (post + post.T)
+
+
+def _scaled(matrix: np.ndarray, factor: float, in_place: bool) -> np.ndarray:
+    """factor·matrix, in place when allowed (the same products either way)."""
+    if in_place:
+        matrix *= factor
+        return matrix
+    return factor * matrix
 
 
 def _subtract_gram(post: np.ndarray, spread: np.ndarray) -> None:
@@ -220,7 +230,8 @@ class BlackLitterman(Strategy):
                                     self.risk_aversion)
         picks, targets, confidences = self._view_matrix(prices.columns, symbols)
         omega = view_uncertainty(sample, picks, self.tau, confidences)
-        mu, cov = black_litterman_posterior(sample, prior, picks, targets, omega, self.tau)
+        mu, cov = black_litterman_posterior(sample, prior, picks, targets, omega, self.tau,
+                                            overwrite=True)  # ``sample`` is ours
         return symbols, mu, cov
 
     def _view_matrix(self, columns: pd.Index, symbols: pd.Index

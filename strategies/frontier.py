@@ -32,6 +32,7 @@ from strategies.qp import (
     solve_qp,
     solve_tangency_qp,
 )
+from strategies.qp_ray import Ray
 
 MAX_PROBES = 200
 # A candidate λ within this many widths of the current piece past its end is reached by
@@ -67,16 +68,19 @@ class _Frontier:
         self.solver: FreeSetSolver | None = None
 
     def start(self, chol: np.ndarray | None, lam: float = 0.0,
-              first: np.ndarray | None = None) -> QPSolution | CostedSolution:
+              first: np.ndarray | None = None,
+              ray: Ray | None = None) -> QPSolution | CostedSolution:
         """The frontier's portfolio at ``lam`` (default: the minimum-variance one), cold;
-        ``first``: the weights with every asset free at ``lam``, when known."""
+        ``first``: the weights with every asset free at ``lam``, when known; ``ray``: the
+        QP's ray (one aimed at a variance moves λ, see ``qp.Ray``)."""
         self.chol = chol
         zero = np.zeros_like(self.mu)
         if self.costs is None:
             self.solver = free_set_solver(self.cov, chol)
             return solve_qp(self.cov, lam * self.mu if lam else zero, self.lower, self.upper,
                             chol=chol, solver=self.solver,
-                            first=None if first is None else (first, zero))
+                            first=None if first is None else (first, zero),
+                            ray=Ray(lam, self.mu) if ray is None else ray)
         return solve_costed_qp(self.cov, zero, 0.0, self.lower, self.upper, self.costs.terms,
                                kinks=self.costs.kinks, chol=chol)
 
@@ -90,7 +94,7 @@ class _Frontier:
                 first = (piece.at(lam), piece.z0 + lam * piece.z1)
             return solve_qp(self.cov, lam * self.mu, self.lower, self.upper,
                             warm=warm, chol=self.chol,  # type: ignore[arg-type]
-                            solver=self.solver, first=first)
+                            solver=self.solver, first=first, ray=Ray(lam, self.mu))
         return solve_costed_qp(self.cov, lam * self.mu, lam * self.costs.kappa, self.lower,
                                self.upper, self.costs.terms, warm=warm,  # type: ignore[arg-type]
                                kinks=self.costs.kinks, chol=self.chol)
@@ -309,7 +313,9 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
     σ* (or the frontier's top when even it is less risky). On a piece the variance is
     q0 + 2λq1 + λ²q2, so the crossing is a quadratic root. Raises StrategyError when the
     minimum-variance portfolio is already above σ*. With ``costs`` the return is net of
-    κΣ|w − a| and the caps hold."""
+    κΣ|w − a| and the caps hold. The walk starts with one QP from the budget-only
+    frontier's λ whose iterations aim λ at σ*² (``qp_ray.Ray``): it usually ends on the
+    target's piece, so the walk stops there."""
     target = target_volatility**2
     frontier = _Frontier(cov, mu, lower, upper, costs)
     model: dict[str, float | None] = {"min_var": None}  # v₀ of power_root's model
@@ -329,7 +335,9 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
 
     lam, free_optimum = budget_only_guess(mu, lower, upper, target, chol, costs)
     if lam > 0:  # start on the piece at the budget-only frontier's λ (a lower estimate)
-        start = frontier.start(chol, lam, free_optimum)
+        aim = Ray(lam, mu, target)  # its QP moves λ to where its pieces reach the target
+        start = frontier.start(chol, lam, free_optimum, aim)
+        lam = aim.lam
         first = frontier.segment(start, lam)
         _, _, q0, q1, q2 = _moments(first, mu, cov)
         lo = first.lam_lo

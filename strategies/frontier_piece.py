@@ -57,13 +57,17 @@ def frontier_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: 
     free = np.flatnonzero(~(at_lo | at_hi))
     if free.size == 0:
         return _vertex_segment(cov, mu, lower, upper, solution, fixed_w)
-    solver = solver if solver is not None else FreeSetSolver(cov)
-    if solution.free_factor is not None:
-        solver.remember(free, solution.free_factor)
-    both, (nu0, nu1), _ = solver.solve(
-        np.column_stack([np.zeros_like(mu), mu]), np.array([1.0, 0.0]),
-        np.column_stack([fixed_w, np.zeros_like(fixed_w)]), at_lo | at_hi)
-    w0, w1 = both[:, 0].copy(), both[:, 1].copy()
+    if solution.pieces is not None:  # the QP solved along λμ: its pieces are this one's
+        w0, w1, nu0, nu1 = solution.pieces
+        both = np.column_stack([w0, w1])
+    else:
+        solver = solver if solver is not None else FreeSetSolver(cov)
+        if solution.free_factor is not None:
+            solver.remember(free, solution.free_factor)
+        both, (nu0, nu1), _ = solver.solve(
+            np.column_stack([np.zeros_like(mu), mu]), np.array([1.0, 0.0]),
+            np.column_stack([fixed_w, np.zeros_like(fixed_w)]), at_lo | at_hi)
+        w0, w1 = both[:, 0].copy(), both[:, 1].copy()
     fixed = lower >= upper
     cov_w0, cov_w1 = _cov_times(cov, both)
     z0 = cov_w0 - nu0
@@ -147,11 +151,13 @@ def _vertex_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray, upper: n
                     solution: QPSolution, w: np.ndarray) -> FrontierSegment:
     """Every weight at a bound: w stays optimal while some ν separates the gradients,
     max over upper-bound assets of g_i(λ) ≤ min over lower-bound ones, g(λ) = Σw − λμ."""
-    g0 = cov @ w
+    g0, _ = _cov_times(cov, np.column_stack([w, np.zeros_like(w)]))  # a vertex: few w ≠ 0
     fixed = lower >= upper
     lo_idx = np.flatnonzero(solution.at_lower & ~fixed)
     hi_idx = np.flatnonzero(solution.at_upper)
     # Pairwise (g0_l − g0_h) + λ(μ_h − μ_l) ≥ 0.
     a = (g0[lo_idx][None, :] - g0[hi_idx][:, None]).ravel()
     b = (mu[hi_idx][:, None] - mu[lo_idx][None, :]).ravel()
-    return _segment(w, np.zeros_like(w), a, b, _lambda_cap(cov, mu))
+    flat = np.zeros_like(w)  # Σw₀ = g0 and Σw₁ = 0 for the searches' moments (two N² passes)
+    return dataclasses.replace(_segment(w, flat, a, b, _lambda_cap(cov, mu)), cov_w0=g0,
+                               cov_w1=flat)
