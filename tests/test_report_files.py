@@ -22,12 +22,13 @@ def test_weights_table_equals_pandas_to_csv_byte_for_byte(tmp_path):
     values[3, 1] = 0.0
     values[4, 2] = 1e-17  # exponent notation
     columns = [*result.symbols, "cash"]
-    _write_float_table(tmp_path / "ours.csv", day, columns, values, "%.10g")
+    _write_float_table(tmp_path / "ours.csv", day, columns, [values[:, :-1], values[:, -1]],
+                       "%.10g")  # the weights block and the cash column, as the report does
     pd.DataFrame(values, index=day, columns=columns).to_csv(tmp_path / "pandas.csv",
                                                             float_format="%.10g")
     assert (tmp_path / "ours.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
     values[5, 0] = np.nan  # pandas writes an empty field: the same file still
-    _write_float_table(tmp_path / "nan.csv", day, columns, values, "%.10g")
+    _write_float_table(tmp_path / "nan.csv", day, columns, [values], "%.10g")
     pd.DataFrame(values, index=day, columns=columns).to_csv(tmp_path / "pandas_nan.csv",
                                                             float_format="%.10g")
     assert (tmp_path / "nan.csv").read_bytes() == (tmp_path / "pandas_nan.csv").read_bytes()

@@ -414,3 +414,16 @@ def test_plan_fill_buy_over_cash_by_more_than_rounding_is_rejected():
     plan = plan_fill(OrderRequest("SPY", OrderSide.BUY, "c", qty=10), 100.0, 0.0, 999.99,
                      SimCosts(), fractional=True)
     assert isinstance(plan, str) and plan.startswith("insufficient_buying_power")
+
+
+def test_sim_replays_the_prices_it_was_given_when_the_caller_edits_its_frame(tmp_path):
+    """The simulator reads the caller's data without copying it (copy-on-write): an edit
+    of the caller's frame afterwards copies on the caller's side, never reaching the replay."""
+    prices = PRICES.copy()
+    sim = SimulatedBroker(":memory:", prices, starting_cash=1_000.0, replay_start=START)
+    prices.iloc[:, 0] = 1.0  # in place, every row of SPY
+    prices.loc[prices.index[1], "TLT"] = 2.0
+    sim.on_wake()
+    seen = sim.history(["SPY", "TLT"], 10, PRICES.index[-1].date())
+    expected = PRICES.loc[seen.index, ["SPY", "TLT"]]
+    assert len(seen) == 2 and (seen.to_numpy() == expected.to_numpy()).all()

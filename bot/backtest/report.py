@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ def write_outputs(out_dir: Path, result: BacktestResult, benchmark: BacktestResu
     trades["date"] = pd.DatetimeIndex(trades["date"]).strftime("%Y-%m-%d")
     trades.to_csv(out_dir / "trades.csv", index=False)
     _write_float_table(out_dir / "weights.csv", day, [*result.symbols, "cash"],
-                       np.column_stack([result.held_weights(), result.cash / result.equity]),
+                       [result.held_weights(), result.cash / result.equity],
                        "%.10g")  # not kept: the tearsheet's own days × symbols array follows
     (out_dir / "metrics.json").write_text(
         json.dumps(_json_safe(metrics), indent=2) + "\n", encoding="utf-8")
@@ -119,24 +120,28 @@ def write_outputs(out_dir: Path, result: BacktestResult, benchmark: BacktestResu
 _ROWS_PER_CHUNK = 256  # 500 symbols × 20 years as one list of floats was ~80 MB of peak
 
 
-def _write_float_table(path: Path, index: pd.Index, columns: list[str], values: np.ndarray,
-                       fmt: str) -> None:
-    """A CSV of ``values`` (rows × columns) as ``DataFrame.to_csv(float_format=fmt)`` writes
-    it, byte for byte, ~4× faster: one ``%`` per row instead of pandas' per-cell
-    formatter (weights.csv of 500 symbols × 20 years is 2.5 million cells)."""
-    if not np.isfinite(values).all():  # pandas writes NaN as an empty field
-        frame = pd.DataFrame(values, index=index, columns=columns)
+def _write_float_table(path: Path, index: pd.Index, columns: list[str],
+                       blocks: Sequence[np.ndarray], fmt: str) -> None:
+    """A CSV of ``blocks`` side by side (days × k arrays or day columns) as
+    ``DataFrame.to_csv(float_format=fmt)`` writes it, byte for byte, ~4× faster: one ``%``
+    per row instead of pandas' per-cell formatter (weights.csv of 500 symbols × 20 years
+    is 2.5 million cells). The blocks are joined a chunk of rows at a time: joining them
+    whole was a second days × symbols copy, the backtest report's memory peak."""
+    parts = [b.reshape(len(b), -1) for b in blocks]
+    if not all(np.isfinite(p).all() for p in parts):  # pandas writes NaN as an empty field
+        frame = pd.DataFrame(np.hstack(parts), index=index, columns=columns)
         frame.to_csv(path, float_format=fmt)
         return
-    row_fmt = ",".join([fmt] * values.shape[1])
+    row_fmt = ",".join([fmt] * len(columns))
     header = ",".join([str(index.name or ""), *columns])
     with path.open("w", encoding="utf-8", newline="") as out:
         out.write(header + "\n")
         labels = index.tolist()
-        for lo in range(0, len(values), _ROWS_PER_CHUNK):  # a chunk of Python floats at a time
-            out.writelines(f"{label},{row_fmt % tuple(row)}\n" for label, row in zip(
-                labels[lo:lo + _ROWS_PER_CHUNK], values[lo:lo + _ROWS_PER_CHUNK].tolist(),
-                strict=True))
+        for lo in range(0, len(index), _ROWS_PER_CHUNK):  # a chunk of Python floats at a time
+            hi = lo + _ROWS_PER_CHUNK
+            rows = np.hstack([p[lo:hi] for p in parts]).tolist()
+            out.writelines(f"{label},{row_fmt % tuple(row)}\n"
+                           for label, row in zip(labels[lo:hi], rows, strict=True))
 
 
 def _fmt(value: Any, kind: str) -> str:
