@@ -9,7 +9,8 @@ at once at that day's close moved against the trader by ``slippage_bps``. The ac
 positions, orders, fills, replay cursor) lives in ``sim_*`` tables of the bot's SQLite
 file, one transaction per order, so it survives restarts; ``":memory:"`` gives a
 throw-away account for backtests, its books in dicts (``brokers/sim/memory_ledger.py``).
-It takes a side's orders in one call (``submit_batch``, ``brokers/booked_batch.py``). It
+It takes a side's orders in one call (``submit_batch``, ``brokers/booked_batch.py``); the
+in-memory account prices a run of them at once (``brokers/sim/fill_run.py``). It
 reports no latest trades (``TradePriceSource``): its trade price is the bar itself, so the
 guard comparing the two could never fire (it cost ~1 µs a symbol every cycle).
 
