@@ -213,8 +213,7 @@ class MemoryJournal(Journal):
         if None not in rows and batch.all_filled():  # the usual batch: all journaled, filled
             self._record_filled(cast("list[int]", rows), batch)
             return
-        for i, cid in enumerate(batch.client_order_ids):
-            row = self._row_of.get(cid)
+        for i, (cid, row) in enumerate(zip(batch.client_order_ids, rows, strict=True)):
             if row is not None:
                 self._set_state(row, batch.statuses[i], batch.order_ids[i],
                                 batch.filled_qty[i], batch.prices[i], batch.reasons.get(i))
