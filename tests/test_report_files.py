@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bot.backtest import report
 from bot.backtest.engine import run_backtest
 from bot.backtest.report import _write_float_table
 from tests.conftest import random_walk_prices
@@ -14,7 +15,8 @@ from tests.test_backtest import fixed, make_spec
 SYMBOLS = ["AAA", "BBB", "CCC"]
 
 
-def test_weights_table_equals_pandas_to_csv_byte_for_byte(tmp_path):
+def test_weights_table_equals_pandas_to_csv_byte_for_byte(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "_ROWS_PER_CHUNK", 7)  # several chunks, the last one short
     prices = random_walk_prices(SYMBOLS, 120)
     result = run_backtest(prices, fixed(), make_spec("weekly"))
     day = pd.Index(result.dates.strftime("%Y-%m-%d"), name="date")
