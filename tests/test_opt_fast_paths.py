@@ -206,17 +206,22 @@ def test_free_set_solver_updates_match_fresh_factorizations(budget_row: str) -> 
     assert updating.factorizations < 25  # most solves were updates, not factorizations
 
 
+def _piece_problem(family: str, n: int, seed: int, cap: float, lam: float):
+    """A long-only problem capped at ``cap``, its QP answer at ``lam`` and the frontier piece
+    through it."""
+    from strategies.frontier_piece import frontier_segment
+
+    cov, mu = family_problem(family, n, seed=seed)
+    lower, upper = np.zeros(len(mu)), np.full(len(mu), cap)
+    here = solve_qp(cov, lam * mu, lower, upper)
+    return cov, mu, lower, upper, here, frontier_segment(cov, mu, lower, upper, here, lam)
+
+
 @pytest.mark.parametrize("family", ["random", "factor"])
 def test_solve_qp_first_iterate_from_piece_gives_same_optimum_and_iterations(
         family: str) -> None:
-    from strategies.frontier_piece import frontier_segment
-
-    cov, mu = family_problem(family, 120, seed=7)
-    n = len(mu)
-    lower, upper = np.zeros(n), np.full(n, 0.1)
+    cov, mu, lower, upper, here, piece = _piece_problem(family, 120, 7, 0.1, 0.5)
     _, chol = factor_covariance(cov)
-    here = solve_qp(cov, 0.5 * mu, lower, upper, chol=chol)
-    piece = frontier_segment(cov, mu, lower, upper, here, 0.5)
     assert piece.z0 is not None and piece.z1 is not None
     lam = 3.0 * piece.lam_hi  # beyond the piece: other active sets
     plain = solve_qp(cov, lam * mu, lower, upper, warm=here, chol=chol)
@@ -230,13 +235,7 @@ def test_solve_qp_first_iterate_from_piece_gives_same_optimum_and_iterations(
 @pytest.mark.parametrize("family", ["random", "factor"])
 def test_frontier_piece_entry_and_exit_sets_are_the_neighbour_pieces_sets(
         family: str) -> None:
-    from strategies.frontier_piece import frontier_segment
-
-    cov, mu = family_problem(family, 80, seed=9)
-    n = len(mu)
-    lower, upper = np.zeros(n), np.full(n, 0.15)
-    here = solve_qp(cov, 0.8 * mu, lower, upper)
-    piece = frontier_segment(cov, mu, lower, upper, here, 0.8)
+    cov, mu, lower, upper, _, piece = _piece_problem(family, 80, 9, 0.15, 0.8)
     assert 0 < piece.lam_lo < 0.8 < piece.lam_hi < np.inf
     assert piece.entry_sets is not None and piece.exit_sets is not None
     for lam, sets in ((piece.lam_lo, piece.entry_sets), (piece.lam_hi, piece.exit_sets)):
