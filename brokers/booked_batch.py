@@ -54,29 +54,21 @@ class BookedBatch:
                  qty: float | None, notional: float | None, filled_qty: float, price: float,
                  commission: float, at: datetime) -> None:
         """A row for an order filled at once in one fill (the venue's checked numbers)."""
-        self.client_order_ids.append(client_order_id)
-        self.order_ids.append(order_id)
-        self.symbols.append(symbol)
-        self.sides.append(side)
-        self.qty.append(qty)
-        self.notional.append(notional)
-        self.statuses.append(OrderStatus.FILLED)
-        self.filled_qty.append(filled_qty)
-        self.prices.append(price)
-        self.commissions.append(commission)
-        self.submitted_at.append(at)
+        self.add_fills([order_id], [client_order_id], [symbol], side, [qty], [notional],
+                       [filled_qty], [price], [commission], at)
 
     def add_fills(self, order_ids: list[str], client_order_ids: list[str], symbols: list[str],
-                  side: OrderSide, qty: list[float], filled_qty: list[float],
-                  prices: list[float], commissions: list[float], at: datetime) -> None:
-        """``add_fill`` for a run of one side's quantity orders filled at one time."""
+                  side: OrderSide, qty: Sequence[float | None], notional: Sequence[float | None],
+                  filled_qty: list[float], prices: list[float], commissions: list[float],
+                  at: datetime) -> None:
+        """Rows for orders of one side each filled at once in one fill, at one time."""
         n = len(order_ids)
         self.client_order_ids.extend(client_order_ids)
         self.order_ids.extend(order_ids)
         self.symbols.extend(symbols)
         self.sides.extend([side] * n)
         self.qty.extend(qty)
-        self.notional.extend([None] * n)
+        self.notional.extend(notional)
         self.statuses.extend([OrderStatus.FILLED] * n)
         self.filled_qty.extend(filled_qty)
         self.prices.extend(prices)

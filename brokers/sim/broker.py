@@ -466,8 +466,8 @@ class SimulatedBroker:
         cids = [r.client_order_id for r in run[:n]]
         order_ids = ledger.book_fills(cids, symbols[:n], side, asked[:n],
                                       fills.qty[:n], fills.price[:n], fills.commission[:n], now)
-        batch.add_fills(order_ids, cids, symbols[:n], side, asked[:n], qty, price, commission,
-                        now)
+        batch.add_fills(order_ids, cids, symbols[:n], side, asked[:n], [None] * n, qty, price,
+                        commission, now)
         self._hold_after_fills(symbols[:n], held[:n], qty, price, buy)
         self._cash = float(fills.cash_after[n - 1])
         self._fills_booked += n
