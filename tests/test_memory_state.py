@@ -80,6 +80,9 @@ def test_memory_books_replay_the_same_cycles_as_sqlite_books(tmp_path, monkeypat
     assert cycles_of(mem_j) == cycles_of(disk_j)
     for key in ("peak_equity", "instance_id"):
         assert (mem_j.meta(key) is None) == (disk_j.meta(key) is None)
+    for key in ("signal", "turnover_day"):  # JSON values: kept as objects in memory
+        assert mem_j.meta_json(key) == disk_j.meta_json(key) is not None
+        assert mem_j.meta(key) == disk_j.meta(key)
     b_disk, b_mem = on_disk.broker, in_memory.broker
     assert b_mem.account() == b_disk.account()
     assert b_mem.positions() == b_disk.positions()
@@ -114,3 +117,21 @@ def test_memory_journal_statuses_and_resizes_match_sqlite(tmp_path):
                      [c["status"] for c in j.recent_cycles()]))
     assert seen[0] == seen[1]
     assert seen[0][1] == ["x-1-AAA-b", "x-1-CCC-s"]
+
+
+def test_memory_journal_json_meta_reads_back_like_sqlite(tmp_path):
+    """A JSON value reads back equal from both journals, as text too; a text value or a
+    delete replaces it."""
+    value = {"asof": "2024-05-31", "weights": {"AAA": 0.1 + 0.2, "BBB": 1e-17}}
+    seen = []
+    for j in (Journal(tmp_path / "j.sqlite"), MemoryJournal()):
+        j.set_meta_json("memo", value)
+        read = (j.meta_json("memo"), j.meta("memo"))
+        j.set_meta("memo", '{"asof": "x"}')
+        replaced = j.meta_json("memo")
+        j.set_meta_json("memo", [1.5])
+        j.delete_meta("memo")
+        seen.append((read, replaced, j.meta_json("memo"), j.meta("memo")))
+    assert seen[0] == seen[1]
+    assert seen[0] == ((value, '{"asof": "2024-05-31", "weights": {"AAA": '
+                        '0.30000000000000004, "BBB": 1e-17}}'), {"asof": "x"}, None, None)

@@ -190,6 +190,16 @@ class Journal:
         with self._tx() as db:
             db.execute("DELETE FROM meta WHERE key = ?", (key,))
 
+    def meta_json(self, key: str) -> Any:
+        """The JSON value kept under ``key`` (None when absent). Treat it as read-only: the
+        backtest's in-memory journal hands back the very object it was given."""
+        raw = self.meta(key)
+        return None if raw is None else json.loads(raw)
+
+    def set_meta_json(self, key: str, value: Any) -> None:
+        """Keep ``value`` (JSON-serializable; not changed afterwards) under ``key``."""
+        self.set_meta(key, json.dumps(value))
+
     # -- cycles -----------------------------------------------------------------------
     def start_cycle(self, asof: date | None) -> str:
         """Open a cycle; its id ``<instance>-<seq>`` is unique for this state file."""

@@ -39,6 +39,9 @@ class MemoryJournal(Journal):
         self.read_only = False
         self.write_hook = None
         self._meta: dict[str, str] = {"instance_id": secrets.token_hex(2)}
+        # JSON values kept as the objects given (not serialized: the signal memo of 500
+        # weights took ~0.5 ms a cycle to write as text); ``meta`` renders them on demand
+        self._meta_json: dict[str, Any] = {}
         self._cycles: list[dict[str, Any]] = []
         self._cycle_of: dict[str, dict[str, Any]] = {}
         # Intents as columns, one row per client_order_id in journaling order (SQLite's
@@ -70,13 +73,27 @@ class MemoryJournal(Journal):
 
     # -- meta -------------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
+        if key in self._meta_json:
+            return json.dumps(self._meta_json[key])
         return self._meta.get(key)
 
     def set_meta(self, key: str, value: str) -> None:
+        self._meta_json.pop(key, None)
         self._meta[key] = str(value)
 
     def delete_meta(self, key: str) -> None:
         self._meta.pop(key, None)
+        self._meta_json.pop(key, None)
+
+    def meta_json(self, key: str) -> Any:
+        if key in self._meta_json:
+            return self._meta_json[key]
+        raw = self._meta.get(key)
+        return None if raw is None else json.loads(raw)
+
+    def set_meta_json(self, key: str, value: Any) -> None:
+        self._meta.pop(key, None)
+        self._meta_json[key] = value
 
     # -- cycles -----------------------------------------------------------------------
     def start_cycle(self, asof: date | None) -> str:

@@ -6,7 +6,6 @@ bar, the trading day's earlier turnover from the journal), run them, log each br
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import date
 from functools import lru_cache
@@ -26,10 +25,9 @@ DAY_TURNOVER_KEY = "turnover_day"  # {"day": ISO date, "notional": account curre
 
 def day_notional_before(journal: Journal, day: date) -> float:
     """Σ|notional| of the orders earlier cycles sent on ``day`` (0 on a new day)."""
-    raw = journal.meta(DAY_TURNOVER_KEY)
-    if not raw:
+    stored = journal.meta_json(DAY_TURNOVER_KEY)
+    if not stored:
         return 0.0
-    stored = json.loads(raw)
     return float(stored["notional"]) if stored.get("day") == day.isoformat() else 0.0
 
 
@@ -37,7 +35,7 @@ def add_day_notional(journal: Journal, day: date, notional: float) -> None:
     """Count ``notional`` into ``day``'s turnover (before sending: a crash over-counts,
     never under-counts)."""
     total = day_notional_before(journal, day) + notional
-    journal.set_meta(DAY_TURNOVER_KEY, json.dumps({"day": day.isoformat(), "notional": total}))
+    journal.set_meta_json(DAY_TURNOVER_KEY, {"day": day.isoformat(), "notional": total})
 
 
 def last_bar_date(index: pd.Index) -> date:

@@ -9,7 +9,6 @@ step runs on every cycle either way: a VaR limit reacts to today's returns windo
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -82,27 +81,13 @@ def _symbol_set(universe: tuple[str, ...]) -> frozenset[str]:
     return frozenset(universe)
 
 
-_last_memo: tuple[str, dict[str, Any]] = ("", {})  # the memo written last, and its text
-
-
-def _written_memo(asof: date, key: str, weights: pd.Series) -> str:
-    """The signal memo's JSON text (non-zero weights at full precision). The process keeps
-    the last one parsed: the next cycle reads it back without parsing ~15 kB of JSON
-    (500 symbols) again."""
-    global _last_memo
+def _memo(asof: date, key: str, weights: pd.Series) -> dict[str, Any]:
+    """The signal memo: its day, the strategy's key and the non-zero weights at full
+    precision (JSON in the journal; the backtest's journal keeps the object)."""
     values = weights.to_numpy(dtype=float).tolist()
-    memo = {"asof": asof.isoformat(), "strategy": key,
+    return {"asof": asof.isoformat(), "strategy": key,
             "weights": {str(s): w for s, w in zip(weights.index.tolist(), values, strict=True)
                         if w != 0}}
-    text = json.dumps(memo)
-    _last_memo = (text, memo)
-    return text
-
-
-def _read_memo(text: str) -> dict[str, Any]:
-    """The memo ``text`` holds (read-only: it may be the one this process wrote)."""
-    last_text, last = _last_memo
-    return last if text == last_text else json.loads(text)
 
 
 def _sessions_after(index: pd.Index, last: date) -> int:
@@ -123,10 +108,9 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
     strategy cannot compute (StrategyError) the configured ``fallback`` is used for this
     cycle (the strategy is asked again next cycle); with none, or if it fails too, None:
     hold, never trade on weights the strategy could not produce."""
-    held = journal.meta(SIGNAL_KEY)
+    memo = journal.meta_json(SIGNAL_KEY)
     key = _strategy_key(strategy)
-    if held is not None:
-        memo = _read_memo(held)
+    if memo is not None:
         last = date.fromisoformat(memo["asof"])
         sessions = (_sessions_after(prices.index, last)  # only "every N sessions" counts
                     if rules.signal.every_sessions is not None else 0)
@@ -151,6 +135,6 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
                         action=action, fallback=fallback.name if fallback else None)
             continue
         if candidate is strategy:
-            journal.set_meta(SIGNAL_KEY, _written_memo(asof, key, weights))
+            journal.set_meta_json(SIGNAL_KEY, _memo(asof, key, weights))
         return weights, decision, candidate.name
     return None
