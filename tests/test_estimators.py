@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.covariance import ledoit_wolf
 from structlog.testing import capture_logs
 
 from strategies.base import StrategyConfigError, StrategyError
@@ -42,9 +41,17 @@ def _prices(returns: pd.DataFrame) -> pd.DataFrame:
     return 100.0 * (1.0 + returns).cumprod()
 
 
+def _sklearn_ledoit_wolf(returns: np.ndarray) -> np.ndarray:
+    """sklearn's Ledoit-Wolf Σ (daily), imported here: sklearn takes ~1 s to import, which
+    every test worker would pay at collection."""
+    from sklearn.covariance import ledoit_wolf
+
+    return ledoit_wolf(returns)[0]
+
+
 def test_ledoit_wolf_same_returns_matches_sklearn() -> None:
     rets = _returns(n_days=120, n_assets=30)
-    expected, _ = ledoit_wolf(rets.to_numpy())
+    expected = _sklearn_ledoit_wolf(rets.to_numpy())
     ours = ledoit_wolf_covariance(rets).to_numpy()
     np.testing.assert_allclose(ours, expected * ANNUALIZATION_DAYS, rtol=1e-12, atol=1e-15)
 
@@ -52,7 +59,7 @@ def test_ledoit_wolf_same_returns_matches_sklearn() -> None:
 def test_ledoit_wolf_more_assets_than_days_is_positive_definite() -> None:
     rets = _returns(n_days=40, n_assets=60)
     cov = ledoit_wolf_covariance(rets).to_numpy()
-    np.testing.assert_allclose(cov, ledoit_wolf(rets.to_numpy())[0] * 252, rtol=1e-12)
+    np.testing.assert_allclose(cov, _sklearn_ledoit_wolf(rets.to_numpy()) * 252, rtol=1e-12)
     assert np.linalg.eigvalsh(cov).min() > 0
 
 
