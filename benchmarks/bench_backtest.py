@@ -18,11 +18,14 @@ Figures, not asserts. The split times the cycle's own steps by wrapping them her
 library is not instrumented): strategy, risk, plan, execute, the rest of the cycle
 (clock, reconcile, data, journal, logging) and the engine outside the cycle (marking the
 books, the drift scan, collecting trades). Writing the report files is timed separately.
+The child process freezes its imported modules out of the garbage collector's scans
+before the run, as the CLI does after start-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import resource
@@ -157,6 +160,11 @@ def main() -> None:
             wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
             cache_logger_on_first_use=True)
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        # The modules the run uses, imported and then frozen out of the collector's scans,
+        # as `allocbot backtest` does after start-up (bot/cli/startup.py).
+        import bot.backtest.engine
+        import bot.backtest.report  # noqa: F401
+        gc.freeze()
         print(json.dumps(_run_case(*CASES[args.case][args.one])))
         return
     for case in (list(CASES) if args.case == "all" else [args.case]):
