@@ -14,13 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from strategies.estimators import ANNUALIZATION_DAYS
+from strategies.estimators import ANNUALIZATION_DAYS, returns_from_closes
 
 
 def daily_returns(equity: np.ndarray) -> np.ndarray:
-    """r_t = E_t / E_{t−1} − 1 (length n − 1)."""
-    e = np.asarray(equity, dtype=float)
-    return e[1:] / e[:-1] - 1.0
+    """r_t = E_t / E_{t−1} − 1 (length n − 1): the estimators' definition, on equity."""
+    return returns_from_closes(np.asarray(equity, dtype=float))
 
 
 def return_series(dates: pd.DatetimeIndex, equity: np.ndarray, name: str | None = None

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from bot.core.rebalance import PlannedOrder
+from strategies.estimators import returns_from_closes
 
 
 class Guard(StrEnum):
@@ -114,7 +115,7 @@ def _move_breaches(prices: pd.DataFrame, limits: GuardLimits) -> list[GuardBreac
         return []
     closes = prices.to_numpy(dtype=float)[-(limits.move_lookback_days + 2):]
     with np.errstate(invalid="ignore", divide="ignore"):
-        returns = closes[1:] / closes[:-1] - 1.0
+        returns = returns_from_closes(closes)
         latest, past = np.abs(returns[-1]), returns[:-1]
         seen = np.isfinite(past)
         if seen.all():  # a full window (the usual case): the same sums, no masking
