@@ -155,12 +155,14 @@ def check_orders(orders: Sequence[PlannedOrder], equity: float, day_notional_bef
     if not limits.enabled or not orders or equity <= 0:
         return []
     out: list[GuardBreach] = []
-    for order in orders:
+    notionals = [o.notional for o in orders]
+    # x ↦ x / equity is monotonic (equity > 0): the largest order tells whether any breaches
+    for order in orders if max(notionals) / equity > limits.max_order_fraction else ():
         fraction = order.notional / equity
         if fraction > limits.max_order_fraction:
             out.append(GuardBreach(Guard.ORDER_NOTIONAL, limits.max_order_fraction, fraction,
                                    f"{order.side.value} {order.symbol}"))
-    notional = sum(o.notional for o in orders)
+    notional = sum(notionals)
     if notional / equity > limits.max_turnover_per_cycle:
         out.append(GuardBreach(Guard.TURNOVER_CYCLE, limits.max_turnover_per_cycle,
                                notional / equity, "plan"))
