@@ -56,7 +56,7 @@ def strategy_weights(strategy: Strategy, prices: pd.DataFrame, universe: tuple[s
     are hidden from it, so their weight is never assigned (and a holding is sold)."""
     visible = prices.drop(columns=list(excluded)) if excluded else prices
     raw = strategy.target_weights(visible, current_weights)
-    if not excluded and tuple(raw.index) == universe:  # the usual case
+    if not excluded and tuple(raw.index.tolist()) == universe:  # the usual case
         return raw
     return raw.reindex(list(universe)).fillna(0.0)
 
