@@ -186,9 +186,10 @@ def estimation(method: str, prices: pd.DataFrame) -> Callable[[], object]:
     if method == "black_litterman":
         def posterior() -> object:
             symbols, _, cov = strategy.posterior(prices)
-            return factor_covariance(cov, symbols, gram=True)
+            return factor_covariance(cov, symbols, gram=True, ill_factor=False)
         return posterior
-    return lambda: strategy.settings.estimate(prices, strategy.uses_expected_returns)
+    return lambda: strategy.settings.estimate(prices, strategy.uses_expected_returns,
+                                              ill_factor=False)
 
 
 def reference(method: str, prices: pd.DataFrame, target_vol: float) -> Callable[[], object]:
