@@ -3,7 +3,7 @@ quiet machine and beside two CPU-burning processes. Prints tables; asserts nothi
 
     python benchmarks/bench_optimizers.py [--n 500] [--days 1260] [--repeat 11]
         [--ref-repeat 3 (0: skip the reference)] [--no-load] [--kappa 0.002] [--big]
-        [--methods min_variance ...] [--clock wall|cpu] [--small-only]
+        [--methods min_variance ...] [--clock wall|cpu] [--small-only] [--churn]
 
 The lead's check (a few minutes idle): ``--repeat 5 --ref-repeat 1 --big``.
 
@@ -29,7 +29,10 @@ returns) when ``--ref-repeat`` > 0.
 Then the backtest's small case: min_variance and mean_variance on 50 assets × 252 days
 (``factor`` family), median CPU time per call over SMALL_CALLS calls, where fixed costs
 (Python, scipy's and pandas' wrappers) rather than flops set the time; ``--small-only``
-prints just that line.
+prints just that line. ``--churn`` prints only the cost of other work between calls: each
+method on the near-singular family with pandas work on the prices before every call (as a
+cycle does), median CPU ms and minor page faults per call with glibc's default heap, then
+with ``strategies.heap_policy.retain_freed_heap()``.
 
 Families (daily returns, fixed seeds): ``random`` — a random well-conditioned covariance
 (eigenvalues spread 1:4); ``factor`` — 5 common factors + idiosyncratic noise (what equity
@@ -186,9 +189,10 @@ def estimation(method: str, prices: pd.DataFrame) -> Callable[[], object]:
     if method == "black_litterman":
         def posterior() -> object:
             symbols, _, cov = strategy.posterior(prices)
-            return factor_covariance(cov, symbols, gram=True)
+            return factor_covariance(cov, symbols, gram=True, ill_factor=False)
         return posterior
-    return lambda: strategy.settings.estimate(prices, strategy.uses_expected_returns)
+    return lambda: strategy.settings.estimate(prices, strategy.uses_expected_returns,
+                                              ill_factor=False)
 
 
 def reference(method: str, prices: pd.DataFrame, target_vol: float) -> Callable[[], object]:
@@ -332,6 +336,8 @@ def main() -> None:
     parser.add_argument("--big", action="store_true")
     parser.add_argument("--small-only", action="store_true",
                         help="only the 50-asset, 252-day per-call timing")
+    parser.add_argument("--churn", action="store_true",
+                        help="only the page-fault cost of other work between calls")
     parser.add_argument("--clock", choices=sorted(CLOCK), default="wall",
                         help="cpu: this process's CPU time (robust on a loaded machine; "
                              "both sides are single-threaded)")
@@ -344,6 +350,9 @@ def main() -> None:
     warnings.simplefilter("ignore")
     if args.small_only:
         run_small()
+        return
+    if args.churn:
+        run_churn(args)
         return
     families = {f: family_prices(f, args.n, args.days)
                 for f in ("random", "factor", "near_singular")}
@@ -387,6 +396,45 @@ def run_small() -> None:
             figures.append(f"{method} {1e3 * statistics.median(times):.3f} ms")
     print(f"\n== small: N=50, T=252, median CPU ms per call over {SMALL_CALLS} calls "
           f"(1 BLAS thread), load average {os.getloadavg()[0]:.2f}: " + ", ".join(figures))
+
+
+def run_churn(args: argparse.Namespace) -> None:
+    """``--churn``: see the module docstring. One process, default heap first: the policy
+    holds for the rest of the process."""
+    import resource
+
+    from strategies.heap_policy import retain_freed_heap
+
+    prices = family_prices("near_singular", args.n, args.days)
+    with pin_blas_threads(1):
+        vol = 1.3 * min_variance_vol(prices)
+        calls = {m: ours(m, prices, vol, {}) for m in args.methods}
+
+        def measure() -> dict[str, tuple[float, float]]:
+            figures = {}
+            for method, call in calls.items():
+                call()
+                times, faults = [], 0
+                for _ in range(args.repeat):
+                    prices.pct_change().rolling(5).mean()  # the cycle's other work
+                    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                    start = time.process_time()
+                    call()
+                    times.append(time.process_time() - start)
+                    faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+                figures[method] = (1e3 * statistics.median(times), faults / args.repeat)
+            return figures
+
+        default = measure()
+        applied = retain_freed_heap()
+        retained = measure()
+    print(f"\n== other work between calls: near_singular N={args.n} T={args.days}, median CPU "
+          f"ms and minor page faults per call over {args.repeat} calls, load average "
+          f"{os.getloadavg()[0]:.2f}; heap policy applied: {applied}")
+    for method in calls:
+        (t_default, f_default), (t_kept, f_kept) = default[method], retained[method]
+        print(f"{method:16s} default heap {t_default:6.2f} ms {f_default:7.0f} faults   "
+              f"retain_freed_heap {t_kept:6.2f} ms {f_kept:7.0f} faults")
 
 
 def run_erc(args: argparse.Namespace) -> None:

@@ -260,7 +260,9 @@ class Estimate:
     symbols: pd.Index
     mu: np.ndarray
     cov: np.ndarray
-    chol: np.ndarray | None = None  # lower Cholesky factor of cov
+    #: lower Cholesky factor of cov (``estimate(ill_factor=False)``: for an ill-conditioned
+    #: cov possibly a stand-in fit only for ``qp.ill_conditioned``, see factor_covariance)
+    chol: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,18 +306,21 @@ class EstimatorSettings:
         return self._factored_covariance(x, returns.columns, x.mean(axis=0))[0]
 
     def _factored_covariance(self, x: np.ndarray, symbols: pd.Index, mean: np.ndarray,
-                             overwrite: bool = False, factor: bool = True
+                             overwrite: bool = False, factor: bool = True,
+                             ill_factor: bool = True
                              ) -> tuple[np.ndarray, np.ndarray | None]:
         """(Σ, its lower Cholesky factor or None when a Ledoit-Wolf ridge certifies Σ
         positive definite at CERTIFY_MIN_ASSETS or more assets, or — ``factor`` False —
-        at any size). ``overwrite``: ``x`` may be centred in place."""
+        at any size). ``overwrite``: ``x`` may be centred in place; ``ill_factor``: see
+        ``factor_covariance``."""
         cov, ridge = self._raw_covariance(x, mean, overwrite)
         if (ridge is not None and (not factor or len(symbols) >= CERTIFY_MIN_ASSETS)
                 and ridge_certifies(cov, ridge, len(x))):
             return cov, None
         # T centred rows span at most T − 1 dimensions: with fewer than N, Σ is singular.
         rank_deficient = ridge is None and len(x) - 1 < len(symbols)
-        return factor_covariance(cov, symbols, gram=True, singular=rank_deficient)
+        return factor_covariance(cov, symbols, gram=True, singular=rank_deficient,
+                                 ill_factor=ill_factor)
 
     def _raw_covariance(self, x: np.ndarray, mean: np.ndarray, overwrite: bool
                         ) -> tuple[np.ndarray, float | None]:
@@ -370,10 +375,13 @@ class EstimatorSettings:
         return mean * ANNUALIZATION_DAYS  # mean_returns' formula, on the array
 
     def estimate(self, prices: pd.DataFrame, with_returns: bool = True,
-                 factor: bool = True) -> Estimate:
+                 factor: bool = True, ill_factor: bool = True) -> Estimate:
         """Returns window → (symbols, μ, Σ); μ is zeros when ``with_returns`` is False.
         ``factor`` False: the caller needs no Cholesky factor of Σ (risk parity), so a
         Ledoit-Wolf Σ whose ridge certifies it positive definite is not factored.
+        ``ill_factor`` False: the caller uses the factor of an ill-conditioned Σ only for
+        ``qp.ill_conditioned`` (the optimizers), so a repaired near-singular Σ's may be a
+        stand-in (``factor_covariance``).
 
         The returns array is this call's own: μ is taken from it first (the methods that
         read the returns), then it is centred in place for Σ (one array, one pass less)."""
@@ -383,7 +391,8 @@ class EstimatorSettings:
         equilibrium = self.expected_returns == "equilibrium"
         if with_returns and not equilibrium:
             mu = self._expected_returns(x, symbols, np.empty(0), mean)
-        cov, chol = self._factored_covariance(x, symbols, mean, overwrite=True, factor=factor)
+        cov, chol = self._factored_covariance(x, symbols, mean, overwrite=True, factor=factor,
+                                              ill_factor=ill_factor)
         if with_returns and equilibrium:
             mu = self._expected_returns(x, symbols, cov, mean)  # π = δΣw reads only Σ
         if not np.isfinite(mu).all():

@@ -206,6 +206,7 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
         bracket.right = top.lam_lo
     crossings = 0
     fallback: tuple[QPSolution | CostedSolution, float] | None = None  # before a crossing
+    flat: tuple[float, float] | None = None  # the λ-run of the flat pieces just judged
     while True:
         seg = frontier.segment(solution, lam) if first is None else first
         first = None
@@ -217,7 +218,7 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
             continue
         fallback = None
         verdict, candidate = judge(seg)
-        step = 1e-9 * (1.0 + seg.lam_lo)
+        flat = _flat_run(flat, seg) if verdict == NEIGHBOURS else None
         if verdict == STOP:
             return polish_weights(seg.at(seg.lam_lo if candidate is None else candidate),
                                   lower, upper)
@@ -225,13 +226,13 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
             bracket.left = max(bracket.left, seg.lam_hi)
         elif verdict == LEFT:
             bracket.right = min(bracket.right, seg.lam_lo)
-        elif (bracket.left >= seg.lam_lo - step
-              and bracket.right <= seg.lam_hi + 1e-9 * (1.0 + seg.lam_hi)):
-            return seg.w0  # a flat piece with the optimum on neither side
-        elif bracket.right > seg.lam_hi + 1e-9 * (1.0 + seg.lam_hi):
-            candidate = seg.lam_hi + 1e-9 * (1.0 + seg.lam_hi)  # ask the right neighbour
-        else:
-            candidate = seg.lam_lo - step  # ask the left neighbour
+        elif flat is not None and (bracket.left >= flat[0] - 1e-9 * (1.0 + flat[0])
+                                   and bracket.right <= flat[1] + 1e-9 * (1.0 + flat[1])):
+            return seg.w0  # a flat run (one portfolio) with the optimum on neither side
+        elif flat is not None and bracket.right > flat[1] + 1e-9 * (1.0 + flat[1]):
+            candidate = flat[1] + 1e-9 * (1.0 + flat[1])  # ask the right neighbour
+        elif flat is not None:
+            candidate = flat[0] - 1e-9 * (1.0 + flat[0])  # ask the left neighbour
         if bracket.closed():
             return frontier.solve(bracket.left, solution, seg).weights
         if (verdict == RIGHT and seg.exit_sets is not None and crossings < MAX_CROSSINGS
@@ -252,6 +253,17 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
             continue
         lam = bracket.next_probe(candidate)
         solution = frontier.solve(lam, solution, seg)
+
+
+def _flat_run(run: tuple[float, float] | None, seg: FrontierSegment) -> tuple[float, float]:
+    """The λ-range of adjacent flat pieces judged one after the other, ``seg`` included:
+    w(λ) is continuous, so they hold one portfolio, and their neighbours are those of the
+    run (asking a flat piece's flat neighbour back and forth never ends)."""
+    lo, hi = seg.lam_lo, seg.lam_hi
+    if run is not None and run[0] - 1e-9 * (1.0 + abs(run[0])) <= hi \
+            and lo <= run[1] + 1e-9 * (1.0 + abs(run[1])):
+        return min(lo, run[0]), max(hi, run[1])
+    return lo, hi
 
 
 def _is_flat(seg: FrontierSegment) -> bool:

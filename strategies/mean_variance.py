@@ -142,7 +142,9 @@ class RiskModelStrategy(Strategy):
                        current_weights: pd.Series | None = None) -> pd.Series:
         """Weights from the last ``lookback_days`` returns up to the last row (as-of date);
         assets without full history get 0."""
-        est = self.settings.estimate(prices, with_returns=self.uses_expected_returns)
+        # ill_factor False: the QPs and the frontier walk only test an ill-conditioned factor
+        est = self.settings.estimate(prices, with_returns=self.uses_expected_returns,
+                                     ill_factor=False)
         lower, upper = bound_vectors(self.bounds, est.symbols)
         check_bounds(lower, upper, est.symbols)
         costs = trading_costs(self.trade, est.symbols, prices.columns, upper, current_weights)

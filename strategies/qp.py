@@ -105,10 +105,10 @@ def solve_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
 def free_set_solver(cov: np.ndarray, chol: np.ndarray | None) -> FreeSetSolver:
     """The free-set solver for Σ: with its Cholesky factor ``chol`` (reused for the
     all-free set, and for range-space solves when Σ is well conditioned) or without."""
-    solver = FreeSetSolver(cov, chol if chol is not None and not ill_conditioned(chol)
-                           else None)
-    if chol is not None:
-        solver.remember(np.arange(len(cov)), chol, slot="all")
+    ill = chol is not None and ill_conditioned(chol)
+    solver = FreeSetSolver(cov, None if ill else chol)
+    if chol is not None and not ill:  # an ill-conditioned one may be a stand-in (see
+        solver.remember(np.arange(len(cov)), chol, slot="all")  # ``factor_covariance``)
     return solver
 
 
@@ -179,7 +179,8 @@ def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
 def ill_conditioned(chol: np.ndarray) -> bool:
     """Cholesky pivots spread beyond ILL_CONDITIONED_PIVOT_RATIO (cond(Σ) ≳ 1e8, e.g. a
     repaired covariance): cold primal-dual iterations would cycle, go straight to the
-    regularized start."""
+    regularized start. Such a factor serves this test only: the optimizers never solve
+    with it (``factor_covariance(ill_factor=False)`` may hand over a stand-in)."""
     pivots = np.diag(chol)  # positive: min and max of their squares are these squared
     return bool(float(pivots.min()) ** 2 < ILL_CONDITIONED_PIVOT_RATIO * float(pivots.max()) ** 2)
 

@@ -180,6 +180,51 @@ def test_factor_covariance_near_copies_loads_only_the_diagonal_and_factors_it(
     assert (np.diag(added) <= LOADING_FLOORS * floor * (1 + 1e-5)).all()  # Σ_ii + s − Σ_ii
     np.testing.assert_allclose(chol @ chol.T, repaired, rtol=0, atol=1e-15 * np.abs(cov).max())
     assert float(np.min(np.diag(chol))) ** 2 >= floor
+
+
+def _near_copy_gram(n_assets: int, n_base: int, seed: int = 9) -> np.ndarray:
+    """An annual sample covariance whose last assets are near-copies of the first ones."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0.0, 0.01, (400, n_base))
+    copies = n_assets - n_base
+    x = np.hstack([base, base[:, np.arange(copies) % n_base]
+                   + rng.normal(0.0, 1e-8, (400, copies))])
+    xc = x - x.mean(axis=0)
+    return (xc.T @ xc) * (ANNUALIZATION_DAYS / 399)
+
+
+@pytest.mark.parametrize(("n_assets", "n_base"), [(16, 2), (8, 4), (8, 6), (60, 30)])
+def test_factor_covariance_ill_factor_false_same_repair_and_ill_verdict(
+        n_assets: int, n_base: int) -> None:
+    """ill_factor False (the optimizers' call) repairs to the very same matrix, with the
+    same log, and hands over a factor on which ``qp.ill_conditioned`` says the same."""
+    from strategies.qp import ill_conditioned
+
+    cov = _near_copy_gram(n_assets, n_base)
+    symbols = [f"S{i}" for i in range(n_assets)]
+    with capture_logs() as full_logs:
+        full, full_chol = factor_covariance(cov.copy(), symbols, gram=True)
+    with capture_logs() as logs:
+        repaired, chol = factor_covariance(cov.copy(), symbols, gram=True, ill_factor=False)
+    assert logs == full_logs and [e["event"] for e in logs] == ["covariance_repaired"]
+    np.testing.assert_array_equal(repaired, full)
+    assert ill_conditioned(chol) and ill_conditioned(full_chol)
+
+
+def test_factor_covariance_ill_factor_false_well_conditioned_repair_gets_its_factor() -> None:
+    """A near-copy among low-variance leading assets, then high-variance ones: the repaired
+    Σ's leading pivots cannot show it ill-conditioned, so its factor is computed (the
+    returned L satisfies LLᵀ = Σ) even with ill_factor False."""
+    rng = np.random.default_rng(4)
+    low = rng.normal(0.0, 1e-3, (400, 9))
+    high = rng.normal(0.0, 1.0, (400, 2))
+    x = np.hstack([low, low[:, :1] + rng.normal(0.0, 1e-9, (400, 1)), high])
+    xc = x - x.mean(axis=0)
+    cov = (xc.T @ xc) / 399
+    repaired, chol = factor_covariance(cov.copy(), gram=True, ill_factor=False)
+    changed = np.argwhere(repaired != cov)  # the diagonal from the near-copy on, loaded
+    np.testing.assert_array_equal(changed, [[9, 9], [10, 10], [11, 11]])
+    np.testing.assert_allclose(chol @ chol.T, repaired, rtol=0, atol=1e-15 * np.abs(cov).max())
     assert np.array_equal(repaired, repaired.T)
 
 

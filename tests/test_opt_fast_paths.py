@@ -271,3 +271,37 @@ def test_regularized_start_settled_early_is_feasible_and_qp_satisfies_kkt(lam: f
     _, chol = factor_covariance(cov)
     assert_kkt(cov, lam * mu, solve_qp(cov, lam * mu, lower, upper, chol=chol).weights,
                lower, upper)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_optimizers_repaired_near_singular_stand_in_factor_same_answers(seed: int) -> None:
+    """A near-singular sample covariance repaired with ill_factor False comes with a
+    stand-in factor (not refactored): the QP, the tangency QP and the frontier walk give
+    bit for bit the answers they give with the repaired matrix's own factor."""
+    rng = np.random.default_rng(seed)
+    n, half = 120, 60
+    base = (rng.normal(0.0, 0.01, (800, 3)) @ rng.normal(0.0, 1.0, (3, half))
+            + rng.normal(0.0, 0.01, (800, half)))
+    x = np.hstack([base, base + rng.normal(0.0, 1e-7, (800, half))])
+    xc = x - x.mean(axis=0)
+    gram = (xc.T @ xc) * (252 / 799)
+    cov, stand_in = factor_covariance(gram.copy(), gram=True, ill_factor=False)
+    full, chol = factor_covariance(gram.copy(), gram=True)
+    np.testing.assert_array_equal(cov, full)
+    assert not np.allclose(stand_in @ stand_in.T, cov, rtol=0, atol=1e-14)  # a stand-in
+    mu = rng.uniform(-0.02, 0.15, n)
+    lower, upper = np.zeros(n), np.full(n, 0.2)
+    for lam in (0.0, 0.3):
+        w = solve_qp(cov, lam * mu, lower, upper, chol=stand_in).weights
+        np.testing.assert_array_equal(w, solve_qp(cov, lam * mu, lower, upper,
+                                                  chol=chol).weights)
+        assert_kkt(cov, lam * mu, w, lower, upper)
+    unbounded = np.ones(n)
+    sharpe = max_sharpe_weights(mu, cov, lower, unbounded, 0.0, stand_in)
+    assert sharpe is not None
+    np.testing.assert_array_equal(sharpe, max_sharpe_weights(mu, cov, lower, unbounded, 0.0,
+                                                             chol))
+    vol = 1.3 * float(np.sqrt(w @ cov @ w))  # w: the λ = 0.3 optimum
+    risky = efficient_risk_weights(mu, cov, lower, upper, vol, stand_in)
+    np.testing.assert_array_equal(risky, efficient_risk_weights(mu, cov, lower, upper, vol,
+                                                                chol))
