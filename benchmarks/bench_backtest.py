@@ -18,8 +18,9 @@ Figures, not asserts. The split times the cycle's own steps by wrapping them her
 library is not instrumented): strategy, risk, plan, execute, the rest of the cycle
 (clock, reconcile, data, journal, logging) and the engine outside the cycle (marking the
 books, the drift scan, collecting trades). Writing the report files is timed separately.
-The child process freezes its imported modules out of the garbage collector's scans
-before the run, as the CLI does after start-up.
+The child process applies the CLI's heap policy (``strategies/heap_policy.py``) and
+freezes its imported modules out of the garbage collector's scans before the run, as
+``allocbot backtest`` does after start-up.
 """
 
 from __future__ import annotations
@@ -160,10 +161,12 @@ def main() -> None:
             wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
             cache_logger_on_first_use=True)
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-        # The modules the run uses, imported and then frozen out of the collector's scans,
-        # as `allocbot backtest` does after start-up (bot/cli/startup.py).
+        # As `allocbot backtest` does after start-up (bot/cli/startup.py): freed buffers
+        # kept in the heap, and the imported modules frozen out of the collector's scans.
         import bot.backtest.engine
         import bot.backtest.report  # noqa: F401
+        from strategies.heap_policy import retain_freed_heap
+        retain_freed_heap()
         gc.freeze()
         print(json.dumps(_run_case(*CASES[args.case][args.one])))
         return

@@ -259,3 +259,12 @@ def test_run_short_position_fails_every_cycle_cleanly_and_exits_1(write_config):
     assert "Traceback" not in text and "cycle_crashed" not in text
     assert text.count('"event": "cycle_failed"') == 2
     assert "short position in 'SPY'" in text and "close it at the broker" in text
+
+
+@pytest.mark.parametrize("variable", ["ALLOCBOT_BLAS_THREADS", "ALLOCBOT_HEAP_RETAIN_MB"])
+def test_weights_bad_process_policy_env_exits_2_naming_the_variable(write_config, variable):
+    """The BLAS thread and heap policies come from the environment: a bad value stops a
+    computing command before any work, naming the variable."""
+    config = write_config(SMALL_UNIVERSE)
+    result = invoke("weights", "--config", str(config), env={variable: "lots"})
+    assert_clean_refusal(result, 2, (variable,))

@@ -132,11 +132,15 @@ def _preset_blas_env() -> None:
 def _pin_blas() -> None:
     """One BLAS thread per process unless ``ALLOCBOT_BLAS_THREADS`` says otherwise: on a
     small host a multi-threaded BLAS stalls the optimizers whenever another process (a
-    backtest, a sweep worker) competes for the cores (``strategies/blas.py``)."""
+    backtest, a sweep worker) competes for the cores (``strategies/blas.py``). Freed
+    buffers stay in the heap (``ALLOCBOT_HEAP_RETAIN_MB``, ``strategies/heap_policy.py``):
+    each optimizer call would otherwise fault its arrays back in after a cycle's other work."""
     from strategies.blas import pin_blas_threads
+    from strategies.heap_policy import retain_freed_heap
 
     try:
         pin_blas_threads()
+        retain_freed_heap()
     except ConfigError as exc:
         fail(str(exc))
 

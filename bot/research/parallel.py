@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from bot.errors import ConfigError
 from bot.research.trial import TrialOutcome, TrialTask, evaluate, quiet_worker_logs, run_trials
+from strategies.heap_policy import retain_freed_heap
 
 _worker_prices: pd.DataFrame | None = None
 CONNECT_TIMEOUT_SECS = 15
@@ -108,6 +109,7 @@ def _init_worker(prices: pd.DataFrame) -> None:
     global _worker_prices
     _worker_prices = prices
     threadpool_limits(limits=1)
+    retain_freed_heap()  # as the CLI's process does (strategies/heap_policy.py)
     quiet_worker_logs()
 
 
