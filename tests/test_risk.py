@@ -261,3 +261,11 @@ def test_apply_limits_weights_summing_above_one_raise(market: pd.DataFrame) -> N
 def test_linear_quantile_equals_numpy_quantile_bit_for_bit(values: list[float], q: float) -> None:
     r = np.array(values)
     assert linear_quantile(r, q) == float(np.quantile(r, q))
+
+
+@pytest.mark.parametrize(("bad", "fragment"), [(math.nan, "'TLT' is NaN"),
+                                               (-0.1, "'TLT' is negative")])
+def test_apply_limits_nan_or_negative_weight_raises_naming_it(market: pd.DataFrame, bad: float,
+                                                              fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        apply_risk_limits(pd.Series({"SPY": 0.5, "TLT": bad}), market, RiskLimits())

@@ -213,9 +213,9 @@ def _book(weights: pd.Series, prices: pd.DataFrame, limits: RiskLimits) -> tuple
     symbols = weights.index.tolist()
     w = (weights.to_numpy() if weights.dtype == np.float64  # read-only view: never written
          else weights.to_numpy(dtype=float, na_value=np.nan))
-    if np.isnan(w).any():
-        raise InputDataError(f"weights: {symbols[int(np.argmax(np.isnan(w)))]!r} is NaN")
-    if (w < 0).any():
+    if not (w >= 0).all():  # one check for both (NaN compares false)
+        if np.isnan(w).any():
+            raise InputDataError(f"weights: {symbols[int(np.argmax(np.isnan(w)))]!r} is NaN")
         raise InputDataError(
             f"weights: {symbols[int(np.argmax(w < 0))]!r} is negative; long-only weights")
     if float(w.sum()) > 1 + WEIGHT_SUM_TOLERANCE:

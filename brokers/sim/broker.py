@@ -381,9 +381,9 @@ class SimulatedBroker:
         if row < 0:
             self._close(self._symbols[held[0]], row)  # raises: nothing to value them at
         values = self._qty_by_col[held] * self._closes[row, held]
-        if np.isnan(values).any():
-            self._close(self._symbols[held[np.isnan(values)][0]], row)  # raises, naming it
         equity = math.fsum([self._cash, *values.tolist()])
+        if math.isnan(equity):  # a held symbol without a close (fsum passes a NaN on)
+            self._close(self._symbols[held[np.isnan(values)][0]], row)  # raises, naming it
         return Account(ACCOUNT_NUMBER, self._cash, equity, buying_power=self._cash)
 
     def positions(self) -> dict[str, Position]:
