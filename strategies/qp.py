@@ -199,7 +199,8 @@ def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: n
     (NaN when no variable is free) and the lower Cholesky factor of Σ on the free set
     (None when ``solver`` took the range-space path)."""
     solver = solver if solver is not None else FreeSetSolver(cov)
-    held = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
+    held = (np.where(at_lo, lower, np.where(at_hi, upper, 0.0)) if np.count_nonzero(at_hi)
+            else np.where(at_lo, lower, 0.0))  # (no upper bound held: one pass)
     w, nu, factor = solver.solve(lin[:, None], UNIT_BUDGET, held[:, None], at_lo | at_hi,
                                  held_zero_on_free=True)
     return w[:, 0], float(nu[0]), factor
@@ -218,7 +219,8 @@ def _iterate(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndar
     if solver.last_multipliers is not None:  # a range-space solve gave them
         z = solver.last_multipliers[:, 0]
     else:
-        z = solver.gradient(w, lin) - (nu if solver.unit_budget else nu * solver.budget_row)
+        z = solver.gradient(w, lin)  # a new array: the multiplier comes off in place
+        z -= nu if solver.unit_budget else nu * solver.budget_row
     return w, z, factor, None
 
 
@@ -239,7 +241,7 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     ``ray``: see ``solve_qp``."""
     n = len(lin)
     fixed = lower >= upper
-    movable = ~fixed
+    movable, any_fixed = ~fixed, bool(np.count_nonzero(fixed))
     # The feasibility thresholds once (each iteration compared against lower − 1e-12 anew:
     # the same bits), and the sets' state as bytes: comparing and remembering those is
     # ~0.1 µs where np.array_equal and np.packbits cost ~3 µs an iteration.
@@ -257,8 +259,11 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                 return None
             w, z, factor, pieces = solved
         free = ~(at_lo | at_hi)
-        new_lo = fixed | (free & (w < below)) | (at_lo & (z > -tol_z))
-        new_hi = movable & ((free & (w > above)) | (at_hi & (z < tol_z)))
+        new_lo = (free & (w < below)) | (at_lo & (z > -tol_z))
+        new_hi = (free & (w > above)) | (at_hi & (z < tol_z))
+        if any_fixed:  # (a fixed asset stays at its lower bound)
+            new_lo |= fixed
+            new_hi &= movable
         if max_joining is not None:  # free the most negative multipliers first
             joining = (at_lo & ~new_lo).nonzero()[0]
             cap = max(max_joining, int(np.count_nonzero(free)))
