@@ -131,6 +131,7 @@ def test_primal_dual_iterations_with_fixed_assets_keep_them_at_their_bound() -> 
     cov, mu = random_problem(30, seed=6)
     lower, upper = np.zeros(30), np.full(30, 0.2)
     lower[[3, 4]] = upper[[3, 4]] = 0.05
+    mu[[3, 4]] = 3 * np.abs(mu).max()  # they would rise above 0.05 if they could move
     solution = solve_qp(cov, 0.2 * mu, lower, upper)
     np.testing.assert_array_equal(solution.weights[[3, 4]], [0.05, 0.05])
     assert solution.at_lower[[3, 4]].all() and not solution.at_upper[[3, 4]].any()
