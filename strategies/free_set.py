@@ -210,7 +210,7 @@ class FreeSetSolver:
         assets, and each full pass over Σ is a memory-bound ~0.1 ms at N = 500)."""
         support = w.nonzero()[0]  # w is 1-D (np.flatnonzero's ravel costs ~0.8 µs)
         if support.size < SPARSE_GRADIENT_SHARE * len(w):
-            g = w[support] @ self.cov.take(support, 0, mode="clip") - lin
+            g = w.take(support, mode="clip") @ self.cov.take(support, 0, mode="clip") - lin
         else:
             g = self.cov @ w - lin
         return g + self.ridge * w if self.ridge else g
@@ -295,11 +295,15 @@ class FreeSetSolver:
             row = self.budget_row[free]
             both[:, k] = row
         held_any = np.count_nonzero(w) > 0  # w: the held values, 0 on the free assets
+        # take(mode="clip") gathers the same values as fancy indexing at a third of the
+        # cost (the indices are in range; no bounds check, no general index machinery).
+        lin_free = lin.take(free, 0, mode="clip")
         if held_any:
             act = active.nonzero()[0]
-            both[:, :k] = lin[free] - (w[act].T @ self.cov[act]).T[free]  # Σ symmetric
+            held_rows = w.take(act, 0, mode="clip").T @ self.cov.take(act, 0, mode="clip")
+            both[:, :k] = lin_free - held_rows.T.take(free, 0, mode="clip")  # Σ symmetric
         else:
-            both[:, :k] = lin[free]
+            both[:, :k] = lin_free
         x = cho_solve_lower(factor, both)
         y = x[:, k]
         spent = budgets - self.budget_row @ w if held_any else budgets  # b − aᵀw_A
