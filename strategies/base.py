@@ -224,10 +224,13 @@ def _tidy_weights(values: np.ndarray, index: pd.Index, name: str) -> np.ndarray 
     if np.count_nonzero(negative):
         found = dict(zip(index[negative].tolist(), values[negative].tolist(), strict=True))
         raise StrategyError(f"strategy {name!r} produced negative weights: {found}")
-    clean = np.maximum(values, 0.0)
+    # Tiny negatives (−1e-9 ≤ w < 0) are clipped to 0. Without any, max(w, 0) equals w but
+    # for the sign of −0.0 (which only the sum's zero and a rescaled copy could show).
+    clipped = bool(np.count_nonzero(values < 0.0))
+    clean = np.maximum(values, 0.0) if clipped else values
     total = float(clean.sum())
     if total > 1 + WEIGHT_SUM_TOLERANCE:
         raise StrategyError(f"strategy {name!r} weights sum to {total:.12f} > 1")
     if total > 1:
-        return clean / total
-    return None if np.count_nonzero(clean == values) == n else clean
+        return (clean if clipped else np.maximum(values, 0.0)) / total
+    return clean if clipped else None

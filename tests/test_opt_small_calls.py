@@ -153,3 +153,22 @@ def test_estimate_complete_columns_same_as_frame_without_excluded_one() -> None:
     assert list(got.symbols) == ["S0", "S1", "S3", "S4"]
     np.testing.assert_array_equal(got.cov, want.cov)
     np.testing.assert_array_equal(got.mu, want.mu)
+
+
+@pytest.mark.parametrize("tail", [[-0.0], [-0.0, -1e-12]])
+def test_finalize_weights_rescaled_sum_has_no_negative_zero(tail: list[float]) -> None:
+    weights = pd.Series([0.5, 0.5 + 5e-10, *tail], index=COLUMNS[:2 + len(tail)])
+    got = finalize_weights(weights, "x").to_numpy()
+    assert not np.signbit(got).any()  # −0.0 (and a tiny negative) became +0.0
+    assert got.sum() == pytest.approx(1.0, abs=1e-15)
+
+
+def test_finalize_weights_tidy_series_returned_unchanged() -> None:
+    weights = pd.Series([0.5, 0.25, -0.0], index=COLUMNS[:3])
+    assert finalize_weights(weights, "x") is weights
+
+
+def test_finalize_weights_tiny_negative_clipped_to_zero() -> None:
+    weights = pd.Series([0.5, 0.25, -1e-12], index=COLUMNS[:3])
+    got = finalize_weights(weights, "x")
+    assert got.tolist() == [0.5, 0.25, 0.0]
