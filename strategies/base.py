@@ -186,21 +186,51 @@ def mapping_symbols(key: str, table: Mapping[str, Any] | None) -> dict[str, tupl
 
 def finalize_weights(weights: pd.Series, name: str) -> pd.Series:
     """Check and tidy a strategy's output: finite, ≥ 0, sum ≤ 1 (tiny negatives clipped)."""
-    values = (weights.to_numpy() if weights.dtype == np.float64  # read-only view
-              else weights.to_numpy(dtype=float, na_value=np.nan))
+    if weights.dtype == np.float64:
+        tidy = _tidy_weights(weights.to_numpy(), weights.index, name)  # read-only view
+        return weights if tidy is None else pd.Series(tidy, index=weights.index, copy=False)
+    values = weights.to_numpy(dtype=float, na_value=np.nan)
+    tidy = _tidy_weights(values, weights.index, name)
+    return pd.Series(np.maximum(values, 0.0) if tidy is None else tidy, index=weights.index,
+                     dtype=float, copy=False)
+
+
+def finalize_array(weights: np.ndarray, symbols: pd.Index, columns: pd.Index,
+                   name: str) -> pd.Series:
+    """``finalize_weights`` of the weights of ``symbols`` (the usable ones among ``columns``;
+    the others get 0), as a Series by ``columns``: the checks run on the array and one
+    Series is built (~9 µs each: an optimizer's 50-asset call otherwise built one, read it
+    back and might build a second)."""
+    if len(symbols) == len(columns):  # every column usable, in order
+        out = np.array(weights, dtype=float)
+    else:
+        out = np.zeros(len(columns))
+        out[columns.get_indexer(symbols)] = weights
+    tidy = _tidy_weights(out, columns, name)
+    return pd.Series(out if tidy is None else tidy, index=columns, copy=False)
+
+
+def _tidy_weights(values: np.ndarray, index: pd.Index, name: str) -> np.ndarray | None:
+    """None when ``values`` (float) are already finite, ≥ 0 and sum ≤ 1; else the tidied
+    copy (tiny negatives clipped to 0, a sum within WEIGHT_SUM_TOLERANCE above 1 scaled
+    back to 1), or StrategyError naming the bad symbols. Counts rather than ``.all()``/
+    ``.any()``: a reduction's method wrapper costs ~0.9 µs, ``np.count_nonzero`` ~0.2."""
+    n = values.size
     finite = np.isfinite(values)
-    if not finite.all():
-        bad = weights.index[~finite].tolist()
+    if np.count_nonzero(finite) != n:
+        bad = index[~finite].tolist()
         raise StrategyError(f"strategy {name!r} produced non-finite weights for {bad}")
-    if (values < -1e-9).any():
-        raise StrategyError(
-            f"strategy {name!r} produced negative weights: {weights[values < -1e-9].to_dict()}")
-    clean = np.maximum(values, 0.0)
+    negative = values < -1e-9
+    if np.count_nonzero(negative):
+        found = dict(zip(index[negative].tolist(), values[negative].tolist(), strict=True))
+        raise StrategyError(f"strategy {name!r} produced negative weights: {found}")
+    # Tiny negatives (−1e-9 ≤ w < 0) are clipped to 0. Without any, max(w, 0) equals w but
+    # for the sign of −0.0 (which only the sum's zero and a rescaled copy could show).
+    clipped = bool(np.count_nonzero(values < 0.0))
+    clean = np.maximum(values, 0.0) if clipped else values
     total = float(clean.sum())
     if total > 1 + WEIGHT_SUM_TOLERANCE:
         raise StrategyError(f"strategy {name!r} weights sum to {total:.12f} > 1")
     if total > 1:
-        clean = clean / total
-    elif weights.dtype == np.float64 and (clean == values).all():
-        return weights  # already tidy (the usual case): no second Series
-    return pd.Series(clean, index=weights.index, dtype=float, copy=False)
+        return (clean if clipped else np.maximum(values, 0.0)) / total
+    return clean if clipped else None

@@ -17,7 +17,7 @@ from strategies.base import (
     Strategy,
     StrategyConfigError,
     StrategyError,
-    finalize_weights,
+    finalize_array,
     mapping_symbols,
     register,
 )
@@ -276,9 +276,4 @@ class BlackLitterman(Strategy):
         else:
             w = solve_with_costs(cov, mu / self.risk_aversion, costs.kappa / self.risk_aversion,
                                  lower, upper, costs.terms, chol)
-        if len(symbols) == prices.shape[1]:  # every column usable, in order
-            out = np.array(w, dtype=float)
-        else:
-            out = np.zeros(prices.shape[1])
-            out[prices.columns.get_indexer(symbols)] = w
-        return finalize_weights(pd.Series(out, index=prices.columns), self.name)
+        return finalize_array(w, symbols, prices.columns, self.name)

@@ -59,9 +59,10 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None,
     cov = np.asarray(cov, dtype=float)
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
         raise StrategyError(f"covariance must be square, got shape {cov.shape}")
-    if not (np.isfinite(np.diag(cov)).all() if gram else np.isfinite(cov).all()):
+    diag = cov.diagonal()  # a view (np.diag's wrapper costs ~1 µs a call)
+    if not (np.isfinite(diag).all() if gram else np.isfinite(cov).all()):
         raise StrategyError("covariance has non-finite entries (NaN or inf in the returns?)")
-    scale = float(np.abs(np.diag(cov)).sum()) / len(cov)  # np.mean's bits, without its ~10 µs
+    scale = float(np.abs(diag).sum()) / len(cov)  # np.mean's bits, without its ~10 µs
     if scale <= 0.0:
         raise StrategyError("covariance is zero: every asset has constant prices in the window")
     floor = PSD_RELATIVE_FLOOR * scale
@@ -74,7 +75,7 @@ def factor_covariance(cov: np.ndarray, symbols: list[str] | None = None,
         except LinAlgError:
             chol = None
         if chol is not None:
-            if float(np.diag(chol).min()) ** 2 >= floor:
+            if float(chol.diagonal().min()) ** 2 >= floor:
                 return cov, chol
             loaded = _trailing_loaded(cov, chol, floor, in_place=gram,
                                       factor=ill_factor)

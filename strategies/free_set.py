@@ -201,16 +201,16 @@ class FreeSetSolver:
     def remember(self, free: np.ndarray, factor: np.ndarray | None, slot: str = "last"
                  ) -> None:
         """A factor of Σ on the free set ``free`` (indices) that a later solve may reuse."""
-        if factor is not None:
-            self.known[slot] = (free, factor)
+        if factor is not None:  # (intp: ``_known_factor`` compares the indices' bytes)
+            self.known[slot] = (np.asarray(free, dtype=np.intp), factor)
 
     def gradient(self, w: np.ndarray, lin: np.ndarray) -> np.ndarray:
         """(Σ + ridge·I)w − lin, reading only the rows of w's support when it is sparse
         (Σ symmetric: Σw = Σ_{S,:}ᵀw_S; a long-only optimum holds a fraction of the
         assets, and each full pass over Σ is a memory-bound ~0.1 ms at N = 500)."""
-        support = np.flatnonzero(w)
+        support = w.nonzero()[0]  # w is 1-D (np.flatnonzero's ravel costs ~0.8 µs)
         if support.size < SPARSE_GRADIENT_SHARE * len(w):
-            g = w[support] @ self.cov.take(support, 0, mode="clip") - lin
+            g = w.take(support, mode="clip") @ self.cov.take(support, 0, mode="clip") - lin
         else:
             g = self.cov @ w - lin
         return g + self.ridge * w if self.ridge else g
@@ -242,30 +242,34 @@ class FreeSetSolver:
         return factor
 
     def _known_factor(self, free: np.ndarray) -> np.ndarray | None:
-        for indices, factor in self.known.values():
-            if indices.size == free.size and np.array_equal(indices, free):
+        for indices, factor in self.known.values():  # (bytes: np.array_equal costs ~1.7 µs)
+            if indices.size == free.size and indices.tobytes() == free.tobytes():
                 return factor
         return None
 
     def solve(self, lin: np.ndarray, budgets: np.ndarray, held: np.ndarray,
-              active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+              active: np.ndarray, held_zero_on_free: bool = False
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(W, ν, factor): column k of W (n × K) minimizes ½wᵀΣw − lin[:, k]ᵀw subject to
         aᵀw = budgets[k] and w = held[:, k] where ``active``; ν its budget multiplier
         (NaN when nothing is free); factor = Σ's Cholesky factor on the free set when one
-        was used (None on the range-space path). The budget row is ``budget_row``."""
+        was used (None on the range-space path). The budget row is ``budget_row``.
+        ``held_zero_on_free``: ``held`` is the caller's own and already 0 on the free
+        assets, so it becomes W itself (no masked copy)."""
         n, k = lin.shape
         self.last_multipliers = None
-        free = np.flatnonzero(~active)
-        w = np.where(active[:, None], held, 0.0)
+        free = (~active).nonzero()[0]
+        w = held if held_zero_on_free else np.where(active[:, None], held, 0.0)
         if free.size == 0:
             return w, np.full(k, np.nan), None
         factor = self._known_factor(free)
-        direct = free.size ** 3 / 3.0 + free.size * n * k  # flops of a factor-and-solve
-        if factor is None and self.chol is not None and direct >= RANGE_SPACE_MIN_FLOPS:
-            space = self._range_space()
-            if space.cost(free) < direct:
-                w, nu, self.last_multipliers = space.solve(lin, budgets, w, free)
-                return w, nu, None
+        if factor is None and self.chol is not None:
+            direct = free.size ** 3 / 3.0 + free.size * n * k  # flops of a factor-and-solve
+            if direct >= RANGE_SPACE_MIN_FLOPS:
+                space = self._range_space()
+                if space.cost(free) < direct:
+                    w, nu, self.last_multipliers = space.solve(lin, budgets, w, free)
+                    return w, nu, None
         if factor is None:
             factor = self._new_factor(free)
         return self.solve_factored(lin, budgets, w, free, active, factor)
@@ -283,15 +287,23 @@ class FreeSetSolver:
             factor = self._known_factor(free)
         if factor is None:
             factor = self._new_factor(free)
-        row = self.budget_row[free]
         both = np.empty((free.size, k + 1))  # [c_F − Σ_FA·w_A | a_F]: one solve for both
-        both[:, k] = row
-        held_any = np.count_nonzero(w) > 0  # w: the held values, 0 on the free assets
-        if held_any:
-            act = np.flatnonzero(active)
-            both[:, :k] = lin[free] - (w[act].T @ self.cov[act]).T[free]  # Σ symmetric
+        if self.unit_budget:  # a_F = 1: a filled column and a slice of ones, no gathers
+            row = self.budget_row[:free.size]
+            both[:, k] = 1.0
         else:
-            both[:, :k] = lin[free]
+            row = self.budget_row[free]
+            both[:, k] = row
+        held_any = np.count_nonzero(w) > 0  # w: the held values, 0 on the free assets
+        # take(mode="clip") gathers the same values as fancy indexing at a third of the
+        # cost (the indices are in range; no bounds check, no general index machinery).
+        lin_free = lin.take(free, 0, mode="clip")
+        if held_any:
+            act = active.nonzero()[0]
+            held_rows = w.take(act, 0, mode="clip").T @ self.cov.take(act, 0, mode="clip")
+            both[:, :k] = lin_free - held_rows.T.take(free, 0, mode="clip")  # Σ symmetric
+        else:
+            both[:, :k] = lin_free
         x = cho_solve_lower(factor, both)
         y = x[:, k]
         spent = budgets - self.budget_row @ w if held_any else budgets  # b − aᵀw_A

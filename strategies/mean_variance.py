@@ -20,7 +20,7 @@ from strategies.base import (
     Strategy,
     StrategyConfigError,
     StrategyError,
-    finalize_weights,
+    finalize_array,
     mapping_symbols,
     register,
 )
@@ -152,12 +152,7 @@ class RiskModelStrategy(Strategy):
             w = polish_weights(self.optimize(est, lower, upper), lower, upper)
         else:
             w = self.optimize_with_costs(est, lower, upper, costs)
-        if len(est.symbols) == prices.shape[1]:  # every column usable, in order
-            out = np.array(w, dtype=float)
-        else:
-            out = np.zeros(prices.shape[1])
-            out[prices.columns.get_indexer(est.symbols)] = w
-        return finalize_weights(pd.Series(out, index=prices.columns), self.name)
+        return finalize_array(w, est.symbols, prices.columns, self.name)
 
     def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -41,7 +41,7 @@ def ray_solve(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.nda
     held = np.where(at_lo, lower, np.where(at_hi, upper, 0.0))
     both, nus, factor = solver.solve(
         np.column_stack([np.zeros_like(direction), direction]), np.array([1.0, 0.0]),
-        np.column_stack([held, np.zeros_like(held)]), at_lo | at_hi)
+        np.column_stack([held, np.zeros_like(held)]), at_lo | at_hi, held_zero_on_free=True)
     pieces = (both[:, 0].copy(), both[:, 1].copy(), float(nus[0]), float(nus[1]))
     if np.isnan(pieces[2]):
         return None

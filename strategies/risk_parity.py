@@ -20,7 +20,7 @@ from strategies.base import (
     Strategy,
     StrategyConfigError,
     StrategyError,
-    finalize_weights,
+    finalize_array,
     mapping_symbols,
     register,
 )
@@ -225,12 +225,7 @@ def _check_covariance(lookback_days: int, covariance: str,
 
 def _full_weights(prices: pd.DataFrame, symbols: pd.Index, w: np.ndarray,
                   name: str) -> pd.Series:
-    if len(symbols) == prices.shape[1]:  # every column usable, in order
-        out = np.asarray(w, dtype=float)
-    else:
-        out = np.zeros(prices.shape[1])
-        out[prices.columns.get_indexer(symbols)] = w
-    return finalize_weights(pd.Series(out, index=prices.columns), name)
+    return finalize_array(w, symbols, prices.columns, name)
 
 
 def _budget_vector(budgets: Mapping[str, float] | None, symbols: pd.Index) -> np.ndarray:
