@@ -11,7 +11,8 @@ acted, rejections, partial fills, stale and missing bars). After the soak, two c
 without faults; then it prints: cycles finished / failed cleanly (a ``cycle_failed``) /
 crashed (an exception out of ``cycle.run`` or a ``cycle_crashed``), client_order_ids
 submitted more than once, the final drift from the last targets, RSS at start/middle/end
-(from /proc/self/statm), and wall time. Targets: 0 duplicates, 0 crashes, RSS growth < 5 %.
+(from /proc/self/statm), and wall time. The process applies the daemon's BLAS and heap
+policies first, as `allocbot run` does. Targets: 0 duplicates, 0 crashes, RSS growth < 5 %.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from bot.sample_market.generator import generate_sample_market
 from brokers.faults import FaultInjectingBroker, FaultPlan
 from brokers.sim.broker import SimulatedBroker
 from brokers.sim.pricing import SimCosts
+from strategies.blas import pin_blas_threads
+from strategies.heap_policy import retain_freed_heap
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 TARGET = {"SPY": 0.3, "TLT": 0.4, "IEF": 0.15, "GLD": 0.075, "DBC": 0.075}
@@ -134,6 +137,9 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    # the daemon's process policies, as `allocbot run` applies them (bot/cli/startup.py)
+    pin_blas_threads()
+    retain_freed_heap()
     shm = Path("/dev/shm")
     with tempfile.TemporaryDirectory(prefix="allocbot-soak-",
                                      dir=shm if shm.is_dir() else None) as tmp:
