@@ -19,18 +19,25 @@ BLAS_THREADS_ENV = "ALLOCBOT_BLAS_THREADS"
 DEFAULT_BLAS_THREADS = 1
 
 
-def blas_threads_from_env(default: int = DEFAULT_BLAS_THREADS) -> int:
-    """Thread count from ``ALLOCBOT_BLAS_THREADS`` (a positive integer) or ``default``."""
-    raw = os.environ.get(BLAS_THREADS_ENV, "").strip()
+def int_from_env(name: str, default: int, low: int, high: int | None, what: str) -> int:
+    """The integer in environment variable ``name`` (``default`` when unset or blank), in
+    ``low`` … ``high``; anything else is a ConfigError naming the variable and ``what`` it
+    must be. The process policies (this module's, ``heap_policy``'s) read theirs so."""
+    raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        threads = int(raw)
+        value: int | None = int(raw)
     except ValueError:
-        threads = 0
-    if threads < 1:
-        raise ConfigError(f"{BLAS_THREADS_ENV} must be a positive integer, got {raw!r}")
-    return threads
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        raise ConfigError(f"{name} must be {what}, got {raw!r}")
+    return value
+
+
+def blas_threads_from_env(default: int = DEFAULT_BLAS_THREADS) -> int:
+    """Thread count from ``ALLOCBOT_BLAS_THREADS`` (a positive integer) or ``default``."""
+    return int_from_env(BLAS_THREADS_ENV, default, 1, None, "a positive integer")
 
 
 def pin_blas_threads(threads: int | None = None) -> Any:

@@ -16,8 +16,8 @@ that many MiB of freed memory stay mapped to the process.
 from __future__ import annotations
 
 import ctypes
-import os
 
+from strategies.blas import int_from_env
 from strategies.errors import ConfigError
 
 HEAP_RETAIN_ENV = "ALLOCBOT_HEAP_RETAIN_MB"
@@ -31,17 +31,8 @@ HEAP_RETAIN_MAX_MB = 2047  # mallopt takes an int of bytes
 
 def heap_retain_from_env(default: int = DEFAULT_HEAP_RETAIN_MB) -> int:
     """MiB from ``ALLOCBOT_HEAP_RETAIN_MB`` (an integer 0–2047) or ``default``."""
-    raw = os.environ.get(HEAP_RETAIN_ENV, "").strip()
-    if not raw:
-        return default
-    try:
-        megabytes = int(raw)
-    except ValueError:
-        megabytes = -1
-    if not 0 <= megabytes <= HEAP_RETAIN_MAX_MB:
-        raise ConfigError(f"{HEAP_RETAIN_ENV} must be an integer from 0 to "
-                          f"{HEAP_RETAIN_MAX_MB} (MiB), got {raw!r}")
-    return megabytes
+    return int_from_env(HEAP_RETAIN_ENV, default, 0, HEAP_RETAIN_MAX_MB,
+                        f"an integer from 0 to {HEAP_RETAIN_MAX_MB} (MiB)")
 
 
 def retain_freed_heap(megabytes: int | None = None) -> bool:

@@ -109,14 +109,14 @@ def load(config_path: Path, logs_to_stderr: bool = False, check_strategy: bool =
     if configure_logs:
         configure_logging(cfg.bot.log_format, cfg.bot.log_level, stream)
     if check_strategy:  # a command that computes: one BLAS thread (strategies/blas.py)
-        _pin_blas()
+        _apply_process_policies()
     _resume_garbage_collection()
     return cfg
 
 
 def _preset_blas_env() -> None:
     """Before numpy's first import, give OpenBLAS the thread count through its environment:
-    it then starts that many threads instead of one per core that ``_pin_blas`` idles
+    it then starts that many threads instead of one per core that ``_apply_process_policies`` idles
     right after (numpy's import costs ~30 ms less CPU). Children inherit the same count."""
     from strategies.blas import blas_threads_from_env
 
@@ -125,11 +125,11 @@ def _preset_blas_env() -> None:
     try:
         threads = blas_threads_from_env()
     except ConfigError:
-        return  # _pin_blas reports it
+        return  # _apply_process_policies reports it
     os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
 
 
-def _pin_blas() -> None:
+def _apply_process_policies() -> None:
     """One BLAS thread per process unless ``ALLOCBOT_BLAS_THREADS`` says otherwise: on a
     small host a multi-threaded BLAS stalls the optimizers whenever another process (a
     backtest, a sweep worker) competes for the cores (``strategies/blas.py``). Freed
