@@ -191,8 +191,9 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
         return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {
             "reason": "guard_blocked", "guards": sorted({str(b.guard) for b in breaches}),
             "orders_planned": len(plan.orders), "orders_submitted": 0})
+    traded = sum(o.notional for o in plan.orders)  # Σ|notional|, account currency
     if plan.orders and s.mode != "dry_run":
-        add_day_notional(journal, asof, sum(o.notional for o in plan.orders))
+        add_day_notional(journal, asof, traded)
     # 7. execute
     report = ExecutionReport(0, 0, 0, 0, 0, 0.0)
     if plan.orders:
@@ -206,7 +207,7 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
         )
     # 8. record
     after = broker.account()
-    turnover = sum(o.notional for o in plan.orders) / equity if equity > 0 else 0.0
+    turnover = traded / equity if equity > 0 else 0.0
     return CycleResult(cycle_id, CycleStatus.FINISHED, asof, {
         "equity_before": round(account.equity, 2), "equity_after": round(after.equity, 2),
         "cash_after": round(after.cash, 2), "orders_planned": len(plan.orders),
