@@ -33,7 +33,7 @@ from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_pla
 from bot.engine.journal import Journal
 from bot.engine.pretrade import add_day_notional, guard_breaches
 from bot.engine.reconcile import reconcile
-from bot.engine.statuses import HALT_KEY, PEAK_KEY, CycleStatus
+from bot.engine.statuses import HALT_KEY, PEAK_KEY, CycleStatus, recorded_peak
 from bot.engine.targets import TargetRules, cycle_targets
 from bot.errors import AllocbotError, BrokerDataError
 from brokers.base import EXCHANGE_TZ, Broker
@@ -285,8 +285,8 @@ def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None
     if halted:
         log.warning("trading_halted", reason=halted, rearm="allocbot rearm")
         return True
-    peak = max(float(journal.meta(PEAK_KEY) or 0.0), equity)
-    journal.set_meta(PEAK_KEY, repr(peak))
+    peak = max(recorded_peak(journal), equity)
+    journal.set_meta_json(PEAK_KEY, peak)  # the same text as repr(peak) in SQLite
     if max_drawdown is not None and peak > 0 and equity < peak * (1 - max_drawdown):
         reason = (f"drawdown {1 - equity / peak:.2%} from peak {peak:.2f} exceeds "
                   f"max_drawdown {max_drawdown:.2%}")
@@ -298,7 +298,7 @@ def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None
 
 def _drawdown(journal: Journal, equity: float) -> float:
     """Fraction of equity below the recorded peak (0 at a new high), as the kill switch sees it."""
-    peak = float(journal.meta(PEAK_KEY) or 0.0)
+    peak = recorded_peak(journal)
     return max(0.0, 1 - equity / peak) if peak > 0 else 0.0
 
 

@@ -192,9 +192,25 @@ class Journal:
 
     def meta_json(self, key: str) -> Any:
         """The JSON value kept under ``key`` (None when absent). Treat it as read-only: the
-        backtest's in-memory journal hands back the very object it was given."""
+        backtest's in-memory journal hands back the very object it was given. Text that is
+        not JSON (a hand edit) raises ``corrupt_meta``'s error."""
         raw = self.meta(key)
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else self._decoded(key, raw)
+
+    def _decoded(self, key: str, raw: str) -> Any:
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise self.corrupt_meta(key, f"is not JSON ({exc.msg}: character {exc.pos})"
+                                    ) from None
+
+    def corrupt_meta(self, key: str, problem: str) -> StateError:
+        """The error for a meta value the bot cannot read, naming the state file, the key
+        and both ways out (the value itself is not shown: it may be long)."""
+        return StateError(
+            f"state file {self.path}: meta key {key!r} {problem}; restore the file from a "
+            f"backup made by 'allocbot state backup', or delete the key so that allocbot starts it "
+            f"afresh: sqlite3 {self.path} \"DELETE FROM meta WHERE key = '{key}'\"")
 
     def set_meta_json(self, key: str, value: Any) -> None:
         """Keep ``value`` (JSON-serializable; not changed afterwards) under ``key``."""

@@ -89,7 +89,7 @@ class MemoryJournal(Journal):
         if key in self._meta_json:
             return self._meta_json[key]
         raw = self._meta.get(key)
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else self._decoded(key, raw)
 
     def set_meta_json(self, key: str, value: Any) -> None:
         self._meta.pop(key, None)

@@ -6,6 +6,7 @@ bar, the trading day's earlier turnover from the journal), run them, log each br
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import date
 from functools import lru_cache
@@ -28,7 +29,14 @@ def day_notional_before(journal: Journal, day: date) -> float:
     stored = journal.meta_json(DAY_TURNOVER_KEY)
     if not stored:
         return 0.0
-    return float(stored["notional"]) if stored.get("day") == day.isoformat() else 0.0
+    try:
+        notional = float(stored["notional"]) if stored.get("day") == day.isoformat() else 0.0
+    except (KeyError, TypeError, ValueError, AttributeError):
+        notional = math.nan
+    if not (notional >= 0 and math.isfinite(notional)):  # a hand edit: never guard on NaN
+        raise journal.corrupt_meta(DAY_TURNOVER_KEY, 'is not the day\'s turnover {"day": ISO '
+                                   'date, "notional": account currency ≥ 0}')
+    return notional
 
 
 def add_day_notional(journal: Journal, day: date, notional: float) -> None:

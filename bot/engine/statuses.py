@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from brokers.base import OrderStatus
+
+if TYPE_CHECKING:
+    from bot.engine.journal import Journal
 
 # Journal meta keys of the drawdown kill switch: set by the cycle, cleared by
 # `allocbot rearm`, read by `allocbot status`/`health`.
 HALT_KEY = "halted"  # the halt's reason while trading is halted
 PEAK_KEY = "peak_equity"  # the equity peak the drawdown is measured from
+
+
+def recorded_peak(journal: Journal) -> float:
+    """The recorded equity peak (account currency; 0.0 before the first cycle). Anything
+    but a finite number ≥ 0 (a hand edit) raises ``Journal.corrupt_meta``'s error: the
+    kill switch never measures from a NaN."""
+    peak = journal.meta_json(PEAK_KEY)
+    if peak is None:
+        return 0.0
+    if type(peak) in (float, int) and math.isfinite(peak) and peak >= 0:
+        return float(peak)
+    raise journal.corrupt_meta(PEAK_KEY, "is not an equity peak (a finite amount ≥ 0)")
 
 
 class CycleStatus(StrEnum):

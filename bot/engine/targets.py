@@ -21,7 +21,7 @@ import structlog
 from bot.core.risk import RiskDecision, RiskLimits, apply_risk_limits
 from bot.core.signal import EVERY_DAY, SignalSchedule, is_signal_day
 from strategies import Strategy
-from strategies.errors import StrategyError
+from strategies.errors import StateError, StrategyError
 
 if TYPE_CHECKING:  # `allocbot weights` needs steps 4–5 without the journal's SQLite
     from bot.config import Config
@@ -58,7 +58,7 @@ def strategy_weights(strategy: Strategy, prices: pd.DataFrame, universe: tuple[s
     raw = strategy.target_weights(visible, current_weights)
     if not excluded and tuple(raw.index.tolist()) == universe:  # the usual case
         return raw
-    return raw.reindex(list(universe)).fillna(0.0)
+    return raw.reindex(list(universe), fill_value=0.0)  # a NaN of its own stays: refused
 
 
 def risk_checked_targets(strategy: Strategy, prices: pd.DataFrame, universe: tuple[str, ...],
@@ -99,6 +99,34 @@ def _sessions_after(index: pd.Index, last: date) -> int:
     return len(index) - int(index.searchsorted(pd.Timestamp(last), side="right"))
 
 
+def _memo_parts(journal: Journal, memo: Any) -> tuple[date, dict[str, Any]]:
+    """The memo's signal date and weights; a memo of another shape (a hand edit) raises
+    ``Journal.corrupt_meta``'s error (``_memo_weights`` checks the weights' values)."""
+    try:
+        last, held, strategy = date.fromisoformat(memo["asof"]), memo["weights"], memo["strategy"]
+    except (KeyError, TypeError, ValueError):
+        held = strategy = None
+    if isinstance(held, dict) and isinstance(strategy, str):
+        return last, held
+    raise _bad_memo(journal)
+
+
+def _memo_weights(journal: Journal, held: dict[str, Any], universe: tuple[str, ...]
+                  ) -> pd.Series:
+    """The memo's weights over the universe: it lists the non-zero ones, every other
+    symbol is at 0 (a NaN or infinite value stays one, for the risk step to refuse)."""
+    try:
+        weights = pd.Series(held, dtype=float)
+    except (TypeError, ValueError):
+        raise _bad_memo(journal) from None
+    return weights.reindex(list(universe), fill_value=0.0)
+
+
+def _bad_memo(journal: Journal) -> StateError:
+    return journal.corrupt_meta(SIGNAL_KEY, 'is not a signal memo {"asof": ISO date, '
+                                '"strategy": key, "weights": {symbol: fraction}}')
+
+
 def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journal,
                   prices: pd.DataFrame, asof: date, rules: TargetRules,
                   current_weights: pd.Series | None,
@@ -111,13 +139,12 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
     memo = journal.meta_json(SIGNAL_KEY)
     key = _strategy_key(strategy)
     if memo is not None:
-        last = date.fromisoformat(memo["asof"])
+        last, held = _memo_parts(journal, memo)
         sessions = (_sessions_after(prices.index, last)  # only "every N sessions" counts
                     if rules.signal.every_sessions is not None else 0)
-        if (memo["strategy"] == key and _symbol_set(rules.universe).issuperset(memo["weights"])
+        if (memo["strategy"] == key and _symbol_set(rules.universe).issuperset(held)
                 and not is_signal_day(asof, last, rules.signal, sessions)):
-            weights = pd.Series(memo["weights"], dtype=float).reindex(
-                list(rules.universe)).fillna(0.0)
+            weights = _memo_weights(journal, held, rules.universe)
             for symbol in rules.excluded:
                 weights[symbol] = 0.0
             log.info("signal_held", signal_asof=memo["asof"], schedule=rules.signal.describe())

@@ -30,7 +30,13 @@ from typing import Any
 from bot.config import Config
 from bot.engine.instance_lock import read_lock_holder
 from bot.engine.journal import Journal
-from bot.engine.statuses import HALT_KEY, OPEN_INTENT_STATUSES, PEAK_KEY, CycleStatus, IntentStatus
+from bot.engine.statuses import (
+    HALT_KEY,
+    OPEN_INTENT_STATUSES,
+    CycleStatus,
+    IntentStatus,
+    recorded_peak,
+)
 from bot.errors import AllocbotError
 
 REARM_COMMAND = "allocbot rearm"
@@ -266,7 +272,7 @@ def _valuation(cfg: Config, journal: Journal, recent: list[CycleRow],
 def _figures(source: str, valued_on: str | None, equity: float, cash: float | None,
              inception: float | None, history: list[tuple[str, float]],
              journal: Journal) -> AccountFigures:
-    peak = max(float(journal.meta(PEAK_KEY) or 0.0), equity)
+    peak = max(recorded_peak(journal), equity)
     day = date.fromisoformat(valued_on) if valued_on else None
 
     def pnl_since(start: date | None) -> float | None:

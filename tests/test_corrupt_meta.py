@@ -1,0 +1,129 @@
+"""A state file whose meta values were hand-edited into something the bot cannot read:
+the cycle fails with a StateError naming the file, the key and the fix (no traceback, no
+order), ``allocbot status`` exits 2 saying the same, and the fix it names works."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from bot.core.signal import SignalSchedule
+from bot.engine import cycle
+from bot.engine.memory_journal import MemoryJournal
+from bot.engine.statuses import CycleStatus
+from strategies.errors import StateError
+from tests.conftest import run_cli_in_process
+from tests.test_cycle import make_ctx, wake_and_run
+
+
+def _set_meta(db: Path, key: str, text: str) -> None:
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("UPDATE meta SET value = ? WHERE key = ?", (text, key)).rowcount == 1
+
+
+def _run_sql(db: Path, statement: str) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute(statement)
+
+
+def _advised_sql(error: str, db: Path) -> str:
+    """The SQL statement the error tells the operator to run on ``db``."""
+    command = f"sqlite3 {db} "
+    assert command in error
+    return error.split(command, 1)[1].strip('"')
+
+
+CORRUPTIONS = [
+    ("signal", '{"asof": "2020', "is not JSON"),
+    ("signal", '{"asof": "2020-01-02", "strategy": "x"}', "is not a signal memo"),
+    ("signal", '{"asof": "yesterday", "strategy": "x", "weights": {}}', "is not a signal memo"),
+    ("peak_equity", "nope", "is not JSON"),
+    ("peak_equity", "NaN", "is not an equity peak"),
+    ("peak_equity", "-5.0", "is not an equity peak"),
+    ("peak_equity", '"100000"', "is not an equity peak"),
+]
+
+
+@pytest.mark.parametrize(("key", "text", "problem"), CORRUPTIONS)
+def test_unreadable_meta_fails_the_cycle_by_name_and_the_advised_delete_recovers(
+        tmp_path: Path, key: str, text: str, problem: str):
+    ctx = make_ctx(tmp_path)
+    assert wake_and_run(ctx).status is CycleStatus.FINISHED
+    db = tmp_path / "state.sqlite"
+    intents = len(ctx.journal.intents())
+    _set_meta(db, key, text)
+    with capture_logs() as logs:
+        result = wake_and_run(ctx)
+    assert result.status is CycleStatus.FAILED
+    assert result.error is not None and result.error.startswith("StateError: ")
+    assert f"state file {db}: meta key {key!r} {problem}" in result.error
+    assert "cycle_crashed" not in [e["event"] for e in logs]  # no traceback: not a bug
+    assert len(ctx.journal.intents()) == intents  # nothing sent
+
+    _run_sql(db, _advised_sql(result.error, db))
+    assert wake_and_run(ctx).status is CycleStatus.FINISHED
+
+
+def test_unreadable_day_turnover_fails_the_cycle_by_name(tmp_path: Path):
+    ctx = make_ctx(tmp_path)
+    assert wake_and_run(ctx).status is CycleStatus.FINISHED
+    db = tmp_path / "state.sqlite"
+    day = ctx.journal.meta_json("turnover_day")["day"]
+    for text, problem in [("12 000", "is not JSON"),
+                          (f'{{"day": "{day}", "notional": -1.0}}', "is not the day's turnover"),
+                          (f'{{"day": "{day}", "notional": NaN}}', "is not the day's turnover"),
+                          (f'{{"day": "{day}"}}', "is not the day's turnover")]:
+        _set_meta(db, "turnover_day", text)
+        result = cycle.run(ctx)  # the same trading day: the day's turnover counts
+        assert result.status is CycleStatus.FAILED, text
+        assert f"meta key 'turnover_day' {problem}" in (result.error or ""), text
+    _run_sql(db, _advised_sql(result.error or "", db))
+    assert cycle.run(ctx).status is CycleStatus.FINISHED
+
+
+def test_memo_weight_that_is_not_a_number_fails_on_a_held_day(tmp_path: Path):
+    ctx = make_ctx(tmp_path)
+    ctx.settings = replace(ctx.settings, signal=SignalSchedule("quarterly"))
+    assert wake_and_run(ctx).status is CycleStatus.FINISHED
+    memo = ctx.journal.meta("signal") or ""
+    assert '"AAA": 0.5' in memo
+    _set_meta(tmp_path / "state.sqlite", "signal", memo.replace('"AAA": 0.5', '"AAA": "half"'))
+    result = wake_and_run(ctx)  # the next session: the memo's weights are held
+    assert result.status is CycleStatus.FAILED
+    assert "meta key 'signal' is not a signal memo" in (result.error or "")
+
+
+def test_memo_weight_nan_is_refused_by_the_risk_step_not_filled(tmp_path: Path):
+    """A NaN in the held weights is never read as 0 (nor traded)."""
+    ctx = make_ctx(tmp_path)
+    ctx.settings = replace(ctx.settings, signal=SignalSchedule("quarterly"))
+    assert wake_and_run(ctx).status is CycleStatus.FINISHED
+    memo = ctx.journal.meta("signal") or ""
+    _set_meta(tmp_path / "state.sqlite", "signal", memo.replace('"AAA": 0.5', '"AAA": NaN'))
+    intents = len(ctx.journal.intents())
+    result = wake_and_run(ctx)
+    assert result.status is CycleStatus.FAILED
+    assert "'AAA' is NaN" in (result.error or "")
+    assert len(ctx.journal.intents()) == intents
+
+
+def test_memory_journal_names_the_key_of_text_that_is_not_json():
+    journal = MemoryJournal()
+    journal.set_meta("signal", "{")
+    with pytest.raises(StateError, match=r"state file :memory:: meta key 'signal' is not JSON"):
+        journal.meta_json("signal")
+
+
+def test_status_exits_2_naming_an_unreadable_peak(write_config, tmp_path: Path):
+    config = write_config()
+    assert run_cli_in_process("once", "--config", str(config)).returncode == 0
+    db = next((tmp_path / "state").glob("*.sqlite"))
+    _set_meta(db, "peak_equity", "{")
+    outcome = run_cli_in_process("status", "--config", str(config))
+    assert outcome.returncode == 2
+    assert "meta key 'peak_equity' is not JSON" in outcome.stderr + outcome.stdout
+    assert "Traceback" not in outcome.stderr + outcome.stdout
