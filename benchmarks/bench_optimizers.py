@@ -8,7 +8,10 @@ quiet machine and beside two CPU-burning processes. Prints tables; asserts nothi
 The lead's check (a few minutes idle): ``--repeat 5 --ref-repeat 1 --big``.
 
 Every figure is a median wall time (``--clock cpu``: CPU time of this process, which a
-loaded machine inflates far less) of ``target_weights(prices)`` (estimation included:
+loaded machine inflates far less; beside busy processes ours and the reference alternate,
+each sample spanning ≥ BUSY_BLOCK_MS, ours as the mean of back-to-back calls, and "1 call"
+is the median of single calls of ours) of
+``target_weights(prices)`` (estimation included:
 returns, covariance, repair, μ) with one BLAS thread (``strategies.blas.pin_blas_threads``)
 unless the row says "default threads". Reference = PyPortfolioOpt's estimators plus its
 EfficientFrontier solved by Clarabel, same prices, same load, same BLAS policy. ``iters``
@@ -65,8 +68,12 @@ from strategies.blas import pin_blas_threads
 from strategies.covariance_repair import factor_covariance
 
 SEED = 20240601
-BUSY_REF_REPEAT = 3  # reference samples in the busy table (see main)
+BUSY_REF_REPEAT = 5  # reference samples (and paired samples of ours) in the busy table (see main)
 BUSY_REPEAT = 11  # samples of ours in the busy table (see main)
+# Beside busy processes each sample of ours and of the reference spans at least this much
+# wall time (ours: the mean of back-to-back calls), so that both sides see the scheduler's
+# share of the core averaged over the same kind of window (see main).
+BUSY_BLOCK_MS = 100.0
 SETTLE_SECS = 1.0  # after a default-threads call, before the next pinned measurement
 SMALL_CALLS = 500  # calls per method of the small case (50 assets × 252 days)
 METHODS = ("min_variance", "mean_variance", "max_sharpe", "efficient_risk", "black_litterman")
@@ -151,14 +158,39 @@ CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = time.perf_counter  # set by --clock
 
 
-def median_ms(call: Callable[[], object], repeat: int) -> float:
-    call()
+def median_ms(call: Callable[[], object], repeat: int, block_ms: float = 0.0,
+              warm: bool = True) -> float:
+    """Median ms per call over ``repeat`` samples after a warm-up call (``warm``). Each
+    sample is one call, or with ``block_ms`` the mean over back-to-back calls until that
+    much time has passed (see BUSY_BLOCK_MS)."""
+    if warm:
+        call()
     times = []
     for _ in range(repeat):
-        start = clock()
-        call()
-        times.append(clock() - start)
+        calls, start = 0, clock()
+        while True:
+            call()
+            calls += 1
+            elapsed = clock() - start
+            if 1e3 * elapsed >= block_ms:
+                break
+        times.append(elapsed / calls)
     return 1e3 * statistics.median(times)
+
+
+def paired_ms(ours_call: Callable[[], object], ref_call: Callable[[], object], pairs: int,
+              block_ms: float) -> tuple[float, float, float]:
+    """(ours, reference, ratio): ``pairs`` rounds of one sample of ours (back-to-back calls
+    over ``block_ms``, their mean) then one reference call, so both sides run in the same
+    scheduling conditions; medians of each side, and the median of the rounds' ratios."""
+    ours_call()
+    ref_call()
+    ours_ms, ref_ms = [], []
+    for _ in range(pairs):
+        ours_ms.append(median_ms(ours_call, 1, block_ms, warm=False))
+        ref_ms.append(median_ms(ref_call, 1, warm=False))
+    return (statistics.median(ours_ms), statistics.median(ref_ms),
+            statistics.median(r / o for r, o in zip(ref_ms, ours_ms, strict=True)))
 
 
 def ours(method: str, prices: pd.DataFrame, target_vol: float,
@@ -251,7 +283,12 @@ def run_table(args: argparse.Namespace, condition: str, families: dict[str, pd.D
     print(f"\n== {condition}: N={args.n}, T={args.days}, median {args.clock} ms "
           f"(ours × {args.repeat}, reference × {args.ref_repeat}), load average "
           f"{os.getloadavg()[0]:.2f}; floor (syrk + Cholesky) {floor_ms:.2f} ms")
-    print(f"{'method':16s}{'family':15s}{'ours 1thr':>10s}{'est':>7s}{'×floor':>7s}"
+    if args.block_ms:
+        print(f"ours 1thr and PyPfOpt: {args.ref_repeat} alternating samples, ours the mean of "
+              f"back-to-back calls over ≥ {args.block_ms:.0f} ms, theirs one call; medians, "
+              f"ratio = median of the pairs' ratios; 1 call: ours, median of single calls")
+    print(f"{'method':16s}{'family':15s}{'ours 1thr':>10s}"
+          + (f"{'1 call':>8s}" if args.block_ms else "") + f"{'est':>7s}{'×floor':>7s}"
           f"{'ours dflt':>10s}{'iters':>6s}{'qp':>4s}{'chol':>5s}{'PyPfOpt':>9s}{'ratio':>8s}"
           + (f"{'κ>0 1thr':>10s}{'iters':>7s}" if args.kappa else ""))
     worst: dict[str, float] = {}
@@ -262,15 +299,21 @@ def run_table(args: argparse.Namespace, condition: str, families: dict[str, pd.D
             with pin_blas_threads(1):
                 with SolveCounter() as counter:
                     call()
-                t_one = median_ms(call, args.repeat)
+                t_one = t_call = median_ms(call, args.repeat)
                 t_est = median_ms(estimation(method, prices), args.repeat)
-                t_ref = float("nan")
-                if args.ref_repeat > 0:
+                t_ref = ratio = float("nan")
+                if args.ref_repeat > 0 and args.block_ms:
+                    t_one, t_ref, ratio = paired_ms(call, reference(method, prices, vols[family]),
+                                                    args.ref_repeat, args.block_ms)
+                elif args.ref_repeat > 0:
                     t_ref = median_ms(reference(method, prices, vols[family]), args.ref_repeat)
+                    ratio = t_ref / t_one
             t_default = default_threads_ms(call)
-            line = (f"{method:16s}{family:15s}{t_one:10.2f}{t_est:7.2f}{t_one / floor_ms:7.2f}"
+            line = (f"{method:16s}{family:15s}{t_one:10.2f}"
+                    + (f"{t_call:8.2f}" if args.block_ms else "")
+                    + f"{t_est:7.2f}{t_one / floor_ms:7.2f}"
                     f"{t_default:10.2f}{counter.iterations:6d}{counter.solves:4d}"
-                    f"{counter.factorizations:5d}{t_ref:9.1f}{t_ref / t_one:7.1f}×")
+                    f"{counter.factorizations:5d}{t_ref:9.1f}{ratio:7.1f}×")
             if args.kappa:
                 current = pd.Series(1.0 / args.n, index=prices.columns)
                 costed = ours(method, prices, vols[family],
@@ -282,7 +325,7 @@ def run_table(args: argparse.Namespace, condition: str, families: dict[str, pd.D
                 line += f"{t_cost:10.2f}{counter.iterations:7d}"
             print(line, flush=True)
             worst[method] = max(worst.get(method, 0.0), t_one)
-            ratios.setdefault(method, []).append(t_ref / t_one)
+            ratios.setdefault(method, []).append(ratio)
     print("worst over families (1 BLAS thread): " + ", ".join(
         f"{m} {t:.1f} ms (lowest ratio {min(ratios[m]):.1f}×)" for m, t in worst.items()))
 
@@ -343,6 +386,7 @@ def main() -> None:
                         help="cpu: this process's CPU time (robust on a loaded machine; "
                              "both sides are single-threaded)")
     args = parser.parse_args()
+    args.block_ms = 0.0  # one call a sample (the busy table sets BUSY_BLOCK_MS)
     global clock
     clock = CLOCK[args.clock]
     # SIGTERM unwinds (so the busy children are ended) instead of killing outright.
@@ -365,15 +409,23 @@ def main() -> None:
     floor_ms = floor_report(families["factor"], args.days)
     run_table(args, "quiet", families, vols, floor_ms)
     if not args.no_load:
-        # Beside busy processes the scheduler slices a ~200 ms reference call by chance:
-        # one sample may run unslowed (black_litterman read 6.0x with one, 12.5x with
-        # three); the busy table takes at least BUSY_REF_REPEAT reference samples. Our
-        # ~12 ms calls are sliced by chance too (a hit sample doubles): with five samples
-        # three hits moved a median 2x (mean_variance read 9.2x); it takes at least
-        # BUSY_REPEAT of ours.
+        # Beside busy processes the scheduler shares each core between us and a burner in
+        # slices of a few ms. A ~200 ms reference call averages over many slices, but one
+        # sample may still run unslowed (black_litterman read 6.0x with one, 12.5x with
+        # three): the busy table takes at least BUSY_REF_REPEAT reference samples. A
+        # single ~12 ms call of ours either misses the slices or waits out one (×1 or
+        # ×2-3): a median of such calls read 23.8 ms against 11.9 quiet in one run (a
+        # ratio of 9.2x). And the scheduler's placement drifts: 3 tasks on 2 cores, now
+        # sharing a core with a burner (×2), now alone (×1), for seconds at a time (ours
+        # read 25.6 then 13.0 ms a call within one busy minute, the reference 353 then
+        # 266 ms). So the busy table alternates: one sample of ours (the mean of
+        # back-to-back calls over BUSY_BLOCK_MS, the window a reference call spans), one
+        # reference call, BUSY_REF_REPEAT times (``paired_ms``); the ratio is the median
+        # of the pairs' ratios. "1 call" keeps the median of single calls of ours.
         busy = argparse.Namespace(**{**vars(args), "repeat": max(args.repeat, BUSY_REPEAT),
                                      "ref_repeat": max(args.ref_repeat, BUSY_REF_REPEAT)
-                                     if args.ref_repeat > 0 else 0})
+                                     if args.ref_repeat > 0 else 0,
+                                     "block_ms": BUSY_BLOCK_MS})
         with busy_processes(2):
             run_table(busy, "beside two busy processes", families, vols,
                       floor_report(families["factor"], args.days))
