@@ -4,6 +4,7 @@ order), ``allocbot status`` exits 2 saying the same, and the fix it names works.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -127,3 +128,25 @@ def test_status_exits_2_naming_an_unreadable_peak(write_config, tmp_path: Path):
     assert outcome.returncode == 2
     assert "meta key 'peak_equity' is not JSON" in outcome.stderr + outcome.stdout
     assert "Traceback" not in outcome.stderr + outcome.stdout
+
+
+def test_unreadable_cycle_summary_is_noted_by_status_with_its_fix(write_config, tmp_path: Path):
+    """A past cycle's figures are history: ``status`` still runs, notes which cycle's are
+    unreadable and how to clear them, and shows the other cycles' figures."""
+    config = write_config()
+    for _ in range(2):
+        assert run_cli_in_process("once", "--config", str(config)).returncode == 0
+    db = next((tmp_path / "state").glob("*.sqlite"))
+    with sqlite3.connect(db) as conn:
+        first, second = [r[0] for r in conn.execute("SELECT cycle_id FROM cycles ORDER BY seq")]
+        conn.execute("UPDATE cycles SET summary = '{\"equity' WHERE cycle_id = ?", (first,))
+    outcome = run_cli_in_process("status", "--config", str(config))
+    assert outcome.returncode == 0, outcome.stderr
+    row = next(line for line in outcome.stdout.splitlines() if first in line)
+    assert "figures unreadable" in row and "UPDATE cycles SET summary = NULL" in row
+    assert "Traceback" not in outcome.stderr + outcome.stdout
+    other = next(line for line in outcome.stdout.splitlines() if second in line)
+    assert re.search(r"finished\s+0\s+0\s+\d{2,3},\d{3}\.\d{2}$", other), other  # its equity
+    _run_sql(db, row.split(f"sqlite3 {db} ", 1)[1].strip().strip('"'))
+    cleared = run_cli_in_process("status", "--config", str(config))
+    assert cleared.returncode == 0 and "figures unreadable" not in cleared.stdout

@@ -250,9 +250,25 @@ class Journal:
         out = []
         for row in rows:
             item = dict(row)
-            item["summary"] = json.loads(item["summary"]) if item["summary"] else {}
+            item["summary"] = self._summary(item["cycle_id"], item["summary"])
             out.append(item)
         return out
+
+    def _summary(self, cycle_id: str, text: str | None) -> dict[str, Any]:
+        """A finished cycle's figures. A summary that is not a JSON object (a hand edit)
+        reads as a ``reason`` saying so and how to clear it (the note ``status`` shows; not
+        a log line: the read-only commands print their report on stdout): the figures are
+        history shown by ``status`` and seeded into the metrics, never used to trade."""
+        if not text:
+            return {}
+        try:
+            summary = json.loads(text)
+        except json.JSONDecodeError:
+            summary = None
+        if isinstance(summary, dict):
+            return summary
+        fix = f"sqlite3 {self.path} \"UPDATE cycles SET summary = NULL WHERE cycle_id = '{cycle_id}'\""
+        return {"reason": f"figures unreadable (not a JSON object); clear them: {fix}"}
 
     def abandon_running_cycles(self) -> list[str]:
         """Mark cycles left 'running' by a crash as 'interrupted'; return their ids."""
