@@ -74,7 +74,7 @@ def test_unreadable_day_turnover_fails_the_cycle_by_name(tmp_path: Path):
     assert wake_and_run(ctx).status is CycleStatus.FINISHED
     db = tmp_path / "state.sqlite"
     day = ctx.journal.meta_json("turnover_day")["day"]
-    for text, problem in [("12 000", "is not JSON"),
+    for text, problem in [("12 000", "is not JSON"), ("0", "is not the day's turnover"),
                           (f'{{"day": "{day}", "notional": -1.0}}', "is not the day's turnover"),
                           (f'{{"day": "{day}", "notional": NaN}}', "is not the day's turnover"),
                           (f'{{"day": "{day}"}}', "is not the day's turnover")]:

@@ -27,7 +27,7 @@ DAY_TURNOVER_KEY = "turnover_day"  # {"day": ISO date, "notional": account curre
 def day_notional_before(journal: Journal, day: date) -> float:
     """Σ|notional| of the orders earlier cycles sent on ``day`` (0 on a new day)."""
     stored = journal.meta_json(DAY_TURNOVER_KEY)
-    if not stored:
+    if stored is None:
         return 0.0
     try:
         notional = float(stored["notional"]) if stored.get("day") == day.isoformat() else 0.0
