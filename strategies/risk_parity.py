@@ -223,11 +223,6 @@ def _check_covariance(lookback_days: int, covariance: str,
                              cov_half_life_days=cov_half_life_days)
 
 
-def _full_weights(prices: pd.DataFrame, symbols: pd.Index, w: np.ndarray,
-                  name: str) -> pd.Series:
-    return finalize_array(w, symbols, prices.columns, name)
-
-
 def _budget_vector(budgets: Mapping[str, float] | None, symbols: pd.Index) -> np.ndarray:
     """Risk budgets over ``symbols`` (unlisted: 1); only the listed symbols are looked up
     (iterating a 500-symbol str Index in Python costs ~0.8 ms)."""
@@ -278,7 +273,7 @@ class RiskParity(Strategy):
             est = self.settings.estimate(prices, with_returns=False, factor=False)
             symbols, cov = est.symbols, est.cov
         b = _budget_vector(self.budgets, symbols)
-        return _full_weights(prices, symbols, risk_budget_weights(cov, b), self.name)
+        return finalize_array(risk_budget_weights(cov, b), symbols, prices.columns, self.name)
 
 
 @register("hrp")
@@ -304,5 +299,5 @@ class HierarchicalRiskParity(Strategy):
     def target_weights(self, prices: pd.DataFrame,
                        current_weights: pd.Series | None = None) -> pd.Series:
         est = self.settings.estimate(prices, with_returns=False, factor=False)
-        return _full_weights(prices, est.symbols, hrp_weights(est.cov, self.linkage),
+        return finalize_array(hrp_weights(est.cov, self.linkage), est.symbols, prices.columns,
                              self.name)

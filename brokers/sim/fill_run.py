@@ -19,6 +19,7 @@ from brokers.sim.pricing import SimCosts
 # 8 orders a side, 10.0 vs 10.4 at 16, 8.1 vs 9.5 at 24, 5 vs 9 at 500.
 RUN_MIN_ORDERS = 16
 
+
 def leading_plain_run(requests: Sequence[OrderRequest], col_of: Mapping[str, int],
                       ledger: MemoryLedger) -> Sequence[OrderRequest]:
     """The requests up to the first that is not plain: another side, a notional order,

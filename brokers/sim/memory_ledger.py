@@ -167,7 +167,7 @@ class MemoryLedger:
         self._numbers.frombytes(numbers.tobytes())
         self._time_code.extend([self._code(at)] * len(rows))
         self._last_fill = None
-        return [f"sim-{seq:09d}" for seq in range(first + 1, first + 1 + len(rows))]  # _order_id
+        return [_order_id(row) for row in rows]
 
     def _order_at(self, row: int) -> Order:
         if self._whole and row in self._whole:

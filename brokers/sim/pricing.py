@@ -131,4 +131,3 @@ def plan_fill(
             f"{request.symbol} exceeds cash {cash:.2f} plus proceeds {gross:.2f}"
         )
     return FillPlan(qty, price, commission, proceeds)
-
