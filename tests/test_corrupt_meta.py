@@ -130,23 +130,40 @@ def test_status_exits_2_naming_an_unreadable_peak(write_config, tmp_path: Path):
     assert "Traceback" not in outcome.stderr + outcome.stdout
 
 
-def test_unreadable_cycle_summary_is_noted_by_status_with_its_fix(write_config, tmp_path: Path):
+SUMMARY_EDITS = [  # (the summary as hand-edited, the problem status names)
+    ('{"equity', "not a JSON object"),
+    ('[1, 2]', "not a JSON object"),
+    ('{"equity_after": "lots"}', "'equity_after' is text, not a number"),
+    ('{"var": [0.01]}', "'var' is a list, not a number"),
+    ('{"orders_planned": "3"}', "'orders_planned' is text, not a whole number"),
+    ('{"orders_filled": 2.5}', "'orders_filled' is a number, not a whole number"),
+    ('{"reason": 7}', "'reason' is a number, not text"),
+    ('{"targets": ["SPY"]}', "'targets' is a list, not an object {symbol: weight}"),
+    ('{"targets": {"SPY": "0.6"}}', "the target weight of 'SPY' is not a number"),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), SUMMARY_EDITS)
+def test_unreadable_cycle_summary_is_noted_by_status_with_its_fix(write_config, tmp_path: Path,
+                                                                  text: str, problem: str):
     """A past cycle's figures are history: ``status`` still runs, notes which cycle's are
-    unreadable and how to clear them, and shows the other cycles' figures."""
+    unreadable, why, and how to clear them, and shows the other cycles' figures."""
     config = write_config()
     for _ in range(2):
         assert run_cli_in_process("once", "--config", str(config)).returncode == 0
     db = next((tmp_path / "state").glob("*.sqlite"))
     with sqlite3.connect(db) as conn:
         first, second = [r[0] for r in conn.execute("SELECT cycle_id FROM cycles ORDER BY seq")]
-        conn.execute("UPDATE cycles SET summary = '{\"equity' WHERE cycle_id = ?", (first,))
+        conn.execute("UPDATE cycles SET summary = ? WHERE cycle_id = ?", (text, first))
     outcome = run_cli_in_process("status", "--config", str(config))
     assert outcome.returncode == 0, outcome.stderr
     row = next(line for line in outcome.stdout.splitlines() if first in line)
-    assert "figures unreadable" in row and "UPDATE cycles SET summary = NULL" in row
+    assert f"figures unreadable ({problem})" in row and "UPDATE cycles SET summary = NULL" in row
     assert "Traceback" not in outcome.stderr + outcome.stdout
     other = next(line for line in outcome.stdout.splitlines() if second in line)
     assert re.search(r"finished\s+0\s+0\s+\d{2,3},\d{3}\.\d{2}$", other), other  # its equity
+    as_json = run_cli_in_process("status", "--config", str(config), "--json")
+    assert as_json.returncode == 0, as_json.stderr
     _run_sql(db, row.split(f"sqlite3 {db} ", 1)[1].strip().strip('"'))
     cleared = run_cli_in_process("status", "--config", str(config))
     assert cleared.returncode == 0 and "figures unreadable" not in cleared.stdout

@@ -18,7 +18,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.engine.statuses import OPEN_INTENT_STATUSES, CycleStatus, IntentStatus
+from bot.engine.statuses import (
+    OPEN_INTENT_STATUSES,
+    CycleStatus,
+    IntentStatus,
+    summary_problem,
+)
 from brokers.base import Fill, Order, OrderSide
 from brokers.booked_batch import BookedBatch
 from brokers.sqlite_state import (
@@ -255,20 +260,22 @@ class Journal:
         return out
 
     def _summary(self, cycle_id: str, text: str | None) -> dict[str, Any]:
-        """A finished cycle's figures. A summary that is not a JSON object (a hand edit)
-        reads as a ``reason`` saying so and how to clear it (the note ``status`` shows; not
-        a log line: the read-only commands print their report on stdout): the figures are
-        history shown by ``status`` and seeded into the metrics, never used to trade."""
+        """A finished cycle's figures. A summary that is not a JSON object, or whose known
+        figures have the wrong JSON types (``summary_problem``: a hand edit), reads as a
+        ``reason`` saying so and how to clear it (the note ``status`` shows; not a log line:
+        the read-only commands print their report on stdout): the figures are history shown
+        by ``status`` and seeded into the metrics, never used to trade."""
         if not text:
             return {}
         try:
             summary = json.loads(text)
         except json.JSONDecodeError:
             summary = None
-        if isinstance(summary, dict):
+        problem = summary_problem(summary) if isinstance(summary, dict) else "not a JSON object"
+        if problem is None:
             return summary
         fix = f"sqlite3 {self.path} \"UPDATE cycles SET summary = NULL WHERE cycle_id = '{cycle_id}'\""
-        return {"reason": f"figures unreadable (not a JSON object); clear them: {fix}"}
+        return {"reason": f"figures unreadable ({problem}); clear them: {fix}"}
 
     def abandon_running_cycles(self) -> list[str]:
         """Mark cycles left 'running' by a crash as 'interrupted'; return their ids."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from brokers.base import OrderStatus
 
@@ -60,6 +60,47 @@ class IntentStatus(StrEnum):
     def of_order(cls, status: OrderStatus) -> IntentStatus:
         """The intent state that mirrors a venue order state."""
         return cls(status.value)
+
+
+class _Kind(NamedTuple):
+    """A summary figure's JSON types (null: no figure) and how an error names them."""
+
+    types: frozenset[type]
+    name: str
+
+
+_NULL: type = type(None)
+_NUMBER = _Kind(frozenset({int, float, _NULL}), "a number")  # json.loads': a bool is not
+_COUNT = _Kind(frozenset({int, _NULL}), "a whole number")
+_TEXT = _Kind(frozenset({str, _NULL}), "text")
+_LIST = _Kind(frozenset({list, _NULL}), "a list")
+# What a cycle summary (``cycle.run``'s figures, the journal's ``cycles.summary``) holds,
+# figure by figure: ``status``, the status page and the metrics read these back.
+SUMMARY_FIGURES: dict[str, _Kind] = {
+    **dict.fromkeys(("equity_before", "equity_after", "equity", "cash_after", "commission",
+                     "turnover", "var", "drawdown", "max_drift", "duration_ms"), _NUMBER),
+    **dict.fromkeys(("orders_planned", "orders_submitted", "orders_filled",
+                     "orders_partially_filled", "orders_rejected", "orders_unfilled"), _COUNT),
+    "reason": _TEXT, "error": _TEXT, "drifted": _LIST, "guards": _LIST,
+    "held": _Kind(frozenset({bool, _NULL}), "true or false"),
+    "targets": _Kind(frozenset({dict, _NULL}), "an object {symbol: weight}"),
+}
+_JSON_NAMES: dict[type, str] = {bool: "a boolean", int: "a number", float: "a number",
+                                str: "text", list: "a list", dict: "an object"}
+
+
+def summary_problem(summary: dict[str, Any]) -> str | None:
+    """What is wrong with a cycle summary read back from the journal (a hand edit), or
+    None: a known figure of another JSON type, or a target weight that is not a number."""
+    for key, value in summary.items():
+        kind = SUMMARY_FIGURES.get(key)
+        if kind is not None and type(value) not in kind.types:
+            return f"{key!r} is {_JSON_NAMES.get(type(value), 'null')}, not {kind.name}"
+    targets = summary.get("targets")
+    for symbol, weight in targets.items() if targets else ():
+        if type(weight) not in _NUMBER.types or weight is None:
+            return f"the target weight of {symbol!r} is not a number"
+    return None
 
 
 OPEN_INTENT_STATUSES: tuple[IntentStatus, ...] = (
