@@ -1,7 +1,8 @@
 """Print the backtest's wall time, peak memory and where the time goes.
 
-Run: ``python benchmarks/bench_backtest.py`` (all cases) or ``--case a|b|c|days|assets``.
-Each case runs in a fresh subprocess so its peak RSS is its own. Cases (synthetic
+Run: ``python benchmarks/bench_backtest.py`` (all cases) or ``--case a|b|c|days|assets``;
+``--repeat N`` runs each N times and prints the median run with the spread of all. Each run
+is a fresh subprocess so its peak RSS is its own. Cases (synthetic
 geometric random walks, 252 trading days of warm-up before the 20 backtest years):
 
   a  8 assets × 20 years, daily drift check, fixed weights
@@ -154,6 +155,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="fresh processes per configuration; the median run's row is "
+                             "printed with the spread of all (the host's speed drifts)")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:  # child process: one configuration, JSON on stdout
@@ -170,15 +174,32 @@ def main() -> None:
         gc.freeze()
         print(json.dumps(_run_case(*CASES[args.case][args.one])))
         return
+    if args.repeat < 1:
+        parser.error(f"--repeat must be ≥ 1, got {args.repeat}")
     for case in (list(CASES) if args.case == "all" else [args.case]):
         for i in range(len(CASES[case])):
-            proc = subprocess.run([sys.executable, __file__, "--case", case, "--one", str(i)],
-                                  capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                print(f"[{case}] failed:\n{proc.stderr[-2000:]}")
-                continue
-            _print(case, json.loads(proc.stdout.strip().splitlines()[-1]))
+            rows = []
+            for _ in range(args.repeat):
+                proc = subprocess.run([sys.executable, __file__, "--case", case, "--one",
+                                       str(i)], capture_output=True, text=True, check=False)
+                if proc.returncode != 0:
+                    print(f"[{case}] failed:\n{proc.stderr[-2000:]}")
+                    break
+                rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            else:
+                _print(case, _median_row(rows))
+                if len(rows) > 1:
+                    secs = sorted(r["backtest_secs"] for r in rows)
+                    per_cycle = sorted(r["ms_per_cycle"] for r in rows)
+                    print(f"      {len(rows)} runs (median printed): {secs[0]:.2f}–{secs[-1]:.2f} s,"
+                          f" {per_cycle[0]:.2f}–{per_cycle[-1]:.2f} ms per cycle, peak "
+                          f"{max(r['peak_rss_mb'] for r in rows):.0f} MB at most")
 
+
+def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median backtest time (the lower middle one of an even count)."""
+    ordered = sorted(rows, key=lambda r: r["backtest_secs"])
+    return ordered[(len(ordered) - 1) // 2]
 
 if __name__ == "__main__":
     main()
