@@ -62,7 +62,12 @@ def kkt_residual(cov: np.ndarray, lin: np.ndarray, w: np.ndarray, lower: np.ndar
     g = cov @ w - lin
     at_lower, at_upper = w <= lower + 1e-9, w >= upper - 1e-9
     free = ~(at_lower | at_upper)
-    nu = float(np.mean(g[free])) if free.any() else 0.0
+    if free.any():
+        nu = float(np.mean(g[free]))
+    else:  # a vertex: ν may be anything in [max g at upper, min g at lower]; take the middle
+        ends = [float(g[at_upper].max())] if at_upper.any() else []
+        ends += [float(g[at_lower].min())] if at_lower.any() else []
+        nu = 0.5 * (ends[0] + ends[-1])
     z = g - nu
     worst = max(float(np.abs(z[free]).max()) if free.any() else 0.0,
                 max(0.0, -float(z[at_lower].min())) if at_lower.any() else 0.0,
