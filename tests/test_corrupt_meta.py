@@ -4,6 +4,7 @@ order), ``allocbot status`` exits 2 saying the same, and the fix it names works.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from dataclasses import replace
@@ -12,13 +13,15 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+import strategies
+from bot.core.guards import GuardLimits
 from bot.core.signal import SignalSchedule
 from bot.engine import cycle
 from bot.engine.memory_journal import MemoryJournal
-from bot.engine.statuses import CycleStatus
+from bot.engine.statuses import CycleStatus, summary_problem
 from strategies.errors import StateError
-from tests.conftest import run_cli_in_process
-from tests.test_cycle import make_ctx, wake_and_run
+from tests.conftest import random_walk_prices, run_cli_in_process
+from tests.test_cycle import SYMBOLS, make_ctx, wake_and_run
 
 
 def _set_meta(db: Path, key: str, text: str) -> None:
@@ -128,6 +131,36 @@ def test_status_exits_2_naming_an_unreadable_peak(write_config, tmp_path: Path):
     assert outcome.returncode == 2
     assert "meta key 'peak_equity' is not JSON" in outcome.stderr + outcome.stdout
     assert "Traceback" not in outcome.stderr + outcome.stdout
+
+
+def test_every_kind_of_cycle_writes_a_summary_the_check_reads_whole(tmp_path: Path):
+    """The figures of skipped (market closed, guard blocked), finished, halted, held and
+    failed cycles pass ``summary_problem`` as journaled: the check never hides a real
+    cycle's figures."""
+    prices = random_walk_prices(SYMBOLS, 400)
+    prices.iloc[302:] = prices.iloc[302:] * 0.5  # a crash on the third replayed day
+    ctx = make_ctx(tmp_path, prices=prices, max_drawdown=0.2)
+    statuses = [cycle.run(ctx).status]  # before the first wake: market closed
+    statuses += [wake_and_run(ctx).status for _ in range(3)]
+    _set_meta(tmp_path / "state.sqlite", "peak_equity", "-1")
+    ctx.journal.delete_meta(cycle.HALT_KEY)
+    statuses.append(wake_and_run(ctx).status)
+    _run_sql(tmp_path / "state.sqlite", "DELETE FROM meta WHERE key = 'peak_equity'")
+    ctx.settings = replace(ctx.settings, guards=GuardLimits(max_order_fraction=1e-6))
+    ctx.strategy = strategies.create("fixed", weights={SYMBOLS[0]: 0.1})
+    statuses.append(wake_and_run(ctx).status)
+    ctx.strategy = strategies.create("fixed", weights={"ZZZ": 0.5})  # unpriced: held
+    statuses.append(wake_and_run(ctx).status)
+    assert statuses == [CycleStatus.SKIPPED, CycleStatus.FINISHED, CycleStatus.FINISHED,
+                        CycleStatus.HALTED, CycleStatus.FAILED, CycleStatus.SKIPPED,
+                        CycleStatus.HELD]
+    with sqlite3.connect(tmp_path / "state.sqlite") as conn:
+        texts = [r[0] for r in conn.execute("SELECT summary FROM cycles ORDER BY seq")]
+    summaries = [json.loads(text) for text in texts]
+    assert [summary_problem(s) for s in summaries] == [None] * len(statuses)
+    assert {"equity_after", "targets", "drifted", "orders_planned"} <= set(summaries[1])
+    assert {"guards", "held"} <= set(summaries[5]) | set(summaries[6])
+    assert [c["summary"] for c in ctx.journal.recent_cycles()] == summaries[::-1]
 
 
 SUMMARY_EDITS = [  # (the summary as hand-edited, the problem status names)
