@@ -77,7 +77,8 @@ def kkt_residual(cov: np.ndarray, lin: np.ndarray, w: np.ndarray, lower: np.ndar
     return worst / float(np.abs(g).max()), feasibility
 
 
-# ---- the budget-and-box QP: min ½wᵀPw + qᵀw s.t. 1ᵀw = 1, lower ≤ w ≤ upper ----------------
+# ---- each solver on min ½xᵀΣx − cᵀx s.t. aᵀx = 1, lower ≤ x ≤ upper (upper may be inf) --------
+# The box QP takes a = 1 and upper = 1; max Sharpe takes a = μ, c = 0, x ≥ 0 (see below).
 
 def ours_qp(chol: np.ndarray | None) -> Solver:
     def solve(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
@@ -86,14 +87,14 @@ def ours_qp(chol: np.ndarray | None) -> Solver:
     return solve
 
 
-def daqp_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
+def daqp_qp(cov: np.ndarray, lin: np.ndarray, row: np.ndarray, lower: np.ndarray,
             upper: np.ndarray) -> np.ndarray:
     import daqp
     n = len(lin)
-    # the first n bounds are simple bounds on w; the last row is the budget (sense 5: =)
+    # the first n bounds are simple bounds on x; the last row is aᵀx = 1 (sense 5: =)
     sense = np.zeros(n + 1, dtype=np.int32)
     sense[-1] = 5
-    x, _, flag, _ = daqp.solve(cov, -lin, np.ones((1, n)), np.append(upper, 1.0),
+    x, _, flag, _ = daqp.solve(cov, -lin, row[None, :], np.append(np.minimum(upper, 1e30), 1.0),
                                np.append(lower, 1.0), sense, primal_tol=TIGHT,
                                dual_tol=TIGHT)
     if flag != 1:
@@ -101,97 +102,65 @@ def daqp_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     return np.asarray(x)
 
 
-def piqp_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
+def piqp_qp(cov: np.ndarray, lin: np.ndarray, row: np.ndarray, lower: np.ndarray,
             upper: np.ndarray) -> np.ndarray:
     import piqp
     solver = piqp.DenseSolver()
     solver.settings.eps_abs = solver.settings.eps_rel = TIGHT
-    solver.setup(np.asfortranarray(cov), -lin, np.ones((1, len(lin)), order="F"),
-                 np.ones(1), None, None, None, lower, upper)
+    solver.setup(np.asfortranarray(cov), -lin, np.asfortranarray(row[None, :]), np.ones(1),
+                 None, None, None, lower, upper)
     status = solver.solve()
     if status != piqp.PIQP_SOLVED:
         raise RuntimeError(f"piqp status {status}")
     return np.array(solver.result.x)
 
 
-def proxqp_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
+def proxqp_qp(cov: np.ndarray, lin: np.ndarray, row: np.ndarray, lower: np.ndarray,
               upper: np.ndarray) -> np.ndarray:
     from proxsuite import proxqp
-    n = len(lin)
-    result = proxqp.dense.solve(cov, -lin, np.ones((1, n)), np.ones(1), l_box=lower,
-                                u_box=upper, eps_abs=TIGHT, eps_rel=0.0)
+    result = proxqp.dense.solve(cov, -lin, row[None, :], np.ones(1), l_box=lower,
+                                u_box=np.minimum(upper, 1e20), eps_abs=TIGHT, eps_rel=0.0)
     if result.info.status != proxqp.QPSolverOutput.PROXQP_SOLVED:
         raise RuntimeError(f"proxqp status {result.info.status}")
     return np.array(result.x)
 
 
-def clarabel_qp(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
+def clarabel_qp(cov: np.ndarray, lin: np.ndarray, row: np.ndarray, lower: np.ndarray,
                 upper: np.ndarray) -> np.ndarray:
     import clarabel
     from scipy import sparse
-    n = len(lin)
-    eye = sparse.identity(n, format="csc")
-    a = sparse.vstack([sparse.csc_matrix(np.ones((1, n))), -eye, eye], format="csc")
-    b = np.concatenate([[1.0], -lower, upper])
+    capped = np.isfinite(upper)
+    eye = sparse.identity(len(lin), format="csc")
+    a = sparse.vstack([sparse.csc_matrix(row[None, :]), -eye, eye[capped]], format="csc")
+    b = np.concatenate([[1.0], -lower, upper[capped]])
     settings = clarabel.DefaultSettings()
     settings.verbose = False
     settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = TIGHT
-    solver = clarabel.DefaultSolver(sparse.triu(sparse.csc_matrix(cov), format="csc"), -lin,
-                                    a, b, [clarabel.ZeroConeT(1), clarabel.NonnegativeConeT(2 * n)],
-                                    settings)
-    solution = solver.solve()
+    cones = [clarabel.ZeroConeT(1), clarabel.NonnegativeConeT(len(b) - 1)]
+    solution = clarabel.DefaultSolver(sparse.triu(sparse.csc_matrix(cov), format="csc"), -lin,
+                                      a, b, cones, settings).solve()
     if str(solution.status) != "Solved":
         raise RuntimeError(f"clarabel status {solution.status}")
     return np.array(solution.x)
 
 
-# ---- max Sharpe as one QP in y = κw: min ½yᵀΣy s.t. μᵀy = 1, y ≥ 0 ---------------------------
+GeneralSolver = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                         np.ndarray]
 
-def sharpe_by_qp(backend: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+
+def box_qp(general: GeneralSolver) -> Solver:
+    """The optimizers' QP: Σw = 1, lower ≤ w ≤ upper."""
+    def solve(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
+              upper: np.ndarray) -> np.ndarray:
+        return general(cov, lin, np.ones(len(lin)), lower, upper)
+    return solve
+
+
+def sharpe_by_qp(general: GeneralSolver) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Max Sharpe as one QP in y = κw: min ½yᵀΣy s.t. μᵀy = 1, y ≥ 0, then w = y/Σy."""
     def solve(cov: np.ndarray, mu: np.ndarray) -> np.ndarray:
         n = len(mu)
-        zeros, big = np.zeros(n), np.full(n, np.inf)
-        if backend == "daqp":
-            import daqp
-            sense = np.zeros(n + 1, dtype=np.int32)
-            sense[-1] = 5
-            y, _, flag, _ = daqp.solve(cov, zeros, mu[None, :], np.append(np.full(n, 1e30), 1.0),
-                                       np.append(zeros, 1.0), sense, primal_tol=TIGHT,
-                                       dual_tol=TIGHT)
-            if flag != 1:
-                raise RuntimeError(f"daqp exit flag {flag}")
-        elif backend == "piqp":
-            import piqp
-            solver = piqp.DenseSolver()
-            solver.settings.eps_abs = solver.settings.eps_rel = TIGHT
-            solver.setup(np.asfortranarray(cov), zeros, np.asfortranarray(mu[None, :]),
-                         np.ones(1), None, None, None, zeros, big)
-            if solver.solve() != piqp.PIQP_SOLVED:
-                raise RuntimeError("piqp did not solve")
-            y = solver.result.x
-        elif backend == "proxqp":
-            from proxsuite import proxqp
-            result = proxqp.dense.solve(cov, zeros, mu[None, :], np.ones(1), l_box=zeros,
-                                        u_box=np.full(n, 1e20), eps_abs=TIGHT, eps_rel=0.0)
-            if result.info.status != proxqp.QPSolverOutput.PROXQP_SOLVED:
-                raise RuntimeError(f"proxqp status {result.info.status}")
-            y = result.x
-        else:
-            import clarabel
-            from scipy import sparse
-            a = sparse.vstack([sparse.csc_matrix(mu[None, :]), -sparse.identity(n)],
-                              format="csc")
-            settings = clarabel.DefaultSettings()
-            settings.verbose = False
-            settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = TIGHT
-            solution = clarabel.DefaultSolver(
-                sparse.triu(sparse.csc_matrix(cov), format="csc"), zeros, a,
-                np.concatenate([[1.0], zeros]),
-                [clarabel.ZeroConeT(1), clarabel.NonnegativeConeT(n)], settings).solve()
-            if str(solution.status) != "Solved":
-                raise RuntimeError(f"clarabel status {solution.status}")
-            y = solution.x
-        y = np.maximum(np.asarray(y), 0.0)
+        y = np.maximum(general(cov, np.zeros(n), mu, np.zeros(n), np.full(n, np.inf)), 0.0)
         return y / y.sum()
     return solve
 
@@ -237,8 +206,9 @@ def main() -> None:
             family_prices(family, args.n, args.days), with_returns=True, ill_factor=False)
         for problem, lin in (("min_variance", np.zeros(len(est.mu))),
                              ("mean_variance", est.mu / RISK_AVERSION)):
-            _qp_rows(f"{family:14s}{problem:15s}", est, lin, others, args.repeat)
-        _sharpe_rows(f"{family:14s}{'max_sharpe':15s}", est, list(others), args.days,
+            _qp_rows(f"{family:14s}{problem:15s}", est, lin,
+                     {name: box_qp(general) for name, general in others.items()}, args.repeat)
+        _sharpe_rows(f"{family:14s}{'max_sharpe':15s}", est, others, args.days,
                      args.repeat)
 
 
@@ -260,13 +230,13 @@ def _qp_rows(label: str, est: Estimate, lin: np.ndarray, others: dict[str, Solve
         print(f"{label}{name:10s}{ms:9.2f}{ms / ours_ms:8.1f}{kkt:11.1e}{feas:10.1e}")
 
 
-def _sharpe_rows(label: str, est: Estimate, others: list[str], days: int,
+def _sharpe_rows(label: str, est: Estimate, others: dict[str, GeneralSolver], days: int,
                  repeat: int) -> None:
     """max_sharpe: ours, then each solver's one QP, with the Sharpe ratio's gap to ours."""
     lower, upper = np.zeros(len(est.mu)), np.ones(len(est.mu))
     strategy = strategies.create("max_sharpe", lookback_days=days)
     solvers = {"ours": lambda cov, mu: strategy.optimize(est, lower, upper),
-               **{name: sharpe_by_qp(name) for name in others}}
+               **{name: sharpe_by_qp(general) for name, general in others.items()}}
     best = ours_ms = 0.0
     for name, solve in solvers.items():
         try:
