@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -69,6 +70,23 @@ def test_unreadable_meta_fails_the_cycle_by_name_and_the_advised_delete_recovers
     assert len(ctx.journal.intents()) == intents  # nothing sent
 
     _run_sql(db, _advised_sql(result.error, db))
+    assert wake_and_run(ctx).status is CycleStatus.FINISHED
+
+
+def test_advised_command_quotes_a_state_path_with_spaces(tmp_path: Path):
+    """The error's sqlite3 command splits, as a shell splits it, into the state file's own
+    path and the statement, and that statement lets the next cycle finish."""
+    home = tmp_path / "my state dir"
+    home.mkdir()
+    ctx = make_ctx(home)
+    assert wake_and_run(ctx).status is CycleStatus.FINISHED
+    db = home / "state.sqlite"
+    _set_meta(db, "peak_equity", "{")
+    error = wake_and_run(ctx).error
+    assert error is not None
+    words = shlex.split(error.split("afresh: ", 1)[1])
+    assert words == ["sqlite3", str(db), "DELETE FROM meta WHERE key = 'peak_equity'"]
+    _run_sql(db, words[2])
     assert wake_and_run(ctx).status is CycleStatus.FINISHED
 
 

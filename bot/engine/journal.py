@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -212,10 +213,16 @@ class Journal:
     def corrupt_meta(self, key: str, problem: str) -> StateError:
         """The error for a meta value the bot cannot read, naming the state file, the key
         and both ways out (the value itself is not shown: it may be long)."""
+        delete = self._sqlite_command(f"DELETE FROM meta WHERE key = '{key}'")
         return StateError(
             f"state file {self.path}: meta key {key!r} {problem}; restore the file from a "
             f"backup made by 'allocbot state backup', or delete the key so that allocbot starts it "
-            f"afresh: sqlite3 {self.path} \"DELETE FROM meta WHERE key = '{key}'\"")
+            f"afresh: {delete}")
+
+    def _sqlite_command(self, statement: str) -> str:
+        """The shell command that runs ``statement`` (no double quote or $ in it) on this
+        state file, as the errors and notes advise it: the path quoted for the shell."""
+        return f'sqlite3 {shlex.quote(str(self.path))} "{statement}"'
 
     def set_meta_json(self, key: str, value: Any) -> None:
         """Keep ``value`` (JSON-serializable; not changed afterwards) under ``key``."""
@@ -274,7 +281,7 @@ class Journal:
         problem = summary_problem(summary) if isinstance(summary, dict) else "not a JSON object"
         if problem is None:
             return summary
-        fix = f"sqlite3 {self.path} \"UPDATE cycles SET summary = NULL WHERE cycle_id = '{cycle_id}'\""
+        fix = self._sqlite_command(f"UPDATE cycles SET summary = NULL WHERE cycle_id = '{cycle_id}'")
         return {"reason": f"figures unreadable ({problem}); clear them: {fix}"}
 
     def abandon_running_cycles(self) -> list[str]:
