@@ -300,4 +300,4 @@ class HierarchicalRiskParity(Strategy):
                        current_weights: pd.Series | None = None) -> pd.Series:
         est = self.settings.estimate(prices, with_returns=False, factor=False)
         return finalize_array(hrp_weights(est.cov, self.linkage), est.symbols, prices.columns,
-                             self.name)
+                              self.name)
