@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import LinAlgError
-from scipy.linalg.lapack import dpotrf, dpotrs, dtrtrs
+from scipy.linalg.lapack import dpotrf, dpotrs, dtpqrt, dtrtrs
 
 from strategies.base import StrategyError
 
@@ -330,6 +330,51 @@ def lower_unit_columns(chol: np.ndarray, rows: np.ndarray) -> np.ndarray:
         unit[rows[chunk] - start, np.arange(chunk.size)] = 1.0
         out[start:, chunk] = solve_lower(np.asfortranarray(chol[start:, start:]), unit)
     return out
+
+
+def cholesky_append(factor: np.ndarray, cross: np.ndarray, diagonal: float
+                    ) -> np.ndarray | None:
+    """The lower Cholesky factor of [[A, b], [bᵀ, d]] from A's (``factor``), b = ``cross``
+    and d = ``diagonal``, by bordering: r = L⁻¹b, ρ = √(d − rᵀr) (Golub & Van Loan 2013,
+    §4.2): m² flops where a new factor costs m³/3. None when d − rᵀr is not positive
+    (the bordered matrix is not positive definite to rounding: factor anew, which says so)."""
+    m = len(factor)
+    row = solve_lower(factor, cross) if m else np.empty(0)
+    pivot2 = diagonal - float(row @ row)
+    if not pivot2 > 0.0:
+        return None
+    grown = np.empty((m + 1, m + 1), order="F")
+    grown[:m, :m] = factor  # (the upper triangle is never read: any values do)
+    grown[m, :m] = row
+    grown[:m, m] = 0.0
+    grown[m, m] = np.sqrt(pivot2)
+    return grown
+
+
+def cholesky_delete(factor: np.ndarray, k: int) -> np.ndarray:
+    """The lower Cholesky factor of A without row and column k, from A's: rows and
+    columns before k keep theirs, and the trailing block is the factor of
+    L₃₃L₃₃ᵀ + llᵀ (l = L[k+1:, k]), the rank-one update LAPACK's triangular-pentagonal QR
+    (dtpqrt) gives as the R of [L₃₃ᵀ; lᵀ] (Golub & Van Loan 2013, §6.5): (m − k)² flops
+    where a new factor costs m³/3. R's rows come out with either sign; each row of
+    negative pivot is negated (RᵀR unchanged), so the pivots stay positive."""
+    m = len(factor)
+    shrunk = np.empty((m - 1, m - 1), order="F")
+    shrunk[:k, :k] = factor[:k, :k]
+    shrunk[k:, :k] = factor[k + 1:, :k]
+    shrunk[:k, k:] = 0.0
+    tail = m - k - 1
+    if tail:
+        # copies (asfortranarray may return a view, which dtpqrt would overwrite)
+        upper = np.array(factor[k + 1:, k + 1:].T, order="F")
+        spike = np.array(factor[k + 1:, k][None, :], order="F")
+        upper, _, _, info = dtpqrt(0, min(tail, 32), upper, spike, overwrite_a=1,
+                                   overwrite_b=1)
+        if info != 0:
+            raise ValueError(f"illegal value in argument {-info} of tpqrt")
+        upper *= np.where(upper.diagonal() < 0.0, -1.0, 1.0)[:, None]
+        shrunk[k:, k:] = upper.T
+    return shrunk
 
 
 def factor_matrix(matrix: np.ndarray) -> np.ndarray:

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, cholesky, solve_triangular
 
-from strategies.free_set import cho_solve_lower, cholesky_lower, solve_lower
+from strategies.free_set import (
+    cho_solve_lower,
+    cholesky_append,
+    cholesky_delete,
+    cholesky_lower,
+    solve_lower,
+)
 
 
 def _spd(n: int, seed: int) -> np.ndarray:
@@ -74,3 +80,28 @@ def test_lower_unit_columns_equal_full_triangular_solves(order: str, count: int)
     np.testing.assert_allclose(lower_unit_columns(chol, rows),
                                solve_triangular(chol, unit, lower=True), rtol=1e-12,
                                atol=1e-14)
+
+
+@pytest.mark.parametrize("n", [1, 2, 9, 80])
+def test_cholesky_delete_gives_the_factor_without_that_asset(n: int) -> None:
+    # The primal method drops an asset from its free set's factor instead of factoring
+    # anew; every position, first to last, must give the reduced matrix's factor.
+    a = _spd(n + 1, n)
+    factor = cholesky_lower(a)
+    before = factor.copy()
+    for k in range(n + 1):
+        keep = np.delete(np.arange(n + 1), k)
+        shrunk = cholesky_delete(factor, k)
+        low = np.tril(shrunk)
+        np.testing.assert_allclose(low @ low.T, a[np.ix_(keep, keep)], rtol=0, atol=1e-13)
+        assert (np.diag(shrunk) > 0).all()  # pivots positive, as a new factor's
+        assert np.array_equal(factor, before)  # the caller's factor is not overwritten
+
+
+def test_cholesky_append_borders_the_factor_or_refuses_a_singular_border() -> None:
+    a = _spd(31, 11)
+    grown = cholesky_append(cholesky_lower(a[:30, :30]), a[:30, 30], float(a[30, 30]))
+    assert grown is not None
+    np.testing.assert_allclose(np.tril(grown) @ np.tril(grown).T, a, rtol=0, atol=1e-13)
+    # an asset that duplicates one already in: the bordered matrix is singular
+    assert cholesky_append(cholesky_lower(a[:30, :30]), a[:30, 4], float(a[4, 4])) is None

@@ -111,6 +111,47 @@ def test_primal_active_set_fallback_satisfies_kkt() -> None:
     assert_kkt(cov, mu, w, lower, upper)
 
 
+@pytest.mark.parametrize("budget", ["ones", "excess"])
+def test_primal_active_set_on_rank_deficient_sample_cov_updates_factor_and_meets_kkt(
+        budget: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 160 assets' sample covariance of 100 days (rank 99, repaired by loading): from a
+    # greedy vertex the method frees assets one at a time for hundreds of iterations. It
+    # updates its factor instead of factoring each free set anew, and must still land on
+    # the same exact optimum as with every free set factored anew.
+    from strategies import free_set, qp
+    from strategies.covariance_repair import factor_covariance
+
+    rng = np.random.default_rng(12)
+    returns = rng.normal(0.0005, 0.01, (100, 160))
+    cov = factor_covariance(np.cov(returns.T) * 252)[0]
+    lower, upper = np.zeros(160), np.full(160, 0.05)
+    lin = np.zeros(160)
+    row = None if budget == "ones" else rng.uniform(0.02, 0.2, 160)
+    tol = DUAL_RELATIVE_TOLERANCE * float(np.abs(np.diag(cov)).max())
+    start = None
+    if row is not None:  # the homogeneous max-Sharpe QP: y ≥ 0, rowᵀy = 1, from a vertex
+        lower, upper = np.zeros(160), np.full(160, np.inf)
+        y = np.zeros(160)
+        y[int(np.argmax(row))] = 1.0 / row.max()
+        start = qp.QPSolution(y, y == 0, np.zeros(160, bool), 0)
+    counted = []
+    original = free_set.factor_matrix
+    monkeypatch.setattr(free_set, "factor_matrix", lambda m: counted.append(len(m)) or original(m))
+    updated = _primal_active_set(cov, lin, lower, upper, tol, start, row)
+    with_updates = len(counted)
+    monkeypatch.setattr(qp, "PRIMAL_MAX_FACTOR_UPDATES", 0)
+    fresh = _primal_active_set(cov, lin, lower, upper, tol, start, row)
+    assert updated.iterations > 60  # the long walk this is about
+    assert with_updates * 5 < len(counted) - with_updates  # the updates did the work
+    np.testing.assert_allclose(updated.weights, fresh.weights, rtol=0, atol=1e-12)
+    if row is None:
+        assert_kkt(cov, lin, updated.weights, lower, upper)
+    free = ~(updated.at_lower | updated.at_upper)
+    assert updated.free_factor is not None  # Σ's on the sorted free set, for a warm start
+    low = np.tril(updated.free_factor)
+    np.testing.assert_allclose(low @ low.T, cov[np.ix_(free, free)], rtol=0, atol=1e-13)
+
+
 def test_primal_dual_and_primal_active_set_agree_on_kkt_point() -> None:
     cov, mu = random_problem(60, seed=8)
     lower, upper = np.zeros(60), np.full(60, 0.05)
