@@ -41,7 +41,11 @@ Families (daily returns, fixed seeds): ``random`` — a random well-conditioned 
 (eigenvalues spread 1:4); ``factor`` — 5 common factors + idiosyncratic noise (what equity
 returns look like); ``near_singular`` — half the assets are near-copies of the other half
 (σ_diff 1e-7/day), so the sample covariance fails the PD check and is repaired
-(diagonal loading at 2e-10 × mean variance: condition number ~1e10).
+(diagonal loading at 2e-10 × mean variance: condition number ~1e10); ``short_window`` —
+``random``'s returns over N/2 days (fewer days than assets, as a wide universe with the
+default 252-day lookback has): the sample covariance has rank N/2 − 1, fails the PD
+check and is repaired the same way, and the long-only optimum sits on its null space.
+``--families`` picks some.
 """
 
 from __future__ import annotations
@@ -77,13 +81,17 @@ BUSY_BLOCK_MS = 100.0
 SETTLE_SECS = 1.0  # after a default-threads call, before the next pinned measurement
 SMALL_CALLS = 500  # calls per method of the small case (50 assets × 252 days)
 METHODS = ("min_variance", "mean_variance", "max_sharpe", "efficient_risk", "black_litterman")
+FAMILIES = ("random", "factor", "near_singular", "short_window")
+SHORT_WINDOW_TARGET_VOL = 0.10  # efficient_risk's target on that family (annual)
 
 
 def family_prices(family: str, n: int, days: int, seed: int = SEED) -> pd.DataFrame:
     """``days`` daily returns of ``n`` assets from the named family, as a price frame."""
     rng = np.random.default_rng(seed + n + len(family))
     drift = rng.uniform(0.0, 0.15, n) / 252
-    if family == "random":
+    if family == "short_window":  # ``random``'s returns over fewer days than assets
+        days = min(days, n // 2)
+    if family in ("random", "short_window"):
         q, _ = np.linalg.qr(rng.normal(size=(n, n)))
         scale = np.sqrt(rng.uniform(1.0, 4.0, n)) * 0.012
         rets = (rng.normal(size=(days, n)) * scale) @ q.T
@@ -280,7 +288,9 @@ def min_variance_vol(prices: pd.DataFrame) -> float:
 
 def run_table(args: argparse.Namespace, condition: str, families: dict[str, pd.DataFrame],
               vols: dict[str, float], floor_ms: float) -> None:
-    print(f"\n== {condition}: N={args.n}, T={args.days}, median {args.clock} ms "
+    short = (f" (short_window: T={len(families['short_window']) - 1})"
+             if "short_window" in families else "")
+    print(f"\n== {condition}: N={args.n}, T={args.days}{short}, median {args.clock} ms "
           f"(ours × {args.repeat}, reference × {args.ref_repeat}), load average "
           f"{os.getloadavg()[0]:.2f}; floor (syrk + Cholesky) {floor_ms:.2f} ms")
     if args.block_ms:
@@ -377,6 +387,7 @@ def main() -> None:
     parser.add_argument("--no-load", action="store_true", help="skip the under-load table")
     parser.add_argument("--kappa", type=float, default=0.0)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     parser.add_argument("--big", action="store_true")
     parser.add_argument("--small-only", action="store_true",
                         help="only the 50-asset, 252-day per-call timing")
@@ -399,14 +410,18 @@ def main() -> None:
     if args.churn:
         run_churn(args)
         return
-    families = {f: family_prices(f, args.n, args.days)
-                for f in ("random", "factor", "near_singular")}
+    families = {f: family_prices(f, args.n, args.days) for f in args.families}
     with pin_blas_threads(1):
-        vols = {f: 1.3 * min_variance_vol(p) for f, p in families.items()}
+        # (short_window's in-sample minimum volatility is ~0: a 10 % target there)
+        vols = {f: SHORT_WINDOW_TARGET_VOL if f == "short_window" else 1.3 * min_variance_vol(p)
+                for f, p in families.items()}
     time.sleep(SETTLE_SECS)  # the price generation ran with the default BLAS threads
     print(f"{os.cpu_count()} CPUs; physical floor at N={args.n}: one covariance GEMM and one "
           f"Cholesky, measured below")
-    floor_ms = floor_report(families["factor"], args.days)
+    floor_prices = families.get("factor")
+    if floor_prices is None:
+        floor_prices = family_prices("factor", args.n, args.days)
+    floor_ms = floor_report(floor_prices, args.days)
     run_table(args, "quiet", families, vols, floor_ms)
     if not args.no_load:
         # Beside busy processes the scheduler shares each core between us and a burner in
@@ -428,7 +443,7 @@ def main() -> None:
                                      "block_ms": BUSY_BLOCK_MS})
         with busy_processes(2):
             run_table(busy, "beside two busy processes", families, vols,
-                      floor_report(families["factor"], args.days))
+                      floor_report(floor_prices, args.days))
     if args.big:
         run_big(args)
     run_erc(args)

@@ -15,15 +15,19 @@ from strategies.covariance_repair import factor_covariance
 from strategies.qp import solve_qp
 from tests.test_optimizers import prices_frame
 
-FAMILIES = ("random", "factor", "near_singular")
+FAMILIES = ("random", "factor", "near_singular", "rank_deficient")
 MV_FAMILY = ["min_variance", "mean_variance", "max_sharpe", "efficient_risk", "black_litterman"]
 PARAMS = {"efficient_risk": {"target_volatility": 0.2}, "mean_variance": {"risk_aversion": 20.0}}
 
 
 def covariance(family: str, n: int, seed: int) -> np.ndarray:
-    """Annual-scale covariance: random well conditioned, 3 factors + noise, or half the
-    assets near-copies of the other half (singular, then repaired as the estimators do)."""
+    """Annual-scale covariance: random well conditioned, 3 factors + noise, half the
+    assets near-copies of the other half, or the sample covariance of 3n/4 days of
+    independent returns (the last two singular, then repaired as the estimators do)."""
     rng = np.random.default_rng(seed)
+    if family == "rank_deficient":  # fewer days than assets: rank 3n/4 − 1
+        returns = rng.normal(0.0, 0.01, (3 * n // 4, n)) * rng.uniform(0.5, 2.0, n)
+        return factor_covariance(np.cov(returns.T) * 252)[0]
     if family == "random":
         q, _ = np.linalg.qr(rng.normal(size=(n, n)))
         return (q * rng.uniform(0.01, 0.04, n)) @ q.T
