@@ -165,9 +165,12 @@ def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
     """argmin ½yᵀΣy s.t. excessᵀy = 1, y ≥ 0 — the max-Sharpe problem over {w ≥ 0, Σw = 1}
     made homogeneous (w = y/Σy; Cornuéjols & Tütüncü 2007, §8.2) — by the primal-dual
     iterations from Σ's factor, or for an ill-conditioned Σ the regularized start and the
-    primal method. None when the primal-dual iterations cycle (the caller then walks the
-    frontier)."""
+    primal method. When those iterations cycle (or the regularized start fails), the
+    primal method from the vertex of the best excess return (it converges finitely).
+    None only when no asset's excess return is positive."""
     n = len(excess)
+    if not float(excess.max()) > 0.0:
+        return None
     tol_z = DUAL_RELATIVE_TOLERANCE * float(np.max(np.abs(np.diag(cov))))
     zero, unbounded = np.zeros(n), np.full(n, np.inf)
     if ill_conditioned(chol):  # as in solve_qp: a regularized start, then the primal method
@@ -175,7 +178,8 @@ def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
 
         start, _ = regularized_start(cov, zero, zero, unbounded, tol_z, excess)
         if start is None or start.weights.min() < -WEIGHT_TOLERANCE:
-            return None
+            return _primal_active_set(cov, zero, zero, unbounded, tol_z,
+                                      _best_excess_vertex(excess), excess)
         y = np.maximum(start.weights, 0.0)
         start = QPSolution(y / float(excess @ y), start.at_lower, start.at_upper,
                            start.iterations, start.free_factor)
@@ -183,8 +187,21 @@ def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
     solver = FreeSetSolver(cov, chol, budget_row=excess)
     solver.remember(np.arange(n), chol, slot="all")
     none = np.zeros(n, bool)
-    return _primal_dual_active_set(cov, zero, zero, unbounded, none, none.copy(), tol_z,
-                                   solver)
+    solution = _primal_dual_active_set(cov, zero, zero, unbounded, none, none.copy(), tol_z,
+                                       solver)
+    if solution is None:
+        return _primal_active_set(cov, zero, zero, unbounded, tol_z,
+                                  _best_excess_vertex(excess), excess)
+    return solution
+
+
+def _best_excess_vertex(excess: np.ndarray) -> QPSolution:
+    """A feasible start of the homogeneous max-Sharpe QP: all in the asset of the best
+    (positive) excess return, y_j = 1/excess_j."""
+    j = int(np.argmax(excess))
+    y = np.zeros(len(excess))
+    y[j] = 1.0 / float(excess[j])
+    return QPSolution(y, y == 0.0, np.zeros(len(excess), bool), 0)
 
 
 def ill_conditioned(chol: np.ndarray) -> bool:
