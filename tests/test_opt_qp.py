@@ -152,6 +152,33 @@ def test_primal_active_set_on_rank_deficient_sample_cov_updates_factor_and_meets
     np.testing.assert_allclose(low @ low.T, cov[np.ix_(free, free)], rtol=0, atol=1e-13)
 
 
+def test_primal_active_set_from_a_dense_start_deletes_from_its_factor_and_meets_kkt(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # From equal weights (every asset free) on a rank-deficient Σ the method holds assets
+    # at their bounds one at a time: each leaves the factor by a rank-one update, or the
+    # free set is factored anew with the smallest weights last. The answer must be the one
+    # every free set factored anew gives.
+    from strategies import qp
+    from strategies.covariance_repair import factor_covariance
+
+    rng = np.random.default_rng(13)
+    cov = factor_covariance(np.cov(rng.normal(0.0005, 0.01, (100, 160)).T) * 252)[0]
+    lin = 0.01 * rng.uniform(0.0, 0.15, 160)
+    lower, upper = np.zeros(160), np.full(160, 0.05)
+    tol = DUAL_RELATIVE_TOLERANCE * (float(np.abs(np.diag(cov)).max()) + float(lin.max()))
+    start = qp.QPSolution(np.full(160, 1 / 160), np.zeros(160, bool), np.zeros(160, bool), 0)
+    deleted = []
+    original = qp.cholesky_delete
+    monkeypatch.setattr(qp, "cholesky_delete",
+                        lambda factor, k: deleted.append(k) or original(factor, k))
+    updated = _primal_active_set(cov, lin, lower, upper, tol, start)
+    assert len(deleted) > 40  # the deletions this is about
+    monkeypatch.setattr(qp, "PRIMAL_MAX_FACTOR_UPDATES", 0)
+    fresh = _primal_active_set(cov, lin, lower, upper, tol, start)
+    np.testing.assert_allclose(updated.weights, fresh.weights, rtol=0, atol=1e-12)
+    assert_kkt(cov, lin, updated.weights, lower, upper)
+
+
 def test_primal_dual_and_primal_active_set_agree_on_kkt_point() -> None:
     cov, mu = random_problem(60, seed=8)
     lower, upper = np.zeros(60), np.full(60, 0.05)
