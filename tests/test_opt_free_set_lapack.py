@@ -89,7 +89,7 @@ def test_cholesky_delete_gives_the_factor_without_that_asset(n: int) -> None:
     a = _spd(n + 1, n)
     factor = cholesky_lower(a)
     before = factor.copy()
-    for k in range(n + 1):
+    for k in sorted({0, 1, n // 2, n - 1, n}):  # first, second, middle, last but one, last
         keep = np.delete(np.arange(n + 1), k)
         shrunk = cholesky_delete(factor, k)
         low = np.tril(shrunk)
