@@ -15,7 +15,7 @@ the frontier search handles any box bounds with the one QP solver.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -169,8 +169,8 @@ class _Bracket:
         return 0.5 * (lo + hi) if lo <= 0 or hi / lo < 4 else float(np.sqrt(lo * hi))
 
     def closed(self) -> bool:
-        return bool(np.isfinite(self.right)
-                    and self.right - self.left <= 1e-12 * (1.0 + self.right))
+        """Closed to 1e-12 relative (near-singular Σ puts a whole frontier below λ = 1e-11)."""
+        return bool(np.isfinite(self.right) and self.right - self.left <= 1e-12 * self.right)
 
 
 def _moments(seg: FrontierSegment, mu: np.ndarray, cov: np.ndarray) -> tuple[float, ...]:
@@ -216,7 +216,14 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
             lam = bracket.next_probe(retry)
             solution = frontier.solve(lam, solution)
             continue
-        fallback = None
+        solved, fallback = fallback is None, None  # ``solution``: the QP's at ``lam``
+        if (solved and not seg.lam_lo - 1e-9 * lam <= lam <= seg.lam_hi + 1e-9 * lam
+                and not _is_flat(seg)):  # (flat pieces: their neighbours decide, below)
+            # A piece that misses its own probe, or is empty (rounding on a near-singular
+            # Σ, whose whole frontier may lie below λ = 1e-11): judge the probe's point,
+            # the QP's answer there, so the bracket moves past it (else the same probe
+            # came back until the search gave up).
+            seg = replace(seg, lam_lo=lam, lam_hi=lam, exit_sets=None, entry_sets=None)
         verdict, candidate = judge(seg)
         flat = _flat_run(flat, seg) if verdict == NEIGHBOURS else None
         if verdict == STOP:
