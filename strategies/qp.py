@@ -67,6 +67,9 @@ class QPSolution:
     #: sets the weights are w₀ + λw₁ and the budget multiplier ν₀ + λν₁ for every λ (the
     #: frontier piece through this optimum, without solving for it again).
     pieces: Pieces | None = None
+    #: Not an optimum: a feasible start for the primal method (the best iterate of
+    #: primal-dual iterations that cycled, ``best_on_failure``).
+    start_only: bool = False
 
 
 def check_bounds(lower: np.ndarray, upper: np.ndarray, symbols: Sequence[str]) -> None:
@@ -258,14 +261,19 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                             max_joining: int | None = None,
                             first: tuple[np.ndarray, np.ndarray] | None = None,
                             settle: int = 0,
-                            ray: Ray | None = None) -> QPSolution | None:
-    """HIK primal-dual active-set iterations; None if they cycle or stall. ``max_joining``
+                            ray: Ray | None = None,
+                            best_on_failure: bool = False) -> QPSolution | None:
+    """HIK primal-dual active-set iterations; None if they cycle or stall (but see
+    ``best_on_failure``). ``max_joining``
     caps the assets one iteration frees (see ``qp_regularized.GUESS_MAX_JOINING``);
     ``first`` is the first iteration's (w, z) when the caller has it (see ``solve_qp``).
     ``settle`` > 0 (a continuation step, whose answer is only the next step's start):
     once an iteration changes at most that many bounds, stop with the new sets and the
     last weights made feasible for them, instead of solving once more to confirm.
-    ``ray``: see ``solve_qp``."""
+    ``ray``: see ``solve_qp``. ``best_on_failure`` (budget Σw = 1): when the iterations
+    cycle or run out, return the iterate whose sets were changing least, made feasible
+    the same way, marked ``start_only`` (on a rank-deficient Σ the primal method then
+    finishes from ~250 assets in place instead of walking up from one)."""
     n = len(lin)
     fixed = lower >= upper
     movable, any_fixed = ~fixed, bool(np.count_nonzero(fixed))
@@ -276,6 +284,7 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     state = at_lo.tobytes() + at_hi.tobytes()
     seen: set[bytes] = set()
     solver = solver if solver is not None else FreeSetSolver(cov)
+    best: tuple[int, QPSolution] | None = None  # (bound changes, feasible start)
     for iteration in range(1, max_iterations + 1):
         factor = pieces = None
         if first is not None:
@@ -296,32 +305,43 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
             cap = max(max_joining, int(np.count_nonzero(free)))
             if joining.size > cap:
                 new_lo[joining[np.argsort(z[joining], kind="stable")[cap:]]] = True
+        changes = (int(np.count_nonzero(new_lo != at_lo))  # (counted only when used)
+                   + int(np.count_nonzero(new_hi != at_hi))) if settle or best_on_failure else 0
+        if best_on_failure and solver.unit_budget and (best is None or changes < best[0]):
+            start = _feasible_for(w, new_lo, new_hi, lower, upper)
+            if start is not None:
+                best = (changes, QPSolution(start, new_lo, new_hi, iteration, None,
+                                            start_only=True))
         key = new_lo.tobytes() + new_hi.tobytes()
         if key == state:
             if solver.unit_budget:
                 w = polish_weights(w, lower, upper, free)
             return QPSolution(w, at_lo, at_hi, iteration, factor, pieces)
-        if settle and solver.unit_budget and (int(np.count_nonzero(new_lo != at_lo))
-                                              + int(np.count_nonzero(new_hi != at_hi))
-                                              <= settle):
-            # Bound assets at their bounds, the budget residual spread over the assets
-            # still free (``polish_weights``): a feasible start for the new sets, unless
-            # their room cannot take it (then iterate on as usual).
-            moving = ~(new_lo | new_hi)
-            start = polish_weights(np.where(new_lo, lower, np.where(new_hi, upper, w)),
-                                   lower, upper, moving)
-            if (np.array_equal(start[new_lo], lower[new_lo])
-                    and np.array_equal(start[new_hi], upper[new_hi])
-                    and abs(float(start.sum()) - 1.0) <= WEIGHT_TOLERANCE):
+        if settle and solver.unit_budget and changes <= settle:
+            start = _feasible_for(w, new_lo, new_hi, lower, upper)
+            if start is not None:  # (else iterate on as usual)
                 return QPSolution(start, new_lo, new_hi, iteration, None)
         if np.count_nonzero(new_lo | new_hi) == n:  # keep one asset free for the budget
             keep = int(np.argmin(np.where(fixed, np.inf, np.abs(z))))
             new_lo[keep] = new_hi[keep] = False
             key = new_lo.tobytes() + new_hi.tobytes()
         if key in seen:
-            return None
+            return None if best is None else best[1]
         seen.add(key)
         at_lo, at_hi, state = new_lo, new_hi, key
+    return None if best is None else best[1]
+
+
+def _feasible_for(w: np.ndarray, at_lo: np.ndarray, at_hi: np.ndarray, lower: np.ndarray,
+                  upper: np.ndarray) -> np.ndarray | None:
+    """The weights made feasible for the sets (budget Σw = 1): the held assets at their
+    bounds, the budget residual spread over the free ones (``polish_weights``); None when
+    their room cannot take it."""
+    start = polish_weights(np.where(at_lo, lower, np.where(at_hi, upper, w)), lower, upper,
+                           ~(at_lo | at_hi))
+    if (np.array_equal(start[at_lo], lower[at_lo]) and np.array_equal(start[at_hi], upper[at_hi])
+            and abs(float(start.sum()) - 1.0) <= WEIGHT_TOLERANCE):
+        return start
     return None
 
 

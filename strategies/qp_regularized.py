@@ -68,7 +68,9 @@ def regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
             if start is None:
                 solver = _all_free_solver(cov, budget_row, rho * scale)
                 start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
-                                                solver)
+                                                solver, best_on_failure=True)
+                if start is not None and start.start_only:  # it cycled: the primal
+                    return start, False                     # method finishes from its best
         else:
             start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
                                             solver, LATER_STEP_MAX_ITERATIONS,

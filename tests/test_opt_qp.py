@@ -179,6 +179,33 @@ def test_primal_active_set_from_a_dense_start_deletes_from_its_factor_and_meets_
     assert_kkt(cov, lin, updated.weights, lower, upper)
 
 
+def test_solve_qp_rank_deficient_cycling_start_hands_its_best_iterate_to_the_primal_method(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # 120 assets' sample covariance of 60 days: the primal-dual iterations of the
+    # regularized start cycle from the guess and from all assets free. The iterate whose
+    # sets changed least, made feasible, starts the primal method (which used to walk up
+    # from a single asset); the optimum is the one that walk finds.
+    from strategies import qp
+    from strategies.covariance_repair import factor_covariance
+
+    rng = np.random.default_rng(1)
+    cov, chol = factor_covariance(np.cov((rng.normal(0.0, 0.01, (60, 120))
+                                          * rng.uniform(0.5, 2.0, 120)).T) * 252)
+    lin = np.zeros(120)  # minimum variance, capped at 10 %
+    lower, upper = np.zeros(120), np.full(120, 0.1)
+    starts = []
+    original = qp._primal_active_set
+    monkeypatch.setattr(qp, "_primal_active_set",
+                        lambda *args: starts.append(args[5]) or original(*args))
+    w = solve_qp(cov, lin, lower, upper, chol=chol).weights
+    assert len(starts) == 1 and starts[0].start_only  # the path this is about
+    assert np.count_nonzero(~(starts[0].at_lower | starts[0].at_upper)) > 40
+    tol = DUAL_RELATIVE_TOLERANCE * float(np.abs(np.diag(cov)).max())
+    from_vertex = original(cov, lin, lower, upper, tol)
+    np.testing.assert_allclose(w, from_vertex.weights, rtol=0, atol=1e-12)
+    assert_kkt(cov, lin, w, lower, upper)
+
+
 def test_primal_dual_and_primal_active_set_agree_on_kkt_point() -> None:
     cov, mu = random_problem(60, seed=8)
     lower, upper = np.zeros(60), np.full(60, 0.05)
