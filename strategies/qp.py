@@ -197,10 +197,10 @@ def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
     solver.remember(np.arange(n), chol, slot="all")
     none = np.zeros(n, bool)
     solution = _primal_dual_active_set(cov, zero, zero, unbounded, none, none.copy(), tol_z,
-                                       solver)
-    if solution is None:
-        return _primal_active_set(cov, zero, zero, unbounded, tol_z,
-                                  _best_excess_vertex(excess), excess)
+                                       solver, best_on_failure=True)
+    if solution is None or solution.start_only:  # cycled: the primal method finishes
+        start = _best_excess_vertex(excess) if solution is None else solution
+        return _primal_active_set(cov, zero, zero, unbounded, tol_z, start, excess)
     return solution
 
 
@@ -270,10 +270,11 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     ``settle`` > 0 (a continuation step, whose answer is only the next step's start):
     once an iteration changes at most that many bounds, stop with the new sets and the
     last weights made feasible for them, instead of solving once more to confirm.
-    ``ray``: see ``solve_qp``. ``best_on_failure`` (budget Σw = 1): when the iterations
-    cycle or run out, return the iterate whose sets were changing least, made feasible
-    the same way, marked ``start_only`` (on a rank-deficient Σ the primal method then
-    finishes from ~250 assets in place instead of walking up from one)."""
+    ``ray``: see ``solve_qp``. ``best_on_failure``: when the iterations cycle or run out,
+    return the iterate whose sets were changing least, made feasible the same way (or, in
+    the homogeneous max-Sharpe QP, scaled to its budget), marked ``start_only`` (on a
+    rank-deficient Σ the primal method then finishes from ~250 assets in place instead
+    of walking up from one)."""
     n = len(lin)
     fixed = lower >= upper
     movable, any_fixed = ~fixed, bool(np.count_nonzero(fixed))
@@ -307,8 +308,10 @@ def _primal_dual_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                 new_lo[joining[np.argsort(z[joining], kind="stable")[cap:]]] = True
         changes = (int(np.count_nonzero(new_lo != at_lo))  # (counted only when used)
                    + int(np.count_nonzero(new_hi != at_hi))) if settle or best_on_failure else 0
-        if best_on_failure and solver.unit_budget and (best is None or changes < best[0]):
-            start = _feasible_for(w, new_lo, new_hi, lower, upper)
+        if best_on_failure and (best is None or changes < best[0]):
+            start = (_feasible_for(w, new_lo, new_hi, lower, upper) if solver.unit_budget
+                     else _homogeneous_feasible_for(w, new_lo, new_hi, lower, upper,
+                                                    solver.budget_row))
             if start is not None:
                 best = (changes, QPSolution(start, new_lo, new_hi, iteration, None,
                                             start_only=True))
@@ -343,6 +346,19 @@ def _feasible_for(w: np.ndarray, at_lo: np.ndarray, at_hi: np.ndarray, lower: np
             and abs(float(start.sum()) - 1.0) <= WEIGHT_TOLERANCE):
         return start
     return None
+
+
+def _homogeneous_feasible_for(w: np.ndarray, at_lo: np.ndarray, at_hi: np.ndarray,
+                              lower: np.ndarray, upper: np.ndarray,
+                              row: np.ndarray) -> np.ndarray | None:
+    """``_feasible_for`` for the homogeneous max-Sharpe QP (aᵀy = 1, y ≥ 0, no upper
+    bound): the held assets at 0, the rest clipped at 0 and scaled to aᵀy = 1; None for
+    any other bounds, or when aᵀy is not positive."""
+    if lower.any() or np.isfinite(upper).any() or at_hi.any():
+        return None
+    y = np.maximum(np.where(at_lo, 0.0, w), 0.0)
+    scale = float(row @ y)
+    return y / scale if scale > 0.0 else None
 
 
 def _greedy_vertex(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,

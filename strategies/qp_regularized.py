@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from strategies.free_set import FreeSetSolver, factor_matrix
-from strategies.qp import PDAS_MAX_ITERATIONS, QPSolution, _primal_dual_active_set
+from strategies.qp import QPSolution, _primal_dual_active_set
 from strategies.qp_working_set import first_working_set
 
 # The box QP's continuation: its last step is Σ itself (ρ = 0). Started next to its answer
@@ -34,12 +34,12 @@ REGULARIZED_GUESS_ASSETS = 64
 # Iterations allowed to the guessed start before the all-free fallback (a start that does
 # not settle this fast tends to cycle to the full limit: a bounded worst case).
 GUESS_MAX_ITERATIONS = 12
-# Iterations allowed to the all-free start (budget Σw = 1, whose best iterate then starts
-# the primal method should it not settle). On rank-deficient covariances it cycled in 92
-# of 125 calls, and its best iterate after 24 iterations serves as well as after 60: 500
-# assets × 250 days, black_litterman 80 → 63 ms, min_variance 82–86 → 62–63 ms,
-# efficient_risk 110 → 91–94 ms, the other families unchanged (alternated runs). The
-# max-Sharpe QP (another budget row: no best iterate) keeps PDAS_MAX_ITERATIONS.
+# Iterations allowed to the all-free start, whose best iterate then starts the primal
+# method should it not settle. On rank-deficient covariances it cycled in 92 of 125 calls,
+# and its best iterate after 24 iterations serves as well as after 60: 500 assets × 250
+# days, black_litterman 80 → 63 ms, min_variance 82–86 → 62–63 ms, efficient_risk 110 →
+# 91–94 ms, uncapped max_sharpe 120–149 → 81–99 ms, the other families unchanged
+# (alternated runs).
 ALL_FREE_MAX_ITERATIONS = 24
 # Most assets one iteration of the guessed start may free (at least; else the free set's
 # size), the most negative multipliers first: from a 64-asset guess the first iteration
@@ -75,9 +75,8 @@ def regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
             if start is None:
                 solver = _all_free_solver(cov, budget_row, rho * scale)
                 start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
-                                                solver, ALL_FREE_MAX_ITERATIONS
-                                                if budget_row is None else
-                                                PDAS_MAX_ITERATIONS, best_on_failure=True)
+                                                solver, ALL_FREE_MAX_ITERATIONS,
+                                                best_on_failure=True)
                 if start is not None and start.start_only:  # it cycled: the primal
                     return start, False                     # method finishes from its best
         else:

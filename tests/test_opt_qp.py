@@ -206,6 +206,39 @@ def test_solve_qp_rank_deficient_cycling_start_hands_its_best_iterate_to_the_pri
     assert_kkt(cov, lin, w, lower, upper)
 
 
+def test_tangency_qp_rank_deficient_cycling_start_hands_its_best_iterate_to_the_primal_method(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The homogeneous max-Sharpe QP (excessᵀy = 1, y ≥ 0) on 100 assets' sample covariance
+    # of 50 days: its regularized start cycles from all assets free; the best iterate,
+    # scaled to the budget, starts the primal method. Its answer meets the QP's KKT
+    # conditions: y ≥ 0, excessᵀy = 1, Σy = ν·excess on the held assets' complement and
+    # ≥ it where y = 0 (ν = yᵀΣy).
+    from strategies import qp_regularized
+    from strategies.covariance_repair import factor_covariance
+    from strategies.qp import solve_tangency_qp
+
+    rng = np.random.default_rng(0)
+    returns = rng.normal(0.0, 0.01, (50, 100)) * rng.uniform(0.5, 2.0, 100)
+    cov, chol = factor_covariance(np.cov(returns.T) * 252)
+    excess = rng.uniform(-0.02, 0.15, 100)
+    ends = []
+    original = qp_regularized._primal_dual_active_set
+
+    def spy(*args: object, **kwargs: object) -> object:
+        result = original(*args, **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("best_on_failure"):
+            ends.append(result)
+        return result
+
+    monkeypatch.setattr(qp_regularized, "_primal_dual_active_set", spy)
+    y = solve_tangency_qp(cov, excess, chol).weights
+    assert len(ends) == 1 and ends[0].start_only  # the path this is about
+    assert (y >= 0).all() and abs(float(excess @ y) - 1.0) <= 1e-12
+    z = cov @ y - float(y @ cov @ y) * excess
+    tol = DUAL_RELATIVE_TOLERANCE * float(np.abs(np.diag(cov)).max())
+    assert np.abs(z[y > 0]).max() <= tol and z[y == 0].min() >= -tol
+
+
 def test_primal_dual_and_primal_active_set_agree_on_kkt_point() -> None:
     cov, mu = random_problem(60, seed=8)
     lower, upper = np.zeros(60), np.full(60, 0.05)
