@@ -61,9 +61,11 @@ def regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     guess — the REGULARIZED_GUESS_ASSETS assets with the smallest ½σᵢ² − cᵢ free, the
     rest at their lower bounds — so its solves factor small free sets; should it cycle,
     it starts again with every asset free from one factor of Σ + ρI, reused for
-    range-space solves (accuracy is immaterial here: the start only has to be feasible).
-    Also returns whether the last step, on Σ itself (ρ = 0), converged: its answer then
-    satisfies the KKT conditions the primal method would check, and is the optimum."""
+    range-space solves (accuracy is immaterial here: the start only has to be feasible);
+    should that cycle too (a rank-deficient Σ), its best iterate, ``start_only``, is the
+    start, without the later steps. Also returns whether the last step, on Σ itself
+    (ρ = 0), converged: its answer then satisfies the KKT conditions the primal method
+    would check, and is the optimum."""
     fixed = lower >= upper
     scale = float(np.mean(np.diag(cov)))
     best: QPSolution | None = None
