@@ -182,26 +182,25 @@ def solve_tangency_qp(cov: np.ndarray, excess: np.ndarray,
         return None
     tol_z = DUAL_RELATIVE_TOLERANCE * float(np.max(np.abs(np.diag(cov))))
     zero, unbounded = np.zeros(n), np.full(n, np.inf)
+    start: QPSolution | None = None  # the primal method's, when it has to finish
     if ill_conditioned(chol):  # as in solve_qp: a regularized start, then the primal method
         from strategies.qp_regularized import regularized_start  # imports this module
 
-        start, _ = regularized_start(cov, zero, zero, unbounded, tol_z, excess)
-        if start is None or start.weights.min() < -WEIGHT_TOLERANCE:
-            return _primal_active_set(cov, zero, zero, unbounded, tol_z,
-                                      _best_excess_vertex(excess), excess)
-        y = np.maximum(start.weights, 0.0)
-        start = QPSolution(y / float(excess @ y), start.at_lower, start.at_upper,
-                           start.iterations, start.free_factor)
-        return _primal_active_set(cov, zero, zero, unbounded, tol_z, start, excess)
-    solver = FreeSetSolver(cov, chol, budget_row=excess)
-    solver.remember(np.arange(n), chol, slot="all")
-    none = np.zeros(n, bool)
-    solution = _primal_dual_active_set(cov, zero, zero, unbounded, none, none.copy(), tol_z,
-                                       solver, best_on_failure=True)
-    if solution is None or solution.start_only:  # cycled: the primal method finishes
-        start = _best_excess_vertex(excess) if solution is None else solution
-        return _primal_active_set(cov, zero, zero, unbounded, tol_z, start, excess)
-    return solution
+        found, _ = regularized_start(cov, zero, zero, unbounded, tol_z, excess)
+        if found is not None and found.weights.min() >= -WEIGHT_TOLERANCE:
+            y = np.maximum(found.weights, 0.0)
+            start = QPSolution(y / float(excess @ y), found.at_lower, found.at_upper,
+                               found.iterations, found.free_factor)
+    else:
+        solver = FreeSetSolver(cov, chol, budget_row=excess)
+        solver.remember(np.arange(n), chol, slot="all")
+        none = np.zeros(n, bool)
+        start = _primal_dual_active_set(cov, zero, zero, unbounded, none, none.copy(), tol_z,
+                                        solver, best_on_failure=True)
+        if start is not None and not start.start_only:
+            return start  # converged
+    return _primal_active_set(cov, zero, zero, unbounded, tol_z,
+                              _best_excess_vertex(excess) if start is None else start, excess)
 
 
 def _best_excess_vertex(excess: np.ndarray) -> QPSolution:
