@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.optimize import minimize
 from test_opt_qp import random_problem
 
+import strategies
 from strategies.base import StrategyError
+from strategies.estimators import EstimatorSettings
 from strategies.frontier import efficient_risk_weights, max_feasible_return, max_sharpe_weights
 from strategies.qp import solve_qp
 
@@ -154,10 +157,6 @@ def _near_copy_estimate(n: int, days: int, seed: int) -> tuple[np.ndarray, np.nd
     """Annual μ and the repaired sample Σ of ``days`` returns of n assets, the second half
     near-copies (σ_diff 1e-7/day) of the first half's 5-factor returns (the benchmark's
     near-singular family, same draws)."""
-    import pandas as pd
-
-    from strategies.estimators import EstimatorSettings
-
     rng = np.random.default_rng(seed + n + len("near_singular"))
     drift = rng.uniform(0.0, 0.15, n) / 252
     half = n // 2
@@ -167,9 +166,7 @@ def _near_copy_estimate(n: int, days: int, seed: int) -> tuple[np.ndarray, np.nd
     idio = rng.uniform(0.005, 0.02, n - half)
     base = factors @ loadings.T + rng.normal(0.0, 1.0, (days, n - half)) * idio
     rets = np.hstack([base, base[:, :half] + rng.normal(0.0, 1e-7, (days, half))]) + drift
-    prices = pd.DataFrame(100.0 * np.vstack([np.ones(n), np.cumprod(1.0 + rets, axis=0)]),
-                          index=pd.bdate_range("2019-01-02", periods=days + 1))
-    est = EstimatorSettings(lookback_days=days).estimate(prices)
+    est = EstimatorSettings(lookback_days=days).estimate(_frame(rets))
     return est.mu, est.cov
 
 
@@ -187,23 +184,24 @@ def test_max_sharpe_adjacent_flat_pieces_converges_to_best_scan() -> None:
     assert sharpe(w, mu, cov, 0.0) >= scan - 1e-12
 
 
+def _frame(returns: np.ndarray) -> pd.DataFrame:
+    """Closes from 100 of a days × assets array of simple returns."""
+    days, n = returns.shape
+    return pd.DataFrame(100.0 * np.vstack([np.ones(n), np.cumprod(1.0 + returns, axis=0)]),
+                        index=pd.bdate_range("2019-01-02", periods=days + 1),
+                        columns=[f"A{i:03d}" for i in range(n)])
+
+
 def test_max_sharpe_on_half_as_many_days_as_assets_answers_and_beats_the_frontier() -> None:
     """100 assets' sample covariance of 50 days (rank 49, repaired): the homogeneous QP's
     primal-dual iterations and its regularized start both cycle, and the fallback walk of
     the frontier used to give up ("efficient-frontier search did not converge", the cycle
-    then held). The primal method from the best asset's vertex answers; the answer's
-    Sharpe ratio beats every point of a scan of the frontier (it is the tangency)."""
-    import pandas as pd
-
-    import strategies
-    from strategies.estimators import EstimatorSettings
-
+    then held). The primal method now finishes the QP (from the cycling run's best
+    iterate, else the best asset's vertex); the answer's Sharpe ratio beats every point of
+    a scan of the frontier (it is the tangency)."""
     rng = np.random.default_rng(5)
-    returns = (rng.normal(0.0, 0.01, (50, 100)) * rng.uniform(0.5, 2.0, 100)
-               + rng.uniform(0.0, 0.0008, 100))
-    prices = pd.DataFrame(100.0 * np.vstack([np.ones(100), np.cumprod(1.0 + returns, axis=0)]),
-                          index=pd.bdate_range("2019-01-02", periods=51),
-                          columns=[f"A{i:03d}" for i in range(100)])
+    prices = _frame(rng.normal(0.0, 0.01, (50, 100)) * rng.uniform(0.5, 2.0, 100)
+                    + rng.uniform(0.0, 0.0008, 100))
     w = strategies.create("max_sharpe", lookback_days=50).target_weights(prices).to_numpy()
     est = EstimatorSettings(lookback_days=50).estimate(prices, True)
     lower, upper = np.zeros(100), np.ones(100)
@@ -213,15 +211,6 @@ def test_max_sharpe_on_half_as_many_days_as_assets_answers_and_beats_the_frontie
     assert sharpe(w, est.mu, est.cov, 0.0) >= scan * (1 - 1e-9)
 
 
-def _frame(returns: np.ndarray):  # type: ignore[no-untyped-def]
-    import pandas as pd
-
-    days, n = returns.shape
-    return pd.DataFrame(100.0 * np.vstack([np.ones(n), np.cumprod(1.0 + returns, axis=0)]),
-                        index=pd.bdate_range("2019-01-02", periods=days + 1),
-                        columns=[f"A{i:03d}" for i in range(n)])
-
-
 def test_max_sharpe_capped_on_half_as_many_days_as_assets_walks_to_the_tangency() -> None:
     """Caps make max_sharpe walk the frontier. On 60 assets' sample covariance of 30 days
     the whole frontier lies below λ = 1e-11, and to rounding a probe's piece can miss the
@@ -229,9 +218,6 @@ def test_max_sharpe_capped_on_half_as_many_days_as_assets_walks_to_the_tangency(
     Such a piece is now judged at the probe's own point, and the bracket on λ closes to
     1e-12 relative (closed to 1e-12 absolute, it stopped 0.25 % short of the best Sharpe
     ratio here, 11 % on 500 assets). The answer beats a fine scan of the frontier."""
-    import strategies
-    from strategies.estimators import EstimatorSettings
-
     rng = np.random.default_rng(3)
     prices = _frame(rng.normal(0.0, 0.01, (30, 60)) * rng.uniform(0.5, 2.0, 60)
                     + rng.uniform(0.0, 0.0008, 60))
@@ -250,9 +236,6 @@ def test_efficient_risk_on_exact_duplicates_reaches_the_target_volatility() -> N
     that missed the probe (rounding) was judged as if it held it, and the walk stopped
     on a portfolio of 8.4 % volatility for a 15 % target (a lower return than the
     frontier's at 15 %). Such a piece is now judged at the probe's own point."""
-    import strategies
-    from strategies.estimators import EstimatorSettings
-
     rng = np.random.default_rng(2500)
     drift = rng.uniform(0.0, 0.0006, 500)
     returns = rng.normal(0.0, 0.01, (252, 500)) + drift
