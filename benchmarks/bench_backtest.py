@@ -201,5 +201,6 @@ def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ordered = sorted(rows, key=lambda r: r["backtest_secs"])
     return ordered[(len(ordered) - 1) // 2]
 
+
 if __name__ == "__main__":
     main()
