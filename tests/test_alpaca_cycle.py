@@ -178,7 +178,7 @@ def test_once_alpaca_data_outage_fails_cycle_cleanly_without_orders(
     fake: FakeAlpaca, write_config: Any
 ) -> None:
     fake.fail_next(1000, 503, path_prefix="/v2/stocks/bars")
-    config = alpaca_config(write_config, fake, retry_budget_secs=1.0)
+    config = alpaca_config(write_config, fake, retry_budget_secs=0.3)
     proc = run_cli_in_process("once", "--config", str(config), env=KEYS_ENV)
     failed = [e for e in json_lines(proc.stdout) if e["event"] == "cycle_failed"]
     assert proc.returncode == 1

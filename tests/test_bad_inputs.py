@@ -236,7 +236,7 @@ def test_once_bad_venue_answer_ends_cleanly_with_no_order(write_config, prefix, 
                                                           fragments):
     with _fake() as fake:
         fake.answer_next(prefix, payload, count=count)
-        config = alpaca_config(write_config, fake, retry_budget_secs=1.0)
+        config = alpaca_config(write_config, fake, retry_budget_secs=0.3)
         result = invoke("once", "--config", str(config), env=KEYS_ENV)
         assert fake.order_posts() == []
         assert fake.errors == []

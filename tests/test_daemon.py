@@ -61,7 +61,7 @@ def _start_daemon(config: Path, extra_env: dict[str, str] | None = None) -> subp
 
 
 def test_daemon_sigterm_lets_running_cycle_finish_and_exits_0(tmp_path, write_config):
-    config = write_config({"faults": {"enabled": True, "pause_after_submit_secs": 0.15}})
+    config = write_config({"faults": {"enabled": True, "pause_after_submit_secs": 0.08}})
     proc = _start_daemon(config)
     before = read_events_until(proc, "order_submitted", timeout_secs=60)
     proc.send_signal(signal.SIGTERM)
@@ -80,10 +80,12 @@ def test_daemon_sigterm_lets_running_cycle_finish_and_exits_0(tmp_path, write_co
 
 def test_daemon_sigkill_mid_cycle_restart_sends_no_order_twice_and_converges(tmp_path,
                                                                           write_config):
+    # the pause is the window the kill must land in (the test reads the first order's
+    # event, then kills): long enough for a loaded host to react
     paused = write_config({"schedule": {"interval_secs": 0.2},
-                           "faults": {"enabled": True, "pause_after_submit_secs": 1.0}},
+                           "faults": {"enabled": True, "pause_after_submit_secs": 0.5}},
                           name="paused.toml")
-    config = write_config({"schedule": {"interval_secs": 0.2}})
+    config = write_config()
     proc = _start_daemon(paused)
     first = read_events_until(proc, "order_submitted", timeout_secs=60)
     proc.send_signal(signal.SIGKILL)  # after intents are journaled, before all are sent

@@ -185,7 +185,8 @@ def test_daemon_replay_end_stops_once_with_exit_0(tmp_path, write_config):
     prices.write_text("\n".join(rows) + "\n")
     last_day = rows[-1].split(",")[0]
     config = write_config({"sim": {"prices": str(prices), "replay_start": date(2006, 1, 3)},
-                           "risk": {"max_var": None}})
+                           "risk": {"max_var": None},
+                           "schedule": {"interval_secs": 0.01, "run_at_start": True}})
     proc = run_cli("run", "--config", str(config))  # no --max-cycles: it must stop by itself
     assert proc.returncode == 0, proc.stderr
     events = json_lines(proc.stdout)

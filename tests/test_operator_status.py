@@ -128,7 +128,7 @@ def test_health_after_cycles_stop_flips_to_1_naming_last_success(write_config):
     deadline = time.monotonic() + 60
     verdict = run_cli_in_process("health", "--config", str(config))
     while verdict.returncode == 0 and time.monotonic() < deadline:
-        time.sleep(0.3)
+        time.sleep(0.1)
         verdict = run_cli_in_process("health", "--config", str(config))
     assert verdict.returncode == 1
     assert "last success at" in verdict.stderr and "no daemon running" in verdict.stderr
