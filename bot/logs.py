@@ -16,7 +16,9 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, MutableMapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Literal, TextIO
 
 SECRET_ENV_VARS = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "ALLOCBOT_STATUS_TOKEN")
@@ -83,6 +85,92 @@ class SecretRedactor:
         return {k: self._field(k, v) for k, v in event_dict.items()}
 
 
+class RepeatedWarnings:
+    """Processor for batch runs (a backtest's thousands of cycles): each warning event is
+    written its first ``written`` times and only counted after that, so a risk limit that
+    binds at every rebalance writes three lines, not one per cycle. ``repeats()`` gives what
+    was not written, for the run's closing ``warnings_repeated`` event."""
+
+    def __init__(self, written: int = 3) -> None:
+        from structlog import DropEvent  # (imported with the logging setup, not before)
+
+        self.written = written
+        self.counts: dict[str, int] = {}
+        self._drop = DropEvent
+
+    def __call__(self, logger: Any, method: str,
+                 event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if method in ("warning", "warn"):
+            event = str(event_dict.get("event"))
+            seen = self.counts[event] = self.counts.get(event, 0) + 1
+            if seen > self.written:
+                raise self._drop
+        return event_dict
+
+    def repeats(self) -> dict[str, int]:
+        """Event name → warnings counted but not written."""
+        return {event: seen - self.written for event, seen in sorted(self.counts.items())
+                if seen > self.written}
+
+
+# The counts of the trial running in this thread (``counted_trial_events``), else None.
+_trial_counts: ContextVar[dict[str, int] | None] = ContextVar("allocbot_trial_counts",
+                                                               default=None)
+
+
+class TrialEvents:
+    """Processor for a sweep's processes: a warning or error a trial's backtest logs is
+    counted (``counted_trial_events``) and not written; a sweep's hundreds of backtests
+    would write a line per cycle each. Events outside a trial pass."""
+
+    def __init__(self) -> None:
+        from structlog import DropEvent  # (imported with the logging setup, not before)
+
+        self._drop = DropEvent
+
+    def __call__(self, logger: Any, method: str,
+                 event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        counts = _trial_counts.get()
+        if counts is not None and method in ("warning", "warn", "error", "exception",
+                                             "critical"):
+            event = str(event_dict.get("event"))
+            counts[event] = counts.get(event, 0) + 1
+            raise self._drop
+        return event_dict
+
+
+@contextmanager
+def counted_trial_events() -> Iterator[dict[str, int]]:
+    """The warning and error events logged in this block, by event name (``TrialEvents``
+    counts them; without it in the chain the dict stays empty and events are written)."""
+    counts: dict[str, int] = {}
+    token = _trial_counts.set(counts)
+    try:
+        yield counts
+    finally:
+        _trial_counts.reset(token)
+
+
+def backtest_repeats(level: str) -> RepeatedWarnings | None:
+    """The repeat limit of a backtest logging at ``level``: on at "warning" (the default),
+    off when the user asked for every event ("info", "debug")."""
+    return RepeatedWarnings() if level.lower() == "warning" else None
+
+
+def log_repeated_warnings(repeats: RepeatedWarnings | None) -> None:
+    """A batch run's closing ``warnings_repeated`` event, when a warning was counted but not
+    written."""
+    counts = repeats.repeats() if repeats is not None else {}
+    if repeats is None or not counts:
+        return
+    import structlog
+
+    structlog.get_logger("allocbot.backtest").warning(
+        "warnings_repeated", not_written=counts, written_each=repeats.written,
+        note='each was written the first times only; [backtest] log_level = "info" '
+             'writes every event')
+
+
 MONEY_FIELD_PATTERN = re.compile(
     r"(equity|cash|notional|commission|price|value|pnl|buying_power|needed)", re.I)
 FRACTION_FIELD_PATTERN = re.compile(r"(weights?|fraction|ratio)$", re.I)  # cash_weight: no money
@@ -145,6 +233,7 @@ def configure_logging(
     stream: TextIO | None = None,
     taps: Sequence[Any] | None = None,
     extra_secrets: Iterable[str] | None = None,
+    drops: Sequence[Any] = (),
 ) -> None:
     """Configure structlog and stdlib logging once per process (done by the CLI).
 
@@ -153,6 +242,8 @@ def configure_logging(
     raise. ``extra_secrets`` are more strings to mask (alert URLs from the config file).
     Left as None, both keep what an earlier call installed, so a later re-configuration
     (``fail`` moving logs to stderr) neither detaches monitoring nor unmasks a secret.
+    ``drops`` are processors that may drop an event (``RepeatedWarnings``, ``TrialEvents``:
+    batch runs only); they run first, so a dropped event costs nothing more.
 
     structlog is imported here, not at module level: the read-only commands (status,
     health) never configure logging and stay fast without it.
@@ -183,6 +274,7 @@ def configure_logging(
     )
     structlog.configure(
         processors=[
+            *drops,
             *shared,
             *taps,
             structlog.stdlib.PositionalArgumentsFormatter(),

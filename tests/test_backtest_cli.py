@@ -92,3 +92,30 @@ def test_benchmark_default_is_sixty_forty_with_spy_and_a_bond_else_equal_weight(
     prices = random_walk_prices(list(universe), 5)
     weights = benchmark_strategy(None, universe).target_weights(prices)
     assert {s: w for s, w in weights.items() if w > 0} == pytest.approx(expected)
+
+
+def _events(stderr: str, name: str) -> list[dict]:
+    return [e for e in map(json.loads, stderr.splitlines()) if e.get("event") == name]
+
+
+def test_backtest_warning_of_every_cycle_written_three_times_then_counted(write_config,
+                                                                         tmp_path):
+    """A risk limit that binds at every rebalance: at the default level its warning is
+    written thrice and the rest counted in one closing event; at "info" every one is
+    written, as many as were counted."""
+    tight = {"strategy": {"name": "momentum", "params": {"k": 2, "lookback": 60}},
+             "risk": {"max_var": 0.005}, "backtest": {"start": "2024-10-01"}}
+    quiet = run_cli_in_process("backtest", "--config", str(write_config(tight)),
+                               "--out", str(tmp_path / "quiet"))
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert len(_events(quiet.stderr, "risk_limited")) == 3
+    [closing] = _events(quiet.stderr, "warnings_repeated")
+    not_written = closing["not_written"]["risk_limited"]
+    assert not_written > 3 and closing["written_each"] == 3
+
+    loud = run_cli_in_process("backtest", "--config", str(write_config(
+        {**tight, "backtest": {**tight["backtest"], "log_level": "info"}}, name="loud.toml")),
+        "--out", str(tmp_path / "loud"))
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    assert len(_events(loud.stderr, "risk_limited")) == 3 + not_written
+    assert _events(loud.stderr, "warnings_repeated") == []

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bot.logs import TrialEvents, configure_logging
 from bot.research.results import best_trial, run_best
 from bot.research.space import apply_params, load_space
 from bot.research.study import (
@@ -99,17 +100,34 @@ def dask_client():  # one test uses it: closed right after it, not idling to the
         yield client
 
 
-def test_sweep_dask_two_workers_same_trials_and_best_as_one_job(inputs, tmp_path, dask_client):
-    config, space = inputs
+def test_sweep_dask_two_workers_same_trials_best_and_warning_counts_as_one_job(
+        inputs, tmp_path, dask_client, capfd):
+    """Also: a risk limit binding at every cycle of every trial is counted the same in the
+    driver and in the workers' processes, and not one of its warnings is written (spawned
+    workers once wrote them to stdout in structlog's default format)."""
+    _, space = inputs
+    prices = Path(str(inputs[0])).parent / "prices.csv"
+    config = write_config(tmp_path, prices, risk={"lookback_days": 20, "max_var": 0.002})
+    configure_logging("json", "info", sys.stderr, drops=[TrialEvents()])  # as the CLI does
     # two batches of 3, each spread over both workers
-    one = _sweep(config, space, tmp_path / "one", trials=6, jobs=1, seed=5, batch_size=3)
-    on_dask = _sweep(config, space, tmp_path / "dask", trials=6, dask=dask_client, seed=5,
-                     batch_size=3)
+    one, one_events = _sweep_events(config, space, tmp_path / "one", trials=6, jobs=1, seed=5,
+                                    batch_size=3)
+    on_dask, dask_events = _sweep_events(config, space, tmp_path / "dask", trials=6,
+                                         dask=dask_client, seed=5, batch_size=3)
     assert len(one) == 6
     assert _signature(on_dask) == _signature(one)
     best = max((r for r in one if r.outcome == "complete"), key=lambda r: r.value)
     best_dask = max((r for r in on_dask if r.outcome == "complete"), key=lambda r: r.value)
     assert best_dask.params == best.params and best_dask.slot == best.slot
+    assert one_events["risk_limited"] > 6 and dask_events == one_events
+    written = capfd.readouterr()
+    assert "risk_limited" not in written.out + written.err
+
+
+def _sweep_events(config: Path, space: Path, out: Path, **kw) -> tuple[list, dict[str, int]]:
+    options = SweepOptions(config, space, out, **kw)
+    study, clock = run_sweep(options, prepare(options, load_space(space)))
+    return finished_trials(study), clock.trial_events
 
 
 def _journal_trials(out: Path) -> list:

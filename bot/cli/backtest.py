@@ -11,7 +11,7 @@ import click
 
 from bot.cli.startup import config_option, fail_on, load
 from bot.errors import AllocbotError
-from bot.logs import configure_logging
+from bot.logs import backtest_repeats, configure_logging, log_repeated_warnings
 
 
 @click.command()
@@ -39,7 +39,8 @@ def backtest(config_path: Path, prices_path: Path | None, start: Any, end: Any,
 
     cfg = load(config_path, logs_to_stderr=True)
     level = cfg.backtest.log_level
-    configure_logging(cfg.bot.log_format, level, sys.stderr)
+    repeats = backtest_repeats(level)  # a warning of every cycle: written thrice, then counted
+    configure_logging(cfg.bot.log_format, level, sys.stderr, drops=[repeats] if repeats else ())
     # filtered levels cost nothing per call (thousands of cycles log below the level); no
     # logger caching: a cached module logger would keep this configuration for good
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(
@@ -51,3 +52,4 @@ def backtest(config_path: Path, prices_path: Path | None, start: Any, end: Any,
                     show_progress=sys.stdout.isatty())
     except AllocbotError as exc:
         fail_on(exc)
+    log_repeated_warnings(repeats)

@@ -15,7 +15,13 @@ import click
 
 from bot.cli.startup import config_option, fail_on, load
 from bot.errors import AllocbotError, ConfigError
-from bot.logs import configure_logging
+from bot.logs import (
+    TrialEvents,
+    backtest_repeats,
+    configure_logging,
+    counted_trial_events,
+    log_repeated_warnings,
+)
 
 
 @contextmanager
@@ -81,7 +87,9 @@ def sweep(config_path: Path, space_path: Path, trials: int | None, jobs: int | N
     from bot.research.sweep_report import write_sweep_report
 
     cfg = load(config_path, logs_to_stderr=True)
-    configure_logging(cfg.bot.log_format, "info", sys.stderr)
+    # the trials' warnings and errors (a line per cycle of hundreds of backtests) are
+    # counted, not written, wherever the trials run; one trial_warnings event sums them
+    configure_logging(cfg.bot.log_format, "info", sys.stderr, drops=[TrialEvents()])
     tty = sys.stderr.isatty()  # a bar on a terminal, JSON lines otherwise
     driver_log_levels(cfg.backtest.log_level, "warning" if tty else "info")
     if jobs is not None and dask_address is not None:
@@ -95,15 +103,31 @@ def sweep(config_path: Path, space_path: Path, trials: int | None, jobs: int | N
         space = load_space(space_path)
         inputs = prepare(options, space)
         with _progress(tty) as on_batch:
-            study, _ = run_sweep(options, inputs, on_batch)
-        summary = finish_sweep(out_dir, inputs, finished_trials(study), holdout is not None, wf)
-        write_sweep_report(out_dir, summary, space, study, inputs.settings)
+            study, clock = run_sweep(options, inputs, on_batch)
+        with counted_trial_events() as reruns:  # the best config's backtests, as trials'
+            summary = finish_sweep(out_dir, inputs, finished_trials(study), holdout is not None,
+                                   wf)
+            write_sweep_report(out_dir, summary, space, study, inputs.settings)
+        _log_trial_events(clock.trial_events, reruns)
     except AllocbotError as exc:
         fail_on(exc)
     except KeyboardInterrupt:
         click.echo(f"allocbot: interrupted; `--resume --out {out_dir}` continues", err=True)
         sys.exit(130)
     _print_sweep(summary, out_dir)
+
+
+def _log_trial_events(trials: dict[str, int], reruns: dict[str, int]) -> None:
+    """The sweep's ``trial_warnings``: the warning and error events its trials' backtests
+    and the best config's re-runs logged, counted instead of written."""
+    counts = {e: trials.get(e, 0) + reruns.get(e, 0) for e in sorted({*trials, *reruns})}
+    if counts:
+        import structlog
+
+        structlog.get_logger("allocbot.research").warning(
+            "trial_warnings", counts=counts,
+            note="summed over this run's trials and the best config's re-runs, not written "
+                 "one by one; `allocbot backtest --config best.toml` writes them")
 
 
 def _print_sweep(summary: Any, out_dir: Path) -> None:
@@ -139,12 +163,15 @@ def compare(specs: tuple[str, ...], config_path: Path, out_dir: Path) -> None:
 
     cfg = load(config_path, logs_to_stderr=True)
     driver_level = cfg.backtest.log_level
-    configure_logging(cfg.bot.log_format, driver_level, sys.stderr)
+    repeats = backtest_repeats(driver_level)
+    configure_logging(cfg.bot.log_format, driver_level, sys.stderr,
+                      drops=[repeats] if repeats else ())
     try:
         parsed = [parse_spec(s) for s in specs]
         result = run_compare(cfg, parsed, out_dir)
     except AllocbotError as exc:
         fail_on(exc)
+    log_repeated_warnings(repeats)
     console = Console()
     console.print(compare_table(result))
     console.print(f"wrote compare.csv, report.html to {out_dir}")

@@ -10,7 +10,7 @@ import logging
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -164,7 +164,8 @@ class SweepClock:
     """Where a run's wall time went, in seconds (``benchmarks/bench_sweep.py`` prints it):
     starting the runner, opening and planning the study, asking the batches (workers run
     the first chunks meanwhile), waiting for the rest of each batch, the tells and the
-    journal flushes. ``backtest_secs`` sums the trials' own backtest times (in workers)."""
+    journal flushes. ``backtest_secs`` sums the trials' own backtest times (in workers);
+    ``trial_events`` the warning and error events the trials counted (``TrialOutcome``)."""
 
     start_secs: float = 0.0
     open_secs: float = 0.0
@@ -174,6 +175,7 @@ class SweepClock:
     flush_secs: float = 0.0
     backtest_secs: float = 0.0
     trials: int = 0
+    trial_events: dict[str, int] = field(default_factory=dict)
 
 
 def run_sweep(options: SweepOptions, inputs: SweepInputs, on_batch: OnBatch | None = None
@@ -248,6 +250,8 @@ def _run_batch(study: Any, options: SweepOptions, inputs: SweepInputs, runner: T
         _save_returns(options.out_dir, outcome)
         tell_outcome(study, trial, outcome, space)
         clock.backtest_secs += outcome.backtest_secs
+        for event, count in outcome.events.items():
+            clock.trial_events[event] = clock.trial_events.get(event, 0) + count
     lap, mark = _lap(mark)
     clock.tell_secs += lap
     flush_journal(study)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from bot.backtest.setup import backtest_spec, run_configured
 from bot.backtest.walk_forward import WalkForward
 from bot.config import parse_config
 from bot.errors import AllocbotError
+from bot.logs import TrialEvents, counted_trial_events
 
 _worker_logs_quiet = False
 
@@ -53,14 +55,24 @@ class TrialOutcome:
     returns_start: pd.Timestamp | None
     error: str | None
     backtest_secs: float
+    #: warning and error events the backtest logged, by name (counted, not written)
+    events: dict[str, int] = field(default_factory=dict)
 
 
 def quiet_worker_logs(level: int = logging.WARNING) -> None:
-    """In a worker process: drop the backtest's per-cycle logs before they are formatted
-    (thousands per trial); once per process."""
+    """In a worker process (spawned: structlog unconfigured, its default prints to stdout):
+    drop the backtest's per-cycle logs below ``level`` before they are formatted
+    (thousands per trial), count the trials' warnings and errors (``TrialEvents``), and
+    write any other event as a JSON line on stderr; once per process. The stdlib logging
+    of the process (a Dask worker's own) is left alone."""
     global _worker_logs_quiet
     if not _worker_logs_quiet:
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+        structlog.configure(
+            processors=[TrialEvents(), structlog.processors.add_log_level,
+                        structlog.processors.TimeStamper(fmt="iso", utc=True),
+                        structlog.processors.JSONRenderer(default=str)],
+            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+            wrapper_class=structlog.make_filtering_bound_logger(level))
         _worker_logs_quiet = True
 
 
@@ -76,6 +88,12 @@ def json_number(value: Any) -> Any:
 def evaluate(prices: pd.DataFrame, task: TrialTask) -> TrialOutcome:
     """Validate the trial's config and backtest it; our own errors become the outcome."""
     started = time.perf_counter()
+    with counted_trial_events() as events:
+        outcome = _evaluate(prices, task, started)
+    return replace(outcome, events=dict(events))
+
+
+def _evaluate(prices: pd.DataFrame, task: TrialTask, started: float) -> TrialOutcome:
     try:
         cfg = parse_config(task.raw_config, task.base_dir)
         universe = tuple(str(c) for c in prices.columns)
