@@ -108,7 +108,10 @@ def test_backtest_warning_of_every_cycle_written_three_times_then_counted(write_
     quiet = run_cli_in_process("backtest", "--config", str(write_config(tight)),
                                "--out", str(tmp_path / "quiet"))
     assert quiet.returncode == 0, quiet.stderr[-2000:]
-    assert len(_events(quiet.stderr, "risk_limited")) == 3
+    written = _events(quiet.stderr, "risk_limited")
+    assert len(written) == 3
+    # each says which replayed day it is about (its timestamp is the wall clock's)
+    assert all("2024-10-01" <= e["asof"] <= "2024-12-31" for e in written)
     [closing] = _events(quiet.stderr, "warnings_repeated")
     not_written = closing["not_written"]["risk_limited"]
     assert not_written > 3 and closing["written_each"] == 3

@@ -108,15 +108,23 @@ def _failed(ctx: CycleContext, cycle_id: str, error: str) -> CycleResult:
 
 
 def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
-    broker, journal, s = ctx.broker, ctx.journal, ctx.settings
     # 1. clock
-    clock = broker.clock()
+    clock = ctx.broker.clock()
     asof = clock.now.astimezone(EXCHANGE_TZ).date()
-    journal.set_cycle_asof(cycle_id, asof)
+    ctx.journal.set_cycle_asof(cycle_id, asof)
     if not clock.is_open:
         log.info("market_closed", now=clock.now.isoformat(),
                  next_open=clock.next_open.isoformat() if clock.next_open else None)
         return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {"reason": "market_closed"})
+    # the exchange date on every later line of the cycle (a backtest's warnings then say
+    # which day they are about; its timestamps are the wall clock's)
+    with structlog.contextvars.bound_contextvars(asof=asof.isoformat()):
+        return _open_market_steps(ctx, cycle_id, asof)
+
+
+def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleResult:
+    """Steps 2–8 of a cycle on a trading day."""
+    broker, journal, s = ctx.broker, ctx.journal, ctx.settings
     reconcile(broker, journal, s.order_prefix, repair_fills=not ctx.fills_verified)
     ctx.fills_verified = True
     still_open = [i.client_order_id for i in journal.open_intents()]
