@@ -8,6 +8,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from structlog.testing import capture_logs
 
 import strategies
 from bot.backtest.engine import BacktestSpec, run_backtest
@@ -90,6 +91,19 @@ def test_monthly_signal_recomputes_once_a_month_and_cuts_momentum_turnover():
     # targets themselves change only on the first trading day of a month
     days = pd.DatetimeIndex(results["monthly"].trades.date.unique())
     assert len(days) < len(pd.DatetimeIndex(results["daily"].trades.date.unique()))
+
+
+def test_every_n_sessions_beyond_the_steps_lookback_still_recomputes_every_n():
+    """every_sessions = 100 while the strategy and risk step look back 41 rows: the cycle
+    counts the sessions on a history that reaches back far enough (it once saw only its
+    41-row window, so the sessions since the signal never reached 100: one signal, ever)."""
+    prices = random_walk_prices(SYMBOLS, 500, seed=4)
+    spec = BacktestSpec(_settings(SignalSchedule(None, 100)), calendar="daily", costs=SimCosts(1, 0, 2))
+    with capture_logs() as logs:
+        result = run_backtest(prices, _momentum(), spec)
+    held = sum(1 for e in logs if e["event"] == "signal_held")
+    recomputed = len(result.cycles) - held
+    assert len(result.cycles) == 500 - 41 and recomputed == 5  # rows 0, 100, ..., 400
 
 
 def test_held_targets_survive_a_restart_and_a_strategy_change_recomputes(tmp_path):

@@ -143,7 +143,12 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
     lookback = max(ctx.strategy.lookback_days + 1, s.limits.lookback_days + 1, s.min_history_rows,
                    s.fallback.lookback_days + 1 if s.fallback else 0,
                    s.guards.move_lookback_days + 2 if s.guards.enabled else 0)
-    prices = broker.history(list(s.universe), lookback, asof)
+    # "every N sessions" counts the sessions since the last signal on the price index: the
+    # history must reach back N sessions even when the steps look back less (they get
+    # their own window; with N above it the strategy once never recomputed)
+    every = s.signal.every_sessions or 0
+    history = broker.history(list(s.universe), max(lookback, every + 1), asof)
+    prices = history.iloc[-lookback:] if len(history) > lookback else history
     last_prices = _planning_prices(prices, s.universe, positions)  # aligned to the universe
     if log.is_enabled_for(logging.INFO):
         log.info("data_loaded", rows=len(prices), symbols=len(prices.columns),
@@ -164,7 +169,8 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
     current = (pd.Series(held_values / equity, copy=False,
                          index=_index_of(tuple(s.universe[i] for i in held_at.tolist())))
                if equity > 0 else None)
-    checked = cycle_targets(ctx.strategy, s.fallback, journal, prices, asof, rules, current)
+    checked = cycle_targets(ctx.strategy, s.fallback, journal, prices, asof, rules, current,
+                            session_dates=history.index)
     if checked is None:
         return CycleResult(cycle_id, CycleStatus.HELD, asof,
                            {"held": True, "reason": "strategy_failed", "orders_planned": 0})

@@ -127,27 +127,59 @@ def _bad_memo(journal: Journal) -> StateError:
                                 '"strategy": key, "weights": {symbol: fraction}}')
 
 
+def _held_memo(journal: Journal, key: str, universe: tuple[str, ...]
+               ) -> tuple[date, dict[str, Any]] | None:
+    """The journal's last signal (its date and its non-zero weights by symbol) when it is
+    the strategy ``key``'s and names only universe symbols; else None (recompute)."""
+    memo = journal.meta_json(SIGNAL_KEY)
+    if memo is None:
+        return None
+    last, held = _memo_parts(journal, memo)
+    if memo["strategy"] != key or not _symbol_set(universe).issuperset(held):
+        return None
+    return last, held
+
+
+def _held_weights(journal: Journal, held: dict[str, Any], rules: TargetRules) -> pd.Series:
+    """The held signal's weights over the universe, excluded symbols at 0."""
+    weights = _memo_weights(journal, held, rules.universe)
+    for symbol in rules.excluded:
+        weights[symbol] = 0.0
+    return weights
+
+
+def held_signal(journal: Journal, strategy: Strategy, rules: TargetRules
+                ) -> tuple[date, pd.Series] | None:
+    """The last signal's date and the weights ``cycle_targets`` keeps until the next signal
+    day (before the risk step), or None when the next cycle recomputes whatever the day
+    (no signal yet, or another strategy's). The backtest's drift scan reads it."""
+    memo = _held_memo(journal, _strategy_key(strategy), rules.universe)
+    if memo is None:
+        return None
+    return memo[0], _held_weights(journal, memo[1], rules)
+
+
 def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journal,
                   prices: pd.DataFrame, asof: date, rules: TargetRules,
                   current_weights: pd.Series | None,
+                  session_dates: pd.Index | None = None,
                   ) -> tuple[pd.Series, RiskDecision, str] | None:
     """Today's strategy weights (recomputed on a signal day, else the journal's), the risk
     step's decision on them and the name of the strategy that produced them. When the
     strategy cannot compute (StrategyError) the configured ``fallback`` is used for this
     cycle (the strategy is asked again next cycle); with none, or if it fails too, None:
     hold, never trade on weights the strategy could not produce."""
-    memo = journal.meta_json(SIGNAL_KEY)
     key = _strategy_key(strategy)
+    memo = _held_memo(journal, key, rules.universe)
     if memo is not None:
-        last, held = _memo_parts(journal, memo)
-        sessions = (_sessions_after(prices.index, last)  # only "every N sessions" counts
+        last, held = memo
+        sessions = (_sessions_after(prices.index if session_dates is None else session_dates,
+                                    last)  # only "every N sessions" counts
                     if rules.signal.every_sessions is not None else 0)
-        if (memo["strategy"] == key and _symbol_set(rules.universe).issuperset(held)
-                and not is_signal_day(asof, last, rules.signal, sessions)):
-            weights = _memo_weights(journal, held, rules.universe)
-            for symbol in rules.excluded:
-                weights[symbol] = 0.0
-            log.info("signal_held", signal_asof=memo["asof"], schedule=rules.signal.describe())
+        if not is_signal_day(asof, last, rules.signal, sessions):
+            weights = _held_weights(journal, held, rules)
+            log.info("signal_held", signal_asof=last.isoformat(),
+                     schedule=rules.signal.describe())
             return weights, apply_risk_limits(weights, prices, rules.limits), strategy.name
     for candidate in (strategy, fallback):
         if candidate is None:
