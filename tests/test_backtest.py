@@ -6,7 +6,7 @@ Every run goes through ``cycle.run`` on an in-memory SimulatedBroker (no mocks).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import ClassVar
 
@@ -16,9 +16,11 @@ import pytest
 
 import strategies
 from bot.backtest.engine import BacktestInputError, BacktestSpec, run_backtest
+from bot.backtest.report import result_metrics
 from bot.backtest.schedule import calendar_rows
 from bot.core.rebalance import RebalancePolicy
 from bot.core.risk import RiskLimits
+from bot.core.signal import SignalSchedule
 from bot.engine.cycle import CycleSettings
 from brokers.sim.pricing import QTY_DECIMALS, SimCosts
 from tests.conftest import random_walk_prices
@@ -223,6 +225,51 @@ def test_backtest_drift_shortcut_with_a_binding_var_limit_equals_the_daily_cycle
     assert len(fast.cycles) < len(slow.cycles) * 0.9  # ... and the scan still skipped days
     assert np.array_equal(fast.equity, slow.equity)
     assert fast.trades.equals(slow.trades)
+    # the VaR backtest reads the VaR of every evening, a skipped day's included
+    assert _var_figures(fast) == _var_figures(slow)
+
+
+def _var_figures(result) -> dict:
+    return {k: v for k, v in result_metrics(result, 0.0).items() if k.startswith("var_")}
+
+
+@dataclass(frozen=True, slots=True)
+class Flaky(strategies.Strategy):
+    """Momentum that cannot compute in odd months (StrategyError: the cycle holds and asks
+    again the next day, until the month turns)."""
+
+    name: ClassVar[str] = "flaky_momentum"
+    lookback_days: int = 41
+
+    def target_weights(self, prices: pd.DataFrame,
+                       current_weights: pd.Series | None = None) -> pd.Series:
+        if prices.index[-1].month % 2:
+            raise strategies.StrategyError("no signal in odd months")
+        return strategies.create("momentum", k=2, lookback=40).target_weights(prices)
+
+
+@pytest.mark.parametrize("signal", [SignalSchedule("monthly"), SignalSchedule(None, 7)],
+                         ids=["monthly", "every_7"])
+@pytest.mark.parametrize("build", [lambda: strategies.create("momentum", k=2, lookback=40),
+                                   Flaky], ids=["momentum", "failing_in_odd_months"])
+def test_backtest_drift_scan_between_signal_days_equals_the_daily_cycle(signal, build):
+    """A price-dependent strategy recomputing on signal days only: between them the scan
+    runs a cycle only where a band, the VaR limit or the next signal day calls for one,
+    and the books, trades and VaR backtest equal running the cycle every day."""
+    prices = random_walk_prices(SYMBOLS, 300, seed=6)
+    settings = make_spec(costs=SimCosts(1, 0.5, 2)).settings
+    limits = RiskLimits(lookback_days=20, max_var=0.011)
+    spec = make_spec(costs=SimCosts(1, 0.5, 2), limits=limits)
+    spec = replace(spec, settings=replace(settings, limits=limits, signal=signal))
+    fast = run_backtest(prices, build(), spec)
+    slow = run_backtest(prices, build(), replace(spec, drift_scan=False))
+    assert fast.fast_drift and not slow.fast_drift
+    assert len(fast.cycles) < len(slow.cycles) * 0.8
+    scaled = sum(1 for c in slow.cycles if c.var is not None and abs(c.var - 0.011) < 1e-9)
+    assert scaled > 10  # the VaR limit binds on some days between signals
+    assert np.array_equal(fast.equity, slow.equity)
+    assert fast.trades.equals(slow.trades)
+    assert _var_figures(fast) == _var_figures(slow)
 
 
 def test_calendar_rows_monthly_picks_first_trading_day_of_each_month():

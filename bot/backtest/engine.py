@@ -23,13 +23,22 @@ import pandas as pd
 import structlog
 from threadpoolctl import threadpool_limits
 
-from bot.backtest.schedule import Calendar, calendar_rows, next_drift_row, var_breach_rows
+from bot.backtest.schedule import (
+    Calendar,
+    calendar_rows,
+    next_drift_row,
+    next_signal_row,
+    rolling_var,
+    var_breach_rows,
+)
 from bot.core.rebalance import buffered_targets
+from bot.core.risk import apply_risk_limits
+from bot.core.rounding import rounded_as_python
 from bot.engine import cycle
-from bot.engine.cycle import CycleContext, CycleSettings
+from bot.engine.cycle import VAR_FIGURE_DECIMALS, CycleContext, CycleSettings
 from bot.engine.memory_journal import MemoryJournal
 from bot.engine.statuses import CycleStatus
-from bot.engine.targets import risk_checked_targets
+from bot.engine.targets import TargetRules, held_signal, risk_checked_targets
 from bot.errors import InputDataError
 from brokers.base import EXCHANGE_TZ, validate_price_frame
 from brokers.sim.broker import SimulatedBroker
@@ -61,6 +70,9 @@ class BacktestSpec:
             Thousands of small solves gain nothing from threads and, on a busy 2-core host,
             lose 100× to oversubscription (risk_parity, 500 assets: 24 ms a call with 1
             thread, 2.5 s with 2; ``benchmarks/bench_backtest.py``).
+        drift_scan: with ``daily_drift``, run the cycle only on the days that can trade
+            (see ``static_targets_reason``); False runs it on every day, the reference the
+            scan is tested and benchmarked against.
     """
 
     settings: CycleSettings
@@ -71,6 +83,7 @@ class BacktestSpec:
     start: date | None = None
     end: date | None = None
     blas_threads: int | None = 1
+    drift_scan: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +116,20 @@ class BacktestResult:
     starting_cash: float
     fast_drift: bool
     elapsed_secs: float
+    #: the risk step's VaR on each day the drift scan ran no cycle, as that day's cycle
+    #: would have reported it (NaN on cycle days): the VaR backtest reads every day's
+    skipped_var: np.ndarray | None = None
+
+    def var_records(self) -> tuple[list[date], list[float | None]]:
+        """(day, ex-ante VaR) of every cycle and of every day the scan skipped: the VaR in
+        force each evening, whether or not a cycle ran (``metrics.ex_ante_var_1d``)."""
+        days = [c.day for c in self.cycles]
+        values: list[float | None] = [c.var for c in self.cycles]
+        if self.skipped_var is not None:
+            rows = np.flatnonzero(np.isfinite(self.skipped_var))
+            days = [*self.dates[rows].date, *days]  # a cycle's own figure comes last: it wins
+            values = [*self.skipped_var[rows].tolist(), *values]
+        return days, values
 
     def held_weights(self) -> np.ndarray:
         """qty × close / equity per day and symbol (fractions of equity; the rest is cash)."""
@@ -115,15 +142,20 @@ class BacktestResult:
 def static_targets_reason(strategy: Strategy, spec: BacktestSpec) -> str | None:
     """Why the event-driven drift scan cannot be used (None: it can).
 
-    It needs targets that no price can change: a strategy declaring
-    ``targets_are_static`` (``fixed``) and no drawdown halt (its equity peak is tracked by
-    every daily cycle). A VaR limit is allowed: the days on which it may scale the
-    targets are found beforehand (``var_breach_rows``) and get a full cycle.
+    It needs targets that no price can change between two cycles: a strategy declaring
+    ``targets_are_static`` (``fixed``), or one recomputing only on signal days (a
+    ``signal`` schedule other than daily: in between, the cycle keeps the journal's
+    signal, ``held_signal``, and every signal day gets a full cycle); and no drawdown halt
+    (its equity peak is tracked by every daily cycle). A VaR limit is allowed: the days on
+    which it may scale the targets are found beforehand (``var_breach_rows``) and get a
+    full cycle.
     """
     if spec.calendar != "daily_drift":
         return f"calendar {spec.calendar}"
-    if not strategy.targets_are_static:
-        return f"strategy {strategy.name!r} targets depend on prices"
+    if not spec.drift_scan:
+        return "drift_scan off"
+    if not strategy.targets_are_static and spec.settings.signal.frequency == "daily":
+        return f"strategy {strategy.name!r} recomputes its targets from prices every day"
     if spec.settings.max_drawdown is not None:
         return "max_drawdown is tracked by every daily cycle"
     return None
@@ -221,7 +253,7 @@ def run_backtest(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec,
     finally:
         broker.close()
         ctx.journal.close()
-    qty, cash, records = books
+    qty, cash, records, skipped_var = books
     equity = np.empty(len(dates))
     for lo, hi in _segments(qty, cash):
         equity[lo:hi] = _mark(closes[lo:hi], qty[lo], float(cash[lo]))
@@ -230,7 +262,7 @@ def run_backtest(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec,
     result = BacktestResult(dates, tuple(universe), equity, cash, qty, closes, trades,
                             tuple(records), limits.max_var, limits.confidence,
                             limits.horizon_days, spec.starting_cash, fast,
-                            time.perf_counter() - started)
+                            time.perf_counter() - started, skipped_var)
     log.info("backtest_finished", days=len(dates), cycles=len(records), trades=len(trades),
              equity=round(float(equity[-1]), 2), secs=round(result.elapsed_secs, 3))
     return result
@@ -238,8 +270,9 @@ def run_backtest(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec,
 
 def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
             history: np.ndarray, spec: BacktestSpec, fast: bool, progress: Progress | None
-            ) -> tuple[np.ndarray, np.ndarray, list[CycleRecord]]:
-    """Run the cycle on each check day; return held qty and cash per day, and the cycles.
+            ) -> tuple[np.ndarray, np.ndarray, list[CycleRecord], np.ndarray]:
+    """Run the cycle on each check day; return held qty and cash per day, the cycles, and
+    the VaR each day the drift scan skipped would have had from its cycle (NaN elsewhere).
     ``history`` holds every close up to the last day; its last ``len(dates)`` rows are the
     backtest's days."""
     closes = history[-len(dates):]
@@ -252,6 +285,11 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
     records: list[CycleRecord] = []
     targets: np.ndarray | None = None
     forced = np.zeros(0, dtype=np.int64)  # rows on which the VaR limit may act
+    signal_row: int | None = None  # the next signal day's row (held signals only)
+    held: date | None = None  # the signal date ``targets`` were built from
+    static = ctx.strategy.targets_are_static
+    skipped_var = np.full(n, np.nan)  # the VaR a cycle would have reported on a skipped day
+    span_var, span_first = np.zeros(0), 0  # the scan weights' VaR from row span_first on
     row, k = 0, 0
     while row < n:
         if fast and targets is not None:
@@ -259,11 +297,16 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
             k = int(np.searchsorted(forced, row))
             if k < len(forced) and (nxt is None or forced[k] < nxt):
                 nxt = int(forced[k])
+            if signal_row is not None and (nxt is None or signal_row < nxt):
+                nxt = signal_row
         else:
             k = int(np.searchsorted(scheduled, row))
             nxt = int(scheduled[k]) if k < len(scheduled) else None
         stop = n if nxt is None else nxt
         qty[row:stop], cash[row:stop] = qty_now, cash_now
+        if fast and targets is not None:  # (a cycle reports its VaR rounded to 6 decimals)
+            skipped_var[row:stop] = rounded_as_python(span_var[row - span_first:stop - span_first],
+                                                      VAR_FIGURE_DECIMALS)
         if nxt is None:
             break
         day = broker.advance_to(days[nxt])
@@ -272,28 +315,65 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
         if result.figures.get("orders_submitted", 0) or result.status is CycleStatus.FAILED:
             qty_now = broker.held_qty(universe)
             cash_now = broker.account().cash
-        if fast and targets is None and result.status is CycleStatus.FINISHED:
+        if fast and static and targets is None and result.status is CycleStatus.FINISHED:
             weights, targets = _static_targets(broker, ctx.strategy, ctx.settings, day)
-            forced = _var_rows(history, weights, ctx.settings, len(dates))
+            span_first = nxt + 1
+            span_var, forced = _span_var(history, weights, ctx.settings, n, span_first, n)
+        elif fast and not static:
+            signal = held_signal(ctx.journal, ctx.strategy, _rules(ctx.settings))
+            if signal is None:  # no signal kept (the strategy failed): the next day cycles
+                targets, held = None, None
+            elif not (signal[0] == held and targets is not None
+                      and (signal_row is None or signal_row > nxt)):
+                # a new signal, or one still due (its day's cycle could not compute it)
+                held = signal[0]
+                signal_row = next_signal_row(days, held, ctx.settings.signal, nxt + 1)
+                targets = None  # the next day is a signal day: it cycles anyway
+                if signal_row is None or signal_row > nxt + 1:
+                    weights = _held_targets(broker, ctx.settings, day, signal[1])
+                    targets = buffered_targets(weights, ctx.settings.policy.cash_buffer)
+                    span_first = nxt + 1
+                    span_var, forced = _span_var(history, weights, ctx.settings, n, span_first,
+                                                 n if signal_row is None else signal_row)
         qty[nxt], cash[nxt] = qty_now, cash_now
         row = nxt + 1
         if progress is not None:
             progress(row, n)
     if progress is not None:
         progress(n, n)
-    return qty, cash, records
+    return qty, cash, records, skipped_var
 
 
-def _var_rows(history: np.ndarray, weights: np.ndarray, settings: CycleSettings,
-             days: int) -> np.ndarray:
-    """Backtest rows (0 = first backtest day) on which the VaR limit may scale ``weights``;
-    ``history`` is every close up to the last backtest day (rolling windows look back only)."""
+def _rules(settings: CycleSettings) -> TargetRules:
+    return TargetRules(settings.universe, settings.limits, settings.signal, settings.excluded)
+
+
+def _held_targets(broker: SimulatedBroker, settings: CycleSettings, day: date,
+                  weights: pd.Series) -> np.ndarray:
+    """The held signal's weights after the risk step's price-independent rules (its VaR
+    scaling left to the cycles on ``var_breach_rows`` days), as the cycle makes them."""
+    universe = list(settings.universe)
+    hist = broker.history(universe, settings.limits.lookback_days + 1, day)
+    unscaled = replace(settings.limits, max_var=None)
+    decision = apply_risk_limits(weights, hist, unscaled)
+    return decision.weights.reindex(universe).fillna(0.0).to_numpy(dtype=float)
+
+
+def _span_var(history: np.ndarray, weights: np.ndarray, settings: CycleSettings, days: int,
+              first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """For backtest rows [``first``, ``stop``) (0 = first backtest day): the risk step's VaR
+    of ``weights`` each day (what a cycle there would report), and the rows on which the
+    VaR limit may scale them (each gets a cycle). ``history`` is every close up to the last
+    backtest day; only the span's windows are computed."""
     limits = settings.limits
+    offset = len(history) - days  # history row of backtest row 0 (≥ the risk lookback)
+    lo = max(0, offset + first - limits.lookback_days)
+    var = rolling_var(history[lo:offset + stop], weights, limits.lookback_days,
+                      limits.confidence, limits.method, limits.horizon_days)[offset + first - lo:]
     if limits.max_var is None:
-        return np.zeros(0, dtype=np.int64)
-    flagged = var_breach_rows(history, weights, limits.lookback_days, limits.confidence,
-                              limits.method, limits.horizon_days, limits.max_var)
-    return np.flatnonzero(flagged[-days:]).astype(np.int64)
+        return var, np.zeros(0, dtype=np.int64)
+    forced = np.flatnonzero(var_breach_rows(var, limits.max_var)).astype(np.int64) + first
+    return var, forced
 
 
 def _record(day: date, result: cycle.CycleResult) -> CycleRecord:

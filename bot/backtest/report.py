@@ -48,8 +48,7 @@ def result_metrics(result: BacktestResult, risk_free_rate: float) -> dict[str, A
     block = summarize(result.dates, result.equity, risk_free_rate)
     block |= distribution_figures(daily_returns(result.equity))
     block |= trading_figures(result.trades, result.dates, result.equity)
-    var_1d = ex_ante_var_1d(result.dates, [c.day for c in result.cycles],
-                            [c.var for c in result.cycles], result.horizon_days)
+    var_1d = ex_ante_var_1d(result.dates, *result.var_records(), result.horizon_days)
     block |= var_breaches(daily_returns(result.equity), var_1d, result.confidence)
     block["cycles"] = len(result.cycles)
     block["cycles_failed"] = sum(1 for c in result.cycles if c.status is CycleStatus.FAILED)

@@ -9,6 +9,9 @@ days × assets weight matrix, so the cycle runs only on the days that can trade.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
+from datetime import date
 from statistics import NormalDist
 from typing import Literal
 
@@ -16,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bot.core.rebalance import RebalancePolicy, drift_mask
+from bot.core.signal import SignalSchedule, is_signal_day
 from strategies.estimators import returns_from_closes
 
 Calendar = Literal["daily_drift", "daily", "weekly", "monthly", "quarterly"]
@@ -89,18 +93,26 @@ def next_drift_row(closes: np.ndarray, qty: np.ndarray, cash: float, targets: np
     return None
 
 
-def var_breach_rows(closes: np.ndarray, weights: np.ndarray, lookback_days: int,
-                    confidence: float, method: str, horizon_days: int, max_var: float,
-                    ) -> np.ndarray:
-    """Per row of ``closes`` (days × assets, the whole price history): True where the risk
-    step could scale ``weights`` (fixed targets) down, i.e. where their ex-ante VaR over
-    the ``lookback_days`` returns ending that day may exceed ``max_var``.
+def next_signal_row(days: Sequence[date], last_signal: date, schedule: SignalSchedule,
+                    first: int) -> int | None:
+    """First row ≥ ``first`` of ``days`` (the backtest's trading days, sorted) on which the
+    cycle recomputes the strategy after its signal of ``last_signal`` (``is_signal_day``,
+    sessions counted as rows after it, as the cycle counts them on its price index), or
+    None."""
+    last_row = bisect_right(days, last_signal) - 1  # rows dated on or before the signal
+    for row in range(first, len(days)):
+        if is_signal_day(days[row], last_signal, schedule, row - last_row):
+            return row
+    return None
 
-    The same estimators as ``bot.core.risk`` on a rolling window (historical: the linear
-    quantile; parametric: normal with ddof 1), flagged with a 1e-9 relative margin so that
-    float differences between a rolling and a per-day computation never hide a day the
-    cycle would have scaled; rows without a full window are flagged (the cycle decides).
-    """
+
+def rolling_var(closes: np.ndarray, weights: np.ndarray, lookback_days: int,
+                confidence: float, method: str, horizon_days: int) -> np.ndarray:
+    """Per row of ``closes`` (days × assets): the ex-ante VaR (horizon ``horizon_days``, √h
+    rule) of fixed ``weights`` over the ``lookback_days`` returns ending that row, as the
+    risk step (``bot.core.risk``) computes it on a cycle's window — historical: the linear
+    quantile; parametric: normal with ddof 1 — on a rolling window (equal to the per-day
+    figures up to rounding); NaN where no full window lies behind the row."""
     used = np.flatnonzero(weights != 0)
     returns = returns_from_closes(closes[:, used]) @ weights[used]
     series = pd.Series(returns).rolling(lookback_days, min_periods=lookback_days)
@@ -110,6 +122,13 @@ def var_breach_rows(closes: np.ndarray, weights: np.ndarray, lookback_days: int,
     else:
         z = NormalDist().inv_cdf(1 - confidence)
         var = -(series.mean().to_numpy() + series.std(ddof=1).to_numpy() * z) * scale
-    flagged = np.ones(closes.shape[0], dtype=bool)  # row 0 has no return
-    flagged[1:] = ~(var <= max_var * (1 - 1e-9))
-    return flagged
+    return np.concatenate([[np.nan], var])  # row 0 has no return
+
+
+def var_breach_rows(var: np.ndarray, max_var: float) -> np.ndarray:
+    """True where the risk step could scale the weights whose ``rolling_var`` is ``var``
+    down, i.e. where their VaR may exceed ``max_var``: flagged with a 1e-9 relative margin
+    so that float differences between a rolling and a per-day computation never hide a day
+    the cycle would have scaled; rows without a full window are flagged (the cycle
+    decides)."""
+    return ~(var <= max_var * (1 - 1e-9))

@@ -186,8 +186,7 @@ def _charts(result: BacktestResult, benchmark: BacktestResult | None,
     yearly = pd.DataFrame({label: yearly_returns(e) for label, e in curves.items()})
     sharpe, vol, roll_colours, styles = _rolling_series(returns, rf)
     weights = held_weights_frame(result)
-    var_1d = pd.Series(ex_ante_var_1d(result.dates, [c.day for c in result.cycles],
-                                      [c.var for c in result.cycles], result.horizon_days),
+    var_1d = pd.Series(ex_ante_var_1d(result.dates, *result.var_records(), result.horizon_days),
                        index=result.dates[1:])
     limit_1d = (result.var_limit / np.sqrt(result.horizon_days)
                 if result.var_limit is not None else None)

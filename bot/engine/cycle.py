@@ -40,6 +40,7 @@ from brokers.base import EXCHANGE_TZ, Broker
 from strategies import Strategy
 
 log = structlog.get_logger("allocbot.cycle")
+VAR_FIGURE_DECIMALS = 6  # the ex-ante VaR a cycle reports (journal, logs, backtest records)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +229,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
         "orders_submitted": report.submitted, "orders_filled": report.filled,
         "orders_partially_filled": report.partially_filled, "orders_rejected": report.rejected,
         "orders_unfilled": report.unfilled, "commission": round(report.commission, 4),
-        "turnover": round(turnover, 6), "var": round(decision.var, 6),
+        "turnover": round(turnover, 6), "var": round(decision.var, VAR_FIGURE_DECIMALS),
         "drawdown": round(_drawdown(journal, equity), 6),
         "max_drift": round(plan.max_drift, 6),
         "drifted": list(plan.drifted), "targets": _rounded(decision.weights),
