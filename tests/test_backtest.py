@@ -248,10 +248,10 @@ class Flaky(strategies.Strategy):
         return strategies.create("momentum", k=2, lookback=40).target_weights(prices)
 
 
-@pytest.mark.parametrize("signal", [SignalSchedule("monthly"), SignalSchedule(None, 7)],
-                         ids=["monthly", "every_7"])
-@pytest.mark.parametrize("build", [lambda: strategies.create("momentum", k=2, lookback=40),
-                                   Flaky], ids=["momentum", "failing_in_odd_months"])
+@pytest.mark.parametrize(("signal", "build"), [
+    (SignalSchedule("monthly"), lambda: strategies.create("momentum", k=2, lookback=40)),
+    (SignalSchedule(None, 7), Flaky),
+], ids=["momentum_monthly", "failing_in_odd_months_every_7_sessions"])
 def test_backtest_drift_scan_between_signal_days_equals_the_daily_cycle(signal, build):
     """A price-dependent strategy recomputing on signal days only: between them the scan
     runs a cycle only where a band, the VaR limit or the next signal day calls for one,
