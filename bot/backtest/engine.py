@@ -5,8 +5,9 @@ Every rebalance check is ``cycle.run(ctx)`` — strategy, ``apply_risk_limits``,
 replayed clock is moved with ``advance_to(day)``; orders fill at that day's close plus
 slippage. Nothing else trades. Speed comes from doing only what a day needs: between two
 checks the holdings cannot change, so the books (equity = cash + Σ qty × close) are marked
-for the whole span at once, and with price-independent targets the daily drift check runs
-the cycle only on the days ``next_drift_row`` flags (see ``static_targets_reason``).
+for the whole span at once, and while the targets cannot move (a static strategy, or a held
+signal between signal days) the daily drift check runs the cycle only on the days that can
+trade (``_DriftScan``, see ``static_targets_reason``).
 """
 
 from __future__ import annotations
@@ -283,30 +284,18 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
     scheduled = calendar_rows(dates, spec.calendar)
     days = dates.date  # datetime.date per row, built once (indexing the DatetimeIndex is slow)
     records: list[CycleRecord] = []
-    targets: np.ndarray | None = None
-    forced = np.zeros(0, dtype=np.int64)  # rows on which the VaR limit may act
-    signal_row: int | None = None  # the next signal day's row (held signals only)
-    held: date | None = None  # the signal date ``targets`` were built from
-    static = ctx.strategy.targets_are_static
-    skipped_var = np.full(n, np.nan)  # the VaR a cycle would have reported on a skipped day
-    span_var, span_first = np.zeros(0), 0  # the scan weights' VaR from row span_first on
-    row, k = 0, 0
+    scan = _DriftScan(history, days, ctx) if fast else None
+    row = 0
     while row < n:
-        if fast and targets is not None:
-            nxt = next_drift_row(closes, qty_now, cash_now, targets, ctx.settings.policy, row)
-            k = int(np.searchsorted(forced, row))
-            if k < len(forced) and (nxt is None or forced[k] < nxt):
-                nxt = int(forced[k])
-            if signal_row is not None and (nxt is None or signal_row < nxt):
-                nxt = signal_row
+        if scan is not None and scan.targets is not None:
+            nxt = scan.next_row(closes, qty_now, cash_now, row)
         else:
             k = int(np.searchsorted(scheduled, row))
             nxt = int(scheduled[k]) if k < len(scheduled) else None
         stop = n if nxt is None else nxt
         qty[row:stop], cash[row:stop] = qty_now, cash_now
-        if fast and targets is not None:  # (a cycle reports its VaR rounded to 6 decimals)
-            skipped_var[row:stop] = rounded_as_python(span_var[row - span_first:stop - span_first],
-                                                      VAR_FIGURE_DECIMALS)
+        if scan is not None:
+            scan.skip(row, stop)
         if nxt is None:
             break
         day = broker.advance_to(days[nxt])
@@ -315,33 +304,84 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
         if result.figures.get("orders_submitted", 0) or result.status is CycleStatus.FAILED:
             qty_now = broker.held_qty(universe)
             cash_now = broker.account().cash
-        if fast and static and targets is None and result.status is CycleStatus.FINISHED:
-            weights, targets = _static_targets(broker, ctx.strategy, ctx.settings, day)
-            span_first = nxt + 1
-            span_var, forced = _span_var(history, weights, ctx.settings, n, span_first, n)
-        elif fast and not static:
-            signal = held_signal(ctx.journal, ctx.strategy, _rules(ctx.settings))
-            if signal is None:  # no signal kept (the strategy failed): the next day cycles
-                targets, held = None, None
-            elif not (signal[0] == held and targets is not None
-                      and (signal_row is None or signal_row > nxt)):
-                # a new signal, or one still due (its day's cycle could not compute it)
-                held = signal[0]
-                signal_row = next_signal_row(days, held, ctx.settings.signal, nxt + 1)
-                targets = None  # the next day is a signal day: it cycles anyway
-                if signal_row is None or signal_row > nxt + 1:
-                    weights = _held_targets(broker, ctx.settings, day, signal[1])
-                    targets = buffered_targets(weights, ctx.settings.policy.cash_buffer)
-                    span_first = nxt + 1
-                    span_var, forced = _span_var(history, weights, ctx.settings, n, span_first,
-                                                 n if signal_row is None else signal_row)
+        if scan is not None:
+            scan.after_cycle(broker, nxt, day, result.status)
         qty[nxt], cash[nxt] = qty_now, cash_now
         row = nxt + 1
         if progress is not None:
             progress(row, n)
     if progress is not None:
         progress(n, n)
-    return qty, cash, records, skipped_var
+    return qty, cash, records, (scan.skipped_var if scan is not None else np.full(n, np.nan))
+
+
+class _DriftScan:
+    """The daily drift check's state between cycles (``static_targets_reason``): the
+    targets in force, the rows on which the VaR limit may scale them, the next signal day,
+    and the VaR a cycle would have reported on each day skipped."""
+
+    def __init__(self, history: np.ndarray, days: np.ndarray, ctx: CycleContext) -> None:
+        self.history, self.days, self.ctx = history, days, ctx
+        self.static = ctx.strategy.targets_are_static
+        n = len(days)
+        self.targets: np.ndarray | None = None  # None: the next day gets a cycle
+        self.forced = np.zeros(0, dtype=np.int64)
+        self.signal_row: int | None = None  # the next signal day (held signals only)
+        self.held: date | None = None  # the signal date ``targets`` were built from
+        self.skipped_var = np.full(n, np.nan)
+        self._span_var, self._span_first = np.zeros(0), 0  # the targets' VaR from that row
+
+    def next_row(self, closes: np.ndarray, qty: np.ndarray, cash: float, row: int
+                 ) -> int | None:
+        """The next row ≥ ``row`` that needs a cycle: a band breach, a day the VaR limit
+        may bind, the next signal day (None: none before the end)."""
+        assert self.targets is not None
+        nxt = next_drift_row(closes, qty, cash, self.targets, self.ctx.settings.policy, row)
+        k = int(np.searchsorted(self.forced, row))
+        if k < len(self.forced) and (nxt is None or self.forced[k] < nxt):
+            nxt = int(self.forced[k])
+        if self.signal_row is not None and (nxt is None or self.signal_row < nxt):
+            nxt = self.signal_row
+        return nxt
+
+    def skip(self, row: int, stop: int) -> None:
+        """Rows [row, stop) run no cycle: record the VaR each one's cycle would have
+        reported (rounded as a cycle rounds it)."""
+        if self.targets is not None and stop > row:
+            span = self._span_var[row - self._span_first:stop - self._span_first]
+            self.skipped_var[row:stop] = rounded_as_python(span, VAR_FIGURE_DECIMALS)
+
+    def after_cycle(self, broker: SimulatedBroker, row: int, day: date,
+                    status: CycleStatus) -> None:
+        """Update the targets after the cycle on ``row``: a static strategy's once, after
+        its first finished cycle; a held signal's after each new signal (or the next day
+        cycles: no signal kept, or one still due because its day could not compute it)."""
+        settings, n = self.ctx.settings, len(self.days)
+        if self.static:
+            if self.targets is None and status is CycleStatus.FINISHED:
+                weights, self.targets = _static_targets(broker, self.ctx.strategy, settings,
+                                                        day)
+                self._span(weights, row + 1, n)
+            return
+        signal = held_signal(self.ctx.journal, self.ctx.strategy, _rules(settings))
+        if signal is None:
+            self.targets = self.held = None
+            return
+        if (signal[0] == self.held and self.targets is not None
+                and (self.signal_row is None or self.signal_row > row)):
+            return  # the same signal, still in force
+        self.held = signal[0]
+        self.signal_row = next_signal_row(self.days, self.held, settings.signal, row + 1)
+        self.targets = None  # the next day is a signal day: it cycles anyway
+        if self.signal_row is None or self.signal_row > row + 1:
+            weights = _held_targets(broker, settings, day, signal[1])
+            self.targets = buffered_targets(weights, settings.policy.cash_buffer)
+            self._span(weights, row + 1, n if self.signal_row is None else self.signal_row)
+
+    def _span(self, weights: np.ndarray, first: int, stop: int) -> None:
+        self._span_first = first
+        self._span_var, self.forced = _span_var(self.history, weights, self.ctx.settings,
+                                                len(self.days), first, stop)
 
 
 def _rules(settings: CycleSettings) -> TargetRules:

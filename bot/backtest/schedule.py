@@ -93,9 +93,10 @@ def next_drift_row(closes: np.ndarray, qty: np.ndarray, cash: float, targets: np
     return None
 
 
-def next_signal_row(days: Sequence[date], last_signal: date, schedule: SignalSchedule,
-                    first: int) -> int | None:
-    """First row ≥ ``first`` of ``days`` (the backtest's trading days, sorted) on which the
+def next_signal_row(days: Sequence[date] | np.ndarray, last_signal: date,
+                    schedule: SignalSchedule, first: int) -> int | None:
+    """First row ≥ ``first`` of ``days`` (the backtest's trading days, sorted; the
+    ``DatetimeIndex.date`` object array will do) on which the
     cycle recomputes the strategy after its signal of ``last_signal`` (``is_signal_day``,
     sessions counted as rows after it, as the cycle counts them on its price index), or
     None."""
