@@ -367,14 +367,14 @@ class _DriftScan:
         if signal is None:
             self.targets = self.held = None
             return
-        if (signal[0] == self.held and self.targets is not None
+        if (signal.asof == self.held and self.targets is not None
                 and (self.signal_row is None or self.signal_row > row)):
             return  # the same signal, still in force
-        self.held = signal[0]
+        self.held = signal.asof
         self.signal_row = next_signal_row(self.days, self.held, settings.signal, row + 1)
         self.targets = None  # the next day is a signal day: it cycles anyway
         if self.signal_row is None or self.signal_row > row + 1:
-            weights = _held_targets(broker, settings, day, signal[1])
+            weights = _held_targets(broker, settings, day, signal.weights())
             self.targets = buffered_targets(weights, settings.policy.cash_buffer)
             self._span(weights, row + 1, n if self.signal_row is None else self.signal_row)
 

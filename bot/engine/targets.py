@@ -148,15 +148,28 @@ def _held_weights(journal: Journal, held: dict[str, Any], rules: TargetRules) ->
     return weights
 
 
-def held_signal(journal: Journal, strategy: Strategy, rules: TargetRules
-                ) -> tuple[date, pd.Series] | None:
-    """The last signal's date and the weights ``cycle_targets`` keeps until the next signal
-    day (before the risk step), or None when the next cycle recomputes whatever the day
-    (no signal yet, or another strategy's). The backtest's drift scan reads it."""
+@dataclass(frozen=True, slots=True)
+class HeldSignal:
+    """The journal's last signal of a strategy: its date, and (``weights()``) the weights
+    ``cycle_targets`` keeps until the next signal day, before the risk step."""
+
+    asof: date
+    _held: dict[str, Any]
+    _journal: Journal
+    _rules: TargetRules
+
+    def weights(self) -> pd.Series:
+        return _held_weights(self._journal, self._held, self._rules)
+
+
+def held_signal(journal: Journal, strategy: Strategy, rules: TargetRules) -> HeldSignal | None:
+    """The last signal ``cycle_targets`` keeps, or None when the next cycle recomputes
+    whatever the day (no signal yet, or another strategy's). The backtest's drift scan
+    reads it after every cycle, and builds the weights only for a new signal."""
     memo = _held_memo(journal, _strategy_key(strategy), rules.universe)
     if memo is None:
         return None
-    return memo[0], _held_weights(journal, memo[1], rules)
+    return HeldSignal(memo[0], memo[1], journal, rules)
 
 
 def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journal,
