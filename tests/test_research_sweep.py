@@ -282,12 +282,19 @@ def test_sweep_second_writer_on_the_same_out_is_refused_naming_the_journal(input
 
 
 def test_sweep_best_toml_backtests_to_the_reported_metrics(inputs, tmp_path):
-    config, space = inputs
+    """Also: a VaR limit binding in every trial is summed in one trial_warnings event,
+    and none of its per-cycle warnings is written."""
+    _, space = inputs
+    prices = Path(str(inputs[0])).parent / "prices.csv"
+    config = write_config(tmp_path, prices, risk={"lookback_days": 20, "max_var": 0.002})
     out = tmp_path / "sweep"
     proc = run_cli_in_process("sweep", "--config", str(config), "--space", str(space),
                               "--trials", "6", "--jobs", "1", "--holdout", str(HOLDOUT),
                               "--out", str(out))
     assert proc.returncode == 0, proc.stderr
+    [summed] = _events(proc.stderr.splitlines(), "trial_warnings")
+    assert summed["counts"]["risk_limited"] > 6
+    assert "risk_limited" not in proc.stdout and '"event": "risk_limited"' not in proc.stderr
     reported = json.loads((out / "sweep.json").read_text())["best"]["metrics"]
     bt = run_cli_in_process("backtest", "--config", str(out / "best.toml"), "--out",
                             str(tmp_path / "bt"))
