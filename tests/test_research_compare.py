@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -26,7 +28,9 @@ def test_parse_spec_malformed_item_names_the_spec():
 
 
 def test_compare_cli_same_window_table_and_report_with_benchmark(tmp_path):
-    config = write_config(tmp_path, write_market(tmp_path, days=300))
+    # a VaR limit binding on most days: its warning is written three times, then counted
+    config = write_config(tmp_path, write_market(tmp_path, days=300),
+                          risk={"lookback_days": 20, "max_var": 0.002})
     other = tmp_path / "mine.toml"
     other.write_text(to_toml({"strategy": {"name": "inverse_volatility",
                                            "params": {"lookback_days": 30}}}))
@@ -45,6 +49,10 @@ def test_compare_cli_same_window_table_and_report_with_benchmark(tmp_path):
     page = (out / "report.html").read_text()
     assert "benchmark: equal_weight" in page and "https://" not in page
     assert "Sharpe" in proc.stdout
+    logged = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert sum(e["event"] == "risk_limited" for e in logged) == 3
+    [repeated] = [e for e in logged if e["event"] == "warnings_repeated"]
+    assert repeated["not_written"]["risk_limited"] > 3
 
 
 def test_compare_cli_unknown_strategy_exits_2_naming_it(tmp_path):
