@@ -291,3 +291,21 @@ def test_backtest_start_inside_warmup_raises_with_earliest_start():
     prices = random_walk_prices(SYMBOLS, 60)
     with pytest.raises(BacktestInputError, match="need 20"):
         run_backtest(prices, fixed(), make_spec(start=prices.index[5].date()))
+
+
+def test_backtest_turnover_cap_from_all_cash_invests_then_caps_each_signal():
+    """Nothing held, the cost-aware strategy gets no current weights (the README's first
+    cycle): it invests the cash at once, which a cap below 1 would forbid for good (it
+    once held every day in cash); from then on each signal's turnover is capped."""
+    prices = random_walk_prices(SYMBOLS, 200, seed=8)
+    strategy = strategies.create("min_variance", lookback_days=40, max_turnover=0.2)
+    spec = make_spec("monthly", costs=SimCosts(1, 0.5, 2))
+    result = run_backtest(prices, strategy, spec)
+    first = result.cycles[0]
+    assert first.status == "finished" and first.orders_filled > 0
+    assert all(c.status == "finished" for c in result.cycles)
+    days = result.trades.groupby("date")
+    notional = days.apply(lambda t: float((t.qty * t.price).sum()))
+    rows = result.dates.get_indexer(notional.index)
+    turnover = notional.to_numpy() / result.equity[rows]  # Σ|Δw| (both legs) of that day
+    assert turnover[0] > 0.9 and (turnover[1:] <= 0.2 * (1 + 1e-3)).all()  # (costs: ~3 bp)

@@ -167,9 +167,12 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
                     note="[universe].exclude: selling it back to cash")
     # 4. weights (on signal days; held between them) and 5. risk
     rules = TargetRules(s.universe, s.limits, s.signal, s.excluded)
+    # the portfolio's weights for cost-aware strategies; with nothing held there are none
+    # (the README's "first cycle": a turnover cap below 1 would otherwise forbid ever
+    # investing the cash, and a turnover penalty is the same for every fully invested w)
     current = (pd.Series(held_values / equity, copy=False,
                          index=_index_of(tuple(s.universe[i] for i in held_at.tolist())))
-               if equity > 0 else None)
+               if equity > 0 and held_at.size else None)
     checked = cycle_targets(ctx.strategy, s.fallback, journal, prices, asof, rules, current,
                             session_dates=history.index)
     if checked is None:
