@@ -160,8 +160,7 @@ def backtest_repeats(level: str) -> RepeatedWarnings | None:
 def log_repeated_warnings(repeats: RepeatedWarnings | None) -> None:
     """A batch run's closing ``warnings_repeated`` event, when a warning was counted but not
     written."""
-    counts = repeats.repeats() if repeats is not None else {}
-    if repeats is None or not counts:
+    if repeats is None or not (counts := repeats.repeats()):
         return
     import structlog
 

@@ -39,7 +39,7 @@ from bot.engine import cycle
 from bot.engine.cycle import VAR_FIGURE_DECIMALS, CycleContext, CycleSettings
 from bot.engine.memory_journal import MemoryJournal
 from bot.engine.statuses import CycleStatus
-from bot.engine.targets import TargetRules, held_signal, risk_checked_targets
+from bot.engine.targets import TargetRules, held_signal, strategy_weights
 from bot.errors import InputDataError
 from brokers.base import EXCHANGE_TZ, validate_price_frame
 from brokers.sim.broker import SimulatedBroker
@@ -189,21 +189,6 @@ def _window(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec) -> tup
             f"no trading day between start {dates[min(start, len(dates) - 1)].date()} and end "
             f"{spec.end or last_day} after the {warmup}-day warm-up")
     return start, end
-
-
-def _static_targets(broker: SimulatedBroker, strategy: Strategy, settings: CycleSettings,
-                    day: date) -> tuple[np.ndarray, np.ndarray]:
-    """Static targets, by the universe's order: (the risk step's weights without the VaR
-    scaling, the planner's targets after the cash buffer). The cycle's own pure steps 4–5;
-    VaR scaling only happens on ``var_breach_rows`` days, which always get a cycle."""
-    universe = list(settings.universe)
-    lookback = max(strategy.lookback_days, settings.limits.lookback_days) + 1
-    hist = broker.history(universe, lookback, day)
-    unscaled = replace(settings.limits, max_var=None)
-    _, decision = risk_checked_targets(strategy, hist, settings.universe, unscaled,
-                                       settings.excluded)
-    weights = decision.weights.reindex(universe).fillna(0.0).to_numpy(dtype=float)
-    return weights, buffered_targets(weights, settings.policy.cash_buffer)
 
 
 def _mark(closes: np.ndarray, qty: np.ndarray, cash: float) -> np.ndarray:
@@ -357,11 +342,14 @@ class _DriftScan:
         its first finished cycle; a held signal's after each new signal (or the next day
         cycles: no signal kept, or one still due because its day could not compute it)."""
         settings, n = self.ctx.settings, len(self.days)
+        universe = list(settings.universe)
         if self.static:
             if self.targets is None and status is CycleStatus.FINISHED:
-                weights, self.targets = _static_targets(broker, self.ctx.strategy, settings,
-                                                        day)
-                self._span(weights, row + 1, n)
+                strategy = self.ctx.strategy
+                hist = broker.history(
+                    universe, max(strategy.lookback_days, settings.limits.lookback_days) + 1, day)
+                self._start(hist, strategy_weights(strategy, hist, settings.universe,
+                                                   settings.excluded), row + 1, n)
             return
         signal = held_signal(self.ctx.journal, self.ctx.strategy, _rules(settings))
         if signal is None:
@@ -374,29 +362,26 @@ class _DriftScan:
         self.signal_row = next_signal_row(self.days, self.held, settings.signal, row + 1)
         self.targets = None  # the next day is a signal day: it cycles anyway
         if self.signal_row is None or self.signal_row > row + 1:
-            weights = _held_targets(broker, settings, day, signal.weights())
-            self.targets = buffered_targets(weights, settings.policy.cash_buffer)
-            self._span(weights, row + 1, n if self.signal_row is None else self.signal_row)
+            hist = broker.history(universe, settings.limits.lookback_days + 1, day)
+            self._start(hist, signal.weights(), row + 1,
+                        n if self.signal_row is None else self.signal_row)
 
-    def _span(self, weights: np.ndarray, first: int, stop: int) -> None:
+    def _start(self, hist: pd.DataFrame, weights: pd.Series, first: int, stop: int) -> None:
+        """Targets in force over rows [first, stop): ``weights`` through the cycle's own risk
+        step without its VaR scaling (that happens only on ``var_breach_rows`` days, which
+        get a cycle), then the planner's cash buffer; and their VaR over the span."""
+        settings = self.ctx.settings
+        decision = apply_risk_limits(weights, hist, replace(settings.limits, max_var=None))
+        unscaled = decision.weights.reindex(list(settings.universe)).fillna(0.0).to_numpy(
+            dtype=float)
+        self.targets = buffered_targets(unscaled, settings.policy.cash_buffer)
         self._span_first = first
-        self._span_var, self.forced = _span_var(self.history, weights, self.ctx.settings,
+        self._span_var, self.forced = _span_var(self.history, unscaled, settings,
                                                 len(self.days), first, stop)
 
 
 def _rules(settings: CycleSettings) -> TargetRules:
     return TargetRules(settings.universe, settings.limits, settings.signal, settings.excluded)
-
-
-def _held_targets(broker: SimulatedBroker, settings: CycleSettings, day: date,
-                  weights: pd.Series) -> np.ndarray:
-    """The held signal's weights after the risk step's price-independent rules (its VaR
-    scaling left to the cycles on ``var_breach_rows`` days), as the cycle makes them."""
-    universe = list(settings.universe)
-    hist = broker.history(universe, settings.limits.lookback_days + 1, day)
-    unscaled = replace(settings.limits, max_var=None)
-    decision = apply_risk_limits(weights, hist, unscaled)
-    return decision.weights.reindex(universe).fillna(0.0).to_numpy(dtype=float)
 
 
 def _span_var(history: np.ndarray, weights: np.ndarray, settings: CycleSettings, days: int,
