@@ -17,7 +17,7 @@ import pytest
 import strategies
 from bot.backtest.engine import BacktestInputError, BacktestSpec, run_backtest
 from bot.backtest.report import result_metrics
-from bot.backtest.schedule import calendar_rows
+from bot.backtest.schedule import calendar_rows, drawdown_walk
 from bot.core.rebalance import RebalancePolicy
 from bot.core.risk import RiskLimits
 from bot.core.signal import SignalSchedule
@@ -270,6 +270,61 @@ def test_backtest_drift_scan_between_signal_days_equals_the_daily_cycle(signal, 
     assert np.array_equal(fast.equity, slow.equity)
     assert fast.trades.equals(slow.trades)
     assert _var_figures(fast) == _var_figures(slow)
+
+
+@pytest.mark.parametrize(("signal", "build"), [
+    (SignalSchedule("daily"), fixed),
+    (SignalSchedule("monthly"), lambda: strategies.create("momentum", k=2, lookback=40)),
+], ids=["fixed", "momentum_monthly"])
+def test_backtest_drift_scan_with_a_drawdown_halt_equals_the_daily_cycle(signal, build):
+    """The kill switch under the scan: each skipped day's cycle would have raised the
+    recorded equity peak, and the first day below max_drawdown halts for good. The scan
+    records that peak and gives that day a cycle: the halt falls on the same day, measured
+    from a peak no scan cycle saw, and the books, trades and VaR backtest equal running
+    the cycle every day (the scan was once off whenever max_drawdown was set)."""
+    prices = random_walk_prices(SYMBOLS, 300, seed=4)
+    base = make_spec(costs=SimCosts(1, 0.5, 2))
+    free = run_backtest(prices, build(), replace(base, settings=replace(base.settings,
+                                                                          signal=signal)))
+    deepest = float(np.max(1 - free.equity / np.maximum.accumulate(free.equity)))
+    settings = replace(base.settings, signal=signal, max_drawdown=deepest / 2)
+    spec = replace(base, settings=settings)
+    fast = run_backtest(prices, build(), spec)
+    slow = run_backtest(prices, build(), replace(spec, drift_scan=False))
+    assert fast.fast_drift and not slow.fast_drift
+    [halt] = [c.day for c in fast.cycles if c.status == "halted"]
+    assert halt == next(c.day for c in slow.cycles if c.status == "halted")
+    halt_row = int(slow.dates.get_indexer([pd.Timestamp(halt)])[0])
+    peak_day = slow.dates[int(np.argmax(slow.equity[:halt_row]))].date()
+    assert peak_day not in {c.day for c in fast.cycles}  # the peak of a skipped day
+    assert len(fast.cycles) < len(slow.cycles) / 5
+    assert np.array_equal(fast.equity, slow.equity)
+    assert fast.trades.equals(slow.trades)
+    assert not fast.trades["date"].gt(pd.Timestamp(halt)).any()  # nothing traded after it
+    assert _var_figures(fast) == _var_figures(slow)
+
+
+def test_drawdown_walk_sums_equity_as_the_cycle_does_to_the_last_bit():
+    """12 held assets (numpy's 2-D row sums round differently from 1-D sums from 8 terms
+    on): the peak is the cycle's own cash + float(Σ qty × close) of its best day, exactly,
+    and the halt row is the first whose equity is below the limit from that peak."""
+    rng = np.random.default_rng(5)
+    closes = rng.lognormal(4.0, 0.3, size=(400, 15))
+    held_at = rng.permutation(15)[:12].astype(np.intp)
+    qty, cash = rng.uniform(1.0, 900.0, 12), 1234.56
+    equity = [cash + float((qty * closes[d][held_at]).sum()) for d in range(400)]  # the cycle's
+    assert drawdown_walk(closes, held_at, qty, cash, 0.0, None) == (None, max(equity))
+    assert [drawdown_walk(closes[d:d + 2], held_at, qty, cash, 0.0, None)[1]
+            for d in range(399)] == [max(equity[d:d + 2]) for d in range(399)]  # not just one
+    peak, limit, halt = 0.0, 0.2, None
+    for d, e in enumerate(equity):
+        if e < max(peak, e) * (1 - limit):
+            halt = d
+            break
+        peak = max(peak, e)
+    assert halt is not None
+    assert drawdown_walk(closes, held_at, qty, cash, 0.0, limit) == (halt, peak)
+    assert drawdown_walk(closes, held_at, qty, cash, 10 * max(equity), limit) == (0, 10 * max(equity))
 
 
 def test_calendar_rows_monthly_picks_first_trading_day_of_each_month():

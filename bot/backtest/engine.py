@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from bot.backtest.schedule import (
     Calendar,
     calendar_rows,
+    drawdown_walk,
     next_drift_row,
     next_signal_row,
     rolling_var,
@@ -36,9 +37,9 @@ from bot.core.rebalance import buffered_targets
 from bot.core.risk import apply_risk_limits
 from bot.core.rounding import rounded_as_python
 from bot.engine import cycle
-from bot.engine.cycle import VAR_FIGURE_DECIMALS, CycleContext, CycleSettings
+from bot.engine.cycle import VAR_FIGURE_DECIMALS, CycleContext, CycleSettings, held_in_universe
 from bot.engine.memory_journal import MemoryJournal
-from bot.engine.statuses import CycleStatus
+from bot.engine.statuses import PEAK_KEY, CycleStatus, recorded_peak
 from bot.engine.targets import TargetRules, held_signal, strategy_weights
 from bot.errors import InputDataError
 from brokers.base import EXCHANGE_TZ, validate_price_frame
@@ -146,10 +147,11 @@ def static_targets_reason(strategy: Strategy, spec: BacktestSpec) -> str | None:
     It needs targets that no price can change between two cycles: a strategy declaring
     ``targets_are_static`` (``fixed``), or one recomputing only on signal days (a
     ``signal`` schedule other than daily: in between, the cycle keeps the journal's
-    signal, ``held_signal``, and every signal day gets a full cycle); and no drawdown halt
-    (its equity peak is tracked by every daily cycle). A VaR limit is allowed: the days on
-    which it may scale the targets are found beforehand (``var_breach_rows``) and get a
-    full cycle.
+    signal, ``held_signal``, and every signal day gets a full cycle). A VaR limit is
+    allowed: the days on which it may scale the targets are found beforehand
+    (``var_breach_rows``) and get a full cycle. So is the drawdown kill switch: the scan
+    records the equity peak the skipped days' cycles would have recorded, and the first
+    day that would halt gets a full cycle (``drawdown_walk``).
     """
     if spec.calendar != "daily_drift":
         return f"calendar {spec.calendar}"
@@ -157,8 +159,6 @@ def static_targets_reason(strategy: Strategy, spec: BacktestSpec) -> str | None:
         return "drift_scan off"
     if not strategy.targets_are_static and spec.settings.signal.frequency == "daily":
         return f"strategy {strategy.name!r} recomputes its targets from prices every day"
-    if spec.settings.max_drawdown is not None:
-        return "max_drawdown is tracked by every daily cycle"
     return None
 
 
@@ -272,7 +272,7 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
     scan = _DriftScan(history, days, ctx) if fast else None
     row = 0
     while row < n:
-        if scan is not None and scan.targets is not None:
+        if scan is not None and (scan.targets is not None or scan.halted):
             nxt = scan.next_row(closes, qty_now, cash_now, row)
         else:
             k = int(np.searchsorted(scheduled, row))
@@ -303,7 +303,8 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
 class _DriftScan:
     """The daily drift check's state between cycles (``static_targets_reason``): the
     targets in force, the rows on which the VaR limit may scale them, the next signal day,
-    and the VaR a cycle would have reported on each day skipped."""
+    the VaR a cycle would have reported on each day skipped, and the books the skipped
+    days' cycles would value (for the drawdown kill switch's equity peak)."""
 
     def __init__(self, history: np.ndarray, days: np.ndarray, ctx: CycleContext) -> None:
         self.history, self.days, self.ctx = history, days, ctx
@@ -315,11 +316,17 @@ class _DriftScan:
         self.held: date | None = None  # the signal date ``targets`` were built from
         self.skipped_var = np.full(n, np.nan)
         self._span_var, self._span_first = np.zeros(0), 0  # the targets' VaR from that row
+        self.halted = False  # the kill switch halted a cycle: nothing trades again
+        self._book: tuple[float, np.ndarray, np.ndarray] | None = None  # cash, held at, qty
+        self._peak: float | None = None  # the peak recorded through the span next_row walked
 
     def next_row(self, closes: np.ndarray, qty: np.ndarray, cash: float, row: int
                  ) -> int | None:
         """The next row ≥ ``row`` that needs a cycle: a band breach, a day the VaR limit
-        may bind, the next signal day (None: none before the end)."""
+        may bind, the next signal day, the first day the drawdown kill switch would halt
+        (None: none before the end; none at all once halted: a backtest never re-arms)."""
+        if self.halted:
+            return None
         assert self.targets is not None
         nxt = next_drift_row(closes, qty, cash, self.targets, self.ctx.settings.policy, row)
         k = int(np.searchsorted(self.forced, row))
@@ -327,14 +334,25 @@ class _DriftScan:
             nxt = int(self.forced[k])
         if self.signal_row is not None and (nxt is None or self.signal_row < nxt):
             nxt = self.signal_row
+        if self._book is not None:  # the peak the days before it record; a halt comes first
+            cash_held, held_at, held_qty = self._book
+            breach, self._peak = drawdown_walk(
+                closes[row:len(closes) if nxt is None else nxt], held_at, held_qty, cash_held,
+                recorded_peak(self.ctx.journal), self.ctx.settings.max_drawdown)
+            if breach is not None:
+                nxt = row + breach
         return nxt
 
     def skip(self, row: int, stop: int) -> None:
         """Rows [row, stop) run no cycle: record the VaR each one's cycle would have
-        reported (rounded as a cycle rounds it)."""
+        reported (rounded as a cycle rounds it), and the equity peak they would have
+        recorded (a halted cycle reports neither)."""
         if self.targets is not None and stop > row:
             span = self._span_var[row - self._span_first:stop - self._span_first]
             self.skipped_var[row:stop] = rounded_as_python(span, VAR_FIGURE_DECIMALS)
+            if self._peak is not None:
+                self.ctx.journal.set_meta_json(PEAK_KEY, self._peak)
+        self._peak = None
 
     def after_cycle(self, broker: SimulatedBroker, row: int, day: date,
                     status: CycleStatus) -> None:
@@ -343,6 +361,11 @@ class _DriftScan:
         cycles: no signal kept, or one still due because its day could not compute it)."""
         settings, n = self.ctx.settings, len(self.days)
         universe = list(settings.universe)
+        if status is CycleStatus.HALTED:
+            self.halted, self.targets = True, None
+            return
+        self._book = (broker.account().cash,
+                      *held_in_universe(broker.positions(), settings.universe))
         if self.static:
             if self.targets is None and status is CycleStatus.FINISHED:
                 strategy = self.ctx.strategy

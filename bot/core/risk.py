@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -90,6 +90,12 @@ def parametric_cvar(port_returns: np.ndarray | pd.Series, confidence: float,
     mu, sigma = _moments(_checked(port_returns, confidence, horizon_days))
     tail = _STANDARD_NORMAL.pdf(_STANDARD_NORMAL.inv_cdf(confidence)) / (1 - confidence)
     return (-mu + sigma * tail) * math.sqrt(horizon_days) + 0.0
+
+
+def below_drawdown_limit(equity: Any, peak: Any, max_drawdown: float) -> Any:
+    """The drawdown kill switch's test: equity more than ``max_drawdown`` below a positive peak
+    (floats, or arrays elementwise: the backtest's scan tests its skipped days alike)."""
+    return (peak > 0) & (equity < peak * (1 - max_drawdown))
 
 
 def portfolio_returns(returns: pd.DataFrame, weights: pd.Series) -> np.ndarray:

@@ -26,7 +26,7 @@ from bot.core.rebalance import (
     plan_rebalance,
     plan_rebalance_aligned,
 )
-from bot.core.risk import RiskLimits
+from bot.core.risk import RiskLimits, below_drawdown_limit
 from bot.core.rounding import rounded_as_python
 from bot.core.signal import EVERY_DAY, SignalSchedule
 from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_plan
@@ -154,11 +154,9 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
     if log.is_enabled_for(logging.INFO):
         log.info("data_loaded", rows=len(prices), symbols=len(prices.columns),
                  first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
-    managed = [(pos_of[sym], p.qty) for sym, p in positions.items() if sym in pos_of]
-    held_at = np.array([i for i, _ in managed], dtype=np.intp)
-    held_qty = np.array([q for _, q in managed], dtype=float)
+    held_at, held_qty = held_in_universe(positions, s.universe)
     held_values = held_qty * last_prices[held_at]
-    equity = account.cash + float(held_values.sum())
+    equity = account.cash + float(held_values.sum())  # (the backtest's scan sums it alike)
     qty = np.zeros(len(s.universe))
     qty[held_at] = held_qty
     held_excluded = [sym for sym in s.excluded if sym in positions and sym in pos_of]
@@ -305,13 +303,24 @@ def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None
         return True
     peak = max(recorded_peak(journal), equity)
     journal.set_meta_json(PEAK_KEY, peak)  # the same text as repr(peak) in SQLite
-    if max_drawdown is not None and peak > 0 and equity < peak * (1 - max_drawdown):
+    if max_drawdown is not None and below_drawdown_limit(equity, peak, max_drawdown):
         reason = (f"drawdown {1 - equity / peak:.2%} from peak {peak:.2f} exceeds "
                   f"max_drawdown {max_drawdown:.2%}")
         journal.set_meta(HALT_KEY, reason)
         log.error("trading_halted", reason=reason, rearm="allocbot rearm")
         return True
     return False
+
+
+def held_in_universe(positions: dict[str, Any], universe: tuple[str, ...]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(universe position, shares) of each held symbol of ``universe``, in the broker's
+    order: the order the cycle sums its equity in (``equity = cash + Σ``, numpy's sum, whose
+    rounding depends on the order)."""
+    pos_of = _positions_of(universe)
+    managed = [(pos_of[sym], p.qty) for sym, p in positions.items() if sym in pos_of]
+    return (np.array([i for i, _ in managed], dtype=np.intp),
+            np.array([q for _, q in managed], dtype=float))
 
 
 def _drawdown(journal: Journal, equity: float) -> float:
