@@ -191,6 +191,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--days", type=int, default=1260)
     parser.add_argument("--repeat", type=int, default=11)
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES),
+                        choices=[*FAMILIES, "short_window", "short_window_iid"],
+                        help="short_window*: N/2 return days (a rank-deficient sample Σ)")
     args = parser.parse_args()
     pin_blas_threads(1)
     others = {name: solver for name, module, solver in (
@@ -201,7 +204,7 @@ def main() -> None:
           f"solvers found: {', '.join(others) or 'none'}")
     print(f"{'family':14s}{'problem':15s}{'solver':10s}{'ms':>9s}{'× ours':>8s}"
           f"{'kkt / gap':>11s}{'feas':>10s}")
-    for family in FAMILIES:
+    for family in args.families:
         est = EstimatorSettings(lookback_days=args.days).estimate(
             family_prices(family, args.n, args.days), with_returns=True, ill_factor=False)
         for problem, lin in (("min_variance", np.zeros(len(est.mu))),

@@ -346,6 +346,22 @@ def test_submit_order_duplicate_client_order_id_returns_existing_order(
     assert [r.status for r in fake.order_posts()] == [200, 422]
 
 
+def test_submit_order_id_of_another_order_at_the_venue_is_not_booked_as_this_one(
+    fake: FakeAlpaca, broker: AlpacaBroker
+) -> None:
+    """A state file restored from a backup once reused a cycle id: the venue's older
+    order under that client_order_id (another quantity) was booked as the new order's
+    fill. It is now refused, naming the likely cause, and nothing is sent."""
+    first = broker.submit_order(buy("SPY", "c-old", qty=3))
+    again = broker.submit_order(buy("SPY", "c-old", qty=1))
+    assert again.status is OrderStatus.REJECTED and not again.id and again.filled_qty == 0
+    assert again.reject_reason is not None
+    assert "already names another order" in again.reject_reason
+    assert "buy 3.0 SPY, not buy 1.0 SPY" in again.reject_reason
+    assert "restored from a backup" in again.reject_reason
+    assert [o.id for o in fake.orders_created()] == [first.id]
+
+
 def test_submit_order_lost_response_retried_without_second_order(
     fake: FakeAlpaca, broker: AlpacaBroker
 ) -> None:

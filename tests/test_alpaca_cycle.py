@@ -5,7 +5,9 @@ in the environment."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -197,6 +199,53 @@ def test_once_alpaca_second_run_sends_no_duplicate_order(
     cids = [p["client_order_id"] for p in posted_orders(fake)]
     assert len(cids) == len(set(cids))
     assert len(fake.orders_created()) == first  # rebalanced already: nothing more to do
+
+
+def test_once_alpaca_after_restoring_a_backup_reuses_no_client_order_id(
+    fake: FakeAlpaca, write_config: Any, tmp_path: Path
+) -> None:
+    """The README's restore (stop, copy the backup over the state file, start): the
+    restored journal's cycle numbers repeat those sent after the backup. Cycle ids once
+    repeated with them, and Alpaca's older order under a reused id was booked as the new
+    order's fill (a sale of 273 shares for one of 91): the account missed its targets.
+    Every client_order_id is now new, and the account reaches the last targets."""
+    def weights(spy: float, tlt: float, gld: float) -> Path:
+        return write_config({
+            "strategy": {"name": "fixed", "params": {"weights": {
+                "SPY": spy, "TLT": tlt, "GLD": gld}}},
+            "rebalance": {"drift_abs": 0.01},
+            "broker": {"kind": "alpaca", "order_wait_secs": 3},
+            "alpaca": {"base_url": fake.url, "data_url": fake.url, "http_timeout_secs": 2.0,
+                       "retry_budget_secs": 10.0, "retry_backoff_secs": 0.02,
+                       "retry_backoff_max_secs": 0.2, "poll_interval_secs": 0.02},
+            "universe": {"symbols": UNIVERSE}})
+
+    state = tmp_path / "state" / "allocbot.sqlite"
+    backup = tmp_path / "backup.sqlite"
+    first = run_cli_in_process("once", "--config", str(weights(0.5, 0.5, 0.0)), env=KEYS_ENV)
+    assert first.returncode == 0, first.stderr[-2000:]
+    made = run_cli_in_process("state", "backup", "--config", str(weights(0.5, 0.5, 0.0)),
+                              str(backup))
+    assert made.returncode == 0, made.stderr[-2000:]
+    second = run_cli_in_process("once", "--config", str(weights(0.2, 0.8, 0.0)), env=KEYS_ENV)
+    assert second.returncode == 0, second.stderr[-2000:]
+    for suffix in ("", "-wal", "-shm"):  # stop, copy the backup over the state file
+        state.with_name(state.name + suffix).unlink(missing_ok=True)
+    shutil.copy(backup, state)
+    third = run_cli_in_process("once", "--config", str(weights(0.1, 0.6, 0.3)), env=KEYS_ENV)
+    assert third.returncode == 0, third.stderr[-2000:]
+    cids = [p["client_order_id"] for p in posted_orders(fake)]
+    assert len(cids) == len(set(cids)) > 4
+    assert not [e for e in json_lines(third.stdout) if e["event"] == "order_duplicate_found"]
+    db = sqlite3.connect(state)
+    overfilled = db.execute("SELECT client_order_id FROM intents WHERE filled_qty > qty + 1e-9"
+                            ).fetchall()
+    db.close()
+    assert overfilled == []
+    held = {s: float(q) * fake.last_close(s) for s, (q, _) in fake.positions.items()}
+    total = float(fake.cash) + sum(held.values())
+    assert held["GLD"] / total == pytest.approx(0.3, abs=0.011)
+    assert held["SPY"] / total == pytest.approx(0.1, abs=0.011)
 
 
 def test_once_alpaca_keys_absent_from_output_and_state(

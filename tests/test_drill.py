@@ -128,7 +128,7 @@ def test_drill_sim_sigkill_at_point_restart_no_duplicate_intact_converges(
     restart = run_cli_in_process("run", "--config", str(clean), "--max-cycles", "2")
     assert restart.returncode == 0, restart.stderr[-2000:]
     _assert_converged([restart.stdout])
-    venue_after = [c for (c,) in _rows(db, "SELECT client_order_id FROM sim_orders")]
+    venue_after = [c for (c,) in _rows(db, "SELECT client_order_id FROM sim_orders ORDER BY seq")]
     assert len(venue_after) == len(set(venue_after))
     assert venue_after[:len(venue)] == venue, "nothing the killed run sent was resent"
     assert not _rows(db, "SELECT client_order_id FROM intents WHERE status = 'intent'")

@@ -152,7 +152,9 @@ def test_once_old_unversioned_state_file_is_migrated_and_keeps_its_history(
     assert db.execute("PRAGMA user_version").fetchone()[0] == 1
     assert db.execute("SELECT version FROM sim_schema").fetchone()[0] == 1
     ids = [r[0] for r in db.execute("SELECT cycle_id FROM cycles ORDER BY seq")]
-    assert ids[0] == "beef000001" and len(ids) == 2 and ids[1].startswith("beef")
+    # the numbering goes on; the instance part is drawn anew at each writer open
+    assert ids[0] == "beef000001" and len(ids) == 2 and ids[1].endswith("000002")
+    assert len(ids[1]) == 12 and not ids[1].startswith("beef")
     # the account resumed (cursor moved one day on from the stored 2006-01-03)
     assert db.execute("SELECT cursor_date FROM sim_account").fetchone()[0] == "2006-01-04"
     db.close()

@@ -105,6 +105,14 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def new_instance_id() -> str:
+    """The first part of every cycle id (and so of every client_order_id) until the
+    journal is next opened for writing: 6 random hex digits, drawn at each writer open.
+    A state file restored from a backup then never reuses an id the venue has already
+    seen (its cycle numbers repeat; Alpaca keeps the earlier order under that id)."""
+    return secrets.token_hex(3)
+
+
 class Journal:
     """SQLite-backed journal; safe to share between the scheduler's thread and the CLI."""
 
@@ -124,8 +132,7 @@ class Journal:
             raise
         self._init(path, db, read_only=False)
         try:
-            if self.meta("instance_id") is None:
-                self.set_meta("instance_id", secrets.token_hex(2))
+            self.set_meta("instance_id", new_instance_id())
         except sqlite3.Error as exc:
             db.close()
             raise state_error(path, exc) from exc
@@ -230,7 +237,8 @@ class Journal:
 
     # -- cycles -----------------------------------------------------------------------
     def start_cycle(self, asof: date | None) -> str:
-        """Open a cycle; its id ``<instance>-<seq>`` is unique for this state file."""
+        """Open a cycle; its id ``<instance><seq>`` is unique for this state file, and
+        beyond it: the instance part is drawn anew at each writer open (``new_instance_id``)."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO cycles(cycle_id, asof, started_at, status) VALUES (?, ?, ?, ?)",

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 from array import array
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from bot.engine.journal import IntentRecord, Journal
+from bot.engine.journal import IntentRecord, Journal, new_instance_id
 from bot.engine.statuses import OPEN_INTENT_STATUSES, CycleStatus, IntentStatus
 from brokers.base import Fill, Order, OrderSide, OrderStatus
 from brokers.booked_batch import BookedBatch
@@ -38,7 +37,7 @@ class MemoryJournal(Journal):
         self.path = ":memory:"
         self.read_only = False
         self.write_hook = None
-        self._meta: dict[str, str] = {"instance_id": secrets.token_hex(2)}
+        self._meta: dict[str, str] = {"instance_id": new_instance_id()}
         # JSON values kept as the objects given (not serialized: the signal memo of 500
         # weights took ~0.5 ms a cycle to write as text); ``meta`` renders them on demand
         self._meta_json: dict[str, Any] = {}

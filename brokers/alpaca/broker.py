@@ -89,6 +89,21 @@ def mask_account_number(account: Account) -> str:
     return "*" * max(len(number) - 4, 0) + number[-4:]
 
 
+def _same_terms(order: Order, side: OrderSide, qty: float | None,
+                notional: float | None) -> bool:
+    """Whether the venue's ``order`` is the one we sent under its id (a resend after a
+    lost answer), not an older order that happens to carry it: same side, and the same
+    quantity (or notional) to the venue's 9 decimals (the symbol is in the id)."""
+    def same(a: float | None, b: float | None) -> bool:
+        return (a is None and b is None) or (
+            a is not None and b is not None and abs(a - b) <= 1e-9 * max(1.0, abs(b)))
+    return order.side is side and same(order.qty, qty) and same(order.notional, notional)
+
+
+def _terms(side: OrderSide, symbol: str, qty: float | None, notional: float | None) -> str:
+    return f"{side.value} {qty if qty is not None else f'${notional}'} {symbol}"
+
+
 class AlpacaBroker:
     """``Broker`` over Alpaca's REST APIs (paper or live). Not thread-safe: one cycle at a time."""
 
@@ -306,7 +321,7 @@ class AlpacaBroker:
         def refused(info: ApiErrorInfo) -> Any:
             if info.code == DUPLICATE_CLIENT_ORDER_ID_CODE or "must be unique" in info.message:
                 existing = self.get_order_by_client_id(cid)
-                if existing is not None:
+                if existing is not None and _same_terms(existing, request.side, qty, notional):
                     log.info(
                         "order_duplicate_found",
                         client_order_id=cid,
@@ -314,6 +329,13 @@ class AlpacaBroker:
                         status=existing.status.value,
                     )
                     return existing
+                if existing is not None:  # never book another order's fills as this one's
+                    return self._orders.not_sent(request, (
+                        f"client_order_id {cid} already names another order at Alpaca "
+                        f"({_terms(existing.side, existing.symbol, existing.qty, existing.notional)}"
+                        f", not {_terms(request.side, request.symbol, qty, notional)}): was the "
+                        "state file restored from a backup? Nothing was sent; the next cycle "
+                        "uses new ids"))
             return self._orders.rejected(request, qty, notional, info)
 
         raw = self._budget.call(
