@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -151,6 +152,22 @@ def test_cycle_reconciles_sent_but_unjournaled_order_without_resending(tmp_path)
               if o.client_order_id == "ab-crashed-AAA-b"]
     assert len(orders) == 1
     assert IntentStatus.INTENT not in {i.status for i in ctx.journal.intents()}
+
+
+def test_cycle_symbol_dropped_from_the_universe_is_no_drawdown(tmp_path):
+    """The kill switch measures the whole account: dropping a held symbol (half the
+    account) from the universe once read as a 50 % drawdown and halted trading, while
+    status showed the account's 0.x %. The position stays, untouched, and counts."""
+    ctx = make_ctx(tmp_path, max_drawdown=0.25)
+    assert wake_and_run(ctx).status == "finished"
+    equity = ctx.broker.account().equity
+    ctx.settings = replace(ctx.settings, universe=("BBB", "CCC"))
+    ctx.strategy = strategies.create("fixed", weights={"BBB": 0.6, "CCC": 0.4})
+    result = wake_and_run(ctx)
+    assert result.status == "finished", result.figures
+    assert result.figures["drawdown"] < 0.05
+    assert ctx.broker.positions()["AAA"].qty > 0  # outside the universe: untouched
+    assert cycle.recorded_peak(ctx.journal) >= equity
 
 
 def test_cycle_drawdown_halt_stops_trading_until_rearmed(tmp_path):

@@ -37,7 +37,7 @@ from bot.core.rebalance import buffered_targets
 from bot.core.risk import apply_risk_limits
 from bot.core.rounding import rounded_as_python
 from bot.engine import cycle
-from bot.engine.cycle import VAR_FIGURE_DECIMALS, CycleContext, CycleSettings, held_in_universe
+from bot.engine.cycle import VAR_FIGURE_DECIMALS, CycleContext, CycleSettings
 from bot.engine.memory_journal import MemoryJournal
 from bot.engine.statuses import PEAK_KEY, CycleStatus, recorded_peak
 from bot.engine.targets import TargetRules, held_signal, strategy_weights
@@ -303,8 +303,8 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
 class _DriftScan:
     """The daily drift check's state between cycles (``static_targets_reason``): the
     targets in force, the rows on which the VaR limit may scale them, the next signal day,
-    the VaR a cycle would have reported on each day skipped, and the books the skipped
-    days' cycles would value (for the drawdown kill switch's equity peak)."""
+    the VaR a cycle would have reported on each day skipped, and the equity peak the
+    skipped days' cycles would have recorded (the drawdown kill switch's)."""
 
     def __init__(self, history: np.ndarray, days: np.ndarray, ctx: CycleContext) -> None:
         self.history, self.days, self.ctx = history, days, ctx
@@ -317,7 +317,6 @@ class _DriftScan:
         self.skipped_var = np.full(n, np.nan)
         self._span_var, self._span_first = np.zeros(0), 0  # the targets' VaR from that row
         self.halted = False  # the kill switch halted a cycle: nothing trades again
-        self._book: tuple[float, np.ndarray, np.ndarray] | None = None  # cash, held at, qty
         self._peak: float | None = None  # the peak recorded through the span next_row walked
 
     def next_row(self, closes: np.ndarray, qty: np.ndarray, cash: float, row: int
@@ -334,13 +333,13 @@ class _DriftScan:
             nxt = int(self.forced[k])
         if self.signal_row is not None and (nxt is None or self.signal_row < nxt):
             nxt = self.signal_row
-        if self._book is not None:  # the peak the days before it record; a halt comes first
-            cash_held, held_at, held_qty = self._book
-            breach, self._peak = drawdown_walk(
-                closes[row:len(closes) if nxt is None else nxt], held_at, held_qty, cash_held,
-                recorded_peak(self.ctx.journal), self.ctx.settings.max_drawdown)
-            if breach is not None:
-                nxt = row + breach
+        # the account's equity each day before it (the sim values it as ``_mark`` does, bit
+        # for bit): the peak those days' cycles record, and the first one that would halt
+        breach, self._peak = drawdown_walk(
+            _mark(closes[row:len(closes) if nxt is None else nxt], qty, cash),
+            recorded_peak(self.ctx.journal), self.ctx.settings.max_drawdown)
+        if breach is not None:
+            nxt = row + breach
         return nxt
 
     def skip(self, row: int, stop: int) -> None:
@@ -364,8 +363,6 @@ class _DriftScan:
         if status is CycleStatus.HALTED:
             self.halted, self.targets = True, None
             return
-        self._book = (broker.account().cash,
-                      *held_in_universe(broker.positions(), settings.universe))
         if self.static:
             if self.targets is None and status is CycleStatus.FINISHED:
                 strategy = self.ctx.strategy

@@ -94,21 +94,13 @@ def next_drift_row(closes: np.ndarray, qty: np.ndarray, cash: float, targets: np
     return None
 
 
-def drawdown_walk(closes: np.ndarray, held_at: np.ndarray, held_qty: np.ndarray, cash: float,
-                  peak: float, max_drawdown: float | None) -> tuple[int | None, float]:
-    """The drawdown kill switch over rows of ``closes`` (days × universe) on which nothing
-    trades: each day's cycle would see equity = cash + Σ qty × close (summed per day in the
-    order of ``held_at``, as the cycle sums it: bit for bit), raise the recorded ``peak``
-    to it, and halt when it falls ``max_drawdown`` below the peak. Returns the first row
-    that would halt (None: none) and the peak recorded by the rows before it.
-
-    A day with no close for a held symbol fails its cycle before the peak is updated:
-    its NaN equity neither raises the peak nor halts.
-    """
-    values = closes[:, held_at] * held_qty
-    # one sum per row: numpy's 2-D row sums round differently from its 1-D sum (≥ 8 terms)
-    equity = cash + np.fromiter((row.sum() for row in values), dtype=np.float64,
-                                count=len(values))
+def drawdown_walk(equity: np.ndarray, peak: float, max_drawdown: float | None
+                  ) -> tuple[int | None, float]:
+    """The drawdown kill switch over days on which nothing trades: each day's cycle would
+    raise the recorded ``peak`` to that day's account ``equity`` and halt when equity falls
+    ``max_drawdown`` below the peak. Returns the first row that would halt (None: none)
+    and the peak recorded by the rows before it. A NaN equity (a held symbol without a
+    close: that cycle fails before the kill switch) neither raises the peak nor halts."""
     peaks = np.fmax.accumulate(np.concatenate([[peak], equity]))
     if max_drawdown is not None:
         hit = np.flatnonzero(below_drawdown_limit(equity, peaks[1:], max_drawdown))

@@ -156,7 +156,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
                  first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
     held_at, held_qty = held_in_universe(positions, s.universe)
     held_values = held_qty * last_prices[held_at]
-    equity = account.cash + float(held_values.sum())  # (the backtest's scan sums it alike)
+    equity = account.cash + float(held_values.sum())  # the universe's part of the account
     qty = np.zeros(len(s.universe))
     qty[held_at] = held_qty
     held_excluded = [sym for sym in s.excluded if sym in positions and sym in pos_of]
@@ -190,9 +190,12 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
                  var_before=decision.var_before, confidence=s.limits.confidence,
                  horizon_days=s.limits.horizon_days, method=s.limits.method,
                  weights=_rounded(decision.weights))
-    if _drawdown_halted(journal, equity, s.max_drawdown):
+    # the kill switch measures the whole account (a position outside the universe, say one
+    # just dropped from it, is still money); the planner manages the universe's part
+    if _drawdown_halted(journal, account.equity, s.max_drawdown):
         return CycleResult(cycle_id, CycleStatus.HALTED, asof, {
-            "equity": round(equity, 2), "drawdown": round(_drawdown(journal, equity), 6)})
+            "equity": round(account.equity, 2),
+            "drawdown": round(_drawdown(journal, account.equity), 6)})
     # 6. plan
     fractionable = {sym: a.fractionable for sym, a in broker.assets(list(s.universe)).items()}
     plan = _plan(s.universe, qty, account.cash, decision.weights, last_prices, s.policy,
@@ -231,7 +234,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
         "orders_partially_filled": report.partially_filled, "orders_rejected": report.rejected,
         "orders_unfilled": report.unfilled, "commission": round(report.commission, 4),
         "turnover": round(turnover, 6), "var": round(decision.var, VAR_FIGURE_DECIMALS),
-        "drawdown": round(_drawdown(journal, equity), 6),
+        "drawdown": round(_drawdown(journal, account.equity), 6),
         "max_drift": round(plan.max_drift, 6),
         "drifted": list(plan.drifted), "targets": _rounded(decision.weights),
     })
@@ -315,8 +318,7 @@ def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None
 def held_in_universe(positions: dict[str, Any], universe: tuple[str, ...]
                      ) -> tuple[np.ndarray, np.ndarray]:
     """(universe position, shares) of each held symbol of ``universe``, in the broker's
-    order: the order the cycle sums its equity in (``equity = cash + Σ``, numpy's sum, whose
-    rounding depends on the order)."""
+    order (positions outside the universe are left out: the bot never trades them)."""
     pos_of = _positions_of(universe)
     managed = [(pos_of[sym], p.qty) for sym, p in positions.items() if sym in pos_of]
     return (np.array([i for i, _ in managed], dtype=np.intp),
