@@ -9,6 +9,8 @@ posted. Commands run in-process through click's ``CliRunner``.
 
 from __future__ import annotations
 
+import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +95,18 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
      ("[strategy.params]", "views must be a list")),
     ("lowercase_symbol", {"universe": {"symbols": ["spy"]}}, ("[universe].symbols",)),
     ("live_on_simulator", {"bot": {"mode": "live"}}, ("[bot].mode",)),
+    # every cycle would fail on too few rows (or the replay never starts)
+    ("replay_start_inside_the_warm_up", {"sim": {"replay_start": date(2005, 3, 1)}},
+     ("[sim].replay_start: 2005-03-01 leaves 39 rows of history", "need 252",
+      "start on 2006-01-03 or later")),
+    ("replay_start_after_the_data", {"sim": {"replay_start": date(2031, 1, 2)}},
+     ("[sim].replay_start: 2031-01-02 is after the last date",)),
+    # the strategy never sees an excluded symbol: every cycle held, the holding never sold
+    ("fixed_preset_symbol_excluded", {"universe": {"exclude": ["DBC"]}},
+     ("[strategy.params].preset: 'DBC' is in [universe].exclude",)),
+    ("risk_safe_asset_excluded", {"universe": {"exclude": ["TLT"]}, "risk": {"safe_asset": "TLT"},
+                                  "strategy": {"name": "equal_weight", "params": {}}},
+     ("[risk].safe_asset: 'TLT' is in [universe].exclude",)),
 ]
 
 # (case id, CSV text, expected fragments)
@@ -176,6 +190,49 @@ def test_once_and_run_refuse_bad_symbols_before_first_cycle(write_config, tmp_pa
     result = invoke(*args, *(["--max-cycles", "1"] if command == "run" else []))
     assert_clean_refusal(result, 2, (fragment,))
     assert not (tmp_path / "state" / "allocbot.sqlite").exists()  # nothing opened
+
+
+def test_weights_on_fewer_rows_than_the_lookbacks_exits_2_naming_the_need(write_config,
+                                                                         tmp_path: Path):
+    """A 252-day momentum once ranked on 29 returns (and a VaR from 2 returns could be
+    negative): now the command refuses, naming the rows it has and needs."""
+    prices = tmp_path / "short.csv"
+    days = [d.date().isoformat() for d in __import__("pandas").bdate_range("2024-01-02",
+                                                                           periods=30)]
+    prices.write_text("\n".join([HEADER, *(f"{d},{100 + i},{50 - i / 10},{60}"
+                                            for i, d in enumerate(days))]) + "\n")
+    config = write_config({**SMALL_UNIVERSE, "sim": {"prices": str(prices),
+                                                      "replay_start": None},
+                           **strat("momentum", k=2, lookback=252)})
+    result = invoke("weights", "--config", str(config))
+    assert_clean_refusal(result, 2, ("has 30 price rows up to 2024-02-12",
+                                     "strategy 'momentum'", "need 254"))
+
+
+def test_once_on_a_venue_history_too_short_fails_the_cycle_with_no_order(write_config):
+    """Alpaca answers 40 days of bars where the strategy and VaR need 253 rows: the cycle
+    fails naming both (it once estimated everything on 39 returns and traded)."""
+    with FakeAlpaca(bars=recent_bars(days=40), cash=100_000.0, api_key=KEYS_ENV[
+            "APCA_API_KEY_ID"], secret_key=KEYS_ENV["APCA_API_SECRET_KEY"]) as fake:
+        result = invoke("once", "--config", str(alpaca_config(write_config, fake)),
+                        env=KEYS_ENV)
+        assert result.exit_code == 1, result.stdout[-2000:] + result.stderr[-2000:]
+        [failed] = [line for line in result.stdout.splitlines() if "cycle_failed" in line]
+        assert "has 40 price rows" in failed and "need 253" in failed
+        assert "Traceback" not in result.stdout + result.stderr
+        assert fake.order_posts() == []
+
+
+def test_once_default_replay_start_leaves_the_strategy_its_warm_up(write_config):
+    """No [sim].replay_start: the first replayed day has the rows a 300-day momentum needs
+    (the default was one year, 252 rows, whatever the strategy: every cycle then failed)."""
+    config = write_config({"sim": {"replay_start": None},
+                           **strat("momentum", k=2, lookback=300)})
+    result = invoke("once", "--config", str(config))
+    assert result.exit_code == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert '"status": "finished"' in result.stdout
+    [loaded] = [json.loads(line) for line in result.stdout.splitlines() if "data_loaded" in line]
+    assert loaded["rows"] >= 301  # the old default gave it 253 rows
 
 
 def test_check_config_good_config_exits_0(write_config):

@@ -89,7 +89,7 @@ def test_metrics_after_restart_are_seeded_from_the_journal_not_zero(tmp_path, wr
 def _failing_config(tmp_path, write_config, window_secs: float):
     prices = late_listing_prices(tmp_path / "late.csv")
     return write_config({
-        "sim": {"prices": str(prices), "replay_start": "2005-03-01"},
+        "sim": {"prices": str(prices), "replay_start": "2006-01-03"},  # TLT lists in 2006-08
         "universe": {"symbols": ["SPY", "TLT"]},
         "strategy": {"name": "inverse_volatility", "params": {}},
         "alerts": {"failure_streak": 2, "rate_limit_secs": window_secs, "send_timeout_secs": 5},

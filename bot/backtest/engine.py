@@ -40,7 +40,7 @@ from bot.engine import cycle
 from bot.engine.cycle import VAR_FIGURE_DECIMALS, CycleContext, CycleSettings
 from bot.engine.memory_journal import MemoryJournal
 from bot.engine.statuses import PEAK_KEY, CycleStatus, recorded_peak
-from bot.engine.targets import TargetRules, held_signal, strategy_weights
+from bot.engine.targets import TargetRules, held_signal, history_rows_needed, strategy_weights
 from bot.errors import InputDataError
 from brokers.base import EXCHANGE_TZ, validate_price_frame
 from brokers.sim.broker import SimulatedBroker
@@ -166,8 +166,7 @@ def _window(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec) -> tup
     """(first, last) row of the backtest; errors name the offending date."""
     dates = prices.index
     first_day, last_day = dates[0].date(), dates[-1].date()
-    warmup = max(strategy.warmup_days,
-                 spec.settings.limits.lookback_days)
+    warmup = history_rows_needed(strategy, spec.settings.limits) - 1  # rows before day one
     if spec.start is not None and not first_day <= spec.start <= last_day:
         raise BacktestInputError(
             f"start date {spec.start} is outside the price data ({first_day} to {last_day})")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def target_weights_report(cfg: Config, prices_path: Path, asof: date | None) -> dict[str, Any]:
     """Weights as of ``asof`` (default: the last date in the file), using only rows ≤ asof."""
-    from bot.engine.targets import risk_checked_targets, risk_limits
+    from bot.engine.targets import check_history_rows, risk_checked_targets, risk_limits
     from brokers.prices import load_universe_prices
 
     prices, symbols = load_universe_prices(prices_path, cfg.universe.symbols)
@@ -28,8 +28,10 @@ def target_weights_report(cfg: Config, prices_path: Path, asof: date | None) -> 
         if asof < first:
             raise BrokerDataError(f"--asof {asof} is before the first date in {prices_path} ({first})")
         prices = prices.loc[: str(asof)]
-    _, decision = risk_checked_targets(cfg.build_strategy(), prices, tuple(symbols),
-                                       risk_limits(cfg), cfg.universe.exclude)
+    strategy, limits = cfg.build_strategy(), risk_limits(cfg)
+    check_history_rows(prices, strategy, limits, str(prices_path))
+    _, decision = risk_checked_targets(strategy, prices, tuple(symbols), limits,
+                                       cfg.universe.exclude)
     final = {str(s): round(float(w), 10) for s, w in decision.weights.items()}
     return {
         "asof": str(prices.index[-1].date()),

@@ -34,7 +34,7 @@ from bot.engine.journal import Journal
 from bot.engine.pretrade import add_day_notional, guard_breaches
 from bot.engine.reconcile import reconcile
 from bot.engine.statuses import HALT_KEY, PEAK_KEY, CycleStatus, recorded_peak
-from bot.engine.targets import TargetRules, cycle_targets
+from bot.engine.targets import TargetRules, check_history_rows, cycle_targets
 from bot.errors import AllocbotError, BrokerDataError
 from brokers.base import EXCHANGE_TZ, Broker
 from strategies import Strategy
@@ -149,6 +149,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
     # their own window; with N above it the strategy once never recomputed)
     every = s.signal.every_sessions or 0
     history = broker.history(list(s.universe), max(lookback, every + 1), asof)
+    check_history_rows(history, ctx.strategy, s.limits, f"the {broker.name} broker's history")
     prices = history.iloc[-lookback:] if len(history) > lookback else history
     last_prices = _planning_prices(prices, s.universe, positions)  # aligned to the universe
     if log.is_enabled_for(logging.INFO):

@@ -1,6 +1,7 @@
 """Everything a config refers to, checked before the first cycle (``check-config``, ``run``,
-``once``): the universe against the price file where the data is local, and every symbol
-the strategy, its fallback and the risk step name against the universe.
+``once``): the universe against the price file where the data is local, the simulator's
+replay start against the history the strategy and risk step need, and every symbol the
+strategy, its fallback and the risk step name against the universe and its exclusions.
 
 All problems are reported at once, each naming its key path (1-based where users count:
 ``[strategy.params].views[1].assets``), so one edit-and-retry fixes them all.
@@ -8,9 +9,11 @@ All problems are reported at once, each naming its key path (1-based where users
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 
 from bot.config import Config
+from bot.engine.targets import history_rows_needed, risk_limits
 from bot.errors import AllocbotError, ConfigError
 from brokers.prices import load_price_csv
 from strategies import Strategy
@@ -48,14 +51,46 @@ def resolved_universe(cfg: Config) -> tuple[tuple[str, ...] | None, list[str]]:
     return symbols, problems
 
 
-def strategy_problems(strategy: Strategy, prefix: str, universe: tuple[str, ...]) -> list[str]:
-    """One line per referenced symbol outside ``universe``, under ``prefix`` (its key)."""
-    known = set(universe)
+def strategy_problems(strategy: Strategy, prefix: str, universe: tuple[str, ...],
+                      excluded: tuple[str, ...] = ()) -> list[str]:
+    """One line per referenced symbol outside ``universe`` or in ``[universe].exclude``
+    (the strategy never sees an excluded symbol: one it names could never be weighted,
+    and every cycle would hold), under ``prefix`` (its key)."""
+    known, dropped = set(universe), set(excluded)
     return [
-        f"{prefix}{path}: {symbol!r} is not in the universe"
+        f"{prefix}{path}: {symbol!r} is not in the universe" if symbol not in known else
+        f"{prefix}{path}: {symbol!r} is in [universe].exclude (the strategy never sees it): "
+        "drop it from one of the two"
         for path, symbols in strategy.symbols_referenced().items()
-        for symbol in symbols if symbol not in known
+        for symbol in symbols if symbol not in known or symbol in dropped
     ]
+
+
+def replay_warmup_rows(cfg: Config) -> int:
+    """Rows of price history the simulator's first replayed day needs before it."""
+    return history_rows_needed(cfg.build_strategy(), risk_limits(cfg)) - 1
+
+
+def replay_problems(cfg: Config) -> list[str]:
+    """``[sim].replay_start`` inside the price file, with the history the strategy and the
+    risk step need before it (else every cycle would fail on too few rows)."""
+    start = cfg.sim.replay_start
+    if cfg.broker.kind != "sim" or start is None:
+        return []
+    try:
+        dates = [d.date() for d in load_price_csv(cfg.sim.prices).index]
+    except AllocbotError:
+        return []  # reported by resolved_universe
+    row, needed = bisect_left(dates, start), replay_warmup_rows(cfg)
+    if row >= len(dates):
+        return [f"[sim].replay_start: {start} is after the last date in {cfg.sim.prices} "
+                f"({dates[-1]})"]
+    if row < needed:
+        earliest = dates[needed] if needed < len(dates) else None
+        return [f"[sim].replay_start: {start} leaves {row} rows of history before it in "
+                f"{cfg.sim.prices}; the strategy and [risk].lookback_days need {needed} ("
+                + (f"start on {earliest} or later)" if earliest else "the file is too short)")]
+    return []
 
 
 def config_problems(cfg: Config) -> list[str]:
@@ -63,14 +98,18 @@ def config_problems(cfg: Config) -> list[str]:
     universe, problems = resolved_universe(cfg)
     if universe is None:
         return problems
-    problems += strategy_problems(cfg.build_strategy(), "[strategy.params].", universe)
+    excluded = cfg.universe.exclude
+    problems += strategy_problems(cfg.build_strategy(), "[strategy.params].", universe, excluded)
     fallback = cfg.build_fallback()
     if fallback is not None:
-        problems += strategy_problems(fallback, "[strategy].fallback.params.", universe)
+        problems += strategy_problems(fallback, "[strategy].fallback.params.", universe,
+                                      excluded)
     safe = cfg.risk.safe_asset
     if safe is not None and safe not in universe:
         problems.append(f"[risk].safe_asset: {safe!r} is not in the universe")
-    return problems
+    elif safe is not None and safe in excluded:
+        problems.append(f"[risk].safe_asset: {safe!r} is in [universe].exclude")
+    return problems + replay_problems(cfg)
 
 
 def check_config_references(cfg: Config) -> None:

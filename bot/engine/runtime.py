@@ -19,7 +19,7 @@ from bot.core.signal import SignalSchedule
 from bot.engine.cycle import CycleContext, CycleSettings
 from bot.engine.instance_lock import InstanceLock
 from bot.engine.journal import Journal
-from bot.engine.preflight import check_config_references
+from bot.engine.preflight import check_config_references, replay_warmup_rows
 from bot.engine.targets import risk_limits
 from bot.errors import ConfigError, LiveTradingNotConfirmed
 from brokers.base import Broker
@@ -83,14 +83,14 @@ def build_broker(cfg: Config, read_only: bool = False) -> tuple[Broker, tuple[st
 
 def _build_adapter(cfg: Config, read_only: bool) -> tuple[Broker, tuple[str, ...]]:
     if cfg.broker.kind == "sim":
-        from brokers.sim.broker import SimulatedBroker
+        from brokers.sim.broker import WARMUP_ROWS, SimulatedBroker
 
         prices, universe = load_universe_prices(cfg.sim.prices, cfg.universe.symbols)
         # The simulator gets every column, so holdings outside the universe still price.
         broker: Broker = SimulatedBroker(
             cfg.state_db, prices, starting_cash=cfg.sim.starting_cash, costs=sim_costs(cfg),
             fractional=cfg.sim.fractional, replay_start=cfg.sim.replay_start,
-            read_only=read_only,
+            warmup_rows=max(WARMUP_ROWS, replay_warmup_rows(cfg)), read_only=read_only,
         )
         return broker, universe
     if not cfg.universe.symbols:

@@ -21,7 +21,7 @@ import structlog
 from bot.core.risk import RiskDecision, RiskLimits, apply_risk_limits
 from bot.core.signal import EVERY_DAY, SignalSchedule, is_signal_day
 from strategies import Strategy
-from strategies.errors import StateError, StrategyError
+from strategies.errors import InputDataError, StateError, StrategyError
 
 if TYPE_CHECKING:  # `allocbot weights` needs steps 4–5 without the journal's SQLite
     from bot.config import Config
@@ -39,6 +39,27 @@ class TargetRules:
     limits: RiskLimits
     signal: SignalSchedule = EVERY_DAY
     excluded: tuple[str, ...] = ()
+
+
+def history_rows_needed(strategy: Strategy, limits: RiskLimits) -> int:
+    """Price rows, the trading day's own included, a cycle needs: the strategy's warm-up
+    and the risk step's ``lookback_days`` returns (the backtest's first day has as many)."""
+    return max(strategy.warmup_days, limits.lookback_days) + 1
+
+
+def check_history_rows(prices: pd.DataFrame, strategy: Strategy, limits: RiskLimits,
+                       source: str) -> None:
+    """Refuse a price history shorter than ``history_rows_needed``: on fewer rows the
+    strategy and the VaR would be estimated on whatever days there are (a 252-day momentum
+    ranked on 29 returns, a VaR from 2 returns that can be negative), and orders sent."""
+    needed = history_rows_needed(strategy, limits)
+    if len(prices) < needed:
+        asof = f" up to {prices.index[-1].date()}" if len(prices) else ""
+        raise InputDataError(
+            f"{source} has {len(prices)} price rows{asof}; strategy {strategy.name!r} "
+            f"(warm-up {strategy.warmup_days} rows) and the risk step ([risk].lookback_days "
+            f"= {limits.lookback_days}) need {needed}: trade from a later day, or shorten "
+            "the lookbacks")
 
 
 def risk_limits(cfg: Config) -> RiskLimits:

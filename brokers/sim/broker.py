@@ -113,6 +113,7 @@ class SimulatedBroker:
         costs: SimCosts | None = None,
         fractional: bool = True,
         replay_start: date | None = None,
+        warmup_rows: int = WARMUP_ROWS,
         read_only: bool = False,
     ) -> None:
         """Open (or create) the paper account in ``db_path`` over ``prices``.
@@ -126,7 +127,8 @@ class SimulatedBroker:
                 (bps the fill price moves against the trader); default: none.
             fractional: allow fractional quantities and notional orders.
             replay_start: the first wake opens the first data date ≥ this; default: the
-                row after one year (252 rows) of history.
+                row after ``warmup_rows`` rows of history (one year, 252, unless the
+                strategy and risk step need more).
             read_only: open the stored account without writing (``allocbot status``);
                 the account must exist. Do not trade or wake a read-only broker.
         """
@@ -156,7 +158,7 @@ class SimulatedBroker:
         if len(self._col_of) != self._prices.shape[1]:
             raise BrokerDataError("sim prices: duplicate symbol columns")
         if replay_start is None:
-            self._start_row = min(WARMUP_ROWS, len(self._dates) - 1)
+            self._start_row = min(warmup_rows, len(self._dates) - 1)
         else:
             self._start_row = bisect_left(self._dates, replay_start)
         self._lock = threading.RLock()
