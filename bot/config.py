@@ -30,9 +30,30 @@ SAMPLE_PRICES = SAMPLE_PRICES_PATH
 STATE_DIR_ENV = "ALLOCBOT_STATE_DIR"
 _DAY_NAMES = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 
+# One rule for every number of the config (README "Configuration"):
+# * no float is NaN or +-inf, in any section (``allow_inf_nan=False`` on every section);
+# * every duration (``*_secs``) has a ceiling. Spans of the schedule (the wake interval,
+#   the misfire grace, the alert rate window) at most a week: the daemon checks the drift
+#   bands on every wake, so a rarer wake is a misconfiguration (a slower cadence is
+#   ``cron``/``at`` with ``[strategy] signal``), and APScheduler, the systemd watchdog and
+#   the health check do datetime arithmetic with them (``now - grace``), which overflows
+#   for huge values. Waits inside one cycle (an order, HTTP, retries, polling, a drill's
+#   pause) at most an hour: a cycle that waits longer is stuck anyway (the watchdog gives
+#   up on a cycle after ``CYCLE_STALL_SECS`` = 15 min);
+# * money amounts (account currency) at most 1e12: a float still holds them to the cent
+#   (2**53 cents is about 9e13 units), and larger ones overflow the order sizing;
+# * day counts at most 10,000 (40 years of sessions, more than any price history).
+# Thresholds whose large finite value just switches a check off (drift_rel, the guards'
+# move and deviation limits) need no ceiling.
+MAX_SCHEDULE_SECS = 7 * 24 * 3600
+MAX_WAIT_SECS = 3600
+MAX_MONEY = 1e12
+MAX_DAYS = 10_000
+_LIMIT_NAMES = {MAX_SCHEDULE_SECS: "1 week", MAX_WAIT_SECS: "1 hour"}
+
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BotSection(_Section):
@@ -51,10 +72,10 @@ class ScheduleSection(_Section):
     (an offset from each exchange session's open or close: ``close-15min``, ``open+30min``)."""
 
     cron: str | None = None
-    interval_secs: float | None = Field(None, gt=0)
+    interval_secs: float | None = Field(None, gt=0, le=MAX_SCHEDULE_SECS)
     at: str | None = None
     timezone: str = "America/New_York"
-    misfire_grace_secs: int = Field(300, ge=1)
+    misfire_grace_secs: int = Field(300, ge=1, le=MAX_SCHEDULE_SECS)
     run_at_start: bool = True
 
     @field_validator("timezone")
@@ -105,14 +126,14 @@ class ScheduleSection(_Section):
 
 class BrokerSection(_Section):
     kind: Literal["sim", "alpaca"] = "sim"
-    order_wait_secs: float = Field(30.0, gt=0)
+    order_wait_secs: float = Field(30.0, gt=0, le=MAX_WAIT_SECS)
 
 
 class SimSection(_Section):
     prices: Path = SAMPLE_PRICES
-    starting_cash: float = Field(100_000.0, gt=0)
+    starting_cash: float = Field(100_000.0, gt=0, le=MAX_MONEY)
     commission_bps: float = Field(0.0, ge=0, le=1000)
-    commission_min: float = Field(0.0, ge=0)
+    commission_min: float = Field(0.0, ge=0, le=MAX_MONEY)
     slippage_bps: float = Field(0.0, ge=0, le=1000)
     fractional: bool = True
     replay_start: date | None = None
@@ -120,14 +141,14 @@ class SimSection(_Section):
 
 class AlpacaSection(_Section):
     feed: Literal["iex", "sip"] = "iex"
-    data_lookback_days: int = Field(400, ge=30)
+    data_lookback_days: int = Field(400, ge=30, le=MAX_DAYS)
     base_url: str | None = None
     data_url: str | None = None
     http_timeout_secs: float = Field(10.0, gt=0, le=120)
-    retry_budget_secs: float = Field(60.0, gt=0)
-    retry_backoff_secs: float = Field(0.25, gt=0)
-    retry_backoff_max_secs: float = Field(8.0, gt=0)
-    poll_interval_secs: float = Field(1.0, gt=0)
+    retry_budget_secs: float = Field(60.0, gt=0, le=MAX_WAIT_SECS)
+    retry_backoff_secs: float = Field(0.25, gt=0, le=MAX_WAIT_SECS)
+    retry_backoff_max_secs: float = Field(8.0, gt=0, le=MAX_WAIT_SECS)
+    poll_interval_secs: float = Field(1.0, gt=0, le=MAX_WAIT_SECS)
 
 
 class UniverseSection(_Section):
@@ -193,7 +214,7 @@ class RebalanceSection(_Section):
     drift_abs: float = Field(0.05, ge=0, le=1)
     drift_rel: float = Field(0.25, ge=0)
     mode: Literal["drifted_only", "all_when_any"] = "all_when_any"
-    min_order_notional: float = Field(1.0, ge=0)
+    min_order_notional: float = Field(1.0, ge=0, le=MAX_MONEY)
     cash_buffer: float = Field(0.0, ge=0, lt=1)
 
 
@@ -202,7 +223,7 @@ class RiskSection(_Section):
     confidence: float = Field(0.95, gt=0.5, lt=1)
     method: Literal["historical", "parametric"] = "historical"
     horizon_days: int = Field(1, ge=1, le=252)
-    lookback_days: int = Field(252, ge=20)
+    lookback_days: int = Field(252, ge=20, le=MAX_DAYS)
     max_weight: float | None = Field(None, gt=0, le=1)
     safe_asset: str | None = None
     max_drawdown: float | None = Field(None, gt=0, lt=1)
@@ -240,10 +261,13 @@ class AlertsSection(_Section):
 
     urls: tuple[str, ...] = ()
     failure_streak: int = Field(3, ge=1)  # alert after this many failed cycles in a row
-    rate_limit_secs: float = Field(3600.0, ge=0)  # at most one alert of a kind per window
+    # at most one alert of a kind per window
+    rate_limit_secs: float = Field(3600.0, ge=0, le=MAX_SCHEDULE_SECS)
     send_timeout_secs: float = Field(10.0, gt=0, le=120)
     watchdog: bool = True  # alert when no cycle succeeded within the schedule
     daily_summary_at: str | None = Field(None, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
 class FaultsSection(_Section):
     """Drill and soak tool: inject venue faults (``brokers/faults.py``). Off by default;
     refused in live mode."""
@@ -257,7 +281,7 @@ class FaultsSection(_Section):
     partial_fill_rate: float = Field(0.0, ge=0, le=1)
     stale_bars_rate: float = Field(0.0, ge=0, le=1)
     missing_bars_rate: float = Field(0.0, ge=0, le=1)
-    pause_after_submit_secs: float = Field(0.0, ge=0, le=3600)
+    pause_after_submit_secs: float = Field(0.0, ge=0, le=MAX_WAIT_SECS)
     kill_at: str | None = None
 
     @field_validator("kill_at")
@@ -341,6 +365,11 @@ def _format_validation_error(exc: ValidationError) -> str:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check spelling; see config.toml for the accepted keys)"
+        elif err["type"] == "finite_number":
+            msg += " (nan and inf are not accepted)"
+        elif err["type"] == "less_than_equal" and str(err["loc"][-1]).endswith("_secs"):
+            limit = (err.get("ctx") or {}).get("le")
+            msg += f" seconds ({_LIMIT_NAMES[limit]})" if limit in _LIMIT_NAMES else " seconds"
         lines.append(f"{_key_path(tuple(err['loc']))}: {msg}")
     return "; ".join(lines)
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import re
 import sqlite3
+import tomllib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from bot.config import load_config
+from bot.config import MAX_SCHEDULE_SECS, MAX_WAIT_SECS, Config, load_config
 from bot.errors import ConfigError
 from tests.conftest import REPO, run_cli_in_process
 
@@ -136,3 +140,193 @@ def _assert_no_orders(tmp_path: Path) -> None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "sim_orders" in tables:
             assert conn.execute("SELECT COUNT(*) FROM sim_orders").fetchone()[0] == 0
+
+
+# --- numbers: finite everywhere, durations/money/day counts with a ceiling ------------------
+
+def _section_models() -> dict[str, type[BaseModel]]:
+    return {name: field.annotation for name, field in Config.model_fields.items()
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)}
+
+
+def _numeric_keys() -> list[tuple[str, str]]:
+    numeric = (float, int, float | None, int | None)
+    return [(table, key) for table, model in _section_models().items()
+            for key, field in model.model_fields.items() if field.annotation in numeric]
+
+
+def _duration_keys() -> list[tuple[str, str]]:
+    return [(table, key) for table, key in _numeric_keys() if key.endswith("_secs")]
+
+
+def _ceiling(table: str, key: str) -> float | None:
+    field = _section_models()[table].model_fields[key]
+    limits = [getattr(m, "le", None) for m in field.metadata] + [
+        getattr(m, "lt", None) for m in field.metadata]
+    return min((v for v in limits if v is not None), default=None)
+
+
+def test_config_numeric_field_list_covers_the_known_fields():
+    keys = _numeric_keys()
+    assert len(keys) > 40
+    for expected in [("rebalance", "drift_rel"), ("schedule", "interval_secs"),
+                     ("schedule", "misfire_grace_secs"), ("sim", "starting_cash"),
+                     ("alpaca", "retry_budget_secs"), ("faults", "seed")]:
+        assert expected in keys
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan], ids=["inf", "-inf", "nan"])
+@pytest.mark.parametrize(("table", "key"), _numeric_keys(), ids=lambda v: v)
+def test_config_every_number_refuses_inf_and_nan_naming_the_key(write_config, table, key, value):
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config({table: {key: value}}))
+    assert f"[{table}].{key}: Input should be a finite number" in str(info.value)
+
+
+@pytest.mark.parametrize(("table", "key"), _duration_keys(), ids=lambda v: v)
+def test_config_every_duration_has_a_ceiling_named_in_seconds(write_config, table, key):
+    ceiling = _ceiling(table, key)
+    assert ceiling is not None and ceiling <= MAX_SCHEDULE_SECS, f"[{table}].{key} has no ceiling"
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config({table: {key: 10**17}}))
+    message = str(info.value)
+    assert f"[{table}].{key}: Input should be less than or equal to" in message
+    assert "seconds" in message
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value"),
+    [("sim", "starting_cash", 1e300), ("sim", "commission_min", 1e13),
+     ("rebalance", "min_order_notional", 1e300), ("alpaca", "data_lookback_days", 10**9),
+     ("risk", "lookback_days", 10**9)],
+)
+def test_config_money_and_day_counts_have_a_ceiling(write_config, table, key, value):
+    with pytest.raises(ConfigError, match=re.escape(f"[{table}].{key}: Input should be less")):
+        load_config(write_config({table: {key: value}}))
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value", "expected"),
+    [
+        ("rebalance", "drift_rel", math.inf, "finite number"),
+        ("rebalance", "min_order_notional", math.inf, "finite number"),
+        ("schedule", "interval_secs", math.inf, "finite number"),
+        ("schedule", "misfire_grace_secs", 10**17, f"less than or equal to {MAX_SCHEDULE_SECS}"),
+        ("schedule", "interval_secs", MAX_SCHEDULE_SECS + 1, "seconds (1 week)"),
+        ("broker", "order_wait_secs", math.inf, "finite number"),
+        ("broker", "order_wait_secs", MAX_WAIT_SECS * 2, "seconds (1 hour)"),
+        ("sim", "starting_cash", math.inf, "finite number"),
+        ("sim", "commission_min", math.inf, "finite number"),
+        ("sim", "commission_min", math.nan, "finite number"),
+        ("sim", "slippage_bps", math.nan, "finite number"),
+        ("risk", "max_var", math.nan, "finite number"),
+        ("guards", "max_daily_move", math.inf, "finite number"),
+    ],
+    ids=lambda v: str(v),
+)
+def test_cli_check_config_impossible_number_exits_2_naming_the_key(tmp_path, write_config,
+                                                                   table, key, value, expected):
+    proc = run_cli_in_process("check-config", "--config", str(write_config({table: {key: value}})))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"[{table}].{key}: " in proc.stderr and expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value"),
+    [("rebalance", "drift_rel", math.inf), ("rebalance", "min_order_notional", math.inf),
+     ("schedule", "interval_secs", math.inf), ("schedule", "misfire_grace_secs", 10**17)],
+    ids=lambda v: str(v),
+)
+def test_cli_once_and_run_refuse_impossible_numbers_before_any_cycle(tmp_path, write_config,
+                                                                     table, key, value):
+    path = write_config({table: {key: value}})
+    for args in (("once",), ("run", "--max-cycles", "1")):
+        proc = run_cli_in_process(*args, "--config", str(path))
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert f"[{table}].{key}: " in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "state").exists(), "nothing may be created or sent on a bad config"
+
+
+def test_config_longest_schedule_runs_in_the_daemon_and_health_check(write_config):
+    """The ceilings are usable: a week's interval and misfire grace run a cycle at start and
+    stop on max_cycles (1e17 s made APScheduler overflow on every loop and never run one)."""
+    from bot.engine.scheduler import Daemon
+    from bot.monitoring.health import success_due_after
+
+    cfg = load_config(write_config({"schedule": {"interval_secs": MAX_SCHEDULE_SECS,
+                                                 "misfire_grace_secs": MAX_SCHEDULE_SECS}}))
+    wakes = []
+    Daemon(cfg.schedule, lambda: wakes.append(1), max_cycles=1).run()
+    assert wakes == [1]
+    now = datetime.now(UTC)
+    assert success_due_after(cfg.schedule, now) == now - timedelta(seconds=2 * MAX_SCHEDULE_SECS)
+
+
+# --- the shipped config's comments state the code's defaults --------------------------------
+
+_TABLE_LINE = re.compile(r"^(?:# )?\[(?P<table>[a-z_.]+)\]")
+_KEY_LINE = re.compile(r"^(?:# )?(?P<key>[a-z_]+) = (?P<value>.+?)(?:\s+#(?P<comment>.*))?$")
+_CONTINUATION = re.compile(r"^#\s+#(?P<comment>.*)$")
+_DEFAULT_NOTE = re.compile(r"default:\s*(?P<value>[^\s,;)]+)")
+
+
+def _documented_keys(text: str) -> list[tuple[str, str, str, str]]:
+    """(table, key, value, comment) of every ``key = value  # comment`` line, commented out or
+    not, with the comment's continuation lines (``#   # ...``) joined to it."""
+    entries: list[list[str]] = []
+    table, in_entry = "", False
+    for line in text.splitlines():
+        if match := _TABLE_LINE.match(line):
+            table, in_entry = match["table"], False
+        elif in_entry and (match := _CONTINUATION.match(line)):
+            entries[-1][3] += " " + match["comment"]
+        elif match := _KEY_LINE.match(line):
+            entries.append([table, match["key"], match["value"], match["comment"] or ""])
+            in_entry = True
+        else:
+            in_entry = False
+    return [(t, k, v, c) for t, k, v, c in entries]
+
+
+@pytest.mark.parametrize("path", [REPO / "config.toml", REPO / "bot" / "starter" / "config.toml"],
+                         ids=["config.toml", "starter"])
+def test_config_file_comments_state_the_code_defaults(path: Path):
+    """A value shown without a ``default: X`` note is the code's default; with one, X is
+    (``none``: the default is None or empty). Notes in words ("default: the strategy's own")
+    are not checked."""
+    models = _section_models()
+    checked = []
+    for table, key, value, comment in _documented_keys(path.read_text(encoding="utf-8")):
+        if table not in models:  # [strategy.params]: the strategy's own
+            continue
+        field = models[table].model_fields.get(key)
+        assert field is not None, f"{path.name}: [{table}].{key} is not a config key"
+        if field.is_required():
+            continue
+        default = field.get_default(call_default_factory=True)
+        default = str(default) if isinstance(default, Path) else default
+        default = list(default) if isinstance(default, tuple) else default
+        note = _DEFAULT_NOTE.search(comment)
+        if note is None:
+            shown = tomllib.loads(f"v = {value}")["v"]
+            assert shown == default, f"{path.name}: [{table}].{key} = {value}, code default {default!r}"
+        elif note["value"] == "none":
+            assert default in (None, []), f"{path.name}: [{table}].{key}: code default {default!r}"
+        else:
+            try:
+                noted = tomllib.loads(f"v = {note['value']}")["v"]
+            except tomllib.TOMLDecodeError:
+                continue  # a default described in words
+            assert noted == default, f"{path.name}: [{table}].{key}: noted default " \
+                                     f"{note['value']}, code default {default!r}"
+        checked.append(f"{table}.{key}")
+    assert len(checked) > 60
+    assert {"sim.commission_bps", "sim.slippage_bps", "risk.max_var"} <= set(checked)
+
+
+def test_config_sim_costs_default_to_zero_when_omitted(write_config):
+    cfg = load_config(write_config({"sim": {"commission_bps": None, "slippage_bps": None}}))
+    assert (cfg.sim.commission_bps, cfg.sim.commission_min, cfg.sim.slippage_bps) == (0.0, 0.0, 0.0)
