@@ -14,6 +14,7 @@ from bot.errors import EXIT_CYCLE_FAILED, AllocbotError
 if TYPE_CHECKING:
     from bot.config import Config
     from bot.monitoring.service import Monitor
+    from brokers.base import Broker
 
 
 @click.command()
@@ -30,17 +31,18 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
 
     cfg = load(config_path)
     monitor = _start_monitoring(cfg)
-    statuses: list[CycleStatus] = []
+    statuses: list[CycleStatus] = []  # one per wake that ran a cycle
+    ended: list[str] = []  # the wake that found the replay over (it runs no cycle)
     try:
         # a startup failure here still reaches the alert sender (monitor.close flushes it)
         rt = open_runtime(cfg, live, command="run")
 
         def wake() -> None:
             rt.broker.on_wake()
-            clock = rt.broker.clock()
-            if not clock.is_open and clock.next_open is None:  # a replayed price file ran out
-                daemon.finish(f"replay_ended: no trading day after {clock.now.date()} in the "
-                              "price data; append rows to continue")
+            reason = _replay_end(rt.broker)
+            if reason is not None:
+                ended.append(reason)
+                daemon.finish(reason)
                 return
             statuses.append(cycle.run(rt.context).status)
 
@@ -54,8 +56,26 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
     finally:
         if monitor is not None:
             monitor.close()
-    if max_cycles is not None and statuses and all(s is CycleStatus.FAILED for s in statuses):
+    # every wake counts, the ones a bug ended too (cycle_job_failed: no status)
+    got_through = any(s is not CycleStatus.FAILED for s in statuses)
+    if max_cycles is not None and daemon.wakes > len(ended) and not got_through:
         sys.exit(EXIT_CYCLE_FAILED)  # not one of the cycles asked for got through
+
+
+def _replay_end(broker: Broker) -> str | None:
+    """Why the daemon should stop: a replayed price file has no trading day after the
+    clock's (its market is closed with no next open). None otherwise, and None when the
+    venue's clock fails (an outage: one of our errors): the cycle asks the clock again as
+    its first step, which fails it as any venue failure in a cycle does (``cycle_failed``,
+    journaled, alerted) and leaves the daemon to retry at the next wake."""
+    try:
+        clock = broker.clock()
+    except AllocbotError:  # the cycle's step 1 meets it again and records it
+        return None
+    if clock.is_open or clock.next_open is not None:
+        return None
+    return (f"replay_ended: no trading day after {clock.now.date()} in the price data; "
+            "append rows to continue")
 
 
 def _start_monitoring(cfg: Config) -> Monitor | None:
