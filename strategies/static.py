@@ -164,7 +164,9 @@ class Fixed(Strategy):
         if missing:
             raise StrategyError(
                 f"strategy 'fixed': symbol(s) {', '.join(missing)} have a target weight "
-                f"but no price column; add them to the universe or drop them from the weights"
+                f"but no price column (not in the universe, excluded, or listed too recently "
+                f"for the risk step's window: see asset_excluded); fixed weights are not "
+                f"spread over the rest"
             )
         last = prices.to_numpy(dtype=float)[-1]
         unpriced = [s for s, w in targets.items() if w > 0 and np.isnan(last[col_of[s]])]

@@ -195,20 +195,45 @@ def _run_with_strategy(tmp_path: Path, strategy: strategies.Strategy,
     return result, logs
 
 
-def test_cycle_weighted_symbol_lacking_history_fails_cleanly_naming_it(tmp_path):
-    """Too little history for a weighted symbol is a data problem: cycle_failed with a
-    one-line reason naming the symbol, never the cycle_crashed path meant for bugs."""
+def test_cycle_fixed_weight_on_a_symbol_listed_too_recently_holds_naming_it(tmp_path):
+    """Fixed weights on a symbol with less history than the risk step's window: the VaR of
+    that weight cannot be measured and fixed weights are not spread over the rest, so the
+    cycle holds, naming the symbol (asset_excluded, then strategy_failed); nothing is sent,
+    and it is never the cycle_crashed path meant for bugs."""
     prices = random_walk_prices(SYMBOLS, 400)
     prices.iloc[:295, 2] = np.nan  # CCC listed 5 days before the replay starts
     result, logs = _run_with_strategy(tmp_path, strategies.create("fixed", weights=TARGET),
                                       prices)
-    assert result.status == "failed"
-    events = [e["event"] for e in logs]
-    assert "cycle_failed" in events and "cycle_crashed" not in events
-    failed = next(e for e in logs if e["event"] == "cycle_failed")
-    assert "CCC" in failed["error"] and "history" in failed["error"]
-    assert "\n" not in failed["error"] and "exc_info" not in failed
+    assert result.status == "held"
+    [excluded] = [e for e in logs if e["event"] == "asset_excluded"]
+    assert excluded["symbol"] == "CCC" and "risk step's window" in excluded["reason"]
+    assert excluded["rows"] == 6 and excluded["rows_needed"] == 61
+    failed = next(e for e in logs if e["event"] == "strategy_failed")
+    assert "CCC" in failed["reason"] and "too recently" in failed["reason"]
+    assert "cycle_crashed" not in [e["event"] for e in logs]
     assert ctx_orders_sent(tmp_path) == 0
+
+
+@pytest.mark.parametrize(("name", "params"), [("equal_weight", {}),
+                                              ("inverse_volatility", {"lookback_days": 20})])
+def test_cycle_symbol_listed_too_recently_is_left_out_until_the_risk_window_has_it(
+        tmp_path, name, params):
+    """A new listing once failed every cycle of equal_weight and inverse_volatility for a
+    year (the risk step cannot measure a weight on it): the strategy now trades the rest
+    and takes the symbol in once it has the risk step's window of prices."""
+    prices = random_walk_prices(SYMBOLS, 400)
+    prices.iloc[:295, 2] = np.nan  # CCC listed 5 days before the replay starts (row 300)
+    ctx = make_ctx(tmp_path, prices=prices)
+    ctx.strategy = strategies.create(name, **params)  # a shorter window than the risk step's
+    with capture_logs() as logs:
+        first = wake_and_run(ctx)
+    assert first.status == "finished" and first.figures["orders_filled"] == 2
+    assert "CCC" not in ctx.broker.positions()
+    assert [e["symbol"] for e in logs if e["event"] == "asset_excluded"] == ["CCC"]
+    for _ in range(60):  # the 60-day risk window fills up: CCC is taken in
+        result = wake_and_run(ctx)
+        assert result.status == "finished"
+    assert ctx.broker.positions()["CCC"].qty > 0
 
 
 def test_cycle_black_litterman_view_on_unknown_symbol_holds_naming_it(tmp_path):

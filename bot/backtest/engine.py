@@ -368,7 +368,9 @@ class _DriftScan:
                 hist = broker.history(
                     universe, max(strategy.lookback_days, settings.limits.lookback_days) + 1, day)
                 self._start(hist, strategy_weights(strategy, hist, settings.universe,
-                                                   settings.excluded), row + 1, n)
+                                                   settings.excluded,
+                                                   risk_lookback_days=settings.limits.lookback_days),
+                            row + 1, n)
             return
         signal = held_signal(self.ctx.journal, self.ctx.strategy, _rules(settings))
         if signal is None:

@@ -72,14 +72,38 @@ def risk_limits(cfg: Config) -> RiskLimits:
 
 def strategy_weights(strategy: Strategy, prices: pd.DataFrame, universe: tuple[str, ...],
                      excluded: tuple[str, ...] = (),
-                     current_weights: pd.Series | None = None) -> pd.Series:
+                     current_weights: pd.Series | None = None,
+                     risk_lookback_days: int | None = None) -> pd.Series:
     """The strategy's weights over the universe (0 where it puts nothing). Excluded symbols
-    are hidden from it, so their weight is never assigned (and a holding is sold)."""
-    visible = prices.drop(columns=list(excluded)) if excluded else prices
+    are hidden from it, so their weight is never assigned (and a holding is sold); so is a
+    symbol listed too recently for the risk step's window of ``risk_lookback_days``
+    returns (``asset_excluded``): the VaR of a weight on it cannot be measured, and every
+    cycle would fail until it could (a year, for a new ETF under a 252-day window)."""
+    hidden = list(excluded) + _too_recent(prices, excluded, risk_lookback_days)
+    visible = prices.drop(columns=hidden) if hidden else prices
     raw = strategy.target_weights(visible, current_weights)
-    if not excluded and tuple(raw.index.tolist()) == universe:  # the usual case
+    if not hidden and tuple(raw.index.tolist()) == universe:  # the usual case
         return raw
     return raw.reindex(list(universe), fill_value=0.0)  # a NaN of its own stays: refused
+
+
+def _too_recent(prices: pd.DataFrame, excluded: tuple[str, ...],
+                risk_lookback_days: int | None) -> list[str]:
+    """Symbols with a price today but a gap in the risk step's window (not listed yet at
+    its start), each logged as ``asset_excluded``."""
+    if risk_lookback_days is None:
+        return []
+    window = prices.to_numpy(dtype=float)[-(risk_lookback_days + 1):]
+    short = np.isnan(window).any(axis=0) & ~np.isnan(window[-1])
+    if not short.any():
+        return []
+    names = [str(c) for c in prices.columns[short] if str(c) not in excluded]
+    for symbol in names:
+        log.warning("asset_excluded", symbol=symbol, asof=str(prices.index[-1].date()),
+                    reason="listed too recently for the risk step's window",
+                    rows_needed=risk_lookback_days + 1,
+                    rows=int(np.count_nonzero(~np.isnan(prices[symbol].to_numpy()))))
+    return names
 
 
 def risk_checked_targets(strategy: Strategy, prices: pd.DataFrame, universe: tuple[str, ...],
@@ -88,7 +112,8 @@ def risk_checked_targets(strategy: Strategy, prices: pd.DataFrame, universe: tup
                          ) -> tuple[pd.Series, RiskDecision]:
     """Steps 4–5, pure, on a signal day: the strategy's weights and the risk step's
     decision on them. ``allocbot weights`` shows exactly this."""
-    weights = strategy_weights(strategy, prices, universe, excluded, current_weights)
+    weights = strategy_weights(strategy, prices, universe, excluded, current_weights,
+                               limits.lookback_days)
     return weights, apply_risk_limits(weights, prices, limits)
 
 
