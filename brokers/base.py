@@ -320,7 +320,7 @@ class TradePriceSource(Protocol):
 
 
 def validate_price_frame(prices: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Check a wide close-price frame: sorted unique dates, positive finite prices.
+    """Check a wide close-price frame: sorted unique weekday dates, positive finite prices.
 
     Returns the frame unchanged; raises ``BrokerDataError`` naming the symbol and date.
     Leading NaNs (an asset not yet listed) are allowed; a NaN after the first price is not.
@@ -341,6 +341,12 @@ def validate_price_frame(prices: pd.DataFrame, source: str) -> pd.DataFrame:
             f"{source}: dates not sorted ascending at {prices.index[bad].date()} "
             f"(after {prices.index[bad - 1].date()})"
         )
+    weekend = prices.index.day_of_week >= 5
+    if weekend.any():
+        day = prices.index[int(np.argmax(weekend))]
+        raise BrokerDataError(
+            f"{source}: {day.date()} is a {day.day_name()}: exchange closes fall on weekdays "
+            "(a date column shifted by a day, or calendar days filled in?)")
     values = prices.to_numpy(dtype=float)
     present = ~np.isnan(values)
     gap = np.maximum.accumulate(present, axis=0) & ~present

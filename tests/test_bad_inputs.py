@@ -130,6 +130,9 @@ PRICE_CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("unsorted_dates", "\n".join([HEADER, GOOD_ROWS[1], GOOD_ROWS[0]]), ("not sorted",)),
     ("gap_after_first_price", "\n".join([HEADER, GOOD_ROWS[0], "2024-01-03,101,,60.1",
                                          GOOD_ROWS[2]]), ("missing price", "TLT")),
+    # a Saturday close once gave the simulator a cycle dated on a Saturday
+    ("weekend_row", "\n".join([HEADER, *GOOD_ROWS, "2024-01-06,103,50.1,60.2"]),
+     ("2024-01-06 is a Saturday", "weekdays")),
     ("empty_file", "", ("file is empty",)),
     ("header_only", HEADER, ("no price rows",)),
     ("no_date_column", "day,SPY,TLT,IEF\n2024-01-02,1,2,3", ("no 'date' column",)),
