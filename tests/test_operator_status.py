@@ -176,3 +176,129 @@ def test_init_docker_writes_compose_mounting_the_written_config(tmp_path):
     source = mount.split(":")[0]
     assert (tmp_path / "bot" / source).resolve() == (tmp_path / "bot" / "config.toml")
     assert (tmp_path / "bot" / "config.toml").is_file() and "allocbot-state:/data" in compose
+
+
+def _planner_judges(cfg, report) -> tuple[dict[str, tuple[float, float]], set[str]]:
+    """The planner's (weight, target) per symbol and its drifted set, at the report's prices:
+    the universe holdings (qty, close) and the account's cash, the last cycle's targets."""
+    import pandas as pd
+
+    from bot.core.rebalance import plan_rebalance
+    from bot.engine.runtime import rebalance_policy
+
+    held = [h for h in report.holdings if h.qty > 0]
+    plan = plan_rebalance(pd.Series({h.symbol: h.qty for h in held}, dtype=float),
+                          report.account.cash,
+                          pd.Series({h.symbol: h.strategy_target for h in report.holdings},
+                                    dtype=float),
+                          pd.Series({h.symbol: h.price for h in held}, dtype=float),
+                          rebalance_policy(cfg))
+    view = {s: (float(w), float(t))
+            for s, w, t in zip(plan.symbols, plan.current, plan.target, strict=True)}
+    return view, set(plan.drifted)
+
+
+def _holdings_text(stdout: str) -> str:
+    return stdout.split("holdings vs targets")[1].split("open and unsent orders")[0]
+
+
+def test_status_judges_holdings_against_the_cash_buffered_targets(write_config):
+    """A cash buffer of 30 %: right after the cycle invests 70 %, status shows the buffered
+    targets the planner traded to and nothing drifted (it flagged every row by up to 12 %,
+    measured against the raw targets)."""
+    config = write_config({"rebalance": {"cash_buffer": 0.3}})
+    once = run_cli_in_process("once", "--config", str(config))
+    assert once.returncode == 0, once.stderr
+    finished = next(e for e in json_lines(once.stdout) if e["event"] == "cycle_finished")
+    assert finished["orders_filled"] > 0
+    raw = finished["targets"]
+    invested = min(1.0, 0.7 / sum(raw.values()))
+
+    cfg = load_config(config, check_strategy=False)
+    report = build_status_report(cfg)
+    rows = {h.symbol: h for h in report.holdings}
+    assert set(rows) == set(raw)
+    assert [s for s, h in rows.items() if h.drifted] == []
+    for sym, t in raw.items():
+        assert abs(rows[sym].target - t * invested) < 1e-6
+        assert abs(rows[sym].drift - (rows[sym].weight - rows[sym].target)) < 2e-6
+        assert rows[sym].strategy_target == t
+    assert abs(sum(h.target for h in report.holdings) - 0.7) < 1e-5
+    assert report.cash_buffer == 0.3 and report.outside_universe == ()
+    view, drifted = _planner_judges(cfg, report)
+    assert drifted == set()
+    for sym, (w, t) in view.items():
+        assert abs(rows[sym].weight - w) < 1e-6 and abs(rows[sym].target - t) < 1e-6
+
+    text = run_cli_in_process("status", "--config", str(config))
+    assert text.returncode == 0, text.stderr
+    table = _holdings_text(text.stdout)
+    assert "after the 30.00% cash buffer" in table and "yes" not in table
+    sym, t = next(iter(raw.items()))
+    assert f"{t * invested:.2%}" in table
+    as_json = json.loads(run_cli_in_process("status", "--json", "--config", str(config)).stdout)
+    assert not any(h["drifted"] for h in as_json["holdings"])
+    assert abs(sum(h["target"] for h in as_json["holdings"]) - 0.7) < 1e-5
+
+    again = run_cli_in_process("once", "--config", str(config))
+    assert again.returncode == 0, again.stderr
+    planned = next(e for e in json_lines(again.stdout) if e["event"] == "orders_planned")
+    assert planned["count"] == 0, "status said nothing drifted: the planner agrees"
+
+
+def test_status_lists_a_holding_dropped_from_the_universe_apart_and_judges_the_rest_like_the_planner(
+        write_config):
+    """GLD bought, then dropped from the universe: the bot leaves it alone, so status lists
+    it outside the universe (not drifted) and weighs the universe holdings over cash + the
+    universe's holdings as the planner does (every row was flagged: weights over the whole
+    account, GLD against a target of 0)."""
+    fixed = {"name": "fixed", "params": {"weights": {"SPY": 0.5, "GLD": 0.5}}}
+    config = write_config({"strategy": fixed, "risk": {"max_var": None}})
+    first = run_cli_in_process("once", "--config", str(config))
+    assert first.returncode == 0, first.stderr
+    shrunk = write_config({"universe": {"symbols": ["SPY", "TLT", "IEF", "DBC"]},
+                           "strategy": {"name": "fixed",
+                                        "params": {"weights": {"SPY": 0.5, "TLT": 0.5}}},
+                           "risk": {"max_var": None}})
+    cfg = load_config(shrunk, check_strategy=False)
+
+    before = build_status_report(cfg)  # targets still the last cycle's (SPY, GLD)
+    assert [h.symbol for h in before.holdings] == ["SPY"]
+    assert before.holdings[0].drifted and before.holdings[0].weight > 0.99  # all of the universe
+    assert [(o.symbol, o.note) for o in before.outside_universe] == \
+        [("GLD", "outside the universe, untouched")]
+    assert any("GLD" in n and "outside the universe" in n for n in before.notes)
+    assert before.account is not None and before.universe_equity is not None
+    gld = before.outside_universe[0]
+    assert abs(before.universe_equity + gld.value - before.account.equity) < 0.05
+    assert abs(gld.weight - gld.value / before.account.equity) < 1e-6
+
+    second = run_cli_in_process("once", "--config", str(shrunk))
+    assert second.returncode == 0, second.stderr
+    events = json_lines(second.stdout)
+    planned = next(e for e in events if e["event"] == "orders_planned")
+    assert "SPY" in planned["drifted"] and "GLD" not in {o["symbol"] for o in planned["orders"]}
+    assert next(e for e in events if e["event"] == "foreign_position_seen")["symbols"] == ["GLD"]
+
+    after = build_status_report(cfg)
+    rows = {h.symbol: h for h in after.holdings}
+    assert set(rows) == {"SPY", "TLT"} and "GLD" not in rows
+    assert [s for s, h in rows.items() if h.drifted] == []
+    assert [o.symbol for o in after.outside_universe] == ["GLD"]
+    view, drifted = _planner_judges(cfg, after)
+    assert drifted == set()
+    for sym, (w, t) in view.items():
+        assert abs(rows[sym].weight - w) < 1e-6 and abs(rows[sym].target - t) < 1e-6
+    text = run_cli_in_process("status", "--config", str(shrunk))
+    assert text.returncode == 0, text.stderr
+    assert "yes" not in _holdings_text(text.stdout)
+    outside = text.stdout.split("outside the universe (")[1].split("open and unsent orders")[0]
+    assert "GLD" in outside and "outside the universe, untouched" in outside
+    as_json = json.loads(run_cli_in_process("status", "--json", "--config", str(shrunk)).stdout)
+    assert [o["symbol"] for o in as_json["outside_universe"]] == ["GLD"]
+    assert {h["symbol"] for h in as_json["holdings"]} == {"SPY", "TLT"}
+
+    third = run_cli_in_process("once", "--config", str(shrunk))
+    assert third.returncode == 0, third.stderr
+    assert next(e for e in json_lines(third.stdout)
+                if e["event"] == "orders_planned")["count"] == 0

@@ -33,7 +33,7 @@ from bot.backtest.schedule import (
     rolling_var,
     var_breach_rows,
 )
-from bot.core.rebalance import buffered_targets
+from bot.core.drift import buffered_targets
 from bot.core.risk import apply_risk_limits
 from bot.core.rounding import rounded_as_python
 from bot.engine import cycle

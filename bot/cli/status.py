@@ -75,11 +75,17 @@ def render_status_text(r: StatusReport) -> str:
         out += ["", f"!! TRADING HALTED: {r.halted_reason}",
                 f"!! nothing is traded until you review and run: {r.rearm_command}"]
     out += ["", *_account_lines(r.account, r)]
-    out += ["", "holdings vs targets (targets from the last cycle)"]
+    out += ["", r.holdings_caption()]
     out += _table(("symbol", "qty", "price", "value", "weight", "target", "drift", "drifted"),
                   [(h.symbol, f"{h.qty:,.4f}", _money(h.price), _money(h.value),
                     f"{h.weight:.2%}", f"{h.target:.2%}", f"{h.drift:+.2%}",
                     "yes" if h.drifted else "") for h in r.holdings])
+    if r.outside_universe:
+        out += ["", "outside the universe (untouched: never traded, in no weight above; "
+                "weight = share of the account's equity)"]
+        out += _table(("symbol", "qty", "price", "value", "weight", "status"),
+                      [(o.symbol, f"{o.qty:,.4f}", _money(o.price), _money(o.value),
+                        f"{o.weight:.2%}", o.note) for o in r.outside_universe])
     out += ["", "open and unsent orders"]
     out += _table(("client_order_id", "symbol", "side", "qty", "filled", "status", "reason"),
                   [(o.client_order_id, o.symbol, o.side, f"{o.qty:,.4f}", f"{o.filled_qty:,.4f}",

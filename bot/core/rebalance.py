@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from bot.core.drift import drift_mask
+from bot.core.drift import buffered_targets, drift_mask
 from brokers.base import QTY_DECIMALS, OrderSide
 from strategies.base import WEIGHT_SUM_TOLERANCE
 from strategies.errors import InputDataError
@@ -224,17 +224,6 @@ def _size_buys(shortfall: np.ndarray, px: np.ndarray, whole: np.ndarray, budget:
         one_less = _floor_qty(np.maximum(buys - unit, 0.0), whole, qty_decimals)
         buys = np.minimum(_floor_qty(shortfall * factor, whole, qty_decimals), one_less)
     return np.zeros_like(buys)
-
-
-def buffered_targets(targets: np.ndarray, cash_buffer: float) -> np.ndarray:
-    """One day's targets (1-D) after the cash buffer: scaled by (1 − cash_buffer)/Σt when
-    Σt > 1 − cash_buffer, else unchanged. Drift is measured against these (the backtest's
-    vectorized drift check must use them too)."""
-    t = np.asarray(targets, dtype=float)
-    total = float(t.sum())
-    if total > 1 - cash_buffer:
-        return t * ((1 - cash_buffer) / total)
-    return t
 
 
 def plan_rebalance(holdings_qty: pd.Series, cash: float, targets: pd.Series,

@@ -156,6 +156,8 @@ def _sections(report: StatusReport, alerts: Sequence[AlertRecord]) -> list[str]:
     equity = [p.equity for p in report.equity_curve]
     holdings = [[h.symbol, f"{h.qty:,.4f}", _money(h.value), _pct(h.weight), _pct(h.target),
                  f"{h.drift:+.2%}", "yes" if h.drifted else ""] for h in report.holdings]
+    outside = [[o.symbol, f"{o.qty:,.4f}", _money(o.value), _pct(o.weight), o.note]
+               for o in report.outside_universe]
     orders = [[o.client_order_id, o.symbol, o.side, f"{o.qty:,.4f}", f"{o.filled_qty:,.4f}",
                o.status, o.reason or ""] for o in report.open_orders]
     cycles = [[c.cycle_id, c.asof or "", c.status, _when(c.finished_at),
@@ -170,8 +172,12 @@ def _sections(report: StatusReport, alerts: Sequence[AlertRecord]) -> list[str]:
         svg_chart(labels, drawdown_series(equity), "Drawdown from peak", "#c2410c", ".1%",
                   invert=True),
         "<h2>Holdings vs targets</h2>",
+        f'<p class="sub">{escape(report.holdings_caption())}</p>',
         _table(["symbol", "qty", "value", "weight", "target", "drift", "drifted"], holdings,
                "holdings"),
+        *(["<h2>Outside the universe</h2>",
+           _table(["symbol", "qty", "value", "weight of equity", "status"], outside,
+                  "outside-universe")] if outside else []),
         "<h2>Open and unsent orders</h2>",
         _table(["client order id", "symbol", "side", "qty", "filled", "status", "reason"],
                orders, "orders"),

@@ -9,7 +9,12 @@ strategy, no broker SDK is imported (the ≤ 0.4 s budget of ``allocbot status``
 Where the figures come from:
 
 * sim broker — cash and holdings from the simulator's ledger, valued at the price file's
-  close on the replay date (exactly what the daemon's next cycle would see);
+  close on the replay date (exactly what the daemon's next cycle would see). Each universe
+  holding is judged as the planner judges it: its weight is a fraction of cash + the
+  universe's holdings, its target the last cycle's after ``[rebalance].cash_buffer``
+  (``bot.core.drift.buffered_targets``), and ``drifted`` the planner's band test
+  (``bot.core.drift``); a holding outside the universe (the bot never trades it) is listed
+  apart, in the account's equity but in no weight;
 * Alpaca — the journal's last known figures (equity of the last cycle, its targets): status
   makes no network call and needs no keys; the holdings table is empty and a note says so.
 
@@ -74,7 +79,10 @@ class CycleRow:
 
 @dataclass(frozen=True, slots=True)
 class HoldingRow:
-    """A held or targeted symbol: weights are fractions of equity, ``drift`` = weight − target."""
+    """A held or targeted universe symbol as the planner judges it: ``weight`` is a fraction
+    of the universe's equity (cash + universe holdings), ``target`` the last cycle's target
+    after the cash buffer (``strategy_target`` before it), ``drift`` = weight − target and
+    ``drifted`` the planner's drift-band test."""
 
     symbol: str
     qty: float
@@ -84,6 +92,23 @@ class HoldingRow:
     target: float
     drift: float
     drifted: bool
+    strategy_target: float
+
+
+OUTSIDE_UNIVERSE_NOTE = "outside the universe, untouched"
+
+
+@dataclass(frozen=True, slots=True)
+class OutsideRow:
+    """A holding outside the universe (``foreign_position_seen``): never traded, never
+    drifted; ``weight`` is a fraction of the whole account's equity."""
+
+    symbol: str
+    qty: float
+    price: float | None
+    value: float
+    weight: float
+    note: str = OUTSIDE_UNIVERSE_NOTE
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +169,22 @@ class StatusReport:
     max_drawdown: float | None
     var: float | None  # the last cycle's ex-ante VaR (fraction of equity)
     max_var: float | None
-    holdings: tuple[HoldingRow, ...]
+    cash_buffer: float  # [rebalance].cash_buffer: the holdings' targets are after it
+    universe_equity: float | None  # cash + universe holdings: the base of their weights
+    holdings: tuple[HoldingRow, ...]  # universe symbols held or targeted
+    outside_universe: tuple[OutsideRow, ...]  # held, outside the universe, untouched
     open_orders: tuple[OrderRow, ...]
     cycles: tuple[CycleRow, ...]  # newest first
     equity_curve: tuple[EquityPoint, ...]  # oldest first
     notes: tuple[str, ...]
+
+    def holdings_caption(self) -> str:
+        """What the holdings table measures (the CLI's and the page's caption)."""
+        buffer = f", after the {self.cash_buffer:.2%} cash buffer" if self.cash_buffer > 0 else ""
+        base = (f"; weights of cash + universe holdings, {self.universe_equity:,.2f}"
+                if self.universe_equity is not None else "")
+        return ("holdings vs targets, as the planner judges them (targets from the last "
+                f"cycle{buffer}{base})")
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready plain data (``allocbot status --json``, ``/status.json``)."""
@@ -180,11 +216,13 @@ def build_status_report(cfg: Config, now: datetime | None = None, *, cycles: int
             "config_path": str(cfg.source) if cfg.source else None,
             "state_db": str(cfg.state_db), "mode": cfg.bot.mode, "strategy": cfg.strategy.name,
             "broker": cfg.broker.kind, "daemon": daemon, "rearm_command": REARM_COMMAND,
-            "max_drawdown": cfg.risk.max_drawdown, "max_var": cfg.risk.max_var}
+            "max_drawdown": cfg.risk.max_drawdown, "max_var": cfg.risk.max_var,
+            "cash_buffer": cfg.rebalance.cash_buffer}
     if not cfg.state_db.exists():
         return StatusReport(**base, last_cycle=None, last_success_at=None, next_wake=None,
-                            halted_reason=None, account=None, var=None, holdings=(),
-                            open_orders=(), cycles=(), equity_curve=(),
+                            halted_reason=None, account=None, var=None, universe_equity=None,
+                            holdings=(), outside_universe=(), open_orders=(), cycles=(),
+                            equity_curve=(),
                             notes=(f"no state yet at {cfg.state_db}: the bot has not run "
                                    "(start it with 'allocbot run')",))
     journal = Journal.open_read_only(cfg.state_db)
@@ -206,7 +244,7 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
     inception = next((float(c["summary"]["equity_before"]) for c in reversed(raw)
                       if c["summary"].get("equity_before") is not None), None)
     notes: list[str] = []
-    account, holdings = _valuation(cfg, journal, recent, history, targets, inception, notes)
+    account, book = _valuation(cfg, journal, recent, history, targets, inception, notes)
     daemon: DaemonState = base["daemon"]
     return StatusReport(
         **base,
@@ -214,7 +252,8 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
         last_success_at=last_success.finished_at if last_success else None,
         next_wake=next_wake(cfg, recent[0] if recent else None, now) if daemon.alive else None,
         halted_reason=journal.meta(HALT_KEY),
-        account=account, var=last_var, holdings=holdings,
+        account=account, var=last_var, universe_equity=book.universe_equity,
+        holdings=book.holdings, outside_universe=book.outside,
         open_orders=_orders(journal), cycles=tuple(recent[:limit]),
         equity_curve=tuple(EquityPoint(a, e) for a, e in history[-curve_points:]),
         notes=tuple(notes),
@@ -248,7 +287,7 @@ def _equity_history(rows: list[CycleRow]) -> list[tuple[str, float]]:
 def _valuation(cfg: Config, journal: Journal, recent: list[CycleRow],
                history: list[tuple[str, float]], targets: dict[str, float],
                inception: float | None, notes: list[str]
-               ) -> tuple[AccountFigures | None, tuple[HoldingRow, ...]]:
+               ) -> tuple[AccountFigures | None, _Book]:
     """Account figures and holdings: from the sim ledger, else the journal's last cycle."""
     if cfg.broker.kind == "sim":
         sim = _sim_holdings(cfg, notes)
@@ -257,16 +296,16 @@ def _valuation(cfg: Config, journal: Journal, recent: list[CycleRow],
             equity = math.fsum([cash, *(q * p for q, p in priced.values())])
             figures = _figures("sim_ledger", valued_on, equity, cash, inception or
                                cfg.sim.starting_cash, history, journal)
-            return figures, _holding_rows(priced, equity, targets, cfg)
+            return figures, _book(priced, cash, equity, targets, cfg, notes)
     else:
         notes.append("Alpaca: figures are the journal's as of the last cycle (status makes "
                      "no API call); holdings are not shown")
     last = next((c for c in recent if c.equity is not None), None)
+    book = _book(None, 0.0, 0.0, targets, cfg, notes)
     if last is None:
-        return None, _holding_rows({}, 0.0, targets, cfg)
-    figures = _figures("journal", last.asof, float(last.equity or 0.0), None, inception,
-                       history, journal)
-    return figures, _holding_rows({}, figures.equity, targets, cfg)
+        return None, book
+    return _figures("journal", last.asof, float(last.equity or 0.0), None, inception,
+                    history, journal), book
 
 
 def _figures(source: str, valued_on: str | None, equity: float, cash: float | None,
@@ -329,27 +368,75 @@ def _sim_holdings(cfg: Config, notes: list[str]
     return state.cash, state.cursor_date, priced
 
 
-def _holding_rows(priced: dict[str, tuple[float, float]], equity: float,
+@dataclass(frozen=True, slots=True)
+class _Book:
+    """The holdings as the planner sees them, and what it leaves alone."""
+
+    universe_equity: float | None
+    holdings: tuple[HoldingRow, ...]
+    outside: tuple[OutsideRow, ...]
+
+
+def _book(priced: dict[str, tuple[float, float]] | None, cash: float, equity: float,
+          targets: dict[str, float], cfg: Config, notes: list[str]) -> _Book:
+    """Split the holdings (``priced``: symbol → (qty, close); None when unknown, as with
+    Alpaca) into the universe's, judged like the planner (``_holding_rows``), and the
+    ones outside the universe (valued as part of the account's ``equity``)."""
+    universe = cfg.universe.symbols  # None: every price column (all the sim can hold)
+    inside = {s: h for s, h in (priced or {}).items() if universe is None or s in universe}
+    outside = sorted(set(priced or {}) - set(inside))
+    stale = sorted(s for s in targets if universe is not None and s not in universe)
+    if stale:
+        notes.append(f"the last cycle's targets name {', '.join(stale)}, outside the universe "
+                     "now: not shown (the next cycle computes targets for the new universe)")
+    rows = _holding_rows(inside if priced is not None else None, cash,
+                         {s: t for s, t in targets.items() if s not in stale}, cfg)
+    universe_equity = (math.fsum([cash, *(q * p for q, p in inside.values())])
+                       if priced is not None else None)
+    return _Book(
+        universe_equity=None if universe_equity is None else round(universe_equity, 2),
+        holdings=rows,
+        outside=tuple(OutsideRow(symbol=s, qty=priced[s][0], price=priced[s][1],
+                                 value=round(priced[s][0] * priced[s][1], 2),
+                                 weight=round(priced[s][0] * priced[s][1] / equity, 6)
+                                 if equity > 0 else 0.0)
+                      for s in outside if priced is not None))
+
+
+def _planner_targets(targets: dict[str, float], cash_buffer: float) -> dict[str, float]:
+    """The targets the planner drifts against: after the cash buffer
+    (``bot.core.drift.buffered_targets``, on plain floats: no numpy)."""
+    from bot.core.drift import buffered_targets
+
+    return dict(zip(targets, buffered_targets(list(targets.values()), cash_buffer), strict=True))
+
+
+def _holding_rows(priced: dict[str, tuple[float, float]] | None, cash: float,
                   targets: dict[str, float], cfg: Config) -> tuple[HoldingRow, ...]:
-    """Held and targeted symbols with the planner's drift rule (``bot.core.drift``)."""
+    """Universe symbols held or targeted, judged as the planner judges them: weights of
+    cash + these holdings at ``priced``'s closes, the targets after the cash buffer, the
+    planner's drift rule (``bot.core.drift``). ``priced`` None: the holdings are unknown
+    (Alpaca): targets only, nothing flagged."""
     from bot.core.drift import drift_mask
 
-    symbols = sorted(set(priced) | set(targets))
+    held = priced or {}
+    symbols = sorted(set(held) | {s for s, t in targets.items() if t > 0})
     if not symbols:
         return ()
-    values = [priced[s][0] * priced[s][1] if s in priced else 0.0 for s in symbols]
-    weights = [v / equity if equity > 0 and s in priced else 0.0
-               for s, v in zip(symbols, values, strict=True)]
-    goal = [targets.get(s, 0.0) for s in symbols]
+    goal = _planner_targets(targets, cfg.rebalance.cash_buffer)
+    values = [held[s][0] * held[s][1] if s in held else 0.0 for s in symbols]
+    equity = math.fsum([cash, *values])  # the planner's equity: cash + universe holdings
+    weights = [v / equity if equity > 0 else 0.0 for v in values]
     policy = cfg.rebalance
-    drifted = [bool(drift_mask(w, t, policy.drift_abs, policy.drift_rel)) if priced else False
-               for w, t in zip(weights, goal, strict=True)]
     return tuple(
-        HoldingRow(symbol=s, qty=priced[s][0] if s in priced else 0.0,
-                   price=priced[s][1] if s in priced else None, value=round(v, 2),
-                   weight=round(w, 6), target=round(t, 6), drift=round(w - t, 6),
-                   drifted=bool(d))
-        for s, v, w, t, d in zip(symbols, values, weights, goal, drifted, strict=True)
+        HoldingRow(symbol=s, qty=held[s][0] if s in held else 0.0,
+                   price=held[s][1] if s in held else None, value=round(v, 2),
+                   weight=round(w, 6), target=round(goal.get(s, 0.0), 6),
+                   drift=round(w - goal.get(s, 0.0), 6),
+                   drifted=priced is not None and equity > 0
+                   and bool(drift_mask(w, goal.get(s, 0.0), policy.drift_abs, policy.drift_rel)),
+                   strategy_target=round(targets.get(s, 0.0), 6))
+        for s, v, w in zip(symbols, values, weights, strict=True)
     )
 
 
