@@ -83,6 +83,7 @@ def test_once_while_state_dir_locked_exits_3_naming_holder(tmp_path, write_confi
 
 def test_rearm_while_state_dir_locked_exits_3(tmp_path, write_config):
     config = write_config()
+    Journal(tmp_path / "state" / "allocbot.sqlite").close()  # the daemon's state file
     with InstanceLock.acquire(tmp_path / "state", "run"):  # held by this process; the
         # command opens the lock file anew, so flock refuses it as it would another process
         # (the real entry point's exit 3 runs in ..._once_while_state_dir_locked_...)

@@ -91,6 +91,40 @@ def test_status_halted_account_shows_banner_rearm_and_equity(write_config):
     assert health.returncode == 1 and "trading halted" in health.stderr
 
 
+def test_rearm_clears_a_halt_only_and_never_creates_a_state_file(write_config, tmp_path):
+    """rearm once reset the equity peak when nothing was halted (loosening the kill
+    switch) and, pointed at a wrong state dir, created a new state file and said
+    "re-armed". Now: a halt is cleared with its peak; no halt changes nothing; no state
+    file is exit 2 and creates nothing."""
+    from bot.engine.journal import Journal
+    from bot.engine.statuses import HALT_KEY, PEAK_KEY
+
+    missing = write_config({"bot": {"state_dir": str(tmp_path / "nowhere")}}, name="x.toml")
+    proc = run_cli_in_process("rearm", "--config", str(missing))
+    assert proc.returncode == 2 and "does not exist: nothing to re-arm" in proc.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+    config = write_config()
+    assert run_cli_in_process("once", "--config", str(config)).returncode == 0
+    db = tmp_path / "state" / "allocbot.sqlite"
+    journal = Journal(db)
+    peak = journal.meta(PEAK_KEY)
+    journal.set_meta(HALT_KEY, "drawdown 30% from peak")
+    journal.close()
+    proc = run_cli_in_process("rearm", "--config", str(config))
+    assert proc.returncode == 0 and "re-armed (was halted: drawdown 30%" in proc.stdout
+    journal = Journal(db)
+    assert journal.meta(HALT_KEY) is None and journal.meta(PEAK_KEY) is None
+    journal.set_meta(PEAK_KEY, peak)
+    journal.close()
+    proc = run_cli_in_process("rearm", "--config", str(config))
+    assert proc.returncode == 0 and "not halted: nothing changed" in proc.stdout
+    assert "trading_rearmed" not in proc.stdout + proc.stderr
+    journal = Journal(db)
+    assert journal.meta(PEAK_KEY) == peak is not None
+    journal.close()
+
+
 def test_status_report_values_sim_holdings_like_the_daemon(write_config):
     config = write_config()
     lines = _run_daemon(config, 3)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from bot.cli.startup import config_option, fail, fail_on, load
-from bot.errors import AllocbotError
+from bot.errors import AllocbotError, StateError
 
 
 @click.command("check-config")
@@ -39,18 +39,25 @@ def rearm(config_path: Path) -> None:
 
     cfg = load(config_path, logs_to_stderr=True)
     try:
+        if not cfg.state_db.exists():  # a mistyped state_dir must not become a new account
+            raise StateError(f"state file {cfg.state_db} does not exist: nothing to re-arm "
+                             "(is [bot].state_dir the daemon's?)")
         with InstanceLock.acquire(cfg.bot.state_dir, "rearm"):
             journal = Journal(cfg.state_db)
             try:
                 reason = journal.meta(HALT_KEY)
-                journal.delete_meta(HALT_KEY)
-                journal.delete_meta(PEAK_KEY)
+                if reason:  # not halted: the peak stays (resetting it loosens the switch)
+                    journal.delete_meta(HALT_KEY)
+                    journal.delete_meta(PEAK_KEY)
             finally:
                 journal.close()
     except AllocbotError as exc:
         fail_on(exc)
+    if not reason:
+        click.echo("trading is not halted: nothing changed (the equity peak is kept)")
+        return
     structlog.get_logger("allocbot.cli").warning("trading_rearmed", previous_halt=reason)
-    click.echo("trading re-armed" + (f" (was halted: {reason})" if reason else " (was not halted)"))
+    click.echo(f"trading re-armed (was halted: {reason})")
 
 
 @click.group("state")
