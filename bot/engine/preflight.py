@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable
+from contextlib import suppress
+from typing import TYPE_CHECKING
 
 from bot.config import Config
 from bot.engine.targets import history_rows_needed, risk_limits
 from bot.errors import AllocbotError, ConfigError
 from brokers.prices import load_price_csv
 from strategies import Strategy
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class PreflightError(ConfigError):
@@ -28,16 +33,19 @@ class PreflightError(ConfigError):
         super().__init__(f"{count} problem(s): " + "; ".join(self.problems))
 
 
-def resolved_universe(cfg: Config) -> tuple[tuple[str, ...] | None, list[str]]:
+def resolved_universe(cfg: Config, prices: pd.DataFrame | None = None
+                      ) -> tuple[tuple[str, ...] | None, list[str]]:
     """The universe the bot will trade and the problems found resolving it (None when it
-    cannot be known: the price file is unreadable, or Alpaca without symbols)."""
+    cannot be known: the price file is unreadable, or Alpaca without symbols). ``prices``:
+    the simulator's price file, when the caller has read it already."""
     symbols = cfg.universe.symbols
     if cfg.broker.kind != "sim":
         if not symbols:
             return None, ['[universe].symbols: required with [broker].kind = "alpaca"']
         return symbols, []
     try:
-        columns = [str(c) for c in load_price_csv(cfg.sim.prices).columns]
+        columns = [str(c) for c in (load_price_csv(cfg.sim.prices) if prices is None
+                                    else prices).columns]
     except AllocbotError as exc:
         return symbols, [f"[sim].prices: {exc}"]
     if not symbols:
@@ -71,16 +79,14 @@ def replay_warmup_rows(cfg: Config) -> int:
     return history_rows_needed(cfg.build_strategy(), risk_limits(cfg)) - 1
 
 
-def replay_problems(cfg: Config) -> list[str]:
-    """``[sim].replay_start`` inside the price file, with the history the strategy and the
-    risk step need before it (else every cycle would fail on too few rows)."""
+def replay_problems(cfg: Config, prices: pd.DataFrame) -> list[str]:
+    """``[sim].replay_start`` inside the simulator's price file ``prices``, with the history
+    the strategy and the risk step need before it (else every cycle would fail on too few
+    rows)."""
     start = cfg.sim.replay_start
-    if cfg.broker.kind != "sim" or start is None:
+    if start is None:
         return []
-    try:
-        dates = [d.date() for d in load_price_csv(cfg.sim.prices).index]
-    except AllocbotError:
-        return []  # reported by resolved_universe
+    dates = [d.date() for d in prices.index]
     row, needed = bisect_left(dates, start), replay_warmup_rows(cfg)
     if row >= len(dates):
         return [f"[sim].replay_start: {start} is after the last date in {cfg.sim.prices} "
@@ -95,7 +101,11 @@ def replay_problems(cfg: Config) -> list[str]:
 
 def config_problems(cfg: Config) -> list[str]:
     """Every symbol-reference problem of ``cfg`` (empty when it is consistent)."""
-    universe, problems = resolved_universe(cfg)
+    prices = None
+    if cfg.broker.kind == "sim":
+        with suppress(AllocbotError):  # an unreadable file: resolved_universe reports it
+            prices = load_price_csv(cfg.sim.prices)  # read once (~15 ms for the sample)
+    universe, problems = resolved_universe(cfg, prices)
     if universe is None:
         return problems
     excluded = cfg.universe.exclude
@@ -109,7 +119,7 @@ def config_problems(cfg: Config) -> list[str]:
         problems.append(f"[risk].safe_asset: {safe!r} is not in the universe")
     elif safe is not None and safe in excluded:
         problems.append(f"[risk].safe_asset: {safe!r} is in [universe].exclude")
-    return problems + replay_problems(cfg)
+    return problems + ([] if prices is None else replay_problems(cfg, prices))
 
 
 def check_config_references(cfg: Config) -> None:
