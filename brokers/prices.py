@@ -174,8 +174,10 @@ def load_price_csv(path: str | Path) -> pd.DataFrame:
     return validate_price_frame(prices, str(path))
 
 
-def select_universe(prices: pd.DataFrame, symbols: Sequence[str]) -> pd.DataFrame:
-    """The given symbols' columns, in the given order.
+def select_universe(prices: pd.DataFrame, symbols: Sequence[str],
+                    source: str | Path | None = None) -> pd.DataFrame:
+    """The given symbols' columns, in the given order; ``source`` (the price file, when
+    known) is named in the missing-symbol error.
 
     Raises:
         BrokerDataError: a symbol is not a column of ``prices`` (all missing ones are named),
@@ -189,8 +191,9 @@ def select_universe(prices: pd.DataFrame, symbols: Sequence[str]) -> pd.DataFram
         raise BrokerDataError(f"universe lists {', '.join(repeated)} more than once")
     missing = [s for s in wanted if s not in prices.columns]
     if missing:
+        where = "the price data" if source is None else f"the price file {source}"
         raise BrokerDataError(
-            f"universe symbol(s) {', '.join(missing)} not in the price data "
+            f"universe symbol(s) {', '.join(missing)} not in {where} "
             f"(available: {', '.join(map(str, prices.columns))})"
         )
     return prices[wanted]
@@ -202,5 +205,5 @@ def load_universe_prices(path: str | Path, symbols: Sequence[str] | None
     all missing ones are named) or, when None, every column in file order."""
     prices = load_price_csv(path)
     universe = tuple(symbols) if symbols else tuple(str(c) for c in prices.columns)
-    select_universe(prices, universe)
+    select_universe(prices, universe, path)
     return prices, universe

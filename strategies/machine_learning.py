@@ -232,7 +232,7 @@ class MLRegression(Strategy):
         if n_dates < self.min_training_dates:
             raise StrategyError(
                 f"ml_regression: only {max(n_dates, 0)} labelled dates as of "
-                f"{prices.index[-1]} ({panel.asof_p} return rows, {FEATURE_HISTORY_DAYS} for "
+                f"{prices.index[-1].date()} ({panel.asof_p} return rows, {FEATURE_HISTORY_DAYS} for "
                 f"features, {self.horizon_days} horizon); need {self.min_training_dates}: "
                 f"raise lookback_days or supply more history")
         alphas = self.alphas if self.alphas is not None else DEFAULT_ALPHAS[self.model]
@@ -240,7 +240,7 @@ class MLRegression(Strategy):
         x_train, x_pred = standardize(panel.x_train, panel.x_pred)
         predicted = fit_predict(self.model, alpha, x_train, panel.y_train, x_pred)
         log.debug("model_fitted", strategy=self.name, model=self.model, alpha=alpha,
-                  training_rows=len(panel.y_train), asof=str(prices.index[-1]))
+                  training_rows=len(panel.y_train), asof=str(prices.index[-1].date()))
         mu = predicted * (ANNUALIZATION_DAYS / self.horizon_days)
         return Forecast(symbols=panel.symbols, mu_annual=mu, alpha=alpha, cv_mse=mse)
 
@@ -253,7 +253,7 @@ class MLRegression(Strategy):
         if list(returns.columns) != list(fc.symbols):
             missing = [s for s in fc.symbols if s not in returns.columns]
             raise StrategyError(f"ml_regression: no covariance estimate for {missing} as of "
-                                f"{prices.index[-1]}")
+                                f"{prices.index[-1].date()}")
         cov = self._estimator.covariance_of(returns)
         n = len(fc.symbols)
         w = optimize_mean_variance(fc.mu_annual, cov, float(self.risk_aversion),

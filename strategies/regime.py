@@ -74,7 +74,7 @@ def fit_regimes(features: pd.DataFrame, n_regimes: int, random_state: int) -> Re
                      random_state=random_state).fit_predict(z)
     found = np.unique(raw)
     if len(found) < n_regimes:
-        raise StrategyError(f"regime_kmeans: market features as of {features.index[-1]} form "
+        raise StrategyError(f"regime_kmeans: market features as of {features.index[-1].date()} form "
                             f"only {len(found)} distinct cluster(s), n_regimes={n_regimes}; "
                             f"lower n_regimes or lengthen lookback_days")
     vols = np.array([features["vol"].to_numpy()[raw == k].mean() for k in range(n_regimes)])
@@ -181,7 +181,7 @@ class RegimeKMeans(Strategy):
     def _fit(self, returns: pd.DataFrame, prices: pd.DataFrame) -> RegimeFit:
         if len(returns) < self.min_rows_needed:
             raise StrategyError(f"regime_kmeans: {len(returns)} return rows as of "
-                                f"{prices.index[-1]}, need {self.min_rows_needed} "
+                                f"{prices.index[-1].date()}, need {self.min_rows_needed} "
                                 f"(feature windows + {10 * self.n_regimes} clustered days)")
         feats = market_features(returns, self.vol_window_days, self.trend_window_days)
         return fit_regimes(feats, self.n_regimes, self.random_state)
@@ -193,7 +193,7 @@ class RegimeKMeans(Strategy):
         fit = self._fit(returns, prices)
         log.debug("regime_detected", strategy=self.name, regime=fit.current,
                   regime_vols=[round(float(v), 4) for v in fit.regime_vols],
-                  asof=str(prices.index[-1]))
+                  asof=str(prices.index[-1].date()))
         if self._strategy is None:
             return finalize_weights(self._fixed[fit.current].target_weights(prices), self.name)
         in_regime = returns.index.isin(fit.dates[fit.labels == fit.current])

@@ -173,7 +173,7 @@ class Fixed(Strategy):
         if unpriced:
             raise StrategyError(
                 f"strategy 'fixed': no price for {', '.join(unpriced)} on the as-of date "
-                f"{prices.index[-1]}"
+                f"{prices.index[-1].date()}"
             )
         return _fixed_weights(tuple(targets.items()), columns, self.name).copy(deep=False)
 
@@ -195,11 +195,11 @@ class EqualWeight(Strategy):
         priced = last.notna().to_numpy()
         for symbol in prices.columns[~priced]:
             log.warning("asset_excluded", symbol=str(symbol), reason="no price on as-of date",
-                        asof=str(prices.index[-1]), strategy=self.name)
+                        asof=str(prices.index[-1].date()), strategy=self.name)
         n = int(priced.sum())
         if n == 0:
             raise StrategyError(f"strategy 'equal_weight': no asset has a price on the as-of "
-                                f"date {prices.index[-1]}")
+                                f"date {prices.index[-1].date()}")
         out = pd.Series(np.where(priced, 1.0 / n, 0.0), index=prices.columns, dtype=float)
         return finalize_weights(out, self.name)
 
@@ -208,14 +208,23 @@ def inverse_volatility_weights(prices: pd.DataFrame, lookback_days: int) -> pd.S
     """w_i = (1/σ_i) / Σ_j (1/σ_j), σ from the shared sample covariance of simple returns.
 
     Indexed by the usable assets only (those ``simple_returns`` keeps); zero-volatility
-    assets are an error (1/σ undefined).
+    assets and non-finite (infinite or NaN) volatilities, from returns too large to square,
+    are an error (1/σ undefined).
     """
-    returns = simple_returns(prices, lookback_days)
-    vol = np.sqrt(np.diag(sample_covariance(returns).to_numpy()))
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below, not as warnings
+        returns = simple_returns(prices, lookback_days)
+        vol = np.sqrt(np.diag(sample_covariance(returns).to_numpy()))
+    window = f"{lookback_days}-day window ending {prices.index[-1].date()}"
+    finite = np.isfinite(vol)
+    if not finite.all():
+        bad = returns.columns[~finite].tolist()
+        raise StrategyError(f"inverse volatility undefined: non-finite volatility for {bad} in "
+                            f"the {window} (a return too large or infinite: check those "
+                            f"prices)")
     if not (vol > 0).all():
         flat = returns.columns[~(vol > 0)].tolist()
         raise StrategyError(f"inverse volatility undefined: zero volatility for {flat} in the "
-                            f"{lookback_days}-day window ending {prices.index[-1]}")
+                            f"{window}")
     inv = 1.0 / vol
     return pd.Series(inv / inv.sum(), index=returns.columns, dtype=float)
 

@@ -92,7 +92,7 @@ def move_to_safe(weights: pd.Series, freed: float, safe_asset: str | None,
         return weights
     if pd.isna(prices[safe_asset].iloc[-1]):
         raise StrategyError(f"strategy {strategy!r}: safe_asset {safe_asset!r} has no price "
-                            f"on the as-of date {prices.index[-1]}")
+                            f"on the as-of date {prices.index[-1].date()}")
     out = weights.copy()
     out[safe_asset] = out[safe_asset] + freed
     return out
@@ -168,7 +168,7 @@ class Momentum(Strategy):
         k = min(self.k, len(ranked))
         if k < self.k:
             log.warning("momentum_k_reduced", k=self.k, usable_assets=len(ranked),
-                        asof=str(prices.index[-1]))
+                        asof=str(prices.index[-1].date()))
         chosen = ranked.index[order[:k]]
         if self.weighting == "equal":
             sel = pd.Series(1.0 / k, index=chosen)
@@ -177,7 +177,7 @@ class Momentum(Strategy):
             sel = inv.reindex(chosen)
             if sel.isna().any():
                 raise StrategyError(f"momentum: no volatility estimate for "
-                                    f"{sel.index[sel.isna()].tolist()} as of {prices.index[-1]}")
+                                    f"{sel.index[sel.isna()].tolist()} as of {prices.index[-1].date()}")
             sel = sel / sel.sum()
         out = sel.reindex(prices.columns, fill_value=0.0).astype(float)
         if self.absolute_momentum:
@@ -229,7 +229,7 @@ class TrendFilter(Strategy):
         for symbol in held[~full.to_numpy()]:
             log.warning("asset_excluded", symbol=str(symbol), strategy=self.name,
                         reason=f"fewer than {self.window} closes for the moving average",
-                        asof=str(prices.index[-1]))
+                        asof=str(prices.index[-1].date()))
         sma = window[held].mean()
         above = full & (window[held].iloc[-1] > sma)
         below = held[~above.to_numpy()]
@@ -297,7 +297,7 @@ class MeanReversion(Strategy):
         for symbol in b.index[(b > 0).to_numpy() & z.isna().to_numpy()]:
             log.warning("asset_excluded", symbol=str(symbol), strategy=self.name,
                         reason=f"fewer than {self.window} closes for the z-score; not tilted",
-                        asof=str(prices.index[-1]))
+                        asof=str(prices.index[-1].date()))
         m = np.ones(len(b))
         zv = z.to_numpy()
         m[zv < -self.entry_z] = 1.0 + self.tilt
@@ -362,7 +362,7 @@ class VolTarget(Strategy):
         if missing:
             raise StrategyError(f"vol_target: no covariance estimate for held asset(s) "
                                 f"{missing} in the {self.vol_lookback_days}-day window ending "
-                                f"{prices.index[-1]}")
+                                f"{prices.index[-1].date()}")
         w = weights[held].to_numpy()
         var = float(w @ cov.loc[held, held].to_numpy() @ w)
         vol = math.sqrt(max(var, 0.0))

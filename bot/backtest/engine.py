@@ -175,18 +175,28 @@ def _window(prices: pd.DataFrame, strategy: Strategy, spec: BacktestSpec) -> tup
             f"end date {spec.end} is outside the price data ({first_day} to {last_day})")
     if spec.start is not None and spec.end is not None and spec.end < spec.start:
         raise BacktestInputError(f"end date {spec.end} is before start date {spec.start}")
+    if warmup >= len(dates):  # whatever the dates, too few rows for the warm-up
+        raise BacktestInputError(
+            f"the price data has {len(dates)} rows ({first_day} to {last_day}); the strategy "
+            f"and risk step need {warmup} rows of history before the first backtest day, so "
+            f"at least {warmup + 1}")
     start = warmup if spec.start is None else int(dates.searchsorted(pd.Timestamp(spec.start)))
     end = len(dates) - 1 if spec.end is None else int(
         dates.searchsorted(pd.Timestamp(spec.end), side="right")) - 1
     if start < warmup:
-        earliest = dates[min(warmup, len(dates) - 1)].date()
+        earliest = dates[warmup].date()
         raise BacktestInputError(
             f"start date {spec.start} has {start} trading days of history before it; the "
             f"strategy and risk step need {warmup} (start on {earliest} or later)")
-    if start > end:
+    if start > end and spec.start is not None:  # start ≥ warmup: the dates hold no row
         raise BacktestInputError(
-            f"no trading day between start {dates[min(start, len(dates) - 1)].date()} and end "
-            f"{spec.end or last_day} after the {warmup}-day warm-up")
+            f"no trading day in the price data between start date {spec.start} and end date "
+            f"{spec.end}")
+    if start > end:  # only an end given, too early for the warm-up
+        raise BacktestInputError(
+            f"end date {spec.end} leaves {end + 1} rows of price data; the strategy and risk "
+            f"step need {warmup} rows of history before the first backtest day (end on "
+            f"{dates[warmup].date()} or later)")
     return start, end
 
 

@@ -255,7 +255,7 @@ def _book(weights: pd.Series, prices: pd.DataFrame, limits: RiskLimits) -> tuple
         short = [symbols[cols[i]] for i in np.flatnonzero(incomplete)]
         raise InputDataError(
             f"symbol(s) {short} lack a full {limits.lookback_days}-day price history (window "
-            f"ending {prices.index[-1]}) but carry weight or are the safe asset; shorten "
+            f"ending {prices.index[-1].date()}) but carry weight or are the safe asset; shorten "
             "lookback_days or drop them"
         )
     return _Book(symbols, cols, returns_from_closes(closes), safe_pos), w
