@@ -95,7 +95,8 @@ def reconcile(broker: Broker, journal: Journal, prefix: str, repair_fills: bool 
         if c.action == "update" and c.order is not None:
             journal.record_order(c.order, broker.fills_for(c.client_order_id))
         elif c.action == "mark_unsent":
-            journal.set_status(c.client_order_id, IntentStatus.UNSENT, "never reached the venue (restart)")
+            journal.set_status(c.client_order_id, IntentStatus.UNSENT,
+                               "never reached the venue (found by the next reconciliation)")
         else:
             journal.set_status(c.client_order_id, IntentStatus.MISSING, "venue has no such order")
         log.info("order_reconciled", client_order_id=c.client_order_id, action=c.action,
