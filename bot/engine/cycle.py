@@ -126,9 +126,12 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
 def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleResult:
     """Steps 2–8 of a cycle on a trading day."""
     broker, journal, s = ctx.broker, ctx.journal, ctx.settings
-    reconcile(broker, journal, s.order_prefix, repair_fills=not ctx.fills_verified)
+    unknown = reconcile(broker, journal, s.order_prefix, repair_fills=not ctx.fills_verified)
     ctx.fills_verified = True
-    still_open = [i.client_order_id for i in journal.open_intents()]
+    # an order of ours still working (one this journal sent, or one sent from a state file
+    # since replaced): trading on top of it would buy or sell the same shares twice
+    still_open = [i.client_order_id for i in journal.open_intents()] + [
+        o.client_order_id for o in unknown]
     if still_open:
         log.warning("orders_still_open", client_order_ids=still_open,
                     note="an earlier order is still working; not trading until it is done")

@@ -79,8 +79,11 @@ def repair_missing_fills(broker: Broker, journal: Journal) -> list[str]:
 
 
 def reconcile(broker: Broker, journal: Journal, prefix: str, repair_fills: bool = False
-              ) -> list[Correction]:
+              ) -> list[Order]:
     """Bring the journal up to date with the venue; report orders that are not ours.
+    Returns the venue's open orders that carry our prefix but are not in this journal
+    (sent from a state file since replaced: a restored backup, a new state dir): the
+    cycle must not trade on top of them.
 
     ``repair_fills`` (the first cycle of a process) also re-fetches the fills of orders
     whose fills are missing from the journal.
@@ -108,9 +111,10 @@ def reconcile(broker: Broker, journal: Journal, prefix: str, repair_fills: bool 
     )
     for o in ours_unknown:
         log.warning("order_unknown_seen", client_order_id=o.client_order_id, symbol=o.symbol,
-                    note="carries our prefix but is not in this journal; left untouched")
+                    note="carries our prefix but is not in this journal (a replaced state "
+                         "file?); left untouched, and no cycle trades while it works")
     for o in foreign:
         log.info("foreign_order_seen", client_order_id=o.client_order_id, symbol=o.symbol,
                  note="not ours; left untouched")
     log.info("journal_reconciled", open_intents=len(open_intents), corrections=len(corrections))
-    return corrections
+    return ours_unknown
