@@ -4,6 +4,7 @@ in the environment."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -277,6 +278,23 @@ def test_once_alpaca_our_working_order_unknown_to_the_journal_blocks_trading(
                                env=KEYS_ENV)
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(posted_orders(fake)) > 1
+
+
+def test_status_after_alpaca_cycle_shows_targets_and_no_made_up_holdings(
+    fake: FakeAlpaca, write_config: Any
+) -> None:
+    """status makes no API call, so Alpaca holdings are unknown to it: it once showed
+    qty 0 and a drift of −target for every symbol right after a correct rebalance."""
+    config = str(alpaca_config(write_config, fake))
+    assert run_cli_in_process("once", "--config", config, env=KEYS_ENV).returncode == 0
+    report = json.loads(run_cli_in_process("status", "--config", config, "--json").stdout)
+    rows = {h["symbol"]: h for h in report["holdings"]}
+    assert rows and all(h["qty"] is None and h["drift"] is None and not h["drifted"]
+                        for h in rows.values())
+    assert rows["SPY"]["target"] > 0
+    text = run_cli_in_process("status", "--config", config).stdout
+    spy = next(line for line in text.splitlines() if line.strip().startswith("SPY"))
+    assert "0.0000" not in spy and "-" in spy
 
 
 def test_once_alpaca_keys_absent_from_output_and_state(

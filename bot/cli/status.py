@@ -77,8 +77,8 @@ def render_status_text(r: StatusReport) -> str:
     out += ["", *_account_lines(r.account, r)]
     out += ["", r.holdings_caption()]
     out += _table(("symbol", "qty", "price", "value", "weight", "target", "drift", "drifted"),
-                  [(h.symbol, f"{h.qty:,.4f}", _money(h.price), _money(h.value),
-                    f"{h.weight:.2%}", f"{h.target:.2%}", f"{h.drift:+.2%}",
+                  [(h.symbol, _unknown(h.qty, ",.4f"), _money(h.price), _money(h.value),
+                    _unknown(h.weight, ".2%"), f"{h.target:.2%}", _unknown(h.drift, "+.2%"),
                     "yes" if h.drifted else "") for h in r.holdings])
     if r.outside_universe:
         out += ["", "outside the universe (untouched: never traded, in no weight above; "
@@ -130,6 +130,11 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 def _money(value: float | None) -> str:
     return "" if value is None else f"{value:,.2f}"
+
+
+def _unknown(value: float | None, spec: str) -> str:
+    """A figure, or "-" where status cannot know it (Alpaca holdings)."""
+    return "-" if value is None else format(value, spec)
 
 
 def _signed(value: float | None) -> str:

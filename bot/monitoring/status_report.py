@@ -82,15 +82,16 @@ class HoldingRow:
     """A held or targeted universe symbol as the planner judges it: ``weight`` is a fraction
     of the universe's equity (cash + universe holdings), ``target`` the last cycle's target
     after the cash buffer (``strategy_target`` before it), ``drift`` = weight − target and
-    ``drifted`` the planner's drift-band test."""
+    ``drifted`` the planner's drift-band test. Holdings the status cannot see (Alpaca: it
+    makes no API call) are None: unknown, never shown as zero."""
 
     symbol: str
-    qty: float
+    qty: float | None
     price: float | None
-    value: float
-    weight: float
+    value: float | None
+    weight: float | None
     target: float
-    drift: float
+    drift: float | None
     drifted: bool
     strategy_target: float
 
@@ -424,6 +425,11 @@ def _holding_rows(priced: dict[str, tuple[float, float]] | None, cash: float,
     if not symbols:
         return ()
     goal = _planner_targets(targets, cfg.rebalance.cash_buffer)
+    if priced is None:  # unknown holdings: the targets only (no made-up zero and −target drift)
+        return tuple(HoldingRow(symbol=s, qty=None, price=None, value=None, weight=None,
+                                target=round(goal.get(s, 0.0), 6), drift=None, drifted=False,
+                                strategy_target=round(targets.get(s, 0.0), 6))
+                     for s in symbols)
     values = [held[s][0] * held[s][1] if s in held else 0.0 for s in symbols]
     equity = math.fsum([cash, *values])  # the planner's equity: cash + universe holdings
     weights = [v / equity if equity > 0 else 0.0 for v in values]
@@ -433,7 +439,7 @@ def _holding_rows(priced: dict[str, tuple[float, float]] | None, cash: float,
                    price=held[s][1] if s in held else None, value=round(v, 2),
                    weight=round(w, 6), target=round(goal.get(s, 0.0), 6),
                    drift=round(w - goal.get(s, 0.0), 6),
-                   drifted=priced is not None and equity > 0
+                   drifted=equity > 0
                    and bool(drift_mask(w, goal.get(s, 0.0), policy.drift_abs, policy.drift_rel)),
                    strategy_target=round(targets.get(s, 0.0), 6))
         for s, v, w in zip(symbols, values, weights, strict=True)
