@@ -248,8 +248,8 @@ def test_check_config_good_config_exits_0(write_config):
 def _fake(**kwargs: Any) -> FakeAlpaca:
     from test_alpaca_cycle import API_KEY, SECRET_KEY
 
-    return FakeAlpaca(bars=recent_bars(), cash=100_000.0, api_key=API_KEY,
-                      secret_key=SECRET_KEY, **kwargs)
+    return FakeAlpaca(**{"bars": recent_bars(), "cash": 100_000.0, "api_key": API_KEY,
+                         "secret_key": SECRET_KEY, **kwargs})
 
 
 def _account_with(**changes: Any) -> dict[str, Any]:
@@ -307,10 +307,19 @@ def test_once_bad_venue_answer_ends_cleanly_with_no_order(write_config, prefix, 
         assert fragment in text, (fragment, text[-3000:])
 
 
-def test_run_short_position_fails_every_cycle_cleanly_and_exits_1(write_config):
-    """A short position in a universe symbol: each cycle is a clean cycle_failed telling the
-    operator to close it at the broker; --max-cycles 2 with both failed exits 1."""
-    with _fake(positions={"SPY": (-10.0, 100.0)}) as fake:
+@pytest.mark.parametrize(("symbol", "fragment"), [
+    ("SPY", "short position in 'SPY'"),
+    # outside the universe: its proceeds sit in the cash the planner invested (110 % of
+    # the account's equity), where a universe short was refused
+    ("QQQ", "short position outside the universe: QQQ (-10 shares)"),
+])
+def test_run_short_position_fails_every_cycle_cleanly_and_exits_1(write_config, symbol,
+                                                                  fragment):
+    """A short position: each cycle is a clean cycle_failed telling the operator to close
+    it at the broker; --max-cycles 2 with both failed exits 1; nothing is sent."""
+    bars = recent_bars()
+    bars["QQQ"] = bars["SPY"] * 1.5  # priced at the venue, outside the universe
+    with _fake(positions={symbol: (-10.0, 100.0)}, bars=bars) as fake:
         config = alpaca_config(write_config, fake)
         result = invoke("run", "--config", str(config), "--max-cycles", "2", env=KEYS_ENV)
         assert fake.order_posts() == []
@@ -318,7 +327,7 @@ def test_run_short_position_fails_every_cycle_cleanly_and_exits_1(write_config):
     assert result.exit_code == 1, text[-2000:]
     assert "Traceback" not in text and "cycle_crashed" not in text
     assert text.count('"event": "cycle_failed"') == 2
-    assert "short position in 'SPY'" in text and "close it at the broker" in text
+    assert fragment in text and "close it at the broker" in text
 
 
 @pytest.mark.parametrize("variable", ["ALLOCBOT_BLAS_THREADS", "ALLOCBOT_HEAP_RETAIN_MB"])

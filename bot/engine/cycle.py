@@ -23,6 +23,7 @@ from bot.core.guards import GuardLimits
 from bot.core.rebalance import (
     RebalancePlan,
     RebalancePolicy,
+    UnsupportedPositionError,
     plan_rebalance,
     plan_rebalance_aligned,
 )
@@ -143,6 +144,12 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
     foreign = sorted(sym for sym in positions if sym not in pos_of)
     if foreign:
         log.info("foreign_position_seen", symbols=foreign, note="outside the universe; untouched")
+    shorts = [f"{sym} ({positions[sym].qty:g} shares)" for sym in foreign if positions[sym].qty < 0]
+    if shorts:  # its sale's proceeds sit in cash, which the planner would invest: leverage
+        raise UnsupportedPositionError(
+            f"short position outside the universe: {', '.join(shorts)}; its proceeds are in "
+            "the cash the bot would invest (allocbot trades long-only accounts): close it at "
+            "the broker, then the next cycle resumes")
     # 3. data
     lookback = max(ctx.strategy.lookback_days + 1, s.limits.lookback_days + 1, s.min_history_rows,
                    s.fallback.lookback_days + 1 if s.fallback else 0,
