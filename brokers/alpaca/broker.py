@@ -3,8 +3,10 @@ behind our ``Broker`` protocol. alpaca-py types never leave the ``brokers/alpaca
 
 Safety for an unattended bot (see shared/FIELD-NOTES.md): every HTTP call has a timeout and
 our own bounded retry (``alpaca_http``); every order carries its ``client_order_id`` and a
-422 duplicate is resolved by looking the order up, never by resending; rejections come back
-as ``REJECTED`` orders carrying Alpaca's code and message; keys never reach a message.
+422 duplicate is resolved by looking the order up, never by resending (and if the lookup
+cannot show the order yet, its state is unknown: a ``BrokerTransientError``, never a
+rejection); rejections come back as ``REJECTED`` orders carrying Alpaca's code and message;
+keys never reach a message, even when the venue echoes one (``Redactor``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +33,7 @@ from alpaca.trading.enums import QueryOrderStatus, TimeInForce
 from alpaca.trading.models import Asset, TradeAccount
 from alpaca.trading.models import Calendar as AlpacaCalendar
 from alpaca.trading.models import Clock as AlpacaClock
+from alpaca.trading.models import Order as AlpacaOrder
 from alpaca.trading.models import Position as AlpacaPosition
 from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, MarketOrderRequest
 
@@ -41,8 +44,14 @@ from brokers.alpaca.data import (
     RawBars,
     lookback_start,
 )
-from brokers.alpaca.http import ApiErrorInfo, RetryBudget, install_http_policy
-from brokers.alpaca.orders import OrderBook, order_from_alpaca, size_order
+from brokers.alpaca.http import ApiErrorInfo, Redactor, RetryBudget, install_http_policy
+from brokers.alpaca.orders import (
+    OrderBook,
+    not_a_plain_order,
+    order_from_alpaca,
+    order_symbols,
+    size_order,
+)
 from brokers.base import (
     Account,
     AssetInfo,
@@ -54,7 +63,7 @@ from brokers.base import (
     OrderStatus,
     Position,
 )
-from brokers.errors import BrokerConfigError, BrokerDataError
+from brokers.errors import BrokerConfigError, BrokerDataError, BrokerTransientError
 
 log = structlog.get_logger("brokers.alpaca")
 _Model = TypeVar("_Model")
@@ -138,8 +147,14 @@ class AlpacaBroker:
         self._data = StockHistoricalDataClient(api_key, secret_key, url_override=data_url)
         install_http_policy(self._trading, http_timeout_secs)
         install_http_policy(self._data, http_timeout_secs)
-        self._budget = RetryBudget(retry_budget_secs, retry_backoff_secs, retry_backoff_max_secs)
+        # venue text (errors, odd values) may echo a key: masked before any message holds it
+        self._redact = Redactor((api_key, secret_key))
+        self._budget = RetryBudget(retry_budget_secs, retry_backoff_secs, retry_backoff_max_secs,
+                                   redact=self._redact)
         self._orders = OrderBook()
+        # ids Alpaca refused as duplicates: it holds an order under each, shown or not yet
+        self._ids_at_venue: set[str] = set()
+        self._skipped_orders: set[str] = set()  # other kinds of order, logged once each
         self._assets: dict[str, AssetInfo] = {}
         self._closes = CachedDailyCloses(
             DailyCloseCache(Path(cache_dir), feed),
@@ -167,6 +182,9 @@ class AlpacaBroker:
             f"AlpacaBroker(paper={self.paper}, feed={self.feed!r}, "
             f"base_url={self.base_url!r}, data_url={self.data_url!r})"
         )
+
+    def _number(self, value: object, field: str) -> float:
+        return _number(value, field, self._redact)
 
     def close(self) -> None:
         """Close both HTTP sessions."""
@@ -201,9 +219,9 @@ class AlpacaBroker:
                     TradeAccount, "GET /v2/account")
         return Account(
             account_number=str(a.account_number),
-            cash=_number(a.cash, "account.cash"),
-            equity=_number(a.equity, "account.equity"),
-            buying_power=_number(a.buying_power, "account.buying_power"),
+            cash=self._number(a.cash, "account.cash"),
+            equity=self._number(a.equity, "account.equity"),
+            buying_power=self._number(a.buying_power, "account.buying_power"),
             currency=str(a.currency or "USD"),
         )
 
@@ -214,9 +232,9 @@ class AlpacaBroker:
             p = _expect(row, AlpacaPosition, "GET /v2/positions")
             out[p.symbol] = Position(
                 symbol=p.symbol,
-                qty=_number(p.qty, f"position {p.symbol}.qty"),
-                avg_entry_price=_number(p.avg_entry_price, f"position {p.symbol}.avg_entry_price"),
-                market_value=_number(p.market_value or "0", f"position {p.symbol}.market_value"),
+                qty=self._number(p.qty, f"position {p.symbol}.qty"),
+                avg_entry_price=self._number(p.avg_entry_price, f"position {p.symbol}.avg_entry_price"),
+                market_value=self._number(p.market_value or "0", f"position {p.symbol}.market_value"),
             )
         return out
 
@@ -289,7 +307,7 @@ class AlpacaBroker:
         if not isinstance(trades, dict):
             raise BrokerDataError(f"{what}: Alpaca answered a {type(trades).__name__}, "
                                   "expected a table of trades by symbol")
-        return {str(symbol): _number(_expect(trade, Trade, what).price, f"{symbol} trade price")
+        return {str(symbol): self._number(_expect(trade, Trade, what).price, f"{symbol} trade price")
                 for symbol, trade in trades.items()}
 
     def _bars_end(self, end: date) -> datetime:
@@ -336,6 +354,17 @@ class AlpacaBroker:
                         f", not {_terms(request.side, request.symbol, qty, notional)}): was the "
                         "state file restored from a backup? Nothing was sent; the next cycle "
                         "uses new ids"))
+                # Alpaca holds an order under this id but does not show it (yet): it may be
+                # working or filled. Not a rejection (that is final and never reconciled):
+                # unknown, so the cycle fails and the next reconciliation books what it is.
+                self._ids_at_venue.add(cid)
+                log.warning("order_state_unknown", client_order_id=cid, symbol=request.symbol,
+                            reason=info.describe())
+                raise BrokerTransientError(
+                    f"POST /v2/orders {cid}: Alpaca refused a resend because it already holds "
+                    f"an order with client_order_id {cid} ({info.describe()}), but its lookup "
+                    "does not show that order yet: its state is unknown, nothing was booked. "
+                    "The next cycle's reconciliation looks it up again.")
             return self._orders.rejected(request, qty, notional, info)
 
         raw = self._budget.call(
@@ -352,7 +381,7 @@ class AlpacaBroker:
                     reason=raw.reject_reason,
                 )
             return raw
-        order = self._orders.observe(order_from_alpaca(raw))
+        order = self._orders.observe(order_from_alpaca(raw, self._redact))
         log.info(
             "order_accepted",
             client_order_id=cid,
@@ -365,21 +394,53 @@ class AlpacaBroker:
         return order
 
     def get_order_by_client_id(self, client_order_id: str) -> Order | None:
+        """The venue's order under ``client_order_id``; None if Alpaca has none (404) —
+        unless Alpaca already said it holds one (a 422 duplicate): then the order's state is
+        unknown and a ``BrokerTransientError`` is raised, never None (which would let the
+        journal call it unsent)."""
         local = self._orders.local(client_order_id)
         if local is not None:
             return local
+        what = f"GET /v2/orders:by_client_order_id {client_order_id}"
+
+        def refused(info: ApiErrorInfo) -> Any:
+            if info.status != 404:
+                return _raise_refused(info)
+            if client_order_id in self._ids_at_venue:
+                raise BrokerTransientError(
+                    f"{what}: Alpaca answered 404, but it refused this client_order_id as a "
+                    "duplicate earlier, so it holds the order: its state is unknown. The next "
+                    "cycle looks it up again.")
+            return None
+
         raw = self._budget.call(
-            f"GET /v2/orders:by_client_order_id {client_order_id}",
-            lambda: self._trading.get_order_by_client_id(client_order_id),
-            refused=lambda info: None if info.status == 404 else _raise_refused(info),
-        )
-        return None if raw is None else self._orders.observe(order_from_alpaca(raw))
+            what, lambda: self._trading.get_order_by_client_id(client_order_id), refused=refused)
+        return None if raw is None else self._orders.observe(order_from_alpaca(raw, self._redact))
 
     def list_orders(self, open_only: bool = True) -> list[Order]:
+        """The venue's orders. Orders of another kind (multi-leg, bracket/OCO/OTO, options,
+        crypto) cannot be ours — this adapter sends only single-symbol equity orders — and
+        have no single symbol or side to translate: they are left out, each logged once as
+        ``foreign_order_skipped`` (the bot leaves them untouched, as any foreign order)."""
         status = QueryOrderStatus.OPEN if open_only else QueryOrderStatus.ALL
         query = GetOrdersRequest(status=status, limit=500)
         rows = self._budget.call("GET /v2/orders", lambda: self._trading.get_orders(query))
-        return [self._orders.observe(order_from_alpaca(o)) for o in rows]
+        orders = []
+        for row in (_expect(r, AlpacaOrder, "GET /v2/orders") for r in rows):
+            kind = not_a_plain_order(row)
+            if kind is None:
+                orders.append(self._orders.observe(order_from_alpaca(row, self._redact)))
+                continue
+            order_id = str(row.id)
+            if order_id not in self._skipped_orders:
+                self._skipped_orders.add(order_id)
+                log.info("foreign_order_skipped", order_id=order_id,
+                         client_order_id=self._redact(str(row.client_order_id)),
+                         kind=self._redact(kind),
+                         symbols=[self._redact(s) for s in order_symbols(row)],
+                         status=str(getattr(row.status, "value", row.status)),
+                         note="not a single-symbol equity order, so not ours; left untouched")
+        return orders
 
     def cancel_order(self, order_id: str) -> None:
         """Ask Alpaca to cancel; an order that is already done (404/422) is left alone."""
@@ -452,14 +513,15 @@ def _expect(value: object, kind: type[_Model], what: str) -> _Model:
     return value
 
 
-def _number(value: object, field: str) -> float:
-    """Alpaca sends numbers as strings; a missing, garbled or infinite one is a data error."""
+def _number(value: object, field: str, redact: Callable[[str], str] = str) -> float:
+    """Alpaca sends numbers as strings; a missing, garbled or infinite one is a data error
+    (its text quoted with ``redact`` applied: a garbled field could hold anything)."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         number = math.nan
     if not math.isfinite(number):
-        raise BrokerDataError(f"Alpaca {field} is {value!r}, expected a finite number")
+        raise BrokerDataError(redact(f"Alpaca {field} is {value!r}, expected a finite number"))
     return number
 
 

@@ -4,7 +4,9 @@ alpaca-py (0.44, ``alpaca/common/rest.py``) sends through a plain ``requests.Ses
 with no timeout, and retries 429/504 three times with a fixed 3 s sleep inside
 ``RESTClient._request`` (attribute ``_retry``). We swap the session for one that bounds
 every request and set ``_retry = 0`` so that all retrying happens here, against one
-per-cycle budget (see ``RetryBudget``). Nothing here logs or raises a credential.
+per-cycle budget (see ``RetryBudget``). Nothing here logs or raises a credential: a
+venue's error text (which a proxy or error page could fill with the request's key) passes
+through ``Redactor`` before it is logged, raised or handed on.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import pydantic
 import requests
@@ -28,6 +31,34 @@ log = structlog.get_logger("brokers.alpaca")
 T = TypeVar("T")
 
 _EXCERPT_CHARS = 200
+REDACTED = "***"  # the mask bot/logs.py writes for a secret
+_MIN_SECRET_CHARS = 4  # shorter strings are not meaningful secrets (and would mask noise)
+
+
+class Redactor:
+    """Masks the adapter's own secrets (its API key id and secret) in venue text.
+
+    Each secret is masked whole and also in its URL-quoted form (an error page may echo the
+    request line). ``repr`` shows only how many secrets it holds.
+    """
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        values = {s for s in secrets if len(s) >= _MIN_SECRET_CHARS}
+        values |= {quoted for s in values if (quoted := quote(s, safe="")) != s}
+        self._secrets = tuple(sorted(values, key=len, reverse=True))
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._secrets)} secrets)"
+
+
+def _no_redaction(text: str) -> str:
+    return text
 
 
 class TimeoutSession(requests.Session):
@@ -77,10 +108,13 @@ class ApiErrorInfo:
         return f"HTTP {self.status}, {code}: {self.message}"
 
 
-def describe_api_error(exc: APIError) -> ApiErrorInfo:
+def describe_api_error(exc: APIError, redact: Callable[[str], str] = _no_redaction
+                       ) -> ApiErrorInfo:
     """Parse an ``APIError`` defensively: ``.code``/``.message`` raise on non-JSON bodies
-    (an HTML 502 page from a proxy), so read the body text ourselves."""
-    text = str(exc)
+    (an HTML 502 page from a proxy), so read the body text ourselves. ``redact`` masks
+    secrets in the whole body before the message is cut to its excerpt (a cut must not
+    leave half a key)."""
+    text = redact(str(exc))
     try:
         payload = json.loads(text)
     except ValueError:
@@ -90,7 +124,7 @@ def describe_api_error(exc: APIError) -> ApiErrorInfo:
         code = (
             int(raw_code) if isinstance(raw_code, int | str) and str(raw_code).isdigit() else None
         )
-        message = str(payload.get("message", ""))[:_EXCERPT_CHARS]
+        message = redact(str(payload.get("message", "")))[:_EXCERPT_CHARS]  # JSON-unescaped
     else:
         code = None
         message = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)).strip()[:_EXCERPT_CHARS]
@@ -123,18 +157,24 @@ class RetryBudget:
         backoff_max_secs: float,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        redact: Callable[[str], str] = _no_redaction,
     ) -> None:
         self.budget_secs = budget_secs
         self.backoff_secs = backoff_secs
         self.backoff_max_secs = backoff_max_secs
         self._sleep = sleep
         self._monotonic = monotonic
+        self._redact = redact
         self.spent_secs = 0.0
         self.exhausted = False
 
     def reset(self) -> None:
         self.spent_secs = 0.0
         self.exhausted = False
+
+    def _excerpt(self, exc: Exception) -> str:
+        """The start of an exception's text, secrets masked before the cut."""
+        return self._redact(str(exc))[:_EXCERPT_CHARS]
 
     def call(
         self,
@@ -148,7 +188,8 @@ class RetryBudget:
         401, bad keys) becomes a ``BrokerConfigError`` naming ``what``. A response the SDK
         cannot parse becomes ``BrokerDataError``. Errors are raised outside the ``except``
         blocks so they carry no SDK exception as context: its frames hold the request
-        headers, i.e. the keys.
+        headers, i.e. the keys. The venue's text is redacted before anything sees it (the
+        ``refused`` callback, a log line, an error message).
         """
         attempt = 0
         while True:
@@ -159,18 +200,18 @@ class RetryBudget:
             try:
                 return fn()
             except APIError as exc:
-                failure = describe_api_error(exc)
+                failure = describe_api_error(exc, self._redact)
             except requests.RequestException as exc:
-                failure = f"{type(exc).__name__}: {str(exc)[:_EXCERPT_CHARS]}"
+                failure = f"{type(exc).__name__}: {self._excerpt(exc)}"
             except pydantic.ValidationError as exc:
-                failure = unparsable = (
+                failure = unparsable = self._redact(
                     f"{exc.error_count()} field errors, first at {exc.errors()[0]['loc']}: "
                     f"{exc.errors()[0]['msg']}"
                 )
             except (TypeError, AttributeError, KeyError) as exc:
                 # the SDK unpacks the JSON before validating it: a list where a table belongs
                 # fails there (``**row``, ``.items()``), not in pydantic
-                failure = unparsable = f"wrong shape: {type(exc).__name__}: {str(exc)[:_EXCERPT_CHARS]}"
+                failure = unparsable = f"wrong shape: {type(exc).__name__}: {self._excerpt(exc)}"
             # Out of the except blocks: what we raise carries no SDK exception as context.
             if unparsable is not None:
                 raise BrokerDataError(f"{what}: Alpaca's answer did not parse ({unparsable})")

@@ -9,6 +9,7 @@ averages: ``(q2*p2 - q1*p1) / (q2 - q1)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
@@ -17,6 +18,7 @@ import structlog
 
 from brokers.alpaca.http import ApiErrorInfo
 from brokers.base import Fill, Order, OrderRequest, OrderSide, OrderStatus
+from brokers.errors import BrokerDataError
 
 log = structlog.get_logger("brokers.alpaca")
 
@@ -54,31 +56,94 @@ class SeenOrder:
     updated_at: datetime
 
 
-def _float_or_none(value: object) -> float | None:
+_SIDES = {"buy": OrderSide.BUY, "sell": OrderSide.SELL}
+_PLAIN_ORDER_CLASSES = ("", "simple")  # what a MarketOrderRequest without legs becomes
+_EQUITY = "us_equity"
+
+
+def _text(value: object) -> str | None:
+    """An enum's value, a string as is, None for None."""
+    return None if value is None else str(getattr(value, "value", value))
+
+
+def not_a_plain_order(raw: object) -> str | None:
+    """Why an alpaca-py ``Order`` is not a single-symbol US-equity order (the only kind
+    this adapter sends), or None if it is one.
+
+    Other kinds (alpaca-py's ``Order``: ``order_class`` mleg/bracket/oco/oto, ``legs``,
+    ``asset_class`` us_option/crypto; a multi-leg order has no top-level ``symbol`` or
+    ``side``) are someone else's: they cannot be translated into our ``Order`` without
+    inventing a symbol or a side.
+    """
+    order_class = _text(getattr(raw, "order_class", None))
+    if order_class is not None and order_class not in _PLAIN_ORDER_CLASSES:
+        return f"order class {order_class}"
+    legs = getattr(raw, "legs", None)
+    if legs:
+        return f"an order with {len(legs)} legs"
+    asset_class = _text(getattr(raw, "asset_class", None))
+    if asset_class is not None and asset_class != _EQUITY:
+        return f"asset class {asset_class}"
+    return None
+
+
+def order_symbols(raw: object) -> list[str]:
+    """The symbols an order names: its own, else its legs' (for a log line)."""
+    symbol = getattr(raw, "symbol", None)
+    if symbol:
+        return [str(symbol)]
+    return [str(leg.symbol) for leg in getattr(raw, "legs", None) or [] if leg.symbol]
+
+
+def _float_or_none(value: object, field: str, cid: str, redact: Callable[[str], str]
+                   ) -> float | None:
     if value is None or value == "":
         return None
-    return float(value)  # type: ignore[arg-type]
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise BrokerDataError(redact(
+            f"order {cid}: Alpaca's {field} is {str(value)[:40]!r}, expected a finite number"))
+    return number
 
 
-def order_from_alpaca(raw: object) -> SeenOrder:
+def order_from_alpaca(raw: object, redact: Callable[[str], str] = str) -> SeenOrder:
     """Translate an alpaca-py ``Order`` model. Non-terminal Alpaca states map to NEW /
-    ACCEPTED, or PARTIALLY_FILLED once something has filled."""
+    ACCEPTED, or PARTIALLY_FILLED once something has filled.
+
+    An answer that cannot be read as a single-symbol equity order (another kind, no symbol,
+    a side other than buy/sell, a number that is not one) raises ``BrokerDataError`` naming
+    the order: it is never booked as something it is not. ``redact`` masks secrets in the
+    venue's text that the message quotes.
+    """
+    cid = str(raw.client_order_id)  # type: ignore[attr-defined]
+    kind = not_a_plain_order(raw)
+    if kind is not None:
+        raise BrokerDataError(redact(
+            f"order {cid}: Alpaca reports {kind} ({'/'.join(order_symbols(raw)) or 'no symbol'})"
+            ", not a single-symbol equity order; this adapter cannot book it"))
     status_text = str(getattr(raw.status, "value", raw.status))  # type: ignore[attr-defined]
     status = _STATUS.get(status_text, OrderStatus.ACCEPTED)
-    filled_qty = _float_or_none(raw.filled_qty) or 0.0  # type: ignore[attr-defined]
+    filled_qty = _float_or_none(raw.filled_qty, "filled_qty", cid, redact) or 0.0  # type: ignore[attr-defined]
     if status in (OrderStatus.NEW, OrderStatus.ACCEPTED) and filled_qty > 0:
         status = OrderStatus.PARTIALLY_FILLED
-    side_text = str(getattr(raw.side, "value", raw.side))  # type: ignore[attr-defined]
+    side = _SIDES.get(_text(raw.side) or "")  # type: ignore[attr-defined]
+    if side is None or not raw.symbol:  # type: ignore[attr-defined]
+        raise BrokerDataError(redact(
+            f"order {cid}: Alpaca reports symbol {_text(raw.symbol)!r} and side "  # type: ignore[attr-defined]
+            f"{_text(raw.side)!r}; expected a symbol and buy or sell"))  # type: ignore[attr-defined]
     order = Order(
         id=str(raw.id),  # type: ignore[attr-defined]
-        client_order_id=str(raw.client_order_id),  # type: ignore[attr-defined]
+        client_order_id=cid,
         symbol=str(raw.symbol),  # type: ignore[attr-defined]
-        side=OrderSide(side_text),
+        side=side,
         status=status,
-        qty=_float_or_none(raw.qty),  # type: ignore[attr-defined]
-        notional=_float_or_none(raw.notional),  # type: ignore[attr-defined]
+        qty=_float_or_none(raw.qty, "qty", cid, redact),  # type: ignore[attr-defined]
+        notional=_float_or_none(raw.notional, "notional", cid, redact),  # type: ignore[attr-defined]
         filled_qty=filled_qty,
-        filled_avg_price=_float_or_none(raw.filled_avg_price),  # type: ignore[attr-defined]
+        filled_avg_price=_float_or_none(raw.filled_avg_price, "filled_avg_price", cid, redact),  # type: ignore[attr-defined]
         submitted_at=raw.submitted_at.astimezone(UTC),  # type: ignore[attr-defined]
         reject_reason=f"alpaca status {status_text}" if status is OrderStatus.REJECTED else None,
     )
