@@ -232,9 +232,13 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
             ExecutionSettings(prefix=s.order_prefix, dry_run=s.mode == "dry_run",
                               order_wait_secs=s.order_wait_secs,
                               policy=s.policy,
-                              commission_min=s.commission_min),
+                              commission_min=s.commission_min, plan_equity=plan.equity),
             fractionable,
         )
+    if plan.orders and s.mode != "dry_run":  # counted before sending (a crash over-counts);
+        # now lowered to what traded: a refused or unfilled order spent none of the day's cap
+        traded = report.traded_notional
+        add_day_notional(journal, asof, traded - sum(o.notional for o in plan.orders))
     # 8. record
     after = broker.account()
     turnover = traded / equity if equity > 0 else 0.0

@@ -10,16 +10,19 @@ reconciliation looks up by id, as it does for a crash after any single submit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import structlog
 
-from bot.core.rebalance import PlannedOrder, RebalancePolicy, size_buys_to_cash
+from bot.core.rebalance import BPS, PlannedOrder, RebalancePolicy, size_buys_to_cash
 from bot.engine.journal import Journal
+from bot.engine.pretrade import reports_latest_trades
 from bot.engine.statuses import IntentStatus
 from bot.errors import ConfigError
 from brokers.base import (
@@ -33,8 +36,17 @@ from brokers.base import (
     qty_requests,
 )
 from brokers.booked_batch import ImmediateFillVenue
+from strategies.errors import BrokerTransientError
 
 log = structlog.get_logger("allocbot.execution")
+
+# A market buy at a venue that fills later (Alpaca, not the simulator) is costed at
+# max(planning price, latest trade) × (1 + this): the fill comes at the ask, seconds after
+# the check, and the venue refuses in full a buy its buying power does not cover.
+MARKET_BUY_MARGIN_BPS = 25.0
+# The cash buffer is kept to this fraction of equity: float noise between the planner's sum
+# and the account's must not trim a buy (the simulator's figures stay exact).
+_BUFFER_TOLERANCE = 1e-9
 
 
 @lru_cache(maxsize=4096)
@@ -61,6 +73,9 @@ class ExecutionSettings:
     order_wait_secs: float
     policy: RebalancePolicy
     commission_min: float = 0.0  # per order, currency
+    # the plan's equity: the buys keep policy.cash_buffer × it in cash; None = the account's
+    # equity as re-read after the sells
+    plan_equity: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +86,7 @@ class ExecutionReport:
     rejected: int
     unfilled: int
     commission: float
+    traded_notional: float = 0.0  # Σ filled qty × planning price: what the orders traded
 
 
 def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
@@ -95,9 +111,12 @@ def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
     buys = [(c, o) for c, o in zip(cids, orders, strict=True) if o.side is OrderSide.BUY]
     results += _send_and_wait(broker, journal, [(c, o.symbol, o.side, o.qty) for c, o in sells],
                               settings)
+    sent = [c for c, _ in sells]
     if buys:
         sized = _size_buys_to_cash(broker, journal, buys, settings, fractionable)
         results += _send_and_wait(broker, journal, sized, settings)
+        sent += [c for c, *_ in sized]
+    price_of = {c: o.price for c, o in zip(cids, orders, strict=True)}
 
     statuses = [status for status, _, _ in results]
     filled, rejected = statuses.count(OrderStatus.FILLED), statuses.count(OrderStatus.REJECTED)
@@ -107,20 +126,50 @@ def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
         submitted=len(results), filled=filled, partially_filled=partial, rejected=rejected,
         unfilled=len(results) - filled - rejected,
         commission=sum(commission for _, _, commission in results),
+        traded_notional=sum(filled_qty * price_of[c]
+                            for c, (_, filled_qty, _) in zip(sent, results, strict=True)),
     )
 
 
 def _size_buys_to_cash(broker: Broker, journal: Journal,
                        buys: Sequence[tuple[str, PlannedOrder]], settings: ExecutionSettings,
                        fractionable: dict[str, bool]) -> list[tuple[str, str, OrderSide, float]]:
-    """Re-read cash after the sells and fit the buys to it (``size_buys_to_cash``); journal
-    each resized or dropped intent before anything is sent."""
-    cash = broker.account().cash
-    sizing = size_buys_to_cash(tuple(o for _, o in buys), cash, settings.policy,
-                               settings.commission_min, fractionable)
+    """Re-read the account after the sells and fit the buys to what may be spent
+    (``size_buys_to_cash``); journal each resized or dropped intent before anything is sent.
+
+    Spendable = min(cash, buying power) − cash_buffer × equity (the plan's, else the
+    account's): an open order reserving buying power, a sell that did not fill and the
+    buffer all shrink the buys proportionally instead of the venue refusing some of them.
+    At a venue that fills later (not ``ImmediateFillVenue``) each buy is costed at
+    max(planning price, latest trade where the broker reports it) × (1 +
+    ``MARKET_BUY_MARGIN_BPS``): planned at stale prices, the last buy would not fit."""
+    account = broker.account()
+    hard = min(account.cash, account.buying_power)
+    equity = settings.plan_equity if settings.plan_equity is not None else account.equity
+    reserve = settings.policy.cash_buffer * max(equity, 0.0)
+    planned = tuple(o for _, o in buys)
+    costed = planned if _fills_at_once(type(broker)) else _live_buy_prices(broker, planned)
+    sizing = size_buys_to_cash(costed, hard, settings.policy, settings.commission_min,
+                               fractionable)
+    available = hard - reserve
+    if reserve > 0 and sizing.needed > available + _BUFFER_TOLERANCE * max(equity, 0.0):
+        sizing = size_buys_to_cash(costed, available, settings.policy,
+                                   settings.commission_min, fractionable)
     if sizing.scale < 1.0:
-        log.warning("buys_scaled_to_cash", cash=round(cash, 2), needed=round(sizing.needed, 2),
-                    scale=round(sizing.scale, 6))
+        # a warning when the cash is short at the plan's own prices (a sell that did not
+        # fill, buying power held by an open order, the buffer); info when only the live
+        # price margin trimmed the buys (every fully invested rebalance at Alpaca)
+        at_plan = (sum(o.notional for o in planned)
+                   * (1.0 + settings.policy.cost_bps_estimate * BPS)
+                   + settings.commission_min * len(planned))
+        short = at_plan > min(hard, available + _BUFFER_TOLERANCE * max(equity, 0.0))
+        fields = {"cash": round(account.cash, 2), "buying_power": round(account.buying_power, 2),
+                  "cash_buffer": round(reserve, 2), "available": round(max(available, 0.0), 2),
+                  "needed": round(sizing.needed, 2), "scale": round(sizing.scale, 6)}
+        if short:
+            log.warning("buys_scaled_to_cash", cause="cash", **fields)
+        else:
+            log.info("buys_scaled_to_cash", cause="price_margin", **fields)
     sized: list[tuple[str, str, OrderSide, float]] = []
     for (cid, o), qty in zip(buys, sizing.qty, strict=True):
         if qty <= 0:
@@ -132,6 +181,25 @@ def _size_buys_to_cash(broker: Broker, journal: Journal,
             journal.resize_intent(cid, qty)
         sized.append((cid, o.symbol, o.side, qty))
     return sized
+
+
+def _live_buy_prices(broker: Broker, buys: tuple[PlannedOrder, ...]) -> tuple[PlannedOrder, ...]:
+    """The buys costed as a venue that fills later may charge them: at the higher of the
+    planning price and the latest trade (if the broker reports trades), plus the margin."""
+    latest: dict[str, float] = {}
+    if reports_latest_trades(type(broker)):
+        # a venue failure is already logged (request_retried, retry_budget_exhausted); the
+        # sells are done, so the buys still go out, costed at the plan's prices + margin
+        with contextlib.suppress(BrokerTransientError):
+            latest = broker.latest_trade_prices(  # type: ignore[attr-defined]
+                [o.symbol for o in buys])
+    margin = 1.0 + MARKET_BUY_MARGIN_BPS * BPS
+    costed = []
+    for o in buys:
+        trade = latest.get(o.symbol, 0.0)
+        price = max(o.price, trade if math.isfinite(trade) else 0.0) * margin
+        costed.append(replace(o, price=price, notional=o.qty * price))
+    return tuple(costed)
 
 
 @lru_cache(maxsize=16)

@@ -60,7 +60,7 @@ def sessions_since(last_bar: date, asof: date) -> int:
 
 
 @lru_cache(maxsize=16)
-def _is_trade_price_source(broker_type: type) -> bool:
+def reports_latest_trades(broker_type: type) -> bool:
     """Whether the broker reports latest trades (a protocol check, once per broker class)."""
     return issubclass(broker_type, TradePriceSource)
 
@@ -73,7 +73,7 @@ def guard_breaches(broker: Broker, journal: Journal, prices: pd.DataFrame, asof:
     if not limits.enabled or prices.empty:
         return []
     trades: dict[str, float] = {}
-    if _is_trade_price_source(type(broker)):
+    if reports_latest_trades(type(broker)):
         trades = broker.latest_trade_prices(list(universe))  # type: ignore[attr-defined]
     stale = sessions_since(last_bar_date(prices.index), asof)
     breaches = check_data(prices, stale, trades, limits)
