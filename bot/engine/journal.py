@@ -14,12 +14,13 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from bot.engine.statuses import (
+    ACCOUNT_KEY,
     OPEN_INTENT_STATUSES,
     CycleStatus,
     IntentStatus,
@@ -99,6 +100,15 @@ class IntentRecord:
     filled_qty: float
     filled_avg_price: float | None
     reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountIdentity:
+    """The broker account a state file belongs to (meta ``ACCOUNT_KEY``)."""
+
+    broker: str  # the adapter: "alpaca" or "sim"
+    account_number: str  # whole in the state file (0600); masked wherever it is shown
+    mode: str  # "paper" or "live", as the venue reports the account
 
 
 def _now_iso() -> str:
@@ -234,6 +244,24 @@ class Journal:
     def set_meta_json(self, key: str, value: Any) -> None:
         """Keep ``value`` (JSON-serializable; not changed afterwards) under ``key``."""
         self.set_meta(key, json.dumps(value))
+
+    def recorded_account(self) -> AccountIdentity | None:
+        """The account this state file belongs to; None until one is recorded (a new file,
+        or one written before allocbot recorded accounts). Anything but what
+        ``record_account`` wrote (a hand edit) raises ``corrupt_meta``'s error."""
+        value = self.meta_json(ACCOUNT_KEY)
+        if value is None:
+            return None
+        names = [f.name for f in fields(AccountIdentity)]
+        if (isinstance(value, dict) and sorted(value) == sorted(names)
+                and all(isinstance(value[n], str) and value[n] for n in names)):
+            return AccountIdentity(**value)
+        raise self.corrupt_meta(ACCOUNT_KEY, f"is not an account (an object with {', '.join(names)}"
+                                " as text)")
+
+    def record_account(self, account: AccountIdentity) -> None:
+        """Tie this state file to ``account`` (``recorded_account`` reads it back)."""
+        self.set_meta_json(ACCOUNT_KEY, asdict(account))
 
     # -- cycles -----------------------------------------------------------------------
     def start_cycle(self, asof: date | None) -> str:

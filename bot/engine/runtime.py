@@ -18,11 +18,11 @@ from bot.core.rebalance import RebalancePolicy
 from bot.core.signal import SignalSchedule
 from bot.engine.cycle import CycleContext, CycleSettings
 from bot.engine.instance_lock import InstanceLock
-from bot.engine.journal import Journal
+from bot.engine.journal import AccountIdentity, Journal
 from bot.engine.preflight import check_config_references, replay_warmup_rows
 from bot.engine.targets import risk_limits
-from bot.errors import ConfigError, LiveTradingNotConfirmed
-from brokers.base import Broker
+from bot.errors import ConfigError, LiveTradingNotConfirmed, StateError
+from brokers.base import Account, Broker
 from brokers.prices import load_universe_prices
 from brokers.sim.pricing import SimCosts
 
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("allocbot.runtime")
 LIVE_CONFIRM_ENV = "ALLOCBOT_CONFIRM_LIVE"
+NEW_STATE_DIR_FIX = ("point [bot].state_dir at a new directory for this account (each account "
+                     "keeps its own journal and peak)")
 
 
 @dataclass(slots=True)
@@ -65,6 +67,58 @@ def check_live_switches(cfg: Config, live_flag: bool) -> None:
             f'{source} was given but [bot].mode is "{cfg.bot.mode}": set mode = "live" in the '
             "config as well to trade real money, or drop the confirmation"
         )
+
+
+def sim_account() -> AccountIdentity:
+    """The simulator's account: one fixed number, known before its broker is opened."""
+    from brokers.sim.broker import ACCOUNT_NUMBER
+
+    return AccountIdentity("sim", ACCOUNT_NUMBER, "paper")
+
+
+def alpaca_account(account: Account) -> AccountIdentity:
+    """An Alpaca account as ``Broker.account`` reported it (paper: a "PA" number)."""
+    from brokers.alpaca.broker import account_is_paper
+
+    mode = "paper" if account_is_paper(account) else "live"
+    return AccountIdentity("alpaca", account.account_number, mode)
+
+
+def describe_account(account: AccountIdentity) -> str:
+    """An account for messages and logs; a venue's number masked as
+    ``brokers.alpaca.broker.mask_account_number`` masks it (all but the last 4)."""
+    if account.broker == "sim":
+        return f"the simulator's account {account.account_number}"
+    number = account.account_number
+    masked = "*" * max(len(number) - 4, 0) + number[-4:]
+    return f"{account.broker.capitalize()} {account.mode} account {masked}"
+
+
+def bind_state_account(journal: Journal, account: AccountIdentity) -> None:
+    """Tie the state file to ``account`` at its first writer open; at every later one refuse
+    another account's state (``StateError``: exit 2) before its history is touched or an
+    order is sent (the writer open has only redrawn the journal's instance id): its equity
+    peak would trip (or loosen) the drawdown kill switch, its day's turnover would count
+    against this account's, and both accounts' orders and cycles would mix in one journal.
+    A file from before accounts were recorded adopts ``account``, saying so in the log."""
+    recorded = journal.recorded_account()
+    if recorded == account:
+        return
+    if recorded is not None:
+        raise StateError(
+            f"state file {journal.path} belongs to {describe_account(recorded)}, but this "
+            f"config reaches {describe_account(account)}: {NEW_STATE_DIR_FIX}")
+    has_history = bool(journal.recent_cycles(limit=1))
+    journal.record_account(account)
+    if has_history:  # written before accounts were recorded: whose it was is unknown
+        log.warning("state_account_recorded", account=describe_account(account),
+                    state_file=str(journal.path), adopted=True,
+                    note="this state file was written before allocbot recorded its account "
+                    "and now belongs to this one; if its cycles and equity peak are another "
+                    f"account's, stop and {NEW_STATE_DIR_FIX}")
+    else:
+        log.info("state_account_recorded", account=describe_account(account),
+                 state_file=str(journal.path), adopted=False)
 
 
 def build_broker(cfg: Config, read_only: bool = False) -> tuple[Broker, tuple[str, ...]]:
@@ -166,7 +220,8 @@ def cycle_settings(cfg: Config, universe: tuple[str, ...]) -> CycleSettings:
 
 def open_runtime(cfg: Config, live_flag: bool = False, command: str = "run") -> Runtime:
     """Check the live switches, take the state dir's lock, open the journal and the broker,
-    verify the account. The lock is held until ``Runtime.close`` (or the process dies)."""
+    verify the account (its mode, and that the state file is its own: ``bind_state_account``).
+    The lock is held until ``Runtime.close`` (or the process dies)."""
     check_live_switches(cfg, live_flag)
     check_config_references(cfg)  # every problem at once, before anything is opened
     lock = InstanceLock.acquire(cfg.bot.state_dir, command)
@@ -176,14 +231,19 @@ def open_runtime(cfg: Config, live_flag: bool = False, command: str = "run") -> 
         lock.release()
         raise
     try:
+        # Another account's state is refused before the simulator opens its own account in
+        # the file, before the journal's history is touched and before any order is sent.
+        if cfg.broker.kind == "sim":
+            bind_state_account(journal, sim_account())
         broker, universe = build_broker(cfg)
         settings = cycle_settings(cfg, universe)
         strategy = cfg.build_strategy()
         if cfg.broker.kind == "alpaca":
             from brokers.alpaca.broker import check_account_mode, mask_account_number
 
-            account = broker.account()
+            account = broker.account()  # the one account call: it also identifies the account
             check_account_mode(account, paper=cfg.bot.mode != "live")
+            bind_state_account(journal, alpaca_account(account))
             if cfg.bot.mode == "live":
                 log.warning("live_trading_enabled", account=mask_account_number(account),
                             equity=round(account.equity, 2))

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 # `allocbot rearm`, read by `allocbot status`/`health`.
 HALT_KEY = "halted"  # the halt's reason while trading is halted
 PEAK_KEY = "peak_equity"  # the equity peak the drawdown is measured from
+# The broker account the state file belongs to (``Journal.recorded_account``): recorded at
+# the first writer open, compared at every later one (``bot.engine.runtime.open_runtime``).
+ACCOUNT_KEY = "account"
 
 
 def recorded_peak(journal: Journal) -> float:
