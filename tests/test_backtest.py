@@ -302,6 +302,9 @@ def test_backtest_drift_scan_with_a_drawdown_halt_equals_the_daily_cycle(signal,
     assert fast.trades.equals(slow.trades)
     assert not fast.trades["date"].gt(pd.Timestamp(halt)).any()  # nothing traded after it
     assert _var_figures(fast) == _var_figures(slow)
+    # the outputs say so (they once did not: the halt was in the logs only)
+    assert result_metrics(fast, 0.0)["halted_on"] == result_metrics(slow, 0.0)["halted_on"] \
+        == halt.isoformat()
 
 
 def test_drawdown_walk_records_the_peak_and_halts_where_the_daily_cycle_would():

@@ -55,6 +55,9 @@ def result_metrics(result: BacktestResult, risk_free_rate: float) -> dict[str, A
     # held: the strategy could not compute (no fallback); skipped: a pre-trade guard blocked
     block["cycles_held"] = sum(1 for c in result.cycles if c.status is CycleStatus.HELD)
     block["cycles_blocked"] = sum(1 for c in result.cycles if c.status is CycleStatus.SKIPPED)
+    # the drawdown kill switch: nothing traded from that day on (a backtest never re-arms)
+    block["halted_on"] = next((c.day.isoformat() for c in result.cycles
+                               if c.status is CycleStatus.HALTED), None)
     block["elapsed_secs"] = round(result.elapsed_secs, 3)
     equity = equity_series(result)
     block["worst_drawdowns"] = [p.as_dict() for p in worst_drawdowns(equity, WORST_DRAWDOWNS)]
@@ -146,6 +149,8 @@ def _write_float_table(path: Path, index: pd.Index, columns: list[str],
 def _fmt(value: Any, kind: str) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
+    if kind == "text":
+        return str(value)
     if kind == "pct":
         return f"{value:.2%}"
     if kind == "money":
@@ -167,6 +172,7 @@ def _rows(metrics: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
         ("costs", "Costs paid", "money"), ("rebalances", "Rebalance days", "int"),
         ("var_breaches", "VaR breaches", "int"), ("var_breaches_expected", "  expected", "num"),
         ("final_equity", "Final equity", "money"),
+        ("halted_on", "Halted (max_drawdown) on", "text"),
     )
 
 
