@@ -212,6 +212,14 @@ def test_init_docker_writes_compose_mounting_the_written_config(tmp_path):
     assert (tmp_path / "bot" / "config.toml").is_file() and "allocbot-state:/data" in compose
 
 
+def _assert_the_planner_agrees(cfg, report, rows) -> None:
+    """Nothing drifted, and each row's weight and target are the planner's own."""
+    view, drifted = _planner_judges(cfg, report)
+    assert drifted == set()
+    for sym, (w, t) in view.items():
+        assert abs(rows[sym].weight - w) < 1e-6 and abs(rows[sym].target - t) < 1e-6
+
+
 def _planner_judges(cfg, report) -> tuple[dict[str, tuple[float, float]], set[str]]:
     """The planner's (weight, target) per symbol and its drifted set, at the report's prices:
     the universe holdings (qty, close) and the account's cash, the last cycle's targets."""
@@ -259,10 +267,7 @@ def test_status_judges_holdings_against_the_cash_buffered_targets(write_config):
         assert rows[sym].strategy_target == t
     assert abs(sum(h.target for h in report.holdings) - 0.7) < 1e-5
     assert report.cash_buffer == 0.3 and report.outside_universe == ()
-    view, drifted = _planner_judges(cfg, report)
-    assert drifted == set()
-    for sym, (w, t) in view.items():
-        assert abs(rows[sym].weight - w) < 1e-6 and abs(rows[sym].target - t) < 1e-6
+    _assert_the_planner_agrees(cfg, report, rows)
 
     text = run_cli_in_process("status", "--config", str(config))
     assert text.returncode == 0, text.stderr
@@ -319,10 +324,7 @@ def test_status_lists_a_holding_dropped_from_the_universe_apart_and_judges_the_r
     assert set(rows) == {"SPY", "TLT"} and "GLD" not in rows
     assert [s for s, h in rows.items() if h.drifted] == []
     assert [o.symbol for o in after.outside_universe] == ["GLD"]
-    view, drifted = _planner_judges(cfg, after)
-    assert drifted == set()
-    for sym, (w, t) in view.items():
-        assert abs(rows[sym].weight - w) < 1e-6 and abs(rows[sym].target - t) < 1e-6
+    _assert_the_planner_agrees(cfg, after, rows)
     text = run_cli_in_process("status", "--config", str(shrunk))
     assert text.returncode == 0, text.stderr
     assert "yes" not in _holdings_text(text.stdout)
