@@ -61,3 +61,67 @@ def test_compare_cli_unknown_strategy_exits_2_naming_it(tmp_path):
                               str(config), "--out", str(tmp_path / "cmp"))
     assert proc.returncode == 2
     assert "no_such" in proc.stderr
+
+
+def _strategy_metrics(path) -> dict:
+    metrics = json.loads(path.read_text())["strategy"]
+    metrics.pop("elapsed_secs")
+    return metrics
+
+
+def test_compare_config_file_spec_keeps_its_whole_strategy_table(tmp_path):
+    # a weekly signal on daily drift checks: compare of the config itself = its backtest
+    config = write_config(tmp_path, write_market(tmp_path, days=160),
+                          strategy={"signal": "weekly"}, backtest={"calendar": "daily_drift"})
+    proc = run_cli_in_process("backtest", "--config", str(config), "--out", str(tmp_path / "bt"))
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli_in_process("compare", str(config), "momentum:k=2,lookback=40", "--config",
+                              str(config), "--out", str(tmp_path / "cmp"))
+    assert proc.returncode == 0, proc.stderr
+    alone = _strategy_metrics(tmp_path / "bt" / "metrics.json")
+    assert _strategy_metrics(tmp_path / "cmp" / "config" / "metrics.json") == alone
+    # a name spec keeps the base config's signal (and fallback): the same strategy here
+    assert _strategy_metrics(
+        tmp_path / "cmp" / "momentum_k=2_lookback=40" / "metrics.json") == alone
+
+
+def test_compare_long_labels_sharing_a_prefix_get_their_own_directories(tmp_path):
+    config = write_config(tmp_path, write_market(tmp_path, days=200))
+    specs = [f"momentum:weighting=inverse_volatility,vol_lookback_days=20,k=2,lookback={n}"
+             for n in (30, 40)]
+    assert len(specs[0]) > 60 and specs[0][:60] == specs[1][:60]
+    out = tmp_path / "cmp"
+    proc = run_cli_in_process("compare", *specs, "--config", str(config), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "compare.csv", index_col=0)
+    dirs = sorted(p for p in out.iterdir() if p.is_dir())
+    assert len(dirs) == 2
+    finals = {json.loads((d / "metrics.json").read_text())["strategy"]["final_equity"]
+              for d in dirs}
+    assert finals == {table.at["final_equity", s] for s in specs}
+    assert len(finals) == 2  # two different strategies, each kept
+    page = (out / "report.html").read_text()
+    assert all(f'href="{d.name}/report.html"' in page for d in dirs)
+
+
+def test_compare_and_backtest_default_window_leaves_a_benchmark_its_warm_up(tmp_path):
+    # momentum's default 252-day lookback: a 253-row warm-up, longer than the strategies'
+    config = write_config(tmp_path, write_market(tmp_path, days=300),
+                          backtest={"calendar": "monthly", "benchmark": "momentum"})
+    out = tmp_path / "cmp"
+    proc = run_cli_in_process("compare", "equal_weight", "momentum:k=2,lookback=40",
+                              "--config", str(config), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "compare.csv", index_col=0)
+    assert table["benchmark: momentum"].notna().all()
+    proc = run_cli_in_process("backtest", "--config", str(config), "--out", str(tmp_path / "bt"))
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "bt" / "metrics.json").read_text())
+    assert metrics["benchmark"]["name"] == "momentum" and metrics["benchmark"]["days"] > 1
+    assert metrics["strategy"]["start"] == metrics["benchmark"]["start"]
+    # a start too early for the benchmark (not for the strategy) names the benchmark
+    early = str(pd.read_csv(tmp_path / "prices.csv")["date"].iloc[100])
+    proc = run_cli_in_process("backtest", "--config", str(config), "--start", early,
+                              "--out", str(tmp_path / "bt2"))
+    assert proc.returncode == 2
+    assert "benchmark 'momentum'" in proc.stderr

@@ -27,6 +27,7 @@ from bot.config import Config
 from bot.core.risk import RiskLimits
 from bot.engine.runtime import cycle_settings, sim_costs
 from bot.engine.statuses import CycleStatus
+from bot.engine.targets import history_rows_needed
 from strategies import Strategy
 from strategies.static import PRESETS
 
@@ -90,6 +91,49 @@ def _benchmark_spec(spec: BacktestSpec, result: BacktestResult) -> BacktestSpec:
                    end=result.dates[-1].date())
 
 
+def warmup_rows(strategy: Strategy, limits: RiskLimits) -> int:
+    """Rows of price history before the first backtest day that ``strategy`` and the risk
+    step need (the engine's default first row)."""
+    return history_rows_needed(strategy, limits) - 1
+
+
+def leave_benchmark_warmup(spec: BacktestSpec, prices: pd.DataFrame, strategy: Strategy,
+                           bench: Strategy) -> BacktestSpec:
+    """The benchmark is backtested over the strategy's window (``_benchmark_spec``), so the
+    window's first day must leave the benchmark its warm-up too: without a start, the first
+    day is the later of the two warm-ups; a given start too early for the benchmark (but not
+    for the strategy: the engine names that) is refused naming the benchmark.
+
+    Raises:
+        BacktestInputError: the start, the end or the price data leave the benchmark too
+            few rows of history.
+    """
+    dates = prices.index
+    limits = spec.settings.limits
+    need, own = warmup_rows(bench, limits), warmup_rows(strategy, limits)
+    who = (f"the benchmark {benchmark_name(bench)!r} (warm-up {bench.warmup_days} rows) and "
+           f"the risk step ([risk].lookback_days = {limits.lookback_days}) need {need}")
+    hint = "or choose another --benchmark / [backtest].benchmark"
+    rows = len(dates) if spec.end is None else int(
+        dates.searchsorted(pd.Timestamp(spec.end), side="right"))  # rows up to the end
+    if spec.start is None:
+        if need <= own or own >= rows:  # the engine's own first row, or its error
+            return spec
+        if need >= rows:
+            raise BacktestInputError(
+                f"the price data has {rows} rows up to {dates[rows - 1].date()}; {who} rows of "
+                f"history before the first backtest day: end later, {hint}")
+        return replace(spec, start=dates[need].date())
+    if not dates[0].date() <= spec.start <= dates[-1].date():
+        return spec  # the engine names a start outside the price data
+    row = int(dates.searchsorted(pd.Timestamp(spec.start)))
+    if own <= row < need:
+        raise BacktestInputError(
+            f"start date {spec.start} has {row} trading days of history before it; {who} "
+            f"(start on {dates[need].date()} or later, {hint})")
+    return spec
+
+
 @dataclass(frozen=True, slots=True)
 class BacktestRun:
     result: BacktestResult
@@ -106,6 +150,7 @@ def run_configured(cfg: Config, prices: pd.DataFrame, universe: tuple[str, ...],
     spec = backtest_spec(cfg, universe, calendar=b.calendar, start=start or b.start,
                          end=end or b.end)
     strategy: Strategy = cfg.build_strategy()
+    bench_strategy = benchmark_strategy(benchmark or b.benchmark, universe)
     wf_strategy = None
     if walk_forward is not None:
         dates = prices.index
@@ -114,6 +159,8 @@ def run_configured(cfg: Config, prices: pd.DataFrame, universe: tuple[str, ...],
         first = max(walk_forward.train_days, spec.settings.limits.lookback_days)
         if spec.start is not None:
             first = max(first, int(dates.searchsorted(pd.Timestamp(spec.start))))
+        else:  # the default first day leaves the benchmark its warm-up
+            first = max(first, warmup_rows(bench_strategy, spec.settings.limits))
         if first >= len(dates):
             raise BacktestInputError(
                 f"--walk-forward {walk_forward.train_days}:{walk_forward.test_days}: the price "
@@ -123,8 +170,8 @@ def run_configured(cfg: Config, prices: pd.DataFrame, universe: tuple[str, ...],
                                           fold_starts(dates, first, walk_forward.test_days))
         spec = replace(spec, start=dates[first].date())
         strategy = wf_strategy
+    spec = leave_benchmark_warmup(spec, prices, strategy, bench_strategy)
     result = run_backtest(prices, strategy, spec, progress)
-    bench_strategy = benchmark_strategy(benchmark or b.benchmark, universe)
     bench = run_backtest(prices, bench_strategy, _benchmark_spec(spec, result))
     metrics: dict[str, Any] = {
         "title": f"allocbot backtest: {strategy.name}, {spec.calendar}",

@@ -5,12 +5,20 @@ report with equity curves, drawdowns and metrics side by side.
 A SPEC is ``name`` or ``name:key=value,key=value`` (values are TOML: ``k=2``,
 ``weighting="inverse_volatility"`` or ``weighting=inverse_volatility`` (bare words are
 strings), ``base={name="fixed", params={preset="sixty_forty"}}``), or the path of a
-config file ending in ``.toml`` whose ``[strategy]`` table is used.
+config file ending in ``.toml`` whose whole ``[strategy]`` table is used (name, params,
+``signal`` or ``every_sessions``, ``fallback``: the file backtests as it would alone). A
+name spec replaces the base config's strategy name and params and keeps the rest of its
+``[strategy]`` table (``signal``/``every_sessions``, ``fallback``), as it keeps the
+calendar and the risk step: every name spec runs on the base config's schedule (when the
+base config sets none, each strategy's own default signal).
 """
 
 from __future__ import annotations
 
+import hashlib
+import html
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +28,12 @@ from rich.table import Table
 
 from bot.backtest.metrics import drawdowns
 from bot.backtest.report import write_outputs
-from bot.backtest.setup import BacktestRun, load_backtest_prices, run_configured
+from bot.backtest.setup import (
+    BacktestRun,
+    benchmark_strategy,
+    load_backtest_prices,
+    run_configured,
+)
 from bot.config import Config, parse_config
 from bot.errors import ConfigError
 from bot.research.pages import png_tag, table, write_page
@@ -37,6 +50,9 @@ class StrategySpec:
     label: str
     name: str
     params: dict[str, Any]
+    # a config file's whole [strategy] table (it replaces the base config's); None for a
+    # name spec (name and params replace the base config's, its other keys stay)
+    table: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +108,8 @@ def parse_spec(spec: str) -> StrategySpec:
         strat = doc.get("strategy")
         if not isinstance(strat, dict) or "name" not in strat:
             raise ConfigError(f"compare spec {spec!r}: no [strategy] name in the file")
-        return StrategySpec(path.stem, str(strat["name"]), dict(strat.get("params", {})))
+        return StrategySpec(path.stem, str(strat["name"]), dict(strat.get("params", {})),
+                            dict(strat))
     name, _, rest = spec.partition(":")
     params: dict[str, Any] = {}
     for item in _split_top(rest):
@@ -104,9 +121,14 @@ def parse_spec(spec: str) -> StrategySpec:
 
 
 def spec_config(cfg: Config, spec: StrategySpec) -> Config:
-    """The base config with this strategy, validated like ``allocbot run``."""
+    """The base config with this strategy, validated like ``allocbot run``: a config
+    file's whole ``[strategy]`` table, or the base ``[strategy]`` table with the spec's name
+    and params (its ``signal``/``every_sessions`` and ``fallback`` kept)."""
     raw = cfg.model_dump(mode="python", exclude_none=True)
-    raw["strategy"] = {"name": spec.name, "params": spec.params}
+    if spec.table is not None:
+        raw["strategy"] = dict(spec.table)
+    else:
+        raw["strategy"] = {**raw["strategy"], "name": spec.name, "params": spec.params}
     try:
         return parse_config(raw, cfg.source.parent if cfg.source else Path.cwd())
     except ConfigError as exc:
@@ -114,11 +136,13 @@ def spec_config(cfg: Config, spec: StrategySpec) -> Config:
 
 
 def common_start(configs: list[Config], prices: pd.DataFrame) -> Any:
-    """The first day every strategy can trade (the longest warm-up wins), unless
-    ``[backtest].start`` is set."""
+    """The first day every strategy and the benchmark (backtested over the same window) can
+    trade (the longest warm-up wins), unless ``[backtest].start`` is set."""
     if configs[0].backtest.start is not None:
         return configs[0].backtest.start
+    bench = benchmark_strategy(configs[0].backtest.benchmark, tuple(prices.columns))
     warmup = max(max(c.build_strategy().warmup_days, c.risk.lookback_days) for c in configs)
+    warmup = max(warmup, bench.warmup_days)
     return prices.index[min(warmup, len(prices) - 1)].date()
 
 
@@ -130,8 +154,8 @@ def run_compare(cfg: Config, specs: list[StrategySpec], out_dir: Path) -> Compar
     runs = [run_configured(c, prices, universe, start=start) for c in configs]
     labels = _unique([s.label for s in specs])
     out_dir.mkdir(parents=True, exist_ok=True)
-    for label, run in zip(labels, runs, strict=True):
-        write_outputs(out_dir / _dir_name(label), run.result, run.benchmark, run.metrics)
+    for directory, run in zip(_dir_names(labels), runs, strict=True):
+        write_outputs(out_dir / directory, run.result, run.benchmark, run.metrics)
     result = CompareResult(labels, runs, runs[0].metrics["benchmark"]["name"],
                            cfg.backtest.risk_free_rate)
     metrics_frame(result).to_csv(out_dir / "compare.csv")
@@ -148,8 +172,25 @@ def _unique(labels: list[str]) -> list[str]:
     return out
 
 
-def _dir_name(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_=" else "_" for c in label)[:60]
+DIR_CHARS = 60
+
+
+def _dir_names(labels: list[str]) -> list[str]:
+    """One directory per (unique) label: the label with ``-_=`` and alphanumerics kept and
+    the rest ``_``; a name longer than 60 characters, or one two labels would share, is cut
+    to 51 and ends with ``-`` and 8 hex digits of the full label's SHA-256."""
+    plain = ["".join(c if c.isalnum() or c in "-_=" else "_" for c in label) for label in labels]
+    count = Counter(plain)
+
+    def hashed(label: str, name: str) -> str:
+        digest = hashlib.sha256(label.encode("utf-8")).hexdigest()[:8]
+        return f"{name[:DIR_CHARS - 9]}-{digest}"
+
+    names = [name if len(name) <= DIR_CHARS and count[name] == 1 else hashed(label, name)
+             for label, name in zip(labels, plain, strict=True)]
+    if len(set(names)) < len(names):  # a plain name equal to a hashed one: hash them all
+        names = [hashed(label, name) for label, name in zip(labels, plain, strict=True)]
+    return names
 
 
 def metrics_frame(result: CompareResult) -> pd.DataFrame:
@@ -206,8 +247,9 @@ def write_compare_report(out_dir: Path, result: CompareResult) -> None:
     frame = metrics_frame(result)
     rows = [[label, *[_cell(frame.at[key, c], fmt) for c in frame.columns]]
             for key, label, fmt in TABLE_METRICS]
-    links = " · ".join(f'<a href="{_dir_name(lab)}/report.html">{lab}</a>'
-                       for lab in result.labels)
+    links = " · ".join(f'<a href="{directory}/report.html">{html.escape(lab)}</a>'
+                       for lab, directory in zip(result.labels, _dir_names(result.labels),
+                                                 strict=True))
     first = result.runs[0].metrics["strategy"]
     write_page(out_dir / "report.html", "allocbot compare", [
         (f"<p>{first['start']} → {first['end']}, same prices, costs, calendar and risk step; "
