@@ -119,3 +119,31 @@ def test_return_matrix_keeps_only_the_days_every_curve_has():
     m = return_matrix({"a": a, "b": b})
     assert list(m.columns) == ["a", "b"] and list(m.index) == list(days[2:])
     np.testing.assert_allclose(m.to_numpy(), [[-0.1, 0.0], [0.0, 0.1]])
+
+
+def test_sharpe_sortino_volatility_undefined_are_none_never_zero_or_nan():
+    """All cash at rf 2 %: excess returns −rf_d every day, zero volatility: no Sharpe (not
+    0, which outranks every strategy with a negative Sharpe); one return: no volatility,
+    Sharpe or Sortino; no return below the risk-free rate: no Sortino."""
+    import json
+
+    from bot.backtest.report import summary_rows
+
+    cash = np.zeros(2520)
+    assert sharpe(cash, 0.02) is None and sharpe(cash, 0.0) is None
+    assert volatility(cash) == 0.0
+    assert sortino(cash, 0.02) == pytest.approx(-math.sqrt(252))  # DD = rf_d: defined
+    assert sortino(cash, 0.0) is None  # nothing below the target
+    assert sharpe(np.full(500, 0.001), 0.02) is None  # constant: σ 0, not rounding noise
+    one = np.array([0.01])
+    assert volatility(one) is None and sharpe(one, 0.0) is None and sortino(one, 0.0) is None
+    assert sortino(np.array([0.01, 0.02, 0.005]), 0.0) is None
+    dates = pd.bdate_range("2020-01-01", periods=len(cash) + 1)
+    block = summarize(dates, np.full(len(dates), 100_000.0), 0.02)
+    assert block["sharpe"] is None and block["calmar"] is None
+    assert json.loads(json.dumps(block, allow_nan=False))["sharpe"] is None  # null, not NaN
+    two_day = summarize(dates[:2], np.array([100.0, 101.0]), 0.0)
+    assert two_day["volatility"] is None and two_day["sharpe"] is None
+    rows = {label: value for label, value, _ in summary_rows(
+        {"settings": {"risk_free_rate": 0.02}, "strategy": block})}
+    assert rows["Sharpe (rf 2.00%)"] == "—" and rows["Volatility"] == "0.00%"

@@ -99,3 +99,75 @@ def test_pbo_rejects_odd_blocks_and_short_data():
         probability_of_backtest_overfitting(np.zeros((100, 3)), n_blocks=3)
     with pytest.raises(ValueError, match="at least 32 rows"):
         probability_of_backtest_overfitting(np.zeros((20, 3)))
+
+
+def _sweep_returns(tmp_path, columns: list[np.ndarray], rf: float):
+    """FinishedTrials (slot j: returns column j, its Sharpe at ``rf`` as the objective)
+    and the returns/ files ``overfitting_stats`` reads."""
+    from bot.backtest.metrics import sharpe
+    from bot.research.study import FinishedTrial
+    from bot.research.sweep import RETURNS_DIR
+
+    (tmp_path / RETURNS_DIR).mkdir()
+    rows = []
+    for j, r in enumerate(columns):
+        np.save(tmp_path / RETURNS_DIR / f"slot_{j:06d}.npy", r)
+        value = sharpe(r, rf)
+        rows.append(FinishedTrial(j, j, {"k": j}, value,
+                                  "complete" if value is not None else "failed",
+                                  {"metrics": {"sharpe": value}}))
+    return rows
+
+
+def test_dsr_uses_the_excess_returns_of_the_reported_sharpe(tmp_path):
+    """At [backtest] risk_free_rate 5 %, the DSR's Sharpe is the reported (objective's)
+    Sharpe ÷ √252, not the rf = 0 figure; V and the DSR follow from those Sharpe ratios.
+    An all-cash trial (zero volatility: no Sharpe) stays out of V but counts in N."""
+    from bot.backtest.metrics import daily_risk_free, sharpe
+    from bot.research.results import best_trial, overfitting_stats
+
+    rng = np.random.default_rng(5)
+    rf = 0.05
+    cols = [rng.normal(mu, 0.01, 600) for mu in (0.0004, 0.0006, 0.0002, 0.0005)]
+    cols.append(np.zeros(600))  # all cash
+    rows = _sweep_returns(tmp_path, cols, rf)
+    best = best_trial(rows, "maximize")
+    assert best is not None and best.slot == int(np.argmax([sharpe(c, rf) for c in cols[:4]]))
+    stats = overfitting_stats(tmp_path, rows, best, rf)
+    daily = [sharpe(c, rf) / math.sqrt(252) for c in cols[:4]]
+    assert stats["best_daily_sharpe"] * math.sqrt(252) == pytest.approx(best.value, rel=1e-12)
+    assert stats["sharpe_variance_daily"] == pytest.approx(np.var(daily, ddof=1), rel=1e-12)
+    x = cols[best.slot] - daily_risk_free(rf)
+    from scipy.stats import kurtosis, skew
+
+    expected = deflated_sharpe_ratio(daily[best.slot], 600, 5, float(np.var(daily, ddof=1)),
+                                     float(skew(x)), float(kurtosis(x, fisher=False)))
+    assert stats["n_trials"] == 5
+    assert stats["deflated_sharpe_ratio"] == pytest.approx(expected, rel=1e-12)
+    assert "nan" not in stats["verdict"]
+
+
+def test_dsr_undefined_for_a_flat_best_is_none_and_the_verdict_says_why(tmp_path):
+    """An objective other than Sharpe can pick a zero-volatility trial: its DSR is None
+    (JSON null) and the verdict names the reason instead of printing nan."""
+    from bot.research.results import overfitting_stats
+
+    rng = np.random.default_rng(6)
+    rows = _sweep_returns(tmp_path, [np.zeros(600), rng.normal(0, 0.01, 600),
+                                     rng.normal(0, 0.01, 600)], 0.0)
+    stats = overfitting_stats(tmp_path, rows, rows[0], 0.0)
+    assert stats["deflated_sharpe_ratio"] is None and stats["best_daily_sharpe"] is None
+    assert "nan" not in stats["verdict"].lower()
+    assert "undefined" in stats["verdict"] and "zero volatility" in stats["verdict"]
+
+
+def test_pbo_flat_trial_below_the_risk_free_rate_ranks_last():
+    """Constant excess returns −rf_d (all cash) rank as a Sharpe of −∞ in every split, as
+    a trial far worse than the others does, whatever the rounding of their variance (they
+    used to rank at 0, in the middle of losing trials)."""
+    rng = np.random.default_rng(8)
+    m = rng.normal(-0.0003, 0.01, size=(320, 3))
+    flat = np.column_stack([m, np.full(320, -0.0002)])
+    awful = np.column_stack([m, -0.05 + rng.normal(0, 1e-4, 320)])
+    np.testing.assert_array_equal(probability_of_backtest_overfitting(flat).logits,
+                                  probability_of_backtest_overfitting(awful).logits)

@@ -86,3 +86,40 @@ def test_sweep_cli_bad_space_exits_2_naming_the_key_and_runs_no_trial(config, tm
     assert proc.returncode == 2, proc.stderr
     assert "[space].rebalance.drift_abs" in proc.stderr
     assert not out.exists()  # no study, no trial
+
+
+def test_whole_strategy_choice_keeps_the_configs_schedule_and_fallback():
+    """A swept strategy runs on the config's signal/every_sessions/fallback (they are not
+    params of one strategy); a choice that sets a schedule replaces the config's."""
+    space = parse_space('[space]\nstrategy = {choice = ["equal_weight", {name = "momentum", '
+                        'params = {k = 2}}, {name = "momentum", every_sessions = 5}]}')
+    choice = space.params[0].domain
+    base = {"strategy": {"name": "fixed", "params": {"preset": "x"}, "signal": "weekly",
+                         "fallback": "equal_weight"}}
+    raws = [apply_params(base, {"strategy": choice.value_of(label)})["strategy"]
+            for label in choice.labels]
+    assert raws[0] == {"name": "equal_weight", "params": {}, "signal": "weekly",
+                       "fallback": "equal_weight"}
+    assert raws[1] == {"name": "momentum", "params": {"k": 2}, "signal": "weekly",
+                       "fallback": "equal_weight"}
+    assert raws[2] == {"name": "momentum", "params": {}, "every_sessions": 5,
+                       "fallback": "equal_weight"}
+    assert base["strategy"]["signal"] == "weekly"  # the base config is not changed
+
+
+@pytest.mark.parametrize("constraint", ["max_drawdown <= 1..2", "max_drawdown <= -",
+                                        "turnover < 1e", "sharpe >= ."])
+def test_malformed_constraint_number_is_a_config_error_naming_it(constraint, config,
+                                                                  tmp_path):
+    with pytest.raises(ConfigError) as err:
+        parse_space(f'[objective]\nconstraints = ["{constraint}"]\n'
+                    '[space.strategy.params]\nk = {int = [1, 3]}')
+    assert repr(constraint) in str(err.value) and "not a number" in str(err.value)
+    space = write_space(tmp_path, f'[objective]\nconstraints = ["{constraint}"]\n'
+                                  '[space.strategy.params]\nk = {int = [1, 3]}')
+    out = tmp_path / "out"
+    proc = run_cli_in_process("sweep", "--config", str(config), "--space", str(space),
+                              "--trials", "2", "--jobs", "1", "--out", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert "[objective].constraints" in proc.stderr and constraint in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()

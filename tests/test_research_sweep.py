@@ -367,3 +367,93 @@ def test_sweep_walk_forward_trials_report_the_walk_forward_backtest(inputs, tmp_
     again = run_configured(cfg, prices, universe, walk_forward=wf).metrics["strategy"]
     assert again["sharpe"] == best.result["metrics"]["sharpe"]
     assert again["final_equity"] == best.result["metrics"]["final_equity"]
+
+
+def test_sweep_whole_strategy_choice_keeps_the_configs_signal_in_trials_and_best_toml(
+        inputs, tmp_path):
+    """A config whose [strategy] sets signal = "weekly": the trial that picks the config's
+    own strategy scores what the config backtests to, and best.toml keeps the signal. At
+    risk_free_rate 3 % the DSR's Sharpe is the one the sweep reports."""
+    import tomllib
+
+    from bot.backtest.setup import load_backtest_prices, run_configured
+    from bot.config import parse_config
+
+    prices = Path(str(inputs[0])).parent / "prices.csv"
+    config = write_config(tmp_path, prices, strategy={"signal": "weekly"},
+                          backtest={"calendar": "daily_drift", "risk_free_rate": 0.03})
+    space = write_space(tmp_path, '[space]\nstrategy = {choice = [{name = "momentum", '
+                                  'params = {k = 2, lookback = 40}}, "equal_weight"]}')
+    out = tmp_path / "sweep"
+    proc = run_cli_in_process("sweep", "--config", str(config), "--space", str(space),
+                              "--sampler", "grid", "--jobs", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = trial_rows(out)
+    doc = json.loads((out / "sweep.json").read_text())
+    raw = tomllib.loads(config.read_text())
+    raw["backtest"]["start"] = date.fromisoformat(rows.loc[0, "start"])
+    cfg = parse_config(raw, config.parent)
+    own = run_configured(cfg, *load_backtest_prices(cfg, None)).metrics["strategy"]
+    assert rows.loc[0, "final_equity"] == pytest.approx(own["final_equity"], rel=1e-12)
+    assert rows.loc[0, "sharpe"] == pytest.approx(own["sharpe"], rel=1e-12)
+    best = tomllib.loads((out / "best.toml").read_text())["strategy"]
+    assert best["signal"] == "weekly"
+    assert best["name"] == {0: "momentum", 1: "equal_weight"}[doc["best"]["trial"]]
+    assert doc["overfitting"]["best_daily_sharpe"] * 252 ** 0.5 == pytest.approx(
+        doc["best"]["metrics"]["sharpe"], rel=1e-12)
+
+
+def test_sweep_without_a_feasible_trial_exits_1_naming_the_constraints_no_best_toml(
+        inputs, tmp_path):
+    config, _ = inputs
+    space = write_space(tmp_path, '[objective]\nconstraints = ["max_drawdown <= 0.0001"]\n'
+                                  '[space.strategy.params]\nk = {int = [1, 3]}')
+    out = tmp_path / "sweep"
+    proc = run_cli_in_process("sweep", "--config", str(config), "--space", str(space),
+                              "--trials", "2", "--jobs", "1", "--out", str(out))
+    assert proc.returncode == 1, proc.stderr
+    said = " ".join((proc.stdout + proc.stderr).split())  # rich wraps long lines
+    assert "no feasible trial" in said and "max_drawdown <= 0.0001" in said
+    assert "No best.toml was written" in said and "best.toml, " not in said
+    assert not (out / "best.toml").exists()
+    assert (out / "trials.csv").exists() and json.loads(
+        (out / "sweep.json").read_text())["best"] is None
+
+
+def test_sweep_holdout_leaving_one_in_sample_day_exits_2_naming_holdout_and_rows(
+        inputs, tmp_path):
+    config, space = inputs
+    frame = pd.read_csv(Path(str(config)).parent / "prices.csv", index_col="date",
+                        parse_dates=True)
+    start = frame.index[100].date()
+    short = write_config(tmp_path, Path(str(config)).parent / "prices.csv",
+                         backtest={"start": start})
+    out = tmp_path / "sweep"
+    proc = run_cli_in_process("sweep", "--config", str(short), "--space", str(space),
+                              "--trials", "2", "--jobs", "1", "--holdout", str(start),
+                              "--out", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert f"--holdout {start}" in proc.stderr and "1 trading day" in proc.stderr
+    assert not out.exists()
+
+
+def test_sweep_zero_volatility_trial_has_no_objective_and_cannot_win(inputs, tmp_path):
+    """All cash (absolute momentum against an unreachable threshold) at rf 2 %: Sharpe
+    null, state failed with no value; the best is a trial that invests."""
+    prices = Path(str(inputs[0])).parent / "prices.csv"
+    config = write_config(tmp_path, prices, backtest={"risk_free_rate": 0.02},
+                          strategy={"params": {"k": 2, "lookback": 40,
+                                               "absolute_momentum": True}})
+    space = write_space(tmp_path, '[objective]\ndirection = "minimize"\n'
+                                  '[space.strategy.params]\nthreshold = {choice = [0.0, 5.0]}')
+    out = tmp_path / "sweep"
+    proc = run_cli_in_process("sweep", "--config", str(config), "--space", str(space),
+                              "--sampler", "grid", "--jobs", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = trial_rows(out)
+    cash = rows.loc[1]
+    assert cash["volatility"] == 0.0 and pd.isna(cash["sharpe"]) and pd.isna(cash["value"])
+    assert cash["state"] == "failed" and "sharpe" in cash["error"]
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["best"]["trial"] == 0 and doc["states"] == {"complete": 1, "failed": 1}
+    assert "nan" not in (out / "sweep.json").read_text().lower()

@@ -4,6 +4,9 @@ Conventions: simple daily returns r_t = E_t / E_{t−1} − 1 of the close-to-cl
 252 trading days a year (``strategies.estimators.ANNUALIZATION_DAYS``); the risk-free rate
 is an annual rate compounded daily, rf_d = (1 + rf)^(1/252) − 1. Formulas as in Bacon,
 *Practical Portfolio Performance Measurement and Attribution* (2nd ed., 2008), ch. 4.
+A ratio that is undefined (volatility from fewer than 2 returns; Sharpe with zero
+volatility; Sortino with no return below the risk-free rate; Calmar without a drawdown) is
+None — JSON null, "—" in the tables — never NaN and never a made-up 0.
 """
 
 from __future__ import annotations
@@ -56,27 +59,35 @@ def daily_risk_free(rate_annual: float) -> float:
     return (1.0 + rate_annual) ** (1.0 / ANNUALIZATION_DAYS) - 1.0
 
 
-def volatility(returns: np.ndarray) -> float:
-    """σ(r, ddof = 1) × √252."""
+def volatility(returns: np.ndarray) -> float | None:
+    """σ(r, ddof = 1) × √252; None (undefined, JSON null) with fewer than 2 returns."""
     r = np.asarray(returns, dtype=float)
-    return float(r.std(ddof=1) * math.sqrt(ANNUALIZATION_DAYS)) if len(r) > 1 else 0.0
+    return float(r.std(ddof=1) * math.sqrt(ANNUALIZATION_DAYS)) if len(r) > 1 else None
 
 
-def sharpe(returns: np.ndarray, rate_annual: float) -> float:
-    """mean(r − rf_d) / σ(r − rf_d, ddof = 1) × √252 (Sharpe 1994, ex-post)."""
+def sharpe(returns: np.ndarray, rate_annual: float) -> float | None:
+    """mean(r − rf_d) / σ(r − rf_d, ddof = 1) × √252 (Sharpe 1994, ex-post).
+
+    None (undefined, JSON null) with fewer than 2 returns or zero volatility (every
+    excess return the same, e.g. an all-cash account): not 0, which would rank an all-cash
+    strategy earning less than the risk-free rate above every strategy with a negative
+    Sharpe."""
     x = np.asarray(returns, dtype=float) - daily_risk_free(rate_annual)
-    sd = float(x.std(ddof=1)) if len(x) > 1 else 0.0
-    return float(x.mean() / sd * math.sqrt(ANNUALIZATION_DAYS)) if sd > 0 else 0.0
+    if len(x) < 2 or not np.ptp(x) > 0:  # a constant series: σ is 0 (or rounding noise)
+        return None
+    sd = float(x.std(ddof=1))
+    return float(x.mean() / sd * math.sqrt(ANNUALIZATION_DAYS)) if sd > 0 else None
 
 
-def sortino(returns: np.ndarray, rate_annual: float) -> float:
+def sortino(returns: np.ndarray, rate_annual: float) -> float | None:
     """mean(r − rf_d) / DD × √252, DD = √mean(min(r − rf_d, 0)²) (Sortino & Price 1994,
-    target = the risk-free rate)."""
+    target = the risk-free rate). None (undefined) with fewer than 2 returns, as the Sharpe
+    ratio, or when no return falls below the target (DD = 0)."""
     x = np.asarray(returns, dtype=float) - daily_risk_free(rate_annual)
-    if len(x) == 0:
-        return 0.0
+    if len(x) < 2:
+        return None
     dd = math.sqrt(float(np.mean(np.minimum(x, 0.0) ** 2)))
-    return float(x.mean() / dd * math.sqrt(ANNUALIZATION_DAYS)) if dd > 0 else 0.0
+    return float(x.mean() / dd * math.sqrt(ANNUALIZATION_DAYS)) if dd > 0 else None
 
 
 def drawdowns(equity: np.ndarray) -> np.ndarray:

@@ -114,7 +114,9 @@ def sweep(config_path: Path, space_path: Path, trials: int | None, jobs: int | N
     except KeyboardInterrupt:
         click.echo(f"allocbot: interrupted; `--resume --out {out_dir}` continues", err=True)
         sys.exit(130)
-    _print_sweep(summary, out_dir)
+    _print_sweep(summary, out_dir, space.objective.constraints)
+    if summary.best is None:  # the sweep ran but has no result: best.toml does not exist
+        sys.exit(1)
 
 
 def _log_trial_events(trials: dict[str, int], reruns: dict[str, int]) -> None:
@@ -130,21 +132,32 @@ def _log_trial_events(trials: dict[str, int], reruns: dict[str, int]) -> None:
                  "one by one; `allocbot backtest --config best.toml` writes them")
 
 
-def _print_sweep(summary: Any, out_dir: Path) -> None:
+def _print_sweep(summary: Any, out_dir: Path, constraints: tuple[Any, ...] = ()) -> None:
     from rich.console import Console
 
     console = Console(stderr=not sys.stdout.isatty())
     if summary.best is None:
-        console.print("[yellow]no feasible trial[/yellow]")
-    else:
-        m = summary.best.result["metrics"]
-        console.print(f"best trial #{summary.best.slot}: value {summary.best.value:.6g}, "
-                      f"sharpe {m['sharpe']:.3f}, max_drawdown {m['max_drawdown']:.2%}; "
-                      f"params {summary.best.params}")
-        verdict = summary.overfitting.get("verdict")
-        if verdict:
-            console.print(verdict)
-    console.print(f"wrote trials.csv, best.toml, report.html to {out_dir}")
+        states: dict[str, int] = {}
+        for r in summary.rows:
+            states[r.outcome] = states.get(r.outcome, 0) + 1
+        why = [f"{states[s]} {label}" for s, label in
+               (("infeasible", f"broke a constraint ({', '.join(map(str, constraints))})"),
+                ("failed", "failed or had no objective value (the error column of trials.csv)"))
+               if states.get(s)]
+        console.print(f"[yellow]no feasible trial[/yellow] among {len(summary.rows)}: "
+                      + ("; ".join(why) or "none finished")
+                      + ". No best.toml was written; loosen the constraints or widen the space.")
+        console.print(f"wrote trials.csv, sweep.json, report.html to {out_dir}")
+        return
+    m = summary.best.result["metrics"]
+    sharpe = "undefined" if m.get("sharpe") is None else f"{m['sharpe']:.3f}"
+    console.print(f"best trial #{summary.best.slot}: value {summary.best.value:.6g}, "
+                  f"sharpe {sharpe}, max_drawdown {m['max_drawdown']:.2%}; "
+                  f"params {summary.best.params}")
+    verdict = summary.overfitting.get("verdict")
+    if verdict:
+        console.print(verdict)
+    console.print(f"wrote trials.csv, best.toml, sweep.json, report.html to {out_dir}")
 
 
 @click.command()

@@ -23,6 +23,7 @@ import numpy as np
 from scipy.stats import norm
 
 EULER_MASCHERONI = 0.5772156649015329
+FLAT_VARIANCE = 1e-12  # variance / mean square below this: a flat (riskless) series
 PBO_CHUNK_COMBINATIONS = 1024  # combinations evaluated at once (bounds memory to ~N×1024)
 
 
@@ -84,11 +85,17 @@ def _block_moments(returns: np.ndarray, n_blocks: int) -> tuple[np.ndarray, ...]
 
 
 def _sharpe_from_moments(n: np.ndarray, s: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """mean / sd (ddof 1) from count, Σr, Σr²; 0 where sd is 0."""
+    """mean / sd (ddof 1) from count, Σr, Σr². A flat series (sd 0, or rounding noise
+    below 1e-12 of the mean square) ranks by the sign of its mean: −inf below every trial
+    that has a Sharpe ratio (e.g. all cash earning less than the risk-free rate), +inf
+    above, 0 for a zero mean (its limit as sd → 0)."""
     mean = s / n[:, None]
     var = np.maximum(q - n[:, None] * mean**2, 0.0) / (n[:, None] - 1.0)
+    flat = var <= FLAT_VARIANCE * q / n[:, None]
     sd = np.sqrt(var)
-    return np.divide(mean, sd, out=np.zeros_like(mean), where=sd > 0)
+    out = np.divide(mean, sd, out=np.zeros_like(mean), where=~flat)
+    limit = np.where(mean > 0, np.inf, np.where(mean < 0, -np.inf, 0.0))
+    return np.where(flat, limit, out)
 
 
 def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int = 16) -> PBOResult:

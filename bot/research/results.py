@@ -16,6 +16,7 @@ import pandas as pd
 import structlog
 from scipy.stats import kurtosis, skew
 
+from bot.backtest.metrics import daily_risk_free, sharpe
 from bot.backtest.report import write_outputs
 from bot.backtest.setup import BacktestRun, run_configured
 from bot.backtest.walk_forward import WalkForward
@@ -120,30 +121,71 @@ def returns_matrix(out_dir: Path, rows: list[FinishedTrial]) -> tuple[np.ndarray
     return np.column_stack([s[len(s) - n:] for s in series]), slots
 
 
-def overfitting_stats(out_dir: Path, rows: list[FinishedTrial], best: FinishedTrial | None
-                      ) -> dict[str, Any]:
-    """DSR of the best (N = trials with returns, V = variance of their daily Sharpe
-    ratios, skew/kurtosis of the best's daily returns) and PBO by CSCV (S = 16)."""
+def daily_sharpe_ratios(matrix: np.ndarray, risk_free_rate: float) -> np.ndarray:
+    """Per column (trial): the Sharpe ratio the sweep reports (``metrics.sharpe``: excess
+    returns r − rf_d, rf_d from ``[backtest].risk_free_rate`` compounded daily), per day
+    (÷ √252, as the papers use); NaN where it is undefined (zero volatility)."""
+    out = np.full(matrix.shape[1], np.nan)
+    for j in range(matrix.shape[1]):
+        annual = sharpe(matrix[:, j], risk_free_rate)
+        if annual is not None:
+            out[j] = annual / math.sqrt(ANNUALIZATION_DAYS)
+    return out
+
+
+def overfitting_stats(out_dir: Path, rows: list[FinishedTrial], best: FinishedTrial | None,
+                      risk_free_rate: float = 0.0) -> dict[str, Any]:
+    """The Deflated Sharpe Ratio of the best trial and the PBO of the sweep.
+
+    DSR (Bailey, D. H. & López de Prado, M. (2014), "The Deflated Sharpe Ratio: Correcting
+    for Selection Bias, Backtest Overfitting and Non-Normality", Journal of Portfolio
+    Management 40(5), 94–107, eqs. 2 and the appendix): DSR = Φ((SR − SR₀)·√(T − 1) /
+    √(1 − γ₃·SR + (γ₄ − 1)/4·SR²)) with SR₀ = √V·((1 − γ)Φ⁻¹(1 − 1/N) + γΦ⁻¹(1 − 1/(N·e))),
+    γ Euler–Mascheroni. SR is the best trial's daily Sharpe ratio of its excess returns
+    r − rf_d at ``risk_free_rate`` (the config's ``[backtest].risk_free_rate``: the Sharpe
+    the sweep reports and optimizes, ÷ √252), T its daily returns, γ₃/γ₄ their skewness and
+    (plain) kurtosis, N the trials with returns, V the variance (ddof 1) of their daily
+    Sharpe ratios, trials whose Sharpe is undefined (zero volatility) left out of V. An
+    undefined input (the best's Sharpe, V from fewer than 2 Sharpe ratios, PSR's
+    denominator ≤ 0) makes the DSR None, with the reason in ``dsr_note``.
+
+    PBO by CSCV (S = 16; Bailey, Borwein, López de Prado & Zhu 2017) over the same excess
+    returns."""
     matrix, slots = returns_matrix(out_dir, rows)
-    stats: dict[str, Any] = {"n_trials": len(slots)}
+    stats: dict[str, Any] = {"n_trials": len(slots), "risk_free_rate": risk_free_rate}
     if best is None or best.slot not in slots or len(slots) < 2:
         return stats | {"note": "needs at least two trials with returns and a best trial"}
-    mean = matrix.mean(axis=0)
-    sd = matrix.std(axis=0, ddof=1)
-    daily_sharpe = np.divide(mean, sd, out=np.zeros_like(mean), where=sd > 0)
-    r = matrix[:, slots.index(best.slot)]
-    sr = float(daily_sharpe[slots.index(best.slot)])
-    var = float(np.var(daily_sharpe, ddof=1))
-    g3, g4 = float(skew(r)), float(kurtosis(r, fisher=False))
-    dsr = deflated_sharpe_ratio(sr, len(r), len(slots), var, g3, g4)
+    excess = matrix - daily_risk_free(risk_free_rate)
+    daily = daily_sharpe_ratios(matrix, risk_free_rate)
+    col = slots.index(best.slot)
+    r = excess[:, col]
+    defined = daily[np.isfinite(daily)]
+    sr = float(daily[col]) if math.isfinite(daily[col]) else None
+    var = float(np.var(defined, ddof=1)) if len(defined) >= 2 else None
+    g3 = g4 = None
+    if sr is not None:  # a defined Sharpe: the returns vary, so their moments exist
+        g3, g4 = float(skew(r)), float(kurtosis(r, fisher=False))
+    emax = None if var is None else expected_max_sharpe(len(slots), var)
+    dsr, why = None, None
+    if sr is None:
+        why = "the best trial's Sharpe ratio is undefined (its returns have zero volatility)"
+    elif var is None:
+        why = "fewer than two trials have a defined Sharpe ratio"
+    else:
+        value = deflated_sharpe_ratio(sr, len(r), len(slots), var, g3 or 0.0, g4 or 0.0)
+        if math.isfinite(value):
+            dsr = value
+        else:
+            why = "the PSR's denominator 1 − γ₃·SR + (γ₄ − 1)/4·SR² is not positive"
     stats |= {"best_daily_sharpe": sr, "sharpe_variance_daily": var, "skewness": g3,
-              "kurtosis": g4, "n_obs": len(r),
-              "expected_max_sharpe_daily": expected_max_sharpe(len(slots), var),
+              "kurtosis": g4, "n_obs": len(r), "expected_max_sharpe_daily": emax,
               "expected_max_sharpe_annual":
-                  expected_max_sharpe(len(slots), var) * math.sqrt(ANNUALIZATION_DAYS),
+                  None if emax is None else emax * math.sqrt(ANNUALIZATION_DAYS),
               "deflated_sharpe_ratio": dsr}
+    if why is not None:
+        stats["dsr_note"] = why
     try:
-        pbo = probability_of_backtest_overfitting(matrix, PBO_BLOCKS)
+        pbo = probability_of_backtest_overfitting(excess, PBO_BLOCKS)
         stats |= {"pbo": pbo.pbo, "pbo_blocks": pbo.n_blocks,
                   "pbo_combinations": pbo.n_combinations, "pbo_logits": pbo.logits.tolist()}
     except ValueError as exc:
@@ -153,18 +195,29 @@ def overfitting_stats(out_dir: Path, rows: list[FinishedTrial], best: FinishedTr
 
 
 def luck_verdict(stats: dict[str, Any]) -> str:
-    """One plain sentence on whether the winner is likely luck."""
+    """One plain sentence on whether the winner is likely luck (an undefined DSR is said to
+    be undefined, with its reason, never printed as nan)."""
     dsr, pbo = stats.get("deflated_sharpe_ratio"), stats.get("pbo")
-    lucky_dsr = dsr is not None and (math.isnan(dsr) or dsr < DSR_LUCK_THRESHOLD)
+    if dsr is not None and not math.isfinite(dsr):
+        dsr = None
+    lucky_dsr = dsr is not None and dsr < DSR_LUCK_THRESHOLD
     lucky_pbo = pbo is not None and pbo >= PBO_LUCK_THRESHOLD
+    undefined = ("its deflated Sharpe ratio is undefined ("
+                 + stats.get("dsr_note", "not computed") + ")")
     if lucky_dsr or lucky_pbo:
         why = []
         if lucky_dsr:
             why.append(f"its deflated Sharpe ratio is {dsr:.2f} (< {DSR_LUCK_THRESHOLD})")
         if lucky_pbo:
             why.append(f"the probability of backtest overfitting is {pbo:.0%}")
+        if dsr is None:
+            why.append(undefined)
         return ("The winner is likely luck: " + " and ".join(why) + ". Do not trust its "
                 "in-sample Sharpe; check the holdout and prefer a simpler config.")
+    if dsr is None:
+        return ("Whether the winner is luck cannot be told from its Sharpe ratio: "
+                + undefined + (f"; PBO is {pbo:.0%}." if pbo is not None else ".")
+                + " Check the holdout.")
     return ("The winner does not look like luck: its Sharpe survives deflation for the "
             f"{stats['n_trials']} trials tried" + (f" and PBO is {pbo:.0%}." if pbo is not None
                                                    else "."))
@@ -204,8 +257,8 @@ def finish_sweep(out_dir: Path, inputs: SweepInputs, rows: list[FinishedTrial],
     write_outputs(out_dir / "best", in_sample.result, in_sample.benchmark, in_sample.metrics)
     if oos is not None:
         write_outputs(out_dir / "holdout", oos.result, oos.benchmark, oos.metrics)
-    summary = SweepSummary(best, best_raw, in_sample, oos, overfitting_stats(out_dir, rows, best),
-                           rows)
+    stats = overfitting_stats(out_dir, rows, best, inputs.base_cfg.backtest.risk_free_rate)
+    summary = SweepSummary(best, best_raw, in_sample, oos, stats, rows)
     _write_json(out_dir, inputs, summary)
     return summary
 

@@ -16,7 +16,9 @@ Shape (keys mirror the config file under ``[space]``; see README "Research")::
     calendar = {choice = ["monthly", "quarterly"]}
 
 ``space.strategy = {choice = [{name = "momentum", params = {k = 2}}, "risk_parity"]}``
-sweeps whole strategies instead of one strategy's params.
+sweeps whole strategies instead of one strategy's params: each choice gives the name and
+params, and the config's other ``[strategy]`` keys (``signal``, ``every_sessions``,
+``fallback``) stay unless the choice sets them (``strategy_table``).
 """
 
 from __future__ import annotations
@@ -211,7 +213,14 @@ def _objective(doc: dict[str, Any]) -> Objective:
         if match is None or match.group(1) not in NUMERIC_METRICS:
             raise ConfigError(f"[objective].constraints: {text!r} is not 'metric <= number' "
                               f"with a metric among {', '.join(NUMERIC_METRICS)}")
-        constraints.append(Constraint(match.group(1), match.group(2), float(match.group(3))))
+        try:
+            bound = float(match.group(3))
+        except ValueError:
+            bound = math.nan
+        if not math.isfinite(bound):
+            raise ConfigError(f"[objective].constraints: {text!r}: {match.group(3)!r} is not a "
+                              "number (write e.g. 'max_drawdown <= 0.25')")
+        constraints.append(Constraint(match.group(1), match.group(2), bound))
     return Objective(metric, direction, tuple(constraints))
 
 
@@ -241,14 +250,33 @@ def load_space(path: Path) -> SweepSpace:
     return parse_space(text, str(path))
 
 
+def strategy_table(base: dict[str, Any] | None, value: str | dict[str, Any]) -> dict[str, Any]:
+    """The ``[strategy]`` table of a trial whose whole strategy is swept: the choice's
+    ``name`` and ``params`` (none given: the strategy's defaults; the base config's params
+    belong to another strategy and are never inherited), over the base config's other
+    ``[strategy]`` keys (``signal``, ``every_sessions``, ``fallback``), which the choice
+    overrides key by key. A choice that sets a schedule (``signal`` or ``every_sessions``)
+    replaces the base's schedule as a whole (the two exclude each other)."""
+    if not isinstance(value, str | dict):
+        raise ConfigError("[space].strategy: each choice is a strategy name or a table "
+                          f"{{name = ..., params = {{...}}}}, got {value!r}")
+    spec: dict[str, Any] = {"name": value} if isinstance(value, str) else copy.deepcopy(value)
+    table = {k: copy.deepcopy(v) for k, v in (base or {}).items() if k not in ("name", "params")}
+    if "signal" in spec or "every_sessions" in spec:
+        table.pop("signal", None)
+        table.pop("every_sessions", None)
+    merged = table | spec | {"params": dict(spec.get("params", {}))}
+    return dict(sorted(merged.items(), key=lambda kv: kv[0] != "name"))  # name first
+
+
 def apply_params(base_raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """A copy of the raw config with each dotted path set to its (config-typed) value; a
-    whole-strategy value replaces ``[strategy]``."""
+    whole-strategy value replaces ``[strategy]``'s name and params and keeps its other
+    keys (``strategy_table``)."""
     raw = copy.deepcopy(base_raw)
     for path, value in values.items():
         if path == "strategy":
-            spec: dict[str, Any] = {"name": value} if isinstance(value, str) else dict(value)
-            raw["strategy"] = {"name": spec["name"], "params": dict(spec.get("params", {}))}
+            raw["strategy"] = strategy_table(base_raw.get("strategy"), value)
             continue
         *parents, leaf = path.split(".")
         node = raw

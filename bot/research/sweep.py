@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from bot.backtest.setup import load_backtest_prices
+from bot.backtest.setup import benchmark_strategy, load_backtest_prices, warmup_rows
 from bot.backtest.walk_forward import WalkForward
 from bot.config import Config, parse_config
+from bot.engine.targets import risk_limits
 from bot.errors import ConfigError, InputDataError
 from bot.research.parallel import DaskRunner, InlineRunner, ProcessRunner, TrialRunner
 from bot.research.space import Choice, SweepSpace, apply_params, check_space, probe_configs
@@ -42,6 +43,7 @@ log = structlog.get_logger("allocbot.research")
 DEFAULT_TRIALS = 100
 DEFAULT_BATCH = 8
 RETURNS_DIR = "returns"
+MIN_WINDOW_DAYS = 3  # price rows: 2 daily returns, the fewest a Sharpe ratio needs
 OnBatch = Callable[[int, int, float | None], None]  # (trials finished, total, best value)
 
 
@@ -83,12 +85,37 @@ def _first_day(space: SweepSpace, raw: dict[str, Any], base_dir: Path,
     configured = raw.get("backtest", {}).get("start")
     if configured is not None:
         return configured
-    warmup = max(max(c.build_strategy().warmup_days, c.risk.lookback_days)
-                 for c in probe_configs(space, raw, base_dir))
+    corners = probe_configs(space, raw, base_dir)
+    # the strategy's and the risk step's warm-up, and the benchmark's (it is backtested over
+    # the same window: a momentum benchmark needs 253 rows)
+    bench = benchmark_strategy(raw.get("backtest", {}).get("benchmark"), tuple(prices.columns))
+    warmup = max(max(warmup_rows(c.build_strategy(), risk_limits(c)) for c in corners),
+                 warmup_rows(bench, risk_limits(corners[0])))
     if warmup >= len(prices) - 1:
         raise InputDataError(f"the price data has {len(prices)} in-sample days, too few for the "
                              f"{warmup}-day warm-up the space needs")
     return prices.index[warmup].date()
+
+
+def _check_window(prices: pd.DataFrame, first: date, end: date | None,
+                  options: SweepOptions, space: SweepSpace) -> None:
+    """Refuse a window with fewer than ``MIN_WINDOW_DAYS`` price rows: every trial would
+    end with an undefined objective (a Sharpe ratio or volatility needs 2 daily returns)."""
+    window = prices.loc[pd.Timestamp(first):]
+    if end is not None:
+        window = window.loc[:pd.Timestamp(end)]
+    if len(window) >= MIN_WINDOW_DAYS:
+        return
+    span = (f"{window.index[0].date()} to {window.index[-1].date()}" if len(window)
+            else f"from {first}")
+    need = (f"a sweep needs at least {MIN_WINDOW_DAYS} (2 daily returns) to compute its "
+            f"objective {space.objective.metric}")
+    if options.holdout is not None:
+        raise InputDataError(f"--holdout {options.holdout}: the in-sample window {span} has "
+                             f"{len(window)} trading day(s) of prices; {need}: choose a later "
+                             "--holdout or an earlier [backtest].start")
+    raise InputDataError(f"the sweep's window {span} ([backtest] start/end) has {len(window)} "
+                         f"trading day(s) of prices; {need}: widen [backtest] start/end")
 
 
 def prepare(options: SweepOptions, space: SweepSpace) -> SweepInputs:
@@ -120,6 +147,7 @@ def prepare(options: SweepOptions, space: SweepSpace) -> SweepInputs:
     if first > prices.index[-1].date():
         raise InputDataError(f"[backtest].start {first} is after the last in-sample day "
                              f"{prices.index[-1].date()}")
+    _check_window(prices, first, raw.get("backtest", {}).get("end"), options, space)
     raw = apply_params(raw, {"backtest.start": first})
     settings = {"space_sha256": hashlib.sha256(space.text.encode()).hexdigest(),
                 "config_sha256": hashlib.sha256(text).hexdigest(), "seed": options.seed,
