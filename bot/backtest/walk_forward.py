@@ -4,9 +4,16 @@
 windows of TEST days; at the start of each, the strategy is refitted on the TRAIN days
 ending that day (and on nothing else: it is handed only those rows), and its targets are
 held for the window. The stitched test windows form one continuous account, whose
-metrics are therefore all out of sample. Strategies with a ``lookback_days`` parameter
-(the learning ones: ``ml_regression``, the optimizers) get it set to TRAIN so the fit uses
-the whole training window.
+metrics are therefore all out of sample.
+
+The strategy's lookback and TRAIN: a strategy with a ``lookback_days`` parameter (the
+learning ones: ``ml_regression``, the optimizers) that the config leaves unset gets it set
+to TRAIN, so the fit uses the whole training window; a ``lookback_days`` the config (or a
+sweep trial) sets is kept, and the strategy estimates on its own last ``lookback_days``
+returns of each training window. Either way the training window must hold the strategy's
+whole lookback (TRAIN ≥ its ``lookback_days``/``warmup_days``, the rows a backtest's
+first day needs before it): a shorter TRAIN is refused (ConfigError, exit 2) rather than run as a
+different, shorter-lookback strategy on the rows there are.
 """
 
 from __future__ import annotations
@@ -50,11 +57,28 @@ def fold_starts(dates: pd.DatetimeIndex, first_row: int, test_days: int) -> pd.D
 
 
 def build_learner(name: str, params: dict[str, Any], wf: WalkForward) -> Strategy:
-    """The configured strategy with its ``lookback_days`` (training window) set to TRAIN."""
+    """The configured strategy for walk-forward: its ``lookback_days`` set to TRAIN when
+    the config leaves it unset (the fit then uses the whole training window), kept when
+    set; refused when TRAIN is shorter than its lookback (``check_training_window``)."""
     merged = dict(params)
-    if "lookback_days" in strategies.parameters(name):
+    if "lookback_days" in strategies.parameters(name) and "lookback_days" not in merged:
         merged["lookback_days"] = wf.train_days
-    return strategies.create(name, **merged)
+    learner = strategies.create(name, **merged)
+    check_training_window(learner, wf)
+    return learner
+
+
+def check_training_window(inner: Strategy, wf: WalkForward) -> None:
+    """Refuse a TRAIN shorter than the strategy's lookback: each fit is handed only the
+    TRAIN days before its test window, and a strategy handed fewer rows than it needs
+    would silently estimate on what there is (a 126-day momentum ranked on 10 days)."""
+    needed = max(inner.lookback_days, inner.warmup_days)
+    if wf.train_days < needed:
+        raise ConfigError(
+            f"--walk-forward {wf.train_days}:{wf.test_days}: TRAIN {wf.train_days} days is "
+            f"shorter than the {needed}-day lookback of strategy {inner.name!r} (each fit "
+            f"sees only the TRAIN days before its test window): use TRAIN >= {needed}, or "
+            "a shorter lookback")
 
 
 @dataclass(slots=True)
@@ -69,11 +93,17 @@ class WalkForwardStrategy(Strategy):
 
     inner: Strategy
     wf: WalkForward
-    starts: pd.DatetimeIndex
+    # Not in the repr: the cycle keys its held signal by a hash of repr(strategy)
+    # (bot.engine.targets._strategy_key), which must name the strategy (inner and
+    # TRAIN:TEST), stay the same as fits accumulate within a backtest and cost the same
+    # on every cycle; a repr of every fitted Series made the backtest quadratic in folds.
+    starts: pd.DatetimeIndex = field(repr=False, compare=False)
     name: str = ""
-    fits: dict[pd.Timestamp, pd.Series] = field(default_factory=dict)
+    fits: dict[pd.Timestamp, pd.Series] = field(default_factory=dict, repr=False,
+                                                compare=False)
 
     def __post_init__(self) -> None:
+        check_training_window(self.inner, self.wf)
         self.name = f"{self.inner.name}@wf{self.wf.train_days}:{self.wf.test_days}"
 
     @property
