@@ -87,7 +87,7 @@ def test_unfilled_sell_leaves_the_cash_buffer_in_cash(servers: list[FakeAlpaca],
     spy = float(np.floor(80_000 / bars["SPY"].iloc[-1]))
     fake = start(servers, bars, cash=20_000.0, positions={"SPY": (spy, 90.0)}, fill_polls=1)
     fake.stuck_symbols.add("SPY")
-    events = once(write_config, fake, wait_secs=1, cash_buffer=0.10)
+    events = once(write_config, fake, wait_secs=0.2, cash_buffer=0.10)
     cash, equity, held = account(fake)
     assert [e["symbol"] for e in events if e["event"] == "order_unfilled"] == ["SPY"]
     assert held["SPY"] / equity == pytest.approx(0.8, abs=0.01)  # the sell did not happen
