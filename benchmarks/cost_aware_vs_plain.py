@@ -22,6 +22,11 @@ from bot.logs import configure_logging
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _num(value: float | None) -> str:
+    """A ratio, or "—" where it is undefined (zero volatility: metrics give None)."""
+    return "—" if value is None else f"{value:.3f}"
+
+
 def _config(name: str, kappa: float) -> dict:
     params: dict = {"lookback_days": 252}
     if name != "min_variance":
@@ -50,7 +55,7 @@ def main() -> None:
             cfg = parse_config(_config(name, kappa), REPO)
             prices, universe = load_backtest_prices(cfg, None)
             m = run_configured(cfg, prices, universe).metrics["strategy"]
-            print(f"{name:15s} {kappa:7.4f} {m['sharpe']:7.3f} {m['turnover']:12.2%} "
+            print(f"{name:15s} {kappa:7.4f} {_num(m['sharpe']):>7s} {m['turnover']:12.2%} "
                   f"{m['costs']:9.2f} {m['cagr']:7.2%} {m['max_drawdown']:7.2%}")
 
 

@@ -32,6 +32,11 @@ FIGURES = (("sharpe", "{:.2f}"), ("turnover", "{:.0%}"), ("max_drawdown", "{:.1%
            ("cagr", "{:.2%}"))
 
 
+def _num(value: float | None) -> str:
+    """A ratio, or "—" where it is undefined (zero volatility: metrics give None)."""
+    return "—" if value is None else f"{value:.3f}"
+
+
 def run_one(name: str, params: dict[str, Any], walk_forward: str) -> dict[str, float]:
     raw = tomllib.loads((REPO / "config.toml").read_text(encoding="utf-8"))
     raw["strategy"] = {"name": name, "params": params}
@@ -72,7 +77,7 @@ def main() -> None:
     for name, figs, secs in rows:
         cells = " | ".join(cell(figs[key], fmt) for key, fmt in FIGURES)
         print(f"| {name} | {cells} | {secs:.0f} |")
-    print("seeds: " + "; ".join(f"{s}: Sharpe {r['sharpe']:.2f}" for s, r in enumerate(runs)))
+    print("seeds: " + "; ".join(f"{s}: Sharpe {_num(r['sharpe'])}" for s, r in enumerate(runs)))
 
 
 if __name__ == "__main__":

@@ -171,3 +171,18 @@ def test_pbo_flat_trial_below_the_risk_free_rate_ranks_last():
     awful = np.column_stack([m, -0.05 + rng.normal(0, 1e-4, 320)])
     np.testing.assert_array_equal(probability_of_backtest_overfitting(flat).logits,
                                   probability_of_backtest_overfitting(awful).logits)
+
+
+def test_sweep_report_never_shows_an_undefined_deflated_sharpe_ratio_as_cleared():
+    """A flat best trial leaves the DSR undefined: the page once styled that verdict green
+    ("verdict ok") and printed the DSR as a bare dash."""
+    from bot.research.sweep_report import _overfitting_html
+
+    stats = {"n_trials": 4, "n_obs": 100, "best_daily_sharpe": None,
+             "sharpe_variance_daily": None, "expected_max_sharpe_annual": None,
+             "skewness": None, "kurtosis": None, "deflated_sharpe_ratio": None,
+             "dsr_note": "the best trial's returns have zero volatility",
+             "verdict": "Deflated Sharpe Ratio undefined (zero volatility)", "pbo": None}
+    page = _overfitting_html(stats)
+    assert 'class="verdict"' in page and "verdict ok" not in page
+    assert "zero volatility" in page.split("Deflated Sharpe Ratio (Bailey")[1]

@@ -418,6 +418,9 @@ def test_sweep_without_a_feasible_trial_exits_1_naming_the_constraints_no_best_t
     assert not (out / "best.toml").exists()
     assert (out / "trials.csv").exists() and json.loads(
         (out / "sweep.json").read_text())["best"] is None
+    page = (out / "report.html").read_text()  # it once linked the missing best.toml
+    assert 'href="best.toml"' not in page and 'href="best/report.html"' not in page
+    assert "no feasible trial" in page.lower()
 
 
 def test_sweep_holdout_leaving_one_in_sample_day_exits_2_naming_holdout_and_rows(

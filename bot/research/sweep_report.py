@@ -155,7 +155,9 @@ def _fmt(v: Any) -> str:
 def _overfitting_html(stats: dict[str, Any]) -> str:
     if "deflated_sharpe_ratio" not in stats:
         return f"<p>{html.escape(stats.get('note', 'not computed'))}</p>"
-    cls = "verdict" if "likely luck" in stats["verdict"] else "verdict ok"
+    # green only for a verdict that clears the winner (an undefined DSR clears nothing)
+    cleared = "likely luck" not in stats["verdict"] and stats["deflated_sharpe_ratio"] is not None
+    cls = "verdict ok" if cleared else "verdict"
     rows = [("trials (N)", stats["n_trials"]), ("daily observations (T)", stats["n_obs"]),
             ("best Sharpe (daily)", _fmt(stats["best_daily_sharpe"])),
             ("variance of trial Sharpes (daily)", _fmt(stats["sharpe_variance_daily"])),
@@ -164,7 +166,8 @@ def _overfitting_html(stats: dict[str, Any]) -> str:
             ("skewness / kurtosis of best's returns",
              f"{_fmt(stats['skewness'])} / {_fmt(stats['kurtosis'])}"),
             ("Deflated Sharpe Ratio (Bailey & López de Prado 2014)",
-             _fmt(stats["deflated_sharpe_ratio"])),
+             _fmt(stats["deflated_sharpe_ratio"]) if stats["deflated_sharpe_ratio"] is not None
+             else f"— ({stats.get('dsr_note', 'undefined')})"),
             ("PBO by CSCV, S = 16 (Bailey, Borwein, López de Prado & Zhu 2017)",
              _fmt(stats.get("pbo", stats.get("pbo_note"))))]
     return (f'<p class="{cls}">{html.escape(stats["verdict"])}</p>'
@@ -187,9 +190,10 @@ def write_sweep_report(out_dir: Path, summary: SweepSummary, space: SweepSpace, 
     parts = [f"<p>Objective: {obj.direction} <b>{html.escape(obj.metric)}</b> (net of costs, "
              f"in sample), constraints: {html.escape(', '.join(map(str, obj.constraints)) or 'none')}"
              f". Sampler {html.escape(str(settings['sampler']))}, seed {settings['seed']}, "
-             f"{len(summary.rows)} trials. Files: <a href=\"trials.csv\">trials.csv</a> · "
-             "<a href=\"best.toml\">best.toml</a> · <a href=\"best/report.html\">best "
-             "config's backtest</a>"
+             f"{len(summary.rows)} trials. Files: <a href=\"trials.csv\">trials.csv</a>"
+             + (" · <a href=\"best.toml\">best.toml</a> · <a href=\"best/report.html\">best "
+                "config's backtest</a>" if summary.best is not None else
+                " (no feasible trial: no best.toml)")
              + (" · <a href=\"holdout/report.html\">holdout backtest</a>"
                 if summary.holdout is not None else "") + "</p>"]
     parts += _best_sections(summary)
