@@ -238,6 +238,9 @@ class BacktestSection(_Section):
     end: date | None = None
     benchmark: str | None = None  # strategy name or fixed preset; None: sixty_forty or 1/N
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    # report.html + report.png (~0.5 s of charts a run); off: the CSVs, metrics.json and the
+    # summary only (scripted runs, compare's and a sweep's per-run outputs)
+    tearsheet: bool = True
 
     @model_validator(mode="after")
     def _ordered(self) -> BacktestSection:

@@ -36,7 +36,9 @@ def write_config(directory: Path, prices: Path, **tables: dict) -> Path:
         "universe": {"symbols": SYMBOLS},
         "strategy": {"name": "momentum", "params": {"k": 2, "lookback": 40}},
         "risk": {"lookback_days": 20},
-        "backtest": {"calendar": "monthly"},
+        # the per-run tearsheets (~0.5 s of charts each) are test_tearsheet's; a test that
+        # wants them sets tearsheet = true
+        "backtest": {"calendar": "monthly", "tearsheet": False},
     }
     for name, body in tables.items():
         doc[name] = {**doc.get(name, {}), **body}

@@ -20,6 +20,18 @@ def config(write_config):
     return write_config({"backtest": {"calendar": "monthly"}})
 
 
+def test_backtest_cli_without_the_tearsheet_writes_the_data_files_only(write_config, tmp_path):
+    """[backtest] tearsheet = false (scripted runs): the CSVs, metrics.json and the summary,
+    no report.html/report.png (about half a second of charts a run)."""
+    config = write_config({"backtest": {"calendar": "monthly", "tearsheet": False}})
+    out = tmp_path / "out"
+    proc = run_cli_in_process("backtest", "--config", str(config), "--start", "2020-01-02",
+                              "--end", "2020-12-31", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in out.iterdir()} == FILES - {"report.html", "report.png"}
+    assert "Sharpe" in proc.stdout
+
+
 def test_backtest_cli_writes_every_file_and_a_summary(config, tmp_path):
     out = tmp_path / "out"
     proc = run_cli_in_process("backtest", "--config", str(config), "--start", "2020-01-02",

@@ -30,7 +30,8 @@ def test_parse_spec_malformed_item_names_the_spec():
 def test_compare_cli_same_window_table_and_report_with_benchmark(tmp_path):
     # a VaR limit binding on most days: its warning is written three times, then counted
     config = write_config(tmp_path, write_market(tmp_path, days=300),
-                          risk={"lookback_days": 20, "max_var": 0.002})
+                          risk={"lookback_days": 20, "max_var": 0.002},
+                          backtest={"tearsheet": True})  # each strategy's own report too
     other = tmp_path / "mine.toml"
     other.write_text(to_toml({"strategy": {"name": "inverse_volatility",
                                            "params": {"lookback_days": 30}}}))
@@ -48,6 +49,7 @@ def test_compare_cli_same_window_table_and_report_with_benchmark(tmp_path):
     assert len(starts) == 1  # one window for every strategy
     page = (out / "report.html").read_text()
     assert "benchmark: equal_weight" in page and "https://" not in page
+    assert 'href="mine/report.html"' in page and (out / "mine" / "report.html").exists()
     assert "Sharpe" in proc.stdout
     logged = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
     assert sum(e["event"] == "risk_limited" for e in logged) == 3
@@ -101,7 +103,9 @@ def test_compare_long_labels_sharing_a_prefix_get_their_own_directories(tmp_path
     assert finals == {table.at["final_equity", s] for s in specs}
     assert len(finals) == 2  # two different strategies, each kept
     page = (out / "report.html").read_text()
-    assert all(f'href="{d.name}/report.html"' in page for d in dirs)
+    # [backtest] tearsheet = false: each strategy's metrics.json is its page
+    assert all(f'href="{d.name}/metrics.json"' in page for d in dirs)
+    assert not any((d / "report.html").exists() for d in dirs)
 
 
 def test_compare_and_backtest_default_window_leaves_a_benchmark_its_warm_up(tmp_path):

@@ -150,7 +150,7 @@ def test_macro_regime_tilt_blends_base_and_season(prices):
 def test_cli_weights_and_backtest_run_macro_regime(write_config, tmp_path):
     config = write_config({"strategy": {"name": "macro_regime",
                                         "params": {"macro_file": str(SAMPLE_MACRO_PATH)}},
-                           "backtest": {"calendar": "monthly"}})
+                           "backtest": {"calendar": "monthly", "tearsheet": False}})
     shown = invoke_cli("weights", "--config", str(config))
     assert shown.exit_code == 0, shown.stderr
     out = tmp_path / "bt"

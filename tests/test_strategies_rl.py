@@ -107,7 +107,7 @@ def test_build_learner_sets_training_window_to_train_days():
 def test_cli_weights_and_walk_forward_backtest_run_direct_reinforcement(write_config, tmp_path):
     config = write_config({"universe": {"symbols": SYMBOLS},
                            "strategy": {"name": "direct_reinforcement", "params": SMALL},
-                           "backtest": {"calendar": "monthly"}})
+                           "backtest": {"calendar": "monthly", "tearsheet": False}})
     shown = invoke_cli("weights", "--config", str(config))
     assert shown.exit_code == 0, shown.stderr
     out = tmp_path / "bt"

@@ -166,7 +166,7 @@ def test_sector_cap_prices_after_t_perturbed_weights_on_t_unchanged(prices):
 def test_cli_weights_and_backtest_run_for_wrappers(write_config, tmp_path, name, params):
     config = write_config({"universe": {"symbols": SYMBOLS},
                            "strategy": {"name": name, "params": params},
-                           "backtest": {"calendar": "monthly"}})
+                           "backtest": {"calendar": "monthly", "tearsheet": False}})
     shown = invoke_cli("weights", "--config", str(config))
     assert shown.exit_code == 0, shown.stderr
     out = tmp_path / "bt"

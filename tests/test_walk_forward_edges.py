@@ -60,7 +60,7 @@ def test_configured_lookback_days_is_kept_and_an_unset_one_becomes_train():
 
 def _wf_backtest(write_config, tmp_path, name: str, params: dict, spec: str, tag: str = "wf"):
     config = write_config({"strategy": {"name": name, "params": params},
-                           "backtest": {"calendar": "monthly"}}, name=f"{tag}.toml")
+                           "backtest": {"calendar": "monthly", "tearsheet": False}}, name=f"{tag}.toml")
     out = tmp_path / f"out_{tag}"
     proc = run_cli_in_process("backtest", "--config", str(config), "--start", "2019-01-02",
                               "--end", "2020-12-31", "--walk-forward", spec, "--out", str(out))

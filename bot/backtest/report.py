@@ -96,9 +96,10 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_outputs(out_dir: Path, result: BacktestResult, benchmark: BacktestResult | None,
-                  metrics: dict[str, Any]) -> list[Path]:
+                  metrics: dict[str, Any], tearsheet: bool = True) -> list[Path]:
     """Write every output file (the relative statistics added to metrics.json when the
-    caller has not); returns their paths."""
+    caller has not; ``tearsheet`` False: not report.html/report.png, ``[backtest]
+    tearsheet``); returns their paths."""
     from bot.backtest.tearsheet import write_tearsheet
 
     if "beta" not in metrics["strategy"]:
@@ -115,8 +116,9 @@ def write_outputs(out_dir: Path, result: BacktestResult, benchmark: BacktestResu
                        "%.10g")  # not kept: the tearsheet's own days × symbols array follows
     (out_dir / "metrics.json").write_text(
         json.dumps(_json_safe(metrics), indent=2) + "\n", encoding="utf-8")
-    write_tearsheet(out_dir, result, benchmark, metrics)
-    return [out_dir / name for name in OUTPUT_FILES]
+    if tearsheet:
+        write_tearsheet(out_dir, result, benchmark, metrics)
+    return [out_dir / name for name in OUTPUT_FILES if (out_dir / name).exists()]
 
 
 _ROWS_PER_CHUNK = 256  # 500 symbols × 20 years as one list of floats was ~80 MB of peak

@@ -226,7 +226,7 @@ def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: d
     else:
         run = run_configured(cfg, prices, universe, start=start, end=end, benchmark=benchmark,
                              walk_forward=walk_forward)
-    write_outputs(out_dir, run.result, run.benchmark, run.metrics)
+    write_outputs(out_dir, run.result, run.benchmark, run.metrics, cfg.backtest.tearsheet)
     console.print(summary_table(run.metrics))
     failed = run.metrics["strategy"]["cycles_failed"]
     if failed:

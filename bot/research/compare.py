@@ -155,7 +155,8 @@ def run_compare(cfg: Config, specs: list[StrategySpec], out_dir: Path) -> Compar
     labels = _unique([s.label for s in specs])
     out_dir.mkdir(parents=True, exist_ok=True)
     for directory, run in zip(_dir_names(labels), runs, strict=True):
-        write_outputs(out_dir / directory, run.result, run.benchmark, run.metrics)
+        write_outputs(out_dir / directory, run.result, run.benchmark, run.metrics,
+                      cfg.backtest.tearsheet)
     result = CompareResult(labels, runs, runs[0].metrics["benchmark"]["name"],
                            cfg.backtest.risk_free_rate)
     metrics_frame(result).to_csv(out_dir / "compare.csv")
@@ -247,7 +248,9 @@ def write_compare_report(out_dir: Path, result: CompareResult) -> None:
     frame = metrics_frame(result)
     rows = [[label, *[_cell(frame.at[key, c], fmt) for c in frame.columns]]
             for key, label, fmt in TABLE_METRICS]
-    links = " · ".join(f'<a href="{directory}/report.html">{html.escape(lab)}</a>'
+    own = "report.html" if (out_dir / _dir_names(result.labels)[0] / "report.html").exists() \
+        else "metrics.json"  # [backtest] tearsheet = false: no report.html of their own
+    links = " · ".join(f'<a href="{directory}/{own}">{html.escape(lab)}</a>'
                        for lab, directory in zip(result.labels, _dir_names(result.labels),
                                                  strict=True))
     first = result.runs[0].metrics["strategy"]

@@ -254,9 +254,11 @@ def finish_sweep(out_dir: Path, inputs: SweepInputs, rows: list[FinishedTrial],
     best_raw = apply_params(inputs.base_raw, trial_values(inputs.space, best.params))
     write_best_toml(out_dir / "best.toml", best_raw, inputs.base_dir, walk_forward)
     in_sample, oos = run_best(inputs, best_raw, holdout, walk_forward)
-    write_outputs(out_dir / "best", in_sample.result, in_sample.benchmark, in_sample.metrics)
+    tearsheet = inputs.base_cfg.backtest.tearsheet
+    write_outputs(out_dir / "best", in_sample.result, in_sample.benchmark, in_sample.metrics,
+                  tearsheet)
     if oos is not None:
-        write_outputs(out_dir / "holdout", oos.result, oos.benchmark, oos.metrics)
+        write_outputs(out_dir / "holdout", oos.result, oos.benchmark, oos.metrics, tearsheet)
     stats = overfitting_stats(out_dir, rows, best, inputs.base_cfg.backtest.risk_free_rate)
     summary = SweepSummary(best, best_raw, in_sample, oos, stats, rows)
     _write_json(out_dir, inputs, summary)

@@ -187,14 +187,16 @@ def write_sweep_report(out_dir: Path, summary: SweepSummary, space: SweepSpace, 
     plot_parallel(out_dir / "parallel.png", summary.rows, space, obj.metric)
     if summary.in_sample is not None:
         plot_in_vs_out(out_dir / "in_vs_out.png", summary)
+    # [backtest] tearsheet = false: the best run has metrics.json, no report.html
+    own = "report.html" if (out_dir / "best" / "report.html").exists() else "metrics.json"
     parts = [f"<p>Objective: {obj.direction} <b>{html.escape(obj.metric)}</b> (net of costs, "
              f"in sample), constraints: {html.escape(', '.join(map(str, obj.constraints)) or 'none')}"
              f". Sampler {html.escape(str(settings['sampler']))}, seed {settings['seed']}, "
              f"{len(summary.rows)} trials. Files: <a href=\"trials.csv\">trials.csv</a>"
-             + (" · <a href=\"best.toml\">best.toml</a> · <a href=\"best/report.html\">best "
+             + (f" · <a href=\"best.toml\">best.toml</a> · <a href=\"best/{own}\">best "
                 "config's backtest</a>" if summary.best is not None else
                 " (no feasible trial: no best.toml)")
-             + (" · <a href=\"holdout/report.html\">holdout backtest</a>"
+             + (f" · <a href=\"holdout/{own}\">holdout backtest</a>"
                 if summary.holdout is not None else "") + "</p>"]
     parts += _best_sections(summary)
     parts.append("<h2>Is the winner luck?</h2>" + _overfitting_html(summary.overfitting))
