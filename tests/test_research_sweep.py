@@ -460,3 +460,22 @@ def test_sweep_zero_volatility_trial_has_no_objective_and_cannot_win(inputs, tmp
     doc = json.loads((out / "sweep.json").read_text())
     assert doc["best"]["trial"] == 0 and doc["states"] == {"complete": 1, "failed": 1}
     assert "nan" not in (out / "sweep.json").read_text().lower()
+
+
+def test_sweep_resume_on_a_changed_price_file_is_refused_naming_it(tmp_path):
+    """Only the config's and the space's text were compared: a resume after the price
+    file changed (same path, same config) mixed trials scored on two markets."""
+    prices = write_market(tmp_path, days=300)
+    config, space = write_config(tmp_path, prices), write_space(tmp_path)
+    out = tmp_path / "sweep"
+    _sweep(config, space, out, trials=2, jobs=1, seed=1, batch_size=2)
+    frame = pd.read_csv(prices)
+    frame.iloc[-1, 1] *= 1.01  # one close revised
+    frame.to_csv(prices, index=False)
+    options = SweepOptions(config, space, out, trials=4, jobs=1, seed=1, batch_size=2,
+                           resume=True)
+    from bot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="different prices_sha256") as raised:
+        run_sweep(options, prepare(options, load_space(space)))
+    assert "config_sha256" not in str(raised.value)  # the config itself did not change

@@ -79,7 +79,8 @@ def open_study(out_dir: Path, direction: str, settings: dict[str, Any],
         if stored is None:
             study.set_user_attr("settings", settings)
         else:
-            changed = sorted(k for k in settings if stored.get(k) != settings[k])
+            # (a key an older allocbot did not store is not compared)
+            changed = sorted(k for k in settings if k in stored and stored[k] != settings[k])
             if changed:
                 raise ConfigError(f"--resume: the sweep in {out_dir} was started with "
                                   f"different {', '.join(changed)}; resume with the same inputs")

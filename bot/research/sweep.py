@@ -150,12 +150,23 @@ def prepare(options: SweepOptions, space: SweepSpace) -> SweepInputs:
     _check_window(prices, first, raw.get("backtest", {}).get("end"), options, space)
     raw = apply_params(raw, {"backtest.start": first})
     settings = {"space_sha256": hashlib.sha256(space.text.encode()).hexdigest(),
-                "config_sha256": hashlib.sha256(text).hexdigest(), "seed": options.seed,
+                "config_sha256": hashlib.sha256(text).hexdigest(),
+                "prices_sha256": prices_digest(prices), "seed": options.seed,
                 "sampler": options.sampler, "batch_size": options.batch_size,
                 "holdout": None if options.holdout is None else str(options.holdout),
                 "walk_forward": None if options.walk_forward is None else
                 f"{options.walk_forward.train_days}:{options.walk_forward.test_days}"}
     return SweepInputs(raw, base_dir, cfg, space, prices, prices_all, universe, settings)
+
+
+def prices_digest(prices: pd.DataFrame) -> str:
+    """SHA-256 of the price panel the trials see (dates, symbols, closes): a resume on a
+    price file changed since would mix trials scored on two markets."""
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(map(str, prices.columns)).encode())
+    digest.update(prices.index.to_numpy(dtype="datetime64[ns]").tobytes())
+    digest.update(np.ascontiguousarray(prices.to_numpy(dtype=np.float64)).tobytes())
+    return digest.hexdigest()
 
 
 def make_runner(options: SweepOptions, prices: pd.DataFrame) -> TrialRunner:
