@@ -479,3 +479,42 @@ def test_sweep_resume_on_a_changed_price_file_is_refused_naming_it(tmp_path):
     with pytest.raises(ConfigError, match="different prices_sha256") as raised:
         run_sweep(options, prepare(options, load_space(space)))
     assert "config_sha256" not in str(raised.value)  # the config itself did not change
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # exited (a zombie waits for its new parent)
+
+
+@pytest.mark.slow  # a real process tree: spawn, SIGKILL, a second of polling
+def test_sweep_killed_with_sigkill_leaves_no_worker_process_behind(inputs, tmp_path):
+    """SIGKILL of the sweep gives its process pool no chance to stop the workers: they
+    idled on, reparented, for good. Each worker now ends when its parent is gone."""
+    config, space = inputs
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "sweep", "--config", str(config), "--space", str(space),
+         "--trials", "200", "--jobs", "2", "--out", str(tmp_path / "out")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_children(proc.pid)) < 3 and time.monotonic() < deadline:  # 2 + tracker
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert len(workers) >= 3, "the pool never started"
+        time.sleep(0.5)  # the workers' initializers have run
+        workers = _children(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while any(_running(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if _running(w)]

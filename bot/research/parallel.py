@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
@@ -105,12 +108,27 @@ class InlineRunner:
         pass
 
 
-def _init_worker(prices: pd.DataFrame) -> None:
+def _init_worker(prices: pd.DataFrame, parent: int) -> None:
     global _worker_prices
     _worker_prices = prices
     threadpool_limits(limits=1)
     retain_freed_heap()  # as the CLI's process does (strategies/heap_policy.py)
     quiet_worker_logs()
+    _exit_with_parent(parent)  # (the sweep's pid: it may be gone before this runs)
+
+
+PARENT_POLL_SECS = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when the sweep that spawned it dies (SIGKILL gives the pool no
+    chance to stop its workers: they idled on, reparented, for good)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _run_in_worker(tasks: list[TrialTask]) -> list[TrialOutcome]:
@@ -132,7 +150,7 @@ class ProcessRunner:
         self._clock = _TrialClock()
         self._pool = ProcessPoolExecutor(max_workers=workers,
                                          mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init_worker, initargs=(prices,))
+                                         initializer=_init_worker, initargs=(prices, os.getpid()))
         for ready in [self._pool.submit(_worker_ready) for _ in range(workers)]:
             ready.result()
 
