@@ -5,6 +5,7 @@ unset one), and a TRAIN shorter than the strategy's lookback is refused naming b
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import pandas as pd
 import pytest
@@ -104,3 +105,22 @@ def test_train_check_applies_to_any_walk_forward_strategy():
     with pytest.raises(ConfigError, match=r"TRAIN 100 days .* 127-day lookback"):
         WalkForwardStrategy(momentum, WalkForward(100, 21), fold_starts(prices.index, 100, 21))
     WalkForwardStrategy(momentum, WalkForward(127, 21), fold_starts(prices.index, 127, 21))
+
+
+def test_each_fold_trades_its_fit_from_the_folds_first_day(write_config):
+    """A fold's fit waited for the config's next signal day (monthly: weeks into the fold)
+    and not one fold traded on its own first day; the signal now comes every TEST sessions
+    from the first, so a fold whose picks change trades on its first day."""
+    from bot.backtest.setup import load_backtest_prices, run_configured
+    from bot.backtest.walk_forward import WalkForward
+    from bot.config import load_config
+
+    cfg = load_config(write_config({"strategy": {"name": "momentum",
+                                                 "params": {"k": 2, "lookback": 126}},
+                                    "backtest": {"end": date(2012, 12, 31)}}))
+    prices, universe = load_backtest_prices(cfg, None)
+    run = run_configured(cfg, prices, universe, walk_forward=WalkForward(252, 21))
+    starts = [pd.Timestamp(f["test_start"]) for f in run.metrics["walk_forward"]["folds"]][1:]
+    traded = set(pd.DatetimeIndex(run.result.trades["date"]))
+    assert len(starts) > 30
+    assert sum(s in traded for s in starts) > len(starts) / 3

@@ -25,6 +25,7 @@ from bot.backtest.schedule import Calendar
 from bot.backtest.walk_forward import WalkForward, WalkForwardStrategy, build_learner, fold_starts
 from bot.config import Config
 from bot.core.risk import RiskLimits
+from bot.core.signal import SignalSchedule
 from bot.engine.runtime import cycle_settings, sim_costs
 from bot.engine.statuses import CycleStatus
 from bot.engine.targets import history_rows_needed
@@ -168,7 +169,11 @@ def run_configured(cfg: Config, prices: pd.DataFrame, universe: tuple[str, ...],
         learner = build_learner(cfg.strategy.name, dict(cfg.strategy.params), walk_forward)
         wf_strategy = WalkForwardStrategy(learner, walk_forward,
                                           fold_starts(dates, first, walk_forward.test_days))
-        spec = replace(spec, start=dates[first].date())
+        # each fold's fit trades from its first day: the signal comes every TEST sessions
+        # from the first (under the config's monthly signal a fold's weights waited for
+        # the next month's first session, weeks into the fold)
+        spec = replace(spec, start=dates[first].date(), settings=replace(
+            spec.settings, signal=SignalSchedule(None, walk_forward.test_days)))
         strategy = wf_strategy
     spec = leave_benchmark_warmup(spec, prices, strategy, bench_strategy)
     result = run_backtest(prices, strategy, spec, progress)
