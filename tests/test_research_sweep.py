@@ -194,6 +194,13 @@ def _sweep_cli(config: Path, space: Path, out: Path, trials: int, batch: int) ->
             "--jobs", "1", "--batch", str(batch), "--seed", "3", "--out", str(out)]
 
 
+def _grid_sweep_cli(config: Path, space: Path, out: Path) -> None:
+    """``allocbot sweep`` over the whole grid, inline; it must succeed."""
+    proc = run_cli_in_process("sweep", "--config", str(config), "--space", str(space),
+                              "--sampler", "grid", "--jobs", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+
+
 def _events(stderr_lines: list[str], name: str) -> list[dict]:
     """The JSON log lines of event ``name`` (stderr also carries other text)."""
     events = []
@@ -385,9 +392,7 @@ def test_sweep_whole_strategy_choice_keeps_the_configs_signal_in_trials_and_best
     space = write_space(tmp_path, '[space]\nstrategy = {choice = [{name = "momentum", '
                                   'params = {k = 2, lookback = 40}}, "equal_weight"]}')
     out = tmp_path / "sweep"
-    proc = run_cli_in_process("sweep", "--config", str(config), "--space", str(space),
-                              "--sampler", "grid", "--jobs", "1", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
+    _grid_sweep_cli(config, space, out)
     rows = trial_rows(out)
     doc = json.loads((out / "sweep.json").read_text())
     raw = tomllib.loads(config.read_text())
@@ -450,9 +455,7 @@ def test_sweep_zero_volatility_trial_has_no_objective_and_cannot_win(inputs, tmp
     space = write_space(tmp_path, '[objective]\ndirection = "minimize"\n'
                                   '[space.strategy.params]\nthreshold = {choice = [0.0, 5.0]}')
     out = tmp_path / "sweep"
-    proc = run_cli_in_process("sweep", "--config", str(config), "--space", str(space),
-                              "--sampler", "grid", "--jobs", "1", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
+    _grid_sweep_cli(config, space, out)
     rows = trial_rows(out)
     cash = rows.loc[1]
     assert cash["volatility"] == 0.0 and pd.isna(cash["sharpe"]) and pd.isna(cash["value"])
