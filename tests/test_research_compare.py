@@ -22,6 +22,11 @@ def test_parse_spec_name_params_and_nested_tables():
     assert parse_spec("equal_weight").params == {}
 
 
+def test_parse_spec_a_key_given_twice_names_it():
+    with pytest.raises(ConfigError, match="'k' is given twice"):  # the last one won
+        parse_spec("momentum:k=2,k=3")
+
+
 def test_parse_spec_malformed_item_names_the_spec():
     with pytest.raises(ConfigError, match="momentum:k"):
         parse_spec("momentum:k")

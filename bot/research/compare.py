@@ -116,6 +116,8 @@ def parse_spec(spec: str) -> StrategySpec:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ConfigError(f"compare spec {spec!r}: {item!r} is not key=value")
+        if key.strip() in params:  # (the last one silently won)
+            raise ConfigError(f"compare spec {spec!r}: {key.strip()!r} is given twice")
         params[key.strip()] = _toml_value(key.strip(), value.strip(), spec)
     return StrategySpec(spec, name.strip(), params)
 
