@@ -363,7 +363,7 @@ def test_sweep_walk_forward_trials_report_the_walk_forward_backtest(inputs, tmp_
     from bot.config import parse_config
 
     config, space = inputs
-    wf = WalkForward(60, 21)
+    wf = WalkForward(150, 21)  # TRAIN beyond the strategies' own warm-up: it sets day one
     options = SweepOptions(config, space, tmp_path / "wf", trials=3, jobs=1, walk_forward=wf)
     prepared = prepare(options, load_space(space))
     study, _ = run_sweep(options, prepared)
@@ -372,6 +372,7 @@ def test_sweep_walk_forward_trials_report_the_walk_forward_backtest(inputs, tmp_
     cfg = parse_config(raw, prepared.base_dir)
     prices, universe = load_backtest_prices(cfg, None)
     again = run_configured(cfg, prices, universe, walk_forward=wf).metrics["strategy"]
+    assert best.outcome == "complete" and best.result["metrics"]["sharpe"] is not None
     assert again["sharpe"] == best.result["metrics"]["sharpe"]
     assert again["final_equity"] == best.result["metrics"]["final_equity"]
 

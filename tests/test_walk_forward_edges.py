@@ -124,3 +124,13 @@ def test_each_fold_trades_its_fit_from_the_folds_first_day(write_config):
     traded = set(pd.DatetimeIndex(run.result.trades["date"]))
     assert len(starts) > 30
     assert sum(s in traded for s in starts) > len(starts) / 3
+
+
+def test_a_start_inside_the_training_window_exits_2_naming_it(write_config, tmp_path):
+    """--start too early for TRAIN was moved on without a word (without walk-forward the
+    same start is an exit-2 error naming the earliest day)."""
+    config = write_config({"backtest": {"calendar": "monthly", "tearsheet": False}})
+    proc = run_cli_in_process("backtest", "--config", str(config), "--start", "2006-01-03",
+                              "--walk-forward", "504:63", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert "--walk-forward 504:63" in proc.stderr and "start on 2007-01-" in proc.stderr

@@ -159,7 +159,13 @@ def run_configured(cfg: Config, prices: pd.DataFrame, universe: tuple[str, ...],
             dates = dates[dates <= pd.Timestamp(spec.end)]
         first = max(walk_forward.train_days, spec.settings.limits.lookback_days)
         if spec.start is not None:
-            first = max(first, int(dates.searchsorted(pd.Timestamp(spec.start))))
+            row = int(dates.searchsorted(pd.Timestamp(spec.start)))
+            if row < first < len(dates):  # (it once moved the start on, saying nothing)
+                raise BacktestInputError(
+                    f"start date {spec.start} has {row} trading days of history before it; "
+                    f"--walk-forward {walk_forward.train_days}:{walk_forward.test_days} and the "
+                    f"risk step need {first} (start on {dates[first].date()} or later)")
+            first = max(first, row)
         else:  # the default first day leaves the benchmark its warm-up
             first = max(first, warmup_rows(bench_strategy, spec.settings.limits))
         if first >= len(dates):

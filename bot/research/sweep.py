@@ -78,10 +78,10 @@ class SweepInputs:
 
 
 def _first_day(space: SweepSpace, raw: dict[str, Any], base_dir: Path,
-               prices: pd.DataFrame) -> date:
+               prices: pd.DataFrame, walk_forward: WalkForward | None) -> date:
     """One first backtest day for every trial (comparable Sharpe ratios, one return matrix
     for PBO): the configured ``[backtest].start``, else the day after the longest warm-up
-    among the space's corners."""
+    among the space's corners (under walk-forward, TRAIN at least)."""
     configured = raw.get("backtest", {}).get("start")
     if configured is not None:
         return configured
@@ -90,7 +90,8 @@ def _first_day(space: SweepSpace, raw: dict[str, Any], base_dir: Path,
     # the same window: a momentum benchmark needs 253 rows)
     bench = benchmark_strategy(raw.get("backtest", {}).get("benchmark"), tuple(prices.columns))
     warmup = max(max(warmup_rows(c.build_strategy(), risk_limits(c)) for c in corners),
-                 warmup_rows(bench, risk_limits(corners[0])))
+                 warmup_rows(bench, risk_limits(corners[0])),
+                 walk_forward.train_days if walk_forward is not None else 0)
     if warmup >= len(prices) - 1:
         raise InputDataError(f"the price data has {len(prices)} in-sample days, too few for the "
                              f"{warmup}-day warm-up the space needs")
@@ -143,7 +144,7 @@ def prepare(options: SweepOptions, space: SweepSpace) -> SweepInputs:
         end = raw.get("backtest", {}).get("end")
         if end is None or end > prices.index[-1].date():
             raw = apply_params(raw, {"backtest.end": prices.index[-1].date()})
-    first = _first_day(space, raw, base_dir, prices)
+    first = _first_day(space, raw, base_dir, prices, options.walk_forward)
     if first > prices.index[-1].date():
         raise InputDataError(f"[backtest].start {first} is after the last in-sample day "
                              f"{prices.index[-1].date()}")
