@@ -59,7 +59,8 @@ _SIDE_LETTER = {OrderSide.BUY: "b", OrderSide.SELL: "s"}
 
 
 def client_order_id(prefix: str, cycle_id: str, symbol: str, side: OrderSide) -> str:
-    """``<prefix>-<cycle id>-<symbol>-<b|s>``: unique per state file, ≤ 48 characters."""
+    """``<prefix>-<cycle id>-<symbol>-<b|s>``: never reused, even by a restored state file (the
+    cycle id's instance part is drawn at each writer open), ≤ 48 characters."""
     cid = f"{prefix}-{cycle_id}-{_id_symbol(symbol)}-{_SIDE_LETTER[side]}"
     if len(cid) > CLIENT_ORDER_ID_MAX_CHARS:
         raise ConfigError(f"client_order_id for {symbol!r} would exceed 48 characters: {cid}")
