@@ -414,3 +414,21 @@ def test_planned_orders_are_the_checked_constructors_values_and_refuse_a_bad_pri
             _planned_orders(universe, OrderSide.BUY, qty, [10.0, 20.0, bad], reasons)
     with pytest.raises(ValueError, match="planned order AAA: qty"):
         _planned_orders(universe, OrderSide.BUY, np.array([np.inf, 0.0, 1.5]), px, reasons)
+
+
+def test_plan_dust_of_a_whole_share_asset_neither_drifts_nor_trades():
+    """Half a share of a non-fractionable asset with no target (a corporate action's
+    remainder) cannot be sold by any order: its exit was refused on every cycle, and under
+    all_when_any it re-traded every other holding each time. It is left alone; a whole
+    share of it is still sold."""
+    policy = RebalancePolicy(drift_abs=0.05, drift_rel=0.25, mode="all_when_any")
+    symbols, px = ("DBC", "SPY"), np.array([20.0, 500.0])
+    whole = np.array([True, False])
+    at_target = np.array([0.5, 19.7])  # SPY a hair off its 100 %: within its band
+    plan = plan_rebalance_aligned(symbols, at_target, 0.0, np.array([0.0, 1.0]), px, policy,
+                                  whole)
+    assert plan.orders == () and plan.drifted == ()
+    plan = plan_rebalance_aligned(symbols, np.array([1.5, 19.7]), 0.0, np.array([0.0, 1.0]),
+                                  px, policy, whole)
+    assert [(o.symbol, o.side, o.qty) for o in plan.orders if o.symbol == "DBC"] == [
+        ("DBC", OrderSide.SELL, 1.5)]  # a full exit still sells what is held

@@ -188,6 +188,9 @@ def _checked_values(name: str, series: pd.Series) -> tuple[list[str], np.ndarray
     return symbols, values
 
 
+_DUST_SNAP = 1e-9  # a whole share held as 0.9999999999 (float noise) is not dust
+
+
 def _floor_qty(qty: np.ndarray, whole: np.ndarray, qty_decimals: int) -> np.ndarray:
     """Round quantities down: to whole shares where ``whole``, else to ``qty_decimals``."""
     scale = np.where(whole, 1.0, 10.0 ** qty_decimals)
@@ -338,10 +341,15 @@ def _plan_sorted(universe: tuple[str, ...], qty: np.ndarray, tgt_raw: np.ndarray
     cur = value / equity
     tgt = buffered_targets(tgt_raw, policy.cash_buffer)
     drifted = drift_mask(cur, tgt, policy.drift_abs, policy.drift_rel)
+    # dust: under one share of a whole-share asset with no target (a corporate action's
+    # remainder): no order can sell it, so it neither drifts nor trades (its exit was
+    # refused on every cycle, and under all_when_any re-traded everything else each time)
+    dust = whole & (tgt == 0) & (qty > 0) & (qty < 1 - _DUST_SNAP)
+    drifted &= ~dust
     if not drifted.any():
         return RebalancePlan((), (), universe, cur, tgt, equity, cash)
 
-    trade = drifted if policy.mode == "drifted_only" else np.ones_like(drifted)
+    trade = drifted if policy.mode == "drifted_only" else ~dust
     want = tgt * equity / px
     exit_all = trade & (tgt == 0) & (qty > 0)
     sells = np.where(trade, _size_sells(qty, want, whole, exit_all, qty_decimals), 0.0)
