@@ -193,6 +193,11 @@ _POSITION_SET = tuple(Position.__dict__[name].__set__ for name in Position.__slo
 _REQUEST_SET = tuple(OrderRequest.__dict__[name].__set__ for name in OrderRequest.__slots__)
 
 
+def masked_account_number(number: str) -> str:
+    """An account number with all but its last 4 characters masked (logs, messages)."""
+    return "*" * max(len(number) - 4, 0) + number[-4:]
+
+
 def qty_requests(rows: Sequence[tuple[str, str, OrderSide, float]]) -> list[OrderRequest]:
     """An ``OrderRequest`` by quantity for each (client_order_id, symbol, side, qty) row,
     with ``__post_init__``'s checks made once over the batch (a replay builds 10⁵

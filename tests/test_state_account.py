@@ -90,6 +90,14 @@ def _events(stdout: str, name: str) -> list[dict[str, Any]]:
     return [e for e in json_lines(stdout) if e["event"] == name]
 
 
+def _traded_on_a(write_config: Any, fake_a: FakeAlpaca) -> tuple[Path, Path]:
+    """Account A's config after one ``once`` on it, and the state file it wrote."""
+    config_a = _config(write_config, fake_a, "a.toml")
+    first = run_cli_in_process("once", "--config", str(config_a), env=KEYS_ENV)
+    assert first.returncode == 0, first.stderr[-2000:]
+    return config_a, _state_db(config_a)
+
+
 @pytest.mark.parametrize(
     ("number_b", "mode_b", "flags", "shown_b"),
     [(LIVE_B, "live", ["--live"], "Alpaca live account *******5432"),
@@ -100,11 +108,8 @@ def test_once_on_account_b_with_account_a_state_exits_2_naming_both_sends_nothin
     fake_a: FakeAlpaca, write_config: Any, number_b: str, mode_b: str, flags: list[str],
     shown_b: str,
 ) -> None:
-    config_a = _config(write_config, fake_a, "a.toml")
-    first = run_cli_in_process("once", "--config", str(config_a), env=KEYS_ENV)
-    assert first.returncode == 0, first.stderr[-2000:]
+    _, db = _traded_on_a(write_config, fake_a)
     assert fake_a.order_posts()  # account A traded: its history and peak are in the state
-    db = _state_db(config_a)
     before = _history(db)
 
     with _fake(number_b, 10_000.0) as fake_b:  # the $10k account, same state dir
@@ -144,9 +149,7 @@ def test_once_alpaca_after_simulator_state_refused_and_simulator_after_alpaca(
 def test_once_simulator_on_alpaca_state_refused_before_its_account_is_created(
     fake_a: FakeAlpaca, write_config: Any
 ) -> None:
-    config_a = _config(write_config, fake_a, "a.toml")
-    assert run_cli_in_process("once", "--config", str(config_a), env=KEYS_ENV).returncode == 0
-    db = _state_db(config_a)
+    _, db = _traded_on_a(write_config, fake_a)
     before = _history(db)
     proc = run_cli_in_process("once", "--config", str(write_config(name="sim.toml")))
     assert proc.returncode == 2
@@ -160,9 +163,7 @@ def test_once_simulator_on_alpaca_state_refused_before_its_account_is_created(
 def test_once_legacy_state_without_account_adopts_it_and_then_refuses_another(
     fake_a: FakeAlpaca, write_config: Any
 ) -> None:
-    config_a = _config(write_config, fake_a, "a.toml")
-    assert run_cli_in_process("once", "--config", str(config_a), env=KEYS_ENV).returncode == 0
-    db = _state_db(config_a)
+    config_a, db = _traded_on_a(write_config, fake_a)
     _delete_recorded_account(db)  # as a state file written before this change
     cycles_before = _history(db)["cycles"]
 

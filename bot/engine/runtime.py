@@ -22,7 +22,7 @@ from bot.engine.journal import AccountIdentity, Journal
 from bot.engine.preflight import check_config_references, replay_warmup_rows
 from bot.engine.targets import risk_limits
 from bot.errors import ConfigError, LiveTradingNotConfirmed, StateError
-from brokers.base import Account, Broker
+from brokers.base import Account, Broker, masked_account_number
 from brokers.prices import load_universe_prices
 from brokers.sim.pricing import SimCosts
 
@@ -85,13 +85,11 @@ def alpaca_account(account: Account) -> AccountIdentity:
 
 
 def describe_account(account: AccountIdentity) -> str:
-    """An account for messages and logs; a venue's number masked as
-    ``brokers.alpaca.broker.mask_account_number`` masks it (all but the last 4)."""
+    """An account for messages and logs; a venue's number masked (all but the last 4)."""
     if account.broker == "sim":
         return f"the simulator's account {account.account_number}"
-    number = account.account_number
-    masked = "*" * max(len(number) - 4, 0) + number[-4:]
-    return f"{account.broker.capitalize()} {account.mode} account {masked}"
+    return (f"{account.broker.capitalize()} {account.mode} account "
+            f"{masked_account_number(account.account_number)}")
 
 
 def bind_state_account(journal: Journal, account: AccountIdentity) -> None:

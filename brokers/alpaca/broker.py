@@ -62,6 +62,7 @@ from brokers.base import (
     OrderSide,
     OrderStatus,
     Position,
+    masked_account_number,
 )
 from brokers.errors import BrokerConfigError, BrokerDataError, BrokerTransientError
 
@@ -94,8 +95,7 @@ def check_account_mode(account: Account, paper: bool) -> None:
 
 def mask_account_number(account: Account) -> str:
     """Account number with all but the last 4 characters masked, for logs."""
-    number = account.account_number
-    return "*" * max(len(number) - 4, 0) + number[-4:]
+    return masked_account_number(account.account_number)
 
 
 def _same_terms(order: Order, side: OrderSide, qty: float | None,
