@@ -382,6 +382,13 @@ class BuySizing:
     needed: float
 
 
+def buys_cash_needed(buys: Sequence[PlannedOrder], policy: RebalancePolicy,
+                     commission_min: float) -> float:
+    """Cash the buys need: Σ notional × (1 + cost_bps_estimate) + commission_min per buy."""
+    return (sum(o.notional for o in buys) * (1.0 + policy.cost_bps_estimate * BPS)
+            + commission_min * len(buys))
+
+
 def size_buys_to_cash(buys: tuple[PlannedOrder, ...], cash: float, policy: RebalancePolicy,
                       commission_min: float, fractionable: Mapping[str, bool],
                       qty_decimals: int = QTY_DECIMALS) -> BuySizing:
@@ -389,8 +396,7 @@ def size_buys_to_cash(buys: tuple[PlannedOrder, ...], cash: float, policy: Rebal
     they need: needed = Σ notional × (1 + cost_bps) + commission_min per buy; each qty ×
     cash/needed is floored like the planner's (whole shares where not fractionable); a buy
     left below ``min_order_notional`` or at 0 shares is dropped (qty 0)."""
-    needed = (sum(o.notional for o in buys) * (1.0 + policy.cost_bps_estimate * BPS)
-              + commission_min * len(buys))
+    needed = buys_cash_needed(buys, policy, commission_min)
     if needed <= cash:
         return BuySizing(tuple(o.qty for o in buys), 1.0, needed)
     scale = max(cash, 0.0) / needed

@@ -20,7 +20,13 @@ from functools import lru_cache
 
 import structlog
 
-from bot.core.rebalance import BPS, PlannedOrder, RebalancePolicy, size_buys_to_cash
+from bot.core.rebalance import (
+    BPS,
+    PlannedOrder,
+    RebalancePolicy,
+    buys_cash_needed,
+    size_buys_to_cash,
+)
 from bot.engine.journal import Journal
 from bot.engine.pretrade import reports_latest_trades
 from bot.engine.statuses import IntentStatus
@@ -160,9 +166,7 @@ def _size_buys_to_cash(broker: Broker, journal: Journal,
         # a warning when the cash is short at the plan's own prices (a sell that did not
         # fill, buying power held by an open order, the buffer); info when only the live
         # price margin trimmed the buys (every fully invested rebalance at Alpaca)
-        at_plan = (sum(o.notional for o in planned)
-                   * (1.0 + settings.policy.cost_bps_estimate * BPS)
-                   + settings.commission_min * len(planned))
+        at_plan = buys_cash_needed(planned, settings.policy, settings.commission_min)
         short = at_plan > min(hard, available + _BUFFER_TOLERANCE * max(equity, 0.0))
         fields = {"cash": round(account.cash, 2), "buying_power": round(account.buying_power, 2),
                   "cash_buffer": round(reserve, 2), "available": round(max(available, 0.0), 2),
