@@ -37,6 +37,7 @@ from bot.backtest.setup import (
 from bot.config import Config, parse_config
 from bot.errors import ConfigError
 from bot.research.pages import png_tag, table, write_page
+from bot.research.space import strategy_table
 
 TABLE_METRICS = (("cagr", "CAGR", "{:.2%}"), ("volatility", "Volatility", "{:.2%}"),
                  ("sharpe", "Sharpe", "{:.2f}"), ("sortino", "Sortino", "{:.2f}"),
@@ -125,12 +126,14 @@ def parse_spec(spec: str) -> StrategySpec:
 def spec_config(cfg: Config, spec: StrategySpec) -> Config:
     """The base config with this strategy, validated like ``allocbot run``: a config
     file's whole ``[strategy]`` table, or the base ``[strategy]`` table with the spec's name
-    and params (its ``signal``/``every_sessions`` and ``fallback`` kept)."""
+    and params (its ``signal``/``every_sessions`` and ``fallback`` kept: the sweep's rule,
+    ``strategy_table``)."""
     raw = cfg.model_dump(mode="python", exclude_none=True)
     if spec.table is not None:
         raw["strategy"] = dict(spec.table)
     else:
-        raw["strategy"] = {**raw["strategy"], "name": spec.name, "params": spec.params}
+        raw["strategy"] = strategy_table(raw["strategy"], {"name": spec.name,
+                                                           "params": spec.params})
     try:
         return parse_config(raw, cfg.source.parent if cfg.source else Path.cwd())
     except ConfigError as exc:
