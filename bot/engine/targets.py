@@ -94,7 +94,9 @@ def _too_recent(prices: pd.DataFrame, excluded: tuple[str, ...],
     if risk_lookback_days is None:
         return []
     window = prices.to_numpy(dtype=float)[-(risk_lookback_days + 1):]
-    short = np.isnan(window).any(axis=0) & ~np.isnan(window[-1])
+    # a gap can only lead (price data refuses a NaN after a symbol's first price), so the
+    # window's first row tells which symbols it does not cover
+    short = np.isnan(window[0]) & ~np.isnan(window[-1])
     if not short.any():
         return []
     names = [str(c) for c in prices.columns[short] if str(c) not in excluded]
