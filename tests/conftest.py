@@ -28,6 +28,25 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _discard_event(_logger: Any, _method: str, _event: dict) -> dict:
+    import structlog
+
+    raise structlog.DropEvent
+
+
+def _quiet_structlog_by_default() -> None:
+    """Library code called directly by a test logs nowhere: structlog's default config
+    renders every event in colour to a captured stdout nobody reads (a few seconds of the
+    run). A test that checks events captures them (``structlog.testing.capture_logs``), and
+    the commands configure their own logging as they do for users."""
+    import structlog
+
+    structlog.configure(processors=[_discard_event])
+
+
+_quiet_structlog_by_default()
+
+
 def _logger_levels() -> dict[str, int]:
     import logging
 
@@ -42,7 +61,8 @@ def _restore_logger_levels(saved: dict[str, int]) -> None:
     import logging
 
     for name, lg in list(logging.root.manager.loggerDict.items()):
-        if isinstance(lg, logging.Logger):
+        # only the changed ones: each setLevel clears every logger's cache (quadratic)
+        if isinstance(lg, logging.Logger) and lg.level != saved.get(name, logging.NOTSET):
             lg.setLevel(saved.get(name, logging.NOTSET))
 
 

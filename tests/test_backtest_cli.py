@@ -78,7 +78,7 @@ def test_backtest_cli_unknown_benchmark_exits_2_naming_it(config, tmp_path):
 
 def test_backtest_cli_walk_forward_reports_out_of_sample_folds(write_config, tmp_path):
     config = write_config({"strategy": {"name": "inverse_volatility", "params": None},
-                           "backtest": {"calendar": "monthly"}})
+                           "backtest": {"calendar": "monthly", "tearsheet": False}})
     out = tmp_path / "wf"
     proc = run_cli_in_process("backtest", "--config", str(config), "--start", "2020-01-02",
                               "--end", "2020-12-31", "--walk-forward", "252:63", "--out", str(out))
@@ -116,7 +116,8 @@ def test_backtest_warning_of_every_cycle_written_three_times_then_counted(write_
     written thrice and the rest counted in one closing event; at "info" every one is
     written, as many as were counted."""
     tight = {"strategy": {"name": "momentum", "params": {"k": 2, "lookback": 60}},
-             "risk": {"max_var": 0.005}, "backtest": {"start": "2024-10-01"}}
+             "risk": {"max_var": 0.005},
+             "backtest": {"start": "2024-10-01", "tearsheet": False}}
     quiet = run_cli_in_process("backtest", "--config", str(write_config(tight)),
                                "--out", str(tmp_path / "quiet"))
     assert quiet.returncode == 0, quiet.stderr[-2000:]
