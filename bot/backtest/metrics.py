@@ -171,12 +171,12 @@ def distribution_figures(returns: np.ndarray) -> dict[str, float]:
         return {"best_day": float("nan"), "worst_day": float("nan"),
                 "positive_days": float("nan"), "skew": float("nan"), "kurtosis": float("nan")}
     flat = not np.ptp(r) > 0  # moments undefined (scipy would warn of precision loss)
-    skew, kurtosis = _skew_kurtosis(r) if not flat else (float("nan"), float("nan"))
+    skew, kurtosis = skew_kurtosis(r) if not flat else (float("nan"), float("nan"))
     return {"best_day": float(r.max()), "worst_day": float(r.min()),
             "positive_days": float(np.mean(r > 0)), "skew": skew, "kurtosis": kurtosis}
 
 
-def _skew_kurtosis(r: np.ndarray) -> tuple[float, float]:
+def skew_kurtosis(r: np.ndarray) -> tuple[float, float]:
     """Population skewness m₃ / m₂^1.5 and excess kurtosis m₄ / m₂² − 3, mₖ the central
     moments (scipy ``skew``/``kurtosis`` with ``bias=True``, the same two-pass formula)."""
     d = r - r.mean()

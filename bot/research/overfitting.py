@@ -18,13 +18,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import combinations
+from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import norm
 
 EULER_MASCHERONI = 0.5772156649015329
 FLAT_VARIANCE = 1e-12  # variance / mean square below this: a flat (riskless) series
 PBO_CHUNK_COMBINATIONS = 1024  # combinations evaluated at once (bounds memory to ~N×1024)
+
+_NORMAL = NormalDist()  # the standard library's (Wichura AS241 inverse): no scipy.stats import
 
 
 def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
@@ -35,8 +37,8 @@ def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     if n_trials == 1:
         return 0.0
-    z1 = norm.ppf(1.0 - 1.0 / n_trials)
-    z2 = norm.ppf(1.0 - 1.0 / (n_trials * math.e))
+    z1 = _NORMAL.inv_cdf(1.0 - 1.0 / n_trials)
+    z2 = _NORMAL.inv_cdf(1.0 - 1.0 / (n_trials * math.e))
     return math.sqrt(max(sharpe_variance, 0.0)) * (
         (1.0 - EULER_MASCHERONI) * z1 + EULER_MASCHERONI * z2)
 
@@ -50,7 +52,7 @@ def probabilistic_sharpe_ratio(sharpe: float, benchmark_sharpe: float, n_obs: in
     denom = 1.0 - skewness * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
     if denom <= 0:
         return float("nan")
-    return float(norm.cdf((sharpe - benchmark_sharpe) * math.sqrt(n_obs - 1) / math.sqrt(denom)))
+    return float(_NORMAL.cdf((sharpe - benchmark_sharpe) * math.sqrt(n_obs - 1) / math.sqrt(denom)))
 
 
 def deflated_sharpe_ratio(sharpe: float, n_obs: int, n_trials: int, sharpe_variance: float,

@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import structlog
-from scipy.stats import kurtosis, skew
 
-from bot.backtest.metrics import daily_risk_free, sharpe
+from bot.backtest.metrics import daily_risk_free, sharpe, skew_kurtosis
 from bot.backtest.report import write_outputs
 from bot.backtest.setup import BacktestRun, run_configured
 from bot.backtest.walk_forward import WalkForward
@@ -164,7 +163,8 @@ def overfitting_stats(out_dir: Path, rows: list[FinishedTrial], best: FinishedTr
     var = float(np.var(defined, ddof=1)) if len(defined) >= 2 else None
     g3 = g4 = None
     if sr is not None:  # a defined Sharpe: the returns vary, so their moments exist
-        g3, g4 = float(skew(r)), float(kurtosis(r, fisher=False))
+        g3, excess_kurtosis = skew_kurtosis(r)
+        g4 = excess_kurtosis + 3.0  # the PSR takes the plain kurtosis
     emax = None if var is None else expected_max_sharpe(len(slots), var)
     dsr, why = None, None
     if sr is None:
