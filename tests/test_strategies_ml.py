@@ -9,7 +9,6 @@ import pytest
 
 import strategies
 from strategies.base import StrategyConfigError, StrategyError
-from strategies.machine_learning import DEFAULT_ALPHAS, build_panel, cv_splits
 
 SYMBOLS = list("ABCDEFGH")
 
@@ -52,6 +51,8 @@ def perturbed_after(prices: pd.DataFrame, asof_pos: int, seed: int = 99) -> pd.D
 # ---- ml_regression ---------------------------------------------------------------------
 
 def test_ml_panel_labels_are_known_by_asof_and_match_forward_returns() -> None:
+    from strategies.machine_learning import build_panel  # here: sklearn takes ~0.6 s to import
+
     prices, _ = drifting_prices(600)
     h = 21
     panel = build_panel(prices, lookback_days=500, horizon_days=h)
@@ -63,6 +64,8 @@ def test_ml_panel_labels_are_known_by_asof_and_match_forward_returns() -> None:
 
 
 def test_ml_features_use_only_past_prices() -> None:
+    from strategies.machine_learning import build_panel  # here: sklearn takes ~0.6 s to import
+
     prices, _ = drifting_prices(700)
     asof = 599
     short = build_panel(prices.iloc[: asof + 1], lookback_days=599, horizon_days=21)
@@ -75,6 +78,8 @@ def test_ml_features_use_only_past_prices() -> None:
 
 
 def test_ml_cv_folds_leave_horizon_gap_before_validation() -> None:
+    from strategies.machine_learning import cv_splits  # here: sklearn takes ~0.6 s to import
+
     h, n_assets = 21, 3
     for train, test in cv_splits(400, n_assets, n_splits=5, gap_days=h):
         train_dates, test_dates = train // n_assets, test // n_assets
@@ -95,6 +100,8 @@ def test_ml_forecast_ignores_prices_after_asof(model: str) -> None:
 
 @pytest.mark.parametrize("model", ["ridge", "lasso"])
 def test_ml_forecast_detects_planted_momentum(model: str) -> None:
+    from strategies.machine_learning import DEFAULT_ALPHAS  # here: sklearn takes ~0.6 s to import
+
     prices, drift = drifting_prices(1500)
     fc = strategies.create("ml_regression", model=model).forecast(prices)
     up = drift[-1] > 0
