@@ -35,16 +35,38 @@ def _discard_event(_logger: Any, _method: str, _event: dict) -> dict:
 
 
 def _quiet_structlog_by_default() -> None:
-    """Library code called directly by a test logs nowhere: structlog's default config
-    renders every event in colour to a captured stdout nobody reads (a few seconds of the
-    run). A test that checks events captures them (``structlog.testing.capture_logs``), and
-    the commands configure their own logging as they do for users."""
+    """Library code called directly by a test logs nowhere, and below warning does not even
+    build its events: structlog's default config renders every event in colour to a
+    captured stdout nobody reads (seconds of the run, thousands of cycles). A test that
+    checks events captures them at every level (``capture_logs`` below); the commands
+    configure their own logging as they do for users."""
+    import logging
+
     import structlog
 
-    structlog.configure(processors=[_discard_event])
+    structlog.configure(processors=[_discard_event],
+                        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
 _quiet_structlog_by_default()
+
+
+@contextmanager
+def capture_logs(processors: Any = ()) -> Iterator[list[dict[str, Any]]]:
+    """``structlog.testing.capture_logs`` at every level (the suite's default filters below
+    warning)."""
+    import logging
+
+    import structlog
+    from structlog.testing import capture_logs as capture
+
+    saved = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET))
+    try:
+        with capture(processors=processors) as events:
+            yield events
+    finally:
+        structlog.configure(wrapper_class=saved)
 
 
 def _logger_levels() -> dict[str, int]:

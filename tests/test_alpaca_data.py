@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from structlog.testing import capture_logs
 
 from brokers.alpaca.data import (
     NEW_YORK,
@@ -19,6 +18,7 @@ from brokers.alpaca.data import (
     lookback_start,
 )
 from brokers.errors import BrokerDataError
+from tests.conftest import capture_logs
 
 
 def ny_midnight(day: date) -> datetime:

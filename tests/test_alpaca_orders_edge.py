@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from fake_alpaca import FakeAlpaca, FakeOrder
 from fake_alpaca_shapes import order_json
-from structlog.testing import capture_logs
 from test_alpaca_adapter import API_KEY, SECRET_KEY, buy, make_bars, make_broker
 
 from bot.core.rebalance import PlannedOrder, RebalancePolicy
@@ -31,6 +30,7 @@ from bot.engine.statuses import IntentStatus
 from brokers.alpaca.broker import AlpacaBroker
 from brokers.base import OrderSide, OrderStatus
 from brokers.errors import BrokerConfigError, BrokerDataError, BrokerTransientError
+from tests.conftest import capture_logs
 
 NOT_FOUND = {"code": 40410000, "message": "order not found"}
 PREFIX = "ab"

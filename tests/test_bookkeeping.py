@@ -8,14 +8,13 @@ import sys
 from datetime import date
 
 import pandas as pd
-from structlog.testing import capture_logs
 
 from bot.engine import cycle
 from bot.engine.reconcile import reconcile
 from bot.engine.statuses import IntentStatus
 from brokers.base import OrderRequest, OrderSide
 from brokers.sim.broker import SimulatedBroker
-from tests.conftest import REPO, random_walk_prices
+from tests.conftest import REPO, capture_logs, random_walk_prices
 from tests.test_cycle import make_ctx
 
 

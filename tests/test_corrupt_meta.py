@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
 
 import strategies
 from bot.core.guards import GuardLimits
@@ -21,7 +20,7 @@ from bot.engine import cycle
 from bot.engine.memory_journal import MemoryJournal
 from bot.engine.statuses import CycleStatus, summary_problem
 from strategies.errors import StateError
-from tests.conftest import random_walk_prices, run_cli_in_process
+from tests.conftest import capture_logs, random_walk_prices, run_cli_in_process
 from tests.test_cycle import SYMBOLS, make_ctx, wake_and_run
 
 

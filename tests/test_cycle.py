@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import structlog
-from structlog.testing import capture_logs
 
 import strategies
 from bot.core.rebalance import RebalancePolicy
@@ -22,7 +21,7 @@ from bot.engine.statuses import IntentStatus
 from brokers.base import OrderRequest, OrderSide
 from brokers.errors import BrokerDataError
 from brokers.sim.broker import SimulatedBroker
-from tests.conftest import random_walk_prices
+from tests.conftest import capture_logs, random_walk_prices
 
 SYMBOLS = ["AAA", "BBB", "CCC"]
 TARGET = {"AAA": 0.5, "BBB": 0.3, "CCC": 0.2}

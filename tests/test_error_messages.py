@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from structlog.testing import capture_logs
 
 import strategies
 from bot.core.risk import RiskLimits, apply_risk_limits
@@ -20,7 +19,7 @@ from brokers.prices import load_universe_prices
 from strategies.base import StrategyError
 from strategies.errors import InputDataError
 from strategies.static import inverse_volatility_weights
-from tests.conftest import SAMPLE_PRICES, run_cli_in_process
+from tests.conftest import SAMPLE_PRICES, capture_logs, run_cli_in_process
 
 RAW_TIME = "00:00:00"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from structlog.testing import capture_logs
 
 from strategies.base import StrategyConfigError, StrategyError
 from strategies.covariance_repair import (
@@ -27,6 +26,7 @@ from strategies.estimators import (
 )
 from strategies.market_portfolio import equilibrium_returns
 from strategies.mean_variance import optimize_mean_variance
+from tests.conftest import capture_logs
 
 
 def _returns(n_days: int = 300, n_assets: int = 6, seed: int = 1) -> pd.DataFrame:

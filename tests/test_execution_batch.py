@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from bot.core.rebalance import PlannedOrder, RebalancePolicy
 from bot.engine import execution
@@ -20,6 +19,7 @@ from brokers.booked_batch import BookedBatch, ImmediateFillVenue
 from brokers.faults import FaultInjectingBroker, FaultPlan
 from brokers.sim.broker import SimulatedBroker
 from brokers.sim.pricing import SimCosts
+from tests.conftest import capture_logs
 from tests.test_sim_broker import PRICES, START
 
 SETTINGS = ExecutionSettings("bt", dry_run=False, order_wait_secs=1.0, policy=RebalancePolicy())

@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from structlog.testing import capture_logs
 
 from bot.core.guards import Guard, GuardLimits, check_data, check_orders
 from bot.core.rebalance import PlannedOrder
 from bot.engine.pretrade import add_day_notional, day_notional_before, sessions_since
 from brokers.base import OrderSide
-from tests.conftest import random_walk_prices
+from tests.conftest import capture_logs, random_walk_prices
 from tests.test_cycle import SYMBOLS, make_ctx, wake_and_run
 
 EQUITY = 100_000.0

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from structlog.testing import capture_logs
 from test_opt_qp import random_problem
 
 import strategies
 from strategies.base import StrategyConfigError, StrategyError
 from strategies.black_litterman import black_litterman_posterior, view_uncertainty
+from tests.conftest import capture_logs
 
 
 def textbook_posterior(cov, prior, picks, q, omega, tau):

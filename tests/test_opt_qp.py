@@ -284,7 +284,7 @@ def test_check_bounds_lower_above_upper_names_symbol() -> None:
 
 
 def test_optimize_mean_variance_singular_covariance_warns_not_crashes() -> None:
-    from structlog.testing import capture_logs
+    from tests.conftest import capture_logs
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(5, 10)) * 0.01

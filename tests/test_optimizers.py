@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from structlog.testing import capture_logs
 
 import strategies
 from strategies.base import StrategyConfigError, StrategyError
+from tests.conftest import capture_logs
 
 OPTIMIZERS = ["min_variance", "max_sharpe", "mean_variance", "efficient_risk", "risk_parity",
               "hrp", "black_litterman"]

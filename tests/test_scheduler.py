@@ -36,7 +36,7 @@ def test_scheduler_job_has_real_misfire_grace_and_single_instance():
 
 
 def test_scheduler_failing_wake_is_logged_and_the_daemon_lives_on():
-    from structlog.testing import capture_logs
+    from tests.conftest import capture_logs
 
     calls = []
 

@@ -8,7 +8,6 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-from structlog.testing import capture_logs
 
 import strategies
 from bot.backtest.engine import BacktestSpec, run_backtest
@@ -20,7 +19,7 @@ from bot.engine.cycle import CycleContext, CycleSettings
 from bot.engine.journal import Journal
 from brokers.sim.broker import SimulatedBroker
 from brokers.sim.pricing import SimCosts
-from tests.conftest import random_walk_prices
+from tests.conftest import capture_logs, random_walk_prices
 
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
 MONTHLY = SignalSchedule("monthly")

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from structlog.testing import capture_logs
 
 from brokers.base import Broker, OrderRequest, OrderSide, OrderStatus
 from brokers.errors import BrokerDataError
 from brokers.sim.broker import SimulatedBroker
 from brokers.sim.pricing import SimCosts, plan_fill
+from tests.conftest import capture_logs
 
 DAYS = pd.bdate_range("2024-01-01", periods=6, name="date")  # Mon 1 Jan .. Mon 8 Jan
 PRICES = pd.DataFrame(

@@ -11,14 +11,13 @@ from typing import ClassVar
 import pandas as pd
 from click.testing import CliRunner
 from conftest import json_lines
-from structlog.testing import capture_logs
 
 import strategies
 from bot.backtest.engine import run_backtest
 from bot.cli import main
 from bot.engine.statuses import CycleStatus
 from brokers.sim.broker import SimulatedBroker
-from tests.conftest import random_walk_prices
+from tests.conftest import capture_logs, random_walk_prices
 from tests.test_backtest import make_spec
 from tests.test_cycle import SYMBOLS, make_ctx, wake_and_run
 
