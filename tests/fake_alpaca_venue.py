@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from fake_alpaca_shapes import (
     NEW_YORK,
@@ -281,22 +282,26 @@ class FakeAlpacaVenue:
         symbols = [s for s in query.get("symbols", "").split(",") if s]
         start = _parse_ts(query.get("start"), datetime.min.replace(tzinfo=UTC))
         end = _parse_ts(query.get("end"), datetime.max.replace(tzinfo=UTC))
-        rows: list[tuple[str, dict[str, Any]]] = []
+        # every session's close stamp, converted once per request (not per bar); JSON is
+        # built only for the page served
+        stamps = pd.DatetimeIndex(self.bars.index).tz_localize(NEW_YORK).tz_convert(UTC)
+        in_range = (stamps >= start) & (stamps <= end)
+        rows: list[tuple[str, datetime, float]] = []
         for sym in sorted(symbols):
             if sym not in self.bars.columns:
                 continue
-            for day, close in self.bars[sym].dropna().items():
-                stamp = pd.Timestamp(day).tz_localize(NEW_YORK).tz_convert(UTC).to_pydatetime()
-                if start <= stamp <= end:
-                    rows.append((sym, bar_json(stamp, float(close))))
+            closes = self.bars[sym].to_numpy(dtype=float)
+            keep = np.flatnonzero(in_range & ~np.isnan(closes))
+            rows.extend((sym, stamp, close) for stamp, close in
+                        zip(stamps[keep].to_pydatetime(), closes[keep].tolist(), strict=True))
         offset = (
             int(base64.b64decode(query["page_token"]).decode()) if query.get("page_token") else 0
         )
         page = min(int(query.get("limit") or 1000), self.bars_page_size)
         chunk = rows[offset : offset + page]
         out: dict[str, list[dict[str, Any]]] = {}
-        for sym, bar in chunk:
-            out.setdefault(sym, []).append(bar)
+        for sym, stamp, close in chunk:
+            out.setdefault(sym, []).append(bar_json(stamp, close))
         more = offset + page < len(rows)
         token = base64.b64encode(str(offset + page).encode()).decode() if more else None
         return 200, {"bars": out, "next_page_token": token}
