@@ -14,10 +14,19 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import pytest
-from hypothesis import settings
+# The suite runs on the product's BLAS policy, one thread per pool (strategies/blas.py),
+# from the start: every pool, also one a command loads later, is at 1, so the commands run
+# in-process (which pin 1) change nothing to restore, and the two xdist workers do not
+# oversubscribe two cores. Set before numpy loads; subprocesses inherit it.
+for _blas_env in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_blas_env, "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+from strategies.blas import BLAS_THREADS_ENV  # noqa: E402
 
 # CI runs a fixed example sequence (a red build is then reproducible); locally hypothesis
 # explores new examples. No per-example deadline: the machine is small and shared.
@@ -193,11 +202,12 @@ class CliOutcome:
 
 
 @contextmanager
-def _process_state_restored() -> Iterator[None]:
+def _process_state_restored(env: dict[str, str] | None = None) -> Iterator[None]:
     """Put back what a command changes for the whole process: structlog's and stdlib
     logging's configuration (handlers bound to the runner's closed streams), the log taps and
     extra secrets ``bot.logs`` keeps, the CLI's remembered log format, SIGTERM/SIGINT
-    handlers (the daemon installs its own), BLAS thread limits (the CLI pins 1) and the cwd."""
+    handlers (the daemon installs its own), BLAS thread limits (a command asked for
+    another count than the suite's 1) and the cwd."""
     import logging
 
     import structlog
@@ -211,13 +221,14 @@ def _process_state_restored() -> Iterator[None]:
     levels = _logger_levels()
     installed, log_format = dict(logs._installed), startup._log_format
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    blas = _blas_threads_now()
     cwd = Path.cwd()
     try:
         yield
     finally:
         os.chdir(cwd)
-        _restore_blas_threads(blas)
+        asked = (env or {}).get(BLAS_THREADS_ENV) or os.environ.get(BLAS_THREADS_ENV)
+        if asked and asked.strip() != "1":
+            _blas_back_to_one()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         startup._log_format = log_format
@@ -232,22 +243,14 @@ def _process_state_restored() -> Iterator[None]:
         structlog.configure(**structlog_config)
 
 
-def _blas_threads_now() -> dict[str, int]:
-    from threadpoolctl import threadpool_info
-
-    return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()}
-
-
-def _restore_blas_threads(before: dict[str, int]) -> None:
-    """Each thread pool back to its count; one the command loaded (e.g. scipy's OpenBLAS)
-    gets what an unpinned pool of this process has, as it would have without the pin."""
+def _blas_back_to_one() -> None:
+    """Every thread pool back to the suite's one thread (one scan of the loaded libraries:
+    ~6 ms, so only after a command that asked for another count)."""
     from threadpoolctl import ThreadpoolController
 
-    unpinned = max(before.values(), default=os.cpu_count() or 1)
     for lib in ThreadpoolController().lib_controllers:
-        wanted = before.get(lib.filepath, unpinned)
-        if lib.num_threads != wanted:
-            lib.set_num_threads(wanted)
+        if lib.num_threads != 1:
+            lib.set_num_threads(1)
 
 
 def run_cli_in_process(*args: str, env: dict[str, str] | None = None,
@@ -265,7 +268,7 @@ def run_cli_in_process(*args: str, env: dict[str, str] | None = None,
 
     from bot.cli import main
 
-    with _process_state_restored():
+    with _process_state_restored(env):
         os.chdir(cwd or REPO)
         result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
     return CliOutcome(tuple(args), result.exit_code, result.stdout, result.stderr)
