@@ -101,3 +101,20 @@ def test_load_price_csv_padded_cells_load_same_as_clean_file(tmp_path):
     padded = tmp_path / "padded.csv"
     padded.write_text("date ,SPY,TLT\n2024-01-02 , 470.1 ,\n 2024-01-03,468.5 , 95.25\n")
     pd.testing.assert_frame_equal(load_price_csv(padded), load_price_csv(clean), check_exact=True)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("quoted", [False, True])
+def test_load_price_csv_short_row_named_whatever_the_files_shape(tmp_path, newline, quoted):
+    """The row-width check counts commas on a plain file and reads CSV otherwise (CRLF,
+    quoted cells): both name the short row, and both skip an empty line."""
+    q = '"' if quoted else ""
+    rows = ["date,SPY,TLT", f"2024-01-02,{q}470.1{q},95.0", "", f"2024-01-03,{q}468.5{q}",
+            "2024-01-04,469.0,95.5"]
+    path = tmp_path / "prices.csv"
+    path.write_bytes(newline.join(rows).encode() + newline.encode())
+    with pytest.raises(BrokerDataError, match="line 4 has 2 field"):
+        load_price_csv(path)
+    del rows[3]
+    path.write_bytes(newline.join(rows).encode() + newline.encode())
+    assert load_price_csv(path)["SPY"].tolist() == [470.1, 469.0]
