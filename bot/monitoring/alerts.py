@@ -100,7 +100,8 @@ class AlertRules:
 
 
 class RateLimiter:
-    """At most one alert per kind per ``window_secs`` (thread-safe, O(1))."""
+    """At most one delivered alert per kind per ``window_secs`` (thread-safe, O(1)): the
+    sender gives the window of an alert it could not deliver back (``release``)."""
 
     def __init__(self, window_secs: float) -> None:
         self._window_secs = window_secs
@@ -114,3 +115,11 @@ class RateLimiter:
                 return False
             self._last_sent[kind] = now
             return True
+
+    def release(self, kind: AlertKind, taken_at: datetime) -> None:
+        """Give back the window ``allow`` opened at ``taken_at``: that alert was never
+        delivered (the send failed, or the queue was full), so the next one of its kind may
+        go. A window taken since by another alert of the kind is left alone."""
+        with self._lock:
+            if self._last_sent.get(kind) == taken_at:
+                del self._last_sent[kind]

@@ -2,7 +2,9 @@
 ``allocbot health`` (Docker ``HEALTHCHECK``, systemd timers, a load balancer's probe).
 
 Healthy when the last successful cycle (finished, or skipped because the market was
-closed) is recent enough for the schedule:
+closed: ``bot.monitoring.outcomes.is_success``; a skip because a guard blocked the plan or
+an earlier order is still open traded nothing and is no success) is recent enough for the
+schedule:
 
 * cron: it finished at or after the trigger's latest fire time F with F + misfire grace ≤ now
   (the run that should have completed by now);
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import takewhile
 from typing import Any
 
 from bot.config import Config, ScheduleSection
 from bot.engine.instance_lock import read_lock_holder
 from bot.engine.journal import Journal
 from bot.engine.statuses import HALT_KEY, CycleStatus
-from bot.monitoring.status_report import REARM_COMMAND, SUCCESS_STATUSES, CycleRow, cycle_row
+from bot.monitoring.status_report import REARM_COMMAND, CycleRow, cycle_row
 
 CYCLES_SCANNED = 500  # enough to find the last success behind any realistic failing streak
 _MAX_LOOKBACK = timedelta(days=800)  # a cron that fires less than every two years: none
@@ -61,8 +64,8 @@ def _verdict(rows: list[CycleRow], schedule: ScheduleSection, now: datetime,
         return HealthVerdict(False, f"no cycle yet{daemon}")
     streak = next((i for i, r in enumerate(rows) if r.status != CycleStatus.FAILED), len(rows))
     failing = (f"; last {streak} cycle{'s' if streak > 1 else ''} failed "
-               f"(latest: {rows[0].error})" if streak else "")
-    success = next((r for r in rows if r.status in SUCCESS_STATUSES and r.finished_at), None)
+               f"(latest: {rows[0].error})" if streak else "") + _skipping(rows)
+    success = next((r for r in rows if r.succeeded and r.finished_at), None)
     if success is None or success.finished_at is None:
         return HealthVerdict(False, f"no successful cycle yet{failing}{daemon}")
     finished = datetime.fromisoformat(success.finished_at)
@@ -71,6 +74,16 @@ def _verdict(rows: list[CycleRow], schedule: ScheduleSection, now: datetime,
         return HealthVerdict(False, f"last success at {_short(finished)}, expected one since "
                                     f"{_short(due)}{failing}{daemon}")
     return HealthVerdict(True, f"ok: last success at {_short(finished)}{failing}{daemon}")
+
+
+def _skipping(rows: list[CycleRow]) -> str:
+    """``; last N cycles skipped (reasons)`` when the latest cycles are skips that are no
+    success (a guard blocked the plan, an order is still open): the bot trades nothing."""
+    skips = list(takewhile(lambda r: r.status == CycleStatus.SKIPPED and not r.succeeded, rows))
+    if not skips:
+        return ""
+    reasons = ", ".join(sorted({r.note or "unknown" for r in skips}))
+    return f"; last {len(skips)} cycle{'s' if len(skips) > 1 else ''} skipped ({reasons})"
 
 
 def success_due_after(schedule: ScheduleSection, now: datetime) -> datetime:

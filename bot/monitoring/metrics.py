@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.monitoring.outcomes import ends_halt
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
@@ -64,7 +66,8 @@ class CycleMetrics:
         self.halted = Gauge("allocbot_halted", "1 while the drawdown kill switch is on.",
                             registry=r)
         self.last_success = Gauge("allocbot_last_success_timestamp_seconds",
-                                  "Unix time of the last cycle that ran (finished or skipped).",
+                                  "Unix time of the last successful cycle (finished, or "
+                                  "skipped because the market was closed).",
                                   registry=r)
         self.guard_blocks = Counter("allocbot_guard_blocks", "Orders blocked by a pre-trade guard.",
                                     ["guard"], registry=r)
@@ -86,6 +89,8 @@ class CycleMetrics:
             self.orders.labels(status=ORDER_EVENTS[name]).inc()
         elif name == "trading_halted":
             self.halted.set(1)
+        elif name == "trading_rearmed":  # `allocbot rearm` cleared the journal's halt
+            self.halted.set(0)
         elif name == "guard_blocked":
             self._guard_blocked(str(event.get("guard", "unknown")))
         elif name == "risk_checked":
@@ -97,7 +102,12 @@ class CycleMetrics:
         if isinstance(event.get("duration_ms"), int | float):
             self.duration.observe(event["duration_ms"] / 1e3)
         self.set_figures(event)
-        self.halted.set(1 if status == "halted" else 0)
+        if status == "halted":
+            self.halted.set(1)
+        elif ends_halt(status, event.get("reason")):  # past the kill switch's check, armed
+            self.halted.set(0)
+        # a skip before the check (market closed, an order still open) or a held cycle
+        # says nothing about the halt: the gauge stays as it was
 
     def set_figures(self, figures: Mapping[str, Any]) -> None:
         """Gauges from a cycle summary (the event, or a journal row at start)."""

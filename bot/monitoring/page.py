@@ -165,7 +165,9 @@ def _sections(report: StatusReport, alerts: Sequence[AlertRecord]) -> list[str]:
                "" if c.orders_filled is None else str(c.orders_filled),
                _money(c.equity) if c.equity is not None else "", c.error or c.note or ""]
               for c in report.cycles]
-    recent = [[_when(a.at.isoformat()), a.kind, a.title, a.outcome] for a in reversed(alerts)]
+    recent = [[_when(a.at.isoformat()), a.kind, a.title,
+               a.outcome if a.count == 1 else f"{a.outcome} ×{a.count}"]
+              for a in reversed(alerts)]
     notes = "".join(f'<p class="sub">{escape(n)}</p>' for n in report.notes)
     return [
         "<h2>Equity and drawdown</h2>",

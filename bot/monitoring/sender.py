@@ -4,15 +4,22 @@ timeout, and runs the schedule watchdog and the daily summary between them.
 The cycle's thread only ever does ``queue.put_nowait`` (a full queue drops the alert and
 counts it). A failed or slow send is logged here, never raised, never waited for by a cycle.
 URLs are never logged: they hold webhook tokens (FIELD-NOTES: apprise).
+
+Only a delivered alert uses up its kind's rate-limit window: a failed send (or a drop)
+gives the window back, so the next alert of the kind goes out, and the failed alert itself
+is retried after ``RETRY_DELAYS_SECS`` (at most one retry pending per kind: a newer failure
+of the kind replaces it; a retry whose kind was delivered meanwhile is not sent). Retries
+still pending at exit are given up (their ``failed`` record and ``alert_failed`` line stay).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +30,8 @@ from bot.monitoring.alerts import Alert, RateLimiter
 log = structlog.get_logger("allocbot.monitoring")
 QUEUE_SIZE = 100
 RECENT_ALERTS = 20
+RETRY_DELAYS_SECS = (30.0, 300.0)  # a failed alert is sent again after these (then given up)
+_UNKEPT = ("failed", "dropped")  # outcomes the recent list keeps over the others when full
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +42,17 @@ class AlertRecord:
     kind: str
     title: str
     outcome: str  # sent | failed | rate_limited | dropped | no_urls
+    count: int = 1  # rate_limited: alerts of the kind refused in a row (one row for them)
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """An alert on its way, with the rate-limit window it took (``taken_at``) and how many
+    times it was sent before (0: first attempt)."""
+
+    alert: Alert
+    taken_at: datetime
+    attempt: int = 0
 
 
 class AlertSender:
@@ -40,14 +60,19 @@ class AlertSender:
 
     def __init__(self, urls: Sequence[str], limiter: RateLimiter, timeout_secs: float,
                  periodic: Callable[[datetime], list[Alert]] | None = None,
-                 period_secs: float = 30.0) -> None:
+                 period_secs: float = 30.0,
+                 retry_delays_secs: Sequence[float] = RETRY_DELAYS_SECS) -> None:
         self._urls = tuple(urls)
         self._limiter = limiter
         self._timeout_secs = timeout_secs
         self._periodic = periodic
         self._period_secs = period_secs
-        self._queue: queue.Queue[Alert | None] = queue.Queue(maxsize=QUEUE_SIZE)
+        self._retry_delays_secs = tuple(retry_delays_secs)
+        self._queue: queue.Queue[_Queued | None] = queue.Queue(maxsize=QUEUE_SIZE)
         self.recent: deque[AlertRecord] = deque(maxlen=RECENT_ALERTS)
+        self._recent_lock = threading.Lock()
+        # kind → (monotonic due time, the failed alert); the sender thread's alone
+        self._retries: dict[str, tuple[float, _Queued]] = {}
         self._thread = threading.Thread(target=self._loop, name="allocbot-alerts", daemon=True)
         self._apprise: Any = None
 
@@ -59,15 +84,35 @@ class AlertSender:
         self._thread.start()
 
     def offer(self, alert: Alert) -> None:
-        """Queue ``alert`` unless its kind was sent within the rate-limit window."""
+        """Queue ``alert`` unless its kind was sent (or is on its way) within the rate-limit
+        window."""
         now = datetime.now(UTC)
         if not self._limiter.allow(alert.kind, now):
-            self.recent.append(AlertRecord(now, alert.kind, alert.title, "rate_limited"))
+            self._record(AlertRecord(now, alert.kind, alert.title, "rate_limited"))
             return
         try:
-            self._queue.put_nowait(alert)
+            self._queue.put_nowait(_Queued(alert, now))
         except queue.Full:
-            self.recent.append(AlertRecord(now, alert.kind, alert.title, "dropped"))
+            self._limiter.release(alert.kind, now)  # never sent: the window stays open
+            self._record(AlertRecord(now, alert.kind, alert.title, "dropped"))
+
+    def _record(self, record: AlertRecord) -> None:
+        """Add to the recent list: a refusal right after a refusal of its kind is counted in
+        that row, and a full list drops its oldest row that is not a failure first (a burst
+        of ``rate_limited`` rows must not push the failure that matters off the page)."""
+        with self._recent_lock:
+            recent = self.recent
+            if record.outcome == "rate_limited":
+                last = next((i for i in range(len(recent) - 1, -1, -1)
+                             if recent[i].kind == record.kind), None)
+                if last is not None and recent[last].outcome == "rate_limited":
+                    record = replace(record, count=recent[last].count + 1)
+                    del recent[last]
+            if len(recent) >= RECENT_ALERTS:
+                oldest = next((r for r in recent if r.outcome not in _UNKEPT), None)
+                if oldest is not None:
+                    recent.remove(oldest)
+            recent.append(record)
 
     def close(self, timeout_secs: float | None = None) -> None:
         """Deliver what is queued (bounded by the send timeout), then stop the thread."""
@@ -82,16 +127,33 @@ class AlertSender:
                           else self._timeout_secs * (1 + self._queue.qsize()) + 1)
 
     def _loop(self) -> None:
+        next_periodic = time.monotonic() + self._period_secs
         while True:
+            wake = min([next_periodic, *(due for due, _ in self._retries.values())])
             try:
-                alert = self._queue.get(timeout=self._period_secs)
+                item = self._queue.get(timeout=max(0.0, wake - time.monotonic()))
             except queue.Empty:
+                item = None
+            else:
+                if item is None:
+                    return
+                self._deliver(item)
+            self._send_due_retries()
+            if item is not None or time.monotonic() >= next_periodic:
                 self._run_periodic()
+                next_periodic = time.monotonic() + self._period_secs
+
+    def _send_due_retries(self) -> None:
+        """Send again the failed alerts whose delay has passed, unless an alert of the kind
+        was delivered (or is on its way) meanwhile: the operator has heard of it then."""
+        now = time.monotonic()
+        for kind, (due, item) in list(self._retries.items()):
+            if due > now:
                 continue
-            if alert is None:
-                return
-            self._deliver(alert)
-            self._run_periodic()
+            del self._retries[kind]
+            at = datetime.now(UTC)
+            if self._limiter.allow(item.alert.kind, at):
+                self._deliver(replace(item, taken_at=at))
 
     def _run_periodic(self) -> None:
         """Watchdog and daily summary: they queue their alerts like any other."""
@@ -105,22 +167,29 @@ class AlertSender:
         for alert in alerts:
             self.offer(alert)
 
-    def _deliver(self, alert: Alert) -> None:
-        now = datetime.now(UTC)
+    def _deliver(self, item: _Queued) -> None:
+        alert, now = item.alert, datetime.now(UTC)
         if not self._urls:
-            self.recent.append(AlertRecord(now, alert.kind, alert.title, "no_urls"))
+            self._record(AlertRecord(now, alert.kind, alert.title, "no_urls"))
             return
         try:
             ok = self._send(alert)
         except Exception as exc:  # noqa: BLE001 (a plugin raising must not stop the thread)
             ok = False
             log.error("alert_failed", kind=alert.kind, error=type(exc).__name__)
-        self.recent.append(AlertRecord(now, alert.kind, alert.title, "sent" if ok else "failed"))
+        self._record(AlertRecord(now, alert.kind, alert.title, "sent" if ok else "failed"))
         if ok:
             log.info("alert_sent", kind=alert.kind, title=alert.title)
-        else:
-            log.warning("alert_failed", kind=alert.kind, title=alert.title,
-                        note="delivery failed or timed out; the bot carries on")
+            return
+        # not delivered: the window is not used up (the next alert of the kind goes out)
+        self._limiter.release(alert.kind, item.taken_at)
+        retry_in = (self._retry_delays_secs[item.attempt]
+                    if item.attempt < len(self._retry_delays_secs) else None)
+        if retry_in is not None:
+            self._retries[alert.kind] = (time.monotonic() + retry_in,
+                                         replace(item, attempt=item.attempt + 1))
+        log.warning("alert_failed", kind=alert.kind, title=alert.title, retry_in_secs=retry_in,
+                    note="delivery failed or timed out; the bot carries on")
 
     def _send(self, alert: Alert) -> bool:
         if self._apprise is None:

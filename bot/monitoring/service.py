@@ -25,10 +25,10 @@ from bot.monitoring.alerts import Alert, AlertKind, AlertRules, RateLimiter, Sev
 from bot.monitoring.health import assess_health, success_due_after
 from bot.monitoring.metrics import CycleMetrics
 from bot.monitoring.observed import ObservedState
+from bot.monitoring.outcomes import is_success
 from bot.monitoring.sender import AlertSender
 from bot.monitoring.server import STATUS_TOKEN_ENV, MonitoringServer, Routes, build_app
 from bot.monitoring.settings import alert_urls, monitoring_configured
-from bot.monitoring.status_report import SUCCESS_STATUSES
 from bot.monitoring.tap import MonitoringTap
 
 log = structlog.get_logger("allocbot.monitoring")
@@ -59,7 +59,8 @@ class Monitor:
         last = next((c["summary"] for c in cycles
                      if "equity_after" in c["summary"] or "equity" in c["summary"]), None)
         success = next((c for c in cycles
-                        if c["status"] in SUCCESS_STATUSES and c["finished_at"]), None)
+                        if is_success(c["status"], c["summary"].get("reason"))
+                        and c["finished_at"]), None)
         with self.state.lock:
             self.state.halted = halted
             if success is not None:

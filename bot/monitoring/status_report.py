@@ -43,10 +43,9 @@ from bot.engine.statuses import (
     recorded_peak,
 )
 from bot.errors import AllocbotError
+from bot.monitoring.outcomes import is_success
 
 REARM_COMMAND = "allocbot rearm"
-# cycles that ran as they should: a closed market or a still-working order is a healthy skip
-SUCCESS_STATUSES = (CycleStatus.FINISHED, CycleStatus.SKIPPED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +74,11 @@ class CycleRow:
     var: float | None
     note: str | None
     error: str | None
+
+    @property
+    def succeeded(self) -> bool:
+        """Finished, or skipped because the market was closed (``outcomes.is_success``)."""
+        return is_success(self.status, self.note)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +166,7 @@ class StatusReport:
     broker: str
     daemon: DaemonState
     last_cycle: CycleRow | None
-    last_success_at: str | None  # finished_at of the last finished/skipped cycle
+    last_success_at: str | None  # finished_at of the last success (``is_success``)
     next_wake: str | None  # UTC ISO; None when no daemon runs
     halted_reason: str | None
     rearm_command: str
@@ -238,7 +242,7 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
     raw = journal.recent_cycles(1_000_000)  # newest first; ~5,000 rows after a full replay
     recent = [cycle_row(c) for c in raw]
     history = _equity_history(recent)
-    last_success = next((c for c in recent if c.status in SUCCESS_STATUSES), None)
+    last_success = next((c for c in recent if c.succeeded), None)
     last_var = next((c.var for c in recent if c.var is not None), None)
     targets = next(({str(k): float(v) for k, v in c["summary"]["targets"].items()}
                     for c in raw if c["summary"].get("targets")), {})

@@ -19,8 +19,8 @@ import structlog
 from bot.monitoring.alerts import AlertRules
 from bot.monitoring.metrics import CycleMetrics
 from bot.monitoring.observed import ObservedState
+from bot.monitoring.outcomes import ends_halt, is_success
 from bot.monitoring.sender import AlertSender
-from bot.monitoring.status_report import SUCCESS_STATUSES
 
 log = structlog.get_logger("allocbot.monitoring")
 _MAX_OPEN_CYCLES = 64  # cycle start times kept for failed-cycle durations
@@ -76,12 +76,17 @@ class MonitoringTap:
     def _update_state(self, name: Any, event: MutableMapping[str, Any]) -> None:
         state = self._state
         if name == "cycle_finished":
-            status = str(event.get("status"))
+            status, reason = str(event.get("status")), event.get("reason")
             state.last_status = status
-            state.halted = status == "halted"
+            if status == "halted":
+                state.halted = True
+            elif ends_halt(status, reason):  # past the kill switch's check, not halted
+                state.halted = False
+            # else (a skip before the check: market closed, an order still open; held):
+            # the halt, if any, still stands
             state.failure_streak = 0
             state.absorb(event)
-            if status in SUCCESS_STATUSES:
+            if is_success(status, reason):
                 state.last_success_at = datetime.now(UTC)
                 if self._metrics is not None:
                     self._metrics.last_success.set(state.last_success_at.timestamp())
@@ -90,3 +95,5 @@ class MonitoringTap:
             state.failure_streak += 1
         elif name == "trading_halted":
             state.halted = True
+        elif name == "trading_rearmed":  # `allocbot rearm` cleared the journal's halt
+            state.halted = False

@@ -1,0 +1,38 @@
+"""What a cycle's outcome means to monitoring: one rule each, shared by ``allocbot health``,
+``/health``, ``allocbot status``, the status page, the metrics and the alert watchdog.
+
+A cycle's outcome is its status and, for a skip, the reason in its figures (the
+``cycle_finished`` event's ``reason`` field, the journal summary's ``"reason"``):
+
+* ``market_closed``: nothing to do on a closed market; the bot is doing its job;
+* ``orders_still_open``: an earlier order is still working; nothing was traded;
+* ``guard_blocked``: a pre-trade guard held the plan back; nothing was traded.
+"""
+
+from __future__ import annotations
+
+from bot.engine.statuses import CycleStatus
+
+MARKET_CLOSED = "market_closed"
+GUARD_BLOCKED = "guard_blocked"
+# skips whose cycle ran the drawdown kill switch's check and was not halted by it (a guard
+# is checked on the plan, after the kill switch); a closed market or a still-working order
+# skips the cycle before the check, so they say nothing about the halt
+_SKIPS_PAST_THE_KILL_SWITCH = (GUARD_BLOCKED,)
+
+
+def is_success(status: object, reason: object) -> bool:
+    """A successful cycle: it finished, or it was skipped because the market was closed.
+
+    A cycle skipped because a guard blocked every order or an earlier order is still
+    open traded nothing: a bot doing only that forever is not healthy."""
+    return status == CycleStatus.FINISHED or (status == CycleStatus.SKIPPED
+                                              and reason == MARKET_CLOSED)
+
+
+def ends_halt(status: object, reason: object) -> bool:
+    """The cycle got past the drawdown kill switch's check and was not halted (so trading is
+    armed): it finished, or a guard blocked its plan. A skip before the check (closed market,
+    an order still open), a held or a failed cycle leaves the halt as it was."""
+    return status == CycleStatus.FINISHED or (status == CycleStatus.SKIPPED
+                                              and reason in _SKIPS_PAST_THE_KILL_SWITCH)

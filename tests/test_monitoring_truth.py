@@ -1,0 +1,256 @@
+"""Monitoring tells the truth: a bot that trades nothing is not "healthy", a failed alert is
+not silenced for the rate-limit window, and a halt is not shown as armed on a skipped wake.
+
+The figures come from real cycles (in-process ``allocbot run``), the journal they wrote, the
+events they logged fed through the real tap/metrics, and alerts posted over HTTP to a local
+receiver that refuses the first POST."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from bot.config import load_config
+from bot.engine.journal import Journal
+from bot.engine.statuses import CycleStatus
+from bot.monitoring.alerts import AlertKind, AlertRules, RateLimiter
+from bot.monitoring.health import assess_health
+from bot.monitoring.metrics import CycleMetrics
+from bot.monitoring.observed import ObservedState
+from bot.monitoring.page import render_page
+from bot.monitoring.sender import AlertSender
+from bot.monitoring.service import Monitor
+from bot.monitoring.status_report import build_status_report
+from bot.monitoring.tap import MonitoringTap
+from tests.conftest import json_lines, run_cli_in_process
+
+GUARD_BLOCKS_EVERY_PLAN = {"guards": {"max_orders_per_cycle": 2}}  # the first plan has 5 orders
+
+
+def _tap() -> tuple[MonitoringTap, ObservedState, CycleMetrics]:
+    state, metrics = ObservedState(), CycleMetrics(var_limit=0.05)
+    return MonitoringTap(state, metrics, AlertRules(3), None), state, metrics
+
+
+def _feed(tap: MonitoringTap, events: list[dict[str, Any]]) -> None:
+    for event in events:
+        tap(None, "info", dict(event))
+
+
+def _wait(condition: Callable[[], bool], timeout_secs: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_secs
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+# -- A1: only a finished cycle, or a skip because the market was closed, is a success -----
+
+def test_bot_whose_every_plan_a_guard_blocks_is_unhealthy_everywhere(write_config):
+    config = write_config(GUARD_BLOCKS_EVERY_PLAN)
+    proc = run_cli_in_process("run", "--config", str(config), "--max-cycles", "3")
+    assert proc.returncode == 0, proc.stderr
+    events = json_lines(proc.stdout)
+    ended = [e for e in events if e["event"] == "cycle_finished"]
+    assert [(e["status"], e["reason"]) for e in ended] == [("skipped", "guard_blocked")] * 3
+    cfg = load_config(config, check_strategy=False)
+
+    health = run_cli_in_process("health", "--config", str(config))  # the Docker HEALTHCHECK
+    assert health.returncode == 1
+    assert health.stderr.startswith("no successful cycle yet; last 3 cycles skipped "
+                                    "(guard_blocked)"), health.stderr
+    assert build_status_report(cfg).last_success_at is None  # `status` and the page
+
+    tap, state, metrics = _tap()  # the daemon's tap, fed what these cycles logged
+    _feed(tap, events)
+    assert state.last_success_at is None
+    assert metrics.last_success._value.get() == 0  # never set: "no recent success" fires
+
+    first = datetime.fromisoformat(next(e for e in events if e["event"] == "cycle_started")
+                                   ["timestamp"].replace("Z", "+00:00"))
+    monitor = Monitor(cfg, ObservedState(), CycleMetrics(var_limit=0.05), None,
+                      started_at=first - timedelta(seconds=1))
+    monitor.seed_from_journal()  # a restart reads the same rule from the journal
+    assert monitor.state.last_success_at is None
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    assert [a.kind for a in monitor.periodic_alerts(later)] == [AlertKind.NO_RECENT_SUCCESS]
+
+
+def test_each_skip_reason_judged_by_one_rule_in_health_status_metrics_and_seed(
+        write_config, tmp_path):
+    """A journaled skip, as ``cycle.run`` records it: market closed counts as a success;
+    an order still open or a guard block does not, in every view."""
+    verdicts = {}
+    for reason in ("market_closed", "orders_still_open", "guard_blocked"):
+        state_dir = tmp_path / reason
+        state_dir.mkdir()
+        cfg = load_config(write_config({"bot": {"state_dir": str(state_dir)},
+                                        "schedule": {"interval_secs": 600}},
+                                       name=f"{reason}.toml"), check_strategy=False)
+        journal = Journal(cfg.state_db)
+        cycle_id = journal.start_cycle(None)
+        journal.finish_cycle(cycle_id, CycleStatus.SKIPPED, {"reason": reason,
+                                                             "duration_ms": 3.0})
+        journal.close()
+        monitor = Monitor(cfg, ObservedState(), CycleMetrics(var_limit=0.05), None)
+        monitor.seed_from_journal()
+        tap, state, metrics = _tap()
+        _feed(tap, [{"event": "cycle_started", "cycle_id": cycle_id},
+                    {"event": "cycle_finished", "cycle_id": cycle_id, "status": "skipped",
+                     "reason": reason, "duration_ms": 3.0}])
+        assert monitor.metrics is not None
+        verdicts[reason] = (assess_health(cfg).healthy,
+                            build_status_report(cfg).last_success_at is not None,
+                            monitor.state.last_success_at is not None,
+                            monitor.metrics.last_success._value.get() > 0,
+                            state.last_success_at is not None,
+                            metrics.last_success._value.get() > 0)
+    assert verdicts == {"market_closed": (True,) * 6, "orders_still_open": (False,) * 6,
+                        "guard_blocked": (False,) * 6}
+
+
+# -- A3: the halt stands until something ends it --------------------------------------
+
+def _skip_before_kill_switch(cycle_id: str, reason: str) -> list[dict[str, Any]]:
+    """What ``cycle.run`` logs for a wake skipped before the drawdown check."""
+    first = ({"event": "market_closed", "cycle_id": cycle_id, "now": "2026-03-07T15:00:00Z",
+              "next_open": "2026-03-09T14:30:00Z"} if reason == "market_closed" else
+             {"event": "orders_still_open", "cycle_id": cycle_id, "client_order_ids": ["x1"]})
+    return [{"event": "cycle_started", "cycle_id": cycle_id}, first,
+            {"event": "cycle_finished", "cycle_id": cycle_id, "status": "skipped",
+             "asof": "2026-03-07", "reason": reason, "duration_ms": 2.0}]
+
+
+def test_halted_gauge_and_flag_stay_on_through_skips_until_a_cycle_runs_unhalted(write_config):
+    config = write_config({"sim": {"replay_start": "2011-08-01"},
+                           "risk": {"max_drawdown": 0.01}})
+    proc = run_cli_in_process("run", "--config", str(config), "--max-cycles", "25")
+    assert proc.returncode == 0, proc.stderr
+    events = json_lines(proc.stdout)
+    assert any(e["event"] == "trading_halted" for e in events)
+    cut = max(i for i, e in enumerate(events)  # up to the last halted cycle's end
+              if e["event"] == "cycle_finished" and e["status"] == "halted")
+    tap, state, metrics = _tap()
+    _feed(tap, events[: cut + 1])
+    assert (metrics.halted._value.get(), state.halted) == (1, True)
+
+    _feed(tap, _skip_before_kill_switch("night", "market_closed"))
+    _feed(tap, _skip_before_kill_switch("stuck", "orders_still_open"))
+    assert (metrics.halted._value.get(), state.halted) == (1, True)  # still halted
+    # the journal agrees: `health` and `status` still say halted
+    cfg = load_config(config, check_strategy=False)
+    assert build_status_report(cfg).halted_reason is not None
+    assert not assess_health(cfg).healthy
+
+    # what ends it: a cycle that got past the kill switch (after `allocbot rearm`)
+    _feed(tap, [{"event": "cycle_started", "cycle_id": "armed"},
+                {"event": "cycle_finished", "cycle_id": "armed", "status": "finished",
+                 "equity_after": 99_000.0, "duration_ms": 5.0}])
+    assert (metrics.halted._value.get(), state.halted) == (0, False)
+    _feed(tap, [{"event": "trading_halted", "reason": "drawdown", "rearm": "allocbot rearm"},
+                {"event": "trading_rearmed", "previous_halt": "drawdown"}])
+    assert (metrics.halted._value.get(), state.halted) == (0, False)
+
+
+# -- A2: a failed delivery does not use up the rate-limit window --------------------------
+
+@contextmanager
+def _flaky_receiver(failures: int = 1) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A webhook answering 503 to the first ``failures`` POSTs and 200 after; yields (apprise
+    URL, the bodies it accepted)."""
+    accepted: list[dict[str, Any]] = []
+    posts = [0]
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            with lock:
+                posts[0] += 1
+                ok = posts[0] > failures
+                if ok:
+                    accepted.append(body)
+            self.send_response(200 if ok else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"json://127.0.0.1:{server.server_port}/hook", accepted
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _guard_alert() -> Any:
+    alert = AlertRules(3).evaluate({"event": "guard_blocked", "guard": "max_orders_per_cycle",
+                                    "limit": 2, "value": 5, "subject": "plan",
+                                    "cycle_id": "c1"})
+    assert alert is not None and alert.kind is AlertKind.GUARD_BLOCKED
+    return alert
+
+
+def _outcomes(sender: AlertSender) -> list[str]:
+    return [r.outcome for r in sender.recent]
+
+
+def test_next_alert_of_a_kind_is_delivered_after_a_failed_send_within_the_window():
+    with _flaky_receiver() as (url, accepted):
+        sender = AlertSender([url], RateLimiter(3600), timeout_secs=5)  # a 1 h window
+        sender.start()
+        try:
+            sender.offer(_guard_alert())
+            _wait(lambda: "failed" in _outcomes(sender))
+            sender.offer(_guard_alert())  # the next block, a cycle later
+            _wait(lambda: len(accepted) == 1)
+        finally:
+            sender.close()
+    assert _outcomes(sender) == ["failed", "sent"]
+    assert accepted[0]["title"] == "allocbot: order blocked by a guard"
+
+
+def test_failed_alert_is_retried_after_the_delay_without_another_occurrence():
+    with _flaky_receiver() as (url, accepted):
+        sender = AlertSender([url], RateLimiter(3600), timeout_secs=5,
+                             retry_delays_secs=(0.05,))
+        sender.start()
+        try:
+            sender.offer(_guard_alert())  # e.g. the one `trading_halted` of a daily cron
+            _wait(lambda: len(accepted) == 1)
+        finally:
+            sender.close()
+    assert _outcomes(sender) == ["failed", "sent"]
+
+
+def test_failure_stays_on_the_page_after_a_burst_of_rate_limited_alerts(write_config):
+    with _flaky_receiver() as (url, accepted):
+        sender = AlertSender([url], RateLimiter(3600), timeout_secs=5)
+        sender.start()
+        try:
+            sender.offer(_guard_alert())
+            _wait(lambda: "failed" in _outcomes(sender))
+            sender.offer(_guard_alert())
+            _wait(lambda: len(accepted) == 1)
+            for _ in range(30):  # 30 more blocked cycles inside the hour
+                sender.offer(_guard_alert())
+        finally:
+            sender.close()
+    assert _outcomes(sender) == ["failed", "sent", "rate_limited"]
+    assert sender.recent[-1].count == 30
+    report = build_status_report(load_config(write_config(), check_strategy=False))
+    page = render_page(report, list(sender.recent))
+    alerts = page.split('id="alerts"')[1]
+    assert "failed" in alerts and "rate_limited ×30" in alerts
+
