@@ -9,19 +9,72 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
+import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
-from strategies.errors import AllocbotError, ConfigError, StrategyError
+from strategies.errors import AllocbotError, ConfigError, InputDataError, StrategyError
 
+S = TypeVar("S")
 WEIGHT_SUM_TOLERANCE = 1e-9
+# Annual figures are fractions (0.10 = 10 %): these ceilings refuse a percentage typed as a
+# whole number (target_volatility = 10 meaning 10 %) instead of letting it drive the weights.
+MAX_ANNUAL_VOLATILITY = 2.0  # target_volatility: 200 % a year
+MAX_ANNUAL_RETURN = 1.0  # |views[i].return|: 100 % a year
+# risk_free_rate: the bounds of the backtest's ``[backtest] risk_free_rate`` (bot/config.py,
+# ``Field(ge=-0.05, le=0.5)``), copied because strategies/ may not import bot/; keep in step.
+RISK_FREE_RATE_RANGE = (-0.05, 0.5)
+ANNUAL_VOLATILITY = "an annual volatility as a fraction (0.10 = 10 %)"
+ANNUAL_RETURN = "an annual return as a fraction (0.08 = 8 %)"
+ANNUAL_RATE = "an annual rate as a fraction (0.04 = 4 %)"
 
 
 class StrategyConfigError(ConfigError):
     """Unknown strategy name or bad parameter; the message names the key."""
+
+
+class StrategyDataFileError(StrategyConfigError, InputDataError):
+    """A data file a parameter names (``macro_file``, ``score_file``) is missing or malformed:
+    the message names the key, the file and the reason. A config error (the CLI refuses the
+    config naming the key) that is also input data (fix the file)."""
+
+
+def check_int(value: object, key: str, minimum: int) -> int:
+    """``value`` if it is an integer ≥ ``minimum`` (not a bool), else StrategyConfigError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise StrategyConfigError(f"{key}: expected an integer ≥ {minimum}, got {value!r}")
+    return value
+
+
+def check_float(value: object, key: str, lo: float, hi: float, *,
+                lo_open: bool = False, meaning: str | None = None) -> float:
+    """``float(value)`` if it is a finite int or float (not a bool, not a numeric string) in
+    [lo, hi] (``lo_open``: (lo, hi]), else StrategyConfigError naming ``key``; ``meaning``
+    says what the number is (e.g. ANNUAL_VOLATILITY) in place of "a number"."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) and (lo < value if lo_open else lo <= value) and value <= hi
+    if not ok:
+        bracket = "(" if lo_open else "["
+        raise StrategyConfigError(f"{key}: expected {meaning or 'a number'} in "
+                                  f"{bracket}{lo}, {hi}], got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def load_data_file(key: str, path: object, loader: Callable[[Path], S]) -> S:
+    """``loader(path)`` for a data-file parameter (a loader's InputDataError messages start
+    with the path); that error (missing file, bad row) becomes StrategyDataFileError
+    "``key``: <path>: <reason>", so the config is refused naming the key, not a traceback."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise StrategyConfigError(f"{key}: expected a file path, got {path!r}")
+    try:
+        return loader(Path(path))
+    except InputDataError as exc:
+        raise StrategyDataFileError(f"{key}: {exc}") from exc
 
 
 @runtime_checkable
@@ -71,7 +124,6 @@ class Strategy(Protocol):
                        current_weights: pd.Series | None = None) -> pd.Series: ...
 
 
-S = TypeVar("S")
 _REGISTRY: dict[str, Callable[..., Strategy]] = {}
 # Registry name → the module that registers it, imported on first use: building
 # ``fixed`` must not load scikit-learn (0.6-1.1 s) or scipy.stats. A test checks that

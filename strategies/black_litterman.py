@@ -5,6 +5,7 @@ Black & Litterman (1992); notation of He & Litterman (1999) and Idzorek (2005).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -14,9 +15,12 @@ import pandas as pd
 import structlog
 
 from strategies.base import (
+    ANNUAL_RETURN,
+    MAX_ANNUAL_RETURN,
     Strategy,
     StrategyConfigError,
     StrategyError,
+    check_float,
     finalize_array,
     mapping_symbols,
     register,
@@ -72,16 +76,17 @@ def parse_views(views: Sequence[Mapping[str, Any]]) -> tuple[View, ...]:
         assets = view["assets"]
         if not isinstance(assets, Mapping) or not assets:
             raise StrategyConfigError(f"{key}.assets must be a non-empty table SYMBOL = weight")
-        pairs = tuple((str(s), float(v)) for s, v in assets.items())
-        if any(not np.isfinite(v) or v == 0 for _, v in pairs):
-            raise StrategyConfigError(f"{key}.assets weights must be finite and non-zero")
-        ret = float(view["return"])
-        if not np.isfinite(ret):
-            raise StrategyConfigError(f"{key}.return must be a finite annual return")
+        pairs = tuple((str(s), check_float(v, f"{key}.assets.{s}", -math.inf, math.inf))
+                      for s, v in assets.items())
+        zero = [s for s, v in pairs if v == 0]
+        if zero:
+            raise StrategyConfigError(f"{key}.assets.{zero[0]}: expected a non-zero weight, got 0")
+        ret = check_float(view["return"], f"{key}.return", -MAX_ANNUAL_RETURN,
+                          MAX_ANNUAL_RETURN, meaning=ANNUAL_RETURN)
         conf = view.get("confidence")
-        if conf is not None and not (0.0 < float(conf) <= 1.0):
-            raise StrategyConfigError(f"{key}.confidence must be in (0, 1], got {conf}")
-        parsed.append(View(pairs, ret, None if conf is None else float(conf)))
+        confidence = None if conf is None else check_float(conf, f"{key}.confidence", 0.0,
+                                                           1.0, lo_open=True)
+        parsed.append(View(pairs, ret, confidence))
     return tuple(parsed)
 
 
@@ -173,9 +178,10 @@ class BlackLitterman(Strategy):
         ]
 
     ``assets`` is the view's row of P (any non-zero weights), ``return`` its Q entry
-    (annual), ``confidence`` (optional, (0, 1]) sets ω by Idzorek's method, otherwise
-    ω = pτΣpᵀ. A view naming a symbol absent from the prices is an error; one naming a
-    symbol excluded for short history is dropped with a ``view_dropped`` warning.
+    (annual fraction, |return| ≤ MAX_ANNUAL_RETURN: 0.08 = 8 %), ``confidence``
+    (optional, (0, 1]) sets ω by Idzorek's method, otherwise ω = pτΣpᵀ. A view naming a
+    symbol absent from the prices is an error; one naming a symbol excluded for short
+    history is dropped with a ``view_dropped`` warning.
     Then maximize wᵀμ_BL − (δ/2)wᵀΣ_BLw with δ = ``risk_aversion``, Σw = 1, ``bounds``,
     and — as in mean_variance — ``turnover_penalty`` κ (subtract κΣ|w − w_now| from the
     return), ``max_turnover``, ``sectors`` and ``sector_limits`` (see RiskModelStrategy;
@@ -205,10 +211,8 @@ class BlackLitterman(Strategy):
             cov_half_life_days=self.cov_half_life_days))
         object.__setattr__(self, "bounds", validate_bounds(self.bounds))
         object.__setattr__(self, "parsed_views", parse_views(self.views))
-        if not (self.tau > 0 and np.isfinite(self.tau)):
-            raise StrategyConfigError(f"tau must be > 0, got {self.tau}")
-        if not (self.risk_aversion > 0 and np.isfinite(self.risk_aversion)):
-            raise StrategyConfigError(f"risk_aversion must be > 0, got {self.risk_aversion}")
+        check_float(self.tau, "tau", 0.0, math.inf, lo_open=True)
+        check_float(self.risk_aversion, "risk_aversion", 0.0, math.inf, lo_open=True)
         check_market_weights(self.market_weights)
         object.__setattr__(self, "trade", validate_trade_settings(
             self.turnover_penalty, self.max_turnover, self.sectors, self.sector_limits))
@@ -218,7 +222,8 @@ class BlackLitterman(Strategy):
                  for k, view in enumerate(self.parsed_views, start=1)}
         bounds = self.bounds if isinstance(self.bounds, Mapping) else None
         return {**views, **mapping_symbols("bounds", bounds),
-                **mapping_symbols("market_weights", self.market_weights)}
+                **mapping_symbols("market_weights", self.market_weights),
+                **mapping_symbols("sectors", self.sectors)}
 
     def posterior(self, prices: pd.DataFrame) -> tuple[pd.Index, np.ndarray, np.ndarray]:
         """(usable symbols, μ_BL, Σ_BL) from the window ending at the last row. Σ is not

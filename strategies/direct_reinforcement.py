@@ -41,9 +41,16 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.base import (
+    Strategy,
+    StrategyConfigError,
+    StrategyError,
+    check_float,
+    check_int,
+    finalize_weights,
+    register,
+)
 from strategies.estimators import simple_returns
-from strategies.tactical import check_float, check_int
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8

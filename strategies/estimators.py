@@ -7,6 +7,7 @@ returns, covariances annual (daily covariance × 252).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from strategies.base import StrategyConfigError, StrategyError
+from strategies.base import StrategyConfigError, StrategyError, check_float, check_int
 from strategies.covariance_repair import (
     factor_covariance,
     ridge_certifies,
@@ -281,10 +282,7 @@ class EstimatorSettings:
     equilibrium_risk_aversion: float = 2.5
 
     def __post_init__(self) -> None:
-        if (isinstance(self.lookback_days, bool) or not isinstance(self.lookback_days, int)
-                or self.lookback_days < 2):
-            raise StrategyConfigError(f"lookback_days must be an integer ≥ 2, got "
-                                      f"{self.lookback_days!r}")
+        check_int(self.lookback_days, "lookback_days", 2)
         if self.expected_returns not in EXPECTED_RETURN_METHODS:
             raise StrategyConfigError(f"expected_returns: unknown method "
                                       f"{self.expected_returns!r}; accepted: "
@@ -292,15 +290,10 @@ class EstimatorSettings:
         if self.covariance not in COVARIANCE_METHODS:
             raise StrategyConfigError(f"covariance: unknown method {self.covariance!r}; "
                                       f"accepted: {', '.join(COVARIANCE_METHODS)}")
-        if self.returns_span_days < 1:
-            raise StrategyConfigError(f"returns_span_days must be ≥ 1, got "
-                                      f"{self.returns_span_days}")
-        if self.cov_half_life_days <= 0:
-            raise StrategyConfigError(f"cov_half_life_days must be > 0, got "
-                                      f"{self.cov_half_life_days}")
-        if self.equilibrium_risk_aversion <= 0:
-            raise StrategyConfigError(f"equilibrium_risk_aversion must be > 0, got "
-                                      f"{self.equilibrium_risk_aversion}")
+        check_float(self.returns_span_days, "returns_span_days", 1.0, math.inf)
+        check_float(self.cov_half_life_days, "cov_half_life_days", 0.0, math.inf, lo_open=True)
+        check_float(self.equilibrium_risk_aversion, "equilibrium_risk_aversion", 0.0, math.inf,
+                    lo_open=True)
         check_market_weights(self.market_weights)
 
     def covariance_of(self, returns: pd.DataFrame) -> np.ndarray:

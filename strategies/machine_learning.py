@@ -20,9 +20,16 @@ import structlog
 from sklearn.linear_model import Lasso, Ridge
 from sklearn.model_selection import TimeSeriesSplit
 
-from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.base import (
+    Strategy,
+    StrategyConfigError,
+    StrategyError,
+    check_float,
+    check_int,
+    finalize_weights,
+    register,
+)
 from strategies.estimators import ANNUALIZATION_DAYS, EstimatorSettings, simple_returns
-from strategies.tactical import check_float, check_int
 
 log = structlog.get_logger("strategies")
 

@@ -25,10 +25,19 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.base import (
+    Strategy,
+    StrategyConfigError,
+    StrategyError,
+    check_float,
+    check_int,
+    finalize_weights,
+    load_data_file,
+    register,
+)
 from strategies.errors import InputDataError
 from strategies.static import asof_row, check_fixed_weights
-from strategies.tactical import StrategySpec, build_nested, check_float, check_int, nested_weights
+from strategies.tactical import StrategySpec, build_nested, nested_weights
 
 REGIMES = ("growth_up_inflation_up", "growth_up_inflation_down",
            "growth_down_inflation_up", "growth_down_inflation_down")
@@ -50,32 +59,33 @@ def load_macro_csv(path: str | Path) -> pd.DataFrame:
     """``date`` (YYYY-MM-DD, the reference period) + one numeric column per series.
 
     An empty cell means "no observation that date" (series of different frequencies share
-    a file); it is never filled. Raises InputDataError naming the file, column and row.
+    a file); it is never filled. Raises InputDataError starting with the path and naming
+    the column and row (the strategy adds the key: ``macro_file: <path>: ...``).
     """
     path = Path(path)
     if not path.is_file():
-        raise InputDataError(f"macro file {path}: not found")
+        raise InputDataError(f"{path}: not found")
     try:
         raw = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputDataError(f"macro file {path}: cannot parse as CSV: {exc}") from exc
+        raise InputDataError(f"{path}: cannot parse as CSV: {exc}") from exc
     if "date" not in raw.columns or len(raw.columns) < 2:
-        raise InputDataError(f"macro file {path}: expected a 'date' column and one column per "
+        raise InputDataError(f"{path}: expected a 'date' column and one column per "
                              f"series, got {list(raw.columns)}")
     dates = pd.to_datetime(raw["date"], format="%Y-%m-%d", errors="coerce")
     if dates.isna().any():
         row = int(np.flatnonzero(dates.isna().to_numpy())[0])
-        raise InputDataError(f"macro file {path}: row {row + 2}: date {raw['date'].iloc[row]!r} "
+        raise InputDataError(f"{path}: row {row + 2}: date {raw['date'].iloc[row]!r} "
                              f"is not YYYY-MM-DD")
     if not dates.is_monotonic_increasing or dates.duplicated().any():
-        raise InputDataError(f"macro file {path}: dates must be strictly increasing")
+        raise InputDataError(f"{path}: dates must be strictly increasing")
     frame = raw.drop(columns="date").set_index(pd.DatetimeIndex(dates, name="date"))
     for column in frame.columns:
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = values.isna() & frame[column].notna()
         if bad.any() or np.isinf(values.to_numpy(dtype=float)).any():
             day = values.index[np.flatnonzero(bad.to_numpy() | np.isinf(values.to_numpy()))[0]]
-            raise InputDataError(f"macro file {path}: series {column!r} on {day.date()}: "
+            raise InputDataError(f"{path}: series {column!r} on {day.date()}: "
                                  f"{frame[column].loc[day]!r} is not a finite number")
         frame[column] = values.astype(float)
     return frame
@@ -155,7 +165,7 @@ class MacroRegime(Strategy):
         check_int(self.max_staleness_days, "max_staleness_days", 0)
         check_float(self.tilt, "tilt", 0.0, 1.0)
         self._check_regime_weights()
-        macro = load_macro_csv(self.macro_file)
+        macro = load_data_file("macro_file", self.macro_file, load_macro_csv)
         for series in (self.growth_series, self.inflation_series):
             if series not in macro.columns:
                 raise StrategyConfigError(f"macro series {series!r} is not a column of "

@@ -5,12 +5,13 @@ prior."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
-from strategies.base import StrategyConfigError, StrategyError
+from strategies.base import StrategyConfigError, StrategyError, check_float
 
 
 def equilibrium_returns(cov: np.ndarray, market_weights: np.ndarray,
@@ -26,10 +27,9 @@ def check_market_weights(market_weights: Mapping[str, float] | None) -> None:
         return
     if not isinstance(market_weights, Mapping) or not market_weights:
         raise StrategyConfigError("market_weights must be a non-empty table symbol = weight")
-    for symbol, weight in market_weights.items():
-        if not np.isfinite(float(weight)) or float(weight) < 0:
-            raise StrategyConfigError(f"market_weights.{symbol} must be ≥ 0, got {weight}")
-    if sum(float(v) for v in market_weights.values()) <= 0:
+    total = sum(check_float(weight, f"market_weights.{symbol}", 0.0, math.inf)
+                for symbol, weight in market_weights.items())
+    if total <= 0:
         raise StrategyConfigError("market_weights must have a positive total")
 
 

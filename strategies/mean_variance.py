@@ -8,6 +8,7 @@ for other strategies that bring their own μ and Σ.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -17,9 +18,14 @@ import pandas as pd
 import structlog
 
 from strategies.base import (
+    ANNUAL_RATE,
+    ANNUAL_VOLATILITY,
+    MAX_ANNUAL_VOLATILITY,
+    RISK_FREE_RATE_RANGE,
     Strategy,
     StrategyConfigError,
     StrategyError,
+    check_float,
     finalize_array,
     mapping_symbols,
     register,
@@ -68,7 +74,7 @@ def validate_bounds(bounds: Any) -> tuple[float, float] | dict[str, tuple[float,
 def _pair(pair: Any, key: str) -> tuple[float, float]:
     if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
         raise StrategyConfigError(f"{key} must be a [lower, upper] pair, got {pair!r}")
-    lo, hi = float(pair[0]), float(pair[1])
+    lo, hi = (check_float(v, key, 0.0, 1.0) for v in pair)
     if not (0.0 <= lo <= hi <= 1.0):
         raise StrategyConfigError(f"{key} = [{lo}, {hi}] must satisfy 0 ≤ lower ≤ upper ≤ 1")
     return lo, hi
@@ -136,7 +142,8 @@ class RiskModelStrategy(Strategy):
                                  cov_half_life_days=self.cov_half_life_days)
 
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
-        return mapping_symbols("bounds", self.bounds if isinstance(self.bounds, Mapping) else None)
+        bounds = self.bounds if isinstance(self.bounds, Mapping) else None
+        return {**mapping_symbols("bounds", bounds), **mapping_symbols("sectors", self.sectors)}
 
     def target_weights(self, prices: pd.DataFrame,
                        current_weights: pd.Series | None = None) -> pd.Series:
@@ -240,8 +247,7 @@ class MeanVariance(ReturnModelStrategy):
 
     def __post_init__(self) -> None:
         RiskModelStrategy.__post_init__(self)
-        if not (self.risk_aversion > 0 and np.isfinite(self.risk_aversion)):
-            raise StrategyConfigError(f"risk_aversion must be > 0, got {self.risk_aversion}")
+        check_float(self.risk_aversion, "risk_aversion", 0.0, math.inf, lo_open=True)
 
     def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
         return solve_qp(est.cov, est.mu / self.risk_aversion, lower, upper,
@@ -258,7 +264,8 @@ class MeanVariance(ReturnModelStrategy):
 @register("max_sharpe")
 @dataclass(frozen=True, slots=True)
 class MaxSharpe(ReturnModelStrategy):
-    """Tangency portfolio: argmax (wᵀμ − r_f)/√(wᵀΣw), r_f = ``risk_free_rate`` (annual).
+    """Tangency portfolio: argmax (wᵀμ − r_f)/√(wᵀΣw), r_f = ``risk_free_rate`` (annual
+    fraction in RISK_FREE_RATE_RANGE, the backtest's range).
 
     When no feasible portfolio beats r_f the ratio is meaningless: falls back to
     min_variance and logs ``max_sharpe_fallen_back``.
@@ -269,8 +276,8 @@ class MaxSharpe(ReturnModelStrategy):
 
     def __post_init__(self) -> None:
         RiskModelStrategy.__post_init__(self)
-        if not np.isfinite(self.risk_free_rate):
-            raise StrategyConfigError(f"risk_free_rate must be finite, got {self.risk_free_rate}")
+        check_float(self.risk_free_rate, "risk_free_rate", *RISK_FREE_RATE_RANGE,
+                    meaning=ANNUAL_RATE)
 
     def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
         return self._max_sharpe(est, lower, upper, None)
@@ -299,17 +306,17 @@ class MaxSharpe(ReturnModelStrategy):
 @register("efficient_risk")
 @dataclass(frozen=True, slots=True)
 class EfficientRisk(ReturnModelStrategy):
-    """Highest expected return with annual volatility ≤ ``target_volatility`` (Σw = 1,
-    bounds); a target below the minimum achievable volatility is a StrategyError."""
+    """Highest expected return with annual volatility ≤ ``target_volatility`` (a fraction in
+    (0, MAX_ANNUAL_VOLATILITY]: 0.10 = 10 %; Σw = 1, bounds); a target below the minimum
+    achievable volatility is a StrategyError."""
 
     name: ClassVar[str] = "efficient_risk"
     target_volatility: float = 0.10
 
     def __post_init__(self) -> None:
         RiskModelStrategy.__post_init__(self)
-        if not (self.target_volatility > 0 and np.isfinite(self.target_volatility)):
-            raise StrategyConfigError(
-                f"target_volatility must be > 0 (annual, e.g. 0.10), got {self.target_volatility}")
+        check_float(self.target_volatility, "target_volatility", 0.0, MAX_ANNUAL_VOLATILITY,
+                    lo_open=True, meaning=ANNUAL_VOLATILITY)
 
     def optimize(self, est: Estimate, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
         return efficient_risk_weights(est.mu, est.cov, lower, upper, self.target_volatility,

@@ -23,13 +23,14 @@ from strategies.base import (
     Strategy,
     StrategyConfigError,
     StrategyError,
+    check_int,
     finalize_weights,
     nested_symbols,
     register,
 )
 from strategies.estimators import ANNUALIZATION_DAYS, simple_returns
 from strategies.static import Fixed, asof_row
-from strategies.tactical import StrategySpec, build_nested, check_int, nested_weights
+from strategies.tactical import StrategySpec, build_nested, nested_weights
 
 log = structlog.get_logger("strategies")
 

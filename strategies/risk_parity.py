@@ -6,6 +6,7 @@ bisection fixes every weight), nor ``expected_returns``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -20,6 +21,7 @@ from strategies.base import (
     Strategy,
     StrategyConfigError,
     StrategyError,
+    check_float,
     finalize_array,
     mapping_symbols,
     register,
@@ -255,8 +257,8 @@ class RiskParity(Strategy):
             if not isinstance(self.budgets, Mapping) or not self.budgets:
                 raise StrategyConfigError("budgets must be a table symbol = risk budget")
             for symbol, budget in self.budgets.items():
-                if not (float(budget) > 0 and np.isfinite(float(budget))):
-                    raise StrategyConfigError(f"budgets.{symbol} must be > 0, got {budget}")
+                check_float(budget, f"budgets.{symbol}", 0.0, math.inf, lo_open=True,
+                            meaning="a relative risk budget")
 
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
         return mapping_symbols("budgets", self.budgets)

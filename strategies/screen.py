@@ -17,10 +17,18 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.base import (
+    Strategy,
+    StrategyConfigError,
+    StrategyError,
+    check_float,
+    finalize_weights,
+    load_data_file,
+    register,
+)
 from strategies.errors import InputDataError
 from strategies.static import asof_row
-from strategies.tactical import StrategySpec, build_nested, check_float, nested_weights
+from strategies.tactical import StrategySpec, build_nested, nested_weights
 
 REDISTRIBUTE = ("pro_rata", "cash")
 UNSCORED = ("error", "exclude")
@@ -32,30 +40,31 @@ def load_score_file(path: str | Path) -> pd.DataFrame:
 
     Raises:
         InputDataError: missing file, missing columns, non-numeric or non-finite scores,
-            bad dates, a symbol scored twice on one date — naming the file and row.
+            bad dates, a symbol scored twice on one date — starting with the path and
+            naming the row (the strategy adds the key: ``score_file: <path>: ...``).
     """
     path = Path(path)
     if not path.is_file():
-        raise InputDataError(f"score file {path}: not found")
+        raise InputDataError(f"{path}: not found")
     try:
         raw = pd.read_csv(path, dtype={"symbol": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputDataError(f"score file {path}: cannot parse as CSV: {exc}") from exc
+        raise InputDataError(f"{path}: cannot parse as CSV: {exc}") from exc
     missing = {"symbol", "score"} - set(raw.columns)
     if missing:
-        raise InputDataError(f"score file {path}: missing column(s) {sorted(missing)}; expected "
+        raise InputDataError(f"{path}: missing column(s) {sorted(missing)}; expected "
                              f"symbol,score or date,symbol,score; got {list(raw.columns)}")
     scores = pd.to_numeric(raw["score"], errors="coerce")
     bad = raw.index[~np.isfinite(scores.to_numpy(dtype=float))]
     if len(bad):
         row = int(bad[0])
-        raise InputDataError(f"score file {path}: row {row + 2} ({raw['symbol'].iloc[row]}): "
+        raise InputDataError(f"{path}: row {row + 2} ({raw['symbol'].iloc[row]}): "
                              f"score {raw['score'].iloc[row]!r} is not a finite number")
     if "date" in raw.columns:
         dates = pd.to_datetime(raw["date"], format="%Y-%m-%d", errors="coerce")
         if dates.isna().any():
             row = int(np.flatnonzero(dates.isna().to_numpy())[0])
-            raise InputDataError(f"score file {path}: row {row + 2}: date "
+            raise InputDataError(f"{path}: row {row + 2}: date "
                                  f"{raw['date'].iloc[row]!r} is not YYYY-MM-DD")
     else:
         dates = pd.Series(_FAR_PAST, index=raw.index)
@@ -63,7 +72,7 @@ def load_score_file(path: str | Path) -> pd.DataFrame:
     dup = table.duplicated(["date", "symbol"])
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
-        raise InputDataError(f"score file {path}: {table['symbol'].iloc[row]} is scored twice "
+        raise InputDataError(f"{path}: {table['symbol'].iloc[row]} is scored twice "
                              f"on {table['date'].iloc[row].date()} (row {row + 2})")
     return table.sort_values(["date", "symbol"], kind="stable").reset_index(drop=True)
 
@@ -135,7 +144,7 @@ class Screen(Strategy):
         if (self.score_file is None) == (self.scores is None):
             raise StrategyConfigError("screen: set exactly one of score_file or scores")
         if self.score_file is not None:
-            return load_score_file(self.score_file)
+            return load_data_file("score_file", self.score_file, load_score_file)
         if not isinstance(self.scores, Mapping) or not self.scores:
             raise StrategyConfigError("scores: expected a non-empty mapping symbol -> score")
         for symbol, value in self.scores.items():

@@ -13,9 +13,18 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.base import (
+    Strategy,
+    StrategyConfigError,
+    StrategyError,
+    check_float,
+    finalize_weights,
+    mapping_symbols,
+    nested_symbols,
+    register,
+)
 from strategies.static import asof_row
-from strategies.tactical import StrategySpec, build_nested, check_float, nested_weights
+from strategies.tactical import StrategySpec, build_nested, nested_weights
 
 # Water-filling stops when less than this fraction of equity is left to place.
 EXCESS_TOLERANCE = 1e-12
@@ -94,6 +103,9 @@ class SectorCap(Strategy):
         object.__setattr__(self, "sectors", sectors)
         object.__setattr__(self, "sector_limits", limits)
         object.__setattr__(self, "_base", build_nested(self.base, "base"))
+
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        return {**nested_symbols("base", self._base), **mapping_symbols("sectors", self.sectors)}
 
     @property
     def lookback_days(self) -> int:

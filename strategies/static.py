@@ -8,7 +8,6 @@ by the price columns (0 for anything not held).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,7 +18,14 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from strategies.base import Strategy, StrategyConfigError, StrategyError, finalize_weights, register
+from strategies.base import (
+    Strategy,
+    StrategyConfigError,
+    StrategyError,
+    check_float,
+    finalize_weights,
+    register,
+)
 from strategies.estimators import sample_covariance, simple_returns
 
 log = structlog.get_logger("strategies")
@@ -56,15 +62,9 @@ def check_fixed_weights(weights: Mapping[str, float], key: str) -> dict[str, flo
     if not isinstance(weights, Mapping):
         raise StrategyConfigError(f"{key}: expected a mapping symbol -> fraction, got "
                                   f"{type(weights).__name__}")
-    clean: dict[str, float] = {}
-    for symbol, value in weights.items():
-        try:
-            frac = float(value)
-        except (TypeError, ValueError):
-            raise StrategyConfigError(f"{key}.{symbol}: not a number: {value!r}") from None
-        if not math.isfinite(frac) or not 0.0 <= frac <= 1.0:
-            raise StrategyConfigError(f"{key}.{symbol}: weight {value!r} outside [0, 1]")
-        clean[str(symbol)] = frac
+    clean = {str(symbol): check_float(value, f"{key}.{symbol}", 0.0, 1.0,
+                                      meaning="a fraction of equity")
+             for symbol, value in weights.items()}
     total = sum(clean.values())
     if total > 1.0 + 1e-9:
         raise StrategyConfigError(f"{key}: weights sum to {total:.6f} > 1; "
@@ -131,6 +131,10 @@ class Fixed(Strategy):
                 f"{', '.join(sorted(PRESETS))}"
             )
         if self.weights is not None:
+            if isinstance(self.weights, Mapping) and not self.weights:
+                raise StrategyConfigError(
+                    "weights: the table is empty; give at least one symbol = fraction, e.g. "
+                    "weights = {SPY = 0.6, IEF = 0.4} (an empty table would sell everything)")
             clean = check_fixed_weights(self.weights, "weights")
             object.__setattr__(self, "weights", MappingProxyType(clean))
 

@@ -20,9 +20,13 @@ import pandas as pd
 import structlog
 
 from strategies.base import (
+    ANNUAL_VOLATILITY,
+    MAX_ANNUAL_VOLATILITY,
     Strategy,
     StrategyConfigError,
     StrategyError,
+    check_float,
+    check_int,
     create_nested,
     finalize_weights,
     nested_symbols,
@@ -54,21 +58,6 @@ def nested_weights(strategy: Strategy, prices: pd.DataFrame, key: str) -> pd.Ser
         raise StrategyError(f"{key}: nested strategy {strategy.name!r} returned weights for "
                             f"symbols without a price column: {extra}")
     return w.reindex(prices.columns, fill_value=0.0).astype(float)
-
-
-def check_int(value: object, key: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise StrategyConfigError(f"{key}: expected an integer ≥ {minimum}, got {value!r}")
-
-
-def check_float(value: object, key: str, lo: float, hi: float, *,
-                lo_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value) and (lo < value if lo_open else lo <= value) and value <= hi
-    if not ok:
-        bracket = "(" if lo_open else "["
-        raise StrategyConfigError(f"{key}: expected a number in {bracket}{lo}, {hi}], "
-                                  f"got {value!r}")
 
 
 def check_safe_asset(value: object) -> None:
@@ -320,7 +309,8 @@ class VolTarget(Strategy):
 
     Args:
         base: nested strategy spec.
-        target_volatility: annualized volatility target σ*, fraction (0.10 = 10%/yr).
+        target_volatility: annualized volatility target σ*, fraction (0.10 = 10%/yr),
+            at most MAX_ANNUAL_VOLATILITY.
         vol_lookback_days: return observations for Σ (default 63).
         covariance: ``sample`` | ``ledoit_wolf`` | ``ewma`` (see strategies.estimators).
         cov_half_life_days: half-life of the ``ewma`` covariance.
@@ -336,7 +326,8 @@ class VolTarget(Strategy):
     name: ClassVar[str] = "vol_target"
 
     def __post_init__(self) -> None:
-        check_float(self.target_volatility, "target_volatility", 0.0, 10.0, lo_open=True)
+        check_float(self.target_volatility, "target_volatility", 0.0, MAX_ANNUAL_VOLATILITY,
+                    lo_open=True, meaning=ANNUAL_VOLATILITY)
         check_int(self.vol_lookback_days, "vol_lookback_days", 2)
         object.__setattr__(self, "_estimator", EstimatorSettings(
             lookback_days=self.vol_lookback_days, covariance=self.covariance,

@@ -5,6 +5,7 @@ their translation into ``costed_qp.LinearTerms`` for the usable symbols of one r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from strategies.base import StrategyConfigError, StrategyError
+from strategies.base import StrategyConfigError, StrategyError, check_float
 from strategies.costed_qp import LinearTerms
 
 
@@ -35,23 +36,14 @@ class TradeSettings:
 def validate_trade_settings(turnover_penalty: Any, max_turnover: Any, sectors: Any,
                             sector_limits: Any) -> TradeSettings:
     """Config checks; every error names its key (``sector_limits.tech``, ``sectors.SPY``)."""
-    kappa = _number(turnover_penalty, "turnover_penalty")
-    if kappa < 0:
-        raise StrategyConfigError(f"turnover_penalty must be ≥ 0 (a proportional cost, e.g. "
-                                  f"0.001 for 10 bp), got {turnover_penalty!r}")
-    tau = None if max_turnover is None else _number(max_turnover, "max_turnover")
-    if tau is not None and tau < 0:
-        raise StrategyConfigError(f"max_turnover must be ≥ 0 (Σ|w − w_now|, e.g. 0.2), "
-                                  f"got {max_turnover!r}")
+    kappa = check_float(turnover_penalty, "turnover_penalty", 0.0, math.inf,
+                        meaning="a proportional cost per unit traded (0.001 = 10 bp)")
+    tau = None if max_turnover is None else check_float(
+        max_turnover, "max_turnover", 0.0, math.inf,
+        meaning="a cap on Σ|w − w_now| (0.2 = buys plus sells of 20 % of equity)")
     sector_map = _sector_map(sectors)
     limits = _sector_limits(sector_limits, sector_map)
     return TradeSettings(kappa, tau, sector_map, limits)
-
-
-def _number(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-        raise StrategyConfigError(f"{key} must be a finite number, got {value!r}")
-    return float(value)
 
 
 def _sector_map(sectors: Any) -> dict[str, str] | None:
@@ -82,10 +74,7 @@ def _sector_limits(sector_limits: Any, sector_map: dict[str, str] | None
         if sector not in known:
             raise StrategyConfigError(f"sector_limits.{sector}: no symbol is in sector "
                                       f"{sector!r}; sectors name {sorted(known)}")
-        value = _number(cap, f"sector_limits.{sector}")
-        if not 0.0 <= value <= 1.0:
-            raise StrategyConfigError(f"sector_limits.{sector} must be in [0, 1], got {cap!r}")
-        limits[str(sector)] = value
+        limits[str(sector)] = check_float(cap, f"sector_limits.{sector}", 0.0, 1.0)
     return limits
 
 
