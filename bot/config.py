@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import strategies
-from bot.errors import ConfigError
+from bot.errors import ConfigError, InputDataError
 from bot.logs import REDACTED, SECRET_NAME_PATTERN
 from bot.sample_market import SAMPLE_PRICES_PATH
 
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 SAMPLE_PRICES = SAMPLE_PRICES_PATH
 STATE_DIR_ENV = "ALLOCBOT_STATE_DIR"
+# What building a configured strategy raises on purpose for a bad config or a file it names
+# (a parameter, a missing macro or score file): reported as the config's error naming its
+# table (exit 2). Anything else is a bug and stays a traceback.
+STRATEGY_INPUT_ERRORS: tuple[type[Exception], ...] = (ConfigError, InputDataError)
 _DAY_NAMES = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 
 # One rule for every number of the config (README "Configuration"):
@@ -419,12 +423,13 @@ def _cross_check(cfg: Config, check_strategy: bool = True) -> None:
     if check_strategy:
         try:
             cfg.build_strategy()
-        except strategies.StrategyConfigError as exc:
-            key = "[strategy].name" if "unknown strategy" in str(exc) else "[strategy.params]"
+        except STRATEGY_INPUT_ERRORS as exc:
+            key = ("[strategy].name" if isinstance(exc, strategies.StrategyConfigError)
+                   and "unknown strategy" in str(exc) else "[strategy.params]")
             raise ConfigError(f"{key}: {exc}") from None
         try:
             cfg.build_fallback()
-        except strategies.StrategyConfigError as exc:
+        except STRATEGY_INPUT_ERRORS as exc:
             message = str(exc) if str(exc).startswith("fallback") else f"fallback: {exc}"
             raise ConfigError(f"[strategy].{message}") from None
     if cfg.bot.mode == "live" and cfg.broker.kind != "alpaca":

@@ -26,11 +26,12 @@ from bot.backtest.walk_forward import WalkForward, WalkForwardStrategy, build_le
 from bot.config import Config
 from bot.core.risk import RiskLimits
 from bot.core.signal import SignalSchedule
+from bot.engine.preflight import BENCHMARK_KEY, build_benchmark
 from bot.engine.runtime import cycle_settings, sim_costs
 from bot.engine.statuses import CycleStatus
 from bot.engine.targets import history_rows_needed
+from bot.errors import ConfigError
 from strategies import Strategy
-from strategies.static import PRESETS
 
 BOND_ETFS = ("IEF", "AGG", "BND", "TLT", "GOVT", "SHY")
 BACKTEST_ORDER_PREFIX = "bt"
@@ -48,13 +49,16 @@ def backtest_spec(cfg: Config, universe: tuple[str, ...], *, calendar: Calendar,
                         costs=sim_costs(cfg), fractional=cfg.sim.fractional, start=start, end=end)
 
 
-def benchmark_strategy(name: str | None, universe: tuple[str, ...]) -> Strategy:
+def benchmark_strategy(name: str | None, universe: tuple[str, ...],
+                       source: str = BENCHMARK_KEY) -> Strategy:
     """``name`` (a registry name with default parameters, or a ``fixed`` preset), else
     sixty_forty when the universe has SPY and a bond ETF (IEF via the preset, another bond
-    ETF at the same 60/40), else equal weight.
+    ETF at the same 60/40), else equal weight. ``source``: where ``name`` came from, as
+    the error names it (``--benchmark`` when the command line gave it).
 
     Raises:
-        BacktestInputError: unknown name or one that needs parameters.
+        BacktestInputError: unknown name, one that needs parameters, or a preset naming a
+            symbol outside the universe (``check-config`` refuses the same config value).
     """
     if name is None:
         bond = next((b for b in BOND_ETFS if b in universe), None)
@@ -63,18 +67,10 @@ def benchmark_strategy(name: str | None, universe: tuple[str, ...]) -> Strategy:
         if "SPY" in universe and bond is not None:
             return strategies.create("fixed", weights={"SPY": 0.6, bond: 0.4})
         return strategies.create("equal_weight")
-    if name in PRESETS:
-        missing = [s for s in PRESETS[name] if s not in universe]
-        if missing:
-            raise BacktestInputError(f"--benchmark {name}: symbol(s) {missing} are not in the "
-                                     f"universe {list(universe)}")
-        return strategies.create("fixed", preset=name)
     try:
-        return strategies.create(name)
-    except strategies.StrategyConfigError as exc:
-        raise BacktestInputError(
-            f"--benchmark {name}: {exc} (give a strategy name that works with default "
-            f"parameters, or a fixed preset: {', '.join(sorted(PRESETS))})") from None
+        return build_benchmark(name, universe, source)
+    except ConfigError as exc:
+        raise BacktestInputError(str(exc)) from None
 
 
 def benchmark_name(strategy: Strategy) -> str:
@@ -151,7 +147,8 @@ def run_configured(cfg: Config, prices: pd.DataFrame, universe: tuple[str, ...],
     spec = backtest_spec(cfg, universe, calendar=b.calendar, start=start or b.start,
                          end=end or b.end)
     strategy: Strategy = cfg.build_strategy()
-    bench_strategy = benchmark_strategy(benchmark or b.benchmark, universe)
+    bench_strategy = (benchmark_strategy(benchmark, universe, "--benchmark") if benchmark
+                      else benchmark_strategy(b.benchmark, universe))
     wf_strategy = None
     if walk_forward is not None:
         dates = prices.index

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import click
 
-from bot.errors import EXIT_BAD_INPUT, AllocbotError, ConfigError, exit_code_for
+from bot.errors import EXIT_BAD_INPUT, AllocbotError, ConfigError, InputDataError, exit_code_for
 from bot.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def load(config_path: Path, logs_to_stderr: bool = False, check_strategy: bool =
         configure_logging("json", "info", stream)
     try:
         cfg = load_config(config_path, check_strategy=check_strategy)
-    except ConfigError as exc:
+    except (ConfigError, InputDataError) as exc:  # a file the config names, too: exit 2
         fail(f"invalid config {config_path}: {exc}")
     _log_format = cfg.bot.log_format
     if configure_logs:

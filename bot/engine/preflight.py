@@ -1,7 +1,8 @@
 """Everything a config refers to, checked before the first cycle (``check-config``, ``run``,
 ``once``): the universe against the price file where the data is local, the simulator's
-replay start against the history the strategy and risk step need, and every symbol the
-strategy, its fallback and the risk step name against the universe and its exclusions.
+price file and replay start against the history the strategy and risk step need, every
+symbol the strategy, its fallback and the risk step name against the universe and its
+exclusions, and ``[backtest].benchmark`` against the universe.
 
 All problems are reported at once, each naming its key path (1-based where users count:
 ``[strategy.params].views[1].assets``), so one edit-and-retry fixes them all.
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
-from bot.config import Config
+from bot.config import STRATEGY_INPUT_ERRORS, Config
 from bot.engine.targets import history_rows_needed, risk_limits
 from bot.errors import AllocbotError, ConfigError
 from brokers.prices import load_price_csv
@@ -79,23 +80,49 @@ def replay_warmup_rows(cfg: Config) -> int:
     return history_rows_needed(cfg.build_strategy(), risk_limits(cfg)) - 1
 
 
-def replay_problems(cfg: Config, prices: pd.DataFrame) -> list[str]:
+def history_problems(cfg: Config, prices: pd.DataFrame, strategy: Strategy | None = None
+                     ) -> list[str]:
+    """The simulator's price file ``prices`` long enough for the history a cycle needs
+    (``history_rows_needed``, the rule ``once`` and ``run`` enforce on every cycle), under
+    the key that asks for it: the strategy's parameters, or ``[risk].lookback_days`` when
+    the risk step's window is the longer. Whatever the replay start, a shorter file fails
+    every cycle. ``strategy``: the configured one, when the caller has built it."""
+    strategy = cfg.build_strategy() if strategy is None else strategy
+    limits = risk_limits(cfg)
+    needed = history_rows_needed(strategy, limits)
+    if len(prices) >= needed:
+        return []
+    key = ("[strategy.params]" if strategy.warmup_days >= limits.lookback_days
+           else "[risk].lookback_days")
+    span = f" ({prices.index[0].date()} to {prices.index[-1].date()})" if len(prices) else ""
+    return [f"{key}: the price file {cfg.sim.prices} ([sim].prices) has {len(prices)} rows"
+            f"{span}; strategy {strategy.name!r} (warm-up {strategy.warmup_days} rows) and the "
+            f"risk step ([risk].lookback_days = {limits.lookback_days}) need {needed}, so every "
+            "cycle would fail: shorten the lookback, or use a price file with more history"]
+
+
+def replay_problems(cfg: Config, prices: pd.DataFrame, strategy: Strategy | None = None
+                    ) -> list[str]:
     """``[sim].replay_start`` inside the simulator's price file ``prices``, with the history
     the strategy and the risk step need before it (else every cycle would fail on too few
-    rows)."""
+    rows); a file too short whatever the start is ``history_problems``'."""
+    strategy = cfg.build_strategy() if strategy is None else strategy
+    short = history_problems(cfg, prices, strategy)
     start = cfg.sim.replay_start
     if start is None:
-        return []
+        return short
     dates = [d.date() for d in prices.index]
-    row, needed = bisect_left(dates, start), replay_warmup_rows(cfg)
+    row = bisect_left(dates, start)
+    needed = history_rows_needed(strategy, risk_limits(cfg)) - 1  # replay_warmup_rows
     if row >= len(dates):
-        return [f"[sim].replay_start: {start} is after the last date in {cfg.sim.prices} "
-                f"({dates[-1]})"]
-    if row < needed:
-        earliest = dates[needed] if needed < len(dates) else None
+        return [*short, f"[sim].replay_start: {start} is after the last date in "
+                        f"{cfg.sim.prices} ({dates[-1]})"]
+    if short:  # no start in this file leaves enough rows: the lookback is the fix
+        return short
+    if row < needed:  # the file is long enough (``short`` is empty): dates[needed] exists
         return [f"[sim].replay_start: {start} leaves {row} rows of history before it in "
-                f"{cfg.sim.prices}; the strategy and [risk].lookback_days need {needed} ("
-                + (f"start on {earliest} or later)" if earliest else "the file is too short)")]
+                f"{cfg.sim.prices}; the strategy and [risk].lookback_days need {needed} "
+                f"(start on {dates[needed]} or later)"]
     return []
 
 
@@ -108,8 +135,8 @@ def config_problems(cfg: Config) -> list[str]:
     universe, problems = resolved_universe(cfg, prices)
     if universe is None:
         return problems
-    excluded = cfg.universe.exclude
-    problems += strategy_problems(cfg.build_strategy(), "[strategy.params].", universe, excluded)
+    excluded, strategy = cfg.universe.exclude, cfg.build_strategy()
+    problems += strategy_problems(strategy, "[strategy.params].", universe, excluded)
     fallback = cfg.build_fallback()
     if fallback is not None:
         problems += strategy_problems(fallback, "[strategy].fallback.params.", universe,
@@ -119,7 +146,51 @@ def config_problems(cfg: Config) -> list[str]:
         problems.append(f"[risk].safe_asset: {safe!r} is not in the universe")
     elif safe is not None and safe in excluded:
         problems.append(f"[risk].safe_asset: {safe!r} is in [universe].exclude")
-    return problems + ([] if prices is None else replay_problems(cfg, prices))
+    problems += benchmark_problems(cfg, universe)
+    return problems + ([] if prices is None else replay_problems(cfg, prices, strategy))
+
+
+BENCHMARK_KEY = "[backtest].benchmark"
+
+
+def build_benchmark(name: str, universe: tuple[str, ...], source: str = BENCHMARK_KEY
+                    ) -> Strategy:
+    """The backtest's benchmark ``name``: a ``fixed`` preset whose symbols are all in
+    ``universe``, or a registry name that builds with its default parameters.
+
+    Raises:
+        ConfigError: naming ``source``, where the name came from (``[backtest].benchmark``,
+            or ``--benchmark`` on the command line), and the missing symbols or the reason.
+    """
+    import strategies
+    from strategies.static import PRESETS
+
+    where = f"{source} {name}" if source.startswith("--") else f"{source} = {name!r}"
+    if name in PRESETS:
+        missing = [s for s in PRESETS[name] if s not in universe]
+        if missing:
+            raise ConfigError(f"{where}: symbol(s) {missing} are not in the universe "
+                              f"{list(universe)}")
+        return strategies.create("fixed", preset=name)
+    try:
+        return strategies.create(name)
+    except STRATEGY_INPUT_ERRORS as exc:
+        raise ConfigError(
+            f"{where}: {exc} (give a strategy name that works with default parameters, or a "
+            f"fixed preset: {', '.join(sorted(PRESETS))})") from None
+
+
+def benchmark_problems(cfg: Config, universe: tuple[str, ...]) -> list[str]:
+    """``[backtest].benchmark`` buildable over the universe (``allocbot backtest`` would
+    refuse it; ``--prices`` may name another file, so this checks the configured one)."""
+    name = cfg.backtest.benchmark
+    if name is None:
+        return []
+    try:
+        build_benchmark(name, universe)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
 
 
 def check_config_references(cfg: Config) -> None:
