@@ -25,6 +25,27 @@ def test_config_shipped_file_is_valid_and_uses_sim_on_bundled_data():
     assert cfg.sim.prices.name == "sample_prices.csv"
 
 
+DEFAULT_PARAM_STRATEGIES = ("black_litterman", "direct_reinforcement", "efficient_risk",
+                            "equal_weight", "hrp", "inverse_volatility", "max_sharpe",
+                            "mean_reversion", "mean_variance", "min_variance", "ml_regression",
+                            "momentum", "risk_parity")
+
+
+@pytest.mark.parametrize("name", DEFAULT_PARAM_STRATEGIES)
+def test_shipped_config_with_any_strategy_at_its_defaults_passes_check_config(tmp_path, name):
+    """A user's first edit: the shipped config with another strategy's name. Its replay
+    start must leave that strategy's warm-up (ml_regression: 757 rows), not fail as a
+    fixed start one row short of every 252-day estimator did."""
+    text = (REPO / "config.toml").read_text()
+    head, rest = text.split("[strategy]\nname = \"fixed\"", 1)
+    rest = rest.replace('preset = "all_weather"\n', "", 1)
+    config = tmp_path / "config.toml"
+    config.write_text(f'{head}[strategy]\nname = "{name}"{rest}'.replace(
+        'state_dir = "state"', f'state_dir = "{tmp_path / "state"}"'))
+    outcome = run_cli_in_process("check-config", "--config", str(config))
+    assert outcome.returncode == 0, outcome.stderr
+
+
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
