@@ -424,8 +424,10 @@ def _cross_check(cfg: Config, check_strategy: bool = True) -> None:
         try:
             cfg.build_strategy()
         except STRATEGY_INPUT_ERRORS as exc:
-            key = ("[strategy].name" if isinstance(exc, strategies.StrategyConfigError)
-                   and "unknown strategy" in str(exc) else "[strategy.params]")
+            # the name is to blame only when it is the one unknown (a nested spec's typo,
+            # `base = "equal_weights"`, is a parameter's)
+            named = str(exc).startswith(f"unknown strategy {cfg.strategy.name!r}")
+            key = "[strategy].name" if named else "[strategy.params]"
             raise ConfigError(f"{key}: {exc}") from None
         try:
             cfg.build_fallback()

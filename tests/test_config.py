@@ -56,6 +56,9 @@ def test_shipped_config_with_any_strategy_at_its_defaults_passes_check_config(tm
         ({"rebalance": {"cash_buffer": 1.5}}, "[rebalance].cash_buffer"),
         ({"risk": {"max_weight": 1.2}}, "[risk].max_weight"),
         ({"strategy": {"name": "crystal_ball"}}, "[strategy].name: unknown strategy 'crystal_ball'"),
+        ({"strategy": {"name": "sector_cap", "params": {  # a nested name's typo: a parameter
+            "base": "equal_weights", "sectors": {"SPY": "eq"}, "sector_limits": {"eq": 0.5}}}},
+         "[strategy.params]: unknown strategy 'equal_weights'"),
         ({"strategy": {"name": "fixed", "params": {"weights": {"SPY": 1.4}}}}, "[strategy.params]"),
         ({"strategy": {"name": "fixed", "params": {"colour": "red"}}}, "colour"),
         ({"schedule": {"cron": "45 15 * * 1-5", "interval_secs": None}}, "day names"),
