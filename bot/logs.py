@@ -226,6 +226,12 @@ def _final_redactor(secrets: tuple[str, ...]) -> Any:
 _installed: dict[str, tuple[Any, ...]] = {"taps": (), "extra_secrets": ()}
 
 
+def taps_installed() -> bool:
+    """Whether a tap (monitoring) observes the events: it sees those below the configured
+    level too, so code that builds an event only when it is written asks this as well."""
+    return bool(_installed["taps"])
+
+
 def configure_logging(
     log_format: Literal["json", "console", "auto"] = "json",
     level: str = "info",

@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any
 
 import structlog
 
@@ -31,6 +32,7 @@ from bot.engine.journal import Journal
 from bot.engine.pretrade import reports_latest_trades
 from bot.engine.statuses import IntentStatus
 from bot.errors import ConfigError
+from bot.logs import taps_installed
 from brokers.base import (
     CLIENT_ORDER_ID_MAX_CHARS,
     Broker,
@@ -214,6 +216,15 @@ def _fills_at_once(broker_type: type) -> bool:
     return issubclass(broker_type, ImmediateFillVenue)
 
 
+def order_events_wanted() -> bool:
+    """Whether the info-level order events (``order_submitted``, ``order_filled``) are
+    built: when they are written, or when a log tap listens. Monitoring counts orders from
+    these events, and a tap sees every event the code emits, below the configured level
+    too (processors run before the stdlib level check); a backtest (no tap, warning) still
+    builds none."""
+    return log.is_enabled_for(logging.INFO) or taps_installed()
+
+
 def _send_and_wait(broker: Broker, journal: Journal,
                    batch: Sequence[tuple[str, str, OrderSide, float]],
                    settings: ExecutionSettings) -> list[tuple[OrderStatus, float, float]]:
@@ -222,7 +233,7 @@ def _send_and_wait(broker: Broker, journal: Journal,
     if not batch:  # (no sells, or every buy dropped): nothing to send or record
         return []
     requests = qty_requests(batch)
-    detail = log.is_enabled_for(logging.INFO)  # info fields built only when written
+    detail = order_events_wanted()  # info fields built only when written or observed
     if _fills_at_once(type(broker)):
         return _book_at_once(broker, journal, requests, detail)
     return _send_one_by_one(broker, journal, requests, settings, detail)
@@ -234,12 +245,9 @@ def _book_at_once(broker: Broker, journal: Journal, requests: list[OrderRequest]
     one step. Order objects are built only for the orders that are logged."""
     booked = broker.submit_batch(requests)  # type: ignore[attr-defined]
     journal.record_batch(booked)
-    logged = [(booked.order(row), booked.fills(row)) for row, status in enumerate(booked.statuses)
-              if detail or status is not OrderStatus.FILLED]  # a quiet fill logs nothing
-    for order, _ in logged if detail else ():
-        _log_submitted(order)
-    for order, fills in logged:
-        _log_outcome(order, fills, detail)
+    for row, status in enumerate(booked.statuses):
+        if detail or status is not OrderStatus.FILLED:  # a quiet fill logs nothing
+            log_order_booked(log, booked.order(row), booked.fills(row), detail, submitted=True)
     return list(zip(booked.statuses, booked.filled_qty, booked.commissions, strict=True))
 
 
@@ -247,7 +255,9 @@ def _send_one_by_one(broker: Broker, journal: Journal, requests: list[OrderReque
                      settings: ExecutionSettings, detail: bool
                      ) -> list[tuple[OrderStatus, float, float]]:
     """Any other venue: each order journaled as soon as it is answered, then the open ones
-    waited for."""
+    waited for. Each order's events follow its journal write at once: a later call that
+    raises fails the cycle, and the next reconciliation logs only what the journal lacks
+    (``log_order_booked``)."""
     sent: list[tuple[str, Order, list[Fill] | None]] = []
     for request in requests:
         cid = request.client_order_id
@@ -256,41 +266,49 @@ def _send_one_by_one(broker: Broker, journal: Journal, requests: list[OrderReque
         if order.status.is_terminal:  # filled or refused at once: one journal write
             final_fills = broker.fills_for(cid)
             journal.record_order(order, final_fills)
+            log_order_booked(log, order, final_fills, detail, submitted=True)
         else:
             journal.update_from_order(order)
+            log_order_booked(log, order, None, detail, submitted=True)
         sent.append((cid, order, final_fills))
-        if detail:
-            _log_submitted(order)
     finals = []
     for cid, order, fills in sent:
         if fills is None:  # a terminal order cannot change: only open ones are waited for
             order = broker.wait_for_order(cid, settings.order_wait_secs)
             fills = broker.fills_for(cid)
             journal.record_order(order, fills)  # status and fills: one transaction
-        _log_outcome(order, fills, detail)
+            log_order_booked(log, order, fills, detail, submitted=False)
         finals.append((order.status, order.filled_qty, sum(f.commission for f in fills)))
     return finals
 
 
-def _log_submitted(order: Order) -> None:
-    log.info("order_submitted", client_order_id=order.client_order_id, symbol=order.symbol,
-             side=order.side.value, qty=order.qty, broker_order_id=order.id,
-             status=order.status.value)
-
-
-def _log_outcome(order: Order, fills: list[Fill], detail: bool) -> None:
-    """``order_filled`` at info (only when ``detail``); every other outcome is a warning."""
+def log_order_booked(logger: Any, order: Order, fills: Sequence[Fill] | None, detail: bool,
+                     submitted: bool) -> None:
+    """The events of an order the journal has just recorded, logged by whichever path
+    recorded it (execution, or the next cycle's reconciliation): ``order_submitted`` when
+    the journal first holds the venue's answer (``submitted``), and the outcome once it
+    holds a final state. Monitoring counts each order's outcome exactly once from them: an
+    order still working after the wait (no outcome yet) stays open in the journal, and
+    the reconciliation that books its end logs it. ``order_submitted`` and
+    ``order_filled`` are info events, built only when ``detail``
+    (``order_events_wanted``); every other outcome is a warning."""
+    if submitted and detail:
+        logger.info("order_submitted", client_order_id=order.client_order_id,
+                    symbol=order.symbol, side=order.side.value, qty=order.qty,
+                    broker_order_id=order.id, status=order.status.value)
+    if fills is None or not order.status.is_terminal:
+        return
     if order.status is OrderStatus.FILLED and not detail:
         return
-    commission = sum(f.commission for f in fills)
     fields = {"client_order_id": order.client_order_id, "symbol": order.symbol,
               "side": order.side.value, "qty": order.qty, "filled_qty": order.filled_qty,
               "filled_avg_price": order.filled_avg_price, "status": order.status.value}
     if order.status is OrderStatus.FILLED:
-        log.info("order_filled", commission=round(commission, 4), **fields)
+        logger.info("order_filled", commission=round(sum(f.commission for f in fills), 4),
+                    **fields)
     elif order.status is OrderStatus.REJECTED:
-        log.warning("order_rejected", reason=order.reject_reason, **fields)
+        logger.warning("order_rejected", reason=order.reject_reason, **fields)
     elif order.filled_qty > 0:
-        log.warning("order_partially_filled", reason=order.reject_reason, **fields)
+        logger.warning("order_partially_filled", reason=order.reject_reason, **fields)
     else:
-        log.warning("order_unfilled", reason=order.reject_reason, **fields)
+        logger.warning("order_unfilled", reason=order.reject_reason, **fields)

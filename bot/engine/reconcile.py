@@ -12,6 +12,7 @@ from typing import Literal
 
 import structlog
 
+from bot.engine.execution import log_order_booked
 from bot.engine.journal import IntentRecord, Journal
 from bot.engine.statuses import IntentStatus
 from brokers.base import Broker, Order
@@ -64,9 +65,13 @@ def foreign_open_orders(orders: Sequence[Order], prefix: str, known_ids: set[str
 
 def repair_missing_fills(broker: Broker, journal: Journal) -> list[str]:
     """Ask the venue again for every order the journal shows (partly) filled but whose
-    fills it lacks, and store its view and fills in one transaction; returns the ids."""
+    fills it lacks, and store its view and fills in one transaction; returns the ids. An
+    order still open in the journal that the venue now reports final has its outcome
+    logged (``log_order_booked``): the loop over open intents will not see it again."""
     repaired = []
-    for cid in journal.intents_missing_fills():
+    missing = journal.intents_missing_fills()
+    was_open = {i.client_order_id for i in journal.open_intents()} if missing else set()
+    for cid in missing:
         order = broker.get_order_by_client_id(cid)
         if order is None:
             continue
@@ -75,6 +80,8 @@ def repair_missing_fills(broker: Broker, journal: Journal) -> list[str]:
         repaired.append(cid)
         log.warning("order_fills_repaired", client_order_id=cid, fills=len(fills),
                     filled_qty=order.filled_qty)
+        if cid in was_open:
+            log_order_booked(log, order, fills, detail=True, submitted=False)
     return repaired
 
 
@@ -94,16 +101,24 @@ def reconcile(broker: Broker, journal: Journal, prefix: str, repair_fills: bool 
     venue = {i.client_order_id: broker.get_order_by_client_id(i.client_order_id)
              for i in open_intents}
     corrections = diff_journal_with_venue(open_intents, venue)
+    status_of = {i.client_order_id: i.status for i in open_intents} if corrections else {}
     for c in corrections:
         if c.action == "update" and c.order is not None:
-            journal.record_order(c.order, broker.fills_for(c.client_order_id))
+            fills = broker.fills_for(c.client_order_id)
+            journal.record_order(c.order, fills)
+            # the outcome the cycle that sent it never logged (it failed or died before its
+            # journal write), if the order is final now: open intents have none logged yet
+            log_order_booked(log, c.order, fills, detail=True, submitted=False)
         elif c.action == "mark_unsent":
             journal.set_status(c.client_order_id, IntentStatus.UNSENT,
                                "never reached the venue (found by the next reconciliation)")
         else:
             journal.set_status(c.client_order_id, IntentStatus.MISSING, "venue has no such order")
+        # previous_status "intent": the venue holds an order whose submit this journal never
+        # had an answer to (no order_submitted was logged for it; monitoring counts it here)
         log.info("order_reconciled", client_order_id=c.client_order_id, action=c.action,
-                 status=c.order.status.value if c.order else None)
+                 status=c.order.status.value if c.order else None,
+                 previous_status=status_of[c.client_order_id].value)
     venue_open = broker.list_orders(open_only=True)
     # the journal's id set grows with every order ever sent: read it only when needed
     ours_unknown, foreign = foreign_open_orders(

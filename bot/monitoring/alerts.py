@@ -13,9 +13,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from bot.monitoring.outcomes import is_success
+
 
 class AlertKind(StrEnum):
     FAILURE_STREAK = "failure_streak"
+    RECOVERED = "recovered"
     CYCLE_CRASHED = "cycle_crashed"
     TRADING_HALTED = "trading_halted"
     GUARD_BLOCKED = "guard_blocked"
@@ -30,6 +33,7 @@ class Severity(StrEnum):
     """apprise's notify types."""
 
     INFO = "info"
+    SUCCESS = "success"
     WARNING = "warning"
     FAILURE = "failure"
 
@@ -76,7 +80,19 @@ class AlertRules:
     def __init__(self, failure_streak: int) -> None:
         self._streak_needed = failure_streak
         self.streak = 0
+        # failed cycles in a row when the last failure_streak alert was raised (0: none
+        # raised since the last success): the next successful cycle announces the recovery
+        self.alerted_streak = 0
         self._strategy_error: object = None
+
+    def seed(self, streak: int) -> None:
+        """At daemon start: the failed (or held) cycles in a row the journal ends with, so a
+        streak split by a restart still alerts. A seeded streak that already reached the
+        threshold was alerted by the process before (at its multiple): its end is
+        announced too."""
+        self.streak = streak
+        if streak >= self._streak_needed:
+            self.alerted_streak = streak
 
     def evaluate(self, event: Mapping[str, Any]) -> Alert | None:
         name = str(event.get("event"))
@@ -86,17 +102,32 @@ class AlertRules:
         if name == "cycle_failed" or held:  # held: the strategy could not compute targets
             self.streak += 1
             if self.streak % self._streak_needed == 0:
+                self.alerted_streak = self.streak
                 error = self._strategy_error if held else event.get("error")
                 return Alert(AlertKind.FAILURE_STREAK, Severity.FAILURE,
                              f"{self.streak} cycles failed in a row",
                              f"last error: {_short(error)}")
             return None
         if name == "cycle_finished" and event.get("status") != "halted":
-            self.streak = 0
+            failed, self.streak = self.streak, 0
+            if self.alerted_streak and is_success(event.get("status"), event.get("reason")):
+                self.alerted_streak = 0
+                return _recovered(event, failed)
         if name in _DIRECT:
             kind, severity, title, fields = _DIRECT[name]
             return Alert(kind, severity, title, _body(event, fields))
         return None
+
+
+def _recovered(event: Mapping[str, Any], failed: int) -> Alert:
+    """A successful cycle after a failure_streak alert (``failed``: the cycles that failed
+    in a row before it, 0 when a skip that is no success ended the streak first)."""
+    reason = event.get("reason")
+    lines = [f"cycle {event.get('status')}{f' ({reason})' if reason else ''}"
+             + (f" after {failed} failed in a row" if failed else " after the failures")]
+    if event.get("cycle_id") is not None:
+        lines.append(f"cycle_id: {event['cycle_id']}")
+    return Alert(AlertKind.RECOVERED, Severity.SUCCESS, "cycles succeed again", "\n".join(lines))
 
 
 class RateLimiter:

@@ -87,6 +87,11 @@ class CycleMetrics:
                 self.duration.observe(duration_secs)
         elif name in ORDER_EVENTS:
             self.orders.labels(status=ORDER_EVENTS[name]).inc()
+        elif name == "order_reconciled":
+            if event.get("action") == "update" and event.get("previous_status") == "intent":
+                # the venue took it, its answer never reached the journal (the submit call
+                # failed after the venue processed it): submitted, found by reconciliation
+                self.orders.labels(status="submitted").inc()
         elif name == "trading_halted":
             self.halted.set(1)
         elif name == "trading_rearmed":  # `allocbot rearm` cleared the journal's halt

@@ -18,7 +18,7 @@ import structlog
 
 from bot.config import Config
 from bot.engine.journal import Journal
-from bot.engine.statuses import HALT_KEY
+from bot.engine.statuses import HALT_KEY, CycleStatus
 from bot.errors import ConfigError
 from bot.logs import alert_url_secrets, configure_logging
 from bot.monitoring.alerts import Alert, AlertKind, AlertRules, RateLimiter, Severity
@@ -43,11 +43,13 @@ class Monitor:
     metrics: CycleMetrics | None
     sender: AlertSender | None
     servers: list[tuple[str, MonitoringServer]] = field(default_factory=list)  # (role, server)
+    rules: AlertRules | None = None  # the tap's alert rules (with alert URLs only)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _summary_state: dict[str, Any] = field(default_factory=dict)
 
     def seed_from_journal(self) -> None:
-        """Gauges from the journal's last cycles (read-only), so a restart shows no zeros."""
+        """Gauges from the journal's last cycles (read-only), so a restart shows no zeros;
+        the failure streak the journal ends with, so a streak split by a restart alerts."""
         if not self.cfg.state_db.exists():
             return
         journal = Journal.open_read_only(self.cfg.state_db)
@@ -61,15 +63,19 @@ class Monitor:
         success = next((c for c in cycles
                         if is_success(c["status"], c["summary"].get("reason"))
                         and c["finished_at"]), None)
+        streak, failed = trailing_failures(cycles)
         with self.state.lock:
             self.state.halted = halted
+            self.state.failure_streak = failed
+            if self.rules is not None:
+                self.rules.seed(streak)
             if success is not None:
                 self.state.last_success_at = datetime.fromisoformat(success["finished_at"])
             if last is not None:
                 self.state.absorb(last)
             if self.metrics is not None:
                 self.metrics.seed(last or {}, halted, self.state.last_success_at)
-        log.info("monitoring_seeded", cycles=len(cycles), halted=halted,
+        log.info("monitoring_seeded", cycles=len(cycles), halted=halted, failure_streak=streak,
                  equity=None if last is None else last.get("equity_after", last.get("equity")))
 
     def periodic_alerts(self, now: datetime) -> list[Alert]:
@@ -130,6 +136,28 @@ class Monitor:
             self.sender.close()
 
 
+def trailing_failures(cycles: list[dict[str, Any]]) -> tuple[int, int]:
+    """The streaks the journal's last cycles (newest first) end with, as the tap counts
+    them: (failed or held cycles in a row: ``AlertRules``; failed cycles in a row:
+    ``ObservedState``). A halted cycle neither counts nor ends the alert streak, nor does a
+    cycle the tap never saw end (interrupted by a kill, or still running)."""
+    streak = failed = 0
+    counting_failed = True
+    for c in cycles:
+        status = c["status"]
+        if status in (CycleStatus.RUNNING, CycleStatus.INTERRUPTED):
+            continue
+        if status == CycleStatus.HALTED:
+            counting_failed = False  # a finished event: it ends the observed streak
+            continue
+        if status not in (CycleStatus.FAILED, CycleStatus.HELD):
+            break
+        streak += 1
+        counting_failed = counting_failed and status == CycleStatus.FAILED
+        failed += counting_failed
+    return streak, failed
+
+
 def start_monitoring(cfg: Config, log_stream: TextIO | None = None) -> Monitor | None:
     """Metrics objects, the alert sender and the logging tap; None when nothing is configured."""
     if not monitoring_configured(cfg):
@@ -144,6 +172,7 @@ def start_monitoring(cfg: Config, log_stream: TextIO | None = None) -> Monitor |
                                      cfg.alerts.send_timeout_secs, monitor.periodic_alerts,
                                      WATCHDOG_PERIOD_SECS)
     rules = AlertRules(cfg.alerts.failure_streak) if monitor.sender is not None else None
+    monitor.rules = rules
     configure_logging(cfg.bot.log_format, cfg.bot.log_level, log_stream,
                       taps=[MonitoringTap(state, metrics, rules, monitor.sender)],
                       extra_secrets=alert_url_secrets(cfg.alerts.urls))
