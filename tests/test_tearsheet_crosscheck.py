@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-import empyrical
 import numpy as np
 import pandas as pd
 import pytest
@@ -45,6 +44,14 @@ REL = 1e-9
 
 
 @pytest.fixture(scope="module")
+def empyrical():
+    """The reference library, imported by the worker that runs these tests only (~0.5 s)."""
+    import empyrical
+
+    return empyrical
+
+
+@pytest.fixture(scope="module")
 def curves() -> tuple[pd.Series, pd.Series]:
     """(strategy equity, benchmark equity) on the sample market's trading days."""
     prices = pd.read_csv(SAMPLE_PRICES, index_col="date", parse_dates=True)
@@ -67,7 +74,7 @@ def test_crosscheck_sample_market_is_real_shaped(returns):
     assert 0.05 < r.std() * math.sqrt(252) < 0.4
 
 
-def test_crosscheck_sharpe_sortino_volatility_cagr_match_empyrical(curves, returns):
+def test_crosscheck_sharpe_sortino_volatility_cagr_match_empyrical(curves, returns, empyrical):
     r, _ = returns
     rf_d = daily_risk_free(RF)
     equity = curves[0].to_numpy()
@@ -80,7 +87,7 @@ def test_crosscheck_sharpe_sortino_volatility_cagr_match_empyrical(curves, retur
     assert drawdowns(equity).max() == pytest.approx(-empyrical.max_drawdown(r), rel=REL)
 
 
-def test_crosscheck_beta_alpha_match_empyrical(returns):
+def test_crosscheck_beta_alpha_match_empyrical(returns, empyrical):
     r, b = returns
     rf_d = daily_risk_free(RF)
     e_alpha, e_beta = empyrical.alpha_beta(r, b, risk_free=rf_d)
@@ -89,7 +96,7 @@ def test_crosscheck_beta_alpha_match_empyrical(returns):
     assert 0.1 < e_beta < 1.5 and e_alpha != 0.0  # a non-trivial case
 
 
-def test_crosscheck_information_ratio_and_tracking_error_match_empyrical(returns):
+def test_crosscheck_information_ratio_and_tracking_error_match_empyrical(returns, empyrical):
     """empyrical's ``excess_sharpe`` is the daily IR, mean(r − b) / σ(r − b, ddof = 1); ours
     is annualized (× √252), and our tracking error is that σ × √252."""
     r, b = returns
@@ -101,7 +108,7 @@ def test_crosscheck_information_ratio_and_tracking_error_match_empyrical(returns
         (active.mean() / daily_ir) * math.sqrt(252), rel=REL)
 
 
-def test_crosscheck_up_and_down_capture_match_empyrical_on_monthly_returns(returns):
+def test_crosscheck_up_and_down_capture_match_empyrical_on_monthly_returns(returns, empyrical):
     """Morningstar's capture ratios are on monthly returns: empyrical with period="monthly"
     on the calendar-month compounding of the same daily returns."""
     r, b = returns
@@ -115,7 +122,7 @@ def test_crosscheck_up_and_down_capture_match_empyrical_on_monthly_returns(retur
     assert 0.1 < up < 1.5 and 0.1 < down < 1.5  # a non-trivial case
 
 
-def test_crosscheck_rolling_sharpe_and_volatility_match_empyrical(returns):
+def test_crosscheck_rolling_sharpe_and_volatility_match_empyrical(returns, empyrical):
     r, _ = returns
     ours = rolling_sharpe(r, 126, 0.0).dropna()
     theirs = empyrical.roll_sharpe_ratio(r, window=126)
