@@ -293,7 +293,8 @@ def test_sweep_best_toml_backtests_to_the_reported_metrics(inputs, tmp_path):
     and none of its per-cycle warnings is written."""
     _, space = inputs
     prices = Path(str(inputs[0])).parent / "prices.csv"
-    config = write_config(tmp_path, prices, risk={"lookback_days": 20, "max_var": 0.002})
+    config = write_config(tmp_path, prices, risk={"lookback_days": 20, "max_var": 0.002},
+                          backtest={"tearsheet": True})  # the report's charts too
     out = tmp_path / "sweep"
     proc = run_cli_in_process("sweep", "--config", str(config), "--space", str(space),
                               "--trials", "6", "--jobs", "1", "--holdout", str(HOLDOUT),
@@ -427,6 +428,8 @@ def test_sweep_without_a_feasible_trial_exits_1_naming_the_constraints_no_best_t
     page = (out / "report.html").read_text()  # it once linked the missing best.toml
     assert 'href="best.toml"' not in page and 'href="best/report.html"' not in page
     assert "no feasible trial" in page.lower()
+    # [backtest] tearsheet = false (research_setup's configs): the page's tables, no chart
+    assert not list(out.glob("*.png")) and "Charts left out" in page
 
 
 def test_sweep_holdout_leaving_one_in_sample_day_exits_2_naming_holdout_and_rows(

@@ -107,7 +107,8 @@ def sweep(config_path: Path, space_path: Path, trials: int | None, jobs: int | N
         with counted_trial_events() as reruns:  # the best config's backtests, as trials'
             summary = finish_sweep(out_dir, inputs, finished_trials(study), holdout is not None,
                                    wf)
-            write_sweep_report(out_dir, summary, space, study, inputs.settings)
+            write_sweep_report(out_dir, summary, space, study, inputs.settings,
+                               charts=cfg.backtest.tearsheet)
         _log_trial_events(clock.trial_events, reruns)
     except AllocbotError as exc:
         fail_on(exc)

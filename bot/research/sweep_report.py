@@ -175,18 +175,21 @@ def _overfitting_html(stats: dict[str, Any]) -> str:
 
 
 def write_sweep_report(out_dir: Path, summary: SweepSummary, space: SweepSpace, study: Any,
-                       settings: dict[str, Any]) -> list[Path]:
-    """PNGs and report.html in ``out_dir``; returns the files written."""
+                       settings: dict[str, Any], charts: bool = True) -> list[Path]:
+    """PNGs and report.html in ``out_dir``; returns the files written. ``charts`` False
+    (``[backtest] tearsheet = false``, for scripted runs) writes the page's tables only."""
     obj = space.objective
     pngs = {"history.png": "optimization history", "importances.png": "parameter importances",
             "parallel.png": "parallel coordinates", "in_vs_out.png": "in-sample vs holdout"}
-    plot_history(out_dir / "history.png", summary.rows, obj.metric, obj.direction == "maximize")
-    importances = param_importances(study)
-    if importances:
-        plot_importances(out_dir / "importances.png", importances)
-    plot_parallel(out_dir / "parallel.png", summary.rows, space, obj.metric)
-    if summary.in_sample is not None:
-        plot_in_vs_out(out_dir / "in_vs_out.png", summary)
+    if charts:
+        plot_history(out_dir / "history.png", summary.rows, obj.metric,
+                     obj.direction == "maximize")
+        importances = param_importances(study)
+        if importances:
+            plot_importances(out_dir / "importances.png", importances)
+        plot_parallel(out_dir / "parallel.png", summary.rows, space, obj.metric)
+        if summary.in_sample is not None:
+            plot_in_vs_out(out_dir / "in_vs_out.png", summary)
     # [backtest] tearsheet = false: the best run has metrics.json, no report.html
     own = "report.html" if (out_dir / "best" / "report.html").exists() else "metrics.json"
     parts = [f"<p>Objective: {obj.direction} <b>{html.escape(obj.metric)}</b> (net of costs, "
@@ -200,11 +203,14 @@ def write_sweep_report(out_dir: Path, summary: SweepSummary, space: SweepSpace, 
                 if summary.holdout is not None else "") + "</p>"]
     parts += _best_sections(summary)
     parts.append("<h2>Is the winner luck?</h2>" + _overfitting_html(summary.overfitting))
-    for name, alt in pngs.items():
+    for name, alt in pngs.items() if charts else ():
         if (out_dir / name).exists():
             parts.append(f"<h2>{html.escape(alt)}</h2>" + png_tag(out_dir / name, alt))
+    if not charts:
+        parts.append('<p class="note">Charts left out: [backtest] tearsheet = false.</p>')
     write_page(out_dir / "report.html", f"allocbot sweep: {obj.metric}", parts)
-    return [out_dir / n for n in [*pngs, "report.html"] if (out_dir / n).exists()]
+    return [out_dir / n for n in [*(pngs if charts else ()), "report.html"]
+            if (out_dir / n).exists()]
 
 
 def _best_sections(s: SweepSummary) -> list[str]:
