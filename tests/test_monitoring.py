@@ -48,6 +48,17 @@ def test_alert_rules_direct_events_carry_their_fields():
     assert AlertRules(3).evaluate({"event": "cycle_finished", "status": "finished"}) is None
 
 
+def test_guard_alert_says_what_tripped_and_by_how_much():
+    """The guard_blocked event's own fields (it has no symbol or reason): the operator reads
+    the guard, its limit, the value and what breached it without opening the logs."""
+    alert = AlertRules(3).evaluate({
+        "event": "guard_blocked", "guard": "max_orders_per_cycle", "limit": 2, "value": 5,
+        "subject": "plan", "blocked": ["buy SPY 3", "sell TLT 2"], "cycle_id": "a72d9e000001"})
+    assert alert is not None and alert.kind is AlertKind.GUARD_BLOCKED
+    for text in ("max_orders_per_cycle", "limit: 2", "value: 5", "subject: plan", "buy SPY 3"):
+        assert text in alert.body, text
+
+
 def test_rate_limiter_second_alert_of_a_kind_inside_window_refused_other_kind_allowed():
     limiter = RateLimiter(window_secs=600)
     assert limiter.allow(AlertKind.TRADING_HALTED, T0)

@@ -218,7 +218,7 @@ def test_next_alert_of_a_kind_is_delivered_after_a_failed_send_within_the_window
         finally:
             sender.close()
     assert _outcomes(sender) == ["failed", "sent"]
-    assert accepted[0]["title"] == "allocbot: order blocked by a guard"
+    assert accepted[0]["title"] == "allocbot: orders blocked by a guard"
 
 
 def test_failed_alert_is_retried_after_the_delay_without_another_occurrence():
