@@ -33,6 +33,7 @@ from strategies.base import (
     check_int,
     finalize_weights,
     load_data_file,
+    nested_symbols,
     register,
 )
 from strategies.errors import InputDataError
@@ -189,6 +190,13 @@ class MacroRegime(Strategy):
                                       f"missing {missing}, unknown {unknown}")
         for regime, weights in self.regime_weights.items():
             check_fixed_weights(weights, f"regime_weights.{regime}")
+
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        """Each regime's weighted symbols (the defaults' too: a universe without them is
+        refused at start, not on the first cycle) and the nested base's."""
+        own = {f"regime_weights.{regime}": tuple(str(s) for s in weights)
+               for regime, weights in self.regime_weights.items() if weights}
+        return {**(nested_symbols("base", self._base) if self._base is not None else {}), **own}
 
     @property
     def lookback_days(self) -> int:

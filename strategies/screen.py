@@ -24,6 +24,7 @@ from strategies.base import (
     check_float,
     finalize_weights,
     load_data_file,
+    nested_symbols,
     register,
 )
 from strategies.errors import InputDataError
@@ -151,6 +152,10 @@ class Screen(Strategy):
             check_float(value, f"scores.{symbol}", -math.inf, math.inf)
         return pd.DataFrame({"date": _FAR_PAST, "symbol": list(self.scores),
                              "score": [float(v) for v in self.scores.values()]})
+
+    def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
+        """The nested base's (scores may name symbols outside the universe: ignored)."""
+        return nested_symbols("base", self._base)
 
     @property
     def lookback_days(self) -> int:

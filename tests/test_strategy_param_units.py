@@ -148,3 +148,23 @@ def test_sector_cap_symbols_referenced_includes_its_base():
                                  base={"name": "fixed", "params": {"weights": {"GLD": 1.0}}})
     assert strategy.symbols_referenced() == {"base.params.weights": ("GLD",),
                                              "sectors": ("SPY",)}
+
+
+def test_macro_regime_and_screen_name_their_symbols_for_the_start_up_check():
+    """check-config refuses a symbol outside the universe by these key paths (before, the
+    first cycle found it); a screen's scores may name any symbol and are not listed."""
+    from bot.sample_market.macro import SAMPLE_MACRO_PATH
+
+    regimes = {"growth_up_inflation_up": {"DBC": 1.0},
+               "growth_up_inflation_down": {"SPY": 0.6, "XYZ": 0.4},
+               "growth_down_inflation_up": {"GLD": 1.0},
+               "growth_down_inflation_down": {"TLT": 1.0}}
+    macro = strategies.create("macro_regime", macro_file=str(SAMPLE_MACRO_PATH),
+                              regime_weights=regimes,
+                              base={"name": "fixed", "params": {"weights": {"IEF": 1.0}}})
+    named = macro.symbols_referenced()
+    assert named["regime_weights.growth_up_inflation_down"] == ("SPY", "XYZ")
+    assert named["base.params.weights"] == ("IEF",)
+    screen = strategies.create("screen", scores={"SPY": 1.0, "QQQ": 2.0}, min_score=0.5,
+                               base={"name": "fixed", "params": {"weights": {"SPY": 1.0}}})
+    assert screen.symbols_referenced() == {"base.params.weights": ("SPY",)}
