@@ -293,8 +293,7 @@ def test_sweep_best_toml_backtests_to_the_reported_metrics(inputs, tmp_path):
     and none of its per-cycle warnings is written."""
     _, space = inputs
     prices = Path(str(inputs[0])).parent / "prices.csv"
-    config = write_config(tmp_path, prices, risk={"lookback_days": 20, "max_var": 0.002},
-                          backtest={"tearsheet": True})  # the report's charts too
+    config = write_config(tmp_path, prices, risk={"lookback_days": 20, "max_var": 0.002})
     out = tmp_path / "sweep"
     proc = run_cli_in_process("sweep", "--config", str(config), "--space", str(space),
                               "--trials", "6", "--jobs", "1", "--holdout", str(HOLDOUT),
@@ -318,8 +317,21 @@ def test_sweep_best_toml_backtests_to_the_reported_metrics(inputs, tmp_path):
     page = (out / "report.html").read_text()
     assert "Is the winner luck?" in page and "holdout" in page
     assert "http://" not in page and "https://" not in page  # offline: no CDN
+
+
+def test_sweep_report_draws_its_charts_when_the_tearsheet_is_on(inputs, tmp_path):
+    """[backtest] tearsheet = true (the default): the report embeds its charts, offline."""
+    _, space = inputs
+    prices = Path(str(inputs[0])).parent / "prices.csv"
+    config = write_config(tmp_path, prices, backtest={"tearsheet": True})
+    out = tmp_path / "sweep"
+    proc = run_cli_in_process("sweep", "--config", str(config), "--space", str(space),
+                              "--trials", "3", "--jobs", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    page = (out / "report.html").read_text()
     for png in ("history.png", "parallel.png", "in_vs_out.png"):
         assert (out / png).stat().st_size > 0
+    assert page.count('<img src="data:image/png;base64,') >= 3 and "Charts left out" not in page
 
 
 def test_sweep_holdout_perturbed_future_changes_no_in_sample_metric(tmp_path):
