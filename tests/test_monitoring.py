@@ -109,6 +109,16 @@ def test_tap_updates_metrics_and_passes_event_through_unchanged():
     assert state.last_success_at is not None and state.equity == 1234.5
 
 
+def test_var_gauge_is_the_last_finished_cycles_not_one_that_failed_after_its_risk_step():
+    """The README's "the target's VaR": a cycle that computed a VaR and then failed (or
+    halted) traded no such target, so the gauge keeps the last finished cycle's figure."""
+    metrics = CycleMetrics(var_limit=0.02)
+    metrics.observe({"event": "cycle_finished", "status": "finished", "var": 0.011})
+    metrics.observe({"event": "risk_checked", "var": 0.0467891234})
+    metrics.observe({"event": "cycle_failed", "error": "BrokerTransientError: venue down"})
+    assert "allocbot_var 0.011" in generate_latest(metrics.registry).decode()
+
+
 def test_tap_in_logging_chain_sees_redacted_events(monkeypatch):
     monkeypatch.setenv("ALLOCBOT_ALERT_URLS", "json://127.0.0.1:9/hook/supersecrettoken123")
     seen: list[dict] = []

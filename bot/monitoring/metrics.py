@@ -98,8 +98,6 @@ class CycleMetrics:
             self.halted.set(0)
         elif name == "guard_blocked":
             self._guard_blocked(str(event.get("guard", "unknown")))
-        elif name == "risk_checked":
-            _set_if_number(self.var, event.get("var"))
 
     def _cycle_finished(self, event: Mapping[str, Any]) -> None:
         status = str(event.get("status", "finished"))
