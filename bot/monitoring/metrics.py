@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.monitoring.outcomes import ends_halt
+from bot.monitoring.outcomes import halt_after
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -69,7 +69,8 @@ class CycleMetrics:
                                   "Unix time of the last successful cycle (finished, or "
                                   "skipped because the market was closed).",
                                   registry=r)
-        self.guard_blocks = Counter("allocbot_guard_blocks", "Orders blocked by a pre-trade guard.",
+        self.guard_blocks = Counter("allocbot_guard_blocks",
+                                    "Pre-trade guard breaches (one per guard per blocked cycle).",
                                     ["guard"], registry=r)
         self._guards: set[str] = set()
         for gauge in (self.equity, self.cash, self.drawdown, self.var, self.max_drift):
@@ -105,12 +106,9 @@ class CycleMetrics:
         if isinstance(event.get("duration_ms"), int | float):
             self.duration.observe(event["duration_ms"] / 1e3)
         self.set_figures(event)
-        if status == "halted":
-            self.halted.set(1)
-        elif ends_halt(status, event.get("reason")):  # past the kill switch's check, armed
-            self.halted.set(0)
-        # a skip before the check (market closed, an order still open) or a held cycle
-        # says nothing about the halt: the gauge stays as it was
+        halted = halt_after(status, event.get("reason"))
+        if halted is not None:
+            self.halted.set(1 if halted else 0)
 
     def set_figures(self, figures: Mapping[str, Any]) -> None:
         """Gauges from a cycle summary (the event, or a journal row at start)."""

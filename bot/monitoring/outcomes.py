@@ -30,9 +30,14 @@ def is_success(status: object, reason: object) -> bool:
                                               and reason == MARKET_CLOSED)
 
 
-def ends_halt(status: object, reason: object) -> bool:
-    """The cycle got past the drawdown kill switch's check and was not halted (so trading is
-    armed): it finished, or a guard blocked its plan. A skip before the check (closed market,
-    an order still open), a held or a failed cycle leaves the halt as it was."""
-    return status == CycleStatus.FINISHED or (status == CycleStatus.SKIPPED
-                                              and reason in _SKIPS_PAST_THE_KILL_SWITCH)
+def halt_after(status: object, reason: object) -> bool | None:
+    """What a finished cycle says about the drawdown halt: True (it halted), False (it got
+    past the kill switch's check and was not halted: it finished, or a guard blocked its
+    plan), None (it says nothing: a skip before the check, a closed market or an order
+    still open, or a held cycle; the halt, if any, still stands)."""
+    if status == CycleStatus.HALTED:
+        return True
+    if status == CycleStatus.FINISHED or (status == CycleStatus.SKIPPED
+                                          and reason in _SKIPS_PAST_THE_KILL_SWITCH):
+        return False
+    return None

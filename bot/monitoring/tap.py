@@ -19,7 +19,7 @@ import structlog
 from bot.monitoring.alerts import AlertRules
 from bot.monitoring.metrics import CycleMetrics
 from bot.monitoring.observed import ObservedState
-from bot.monitoring.outcomes import ends_halt, is_success
+from bot.monitoring.outcomes import halt_after, is_success
 from bot.monitoring.sender import AlertSender
 
 log = structlog.get_logger("allocbot.monitoring")
@@ -78,12 +78,9 @@ class MonitoringTap:
         if name == "cycle_finished":
             status, reason = str(event.get("status")), event.get("reason")
             state.last_status = status
-            if status == "halted":
-                state.halted = True
-            elif ends_halt(status, reason):  # past the kill switch's check, not halted
-                state.halted = False
-            # else (a skip before the check: market closed, an order still open; held):
-            # the halt, if any, still stands
+            halted = halt_after(status, reason)
+            if halted is not None:
+                state.halted = halted
             state.failure_streak = 0
             state.absorb(event)
             if is_success(status, reason):
