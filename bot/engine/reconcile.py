@@ -12,7 +12,7 @@ from typing import Literal
 
 import structlog
 
-from bot.engine.execution import log_order_booked
+from bot.engine.execution import log_order_booked, order_events_wanted
 from bot.engine.journal import IntentRecord, Journal
 from bot.engine.statuses import IntentStatus
 from brokers.base import Broker, Order
@@ -81,7 +81,7 @@ def repair_missing_fills(broker: Broker, journal: Journal) -> list[str]:
         log.warning("order_fills_repaired", client_order_id=cid, fills=len(fills),
                     filled_qty=order.filled_qty)
         if cid in was_open:
-            log_order_booked(log, order, fills, detail=True, submitted=False)
+            log_order_booked(log, order, fills, order_events_wanted(), submitted=False)
     return repaired
 
 
@@ -108,7 +108,8 @@ def reconcile(broker: Broker, journal: Journal, prefix: str, repair_fills: bool 
             journal.record_order(c.order, fills)
             # the outcome the cycle that sent it never logged (it failed or died before its
             # journal write), if the order is final now: open intents have none logged yet
-            log_order_booked(log, c.order, fills, detail=True, submitted=False)
+            log_order_booked(log, c.order, fills, order_events_wanted(),
+                             submitted=False)
         elif c.action == "mark_unsent":
             journal.set_status(c.client_order_id, IntentStatus.UNSENT,
                                "never reached the venue (found by the next reconciliation)")
