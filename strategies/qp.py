@@ -405,6 +405,7 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     # ``updated``: the factor was updated, or ``moving`` left sorted order, since the last
     # factorization of the sorted free set; ``updates``: updates since any factorization
     updated, updates = False, 0
+    released = -1  # the bound released by the last iteration, if it released one
     for iteration in range(done + 1, done + 20 * n + 100 + PRIMAL_MAX_FACTOR_UPDATES):
         if arrived:  # the same sets' solve again would give the same bits: skip it
             target, arrived = w, False
@@ -433,6 +434,7 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                 return QPSolution(w, at_lo, at_hi, iteration, factor)
             at_lo[worst] = at_hi[worst] = active[worst] = False
             held[worst] = 0.0
+            released = worst
             if factor is not None and updates < PRIMAL_MAX_FACTOR_UPDATES:
                 factor = cholesky_append(factor, cov[worst].take(moving),
                                          float(cov[worst, worst]))
@@ -446,8 +448,17 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         first = int(np.argmin(ratio))
         if ratio[first] >= 1.0:
             w[moving] = target[moving]
-            arrived = True
+            arrived, released = True, -1
             continue
+        if ratio[first] == 0.0 and moving[first] == released:
+            # The bound just released blocks the step at once: its weight heads back out,
+            # which only rounding does (a released bound's step points inwards, Nocedal &
+            # Wright Thm 16.5). Seen when the budget pins the free set (one asset free, the
+            # rest at bounds): re-adding it released it again, for ever. w is this free
+            # set's optimum; the multipliers choose the next bound.
+            arrived, released = True, -1
+            continue
+        released = -1
         w[moving] = w_moving + ratio[first] * step
         block = int(moving[first])
         if step[first] < 0:

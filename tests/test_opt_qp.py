@@ -180,6 +180,32 @@ def test_primal_active_set_from_a_dense_start_deletes_from_its_factor_and_meets_
     assert_kkt(cov, lin, updated.weights, lower, upper)
 
 
+@pytest.mark.parametrize("seed", [3, 98, 102])
+def test_solve_qp_return_heavy_on_rank_deficient_caps_ends_on_its_vertex(seed: int) -> None:
+    """A return-heavy objective (c = 100μ: a small risk aversion) on a short window's
+    repaired Σ with caps: the optimum is a vertex with the budget pinning the one asset
+    short of its cap. The primal method released that asset, whose step then pointed
+    back out by rounding (1e-14); re-adding it released it again until it gave up
+    ("did not converge (degenerate cycling)"). The answer is now the vertex, and no
+    budget multiplier is wrong-signed there."""
+    from strategies.covariance_repair import factor_covariance
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([20, 40, 60]))
+    returns = (rng.normal(0, 0.01, (n // 2, 3)) @ rng.normal(0, 1, (n, 3)).T
+               + rng.normal(0, 0.01, (n // 2, n)))
+    cov, chol = factor_covariance(np.cov(returns.T) * 252)
+    lin = 100.0 * rng.uniform(-0.05, 0.2, n)
+    lower, upper = np.zeros(n), np.full(n, float(rng.choice([0.05, 0.1, 0.2, 0.25])))
+    w = solve_qp(cov, lin, lower, upper, chol=chol).weights
+    assert abs(w.sum() - 1.0) <= 1e-12
+    assert (w >= lower - 1e-12).all() and (w <= upper + 1e-12).all()
+    g = cov @ w - lin
+    at_lo, at_hi = w <= lower + 1e-9, w >= upper - 1e-9
+    assert not (~at_lo & ~at_hi).any()  # a vertex: every weight at a bound
+    assert float(g[at_hi].max()) <= float(g[at_lo].min()) + 1e-9 * float(np.abs(g).max())
+
+
 def test_solve_qp_rank_deficient_cycling_start_hands_its_best_iterate_to_the_primal_method(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # 120 assets' sample covariance of 60 days: the primal-dual iterations of the
