@@ -247,3 +247,74 @@ def test_efficient_risk_on_exact_duplicates_reaches_the_target_volatility() -> N
     est = EstimatorSettings(lookback_days=252).estimate(prices, True)
     assert feasible(w, np.zeros(500), np.ones(500))
     assert abs(float(np.sqrt(w @ est.cov @ w)) - 0.15) <= 1e-9
+
+
+def _short_window(n: int, days: int, seed: int):  # type: ignore[no-untyped-def]
+    """The estimate (μ, repaired Σ, its factor) of ``days`` < n independent daily returns:
+    Σ has rank days − 1 before its repair."""
+    rng = np.random.default_rng(seed)
+    prices = _frame(rng.normal(0.0, 0.01, (days, n)) * rng.uniform(0.5, 2.0, n)
+                    + rng.uniform(0.0, 0.0008, n))
+    return EstimatorSettings(lookback_days=days).estimate(prices, True)
+
+
+def _vol(w: np.ndarray, cov: np.ndarray) -> float:
+    return float(np.sqrt(w @ cov @ w))
+
+
+@pytest.mark.parametrize("share", [0.01, 0.3, 0.9])
+def test_efficient_risk_on_fewer_days_than_assets_is_the_frontier_point_at_the_target(
+        share: float) -> None:
+    """120 assets' sample covariance of 60 days (ill-conditioned after repair: no
+    budget-only start). Targets from next to the minimum volatility to next to the top:
+    the answer has the target volatility to 1e-9 and at least the return of every point
+    of a scan of the frontier that is no riskier."""
+    from strategies.frontier import max_return_portfolio
+    from strategies.qp import ill_conditioned
+
+    est = _short_window(120, 60, seed=11)
+    assert ill_conditioned(est.chol)  # the path this is about
+    lower, upper = np.zeros(120), np.ones(120)
+    low = _vol(solve_qp(est.cov, np.zeros(120), lower, upper, chol=est.chol).weights, est.cov)
+    high = _vol(max_return_portfolio(est.mu, lower, upper), est.cov)
+    target = low + share * (high - low)
+    w = efficient_risk_weights(est.mu, est.cov, lower, upper, target, est.chol)
+    assert feasible(w, lower, upper)
+    assert abs(_vol(w, est.cov) - target) <= 1e-9 * target
+    for lam in np.geomspace(1e-12, 10.0, 60):
+        point = solve_qp(est.cov, lam * est.mu, lower, upper, chol=est.chol).weights
+        if _vol(point, est.cov) <= target:
+            assert est.mu @ point <= est.mu @ w + 1e-12
+
+
+def test_efficient_risk_on_fewer_days_than_assets_near_the_top_factors_only_small_sets(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """500 assets × 250 days, a target held by a few assets: the walk starts at the
+    frontier's top. From the minimum-variance portfolio (hundreds of assets on this Σ)
+    it factored sets of hundreds and its probes dropped them one bound at a time
+    (~780 primal iterations, ~100 ms); from the top it never factors a set as large."""
+    from strategies import free_set
+
+    est = _short_window(500, 250, seed=12)
+    lower, upper = np.zeros(500), np.ones(500)
+    w_min = solve_qp(est.cov, np.zeros(500), lower, upper, chol=est.chol).weights
+    held_at_min = int(np.count_nonzero(w_min > 0))
+    sizes: list[int] = []
+    original = free_set.factor_matrix
+    monkeypatch.setattr(free_set, "factor_matrix",
+                        lambda m: sizes.append(len(m)) or original(m))
+    w = efficient_risk_weights(est.mu, est.cov, lower, upper, 0.10, est.chol)
+    assert abs(_vol(w, est.cov) - 0.10) <= 1e-9 * 0.10
+    assert held_at_min > 100 and sizes  # the shape this is about; the counter saw solves
+    assert max(sizes) < held_at_min // 4
+
+
+def test_efficient_risk_on_fewer_days_than_assets_below_min_volatility_still_names_it() -> None:
+    """The walk from the top reaches no piece at the target: the minimum-variance walk
+    runs and names the parameter, as on a well-conditioned Σ."""
+    est = _short_window(120, 60, seed=11)
+    lower, upper = np.zeros(120), np.full(120, 0.02)
+    w_min = solve_qp(est.cov, np.zeros(120), lower, upper, chol=est.chol).weights
+    with pytest.raises(StrategyError, match="is below the minimum achievable volatility"):
+        efficient_risk_weights(est.mu, est.cov, lower, upper, 0.9 * _vol(w_min, est.cov),
+                               est.chol)
