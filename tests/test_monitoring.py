@@ -67,6 +67,47 @@ def test_rate_limiter_second_alert_of_a_kind_inside_window_refused_other_kind_al
     assert limiter.allow(AlertKind.TRADING_HALTED, T0 + timedelta(seconds=600))
 
 
+def test_alert_windows_kept_in_the_state_dir_seed_the_next_limiter(tmp_path):
+    from bot.monitoring.alert_windows import AlertWindows
+
+    AlertWindows(tmp_path).record(AlertKind.TRADING_HALTED, T0)
+    limiter = RateLimiter(600, AlertWindows(tmp_path).load(now=T0))  # the next start
+    assert not limiter.allow(AlertKind.TRADING_HALTED, T0 + timedelta(seconds=599))
+    assert limiter.allow(AlertKind.ORDER_REJECTED, T0 + timedelta(seconds=1))
+    assert limiter.allow(AlertKind.TRADING_HALTED, T0 + timedelta(seconds=600))
+
+
+def test_alert_windows_bad_file_or_clock_set_back_start_afresh_with_one_warning(tmp_path):
+    from bot.monitoring.alert_windows import WINDOWS_FILE, AlertWindows
+    from tests.conftest import capture_logs
+
+    path = tmp_path / WINDOWS_FILE
+    path.write_text("{not json")
+    windows = AlertWindows(tmp_path)
+    with capture_logs() as logs:
+        assert windows.load(now=T0) == {}
+        assert windows.load(now=T0) == {}
+    assert [e["event"] for e in logs] == ["alert_windows_unreadable"]
+    ahead = T0 + timedelta(hours=2)  # recorded by a clock since set back two hours
+    path.write_text(json.dumps({"trading_halted": ahead.isoformat(), "guard_blocked": 3,
+                                "order_rejected": T0.isoformat()}))
+    assert AlertWindows(tmp_path).load(now=T0) == {"order_rejected": T0}
+
+
+def test_alert_windows_unwritable_state_dir_warns_once_and_never_raises(tmp_path):
+    from bot.monitoring.alert_windows import AlertWindows
+    from tests.conftest import capture_logs
+
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state dir should be")
+    windows = AlertWindows(blocker)
+    with capture_logs() as logs:
+        windows.record(AlertKind.TRADING_HALTED, T0)
+        windows.record(AlertKind.ORDER_REJECTED, T0)
+    assert [e["event"] for e in logs] == ["alert_windows_not_saved"]
+    assert blocker.read_text() == "a file where the state dir should be"
+
+
 def test_watchdog_alerts_only_once_a_deadline_after_start_passes_without_success(
         write_config):
     cfg = load_config(write_config({"schedule": {"interval_secs": 600, "misfire_grace_secs": 60}}))

@@ -128,6 +128,25 @@ def test_alerts_startup_failure_is_sent_before_the_process_exits_2(tmp_path, wri
     assert "--live was given" in receiver.bodies[0]["message"]
 
 
+@pytest.mark.parametrize(("window_secs", "alerts"), [(3600, 1), (0, 2)])
+def test_alerts_startup_failure_twice_sends_one_alert_per_window_across_restarts(
+        tmp_path, write_config, window_secs, alerts):
+    """A crash loop (Docker restarts a failing daemon about once a minute for ever): the
+    second start within the rate-limit window sends nothing, because the window is kept in
+    the state dir, not in the process. With a zero window both starts alert (the second
+    start did reach the sender)."""
+    config = write_config({"alerts": {"rate_limit_secs": window_secs}})
+    with AlertReceiver() as receiver:
+        codes = [run_cli("run", "--config", str(config), "--live",
+                         env={"ALLOCBOT_ALERT_URLS": receiver.url}).returncode
+                 for _ in range(2)]
+    assert codes == [2, 2]
+    assert [b["title"] for b in receiver.bodies] == ["allocbot: daemon failed to start"] * alerts
+    kept = json.loads((tmp_path / "state" / "alert_windows.json").read_text())
+    assert list(kept) == ["startup_failed"]
+    assert datetime.fromisoformat(kept["startup_failed"]).tzinfo is not None
+
+
 def test_status_page_token_required_when_set_401_then_200(tmp_path, write_config):
     token = "page-token-0123456789"
     config = write_config({"schedule": ONE_CYCLE_THEN_IDLE, "monitoring": {"http_port": 0}})

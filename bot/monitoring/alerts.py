@@ -134,9 +134,14 @@ class RateLimiter:
     """At most one delivered alert per kind per ``window_secs`` (thread-safe, O(1)): the
     sender gives the window of an alert it could not deliver back (``release``)."""
 
-    def __init__(self, window_secs: float) -> None:
+    def __init__(self, window_secs: float,
+                 taken: Mapping[str, datetime] | None = None) -> None:
+        """``taken``: windows already taken (kind → when), e.g. by the last process
+        (``alert_windows.AlertWindows``); unknown kinds are ignored."""
         self._window_secs = window_secs
-        self._last_sent: dict[AlertKind, datetime] = {}
+        known = {kind.value: kind for kind in AlertKind}
+        self._last_sent: dict[AlertKind, datetime] = {
+            known[kind]: at for kind, at in (taken or {}).items() if kind in known}
         self._lock = threading.Lock()
 
     def allow(self, kind: AlertKind, now: datetime) -> bool:

@@ -10,6 +10,7 @@ gives the window back, so the next alert of the kind goes out, and the failed al
 is retried after ``RETRY_DELAYS_SECS`` (at most one retry pending per kind: a newer failure
 of the kind replaces it; a retry whose kind was delivered meanwhile is not sent). Retries
 still pending at exit are given up (their ``failed`` record and ``alert_failed`` line stay).
+A delivered alert's window outlives the process (``alert_windows``).
 """
 
 from __future__ import annotations
@@ -61,8 +62,12 @@ class AlertSender:
     def __init__(self, urls: Sequence[str], limiter: RateLimiter, timeout_secs: float,
                  periodic: Callable[[datetime], list[Alert]] | None = None,
                  period_secs: float = 30.0,
-                 retry_delays_secs: Sequence[float] = RETRY_DELAYS_SECS) -> None:
+                 retry_delays_secs: Sequence[float] = RETRY_DELAYS_SECS,
+                 delivered: Callable[[str, datetime], None] | None = None) -> None:
+        """``delivered(kind, taken_at)`` is told of each delivered alert and the rate-limit
+        window it took (``alert_windows.AlertWindows.record`` keeps it for the next start)."""
         self._urls = tuple(urls)
+        self._delivered = delivered
         self._limiter = limiter
         self._timeout_secs = timeout_secs
         self._periodic = periodic
@@ -180,6 +185,8 @@ class AlertSender:
         self._record(AlertRecord(now, alert.kind, alert.title, "sent" if ok else "failed"))
         if ok:
             log.info("alert_sent", kind=alert.kind, title=alert.title)
+            if self._delivered is not None:
+                self._delivered(alert.kind, item.taken_at)
             return
         # not delivered: the window is not used up (the next alert of the kind goes out)
         self._limiter.release(alert.kind, item.taken_at)

@@ -21,6 +21,7 @@ from bot.engine.journal import Journal
 from bot.engine.statuses import HALT_KEY, CycleStatus
 from bot.errors import ConfigError
 from bot.logs import alert_url_secrets, configure_logging
+from bot.monitoring.alert_windows import AlertWindows
 from bot.monitoring.alerts import Alert, AlertKind, AlertRules, RateLimiter, Severity
 from bot.monitoring.health import assess_health, success_due_after
 from bot.monitoring.metrics import CycleMetrics
@@ -168,9 +169,11 @@ def start_monitoring(cfg: Config, log_stream: TextIO | None = None) -> Monitor |
                if mon.metrics_port is not None or mon.http_port is not None else None)
     monitor = Monitor(cfg, state, metrics, None)
     if urls:
-        monitor.sender = AlertSender(urls, RateLimiter(cfg.alerts.rate_limit_secs),
+        windows = AlertWindows(cfg.bot.state_dir)  # a restart keeps the rate limits
+        monitor.sender = AlertSender(urls, RateLimiter(cfg.alerts.rate_limit_secs,
+                                                       windows.load()),
                                      cfg.alerts.send_timeout_secs, monitor.periodic_alerts,
-                                     WATCHDOG_PERIOD_SECS)
+                                     WATCHDOG_PERIOD_SECS, delivered=windows.record)
     rules = AlertRules(cfg.alerts.failure_streak) if monitor.sender is not None else None
     monitor.rules = rules
     configure_logging(cfg.bot.log_format, cfg.bot.log_level, log_stream,

@@ -1,0 +1,79 @@
+"""The alerts' rate-limit windows, kept in the state dir so that a restart does not open
+them again: a daemon in a crash loop (Docker's ``restart: unless-stopped`` retries about
+once a minute for ever, systemd five times in ten minutes) sends one alert of a kind per
+``[alerts].rate_limit_secs``, as one process would, not one per start.
+
+One small JSON file, ``{kind: when its window was taken (UTC, ISO 8601)}``, written
+atomically after each delivered alert. It is a convenience, never a reason to stop: a
+missing, unreadable or unwritable file leaves the windows to the process (logged once).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("allocbot.monitoring")
+WINDOWS_FILE = "alert_windows.json"
+# A window recorded further ahead of the clock than this (the clock was set back) is
+# ignored rather than allowed to hold its kind silent until then.
+CLOCK_SLACK = timedelta(minutes=5)
+AFRESH = "alert rate limits start afresh at each start"
+
+
+class AlertWindows:
+    """The delivered alerts' windows in ``state_dir`` (see module doc)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / WINDOWS_FILE
+        self._taken: dict[str, datetime] = {}
+        self._warned = False
+
+    def load(self, now: datetime | None = None) -> dict[str, datetime]:
+        """The windows on file (kind → when taken); {} when there is no usable file."""
+        now = datetime.now(UTC) if now is None else now
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            if self._first_warning():
+                log.warning("alert_windows_unreadable", path=str(self.path),
+                            error=type(exc).__name__, note=AFRESH)
+            return {}
+        taken: dict[str, datetime] = {}
+        for kind, stamp in (raw.items() if isinstance(raw, dict) else ()):
+            try:
+                at = datetime.fromisoformat(stamp)
+            except (TypeError, ValueError):
+                continue
+            if at.tzinfo is not None and at <= now + CLOCK_SLACK:
+                taken[str(kind)] = at
+        self._taken = dict(taken)
+        return taken
+
+    def record(self, kind: str, taken_at: datetime) -> None:
+        """Keep ``kind``'s window, taken at ``taken_at``, for the next start."""
+        self._taken[str(kind)] = taken_at
+        data = {k: v.isoformat() for k, v in sorted(self._taken.items())}
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # (a first start failing)
+            tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if self._first_warning():
+                log.warning("alert_windows_not_saved", path=str(self.path),
+                            error=type(exc).__name__, note=AFRESH)
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+    def _first_warning(self) -> bool:
+        """True once: a file that cannot be read or written is said so once a process."""
+        first, self._warned = not self._warned, True
+        return first
