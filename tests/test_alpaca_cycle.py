@@ -324,6 +324,36 @@ def test_once_alpaca_refused_orders_spend_none_of_the_day_turnover_cap(
     assert done["status"] == "finished" and done["orders_filled"] > 0
 
 
+def test_once_alpaca_cycles_failed_while_sending_spend_none_of_the_day_turnover_cap(
+    fake: FakeAlpaca, write_config: Any
+) -> None:
+    """A cycle that failed while sending (the venue answered 500 until the retry budget ran
+    out) kept its whole plan counted toward [guards] max_turnover_per_day: after two such
+    cycles the bot stayed blocked for the rest of the day once the venue recovered. The
+    day's turnover is now read from the journal's intents, and the next start's
+    reconciliation finds those orders never reached the venue (unsent): they count
+    nothing."""
+    fake.fail_next(1000, 500, path_prefix="/v2/orders", method="POST")
+    config = str(write_config({
+        "broker": {"kind": "alpaca", "order_wait_secs": 3},
+        "alpaca": {"base_url": fake.url, "data_url": fake.url, "http_timeout_secs": 2.0,
+                   "retry_budget_secs": 0.3, "retry_backoff_secs": 0.02,
+                   "retry_backoff_max_secs": 0.05, "poll_interval_secs": 0.02},
+        "universe": {"symbols": UNIVERSE}, "guards": {"max_turnover_per_day": 1.5}}))
+    for _ in range(2):
+        proc = run_cli_in_process("once", "--config", config, env=KEYS_ENV)
+        events = json_lines(proc.stdout)
+        assert [e["event"] for e in events if e["event"] == "cycle_failed"] == ["cycle_failed"]
+        assert fake.order_posts()  # the failure hit the sending path
+    assert fake.orders_created() == []
+    fake.clear_faults()
+    proc = run_cli_in_process("once", "--config", config, env=KEYS_ENV)
+    events = json_lines(proc.stdout)
+    assert not [e for e in events if e["event"] == "guard_blocked"]
+    [done] = [e for e in events if e["event"] == "cycle_finished"]
+    assert done["status"] == "finished" and done["orders_filled"] > 0
+
+
 def test_once_alpaca_keys_absent_from_output_and_state(
     fake: FakeAlpaca, write_config: Any, tmp_path: Path
 ) -> None:

@@ -89,23 +89,6 @@ def test_advised_command_quotes_a_state_path_with_spaces(tmp_path: Path):
     assert wake_and_run(ctx).status is CycleStatus.FINISHED
 
 
-def test_unreadable_day_turnover_fails_the_cycle_by_name(tmp_path: Path):
-    ctx = make_ctx(tmp_path)
-    assert wake_and_run(ctx).status is CycleStatus.FINISHED
-    db = tmp_path / "state.sqlite"
-    day = ctx.journal.meta_json("turnover_day")["day"]
-    for text, problem in [("12 000", "is not JSON"), ("0", "is not the day's turnover"),
-                          (f'{{"day": "{day}", "notional": -1.0}}', "is not the day's turnover"),
-                          (f'{{"day": "{day}", "notional": NaN}}', "is not the day's turnover"),
-                          (f'{{"day": "{day}"}}', "is not the day's turnover")]:
-        _set_meta(db, "turnover_day", text)
-        result = cycle.run(ctx)  # the same trading day: the day's turnover counts
-        assert result.status is CycleStatus.FAILED, text
-        assert f"meta key 'turnover_day' {problem}" in (result.error or ""), text
-    _run_sql(db, _advised_sql(result.error or "", db))
-    assert cycle.run(ctx).status is CycleStatus.FINISHED
-
-
 def test_memo_weight_that_is_not_a_number_fails_on_a_held_day(tmp_path: Path):
     ctx = make_ctx(tmp_path)
     ctx.settings = replace(ctx.settings, signal=SignalSchedule("quarterly"))

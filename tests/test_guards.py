@@ -15,7 +15,8 @@ import pytest
 
 from bot.core.guards import Guard, GuardLimits, check_data, check_orders
 from bot.core.rebalance import PlannedOrder
-from bot.engine.pretrade import add_day_notional, day_notional_before, sessions_since
+from bot.engine.pretrade import day_notional_before, sessions_since
+from bot.engine.statuses import IntentStatus
 from brokers.base import OrderSide
 from tests.conftest import capture_logs, random_walk_prices
 from tests.test_cycle import SYMBOLS, make_ctx, wake_and_run
@@ -128,16 +129,35 @@ def test_guards_disabled_block_nothing():
     assert check_data(with_last_move(calm_prices(), "AAA", -0.5), 9, {}, off) == []
 
 
-def test_day_turnover_in_journal_resets_on_a_new_day(tmp_path: Path):
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_day_turnover_is_what_the_days_intents_may_still_trade_or_filled(tmp_path: Path,
+                                                                         kind: str):
+    """The day's turnover is read from the journal's intents: a journaled intent or an
+    open order counts whole (it may still trade), a refused, unsent or dry-run one only
+    what filled; other days' cycles count nothing."""
     from datetime import date
 
     from bot.engine.journal import Journal
-
-    journal = Journal(tmp_path / "j.sqlite")
-    add_day_notional(journal, date(2024, 7, 3), 1_000.0)
-    add_day_notional(journal, date(2024, 7, 3), 500.0)
-    assert day_notional_before(journal, date(2024, 7, 3)) == 1_500.0
-    assert day_notional_before(journal, date(2024, 7, 5)) == 0.0
+    from bot.engine.memory_journal import MemoryJournal
+    journal = Journal(tmp_path / "j.sqlite") if kind == "sqlite" else MemoryJournal()
+    day, next_day = date(2024, 7, 3), date(2024, 7, 5)
+    first = journal.start_cycle(None)
+    journal.set_cycle_asof(first, day)
+    journal.record_intents(first, [("c1-A", "AAA", OrderSide.BUY, 10.0, 100.0),
+                                   ("c1-B", "BBB", OrderSide.SELL, 5.0, 40.0)])
+    assert day_notional_before(journal, day) == 1_200.0  # journaled: not yet known sent
+    journal.set_status("c1-A", IntentStatus.REJECTED, "refused by the venue")
+    journal.set_status("c1-B", IntentStatus.UNSENT, "never reached the venue")
+    assert day_notional_before(journal, day) == 0.0  # neither traded
+    second = journal.start_cycle(day)
+    journal.record_intents(second, [("c2-A", "AAA", OrderSide.BUY, 3.0, 100.0)])
+    journal.set_status("c2-A", IntentStatus.ACCEPTED)  # open: may still fill
+    assert day_notional_before(journal, day) == 300.0
+    assert day_notional_before(journal, next_day) == 0.0
+    dry = journal.start_cycle(next_day)
+    journal.record_intents(dry, [("c3-A", "AAA", OrderSide.BUY, 3.0, 100.0)],
+                           status=IntentStatus.DRY_RUN)
+    assert day_notional_before(journal, next_day) == 0.0
     journal.close()
 
 
@@ -170,7 +190,9 @@ def test_cycle_default_guards_let_initial_investment_through(tmp_path: Path):
 def test_cycle_turnover_per_day_blocks_second_full_rebalance_same_day(tmp_path: Path):
     ctx, result, _ = _guarded_run(tmp_path, replace(DEFAULTS, max_turnover_per_day=1.0))
     assert result.status == "finished"
-    add_day_notional(ctx.journal, result.asof, 1.0)  # as if another cycle traded today
+    other = ctx.journal.start_cycle(result.asof)  # as if another cycle traded today
+    ctx.journal.record_intents(other, [("other-AAA-b", "AAA", OrderSide.BUY, 1.0, 1.0)])
+    ctx.journal.set_status("other-AAA-b", IntentStatus.ACCEPTED)
     ctx.strategy = type(ctx.strategy)(weights={"AAA": 0.2, "BBB": 0.3, "CCC": 0.5})
     with capture_logs() as logs:
         from bot.engine import cycle
@@ -178,7 +200,7 @@ def test_cycle_turnover_per_day_blocks_second_full_rebalance_same_day(tmp_path: 
         again = cycle.run(ctx)  # same replay day: no wake
     assert again.status == "skipped" and again.figures["guards"] == ["max_turnover_per_day"]
     assert [e["guard"] for e in logs if e["event"] == "guard_blocked"] == ["max_turnover_per_day"]
-    assert len(ctx.journal.intents()) == 3  # only the first cycle's orders
+    assert len(ctx.journal.intents()) == 4  # the first cycle's orders and the other's
 
 
 @pytest.mark.parametrize("move", [-0.5, 1.0])

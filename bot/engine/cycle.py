@@ -32,7 +32,7 @@ from bot.core.rounding import rounded_as_python
 from bot.core.signal import EVERY_DAY, SignalSchedule
 from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_plan
 from bot.engine.journal import Journal
-from bot.engine.pretrade import add_day_notional, guard_breaches
+from bot.engine.pretrade import guard_breaches
 from bot.engine.reconcile import reconcile
 from bot.engine.statuses import HALT_KEY, PEAK_KEY, CycleStatus, recorded_peak
 from bot.engine.targets import TargetRules, check_history_rows, cycle_targets
@@ -221,10 +221,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
         return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {
             "reason": "guard_blocked", "guards": sorted({str(b.guard) for b in breaches}),
             "orders_planned": len(plan.orders), "orders_submitted": 0})
-    traded = sum(o.notional for o in plan.orders)  # Σ|notional|, account currency
-    if plan.orders and s.mode != "dry_run":
-        add_day_notional(journal, asof, traded)
-    # 7. execute
+    # 7. execute (the day's turnover is the journal's intents: ``Journal.day_notional``)
     report = ExecutionReport(0, 0, 0, 0, 0, 0.0)
     if plan.orders:
         report = execute_plan(
@@ -235,10 +232,9 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
                               commission_min=s.commission_min, plan_equity=plan.equity),
             fractionable,
         )
-    if plan.orders and s.mode != "dry_run":  # counted before sending (a crash over-counts);
-        # now lowered to what traded: a refused or unfilled order spent none of the day's cap
-        traded = report.traded_notional
-        add_day_notional(journal, asof, traded - sum(o.notional for o in plan.orders))
+    # Σ|notional|, account currency: what filled (dry run: what the plan would trade)
+    traded = (sum(o.notional for o in plan.orders) if s.mode == "dry_run"
+              else report.traded_notional)
     # 8. record
     after = broker.account()
     turnover = traded / equity if equity > 0 else 0.0

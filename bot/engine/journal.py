@@ -24,6 +24,7 @@ from bot.engine.statuses import (
     OPEN_INTENT_STATUSES,
     CycleStatus,
     IntentStatus,
+    spent_qty,
     summary_problem,
 )
 from brokers.base import Fill, Order, OrderSide
@@ -401,6 +402,16 @@ class Journal:
             for row in range(len(batch)):
                 self._update_order(db, batch.order(row))
                 self._replace_fills(db, batch.client_order_ids[row], batch.fills(row))
+
+    def day_notional(self, day: date) -> float:
+        """Σ|notional| at planning prices that the orders of ``day``'s cycles count toward
+        the day's turnover cap (``statuses.spent_qty``): read from the intents, so an order
+        a failed cycle never sent, or the venue refused, counts nothing once known."""
+        sql = ("SELECT i.status, i.qty, i.filled_qty, i.price_est FROM intents i "
+               "JOIN cycles c ON c.cycle_id = i.cycle_id WHERE c.asof = ?")
+        with self._lock:
+            rows = self._db.execute(sql, (day.isoformat(),)).fetchall()
+        return sum(spent_qty(r[0], r[1], r[2]) * r[3] for r in rows)
 
     def intents(self, cycle_id: str | None = None, statuses: Sequence[IntentStatus] | None = None
                 ) -> list[IntentRecord]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from bot.engine.journal import IntentRecord, Journal, new_instance_id
-from bot.engine.statuses import OPEN_INTENT_STATUSES, CycleStatus, IntentStatus
+from bot.engine.statuses import OPEN_INTENT_STATUSES, CycleStatus, IntentStatus, spent_qty
 from brokers.base import Fill, Order, OrderSide, OrderStatus
 from brokers.booked_batch import BookedBatch
 from strategies.errors import StateError
@@ -43,6 +43,9 @@ class MemoryJournal(Journal):
         self._meta_json: dict[str, Any] = {}
         self._cycles: list[dict[str, Any]] = []
         self._cycle_of: dict[str, dict[str, Any]] = {}
+        # the day guard's index: asof (ISO) → its cycles, and a cycle's intent rows
+        self._cycles_on_day: dict[str, list[str]] = {}
+        self._rows_of_cycle: dict[str, list[range]] = {}
         # Intents as columns, one row per client_order_id in journaling order (SQLite's
         # created_at, position): 10⁵ IntentRecord objects were a third of a long backtest's
         # memory. Records are rebuilt when read (intents, open_intents).
@@ -102,11 +105,17 @@ class MemoryJournal(Journal):
                "status": str(CycleStatus.RUNNING), "summary": None}
         self._cycles.append(row)
         self._cycle_of[cycle_id] = row
+        if asof is not None:
+            self._cycles_on_day.setdefault(asof.isoformat(), []).append(cycle_id)
         return cycle_id
 
     def set_cycle_asof(self, cycle_id: str, asof: date) -> None:
-        if cycle_id in self._cycle_of:
-            self._cycle_of[cycle_id]["asof"] = asof.isoformat()
+        row = self._cycle_of.get(cycle_id)
+        if row is not None:
+            if row["asof"] is not None:
+                self._cycles_on_day[row["asof"]].remove(cycle_id)
+            row["asof"] = asof.isoformat()
+            self._cycles_on_day.setdefault(row["asof"], []).append(cycle_id)
 
     def finish_cycle(self, cycle_id: str, status: CycleStatus, summary: dict[str, Any]) -> None:
         if cycle_id in self._cycle_of:
@@ -151,6 +160,7 @@ class MemoryJournal(Journal):
         price_est = array("d", [row[4] for row in intents])  # a batch lands whole or not at all
         first, n = len(self._cids), len(cids)
         self._row_of.update(zip(cids, range(first, first + n), strict=True))
+        self._rows_of_cycle.setdefault(cycle_id, []).append(range(first, first + n))
         self._cids += cids
         self._cycle_ids += [cycle_id] * n
         self._symbols += [row[1] for row in intents]
@@ -268,6 +278,15 @@ class MemoryJournal(Journal):
 
     def open_intents(self) -> list[IntentRecord]:
         return [self._record_at(self._row_of[cid]) for cid in self._open]
+
+    def day_notional(self, day: date) -> float:
+        total = 0.0
+        for cycle_id in self._cycles_on_day.get(day.isoformat(), ()):
+            for rows in self._rows_of_cycle.get(cycle_id, ()):
+                for i in rows:
+                    total += spent_qty(self._statuses[i], self._qty[i],
+                                       self._filled_qty[i]) * self._price_est[i]
+        return total
 
     def known_client_order_ids(self) -> set[str]:
         return set(self._row_of)

@@ -1,12 +1,11 @@
 """The I/O side of the pre-trade guards: gather what the pure checks in
 ``bot/core/guards.py`` need (the venue's latest trades, the NYSE sessions since the latest
-bar, the trading day's earlier turnover from the journal), run them, log each breach as
-``guard_blocked``, and keep the day's turnover in the journal.
+bar, the trading day's earlier turnover from the journal's intents), run them, and log
+each breach as ``guard_blocked``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import date
 from functools import lru_cache
@@ -21,29 +20,12 @@ from brokers.base import Broker, TradePriceSource
 from brokers.calendar import sessions_after
 
 log = structlog.get_logger("allocbot.guards")
-DAY_TURNOVER_KEY = "turnover_day"  # {"day": ISO date, "notional": account currency}
 
 
 def day_notional_before(journal: Journal, day: date) -> float:
-    """Σ|notional| of the orders earlier cycles sent on ``day`` (0 on a new day)."""
-    stored = journal.meta_json(DAY_TURNOVER_KEY)
-    if stored is None:
-        return 0.0
-    try:
-        notional = float(stored["notional"]) if stored.get("day") == day.isoformat() else 0.0
-    except (KeyError, TypeError, ValueError, AttributeError):
-        notional = math.nan
-    if not (notional >= 0 and math.isfinite(notional)):  # a hand edit: never guard on NaN
-        raise journal.corrupt_meta(DAY_TURNOVER_KEY, 'is not the day\'s turnover {"day": ISO '
-                                   'date, "notional": account currency ≥ 0}')
-    return notional
-
-
-def add_day_notional(journal: Journal, day: date, notional: float) -> None:
-    """Count ``notional`` into ``day``'s turnover (before sending: a crash over-counts,
-    never under-counts)."""
-    total = day_notional_before(journal, day) + notional
-    journal.set_meta_json(DAY_TURNOVER_KEY, {"day": day.isoformat(), "notional": total})
+    """Σ|notional| the orders of earlier cycles on ``day`` count toward the day's turnover
+    cap (``Journal.day_notional``; 0 on a new day)."""
+    return journal.day_notional(day)
 
 
 def last_bar_date(index: pd.Index) -> date:

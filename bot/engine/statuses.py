@@ -108,3 +108,11 @@ def summary_problem(summary: dict[str, Any]) -> str | None:
 
 OPEN_INTENT_STATUSES: tuple[IntentStatus, ...] = (
     IntentStatus.INTENT, IntentStatus.NEW, IntentStatus.ACCEPTED, IntentStatus.PARTIALLY_FILLED)
+
+
+def spent_qty(status: str, qty: float, filled_qty: float) -> float:
+    """How much of an order intent counts toward the day's turnover cap: all of it while it
+    may still trade (journaled but not known to have reached the venue, or open there: a
+    crash before the venue answered over-counts, never under-counts), what filled once it
+    ended (rejected, canceled, expired, unsent, dry-run: only what it traded)."""
+    return qty if status in OPEN_INTENT_STATUSES else filled_qty
