@@ -297,6 +297,27 @@ def test_status_after_alpaca_cycle_shows_targets_and_no_made_up_holdings(
     assert "0.0000" not in spy and "-" in spy
 
 
+def _day_cap_config(write_config: Any, fake: FakeAlpaca, retry_budget_secs: float) -> str:
+    """Alpaca at ``fake`` with quick retries and [guards] max_turnover_per_day = 1.5 (one
+    full rebalance from cash and a half)."""
+    return str(write_config({
+        "broker": {"kind": "alpaca", "order_wait_secs": 3},
+        "alpaca": {"base_url": fake.url, "data_url": fake.url, "http_timeout_secs": 2.0,
+                   "retry_budget_secs": retry_budget_secs, "retry_backoff_secs": 0.02,
+                   "retry_backoff_max_secs": 0.05, "poll_interval_secs": 0.02},
+        "universe": {"symbols": UNIVERSE}, "guards": {"max_turnover_per_day": 1.5}}))
+
+
+def _recovered_venue_trades_unblocked(fake: FakeAlpaca, config: str) -> None:
+    """Once the venue answers again, the same day's next cycle trades, no guard blocking."""
+    fake.clear_faults()
+    proc = run_cli_in_process("once", "--config", config, env=KEYS_ENV)
+    events = json_lines(proc.stdout)
+    assert not [e for e in events if e["event"] == "guard_blocked"]
+    [done] = [e for e in events if e["event"] == "cycle_finished"]
+    assert done["status"] == "finished" and done["orders_filled"] > 0
+
+
 def test_once_alpaca_refused_orders_spend_none_of_the_day_turnover_cap(
     fake: FakeAlpaca, write_config: Any
 ) -> None:
@@ -304,24 +325,14 @@ def test_once_alpaca_refused_orders_spend_none_of_the_day_turnover_cap(
     cycles of refusals nothing had traded, yet the bot stayed blocked for the rest of the
     day once the venue recovered. The day's count is now what traded."""
     fake.fail_next(100, 403, path_prefix="/v2/orders", method="POST")  # every order refused
-    config = str(write_config({
-        "broker": {"kind": "alpaca", "order_wait_secs": 3},
-        "alpaca": {"base_url": fake.url, "data_url": fake.url, "http_timeout_secs": 2.0,
-                   "retry_budget_secs": 10.0, "retry_backoff_secs": 0.02,
-                   "retry_backoff_max_secs": 0.2, "poll_interval_secs": 0.02},
-        "universe": {"symbols": UNIVERSE}, "guards": {"max_turnover_per_day": 1.5}}))
+    config = _day_cap_config(write_config, fake, retry_budget_secs=10.0)
     for _ in range(2):
         proc = run_cli_in_process("once", "--config", config, env=KEYS_ENV)
         [done] = [e for e in json_lines(proc.stdout) if e["event"] == "cycle_finished"]
         assert done["status"] == "finished" and done["orders_rejected"] > 0
         assert done["turnover"] == 0.0  # nothing traded
     assert fake.orders_created() == []
-    fake.clear_faults()
-    proc = run_cli_in_process("once", "--config", config, env=KEYS_ENV)
-    events = json_lines(proc.stdout)
-    assert not [e for e in events if e["event"] == "guard_blocked"]
-    [done] = [e for e in events if e["event"] == "cycle_finished"]
-    assert done["status"] == "finished" and done["orders_filled"] > 0
+    _recovered_venue_trades_unblocked(fake, config)
 
 
 def test_once_alpaca_cycles_failed_while_sending_spend_none_of_the_day_turnover_cap(
@@ -334,24 +345,14 @@ def test_once_alpaca_cycles_failed_while_sending_spend_none_of_the_day_turnover_
     reconciliation finds those orders never reached the venue (unsent): they count
     nothing."""
     fake.fail_next(1000, 500, path_prefix="/v2/orders", method="POST")
-    config = str(write_config({
-        "broker": {"kind": "alpaca", "order_wait_secs": 3},
-        "alpaca": {"base_url": fake.url, "data_url": fake.url, "http_timeout_secs": 2.0,
-                   "retry_budget_secs": 0.3, "retry_backoff_secs": 0.02,
-                   "retry_backoff_max_secs": 0.05, "poll_interval_secs": 0.02},
-        "universe": {"symbols": UNIVERSE}, "guards": {"max_turnover_per_day": 1.5}}))
+    config = _day_cap_config(write_config, fake, retry_budget_secs=0.3)
     for _ in range(2):
         proc = run_cli_in_process("once", "--config", config, env=KEYS_ENV)
         events = json_lines(proc.stdout)
         assert [e["event"] for e in events if e["event"] == "cycle_failed"] == ["cycle_failed"]
         assert fake.order_posts()  # the failure hit the sending path
     assert fake.orders_created() == []
-    fake.clear_faults()
-    proc = run_cli_in_process("once", "--config", config, env=KEYS_ENV)
-    events = json_lines(proc.stdout)
-    assert not [e for e in events if e["event"] == "guard_blocked"]
-    [done] = [e for e in events if e["event"] == "cycle_finished"]
-    assert done["status"] == "finished" and done["orders_filled"] > 0
+    _recovered_venue_trades_unblocked(fake, config)
 
 
 def test_once_alpaca_keys_absent_from_output_and_state(
