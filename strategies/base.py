@@ -32,6 +32,9 @@ RISK_FREE_RATE_RANGE = (-0.05, 0.5)
 ANNUAL_VOLATILITY = "an annual volatility as a fraction (0.10 = 10 %)"
 ANNUAL_RETURN = "an annual return as a fraction (0.08 = 8 %)"
 ANNUAL_RATE = "an annual rate as a fraction (0.04 = 4 %)"
+# Universe symbols a strategy needs when it estimates from the returns of several assets
+# (``estimators.returns_window`` refuses fewer at run time; ``min_symbols`` before it).
+ESTIMATION_MIN_SYMBOLS = 2
 
 
 class StrategyConfigError(ConfigError):
@@ -98,6 +101,10 @@ class Strategy(Protocol):
     #: How often the cycle asks for new targets unless ``[strategy] signal`` says otherwise:
     #: price-driven strategies recompute monthly (drift bands still act daily).
     default_signal: ClassVar[str] = "monthly"
+    #: Symbols the universe it sees must have for it to compute at all: 2 for a strategy
+    #: that estimates from several assets' returns (ESTIMATION_MIN_SYMBOLS); the default
+    #: ``universe_problems`` refuses a smaller universe.
+    min_symbols: ClassVar[int] = 1
 
     @property
     def lookback_days(self) -> int:
@@ -119,6 +126,15 @@ class Strategy(Protocol):
         (``views[1].assets``, 1-based where users count), so a config can be checked against
         its universe before the first cycle. Default: none."""
         return {}
+
+    def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
+        """Why the parameters can never work over ``symbols`` (the universe the strategy
+        sees: ``[universe].symbols`` less ``[universe].exclude``), so a config is refused
+        before the first cycle instead of every cycle holding: problem text by key path
+        relative to ``[strategy.params]``, the empty path for the strategy itself (too few
+        symbols whatever its parameters). Pure (no I/O). Default: fewer symbols than
+        ``min_symbols``."""
+        return too_few_symbols(self, symbols)
 
     def target_weights(self, prices: pd.DataFrame,
                        current_weights: pd.Series | None = None) -> pd.Series: ...
@@ -229,6 +245,27 @@ def nested_symbols(key: str, strategy: Strategy) -> dict[str, tuple[str, ...]]:
     """A nested strategy's referenced symbols under ``key.params.`` (its config spot)."""
     return {f"{key}.params.{path}": symbols
             for path, symbols in strategy.symbols_referenced().items()}
+
+
+def too_few_symbols(strategy: Strategy, symbols: tuple[str, ...]) -> dict[str, str]:
+    """``{"": problem}`` when ``symbols`` are fewer than ``strategy.min_symbols``, else
+    nothing (``Strategy.universe_problems``' default, for overrides to extend)."""
+    needed = strategy.min_symbols
+    if len(symbols) >= needed:
+        return {}
+    return {"": f"strategy {strategy.name!r} needs at least {needed} symbols in the universe "
+                f"it sees ([universe].symbols less [universe].exclude) to estimate from "
+                f"their returns, and it has {len(symbols)} ({', '.join(symbols) or 'none'}): "
+                f"add symbols, or use a strategy that can hold one asset (fixed, "
+                f"equal_weight)"}
+
+
+def nested_universe_problems(key: str, strategy: Strategy, symbols: tuple[str, ...]
+                             ) -> dict[str, str]:
+    """A nested strategy's ``universe_problems`` over the same ``symbols``: under
+    ``key.params.`` (its config spot), its own too-few-symbols problem under ``key``."""
+    return {f"{key}.params.{path}" if path else key: problem
+            for path, problem in strategy.universe_problems(symbols).items()}
 
 
 def mapping_symbols(key: str, table: Mapping[str, Any] | None) -> dict[str, tuple[str, ...]]:

@@ -16,6 +16,7 @@ import structlog
 
 from strategies.base import (
     ANNUAL_RETURN,
+    ESTIMATION_MIN_SYMBOLS,
     MAX_ANNUAL_RETURN,
     Strategy,
     StrategyConfigError,
@@ -24,6 +25,7 @@ from strategies.base import (
     finalize_array,
     mapping_symbols,
     register,
+    too_few_symbols,
 )
 from strategies.covariance_repair import factor_covariance
 from strategies.estimators import EstimatorSettings
@@ -35,6 +37,7 @@ from strategies.market_portfolio import (
 from strategies.mean_variance import (
     DEFAULT_BOUNDS,
     bound_vectors,
+    bounds_problems,
     solve_with_costs,
     trading_costs,
     validate_bounds,
@@ -189,6 +192,7 @@ class BlackLitterman(Strategy):
     """
 
     name: ClassVar[str] = "black_litterman"
+    min_symbols: ClassVar[int] = ESTIMATION_MIN_SYMBOLS
     lookback_days: int = 252
     covariance: str = "sample"
     cov_half_life_days: float = 63.0
@@ -224,6 +228,10 @@ class BlackLitterman(Strategy):
         return {**views, **mapping_symbols("bounds", bounds),
                 **mapping_symbols("market_weights", self.market_weights),
                 **mapping_symbols("sectors", self.sectors)}
+
+    def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
+        """Too few symbols for Σ, else ``bounds`` no fully invested portfolio satisfies."""
+        return too_few_symbols(self, symbols) or bounds_problems(self.bounds, symbols)
 
     def posterior(self, prices: pd.DataFrame) -> tuple[pd.Index, np.ndarray, np.ndarray]:
         """(usable symbols, μ_BL, Σ_BL) from the window ending at the last row. Σ is not

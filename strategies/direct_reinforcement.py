@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from strategies.base import (
+    ESTIMATION_MIN_SYMBOLS,
     Strategy,
     StrategyConfigError,
     StrategyError,
@@ -207,6 +208,7 @@ class DirectReinforcement(Strategy):
     seed: int = 0
     ensemble: int = 1
     name: ClassVar[str] = "direct_reinforcement"
+    min_symbols: ClassVar[int] = ESTIMATION_MIN_SYMBOLS
 
     def __post_init__(self) -> None:
         horizons = self.horizons

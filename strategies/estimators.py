@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from strategies.base import StrategyConfigError, StrategyError, check_float, check_int
+from strategies.base import (
+    ESTIMATION_MIN_SYMBOLS,
+    StrategyConfigError,
+    StrategyError,
+    check_float,
+    check_int,
+)
 from strategies.covariance_repair import (
     factor_covariance,
     ridge_certifies,
@@ -100,10 +106,10 @@ def _returns_and_sums(prices: pd.DataFrame, lookback_days: int | None
                             reason="insufficient history", asof=str(prices.index[-1].date()),
                             rows_needed=rows)
         columns = prices.columns[complete]
-    if len(columns) < 2:
+    if len(columns) < ESTIMATION_MIN_SYMBOLS:
         raise StrategyError(
-            f"fewer than 2 assets with full history in the {rows - 1}-day window "
-            f"ending {prices.index[-1].date()}: {list(columns)}"
+            f"fewer than {ESTIMATION_MIN_SYMBOLS} assets with full history in the "
+            f"{rows - 1}-day window ending {prices.index[-1].date()}: {list(columns)}"
         )
     if complete is not None and len(columns) < len(complete):
         rets, sums = rets[:, complete], sums[complete]

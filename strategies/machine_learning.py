@@ -21,6 +21,7 @@ from sklearn.linear_model import Lasso, Ridge
 from sklearn.model_selection import TimeSeriesSplit
 
 from strategies.base import (
+    ESTIMATION_MIN_SYMBOLS,
     Strategy,
     StrategyConfigError,
     StrategyError,
@@ -200,6 +201,7 @@ class MLRegression(Strategy):
     max_weight: float = 1.0
     _estimator: EstimatorSettings = field(init=False, repr=False, compare=False)
     name: ClassVar[str] = "ml_regression"
+    min_symbols: ClassVar[int] = ESTIMATION_MIN_SYMBOLS
 
     def __post_init__(self) -> None:
         if self.model not in DEFAULT_ALPHAS:

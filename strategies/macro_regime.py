@@ -34,6 +34,7 @@ from strategies.base import (
     finalize_weights,
     load_data_file,
     nested_symbols,
+    nested_universe_problems,
     register,
 )
 from strategies.errors import InputDataError
@@ -197,6 +198,12 @@ class MacroRegime(Strategy):
         own = {f"regime_weights.{regime}": tuple(str(s) for s in weights)
                for regime, weights in self.regime_weights.items() if weights}
         return {**(nested_symbols("base", self._base) if self._base is not None else {}), **own}
+
+    def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
+        """The nested base's, when it is run (``tilt`` < 1)."""
+        if self._base is None or self.tilt >= 1:
+            return {}
+        return nested_universe_problems("base", self._base, symbols)
 
     @property
     def lookback_days(self) -> int:

@@ -20,6 +20,7 @@ import structlog
 from strategies.base import (
     ANNUAL_RATE,
     ANNUAL_VOLATILITY,
+    ESTIMATION_MIN_SYMBOLS,
     MAX_ANNUAL_VOLATILITY,
     RISK_FREE_RATE_RANGE,
     Strategy,
@@ -29,6 +30,7 @@ from strategies.base import (
     finalize_array,
     mapping_symbols,
     register,
+    too_few_symbols,
 )
 from strategies.costed_qp import LinearTerms, solve_costed_qp
 from strategies.covariance_repair import factor_covariance
@@ -90,6 +92,21 @@ def bound_vectors(bounds: tuple[float, float] | Mapping[str, tuple[float, float]
     return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
 
 
+def bounds_problems(bounds: tuple[float, float] | Mapping[str, tuple[float, float]],
+                    symbols: tuple[str, ...]) -> dict[str, str]:
+    """``{"bounds": reason}`` when no fully invested portfolio of ``symbols`` (the universe
+    the strategy sees, at least one symbol) satisfies ``bounds``: ``check_bounds``' verdict
+    and wording, the check every run makes on the assets with full history. Upper bounds
+    summing below 1 do so on any subset too; lower bounds summing above 1 fail whenever
+    every asset has its full history."""
+    lower, upper = bound_vectors(bounds, pd.Index(symbols, dtype=object))
+    try:
+        check_bounds(lower, upper, symbols)
+    except StrategyError as exc:
+        return {"bounds": str(exc).removeprefix("bounds: ")}
+    return {}
+
+
 @dataclass(frozen=True, slots=True)
 class RiskModelStrategy(Strategy):
     """Shared parameters (config keys under ``[strategy.params]``) of the optimizers that
@@ -100,7 +117,9 @@ class RiskModelStrategy(Strategy):
         covariance: "sample" (ddof 1), "ledoit_wolf" or "ewma"; annualized × 252.
         cov_half_life_days: half-life in trading days for covariance = "ewma".
         bounds: ``[lo, hi]`` for every asset, or ``{SYMBOL = [lo, hi]}`` (unlisted symbols
-            [0, 1]); 0 ≤ lo ≤ hi ≤ 1. Infeasible bounds raise StrategyError at run time.
+            [0, 1]); 0 ≤ lo ≤ hi ≤ 1. Bounds no fully invested portfolio of the universe
+            satisfies are refused before the first cycle (``universe_problems``); of the
+            assets with full history, a StrategyError at run time.
         turnover_penalty: κ ≥ 0, a proportional trading cost per unit of Σ|w − w_now|
             (e.g. 0.001 = 10 bp), added to the objective: min_variance minimizes
             wᵀΣw + κΣ|w − w_now|, the others subtract it from the expected return. 0 (the
@@ -119,6 +138,7 @@ class RiskModelStrategy(Strategy):
 
     name: ClassVar[str] = "risk_model"
     uses_expected_returns: ClassVar[bool] = False
+    min_symbols: ClassVar[int] = ESTIMATION_MIN_SYMBOLS
 
     lookback_days: int = 252
     covariance: str = "sample"
@@ -144,6 +164,10 @@ class RiskModelStrategy(Strategy):
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
         bounds = self.bounds if isinstance(self.bounds, Mapping) else None
         return {**mapping_symbols("bounds", bounds), **mapping_symbols("sectors", self.sectors)}
+
+    def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
+        """Too few symbols for Σ, else ``bounds`` no fully invested portfolio satisfies."""
+        return too_few_symbols(self, symbols) or bounds_problems(self.bounds, symbols)
 
     def target_weights(self, prices: pd.DataFrame,
                        current_weights: pd.Series | None = None) -> pd.Series:

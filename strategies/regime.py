@@ -20,13 +20,16 @@ from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
 from strategies.base import (
+    ESTIMATION_MIN_SYMBOLS,
     Strategy,
     StrategyConfigError,
     StrategyError,
     check_int,
     finalize_weights,
     nested_symbols,
+    nested_universe_problems,
     register,
+    too_few_symbols,
 )
 from strategies.estimators import ANNUALIZATION_DAYS, simple_returns
 from strategies.static import Fixed, asof_row
@@ -128,6 +131,7 @@ class RegimeKMeans(Strategy):
     _fixed: tuple[Fixed, ...] = field(init=False, repr=False, compare=False)
     _strategy: Strategy | None = field(init=False, repr=False, compare=False)
     name: ClassVar[str] = "regime_kmeans"
+    min_symbols: ClassVar[int] = ESTIMATION_MIN_SYMBOLS  # the market features' returns
 
     def __post_init__(self) -> None:
         check_int(self.n_regimes, "n_regimes", 2)
@@ -170,6 +174,13 @@ class RegimeKMeans(Strategy):
                   for i, fixed in enumerate(self._fixed, start=1)}
         nested = {} if self._strategy is None else nested_symbols("regime_strategy", self._strategy)
         return {**tables, **nested}
+
+    def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
+        """Too few symbols for the market features, and the nested regime strategy's (it
+        sees the same symbols, on the regime's days)."""
+        nested = ({} if self._strategy is None
+                  else nested_universe_problems("regime_strategy", self._strategy, symbols))
+        return {**too_few_symbols(self, symbols), **nested}
 
     @property
     def min_rows_needed(self) -> int:

@@ -18,6 +18,7 @@ from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from scipy.spatial.distance import squareform
 
 from strategies.base import (
+    ESTIMATION_MIN_SYMBOLS,
     Strategy,
     StrategyConfigError,
     StrategyError,
@@ -244,6 +245,7 @@ class RiskParity(Strategy):
     Σw = 1."""
 
     name: ClassVar[str] = "risk_parity"
+    min_symbols: ClassVar[int] = ESTIMATION_MIN_SYMBOLS
     lookback_days: int = 252
     covariance: str = "sample"
     cov_half_life_days: float = 63.0
@@ -285,6 +287,7 @@ class HierarchicalRiskParity(Strategy):
     complete, average, ward."""
 
     name: ClassVar[str] = "hrp"
+    min_symbols: ClassVar[int] = ESTIMATION_MIN_SYMBOLS
     lookback_days: int = 252
     covariance: str = "sample"
     cov_half_life_days: float = 63.0

@@ -25,6 +25,7 @@ from strategies.base import (
     finalize_weights,
     load_data_file,
     nested_symbols,
+    nested_universe_problems,
     register,
 )
 from strategies.errors import InputDataError
@@ -156,6 +157,11 @@ class Screen(Strategy):
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
         """The nested base's (scores may name symbols outside the universe: ignored)."""
         return nested_symbols("base", self._base)
+
+    def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
+        """The nested base's: it runs on the whole universe, the screen zeroes its weights
+        afterwards."""
+        return nested_universe_problems("base", self._base, symbols)
 
     @property
     def lookback_days(self) -> int:

@@ -21,6 +21,7 @@ from strategies.base import (
     finalize_weights,
     mapping_symbols,
     nested_symbols,
+    nested_universe_problems,
     register,
 )
 from strategies.static import asof_row
@@ -106,6 +107,9 @@ class SectorCap(Strategy):
 
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
         return {**nested_symbols("base", self._base), **mapping_symbols("sectors", self.sectors)}
+
+    def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
+        return nested_universe_problems("base", self._base, symbols)
 
     @property
     def lookback_days(self) -> int:

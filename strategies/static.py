@@ -19,6 +19,7 @@ import pandas as pd
 import structlog
 
 from strategies.base import (
+    ESTIMATION_MIN_SYMBOLS,
     Strategy,
     StrategyConfigError,
     StrategyError,
@@ -244,6 +245,7 @@ class InverseVolatility(Strategy):
 
     lookback_days: int = 63
     name: ClassVar[str] = "inverse_volatility"
+    min_symbols: ClassVar[int] = ESTIMATION_MIN_SYMBOLS
 
     def __post_init__(self) -> None:
         if isinstance(self.lookback_days, bool) or not isinstance(self.lookback_days, int) \

@@ -21,6 +21,7 @@ import structlog
 
 from strategies.base import (
     ANNUAL_VOLATILITY,
+    ESTIMATION_MIN_SYMBOLS,
     MAX_ANNUAL_VOLATILITY,
     Strategy,
     StrategyConfigError,
@@ -30,7 +31,9 @@ from strategies.base import (
     create_nested,
     finalize_weights,
     nested_symbols,
+    nested_universe_problems,
     register,
+    too_few_symbols,
 )
 from strategies.estimators import EstimatorSettings, simple_returns
 from strategies.static import asof_row, inverse_volatility_weights
@@ -105,7 +108,8 @@ class Momentum(Strategy):
     trailing return is ≤ ``threshold`` gives its slot's weight to ``safe_asset`` (or cash).
 
     Args:
-        k: number of assets held (fewer if fewer assets have a full window; logged).
+        k: number of assets held (fewer if fewer assets have a full window; logged); more
+            than the universe's symbols is refused before the first cycle.
         lookback: trading days (return observations) in the ranking window (252 ≈ 12
             months); the key name follows issue 3.
         weighting: ``"equal"`` or ``"inverse_volatility"``.
@@ -124,6 +128,7 @@ class Momentum(Strategy):
     threshold: float = 0.0
     safe_asset: str | None = None
     name: ClassVar[str] = "momentum"
+    min_symbols: ClassVar[int] = ESTIMATION_MIN_SYMBOLS
 
     def __post_init__(self) -> None:
         check_int(self.k, "k", 1)
@@ -143,6 +148,16 @@ class Momentum(Strategy):
 
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
         return {"safe_asset": (self.safe_asset,)} if self.safe_asset else {}
+
+    def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
+        """Too few symbols to rank, else ``k`` above the symbols there are to hold."""
+        n, few = len(symbols), too_few_symbols(self, symbols)
+        if few or self.k <= n:
+            return few
+        return {"k": (
+            f"{self.k} assets to hold, but the universe the strategy sees ([universe].symbols "
+            f"less [universe].exclude) has {n}: it could never hold {self.k} (every cycle "
+            f"would hold {n} and log momentum_k_reduced); set k to at most {n}")}
 
     @property
     def lookback_days(self) -> int:
@@ -204,6 +219,9 @@ class TrendFilter(Strategy):
         own = {"safe_asset": (self.safe_asset,)} if self.safe_asset else {}
         return {**nested_symbols("base", self._base), **own}
 
+    def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
+        return nested_universe_problems("base", self._base, symbols)
+
     @property
     def lookback_days(self) -> int:
         return max(self.window, self._base.lookback_days)
@@ -262,6 +280,9 @@ class MeanReversion(Strategy):
 
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
         return nested_symbols("base", self._base)
+
+    def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
+        return nested_universe_problems("base", self._base, symbols)
 
     @property
     def lookback_days(self) -> int:
@@ -324,6 +345,7 @@ class VolTarget(Strategy):
     _base: Strategy = field(init=False, repr=False, compare=False)
     _estimator: EstimatorSettings = field(init=False, repr=False, compare=False)
     name: ClassVar[str] = "vol_target"
+    min_symbols: ClassVar[int] = ESTIMATION_MIN_SYMBOLS  # Σ of the held assets
 
     def __post_init__(self) -> None:
         check_float(self.target_volatility, "target_volatility", 0.0, MAX_ANNUAL_VOLATILITY,
@@ -336,6 +358,10 @@ class VolTarget(Strategy):
 
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
         return nested_symbols("base", self._base)
+
+    def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
+        return {**too_few_symbols(self, symbols),
+                **nested_universe_problems("base", self._base, symbols)}
 
     @property
     def lookback_days(self) -> int:
@@ -392,6 +418,10 @@ class CoreSatellite(Strategy):
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
         return {**nested_symbols("core", self._core),
                 **nested_symbols("satellite", self._satellite)}
+
+    def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
+        return {**nested_universe_problems("core", self._core, symbols),
+                **nested_universe_problems("satellite", self._satellite, symbols)}
 
     @property
     def lookback_days(self) -> int:

@@ -99,8 +99,14 @@ def test_backtest_failing_strategy_with_fallback_invests():
     assert len(result.trades) >= 3
 
 
+# A target below every portfolio's volatility: a StrategyError at run time that depends on
+# the prices, so check-config cannot refuse it (it refuses INFEASIBLE's static bounds).
+UNREACHABLE = {"name": "efficient_risk", "params": {"lookback_days": 60,
+                                                    "target_volatility": 0.001}}
+
+
 def test_once_with_configured_fallback_table_trades_fallback_weights(write_config, tmp_path):
-    config = write_config({"strategy": {**INFEASIBLE,
+    config = write_config({"strategy": {**UNREACHABLE,
                                         "fallback": {"name": "fixed",
                                                      "params": {"preset": "sixty_forty"}}}})
     result = CliRunner().invoke(main, ["once", "--config", str(config)])

@@ -2,7 +2,10 @@
 ``once``): the universe against the price file where the data is local, the simulator's
 price file and replay start against the history the strategy and risk step need, every
 symbol the strategy, its fallback and the risk step name against the universe and its
-exclusions, and ``[backtest].benchmark`` against the universe.
+exclusions, the strategy's and its fallback's parameters against the size of the universe
+they see (``Strategy.universe_problems``: too few symbols to estimate from, bounds no fully
+invested portfolio satisfies, a momentum ``k`` above the symbols there are), and
+``[backtest].benchmark`` against the universe.
 
 All problems are reported at once, each naming its key path (1-based where users count:
 ``[strategy.params].views[1].assets``), so one edit-and-retry fixes them all.
@@ -26,7 +29,8 @@ if TYPE_CHECKING:
 
 
 class PreflightError(ConfigError):
-    """The config names symbols its universe or price data lack: fix the listed keys."""
+    """The config names symbols its universe or price data lack, or asks what they cannot
+    give: fix the listed keys."""
 
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems = tuple(problems)
@@ -73,6 +77,19 @@ def strategy_problems(strategy: Strategy, prefix: str, universe: tuple[str, ...]
         for path, symbols in strategy.symbols_referenced().items()
         for symbol in symbols if symbol not in known or symbol in dropped
     ]
+
+
+def universe_fit_problems(strategy: Strategy, key: str, params_prefix: str,
+                          universe: tuple[str, ...], excluded: tuple[str, ...] = ()
+                          ) -> list[str]:
+    """One line per reason ``strategy`` can never compute over the universe it sees
+    (``universe`` less ``excluded``), so every cycle would hold: ``Strategy.
+    universe_problems``' key paths under ``params_prefix`` (its parameters' key), a
+    problem of the strategy itself (too few symbols) under ``key`` (where it is chosen)."""
+    dropped = set(excluded)
+    seen = tuple(symbol for symbol in universe if symbol not in dropped)
+    return [f"{params_prefix}{path}: {problem}" if path else f"{key}: {problem}"
+            for path, problem in strategy.universe_problems(seen).items()]
 
 
 def replay_warmup_rows(cfg: Config) -> int:
@@ -127,7 +144,8 @@ def replay_problems(cfg: Config, prices: pd.DataFrame, strategy: Strategy | None
 
 
 def config_problems(cfg: Config) -> list[str]:
-    """Every symbol-reference problem of ``cfg`` (empty when it is consistent)."""
+    """Every problem of ``cfg`` a cycle would meet on every run (empty when it is
+    consistent)."""
     prices = None
     if cfg.broker.kind == "sim":
         with suppress(AllocbotError):  # an unreadable file: resolved_universe reports it
@@ -137,10 +155,14 @@ def config_problems(cfg: Config) -> list[str]:
         return problems
     excluded, strategy = cfg.universe.exclude, cfg.build_strategy()
     problems += strategy_problems(strategy, "[strategy.params].", universe, excluded)
+    problems += universe_fit_problems(strategy, "[strategy].name", "[strategy.params].",
+                                      universe, excluded)
     fallback = cfg.build_fallback()
     if fallback is not None:
         problems += strategy_problems(fallback, "[strategy].fallback.params.", universe,
                                       excluded)
+        problems += universe_fit_problems(fallback, "[strategy].fallback",
+                                          "[strategy].fallback.params.", universe, excluded)
     safe = cfg.risk.safe_asset
     if safe is not None and safe not in universe:
         problems.append(f"[risk].safe_asset: {safe!r} is not in the universe")
