@@ -71,6 +71,7 @@ def test_alert_windows_kept_in_the_state_dir_seed_the_next_limiter(tmp_path):
     from bot.monitoring.alert_windows import AlertWindows
 
     AlertWindows(tmp_path).record(AlertKind.TRADING_HALTED, T0)
+    assert (tmp_path / "alert_windows.json").stat().st_mode & 0o777 == 0o600  # as state files
     limiter = RateLimiter(600, AlertWindows(tmp_path).load(now=T0))  # the next start
     assert not limiter.allow(AlertKind.TRADING_HALTED, T0 + timedelta(seconds=599))
     assert limiter.allow(AlertKind.ORDER_REJECTED, T0 + timedelta(seconds=1))

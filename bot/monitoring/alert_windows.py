@@ -64,7 +64,9 @@ class AlertWindows:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)  # (a first start failing)
-            tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # as state files
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(json.dumps(data, indent=1) + "\n")
             os.replace(tmp, self.path)
         except OSError as exc:
             if self._first_warning():
