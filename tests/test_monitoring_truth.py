@@ -12,9 +12,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
 
 from bot.config import load_config
 from bot.engine.journal import Journal
@@ -113,6 +115,42 @@ def test_each_skip_reason_judged_by_one_rule_in_health_status_metrics_and_seed(
                             metrics.last_success._value.get() > 0)
     assert verdicts == {"market_closed": (True,) * 6, "orders_still_open": (False,) * 6,
                         "guard_blocked": (False,) * 6}
+
+
+def test_a_success_behind_hundreds_of_halted_wakes_is_still_found_by_every_view(
+        write_config, tmp_path):
+    """A halt (or a failing venue) outlasting the views' windows: 600 halted wakes after
+    the last finished cycle. `health` said "no successful cycle yet" (it scanned 500 rows)
+    and a restart seeded the last-success gauge with 0 and cash/VaR/drift with NaN (it
+    read 200): every view now finds the last success, and the last valuation, however
+    far back; the status page's equity history stays one point a day."""
+    cfg = load_config(write_config({"schedule": {"interval_secs": 600}}), check_strategy=False)
+    journal = Journal(cfg.state_db)
+    first = journal.start_cycle(date(2026, 3, 2))
+    journal.finish_cycle(first, CycleStatus.FINISHED, {
+        "equity_before": 100_000.0, "equity_after": 100_500.0, "cash_after": 1_234.5,
+        "var": 0.012, "max_drift": 0.01, "orders_planned": 3, "duration_ms": 5.0})
+    for _ in range(600):
+        halted = journal.start_cycle(date(2026, 3, 3))
+        journal.finish_cycle(halted, CycleStatus.HALTED, {"equity": 99_000.0,
+                                                          "drawdown": 0.015})
+    journal.close()
+    verdict = assess_health(cfg)
+    assert "no successful cycle yet" not in verdict.reason
+    assert "last success at " in verdict.reason
+    report = build_status_report(cfg)
+    assert report.last_success_at is not None
+    assert [(p.asof, p.equity) for p in report.equity_curve] == [
+        ("2026-03-02", 100_500.0), ("2026-03-03", 99_000.0)]
+    assert report.account is not None and report.account.equity == 99_000.0
+    assert report.var == 0.012
+    monitor = Monitor(cfg, ObservedState(), CycleMetrics(var_limit=0.05), None)
+    monitor.seed_from_journal()
+    assert monitor.metrics is not None
+    assert monitor.metrics.last_success._value.get() == pytest.approx(
+        datetime.fromisoformat(report.last_success_at).timestamp())
+    assert (monitor.state.equity, monitor.state.cash, monitor.state.var) == (
+        99_000.0, 1_234.5, 0.012)
 
 
 # -- A3: the halt stands until something ends it --------------------------------------

@@ -303,6 +303,53 @@ class Journal:
             out.append(item)
         return out
 
+    def latest_cycle(self, *, statuses: Sequence[str] | None = None, reason: str | None = None,
+                     figure: str | None = None, oldest: bool = False) -> dict[str, Any] | None:
+        """The newest (``oldest``: the first) finished cycle, as ``recent_cycles`` gives
+        it, with one of ``statuses``, whose summary's ``reason`` is ``reason`` and which
+        holds a non-null figure ``figure`` (each when given); None if there is none. One
+        query however long the journal: a wake on a closed market writes a row too, so
+        an interval schedule writes ~1,440 a day, and reading them all made ``status``
+        take seconds."""
+        where: list[str] = ["finished_at IS NOT NULL"]
+        args: list[str] = []
+        if statuses is not None:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            args.extend(statuses)
+        if reason is not None:  # (a hand-edited summary may not be JSON: json_valid first)
+            where.append("(CASE WHEN json_valid(summary) THEN json_extract(summary, '$.reason')"
+                         " END) = ?")
+            args.append(reason)
+        if figure is not None:
+            where.append("(CASE WHEN json_valid(summary) THEN json_type(summary, ?) END) "
+                         "NOT IN ('null')")
+            args.append(f"$.{figure}")
+        sql = (f"SELECT cycle_id, asof, started_at, finished_at, status, summary FROM cycles "
+               f"WHERE {' AND '.join(where)} ORDER BY seq {'ASC' if oldest else 'DESC'} LIMIT 1")
+        with self._lock:
+            row = self._db.execute(sql, args).fetchone()
+        if row is None:
+            return None
+        item = dict(row)
+        item["summary"] = self._summary(item["cycle_id"], item["summary"])
+        return item
+
+    def daily_cycles(self, figures: Sequence[str]) -> list[dict[str, Any]]:
+        """Each day's (``asof``) last cycle holding a number under one of ``figures``, oldest
+        day first, as ``recent_cycles`` gives them: one row a day however many wakes."""
+        holds = " OR ".join("json_type(summary, ?) IN ('real', 'integer')" for _ in figures)
+        sql = ("SELECT cycle_id, asof, started_at, finished_at, status, summary FROM cycles "
+               "WHERE seq IN (SELECT MAX(seq) FROM cycles WHERE asof IS NOT NULL AND "
+               f"(CASE WHEN json_valid(summary) THEN ({holds}) END) GROUP BY asof) ORDER BY asof")
+        with self._lock:
+            rows = self._db.execute(sql, [f"$.{f}" for f in figures]).fetchall()
+        out = []
+        for row in rows:
+            item = dict(row)
+            item["summary"] = self._summary(item["cycle_id"], item["summary"])
+            out.append(item)
+        return out
+
     def _summary(self, cycle_id: str, text: str | None) -> dict[str, Any]:
         """A finished cycle's figures. A summary that is not a JSON object, or whose known
         figures have the wrong JSON types (``summary_problem``: a hand edit), reads as a

@@ -25,9 +25,9 @@ from bot.config import Config, ScheduleSection
 from bot.engine.instance_lock import read_lock_holder
 from bot.engine.journal import Journal
 from bot.engine.statuses import HALT_KEY, CycleStatus
-from bot.monitoring.status_report import REARM_COMMAND, CycleRow, cycle_row
+from bot.monitoring.status_report import REARM_COMMAND, CycleRow, cycle_row, last_success_cycle
 
-CYCLES_SCANNED = 500  # enough to find the last success behind any realistic failing streak
+CYCLES_SCANNED = 500  # the latest cycles, for the failing and skipping streaks
 _MAX_LOOKBACK = timedelta(days=800)  # a cron that fires less than every two years: none
 
 
@@ -48,6 +48,7 @@ def assess_health(cfg: Config, now: datetime | None = None) -> HealthVerdict:
     try:
         halted = journal.meta(HALT_KEY)
         rows = [cycle_row(c) for c in journal.recent_cycles(CYCLES_SCANNED)]
+        success = last_success_cycle(journal)
     finally:
         journal.close()
     holder = read_lock_holder(cfg.bot.state_dir)
@@ -55,20 +56,20 @@ def assess_health(cfg: Config, now: datetime | None = None) -> HealthVerdict:
     if halted:
         return HealthVerdict(False, f"trading halted: {halted}; review, then run "
                                     f"'{REARM_COMMAND}'{daemon}")
-    return _verdict(rows, cfg.schedule, now, daemon)
+    return _verdict(rows, None if success is None else success["finished_at"], cfg.schedule,
+                    now, daemon)
 
 
-def _verdict(rows: list[CycleRow], schedule: ScheduleSection, now: datetime,
-             daemon: str) -> HealthVerdict:
+def _verdict(rows: list[CycleRow], last_success: str | None, schedule: ScheduleSection,
+             now: datetime, daemon: str) -> HealthVerdict:
     if not rows:
         return HealthVerdict(False, f"no cycle yet{daemon}")
     streak = next((i for i, r in enumerate(rows) if r.status != CycleStatus.FAILED), len(rows))
     failing = (f"; last {streak} cycle{'s' if streak > 1 else ''} failed "
                f"(latest: {rows[0].error})" if streak else "") + _skipping(rows)
-    success = next((r for r in rows if r.succeeded and r.finished_at), None)
-    if success is None or success.finished_at is None:
+    if last_success is None:
         return HealthVerdict(False, f"no successful cycle yet{failing}{daemon}")
-    finished = datetime.fromisoformat(success.finished_at)
+    finished = datetime.fromisoformat(last_success)
     due = success_due_after(schedule, now)
     if finished < due:
         return HealthVerdict(False, f"last success at {_short(finished)}, expected one since "

@@ -26,10 +26,10 @@ from bot.monitoring.alerts import Alert, AlertKind, AlertRules, RateLimiter, Sev
 from bot.monitoring.health import assess_health, success_due_after
 from bot.monitoring.metrics import CycleMetrics
 from bot.monitoring.observed import ObservedState
-from bot.monitoring.outcomes import is_success
 from bot.monitoring.sender import AlertSender
 from bot.monitoring.server import STATUS_TOKEN_ENV, MonitoringServer, Routes, build_app
 from bot.monitoring.settings import alert_urls, monitoring_configured
+from bot.monitoring.status_report import EQUITY_FIGURES, last_success_cycle
 from bot.monitoring.tap import MonitoringTap
 
 log = structlog.get_logger("allocbot.monitoring")
@@ -49,21 +49,28 @@ class Monitor:
     _summary_state: dict[str, Any] = field(default_factory=dict)
 
     def seed_from_journal(self) -> None:
-        """Gauges from the journal's last cycles (read-only), so a restart shows no zeros;
-        the failure streak the journal ends with, so a streak split by a restart alerts."""
+        """Gauges from the journal (read-only: the last success and the last valuation
+        however far back, cash, VaR and drift from the last finished cycle), so a restart
+        shows no zeros; the failure streak the journal ends with, so a streak split by a
+        restart alerts."""
         if not self.cfg.state_db.exists():
             return
         journal = Journal.open_read_only(self.cfg.state_db)
         try:
             cycles = journal.recent_cycles(SEED_CYCLES)
             halted = journal.meta(HALT_KEY) is not None
+            success = last_success_cycle(journal)  # however far back (a long halt)
+            finished = journal.latest_cycle(statuses=[CycleStatus.FINISHED])
+            valued = max((c for c in (journal.latest_cycle(figure=f) for f in EQUITY_FIGURES)
+                          if c is not None), key=lambda c: c["finished_at"], default=None)
         finally:
             journal.close()
-        last = next((c["summary"] for c in cycles
-                     if "equity_after" in c["summary"] or "equity" in c["summary"]), None)
-        success = next((c for c in cycles
-                        if is_success(c["status"], c["summary"].get("reason"))
-                        and c["finished_at"]), None)
+        last = None if valued is None else valued["summary"]  # the account's last valuation
+        if finished is not None and last is not None:  # cash, VaR, drift: the last finished
+            equity_only = "equity" in last and "equity_after" not in last  # (a halted cycle)
+            last = {**finished["summary"], **last}
+            if equity_only:
+                last.pop("equity_after", None)
         streak, failed = trailing_failures(cycles)
         with self.state.lock:
             self.state.halted = halted

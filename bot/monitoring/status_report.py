@@ -43,7 +43,7 @@ from bot.engine.statuses import (
     recorded_peak,
 )
 from bot.errors import AllocbotError
-from bot.monitoring.outcomes import is_success
+from bot.monitoring.outcomes import MARKET_CLOSED, is_success
 
 REARM_COMMAND = "allocbot rearm"
 
@@ -237,32 +237,50 @@ def build_status_report(cfg: Config, now: datetime | None = None, *, cycles: int
         journal.close()
 
 
+# the summary figures a cycle values the account by (halted cycles store ``equity``)
+EQUITY_FIGURES = ("equity_after", "equity")
+
+
 def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: datetime,
                   limit: int, curve_points: int) -> StatusReport:
-    raw = journal.recent_cycles(1_000_000)  # newest first; ~5,000 rows after a full replay
-    recent = [cycle_row(c) for c in raw]
-    history = _equity_history(recent)
-    last_success = next((c for c in recent if c.succeeded), None)
-    last_var = next((c.var for c in recent if c.var is not None), None)
-    targets = next(({str(k): float(v) for k, v in c["summary"]["targets"].items()}
-                    for c in raw if c["summary"].get("targets")), {})
-    inception = next((float(c["summary"]["equity_before"]) for c in reversed(raw)
-                      if c["summary"].get("equity_before") is not None), None)
+    # bounded reads: the last ``limit`` cycles, one row a day for the equity history, and
+    # single-row queries for the rest (an interval schedule journals ~1,440 wakes a day)
+    recent = [cycle_row(c) for c in journal.recent_cycles(limit)]
+    history = _equity_history([cycle_row(c) for c in journal.daily_cycles(EQUITY_FIGURES)])
+    last_success = last_success_cycle(journal)
+    var_cycle = journal.latest_cycle(figure="var")
+    targets_cycle = journal.latest_cycle(figure="targets")
+    targets = ({str(k): float(v) for k, v in targets_cycle["summary"]["targets"].items()}
+               if targets_cycle is not None and targets_cycle["summary"].get("targets") else {})
+    first = journal.latest_cycle(figure="equity_before", oldest=True)
+    inception = (float(first["summary"]["equity_before"])
+                 if first is not None and first["summary"].get("equity_before") is not None
+                 else None)
     notes: list[str] = []
-    account, book = _valuation(cfg, journal, recent, history, targets, inception, notes)
+    account, book = _valuation(cfg, journal, history, targets, inception, notes)
     daemon: DaemonState = base["daemon"]
     return StatusReport(
         **base,
         last_cycle=recent[0] if recent else None,
-        last_success_at=last_success.finished_at if last_success else None,
+        last_success_at=last_success["finished_at"] if last_success else None,
         next_wake=next_wake(cfg, recent[0] if recent else None, now) if daemon.alive else None,
         halted_reason=journal.meta(HALT_KEY),
-        account=account, var=last_var, universe_equity=book.universe_equity,
+        account=account, var=None if var_cycle is None else cycle_row(var_cycle).var,
+        universe_equity=book.universe_equity,
         holdings=book.holdings, outside_universe=book.outside,
-        open_orders=_orders(journal), cycles=tuple(recent[:limit]),
+        open_orders=_orders(journal), cycles=tuple(recent),
         equity_curve=tuple(EquityPoint(a, e) for a, e in history[-curve_points:]),
         notes=tuple(notes),
     )
+
+
+def last_success_cycle(journal: Journal) -> dict[str, Any] | None:
+    """The journal's last successful cycle (``outcomes.is_success``: it finished, or the
+    market was closed), however far back: ``health``, ``status`` and the metrics' seed."""
+    found = [journal.latest_cycle(statuses=[CycleStatus.FINISHED]),
+             journal.latest_cycle(statuses=[CycleStatus.SKIPPED], reason=MARKET_CLOSED)]
+    return max((c for c in found if c is not None), key=lambda c: c["finished_at"],
+               default=None)
 
 
 def cycle_row(raw: dict[str, Any]) -> CycleRow:
@@ -289,7 +307,7 @@ def _equity_history(rows: list[CycleRow]) -> list[tuple[str, float]]:
     return sorted(by_day.items())
 
 
-def _valuation(cfg: Config, journal: Journal, recent: list[CycleRow],
+def _valuation(cfg: Config, journal: Journal,
                history: list[tuple[str, float]], targets: dict[str, float],
                inception: float | None, notes: list[str]
                ) -> tuple[AccountFigures | None, _Book]:
@@ -305,12 +323,11 @@ def _valuation(cfg: Config, journal: Journal, recent: list[CycleRow],
     else:
         notes.append("Alpaca: figures are the journal's as of the last cycle (status makes "
                      "no API call); holdings are not shown")
-    last = next((c for c in recent if c.equity is not None), None)
     book = _book(None, 0.0, 0.0, targets, cfg, notes)
-    if last is None:
+    if not history:
         return None, book
-    return _figures("journal", last.asof, float(last.equity or 0.0), None, inception,
-                    history, journal), book
+    valued_on, equity = history[-1]  # the last cycle that valued the account
+    return _figures("journal", valued_on, equity, None, inception, history, journal), book
 
 
 def _figures(source: str, valued_on: str | None, equity: float, cash: float | None,
