@@ -310,6 +310,10 @@ def configure_logging(
     for noisy in ("urllib3", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # its two warnings (a wake skipped while a cycle runs, a wake too late) are sentences
+    # with local times; the scheduler says them as ``cycle_overlapped`` and ``cycle_missed``
+    for repeated in ("apscheduler.scheduler", "apscheduler.executors"):
+        logging.getLogger(repeated).setLevel(max(logging.ERROR, root.level))
     # apprise at DEBUG prints custom header values and payloads, and a malformed URL is
     # logged with its token at ERROR (FIELD-NOTES): keep it at WARNING at least
     logging.getLogger("apprise").setLevel(max(logging.WARNING, root.level))

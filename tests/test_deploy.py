@@ -196,6 +196,8 @@ def test_daemon_replay_end_stops_once_with_exit_0(tmp_path, write_config):
     assert "market_closed" not in names
     stopping = next(e for e in events if e["event"] == "daemon_stopping")
     assert stopping["reason"].startswith("replay_ended")
+    stopped = next(e for e in events if e["event"] == "daemon_stopped")
+    assert stopping["cycles"] == stopped["cycles"]  # (the stopping line counted one short)
     # restarted after the end: stops at once (the command's outcome, read after it returns)
     again = run_cli_in_process("run", "--config", str(config))
     assert again.returncode == 0, again.stderr

@@ -23,9 +23,11 @@ from zoneinfo import ZoneInfo
 import structlog
 from apscheduler.events import (
     EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
     EVENT_JOB_MISSED,
     EVENT_SCHEDULER_STARTED,
     JobExecutionEvent,
+    JobSubmissionEvent,
     SchedulerEvent,
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -92,6 +94,7 @@ class Daemon:
                           "misfire_grace_time": schedule.misfire_grace_secs},
         )
         self._scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+        self._scheduler.add_listener(self._on_overlap, EVENT_JOB_MAX_INSTANCES)
         self._scheduler.add_listener(self._on_started, EVENT_SCHEDULER_STARTED)
 
     @property
@@ -115,7 +118,7 @@ class Daemon:
 
     def finish(self, reason: str) -> None:
         """Stop after the current wake (called from inside it): the work is done."""
-        log.info("daemon_stopping", reason=reason, cycles=self._wakes)
+        log.info("daemon_stopping", reason=reason, cycles=self._wakes + 1)  # (this one too)
         self.stop(wait=False)
 
     def _on_started(self, event: SchedulerEvent) -> None:
@@ -145,6 +148,17 @@ class Daemon:
         else:
             log.error("cycle_job_failed", error=repr(event.exception),
                       scheduled_for=event.scheduled_run_time.isoformat())
+
+    def _on_overlap(self, event: JobSubmissionEvent) -> None:
+        """A wake came while the previous cycle still ran: it is skipped (one cycle at a
+        time), said in the bot's own event instead of APScheduler's sentence."""
+        if event.job_id != JOB_ID:
+            return
+        log.warning("cycle_overlapped",
+                    scheduled_for=[t.isoformat() for t in event.scheduled_run_times],
+                    running_secs=(None if (since := self._running_since) is None
+                                  else round(time.monotonic() - since, 3)),
+                    note="the previous cycle is still running: this wake is skipped")
 
     def stop(self, wait: bool = True) -> None:
         with self._notify_lock:
