@@ -135,6 +135,28 @@ def test_daily_summary_sent_once_per_day_after_its_time(write_config):
     assert monitor.periodic_alerts(before + timedelta(minutes=50)) == []
 
 
+def test_daily_summary_after_a_restart_is_not_sent_twice_and_keeps_its_pnl(write_config):
+    """The daily summary's day and equity were the process's: a restart the same day sent
+    it again with "P&L: n/a (first)". They are kept in the state dir beside the alert
+    windows (the daemon's own wiring, ``start_monitoring``)."""
+    from bot.monitoring.service import start_monitoring
+    from tests.conftest import _process_state_restored
+
+    cfg = load_config(write_config({"alerts": {"daily_summary_at": "16:30", "watchdog": False,
+                                               "urls": ["json://127.0.0.1:9/unused"]}}))
+    after = datetime(2026, 3, 2, 21, 45, tzinfo=UTC)  # 16:45 New York
+    with _process_state_restored():
+        seen = []
+        for when, equity in ((after, 1000.0), (after + timedelta(minutes=5), 1010.0),
+                             (after + timedelta(days=1), 1100.0)):
+            monitor = start_monitoring(cfg, io.StringIO())  # a (re)start
+            assert monitor is not None
+            monitor.state.equity = equity
+            seen.append([a.body.split("\n")[1] for a in monitor.periodic_alerts(when)])
+            monitor.close()
+    assert seen == [["P&L: n/a (first)"], [], ["P&L: +100.00 since the last summary"]]
+
+
 def test_tap_updates_metrics_and_passes_event_through_unchanged():
     metrics, state = CycleMetrics(var_limit=0.02), ObservedState()
     tap = MonitoringTap(state, metrics, None, None)

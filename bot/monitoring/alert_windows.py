@@ -3,8 +3,9 @@ them again: a daemon in a crash loop (Docker's ``restart: unless-stopped`` retri
 once a minute for ever, systemd five times in ten minutes) sends one alert of a kind per
 ``[alerts].rate_limit_secs``, as one process would, not one per start.
 
-One small JSON file, ``{kind: when its window was taken (UTC, ISO 8601)}``, written
-atomically after each delivered alert. It is a convenience, never a reason to stop: a
+One small JSON file, ``{kind: when its window was taken (UTC, ISO 8601)}`` and the last
+daily summary's day and equity (so a restart neither sends it twice nor loses its P&L),
+written atomically after each delivered alert and each summary. It is a convenience, never a reason to stop: a
 missing, unreadable or unwritable file leaves the windows to the process (logged once).
 """
 
@@ -13,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 from contextlib import suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -24,6 +26,7 @@ WINDOWS_FILE = "alert_windows.json"
 # ignored rather than allowed to hold its kind silent until then.
 CLOCK_SLACK = timedelta(minutes=5)
 AFRESH = "alert rate limits start afresh at each start"
+SUMMARY_KEY = "daily_summary_sent"  # {"day": ISO date, "equity": number or null}
 
 
 class AlertWindows:
@@ -32,6 +35,7 @@ class AlertWindows:
     def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / WINDOWS_FILE
         self._taken: dict[str, datetime] = {}
+        self._summary: dict[str, Any] | None = None  # the last daily summary's day, equity
         self._warned = False
 
     def load(self, now: datetime | None = None) -> dict[str, datetime]:
@@ -47,6 +51,8 @@ class AlertWindows:
                             error=type(exc).__name__, note=AFRESH)
             return {}
         taken: dict[str, datetime] = {}
+        if isinstance(raw, dict) and isinstance(raw.get(SUMMARY_KEY), dict):
+            self._summary = raw[SUMMARY_KEY]
         for kind, stamp in (raw.items() if isinstance(raw, dict) else ()):
             try:
                 at = datetime.fromisoformat(stamp)
@@ -57,10 +63,34 @@ class AlertWindows:
         self._taken = dict(taken)
         return taken
 
+    def summary(self) -> tuple[date, float | None] | None:
+        """The day (in the schedule's timezone) and equity of the last daily summary, as
+        ``record_summary`` kept them (after ``load``); None when unknown."""
+        kept = self._summary or {}
+        try:
+            day = date.fromisoformat(kept["day"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        equity = kept.get("equity")
+        if isinstance(equity, bool) or not isinstance(equity, int | float):
+            return day, None
+        return day, float(equity)
+
+    def record_summary(self, day: date, equity: float | None) -> None:
+        """Keep the daily summary's day and equity: a restart neither sends that day's
+        summary again nor loses the P&L since it."""
+        self._summary = {"day": day.isoformat(), "equity": equity}
+        self._save()
+
     def record(self, kind: str, taken_at: datetime) -> None:
         """Keep ``kind``'s window, taken at ``taken_at``, for the next start."""
         self._taken[str(kind)] = taken_at
-        data = {k: v.isoformat() for k, v in sorted(self._taken.items())}
+        self._save()
+
+    def _save(self) -> None:
+        data: dict[str, Any] = {k: v.isoformat() for k, v in sorted(self._taken.items())}
+        if self._summary is not None:
+            data[SUMMARY_KEY] = self._summary
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)  # (a first start failing)

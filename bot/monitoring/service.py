@@ -47,6 +47,7 @@ class Monitor:
     rules: AlertRules | None = None  # the tap's alert rules (with alert URLs only)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _summary_state: dict[str, Any] = field(default_factory=dict)
+    windows: AlertWindows | None = None  # kept in the state dir: the daily summary's state
 
     def seed_from_journal(self) -> None:
         """Gauges from the journal (read-only: the last success and the last valuation
@@ -122,6 +123,8 @@ class Monitor:
             equity, drift, var, drawdown = s.equity, s.max_drift, s.var, s.drawdown
         previous = self._summary_state.get("equity")
         self._summary_state.update(date=local.date(), equity=equity)
+        if self.windows is not None:
+            self.windows.record_summary(local.date(), equity)
         pnl = f"{equity - previous:+,.2f} since the last summary" if previous else "n/a (first)"
         limit = self.cfg.risk.max_var
         return Alert(AlertKind.DAILY_SUMMARY, Severity.INFO, f"daily summary {local.date()}",
@@ -181,6 +184,10 @@ def start_monitoring(cfg: Config, log_stream: TextIO | None = None) -> Monitor |
                                                        windows.load()),
                                      cfg.alerts.send_timeout_secs, monitor.periodic_alerts,
                                      WATCHDOG_PERIOD_SECS, delivered=windows.record)
+        monitor.windows = windows
+        kept = windows.summary()  # the last daily summary, before a restart
+        if kept is not None:
+            monitor._summary_state.update(date=kept[0], equity=kept[1])
     rules = AlertRules(cfg.alerts.failure_streak) if monitor.sender is not None else None
     monitor.rules = rules
     configure_logging(cfg.bot.log_format, cfg.bot.log_level, log_stream,
