@@ -36,7 +36,7 @@ def test_logs_secret_values_are_redacted_in_structlog_events(monkeypatch):
 
 def test_logs_secret_values_are_redacted_in_stdlib_and_tracebacks(monkeypatch):
     stream = _configured(monkeypatch)
-    logging.getLogger("apscheduler.scheduler").warning("job failed with key %s", KEY_ID)
+    logging.getLogger("apscheduler.scheduler").error("job failed with key %s", KEY_ID)
     try:
         api_key = SECRET  # noqa: F841 — a local that dict_tracebacks would have leaked
         raise RuntimeError(f"401 for key {KEY_ID}")
