@@ -117,12 +117,12 @@ def test_run_alpaca_clock_503_is_a_failed_cycle_retried_next_wake(
 
 def test_run_wakes_during_a_slow_cycle_are_said_as_cycle_overlapped_not_apschedulers_sentence(
         write_config):
-    """A cycle outlasting the interval (each order pauses 1 s here): the wakes that came
+    """A cycle outlasting the interval (each order pauses 0.2 s here): the wakes that came
     meanwhile were logged as APScheduler's own warning, a sentence with a local time that
     the events table does not list. They are now ``cycle_overlapped``; the counts of the
     stop lines agree."""
-    config = write_config({"schedule": {"interval_secs": 0.2, "misfire_grace_secs": 60},
-                           "faults": {"enabled": True, "pause_after_submit_secs": 1.0}})
+    config = write_config({"schedule": {"interval_secs": 0.05, "misfire_grace_secs": 60},
+                           "faults": {"enabled": True, "pause_after_submit_secs": 0.2}})
     proc = run_cli_in_process("run", "--config", str(config), "--max-cycles", "2")
     assert proc.returncode == 0, proc.stdout[-3000:]
     events = json_lines(proc.stdout)
