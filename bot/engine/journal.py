@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS fills (
     PRIMARY KEY (client_order_id, position)
 );
 """
+# A cycle row as the journal's reads give it (``Journal._read_cycles``).
+_CYCLE_COLUMNS = "cycle_id, asof, started_at, finished_at, status, summary"
 # Ordered migrations: entry i takes the file from version i to i + 1 (append, never edit).
 JOURNAL_SCHEMA = Schema(
     component="journal",
@@ -290,18 +292,16 @@ class Journal:
             )
 
     def recent_cycles(self, limit: int = 10) -> list[dict[str, Any]]:
+        return self._read_cycles(f"SELECT {_CYCLE_COLUMNS} FROM cycles ORDER BY seq DESC LIMIT ?",
+                            [limit])
+
+    def _read_cycles(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        """The cycle rows ``sql`` selects (``_CYCLE_COLUMNS``), each summary read back as
+        its figures (``_summary``)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT cycle_id, asof, started_at, finished_at, status, summary FROM cycles "
-                "ORDER BY seq DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-        out = []
-        for row in rows:
-            item = dict(row)
-            item["summary"] = self._summary(item["cycle_id"], item["summary"])
-            out.append(item)
-        return out
+            rows = self._db.execute(sql, args).fetchall()
+        return [{**dict(row), "summary": self._summary(row["cycle_id"], row["summary"])}
+                for row in rows]
 
     def latest_cycle(self, *, statuses: Sequence[str] | None = None, reason: str | None = None,
                      figure: str | None = None, oldest: bool = False) -> dict[str, Any] | None:
@@ -312,7 +312,7 @@ class Journal:
         an interval schedule writes ~1,440 a day, and reading them all made ``status``
         take seconds."""
         where: list[str] = ["finished_at IS NOT NULL"]
-        args: list[str] = []
+        args: list[Any] = []
         if statuses is not None:
             where.append(f"status IN ({','.join('?' * len(statuses))})")
             args.extend(statuses)
@@ -324,31 +324,18 @@ class Journal:
             where.append("(CASE WHEN json_valid(summary) THEN json_type(summary, ?) END) "
                          "NOT IN ('null')")
             args.append(f"$.{figure}")
-        sql = (f"SELECT cycle_id, asof, started_at, finished_at, status, summary FROM cycles "
-               f"WHERE {' AND '.join(where)} ORDER BY seq {'ASC' if oldest else 'DESC'} LIMIT 1")
-        with self._lock:
-            row = self._db.execute(sql, args).fetchone()
-        if row is None:
-            return None
-        item = dict(row)
-        item["summary"] = self._summary(item["cycle_id"], item["summary"])
-        return item
+        found = self._read_cycles(f"SELECT {_CYCLE_COLUMNS} FROM cycles WHERE {' AND '.join(where)} "
+                             f"ORDER BY seq {'ASC' if oldest else 'DESC'} LIMIT 1", args)
+        return found[0] if found else None
 
     def daily_cycles(self, figures: Sequence[str]) -> list[dict[str, Any]]:
         """Each day's (``asof``) last cycle holding a number under one of ``figures``, oldest
         day first, as ``recent_cycles`` gives them: one row a day however many wakes."""
         holds = " OR ".join("json_type(summary, ?) IN ('real', 'integer')" for _ in figures)
-        sql = ("SELECT cycle_id, asof, started_at, finished_at, status, summary FROM cycles "
-               "WHERE seq IN (SELECT MAX(seq) FROM cycles WHERE asof IS NOT NULL AND "
-               f"(CASE WHEN json_valid(summary) THEN ({holds}) END) GROUP BY asof) ORDER BY asof")
-        with self._lock:
-            rows = self._db.execute(sql, [f"$.{f}" for f in figures]).fetchall()
-        out = []
-        for row in rows:
-            item = dict(row)
-            item["summary"] = self._summary(item["cycle_id"], item["summary"])
-            out.append(item)
-        return out
+        return self._read_cycles(
+            f"SELECT {_CYCLE_COLUMNS} FROM cycles WHERE seq IN (SELECT MAX(seq) FROM cycles "
+            f"WHERE asof IS NOT NULL AND (CASE WHEN json_valid(summary) THEN ({holds}) END) "
+            "GROUP BY asof) ORDER BY asof", [f"$.{f}" for f in figures])
 
     def _summary(self, cycle_id: str, text: str | None) -> dict[str, Any]:
         """A finished cycle's figures. A summary that is not a JSON object, or whose known
