@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -82,11 +83,9 @@ class _Frontier:
         self.cov, self.mu, self.lower, self.upper, self.costs = cov, mu, lower, upper, costs
         self.chol: np.ndarray | None = None
         self.solver: FreeSetSolver | None = None
-        #: A walk's probe limit, and the most free assets a probe's answer may hold
-        #: (None: any); a walk past a limit lower than MAX_PROBES's raises _Abandoned.
-        self.max_probes: int = MAX_PROBES
-        self.max_free: int | None = None
-        self._top: tuple[FrontierSegment | None] | None = None  # (top,) once computed
+        #: A walk that may be abandoned (``_walk_from_top``): its probe limit and the most
+        #: free assets a probe's answer may hold; past either it raises _Abandoned.
+        self.abandon_after: tuple[int, int] | None = None
 
     def start(self, chol: np.ndarray | None, lam: float = 0.0,
               first: np.ndarray | None = None,
@@ -116,7 +115,7 @@ class _Frontier:
             solved = solve_qp(self.cov, lam * self.mu, self.lower, self.upper,
                               warm=warm, chol=self.chol,  # type: ignore[arg-type]
                               solver=self.solver, first=first, ray=Ray(lam, self.mu))
-            if (self.max_free is not None and len(self.mu) - self.max_free
+            if (self.abandon_after is not None and len(self.mu) - self.abandon_after[1]
                     > np.count_nonzero(solved.at_lower | solved.at_upper)):
                 raise _Abandoned
             return solved
@@ -136,13 +135,12 @@ class _Frontier:
         """max_turnover 0: the current weights are the only feasible portfolio."""
         return self.costs is not None and self.costs.terms.max_turnover <= 1e-12
 
+    @cached_property
     def top(self) -> FrontierSegment | None:
-        """The frontier's last piece (``_top_segment``), computed once."""
+        """The frontier's last piece (``_top_segment``); None with costs."""
         if self.costs is not None:
             return None
-        if self._top is None:
-            self._top = (_top_segment(self.cov, self.mu, self.lower, self.upper),)
-        return self._top[0]
+        return _top_segment(self.cov, self.mu, self.lower, self.upper)
 
 
 def max_return_portfolio(mu: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -177,15 +175,15 @@ def _top_segment(cov: np.ndarray, mu: np.ndarray, lower: np.ndarray,
 class _Bracket:
     """The λ-interval [left, right] known to contain the optimum, and the next probe."""
 
-    def __init__(self, scale: float, max_probes: int = MAX_PROBES) -> None:
+    def __init__(self, scale: float, abandon_after: int | None = None) -> None:
         self.left, self.right, self.scale, self.probes = 0.0, np.inf, scale, 0
-        self.max_probes = max_probes
+        self.abandon_after = abandon_after  # probes after which the walk is abandoned
 
     def next_probe(self, candidate: float | None) -> float:
         self.probes += 1
-        if self.probes > self.max_probes:
-            if self.max_probes < MAX_PROBES:
-                raise _Abandoned
+        if self.abandon_after is not None and self.probes > self.abandon_after:
+            raise _Abandoned
+        if self.probes > MAX_PROBES:
             raise StrategyError("efficient-frontier search did not converge")
         lo, hi = self.left, self.right
         margin = 1e-10 * (1.0 + lo)
@@ -226,9 +224,9 @@ def _walk(frontier: _Frontier, start: QPSolution | CostedSolution,
     verdict and a candidate λ (the 1-D optimum of the piece's extension)."""
     cov, mu, lower, upper = frontier.cov, frontier.mu, frontier.lower, frontier.upper
     bracket = _Bracket(float(np.mean(np.diag(cov))) / max(float(np.max(np.abs(mu))), 1e-12),
-                       frontier.max_probes)
+                       None if frontier.abandon_after is None else frontier.abandon_after[0])
     solution = start
-    top = frontier.top()
+    top = frontier.top
     if top is not None:
         verdict, _ = judge(top)
         if verdict == STOP:
@@ -425,20 +423,20 @@ def _walk_from_top(frontier: _Frontier, chol: np.ndarray | None, target: float,
     TOP_WALK_MAX_FREE) or when a probe's QP fails; the answer may lie above the target
     when even the minimum-variance portfolio does. The caller then walks from that
     portfolio (and names an infeasible target)."""
-    top = frontier.top()
+    top = frontier.top
     if top is None:
         return None
     if _moments(top, frontier.mu, frontier.cov)[2] * TOP_WALK_MIN_VARIANCE_SHARE > target:
         return None
     frontier.chol, frontier.solver = chol, free_set_solver(frontier.cov, chol)
-    frontier.max_probes, frontier.max_free = TOP_WALK_MAX_PROBES, TOP_WALK_MAX_FREE
+    frontier.abandon_after = (TOP_WALK_MAX_PROBES, TOP_WALK_MAX_FREE)
     vertex = QPSolution(top.w0, *_vertex_sets(top.w0, frontier.lower, frontier.upper), 0)
     try:
         return _walk(frontier, vertex, judge, top.lam_lo, top)
     except (_Abandoned, StrategyError):  # (the walk from the bottom gives its own answer)
         return None
     finally:
-        frontier.max_probes, frontier.max_free = MAX_PROBES, None
+        frontier.abandon_after = None
 
 
 def _vertex_sets(w: np.ndarray, lower: np.ndarray,
