@@ -91,6 +91,8 @@ class AlertWindows:
         data: dict[str, Any] = {k: v.isoformat() for k, v in sorted(self._taken.items())}
         if self._summary is not None:
             data[SUMMARY_KEY] = self._summary
+        # per process: a second start that fails (the lock is held) alerts and writes too;
+        # each replace is then whole, the last one wins
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)  # (a first start failing)

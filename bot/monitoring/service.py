@@ -87,6 +87,14 @@ class Monitor:
         log.info("monitoring_seeded", cycles=len(cycles), halted=halted, failure_streak=streak,
                  equity=None if last is None else last.get("equity_after", last.get("equity")))
 
+    def keep_summaries_in(self, windows: AlertWindows) -> None:
+        """Keep the daily summary's day and equity in ``windows`` (the state dir), and
+        take the last ones kept there, from before a restart."""
+        self.windows = windows
+        kept = windows.summary()
+        if kept is not None:
+            self._summary_state.update(date=kept[0], equity=kept[1])
+
     def periodic_alerts(self, now: datetime) -> list[Alert]:
         """Run by the sender thread: the schedule watchdog and the daily summary."""
         alerts = []
@@ -184,10 +192,7 @@ def start_monitoring(cfg: Config, log_stream: TextIO | None = None) -> Monitor |
                                                        windows.load()),
                                      cfg.alerts.send_timeout_secs, monitor.periodic_alerts,
                                      WATCHDOG_PERIOD_SECS, delivered=windows.record)
-        monitor.windows = windows
-        kept = windows.summary()  # the last daily summary, before a restart
-        if kept is not None:
-            monitor._summary_state.update(date=kept[0], equity=kept[1])
+        monitor.keep_summaries_in(windows)
     rules = AlertRules(cfg.alerts.failure_streak) if monitor.sender is not None else None
     monitor.rules = rules
     configure_logging(cfg.bot.log_format, cfg.bot.log_level, log_stream,
