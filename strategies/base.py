@@ -35,6 +35,8 @@ ANNUAL_RATE = "an annual rate as a fraction (0.04 = 4 %)"
 # Universe symbols a strategy needs when it estimates from the returns of several assets
 # (``estimators.returns_window`` refuses fewer at run time; ``min_symbols`` before it).
 ESTIMATION_MIN_SYMBOLS = 2
+# How ``universe_problems`` messages name the symbols a strategy is checked against.
+UNIVERSE_SEEN = "the universe it sees ([universe].symbols less [universe].exclude)"
 
 
 class StrategyConfigError(ConfigError):
@@ -253,9 +255,9 @@ def too_few_symbols(strategy: Strategy, symbols: tuple[str, ...]) -> dict[str, s
     needed = strategy.min_symbols
     if len(symbols) >= needed:
         return {}
-    return {"": f"strategy {strategy.name!r} needs at least {needed} symbols in the universe "
-                f"it sees ([universe].symbols less [universe].exclude) to estimate from "
-                f"their returns, and it has {len(symbols)} ({', '.join(symbols) or 'none'}): "
+    held = ", ".join(symbols) or "none"
+    return {"": f"strategy {strategy.name!r} needs at least {needed} symbols in {UNIVERSE_SEEN} "
+                f"to estimate from their returns, and it has {len(symbols)} ({held}): "
                 f"add symbols, or use a strategy that can hold one asset (fixed, "
                 f"equal_weight)"}
 

@@ -23,6 +23,7 @@ from strategies.base import (
     ANNUAL_VOLATILITY,
     ESTIMATION_MIN_SYMBOLS,
     MAX_ANNUAL_VOLATILITY,
+    UNIVERSE_SEEN,
     Strategy,
     StrategyConfigError,
     StrategyError,
@@ -155,9 +156,9 @@ class Momentum(Strategy):
         if few or self.k <= n:
             return few
         return {"k": (
-            f"{self.k} assets to hold, but the universe the strategy sees ([universe].symbols "
-            f"less [universe].exclude) has {n}: it could never hold {self.k} (every cycle "
-            f"would hold {n} and log momentum_k_reduced); set k to at most {n}")}
+            f"{self.k} assets to hold, but {UNIVERSE_SEEN} has {n}: it could never hold "
+            f"{self.k} (every cycle would hold {n} and log momentum_k_reduced); set k to at "
+            f"most {n}")}
 
     @property
     def lookback_days(self) -> int:
