@@ -144,6 +144,9 @@ class SimSection(_Section):
 
 
 class AlpacaSection(_Section):
+    #: The Alpaca account the keys belong to. None: by ``[bot].mode`` (``live`` → live,
+    #: else paper); "live" with ``mode = "dry_run"`` rehearses on the live account.
+    account: Literal["paper", "live"] | None = None
     feed: Literal["iex", "sip"] = "iex"
     data_lookback_days: int = Field(400, ge=30, le=MAX_DAYS)
     base_url: str | None = None
@@ -333,6 +336,12 @@ class Config(_Section):
     def state_db(self) -> Path:
         return self.bot.state_dir / "allocbot.sqlite"
 
+    @property
+    def live_account(self) -> bool:
+        """Whether the bot reaches Alpaca's live account (its URL, its keys): in ``live``
+        mode, or a ``dry_run`` with ``[alpaca].account = "live"`` (which sends nothing)."""
+        return self.bot.mode == "live" or self.alpaca.account == "live"
+
     def build_strategy(self) -> strategies.Strategy:
         return strategies.create(self.strategy.name, **self.strategy.params)
 
@@ -437,9 +446,21 @@ def _cross_check(cfg: Config, check_strategy: bool = True) -> None:
     if cfg.bot.mode == "live" and cfg.broker.kind != "alpaca":
         raise ConfigError('[bot].mode: "live" needs [broker].kind = "alpaca" (the simulator '
                           "cannot trade real money)")
-    if cfg.bot.mode == "live" and cfg.faults.enabled:
+    account = cfg.alpaca.account
+    if account == "live" and cfg.bot.mode == "paper":
+        raise ConfigError('[alpaca].account: "live" needs [bot].mode = "dry_run" (a rehearsal '
+                          'on the live account: nothing is sent) or "live" (real money); '
+                          '"paper" mode trades, and only on a paper account')
+    if account == "paper" and cfg.bot.mode == "live":
+        raise ConfigError('[alpaca].account: "paper" contradicts [bot].mode = "live"; drop '
+                          'the key (live mode uses the live account) or set mode = "paper"')
+    if account is not None and cfg.broker.kind != "alpaca":
+        raise ConfigError('[alpaca].account: applies to [broker].kind = "alpaca" only (the '
+                          "simulator has no live account); drop the key")
+    if cfg.live_account and cfg.faults.enabled:
         raise ConfigError('[faults].enabled: fault injection is a drill tool and is refused '
-                          'with [bot].mode = "live"; set enabled = false')
+                          'on the live account ([bot].mode = "live" or [alpaca].account = '
+                          '"live"); set enabled = false')
     symbols = cfg.universe.symbols
     if symbols is not None:
         for i, sym in enumerate(cfg.universe.exclude, start=1):

@@ -132,6 +132,49 @@ def test_once_alpaca_account_not_matching_mode_refuses_to_trade(
     assert fake.order_posts() == []
 
 
+def test_dry_run_rehearses_on_the_live_account_then_the_same_state_goes_live(
+    fake: FakeAlpaca, write_config: Any, tmp_path: Path
+) -> None:
+    """``mode = "dry_run"`` with ``[alpaca].account = "live"``: every step on the live
+    account's holdings, the orders journaled as dry-run intents and none sent (no POST, no
+    cancel); then ``mode = "live"`` with ``--live`` on the same state dir trades them."""
+    fake.account_number = "3AB123456"  # a live account (paper ones start with PA)
+    config = alpaca_config(write_config, fake, account="live")
+    config.write_text(config.read_text().replace('mode = "paper"', 'mode = "dry_run"'))
+    rehearsal = run_cli_in_process("once", "--config", str(config), env=KEYS_ENV)
+    assert rehearsal.returncode == 0, rehearsal.stderr[-2000:]
+    events = json_lines(rehearsal.stdout)
+    started = [e for e in events if e["event"] == "dry_run_on_live_account"]
+    assert started and "3AB123456" not in rehearsal.stdout  # the number masked
+    planned = [e for e in events if e["event"] == "order_intended"]
+    assert {e["symbol"] for e in planned} >= {"SPY", "TLT"}  # sell SPY, buy the rest
+    assert [e["count"] for e in events if e["event"] == "orders_not_sent"] == [len(planned)]
+    assert fake.order_posts() == [] and fake.logged("DELETE") == []
+    db = sqlite3.connect(tmp_path / "state" / "allocbot.sqlite")
+    statuses = {row[0] for row in db.execute("SELECT status FROM intents")}
+    db.close()
+    assert statuses == {"dry_run"}
+
+    config.write_text(config.read_text().replace('mode = "dry_run"', 'mode = "live"')
+                      .replace('account = "live"\n', ""))
+    live = run_cli_in_process("once", "--config", str(config), "--live", env=KEYS_ENV)
+    assert live.returncode == 0, live.stderr[-2000:]
+    assert {p["symbol"] for p in posted_orders(fake)} >= {"SPY", "TLT"}
+
+
+def test_dry_run_reaching_a_live_account_without_the_key_says_to_set_it(
+    fake: FakeAlpaca, write_config: Any
+) -> None:
+    fake.account_number = "3AB123456"
+    config = alpaca_config(write_config, fake)
+    config.write_text(config.read_text().replace('mode = "paper"', 'mode = "dry_run"'))
+    proc = run_cli_in_process("once", "--config", str(config), env=KEYS_ENV)
+    assert proc.returncode == 2
+    error = " ".join(e["error"] for e in json_lines(proc.stderr) if "error" in e)
+    assert '[alpaca].account = "live"' in error and "3AB123456" not in proc.stderr
+    assert fake.order_posts() == []
+
+
 def test_once_alpaca_live_mode_without_confirmation_refuses_before_any_request(
     fake: FakeAlpaca, write_config: Any
 ) -> None:

@@ -151,12 +151,12 @@ def _build_adapter(cfg: Config, read_only: bool) -> tuple[Broker, tuple[str, ...
 
 
 def build_alpaca_broker(cfg: Config) -> AlpacaBroker:
-    """Alpaca paper (or live, by ``[bot].mode``) with keys from the environment."""
+    """Alpaca paper or live (``Config.live_account``) with keys from the environment."""
     from brokers.alpaca.broker import AlpacaBroker
 
     a = cfg.alpaca
     return AlpacaBroker.from_environment(
-        paper=cfg.bot.mode != "live", feed=a.feed, base_url=a.base_url, data_url=a.data_url,
+        paper=not cfg.live_account, feed=a.feed, base_url=a.base_url, data_url=a.data_url,
         cache_dir=cfg.bot.state_dir / "cache", http_timeout_secs=a.http_timeout_secs,
         retry_budget_secs=a.retry_budget_secs, poll_interval_secs=a.poll_interval_secs,
         retry_backoff_secs=a.retry_backoff_secs, retry_backoff_max_secs=a.retry_backoff_max_secs,
@@ -240,11 +240,17 @@ def open_runtime(cfg: Config, live_flag: bool = False, command: str = "run") -> 
             from brokers.alpaca.broker import check_account_mode, mask_account_number
 
             account = broker.account()  # the one account call: it also identifies the account
-            check_account_mode(account, paper=cfg.bot.mode != "live")
+            check_account_mode(account, paper=not cfg.live_account, hint=(
+                '; to rehearse on the live account set [alpaca].account = "live" (dry_run '
+                "sends nothing)" if cfg.bot.mode == "dry_run" else ""))
             bind_state_account(journal, alpaca_account(account))
             if cfg.bot.mode == "live":
                 log.warning("live_trading_enabled", account=mask_account_number(account),
                             equity=round(account.equity, 2))
+            elif cfg.live_account:
+                log.info("dry_run_on_live_account", account=mask_account_number(account),
+                         equity=round(account.equity, 2),
+                         note="orders are journaled and logged, never sent")
     except BaseException:
         journal.close()
         lock.release()

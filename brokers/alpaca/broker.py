@@ -83,13 +83,14 @@ def account_is_paper(account: Account) -> bool:
     return account.account_number.startswith(PAPER_ACCOUNT_PREFIX)
 
 
-def check_account_mode(account: Account, paper: bool) -> None:
-    """Refuse a live config that reaches a paper account, or the reverse."""
+def check_account_mode(account: Account, paper: bool, hint: str = "") -> None:
+    """Refuse a live config that reaches a paper account, or the reverse (``hint`` ends
+    the message)."""
     if account_is_paper(account) != paper:
         want, got = ("paper", "live") if paper else ("live", "paper")
         raise BrokerConfigError(
             f"configured for {want} trading but Alpaca account {mask_account_number(account)} "
-            f"is a {got} account: use the {want} keys or change [bot] mode"
+            f"is a {got} account: use the {want} keys or change [bot] mode{hint}"
         )
 
 
