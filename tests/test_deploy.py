@@ -195,7 +195,7 @@ def test_daemon_replay_end_stops_once_with_exit_0(tmp_path, write_config):
     assert next(e for e in events if e["event"] == "replay_ended")["last_date"] == last_day
     assert "market_closed" not in names
     stopping = next(e for e in events if e["event"] == "daemon_stopping")
-    assert stopping["reason"].startswith("replay_ended")
+    assert stopping["reason"] == "replay_ended" and "append rows" in stopping["note"]
     stopped = next(e for e in events if e["event"] == "daemon_stopped")
     assert stopping["cycles"] == stopped["cycles"]  # (the stopping line counted one short)
     # restarted after the end: stops at once (the command's outcome, read after it returns)

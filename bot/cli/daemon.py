@@ -39,10 +39,10 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
 
         def wake() -> None:
             rt.broker.on_wake()
-            reason = _replay_end(rt.broker)
-            if reason is not None:
-                ended.append(reason)
-                daemon.finish(reason)
+            detail = _replay_end(rt.broker)
+            if detail is not None:
+                ended.append(detail)
+                daemon.finish("replay_ended", detail)
                 return
             statuses.append(cycle.run(rt.context).status)
 
@@ -59,12 +59,16 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
     # every wake counts, the ones a bug ended too (cycle_job_failed: no status)
     got_through = any(s is not CycleStatus.FAILED for s in statuses)
     if max_cycles is not None and daemon.wakes > len(ended) and not got_through:
-        sys.exit(EXIT_CYCLE_FAILED)  # not one of the cycles asked for got through
+        import structlog
+
+        structlog.get_logger("allocbot.cli").error("no_cycle_got_through", cycles=len(statuses),
+                  note="every cycle --max-cycles asked for failed (see cycle_failed): exit 1")
+        sys.exit(EXIT_CYCLE_FAILED)
 
 
 def _replay_end(broker: Broker) -> str | None:
-    """Why the daemon should stop: a replayed price file has no trading day after the
-    clock's (its market is closed with no next open). None otherwise, and None when the
+    """Why the daemon should stop, in words: a replayed price file has no trading day after
+    the clock's (its market is closed with no next open). None otherwise, and None when the
     venue's clock fails (an outage: one of our errors): the cycle asks the clock again as
     its first step, which fails it as any venue failure in a cycle does (``cycle_failed``,
     journaled, alerted) and leaves the daemon to retry at the next wake."""
@@ -74,8 +78,8 @@ def _replay_end(broker: Broker) -> str | None:
         return None
     if clock.is_open or clock.next_open is not None:
         return None
-    return (f"replay_ended: no trading day after {clock.now.date()} in the price data; "
-            "append rows to continue")
+    return (f"no trading day after {clock.now.date()} in the price data; append rows to "
+            "continue")
 
 
 def _start_monitoring(cfg: Config) -> Monitor | None:

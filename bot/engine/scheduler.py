@@ -113,12 +113,14 @@ class Daemon:
                 self._wakes += 1
                 done = self._max_cycles is not None and self._wakes >= self._max_cycles
             if done:
-                log.info("daemon_stopping", reason="max_cycles reached", cycles=self._wakes)
+                log.info("daemon_stopping", reason="max_cycles", cycles=self._wakes,
+                         note=f"--max-cycles {self._max_cycles} reached")
                 self.stop(wait=False)
 
-    def finish(self, reason: str) -> None:
+    def finish(self, reason: str, note: str) -> None:
         """Stop after the current wake (called from inside it): the work is done."""
-        log.info("daemon_stopping", reason=reason, cycles=self._wakes + 1)  # (this one too)
+        log.info("daemon_stopping", reason=reason, cycles=self._wakes + 1,  # (this one too)
+                 note=note)
         self.stop(wait=False)
 
     def _on_started(self, event: SchedulerEvent) -> None:
@@ -173,7 +175,8 @@ class Daemon:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         log.info("shutdown_requested", signal=signal.Signals(signum).name,
-                 note="letting the running cycle finish")
+                 note="letting the running cycle finish" if self._stopper is None
+                 else "already stopping: the running cycle finishes first")
         if self._stopper is None:
             self._stopper = threading.Thread(target=self.stop, kwargs={"wait": True}, daemon=True)
             self._stopper.start()
