@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import strategies
 from bot.errors import ConfigError, InputDataError
-from bot.logs import REDACTED, SECRET_NAME_PATTERN
+from bot.logs import ALERT_URLS_ENV, REDACTED, SECRET_NAME_PATTERN, alert_urls_in_force
 from bot.sample_market import SAMPLE_PRICES_PATH
 
 if TYPE_CHECKING:
@@ -494,7 +494,11 @@ def load_config(path: Path, check_strategy: bool = True) -> Config:
 def config_as_dict(cfg: Config) -> dict[str, Any]:
     """The resolved config as plain data (for ``allocbot check-config``)."""
     data = cfg.model_dump(mode="json")
-    data["alerts"]["urls"] = [REDACTED for _ in cfg.alerts.urls]  # they hold webhook tokens
+    # the URLs in force, each hidden (they hold webhook tokens): the environment's win
+    in_force = alert_urls_in_force(cfg.alerts.urls)
+    data["alerts"]["urls"] = [REDACTED for _ in in_force]
+    data["alerts"]["urls_from"] = (None if not in_force else "[alerts].urls"
+                                   if in_force is cfg.alerts.urls else ALERT_URLS_ENV)
     data["strategy"]["resolved_params"] = strategies.parameters(cfg.strategy.name) | dict(
         cfg.strategy.params
     )

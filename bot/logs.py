@@ -34,6 +34,11 @@ def split_alert_urls(text: str) -> tuple[str, ...]:
     return tuple(u for u in re.split(r"[\s,]+", text) if u)
 
 
+def alert_urls_in_force(configured: tuple[str, ...]) -> tuple[str, ...]:
+    """``ALLOCBOT_ALERT_URLS`` when set (it wins), else the config's ``[alerts] urls``."""
+    return split_alert_urls(os.environ.get(ALERT_URLS_ENV, "")) or configured
+
+
 def secret_values(env: MutableMapping[str, str] | None = None) -> tuple[str, ...]:
     """The secret strings that must never be written (long enough to be meaningful)."""
     env = os.environ if env is None else env

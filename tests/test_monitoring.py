@@ -247,6 +247,20 @@ def test_check_config_masks_alert_urls_from_the_config_file(tmp_path, write_conf
     assert url not in proc.stdout and "tokentokentoken" not in proc.stdout
 
 
+def test_check_config_shows_the_environments_alert_urls_masked_as_the_ones_in_force(
+        write_config):
+    """``ALLOCBOT_ALERT_URLS`` wins over ``[alerts] urls``: check-config shows its URLs
+    (masked) and where they come from, not the config's."""
+    urls = "json://127.0.0.1:9/a?token=envtokenA, json://127.0.0.1:9/b?token=envtokenB"
+    config = write_config({"alerts": {"urls": ["json://127.0.0.1:9/file/filetoken"]}})
+    proc = run_cli_in_process("check-config", "--config", str(config),
+                              env={"ALLOCBOT_ALERT_URLS": urls})
+    assert proc.returncode == 0, proc.stderr
+    alerts = json.loads(proc.stdout)["alerts"]
+    assert alerts["urls"] == ["***", "***"] and alerts["urls_from"] == "ALLOCBOT_ALERT_URLS"
+    assert "envtoken" not in proc.stdout and "filetoken" not in proc.stdout
+
+
 def test_daemon_without_monitoring_config_imports_neither_library(write_config):
     code = ("import sys; from bot.cli import main\n"
             "try:\n    main(['run', '--config', sys.argv[1], '--max-cycles', '1'])\n"

@@ -3,15 +3,13 @@ without importing prometheus_client, apprise or the monitoring modules."""
 
 from __future__ import annotations
 
-import os
-
 from bot.config import Config
-from bot.logs import ALERT_URLS_ENV, split_alert_urls
+from bot.logs import alert_urls_in_force
 
 
 def alert_urls(cfg: Config) -> tuple[str, ...]:
     """``ALLOCBOT_ALERT_URLS`` (whitespace/comma separated) when set, else ``[alerts] urls``."""
-    return split_alert_urls(os.environ.get(ALERT_URLS_ENV, "")) or cfg.alerts.urls
+    return alert_urls_in_force(cfg.alerts.urls)
 
 
 def monitoring_configured(cfg: Config) -> bool:
