@@ -316,6 +316,17 @@ class Broker(Protocol):
         ...
 
 
+class LatestBarFills(Protocol):
+    """An optional broker capability: ``fills_at_latest_bar`` is True when market orders
+    fill at the latest daily bar the cycle planned on (the simulator, also behind the fault
+    drill's wrapper), so buys are costed at their planning prices with no margin for the
+    price moving before the fill. Brokers without it are costed with the margin
+    (``bot.engine.execution.MARKET_BUY_MARGIN_BPS``)."""
+
+    @property
+    def fills_at_latest_bar(self) -> bool: ...
+
+
 @runtime_checkable
 class TradePriceSource(Protocol):
     """An optional broker capability: the venue's latest trade price per symbol (the

@@ -122,6 +122,11 @@ class FaultInjectingBroker:
         self._views: dict[str, Order] = {}  # orders whose answer the fault changed
         self.injected: dict[str, int] = {}
 
+    @property
+    def fills_at_latest_bar(self) -> bool:
+        """``LatestBarFills`` as ``inner`` answers it: the drill changes no fill price."""
+        return bool(getattr(self.inner, "fills_at_latest_bar", False))
+
     # ----- fault draws ------------------------------------------------------------
     def _count(self, kind: str, call: str) -> None:
         self.injected[kind] = self.injected.get(kind, 0) + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import shutil
 
 import pytest
 
@@ -13,7 +14,7 @@ from brokers.base import OrderRequest, OrderSide, OrderStatus
 from brokers.faults import FaultInjectingBroker, FaultPlan
 from brokers.sim.broker import SimulatedBroker
 from strategies.errors import BrokerTransientError
-from tests.conftest import base_config, random_walk_prices
+from tests.conftest import base_config, json_lines, random_walk_prices, run_cli_in_process
 from tests.test_cycle import make_ctx
 
 
@@ -121,3 +122,22 @@ def test_config_faults_bad_kill_point_names_the_key(tmp_path):
     doc["faults"] = {"enabled": True, "kill_at": "after_lunch"}
     with pytest.raises(ConfigError, match=r"\[faults\]\.kill_at: .*after_lunch"):
         parse_config(doc, tmp_path)
+
+
+def test_drill_with_no_fault_drawn_trades_exactly_as_the_plain_simulator(write_config):
+    """``[faults] enabled`` with every rate 0: the same orders, fills and cash as without
+    the drill (its wrapper fills at the simulator's bar, so buys take no price margin)."""
+    plain = write_config(name="plain.toml")
+    drill = write_config({"faults": {"enabled": True}}, name="drill.toml")
+    outcomes = []
+    for config in (plain, drill):
+        state = config.parent / "state"
+        shutil.rmtree(state, ignore_errors=True)
+        proc = run_cli_in_process("once", "--config", str(config))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        events = json_lines(proc.stdout)
+        assert not [e for e in events if e["event"] == "buys_scaled_to_cash"]
+        outcomes.append([(e["symbol"], e["side"], e["filled_qty"], e["filled_avg_price"])
+                         for e in events if e["event"] == "order_filled"]
+                        + [e["cash_after"] for e in events if e["event"] == "cycle_finished"])
+    assert outcomes[0] == outcomes[1] and len(outcomes[0]) > 5

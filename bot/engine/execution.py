@@ -149,7 +149,7 @@ def _size_buys_to_cash(broker: Broker, journal: Journal,
     Spendable = min(cash, buying power) − cash_buffer × equity (the plan's, else the
     account's): an open order reserving buying power, a sell that did not fill and the
     buffer all shrink the buys proportionally instead of the venue refusing some of them.
-    At a venue that fills later (not ``ImmediateFillVenue``) each buy is costed at
+    At a venue that fills later (not ``LatestBarFills``) each buy is costed at
     max(planning price, latest trade where the broker reports it) × (1 +
     ``MARKET_BUY_MARGIN_BPS``): planned at stale prices, the last buy would not fit."""
     account = broker.account()
@@ -157,7 +157,8 @@ def _size_buys_to_cash(broker: Broker, journal: Journal,
     equity = settings.plan_equity if settings.plan_equity is not None else account.equity
     reserve = settings.policy.cash_buffer * max(equity, 0.0)
     planned = tuple(o for _, o in buys)
-    costed = planned if _fills_at_once(type(broker)) else _live_buy_prices(broker, planned)
+    costed = (planned if getattr(broker, "fills_at_latest_bar", False)  # ``LatestBarFills``
+              else _live_buy_prices(broker, planned))
     sizing = size_buys_to_cash(costed, hard, settings.policy, settings.commission_min,
                                fractionable)
     available = hard - reserve

@@ -103,6 +103,7 @@ class SimulatedBroker:
     """The ``Broker`` protocol over a replayed price frame and a SQLite paper account."""
 
     name = "sim"
+    fills_at_latest_bar = True  # ``LatestBarFills``: every fill is at the day's close
 
     def __init__(
         self,
