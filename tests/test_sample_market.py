@@ -7,7 +7,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
+from bot.sample_market.__main__ import main as sample_market_main
 from bot.sample_market.generator import (
     ALL_VOL_ANNUAL,
     CALM,
@@ -18,6 +20,7 @@ from bot.sample_market.generator import (
     generate_sample_market,
     render_csv,
 )
+from bot.sample_market.macro import SAMPLE_MACRO_PATH
 from brokers.calendar import sessions_in_range
 from brokers.prices import load_price_csv
 
@@ -82,3 +85,18 @@ def test_sample_market_dof_matches_median_regime_kurtosis():
 def test_sample_market_other_seed_gives_different_prices(market):
     other = generate_sample_market(SEED + 1)
     assert not np.allclose(other.prices.to_numpy(), market.prices.to_numpy())
+
+
+def test_module_help_writes_nothing_and_out_writes_the_bundled_files_elsewhere(tmp_path):
+    """``python -m bot.sample_market --help`` only prints help (it used to rewrite the
+    bundled CSVs); ``--out DIR`` writes both files there, equal to the bundled ones."""
+    bundled = [SAMPLE_PRICES_PATH, SAMPLE_MACRO_PATH]
+    before = [p.stat().st_mtime_ns for p in bundled]
+    shown = CliRunner().invoke(sample_market_main, ["--help"])
+    assert shown.exit_code == 0 and "--out" in shown.output
+    assert [p.stat().st_mtime_ns for p in bundled] == before
+    written = CliRunner().invoke(sample_market_main, ["--out", str(tmp_path)])
+    assert written.exit_code == 0, written.output
+    assert [p.stat().st_mtime_ns for p in bundled] == before
+    for path in bundled:
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -161,18 +162,15 @@ def render_csv(frame: pd.DataFrame, decimals: int = PRICE_DECIMALS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    """Rewrite ``bot/sample_market/sample_prices.csv`` from the seed."""
+def write_sample_prices(path: Path = SAMPLE_PRICES_PATH) -> None:
+    """Write the sample prices, generated from the seed, to ``path`` (default: the bundled
+    ``bot/sample_market/sample_prices.csv``)."""
     market = generate_sample_market()
-    SAMPLE_PRICES_PATH.parent.mkdir(parents=True, exist_ok=True)
-    SAMPLE_PRICES_PATH.write_text(render_csv(market.prices), encoding="utf-8", newline="")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_csv(market.prices), encoding="utf-8", newline="")
     structlog.get_logger("bot.sample_market").info(
         "sample_market_written",
-        path=str(SAMPLE_PRICES_PATH),
+        path=str(path),
         days=len(market.prices),
         stress_days=int(market.stress.sum()),
     )
-
-
-if __name__ == "__main__":
-    main()

@@ -57,9 +57,11 @@ def generate_sample_macro(market: SampleMarket) -> pd.DataFrame:
                         index=pd.DatetimeIndex(stress_share.index, name="date"))
 
 
-def main() -> None:
-    """Rewrite ``bot/sample_market/sample_macro.csv`` from the seeds."""
+def write_sample_macro(path: Path = SAMPLE_MACRO_PATH) -> None:
+    """Write the synthetic macro series, generated from the seeds, to ``path`` (default:
+    the bundled ``bot/sample_market/sample_macro.csv``)."""
     macro = generate_sample_macro(generate_sample_market(SEED))
-    SAMPLE_MACRO_PATH.write_text(render_csv(macro, MACRO_DECIMALS), encoding="utf-8", newline="")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_csv(macro, MACRO_DECIMALS), encoding="utf-8", newline="")
     structlog.get_logger("bot.sample_market").info(
-        "sample_macro_written", path=str(SAMPLE_MACRO_PATH), months=len(macro))
+        "sample_macro_written", path=str(path), months=len(macro))
