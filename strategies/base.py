@@ -79,7 +79,10 @@ def load_data_file(key: str, path: object, loader: Callable[[Path], S]) -> S:
     try:
         return loader(Path(path))
     except InputDataError as exc:
-        raise StrategyDataFileError(f"{key}: {exc}") from exc
+        where = ""
+        if not Path(path).is_absolute() and not Path(path).exists():  # say where it looked
+            where = f" (a relative path is read from the working directory: {Path.cwd()})"
+        raise StrategyDataFileError(f"{key}: {exc}{where}") from exc
 
 
 @runtime_checkable

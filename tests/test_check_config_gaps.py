@@ -82,6 +82,16 @@ def test_a_missing_macro_file_is_a_config_error_not_a_traceback(write_config, tm
     assert "[strategy.params]" in line and str(missing) in line
 
 
+def test_a_missing_relative_macro_file_names_the_directory_it_was_read_from(write_config,
+                                                                            tmp_path):
+    """A relative data-file path is read from the working directory, not the config's: the
+    error says which directory that was (a config in another directory looked fine)."""
+    config = write_config({"strategy": {"name": "macro_regime",
+                                        "params": {"macro_file": "macro/no_such.csv"}}})
+    line = one_line_error(run_cli_in_process("check-config", "--config", str(config)))
+    assert "macro/no_such.csv" in line and f"working directory: {Path.cwd()}" in line
+
+
 @pytest.mark.parametrize("method,fallback,key", [
     ("build_strategy", None, "[strategy.params]: "),
     ("build_fallback", "equal_weight", "[strategy].fallback: "),
