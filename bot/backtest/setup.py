@@ -26,7 +26,7 @@ from bot.backtest.walk_forward import WalkForward, WalkForwardStrategy, build_le
 from bot.config import Config
 from bot.core.risk import RiskLimits
 from bot.core.signal import SignalSchedule
-from bot.engine.preflight import BENCHMARK_KEY, build_benchmark
+from bot.engine.preflight import BENCHMARK_KEY, build_benchmark, check_universe_fit
 from bot.engine.runtime import cycle_settings, sim_costs
 from bot.engine.statuses import CycleStatus
 from bot.engine.targets import history_rows_needed
@@ -214,13 +214,15 @@ def load_backtest_prices(cfg: Config, prices_path: Any | None) -> tuple[pd.DataF
 def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: date | None,
                 out_dir: Any, benchmark: str | None, walk_forward: WalkForward | None,
                 show_progress: bool) -> BacktestRun:
-    """What ``allocbot backtest`` does: run, write every file, print the summary table."""
+    """What ``allocbot backtest`` does: refuse a strategy the prices' universe cannot fit
+    (``PreflightError``, as ``run``), run, write every file, print the summary table."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bot.backtest.report import summary_table, write_outputs
 
     prices, universe = load_backtest_prices(cfg, prices_path)
+    check_universe_fit(cfg, universe)
     console = Console()
     if show_progress:
         with Progress(TextColumn("backtest"), BarColumn(), TextColumn("{task.completed}/"

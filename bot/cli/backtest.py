@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from bot.cli.startup import config_option, fail_on, load
+from bot.cli.startup import config_option, fail, fail_on, load
 from bot.errors import AllocbotError
 from bot.logs import backtest_repeats, configure_logging, log_repeated_warnings
 
@@ -36,6 +36,7 @@ def backtest(config_path: Path, prices_path: Path | None, start: Any, end: Any,
 
     from bot.backtest.setup import run_command
     from bot.backtest.walk_forward import parse_walk_forward
+    from bot.engine.preflight import PreflightError
 
     cfg = load(config_path, logs_to_stderr=True)
     level = cfg.backtest.log_level
@@ -50,6 +51,8 @@ def backtest(config_path: Path, prices_path: Path | None, start: Any, end: Any,
         run_command(cfg, prices_path, start.date() if start else None,
                     end.date() if end else None, out_dir, benchmark, wf,
                     show_progress=sys.stdout.isatty())
+    except PreflightError as exc:  # the strategy cannot work with the prices' universe
+        fail(f"invalid config {config_path}: {exc}")
     except AllocbotError as exc:
         fail_on(exc)
     log_repeated_warnings(repeats)

@@ -92,6 +92,29 @@ def universe_fit_problems(strategy: Strategy, key: str, params_prefix: str,
             for path, problem in strategy.universe_problems(seen).items()]
 
 
+def config_fit_problems(cfg: Config, universe: tuple[str, ...],
+                        strategy: Strategy | None = None) -> list[str]:
+    """``universe_fit_problems`` of the config's strategy and its fallback over ``universe``
+    (less ``[universe].exclude``): the one fit check of every command that computes."""
+    strategy = cfg.build_strategy() if strategy is None else strategy
+    excluded = cfg.universe.exclude
+    problems = universe_fit_problems(strategy, "[strategy].name", "[strategy.params].",
+                                     universe, excluded)
+    fallback = cfg.build_fallback()
+    if fallback is not None:
+        problems += universe_fit_problems(fallback, "[strategy].fallback",
+                                          "[strategy].fallback.params.", universe, excluded)
+    return problems
+
+
+def check_universe_fit(cfg: Config, universe: tuple[str, ...]) -> None:
+    """Raise ``PreflightError`` when the config's strategy (or fallback) can never compute
+    over ``universe``, the one a backtest or ``weights`` runs on (``--prices`` may differ)."""
+    problems = config_fit_problems(cfg, universe)
+    if problems:
+        raise PreflightError(problems)
+
+
 def replay_warmup_rows(cfg: Config) -> int:
     """Rows of price history the simulator's first replayed day needs before it."""
     return history_rows_needed(cfg.build_strategy(), risk_limits(cfg)) - 1
@@ -155,14 +178,11 @@ def config_problems(cfg: Config) -> list[str]:
         return problems
     excluded, strategy = cfg.universe.exclude, cfg.build_strategy()
     problems += strategy_problems(strategy, "[strategy.params].", universe, excluded)
-    problems += universe_fit_problems(strategy, "[strategy].name", "[strategy.params].",
-                                      universe, excluded)
     fallback = cfg.build_fallback()
     if fallback is not None:
         problems += strategy_problems(fallback, "[strategy].fallback.params.", universe,
                                       excluded)
-        problems += universe_fit_problems(fallback, "[strategy].fallback",
-                                          "[strategy].fallback.params.", universe, excluded)
+    problems += config_fit_problems(cfg, universe, strategy)
     safe = cfg.risk.safe_asset
     if safe is not None and safe not in universe:
         problems.append(f"[risk].safe_asset: {safe!r} is not in the universe")

@@ -35,6 +35,7 @@ from bot.backtest.setup import (
     run_configured,
 )
 from bot.config import Config, parse_config
+from bot.engine.preflight import config_fit_problems
 from bot.errors import ConfigError
 from bot.research.pages import png_tag, table, write_page
 from bot.research.space import strategy_table
@@ -151,10 +152,22 @@ def common_start(configs: list[Config], prices: pd.DataFrame) -> Any:
     return prices.index[min(warmup, len(prices) - 1)].date()
 
 
+def check_specs_fit(specs: list[StrategySpec], configs: list[Config],
+                    universe: tuple[str, ...]) -> None:
+    """Refuse, naming the spec, every strategy that can never compute over ``universe``
+    (``allocbot run`` refuses the same config; each backtest would only hold)."""
+    problems = [f"compare spec {spec.label!r}: {problem}"
+                for spec, config in zip(specs, configs, strict=True)
+                for problem in config_fit_problems(config, universe)]
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
 def run_compare(cfg: Config, specs: list[StrategySpec], out_dir: Path) -> CompareResult:
     """Backtest every spec over one window; write each one's outputs and the report."""
     configs = [spec_config(cfg, s) for s in specs]
     prices, universe = load_backtest_prices(cfg, None)
+    check_specs_fit(specs, configs, universe)
     start = common_start(configs, prices)
     runs = [run_configured(c, prices, universe, start=start) for c in configs]
     labels = _unique([s.label for s in specs])

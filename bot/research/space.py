@@ -302,6 +302,40 @@ def check_space(space: SweepSpace, base_raw: dict[str, Any], base_dir: Path) -> 
                                   f"config validator: {exc}") from None
 
 
+def _swept_key(path: str, problem: str) -> bool:
+    """Whether the space key ``path`` sets what ``problem`` (a ``config_fit_problems`` line)
+    is about: a whole-strategy choice sets every strategy key, a parameter its own."""
+    if path == "strategy":
+        return True
+    if not path.startswith("strategy.params."):
+        return False
+    key = f"[strategy.params].{path.removeprefix('strategy.params.')}"
+    return problem.startswith(key) and problem[len(key):len(key) + 1] in (":", ".", "[")
+
+
+def check_space_fit(space: SweepSpace, base_raw: dict[str, Any], base_dir: Path,
+                    universe: tuple[str, ...], source: Path) -> None:
+    """The config's unswept keys, then each edge value and choice, must fit ``universe``
+    (``config_fit_problems``), or ``run`` refuses best.toml; a monotone ``k`` shows at an edge."""
+    from bot.engine.preflight import config_fit_problems
+
+    swept = [p.path for p in space.params]
+    own = [line for line in config_fit_problems(parse_config(base_raw, base_dir), universe)
+           if not any(_swept_key(path, line) for path in swept)]
+    if own:
+        raise ConfigError(f"invalid config {source} (every trial keeps what the space does not "
+                          f"sweep): {'; '.join(own)}")
+    for param in space.params:
+        others = [path for path in swept if path != param.path]
+        for value in param.domain.probe_values():
+            cfg = parse_config(apply_params(base_raw, {param.path: value}), base_dir)
+            problems = [line for line in config_fit_problems(cfg, universe)
+                        if not any(_swept_key(path, line) for path in others)]
+            if problems:
+                raise ConfigError(f"[space].{param.path}: value {value!r} cannot work with the "
+                                  f"universe: {'; '.join(problems)}")
+
+
 def probe_configs(space: SweepSpace, base_raw: dict[str, Any], base_dir: Path) -> list[Config]:
     """Configs at the space's corners (each edge alone, and all highs together): used to
     find a first backtest day with enough history for every trial."""

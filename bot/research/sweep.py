@@ -25,7 +25,14 @@ from bot.config import Config, parse_config
 from bot.engine.targets import risk_limits
 from bot.errors import ConfigError, InputDataError
 from bot.research.parallel import DaskRunner, InlineRunner, ProcessRunner, TrialRunner
-from bot.research.space import Choice, SweepSpace, apply_params, check_space, probe_configs
+from bot.research.space import (
+    Choice,
+    SweepSpace,
+    apply_params,
+    check_space,
+    check_space_fit,
+    probe_configs,
+)
 from bot.research.study import (
     abandon_stale,
     ask_slots,
@@ -134,6 +141,7 @@ def prepare(options: SweepOptions, space: SweepSpace) -> SweepInputs:
     cfg = parse_config(raw, base_dir, source=path.resolve())
     check_space(space, raw, base_dir)
     prices_all, universe = load_backtest_prices(cfg, None)
+    check_space_fit(space, raw, base_dir, universe, path)
     prices = prices_all
     if options.holdout is not None:
         prices = prices_all.loc[:pd.Timestamp(options.holdout)]
