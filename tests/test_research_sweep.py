@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from datetime import date
 from pathlib import Path
 
@@ -537,3 +538,19 @@ def test_sweep_killed_with_sigkill_leaves_no_worker_process_behind(inputs, tmp_p
     while any(_running(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [w for w in workers if _running(w)]
+
+
+def test_sweep_takes_quoted_backtest_dates_as_the_config_does(tmp_path):
+    """``[backtest] start = "2020-03-02"`` (a string, which the config validates into a
+    date): the sweep used to compare the raw string with a date and crash (TypeError)."""
+    market = write_market(tmp_path, days=200)
+    config = write_config(tmp_path, market, backtest={"start": "2020-03-02",
+                                                      "end": "2020-09-01"})
+    out = tmp_path / "out"
+    proc = run_cli_in_process("sweep", "--config", str(config), "--space",
+                              str(write_space(tmp_path, "[space.strategy.params]\n"
+                                                        "k = {int = [1, 2]}")),
+                              "--trials", "1", "--jobs", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    best = tomllib.loads((out / "best.toml").read_text())["backtest"]
+    assert (best["start"], best["end"]) == (date(2020, 3, 2), date(2020, 9, 1))

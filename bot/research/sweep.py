@@ -139,6 +139,9 @@ def prepare(options: SweepOptions, space: SweepSpace) -> SweepInputs:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     base_dir = path.resolve().parent
     cfg = parse_config(raw, base_dir, source=path.resolve())
+    # the window's dates as the config validated them (a quoted "2020-03-02" is a date too)
+    raw = apply_params(raw, {f"backtest.{key}": value for key, value in (
+        ("start", cfg.backtest.start), ("end", cfg.backtest.end)) if value is not None})
     check_space(space, raw, base_dir)
     prices_all, universe = load_backtest_prices(cfg, None)
     check_space_fit(space, raw, base_dir, universe, path)
