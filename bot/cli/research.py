@@ -188,4 +188,5 @@ def compare(specs: tuple[str, ...], config_path: Path, out_dir: Path) -> None:
     log_repeated_warnings(repeats)
     console = Console()
     console.print(compare_table(result))
-    console.print(f"wrote compare.csv, report.html to {out_dir}")
+    console.print(f"wrote compare.csv, compare.png, report.html and one backtest folder per "
+                  f"strategy to {out_dir}")
