@@ -198,6 +198,26 @@ def test_once_alpaca_market_closed_skips_without_orders(
     assert fake.order_posts() == []
 
 
+def test_wakes_on_a_closed_market_are_one_journal_row_that_status_counts(
+    fake: FakeAlpaca, write_config: Any
+) -> None:
+    """An interval schedule wakes all night: the journal keeps one row for the closed
+    stretch (it used to keep one per wake: ~1,000 a day at 60 s), and status says how
+    many wakes it stands for."""
+    fake.is_open = False
+    config = alpaca_config(write_config, fake)
+    for _ in range(3):
+        proc = run_cli_in_process("once", "--config", str(config), env=KEYS_ENV)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    status = run_cli_in_process("status", "--config", str(config), "--json")
+    assert status.returncode == 0, status.stderr
+    cycles = json.loads(status.stdout)["cycles"]
+    assert [(c["status"], c["note"], c["wakes"]) for c in cycles] == [
+        ("skipped", "market_closed", 3)]
+    text = run_cli_in_process("status", "--config", str(config)).stdout
+    assert "market_closed ×3 wakes" in text
+
+
 @pytest.mark.parametrize(
     "seed", [3, pytest.param(6, marks=pytest.mark.slow), pytest.param(7, marks=pytest.mark.slow)]
 )

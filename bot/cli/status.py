@@ -67,7 +67,7 @@ def render_status_text(r: StatusReport) -> str:
         c = r.last_cycle
         out.append(f"last cycle  {_clock(c.finished_at or c.started_at)} UTC  {c.status}"
                    + (f" (market date {c.asof})" if c.asof else "")
-                   + (f": {c.error or c.note}" if c.error or c.note else ""))
+                   + (f": {c.error or c.shown_note}" if c.error or c.note else ""))
     success = f"{_clock(r.last_success_at)} UTC" if r.last_success_at else "never"
     wake = f"{_clock(r.next_wake)} UTC" if r.next_wake else "- (no daemon running)"
     out.append(f"last success {success}   next wake {wake}")
@@ -95,7 +95,7 @@ def render_status_text(r: StatusReport) -> str:
                    "equity", "note", "error"),
                   [(c.cycle_id, c.asof or "", _clock(c.finished_at), c.status,
                     _int(c.orders_planned), _int(c.orders_filled), _money(c.equity),
-                    c.note or "", c.error or "") for c in r.cycles])
+                    c.shown_note, c.error or "") for c in r.cycles])
     out += [f"note: {n}" for n in r.notes]
     return "\n".join(out)
 

@@ -34,7 +34,7 @@ from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_pla
 from bot.engine.journal import Journal
 from bot.engine.pretrade import guard_breaches
 from bot.engine.reconcile import reconcile
-from bot.engine.statuses import HALT_KEY, PEAK_KEY, CycleStatus, recorded_peak
+from bot.engine.statuses import HALT_KEY, MARKET_CLOSED, PEAK_KEY, CycleStatus, recorded_peak
 from bot.engine.targets import TargetRules, check_history_rows, cycle_targets
 from bot.errors import AllocbotError, BrokerDataError
 from brokers.base import EXCHANGE_TZ, Broker
@@ -117,7 +117,7 @@ def _run_steps(ctx: CycleContext, cycle_id: str) -> CycleResult:
     if not clock.is_open:
         log.info("market_closed", now=clock.now.isoformat(),
                  next_open=clock.next_open.isoformat() if clock.next_open else None)
-        return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {"reason": "market_closed"})
+        return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {"reason": MARKET_CLOSED})
     # the exchange date on every later line of the cycle (a backtest's warnings then say
     # which day they are about; its timestamps are the wall clock's)
     with structlog.contextvars.bound_contextvars(asof=asof.isoformat()):

@@ -21,9 +21,11 @@ from typing import Any
 
 from bot.engine.statuses import (
     ACCOUNT_KEY,
+    MARKET_CLOSED,
     OPEN_INTENT_STATUSES,
     CycleStatus,
     IntentStatus,
+    closed_wake_folded,
     spent_qty,
     summary_problem,
 )
@@ -285,11 +287,35 @@ class Journal:
             db.execute("UPDATE cycles SET asof = ? WHERE cycle_id = ?", (asof.isoformat(), cycle_id))
 
     def finish_cycle(self, cycle_id: str, status: CycleStatus, summary: dict[str, Any]) -> None:
+        """Record how the cycle ended. A wake that found the market closed right after
+        another that did takes that one's place (``closed_wake_folded``): a closed stretch
+        is one row however often the schedule wakes (an interval of 60 s wrote ~1,000 a
+        day, kept for ever)."""
         with self._tx() as db:
+            if status == CycleStatus.SKIPPED and summary.get("reason") == MARKET_CLOSED:
+                summary = self._fold_closed_wake(db, cycle_id, summary)
             db.execute(
                 "UPDATE cycles SET status = ?, finished_at = ?, summary = ? WHERE cycle_id = ?",
                 (status, _now_iso(), json.dumps(summary, default=str), cycle_id),
             )
+
+    def _fold_closed_wake(self, db: sqlite3.Connection, cycle_id: str,
+                          summary: dict[str, Any]) -> dict[str, Any]:
+        """Delete the cycle row before ``cycle_id`` when it is a closed-market skip too, and
+        return ``summary`` carrying its wake count on (inside the caller's transaction)."""
+        previous = db.execute(
+            "SELECT cycle_id, status, started_at, summary FROM cycles WHERE seq < "
+            "(SELECT seq FROM cycles WHERE cycle_id = ?) ORDER BY seq DESC LIMIT 1",
+            (cycle_id,)).fetchone()
+        if previous is None:
+            return summary
+        figures = self._summary(previous["cycle_id"], previous["summary"])
+        folded = closed_wake_folded(summary, (previous["status"], previous["started_at"],
+                                              figures))
+        if folded is None:
+            return summary
+        db.execute("DELETE FROM cycles WHERE cycle_id = ?", (previous["cycle_id"],))
+        return folded
 
     def recent_cycles(self, limit: int = 10) -> list[dict[str, Any]]:
         return self._read_cycles(f"SELECT {_CYCLE_COLUMNS} FROM cycles ORDER BY seq DESC LIMIT ?",
@@ -308,8 +334,8 @@ class Journal:
         """The newest (``oldest``: the first) finished cycle, as ``recent_cycles`` gives
         it, with one of ``statuses``, whose summary's ``reason`` is ``reason`` and which
         holds a non-null figure ``figure`` (each when given); None if there is none. One
-        query however long the journal: a wake on a closed market writes a row too, so
-        an interval schedule writes ~1,440 a day, and reading them all made ``status``
+        query however long the journal: an interval schedule writes a row per wake while
+        the market is open (~390 a day at 60 s), and reading them all made ``status``
         take seconds."""
         where: list[str] = ["finished_at IS NOT NULL"]
         args: list[Any] = []

@@ -32,6 +32,14 @@ def recorded_peak(journal: Journal) -> float:
     raise journal.corrupt_meta(PEAK_KEY, "is not an equity peak (a finite amount ≥ 0)")
 
 
+# A skipped cycle's reason (its summary's ``"reason"``) when the market was closed.
+MARKET_CLOSED = "market_closed"
+# What a closed-market row of the journal stands for: it is the last of a run of wakes that
+# found the market closed (``Journal.finish_cycle`` folds each into the next), how many
+# and since when (the first one's start, UTC ISO).
+CLOSED_WAKES, CLOSED_SINCE = "closed_wakes", "closed_since"
+
+
 class CycleStatus(StrEnum):
     """How a cycle ended (``running`` while it runs)."""
 
@@ -116,3 +124,16 @@ def spent_qty(status: str, qty: float, filled_qty: float) -> float:
     crash before the venue answered over-counts, never under-counts), what filled once it
     ended (rejected, canceled, expired, unsent, dry-run: only what it traded)."""
     return qty if status in OPEN_INTENT_STATUSES else filled_qty
+
+
+def closed_wake_folded(summary: dict[str, Any], previous: tuple[str, str, dict[str, Any]]
+                       ) -> dict[str, Any] | None:
+    """A closed-market skip's ``summary`` after folding in the journal's ``previous`` cycle
+    (status, started_at, summary) when that was one too: its wake count and first start
+    carried on. None when ``previous`` is anything else (it stays a row of its own)."""
+    status, started_at, figures = previous
+    if status != CycleStatus.SKIPPED or figures.get("reason") != MARKET_CLOSED:
+        return None
+    wakes = figures.get(CLOSED_WAKES, 1)
+    return {**summary, CLOSED_WAKES: (wakes if type(wakes) is int else 1) + 1,
+            CLOSED_SINCE: figures.get(CLOSED_SINCE, started_at)}

@@ -11,9 +11,8 @@ A cycle's outcome is its status and, for a skip, the reason in its figures (the
 
 from __future__ import annotations
 
-from bot.engine.statuses import CycleStatus
+from bot.engine.statuses import MARKET_CLOSED, CycleStatus
 
-MARKET_CLOSED = "market_closed"
 GUARD_BLOCKED = "guard_blocked"
 # skips whose cycle ran the drawdown kill switch's check and was not halted by it (a guard
 # is checked on the plan, after the kill switch); a closed market or a still-working order

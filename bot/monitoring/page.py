@@ -163,7 +163,7 @@ def _sections(report: StatusReport, alerts: Sequence[AlertRecord]) -> list[str]:
                o.status, o.reason or ""] for o in report.open_orders]
     cycles = [[c.cycle_id, c.asof or "", c.status, _when(c.finished_at),
                "" if c.orders_filled is None else str(c.orders_filled),
-               _money(c.equity) if c.equity is not None else "", c.error or c.note or ""]
+               _money(c.equity) if c.equity is not None else "", c.error or c.shown_note]
               for c in report.cycles]
     recent = [[_when(a.at.isoformat()), a.kind, a.title,
                a.outcome if a.count == 1 else f"{a.outcome} ×{a.count}"]

@@ -36,6 +36,7 @@ from bot.config import Config
 from bot.engine.instance_lock import read_lock_holder
 from bot.engine.journal import Journal
 from bot.engine.statuses import (
+    CLOSED_WAKES,
     HALT_KEY,
     OPEN_INTENT_STATUSES,
     CycleStatus,
@@ -74,11 +75,18 @@ class CycleRow:
     var: float | None
     note: str | None
     error: str | None
+    wakes: int = 1  # a closed-market row: the wakes of its closed stretch (CLOSED_WAKES)
 
     @property
     def succeeded(self) -> bool:
         """Finished, or skipped because the market was closed (``outcomes.is_success``)."""
         return is_success(self.status, self.note)
+
+    @property
+    def shown_note(self) -> str:
+        """The note as shown: the skip/halt reason, and the wakes of a closed stretch."""
+        note = self.note or ""
+        return f"{note} ×{self.wakes:,} wakes" if self.wakes > 1 else note
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +303,7 @@ def cycle_row(raw: dict[str, Any]) -> CycleRow:
         equity=None if equity is None else float(equity),
         var=None if s.get("var") is None else float(s["var"]),
         note=s.get("reason"), error=s.get("error") if failed else None,
+        wakes=wakes if type(wakes := s.get(CLOSED_WAKES, 1)) is int and wakes > 1 else 1,
     )
 
 
