@@ -175,6 +175,54 @@ def test_dry_run_reaching_a_live_account_without_the_key_says_to_set_it(
     assert fake.order_posts() == []
 
 
+@pytest.mark.parametrize("fills_at_once", [False, True], ids=["lands-open", "lands-and-fills"])
+def test_a_submit_landing_after_it_was_marked_unsent_is_booked_and_blocks_trading(
+    fake: FakeAlpaca, write_config: Any, tmp_path: Path, fills_at_once: bool
+) -> None:
+    """A process died with a sell's POST in flight; the next start found no such order and
+    marked the intent unsent; then the POST arrived. The next cycle books that order
+    (``order_found_late``): open, it blocks trading; filled between two cycles, it is
+    found by id. It used to stay ``unsent`` while the venue traded it, and the bot bought
+    the shares back."""
+    from bot.engine.journal import Journal
+    from brokers.base import OrderSide
+
+    config = alpaca_config(write_config, fake)
+    assert run_cli_in_process("once", "--config", str(config), env=KEYS_ENV).returncode == 0
+    state = tmp_path / "state" / "allocbot.sqlite"
+    journal = Journal(state)  # the dying process: its cycle journaled this intent, then died
+    cid = f"ab-{journal.start_cycle(None)}-IEF-s"
+    journal.record_intents(cid.split("-")[1], [(cid, "IEF", OrderSide.SELL, 5.0, 100.0)])
+    journal.close()
+    restart = run_cli_in_process("once", "--config", str(config), env=KEYS_ENV)
+    assert restart.returncode == 0, restart.stderr[-2000:]
+    assert [(e["client_order_id"], e["action"]) for e in json_lines(restart.stdout)
+            if e["event"] == "order_reconciled"] == [(cid, "mark_unsent")]
+
+    fake.stuck_symbols.add("IEF")
+    fake.fill_polls = 0 if fills_at_once else fake.fill_polls
+    landed, _ = fake.handle("POST", "/v2/orders", {}, {  # the POST in flight arrives
+        "symbol": "IEF", "qty": "5", "side": "sell", "type": "market", "time_in_force": "day",
+        "client_order_id": cid})
+    assert landed == 200
+    posts = len(fake.order_posts())
+    after = run_cli_in_process("once", "--config", str(config), env=KEYS_ENV)
+    assert after.returncode == 0, after.stderr[-2000:]
+    events = json_lines(after.stdout)
+    found = [e for e in events if e["event"] == "order_found_late"]
+    assert [(e["client_order_id"], e["status"]) for e in found] == [
+        (cid, "filled" if fills_at_once else "accepted")]
+    db = sqlite3.connect(state)
+    [(status, filled)] = db.execute("SELECT status, filled_qty FROM intents WHERE "
+                                    "client_order_id = ?", (cid,)).fetchall()
+    db.close()
+    assert (status, filled) == (("filled", 5.0) if fills_at_once else ("accepted", 0.0))
+    finished = [e for e in events if e["event"] == "cycle_finished"]
+    if not fills_at_once:  # still working at the venue: nothing traded on top of it
+        assert finished[0]["reason"] == "orders_still_open"
+        assert len(fake.order_posts()) == posts
+
+
 def test_once_alpaca_live_mode_without_confirmation_refuses_before_any_request(
     fake: FakeAlpaca, write_config: Any
 ) -> None:

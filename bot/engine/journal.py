@@ -22,6 +22,7 @@ from typing import Any
 from bot.engine.statuses import (
     ACCOUNT_KEY,
     MARKET_CLOSED,
+    NEVER_REACHED_VENUE,
     OPEN_INTENT_STATUSES,
     CycleStatus,
     IntentStatus,
@@ -503,6 +504,22 @@ class Journal:
     def open_intents(self) -> list[IntentRecord]:
         """Intents whose outcome is not yet known (unsent, in flight, or partially filled)."""
         return self.intents(statuses=OPEN_INTENT_STATUSES)
+
+    def intent_statuses(self, client_order_ids: Sequence[str]) -> dict[str, IntentStatus]:
+        """The journaled status of each of ``client_order_ids`` this journal holds."""
+        marks = ",".join("?" * len(client_order_ids))
+        with self._lock:
+            rows = self._db.execute(f"SELECT client_order_id, status FROM intents WHERE "
+                                    f"client_order_id IN ({marks})", list(client_order_ids))
+            return {cid: IntentStatus(status) for cid, status in rows}
+
+    def unsent_since(self, since: str) -> list[str]:
+        """Intents reconciliation marked never sent (``NEVER_REACHED_VENUE``) at ``since``
+        (UTC ISO) or later: their submit may still reach the venue."""
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT client_order_id FROM intents WHERE status = ? AND reason = ? AND "
+                "updated_at >= ?", (IntentStatus.UNSENT, NEVER_REACHED_VENUE, since))]
 
     def known_client_order_ids(self) -> set[str]:
         with self._lock:

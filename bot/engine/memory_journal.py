@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from bot.engine.journal import IntentRecord, Journal, new_instance_id
-from bot.engine.statuses import OPEN_INTENT_STATUSES, CycleStatus, IntentStatus, spent_qty
+from bot.engine.statuses import (
+    NEVER_REACHED_VENUE,
+    OPEN_INTENT_STATUSES,
+    CycleStatus,
+    IntentStatus,
+    spent_qty,
+)
 from brokers.base import Fill, Order, OrderSide, OrderStatus
 from brokers.booked_batch import BookedBatch
 from strategies.errors import StateError
@@ -43,6 +49,7 @@ class MemoryJournal(Journal):
         self._meta_json: dict[str, Any] = {}
         self._cycles: list[dict[str, Any]] = []
         self._cycle_of: dict[str, dict[str, Any]] = {}
+        self._unsent_at: dict[str, str] = {}  # intents reconciliation marked unsent: when
         # the day guard's index: asof (ISO) → its cycles, and a cycle's intent rows
         self._cycles_on_day: dict[str, list[str]] = {}
         self._rows_of_cycle: dict[str, list[range]] = {}
@@ -225,6 +232,16 @@ class MemoryJournal(Journal):
             if reason is not None:
                 self._reasons[row] = reason
             self._open_or_close(row)
+            if status == IntentStatus.UNSENT and reason == NEVER_REACHED_VENUE:
+                self._unsent_at[client_order_id] = _now_iso()
+
+    def intent_statuses(self, client_order_ids: Sequence[str]) -> dict[str, IntentStatus]:
+        return {cid: self._statuses[self._row_of[cid]] for cid in client_order_ids
+                if cid in self._row_of}
+
+    def unsent_since(self, since: str) -> list[str]:
+        return [cid for cid, at in self._unsent_at.items()
+                if at >= since and self._statuses[self._row_of[cid]] == IntentStatus.UNSENT]
 
     def record_order(self, order: Order, fills: Sequence[Fill]) -> None:
         """The order's state and its fills (their count and summed qty)."""

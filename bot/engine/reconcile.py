@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import structlog
 
 from bot.engine.execution import log_order_booked, order_events_wanted
 from bot.engine.journal import IntentRecord, Journal
-from bot.engine.statuses import IntentStatus
+from bot.engine.statuses import NEVER_REACHED_VENUE, UNSENT_RECHECK_SECS, IntentStatus
 from brokers.base import Broker, Order
 
 log = structlog.get_logger("allocbot.reconcile")
@@ -85,6 +86,41 @@ def repair_missing_fills(broker: Broker, journal: Journal) -> list[str]:
     return repaired
 
 
+# Journal states of an intent the venue did not have when last asked: if it turns up at
+# the venue after all (a submit that arrived after the process died), it is booked.
+_NOT_AT_VENUE = (IntentStatus.UNSENT, IntentStatus.MISSING)
+
+
+def book_found_late(broker: Broker, journal: Journal, venue_open: Sequence[Order],
+                    prefix: str) -> list[str]:
+    """Book the orders of ours the journal holds as never sent (or missing) but the venue
+    has after all: a submit in flight when the process died can arrive after the next
+    start marked it ``unsent``. They are the venue's open orders with such an id, and the
+    intents marked unsent within ``UNSENT_RECHECK_SECS``, looked up by id (one that
+    arrived and filled between two cycles is no longer open). Each is journaled with its
+    fills and logged ``order_found_late``; an open one blocks the cycle like any order of
+    ours still working (the journal now lists it open). Returns their ids."""
+    ours = [o.client_order_id for o in venue_open if o.client_order_id.startswith(prefix)]
+    known = journal.intent_statuses(ours) if ours else {}
+    found = {o.client_order_id: o for o in venue_open
+             if known.get(o.client_order_id) in _NOT_AT_VENUE}
+    since = (datetime.now(UTC) - timedelta(seconds=UNSENT_RECHECK_SECS)).isoformat()
+    for cid in journal.unsent_since(since):
+        if cid not in found and (order := broker.get_order_by_client_id(cid)) is not None:
+            found[cid] = order
+    for cid, order in found.items():
+        fills = broker.fills_for(cid)
+        journal.record_order(order, fills)
+        log.warning("order_found_late", client_order_id=cid, symbol=order.symbol,
+                    side=order.side.value, qty=order.qty, status=order.status.value,
+                    filled_qty=order.filled_qty,
+                    note="journaled as never sent, but the venue has it (a submit that "
+                         "arrived after the process died): booked now; no cycle trades "
+                         "while it works")
+        log_order_booked(log, order, fills, order_events_wanted(), submitted=False)
+    return list(found)
+
+
 def reconcile(broker: Broker, journal: Journal, prefix: str, repair_fills: bool = False
               ) -> list[Order]:
     """Bring the journal up to date with the venue; report orders that are not ours.
@@ -111,8 +147,7 @@ def reconcile(broker: Broker, journal: Journal, prefix: str, repair_fills: bool 
             log_order_booked(log, c.order, fills, order_events_wanted(),
                              submitted=False)
         elif c.action == "mark_unsent":
-            journal.set_status(c.client_order_id, IntentStatus.UNSENT,
-                               "never reached the venue (found by the next reconciliation)")
+            journal.set_status(c.client_order_id, IntentStatus.UNSENT, NEVER_REACHED_VENUE)
         else:
             journal.set_status(c.client_order_id, IntentStatus.MISSING, "venue has no such order")
         # previous_status "intent": the venue holds an order whose submit this journal never
@@ -121,6 +156,7 @@ def reconcile(broker: Broker, journal: Journal, prefix: str, repair_fills: bool 
                  status=c.order.status.value if c.order else None,
                  previous_status=status_of[c.client_order_id].value)
     venue_open = broker.list_orders(open_only=True)
+    book_found_late(broker, journal, venue_open, prefix)
     # the journal's id set grows with every order ever sent: read it only when needed
     ours_unknown, foreign = foreign_open_orders(
         venue_open, prefix, journal.known_client_order_ids() if venue_open else set()
