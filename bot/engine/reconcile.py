@@ -117,7 +117,8 @@ def book_found_late(broker: Broker, journal: Journal, venue_open: Sequence[Order
                     note="journaled as never sent, but the venue has it (a submit that "
                          "arrived after the process died): booked now; no cycle trades "
                          "while it works")
-        log_order_booked(log, order, fills, order_events_wanted(), submitted=False)
+        # the journal holds the venue's answer for the first time: counted submitted here
+        log_order_booked(log, order, fills, order_events_wanted(), submitted=True)
     return list(found)
 
 
