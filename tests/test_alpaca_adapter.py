@@ -135,7 +135,7 @@ def test_assets_unknown_symbol_raises_naming_it(broker: AlpacaBroker) -> None:
 def test_check_account_mode_live_config_on_paper_account_refuses() -> None:
     paper_account = Account(account_number="PA1234567", cash=1.0, equity=1.0, buying_power=1.0)
     check_account_mode(paper_account, paper=True)
-    with pytest.raises(BrokerConfigError, match=r"live trading .* paper account"):
+    with pytest.raises(BrokerConfigError, match=r"the live account .* paper account"):
         check_account_mode(paper_account, paper=False)
 
 

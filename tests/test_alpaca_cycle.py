@@ -162,16 +162,22 @@ def test_dry_run_rehearses_on_the_live_account_then_the_same_state_goes_live(
     assert {p["symbol"] for p in posted_orders(fake)} >= {"SPY", "TLT"}
 
 
-def test_dry_run_reaching_a_live_account_without_the_key_says_to_set_it(
-    fake: FakeAlpaca, write_config: Any
+@pytest.mark.parametrize(("account_number", "key", "said"), [
+    ("3AB123456", None, 'to rehearse on the live account set [alpaca].account = "live"'),
+    ("PA3EXAMPLE01", "live", '[alpaca].account = "live" asks for the live account'),
+    ("3AB123456", "paper", '[alpaca].account = "paper" asks for the paper account'),
+], ids=["live-account-no-key", "key-live-paper-keys", "key-paper-live-keys"])
+def test_dry_run_reaching_the_other_account_says_how_the_account_key_chooses(
+    fake: FakeAlpaca, write_config: Any, account_number: str, key: str | None, said: str
 ) -> None:
-    fake.account_number = "3AB123456"
-    config = alpaca_config(write_config, fake)
+    fake.account_number = account_number
+    config = alpaca_config(write_config, fake, **({"account": key} if key else {}))
     config.write_text(config.read_text().replace('mode = "paper"', 'mode = "dry_run"'))
     proc = run_cli_in_process("once", "--config", str(config), env=KEYS_ENV)
     assert proc.returncode == 2
     error = " ".join(e["error"] for e in json_lines(proc.stderr) if "error" in e)
-    assert '[alpaca].account = "live"' in error and "3AB123456" not in proc.stderr
+    assert said in error and account_number not in proc.stderr
+    assert "change [bot] mode" not in error  # the mode is right; the key or keys are not
     assert fake.order_posts() == []
 
 

@@ -150,6 +150,20 @@ def _build_adapter(cfg: Config, read_only: bool) -> tuple[Broker, tuple[str, ...
     return build_alpaca_broker(cfg), cfg.universe.symbols
 
 
+def _account_mismatch_fix(cfg: Config) -> str | None:
+    """What to change when the keys reach the other kind of Alpaca account: a dry run says
+    how ``[alpaca].account`` chooses (None: the keys or ``[bot] mode``)."""
+    if cfg.bot.mode != "dry_run":
+        return None
+    if cfg.alpaca.account is None:
+        return ('use the paper keys, or to rehearse on the live account set [alpaca].account '
+                '= "live" (dry_run sends nothing)')
+    other = "paper" if cfg.alpaca.account == "live" else "live"
+    return (f'[alpaca].account = "{cfg.alpaca.account}" asks for the {cfg.alpaca.account} '
+            f'account: use its keys, or set the key to "{other}" to dry-run on the {other} '
+            "account")
+
+
 def build_alpaca_broker(cfg: Config) -> AlpacaBroker:
     """Alpaca paper or live (``Config.live_account``) with keys from the environment."""
     from brokers.alpaca.broker import AlpacaBroker
@@ -240,9 +254,8 @@ def open_runtime(cfg: Config, live_flag: bool = False, command: str = "run") -> 
             from brokers.alpaca.broker import check_account_mode, mask_account_number
 
             account = broker.account()  # the one account call: it also identifies the account
-            check_account_mode(account, paper=not cfg.live_account, hint=(
-                '; to rehearse on the live account set [alpaca].account = "live" (dry_run '
-                "sends nothing)" if cfg.bot.mode == "dry_run" else ""))
+            check_account_mode(account, paper=not cfg.live_account,
+                               fix=_account_mismatch_fix(cfg))
             bind_state_account(journal, alpaca_account(account))
             if cfg.bot.mode == "live":
                 log.warning("live_trading_enabled", account=mask_account_number(account),

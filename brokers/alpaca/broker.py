@@ -83,14 +83,15 @@ def account_is_paper(account: Account) -> bool:
     return account.account_number.startswith(PAPER_ACCOUNT_PREFIX)
 
 
-def check_account_mode(account: Account, paper: bool, hint: str = "") -> None:
-    """Refuse a live config that reaches a paper account, or the reverse (``hint`` ends
-    the message)."""
+def check_account_mode(account: Account, paper: bool, fix: str | None = None) -> None:
+    """Refuse a config for the live account that reaches a paper account, or the reverse;
+    ``fix`` says what to change (default: the keys or ``[bot] mode``)."""
     if account_is_paper(account) != paper:
         want, got = ("paper", "live") if paper else ("live", "paper")
         raise BrokerConfigError(
-            f"configured for {want} trading but Alpaca account {mask_account_number(account)} "
-            f"is a {got} account: use the {want} keys or change [bot] mode{hint}"
+            f"configured for the {want} account but Alpaca account "
+            f"{mask_account_number(account)} is a {got} account: "
+            f"{fix or f'use the {want} keys or change [bot] mode'}"
         )
 
 
