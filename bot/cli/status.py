@@ -79,7 +79,7 @@ def render_status_text(r: StatusReport) -> str:
     out += _table(("symbol", "qty", "price", "value", "weight", "target", "drift", "drifted"),
                   [(h.symbol, _unknown(h.qty, ",.4f"), _money(h.price), _money(h.value),
                     _unknown(h.weight, ".2%"), f"{h.target:.2%}", _unknown(h.drift, "+.2%"),
-                    "yes" if h.drifted else "") for h in r.holdings])
+                    _yes_unknown(h.drifted)) for h in r.holdings])
     if r.outside_universe:
         out += ["", "outside the universe (untouched: never traded, in no weight above; "
                 "weight = share of the account's equity)"]
@@ -135,6 +135,11 @@ def _money(value: float | None) -> str:
 def _unknown(value: float | None, spec: str) -> str:
     """A figure, or "-" where status cannot know it (Alpaca holdings)."""
     return "-" if value is None else format(value, spec)
+
+
+def _yes_unknown(flag: bool | None) -> str:
+    """"yes", "", or "-" where status cannot know it (Alpaca holdings)."""
+    return "-" if flag is None else "yes" if flag else ""
 
 
 def _signed(value: float | None) -> str:

@@ -156,7 +156,7 @@ def _sections(report: StatusReport, alerts: Sequence[AlertRecord]) -> list[str]:
     equity = [p.equity for p in report.equity_curve]
     holdings = [[h.symbol, "—" if h.qty is None else f"{h.qty:,.4f}", _money(h.value),
                  _pct(h.weight), _pct(h.target), "—" if h.drift is None else f"{h.drift:+.2%}",
-                 "yes" if h.drifted else ""] for h in report.holdings]
+                 "—" if h.drifted is None else "yes" if h.drifted else ""] for h in report.holdings]
     outside = [[o.symbol, f"{o.qty:,.4f}", _money(o.value), _pct(o.weight), o.note]
                for o in report.outside_universe]
     orders = [[o.client_order_id, o.symbol, o.side, f"{o.qty:,.4f}", f"{o.filled_qty:,.4f}",

@@ -104,7 +104,7 @@ class HoldingRow:
     weight: float | None
     target: float
     drift: float | None
-    drifted: bool
+    drifted: bool | None  # None: unknown (the holdings are)
     strategy_target: float
 
 
@@ -457,7 +457,7 @@ def _holding_rows(priced: dict[str, tuple[float, float]] | None, cash: float,
     goal = _planner_targets(targets, cfg.rebalance.cash_buffer)
     if priced is None:  # unknown holdings: the targets only (no made-up zero and −target drift)
         return tuple(HoldingRow(symbol=s, qty=None, price=None, value=None, weight=None,
-                                target=round(goal.get(s, 0.0), 6), drift=None, drifted=False,
+                                target=round(goal.get(s, 0.0), 6), drift=None, drifted=None,
                                 strategy_target=round(targets.get(s, 0.0), 6))
                      for s in symbols)
     values = [held[s][0] * held[s][1] if s in held else 0.0 for s in symbols]
