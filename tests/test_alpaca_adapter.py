@@ -425,8 +425,11 @@ def test_retry_budget_spent_raises_transient_error_until_on_wake(
         broker.account()
     fake.clear_faults()
     fake.fail_next(1, 500)
-    with pytest.raises(BrokerTransientError):  # the budget stays spent for this cycle
+    with pytest.raises(BrokerTransientError) as later:  # the budget stays spent this wake
         broker.account()
+    # it says who spent the budget (it said "after 1 attempts; the budget is spent")
+    assert "after 1 attempt(s) of this request and" in str(later.value)
+    assert "of all this wake's requests" in str(later.value)
     broker.on_wake()
     fake.fail_next(1, 500)
     assert broker.account().cash == 10_000.0  # a new cycle retries again

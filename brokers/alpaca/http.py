@@ -167,10 +167,12 @@ class RetryBudget:
         self._redact = redact
         self.spent_secs = 0.0
         self.exhausted = False
+        self.attempts = 0  # failed attempts of every request since the last reset
 
     def reset(self) -> None:
         self.spent_secs = 0.0
         self.exhausted = False
+        self.attempts = 0
 
     def _excerpt(self, exc: Exception) -> str:
         """The start of an exception's text, secrets masked before the cut."""
@@ -224,6 +226,7 @@ class RetryBudget:
             else:
                 cause = failure
             self.spent_secs += self._monotonic() - started
+            self.attempts += 1
             delay_secs = min(self.backoff_secs * 2 ** (attempt - 1), self.backoff_max_secs)
             if self.exhausted or self.spent_secs + delay_secs > self.budget_secs:
                 self.exhausted = True  # once given up, fail fast for the rest of the cycle
@@ -235,10 +238,14 @@ class RetryBudget:
                     budget_secs=self.budget_secs,
                     cause=cause,
                 )
+                # the budget is the wake's: earlier requests may have spent most of it
+                spent_on = (f"{attempt} attempts" if attempt == self.attempts else
+                            f"{attempt} attempt(s) of this request and {self.attempts} of all "
+                            "this wake's requests")
                 raise BrokerTransientError(
-                    f"{what}: Alpaca still failing after {attempt} attempts; this cycle's "
-                    f"retry budget ({self.budget_secs:g} s) is spent. Last error: {cause}. "
-                    "The next cycle will try again."
+                    f"{what}: Alpaca still failing after {spent_on}; the wake's retry budget "
+                    f"({self.budget_secs:g} s) is spent. Last error: {cause}. A daemon tries "
+                    "again at its next wake."
                 )
             log.warning(
                 "request_retried",
