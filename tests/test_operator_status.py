@@ -338,3 +338,19 @@ def test_status_lists_a_holding_dropped_from_the_universe_apart_and_judges_the_r
     assert third.returncode == 0, third.stderr
     assert next(e for e in json_lines(third.stdout)
                 if e["event"] == "orders_planned")["count"] == 0
+
+
+def test_status_says_a_cycle_marked_running_without_a_process_died_mid_cycle(write_config):
+    """After a ``kill -9`` the journal's last cycle stays ``running`` until the next start;
+    status showed it running beside "daemon not running", with nothing to reconcile the two."""
+    from bot.engine.journal import Journal
+
+    config = write_config()
+    assert run_cli_in_process("once", "--config", str(config)).returncode == 0
+    cfg = load_config(config, check_strategy=False)
+    journal = Journal(cfg.state_db)
+    died = journal.start_cycle(None)  # the process died inside this cycle
+    journal.close()
+    text = run_cli_in_process("status", "--config", str(config)).stdout
+    assert "daemon      not running" in text
+    assert f"note: cycle {died} is still marked running but no process runs it" in text

@@ -252,7 +252,8 @@ EQUITY_FIGURES = ("equity_after", "equity")
 def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: datetime,
                   limit: int, curve_points: int) -> StatusReport:
     # bounded reads: the last ``limit`` cycles, one row a day for the equity history, and
-    # single-row queries for the rest (an interval schedule journals ~1,440 wakes a day)
+    # single-row queries for the rest (an interval schedule journals a row a wake while
+    # the market is open)
     recent = [cycle_row(c) for c in journal.recent_cycles(limit)]
     history = _equity_history([cycle_row(c) for c in journal.daily_cycles(EQUITY_FIGURES)])
     last_success = last_success_cycle(journal)
@@ -267,6 +268,10 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
     notes: list[str] = []
     account, book = _valuation(cfg, journal, history, targets, inception, notes)
     daemon: DaemonState = base["daemon"]
+    if recent and recent[0].status == CycleStatus.RUNNING and not daemon.alive:
+        notes.append(f"cycle {recent[0].cycle_id} is still marked running but no process "
+                     "runs it: it died mid-cycle (the next start marks it interrupted and "
+                     "reconciles its orders with the venue)")
     return StatusReport(
         **base,
         last_cycle=recent[0] if recent else None,
