@@ -25,7 +25,7 @@ from tests.monitoring_support import AlertReceiver, late_listing_prices, samples
 # the journal's states of an order the venue answered, and those it has no answer for yet
 _NO_ANSWER = {IntentStatus.INTENT, IntentStatus.UNSENT, IntentStatus.DRY_RUN}
 _OUTCOME_OF = {IntentStatus.FILLED: "filled", IntentStatus.REJECTED: "rejected"}
-FLAKY_VENUE = {"enabled": True, "seed": 7, "transient_rate": 0.02, "rate_limit_rate": 0.01,
+FLAKY_VENUE = {"enabled": True, "seed": 8, "transient_rate": 0.02, "rate_limit_rate": 0.01,
                "timeout_rate": 0.03, "reject_rate": 0.2, "partial_fill_rate": 0.05}
 
 

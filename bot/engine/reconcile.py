@@ -96,8 +96,8 @@ def book_found_late(broker: Broker, journal: Journal, venue_open: Sequence[Order
     """Book the orders of ours the journal holds as never sent (or missing) but the venue
     has after all: a submit in flight when the process died can arrive after the next
     start marked it ``unsent``. They are the venue's open orders with such an id, and the
-    intents marked unsent within ``UNSENT_RECHECK_SECS``, looked up by id (one that
-    arrived and filled between two cycles is no longer open). Each is journaled with its
+    intents marked unsent within ``UNSENT_RECHECK_SECS`` found among the venue's latest
+    orders (one that arrived and filled between two cycles is no longer open). Each is journaled with its
     fills and logged ``order_found_late``; an open one blocks the cycle like any order of
     ours still working (the journal now lists it open). Returns their ids."""
     ours = [o.client_order_id for o in venue_open if o.client_order_id.startswith(prefix)]
@@ -105,9 +105,10 @@ def book_found_late(broker: Broker, journal: Journal, venue_open: Sequence[Order
     found = {o.client_order_id: o for o in venue_open
              if known.get(o.client_order_id) in _NOT_AT_VENUE}
     since = (datetime.now(UTC) - timedelta(seconds=UNSENT_RECHECK_SECS)).isoformat()
-    for cid in journal.unsent_since(since):
-        if cid not in found and (order := broker.get_order_by_client_id(cid)) is not None:
-            found[cid] = order
+    recent = set(journal.unsent_since(since)) - set(found)
+    if recent:  # one listing of the venue's latest orders, not a lookup per intent
+        found.update((o.client_order_id, o) for o in broker.list_orders(open_only=False)
+                     if o.client_order_id in recent)
     for cid, order in found.items():
         fills = broker.fills_for(cid)
         journal.record_order(order, fills)

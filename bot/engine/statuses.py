@@ -36,7 +36,7 @@ def recorded_peak(journal: Journal) -> float:
 # before its submit arrived): the venue may still receive that submit late, so such
 # intents are looked up again for ``UNSENT_RECHECK_SECS`` (``bot.engine.reconcile``).
 NEVER_REACHED_VENUE = "never reached the venue (found by the next reconciliation)"
-UNSENT_RECHECK_SECS = 3600.0  # a TCP send buffer is retransmitted for ~15 min at most
+UNSENT_RECHECK_SECS = 900.0  # a dead process's TCP send buffer is retransmitted for ≤ ~15 min
 # A skipped cycle's reason (its summary's ``"reason"``) when the market was closed.
 MARKET_CLOSED = "market_closed"
 # What a closed-market row of the journal stands for: it is the last of a run of wakes that
