@@ -283,3 +283,12 @@ def invoke_cli(*args: str) -> Any:
 
     with _process_state_restored():
         return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def one_line_error(proc: Any) -> str:
+    """A refused command's single stderr line: exit 2, no traceback."""
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]

@@ -13,19 +13,12 @@ import pytest
 
 from bot.config import Config
 from bot.errors import InputDataError
-from tests.conftest import SAMPLE_PRICES, run_cli_in_process
+from tests.conftest import SAMPLE_PRICES, one_line_error, run_cli_in_process
 
 SAMPLE_ROWS = 5033  # rows of bot/sample_market/sample_prices.csv (2005-01-03 to 2024-12-31)
 NO_REPLAY_START = {"replay_start": None}  # the user trial's case: the simulator's own start
 
 
-def one_line_error(proc: Any) -> str:
-    """The command's single stderr line (no traceback, exit 2)."""
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 # ---- 1. a lookback the price file cannot cover -------------------------------------------

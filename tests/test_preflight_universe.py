@@ -16,7 +16,7 @@ import pytest
 import strategies
 from brokers.prices import load_price_csv
 from strategies import StrategyError
-from tests.conftest import SAMPLE_PRICES, run_cli_in_process
+from tests.conftest import SAMPLE_PRICES, one_line_error, run_cli_in_process
 
 # The conftest's base config: five symbols, a sim broker on the bundled sample.
 UNIVERSE = ["SPY", "TLT", "IEF", "GLD", "DBC"]
@@ -26,15 +26,12 @@ def check_config(config: Path) -> Any:
     return run_cli_in_process("check-config", "--config", str(config))
 
 
-def one_line_error(proc: Any) -> str:
-    """The command's single stderr line (no traceback, exit 2), reporting one problem: the
+def one_problem(proc: Any) -> str:
+    """The command's single stderr line (``one_line_error``) reporting one problem: the
     configs below are valid but for the one under test."""
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "1 problem(s): " in lines[0], lines[0]
-    return lines[0]
+    line = one_line_error(proc)
+    assert "1 problem(s): " in line, line
+    return line
 
 
 def passes(proc: Any) -> None:
@@ -61,7 +58,7 @@ def strategy(name: str, **params: Any) -> dict[str, dict[str, Any]]:
 def test_check_config_refuses_bounds_no_fully_invested_portfolio_satisfies(
         write_config, name, bounds, feasible, reason):
     """It used to pass (exit 0); every cycle then held on the same check at run time."""
-    line = one_line_error(check_config(write_config(strategy(name, bounds=bounds))))
+    line = one_problem(check_config(write_config(strategy(name, bounds=bounds))))
     assert f"[strategy.params].bounds: bounds infeasible: {reason}" in line
     passes(check_config(write_config(strategy(name, bounds=feasible))))
 
@@ -72,7 +69,7 @@ def test_the_bounds_message_is_the_run_times(write_config):
     prices = load_price_csv(SAMPLE_PRICES)[UNIVERSE].iloc[:300]
     with pytest.raises(StrategyError) as run_time:
         built.target_weights(prices)
-    line = one_line_error(check_config(write_config(strategy("min_variance",
+    line = one_problem(check_config(write_config(strategy("min_variance",
                                                              bounds=[0, 0.1]))))
     assert f"[strategy.params].bounds: {run_time.value}" in line
 
@@ -84,7 +81,7 @@ def test_bounds_count_the_universe_less_its_exclusions(write_config):
     passes(check_config(write_config(params)))
     config = write_config({**params, "universe": {"symbols": UNIVERSE,
                                                   "exclude": ["GLD", "DBC"]}})
-    line = one_line_error(check_config(config))
+    line = one_problem(check_config(config))
     assert "[strategy.params].bounds: bounds infeasible: the upper bounds sum to 0.75 over 3 " \
            "assets" in line
 
@@ -92,19 +89,19 @@ def test_bounds_count_the_universe_less_its_exclusions(write_config):
 # ---- 2. momentum's k --------------------------------------------------------------------
 
 def test_check_config_refuses_a_momentum_k_above_the_universe(write_config):
-    line = one_line_error(check_config(write_config(strategy("momentum", lookback=126, k=6))))
+    line = one_problem(check_config(write_config(strategy("momentum", lookback=126, k=6))))
     assert "[strategy.params].k: 6 assets to hold" in line
     assert "has 5" in line and "set k to at most 5" in line
     passes(check_config(write_config(strategy("momentum", lookback=126, k=5))))
     config = write_config({**strategy("momentum", lookback=126, k=5),
                            "universe": {"symbols": UNIVERSE, "exclude": ["DBC"]}})
-    assert "set k to at most 4" in one_line_error(check_config(config))
+    assert "set k to at most 4" in one_problem(check_config(config))
 
 
 def test_once_refuses_it_before_opening_anything_and_runs_a_valid_k(write_config, tmp_path):
     """``once`` runs the same preflight: exit 2 (not a held cycle, exit 0), no state; with
     a k the universe can hold the cycle runs as before."""
-    line = one_line_error(run_cli_in_process("once", "--config",
+    line = one_problem(run_cli_in_process("once", "--config",
                                              str(write_config(strategy("momentum", lookback=126, k=6)))))
     assert "[strategy.params].k:" in line
     assert not (tmp_path / "state" / "allocbot.sqlite").exists()
@@ -137,7 +134,7 @@ def test_once_refuses_it_before_opening_anything_and_runs_a_valid_k(write_config
 ])
 def test_a_nested_strategy_or_the_fallback_is_refused_under_its_own_key(write_config,
                                                                         overrides, key):
-    line = one_line_error(check_config(write_config(overrides)))
+    line = one_problem(check_config(write_config(overrides)))
     assert key in line
 
 
@@ -146,7 +143,7 @@ def test_an_unused_nested_base_is_not_checked(write_config):
     base = {"name": "momentum", "params": {"k": 9, "lookback": 126}}
     params = {"macro_file": str(SAMPLE_PRICES.parent / "sample_macro.csv"), "base": base}
     passes(check_config(write_config(strategy("macro_regime", **params, tilt=1.0))))
-    line = one_line_error(check_config(write_config(strategy("macro_regime", **params,
+    line = one_problem(check_config(write_config(strategy("macro_regime", **params,
                                                              tilt=0.5))))
     assert "[strategy.params].base.params.k: 9 assets to hold" in line
 
@@ -169,7 +166,7 @@ NEEDS_TWO = "needs at least 2 symbols in the universe it sees ([universe].symbol
 def test_an_estimator_strategy_on_one_symbol_is_refused(write_config, name, params):
     """It used to pass; every cycle then held with "fewer than 2 assets with full history
     ... ['SPY']", though SPY had all its history."""
-    line = one_line_error(check_config(write_config({**ONE_SYMBOL, **strategy(name, **params)})))
+    line = one_problem(check_config(write_config({**ONE_SYMBOL, **strategy(name, **params)})))
     assert f"[strategy].name: strategy {name!r} {NEEDS_TWO}" in line
 
 
@@ -186,7 +183,7 @@ def test_one_symbol_names_the_fallback_or_the_nested_spot_and_spares_single_asse
     config = write_config({**ONE_SYMBOL, **strategy("core_satellite", core="equal_weight",
                                                     satellite="min_variance")})
     assert f"[strategy.params].satellite: strategy 'min_variance' {NEEDS_TWO}" in \
-        one_line_error(check_config(config))
+        one_problem(check_config(config))
     config = write_config({"universe": {"symbols": ["SPY", "TLT"], "exclude": ["TLT"]},
                            **strategy("hrp")})
-    assert f"[strategy].name: strategy 'hrp' {NEEDS_TWO}" in one_line_error(check_config(config))
+    assert f"[strategy].name: strategy 'hrp' {NEEDS_TWO}" in one_problem(check_config(config))

@@ -15,20 +15,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SAMPLE_PRICES, run_cli_in_process
+from tests.conftest import SAMPLE_PRICES, one_line_error, run_cli_in_process
 from tests.research_setup import write_config as write_research_config
 from tests.research_setup import write_market, write_space
 
 K_REFUSED = "assets to hold, but the universe it sees"
 
 
-def one_line_error(proc: Any) -> str:
-    """The command's single stderr line: exit 2, no traceback."""
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 def momentum(k: int) -> dict[str, dict[str, Any]]:
