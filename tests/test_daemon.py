@@ -78,6 +78,29 @@ def test_daemon_sigterm_lets_running_cycle_finish_and_exits_0(tmp_path, write_co
     assert _events(lines, "daemon_stopped")
 
 
+def test_sigterm_while_the_start_retries_an_unreachable_venue_exits_0(write_config):
+    """A venue outage holds the start in retries (up to the retry budget): a stop then
+    ends it cleanly, as a stop of the running daemon does. It used to die of the signal
+    (exit 143) without a line."""
+    config = write_config({
+        "broker": {"kind": "alpaca"},
+        "alpaca": {"base_url": "http://127.0.0.1:9", "data_url": "http://127.0.0.1:9",
+                   "retry_budget_secs": 60, "retry_backoff_secs": 0.05},
+    })
+    proc = _start_daemon(config, {"APCA_API_KEY_ID": "PKTESTKEY1234567890",
+                                  "APCA_API_SECRET_KEY": "secretsecretsecretsecret"})
+    before = read_events_until(proc, "request_retried", timeout_secs=60)
+    assert not _events(before, "daemon_started")  # still starting
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    lines = before + json_lines(out)
+    assert proc.returncode == 0, err
+    [asked] = _events(lines, "shutdown_requested")
+    assert asked["signal"] == "SIGTERM" and "during startup" in asked["note"]
+    assert _events(lines, "daemon_stopped")[0]["cycles"] == 0
+    assert not _events(lines, "startup_failed")
+
+
 def test_daemon_sigkill_mid_cycle_restart_sends_no_order_twice_and_converges(tmp_path,
                                                                           write_config):
     # the pause is the window the kill must land in (the test reads the first order's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,15 @@ if TYPE_CHECKING:
     from brokers.base import Broker
 
 
+class _StopDuringStartup(BaseException):
+    """SIGTERM or SIGINT before the scheduler runs (the daemon installs its own handlers
+    then): no cycle has started, so the start is abandoned and the process exits 0."""
+
+
+def _stop_during_startup(signum: int, frame: object) -> None:
+    raise _StopDuringStartup(signal.Signals(signum).name)
+
+
 @click.command()
 @config_option
 @click.option("--max-cycles", type=click.IntRange(min=1), default=None,
@@ -25,11 +35,31 @@ if TYPE_CHECKING:
 @click.option("--live", is_flag=True, help='Confirm live trading (needs mode = "live" too).')
 def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
     """Run the daemon on the configured schedule until stopped."""
+    cfg = load(config_path)
+    # a stop while starting (a venue outage can hold the start for the retry budget) ends
+    # it cleanly, as a stop of the running daemon does: exit 0, not a silent SIGTERM death
+    before = {sig: signal.signal(sig, _stop_during_startup)
+              for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        _run_daemon(cfg, max_cycles, live)
+    except _StopDuringStartup as stop:
+        import structlog
+
+        log = structlog.get_logger("allocbot.scheduler")
+        log.info("shutdown_requested", signal=str(stop),
+                 note="during startup: no cycle had started")
+        log.info("daemon_stopped", cycles=0)
+    finally:  # (an in-process caller gets its own handlers back)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _run_daemon(cfg: Config, max_cycles: int | None, live: bool) -> None:
+    """Start the daemon (monitoring, runtime, scheduler) and run it until it stops."""
     from bot.engine import cycle
     from bot.engine.scheduler import Daemon
     from bot.engine.statuses import CycleStatus
 
-    cfg = load(config_path)
     monitor = _start_monitoring(cfg)
     statuses: list[CycleStatus] = []  # one per wake that ran a cycle
     ended: list[str] = []  # the wake that found the replay over (it runs no cycle)
