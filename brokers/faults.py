@@ -218,8 +218,8 @@ class FaultInjectingBroker:
                            client_order_id)
         return self._views.get(client_order_id, order)
 
-    def list_orders(self, open_only: bool = True) -> list[Order]:
-        return self._call("list_orders", self.inner.list_orders, open_only)
+    def list_orders(self, open_only: bool = True, latest: int | None = None) -> list[Order]:
+        return self._call("list_orders", self.inner.list_orders, open_only, latest)
 
     def cancel_order(self, order_id: str) -> None:
         self._call("cancel_order", self.inner.cancel_order, order_id)

@@ -16,7 +16,7 @@ from brokers.base import Broker, OrderRequest, OrderSide, OrderStatus
 from brokers.errors import BrokerDataError
 from brokers.sim.broker import SimulatedBroker
 from brokers.sim.pricing import SimCosts, plan_fill
-from tests.conftest import capture_logs
+from tests.conftest import capture_logs, random_walk_prices
 
 DAYS = pd.bdate_range("2024-01-01", periods=6, name="date")  # Mon 1 Jan .. Mon 8 Jan
 PRICES = pd.DataFrame(
@@ -427,3 +427,20 @@ def test_sim_replays_the_prices_it_was_given_when_the_caller_edits_its_frame(tmp
     seen = sim.history(["SPY", "TLT"], 10, PRICES.index[-1].date())
     expected = PRICES.loc[seen.index, ["SPY", "TLT"]]
     assert len(seen) == 2 and (seen.to_numpy() == expected.to_numpy()).all()
+
+
+def test_list_orders_latest_gives_the_most_recent_orders_oldest_first(tmp_path):
+    """``latest`` bounds the listing reconciliation searches for orders found late (a long
+    replay's ledger holds thousands): the same orders as the full list's tail, from SQLite
+    and from the backtest's memory ledger alike."""
+    prices = random_walk_prices(["SPY", "TLT"], 40)
+    for path in (tmp_path / "sim.sqlite", ":memory:"):
+        sim = SimulatedBroker(path, prices, starting_cash=10_000.0, replay_start=prices.index[5].date())
+        sim.on_wake()
+        for i in range(5):
+            sim.submit_order(OrderRequest("SPY", OrderSide.BUY, f"c-{i}", qty=1.0))
+        every = sim.list_orders(open_only=False)
+        assert [o.client_order_id for o in every] == [f"c-{i}" for i in range(5)]
+        assert sim.list_orders(open_only=False, latest=2) == every[-2:]
+        assert sim.list_orders(open_only=False, latest=50) == every
+        sim.close()

@@ -89,6 +89,9 @@ def repair_missing_fills(broker: Broker, journal: Journal) -> list[str]:
 # Journal states of an intent the venue did not have when last asked: if it turns up at
 # the venue after all (a submit that arrived after the process died), it is booked.
 _NOT_AT_VENUE = (IntentStatus.UNSENT, IntentStatus.MISSING)
+# The venue's most recent orders searched for them (Alpaca lists at most 500 a page; the
+# bot sends one order per symbol a cycle, so a late one is among the last few).
+LATEST_ORDERS_SEARCHED = 500
 
 
 def book_found_late(broker: Broker, journal: Journal, venue_open: Sequence[Order],
@@ -107,8 +110,8 @@ def book_found_late(broker: Broker, journal: Journal, venue_open: Sequence[Order
     since = (datetime.now(UTC) - timedelta(seconds=UNSENT_RECHECK_SECS)).isoformat()
     recent = set(journal.unsent_since(since)) - set(found)
     if recent:  # one listing of the venue's latest orders, not a lookup per intent
-        found.update((o.client_order_id, o) for o in broker.list_orders(open_only=False)
-                     if o.client_order_id in recent)
+        found.update((o.client_order_id, o) for o in broker.list_orders(
+            open_only=False, latest=LATEST_ORDERS_SEARCHED) if o.client_order_id in recent)
     for cid, order in found.items():
         fills = broker.fills_for(cid)
         journal.record_order(order, fills)

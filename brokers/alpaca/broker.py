@@ -419,13 +419,14 @@ class AlpacaBroker:
             what, lambda: self._trading.get_order_by_client_id(client_order_id), refused=refused)
         return None if raw is None else self._orders.observe(order_from_alpaca(raw, self._redact))
 
-    def list_orders(self, open_only: bool = True) -> list[Order]:
+    def list_orders(self, open_only: bool = True, latest: int | None = None) -> list[Order]:
         """The venue's orders. Orders of another kind (multi-leg, bracket/OCO/OTO, options,
         crypto) cannot be ours — this adapter sends only single-symbol equity orders — and
         have no single symbol or side to translate: they are left out, each logged once as
         ``foreign_order_skipped`` (the bot leaves them untouched, as any foreign order)."""
         status = QueryOrderStatus.OPEN if open_only else QueryOrderStatus.ALL
-        query = GetOrdersRequest(status=status, limit=500)
+        # the most recent first (Alpaca's default direction), at most 500 a page
+        query = GetOrdersRequest(status=status, limit=min(latest or 500, 500))
         rows = self._budget.call("GET /v2/orders", lambda: self._trading.get_orders(query))
         orders = []
         for row in (_expect(r, AlpacaOrder, "GET /v2/orders") for r in rows):

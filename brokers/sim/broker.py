@@ -561,12 +561,13 @@ class SimulatedBroker:
         with self._lock:
             return self._ledger.order(client_order_id)
 
-    def list_orders(self, open_only: bool = True) -> list[Order]:
-        """Every order, oldest first; simulated orders are terminal at once, so none are open."""
+    def list_orders(self, open_only: bool = True, latest: int | None = None) -> list[Order]:
+        """Every order (``latest``: the most recent that many), oldest first; simulated
+        orders are terminal at once, so none are open."""
         if open_only:
             return []
         with self._lock:
-            return self._ledger.orders()
+            return self._ledger.orders(latest)
 
     def cancel_order(self, order_id: str) -> None:
         """No-op: every simulated order is already terminal. Unknown ids are an error."""

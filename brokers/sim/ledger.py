@@ -84,6 +84,7 @@ _ORDER_COLUMNS = (
 _FILL_COLUMNS = "order_id, client_order_id, symbol, side, qty, price, commission, at"
 _SELECT_ORDER_BY_CID = f"SELECT {_ORDER_COLUMNS} FROM sim_orders WHERE client_order_id = ?"
 _SELECT_ORDERS = f"SELECT {_ORDER_COLUMNS} FROM sim_orders ORDER BY seq"
+_SELECT_LATEST_ORDERS = f"SELECT {_ORDER_COLUMNS} FROM sim_orders ORDER BY seq DESC LIMIT ?"
 _SELECT_FILLS = f"SELECT {_FILL_COLUMNS} FROM sim_fills WHERE client_order_id = ? ORDER BY rowid"
 _NEXT_SEQ = "SELECT COALESCE(MAX(seq), 0) + 1 FROM sim_orders"
 _INSERT_ORDER = f"INSERT INTO sim_orders (seq, {_ORDER_COLUMNS}) VALUES ({', '.join('?' * 12)})"
@@ -258,8 +259,12 @@ class SimLedger:
         query = "SELECT 1 FROM sim_orders WHERE id = ?"
         return self._db.execute(query, (order_id,)).fetchone() is not None
 
-    def orders(self) -> list[Order]:
-        return [_order_from_row(r) for r in self._db.execute(_SELECT_ORDERS)]
+    def orders(self, latest: int | None = None) -> list[Order]:
+        """Every order, oldest first (``latest``: the most recent that many)."""
+        if latest is None:
+            return [_order_from_row(r) for r in self._db.execute(_SELECT_ORDERS)]
+        rows = self._db.execute(_SELECT_LATEST_ORDERS, (latest,)).fetchall()
+        return [_order_from_row(r) for r in reversed(rows)]
 
     def fills(self, client_order_id: str) -> list[Fill]:
         return [_fill_from_row(r) for r in self._db.execute(_SELECT_FILLS, (client_order_id,))]

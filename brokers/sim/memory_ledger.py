@@ -204,8 +204,10 @@ class MemoryLedger:
             return False
         return 0 <= row < len(self._time_code) and _order_id(row) == order_id
 
-    def orders(self) -> list[Order]:
-        return [self._order_at(row) for row in range(len(self._time_code))]
+    def orders(self, latest: int | None = None) -> list[Order]:
+        rows = len(self._time_code)
+        first = 0 if latest is None else max(rows - latest, 0)
+        return [self._order_at(row) for row in range(first, rows)]
 
     def fills(self, client_order_id: str) -> list[Fill]:
         last = self._last_fill
