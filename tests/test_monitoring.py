@@ -48,6 +48,19 @@ def test_alert_rules_direct_events_carry_their_fields():
     assert AlertRules(3).evaluate({"event": "cycle_finished", "status": "finished"}) is None
 
 
+def test_an_order_found_late_is_alerted_as_a_failure_with_what_it_traded():
+    """Money moved outside any plan (a submit that landed after the restart marked it never
+    sent): the operator hears of it, not only the log."""
+    alert = AlertRules(3).evaluate({
+        "event": "order_found_late", "client_order_id": "ab-0f3e2a000216-IEF-s",
+        "symbol": "IEF", "side": "sell", "qty": 861.67, "status": "filled",
+        "filled_qty": 861.67})
+    assert alert is not None and alert.kind is AlertKind.ORDER_FOUND_LATE
+    assert alert.severity == "failure"
+    for text in ("IEF", "sell", "861.67", "filled", "ab-0f3e2a000216-IEF-s"):
+        assert text in alert.body
+
+
 def test_guard_alert_says_what_tripped_and_by_how_much():
     """The guard_blocked event's own fields (it has no symbol or reason): the operator reads
     the guard, its limit, the value and what breached it without opening the logs."""

@@ -23,6 +23,7 @@ class AlertKind(StrEnum):
     TRADING_HALTED = "trading_halted"
     GUARD_BLOCKED = "guard_blocked"
     ORDER_REJECTED = "order_rejected"
+    ORDER_FOUND_LATE = "order_found_late"
     LIVE_TRADING_ENABLED = "live_trading_enabled"
     STARTUP_FAILED = "startup_failed"
     NO_RECENT_SUCCESS = "no_recent_success"
@@ -56,6 +57,9 @@ _DIRECT: dict[str, tuple[AlertKind, Severity, str, tuple[str, ...]]] = {
                       ("guard", "limit", "value", "subject", "blocked", "cycle_id")),
     "order_rejected": (AlertKind.ORDER_REJECTED, Severity.WARNING, "order rejected",
                        ("symbol", "side", "reason", "client_order_id")),
+    "order_found_late": (AlertKind.ORDER_FOUND_LATE, Severity.FAILURE,
+                         "an order the journal had as never sent reached the venue",
+                         ("symbol", "side", "qty", "status", "filled_qty", "client_order_id")),
     "live_trading_enabled": (AlertKind.LIVE_TRADING_ENABLED, Severity.WARNING,
                              "live trading enabled", ("account", "equity")),
     "startup_failed": (AlertKind.STARTUP_FAILED, Severity.FAILURE, "daemon failed to start",
