@@ -146,3 +146,29 @@ def test_excluded_symbol_is_never_bought_and_sold_when_held(tmp_path):
     assert np.isclose(sum(result.figures["targets"].values()), 1.0)
     journal.close()
     broker.close()
+
+
+def test_excluding_or_readmitting_a_symbol_mid_month_recomputes_the_held_signal(tmp_path):
+    """The held monthly signal was computed over the symbols the strategy saw then. One
+    excluded since used to keep its weight in cash until the next month (``signal_held``
+    with the excluded weight set to 0), and one let back in was sold at once."""
+    prices = random_walk_prices(SYMBOLS, 120, seed=8)
+    db = tmp_path / "s.sqlite"
+    broker = SimulatedBroker(db, prices, starting_cash=1e5, replay_start=prices.index[60].date())
+    journal = Journal(db)
+    ctx = CycleContext(broker, journal, strategies.create("equal_weight"), _settings(MONTHLY))
+    settings = ctx.settings
+    broker.on_wake()
+    assert cycle.run(ctx).figures["targets"] == dict.fromkeys(SYMBOLS, 0.25)
+    ctx.settings = CycleSettings(**{**{f: getattr(settings, f) for f in
+                                       settings.__dataclass_fields__}, "excluded": ("DDD",)})
+    broker.on_wake()  # the same month: no signal day
+    excluded = cycle.run(ctx)
+    assert excluded.figures["targets"] == {s: pytest.approx(1 / 3) for s in SYMBOLS[:3]}
+    assert "DDD" not in broker.positions()
+    ctx.settings = settings  # DDD let back in, still the same month
+    broker.on_wake()
+    assert cycle.run(ctx).figures["targets"] == dict.fromkeys(SYMBOLS, 0.25)
+    assert "DDD" in broker.positions()
+    journal.close()
+    broker.close()

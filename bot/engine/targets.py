@@ -129,13 +129,21 @@ def _symbol_set(universe: tuple[str, ...]) -> frozenset[str]:
     return frozenset(universe)
 
 
-def _memo(asof: date, key: str, weights: pd.Series) -> dict[str, Any]:
-    """The signal memo: its day, the strategy's key and the non-zero weights at full
-    precision (JSON in the journal; the backtest's journal keeps the object)."""
+def _memo(asof: date, key: str, weights: pd.Series, seen: tuple[str, ...]
+          ) -> dict[str, Any]:
+    """The signal memo: its day, the strategy's key, the symbols it could hold (``seen``)
+    and the non-zero weights at full precision (JSON in the journal; the backtest's
+    journal keeps the object)."""
     values = weights.to_numpy(dtype=float).tolist()
-    return {"asof": asof.isoformat(), "strategy": key,
+    return {"asof": asof.isoformat(), "strategy": key, "universe": list(seen),
             "weights": {str(s): w for s, w in zip(weights.index.tolist(), values, strict=True)
                         if w != 0}}
+
+
+@lru_cache(maxsize=16)
+def _seen_symbols(universe: tuple[str, ...], excluded: tuple[str, ...]) -> tuple[str, ...]:
+    """The symbols the strategy may weigh: the universe less ``[universe].exclude``."""
+    return tuple(s for s in universe if s not in excluded)
 
 
 def _sessions_after(index: pd.Index, last: date) -> int:
@@ -175,15 +183,23 @@ def _bad_memo(journal: Journal) -> StateError:
                                 '"strategy": key, "weights": {symbol: fraction}}')
 
 
-def _held_memo(journal: Journal, key: str, universe: tuple[str, ...]
+def _held_memo(journal: Journal, key: str, rules: TargetRules
                ) -> tuple[date, dict[str, Any]] | None:
     """The journal's last signal (its date and its non-zero weights by symbol) when it is
-    the strategy ``key``'s and names only universe symbols; else None (recompute)."""
+    the strategy ``key``'s, names only universe symbols and was computed over the symbols
+    the strategy sees now; else None (recompute). A symbol excluded or let back in since
+    changes what the strategy would hold: keeping the signal parked an excluded symbol's
+    weight in cash, and sold a re-admitted one, until the next signal day. (A memo from
+    before the symbols were recorded is kept.)"""
     memo = journal.meta_json(SIGNAL_KEY)
     if memo is None:
         return None
     last, held = _memo_parts(journal, memo)
-    if memo["strategy"] != key or not _symbol_set(universe).issuperset(held):
+    if memo["strategy"] != key or not _symbol_set(rules.universe).issuperset(held):
+        return None
+    seen = memo.get("universe")
+    if isinstance(seen, (list, tuple)) and tuple(seen) != _seen_symbols(rules.universe,
+                                                                          rules.excluded):
         return None
     return last, held
 
@@ -214,7 +230,7 @@ def held_signal(journal: Journal, strategy: Strategy, rules: TargetRules) -> Hel
     """The last signal ``cycle_targets`` keeps, or None when the next cycle recomputes
     whatever the day (no signal yet, or another strategy's). The backtest's drift scan
     reads it after every cycle, and builds the weights only for a new signal."""
-    memo = _held_memo(journal, _strategy_key(strategy), rules.universe)
+    memo = _held_memo(journal, _strategy_key(strategy), rules)
     if memo is None:
         return None
     return HeldSignal(memo[0], memo[1], journal, rules)
@@ -231,7 +247,7 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
     cycle (the strategy is asked again next cycle); with none, or if it fails too, None:
     hold, never trade on weights the strategy could not produce."""
     key = _strategy_key(strategy)
-    memo = _held_memo(journal, key, rules.universe)
+    memo = _held_memo(journal, key, rules)
     if memo is not None:
         last, held = memo
         sessions = (_sessions_after(prices.index if session_dates is None else session_dates,
@@ -255,6 +271,7 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
                         action=action, fallback=fallback.name if fallback else None)
             continue
         if candidate is strategy:
-            journal.set_meta_json(SIGNAL_KEY, _memo(asof, key, weights))
+            journal.set_meta_json(SIGNAL_KEY, _memo(asof, key, weights, _seen_symbols(
+                rules.universe, rules.excluded)))
         return weights, decision, candidate.name
     return None
