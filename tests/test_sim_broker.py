@@ -444,3 +444,27 @@ def test_list_orders_latest_gives_the_most_recent_orders_oldest_first(tmp_path):
         assert sim.list_orders(open_only=False, latest=2) == every[-2:]
         assert sim.list_orders(open_only=False, latest=50) == every
         sim.close()
+
+
+def test_resumed_account_warns_that_a_changed_starting_cash_or_later_replay_start_is_ignored(
+        tmp_path):
+    """They apply when the account is created: a resumed one keeps its cash and replay
+    date, which an operator who edited them mid-life was not told."""
+    prices = random_walk_prices(["SPY", "TLT"], 60)
+    path = tmp_path / "sim.sqlite"
+    sim = SimulatedBroker(path, prices, starting_cash=10_000.0,
+                          replay_start=prices.index[10].date())
+    sim.on_wake()
+    sim.on_wake()
+    sim.close()
+    with capture_logs() as same:  # the same settings, or an earlier replay_start: quiet
+        SimulatedBroker(path, prices, starting_cash=10_000.0,
+                        replay_start=prices.index[5].date()).close()
+    assert not [e for e in same if e["event"] == "sim_config_ignored"]
+    with capture_logs() as changed:
+        SimulatedBroker(path, prices, starting_cash=25_000.0,
+                        replay_start=prices.index[40].date()).close()
+    [warned] = [e for e in changed if e["event"] == "sim_config_ignored"]
+    assert warned["log_level"] == "warning"
+    assert "25000 (the account was created with 10000)" in warned["starting_cash"]
+    assert str(prices.index[40].date()) in warned["replay_start"]

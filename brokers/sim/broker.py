@@ -169,7 +169,28 @@ class SimulatedBroker:
         # The backtest's books take a run of fills at once; a SQLite account (the paper
         # daemon's) books each order in its own transaction, as it always did.
         self._run_ledger = self._ledger if isinstance(self._ledger, MemoryLedger) else None
-        self._restore(self._ledger.load_or_create(float(starting_cash)))
+        state = self._ledger.load_or_create(float(starting_cash))
+        self._restore(state)
+        if not state.created and not read_only:
+            self._note_ignored_settings(state, float(starting_cash), replay_start)
+
+    def _note_ignored_settings(self, state: LedgerState, starting_cash: float,
+                               replay_start: date | None) -> None:
+        """Warn (``sim_config_ignored``) when ``[sim] starting_cash`` or ``replay_start``
+        ask for an account other than the stored one: they apply when an account is
+        created, and a resumed one keeps its cash and replay date."""
+        ignored: dict[str, str] = {}
+        if starting_cash != state.starting_cash:
+            ignored["starting_cash"] = (f"{starting_cash:g} (the account was created with "
+                                        f"{state.starting_cash:g})")
+        if (replay_start is not None and state.cursor_date is not None
+                and replay_start > date.fromisoformat(state.cursor_date)):
+            ignored["replay_start"] = (f"{replay_start} (the account's replay is at "
+                                       f"{state.cursor_date})")
+        if ignored:
+            log.warning("sim_config_ignored", **ignored,
+                        note="[sim] starting_cash and replay_start apply when the account is "
+                             "created; point [bot].state_dir at a new directory for a new one")
 
     def _restore(self, state: LedgerState) -> None:
         """Take over the stored account; its replay date must be in the price data."""

@@ -111,13 +111,15 @@ def fill_frame_from_rows(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
 
 @dataclass(frozen=True, slots=True)
 class LedgerState:
-    """The account as stored: cash, replay cursor (ISO date or None), holdings."""
+    """The account as stored: cash, replay cursor (ISO date or None), holdings, and the
+    cash it was created with."""
 
     created: bool
     cash: float
     cursor_date: str | None
     ended: bool
     holdings: dict[str, tuple[float, float]]  # symbol → (qty, avg entry price)
+    starting_cash: float
 
 
 class Holding(NamedTuple):
@@ -179,7 +181,8 @@ class SimLedger:
         """The stored account, or a new one holding ``starting_cash`` if there is none
         (read-only books without an account raise ``StateError``)."""
         db = self._db
-        row = db.execute("SELECT cash, cursor_date, ended FROM sim_account").fetchone()
+        row = db.execute("SELECT cash, cursor_date, ended, starting_cash FROM sim_account"
+                         ).fetchone()
         created = row is None
         if created and self._read_only:
             raise StateError(f"state file {self._path} holds no sim account yet; run "
@@ -190,10 +193,11 @@ class SimLedger:
                 " VALUES (1, ?, ?, NULL, 0, ?)",
                 (starting_cash, starting_cash, datetime.now(UTC).isoformat()),
             )
-            row = (starting_cash, None, 0)
+            row = (starting_cash, None, 0, starting_cash)
         held = db.execute("SELECT symbol, qty, avg_entry_price FROM sim_positions ORDER BY symbol")
         holdings = {symbol: (float(qty), float(avg)) for symbol, qty, avg in held}
-        return LedgerState(created, float(row[0]), row[1], bool(row[2]), holdings)
+        return LedgerState(created, float(row[0]), row[1], bool(row[2]), holdings,
+                           float(row[3]))
 
     def save_cursor(self, cursor_date: str | None, ended: bool) -> None:
         self._db.execute(_UPDATE_CURSOR, (cursor_date, int(ended)))

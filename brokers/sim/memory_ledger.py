@@ -75,7 +75,7 @@ class MemoryLedger:
 
     def load_or_create(self, starting_cash: float) -> LedgerState:
         """A new account holding ``starting_cash`` (a memory ledger is always new)."""
-        return LedgerState(True, float(starting_cash), None, False, {})
+        return LedgerState(True, float(starting_cash), None, False, {}, float(starting_cash))
 
     def save_cursor(self, cursor_date: str | None, ended: bool) -> None:
         """Nothing to persist: the broker keeps its cursor itself."""
