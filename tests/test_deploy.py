@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -202,6 +203,17 @@ def test_daemon_replay_end_stops_once_with_exit_0(tmp_path, write_config):
     again = run_cli_in_process("run", "--config", str(config))
     assert again.returncode == 0, again.stderr
     assert [e["event"] for e in json_lines(again.stdout)].count("cycle_started") == 0
+    # `once` (a cron job) after the end: no cycle journaled as a closed-market success,
+    # which kept `health` saying ok for ever
+    state = tmp_path / "state" / "allocbot.sqlite"
+    rows_before = sqlite3.connect(state).execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
+    once = run_cli_in_process("once", "--config", str(config))
+    assert once.returncode == 0, once.stderr
+    over = [e for e in json_lines(once.stdout) if e["event"] == "replay_over"]
+    assert over and "append rows" in over[0]["note"]
+    assert "cycle_started" not in once.stdout
+    rows_after = sqlite3.connect(state).execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
+    assert rows_after == rows_before
 
 
 def test_dockerfile_pins_base_uses_constraints_state_volume_and_healthcheck():

@@ -147,6 +147,14 @@ def once(config_path: Path, live: bool) -> None:
     rt = open_runtime(cfg, live, command="once")
     try:
         rt.broker.on_wake()
+        ended = _replay_end(rt.broker)
+        if ended is not None:  # as the daemon stops there: no cycle, nothing journaled
+            import structlog
+
+            structlog.get_logger("allocbot.cli").warning(
+                "replay_over", note=f"{ended}; no cycle was run (health turns unhealthy "
+                                    "once one is due)")
+            return
         result = cycle.run(rt.context)
     except AllocbotError as exc:  # the journal itself failed (disk full, file made read-only)
         fail_on(exc)
