@@ -100,9 +100,10 @@ def book_found_late(broker: Broker, journal: Journal, venue_open: Sequence[Order
     has after all: a submit in flight when the process died can arrive after the next
     start marked it ``unsent``. They are the venue's open orders with such an id, and the
     intents marked unsent within ``UNSENT_RECHECK_SECS`` found among the venue's latest
-    orders (one that arrived and filled between two cycles is no longer open). Each is journaled with its
-    fills and logged ``order_found_late``; an open one blocks the cycle like any order of
-    ours still working (the journal now lists it open). Returns their ids."""
+    orders (one that arrived and filled between two cycles is no longer open). Each is
+    journaled with its fills and logged ``order_found_late``; an open one blocks the cycle
+    like any order of ours still working (the journal now lists it open). Returns their
+    ids."""
     ours = [o.client_order_id for o in venue_open if o.client_order_id.startswith(prefix)]
     known = journal.intent_statuses(ours) if ours else {}
     found = {o.client_order_id: o for o in venue_open
