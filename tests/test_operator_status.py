@@ -354,3 +354,17 @@ def test_status_says_a_cycle_marked_running_without_a_process_died_mid_cycle(wri
     text = run_cli_in_process("status", "--config", str(config)).stdout
     assert "daemon      not running" in text
     assert f"note: cycle {died} is still marked running but no process runs it" in text
+
+
+def test_status_says_whose_targets_it_shows_when_another_strategy_computed_them(write_config):
+    """Status shows the last cycle's targets under the current config's strategy name: after
+    a switch (or beside another config on the same state dir) they were another strategy's,
+    with nothing to say so."""
+    config = write_config()  # fixed all_weather
+    assert run_cli_in_process("once", "--config", str(config)).returncode == 0
+    quiet = run_cli_in_process("status", "--config", str(config)).stdout
+    assert "the targets shown are the last cycle's" not in quiet
+    switched = write_config({"strategy": {"name": "equal_weight", "params": {}}},
+                            name="switched.toml")
+    text = run_cli_in_process("status", "--config", str(switched)).stdout
+    assert "from strategy 'fixed', not this config's 'equal_weight'" in text

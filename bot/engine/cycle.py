@@ -248,6 +248,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
         "drawdown": round(_drawdown(journal, account.equity), 6),
         "max_drift": round(plan.max_drift, 6),
         "drifted": list(plan.drifted), "targets": _rounded(decision.weights),
+        "strategy": used,  # whose targets: the strategy's, or the fallback's
     })
 
 

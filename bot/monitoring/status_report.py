@@ -261,11 +261,16 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
     targets_cycle = journal.latest_cycle(figure="targets")
     targets = ({str(k): float(v) for k, v in targets_cycle["summary"]["targets"].items()}
                if targets_cycle is not None and targets_cycle["summary"].get("targets") else {})
+    whose = targets_cycle["summary"].get("strategy") if targets_cycle is not None else None
     first = journal.latest_cycle(figure="equity_before", oldest=True)
     inception = (float(first["summary"]["equity_before"])
                  if first is not None and first["summary"].get("equity_before") is not None
                  else None)
     notes: list[str] = []
+    if whose is not None and whose != cfg.strategy.name:
+        notes.append(f"the targets shown are the last cycle's, from strategy {whose!r}, not "
+                     f"this config's {cfg.strategy.name!r} (a fallback, a changed config, or "
+                     "another config on this state dir): the next cycle recomputes them")
     account, book = _valuation(cfg, journal, history, targets, inception, notes)
     daemon: DaemonState = base["daemon"]
     if recent and recent[0].status == CycleStatus.RUNNING and not daemon.alive:
