@@ -21,7 +21,7 @@ from bot.engine.statuses import IntentStatus
 from brokers.base import OrderRequest, OrderSide
 from brokers.errors import BrokerDataError
 from brokers.sim.broker import SimulatedBroker
-from tests.conftest import capture_logs, random_walk_prices
+from tests.conftest import capture_logs, json_lines, random_walk_prices, run_cli_in_process
 
 SYMBOLS = ["AAA", "BBB", "CCC"]
 TARGET = {"AAA": 0.5, "BBB": 0.3, "CCC": 0.2}
@@ -256,3 +256,20 @@ def ctx_orders_sent(tmp_path: Path) -> int:
         return len(journal.intents())
     finally:
         journal.close()
+
+
+def test_drifted_symbol_no_order_can_trade_is_named_each_cycle(write_config):
+    """A small whole-share account: GLD short of its target by less than one share stays
+    "drifted" cycle after cycle with no order; the log now says which and why."""
+    config = write_config({"sim": {"starting_cash": 2000.0, "fractional": False},
+                           "rebalance": {"min_order_notional": 1.0}})
+    proc = run_cli_in_process("run", "--config", str(config), "--max-cycles", "3")
+    assert proc.returncode == 0, proc.stderr
+    events = json_lines(proc.stdout)
+    planned = [e for e in events if e["event"] == "orders_planned"]
+    untraded = [e for e in events if e["event"] == "drift_not_traded"]
+    assert untraded, [(e["drifted"], e["orders"]) for e in planned]
+    for event in untraded:
+        plan = next(p for p in planned if p["cycle_id"] == event["cycle_id"])
+        assert set(event["symbols"]) <= set(plan["drifted"])
+        assert not set(event["symbols"]) & {o["symbol"] for o in plan["orders"]}

@@ -215,6 +215,13 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
         log.info("orders_planned", count=len(plan.orders), drifted=list(plan.drifted),
                  orders=[{"symbol": o.symbol, "side": o.side.value, "qty": o.qty,
                           "notional": round(o.notional, 2)} for o in plan.orders])
+        ordered = {o.symbol for o in plan.orders}
+        untraded = [sym for sym in plan.drifted if sym not in ordered]
+        if untraded:  # "drifted" on every cycle with no order says why here
+            log.info("drift_not_traded", symbols=untraded,
+                     note="drifted, but no order was planned for them: a whole-share buy "
+                          "short of one share rounds to none, an order under "
+                          "min_order_notional is not sent, or the cash ran short")
     breaches = guard_breaches(broker, journal, prices, asof, plan.orders, plan.equity,
                               s.universe, s.guards)
     if breaches:
