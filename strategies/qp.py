@@ -162,7 +162,8 @@ def solve_restricted(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper:
     if solution is None:
         from strategies.qp_regularized import regularized_start  # imports this module
 
-        regularized, exact = regularized_start(cov, lin, lower, upper, tol_z)
+        regularized, exact = regularized_start(cov, lin, lower, upper, tol_z,
+                                               rank=None if chol is None else numerical_rank(chol))
         if exact and regularized is not None:
             return regularized  # the continuation's last step, on Σ itself, converged
         solution = _primal_active_set(cov, lin, lower, upper, tol_z, regularized)
@@ -219,6 +220,14 @@ def ill_conditioned(chol: np.ndarray) -> bool:
     with it (``factor_covariance(ill_factor=False)`` may hand over a stand-in)."""
     pivots = chol.diagonal()  # positive: min and max of their squares are these squared
     return bool(float(pivots.min()) ** 2 < ILL_CONDITIONED_PIVOT_RATIO * float(pivots.max()) ** 2)
+
+
+def numerical_rank(chol: np.ndarray) -> int:
+    """Cholesky pivots above ILL_CONDITIONED_PIVOT_RATIO of the largest (squared): Σ's rank
+    up to rounding (a sample covariance of T < N days: T − 1)."""
+    pivots = chol.diagonal()
+    return int(np.count_nonzero(pivots * pivots >= ILL_CONDITIONED_PIVOT_RATIO
+                                * float(pivots.max()) ** 2))
 
 
 def _solve_on_sets(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,

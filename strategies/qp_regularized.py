@@ -9,6 +9,7 @@ import numpy as np
 
 from strategies.free_set import FreeSetSolver, factor_matrix
 from strategies.qp import QPSolution, _primal_dual_active_set
+from strategies.qp_splitting import splitting_start
 from strategies.qp_working_set import first_working_set
 
 # The box QP's continuation: its last step is Σ itself (ρ = 0). Started next to its answer
@@ -50,7 +51,7 @@ GUESS_MAX_JOINING = 256
 
 def regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                       upper: np.ndarray, tol_z: float,
-                      budget_row: np.ndarray | None = None
+                      budget_row: np.ndarray | None = None, rank: int | None = None
                       ) -> tuple[QPSolution | None, bool]:
     """A feasible, near-optimal start for the primal method by continuation: the
     primal-dual iterations on Σ + ρI for ρ = 3e-7, 1e-8, 0 × mean variance
@@ -60,8 +61,11 @@ def regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     so the primal method ends with a few bound changes. The first run starts from a
     guess — the REGULARIZED_GUESS_ASSETS assets with the smallest ½σᵢ² − cᵢ free, the
     rest at their lower bounds — so its solves factor small free sets; should it cycle,
-    it starts again with every asset free (at once for the homogeneous max-Sharpe QP,
-    ``budget_row``) from one factor of Σ + ρI, reused for
+    the active bounds an operator splitting settles on start the primal method
+    (``qp_splitting``; ``rank``, Σ's numerical rank, bounds the free set it may settle
+    on); should those not settle, it starts again with every asset free
+    (at once for the homogeneous max-Sharpe QP, ``budget_row``) from one factor of
+    Σ + ρI, reused for
     range-space solves (accuracy is immaterial here: the start only has to be feasible);
     should that cycle too (a rank-deficient Σ), its best iterate, ``start_only``, is the
     start, without the later steps. Also returns whether the last step, on Σ itself
@@ -79,6 +83,10 @@ def regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
             # days, ~280 held) it ran its 12 iterations out before that start was tried
             start = (_guessed_start(cov, lin, lower, upper, tol_z, solver)
                      if budget_row is None else None)
+            if start is None and budget_row is None and rank is not None:
+                split = splitting_start(cov, lin, lower, upper, rank)  # the guess cycled
+                if split is not None:
+                    return split, False
             if start is None:
                 solver = _all_free_solver(cov, budget_row, rho * scale)
                 start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
