@@ -272,6 +272,27 @@ def test_backtest_drift_scan_between_signal_days_equals_the_daily_cycle(signal, 
     assert _var_figures(fast) == _var_figures(slow)
 
 
+def test_backtest_drift_scan_bad_print_under_a_kill_switch_equals_the_daily_cycle():
+    """A one-day +35 % print on every symbol moves no weight (no band breach, no scan
+    cycle) but its equity would be a peak 35 % too high: the data guard blocks that day's
+    cycle before the kill switch records it, so the scan gives the day a cycle too. Neither
+    run halts, and the books equal; before, the scan recorded the print's peak and halted
+    two days later for good."""
+    prices = random_walk_prices(SYMBOLS, 300, seed=4)
+    prices.iloc[200] *= 1.35
+    base = make_spec(costs=SimCosts(1, 0.5, 2))
+    spec = replace(base, settings=replace(base.settings, max_drawdown=0.2))
+    fast = run_backtest(prices, fixed(), spec)
+    slow = run_backtest(prices, fixed(), replace(spec, drift_scan=False))
+    assert fast.fast_drift and len(fast.cycles) < len(slow.cycles) / 5
+    print_day = prices.index[200].date()
+    assert [c.status for c in slow.cycles if c.day == print_day] == ["skipped"]
+    assert [c.status for c in fast.cycles if c.day == print_day] == ["skipped"]
+    assert "halted" not in {c.status for c in fast.cycles} | {c.status for c in slow.cycles}
+    assert np.array_equal(fast.equity, slow.equity)
+    assert fast.trades.equals(slow.trades)
+
+
 @pytest.mark.parametrize(("signal", "build"), [
     (SignalSchedule("daily"), fixed),
     (SignalSchedule("monthly"), lambda: strategies.create("momentum", k=2, lookback=40)),

@@ -141,7 +141,8 @@ def test_every_kind_of_cycle_writes_a_summary_the_check_reads_whole(tmp_path: Pa
     prices.iloc[302:] = prices.iloc[302:] * 0.5  # a crash on the third replayed day
     ctx = make_ctx(tmp_path, prices=prices, max_drawdown=0.2)
     statuses = [cycle.run(ctx).status]  # before the first wake: market closed
-    statuses += [wake_and_run(ctx).status for _ in range(3)]
+    # the crash day's bar fails the data guard (skipped), the next one halts
+    statuses += [wake_and_run(ctx).status for _ in range(4)]
     _set_meta(tmp_path / "state.sqlite", "peak_equity", "-1")
     ctx.journal.delete_meta(cycle.HALT_KEY)
     statuses.append(wake_and_run(ctx).status)
@@ -152,14 +153,14 @@ def test_every_kind_of_cycle_writes_a_summary_the_check_reads_whole(tmp_path: Pa
     ctx.strategy = strategies.create("fixed", weights={"ZZZ": 0.5})  # unpriced: held
     statuses.append(wake_and_run(ctx).status)
     assert statuses == [CycleStatus.SKIPPED, CycleStatus.FINISHED, CycleStatus.FINISHED,
-                        CycleStatus.HALTED, CycleStatus.FAILED, CycleStatus.SKIPPED,
-                        CycleStatus.HELD]
+                        CycleStatus.SKIPPED, CycleStatus.HALTED, CycleStatus.FAILED,
+                        CycleStatus.SKIPPED, CycleStatus.HELD]
     with sqlite3.connect(tmp_path / "state.sqlite") as conn:
         texts = [r[0] for r in conn.execute("SELECT summary FROM cycles ORDER BY seq")]
     summaries = [json.loads(text) for text in texts]
     assert [summary_problem(s) for s in summaries] == [None] * len(statuses)
     assert {"equity_after", "targets", "drifted", "orders_planned"} <= set(summaries[1])
-    assert {"guards", "held"} <= set(summaries[5]) | set(summaries[6])
+    assert {"guards", "held"} <= set(summaries[6]) | set(summaries[7])
     assert [c["summary"] for c in ctx.journal.recent_cycles()] == summaries[::-1]
 
 

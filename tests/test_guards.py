@@ -258,3 +258,31 @@ def test_once_alpaca_bars_ten_days_old_skip_cycle_as_stale(write_config):
     blocked = [e for e in json_lines(result.stdout) if e["event"] == "guard_blocked"]
     assert [e["guard"] for e in blocked] == ["max_stale_sessions"]
     assert 7 <= blocked[0]["value"] <= 11 and blocked[0]["limit"] == 1
+
+
+def test_cycle_bad_print_is_blocked_before_it_becomes_a_signal_a_peak_or_a_halt(tmp_path: Path):
+    # One day's AAA bar ×100 (a typo in a price file) after the first buy: that cycle and
+    # the next (the print's reversal) are blocked by the move guard before the strategy
+    # and the kill switch see the bar; the peak stays the real one, the monthly signal
+    # stays the first day's, and trading goes on afterwards (it once set a peak 30× the
+    # account, halted for good with max_drawdown, and traded a signal built on the print).
+    from bot.core.signal import SignalSchedule
+    from bot.engine import cycle
+    from bot.engine.targets import SIGNAL_KEY
+
+    prices = random_walk_prices(SYMBOLS, 400)
+    prices.iloc[301, 0] *= 100
+    ctx = make_ctx(tmp_path, prices=prices, max_drawdown=0.2)
+    ctx.settings = replace(ctx.settings, guards=DEFAULTS, signal=SignalSchedule("monthly"))
+    first = wake_and_run(ctx)
+    assert first.status == "finished"
+    peak, signal = cycle.recorded_peak(ctx.journal), ctx.journal.meta(SIGNAL_KEY)
+    with capture_logs() as logs:
+        blocked = [wake_and_run(ctx) for _ in range(2)]
+    assert [(r.status, r.figures["guards"]) for r in blocked] == [
+        ("skipped", ["max_daily_move"])] * 2
+    assert [e["subject"] for e in logs if e["event"] == "guard_blocked"] == ["AAA", "AAA"]
+    assert not [e for e in logs if e["event"] in ("weights_computed", "trading_halted")]
+    assert cycle.recorded_peak(ctx.journal) == peak and ctx.journal.meta(SIGNAL_KEY) == signal
+    after = wake_and_run(ctx)
+    assert after.status == "finished" and after.figures["drawdown"] < 0.05

@@ -34,6 +34,7 @@ from bot.backtest.schedule import (
     var_breach_rows,
 )
 from bot.core.drift import buffered_targets
+from bot.core.guards import move_suspect_rows
 from bot.core.risk import apply_risk_limits
 from bot.core.rounding import rounded_as_python
 from bot.engine import cycle
@@ -313,7 +314,8 @@ class _DriftScan:
     """The daily drift check's state between cycles (``static_targets_reason``): the
     targets in force, the rows on which the VaR limit may scale them, the next signal day,
     the VaR a cycle would have reported on each day skipped, and (with ``max_drawdown``
-    set) the equity peak the skipped days' cycles would have recorded."""
+    set) the equity peak the skipped days' cycles would have recorded and the days whose
+    bar the data guard may block."""
 
     def __init__(self, history: np.ndarray, days: np.ndarray, ctx: CycleContext) -> None:
         self.history, self.days, self.ctx = history, days, ctx
@@ -327,6 +329,12 @@ class _DriftScan:
         self._span_var, self._span_first = np.zeros(0), 0  # the targets' VaR from that row
         self.halted = False  # the kill switch halted a cycle: nothing trades again
         self._peak: float | None = None  # the peak recorded through the span next_row walked
+        # under a kill switch, the days whose bar the data guard may block get a cycle: a
+        # blocked cycle records no peak, where the walk over skipped days would
+        self.guarded = np.zeros(0, dtype=np.int64)
+        if ctx.settings.max_drawdown is not None:
+            suspect = move_suspect_rows(history, ctx.settings.guards)[len(history) - n:]
+            self.guarded = np.flatnonzero(suspect).astype(np.int64)
 
     def next_row(self, closes: np.ndarray, qty: np.ndarray, cash: float, row: int
                  ) -> int | None:
@@ -337,9 +345,10 @@ class _DriftScan:
             return None
         assert self.targets is not None
         nxt = next_drift_row(closes, qty, cash, self.targets, self.ctx.settings.policy, row)
-        k = int(np.searchsorted(self.forced, row))
-        if k < len(self.forced) and (nxt is None or self.forced[k] < nxt):
-            nxt = int(self.forced[k])
+        for forced in (self.forced, self.guarded):
+            k = int(np.searchsorted(forced, row))
+            if k < len(forced) and (nxt is None or forced[k] < nxt):
+                nxt = int(forced[k])
         if self.signal_row is not None and (nxt is None or self.signal_row < nxt):
             nxt = self.signal_row
         max_drawdown = self.ctx.settings.max_drawdown

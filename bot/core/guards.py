@@ -141,6 +141,34 @@ def _move_breaches(prices: pd.DataFrame, limits: GuardLimits) -> list[GuardBreac
     return out
 
 
+def move_suspect_rows(closes: np.ndarray, limits: GuardLimits) -> np.ndarray:
+    """Per row of a days × symbols close array, whether ``_move_breaches`` may flag that row
+    as the latest bar: a superset (σ from running sums, compared at 0.9 × the limit), for
+    the backtest's drift scan, which gives such days a full cycle and lets it decide."""
+    flagged = np.zeros(len(closes), dtype=bool)
+    if not limits.enabled or len(closes) < 2:
+        return flagged
+    window = limits.move_lookback_days
+    with np.errstate(invalid="ignore", divide="ignore"):
+        returns = returns_from_closes(closes)  # row t − 1: the return into row t
+        seen = np.isfinite(returns)
+        values = np.where(seen, returns, 0.0)
+        sums = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
+        squares = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(values ** 2, axis=0)])
+        counts = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(seen, axis=0)])
+        end = np.arange(len(returns))  # returns before index ``end``: the window of row end
+        start = np.maximum(end - window, 0)
+        count = counts[end] - counts[start]
+        mean = (sums[end] - sums[start]) / count
+        var = ((squares[end] - squares[start]) - count * mean ** 2) / (count - 1)
+        latest = np.abs(returns)
+        sigmas = latest / np.sqrt(np.maximum(var, 0.0))
+        rows = seen & ((latest > limits.max_daily_move)
+                       | ((count >= 10) & (sigmas > 0.9 * limits.max_move_sigmas)))
+    flagged[1:] = rows.any(axis=1)
+    return flagged
+
+
 def check_orders(orders: Sequence[PlannedOrder], equity: float, day_notional_before: float,
                  universe_size: int, limits: GuardLimits) -> list[GuardBreach]:
     """Breaches of the order guards for a plan.

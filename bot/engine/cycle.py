@@ -32,7 +32,7 @@ from bot.core.rounding import rounded_as_python
 from bot.core.signal import EVERY_DAY, SignalSchedule
 from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_plan
 from bot.engine.journal import Journal
-from bot.engine.pretrade import guard_breaches
+from bot.engine.pretrade import data_guard_breaches, order_guard_breaches
 from bot.engine.reconcile import reconcile
 from bot.engine.statuses import HALT_KEY, MARKET_CLOSED, PEAK_KEY, CycleStatus, recorded_peak
 from bot.engine.targets import TargetRules, check_history_rows, cycle_targets
@@ -165,6 +165,13 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
     if log.is_enabled_for(logging.INFO):
         log.info("data_loaded", rows=len(prices), symbols=len(prices.columns),
                  first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
+    # the data guards before anything uses the bars: a bad print must not become the held
+    # signal, the equity peak or a kill-switch halt
+    breaches = data_guard_breaches(broker, prices, asof, s.universe, s.guards)
+    if breaches:
+        return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {
+            "reason": "guard_blocked", "guards": sorted({str(b.guard) for b in breaches}),
+            "orders_submitted": 0})
     held_at, held_qty = held_in_universe(positions, s.universe)
     held_values = held_qty * last_prices[held_at]
     equity = account.cash + float(held_values.sum())  # the universe's part of the account
@@ -222,8 +229,8 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
                      note="drifted, but no order was planned for them: a whole-share buy "
                           "short of one share rounds to none, an order under "
                           "min_order_notional is not sent, or the cash ran short")
-    breaches = guard_breaches(broker, journal, prices, asof, plan.orders, plan.equity,
-                              s.universe, s.guards)
+    breaches = order_guard_breaches(journal, asof, plan.orders, plan.equity, s.universe,
+                                    s.guards)
     if breaches:
         return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {
             "reason": "guard_blocked", "guards": sorted({str(b.guard) for b in breaches}),

@@ -1,7 +1,8 @@
 """The I/O side of the pre-trade guards: gather what the pure checks in
 ``bot/core/guards.py`` need (the venue's latest trades, the NYSE sessions since the latest
 bar, the trading day's earlier turnover from the journal's intents), run them, and log
-each breach as ``guard_blocked``.
+each breach as ``guard_blocked``. The data guards run before the strategy, the order
+guards on the plan.
 """
 
 from __future__ import annotations
@@ -47,21 +48,35 @@ def reports_latest_trades(broker_type: type) -> bool:
     return issubclass(broker_type, TradePriceSource)
 
 
-def guard_breaches(broker: Broker, journal: Journal, prices: pd.DataFrame, asof: date,
-                   orders: Sequence[PlannedOrder], equity: float, universe: Sequence[str],
-                   limits: GuardLimits) -> list[GuardBreach]:
-    """Every guard breach for this cycle, each logged as ``guard_blocked``; any one blocks
-    the whole plan."""
+def data_guard_breaches(broker: Broker, prices: pd.DataFrame, asof: date,
+                        universe: Sequence[str], limits: GuardLimits) -> list[GuardBreach]:
+    """The data guards' breaches (stale bars, one-day moves, the venue's trade against the
+    bar), each logged as ``guard_blocked``. They run before the strategy: a bar that fails
+    them must not become a held signal or an equity peak (a ×100 typo once set a peak 30×
+    the account and halted trading for good)."""
     if not limits.enabled or prices.empty:
         return []
     trades: dict[str, float] = {}
     if reports_latest_trades(type(broker)):
         trades = broker.latest_trade_prices(list(universe))  # type: ignore[attr-defined]
     stale = sessions_since(last_bar_date(prices.index), asof)
-    breaches = check_data(prices, stale, trades, limits)
-    breaches += check_orders(orders, equity, day_notional_before(journal, asof), len(universe),
-                             limits)
-    blocked = [f"{o.side.value} {o.symbol} {o.qty:g}" for o in orders] if breaches else []
+    return _logged(check_data(prices, stale, trades, limits), [])
+
+
+def order_guard_breaches(journal: Journal, asof: date, orders: Sequence[PlannedOrder],
+                         equity: float, universe: Sequence[str],
+                         limits: GuardLimits) -> list[GuardBreach]:
+    """The order guards' breaches for a plan, each logged as ``guard_blocked``; any one
+    blocks the whole plan."""
+    if not limits.enabled:
+        return []
+    breaches = check_orders(orders, equity, day_notional_before(journal, asof), len(universe),
+                            limits)
+    return _logged(breaches, [f"{o.side.value} {o.symbol} {o.qty:g}" for o in orders]
+                   if breaches else [])
+
+
+def _logged(breaches: list[GuardBreach], blocked: list[str]) -> list[GuardBreach]:
     for breach in breaches:
         log.warning("guard_blocked", **breach.as_log(), blocked=blocked or "cycle",
                     note="nothing is sent this cycle; see [guards] in the config")
