@@ -180,9 +180,17 @@ def test_cycle_drawdown_halt_stops_trading_until_rearmed(tmp_path):
     assert crash.status == "skipped" and crash.figures["guards"] == ["max_daily_move"]
     with capture_logs() as logs:
         result = wake_and_run(ctx)
-    assert result.status == "halted"
-    assert any(e["event"] == "trading_halted" for e in logs)
-    assert wake_and_run(ctx).status == "halted"  # stays halted
+        again = cycle.run(ctx)  # the same trading day
+    assert result.status == "halted" and again.status == "halted"
+    [tripped] = [e for e in logs if e["event"] == "trading_halted"]  # one error, one alert
+    assert tripped["log_level"] == "error"
+    [same_day] = [e for e in logs if e["event"] == "still_halted"]
+    assert same_day["log_level"] == "info" and same_day["since"] == tripped["reason"]
+    with capture_logs() as logs:
+        assert wake_and_run(ctx).status == "halted"  # stays halted; a new day's reminder
+    [reminder] = [e for e in logs if e["event"] in ("still_halted", "trading_halted")]
+    assert reminder["event"] == "still_halted" and reminder["log_level"] == "warning"
+    assert reminder["drawdown"] > 0.4 and reminder["rearm"] == "allocbot rearm"
     ctx.journal.delete_meta(cycle.HALT_KEY)
     ctx.journal.delete_meta(cycle.PEAK_KEY)
     assert wake_and_run(ctx).status == "finished"

@@ -145,7 +145,11 @@ def test_daily_summary_sent_once_per_day_after_its_time(write_config):
     assert monitor.periodic_alerts(before) == []
     (summary,) = monitor.periodic_alerts(before + timedelta(minutes=45))
     assert summary.kind is AlertKind.DAILY_SUMMARY and "VaR: 1.20% vs limit 5.00%" in summary.body
+    assert "HALTED" not in summary.body
     assert monitor.periodic_alerts(before + timedelta(minutes=50)) == []
+    monitor.state.halted = True  # the halt's own alert went once: the summary reminds
+    (halted,) = monitor.periodic_alerts(before + timedelta(days=1, minutes=45))
+    assert "trading HALTED" in halted.body and "allocbot rearm" in halted.body
 
 
 def test_daily_summary_after_a_restart_is_not_sent_twice_and_keeps_its_pnl(write_config):

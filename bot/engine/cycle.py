@@ -34,7 +34,14 @@ from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_pla
 from bot.engine.journal import Journal
 from bot.engine.pretrade import data_guard_breaches, order_guard_breaches
 from bot.engine.reconcile import reconcile
-from bot.engine.statuses import HALT_KEY, MARKET_CLOSED, PEAK_KEY, CycleStatus, recorded_peak
+from bot.engine.statuses import (
+    HALT_KEY,
+    HALT_REMINDED_KEY,
+    MARKET_CLOSED,
+    PEAK_KEY,
+    CycleStatus,
+    recorded_peak,
+)
 from bot.engine.targets import TargetRules, check_history_rows, cycle_targets
 from bot.errors import AllocbotError, BrokerDataError
 from brokers.base import EXCHANGE_TZ, Broker
@@ -210,7 +217,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
                  weights=_rounded(decision.weights))
     # the kill switch measures the whole account (a position outside the universe, say one
     # just dropped from it, is still money); the planner manages the universe's part
-    if _drawdown_halted(journal, account.equity, s.max_drawdown):
+    if _drawdown_halted(journal, account.equity, s.max_drawdown, asof):
         return CycleResult(cycle_id, CycleStatus.HALTED, asof, {
             "equity": round(account.equity, 2),
             "drawdown": round(_drawdown(journal, account.equity), 6)})
@@ -323,12 +330,24 @@ def _plan(universe: tuple[str, ...], qty: np.ndarray, cash: float, weights: pd.S
                           policy, fractionable=fractionable)
 
 
-def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None) -> bool:
+def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None,
+                     asof: date) -> bool:
     """Kill switch: once equity falls ``max_drawdown`` below its peak, stop trading until
-    re-armed with ``allocbot rearm`` (which resets the peak)."""
+    re-armed with ``allocbot rearm`` (which resets the peak). It trips with one
+    ``trading_halted`` error (one alert); while halted, ``still_halted`` gives the
+    drawdown now, as a warning on the first cycle of each trading day and at info on the
+    others (a warning and an alert every cycle repeated the trip's figure for months)."""
     halted = journal.meta(HALT_KEY)
     if halted:
-        log.warning("trading_halted", reason=halted, rearm="allocbot rearm")
+        peak = recorded_peak(journal)
+        figures = {"since": halted, "peak": round(peak, 2), "equity": round(equity, 2),
+                   "drawdown": round(max(0.0, 1 - equity / peak), 6) if peak > 0 else None,
+                   "rearm": "allocbot rearm"}
+        if journal.meta(HALT_REMINDED_KEY) != asof.isoformat():
+            journal.set_meta(HALT_REMINDED_KEY, asof.isoformat())
+            log.warning("still_halted", **figures)
+        else:
+            log.info("still_halted", **figures)
         return True
     peak = max(recorded_peak(journal), equity)
     journal.set_meta_json(PEAK_KEY, peak)  # the same text as repr(peak) in SQLite
@@ -336,6 +355,7 @@ def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None
         reason = (f"drawdown {1 - equity / peak:.2%} from peak {peak:.2f} exceeds "
                   f"max_drawdown {max_drawdown:.2%}")
         journal.set_meta(HALT_KEY, reason)
+        journal.set_meta(HALT_REMINDED_KEY, asof.isoformat())
         log.error("trading_halted", reason=reason, rearm="allocbot rearm")
         return True
     return False

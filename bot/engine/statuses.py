@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 # `allocbot rearm`, read by `allocbot status`/`health`.
 HALT_KEY = "halted"  # the halt's reason while trading is halted
 PEAK_KEY = "peak_equity"  # the equity peak the drawdown is measured from
+HALT_REMINDED_KEY = "halt_reminded"  # the exchange day of the last still_halted warning
 # The broker account the state file belongs to (``Journal.recorded_account``): recorded at
 # the first writer open, compared at every later one (``bot.engine.runtime.open_runtime``).
 ACCOUNT_KEY = "account"

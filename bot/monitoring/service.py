@@ -129,6 +129,7 @@ class Monitor:
         with self.state.lock:
             s = self.state
             equity, drift, var, drawdown = s.equity, s.max_drift, s.var, s.drawdown
+            halted = s.halted
         previous = self._summary_state.get("equity")
         self._summary_state.update(date=local.date(), equity=equity)
         if self.windows is not None:
@@ -138,7 +139,9 @@ class Monitor:
         return Alert(AlertKind.DAILY_SUMMARY, Severity.INFO, f"daily summary {local.date()}",
                      f"equity: {equity:,.2f}\nP&L: {pnl}\ndrawdown: {drawdown:.2%}\n"
                      f"max drift: {drift:.2%}\nVaR: {var:.2%} vs limit "
-                     f"{'none' if limit is None else f'{limit:.2%}'}")
+                     f"{'none' if limit is None else f'{limit:.2%}'}"
+                     + ("\ntrading HALTED (the kill switch): review, then `allocbot rearm`"
+                        if halted else ""))
 
     def serve(self) -> None:
         """Bind and start the HTTP server(s) the config asks for; log the ports."""
