@@ -26,6 +26,7 @@ from strategies.base import (
     finalize_array,
     mapping_symbols,
     register,
+    too_few_symbols,
 )
 from strategies.estimators import EstimatorSettings
 from strategies.free_set import cho_solve_lower, cholesky_lower
@@ -226,6 +227,22 @@ def _check_covariance(lookback_days: int, covariance: str,
                              cov_half_life_days=cov_half_life_days)
 
 
+def _singular_covariance(covariance: str, returns: int, n_symbols: int) -> str | None:
+    """What is wrong with a plain (sample or EWMA) covariance of ``returns`` daily returns of
+    ``n_symbols`` assets when it is singular: its centred returns span at most returns − 1
+    dimensions, so from ``returns`` ≤ ``n_symbols`` on. None for Ledoit-Wolf (its ridge keeps
+    Σ positive definite) or enough returns."""
+    if covariance == "ledoit_wolf" or returns > n_symbols:
+        return None
+    return (f"the {_method_name(covariance)} covariance of {returns} days is singular for "
+            f"{n_symbols} symbols; use covariance = \"ledoit_wolf\" or lookback_days above "
+            f"{n_symbols}")
+
+
+def _method_name(covariance: str) -> str:
+    return "EWMA" if covariance == "ewma" else covariance
+
+
 def _budget_vector(budgets: Mapping[str, float] | None, symbols: pd.Index) -> np.ndarray:
     """Risk budgets over ``symbols`` (unlisted: 1); only the listed symbols are looked up
     (iterating a 500-symbol str Index in Python costs ~0.8 ms)."""
@@ -265,6 +282,13 @@ class RiskParity(Strategy):
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
         return mapping_symbols("budgets", self.budgets)
 
+    def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
+        """Too few symbols for Σ, else a sample/EWMA Σ singular for this many symbols (ERC
+        on it does not converge, or its weights follow the repair's ridge, not the data)."""
+        few = too_few_symbols(self, symbols)
+        singular = _singular_covariance(self.covariance, self.lookback_days, len(symbols))
+        return few or ({"covariance": singular} if singular else {})
+
     def target_weights(self, prices: pd.DataFrame,
                        current_weights: pd.Series | None = None) -> pd.Series:
         # No factor of Σ needed: a certified Ledoit-Wolf Σ skips its Cholesky, and one of
@@ -277,7 +301,17 @@ class RiskParity(Strategy):
             est = self.settings.estimate(prices, with_returns=False, factor=False)
             symbols, cov = est.symbols, est.cov
         b = _budget_vector(self.budgets, symbols)
-        return finalize_array(risk_budget_weights(cov, b), symbols, prices.columns, self.name)
+        try:
+            w = risk_budget_weights(cov, b)
+        except StrategyError as exc:  # a singular or near-singular Σ: name the fix
+            if self.covariance == "ledoit_wolf":
+                raise
+            returns = min(self.lookback_days, len(prices) - 1)
+            why = _singular_covariance(self.covariance, returns, len(symbols)) or (
+                f"the {_method_name(self.covariance)} covariance is near-singular (assets "
+                "moving together or barely moving?); use covariance = \"ledoit_wolf\"")
+            raise StrategyError(f"{exc}: {why}") from exc
+        return finalize_array(w, symbols, prices.columns, self.name)
 
 
 @register("hrp")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from test_opt_qp import random_problem
 
 import strategies
+from strategies.base import StrategyError
 from strategies.estimators import ledoit_wolf_covariance, simple_returns
 from strategies.risk_parity import hrp_weights, risk_budget_weights
+from tests.conftest import one_line_error, run_cli_in_process
 
 
 def risk_contributions(w: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -143,3 +147,51 @@ def test_low_rank_covariance_only_for_ledoit_wolf_of_few_returns() -> None:
         prices) is None  # 120 > 0.6 × 150 returns: the dense Σ is cheaper
     assert EstimatorSettings(lookback_days=60, covariance="ledoit_wolf").low_rank_covariance(
         prices) is not None
+
+
+@pytest.mark.parametrize("covariance,named", [("sample", "sample"), ("ewma", "EWMA")])
+def test_risk_parity_universe_problems_singular_plain_covariance(covariance, named) -> None:
+    """A sample/EWMA Σ of T returns has rank ≤ T − 1: from T ≤ N symbols on it is singular
+    and every cycle failed "Newton iterations did not converge" (500 symbols, 252 days);
+    check-config passed. Ledoit-Wolf, enough days, and hrp (no inverse of Σ) are fine."""
+    def problems(name: str, n: int, **params: object) -> dict[str, str]:
+        return strategies.create(name, **params).universe_problems(
+            tuple(f"S{i:03d}" for i in range(n)))
+
+    assert problems("risk_parity", 500, covariance=covariance) == {"covariance": (
+        f"the {named} covariance of 252 days is singular for 500 symbols; use covariance = "
+        '"ledoit_wolf" or lookback_days above 500')}
+    assert "covariance" in problems("risk_parity", 60, covariance=covariance, lookback_days=60)
+    assert problems("risk_parity", 59, covariance=covariance, lookback_days=60) == {}
+    assert problems("risk_parity", 500, covariance="ledoit_wolf") == {}
+    assert problems("hrp", 500, covariance=covariance) == {}
+    assert list(problems("risk_parity", 1, covariance=covariance, lookback_days=2)) == [""]
+
+
+def test_risk_parity_newton_failure_on_singular_covariance_names_the_fix() -> None:
+    """40 symbols, 20 returns: the repaired sample Σ makes Newton fail; the error says why
+    and names covariance = "ledoit_wolf" (which converges on the same prices)."""
+    prices = _few_returns_prices(20, 40)
+    with pytest.raises(StrategyError, match=r'did not converge: the sample covariance of 20 '
+                                            r'days is singular for 40 symbols; use covariance '
+                                            r'= "ledoit_wolf"'):
+        strategies.create("risk_parity", lookback_days=20).target_weights(prices)
+    w = strategies.create("risk_parity", lookback_days=20,
+                          covariance="ledoit_wolf").target_weights(prices)
+    assert w.sum() == pytest.approx(1.0, abs=1e-12) and (w > 0).all()
+
+
+def test_check_config_refuses_risk_parity_sample_covariance_over_too_many_symbols(
+        write_config) -> None:
+    config = write_config({"strategy": {"name": "risk_parity",
+                                        "params": {"lookback_days": 5}}})  # 5 symbols
+    error = json.loads(one_line_error(run_cli_in_process("check-config", "--config",
+                                                        str(config))))["error"]
+    assert error.startswith(f"invalid config {config}: 1 problem(s): ")
+    assert error.endswith('[strategy.params].covariance: the sample covariance of 5 days is '
+                          'singular for 5 symbols; use covariance = "ledoit_wolf" or '
+                          'lookback_days above 5')
+    config = write_config({"strategy": {"name": "risk_parity", "params": {
+        "lookback_days": 5, "covariance": "ledoit_wolf"}}})
+    ok = run_cli_in_process("check-config", "--config", str(config))
+    assert ok.returncode == 0, ok.stderr

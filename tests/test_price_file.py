@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import brokers.prices
 from bot.sample_market.generator import SAMPLE_PRICES_PATH, SYMBOLS
 from brokers.errors import BrokerDataError
 from brokers.prices import load_price_csv, select_universe
@@ -118,3 +119,52 @@ def test_load_price_csv_short_row_named_whatever_the_files_shape(tmp_path, newli
     del rows[3]
     path.write_bytes(newline.join(rows).encode() + newline.encode())
     assert load_price_csv(path)["SPY"].tolist() == [470.1, 469.0]
+
+
+@pytest.mark.parametrize("cell", ["1e308", "1e300", "1.5e9", "1e-300", "1e-320", "9e-7"])
+def test_load_price_csv_absurd_price_refused_naming_symbol_date_value(tmp_path, cell):
+    """1e308 used to load and overflow equity / price to inf inside a cycle (a traceback);
+    the bounds themselves still load."""
+    path = write(tmp_path, f"date,SPY,TLT\n2024-01-02,1,2\n2024-01-03,3,{cell}\n")
+    with pytest.raises(BrokerDataError) as caught:
+        load_price_csv(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: price for TLT on 2024-01-03 is {float(cell):g}, ")
+    assert "outside the plausible 1e-06 to 1e+09 per share" in message
+    ok = write(tmp_path, "date,SPY,TLT\n2024-01-02,1e9,2\n2024-01-03,3,1e-6\n")
+    assert load_price_csv(ok).to_numpy().tolist() == [[1e9, 2.0], [3.0, 1e-6]]
+
+
+@pytest.mark.parametrize("text_first", [False, True])  # the one-pass C parse, or not
+def test_load_price_csv_column_without_any_price_refused(tmp_path, monkeypatch, text_first):
+    """An all-blank VNQ used to load (check-config exit 0) and every cycle held; a column
+    whose prices start late (an IPO) still loads."""
+    if text_first:
+        monkeypatch.setattr(brokers.prices, "_read_strict", lambda path, names: None)
+    path = write(tmp_path, "date,SPY,VNQ,TLT\n2024-01-02,1,,\n2024-01-03,1,,2\n")
+    with pytest.raises(BrokerDataError, match=rf"^{path}: column VNQ has no prices \(every "
+                                              r"cell is blank\)"):
+        load_price_csv(path)
+    path = write(tmp_path, "date,SPY,VNQ,TLT\n2024-01-02,1,,\n2024-01-03,1,,\n")
+    with pytest.raises(BrokerDataError, match="columns VNQ, TLT have no prices"):
+        load_price_csv(path)
+    late = write(tmp_path, "date,SPY,VNQ\n2024-01-02,1,\n2024-01-03,1,\n2024-01-04,1,5\n")
+    assert load_price_csv(late)["VNQ"].isna().tolist() == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("header", "hint"),
+    [
+        ("date;SPY;TLT", "the file looks semicolon-separated: allocbot reads comma-separated"),
+        ("date\tSPY\tTLT", "the file looks tab-separated: allocbot reads comma-separated"),
+        ("Date,SPY,TLT", "column names are case-sensitive: rename 'Date' to 'date'"),
+        ("DATE,SPY,TLT", "column names are case-sensitive: rename 'DATE' to 'date'"),
+    ],
+)
+def test_load_price_csv_header_without_date_column_hints_why(tmp_path, header, hint):
+    row = "2024-01-02;1;2" if ";" in header else "2024-01-02,1,2"
+    path = write(tmp_path, f"{header}\n{row}\n")
+    with pytest.raises(BrokerDataError) as caught:
+        load_price_csv(path)
+    assert str(caught.value).startswith(f"{path}: no 'date' column in header ")
+    assert hint in str(caught.value)
