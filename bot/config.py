@@ -331,6 +331,9 @@ class Config(_Section):
     alerts: AlertsSection = Field(default_factory=AlertsSection)
     faults: FaultsSection = Field(default_factory=FaultsSection)
     source: Path | None = Field(None, exclude=True)
+    # the config file's text as read (sha256, 16 hex digits): a daemon records it with its
+    # lock, and ``status`` tells when the file has changed since the daemon read it
+    source_digest: str | None = Field(None, exclude=True)
 
     @property
     def state_db(self) -> Path:
@@ -486,9 +489,17 @@ def load_config(path: Path, check_strategy: bool = True) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     env_state_dir = os.environ.get(STATE_DIR_ENV, "").strip()
-    return parse_config(raw, path.resolve().parent, source=path.resolve(),
-                        state_dir=Path(env_state_dir) if env_state_dir else None,
-                        check_strategy=check_strategy)
+    cfg = parse_config(raw, path.resolve().parent, source=path.resolve(),
+                       state_dir=Path(env_state_dir) if env_state_dir else None,
+                       check_strategy=check_strategy)
+    return cfg.model_copy(update={"source_digest": config_digest(text)})
+
+
+def config_digest(text: str) -> str:
+    """A config file's text, digested (sha256, first 16 hex digits)."""
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def config_as_dict(cfg: Config) -> dict[str, Any]:

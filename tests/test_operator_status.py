@@ -368,3 +368,28 @@ def test_status_says_whose_targets_it_shows_when_another_strategy_computed_them(
                             name="switched.toml")
     text = run_cli_in_process("status", "--config", str(switched)).stdout
     assert "from strategy 'fixed', not this config's 'equal_weight'" in text
+
+
+def test_status_says_when_the_running_daemon_read_another_version_of_the_config(write_config):
+    """A daemon holds the state dir's lock with the config it read; the operator then edits
+    max_var and max_drawdown in the file. status showed the file's limits as if in force;
+    it now says the daemon runs with the settings it read until restarted (and says
+    nothing while the file is the one the daemon read)."""
+    from bot.engine.instance_lock import InstanceLock
+
+    config = write_config({"risk": {"max_var": 0.02}})
+    assert run_cli_in_process("once", "--config", str(config)).returncode == 0
+    started = load_config(config, check_strategy=False)
+    with InstanceLock.acquire(started.bot.state_dir, "run", started.source,
+                              started.source_digest) as lock:
+        same = build_status_report(load_config(config, check_strategy=False))
+        assert not [n for n in same.notes if "running daemon" in n]
+        config.write_text(config.read_text().replace("max_var = 0.02",
+                                                     "max_var = 0.005\nmax_drawdown = 0.05"))
+        text = run_cli_in_process("status", "--config", str(config))
+        assert text.returncode == 0, text.stderr
+        assert (f"the running daemon (pid {lock.holder.pid}" in text.stdout
+                and "an earlier version of" in text.stdout
+                and "until restarted" in text.stdout), text.stdout
+    assert not [n for n in build_status_report(load_config(config, check_strategy=False)).notes
+                if "running daemon" in n]  # stopped: nothing runs with other settings

@@ -30,6 +30,8 @@ class LockHolder:
     started_at: str  # UTC ISO 8601
     command: str
     alive: bool
+    config: str | None = None  # the config file it started from (path)
+    config_digest: str | None = None  # that file's text as it read it (``config_digest``)
 
 
 __all__ = ["InstanceLock", "InstanceLockedError", "LockHolder", "lock_path", "read_lock_holder"]
@@ -42,7 +44,10 @@ def lock_path(state_dir: Path) -> Path:
 def _parse_holder(text: str, alive: bool) -> LockHolder | None:
     try:
         data = json.loads(text)
-        return LockHolder(int(data["pid"]), str(data["started_at"]), str(data["command"]), alive)
+        config, digest = data.get("config"), data.get("config_digest")
+        return LockHolder(int(data["pid"]), str(data["started_at"]), str(data["command"]), alive,
+                          None if config is None else str(config),
+                          None if digest is None else str(digest))
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -85,8 +90,10 @@ class InstanceLock:
         self._fd: int | None = fd
 
     @classmethod
-    def acquire(cls, state_dir: Path, command: str) -> InstanceLock:
-        """Take the lock or raise ``InstanceLockedError`` naming the holder's pid and start."""
+    def acquire(cls, state_dir: Path, command: str, config: Path | None = None,
+                config_digest: str | None = None) -> InstanceLock:
+        """Take the lock or raise ``InstanceLockedError`` naming the holder's pid and start;
+        ``config``/``config_digest``: the config file this process runs with, recorded."""
         ensure_state_dir(state_dir)
         path = lock_path(state_dir)
         try:
@@ -103,9 +110,11 @@ class InstanceLock:
             raise InstanceLockedError(_locked_message(state_dir)) from None
         secure_file(path)
         holder = LockHolder(os.getpid(), datetime.now(UTC).isoformat(timespec="seconds"),
-                            command, alive=True)
+                            command, True, None if config is None else str(config),
+                            config_digest)
         record = json.dumps({"pid": holder.pid, "started_at": holder.started_at,
-                             "command": holder.command}).encode()
+                             "command": holder.command, "config": holder.config,
+                             "config_digest": holder.config_digest}).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, record + b"\n", 0)
         return cls(path, fd, holder)

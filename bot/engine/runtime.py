@@ -236,7 +236,7 @@ def open_runtime(cfg: Config, live_flag: bool = False, command: str = "run") -> 
     The lock is held until ``Runtime.close`` (or the process dies)."""
     check_live_switches(cfg, live_flag)
     check_config_references(cfg)  # every problem at once, before anything is opened
-    lock = InstanceLock.acquire(cfg.bot.state_dir, command)
+    lock = InstanceLock.acquire(cfg.bot.state_dir, command, cfg.source, cfg.source_digest)
     try:
         journal = Journal(cfg.state_db)
     except BaseException:

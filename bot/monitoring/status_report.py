@@ -33,7 +33,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from bot.config import Config
-from bot.engine.instance_lock import read_lock_holder
+from bot.engine.instance_lock import LockHolder, read_lock_holder
 from bot.engine.journal import Journal
 from bot.engine.statuses import (
     CLOSED_WAKES,
@@ -273,6 +273,9 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
                      "another config on this state dir): the next cycle recomputes them")
     account, book = _valuation(cfg, journal, history, targets, inception, notes)
     daemon: DaemonState = base["daemon"]
+    changed = _config_changed_note(cfg, read_lock_holder(cfg.bot.state_dir))
+    if changed:
+        notes.append(changed)
     if recent and recent[0].status == CycleStatus.RUNNING and not daemon.alive:
         notes.append(f"cycle {recent[0].cycle_id} is still marked running but no process "
                      "runs it: it died mid-cycle (the next start marks it interrupted and "
@@ -290,6 +293,20 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
         equity_curve=tuple(EquityPoint(a, e) for a, e in history[-curve_points:]),
         notes=tuple(notes),
     )
+
+
+def _config_changed_note(cfg: Config, holder: LockHolder | None) -> str | None:
+    """A running daemon that read another config file, or this one before its last edit:
+    the limits and strategy shown here are the file's, not the ones it trades with."""
+    if holder is None or not holder.alive or holder.config_digest is None:
+        return None
+    if holder.config_digest == cfg.source_digest and holder.config == str(cfg.source):
+        return None
+    what = (f"an earlier version of {cfg.source}" if holder.config == str(cfg.source)
+            else f"another config file ({holder.config})")
+    return (f"the running daemon (pid {holder.pid}, started {holder.started_at}) read "
+            f"{what}: it trades with those settings until restarted; the strategy and "
+            "limits shown here are this file's")
 
 
 def last_success_cycle(journal: Journal) -> dict[str, Any] | None:
