@@ -179,6 +179,12 @@ def test_cycle_order_guard_breach_skips_cycle_and_sends_nothing(tmp_path: Path):
     assert blocked[0]["subject"] == "buy AAA" and blocked[0]["value"] > 0.49
     assert len(blocked[0]["blocked"]) == 3  # the whole plan, named
     assert ctx.broker.list_orders(open_only=False) == [] and ctx.journal.intents() == []
+    # status names the guard and what breached it (it showed "guard_blocked" alone)
+    from bot.monitoring.status_report import cycle_row
+
+    [row] = [cycle_row(c) for c in ctx.journal.recent_cycles(1)]
+    assert row.shown_note.startswith("guard_blocked: max_order_fraction 0.5")
+    assert "vs limit 0.3 (buy AAA)" in row.shown_note
 
 
 def test_cycle_default_guards_let_initial_investment_through(tmp_path: Path):

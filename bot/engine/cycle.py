@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from bot.core.guards import GuardLimits
+from bot.core.guards import GuardBreach, GuardLimits
 from bot.core.rebalance import (
     RebalancePlan,
     RebalancePolicy,
@@ -177,8 +177,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
     breaches = data_guard_breaches(broker, prices, asof, s.universe, s.guards)
     if breaches:
         return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {
-            "reason": "guard_blocked", "guards": sorted({str(b.guard) for b in breaches}),
-            "orders_submitted": 0})
+            "reason": "guard_blocked", **_guard_figures(breaches), "orders_submitted": 0})
     held_at, held_qty = held_in_universe(positions, s.universe)
     held_values = held_qty * last_prices[held_at]
     equity = account.cash + float(held_values.sum())  # the universe's part of the account
@@ -240,7 +239,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
                                     s.guards)
     if breaches:
         return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {
-            "reason": "guard_blocked", "guards": sorted({str(b.guard) for b in breaches}),
+            "reason": "guard_blocked", **_guard_figures(breaches),
             "orders_planned": len(plan.orders), "orders_submitted": 0})
     # 7. execute (the day's turnover is the journal's intents: ``Journal.day_notional``)
     report = ExecutionReport(0, 0, 0, 0, 0, 0.0)
@@ -301,6 +300,15 @@ def _planning_prices(prices: pd.DataFrame, universe: tuple[str, ...],
         raise BrokerDataError(
             f"missing price for {missing_today} on {prices.index[-1].date()} (latest row)")
     return last_u
+
+
+def _guard_figures(breaches: list[GuardBreach]) -> dict[str, Any]:
+    """A blocked cycle's summary figures: the guards, and what breached them (``status``
+    shows it: the guard's name alone left the operator to find the log line)."""
+    detail = "; ".join(f"{b.guard} {b.value:.4g} vs limit {b.limit:.4g} ({b.subject})"
+                       for b in breaches[:3])
+    more = f"; and {len(breaches) - 3} more" if len(breaches) > 3 else ""
+    return {"guards": sorted({str(b.guard) for b in breaches}), "guard_detail": detail + more}
 
 
 @lru_cache(maxsize=16)

@@ -99,6 +99,7 @@ SUMMARY_FIGURES: dict[str, _Kind] = {
     **dict.fromkeys(("orders_planned", "orders_submitted", "orders_filled",
                      "orders_partially_filled", "orders_rejected", "orders_unfilled"), _COUNT),
     "reason": _TEXT, "error": _TEXT, "strategy": _TEXT, "drifted": _LIST, "guards": _LIST,
+    "guard_detail": _TEXT,
     "held": _Kind(frozenset({bool, _NULL}), "true or false"),
     "targets": _Kind(frozenset({dict, _NULL}), "an object {symbol: weight}"),
 }

@@ -76,6 +76,7 @@ class CycleRow:
     note: str | None
     error: str | None
     wakes: int = 1  # a closed-market row: the wakes of its closed stretch (CLOSED_WAKES)
+    detail: str | None = None  # a guard-blocked row: the guards and what breached them
 
     @property
     def succeeded(self) -> bool:
@@ -84,8 +85,9 @@ class CycleRow:
 
     @property
     def shown_note(self) -> str:
-        """The note as shown: the skip/halt reason, and the wakes of a closed stretch."""
-        note = self.note or ""
+        """The note as shown: the skip/halt reason (with what breached a guard), and the
+        wakes of a closed stretch."""
+        note = f"{self.note}: {self.detail}" if self.note and self.detail else self.note or ""
         return f"{note} ×{self.wakes:,} wakes" if self.wakes > 1 else note
 
 
@@ -330,6 +332,7 @@ def cycle_row(raw: dict[str, Any]) -> CycleRow:
         equity=None if equity is None else float(equity),
         var=None if s.get("var") is None else float(s["var"]),
         note=s.get("reason"), error=s.get("error") if failed else None,
+        detail=s.get("guard_detail"),
         wakes=wakes if type(wakes := s.get(CLOSED_WAKES, 1)) is int and wakes > 1 else 1,
     )
 
