@@ -24,6 +24,7 @@ from bot.logs import ALERT_URLS_ENV, REDACTED, SECRET_NAME_PATTERN, alert_urls_i
 from bot.sample_market import SAMPLE_PRICES_PATH
 
 if TYPE_CHECKING:
+    from bot.core.guards import GuardLimits
     from brokers.faults import FaultPlan
 
 SAMPLE_PRICES = SAMPLE_PRICES_PATH
@@ -215,6 +216,12 @@ class GuardsSection(_Section):
     max_move_sigmas: float = Field(20.0, gt=0)
     move_lookback_days: int = Field(63, ge=10, le=1000)
     max_trade_price_deviation: float = Field(0.10, gt=0)
+
+    def limits(self) -> GuardLimits:
+        """This section as the pure guards take it."""
+        from bot.core.guards import GuardLimits
+
+        return GuardLimits(**self.model_dump())
 
 
 class RebalanceSection(_Section):

@@ -135,3 +135,32 @@ def test_backtest_warning_of_every_cycle_written_three_times_then_counted(write_
     assert loud.returncode == 0, loud.stderr[-2000:]
     assert len(_events(loud.stderr, "risk_limited")) == 3 + not_written
     assert _events(loud.stderr, "warnings_repeated") == []
+
+
+def test_backtest_and_weights_name_a_bad_print_in_the_price_file(write_config, tmp_path):
+    """A ×100 typo on one day of SPY: the backtest's cycles are blocked that day, but its
+    books are marked at that close (a 3,113 % best day): it says so up front, naming the
+    symbol, the date and the move; `weights` on that day says a cycle would be blocked."""
+    from tests.conftest import SAMPLE_PRICES, json_lines
+
+    prices = pd.read_csv(SAMPLE_PRICES, dtype=str)
+    row = int(prices.index[prices["date"] == "2020-06-15"][0])
+    prices.loc[row, "SPY"] = str(float(prices.loc[row, "SPY"]) * 100)
+    typo = tmp_path / "typo.csv"
+    prices.to_csv(typo, index=False)
+    config = write_config({"sim": {"prices": str(typo)},
+                           "backtest": {"calendar": "monthly", "tearsheet": False}})
+    proc = run_cli_in_process("backtest", "--config", str(config), "--start", "2020-01-02",
+                              "--end", "2020-12-31", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    [warned] = [e for e in json_lines(proc.stderr) if e["event"] == "price_moves_beyond_limit"]
+    assert [m.split()[:2] for m in warned["largest"][:2]] == [["SPY", "2020-06-15"],
+                                                               ["SPY", "2020-06-16"]]
+    assert float(warned["largest"][0].split()[2].rstrip("%")) > 9000  # the ×100 print
+    assert warned["limit"] == 0.3
+    weights = run_cli_in_process("weights", "--config", str(config), "--asof", "2020-06-15")
+    assert weights.returncode == 0, weights.stderr
+    [breach] = json.loads(weights.stdout)["data_guard_breaches"]
+    assert (breach["guard"], breach["subject"]) == ("max_daily_move", "SPY")
+    clean = run_cli_in_process("weights", "--config", str(config), "--asof", "2020-06-12")
+    assert "data_guard_breaches" not in json.loads(clean.stdout)

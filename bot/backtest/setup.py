@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 import pandas as pd
+import structlog
 
 import strategies
 from bot.backtest.engine import (
@@ -24,6 +25,7 @@ from bot.backtest.report import result_metrics, with_relative_statistics
 from bot.backtest.schedule import Calendar
 from bot.backtest.walk_forward import WalkForward, WalkForwardStrategy, build_learner, fold_starts
 from bot.config import Config
+from bot.core.guards import moves_beyond_limit
 from bot.core.risk import RiskLimits
 from bot.core.signal import SignalSchedule
 from bot.engine.preflight import BENCHMARK_KEY, build_benchmark, check_universe_fit
@@ -33,6 +35,7 @@ from bot.engine.targets import history_rows_needed
 from bot.errors import ConfigError
 from strategies import Strategy
 
+log = structlog.get_logger("allocbot.backtest")
 BOND_ETFS = ("IEF", "AGG", "BND", "TLT", "GOVT", "SHY")
 BACKTEST_ORDER_PREFIX = "bt"
 
@@ -211,6 +214,19 @@ def load_backtest_prices(cfg: Config, prices_path: Any | None) -> tuple[pd.DataF
     return prices.loc[:, list(universe)], universe
 
 
+def warn_moves_beyond_limit(cfg: Config, prices: pd.DataFrame) -> None:
+    """Say up front which one-day moves in the prices exceed ``[guards].max_daily_move``:
+    the cycle is blocked on those days, as the daemon's would be, but the books are marked
+    at those closes (a ×100 typo showed a 3,113 % best day and a CAGR to match)."""
+    moves = moves_beyond_limit(prices, cfg.guards.limits())
+    if moves:
+        log.warning("price_moves_beyond_limit", count=len(moves),
+                    largest=[f"{sym} {day} {move:+.1%}" for sym, day, move in moves[:10]],
+                    limit=cfg.guards.max_daily_move,
+                    note="cycles on these days are blocked by the data guard, but equity is "
+                         "marked at these closes: check the price file if one is a bad print")
+
+
 def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: date | None,
                 out_dir: Any, benchmark: str | None, walk_forward: WalkForward | None,
                 show_progress: bool) -> BacktestRun:
@@ -223,6 +239,7 @@ def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: d
 
     prices, universe = load_backtest_prices(cfg, prices_path)
     check_universe_fit(cfg, universe)
+    warn_moves_beyond_limit(cfg, prices)
     console = Console()
     if show_progress:
         with Progress(TextColumn("backtest"), BarColumn(), TextColumn("{task.completed}/"

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 def target_weights_report(cfg: Config, prices_path: Path, asof: date | None) -> dict[str, Any]:
     """Weights as of ``asof`` (default: the last date in the file; a non-trading day inside
     it: the trading day before), using only rows ≤ asof; an unfit strategy is refused."""
+    from bot.core.guards import check_data
     from bot.engine.preflight import check_universe_fit
     from bot.engine.targets import check_history_rows, risk_checked_targets, risk_limits
     from brokers.prices import load_universe_prices
@@ -44,6 +45,8 @@ def target_weights_report(cfg: Config, prices_path: Path, asof: date | None) -> 
     _, decision = risk_checked_targets(strategy, prices, tuple(symbols), limits,
                                        cfg.universe.exclude)
     final = {str(s): round(float(w), 10) for s, w in decision.weights.items()}
+    # the data guards on the window's latest bar: a cycle that day would be blocked
+    breaches = check_data(prices, 0, {}, cfg.guards.limits())
     return {
         "asof": str(prices.index[-1].date()),
         "strategy": cfg.strategy.name,
@@ -52,6 +55,9 @@ def target_weights_report(cfg: Config, prices_path: Path, asof: date | None) -> 
         "var": decision.var,
         "cvar": decision.cvar,
         "risk_interventions": [iv.rule for iv in decision.interventions],
+        **({"data_guard_breaches": [b.as_log() for b in breaches],
+            "note": "a cycle on this day would be blocked by the data guard (nothing traded); "
+                    "these weights are computed from that bar"} if breaches else {}),
     }
 
 

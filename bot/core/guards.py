@@ -141,6 +141,21 @@ def _move_breaches(prices: pd.DataFrame, limits: GuardLimits) -> list[GuardBreac
     return out
 
 
+def moves_beyond_limit(prices: pd.DataFrame, limits: GuardLimits) -> list[tuple[str, str, float]]:
+    """(symbol, date, move) of every one-day move in ``prices`` beyond ``max_daily_move``,
+    largest first: the bad prints the data guard would block a cycle on (a backtest marks
+    its books at these closes all the same, so it says so up front)."""
+    if not limits.enabled or len(prices) < 2:
+        return []
+    closes = prices.to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        moves = returns_from_closes(closes)
+        rows, cols = np.nonzero(np.abs(np.nan_to_num(moves)) > limits.max_daily_move)
+    found = [(str(prices.columns[j]), str(prices.index[i + 1].date()), float(moves[i, j]))
+             for i, j in zip(rows.tolist(), cols.tolist(), strict=True)]
+    return sorted(found, key=lambda m: -abs(m[2]))
+
+
 def move_suspect_rows(closes: np.ndarray, limits: GuardLimits) -> np.ndarray:
     """Per row of a days × symbols close array, whether ``_move_breaches`` may flag that row
     as the latest bar: a superset (σ from running sums, compared at 0.9 × the limit), for
