@@ -269,3 +269,16 @@ def test_image_install_step_installs_with_constraints_in_a_fresh_venv(tmp_path):
         if "==" in line and not line.lower().startswith("allocbot"):
             assert line in pinned, f"{line} resolved outside the constraints"
     assert json.loads(run_cli("status", "--json", "--config", str(src / "config.toml")).stdout)
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_prometheus_alert_rules_parse_and_their_unit_tests_pass():
+    """`promtool test rules` on deploy/prometheus/alerts_test.yml: the drift rule stays
+    quiet while every day's orders fill (the drift gauge is the drift before a cycle's
+    orders, high right after a cycle that traded back) and fires when nothing fills."""
+    checked = subprocess.run(["promtool", "check", "rules", "deploy/prometheus/alerts.yml"],
+                             cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = subprocess.run(["promtool", "test", "rules", "deploy/prometheus/alerts_test.yml"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
