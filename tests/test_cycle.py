@@ -221,6 +221,7 @@ def test_cycle_fixed_weight_on_a_symbol_listed_too_recently_holds_naming_it(tmp_
     assert excluded["rows"] == 6 and excluded["rows_needed"] == 61
     failed = next(e for e in logs if e["event"] == "strategy_failed")
     assert "CCC" in failed["reason"] and "too recently" in failed["reason"]
+    assert "[strategy] fallback" in failed["hint"]  # no fallback: what would trade meanwhile
     assert "cycle_crashed" not in [e["event"] for e in logs]
     assert ctx_orders_sent(tmp_path) == 0
 

@@ -236,6 +236,12 @@ def held_signal(journal: Journal, strategy: Strategy, rules: TargetRules) -> Hel
     return HeldSignal(memo[0], memo[1], journal, rules)
 
 
+# with no fallback a failing strategy holds the account as it is, cycle after cycle (a
+# symbol listed after the replay's start held an operator's account in cash for a year)
+NO_FALLBACK_HINT = ("the account is held as it is until the strategy computes again; "
+                    "[strategy] fallback (e.g. \"equal_weight\") trades meanwhile")
+
+
 def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journal,
                   prices: pd.DataFrame, asof: date, rules: TargetRules,
                   current_weights: pd.Series | None,
@@ -268,7 +274,8 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
         except StrategyError as exc:
             action = "fallback" if candidate is strategy and fallback is not None else "hold"
             log.warning("strategy_failed", strategy=candidate.name, reason=str(exc),
-                        action=action, fallback=fallback.name if fallback else None)
+                        action=action, fallback=fallback.name if fallback else None,
+                        **({} if fallback is not None else {"hint": NO_FALLBACK_HINT}))
             continue
         if candidate is strategy:
             journal.set_meta_json(SIGNAL_KEY, _memo(asof, key, weights, _seen_symbols(
