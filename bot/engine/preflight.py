@@ -1,6 +1,7 @@
 """Everything a config refers to, checked before the first cycle (``check-config``, ``run``,
 ``once``): the universe against the price file where the data is local, the simulator's
-price file and replay start against the history the strategy and risk step need, every
+price file, replay start and (a state dir's replay under way) replay day against the
+history the strategy and risk step need, a ``fixed`` target against the order guard, every
 symbol the strategy, its fallback and the risk step name against the universe and its
 exclusions, the strategy's and its fallback's parameters against the size of the universe
 they see (``Strategy.universe_problems``: too few symbols to estimate from, bounds no fully
@@ -13,9 +14,11 @@ All problems are reported at once, each naming its key path (1-based where users
 
 from __future__ import annotations
 
+import sqlite3
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import suppress
+from datetime import date
 from typing import TYPE_CHECKING
 
 from bot.config import STRATEGY_INPUT_ERRORS, Config
@@ -104,7 +107,38 @@ def config_fit_problems(cfg: Config, universe: tuple[str, ...],
     if fallback is not None:
         problems += universe_fit_problems(fallback, "[strategy].fallback",
                                           "[strategy].fallback.params.", universe, excluded)
-    return problems
+    return problems + order_guard_problems(cfg, strategy)
+
+
+def order_guard_problems(cfg: Config, strategy: Strategy) -> list[str]:
+    """A static strategy's (``fixed``) target above ``[guards].max_order_fraction``: the
+    first buy from cash would breach the guard, so every cycle would be ``guard_blocked``.
+    Targets as bought: capped by ``[risk].max_weight``, scaled by ``[rebalance].cash_buffer``."""
+    limit, targets = cfg.guards.max_order_fraction, getattr(strategy, "targets", None)
+    if not (cfg.guards.enabled and strategy.targets_are_static and isinstance(targets, Mapping)):
+        return []
+    weights = {str(s): float(w) for s, w in targets.items()}
+    cap, safe = cfg.risk.max_weight, cfg.risk.safe_asset
+    if cap is not None:  # as the risk step caps: the excess to the safe asset up to the cap
+        excess = sum(max(w - cap, 0.0) for w in weights.values())
+        weights = {s: min(w, cap) for s, w in weights.items()}
+        if safe is not None:
+            held = weights.get(safe, 0.0)
+            weights[safe] = held + min(excess, max(cap - held, 0.0))
+    total, buffer = sum(weights.values()), cfg.rebalance.cash_buffer
+    scale = (1 - buffer) / total if total > 1 - buffer else 1.0  # as ``buffered_targets``
+    over = sorted(((w * scale, s) for s, w in weights.items() if w * scale > limit), reverse=True)
+    if not over:
+        return []
+    plural = "s" if len(over) > 1 else ""
+    named = " and ".join(f"{s} ({w:g})" for w, s in over)
+    after = [key for key, applied in (("[risk].max_weight", cap is not None), (
+        "[rebalance].cash_buffer", scale < 1)) if applied]
+    if any(w != targets.get(s, 0.0) for w, s in over):
+        named += f" after {' and '.join(after)}"
+    return [f"[guards].max_order_fraction {limit:g} is below the target weight{plural} of "
+            f"{named}: the first buy from cash could never pass (every cycle would be "
+            f"guard_blocked); raise it to at least {over[0][0]:g} or lower the target{plural}"]
 
 
 def check_universe_fit(cfg: Config, universe: tuple[str, ...]) -> None:
@@ -166,6 +200,59 @@ def replay_problems(cfg: Config, prices: pd.DataFrame, strategy: Strategy | None
     return []
 
 
+def stored_replay_date(cfg: Config) -> date | None:
+    """The replay day the state dir's simulated account last opened, read-only (SQLite
+    ``mode=ro``). None for a fresh state dir, an account not yet woken, and a file that
+    cannot be read: the writer's open reports that one."""
+    if not cfg.state_db.is_file():
+        return None
+    from brokers.sim.ledger import SimLedger
+
+    try:
+        ledger = SimLedger(cfg.state_db, read_only=True)
+    except AllocbotError:
+        return None
+    try:
+        state = ledger.load_or_create(0.0)
+    except (AllocbotError, sqlite3.Error):
+        return None
+    finally:
+        ledger.close()
+    if state.cursor_date is None:
+        return None
+    try:
+        return date.fromisoformat(state.cursor_date)
+    except ValueError:
+        return None
+
+
+def replay_position_problems(cfg: Config, prices: pd.DataFrame, day: date,
+                             strategy: Strategy | None = None) -> list[str]:
+    """The next cycle of a state dir whose replay is at ``day`` has the rows a cycle needs
+    (``[sim].replay_start`` only places a new account's first day; each cycle short of
+    history fails and uses up a replayed day); a file too short is ``history_problems``'."""
+    strategy = cfg.build_strategy() if strategy is None else strategy
+    short = history_problems(cfg, prices, strategy)
+    limits = risk_limits(cfg)
+    needed = history_rows_needed(strategy, limits)
+    dates: list[date] = list(prices.index.date)
+    row = bisect_left(dates, day)
+    if short or row + 1 >= len(dates) or dates[row] != day:
+        return short  # no day after it (yet); a day not in the file (the broker refuses it)
+    rows = row + 2  # the next cycle's day and every row before it
+    if rows >= needed:
+        return []
+    key = ("[strategy.params]" if strategy.warmup_days >= limits.lookback_days
+           else "[risk].lookback_days")
+    return [f"{key}: the replay in state dir {cfg.bot.state_dir} is at {day}, so its next "
+            f"cycle ({dates[row + 1]}) has {rows} rows of price history; strategy "
+            f"{strategy.name!r} (warm-up {strategy.warmup_days} rows) and the risk step "
+            f"([risk].lookback_days = {limits.lookback_days}) need {needed}, so its next "
+            f"{needed - rows} cycle{'s' if needed - rows > 1 else ''} (to {dates[needed - 2]}) "
+            "would fail: shorten the lookback, or point [bot].state_dir at a new directory "
+            f"with a [sim].replay_start on {dates[needed - 1]} or later"]
+
+
 def config_problems(cfg: Config) -> list[str]:
     """Every problem of ``cfg`` a cycle would meet on every run (empty when it is
     consistent)."""
@@ -189,7 +276,11 @@ def config_problems(cfg: Config) -> list[str]:
     elif safe is not None and safe in excluded:
         problems.append(f"[risk].safe_asset: {safe!r} is in [universe].exclude")
     problems += benchmark_problems(cfg, universe)
-    return problems + ([] if prices is None else replay_problems(cfg, prices, strategy))
+    if prices is None:
+        return problems
+    day = stored_replay_date(cfg)  # a replay under way ignores [sim].replay_start
+    return problems + (replay_problems(cfg, prices, strategy) if day is None
+                       else replay_position_problems(cfg, prices, day, strategy))
 
 
 BENCHMARK_KEY = "[backtest].benchmark"

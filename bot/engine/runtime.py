@@ -6,6 +6,7 @@ order can be sent.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -13,15 +14,16 @@ from typing import TYPE_CHECKING
 import structlog
 
 from bot.config import Config
-from bot.core.guards import GuardLimits
 from bot.core.rebalance import RebalancePolicy
+from bot.core.risk import below_drawdown_limit
 from bot.core.signal import SignalSchedule
 from bot.engine.cycle import CycleContext, CycleSettings
 from bot.engine.instance_lock import InstanceLock
 from bot.engine.journal import AccountIdentity, Journal
 from bot.engine.preflight import check_config_references, replay_warmup_rows
+from bot.engine.statuses import HALT_KEY, recorded_peak
 from bot.engine.targets import risk_limits
-from bot.errors import ConfigError, LiveTradingNotConfirmed, StateError
+from bot.errors import AllocbotError, ConfigError, LiveTradingNotConfirmed, StateError
 from brokers.base import Account, Broker, masked_account_number
 from brokers.prices import load_universe_prices
 from brokers.sim.pricing import SimCosts
@@ -119,6 +121,30 @@ def bind_state_account(journal: Journal, account: AccountIdentity) -> None:
                  state_file=str(journal.path), adopted=False)
 
 
+def warn_drawdown_beyond_limit(journal: Journal, max_drawdown: float | None) -> None:
+    """Warn (``drawdown_beyond_limit_at_start``) when the recorded equity peak and the last
+    cycle's equity are already beyond ``max_drawdown`` (a limit just set or lowered): the
+    first cycle will halt trading. Read-only; unreadable figures are the cycle's to report."""
+    if max_drawdown is None or journal.meta(HALT_KEY):
+        return
+    try:
+        peak = recorded_peak(journal)
+        found = [c for f in ("equity_after", "equity") if (c := journal.latest_cycle(figure=f))]
+    except AllocbotError:
+        return
+    if not found:
+        return
+    last = max(found, key=lambda c: str(c["started_at"]))  # as ``allocbot status`` values it
+    equity = last["summary"].get("equity_after", last["summary"].get("equity"))
+    if type(equity) not in (int, float) or not math.isfinite(equity) \
+            or not below_drawdown_limit(equity, peak, max_drawdown):
+        return
+    log.warning("drawdown_beyond_limit_at_start", drawdown=round(1 - equity / peak, 6),
+                max_drawdown=max_drawdown, peak=round(peak, 2), equity=round(equity, 2),
+                asof=last["asof"], note="at this equity the first cycle halts trading "
+                "(trading_halted) until 'allocbot rearm' resets the peak")
+
+
 def build_broker(cfg: Config, read_only: bool = False) -> tuple[Broker, tuple[str, ...]]:
     """The configured adapter (behind the fault injector when ``[faults].enabled``) and
     the resolved universe. ``read_only``: a simulator that reads the stored account
@@ -204,11 +230,6 @@ def signal_schedule(cfg: Config) -> SignalSchedule:
     return SignalSchedule(frequency=frequency)  # type: ignore[arg-type]
 
 
-def guard_limits(cfg: Config) -> GuardLimits:
-    """The ``[guards]`` section as the pure guards take it."""
-    return GuardLimits(**cfg.guards.model_dump())
-
-
 def cycle_settings(cfg: Config, universe: tuple[str, ...]) -> CycleSettings:
     safe = cfg.risk.safe_asset
     if safe is not None and safe not in universe:
@@ -226,7 +247,7 @@ def cycle_settings(cfg: Config, universe: tuple[str, ...]) -> CycleSettings:
         max_drawdown=cfg.risk.max_drawdown,
         min_history_rows=cfg.alpaca.data_lookback_days if cfg.broker.kind == "alpaca" else 0,
         commission_min=cfg.sim.commission_min if cfg.broker.kind == "sim" else 0.0,
-        fallback=cfg.build_fallback(), guards=guard_limits(cfg),
+        fallback=cfg.build_fallback(), guards=cfg.guards.limits(),
     )
 
 
@@ -277,6 +298,7 @@ def open_runtime(cfg: Config, live_flag: bool = False, command: str = "run") -> 
     if interrupted:
         log.warning("cycles_interrupted", cycle_ids=interrupted,
                     note="a previous run stopped mid-cycle; reconciling with the broker")
+    warn_drawdown_beyond_limit(journal, cfg.risk.max_drawdown)
     return Runtime(cfg, broker, journal, CycleContext(broker, journal, strategy, settings), lock)
 
 
