@@ -14,7 +14,6 @@ All problems are reported at once, each naming its key path (1-based where users
 
 from __future__ import annotations
 
-import sqlite3
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
@@ -206,6 +205,8 @@ def stored_replay_date(cfg: Config) -> date | None:
     cannot be read: the writer's open reports that one."""
     if not cfg.state_db.is_file():
         return None
+    import sqlite3
+
     from brokers.sim.ledger import SimLedger
 
     try:
