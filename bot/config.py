@@ -58,12 +58,16 @@ _LIMIT_NAMES = {MAX_SCHEDULE_SECS: "1 week", MAX_WAIT_SECS: "1 hour"}
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # strict: a TOML number where a number is due, a boolean where a switch is (lax
+    # validation took `max_var = true` as 1.0, a VaR limit switched off, and "0.02" as a
+    # number); paths and dates are also accepted as text, tuples as TOML arrays
+    # (``Field(strict=False)``)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class BotSection(_Section):
     mode: Literal["paper", "dry_run", "live"] = "paper"
-    state_dir: Path = Path("state")
+    state_dir: Path = Field(Path("state"), strict=False)
     log_format: Literal["json", "console", "auto"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     order_prefix: str = Field("ab", pattern=r"^[a-z]{1,4}$")
@@ -135,13 +139,13 @@ class BrokerSection(_Section):
 
 
 class SimSection(_Section):
-    prices: Path = SAMPLE_PRICES
+    prices: Path = Field(SAMPLE_PRICES, strict=False)
     starting_cash: float = Field(100_000.0, gt=0, le=MAX_MONEY)
     commission_bps: float = Field(0.0, ge=0, le=1000)
     commission_min: float = Field(0.0, ge=0, le=MAX_MONEY)
     slippage_bps: float = Field(0.0, ge=0, le=1000)
     fractional: bool = True
-    replay_start: date | None = None
+    replay_start: date | None = Field(None, strict=False)
 
 
 class AlpacaSection(_Section):
@@ -163,8 +167,8 @@ class UniverseSection(_Section):
     """``symbols`` traded (default: every price column); ``exclude``: symbols never held
     (the strategy does not see them; a held one is sold)."""
 
-    symbols: tuple[str, ...] | None = None
-    exclude: tuple[str, ...] = ()
+    symbols: tuple[str, ...] | None = Field(None, strict=False)  # (a TOML array: a list)
+    exclude: tuple[str, ...] = Field((), strict=False)
 
     @field_validator("symbols")
     @classmethod
@@ -248,8 +252,8 @@ class BacktestSection(_Section):
 
     calendar: Literal["daily_drift", "daily", "weekly", "monthly", "quarterly"] = "daily_drift"
     risk_free_rate: float = Field(0.0, ge=-0.05, le=0.5)  # annual, for Sharpe/Sortino
-    start: date | None = None
-    end: date | None = None
+    start: date | None = Field(None, strict=False)
+    end: date | None = Field(None, strict=False)
     benchmark: str | None = None  # strategy name or fixed preset; None: sixty_forty or 1/N
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
     # report.html + report.png (~0.5 s of charts a run); off: the CSVs, metrics.json and the
@@ -276,7 +280,7 @@ class MonitoringSection(_Section):
 class AlertsSection(_Section):
     """Alerts through apprise. URLs hold tokens: prefer ``ALLOCBOT_ALERT_URLS``."""
 
-    urls: tuple[str, ...] = ()
+    urls: tuple[str, ...] = Field((), strict=False)
     failure_streak: int = Field(3, ge=1)  # alert after this many failed cycles in a row
     # at most one alert of a kind per window
     rate_limit_secs: float = Field(3600.0, ge=0, le=MAX_SCHEDULE_SECS)

@@ -214,7 +214,29 @@ def test_config_numeric_field_list_covers_the_known_fields():
 def test_config_every_number_refuses_inf_and_nan_naming_the_key(write_config, table, key, value):
     with pytest.raises(ConfigError) as info:
         load_config(write_config({table: {key: value}}))
-    assert f"[{table}].{key}: Input should be a finite number" in str(info.value)
+    message = str(info.value)  # a whole number's key refuses any float
+    assert (f"[{table}].{key}: Input should be a finite number" in message
+            or f"[{table}].{key}: Input should be a valid integer" in message), message
+
+
+@pytest.mark.parametrize(("table", "key"), _numeric_keys(), ids=lambda v: v)
+@pytest.mark.parametrize("value", [True, "0.3"], ids=["true", "text"])
+def test_config_every_number_refuses_a_boolean_or_text_naming_the_key(write_config, table,
+                                                                      key, value):
+    # lax validation read `max_var = true` as 1.0 (a VaR limit switched off) and "0.02" as
+    # 0.02 (a sweep's best.toml then held text), where the README promises a refusal
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config({table: {key: value}}))
+    message = str(info.value)
+    assert (f"[{table}].{key}: Input should be a valid number" in message
+            or f"[{table}].{key}: Input should be a valid integer" in message), message
+
+
+@pytest.mark.parametrize(("table", "key", "value"), [
+    ("sim", "fractional", "no"), ("schedule", "run_at_start", 1), ("guards", "enabled", "yes")])
+def test_config_every_switch_refuses_anything_but_a_boolean(write_config, table, key, value):
+    with pytest.raises(ConfigError, match=rf"\[{table}\]\.{key}: Input should be a valid boolean"):
+        load_config(write_config({table: {key: value}}))
 
 
 @pytest.mark.parametrize(("table", "key"), _duration_keys(), ids=lambda v: v)
