@@ -554,3 +554,27 @@ def test_sweep_takes_quoted_backtest_dates_as_the_config_does(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     best = tomllib.loads((out / "best.toml").read_text())["backtest"]
     assert (best["start"], best["end"]) == (date(2020, 3, 2), date(2020, 9, 1))
+
+
+def test_sweep_over_a_key_that_changes_nothing_says_so_instead_of_calling_it_luck(inputs,
+                                                                                   tmp_path):
+    """Drift bands under a monthly calendar change nothing (every calendar day trades back
+    to target): all trials return the same. The verdict said "PBO 100 %, the winner is
+    likely luck" (ties at the median counted as overfit); it now says the trials are
+    identical, and CSCV counts a tie at the median half."""
+    config, _ = inputs
+    space = write_space(tmp_path, '[objective]\nmetric = "sharpe"\n[space.rebalance]\n'
+                                  'drift_abs = {choice = [0.02, 0.05, 0.1]}\n')
+    out = tmp_path / "sweep"
+    proc = run_cli_in_process("sweep", "--config", str(config), "--space", str(space),
+                              "--trials", "3", "--sampler", "grid", "--jobs", "1",
+                              "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads((out / "sweep.json").read_text())["overfitting"]
+    assert stats["identical_trials"] is True
+    assert "exactly the same" in stats["verdict"] and "luck" not in stats["verdict"]
+    assert "exactly the same" in proc.stderr + proc.stdout
+    from bot.research.overfitting import probability_of_backtest_overfitting
+
+    same = np.tile(np.random.default_rng(0).normal(0, 0.01, (64, 1)), (1, 3))
+    assert probability_of_backtest_overfitting(same, n_blocks=4).pbo == 0.5

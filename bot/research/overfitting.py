@@ -106,8 +106,11 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int = 16)
     The rows are cut into ``n_blocks`` (S, even) equal blocks; for each of the C(S, S/2)
     ways to pick half of them as in-sample (the rest out-of-sample), the trial with the
     best in-sample Sharpe n* is ranked out of sample: ω = rank/(N + 1) (ascending, ties
-    averaged), λ = ln(ω/(1 − ω)). PBO = share of combinations with λ ≤ 0
-    (Bailey, Borwein, López de Prado & Zhu 2017, §3).
+    averaged), λ = ln(ω/(1 − ω)). PBO = share of combinations with λ < 0, those with
+    λ = 0 (the winner exactly at the median, as every tie of all trials puts it) counted
+    half: the mid-rank convention, so trials that all perform alike give 0.5, not 1
+    (Bailey, Borwein, López de Prado & Zhu 2017, §3, define PBO as P(λ ≤ 0) for a
+    continuous λ, where a tie has probability 0).
     """
     m = np.asarray(returns, dtype=float)
     if m.ndim != 2 or m.shape[1] < 2:
@@ -135,5 +138,6 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int = 16)
         rank = (test < chosen).sum(axis=1) + ((test == chosen).sum(axis=1) + 1) / 2.0
         omega = rank / (n_trials + 1.0)
         logits[lo:lo + len(mk)] = np.log(omega / (1.0 - omega))
-    return PBOResult(float(np.mean(logits <= 0.0)), logits, n_blocks, len(combos),
+    pbo = float(np.mean(logits < 0.0)) + 0.5 * float(np.mean(logits == 0.0))
+    return PBOResult(pbo, logits, n_blocks, len(combos),
                      int(m.shape[0] - m.shape[0] % n_blocks))

@@ -190,6 +190,13 @@ def overfitting_stats(out_dir: Path, rows: list[FinishedTrial], best: FinishedTr
                   "pbo_combinations": pbo.n_combinations, "pbo_logits": pbo.logits.tolist()}
     except ValueError as exc:
         stats["pbo_note"] = str(exc)
+    if matrix.shape[0] and bool((np.ptp(matrix, axis=1) == 0.0).all()):
+        stats["identical_trials"] = True  # no winner to judge: say so, not "luck"
+        stats["verdict"] = ("Every trial returned exactly the same: the swept keys changed "
+                            "nothing here (a drift band under a rebalancing calendar, a "
+                            "window longer than the data, a parameter the strategy ignores); "
+                            "there is no winner to judge.")
+        return stats
     stats["verdict"] = luck_verdict(stats)
     return stats
 
