@@ -578,3 +578,34 @@ def test_sweep_over_a_key_that_changes_nothing_says_so_instead_of_calling_it_luc
 
     same = np.tile(np.random.default_rng(0).normal(0, 0.01, (64, 1)), (1, 3))
     assert probability_of_backtest_overfitting(same, n_blocks=4).pbo == 0.5
+
+
+def test_sweep_workers_ignore_ctrl_c_and_the_sweep_ends_them_itself():
+    """Ctrl-C reaches the sweep's whole process group: a worker that took it printed a
+    KeyboardInterrupt traceback (also while still importing) and broke the pool under the
+    sweep, which then printed another. The workers now ignore it from their first
+    instruction; the sweep, interrupted, ends them itself (``abort``) and says how to
+    resume."""
+    import multiprocessing
+    import os
+    import signal
+    import time
+
+    from bot.research.parallel import ProcessRunner, _worker_ready
+
+    runner = ProcessRunner(pd.DataFrame({"A": [1.0, 2.0]}), workers=2)
+    try:
+        workers = multiprocessing.active_children()
+        assert workers
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGINT)  # the terminal's Ctrl-C, as each sees it
+        time.sleep(0.5)
+        assert all(worker.is_alive() for worker in workers)
+        assert runner._pool.submit(_worker_ready).result(timeout=30)  # still serving
+        runner.abort()
+        deadline = time.monotonic() + 10
+        while any(worker.is_alive() for worker in workers):
+            assert time.monotonic() < deadline, "abort left a worker running"
+            time.sleep(0.05)
+    finally:
+        runner.close()

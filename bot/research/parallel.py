@@ -12,12 +12,14 @@ go one per task so that a slow worker on a shared host does not hold up the batc
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
+import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
 
@@ -47,6 +49,9 @@ class TrialRunner(Protocol):
     def gather(self, handles: list[Any]) -> list[TrialOutcome]: ...
 
     def close(self) -> None: ...
+
+    def abort(self) -> None:
+        """Stop the trials under way now (Ctrl-C): their results are not wanted."""
 
 
 def chunk_sizes(n_trials: int, workers: int, mean_trial_secs: float | None) -> list[int]:
@@ -107,10 +112,17 @@ class InlineRunner:
     def close(self) -> None:
         pass
 
+    def abort(self) -> None:
+        pass
+
 
 def _init_worker(prices: pd.DataFrame, parent: int) -> None:
     global _worker_prices
     _worker_prices = prices
+    # Ctrl-C reaches the whole process group: only the sweep acts on it (its journal holds
+    # every finished trial; ``ProcessRunner.abort`` stops the workers). A worker that took
+    # it printed a KeyboardInterrupt traceback, or broke the pool under the sweep's feet.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threadpool_limits(limits=1)
     retain_freed_heap()  # as the CLI's process does (strategies/heap_policy.py)
     quiet_worker_logs()
@@ -136,6 +148,22 @@ def _run_in_worker(tasks: list[TrialTask]) -> list[TrialOutcome]:
     return run_trials(_worker_prices, tasks)
 
 
+@contextlib.contextmanager
+def _sigint_ignored_by_children() -> Iterator[None]:
+    """Processes spawned inside ignore Ctrl-C from their first instruction (an ignored
+    signal stays ignored across exec, and Python then installs no KeyboardInterrupt
+    handler): one that took it while still importing printed a traceback. The caller's
+    own handler is back on exit; off the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _worker_ready() -> bool:
     return _worker_prices is not None
 
@@ -151,7 +179,9 @@ class ProcessRunner:
         self._pool = ProcessPoolExecutor(max_workers=workers,
                                          mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_init_worker, initargs=(prices, os.getpid()))
-        for ready in [self._pool.submit(_worker_ready) for _ in range(workers)]:
+        with _sigint_ignored_by_children():  # (the submits spawn the workers)
+            started = [self._pool.submit(_worker_ready) for _ in range(workers)]
+        for ready in started:
             ready.result()
 
     def plan(self, n_trials: int) -> list[int]:
@@ -165,6 +195,12 @@ class ProcessRunner:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        """End the worker processes (SIGTERM) instead of waiting out their trials (the
+        sweep's process starts no other ``multiprocessing`` children)."""
+        for worker in multiprocessing.active_children():
+            worker.terminate()
 
 
 class DaskRunner:
@@ -196,3 +232,6 @@ class DaskRunner:
     def close(self) -> None:
         if self._own:
             self._client.close()
+
+    def abort(self) -> None:
+        pass  # the cluster's workers are not ours; closing the client drops our tasks

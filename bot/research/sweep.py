@@ -259,6 +259,9 @@ def run_sweep(options: SweepOptions, inputs: SweepInputs, on_batch: OnBatch | No
                      best=best)
             if on_batch is not None:
                 on_batch(len(rows), total, best)
+    except KeyboardInterrupt:
+        runner.abort()  # the batch under way is not journaled: --resume runs it again
+        raise
     finally:
         if study is not None:
             close_journal(study)
