@@ -148,8 +148,12 @@ class Fixed(Strategy):
 
     @property
     def label(self) -> str:
-        """A preset's name (``sixty_forty``), else ``fixed``."""
-        return self.preset or self.name
+        """A preset's name (``sixty_forty``), else the weights (``fixed SPY 60% / TLT
+        40%``): reports named a benchmark of explicit weights just "fixed"."""
+        if self.preset is not None:
+            return self.preset
+        return "fixed " + " / ".join(f"{s} {w:.4g}".rstrip() if w * 100 != round(w * 100)
+                                     else f"{s} {w:.0%}" for s, w in self.targets.items())
 
     @property
     def targets(self) -> Mapping[str, float]:

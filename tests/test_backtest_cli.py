@@ -164,3 +164,30 @@ def test_backtest_and_weights_name_a_bad_print_in_the_price_file(write_config, t
     assert (breach["guard"], breach["subject"]) == ("max_daily_move", "SPY")
     clean = run_cli_in_process("weights", "--config", str(config), "--asof", "2020-06-12")
     assert "data_guard_breaches" not in json.loads(clean.stdout)
+
+
+def test_backtest_cli_warns_when_nothing_traded_and_when_the_window_is_short(write_config,
+                                                                             tmp_path):
+    """Whole shares with $100: 19 years in cash finished with no word (Sortino read −15.87
+    for a riskless account); a two-day window printed a 271 % CAGR. Both now warn, and a
+    constant-return account has no Sortino ratio, as it has no Sharpe ratio."""
+    config = write_config({"sim": {"starting_cash": 100.0, "fractional": False},
+                           "backtest": {"calendar": "monthly", "tearsheet": False,
+                                        "risk_free_rate": 0.02}})
+    proc = run_cli_in_process("backtest", "--config", str(config), "--start", "2024-12-30",
+                              "--end", "2024-12-31", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "no order filled over the whole backtest" in text
+    assert "2 trading day(s): the annualized figures" in text
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["strategy"]
+    assert metrics["sortino"] is None and metrics["sharpe"] is None
+
+
+def test_default_benchmark_of_spy_and_another_bond_etf_is_named_by_its_weights():
+    """SPY with TLT (no IEF): the default benchmark is SPY 60 / TLT 40, which reports,
+    metrics.json and compare called just "fixed"."""
+    from bot.backtest.setup import benchmark_name, benchmark_strategy
+
+    assert benchmark_name(benchmark_strategy(None, ("SPY", "TLT"))) == "fixed SPY 60% / TLT 40%"
+    assert benchmark_name(benchmark_strategy(None, ("SPY", "IEF", "GLD"))) == "sixty_forty"

@@ -81,10 +81,11 @@ def sharpe(returns: np.ndarray, rate_annual: float) -> float | None:
 
 def sortino(returns: np.ndarray, rate_annual: float) -> float | None:
     """mean(r − rf_d) / DD × √252, DD = √mean(min(r − rf_d, 0)²) (Sortino & Price 1994,
-    target = the risk-free rate). None (undefined) with fewer than 2 returns, as the Sharpe
-    ratio, or when no return falls below the target (DD = 0)."""
+    target = the risk-free rate). None (undefined) as the Sharpe ratio is: with fewer than
+    2 returns or every excess return the same (an all-cash account below the risk-free rate
+    read −√252 = −15.87), or when no return falls below the target (DD = 0)."""
     x = np.asarray(returns, dtype=float) - daily_risk_free(rate_annual)
-    if len(x) < 2:
+    if len(x) < 2 or not np.ptp(x) > 0:
         return None
     dd = math.sqrt(float(np.mean(np.minimum(x, 0.0) ** 2)))
     return float(x.mean() / dd * math.sqrt(ANNUALIZATION_DAYS)) if dd > 0 else None

@@ -36,6 +36,9 @@ from bot.errors import ConfigError
 from strategies import Strategy
 
 log = structlog.get_logger("allocbot.backtest")
+# Below this many days a backtest's annualized figures say more about the extrapolation
+# than the strategy (a two-day run printed a 271 % CAGR): the summary warns.
+SHORT_BACKTEST_DAYS = 63
 BOND_ETFS = ("IEF", "AGG", "BND", "TLT", "GOVT", "SHY")
 BACKTEST_ORDER_PREFIX = "bt"
 
@@ -264,5 +267,14 @@ def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: d
     if held or blocked:
         console.print(f"[yellow]warning: {held} cycle(s) held (strategy_failed) and {blocked} "
                       f"blocked by a pre-trade guard (guard_blocked); see the logs[/yellow]")
+    if run.result.trades.empty:  # 19 years in cash said nothing (drift_not_traded is info)
+        console.print("[yellow]warning: no order filled over the whole backtest: whole shares "
+                      "([sim] fractional = false) with cash below one share's price, "
+                      "[rebalance] min_order_notional above every order, or every cycle "
+                      "held[/yellow]")
+    days = len(run.result.dates)
+    if days < SHORT_BACKTEST_DAYS:
+        console.print(f"[yellow]warning: {days} trading day(s): the annualized figures (CAGR, "
+                      f"volatility, turnover / yr) extrapolate them to a year[/yellow]")
     console.print(f"wrote {', '.join(sorted(p.name for p in out_dir.iterdir()))} to {out_dir}")
     return run
