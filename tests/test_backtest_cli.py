@@ -158,6 +158,10 @@ def test_backtest_and_weights_name_a_bad_print_in_the_price_file(write_config, t
                                                                ["SPY", "2020-06-16"]]
     assert float(warned["largest"][0].split()[2].rstrip("%")) > 9000  # the ×100 print
     assert warned["limit"] == 0.3
+    later = run_cli_in_process("backtest", "--config", str(config), "--start", "2020-07-01",
+                               "--end", "2020-12-31", "--out", str(tmp_path / "later"))
+    assert later.returncode == 0, later.stderr  # the print is before the window: not named
+    assert "price_moves_beyond_limit" not in later.stderr
     weights = run_cli_in_process("weights", "--config", str(config), "--asof", "2020-06-15")
     assert weights.returncode == 0, weights.stderr
     [breach] = json.loads(weights.stdout)["data_guard_breaches"]

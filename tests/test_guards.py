@@ -292,3 +292,21 @@ def test_cycle_bad_print_is_blocked_before_it_becomes_a_signal_a_peak_or_a_halt(
     assert cycle.recorded_peak(ctx.journal) == peak and ctx.journal.meta(SIGNAL_KEY) == signal
     after = wake_and_run(ctx)
     assert after.status == "finished" and after.figures["drawdown"] < 0.05
+
+
+def test_halted_account_on_a_bad_print_day_reports_halted_not_a_guard_block(tmp_path: Path):
+    # While halted nothing is decided: a day whose bar fails the data guard read as
+    # guard_blocked (and alerted as a new block) because the guard ran before the halt.
+    from bot.engine import cycle
+
+    prices = random_walk_prices(SYMBOLS, 400)
+    prices.iloc[301, 0] *= 100
+    ctx = make_ctx(tmp_path, prices=prices, max_drawdown=0.2)
+    ctx.settings = replace(ctx.settings, guards=DEFAULTS)
+    assert wake_and_run(ctx).status == "finished"
+    ctx.journal.set_meta(cycle.HALT_KEY, "drawdown 25.00% from peak 100000.00")
+    with capture_logs() as logs:
+        result = wake_and_run(ctx)
+    assert result.status == "halted"
+    assert [e["event"] for e in logs if e["event"] in ("guard_blocked", "still_halted",
+                                                       "weights_computed")] == ["still_halted"]

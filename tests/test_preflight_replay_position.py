@@ -12,6 +12,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from bot.config import load_config
+from bot.engine.preflight import config_fit_problems
 from tests.conftest import one_line_error, run_cli_in_process
 
 # base_config replays from 2006-01-03 (row 252 of the sample); three wakes leave the replay
@@ -124,26 +126,32 @@ def test_a_max_drawdown_already_breached_is_warned_at_start(write_config, tmp_pa
 
 # ---- 3. a fixed target the order guard can never let through ------------------------------
 
-def test_a_fixed_target_above_max_order_fraction_is_refused(write_config, tmp_path):
+def test_a_fixed_target_above_max_order_fraction_is_refused_where_trading_starts_in_cash(
+        write_config, tmp_path):
     """all_weather's TLT is 40 %: with max_order_fraction 0.35 every cycle from cash was
-    guard_blocked, forever."""
+    guard_blocked, forever. A backtest (it starts in cash) refuses it; check-config and
+    once accept it (an invested account's rebalancing orders are small: refusing it there
+    stopped a config that traded fine)."""
     config = write_config({"guards": {"max_order_fraction": 0.35}})
-    out = tmp_path / "bt"
-    for command in (["check-config"], ["once"], ["backtest", "--out", str(out)]):
-        line = one_line_error(run_cli_in_process(*command, "--config", str(config)))
-        assert "1 problem(s): [guards].max_order_fraction 0.35 is below the target weight of " \
-               "TLT (0.4): the first buy from cash could never pass" in line, command
-        assert "raise it to at least 0.4 or lower the target" in line
-    assert not out.exists() and not (tmp_path / "state").exists()
-    line = one_line_error(run_cli_in_process("check-config", "--config", str(
-        write_config({"guards": {"max_order_fraction": 0.25}}))))
+
+    def backtest_error(cfg: Path) -> str:
+        return one_line_error(run_cli_in_process("backtest", "--config", str(cfg), "--out",
+                                                 str(tmp_path / "bt")))
+
+    line = backtest_error(config)
+    assert "1 problem(s): [guards].max_order_fraction 0.35 is below the target weight of " \
+           "TLT (0.4): the first buy from cash could never pass" in line
+    assert "raise it to at least 0.4 or lower the target" in line
+    assert not (tmp_path / "bt").exists()
+    assert run_cli_in_process("check-config", "--config", str(config)).returncode == 0
+    line = backtest_error(write_config({"guards": {"max_order_fraction": 0.25}}))
     assert "target weights of TLT (0.4) and SPY (0.3):" in line and "at least 0.4" in line
-    line = one_line_error(run_cli_in_process("check-config", "--config", str(write_config(
-        {"guards": {"max_order_fraction": 0.3}, "rebalance": {"cash_buffer": 0.1}}))))
+    line = backtest_error(write_config({"guards": {"max_order_fraction": 0.3},
+                                        "rebalance": {"cash_buffer": 0.1}}))
     assert "of TLT (0.36) after [rebalance].cash_buffer:" in line
     for accepted in ({"guards": {"max_order_fraction": 0.4}},
                      {"guards": {"max_order_fraction": 0.35, "enabled": False}},
                      {"guards": {"max_order_fraction": 0.35}, "risk": {"max_weight": 0.35}},
                      {"guards": {"max_order_fraction": 0.35}, "rebalance": {"cash_buffer": 0.15}}):
-        outcome = run_cli_in_process("check-config", "--config", str(write_config(accepted)))
-        assert outcome.returncode == 0, (accepted, outcome.stderr)
+        cfg = load_config(write_config(accepted))
+        assert config_fit_problems(cfg, tuple(cfg.universe.symbols or ()), from_cash=True) == []

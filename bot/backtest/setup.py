@@ -31,7 +31,7 @@ from bot.core.signal import SignalSchedule
 from bot.engine.preflight import BENCHMARK_KEY, build_benchmark, check_universe_fit
 from bot.engine.runtime import cycle_settings, sim_costs
 from bot.engine.statuses import CycleStatus
-from bot.engine.targets import history_rows_needed
+from bot.engine.targets import history_rows_needed, risk_limits
 from bot.errors import ConfigError
 from strategies import Strategy
 
@@ -217,11 +217,18 @@ def load_backtest_prices(cfg: Config, prices_path: Any | None) -> tuple[pd.DataF
     return prices.loc[:, list(universe)], universe
 
 
-def warn_moves_beyond_limit(cfg: Config, prices: pd.DataFrame) -> None:
-    """Say up front which one-day moves in the prices exceed ``[guards].max_daily_move``:
-    the cycle is blocked on those days, as the daemon's would be, but the books are marked
-    at those closes (a ×100 typo showed a 3,113 % best day and a CAGR to match)."""
-    moves = moves_beyond_limit(prices, cfg.guards.limits())
+def warn_moves_beyond_limit(cfg: Config, prices: pd.DataFrame, start: date | None,
+                            end: date | None) -> None:
+    """Say up front which one-day moves between ``start`` and ``end`` exceed
+    ``[guards].max_daily_move``: the cycle is blocked on those days, as the daemon's would
+    be, but the books are marked at those closes (a ×100 typo showed a 3,113 % best day
+    and a CAGR to match)."""
+    row = (warmup_rows(cfg.build_strategy(), risk_limits(cfg)) if start is None
+           else int(prices.index.searchsorted(pd.Timestamp(start))))
+    first = max(row - 1, 0)  # the close before the first day: its move into that day
+    last = len(prices) if end is None else int(
+        prices.index.searchsorted(pd.Timestamp(end), side="right"))
+    moves = moves_beyond_limit(prices.iloc[first:last], cfg.guards.limits())
     if moves:
         log.warning("price_moves_beyond_limit", count=len(moves),
                     largest=[f"{sym} {day} {move:+.1%}" for sym, day, move in moves[:10]],
@@ -241,8 +248,8 @@ def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: d
     from bot.backtest.report import summary_table, write_outputs
 
     prices, universe = load_backtest_prices(cfg, prices_path)
-    check_universe_fit(cfg, universe)
-    warn_moves_beyond_limit(cfg, prices)
+    check_universe_fit(cfg, universe, from_cash=True)
+    warn_moves_beyond_limit(cfg, prices, start or cfg.backtest.start, end or cfg.backtest.end)
     console = Console()
     if show_progress:
         with Progress(TextColumn("backtest"), BarColumn(), TextColumn("{task.completed}/"

@@ -172,6 +172,11 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
     if log.is_enabled_for(logging.INFO):
         log.info("data_loaded", rows=len(prices), symbols=len(prices.columns),
                  first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
+    # halted: nothing is decided until re-armed (a data guard blocking such a cycle was
+    # reported, and alerted, as a new block; the strategy ran for nothing)
+    if journal.meta(HALT_KEY) and _drawdown_halted(journal, account.equity, s.max_drawdown,
+                                                   asof):
+        return _halted(ctx, cycle_id, asof, account.equity)
     # the data guards before anything uses the bars: a bad print must not become the held
     # signal, the equity peak or a kill-switch halt
     breaches = data_guard_breaches(broker, prices, asof, s.universe, s.guards)
@@ -217,9 +222,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
     # the kill switch measures the whole account (a position outside the universe, say one
     # just dropped from it, is still money); the planner manages the universe's part
     if _drawdown_halted(journal, account.equity, s.max_drawdown, asof):
-        return CycleResult(cycle_id, CycleStatus.HALTED, asof, {
-            "equity": round(account.equity, 2),
-            "drawdown": round(_drawdown(journal, account.equity), 6)})
+        return _halted(ctx, cycle_id, asof, account.equity)
     # 6. plan
     fractionable = {sym: a.fractionable for sym, a in broker.assets(list(s.universe)).items()}
     plan = _plan(s.universe, qty, account.cash, decision.weights, last_prices, s.policy,
@@ -338,6 +341,12 @@ def _plan(universe: tuple[str, ...], qty: np.ndarray, cash: float, weights: pd.S
                           policy, fractionable=fractionable)
 
 
+def _halted(ctx: CycleContext, cycle_id: str, asof: date, equity: float) -> CycleResult:
+    """A halted cycle's result (``_drawdown_halted`` has said why)."""
+    return CycleResult(cycle_id, CycleStatus.HALTED, asof, {
+        "equity": round(equity, 2), "drawdown": round(_drawdown(ctx.journal, equity), 6)})
+
+
 def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None,
                      asof: date) -> bool:
     """Kill switch: once equity falls ``max_drawdown`` below its peak, stop trading until
@@ -348,7 +357,7 @@ def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None
     halted = journal.meta(HALT_KEY)
     if halted:
         peak = recorded_peak(journal)
-        figures = {"since": halted, "peak": round(peak, 2), "equity": round(equity, 2),
+        figures = {"since": halted, "peak_equity": round(peak, 2), "equity": round(equity, 2),
                    "drawdown": round(max(0.0, 1 - equity / peak), 6) if peak > 0 else None,
                    "rearm": "allocbot rearm"}
         if journal.meta(HALT_REMINDED_KEY) != asof.isoformat():

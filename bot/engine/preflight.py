@@ -95,9 +95,12 @@ def universe_fit_problems(strategy: Strategy, key: str, params_prefix: str,
 
 
 def config_fit_problems(cfg: Config, universe: tuple[str, ...],
-                        strategy: Strategy | None = None) -> list[str]:
+                        strategy: Strategy | None = None, from_cash: bool = False) -> list[str]:
     """``universe_fit_problems`` of the config's strategy and its fallback over ``universe``
-    (less ``[universe].exclude``): the one fit check of every command that computes."""
+    (less ``[universe].exclude``): the one fit check of every command that computes.
+    ``from_cash``: the command trades from an all-cash account (a backtest, a sweep's or a
+    comparison's): also ``order_guard_problems`` (an invested account's rebalancing orders
+    are small: ``run``/``once`` refused a config that traded fine)."""
     strategy = cfg.build_strategy() if strategy is None else strategy
     excluded = cfg.universe.exclude
     problems = universe_fit_problems(strategy, "[strategy].name", "[strategy.params].",
@@ -106,7 +109,7 @@ def config_fit_problems(cfg: Config, universe: tuple[str, ...],
     if fallback is not None:
         problems += universe_fit_problems(fallback, "[strategy].fallback",
                                           "[strategy].fallback.params.", universe, excluded)
-    return problems + order_guard_problems(cfg, strategy)
+    return problems + (order_guard_problems(cfg, strategy) if from_cash else [])
 
 
 def order_guard_problems(cfg: Config, strategy: Strategy) -> list[str]:
@@ -140,10 +143,12 @@ def order_guard_problems(cfg: Config, strategy: Strategy) -> list[str]:
             f"guard_blocked); raise it to at least {over[0][0]:g} or lower the target{plural}"]
 
 
-def check_universe_fit(cfg: Config, universe: tuple[str, ...]) -> None:
+def check_universe_fit(cfg: Config, universe: tuple[str, ...], from_cash: bool = False
+                       ) -> None:
     """Raise ``PreflightError`` when the config's strategy (or fallback) can never compute
-    over ``universe``, the one a backtest or ``weights`` runs on (``--prices`` may differ)."""
-    problems = config_fit_problems(cfg, universe)
+    over ``universe``, the one a backtest or ``weights`` runs on (``--prices`` may differ);
+    ``from_cash``: see ``config_fit_problems``."""
+    problems = config_fit_problems(cfg, universe, from_cash=from_cash)
     if problems:
         raise PreflightError(problems)
 

@@ -140,7 +140,7 @@ def warn_drawdown_beyond_limit(journal: Journal, max_drawdown: float | None) -> 
             or not below_drawdown_limit(equity, peak, max_drawdown):
         return
     log.warning("drawdown_beyond_limit_at_start", drawdown=round(1 - equity / peak, 6),
-                max_drawdown=max_drawdown, peak=round(peak, 2), equity=round(equity, 2),
+                max_drawdown=max_drawdown, peak_equity=round(peak, 2), equity=round(equity, 2),
                 asof=last["asof"], note="at this equity the first cycle halts trading "
                 "(trading_halted) until 'allocbot rearm' resets the peak")
 

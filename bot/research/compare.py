@@ -158,7 +158,7 @@ def check_specs_fit(specs: list[StrategySpec], configs: list[Config],
     (``allocbot run`` refuses the same config; each backtest would only hold)."""
     problems = [f"compare spec {spec.label!r}: {problem}"
                 for spec, config in zip(specs, configs, strict=True)
-                for problem in config_fit_problems(config, universe)]
+                for problem in config_fit_problems(config, universe, from_cash=True)]
     if problems:
         raise ConfigError("; ".join(problems))
 

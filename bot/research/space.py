@@ -320,7 +320,8 @@ def check_space_fit(space: SweepSpace, base_raw: dict[str, Any], base_dir: Path,
     from bot.engine.preflight import config_fit_problems
 
     swept = [p.path for p in space.params]
-    own = [line for line in config_fit_problems(parse_config(base_raw, base_dir), universe)
+    own = [line for line in config_fit_problems(parse_config(base_raw, base_dir), universe,
+                                                from_cash=True)
            if not any(_swept_key(path, line) for path in swept)]
     if own:
         raise ConfigError(f"invalid config {source} (every trial keeps what the space does not "
@@ -329,7 +330,7 @@ def check_space_fit(space: SweepSpace, base_raw: dict[str, Any], base_dir: Path,
         others = [path for path in swept if path != param.path]
         for value in param.domain.probe_values():
             cfg = parse_config(apply_params(base_raw, {param.path: value}), base_dir)
-            problems = [line for line in config_fit_problems(cfg, universe)
+            problems = [line for line in config_fit_problems(cfg, universe, from_cash=True)
                         if not any(_swept_key(path, line) for path in others)]
             if problems:
                 raise ConfigError(f"[space].{param.path}: value {value!r} cannot work with the "
