@@ -397,6 +397,11 @@ def _format_validation_error(exc: ValidationError) -> str:
             msg = "unknown key (check spelling; see config.toml for the accepted keys)"
         elif err["type"] == "finite_number":
             msg += " (nan and inf are not accepted)"
+        elif err["type"] == "int_type":  # strict: 252.0 is not 252
+            msg += " (a whole number without a decimal point: 252, not 252.0)"
+        elif err["type"] in ("float_type", "bool_type"):  # strict: no text, no 0/1 switch
+            msg += (" (a TOML number, unquoted)" if err["type"] == "float_type"
+                    else " (true or false, unquoted)")
         elif err["type"] == "less_than_equal" and str(err["loc"][-1]).endswith("_secs"):
             limit = (err.get("ctx") or {}).get("le")
             msg += f" seconds ({_LIMIT_NAMES[limit]})" if limit in _LIMIT_NAMES else " seconds"

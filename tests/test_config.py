@@ -235,7 +235,8 @@ def test_config_every_number_refuses_a_boolean_or_text_naming_the_key(write_conf
 @pytest.mark.parametrize(("table", "key", "value"), [
     ("sim", "fractional", "no"), ("schedule", "run_at_start", 1), ("guards", "enabled", "yes")])
 def test_config_every_switch_refuses_anything_but_a_boolean(write_config, table, key, value):
-    with pytest.raises(ConfigError, match=rf"\[{table}\]\.{key}: Input should be a valid boolean"):
+    with pytest.raises(ConfigError, match=rf"\[{table}\]\.{key}: Input should be a valid boolean "
+                                          r"\(true or false, unquoted\)"):
         load_config(write_config({table: {key: value}}))
 
 

@@ -572,6 +572,7 @@ def test_sweep_over_a_key_that_changes_nothing_says_so_instead_of_calling_it_luc
     assert proc.returncode == 0, proc.stderr
     stats = json.loads((out / "sweep.json").read_text())["overfitting"]
     assert stats["identical_trials"] is True
+    assert stats["deflated_sharpe_ratio"] is None and stats["pbo"] is None  # no verdict to read
     assert "exactly the same" in stats["verdict"] and "luck" not in stats["verdict"]
     assert "exactly the same" in proc.stderr + proc.stdout
     from bot.research.overfitting import probability_of_backtest_overfitting

@@ -33,6 +33,7 @@ from strategies.estimators import ANNUALIZATION_DAYS
 
 log = structlog.get_logger("allocbot.research")
 PBO_BLOCKS = 16
+IDENTICAL_TRIALS_NOTE = "every trial returned exactly the same: there is no selection to test"
 DSR_LUCK_THRESHOLD = 0.95  # below: the winner's Sharpe is plausibly the best of N lucky draws
 PBO_LUCK_THRESHOLD = 0.5
 
@@ -192,6 +193,9 @@ def overfitting_stats(out_dir: Path, rows: list[FinishedTrial], best: FinishedTr
         stats["pbo_note"] = str(exc)
     if matrix.shape[0] and bool((np.ptp(matrix, axis=1) == 0.0).all()):
         stats["identical_trials"] = True  # no winner to judge: say so, not "luck"
+        stats.pop("pbo_logits", None)  # nor a DSR or PBO a script could read as a verdict
+        stats |= {"deflated_sharpe_ratio": None, "pbo": None,
+                  "dsr_note": IDENTICAL_TRIALS_NOTE, "pbo_note": IDENTICAL_TRIALS_NOTE}
         stats["verdict"] = ("Every trial returned exactly the same: the swept keys changed "
                             "nothing here (a drift band under a rebalancing calendar, a "
                             "window longer than the data, a parameter the strategy ignores); "
