@@ -383,7 +383,7 @@ def test_status_says_when_the_running_daemon_read_another_version_of_the_config(
     with InstanceLock.acquire(started.bot.state_dir, "run", started.source,
                               started.source_digest) as lock:
         same = build_status_report(load_config(config, check_strategy=False))
-        assert not [n for n in same.notes if "running daemon" in n]
+        assert same.daemon.alive and same.daemon.config_note is None
         config.write_text(config.read_text().replace("max_var = 0.02",
                                                      "max_var = 0.005\nmax_drawdown = 0.05"))
         text = run_cli_in_process("status", "--config", str(config))
@@ -391,5 +391,8 @@ def test_status_says_when_the_running_daemon_read_another_version_of_the_config(
         assert (f"the running daemon (pid {lock.holder.pid}" in text.stdout
                 and "an earlier version of" in text.stdout
                 and "until restarted" in text.stdout), text.stdout
-    assert not [n for n in build_status_report(load_config(config, check_strategy=False)).notes
-                if "running daemon" in n]  # stopped: nothing runs with other settings
+        lines = text.stdout.splitlines()  # said beside the daemon, above the limits
+        note = next(i for i, line in enumerate(lines) if "NOTE: the running daemon" in line)
+        assert note == 2 and "0.50%" in "".join(lines[note + 1:])
+    stopped = build_status_report(load_config(config, check_strategy=False))
+    assert stopped.daemon.config_note is None  # stopped: nothing runs with other settings

@@ -63,6 +63,8 @@ def render_status_text(r: StatusReport) -> str:
     out.append(f"daemon      {'running' if d.alive else 'not running'}"
                + (f" (pid {d.pid}, since {_clock(d.started_at)} UTC, {d.command})"
                   if d.alive else ""))
+    if d.config_note:  # before the limits it contradicts
+        out.append(f"            NOTE: {d.config_note}")
     if r.last_cycle is not None:
         c = r.last_cycle
         out.append(f"last cycle  {_clock(c.finished_at or c.started_at)} UTC  {c.status}"

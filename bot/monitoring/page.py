@@ -144,6 +144,8 @@ def _subtitle(report: StatusReport) -> str:
     d = report.daemon
     daemon = (f"daemon pid {d.pid} since {_when(d.started_at)} UTC" if d.alive
               else "no daemon holds the state lock")
+    if d.config_note:
+        daemon += f" ({d.config_note})"
     wake = f" · next wake {_when(report.next_wake)} UTC" if report.next_wake else ""
     return (f'<p class="sub">mode <b>{escape(report.mode)}</b> · strategy '
             f'<b>{escape(report.strategy)}</b> · broker <b>{escape(report.broker)}</b> · '

@@ -57,6 +57,8 @@ class DaemonState:
     pid: int | None = None
     started_at: str | None = None  # UTC ISO
     command: str | None = None
+    # it read another config file, or this one before its last edit (``_config_changed_note``)
+    config_note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +226,8 @@ def build_status_report(cfg: Config, now: datetime | None = None, *, cycles: int
     """
     now = now or datetime.now(UTC)
     holder = read_lock_holder(cfg.bot.state_dir)
-    daemon = (DaemonState(holder.alive, holder.pid, _iso(holder.started_at), holder.command)
+    daemon = (DaemonState(holder.alive, holder.pid, _iso(holder.started_at), holder.command,
+                          _config_changed_note(cfg, holder))
               if holder is not None else DaemonState(alive=False))
     base: dict[str, Any] = {
             "generated_at": now.isoformat(),
@@ -275,9 +278,6 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
                      "another config on this state dir): the next cycle recomputes them")
     account, book = _valuation(cfg, journal, history, targets, inception, notes)
     daemon: DaemonState = base["daemon"]
-    changed = _config_changed_note(cfg, read_lock_holder(cfg.bot.state_dir))
-    if changed:
-        notes.append(changed)
     if recent and recent[0].status == CycleStatus.RUNNING and not daemon.alive:
         notes.append(f"cycle {recent[0].cycle_id} is still marked running but no process "
                      "runs it: it died mid-cycle (the next start marks it interrupted and "
