@@ -261,21 +261,28 @@ def _book(weights: pd.Series, prices: pd.DataFrame, limits: RiskLimits) -> tuple
     return _Book(symbols, cols, returns_from_closes(closes), safe_pos), w
 
 
-def _cap_weights(book: _Book, w: np.ndarray,
-                 limits: RiskLimits) -> tuple[np.ndarray, RiskIntervention | None]:
-    """Cap each weight at max_weight; the excess goes to the safe asset up to its own cap,
-    the rest to cash."""
-    cap = limits.max_weight
-    if cap is None or not (w > cap).any():
-        return w, None
+def capped_weights(w: np.ndarray, cap: float, safe_pos: int | None) -> tuple[np.ndarray, float]:
+    """Each weight capped at ``cap``; the excess to the safe asset (position ``safe_pos``)
+    up to its own cap, the rest to cash. Returns the weights and what went to the safe
+    asset (the start-up check of a fixed target against the order guard uses it too)."""
     capped = np.minimum(w, cap)
     excess = float((w - capped).sum())
     to_safe = 0.0
-    if book.safe_pos is not None:
-        to_safe = min(excess, max(cap - float(capped[book.safe_pos]), 0.0))
-        capped[book.safe_pos] += to_safe
+    if safe_pos is not None:
+        to_safe = min(excess, max(cap - float(capped[safe_pos]), 0.0))
+        capped[safe_pos] += to_safe
+    return capped, to_safe
+
+
+def _cap_weights(book: _Book, w: np.ndarray,
+                 limits: RiskLimits) -> tuple[np.ndarray, RiskIntervention | None]:
+    """Cap each weight at max_weight (``capped_weights``), as a logged intervention."""
+    cap = limits.max_weight
+    if cap is None or not (w > cap).any():
+        return w, None
+    capped, to_safe = capped_weights(w, cap, book.safe_pos)
     after = {"weights": book.as_dict(capped), "excess_to_safe": to_safe,
-             "excess_to_cash": excess - to_safe}
+             "excess_to_cash": float((w - np.minimum(w, cap)).sum()) - to_safe}
     return capped, RiskIntervention("max_weight", {"weights": book.as_dict(w)}, after)
 
 

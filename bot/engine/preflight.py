@@ -119,24 +119,25 @@ def order_guard_problems(cfg: Config, strategy: Strategy) -> list[str]:
     limit, targets = cfg.guards.max_order_fraction, getattr(strategy, "targets", None)
     if not (cfg.guards.enabled and strategy.targets_are_static and isinstance(targets, Mapping)):
         return []
-    weights = {str(s): float(w) for s, w in targets.items()}
+    import numpy as np
+
+    from bot.core.drift import buffered_targets
+    from bot.core.risk import capped_weights
+
     cap, safe = cfg.risk.max_weight, cfg.risk.safe_asset
-    if cap is not None:  # as the risk step caps: the excess to the safe asset up to the cap
-        excess = sum(max(w - cap, 0.0) for w in weights.values())
-        weights = {s: min(w, cap) for s, w in weights.items()}
-        if safe is not None:
-            held = weights.get(safe, 0.0)
-            weights[safe] = held + min(excess, max(cap - held, 0.0))
-    total, buffer = sum(weights.values()), cfg.rebalance.cash_buffer
-    scale = (1 - buffer) / total if total > 1 - buffer else 1.0  # as ``buffered_targets``
-    over = sorted(((w * scale, s) for s, w in weights.items() if w * scale > limit), reverse=True)
+    symbols = [str(s) for s in targets] + ([safe] if safe and safe not in targets else [])
+    w = np.array([float(targets.get(s, 0.0)) for s in symbols])
+    capped = w if cap is None else capped_weights(w, cap, symbols.index(safe) if safe else None)[0]
+    bought = buffered_targets(capped, cfg.rebalance.cash_buffer)  # the risk step's, then the
+    over = sorted(((float(b), s) for b, s in zip(bought, symbols, strict=True)  # planner's
+                   if b > limit), reverse=True)
     if not over:
         return []
     plural = "s" if len(over) > 1 else ""
     named = " and ".join(f"{s} ({w:g})" for w, s in over)
-    after = [key for key, applied in (("[risk].max_weight", cap is not None), (
-        "[rebalance].cash_buffer", scale < 1)) if applied]
-    if any(w != targets.get(s, 0.0) for w, s in over):
+    after = [key for key, applied in (("[risk].max_weight", not np.array_equal(capped, w)), (
+        "[rebalance].cash_buffer", not np.array_equal(bought, capped))) if applied]
+    if after:
         named += f" after {' and '.join(after)}"
     return [f"[guards].max_order_fraction {limit:g} is below the target weight{plural} of "
             f"{named}: the first buy from cash could never pass (every cycle would be "
