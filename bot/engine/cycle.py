@@ -174,9 +174,10 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
                  first=str(prices.index[0].date()), last=str(prices.index[-1].date()))
     # halted: nothing is decided until re-armed (a data guard blocking such a cycle was
     # reported, and alerted, as a new block; the strategy ran for nothing)
-    if journal.meta(HALT_KEY) and _drawdown_halted(journal, account.equity, s.max_drawdown,
-                                                   asof):
-        return _halted(ctx, cycle_id, asof, account.equity)
+    halt = journal.meta(HALT_KEY)
+    if halt:
+        _still_halted(journal, halt, account.equity, asof)
+        return _halted(journal, cycle_id, asof, account.equity)
     # the data guards before anything uses the bars: a bad print must not become the held
     # signal, the equity peak or a kill-switch halt
     breaches = data_guard_breaches(broker, prices, asof, s.universe, s.guards)
@@ -221,8 +222,8 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
                  weights=_rounded(decision.weights))
     # the kill switch measures the whole account (a position outside the universe, say one
     # just dropped from it, is still money); the planner manages the universe's part
-    if _drawdown_halted(journal, account.equity, s.max_drawdown, asof):
-        return _halted(ctx, cycle_id, asof, account.equity)
+    if _drawdown_tripped(journal, account.equity, s.max_drawdown, asof):
+        return _halted(journal, cycle_id, asof, account.equity)
     # 6. plan
     fractionable = {sym: a.fractionable for sym, a in broker.assets(list(s.universe)).items()}
     plan = _plan(s.universe, qty, account.cash, decision.weights, last_prices, s.policy,
@@ -341,31 +342,31 @@ def _plan(universe: tuple[str, ...], qty: np.ndarray, cash: float, weights: pd.S
                           policy, fractionable=fractionable)
 
 
-def _halted(ctx: CycleContext, cycle_id: str, asof: date, equity: float) -> CycleResult:
-    """A halted cycle's result (``_drawdown_halted`` has said why)."""
+def _halted(journal: Journal, cycle_id: str, asof: date, equity: float) -> CycleResult:
+    """A halted cycle's result (``_drawdown_tripped`` or ``_still_halted`` has said why)."""
     return CycleResult(cycle_id, CycleStatus.HALTED, asof, {
-        "equity": round(equity, 2), "drawdown": round(_drawdown(ctx.journal, equity), 6)})
+        "equity": round(equity, 2), "drawdown": round(_drawdown(journal, equity), 6)})
 
 
-def _drawdown_halted(journal: Journal, equity: float, max_drawdown: float | None,
-                     asof: date) -> bool:
+def _still_halted(journal: Journal, reason: str, equity: float, asof: date) -> None:
+    """A cycle while halted: ``still_halted`` with the drawdown now, a warning on the first
+    cycle of each trading day and info on the others (a warning and an alert every cycle
+    repeated the trip's figure for months)."""
+    figures = {"since": reason, "peak_equity": round(recorded_peak(journal), 2),
+               "equity": round(equity, 2), "drawdown": round(_drawdown(journal, equity), 6),
+               "rearm": "allocbot rearm"}
+    if journal.meta(HALT_REMINDED_KEY) != asof.isoformat():
+        journal.set_meta(HALT_REMINDED_KEY, asof.isoformat())
+        log.warning("still_halted", **figures)
+    else:
+        log.info("still_halted", **figures)
+
+
+def _drawdown_tripped(journal: Journal, equity: float, max_drawdown: float | None,
+                      asof: date) -> bool:
     """Kill switch: once equity falls ``max_drawdown`` below its peak, stop trading until
-    re-armed with ``allocbot rearm`` (which resets the peak). It trips with one
-    ``trading_halted`` error (one alert); while halted, ``still_halted`` gives the
-    drawdown now, as a warning on the first cycle of each trading day and at info on the
-    others (a warning and an alert every cycle repeated the trip's figure for months)."""
-    halted = journal.meta(HALT_KEY)
-    if halted:
-        peak = recorded_peak(journal)
-        figures = {"since": halted, "peak_equity": round(peak, 2), "equity": round(equity, 2),
-                   "drawdown": round(max(0.0, 1 - equity / peak), 6) if peak > 0 else None,
-                   "rearm": "allocbot rearm"}
-        if journal.meta(HALT_REMINDED_KEY) != asof.isoformat():
-            journal.set_meta(HALT_REMINDED_KEY, asof.isoformat())
-            log.warning("still_halted", **figures)
-        else:
-            log.info("still_halted", **figures)
-        return True
+    re-armed with ``allocbot rearm`` (which resets the peak); it trips with one
+    ``trading_halted`` error (one alert). Records the peak otherwise."""
     peak = max(recorded_peak(journal), equity)
     journal.set_meta_json(PEAK_KEY, peak)  # the same text as repr(peak) in SQLite
     if max_drawdown is not None and below_drawdown_limit(equity, peak, max_drawdown):
