@@ -575,6 +575,7 @@ def test_sweep_over_a_key_that_changes_nothing_says_so_instead_of_calling_it_luc
     assert stats["deflated_sharpe_ratio"] is None and stats["pbo"] is None  # no verdict to read
     assert "exactly the same" in stats["verdict"] and "luck" not in stats["verdict"]
     assert "exactly the same" in proc.stderr + proc.stdout
+    assert "exactly the same" in (out / "report.html").read_text()
     from bot.research.overfitting import probability_of_backtest_overfitting
 
     same = np.tile(np.random.default_rng(0).normal(0, 0.01, (64, 1)), (1, 3))
@@ -594,9 +595,11 @@ def test_sweep_workers_ignore_ctrl_c_and_the_sweep_ends_them_itself():
 
     from bot.research.parallel import ProcessRunner, _worker_ready
 
+    other = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(60,))
+    other.start()  # a child not the pool's (a LocalCluster's, say): abort leaves it alone
     runner = ProcessRunner(pd.DataFrame({"A": [1.0, 2.0]}), workers=2)
     try:
-        workers = multiprocessing.active_children()
+        workers = [w for w in multiprocessing.active_children() if w is not other]
         assert workers
         for worker in workers:
             os.kill(worker.pid, signal.SIGINT)  # the terminal's Ctrl-C, as each sees it
@@ -608,5 +611,8 @@ def test_sweep_workers_ignore_ctrl_c_and_the_sweep_ends_them_itself():
         while any(worker.is_alive() for worker in workers):
             assert time.monotonic() < deadline, "abort left a worker running"
             time.sleep(0.05)
+        assert other.is_alive()
     finally:
         runner.close()
+        other.terminate()
+        other.join(10)

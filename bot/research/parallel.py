@@ -176,6 +176,7 @@ class ProcessRunner:
     def __init__(self, prices: pd.DataFrame, workers: int) -> None:
         self.workers = workers
         self._clock = _TrialClock()
+        self._others = set(multiprocessing.active_children())  # not the pool's: kept alive
         self._pool = ProcessPoolExecutor(max_workers=workers,
                                          mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_init_worker, initargs=(prices, os.getpid()))
@@ -197,9 +198,9 @@ class ProcessRunner:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def abort(self) -> None:
-        """End the worker processes (SIGTERM) instead of waiting out their trials (the
-        sweep's process starts no other ``multiprocessing`` children)."""
-        for worker in multiprocessing.active_children():
+        """End the worker processes (SIGTERM) instead of waiting out their trials: the
+        children that appeared since the pool was made (the pool spawns on demand)."""
+        for worker in set(multiprocessing.active_children()) - self._others:
             worker.terminate()
 
 

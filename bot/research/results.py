@@ -155,6 +155,16 @@ def overfitting_stats(out_dir: Path, rows: list[FinishedTrial], best: FinishedTr
     stats: dict[str, Any] = {"n_trials": len(slots), "risk_free_rate": risk_free_rate}
     if best is None or best.slot not in slots or len(slots) < 2:
         return stats | {"note": "needs at least two trials with returns and a best trial"}
+    if matrix.shape[0] and bool((np.ptp(matrix, axis=1) == 0.0).all()):
+        # no winner to judge: say so, not "luck", and no DSR or PBO a script could read
+        # as a verdict
+        return stats | {
+            "identical_trials": True, "deflated_sharpe_ratio": None, "pbo": None,
+            "dsr_note": IDENTICAL_TRIALS_NOTE, "pbo_note": IDENTICAL_TRIALS_NOTE,
+            "verdict": "Every trial returned exactly the same: the swept keys changed nothing "
+                       "here (a drift band under a rebalancing calendar, a window longer than "
+                       "the data, a parameter the strategy ignores); there is no winner to "
+                       "judge."}
     excess = matrix - daily_risk_free(risk_free_rate)
     daily = daily_sharpe_ratios(matrix, risk_free_rate)
     col = slots.index(best.slot)
@@ -191,16 +201,6 @@ def overfitting_stats(out_dir: Path, rows: list[FinishedTrial], best: FinishedTr
                   "pbo_combinations": pbo.n_combinations, "pbo_logits": pbo.logits.tolist()}
     except ValueError as exc:
         stats["pbo_note"] = str(exc)
-    if matrix.shape[0] and bool((np.ptp(matrix, axis=1) == 0.0).all()):
-        stats["identical_trials"] = True  # no winner to judge: say so, not "luck"
-        stats.pop("pbo_logits", None)  # nor a DSR or PBO a script could read as a verdict
-        stats |= {"deflated_sharpe_ratio": None, "pbo": None,
-                  "dsr_note": IDENTICAL_TRIALS_NOTE, "pbo_note": IDENTICAL_TRIALS_NOTE}
-        stats["verdict"] = ("Every trial returned exactly the same: the swept keys changed "
-                            "nothing here (a drift band under a rebalancing calendar, a "
-                            "window longer than the data, a parameter the strategy ignores); "
-                            "there is no winner to judge.")
-        return stats
     stats["verdict"] = luck_verdict(stats)
     return stats
 

@@ -155,6 +155,8 @@ def _fmt(v: Any) -> str:
 def _overfitting_html(stats: dict[str, Any]) -> str:
     if "deflated_sharpe_ratio" not in stats:
         return f"<p>{html.escape(stats.get('note', 'not computed'))}</p>"
+    if stats.get("identical_trials"):  # no statistic to show: no selection happened
+        return f'<p class="verdict">{html.escape(stats["verdict"])}</p>'
     # green only for a verdict that clears the winner (an undefined DSR clears nothing)
     cleared = "likely luck" not in stats["verdict"] and stats["deflated_sharpe_ratio"] is not None
     cls = "verdict ok" if cleared else "verdict"
