@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from user_process import BYTECODE_NOTE, user_env, warm_bytecode
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config.toml"
 _T0 = time.perf_counter()
@@ -35,7 +37,7 @@ def run_once(args: list[str], tree: Path = REPO) -> tuple[float, float, float, s
     """Wall s, CPU s, peak RSS MB and stdout of one fresh process run from ``tree``."""
     start = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tree,
-                            env={**os.environ, "PYTHONPATH": str(tree)})
+                            env=user_env(tree))
     out = proc.stdout.read().decode() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
@@ -144,6 +146,12 @@ def main() -> None:
     splits: list[dict[str, float]] = []
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
+        warm_bytecode([py, "-m", "bot", "backtest", "--config", str(CONFIG), "--out",
+                       f"{tmp}/warm"], REPO)
+        if opts.baseline is not None:
+            warm_bytecode([py, "-m", "bot", "backtest", "--config",
+                           str(opts.baseline / "config.toml"), "--out", f"{tmp}/warm_base"],
+                          opts.baseline)
         for i in range(opts.repeats):
             walls["pandas"].append(run_once([py, "-c", "import pandas"])[:3])
             walls["backtest"].append(run_once([py, "-m", "bot", "backtest", "--config",
@@ -155,7 +163,8 @@ def main() -> None:
             wall, _, _, out = run_once([py, __file__, "--child", f"{tmp}/split{i}"])
             splits.append(split_row(wall, json.loads(out.strip().splitlines()[-1])))
     print(f"shipped config.toml, {opts.repeats} interleaved rounds, fresh processes; load "
-          f"average {load_before:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+          f"average {load_before:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
+          f"{BYTECODE_NOTE}")
     for label, rows in (('python -c "import pandas"', walls["pandas"]),
                         ("allocbot backtest (whole process)", walls["backtest"]),
                         ("  (baseline tree)", walls["baseline"])):

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from user_process import BYTECODE_NOTE, user_env, warm_bytecode
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config.toml"
 
@@ -35,7 +37,7 @@ def run_once(args: list[str], env: dict[str, str], tree: Path = REPO
     from the source tree ``tree`` (first on its path)."""
     start = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=tree, env={**env, "PYTHONPATH": str(tree)})
+                            cwd=tree, env=user_env(tree, env))
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -73,6 +75,9 @@ def main() -> None:
                                                           "  (baseline)": opts.baseline}
         cmds = commands()
         runs: dict[str, list[tuple[float, float, float]]] = {}
+        for args in cmds.values():
+            for tree in trees.values():
+                warm_bytecode(args, tree, env)
         load_before = os.getloadavg()[0]
         for _ in range(opts.repeats):
             for label, args in cmds.items():
@@ -81,7 +86,7 @@ def main() -> None:
                         continue  # the reference does not depend on the tree
                     runs.setdefault(label + suffix, []).append(run_once(args, env, tree))
     print(f"{opts.repeats} interleaved runs each, fresh processes; load average "
-          f"{load_before:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+          f"{load_before:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; {BYTECODE_NOTE}")
     pandas_wall = statistics.median(r[0] for r in runs['python -c "import pandas"'])
     for label, rows in runs.items():
         wall = statistics.median(r[0] for r in rows)
