@@ -17,7 +17,7 @@ from apscheduler.triggers.cron import CronTrigger
 from bot.config import ScheduleSection, load_config
 from bot.monitoring.health import assess_health, previous_fire_time, success_due_after
 from bot.monitoring.status_report import build_status_report
-from tests.conftest import REPO, json_lines, run_cli_in_process
+from tests.conftest import REPO, json_lines, run_cli, run_cli_in_process
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -396,3 +396,23 @@ def test_status_says_when_the_running_daemon_read_another_version_of_the_config(
         assert note == 2 and "0.50%" in "".join(lines[note + 1:])
     stopped = build_status_report(load_config(config, check_strategy=False))
     assert stopped.daemon.config_note is None  # stopped: nothing runs with other settings
+
+
+def test_status_pnl_since_inception_counts_the_costs_of_a_cycle_that_died_after_filling(
+        write_config):
+    """The first cycle dies after two of its orders filled (a drill's SIGKILL); the next
+    start books those fills and finishes a cycle. P&L since inception is measured from the
+    equity before any order (the starting cash), not from that finished cycle's: the
+    commission the first cycle paid is a loss since inception."""
+    drill = write_config({"faults": {"enabled": True, "kill_at": "after_submit:2"},
+                          "sim": {"commission_min": 25.0}}, name="drill.toml")
+    killed = run_cli("once", "--config", str(drill))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    plain = write_config({"sim": {"commission_min": 25.0}}, name="plain.toml")
+    proc = run_cli_in_process("once", "--config", str(plain))
+    finished = [e for e in json_lines(proc.stdout) if e["event"] == "cycle_finished"]
+    assert finished and finished[0]["equity_before"] < 100_000.0 - 25.0  # costs were paid
+    report = json.loads(run_cli_in_process("status", "--config", str(plain), "--json").stdout)
+    account = report["account"]
+    assert account["inception_equity"] == 100_000.0
+    assert account["pnl_since_inception"] == round(account["equity"] - 100_000.0, 2)

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 HALT_KEY = "halted"  # the halt's reason while trading is halted
 PEAK_KEY = "peak_equity"  # the equity peak the drawdown is measured from
 HALT_REMINDED_KEY = "halt_reminded"  # the exchange day of the last still_halted warning
+# The account's equity when a cycle first read it: the baseline of "P&L since inception"
+# (a cycle that failed after its orders filled, before any cycle finished, paid costs the
+# first finished cycle's ``equity_before`` no longer shows).
+INCEPTION_KEY = "inception_equity"
 # The broker account the state file belongs to (``Journal.recorded_account``): recorded at
 # the first writer open, compared at every later one (``bot.engine.runtime.open_runtime``).
 ACCOUNT_KEY = "account"
@@ -31,6 +35,18 @@ def recorded_peak(journal: Journal) -> float:
     if type(peak) in (float, int) and math.isfinite(peak) and peak >= 0:
         return float(peak)
     raise journal.corrupt_meta(PEAK_KEY, "is not an equity peak (a finite amount ≥ 0)")
+
+
+def recorded_inception(journal: Journal) -> float | None:
+    """The equity recorded at the first account read (None in a journal from before the
+    key, or before any cycle read the account); a hand edit to anything but a finite
+    amount ≥ 0 raises ``Journal.corrupt_meta``'s error."""
+    equity = journal.meta_json(INCEPTION_KEY)
+    if equity is None:
+        return None
+    if type(equity) in (float, int) and math.isfinite(equity) and equity >= 0:
+        return float(equity)
+    raise journal.corrupt_meta(INCEPTION_KEY, "is not an equity (a finite amount ≥ 0)")
 
 
 # An intent's reason when reconciliation found the venue without it (the process died

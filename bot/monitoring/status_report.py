@@ -18,9 +18,10 @@ Where the figures come from:
 * Alpaca — the journal's last known figures (equity of the last cycle, its targets): status
   makes no network call and needs no keys; the holdings table is empty and a note says so.
 
-P&L is money in account currency: since inception (equity − the first cycle's equity
-before trading), month-to-date and year-to-date (equity − the last equity journaled before
-the month/year of the valuation date; the inception equity when the account is younger).
+P&L is money in account currency: since inception (equity − the equity the first cycle
+read before trading, ``INCEPTION_KEY``), month-to-date and year-to-date (equity − the last
+equity journaled before the month/year of the valuation date; the inception equity when
+the account is younger).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from bot.engine.statuses import (
     OPEN_INTENT_STATUSES,
     CycleStatus,
     IntentStatus,
+    recorded_inception,
     recorded_peak,
 )
 from bot.errors import AllocbotError
@@ -267,10 +269,12 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
     targets = ({str(k): float(v) for k, v in targets_cycle["summary"]["targets"].items()}
                if targets_cycle is not None and targets_cycle["summary"].get("targets") else {})
     whose = targets_cycle["summary"].get("strategy") if targets_cycle is not None else None
-    first = journal.latest_cycle(figure="equity_before", oldest=True)
-    inception = (float(first["summary"]["equity_before"])
-                 if first is not None and first["summary"].get("equity_before") is not None
-                 else None)
+    inception = recorded_inception(journal)
+    if inception is None:  # a journal from before the key: the first finished cycle's
+        first = journal.latest_cycle(figure="equity_before", oldest=True)
+        inception = (float(first["summary"]["equity_before"])
+                     if first is not None and first["summary"].get("equity_before") is not None
+                     else None)
     notes: list[str] = []
     if whose is not None and whose != cfg.strategy.name:
         notes.append(f"the targets shown are the last cycle's, from strategy {whose!r}, not "
