@@ -61,14 +61,15 @@ def test_faults_partial_fill_venue_books_match_the_filled_part(tmp_path):
     assert broker.wait_for_order("ab-1-AAA-b", 1.0) == order
 
 
-def test_faults_stale_bars_drop_the_latest_day_missing_bars_blank_one_close(tmp_path):
+def test_faults_stale_bars_end_a_session_early_missing_bars_blank_one_close(tmp_path):
     sim = _sim(tmp_path)
     sim.on_wake()
     end = sim.clock().now.date()
     fresh = sim.history(["AAA", "BBB"], 50, end)
     stale = FaultInjectingBroker(sim, FaultPlan(stale_bars_rate=1.0))
     stale._armed = True  # as after a wake, without moving the replay on
-    assert stale.history(["AAA", "BBB"], 50, end).index[-1] == fresh.index[-2]
+    late = stale.history(["AAA", "BBB"], 50, end)
+    assert late.index[-1] == fresh.index[-2] and len(late) == 50  # a late feed's full window
     missing = FaultInjectingBroker(sim, FaultPlan(missing_bars_rate=1.0))
     missing._armed = True
     frame = missing.history(["AAA", "BBB"], 50, end)
