@@ -254,7 +254,8 @@ class BacktestSection(_Section):
     risk_free_rate: float = Field(0.0, ge=-0.05, le=0.5)  # annual, for Sharpe/Sortino
     start: date | None = Field(None, strict=False)
     end: date | None = Field(None, strict=False)
-    benchmark: str | None = None  # strategy name or fixed preset; None: sixty_forty or 1/N
+    # strategy name or fixed preset; "none": no benchmark run; None: sixty_forty or 1/N
+    benchmark: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
     # report.html + report.png (~0.5 s of charts a run); off: the CSVs, metrics.json and the
     # summary only (scripted runs, compare's and a sweep's per-run outputs)

@@ -195,3 +195,45 @@ def test_default_benchmark_of_spy_and_another_bond_etf_is_named_by_its_weights()
 
     assert benchmark_name(benchmark_strategy(None, ("SPY", "TLT"))) == "fixed SPY 60% / TLT 40%"
     assert benchmark_name(benchmark_strategy(None, ("SPY", "IEF", "GLD"))) == "sixty_forty"
+
+
+def test_backtest_cli_benchmark_none_runs_no_benchmark_and_reports_the_strategy_alone(
+        config, tmp_path):
+    """``--benchmark none`` was refused (no strategy named "none"): a user who wants no
+    benchmark could not say so. Now no benchmark is run: metrics.json has no benchmark
+    block and no relative statistics, the summary table no benchmark column."""
+    out = tmp_path / "out"
+    proc = run_cli_in_process("backtest", "--config", str(config), "--start", "2020-01-02",
+                              "--end", "2020-12-31", "--benchmark", "none", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "benchmark" not in metrics and "beta" not in metrics["strategy"]
+    assert set(metrics["strategy"]) >= METRIC_KEYS
+    assert {p.name for p in out.iterdir()} >= FILES
+    assert "No benchmark." in (out / "report.html").read_text()  # no relative statistics
+    text = " ".join(proc.stdout.split())
+    assert "Sharpe" in text and "benchmark:" not in text and "sixty_forty" not in text
+    assert "no benchmark" in text
+
+
+def test_backtest_config_benchmark_none_is_accepted_by_check_config_and_backtest(
+        write_config, tmp_path):
+    """``[backtest] benchmark = "none"``: check-config accepts it (it refused it as an
+    unknown strategy) and the backtest runs without a benchmark."""
+    config = write_config({"backtest": {"calendar": "monthly", "benchmark": "none",
+                                        "tearsheet": False}})
+    check = run_cli_in_process("check-config", "--config", str(config))
+    assert check.returncode == 0, check.stderr
+    out = tmp_path / "out"
+    proc = run_cli_in_process("backtest", "--config", str(config), "--start", "2020-01-02",
+                              "--end", "2020-12-31", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "benchmark" not in json.loads((out / "metrics.json").read_text())
+    assert "benchmark:" not in proc.stdout
+
+
+def test_unknown_benchmark_error_says_none_asks_for_no_benchmark(config, tmp_path):
+    proc = run_cli_in_process("backtest", "--config", str(config), "--benchmark", "nothing",
+                              "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert "--benchmark nothing" in proc.stderr and "'none' for no benchmark" in proc.stderr

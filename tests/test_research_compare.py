@@ -134,3 +134,18 @@ def test_compare_and_backtest_default_window_leaves_a_benchmark_its_warm_up(tmp_
                               "--out", str(tmp_path / "bt2"))
     assert proc.returncode == 2
     assert "benchmark 'momentum'" in proc.stderr
+
+
+def test_compare_with_config_benchmark_none_has_no_benchmark_column_or_curve(tmp_path):
+    """``[backtest] benchmark = "none"`` (compare has no --benchmark: the config's value
+    is its benchmark): the strategies alone in compare.csv, the table and the report."""
+    config = write_config(tmp_path, write_market(tmp_path, days=200),
+                          backtest={"benchmark": "none"})
+    out = tmp_path / "cmp"
+    proc = run_cli_in_process("compare", "equal_weight", "momentum:k=2,lookback=40",
+                              "--config", str(config), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "compare.csv", index_col=0)
+    assert list(table.columns) == ["equal_weight", "momentum:k=2,lookback=40"]
+    assert "benchmark:" not in proc.stdout and "benchmark" not in (out / "report.html").read_text()
+    assert "benchmark" not in json.loads((out / "equal_weight" / "metrics.json").read_text())

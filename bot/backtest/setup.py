@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 import structlog
+from rich.table import Table
 
 import strategies
 from bot.backtest.engine import (
@@ -56,11 +57,12 @@ def backtest_spec(cfg: Config, universe: tuple[str, ...], *, calendar: Calendar,
 
 
 def benchmark_strategy(name: str | None, universe: tuple[str, ...],
-                       source: str = BENCHMARK_KEY) -> Strategy:
-    """``name`` (a registry name with default parameters, or a ``fixed`` preset), else
-    sixty_forty when the universe has SPY and a bond ETF (IEF via the preset, another bond
-    ETF at the same 60/40), else equal weight. ``source``: where ``name`` came from, as
-    the error names it (``--benchmark`` when the command line gave it).
+                       source: str = BENCHMARK_KEY) -> Strategy | None:
+    """``name`` (a registry name with default parameters, or a ``fixed`` preset; None for
+    ``"none"``: no benchmark), else sixty_forty when the universe has SPY and a bond ETF
+    (IEF via the preset, another bond ETF at the same 60/40), else equal weight.
+    ``source``: where ``name`` came from, as the error names it (``--benchmark`` when the
+    command line gave it).
 
     Raises:
         BacktestInputError: unknown name, one that needs parameters, or a preset naming a
@@ -101,16 +103,19 @@ def warmup_rows(strategy: Strategy, limits: RiskLimits) -> int:
 
 
 def leave_benchmark_warmup(spec: BacktestSpec, prices: pd.DataFrame, strategy: Strategy,
-                           bench: Strategy) -> BacktestSpec:
+                           bench: Strategy | None) -> BacktestSpec:
     """The benchmark is backtested over the strategy's window (``_benchmark_spec``), so the
     window's first day must leave the benchmark its warm-up too: without a start, the first
     day is the later of the two warm-ups; a given start too early for the benchmark (but not
-    for the strategy: the engine names that) is refused naming the benchmark.
+    for the strategy: the engine names that) is refused naming the benchmark. No benchmark:
+    the spec as it is.
 
     Raises:
         BacktestInputError: the start, the end or the price data leave the benchmark too
             few rows of history.
     """
+    if bench is None:
+        return spec
     dates = prices.index
     limits = spec.settings.limits
     need, own = warmup_rows(bench, limits), warmup_rows(strategy, limits)
@@ -154,7 +159,7 @@ def run_configured(cfg: Config, prices: pd.DataFrame, universe: tuple[str, ...],
                          end=end or b.end)
     strategy: Strategy = cfg.build_strategy()
     bench_strategy = (benchmark_strategy(benchmark, universe, "--benchmark") if benchmark
-                      else benchmark_strategy(b.benchmark, universe))
+                      else benchmark_strategy(b.benchmark, universe))  # None: "none"
     wf_strategy = None
     if walk_forward is not None:
         dates = prices.index
@@ -169,7 +174,7 @@ def run_configured(cfg: Config, prices: pd.DataFrame, universe: tuple[str, ...],
                     f"--walk-forward {walk_forward.train_days}:{walk_forward.test_days} and the "
                     f"risk step need {first} (start on {dates[first].date()} or later)")
             first = max(first, row)
-        else:  # the default first day leaves the benchmark its warm-up
+        elif bench_strategy is not None:  # the default first day leaves the benchmark its warm-up
             first = max(first, warmup_rows(bench_strategy, spec.settings.limits))
         if first >= len(dates):
             raise BacktestInputError(
@@ -186,7 +191,8 @@ def run_configured(cfg: Config, prices: pd.DataFrame, universe: tuple[str, ...],
         strategy = wf_strategy
     spec = leave_benchmark_warmup(spec, prices, strategy, bench_strategy)
     result = run_backtest(prices, strategy, spec, progress)
-    bench = run_backtest(prices, bench_strategy, _benchmark_spec(spec, result))
+    bench = (None if bench_strategy is None
+             else run_backtest(prices, bench_strategy, _benchmark_spec(spec, result)))
     metrics: dict[str, Any] = {
         "title": f"allocbot backtest: {strategy.name}, {spec.calendar}",
         "settings": {"calendar": spec.calendar, "starting_cash": spec.starting_cash,
@@ -195,9 +201,10 @@ def run_configured(cfg: Config, prices: pd.DataFrame, universe: tuple[str, ...],
                      "slippage_bps": spec.costs.slippage_bps, "risk_free_rate": b.risk_free_rate,
                      "universe": list(universe), "fast_drift_scan": result.fast_drift},
         "strategy": {"name": strategy.name, **result_metrics(result, b.risk_free_rate)},
-        "benchmark": {"name": benchmark_name(bench_strategy),
-                      **result_metrics(bench, b.risk_free_rate)},
     }
+    if bench_strategy is not None and bench is not None:  # "none": no benchmark block
+        metrics["benchmark"] = {"name": benchmark_name(bench_strategy),
+                                **result_metrics(bench, b.risk_free_rate)}
     if wf_strategy is not None:
         metrics["walk_forward"] = {
             "train_days": walk_forward.train_days if walk_forward else None,
@@ -237,6 +244,21 @@ def warn_moves_beyond_limit(cfg: Config, prices: pd.DataFrame, start: date | Non
                          "marked at these closes: check the price file if one is a bad print")
 
 
+def strategy_summary_table(metrics: dict[str, Any]) -> Table:
+    """The summary table without a benchmark (``--benchmark none``): the strategy's column
+    alone, not a benchmark column of dashes."""
+    from bot.backtest.report import summary_rows
+
+    s = metrics["strategy"]
+    table = Table(title=f"{metrics.get('title', 'backtest')}  ({s['start']} → {s['end']})",
+                  caption="no benchmark (benchmark = \"none\")")
+    table.add_column("metric")
+    table.add_column(f"strategy: {s['name']}", justify="right")
+    for label, value, _ in summary_rows(metrics):
+        table.add_row(label, value)
+    return table
+
+
 def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: date | None,
                 out_dir: Any, benchmark: str | None, walk_forward: WalkForward | None,
                 show_progress: bool) -> BacktestRun:
@@ -264,7 +286,8 @@ def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: d
         run = run_configured(cfg, prices, universe, start=start, end=end, benchmark=benchmark,
                              walk_forward=walk_forward)
     write_outputs(out_dir, run.result, run.benchmark, run.metrics, cfg.backtest.tearsheet)
-    console.print(summary_table(run.metrics))
+    console.print(summary_table(run.metrics) if run.benchmark is not None
+                  else strategy_summary_table(run.metrics))
     failed = run.metrics["strategy"]["cycles_failed"]
     if failed:
         first = next(c for c in run.result.cycles if c.status is CycleStatus.FAILED)

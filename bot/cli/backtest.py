@@ -25,8 +25,9 @@ from bot.logs import backtest_repeats, configure_logging, log_repeated_warnings
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("backtest"), show_default=True, help="Directory for the outputs.")
 @click.option("--benchmark", default=None, metavar="STRATEGY",
-              help="Benchmark strategy name or fixed preset (default: sixty_forty when the "
-                   "universe has SPY and a bond ETF, else equal_weight).")
+              help="Benchmark strategy name, fixed preset, or none: no benchmark run "
+                   "(default: [backtest].benchmark, else sixty_forty when the universe has "
+                   "SPY and a bond ETF, else equal_weight).")
 @click.option("--walk-forward", "walk_forward", default=None, metavar="TRAIN:TEST",
               help="Refit on TRAIN days, trade the next TEST days, repeat (e.g. 756:63).")
 def backtest(config_path: Path, prices_path: Path | None, start: Any, end: Any,

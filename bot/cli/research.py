@@ -1,6 +1,6 @@
 """``allocbot sweep`` and ``allocbot compare``: research over many backtests (the
 ``research`` extra: Optuna, Dask). Progress is a rich bar on a terminal, JSON lines
-(structlog, stderr) otherwise."""
+(structlog, stderr) otherwise; the closing summary is the commands' output, on stdout."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def sweep(config_path: Path, space_path: Path, trials: int | None, jobs: int | N
     except KeyboardInterrupt:
         click.echo(f"allocbot: interrupted; `--resume --out {out_dir}` continues", err=True)
         sys.exit(130)
-    _print_sweep(summary, out_dir, space.objective.constraints)
+    _print_sweep(summary, out_dir, space.objective.constraints, inputs.window_warnings)
     if summary.best is None:  # the sweep ran but has no result: best.toml does not exist
         sys.exit(1)
 
@@ -133,32 +133,17 @@ def _log_trial_events(trials: dict[str, int], reruns: dict[str, int]) -> None:
                  "one by one; `allocbot backtest --config best.toml` writes them")
 
 
-def _print_sweep(summary: Any, out_dir: Path, constraints: tuple[Any, ...] = ()) -> None:
+def _print_sweep(summary: Any, out_dir: Path, constraints: tuple[Any, ...] = (),
+                 window_warnings: tuple[str, ...] = ()) -> None:
+    """The sweep's summary on stdout (the command's output: piped, it is what the pipe
+    gets); logs and the progress bar stay on stderr. Long lines are not wrapped."""
     from rich.console import Console
 
-    console = Console(stderr=not sys.stdout.isatty())
-    if summary.best is None:
-        states: dict[str, int] = {}
-        for r in summary.rows:
-            states[r.outcome] = states.get(r.outcome, 0) + 1
-        why = [f"{states[s]} {label}" for s, label in
-               (("infeasible", f"broke a constraint ({', '.join(map(str, constraints))})"),
-                ("failed", "failed or had no objective value (the error column of trials.csv)"))
-               if states.get(s)]
-        console.print(f"[yellow]no feasible trial[/yellow] among {len(summary.rows)}: "
-                      + ("; ".join(why) or "none finished")
-                      + ". No best.toml was written; loosen the constraints or widen the space.")
-        console.print(f"wrote trials.csv, sweep.json, report.html to {out_dir}")
-        return
-    m = summary.best.result["metrics"]
-    sharpe = "undefined" if m.get("sharpe") is None else f"{m['sharpe']:.3f}"
-    console.print(f"best trial #{summary.best.slot}: value {summary.best.value:.6g}, "
-                  f"sharpe {sharpe}, max_drawdown {m['max_drawdown']:.2%}; "
-                  f"params {summary.best.params}")
-    verdict = summary.overfitting.get("verdict")
-    if verdict:
-        console.print(verdict)
-    console.print(f"wrote trials.csv, best.toml, sweep.json, report.html to {out_dir}")
+    from bot.research.sweep_report import console_summary
+
+    console = Console(soft_wrap=True)
+    for line in console_summary(summary, out_dir, constraints, window_warnings):
+        console.print(line)
 
 
 @click.command()

@@ -291,12 +291,14 @@ def config_problems(cfg: Config) -> list[str]:
 
 
 BENCHMARK_KEY = "[backtest].benchmark"
+NO_BENCHMARK = "none"  # the benchmark name that asks for no benchmark run at all
 
 
 def build_benchmark(name: str, universe: tuple[str, ...], source: str = BENCHMARK_KEY
-                    ) -> Strategy:
+                    ) -> Strategy | None:
     """The backtest's benchmark ``name``: a ``fixed`` preset whose symbols are all in
-    ``universe``, or a registry name that builds with its default parameters.
+    ``universe``, or a registry name that builds with its default parameters; None for
+    ``"none"`` (no benchmark: the report has the strategy alone).
 
     Raises:
         ConfigError: naming ``source``, where the name came from (``[backtest].benchmark``,
@@ -306,6 +308,8 @@ def build_benchmark(name: str, universe: tuple[str, ...], source: str = BENCHMAR
     from strategies.static import PRESETS
 
     where = f"{source} {name}" if source.startswith("--") else f"{source} = {name!r}"
+    if name == NO_BENCHMARK:
+        return None
     if name in PRESETS:
         missing = [s for s in PRESETS[name] if s not in universe]
         if missing:
@@ -316,8 +320,9 @@ def build_benchmark(name: str, universe: tuple[str, ...], source: str = BENCHMAR
         return strategies.create(name)
     except STRATEGY_INPUT_ERRORS as exc:
         raise ConfigError(
-            f"{where}: {exc} (give a strategy name that works with default parameters, or a "
-            f"fixed preset: {', '.join(sorted(PRESETS))})") from None
+            f"{where}: {exc} (give a strategy name that works with default parameters, a "
+            f"fixed preset: {', '.join(sorted(PRESETS))}, or {NO_BENCHMARK!r} for no "
+            "benchmark)") from None
 
 
 def benchmark_problems(cfg: Config, universe: tuple[str, ...]) -> list[str]:

@@ -1,6 +1,7 @@
 """``allocbot compare``: several strategies backtested on the same prices, costs,
-calendar, risk step and window, with one benchmark; a table, ``compare.csv`` and a
-report with equity curves, drawdowns and metrics side by side.
+calendar, risk step and window, with one benchmark (``[backtest].benchmark``; ``"none"``:
+no benchmark column or curve); a table, ``compare.csv`` and a report with equity curves,
+drawdowns and metrics side by side.
 
 A SPEC is ``name`` or ``name:key=value,key=value`` (values are TOML: ``k=2``,
 ``weighting="inverse_volatility"`` or ``weighting=inverse_volatility`` (bare words are
@@ -61,7 +62,7 @@ class StrategySpec:
 class CompareResult:
     labels: list[str]
     runs: list[BacktestRun]
-    benchmark_name: str
+    benchmark_name: str | None  # None: [backtest].benchmark = "none"
     risk_free_rate: float
 
 
@@ -148,7 +149,8 @@ def common_start(configs: list[Config], prices: pd.DataFrame) -> Any:
         return configs[0].backtest.start
     bench = benchmark_strategy(configs[0].backtest.benchmark, tuple(prices.columns))
     warmup = max(max(c.build_strategy().warmup_days, c.risk.lookback_days) for c in configs)
-    warmup = max(warmup, bench.warmup_days)
+    if bench is not None:
+        warmup = max(warmup, bench.warmup_days)
     return prices.index[min(warmup, len(prices) - 1)].date()
 
 
@@ -175,7 +177,8 @@ def run_compare(cfg: Config, specs: list[StrategySpec], out_dir: Path) -> Compar
     for directory, run in zip(_dir_names(labels), runs, strict=True):
         write_outputs(out_dir / directory, run.result, run.benchmark, run.metrics,
                       cfg.backtest.tearsheet)
-    result = CompareResult(labels, runs, runs[0].metrics["benchmark"]["name"],
+    bench = runs[0].metrics.get("benchmark")
+    result = CompareResult(labels, runs, None if bench is None else bench["name"],
                            cfg.backtest.risk_free_rate)
     metrics_frame(result).to_csv(out_dir / "compare.csv")
     write_compare_report(out_dir, result)
@@ -213,10 +216,11 @@ def _dir_names(labels: list[str]) -> list[str]:
 
 
 def metrics_frame(result: CompareResult) -> pd.DataFrame:
-    """Metrics (rows) × strategies and the benchmark (columns)."""
+    """Metrics (rows) × strategies and the benchmark, if any (columns)."""
     cols = {label: run.metrics["strategy"] for label, run in zip(result.labels, result.runs,
                                                                     strict=True)}
-    cols[f"benchmark: {result.benchmark_name}"] = result.runs[0].metrics["benchmark"]
+    if result.benchmark_name is not None:
+        cols[f"benchmark: {result.benchmark_name}"] = result.runs[0].metrics["benchmark"]
     return pd.DataFrame({k: {m: v.get(m) for m, _, _ in TABLE_METRICS} for k, v in cols.items()})
 
 

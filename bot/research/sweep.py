@@ -19,10 +19,13 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from bot.backtest.setup import benchmark_strategy, load_backtest_prices, warmup_rows
+from bot.backtest.setup import (
+    SHORT_BACKTEST_DAYS,
+    benchmark_strategy,
+    load_backtest_prices,
+)
 from bot.backtest.walk_forward import WalkForward
 from bot.config import Config, parse_config
-from bot.engine.targets import risk_limits
 from bot.errors import ConfigError, InputDataError
 from bot.research.parallel import DaskRunner, InlineRunner, ProcessRunner, TrialRunner
 from bot.research.space import (
@@ -82,27 +85,47 @@ class SweepInputs:
     prices_all: pd.DataFrame
     universe: tuple[str, ...]
     settings: dict[str, Any]  # what a resume must match (hashes of config and space, seed...)
+    # the in-sample or holdout window is under SHORT_BACKTEST_DAYS: what the summary says
+    window_warnings: tuple[str, ...] = ()
+
+
+def _longest_warmup(space: SweepSpace, raw: dict[str, Any], base_dir: Path,
+                    universe: tuple[str, ...], walk_forward: WalkForward | None
+                    ) -> tuple[int, str]:
+    """Rows of history every trial needs before its first day, and what needs the most: the
+    strategy's warm-up at the space's corners, the risk step's lookback, the benchmark's
+    warm-up (it is backtested over the same window: a momentum benchmark needs 253 rows;
+    "none": no benchmark), under walk-forward TRAIN."""
+    needs: list[tuple[int, str]] = []
+    corners = probe_configs(space, raw, base_dir)
+    for corner in corners:
+        strategy = corner.build_strategy()
+        needs += [(strategy.warmup_days, f"the strategy {strategy.name} at the longest of "
+                                         "the [space] ranges"),
+                  (corner.risk.lookback_days, "the risk step ([risk].lookback_days)")]
+    bench = benchmark_strategy(raw.get("backtest", {}).get("benchmark"), universe)
+    if bench is not None:
+        needs.append((bench.warmup_days, f"the benchmark {bench.label} ([backtest].benchmark)"))
+    if walk_forward is not None:
+        needs.append((walk_forward.train_days, "--walk-forward TRAIN"))
+    return max(needs, key=lambda need: need[0])
 
 
 def _first_day(space: SweepSpace, raw: dict[str, Any], base_dir: Path,
-               prices: pd.DataFrame, walk_forward: WalkForward | None) -> date:
+               prices: pd.DataFrame, walk_forward: WalkForward | None) -> tuple[date, str]:
     """One first backtest day for every trial (comparable Sharpe ratios, one return matrix
     for PBO): the configured ``[backtest].start``, else the day after the longest warm-up
-    among the space's corners (under walk-forward, TRAIN at least)."""
+    (``_longest_warmup``); and what set it, as a short-window warning names it."""
     configured = raw.get("backtest", {}).get("start")
     if configured is not None:
-        return configured
-    corners = probe_configs(space, raw, base_dir)
-    # the strategy's and the risk step's warm-up, and the benchmark's (it is backtested over
-    # the same window: a momentum benchmark needs 253 rows)
-    bench = benchmark_strategy(raw.get("backtest", {}).get("benchmark"), tuple(prices.columns))
-    warmup = max(max(warmup_rows(c.build_strategy(), risk_limits(c)) for c in corners),
-                 warmup_rows(bench, risk_limits(corners[0])),
-                 walk_forward.train_days if walk_forward is not None else 0)
+        return configured, f"on [backtest].start {configured}"
+    warmup, source = _longest_warmup(space, raw, base_dir, tuple(prices.columns), walk_forward)
     if warmup >= len(prices) - 1:
         raise InputDataError(f"the price data has {len(prices)} in-sample days, too few for the "
                              f"{warmup}-day warm-up the space needs")
-    return prices.index[warmup].date()
+    return prices.index[warmup].date(), (f"after the {warmup}-row warm-up of {source}, "
+                                         "counted from the price data's first day "
+                                         f"{prices.index[0].date()}")
 
 
 def _check_window(prices: pd.DataFrame, first: date, end: date | None,
@@ -124,6 +147,48 @@ def _check_window(prices: pd.DataFrame, first: date, end: date | None,
                              "--holdout or an earlier [backtest].start")
     raise InputDataError(f"the sweep's window {span} ([backtest] start/end) has {len(window)} "
                          f"trading day(s) of prices; {need}: widen [backtest] start/end")
+
+
+def _window_end_cause(options: SweepOptions, configured_end: date | None,
+                      last_day: date) -> str:
+    """What ends the in-sample window, as a short-window warning names it: ``last_day`` is
+    the last day of the prices the trials see (up to ``--holdout``, if given)."""
+    if options.holdout is not None and (configured_end is None or configured_end > last_day):
+        return f"--holdout {options.holdout}"
+    if configured_end is not None:
+        return f"[backtest].end {configured_end}"
+    return "the last day of the price data"
+
+
+def _short_window_warning(kind: str, window: pd.DatetimeIndex, because: str) -> str | None:
+    """Log ``sweep_window_short`` and return its summary line when ``window`` (the trading
+    days of the in-sample or holdout backtests) is under ``SHORT_BACKTEST_DAYS``: its
+    annualized figures (a Sharpe over three weeks) extrapolate a few days to a year."""
+    days = len(window)
+    if days == 0 or days >= SHORT_BACKTEST_DAYS:
+        return None
+    start, end = window[0].date(), window[-1].date()
+    log.warning("sweep_window_short", window=kind, days=days, minimum=SHORT_BACKTEST_DAYS,
+                start=str(start), end=str(end), because=because)
+    return (f"the {kind} window {start} → {end} has {days} trading day(s) (under "
+            f"{SHORT_BACKTEST_DAYS}): {because}; the annualized figures (Sharpe, CAGR, "
+            "volatility, turnover / yr) extrapolate them to a year")
+
+
+def _window_warnings(options: SweepOptions, prices: pd.DataFrame, prices_all: pd.DataFrame,
+                     first: date, end: date | None, start_cause: str) -> tuple[str, ...]:
+    """The short-window warnings of the trials' in-sample window (``first`` to ``end`` of
+    ``prices``, the days up to the holdout) and of the holdout (the days after them)."""
+    in_sample = prices.loc[pd.Timestamp(first):pd.Timestamp(end or prices.index[-1])].index
+    end_cause = _window_end_cause(options, end, prices.index[-1].date())
+    notes = [_short_window_warning("in-sample", in_sample,
+                                   f"it starts {start_cause}, and ends at {end_cause}")]
+    if options.holdout is not None:
+        holdout = prices_all.index[len(prices):]
+        notes.append(_short_window_warning(
+            "holdout", holdout, f"it is the days after --holdout {options.holdout} to the "
+                                "last day of the price data"))
+    return tuple(note for note in notes if note is not None)
 
 
 def prepare(options: SweepOptions, space: SweepSpace) -> SweepInputs:
@@ -155,11 +220,13 @@ def prepare(options: SweepOptions, space: SweepSpace) -> SweepInputs:
         end = raw.get("backtest", {}).get("end")
         if end is None or end > prices.index[-1].date():
             raw = apply_params(raw, {"backtest.end": prices.index[-1].date()})
-    first = _first_day(space, raw, base_dir, prices, options.walk_forward)
+    first, start_cause = _first_day(space, raw, base_dir, prices, options.walk_forward)
     if first > prices.index[-1].date():
         raise InputDataError(f"[backtest].start {first} is after the last in-sample day "
                              f"{prices.index[-1].date()}")
     _check_window(prices, first, raw.get("backtest", {}).get("end"), options, space)
+    warnings = _window_warnings(options, prices, prices_all, first, cfg.backtest.end,
+                                start_cause)
     raw = apply_params(raw, {"backtest.start": first})
     settings = {"space_sha256": hashlib.sha256(space.text.encode()).hexdigest(),
                 "config_sha256": hashlib.sha256(text).hexdigest(),
@@ -168,7 +235,8 @@ def prepare(options: SweepOptions, space: SweepSpace) -> SweepInputs:
                 "holdout": None if options.holdout is None else str(options.holdout),
                 "walk_forward": None if options.walk_forward is None else
                 f"{options.walk_forward.train_days}:{options.walk_forward.test_days}"}
-    return SweepInputs(raw, base_dir, cfg, space, prices, prices_all, universe, settings)
+    return SweepInputs(raw, base_dir, cfg, space, prices, prices_all, universe, settings,
+                       warnings)
 
 
 def prices_digest(prices: pd.DataFrame) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 
 from bot.research.pages import png_tag, table, write_page
 from bot.research.results import SweepSummary
@@ -220,19 +221,90 @@ def _best_sections(s: SweepSummary) -> list[str]:
         return ["<p><b>No feasible trial.</b> Loosen the constraints or widen the space.</p>"]
     params = table(("parameter", "value"), sorted(s.best.params.items()))
     ins = s.in_sample.metrics
-    header = ["metric", f"in-sample ({ins['strategy']['start']} → {ins['strategy']['end']})",
-              f"benchmark in-sample ({ins['benchmark']['name']})"]
+    bench = "benchmark" in ins  # [backtest].benchmark = "none": no benchmark columns
+    header = ["metric", f"in-sample ({ins['strategy']['start']} → {ins['strategy']['end']})"]
+    header += [f"benchmark in-sample ({ins['benchmark']['name']})"] if bench else []
     out = s.holdout.metrics if s.holdout is not None else None
     if out is not None:
-        header += [f"holdout ({out['strategy']['start']} → {out['strategy']['end']})",
-                   "benchmark holdout"]
+        header += [f"holdout ({out['strategy']['start']} → {out['strategy']['end']})"]
+        header += ["benchmark holdout"] if bench else []
     rows = []
     for m in COMPARED_METRICS:
-        row = [m, _fmt(ins["strategy"].get(m)), _fmt(ins["benchmark"].get(m))]
+        blocks = [ins["strategy"], *([ins["benchmark"]] if bench else [])]
         if out is not None:
-            row += [_fmt(out["strategy"].get(m)), _fmt(out["benchmark"].get(m))]
-        rows.append(row)
+            blocks += [out["strategy"], *([out["benchmark"]] if bench else [])]
+        rows.append([m, *(_fmt(block.get(m)) for block in blocks)])
     rf = ins["settings"]["risk_free_rate"]
     return [f"<h2>Best trial: #{s.best.slot}</h2>", params,
             f"<h2>In-sample vs holdout</h2><p>Sharpe at risk-free rate {rf:.2%}.</p>",
             table(header, rows)]
+
+
+SUMMARY_PERCENTS = frozenset({"cagr", "volatility", "max_drawdown", "turnover"})
+
+
+def figures_text(block: dict[str, Any]) -> str:
+    """``COMPARED_METRICS`` of one metrics block on one line ("sharpe 0.812, cagr 7.20%,
+    ..."); a figure that is not finite is "undefined", never nan."""
+    parts = []
+    for metric in COMPARED_METRICS:
+        value = block.get(metric)
+        if value is None or not math.isfinite(value):
+            parts.append(f"{metric} undefined")
+        else:
+            parts.append(f"{metric} {value:.2%}" if metric in SUMMARY_PERCENTS
+                         else f"{metric} {value:.3f}")
+    return ", ".join(parts)
+
+
+def window_figures(kind: str, metrics: dict[str, Any]) -> list[str]:
+    """The best config's figures over one window (in-sample or holdout), then its
+    benchmark's when it has one."""
+    s = metrics["strategy"]
+    lines = [f"{kind} {s['start']} → {s['end']} ({s['days']:,d} trading days): "
+             f"{figures_text(s)}"]
+    bench = metrics.get("benchmark")
+    if bench is not None:
+        lines.append(f"  benchmark {bench['name']}: {figures_text(bench)}")
+    return lines
+
+
+def _no_feasible_lines(summary: SweepSummary, constraints: tuple[Any, ...]) -> list[str]:
+    states: dict[str, int] = {}
+    for r in summary.rows:
+        states[r.outcome] = states.get(r.outcome, 0) + 1
+    why = [f"{states[s]} {label}" for s, label in
+           (("infeasible", f"broke a constraint ({', '.join(map(str, constraints))})"),
+            ("failed", "failed or had no objective value (the error column of trials.csv)"))
+           if states.get(s)]
+    return [f"[yellow]no feasible trial[/yellow] among {len(summary.rows)}: "
+            + escape("; ".join(why) or "none finished")
+            + ". No best.toml was written; loosen the constraints or widen the space."]
+
+
+def _best_lines(summary: SweepSummary, best: FinishedTrial) -> list[str]:
+    m = best.result["metrics"]
+    sharpe = "undefined" if m.get("sharpe") is None else f"{m['sharpe']:.3f}"
+    lines = [f"best trial #{best.slot}: value {best.value:.6g}, sharpe {sharpe}, "
+             f"max_drawdown {m['max_drawdown']:.2%}; params {best.params}"]
+    for kind, run in (("in-sample", summary.in_sample), ("holdout", summary.holdout)):
+        if run is not None:
+            lines += window_figures(kind, run.metrics)
+    return [escape(line) for line in lines]
+
+
+def console_summary(summary: SweepSummary, out_dir: Path, constraints: tuple[Any, ...] = (),
+                    window_warnings: tuple[str, ...] = ()) -> list[str]:
+    """The lines (rich markup) ``allocbot sweep`` prints on stdout when it ends: the best
+    trial and its in-sample and holdout figures (each beside the benchmark's), the
+    short-window warnings, the overfitting verdict, the files written."""
+    best = summary.best
+    lines = (_best_lines(summary, best) if best is not None
+             else _no_feasible_lines(summary, constraints))
+    lines += [f"[yellow]warning: {escape(note)}[/yellow]" for note in window_warnings]
+    verdict = summary.overfitting.get("verdict")
+    if verdict:
+        lines.append(escape(verdict))
+    best_toml = "best.toml, " if best is not None else ""  # none without a feasible trial
+    lines.append(escape(f"wrote trials.csv, {best_toml}sweep.json, report.html to {out_dir}"))
+    return lines
