@@ -210,7 +210,9 @@ def test_backtest_cli_benchmark_none_runs_no_benchmark_and_reports_the_strategy_
     assert "benchmark" not in metrics and "beta" not in metrics["strategy"]
     assert set(metrics["strategy"]) >= METRIC_KEYS
     assert {p.name for p in out.iterdir()} >= FILES
-    assert "No benchmark." in (out / "report.html").read_text()  # no relative statistics
+    page = (out / "report.html").read_text()
+    assert "No benchmark." in page  # no relative statistics
+    assert "benchmark: " not in page  # nor a summary column of dashes
     text = " ".join(proc.stdout.split())
     assert "Sharpe" in text and "benchmark:" not in text and "sixty_forty" not in text
     assert "no benchmark" in text

@@ -186,11 +186,21 @@ RELATIVE_ROWS = (
 )
 
 
-def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(label, strategy, benchmark) rows of the one-screen summary; Sharpe and Sortino
-    labels carry the risk-free rate they were computed with."""
-    bench = metrics.get("benchmark") or {}
-    return [(label, _fmt(metrics["strategy"].get(key), kind), _fmt(bench.get(key), kind))
+def summary_header(metrics: dict[str, Any]) -> tuple[str, ...]:
+    """The summary's column titles: metric, strategy and, when one ran, the benchmark
+    (``--benchmark none``: no column of dashes)."""
+    head = ("metric", f"strategy: {metrics['strategy']['name']}")
+    bench = metrics.get("benchmark")
+    return (*head, f"benchmark: {bench.get('name', '?')}") if bench else head
+
+
+def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, ...]]:
+    """(label, strategy[, benchmark]) rows of the one-screen summary, as
+    ``summary_header``; Sharpe and Sortino labels carry the risk-free rate they were
+    computed with."""
+    bench = metrics.get("benchmark")
+    return [(label, _fmt(metrics["strategy"].get(key), kind))
+            + ((_fmt(bench.get(key), kind),) if bench else ())
             for key, label, kind in _rows(metrics)]
 
 
@@ -202,11 +212,13 @@ def relative_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
 
 def summary_table(metrics: dict[str, Any]) -> Table:
     """The rich table printed at the end of ``allocbot backtest``."""
-    s, b = metrics["strategy"], metrics.get("benchmark") or {}
-    table = Table(title=f"{metrics.get('title', 'backtest')}  ({s['start']} → {s['end']})")
-    table.add_column("metric")
-    table.add_column(f"strategy: {s['name']}", justify="right")
-    table.add_column(f"benchmark: {b.get('name', '—')}", justify="right")
+    s = metrics["strategy"]
+    table = Table(title=f"{metrics.get('title', 'backtest')}  ({s['start']} → {s['end']})",
+                  caption=None if metrics.get("benchmark") else 'no benchmark ("none")')
+    header = summary_header(metrics)
+    table.add_column(header[0])
+    for title in header[1:]:
+        table.add_column(title, justify="right")
     for row in summary_rows(metrics):
         table.add_row(*row)
     relative = relative_rows(metrics)

@@ -12,7 +12,6 @@ from typing import Any
 
 import pandas as pd
 import structlog
-from rich.table import Table
 
 import strategies
 from bot.backtest.engine import (
@@ -244,21 +243,6 @@ def warn_moves_beyond_limit(cfg: Config, prices: pd.DataFrame, start: date | Non
                          "marked at these closes: check the price file if one is a bad print")
 
 
-def strategy_summary_table(metrics: dict[str, Any]) -> Table:
-    """The summary table without a benchmark (``--benchmark none``): the strategy's column
-    alone, not a benchmark column of dashes."""
-    from bot.backtest.report import summary_rows
-
-    s = metrics["strategy"]
-    table = Table(title=f"{metrics.get('title', 'backtest')}  ({s['start']} → {s['end']})",
-                  caption="no benchmark (benchmark = \"none\")")
-    table.add_column("metric")
-    table.add_column(f"strategy: {s['name']}", justify="right")
-    for label, value, _ in summary_rows(metrics):
-        table.add_row(label, value)
-    return table
-
-
 def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: date | None,
                 out_dir: Any, benchmark: str | None, walk_forward: WalkForward | None,
                 show_progress: bool) -> BacktestRun:
@@ -286,8 +270,7 @@ def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: d
         run = run_configured(cfg, prices, universe, start=start, end=end, benchmark=benchmark,
                              walk_forward=walk_forward)
     write_outputs(out_dir, run.result, run.benchmark, run.metrics, cfg.backtest.tearsheet)
-    console.print(summary_table(run.metrics) if run.benchmark is not None
-                  else strategy_summary_table(run.metrics))
+    console.print(summary_table(run.metrics))
     failed = run.metrics["strategy"]["cycles_failed"]
     if failed:
         first = next(c for c in run.result.cycles if c.status is CycleStatus.FAILED)

@@ -42,6 +42,7 @@ from bot.backtest.report import (
     equity_series,
     relative_rows,
     risk_free_rate_of,
+    summary_header,
     summary_rows,
 )
 
@@ -258,7 +259,7 @@ def _var_rows(block: dict[str, Any]) -> list[list[str]]:
 def tearsheet_sections(charts: dict[str, Chart], worst: Sequence[DrawdownPeriod],
                        heatmap: str, metrics: dict[str, Any]) -> list[str]:
     """The page body, section by section (HTML strings)."""
-    s, b = metrics["strategy"], metrics.get("benchmark") or {}
+    s = metrics["strategy"]
     rf = risk_free_rate_of(metrics)
     files = " · ".join(f'<a href="{n}">{n}</a>' for n in
                        ("equity.csv", "trades.csv", "weights.csv", "metrics.json"))
@@ -267,9 +268,7 @@ def tearsheet_sections(charts: dict[str, Chart], worst: Sequence[DrawdownPeriod]
         (f"<p>{html.escape(str(s['start']))} → {html.escape(str(s['end']))}, {s['days']:,d} "
          f"trading days; risk-free rate {rf:.2%} a year (<code>[backtest].risk_free_rate"
          f"</code>). Files: {files}</p>"),
-        "<h2>Summary</h2>" + html_table(
-            ("metric", f"strategy: {s['name']}", f"benchmark: {b.get('name', '—')}"),
-            summary_rows(metrics)),
+        "<h2>Summary</h2>" + html_table(summary_header(metrics), summary_rows(metrics)),
         "<h2>Equity</h2>" + chart_html(charts["equity"]),
         "<h2>Drawdowns</h2>" + chart_html(charts["drawdown"])
         + f"<p>The {len(worst)} worst drawdowns of the strategy:</p>"
