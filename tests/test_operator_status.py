@@ -356,6 +356,26 @@ def test_status_says_a_cycle_marked_running_without_a_process_died_mid_cycle(wri
     assert f"note: cycle {died} is still marked running but no process runs it" in text
 
 
+
+def test_status_says_the_sim_holdings_may_be_mid_cycle_while_a_cycle_runs(write_config):
+    """A running daemon's cycle is part-way through its orders: the simulator's holdings are
+    read as they stand and judged against the previous cycle's targets, which showed two
+    cycles mixed with nothing to say so."""
+    from bot.engine.instance_lock import InstanceLock
+    from bot.engine.journal import Journal
+
+    config = write_config()
+    assert run_cli_in_process("once", "--config", str(config)).returncode == 0
+    cfg = load_config(config, check_strategy=False)
+    journal = Journal(cfg.state_db)
+    running = journal.start_cycle(None)
+    journal.close()
+    with InstanceLock.acquire(cfg.bot.state_dir, "run", config):  # the daemon is alive
+        text = run_cli_in_process("status", "--config", str(config)).stdout
+    assert "daemon      running" in text
+    assert f"note: cycle {running} is running: the holdings may be part-way" in text
+    assert "no process runs it" not in text
+
 def test_status_says_whose_targets_it_shows_when_another_strategy_computed_them(write_config):
     """Status shows the last cycle's targets under the current config's strategy name: after
     a switch (or beside another config on the same state dir) they were another strategy's,

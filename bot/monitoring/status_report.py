@@ -286,6 +286,12 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
         notes.append(f"cycle {recent[0].cycle_id} is still marked running but no process "
                      "runs it: it died mid-cycle (the next start marks it interrupted and "
                      "reconciles its orders with the venue)")
+    elif recent and recent[0].status == CycleStatus.RUNNING and cfg.broker.kind == "sim":
+        # the sim's holdings are read as they stand, the targets are the last finished
+        # cycle's: mid-cycle the two can belong to different cycles
+        notes.append(f"cycle {recent[0].cycle_id} is running: the holdings may be part-way "
+                     "through its orders, judged against the previous cycle's targets "
+                     "(look again once it finishes)")
     return StatusReport(
         **base,
         last_cycle=recent[0] if recent else None,
