@@ -357,6 +357,25 @@ def test_status_says_a_cycle_marked_running_without_a_process_died_mid_cycle(wri
 
 
 
+
+def test_status_pnl_since_inception_keeps_an_older_journals_baseline_after_an_upgrade(
+        write_config):
+    """A state file written before the inception key (a journal with finished cycles and
+    no key): the first cycle after the upgrade must keep the baseline status used, the
+    oldest cycle's equity_before, not record its own equity (P&L since inception, MTD and
+    YTD all read 0 after the upgrade)."""
+    import sqlite3
+
+    config = write_config({"sim": {"commission_min": 25.0}})
+    first = _finished_cycle(run_cli_in_process("once", "--config", str(config)).stdout)
+    cfg = load_config(config, check_strategy=False)
+    with sqlite3.connect(cfg.state_db) as db:  # as the state file was before the key
+        assert db.execute("DELETE FROM meta WHERE key = 'inception_equity'").rowcount == 1
+    later = _finished_cycle(run_cli_in_process("once", "--config", str(config)).stdout)
+    assert later["equity_before"] != first["equity_before"]  # the upgrade's cycle differs
+    report = json.loads(run_cli_in_process("status", "--config", str(config), "--json").stdout)
+    assert report["account"]["inception_equity"] == first["equity_before"] == 100_000.0
+
 def test_status_says_the_sim_holdings_may_be_mid_cycle_while_a_cycle_runs(write_config):
     """A running daemon's cycle is part-way through its orders: the simulator's holdings are
     read as they stand and judged against the previous cycle's targets, which showed two
@@ -374,6 +393,7 @@ def test_status_says_the_sim_holdings_may_be_mid_cycle_while_a_cycle_runs(write_
         text = run_cli_in_process("status", "--config", str(config)).stdout
     assert "daemon      running" in text
     assert f"note: cycle {running} is running: the holdings may be part-way" in text
+    assert "judged against the previous cycle's targets" in " ".join(text.split())
     assert "no process runs it" not in text
 
 def test_status_says_whose_targets_it_shows_when_another_strategy_computed_them(write_config):
@@ -436,3 +456,8 @@ def test_status_pnl_since_inception_counts_the_costs_of_a_cycle_that_died_after_
     account = report["account"]
     assert account["inception_equity"] == 100_000.0
     assert account["pnl_since_inception"] == round(account["equity"] - 100_000.0, 2)
+
+
+def _finished_cycle(stdout: str) -> dict:
+    """The ``cycle_finished`` event of one ``once`` run's output."""
+    return next(e for e in json_lines(stdout) if e["event"] == "cycle_finished")

@@ -37,10 +37,10 @@ from bot.engine.reconcile import reconcile
 from bot.engine.statuses import (
     HALT_KEY,
     HALT_REMINDED_KEY,
-    INCEPTION_KEY,
     MARKET_CLOSED,
     PEAK_KEY,
     CycleStatus,
+    record_inception,
     recorded_peak,
 )
 from bot.engine.targets import TargetRules, check_history_rows, cycle_targets
@@ -147,8 +147,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
         return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {"reason": "orders_still_open"})
     # 2. account
     account = broker.account()
-    if journal.meta(INCEPTION_KEY) is None:  # the baseline of "P&L since inception"
-        journal.set_meta_json(INCEPTION_KEY, account.equity)
+    record_inception(journal, account.equity)  # the baseline of "P&L since inception"
     positions = broker.positions()
     pos_of = _positions_of(s.universe)
     foreign = sorted(sym for sym in positions if sym not in pos_of)

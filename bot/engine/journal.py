@@ -330,6 +330,12 @@ class Journal:
         return [{**dict(row), "summary": self._summary(row["cycle_id"], row["summary"])}
                 for row in rows]
 
+    def first_equity_before(self) -> float | None:
+        """The oldest finished cycle's ``equity_before`` (the account's equity before its
+        orders), None when no cycle recorded one."""
+        first = self.latest_cycle(figure="equity_before", oldest=True)
+        return None if first is None else float(first["summary"]["equity_before"])
+
     def latest_cycle(self, *, statuses: Sequence[str] | None = None, reason: str | None = None,
                      figure: str | None = None, oldest: bool = False) -> dict[str, Any] | None:
         """The newest (``oldest``: the first) finished cycle, as ``recent_cycles`` gives

@@ -138,6 +138,13 @@ class MemoryJournal(Journal):
             out.append(item)
         return out
 
+    def first_equity_before(self) -> float | None:
+        for row in self._cycles:
+            figure = (row["summary"] or {}).get("equity_before")
+            if row["finished_at"] is not None and figure is not None:
+                return float(figure)
+        return None
+
     def abandon_running_cycles(self) -> list[str]:
         ids = [r["cycle_id"] for r in self._cycles if r["status"] == CycleStatus.RUNNING]
         for cycle_id in ids:

@@ -49,6 +49,15 @@ def recorded_inception(journal: Journal) -> float | None:
     raise journal.corrupt_meta(INCEPTION_KEY, "is not an equity (a finite amount ≥ 0)")
 
 
+def record_inception(journal: Journal, equity: float) -> None:
+    """Record the baseline of "P&L since inception" once: ``equity``, the account's equity
+    as this cycle read it, or, in a journal written before the key existed, its oldest
+    cycle's ``equity_before`` (the baseline status used then: an upgrade keeps it)."""
+    if journal.meta(INCEPTION_KEY) is None:
+        earlier = journal.first_equity_before()
+        journal.set_meta_json(INCEPTION_KEY, equity if earlier is None else earlier)
+
+
 # An intent's reason when reconciliation found the venue without it (the process died
 # before its submit arrived): the venue may still receive that submit late, so such
 # intents are looked up again for ``UNSENT_RECHECK_SECS`` (``bot.engine.reconcile``).

@@ -271,10 +271,7 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
     whose = targets_cycle["summary"].get("strategy") if targets_cycle is not None else None
     inception = recorded_inception(journal)
     if inception is None:  # a journal from before the key: the first finished cycle's
-        first = journal.latest_cycle(figure="equity_before", oldest=True)
-        inception = (float(first["summary"]["equity_before"])
-                     if first is not None and first["summary"].get("equity_before") is not None
-                     else None)
+        inception = journal.first_equity_before()
     notes: list[str] = []
     if whose is not None and whose != cfg.strategy.name:
         notes.append(f"the targets shown are the last cycle's, from strategy {whose!r}, not "
@@ -289,9 +286,10 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
     elif recent and recent[0].status == CycleStatus.RUNNING and cfg.broker.kind == "sim":
         # the sim's holdings are read as they stand, the targets are the last finished
         # cycle's: mid-cycle the two can belong to different cycles
+        judged = ("judged against the previous cycle's targets" if targets else
+                  "and no cycle has finished yet to give targets")
         notes.append(f"cycle {recent[0].cycle_id} is running: the holdings may be part-way "
-                     "through its orders, judged against the previous cycle's targets "
-                     "(look again once it finishes)")
+                     f"through its orders, {judged} (look again once it finishes)")
     return StatusReport(
         **base,
         last_cycle=recent[0] if recent else None,
@@ -366,8 +364,9 @@ def _valuation(cfg: Config, journal: Journal,
         if sim is not None:
             cash, valued_on, priced = sim
             equity = math.fsum([cash, *(q * p for q, p in priced.values())])
-            figures = _figures("sim_ledger", valued_on, equity, cash, inception or
-                               cfg.sim.starting_cash, history, journal)
+            figures = _figures("sim_ledger", valued_on, equity, cash,
+                               cfg.sim.starting_cash if inception is None else inception,
+                               history, journal)
             return figures, _book(priced, cash, equity, targets, cfg, notes)
     else:
         notes.append("Alpaca: figures are the journal's as of the last cycle (status makes "
