@@ -4,6 +4,7 @@ in-sample and holdout figures; a warning when a window is too short for annualiz
 
 from __future__ import annotations
 
+import html
 import json
 from datetime import date
 from pathlib import Path
@@ -93,6 +94,10 @@ def test_sweep_warns_that_a_short_holdout_window_annualizes_a_few_weeks(holdout_
     assert f"the holdout window {event['start']} → {event['end']} has {days} trading day(s) " \
            f"(under {SHORT_BACKTEST_DAYS})" in warning
     assert "extrapolate them to a year" in warning  # the backtest command's wording
+    _, out = holdout_sweep  # the files keep it too: the report showed the Sharpe bare
+    [kept] = json.loads((out / "sweep.json").read_text())["window_warnings"]
+    assert warning == f"warning: {kept}"
+    assert html.escape(kept) in (out / "report.html").read_text()
 
 
 def test_sweep_warns_when_the_spaces_warm_up_leaves_a_short_in_sample_window(market, tmp_path):

@@ -115,7 +115,7 @@ def sweep(config_path: Path, space_path: Path, trials: int | None, jobs: int | N
     except KeyboardInterrupt:
         click.echo(f"allocbot: interrupted; `--resume --out {out_dir}` continues", err=True)
         sys.exit(130)
-    _print_sweep(summary, out_dir, space.objective.constraints, inputs.window_warnings)
+    _print_sweep(summary, out_dir, space.objective.constraints)
     if summary.best is None:  # the sweep ran but has no result: best.toml does not exist
         sys.exit(1)
 
@@ -133,8 +133,7 @@ def _log_trial_events(trials: dict[str, int], reruns: dict[str, int]) -> None:
                  "one by one; `allocbot backtest --config best.toml` writes them")
 
 
-def _print_sweep(summary: Any, out_dir: Path, constraints: tuple[Any, ...] = (),
-                 window_warnings: tuple[str, ...] = ()) -> None:
+def _print_sweep(summary: Any, out_dir: Path, constraints: tuple[Any, ...] = ()) -> None:
     """The sweep's summary on stdout (the command's output: piped, it is what the pipe
     gets); logs and the progress bar stay on stderr. Long lines are not wrapped."""
     from rich.console import Console
@@ -142,7 +141,7 @@ def _print_sweep(summary: Any, out_dir: Path, constraints: tuple[Any, ...] = (),
     from bot.research.sweep_report import console_summary
 
     console = Console(soft_wrap=True)
-    for line in console_summary(summary, out_dir, constraints, window_warnings):
+    for line in console_summary(summary, out_dir, constraints):
         console.print(line)
 
 

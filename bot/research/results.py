@@ -46,6 +46,8 @@ class SweepSummary:
     holdout: BacktestRun | None
     overfitting: dict[str, Any]
     rows: list[FinishedTrial]
+    # the in-sample or holdout window is short (``sweep.SweepInputs.window_warnings``)
+    window_warnings: tuple[str, ...] = ()
 
 
 def best_trial(rows: list[FinishedTrial], direction: str) -> FinishedTrial | None:
@@ -259,7 +261,7 @@ def finish_sweep(out_dir: Path, inputs: SweepInputs, rows: list[FinishedTrial],
     trials_frame(rows).to_csv(out_dir / "trials.csv", index=False)
     best = best_trial(rows, direction)
     if best is None:
-        summary = SweepSummary(None, None, None, None, {}, rows)
+        summary = SweepSummary(None, None, None, None, {}, rows, inputs.window_warnings)
         _write_json(out_dir, inputs, summary)
         return summary
     best_raw = apply_params(inputs.base_raw, trial_values(inputs.space, best.params))
@@ -271,7 +273,8 @@ def finish_sweep(out_dir: Path, inputs: SweepInputs, rows: list[FinishedTrial],
     if oos is not None:
         write_outputs(out_dir / "holdout", oos.result, oos.benchmark, oos.metrics, tearsheet)
     stats = overfitting_stats(out_dir, rows, best, inputs.base_cfg.backtest.risk_free_rate)
-    summary = SweepSummary(best, best_raw, in_sample, oos, stats, rows)
+    summary = SweepSummary(best, best_raw, in_sample, oos, stats, rows,
+                           inputs.window_warnings)
     _write_json(out_dir, inputs, summary)
     return summary
 
@@ -298,6 +301,7 @@ def _write_json(out_dir: Path, inputs: SweepInputs, s: SweepSummary) -> None:
                "trial": s.best.slot, "value": s.best.value, "params": s.best.params,
                "metrics": s.best.result.get("metrics")},
            "holdout": None if s.holdout is None else s.holdout.metrics["strategy"],
+           "window_warnings": list(s.window_warnings),
            "overfitting": {k: v for k, v in s.overfitting.items() if k != "pbo_logits"}}
     text = json.dumps(_plain(doc), indent=2)
     (out_dir / "sweep.json").write_text(text + "\n", encoding="utf-8")

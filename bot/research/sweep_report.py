@@ -204,6 +204,8 @@ def write_sweep_report(out_dir: Path, summary: SweepSummary, space: SweepSpace, 
                 " (no feasible trial: no best.toml)")
              + (f" · <a href=\"holdout/{own}\">holdout backtest</a>"
                 if summary.holdout is not None else "") + "</p>"]
+    parts += [f'<p class="note"><b>Warning:</b> {html.escape(note)}</p>'
+              for note in summary.window_warnings]
     parts += _best_sections(summary)
     parts.append("<h2>Is the winner luck?</h2>" + _overfitting_html(summary.overfitting))
     for name, alt in pngs.items() if charts else ():
@@ -293,15 +295,15 @@ def _best_lines(summary: SweepSummary, best: FinishedTrial) -> list[str]:
     return [escape(line) for line in lines]
 
 
-def console_summary(summary: SweepSummary, out_dir: Path, constraints: tuple[Any, ...] = (),
-                    window_warnings: tuple[str, ...] = ()) -> list[str]:
+def console_summary(summary: SweepSummary, out_dir: Path, constraints: tuple[Any, ...] = ()
+                    ) -> list[str]:
     """The lines (rich markup) ``allocbot sweep`` prints on stdout when it ends: the best
     trial and its in-sample and holdout figures (each beside the benchmark's), the
     short-window warnings, the overfitting verdict, the files written."""
     best = summary.best
     lines = (_best_lines(summary, best) if best is not None
              else _no_feasible_lines(summary, constraints))
-    lines += [f"[yellow]warning: {escape(note)}[/yellow]" for note in window_warnings]
+    lines += [f"[yellow]warning: {escape(note)}[/yellow]" for note in summary.window_warnings]
     verdict = summary.overfitting.get("verdict")
     if verdict:
         lines.append(escape(verdict))
