@@ -269,3 +269,34 @@ def test_summary_table_prints_the_risk_free_rate_and_relative_statistics(report_
     text = console.export_text()
     assert "Sharpe (rf 2.00%)" in text and "Sortino (rf 2.00%)" in text
     assert "strategy vs benchmark" in text and "Information ratio" in text
+
+
+@pytest.mark.parametrize("years", [1.5, 12])
+def test_charts_pinned_ticks_draw_the_same_pixels_as_matplotlibs_auto_ticks(monkeypatch, years):
+    # charts._finish picks the date locator once, pins ticks to the drawn locations and skips
+    # placing empty axis labels: a speed-up only, so no pixel may change (log, percent and
+    # plain axes, a shared x axis, month ticks under 5 years, year ticks above).
+    from bot.backtest import charts
+    from bot.backtest.tearsheet import render
+
+    days = pd.bdate_range("2010-01-04", periods=int(252 * years))
+    rng = np.random.default_rng(7)
+    curves = {name: pd.Series(np.cumprod(1 + rng.normal(3e-4, 0.01, len(days))), index=days)
+              for name in ("a", "b")}
+    colours = {"a": "#08519c", "b": "#525252"}
+
+    def draw() -> list:
+        roll = {f"{k} 6m": v.pct_change().rolling(126).std() for k, v in curves.items()}
+        return [render(charts.equity_chart(curves, colours, "t"), "equity"),
+                render(charts.rolling_chart(roll, roll, dict.fromkeys(roll, "#000000"), {},
+                                            "rf"), "rolling")]
+
+    fast = draw()
+    fig = charts.equity_chart(curves, colours, "t")
+    render(fig, "equity")
+    shown = [t.get_text() for t in fig.axes[0].get_xticklabels()
+             if fig.axes[0].get_xlim()[0] <= t.get_position()[0] <= fig.axes[0].get_xlim()[1]]
+    assert shown and (years < 5 or all(re.fullmatch(r"20\d\d", s) for s in shown))
+    monkeypatch.setattr(charts, "_finish", lambda fig: fig)
+    for mine, auto in zip(fast, draw(), strict=True):
+        assert np.array_equal(mine.pixels, auto.pixels), mine.alt
