@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -55,3 +56,16 @@ def write_space(directory: Path, text: str = SPACE) -> Path:
 
 def trial_rows(out: Path) -> pd.DataFrame:
     return pd.read_csv(out / "trials.csv").sort_values("trial").reset_index(drop=True)
+
+
+def logged_events(stderr_lines: list[str], name: str) -> list[dict]:
+    """The JSON log lines of event ``name`` (stderr also carries other text)."""
+    events = []
+    for line in stderr_lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == name:
+            events.append(event)
+    return events

@@ -30,7 +30,13 @@ from bot.research.study import (
 )
 from bot.research.sweep import SweepOptions, prepare, run_sweep, trial_values
 from tests.conftest import REPO, run_cli, run_cli_in_process
-from tests.research_setup import trial_rows, write_config, write_market, write_space
+from tests.research_setup import (
+    logged_events,
+    trial_rows,
+    write_config,
+    write_market,
+    write_space,
+)
 
 HOLDOUT = date(2021, 6, 30)
 
@@ -111,9 +117,9 @@ def test_sweep_dask_two_workers_same_trials_best_and_warning_counts_as_one_job(
     config = write_config(tmp_path, prices, risk={"lookback_days": 20, "max_var": 0.002})
     configure_logging("json", "info", sys.stderr, drops=[TrialEvents()])  # as the CLI does
     # two batches of 3, each spread over both workers
-    one, one_events = _sweep_events(config, space, tmp_path / "one", trials=6, jobs=1, seed=5,
+    one, one_events = _sweeplogged_events(config, space, tmp_path / "one", trials=6, jobs=1, seed=5,
                                     batch_size=3)
-    on_dask, dask_events = _sweep_events(config, space, tmp_path / "dask", trials=6,
+    on_dask, dask_events = _sweeplogged_events(config, space, tmp_path / "dask", trials=6,
                                          dask=dask_client, seed=5, batch_size=3)
     assert len(one) == 6
     assert _signature(on_dask) == _signature(one)
@@ -125,7 +131,7 @@ def test_sweep_dask_two_workers_same_trials_best_and_warning_counts_as_one_job(
     assert "risk_limited" not in written.out + written.err
 
 
-def _sweep_events(config: Path, space: Path, out: Path, **kw) -> tuple[list, dict[str, int]]:
+def _sweeplogged_events(config: Path, space: Path, out: Path, **kw) -> tuple[list, dict[str, int]]:
     options = SweepOptions(config, space, out, **kw)
     study, clock = run_sweep(options, prepare(options, load_space(space)))
     return finished_trials(study), clock.trial_events
@@ -202,19 +208,6 @@ def _grid_sweep_cli(config: Path, space: Path, out: Path) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def _events(stderr_lines: list[str], name: str) -> list[dict]:
-    """The JSON log lines of event ``name`` (stderr also carries other text)."""
-    events = []
-    for line in stderr_lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and event.get("event") == name:
-            events.append(event)
-    return events
-
-
 def test_sweep_sigkill_between_flushes_loses_only_the_running_batch_and_resumes_exactly(
         inputs, tmp_path):
     """Fault injection: SIGKILL while batch 1 runs (asked, not yet flushed). The journal
@@ -229,14 +222,14 @@ def test_sweep_sigkill_between_flushes_loses_only_the_running_batch_and_resumes_
     seen: list[str] = []
     for line in proc.stderr:  # bounded: the sweep ends by itself if never killed
         seen.append(line)
-        if [e["batch"] for e in _events([line], "sweep_batch_started")] == [1]:
+        if [e["batch"] for e in logged_events([line], "sweep_batch_started")] == [1]:
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=10)
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL, "the kill must land mid-sweep"
     # the fault hit the path: batch 1 was asked and handed to the runner, never finished
-    assert [e["batch"] for e in _events(seen, "sweep_batch_finished")] == [0]
+    assert [e["batch"] for e in logged_events(seen, "sweep_batch_finished")] == [0]
     on_disk = _journal_trials(out)
     assert sorted(t.user_attrs["slot"] for t in on_disk) == [0, 1, 2, 3]
     assert all(t.state.name == "COMPLETE" for t in on_disk)
@@ -266,9 +259,9 @@ def test_sweep_torn_last_journal_line_is_cut_and_the_resume_is_exact(inputs, tmp
     resumed = run_cli_in_process(*_sweep_cli(config, space, out, trials=8, batch=2),
                                  "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    dropped = _events(resumed.stderr.splitlines(), "sweep_journal_torn_tail_dropped")
+    dropped = logged_events(resumed.stderr.splitlines(), "sweep_journal_torn_tail_dropped")
     assert [e["bytes"] for e in dropped] == [len(last) // 2]
-    assert _events(resumed.stderr.splitlines(), "sweep_started")[0]["already_finished"] == 4
+    assert logged_events(resumed.stderr.splitlines(), "sweep_started")[0]["already_finished"] == 4
     assert journal.read_bytes().startswith(whole)
     assert len(_journal_trials(out)) == 8
     _assert_trials_csv_equal(out, straight_8)
@@ -300,7 +293,7 @@ def test_sweep_best_toml_backtests_to_the_reported_metrics(inputs, tmp_path):
                               "--trials", "6", "--jobs", "1", "--holdout", str(HOLDOUT),
                               "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    [summed] = _events(proc.stderr.splitlines(), "trial_warnings")
+    [summed] = logged_events(proc.stderr.splitlines(), "trial_warnings")
     assert summed["counts"]["risk_limited"] > 6
     assert "risk_limited" not in proc.stdout and '"event": "risk_limited"' not in proc.stderr
     reported = json.loads((out / "sweep.json").read_text())["best"]["metrics"]

@@ -16,7 +16,7 @@ from bot.backtest.setup import SHORT_BACKTEST_DAYS
 from bot.research.space import load_space
 from bot.research.sweep import SweepOptions, prepare
 from tests.conftest import CliOutcome, run_cli_in_process
-from tests.research_setup import write_config, write_market, write_space
+from tests.research_setup import logged_events, write_config, write_market, write_space
 
 HOLDOUT = date(2021, 6, 30)
 LONG_LOOKBACKS = """
@@ -27,19 +27,6 @@ metric = "sharpe"
 k = {int = [1, 3]}
 lookback = {int = [20, 380], step = 40}
 """
-
-
-def _events(stderr: str, name: str) -> list[dict]:
-    """The JSON log lines of event ``name`` (stderr also carries other text)."""
-    events = []
-    for line in stderr.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and event.get("event") == name:
-            events.append(event)
-    return events
 
 
 def _sweep(config: Path, space: Path, out: Path, *args: str) -> CliOutcome:
@@ -86,7 +73,7 @@ def test_sweep_warns_that_a_short_holdout_window_annualizes_a_few_weeks(holdout_
     dates = pd.read_csv(market, index_col=0, parse_dates=True).index
     days = int((dates > pd.Timestamp(HOLDOUT)).sum())
     assert days < SHORT_BACKTEST_DAYS
-    [event] = _events(proc.stderr, "sweep_window_short")
+    [event] = logged_events(proc.stderr.splitlines(), "sweep_window_short")
     assert (event["window"], event["days"], event["minimum"]) == ("holdout", days,
                                                                   SHORT_BACKTEST_DAYS)
     assert f"--holdout {HOLDOUT}" in event["because"]
@@ -106,7 +93,7 @@ def test_sweep_warns_when_the_spaces_warm_up_leaves_a_short_in_sample_window(mar
     config, space = write_config(tmp_path, market), write_space(tmp_path, LONG_LOOKBACKS)
     proc = _sweep(config, space, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
-    [event] = _events(proc.stderr, "sweep_window_short")
+    [event] = logged_events(proc.stderr.splitlines(), "sweep_window_short")
     assert event["window"] == "in-sample" and event["days"] < SHORT_BACKTEST_DAYS
     assert "381-row warm-up of the strategy momentum" in event["because"]
     assert "ends at the last day of the price data" in event["because"]
