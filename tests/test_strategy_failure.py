@@ -78,6 +78,29 @@ class TooShortHistory(strategies.Strategy):
         raise strategies.StrategyError(f"need 5000 rows, have {len(prices)}")
 
 
+
+def test_cycle_held_by_a_failing_strategy_still_trips_the_kill_switch(tmp_path: Path):
+    """A strategy that fails every cycle (no fallback: held) while the account falls: the
+    kill switch came after the strategy step, so held cycles never tripped it nor recorded
+    a new equity peak, and the account drifted below max_drawdown with no halt."""
+    from bot.engine.statuses import recorded_peak
+
+    ctx = make_ctx(tmp_path, max_drawdown=0.002)
+    assert wake_and_run(ctx).status is CycleStatus.FINISHED  # invested at the fixed weights
+    ctx.strategy = infeasible()
+    statuses, peak_seen = [], ctx.broker.account().equity
+    with capture_logs() as logs:
+        for _ in range(60):
+            result = wake_and_run(ctx)
+            statuses.append(result.status)
+            if result.status is CycleStatus.HALTED:
+                break
+            peak_seen = max(peak_seen, ctx.broker.account().equity)
+            assert recorded_peak(ctx.journal) == peak_seen  # the peak kept on held days too
+    assert CycleStatus.HELD in statuses and statuses[-1] is CycleStatus.HALTED
+    assert [e for e in logs if e["event"] == "trading_halted"]
+
+
 def test_backtest_failing_strategy_holds_every_cycle_without_crashing():
     prices = random_walk_prices(SYMBOLS, 120)
     result = run_backtest(prices, TooShortHistory(), make_spec("monthly"))

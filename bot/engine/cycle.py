@@ -186,6 +186,12 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
     if breaches:
         return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {
             "reason": "guard_blocked", **_guard_figures(breaches), "orders_submitted": 0})
+    # the kill switch measures the whole account (a position outside the universe, say one
+    # just dropped from it, is still money; the planner manages the universe's part), on
+    # every cycle the guards let through: before the strategy, whose failure (a held
+    # cycle) once skipped both the trip and the peak's bookkeeping
+    if _drawdown_tripped(journal, account.equity, s.max_drawdown, asof):
+        return _halted(journal, cycle_id, asof, account.equity)
     held_at, held_qty = held_in_universe(positions, s.universe)
     held_values = held_qty * last_prices[held_at]
     equity = account.cash + float(held_values.sum())  # the universe's part of the account
@@ -222,10 +228,6 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
                  var_before=decision.var_before, confidence=s.limits.confidence,
                  horizon_days=s.limits.horizon_days, method=s.limits.method,
                  weights=_rounded(decision.weights))
-    # the kill switch measures the whole account (a position outside the universe, say one
-    # just dropped from it, is still money); the planner manages the universe's part
-    if _drawdown_tripped(journal, account.equity, s.max_drawdown, asof):
-        return _halted(journal, cycle_id, asof, account.equity)
     # 6. plan
     fractionable = {sym: a.fractionable for sym, a in broker.assets(list(s.universe)).items()}
     plan = _plan(s.universe, qty, account.cash, decision.weights, last_prices, s.policy,
