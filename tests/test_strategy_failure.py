@@ -56,6 +56,23 @@ def test_cycle_infeasible_strategy_uses_fallback_and_trades_its_weights(tmp_path
     assert computed["weights"] == {s: round(1 / 3, 6) for s in SYMBOLS}
 
 
+
+def test_cycle_fallback_with_a_longer_lookback_than_the_history_holds_not_trades(
+        tmp_path: Path):
+    """The fallback's history was never checked: a 1,000-day min_variance fallback
+    estimated on the ~300 rows there were and traded; the strategy itself is refused on
+    too short a history. Now the fallback fails the same way and the account is held."""
+    ctx = make_ctx(tmp_path)
+    ctx.strategy = infeasible()
+    ctx.settings = replace(ctx.settings, fallback=strategies.create(
+        "min_variance", lookback_days=1000))
+    with capture_logs() as logs:
+        result = wake_and_run(ctx)
+    assert result.status is CycleStatus.HELD and not ctx.broker.positions()
+    failed = [e for e in logs if e["event"] == "strategy_failed"]
+    assert [e["strategy"] for e in failed] == ["min_variance", "min_variance"]
+    assert "need 1001" in failed[1]["reason"] and failed[1]["action"] == "hold"
+
 def test_cycle_fallback_that_also_fails_holds(tmp_path: Path):
     ctx = make_ctx(tmp_path)
     ctx.strategy = infeasible()

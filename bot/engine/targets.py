@@ -268,6 +268,8 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
         if candidate is None:
             continue
         try:
+            if candidate is fallback:  # the cycle checked the strategy's history, not its
+                _check_fallback_rows(prices, candidate, rules.limits)
             weights, decision = risk_checked_targets(candidate, prices, rules.universe,
                                                      rules.limits, rules.excluded,
                                                      current_weights)
@@ -282,3 +284,13 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
                 rules.universe, rules.excluded)))
         return weights, decision, candidate.name
     return None
+
+
+def _check_fallback_rows(prices: pd.DataFrame, fallback: Strategy, limits: RiskLimits) -> None:
+    """StrategyError (the fallback fails: hold) when the history is shorter than the
+    fallback needs: it estimated on whatever rows there were and traded (a 1,000-day
+    min_variance on 254 rows), which ``check_history_rows`` refuses for the strategy."""
+    try:
+        check_history_rows(prices, fallback, limits, "the price history")
+    except InputDataError as exc:
+        raise StrategyError(str(exc)) from None
