@@ -37,6 +37,13 @@ def _require_finite(name: str, value: float | None) -> None:
         raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
+# The kind of the journal write that marks a submit as about to go out
+# (``bot.engine.journal.Journal.mark_submit_sent``), "<kind> <side>", as a journal write
+# hook sees it: the fault drill kills "after_intents" inside it (rolled back: journaled,
+# nothing sent).
+SUBMIT_SENT_WRITE = "submit_sent"
+
+
 class OrderSide(StrEnum):
     BUY = "buy"
     SELL = "sell"

@@ -22,6 +22,12 @@ class OrderRejectedError(BrokerRefusedError):
         self.code = code
 
 
+class SubmitOutcomeUnknownError(BrokerTransientError):
+    """An order's submit may have reached the venue though no answer came (a read timeout,
+    a dropped connection, a 5xx): the cycle fails, and no cycle trades until the venue
+    shows the order or the recheck window ends (``bot.engine.statuses.SUBMIT_UNANSWERED``)."""
+
+
 class BrokerConfigError(ConfigError):
     """The venue cannot be used as configured (keys, account type, asset): fix and restart."""
 
@@ -33,4 +39,5 @@ __all__ = [
     "BrokerRefusedError",
     "BrokerTransientError",
     "OrderRejectedError",
+    "SubmitOutcomeUnknownError",
 ]

@@ -36,6 +36,7 @@ import structlog
 
 from brokers.base import (
     QTY_DECIMALS,
+    SUBMIT_SENT_WRITE,
     Account,
     AssetInfo,
     Broker,
@@ -47,6 +48,7 @@ from brokers.base import (
     OrderStatus,
     Position,
 )
+from brokers.errors import SubmitOutcomeUnknownError
 from strategies.errors import BrokerTransientError
 
 log = structlog.get_logger("brokers.faults")
@@ -181,10 +183,20 @@ class FaultInjectingBroker:
 
     def journal_write_hook(self, kind: str) -> None:
         """Called by the journal inside each write transaction (before COMMIT); kills the
-        process inside the first write of an order's outcome when the drill asks for it."""
-        if self._kill is not None and self._kill[0] == "inside_journal_write" \
-                and kind == "record_order":
+        process inside the first write of an order's outcome, or inside the write that
+        marks a submit as about to go out (rolled back: journaled, nothing sent) for
+        ``after_intents`` and, at the first buy after sells, ``between_sells_and_buys``."""
+        if self._kill is None or not self._armed:
+            return
+        point = self._kill[0]
+        if point == "inside_journal_write" and kind == "record_order":
             _die("inside_journal_write")
+        if kind.startswith(SUBMIT_SENT_WRITE):
+            if point == "after_intents":
+                _die(point)
+            if point == "between_sells_and_buys" and kind.endswith(OrderSide.BUY.value) \
+                    and self._sells_this_wake > 0:
+                _die(point)
 
     # ----- reads ------------------------------------------------------------------
     def clock(self) -> Clock:
@@ -236,7 +248,6 @@ class FaultInjectingBroker:
 
     # ----- orders -----------------------------------------------------------------
     def submit_order(self, request: OrderRequest) -> Order:
-        self._kill_before_submit(request)
         kind = self._transport_fault("submit_order")
         if kind in ("transient", "rate_limit"):
             self._raise_transport(kind, "submit_order")
@@ -249,19 +260,10 @@ class FaultInjectingBroker:
         else:
             order = self.inner.submit_order(request)
         self._after_submit(request)
-        if kind == "timeout":
-            self._raise_transport(kind, "submit_order")
+        if kind == "timeout":  # processed, the answer lost: its outcome is unknown
+            self._count(kind, "submit_order")
+            raise SubmitOutcomeUnknownError("injected fault in submit_order: read timed out")
         return order
-
-    def _kill_before_submit(self, request: OrderRequest) -> None:
-        if self._kill is None or not self._armed:
-            return
-        point = self._kill[0]
-        if point == "after_intents":
-            _die(point)
-        if point == "between_sells_and_buys" and request.side is OrderSide.BUY \
-                and self._sells_this_wake > 0:
-            _die(point)
 
     def _after_submit(self, request: OrderRequest) -> None:
         self._submits += 1

@@ -547,3 +547,43 @@ def test_data_fetch_writes_sample_shaped_csv_from_alpaca(
     expected = bars.loc[str(start) : str(end), ["SPY", "TLT"]]
     assert written.to_numpy() == pytest.approx(expected.to_numpy(), abs=1e-6)
     assert scan_for_keys(proc.stdout, proc.stderr) == []
+
+
+def test_once_alpaca_submit_that_timed_out_blocks_trading_until_known_never_sent_twice(
+    fake: FakeAlpaca, write_config: Any, tmp_path: Path
+) -> None:
+    """A submit whose every attempt timed out may still reach the venue: the next cycle's
+    single 404 lookup called it "never sent" and the cycle sold the same SPY again (a
+    duplicate order once the first arrived). Now it stays open (order_answer_pending) and
+    no cycle trades until the venue shows it or the recheck window passes; then trading
+    resumes with one order per symbol and side."""
+    fake.hang_next(50, 2.0, path_prefix="/v2/orders", method="POST")
+    config = str(alpaca_config(write_config, fake, http_timeout_secs=0.3,
+                               retry_budget_secs=0.5))
+    first = json_lines(run_cli_in_process("once", "--config", config, env=KEYS_ENV).stdout)
+    [failed] = [e for e in first if e["event"] == "cycle_failed"]
+    assert "SubmitOutcomeUnknownError" in failed["error"]
+    state = tmp_path / "state" / "allocbot.sqlite"
+    with sqlite3.connect(state) as db:  # the one whose submit went out unanswered
+        [(hung,)] = db.execute("SELECT client_order_id FROM intents WHERE status = 'intent' "
+                               "AND reason IS NOT NULL").fetchall()
+    fake.clear_faults()
+    posts = len(fake.order_posts())
+
+    second = json_lines(run_cli_in_process("once", "--config", config, env=KEYS_ENV).stdout)
+    [pending] = [e for e in second if e["event"] == "order_answer_pending"]
+    assert pending["client_order_id"] == hung
+    [done] = [e for e in second if e["event"] == "cycle_finished"]
+    assert done["status"] == "skipped" and done["reason"] == "orders_still_open"
+    assert len(fake.order_posts()) == posts  # nothing sent on top of it
+
+    # the recheck window over (the submit never arrived): it counts as never sent
+    with sqlite3.connect(state) as db:
+        db.execute("UPDATE intents SET updated_at = '2000-01-01T00:00:00+00:00' "
+                   "WHERE client_order_id = ?", (hung,))
+    third = json_lines(run_cli_in_process("once", "--config", config, env=KEYS_ENV).stdout)
+    assert [e["action"] for e in third if e["event"] == "order_reconciled"] == ["mark_unsent"]
+    [done] = [e for e in third if e["event"] == "cycle_finished"]
+    assert done["status"] == "finished" and done["orders_filled"] > 0
+    created = [(o.symbol, o.side) for o in fake.orders_created()]
+    assert len(created) == len(set(created))  # one order per symbol and side

@@ -145,6 +145,6 @@ def test_sharpe_sortino_volatility_undefined_are_none_never_zero_or_nan():
     assert json.loads(json.dumps(block, allow_nan=False))["sharpe"] is None  # null, not NaN
     two_day = summarize(dates[:2], np.array([100.0, 101.0]), 0.0)
     assert two_day["volatility"] is None and two_day["sharpe"] is None
-    rows = {label: value for label, value, _ in summary_rows(
+    rows = {label: value for label, value, *_ in summary_rows(
         {"settings": {"risk_free_rate": 0.02}, "strategy": block})}
     assert rows["Sharpe (rf 2.00%)"] == "—" and rows["Volatility"] == "0.00%"

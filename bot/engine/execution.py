@@ -44,6 +44,7 @@ from brokers.base import (
     qty_requests,
 )
 from brokers.booked_batch import ImmediateFillVenue
+from brokers.errors import SubmitOutcomeUnknownError
 from strategies.errors import BrokerTransientError
 
 log = structlog.get_logger("allocbot.execution")
@@ -262,7 +263,16 @@ def _send_one_by_one(broker: Broker, journal: Journal, requests: list[OrderReque
     sent: list[tuple[str, Order, list[Fill] | None]] = []
     for request in requests:
         cid = request.client_order_id
-        order = broker.submit_order(request)
+        # until its answer is journaled: reconciliation then never takes a 404 for "never
+        # sent" while the submit may still arrive (``SUBMIT_UNANSWERED``)
+        journal.mark_submit_sent(cid, request.side)
+        try:
+            order = broker.submit_order(request)
+        except SubmitOutcomeUnknownError:
+            raise  # it may be at the venue: the mark keeps every cycle off it until known
+        except Exception:
+            journal.clear_submit_mark(cid)  # answered unprocessed (a 429, a refusal)
+            raise
         final_fills = None
         if order.status.is_terminal:  # filled or refused at once: one journal write
             final_fills = broker.fills_for(cid)

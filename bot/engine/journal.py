@@ -24,13 +24,14 @@ from bot.engine.statuses import (
     MARKET_CLOSED,
     NEVER_REACHED_VENUE,
     OPEN_INTENT_STATUSES,
+    SUBMIT_UNANSWERED,
     CycleStatus,
     IntentStatus,
     closed_wake_folded,
     spent_qty,
     summary_problem,
 )
-from brokers.base import Fill, Order, OrderSide
+from brokers.base import SUBMIT_SENT_WRITE, Fill, Order, OrderSide
 from brokers.booked_batch import BookedBatch
 from brokers.sqlite_state import (
     Schema,
@@ -421,12 +422,13 @@ class Journal:
 
     @staticmethod
     def _update_order(db: sqlite3.Connection, order: Order) -> None:
-        db.execute(
+        db.execute(  # the venue's answer replaces SUBMIT_UNANSWERED
             "UPDATE intents SET status = ?, broker_order_id = ?, filled_qty = ?, "
-            "filled_avg_price = ?, reason = COALESCE(?, reason), updated_at = ? "
-            "WHERE client_order_id = ?",
+            "filled_avg_price = ?, reason = CASE WHEN reason = ? THEN ? "
+            "ELSE COALESCE(?, reason) END, updated_at = ? WHERE client_order_id = ?",
             (order.status.value, order.id, order.filled_qty, order.filled_avg_price,
-             order.reject_reason, _now_iso(), order.client_order_id),
+             SUBMIT_UNANSWERED, order.reject_reason, order.reject_reason, _now_iso(),
+             order.client_order_id),
         )
 
     def resize_intent(self, client_order_id: str, qty: float) -> None:
@@ -434,6 +436,32 @@ class Journal:
         with self._tx() as db:
             db.execute("UPDATE intents SET qty = ?, updated_at = ? WHERE client_order_id = ? "
                        "AND status = ?", (qty, _now_iso(), client_order_id, IntentStatus.INTENT))
+
+    def mark_submit_sent(self, client_order_id: str, side: OrderSide) -> None:
+        """Journal, just before its submit goes out, that an intent's answer is awaited
+        (``SUBMIT_UNANSWERED``): reconciliation does not take a 404 for "never sent" while
+        it is recent. The venue's answer replaces the reason (``record_order``)."""
+        with self._tx(f"{SUBMIT_SENT_WRITE} {side.value}") as db:
+            db.execute("UPDATE intents SET reason = ?, updated_at = ? WHERE client_order_id = ? "
+                       "AND status = ?", (SUBMIT_UNANSWERED, _now_iso(), client_order_id,
+                                          IntentStatus.INTENT))
+
+    def unanswered_submits_since(self, since: str) -> dict[str, str]:
+        """client_order_id → when its submit went out (UTC ISO), for the intents still
+        awaiting their answer (``SUBMIT_UNANSWERED``) marked at or after ``since``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT client_order_id, updated_at FROM intents WHERE status = ? AND "
+                "reason = ? AND updated_at >= ?", (IntentStatus.INTENT, SUBMIT_UNANSWERED, since))
+            return {str(cid): str(at) for cid, at in rows}
+
+    def clear_submit_mark(self, client_order_id: str) -> None:
+        """Undo ``mark_submit_sent``: the submit failed with an answer that says the venue
+        did not process it (a 429, a refused connection), so a 404 means never sent."""
+        with self._tx() as db:
+            db.execute("UPDATE intents SET reason = NULL, updated_at = ? WHERE "
+                       "client_order_id = ? AND status = ? AND reason = ?",
+                       (_now_iso(), client_order_id, IntentStatus.INTENT, SUBMIT_UNANSWERED))
 
     def set_status(self, client_order_id: str, status: IntentStatus, reason: str | None = None) -> None:
         with self._tx() as db:

@@ -231,6 +231,16 @@ class MemoryJournal(Journal):
         if row is not None and self._statuses[row] is IntentStatus.INTENT:
             self._qty[row] = qty
 
+    def mark_submit_sent(self, client_order_id: str, side: OrderSide) -> None:
+        """Nothing to mark: a backtest's journal is never reconciled after a crash (its
+        venue answers within the call)."""
+
+    def clear_submit_mark(self, client_order_id: str) -> None:
+        """Nothing was marked (``mark_submit_sent``)."""
+
+    def unanswered_submits_since(self, since: str) -> dict[str, str]:
+        return {}  # nothing is ever marked (``mark_submit_sent``)
+
     def set_status(self, client_order_id: str, status: IntentStatus,
                    reason: str | None = None) -> None:
         row = self._row_of.get(client_order_id)

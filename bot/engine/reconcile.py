@@ -6,7 +6,7 @@ the second time, and it never sends an order — it only learns what happened to
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -15,7 +15,12 @@ import structlog
 
 from bot.engine.execution import log_order_booked, order_events_wanted
 from bot.engine.journal import IntentRecord, Journal
-from bot.engine.statuses import NEVER_REACHED_VENUE, UNSENT_RECHECK_SECS, IntentStatus
+from bot.engine.statuses import (
+    NEVER_REACHED_VENUE,
+    SUBMIT_UNANSWERED,
+    UNSENT_RECHECK_SECS,
+    IntentStatus,
+)
 from brokers.base import Broker, Order
 
 log = structlog.get_logger("allocbot.reconcile")
@@ -26,25 +31,30 @@ class Correction:
     """What the journal should learn about one of its open intents."""
 
     client_order_id: str
-    action: Literal["update", "mark_unsent", "mark_missing"]
+    action: Literal["update", "mark_unsent", "mark_missing", "wait"]
     order: Order | None = None
 
 
 def diff_journal_with_venue(
-    open_intents: Sequence[IntentRecord], venue_orders: Mapping[str, Order | None]
+    open_intents: Sequence[IntentRecord], venue_orders: Mapping[str, Order | None],
+    awaiting: Collection[str] = (),
 ) -> list[Correction]:
     """Compare open intents with the venue's orders looked up by client_order_id.
 
     An intent the venue never saw was not sent (the process died first): it is marked
-    unsent and its id is never reused. One the venue knows is updated to the venue's state.
+    unsent and its id is never reused; but one whose submit went out unanswered within
+    ``UNSENT_RECHECK_SECS`` (``awaiting``) may still arrive: "wait" (it stays open, so no
+    cycle trades). One the venue knows is updated to the venue's state.
     """
     corrections: list[Correction] = []
     for intent in open_intents:
         order = venue_orders.get(intent.client_order_id)
         if order is None:
-            action: Literal["mark_unsent", "mark_missing"] = (
+            action: Literal["mark_unsent", "mark_missing", "wait"] = (
                 "mark_unsent" if intent.status is IntentStatus.INTENT else "mark_missing"
             )
+            if action == "mark_unsent" and intent.client_order_id in awaiting:
+                action = "wait"
             corrections.append(Correction(intent.client_order_id, action))
         elif (
             IntentStatus.of_order(order.status) is not intent.status
@@ -142,9 +152,16 @@ def reconcile(broker: Broker, journal: Journal, prefix: str, repair_fills: bool 
     open_intents = journal.open_intents()
     venue = {i.client_order_id: broker.get_order_by_client_id(i.client_order_id)
              for i in open_intents}
-    corrections = diff_journal_with_venue(open_intents, venue)
+    awaiting = (journal.unanswered_submits_since(
+        (datetime.now(UTC) - timedelta(seconds=UNSENT_RECHECK_SECS)).isoformat())
+        if any(i.reason == SUBMIT_UNANSWERED for i in open_intents) else {})
+    corrections = diff_journal_with_venue(open_intents, venue, awaiting)
     status_of = {i.client_order_id: i.status for i in open_intents} if corrections else {}
+    intent_of = {i.client_order_id: i for i in open_intents} if corrections else {}
     for c in corrections:
+        if c.action == "wait":
+            _log_answer_pending(intent_of[c.client_order_id], awaiting[c.client_order_id])
+            continue
         if c.action == "update" and c.order is not None:
             fills = broker.fills_for(c.client_order_id)
             journal.record_order(c.order, fills)
@@ -176,3 +193,14 @@ def reconcile(broker: Broker, journal: Journal, prefix: str, repair_fills: bool 
                  note="not ours; left untouched")
     log.info("journal_reconciled", open_intents=len(open_intents), corrections=len(corrections))
     return ours_unknown
+
+
+def _log_answer_pending(intent: IntentRecord, sent_at: str) -> None:
+    """An unanswered submit the venue does not show yet: it stays open (no cycle trades on
+    top of it) until the venue shows it or ``UNSENT_RECHECK_SECS`` pass."""
+    until = datetime.fromisoformat(sent_at) + timedelta(seconds=UNSENT_RECHECK_SECS)
+    log.warning("order_answer_pending", client_order_id=intent.client_order_id,
+                symbol=intent.symbol, side=intent.side.value, qty=intent.qty,
+                sent_at=sent_at, until=until.isoformat(),
+                note="its submit got no answer and the venue does not show it yet; it may "
+                     "still arrive, so no cycle trades until it shows up or this time passes")

@@ -62,6 +62,13 @@ def record_inception(journal: Journal, equity: float) -> None:
 # before its submit arrived): the venue may still receive that submit late, so such
 # intents are looked up again for ``UNSENT_RECHECK_SECS`` (``bot.engine.reconcile``).
 NEVER_REACHED_VENUE = "never reached the venue (found by the next reconciliation)"
+# An intent's reason from just before its submit until the venue's answer is journaled: a
+# submit whose answer never came (a timeout, a process killed mid-request) may still reach
+# the venue, so reconciliation does not call it unsent while it is this recent (within
+# ``UNSENT_RECHECK_SECS``): it stays open and no cycle trades; one 404 two seconds later
+# had the next cycle buy the same shares again before the first order arrived.
+SUBMIT_UNANSWERED = "submit sent; the venue's answer has not arrived"
+
 UNSENT_RECHECK_SECS = 900.0  # a dead process's TCP send buffer is retransmitted for ≤ ~15 min
 # A skipped cycle's reason (its summary's ``"reason"``) when the market was closed.
 MARKET_CLOSED = "market_closed"

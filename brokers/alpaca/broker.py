@@ -4,7 +4,7 @@ behind our ``Broker`` protocol. alpaca-py types never leave the ``brokers/alpaca
 Safety for an unattended bot (see shared/FIELD-NOTES.md): every HTTP call has a timeout and
 our own bounded retry (``alpaca_http``); every order carries its ``client_order_id`` and a
 422 duplicate is resolved by looking the order up, never by resending (and if the lookup
-cannot show the order yet, its state is unknown: a ``BrokerTransientError``, never a
+cannot show the order yet, its state is unknown: a ``SubmitOutcomeUnknownError``, never a
 rejection); rejections come back as ``REJECTED`` orders carrying Alpaca's code and message;
 keys never reach a message, even when the venue echoes one (``Redactor``).
 """
@@ -64,7 +64,12 @@ from brokers.base import (
     Position,
     masked_account_number,
 )
-from brokers.errors import BrokerConfigError, BrokerDataError, BrokerTransientError
+from brokers.errors import (
+    BrokerConfigError,
+    BrokerDataError,
+    BrokerTransientError,
+    SubmitOutcomeUnknownError,
+)
 
 log = structlog.get_logger("brokers.alpaca")
 _Model = TypeVar("_Model")
@@ -362,7 +367,7 @@ class AlpacaBroker:
                 self._ids_at_venue.add(cid)
                 log.warning("order_state_unknown", client_order_id=cid, symbol=request.symbol,
                             reason=info.describe())
-                raise BrokerTransientError(
+                raise SubmitOutcomeUnknownError(
                     f"POST /v2/orders {cid}: Alpaca refused a resend because it already holds "
                     f"an order with client_order_id {cid} ({info.describe()}), but its lookup "
                     "does not show that order yet: its state is unknown, nothing was booked. "
@@ -373,6 +378,7 @@ class AlpacaBroker:
             f"POST /v2/orders {cid}",
             lambda: self._trading.submit_order(alpaca_request),
             refused=refused,
+            creates=True,
         )
         if isinstance(raw, Order):  # answered by ``refused``: already logged or rejected
             if raw.status is OrderStatus.REJECTED and not raw.id:

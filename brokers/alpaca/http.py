@@ -24,7 +24,12 @@ import requests
 import structlog
 from alpaca.common.exceptions import APIError
 
-from brokers.errors import BrokerConfigError, BrokerDataError, BrokerTransientError
+from brokers.errors import (
+    BrokerConfigError,
+    BrokerDataError,
+    BrokerTransientError,
+    SubmitOutcomeUnknownError,
+)
 
 log = structlog.get_logger("brokers.alpaca")
 
@@ -183,8 +188,16 @@ class RetryBudget:
         what: str,
         fn: Callable[[], T],
         refused: Callable[[ApiErrorInfo], T] | None = None,
+        creates: bool = False,
     ) -> T:
         """Run ``fn`` (one alpaca-py call), retrying 429/5xx/network errors.
+
+        ``creates``: the request creates something at the venue (an order's submit, which
+        Alpaca de-duplicates by client_order_id: a retry of a processed attempt is answered
+        "duplicate"). Given up when the last attempt got no answer (a read timeout, a
+        dropped connection: it may have been processed), it raises
+        ``SubmitOutcomeUnknownError``, not the plain ``BrokerTransientError`` (a 429 or 5xx
+        answer says the attempt was not carried out).
 
         A non-retryable Alpaca answer goes to ``refused`` if given, else (and always for
         401, bad keys) becomes a ``BrokerConfigError`` naming ``what``. A response the SDK
@@ -242,7 +255,10 @@ class RetryBudget:
                 spent_on = (f"{attempt} attempts" if attempt == self.attempts else
                             f"{attempt} attempt(s) of this request and {self.attempts} of all "
                             "this wake's requests")
-                raise BrokerTransientError(
+                unanswered = not isinstance(failure, ApiErrorInfo)  # it may have been done
+                error = (SubmitOutcomeUnknownError if creates and unanswered
+                         else BrokerTransientError)
+                raise error(
                     f"{what}: Alpaca still failing after {spent_on}; the wake's retry budget "
                     f"({self.budget_secs:g} s) is spent. Last error: {cause}. A daemon tries "
                     "again at its next wake."
