@@ -142,3 +142,18 @@ def test_drill_with_no_fault_drawn_trades_exactly_as_the_plain_simulator(write_c
                          for e in events if e["event"] == "order_filled"]
                         + [e["cash_after"] for e in events if e["event"] == "cycle_finished"])
     assert outcomes[0] == outcomes[1] and len(outcomes[0]) > 5
+
+
+def test_cycle_summary_counts_each_order_outcome_once_partial_fills_not_as_unfilled(tmp_path):
+    """Every order half filled and the rest canceled: the summary said 5 partially filled
+    and 5 unfilled of 5 sent (a partial fill counted in both); "unfilled" is nothing filled."""
+    ctx = make_ctx(tmp_path)
+    sim = ctx.broker
+    ctx.broker = FaultInjectingBroker(sim, FaultPlan(seed=1, partial_fill_rate=1.0))
+    ctx.broker.on_wake()
+    figures = cycle.run(ctx).figures
+    assert figures["orders_submitted"] > 0
+    assert figures["orders_partially_filled"] == figures["orders_submitted"]
+    assert figures["orders_unfilled"] == 0
+    assert (figures["orders_filled"] + figures["orders_partially_filled"]
+            + figures["orders_rejected"] + figures["orders_unfilled"]) == figures["orders_submitted"]

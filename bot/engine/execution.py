@@ -134,7 +134,7 @@ def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
                   if status is not OrderStatus.FILLED and filled_qty > 0)
     return ExecutionReport(
         submitted=len(results), filled=filled, partially_filled=partial, rejected=rejected,
-        unfilled=len(results) - filled - rejected,
+        unfilled=len(results) - filled - rejected - partial,  # nothing filled (each once)
         commission=sum(commission for _, _, commission in results),
         traded_notional=sum(filled_qty * price_of[c]
                             for c, (_, filled_qty, _) in zip(sent, results, strict=True)),
