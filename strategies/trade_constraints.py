@@ -94,7 +94,9 @@ def linear_terms(settings: TradeSettings, symbols: pd.Index, columns: pd.Index,
         if tau < -1e-12:
             raise StrategyError(
                 f"max_turnover {settings.max_turnover:.6g} is below the {forced:.6g} that "
-                f"selling held symbols without usable history already trades; raise it")
+                f"selling the held symbols this strategy cannot hold (excluded by "
+                f"[universe].exclude, or without usable history) already trades: raise "
+                f"max_turnover, or sell them at the broker; until then nothing trades")
         tau = max(tau, 0.0)
     sector_of, caps = _sector_index(settings, symbols, columns, upper)
     return LinearTerms(anchor=anchor, sector_of=sector_of, sector_caps=caps, max_turnover=tau)

@@ -251,7 +251,8 @@ def test_optimizer_bad_cost_params_name_key(params: dict[str, object], key: str)
 def test_optimizer_max_turnover_below_forced_sale_strategy_error() -> None:
     prices = prices_frame()
     prices.iloc[:-30, 1] = np.nan  # S1 is held but lacks history: it must be sold
-    with pytest.raises(StrategyError, match=r"max_turnover 0\.1 is below"):
+    with pytest.raises(StrategyError, match=r"max_turnover 0\.1 is below .* cannot hold "
+                       r"\(excluded by \[universe\]\.exclude, or without usable history\)"):
         build("min_variance", lookback_days=100, max_turnover=0.1).target_weights(prices,
                                                                                   CURRENT)
 
