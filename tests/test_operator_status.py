@@ -396,6 +396,32 @@ def test_status_says_the_sim_holdings_may_be_mid_cycle_while_a_cycle_runs(write_
     assert "judged against the previous cycle's targets" in " ".join(text.split())
     assert "no process runs it" not in text
 
+
+def test_status_lists_unsent_orders_of_the_cycles_shown_only(write_config):
+    """Each whole-share buy dropped for cash left an `unsent` row, and status listed up to
+    50 of them, weeks old, under "open and unsent orders", where they read as pending. The
+    unsent rows of the cycles status shows are listed; older ones are history."""
+    from bot.engine.journal import Journal
+    from bot.engine.statuses import CycleStatus, IntentStatus
+    from brokers.base import OrderSide
+
+    config = write_config()
+    assert run_cli_in_process("once", "--config", str(config)).returncode == 0
+    cfg = load_config(config, check_strategy=False)
+    journal = Journal(cfg.state_db)
+    for n in range(12):  # an old cycle's dropped buy, then eleven more cycles
+        cycle_id = journal.start_cycle(None)
+        if n in (0, 11):
+            cid = f"ab-{cycle_id}-DBC-b"
+            journal.record_intents(cycle_id, [(cid, "DBC", OrderSide.BUY, 1.0, 20.0)])
+            journal.set_status(cid, IntentStatus.UNSENT, "not enough cash after sells")
+        journal.finish_cycle(cycle_id, CycleStatus.FINISHED, {})
+    journal.close()
+    report = build_status_report(load_config(config, check_strategy=False))
+    shown = {c.cycle_id for c in report.cycles}
+    listed = [o for o in report.open_orders if o.status == "unsent"]
+    assert len(listed) == 1 and listed[0].cycle_id in shown
+
 def test_status_says_whose_targets_it_shows_when_another_strategy_computed_them(write_config):
     """Status shows the last cycle's targets under the current config's strategy name: after
     a switch (or beside another config on the same state dir) they were another strategy's,

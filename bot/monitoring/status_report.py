@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -299,7 +300,7 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
         account=account, var=None if var_cycle is None else cycle_row(var_cycle).var,
         universe_equity=book.universe_equity,
         holdings=book.holdings, outside_universe=book.outside,
-        open_orders=_orders(journal), cycles=tuple(recent),
+        open_orders=_orders(journal, recent), cycles=tuple(recent),
         equity_curve=tuple(EquityPoint(a, e) for a, e in history[-curve_points:]),
         notes=tuple(notes),
     )
@@ -515,9 +516,14 @@ def _holding_rows(priced: dict[str, tuple[float, float]] | None, cash: float,
     )
 
 
-def _orders(journal: Journal, limit: int = 50) -> tuple[OrderRow, ...]:
-    """Open intents (not yet final at the venue) and the ones abandoned unsent."""
-    rows = journal.intents(statuses=(*OPEN_INTENT_STATUSES, IntentStatus.UNSENT))[-limit:]
+def _orders(journal: Journal, recent: Sequence[CycleRow], limit: int = 50
+            ) -> tuple[OrderRow, ...]:
+    """Open intents (not yet final at the venue) and the ones abandoned unsent by the
+    ``recent`` cycles shown (older unsent rows piled up for weeks under "open and unsent
+    orders", read as orders still pending)."""
+    shown = {c.cycle_id for c in recent}
+    rows = [i for i in journal.intents(statuses=(*OPEN_INTENT_STATUSES, IntentStatus.UNSENT))
+            if i.status is not IntentStatus.UNSENT or i.cycle_id in shown][-limit:]
     return tuple(OrderRow(i.client_order_id, i.cycle_id, i.symbol, i.side.value, i.qty,
                           i.filled_qty, str(i.status), i.reason) for i in rows)
 
