@@ -199,3 +199,60 @@ def test_buys_spend_at_most_min_cash_buying_power_less_the_buffer(
     assert cost == pytest.approx(spendable, rel=1e-6)
     qty = {symbol: q for _, symbol, _, q in sized}
     assert qty["A"] / qty["B"] == pytest.approx(3.0, rel=1e-6)  # scaled in proportion
+
+
+def _buy(symbol: str, qty: float, price: float) -> PlannedOrder:
+    return PlannedOrder(symbol, OrderSide.BUY, qty, price, qty * price, "drift")
+
+
+def _spent(qty: tuple[float, ...], buys: list[PlannedOrder], unit_cost: float = 1.0,
+           commission_min: float = 0.0) -> float:
+    return sum(q * b.price for q, b in zip(qty, buys, strict=True)) * unit_cost + \
+        commission_min * sum(1 for q in qty if q > 0)
+
+
+def test_one_share_buy_scaled_by_the_price_margin_keeps_its_share():
+    """A 1-share whole-share buy beside a fractional one, scaled by 0.9975 (the live price
+    margin of every fully invested rebalance at Alpaca): the floor dropped the share on
+    every cycle ("not enough cash after sells" with cash to spare), so that asset stayed a
+    share under target for good. The fractional buy now makes room for it."""
+    from bot.core.rebalance import size_buys_to_cash
+
+    buys = [_buy("SPY", 100.0, 400.0), _buy("DBC", 1.0, 97.02)]
+    cash = 0.9975 * (40_000.0 + 97.02)
+    sized = size_buys_to_cash(tuple(buys), cash, RebalancePolicy(), 0.0,
+                              {"SPY": True, "DBC": False})
+    assert sized.qty[1] == 1.0 and 99.0 < sized.qty[0] < 100.0
+    assert _spent(sized.qty, buys) <= cash
+
+
+def test_whole_share_buys_get_back_the_shares_the_floor_took_within_the_cash():
+    from bot.core.rebalance import size_buys_to_cash
+
+    buys = [_buy("A", 10.0, 50.0), _buy("B", 3.0, 100.0)]
+    sized = size_buys_to_cash(tuple(buys), 790.0, RebalancePolicy(), 0.0, {})
+    assert sized.qty == (9.0, 3.0) and _spent(sized.qty, buys) <= 790.0  # B's .96 first
+
+
+def test_buys_sized_to_cash_never_exceed_it_nor_the_plan_and_stay_whole():
+    """Random buys, costs and cash: within the cash with costs, never above the planned
+    qty, whole shares where the asset is not fractionable."""
+    from bot.core.rebalance import size_buys_to_cash
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n = int(rng.integers(1, 6))
+        whole = rng.random(n) < 0.5
+        buys = [_buy(f"S{i}", float(rng.integers(1, 40)) if whole[i]
+                     else round(float(rng.uniform(0.1, 40)), 6), float(rng.uniform(5, 500)))
+                for i in range(n)]
+        policy = RebalancePolicy(cost_bps_estimate=float(rng.choice([0.0, 5.0])))
+        commission = float(rng.choice([0.0, 1.0]))
+        needed = sum(b.notional for b in buys)
+        cash = needed * float(rng.uniform(0.5, 1.0))
+        sized = size_buys_to_cash(tuple(buys), cash, policy, commission,
+                                  {b.symbol: not w for b, w in zip(buys, whole, strict=True)})
+        unit = 1 + policy.cost_bps_estimate / 1e4
+        assert _spent(sized.qty, buys, unit, commission) <= cash + 1e-9
+        assert all(0.0 <= q <= b.qty for q, b in zip(sized.qty, buys, strict=True))
+        assert all(q == int(q) for q, w in zip(sized.qty, whole, strict=True) if w)

@@ -394,15 +394,51 @@ def size_buys_to_cash(buys: tuple[PlannedOrder, ...], cash: float, policy: Rebal
                       qty_decimals: int = QTY_DECIMALS) -> BuySizing:
     """Scale planned buys down when ``cash`` (re-read after the sells filled) is less than
     they need: needed = Σ notional × (1 + cost_bps) + commission_min per buy; each qty ×
-    cash/needed is floored like the planner's (whole shares where not fractionable); a buy
-    left below ``min_order_notional`` or at 0 shares is dropped (qty 0)."""
+    (cash − the minimum commissions) / (needed − them) is floored like the planner's
+    (whole shares where not fractionable), then the whole shares the floor took are given
+    back where the cash allows (``_whole_shares_back``); a buy left below
+    ``min_order_notional`` or at 0 shares is dropped (qty 0)."""
     needed = buys_cash_needed(buys, policy, commission_min)
     if needed <= cash:
         return BuySizing(tuple(o.qty for o in buys), 1.0, needed)
-    scale = max(cash, 0.0) / needed
-    raw = np.array([o.qty for o in buys], dtype=float) * scale
+    fixed = commission_min * len(buys)  # the minimum commissions do not scale with qty
+    scale = max(cash - fixed, 0.0) / (needed - fixed) if needed > fixed else 0.0
+    planned = np.array([o.qty for o in buys], dtype=float)
+    raw = planned * scale
     whole = np.array([not fractionable.get(o.symbol, False) for o in buys], dtype=bool)
     qty = _floor_qty(raw, whole, qty_decimals)
     price = np.array([o.price for o in buys], dtype=float)
+    qty = _whole_shares_back(qty, raw, planned, whole, price, max(cash, 0.0),
+                             1.0 + policy.cost_bps_estimate * BPS, commission_min, qty_decimals)
     qty = np.where((qty > 0) & (qty * price >= policy.min_order_notional), qty, 0.0)
     return BuySizing(tuple(float(q) for q in qty), scale, needed)
+
+
+def _whole_shares_back(qty: np.ndarray, raw: np.ndarray, planned: np.ndarray,
+                       whole: np.ndarray, price: np.ndarray, cash: float, unit_cost: float,
+                       commission_min: float, qty_decimals: int) -> np.ndarray:
+    """Give back, largest remainder first, the share each whole-share buy lost to the floor
+    (at most its planned qty) while the buys' cost stays within ``cash``, taking the room
+    from the fractional buys if the spare cash is short: a 1-share buy scaled by 0.9975
+    (the live price margin, every fully invested rebalance at Alpaca) floored to none on
+    every cycle, leaving that asset a share under target for good."""
+    fractional = ~whole
+
+    def cost(q: np.ndarray) -> float:
+        return float((q * price).sum()) * unit_cost + commission_min * np.count_nonzero(q)
+
+    for i in np.argsort(-np.where(whole, raw - qty, 0.0), kind="stable").tolist():
+        if not whole[i] or raw[i] - qty[i] <= 0.0 or qty[i] + 1.0 > planned[i]:
+            continue
+        trial = qty.copy()
+        trial[i] += 1.0
+        over = cost(trial) - cash
+        if over > 0.0:  # shrink the fractional buys by what the share needs
+            room = float((trial[fractional] * price[fractional]).sum()) * unit_cost
+            if not room > over:
+                continue
+            trial[fractional] = _floor_qty(trial[fractional] * ((room - over) / room),
+                                           whole[fractional], qty_decimals)
+        if cost(trial) <= cash:
+            qty = trial
+    return qty
