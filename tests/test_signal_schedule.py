@@ -172,3 +172,29 @@ def test_excluding_or_readmitting_a_symbol_mid_month_recomputes_the_held_signal(
     assert "DDD" in broker.positions()
     journal.close()
     broker.close()
+
+
+def test_held_signal_on_a_symbol_the_raised_risk_window_no_longer_covers_is_recomputed(
+        tmp_path):
+    """A monthly signal weighed a symbol listed 40 sessions ago under a 30-day risk window;
+    the operator then raised [risk].lookback_days to 120. The held signal still weighed
+    it, the risk step refused it (too short a history) and every cycle failed until the
+    next month's signal. It is recomputed at once, without that symbol."""
+    from dataclasses import replace
+
+    from bot.core.risk import RiskLimits
+    from bot.core.signal import SignalSchedule
+    from bot.engine.statuses import CycleStatus
+    from tests.test_cycle import make_ctx, wake_and_run
+
+    prices = random_walk_prices(["AAA", "BBB", "CCC"], 400, seed=5)
+    prices.iloc[:260, 2] = np.nan  # CCC lists 40 sessions before the replay's first day
+    ctx = make_ctx(tmp_path, prices=prices, limits=RiskLimits(lookback_days=30))
+    ctx.strategy = strategies.create("equal_weight")
+    ctx.settings = replace(ctx.settings, signal=SignalSchedule("monthly"))
+    first = wake_and_run(ctx)
+    assert first.status is CycleStatus.FINISHED and first.figures["targets"].get("CCC", 0) > 0
+    ctx.settings = replace(ctx.settings, limits=RiskLimits(lookback_days=120))
+    later = wake_and_run(ctx)  # the next session: not a signal day
+    assert later.status is CycleStatus.FINISHED, later.error
+    assert "CCC" not in later.figures["targets"]

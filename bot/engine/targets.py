@@ -119,6 +119,20 @@ def risk_checked_targets(strategy: Strategy, prices: pd.DataFrame, universe: tup
     return weights, apply_risk_limits(weights, prices, limits)
 
 
+def _held_outside_risk_window(weights: pd.Series, prices: pd.DataFrame,
+                              risk_lookback_days: int | None) -> bool:
+    """Whether a held weight sits on a symbol with no price at the start of the risk step's
+    window (listed later): its VaR cannot be measured, and the risk step refused the held
+    signal on every cycle until the next signal day."""
+    if risk_lookback_days is None or len(prices) <= risk_lookback_days:
+        return False
+    first = prices.to_numpy(dtype=float)[-(risk_lookback_days + 1)]
+    if not np.isnan(first).any():  # (the usual case: every symbol covers the window)
+        return False
+    aligned = weights.reindex(prices.columns, fill_value=0.0).to_numpy(dtype=float)
+    return bool(np.isnan(first[aligned != 0]).any())
+
+
 def _strategy_key(strategy: Strategy) -> str:
     """Changes when the strategy or its parameters change (the held weights are then stale)."""
     return hashlib.sha256(repr(strategy).encode()).hexdigest()[:16]
@@ -261,9 +275,12 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
                     if rules.signal.every_sessions is not None else 0)
         if not is_signal_day(asof, last, rules.signal, sessions):
             weights = _held_weights(journal, held, rules)
-            log.info("signal_held", signal_asof=last.isoformat(),
-                     schedule=rules.signal.describe())
-            return weights, apply_risk_limits(weights, prices, rules.limits), strategy.name
+            if not _held_outside_risk_window(weights, prices, rules.limits.lookback_days):
+                log.info("signal_held", signal_asof=last.isoformat(),
+                         schedule=rules.signal.describe())
+                return weights, apply_risk_limits(weights, prices, rules.limits), strategy.name
+            # else recompute today: the held signal weighs a symbol the risk step's window
+            # no longer covers ([risk].lookback_days raised since), which it refuses
     for candidate in (strategy, fallback):
         if candidate is None:
             continue
