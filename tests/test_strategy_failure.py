@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pandas as pd
 from click.testing import CliRunner
 from conftest import json_lines
@@ -172,3 +173,22 @@ def test_sim_clock_on_early_close_day_runs_before_1pm_close(tmp_path: Path):
     assert clock.next_close.strftime("%H:%M") == "17:00"  # the 13:00 early close
     assert clock.next_open.date() == date(2024, 7, 5)  # the 4th is a holiday
     broker.close()
+
+
+def test_strategy_naming_a_symbol_hidden_as_too_recent_says_why_it_has_no_price(
+        tmp_path: Path):
+    """A view (or safe asset) on a symbol listed too recently for the risk window: the
+    cycle hides its column, and the strategy said the symbol was "not among the priced
+    symbols" (it is priced, and in the universe). The reason now says why it was hidden."""
+    prices = random_walk_prices(SYMBOLS, 400, seed=5)
+    prices.iloc[:260, 2] = np.nan  # the third symbol lists 40 sessions before the replay
+    ctx = make_ctx(tmp_path, prices=prices)  # risk window: 60 sessions
+    third = SYMBOLS[2]
+    ctx.strategy = strategies.create("black_litterman", lookback_days=30, views=[
+        {"assets": {third: 1.0}, "return": 0.10}])
+    with capture_logs() as logs:
+        result = wake_and_run(ctx)
+    assert result.status is CycleStatus.HELD
+    [failed] = [e for e in logs if e["event"] == "strategy_failed"]
+    assert f"{third}: hidden from the strategy today, listed too recently" in failed["reason"]
+    assert [e["symbol"] for e in logs if e["event"] == "asset_excluded"] == [third]

@@ -79,9 +79,20 @@ def strategy_weights(strategy: Strategy, prices: pd.DataFrame, universe: tuple[s
     symbol listed too recently for the risk step's window of ``risk_lookback_days``
     returns (``asset_excluded``): the VaR of a weight on it cannot be measured, and every
     cycle would fail until it could (a year, for a new ETF under a 252-day window)."""
-    hidden = list(excluded) + _too_recent(prices, excluded, risk_lookback_days)
+    recent = _too_recent(prices, excluded, risk_lookback_days)
+    hidden = list(excluded) + recent
     visible = prices.drop(columns=hidden) if hidden else prices
-    raw = strategy.target_weights(visible, current_weights)
+    try:
+        raw = strategy.target_weights(visible, current_weights)
+    except StrategyError as exc:
+        if not recent:
+            raise
+        # its message says a symbol it names has no price (a view's, the safe asset): say
+        # why, or the user looks for a missing column that is there
+        raise StrategyError(
+            f"{exc} ({', '.join(recent)}: hidden from the strategy today, listed too "
+            f"recently for the risk step's {risk_lookback_days}-day window; see "
+            "asset_excluded)") from None
     if not hidden and tuple(raw.index.tolist()) == universe:  # the usual case
         return raw
     return raw.reindex(list(universe), fill_value=0.0)  # a NaN of its own stays: refused
