@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 from conftest import json_lines
 
@@ -192,3 +193,25 @@ def test_strategy_naming_a_symbol_hidden_as_too_recent_says_why_it_has_no_price(
     [failed] = [e for e in logs if e["event"] == "strategy_failed"]
     assert f"{third}: hidden from the strategy today, listed too recently" in failed["reason"]
     assert [e["symbol"] for e in logs if e["event"] == "asset_excluded"] == [third]
+
+
+def test_fractional_holding_at_a_whole_share_venue_sells_its_whole_shares_and_trades_on(
+        tmp_path: Path):
+    """Fractional trading turned off on an account holding fractional shares: each full
+    exit asked for the fractional quantity, the venue refused it, the buys after it were
+    dropped for want of its cash, and nothing traded again. The sell is cut to the whole
+    shares; the fraction stays."""
+    prices = random_walk_prices(SYMBOLS, 400)
+    ctx = make_ctx(tmp_path, prices=prices)
+    assert wake_and_run(ctx).status is CycleStatus.FINISHED  # fractional shares bought
+    held = {s: p.qty for s, p in ctx.broker.positions().items()}
+    assert any(q != int(q) for q in held.values())
+    ctx.broker = SimulatedBroker(tmp_path / "state.sqlite", prices, starting_cash=100_000.0,
+                                 fractional=False, replay_start=prices.index[300].date())
+    exit_symbol = SYMBOLS[0]
+    ctx.strategy = strategies.create("fixed", weights=dict.fromkeys(SYMBOLS[1:], 0.5))
+    result = wake_and_run(ctx)
+    assert result.status is CycleStatus.FINISHED and result.figures["orders_rejected"] == 0
+    assert result.figures["orders_filled"] >= 2  # the sell and the buys went through
+    left = ctx.broker.positions()[exit_symbol].qty
+    assert 0 < left < 1 and left == pytest.approx(held[exit_symbol] % 1)

@@ -53,6 +53,8 @@ log = structlog.get_logger("allocbot.execution")
 # max(planning price, latest trade) × (1 + this): the fill comes at the ask, seconds after
 # the check, and the venue refuses in full a buy its buying power does not cover.
 MARKET_BUY_MARGIN_BPS = 25.0
+# An order dropped because only a fraction of a share of a whole-share asset would be sold.
+FRACTION_UNSELLABLE = "a fraction of a share: the asset trades in whole shares only"
 # The cash buffer is kept to this fraction of equity: float noise between the planner's sum
 # and the account's must not trim a buy (the simulator's figures stay exact).
 _BUFFER_TOLERANCE = 1e-9
@@ -117,7 +119,8 @@ def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
         return ExecutionReport(0, 0, 0, 0, 0, 0.0)
 
     results: list[tuple[OrderStatus, float, float]] = []  # status, filled qty, commission
-    sells = [(c, o) for c, o in zip(cids, orders, strict=True) if o.side is OrderSide.SELL]
+    sells = _whole_share_sells(journal, [(c, o) for c, o in zip(cids, orders, strict=True)
+                                         if o.side is OrderSide.SELL], fractionable)
     buys = [(c, o) for c, o in zip(cids, orders, strict=True) if o.side is OrderSide.BUY]
     results += _send_and_wait(broker, journal, [(c, o.symbol, o.side, o.qty) for c, o in sells],
                               settings)
@@ -139,6 +142,27 @@ def execute_plan(broker: Broker, journal: Journal, cycle_id: str,
         traded_notional=sum(filled_qty * price_of[c]
                             for c, (_, filled_qty, _) in zip(sent, results, strict=True)),
     )
+
+
+def _whole_share_sells(journal: Journal, sells: list[tuple[str, PlannedOrder]],
+                       fractionable: dict[str, bool]) -> list[tuple[str, PlannedOrder]]:
+    """Sells of a whole-share asset cut to its whole shares (the intent resized before
+    anything is sent; none left: ``unsent``). A fraction held there (bought while
+    fractional trading was on) cannot be sold: asking for it got the sell refused, and the
+    buys after it dropped for want of its cash, on every cycle."""
+    out = []
+    for cid, o in sells:
+        whole = float(math.floor(o.qty + 1e-9))
+        if fractionable.get(o.symbol, False) or whole >= o.qty:
+            out.append((cid, o))
+        elif whole <= 0.0:
+            journal.set_status(cid, IntentStatus.UNSENT, FRACTION_UNSELLABLE)
+            log.warning("order_dropped", client_order_id=cid, symbol=o.symbol,
+                        reason=FRACTION_UNSELLABLE)
+        else:
+            journal.resize_intent(cid, whole)
+            out.append((cid, replace(o, qty=whole, notional=whole * o.price)))
+    return out
 
 
 def _size_buys_to_cash(broker: Broker, journal: Journal,
