@@ -587,3 +587,41 @@ def test_once_alpaca_submit_that_timed_out_blocks_trading_until_known_never_sent
     assert done["status"] == "finished" and done["orders_filled"] > 0
     created = [(o.symbol, o.side) for o in fake.orders_created()]
     assert len(created) == len(set(created))  # one order per symbol and side
+
+
+def test_once_alpaca_order_left_working_by_a_killed_run_is_canceled_past_the_wait(
+    fake: FakeAlpaca, write_config: Any
+) -> None:
+    """A run killed while its first order worked (a stuck SPY sell): the sender would have
+    canceled it after order_wait_secs, but every later cycle only said orders_still_open,
+    until the day order expired at the close. Past the wait it is canceled; the next cycle
+    books the cancel and trades."""
+    fake.stuck_symbols.add("SPY")
+    paused = alpaca_config(write_config, fake, faults={"enabled": True,
+                                                       "pause_after_submit_secs": 5.0})
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "once", "--config", str(paused)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+                            env={**os.environ, **KEYS_ENV})
+    try:
+        deadline = time.monotonic() + 60
+        while not fake.order_posts() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert len(fake.order_posts()) == 1, "the first run should be paused after one order"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    config = str(write_config({"broker": {"kind": "alpaca", "order_wait_secs": 0.5},
+                               "alpaca": {"base_url": fake.url, "data_url": fake.url,
+                                          "poll_interval_secs": 0.02},
+                               "universe": {"symbols": UNIVERSE}}, name="short_wait.toml"))
+    time.sleep(0.6)  # the stuck order is now past the wait
+    second = json_lines(run_cli_in_process("once", "--config", config, env=KEYS_ENV).stdout)
+    [canceled] = [e for e in second if e["event"] == "order_canceled_past_wait"]
+    assert canceled["symbol"] == "SPY" and canceled["side"] == "sell"
+    [done] = [e for e in second if e["event"] == "cycle_finished"]
+    assert done["reason"] == "orders_still_open"
+    fake.stuck_symbols.clear()
+    third = json_lines(run_cli_in_process("once", "--config", config, env=KEYS_ENV).stdout)
+    [done] = [e for e in third if e["event"] == "cycle_finished"]
+    assert done["status"] == "finished" and done["orders_filled"] > 0
+    assert fake.orders_created()[0].status == "canceled"

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -142,6 +142,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
     still_open = [i.client_order_id for i in journal.open_intents()] + [
         o.client_order_id for o in unknown]
     if still_open:
+        _cancel_orders_past_their_wait(broker, journal, s.order_wait_secs)
         log.warning("orders_still_open", client_order_ids=still_open,
                     note="an earlier order is still working; not trading until it is done")
         return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {"reason": "orders_still_open"})
@@ -278,6 +279,29 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
         "drifted": list(plan.drifted), "targets": _rounded(decision.weights),
         "strategy": used,  # whose targets: the strategy's, or the fallback's
     })
+
+
+def _cancel_orders_past_their_wait(broker: Broker, journal: Journal, wait_secs: float) -> None:
+    """Cancel this journal's orders still working at the venue more than ``wait_secs`` after
+    they were submitted: the process that sent one would have canceled it then, and one
+    left by a process that died blocked every cycle until the venue expired it (a day
+    order: at the close). The next cycle's reconciliation books how each ended."""
+    now = datetime.now(UTC)
+    for intent in journal.open_intents():
+        if intent.broker_order_id is None:  # no answer journaled yet: nothing to cancel
+            continue
+        order = broker.get_order_by_client_id(intent.client_order_id)
+        if order is None or order.status.is_terminal or order.submitted_at is None:
+            continue
+        age_secs = (now - order.submitted_at).total_seconds()
+        if age_secs > wait_secs:
+            broker.cancel_order(order.id)
+            log.warning("order_canceled_past_wait", client_order_id=intent.client_order_id,
+                        symbol=order.symbol, side=order.side.value, status=order.status.value,
+                        filled_qty=order.filled_qty, age_secs=round(age_secs, 1),
+                        order_wait_secs=wait_secs,
+                        note="still working after order_wait_secs, its sender gone: "
+                             "canceled; the next cycle books how it ended and trades")
 
 
 def _planning_prices(prices: pd.DataFrame, universe: tuple[str, ...],
