@@ -422,6 +422,17 @@ def test_status_lists_unsent_orders_of_the_cycles_shown_only(write_config):
     listed = [o for o in report.open_orders if o.status == "unsent"]
     assert len(listed) == 1 and listed[0].cycle_id in shown
 
+
+def test_status_says_a_dry_run_cycle_sent_nothing(write_config):
+    """A dry-run cycle read "finished  5  0" in status with no note, like five orders that
+    failed to fill; after switching back to paper the operator could not tell."""
+    config = write_config({"bot": {"mode": "dry_run"}})
+    assert run_cli_in_process("once", "--config", str(config)).returncode == 0
+    report = build_status_report(load_config(config, check_strategy=False))
+    [cycle] = report.cycles
+    assert cycle.orders_planned and not cycle.orders_filled
+    assert cycle.shown_note == "dry run: orders planned, not sent"
+
 def test_status_says_whose_targets_it_shows_when_another_strategy_computed_them(write_config):
     """Status shows the last cycle's targets under the current config's strategy name: after
     a switch (or beside another config on the same state dir) they were another strategy's,

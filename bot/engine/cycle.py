@@ -278,6 +278,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
         "max_drift": round(plan.max_drift, 6),
         "drifted": list(plan.drifted), "targets": _rounded(decision.weights),
         "strategy": used,  # whose targets: the strategy's, or the fallback's
+        **({"mode": s.mode} if s.mode == "dry_run" else {}),  # orders planned, none sent
     })
 
 

@@ -50,6 +50,9 @@ from bot.errors import AllocbotError
 from bot.monitoring.outcomes import MARKET_CLOSED, is_success
 
 REARM_COMMAND = "allocbot rearm"
+# A dry-run cycle's note: its planned orders were journaled, none sent (its "0 filled"
+# read as orders that failed)
+DRY_RUN_NOTE = "dry run: orders planned, not sent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +343,8 @@ def cycle_row(raw: dict[str, Any]) -> CycleRow:
         orders_planned=s.get("orders_planned"), orders_filled=s.get("orders_filled"),
         equity=None if equity is None else float(equity),
         var=None if s.get("var") is None else float(s["var"]),
-        note=s.get("reason"), error=s.get("error") if failed else None,
+        note=s.get("reason") or (DRY_RUN_NOTE if s.get("mode") == "dry_run" else None),
+        error=s.get("error") if failed else None,
         detail=s.get("guard_detail"),
         wakes=wakes if type(wakes := s.get(CLOSED_WAKES, 1)) is int and wakes > 1 else 1,
     )
