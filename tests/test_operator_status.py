@@ -433,6 +433,19 @@ def test_status_says_a_dry_run_cycle_sent_nothing(write_config):
     assert cycle.orders_planned and not cycle.orders_filled
     assert cycle.shown_note == "dry run: orders planned, not sent"
 
+
+def test_status_says_an_excluded_holding_is_sold_by_the_next_cycle(write_config):
+    """A held symbol added to [universe].exclude: status showed it at its old target with
+    nothing to say the next cycle sells it (~58 % of the account in the trial)."""
+    config = write_config()
+    assert run_cli_in_process("once", "--config", str(config)).returncode == 0
+    excluded = write_config({"universe": {"symbols": ["SPY", "TLT", "IEF", "GLD", "DBC"],
+                                          "exclude": ["TLT"]}}, name="excluded.toml")
+    report = build_status_report(load_config(excluded, check_strategy=False))
+    assert any(h.symbol == "TLT" and h.qty for h in report.holdings)
+    assert any(n.startswith("TLT held but excluded ([universe].exclude): the next cycle "
+                            "sells it") for n in report.notes)
+
 def test_status_says_whose_targets_it_shows_when_another_strategy_computed_them(write_config):
     """Status shows the last cycle's targets under the current config's strategy name: after
     a switch (or beside another config on the same state dir) they were another strategy's,

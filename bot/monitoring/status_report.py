@@ -464,6 +464,10 @@ def _book(priced: dict[str, tuple[float, float]] | None, cash: float, equity: fl
     if stale:
         notes.append(f"the last cycle's targets name {', '.join(stale)}, outside the universe "
                      "now: not shown (the next cycle computes targets for the new universe)")
+    excluded = sorted(s for s, (qty, _) in inside.items() if s in cfg.universe.exclude and qty)
+    if excluded:  # its row shows the last cycle's target, from before the exclusion
+        notes.append(f"{', '.join(excluded)} held but excluded ([universe].exclude): the next "
+                     "cycle sells it back to cash (its target shown is the last cycle's)")
     rows = _holding_rows(inside if priced is not None else None, cash,
                          {s: t for s, t in targets.items() if s not in stale}, cfg)
     universe_equity = (math.fsum([cash, *(q * p for q, p in inside.values())])
