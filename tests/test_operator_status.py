@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.config import ScheduleSection, load_config
@@ -511,3 +512,26 @@ def test_status_pnl_since_inception_counts_the_costs_of_a_cycle_that_died_after_
 def _finished_cycle(stdout: str) -> dict:
     """The ``cycle_finished`` event of one ``once`` run's output."""
     return next(e for e in json_lines(stdout) if e["event"] == "cycle_finished")
+
+
+def test_check_config_refuses_prices_the_stored_sim_account_cannot_continue_on(
+        write_config, tmp_path):
+    """A price file cut before the replay's day, or without a held symbol's column:
+    `check-config` said OK, and the next `once` exited 2 (the simulator refuses to open
+    the account). check-config now names both problems."""
+    from bot.sample_market import SAMPLE_PRICES_PATH
+
+    config = write_config()
+    for _ in range(3):
+        assert run_cli_in_process("once", "--config", str(config)).returncode == 0
+    sample = pd.read_csv(SAMPLE_PRICES_PATH, index_col="date", parse_dates=True)
+    cut = tmp_path / "cut.csv"
+    sample.loc[:"2006-01-03"].drop(columns=["GLD"]).to_csv(cut)
+    edited = write_config({"sim": {"prices": str(cut)},
+                           "universe": {"symbols": ["SPY", "TLT", "IEF", "DBC"]}},
+                          name="cut.toml")
+    proc = run_cli_in_process("check-config", "--config", str(edited))
+    assert proc.returncode == 2
+    text = " ".join(proc.stderr.split())
+    assert "is not in the price data" in text and "holds GLD but the price data" in text
+    assert run_cli_in_process("once", "--config", str(edited)).returncode == 2

@@ -29,6 +29,8 @@ from strategies import Strategy
 if TYPE_CHECKING:
     import pandas as pd
 
+    from brokers.sim.ledger import LedgerState
+
 
 class PreflightError(ConfigError):
     """The config names symbols its universe or price data lack, or asks what they cannot
@@ -205,10 +207,9 @@ def replay_problems(cfg: Config, prices: pd.DataFrame, strategy: Strategy | None
     return []
 
 
-def stored_replay_date(cfg: Config) -> date | None:
-    """The replay day the state dir's simulated account last opened, read-only (SQLite
-    ``mode=ro``). None for a fresh state dir, an account not yet woken, and a file that
-    cannot be read: the writer's open reports that one."""
+def stored_sim_account(cfg: Config) -> LedgerState | None:
+    """The state dir's simulated account, read-only (SQLite ``mode=ro``). None for a fresh
+    state dir and a file that cannot be read: the writer's open reports that one."""
     if not cfg.state_db.is_file():
         return None
     import sqlite3
@@ -220,12 +221,18 @@ def stored_replay_date(cfg: Config) -> date | None:
     except AllocbotError:
         return None
     try:
-        state = ledger.load_or_create(0.0)
+        return ledger.load_or_create(0.0)
     except (AllocbotError, sqlite3.Error):
         return None
     finally:
         ledger.close()
-    if state.cursor_date is None:
+
+
+def stored_replay_date(cfg: Config) -> date | None:
+    """The replay day the state dir's simulated account last opened (None: a fresh state
+    dir, an account not yet woken, a file that cannot be read)."""
+    state = stored_sim_account(cfg)
+    if state is None or state.cursor_date is None:
         return None
     try:
         return date.fromisoformat(state.cursor_date)
@@ -285,6 +292,15 @@ def config_problems(cfg: Config) -> list[str]:
     problems += benchmark_problems(cfg, universe)
     if prices is None:
         return problems
+    account = stored_sim_account(cfg)
+    if account is not None:  # the simulator refuses to open an account these prices lack
+        from brokers.sim.broker import stored_account_problems
+
+        refused = stored_account_problems(account, set(prices.index.date),
+                                          {str(c) for c in prices.columns})
+        if refused:
+            return problems + [f"[sim].prices {cfg.sim.prices} and the state dir "
+                               f"{cfg.bot.state_dir}: {p}" for p in refused]
     day = stored_replay_date(cfg)  # a replay under way ignores [sim].replay_start
     return problems + (replay_problems(cfg, prices, strategy) if day is None
                        else replay_position_problems(cfg, prices, day, strategy))

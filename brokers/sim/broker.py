@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Self
@@ -97,6 +97,24 @@ def _as_date(value: date) -> date:
         aware = value.tzinfo is not None and value.utcoffset() is not None
         return value.astimezone(EXCHANGE_TZ).date() if aware else value.date()
     return value
+
+
+def stored_account_problems(state: LedgerState, dates: Collection[date],
+                            columns: Collection[str]) -> list[str]:
+    """Why a stored sim account cannot continue on these prices (``dates``, ``columns``):
+    its replay date is not among them, or it holds a symbol they do not price. The broker
+    refuses to open on the first; ``allocbot check-config`` reports them."""
+    problems = []
+    if state.cursor_date is not None and date.fromisoformat(state.cursor_date) not in dates:
+        problems.append(f"sim account replay date {state.cursor_date} is not in the price "
+                        "data; use the price file the account was started with, or a new "
+                        "state file")
+    unpriced = sorted(set(state.holdings) - set(columns))
+    if unpriced:
+        problems.append(f"sim account holds {', '.join(unpriced)} but the price data has no "
+                        "such column; keep every held symbol in the prices given to the "
+                        "simulator")
+    return problems
 
 
 class SimulatedBroker:
@@ -196,19 +214,11 @@ class SimulatedBroker:
         """Take over the stored account; its replay date must be in the price data."""
         self._cash, self._ended = state.cash, state.ended
         self._row: int | None = None
+        problems = stored_account_problems(state, self._row_of, self._col_of)
+        if problems:
+            raise BrokerDataError(problems[0])
         if state.cursor_date is not None:
-            self._row = self._row_of.get(date.fromisoformat(state.cursor_date))
-            if self._row is None:
-                raise BrokerDataError(
-                    f"sim account replay date {state.cursor_date} is not in the price data; "
-                    f"use the price file the account was started with, or a new state file"
-                )
-        unpriced = sorted(set(state.holdings) - set(self._col_of))
-        if unpriced:
-            raise BrokerDataError(
-                f"sim account holds {', '.join(unpriced)} but the price data has no such "
-                f"column; keep every held symbol in the prices given to the simulator"
-            )
+            self._row = self._row_of[date.fromisoformat(state.cursor_date)]
         self._qty = {s: qty for s, (qty, _) in state.holdings.items()}
         self._avg = {s: avg for s, (_, avg) in state.holdings.items()}
         # The same quantities by price column, so equity is one vector product per call.
