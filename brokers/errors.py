@@ -23,9 +23,10 @@ class OrderRejectedError(BrokerRefusedError):
 
 
 class SubmitOutcomeUnknownError(BrokerTransientError):
-    """An order's submit may have reached the venue though no answer came (a read timeout,
-    a dropped connection, a 5xx): the cycle fails, and no cycle trades until the venue
-    shows the order or the recheck window ends (``bot.engine.statuses.SUBMIT_UNANSWERED``)."""
+    """An order's submit may have been carried out though no answer came back (a read
+    timeout, a dropped connection, a 5xx, on any attempt): the cycle fails, and no cycle
+    trades until the venue shows the order or the recheck window ends
+    (``bot.engine.statuses.SUBMIT_UNANSWERED``)."""
 
 
 class BrokerConfigError(ConfigError):

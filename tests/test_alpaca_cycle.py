@@ -455,13 +455,14 @@ def test_once_alpaca_refused_orders_spend_none_of_the_day_turnover_cap(
 def test_once_alpaca_cycles_failed_while_sending_spend_none_of_the_day_turnover_cap(
     fake: FakeAlpaca, write_config: Any
 ) -> None:
-    """A cycle that failed while sending (the venue answered 500 until the retry budget ran
-    out) kept its whole plan counted toward [guards] max_turnover_per_day: after two such
-    cycles the bot stayed blocked for the rest of the day once the venue recovered. The
-    day's turnover is now read from the journal's intents, and the next start's
-    reconciliation finds those orders never reached the venue (unsent): they count
-    nothing."""
-    fake.fail_next(1000, 500, path_prefix="/v2/orders", method="POST")
+    """A cycle that failed while sending (the venue answered 429 until the retry budget ran
+    out: refused unprocessed) kept its whole plan counted toward [guards]
+    max_turnover_per_day: after two such cycles the bot stayed blocked for the rest of the
+    day once the venue recovered. The day's turnover is now read from the journal's
+    intents, and the next start's reconciliation finds those orders never reached the
+    venue (unsent): they count nothing. (A 5xx may have been carried out: such a submit
+    waits for the venue, ``..._lost_answer_then_refusals_...`` below.)"""
+    fake.fail_next(1000, 429, path_prefix="/v2/orders", method="POST")
     config = _day_cap_config(write_config, fake, retry_budget_secs=0.3)
     for _ in range(2):
         proc = run_cli_in_process("once", "--config", config, env=KEYS_ENV)
@@ -625,3 +626,31 @@ def test_once_alpaca_order_left_working_by_a_killed_run_is_canceled_past_the_wai
     [done] = [e for e in third if e["event"] == "cycle_finished"]
     assert done["status"] == "finished" and done["orders_filled"] > 0
     assert fake.orders_created()[0].status == "canceled"
+
+
+@pytest.mark.parametrize("then", [429, 500])
+def test_once_alpaca_lost_answer_then_refusals_waits_for_the_order_never_sells_twice(
+    fake: FakeAlpaca, write_config: Any, then: int
+) -> None:
+    """The first attempt is carried out and its answer lost; the retries are answered 429
+    (or 500) until the budget is spent. The last answer said nothing of the first attempt,
+    yet the mark was cleared, and the next cycle, not seeing the order yet, sold the same
+    SPY again. The submit's outcome is unknown: the next cycle waits for the order."""
+    fake.lose_response_next(1)
+    fake.fail_next(50, then, path_prefix="/v2/orders", method="POST")
+    config = str(alpaca_config(write_config, fake, retry_budget_secs=0.3))
+    first = json_lines(run_cli_in_process("once", "--config", config, env=KEYS_ENV).stdout)
+    [failed] = [e for e in first if e["event"] == "cycle_failed"]
+    assert "SubmitOutcomeUnknownError" in failed["error"]
+    fake.clear_faults()
+    [attempted] = {p["client_order_id"] for p in posted_orders(fake)}
+    # the venue does not show it yet (the lag in which a second sell went out)
+    fake.answer_next("/v2/orders:by_client_order_id",
+                     {"code": 40410000, "message": "order not found"}, status=404)
+    second = json_lines(run_cli_in_process("once", "--config", config, env=KEYS_ENV).stdout)
+    [pending] = [e for e in second if e["event"] == "order_answer_pending"]
+    assert pending["client_order_id"] == attempted
+    [done] = [e for e in second if e["event"] == "cycle_finished"]
+    assert done["reason"] == "orders_still_open"
+    created = [(o.symbol, o.side) for o in fake.orders_created()]
+    assert len(created) == len(set(created)) == 1  # the one carried out, never a second

@@ -294,9 +294,11 @@ def _send_one_by_one(broker: Broker, journal: Journal, requests: list[OrderReque
             order = broker.submit_order(request)
         except SubmitOutcomeUnknownError:
             raise  # it may be at the venue: the mark keeps every cycle off it until known
-        except Exception:
-            journal.clear_submit_mark(cid)  # answered unprocessed (a 429, a refusal)
+        except BrokerTransientError:
+            journal.clear_submit_mark(cid)  # refused unprocessed (429s throughout)
             raise
+        # any other error (an answer that did not parse, a bug) keeps the mark: the order
+        # may exist, and waiting on it is recoverable where a second order is not
         final_fills = None
         if order.status.is_terminal:  # filled or refused at once: one journal write
             final_fills = broker.fills_for(cid)

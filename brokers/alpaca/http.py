@@ -192,12 +192,13 @@ class RetryBudget:
     ) -> T:
         """Run ``fn`` (one alpaca-py call), retrying 429/5xx/network errors.
 
-        ``creates``: the request creates something at the venue (an order's submit, which
-        Alpaca de-duplicates by client_order_id: a retry of a processed attempt is answered
-        "duplicate"). Given up when the last attempt got no answer (a read timeout, a
-        dropped connection: it may have been processed), it raises
-        ``SubmitOutcomeUnknownError``, not the plain ``BrokerTransientError`` (a 429 or 5xx
-        answer says the attempt was not carried out).
+        ``creates``: the request creates something at the venue (an order's submit). Given
+        up after any attempt that may have been carried out unanswered — no answer at all
+        (a read timeout, a dropped connection) or a 5xx — it raises
+        ``SubmitOutcomeUnknownError``, not the plain ``BrokerTransientError``: a later
+        429 or 5xx says nothing of that earlier attempt (a lost answer followed by 429s
+        once let the next cycle sell the same shares again). Only 429s throughout (refused
+        before processing) give the plain error.
 
         A non-retryable Alpaca answer goes to ``refused`` if given, else (and always for
         401, bad keys) becomes a ``BrokerConfigError`` naming ``what``. A response the SDK
@@ -207,6 +208,7 @@ class RetryBudget:
         ``refused`` callback, a log line, an error message).
         """
         attempt = 0
+        maybe_done = False  # an attempt may have been carried out though unanswered
         while True:
             attempt += 1
             started = self._monotonic()
@@ -236,8 +238,10 @@ class RetryBudget:
                         return refused(failure)
                     raise _refusal_error(what, failure)
                 cause = failure.describe()
+                maybe_done |= failure.status != 429
             else:
                 cause = failure
+                maybe_done = True
             self.spent_secs += self._monotonic() - started
             self.attempts += 1
             delay_secs = min(self.backoff_secs * 2 ** (attempt - 1), self.backoff_max_secs)
@@ -255,8 +259,7 @@ class RetryBudget:
                 spent_on = (f"{attempt} attempts" if attempt == self.attempts else
                             f"{attempt} attempt(s) of this request and {self.attempts} of all "
                             "this wake's requests")
-                unanswered = not isinstance(failure, ApiErrorInfo)  # it may have been done
-                error = (SubmitOutcomeUnknownError if creates and unanswered
+                error = (SubmitOutcomeUnknownError if creates and maybe_done
                          else BrokerTransientError)
                 raise error(
                     f"{what}: Alpaca still failing after {spent_on}; the wake's retry budget "
