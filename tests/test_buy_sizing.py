@@ -240,13 +240,14 @@ def test_buys_sized_to_cash_never_exceed_it_nor_the_plan_and_stay_whole():
     from bot.core.rebalance import size_buys_to_cash
 
     rng = np.random.default_rng(3)
-    for _ in range(300):
+    for _ in range(2000):
         n = int(rng.integers(1, 6))
         whole = rng.random(n) < 0.5
         buys = [_buy(f"S{i}", float(rng.integers(1, 40)) if whole[i]
                      else round(float(rng.uniform(0.1, 40)), 6), float(rng.uniform(5, 500)))
                 for i in range(n)]
-        policy = RebalancePolicy(cost_bps_estimate=float(rng.choice([0.0, 5.0])))
+        policy = RebalancePolicy(cost_bps_estimate=float(rng.choice([0.0, 5.0])),
+                                 min_order_notional=float(rng.choice([0.0, 50.0])))
         commission = float(rng.choice([0.0, 1.0]))
         needed = sum(b.notional for b in buys)
         cash = needed * float(rng.uniform(0.5, 1.0))
@@ -256,3 +257,23 @@ def test_buys_sized_to_cash_never_exceed_it_nor_the_plan_and_stay_whole():
         assert _spent(sized.qty, buys, unit, commission) <= cash + 1e-9
         assert all(0.0 <= q <= b.qty for q, b in zip(sized.qty, buys, strict=True))
         assert all(q == int(q) for q, w in zip(sized.qty, whole, strict=True) if w)
+        assert all(q == 0 or q * b.price >= policy.min_order_notional
+                   for q, b in zip(sized.qty, buys, strict=True))
+
+
+def test_buys_sized_to_cash_edge_cases_a_review_found():
+    """Minimum commissions charged for buys that floor to none (a $5 fractional buy that
+    fits, dropped); the floor's snap rounding a whole share up past the cash ($28 over);
+    a share given back that pushed a fractional buy under min_order_notional."""
+    from bot.core.rebalance import size_buys_to_cash
+
+    buys = [_buy("A", 1.0, 10.0), _buy("B", 0.5, 10.0)]
+    sized = size_buys_to_cash(tuple(buys), 16.0, RebalancePolicy(), 10.0, {"B": True})
+    assert sized.qty == (0.0, 0.5) and _spent(sized.qty, buys, commission_min=10.0) <= 16.0
+    one = [_buy("X", 1.0, 700_000.0)]
+    assert size_buys_to_cash(tuple(one), 0.99996 * 700_000.0, RebalancePolicy(), 0.0,
+                             {}).qty == (0.0,)
+    pair = [_buy("W", 1.0, 500.0), _buy("F", 1.0, 500.0)]
+    sized = size_buys_to_cash(tuple(pair), 600.0, RebalancePolicy(min_order_notional=150.0),
+                              0.0, {"F": True})
+    assert sized.qty == (0.0, 1.0)  # F keeps its whole buy; W's share does not fit

@@ -432,3 +432,18 @@ def test_plan_dust_of_a_whole_share_asset_neither_drifts_nor_trades():
                                   px, policy, whole)
     assert [(o.symbol, o.side, o.qty) for o in plan.orders if o.symbol == "DBC"] == [
         ("DBC", OrderSide.SELL, 1.5)]  # a full exit still sells what is held
+
+
+def test_plan_a_nine_decimal_remainder_short_of_a_share_is_dust_float_noise_is_not():
+    """0.999999999 of a whole-share asset (a real 9-decimal remainder after its whole
+    shares were sold) was not dust: every cycle planned its sale, which the venue cannot
+    take. 0.9999999999 (float noise on one share) is still a share to sell."""
+    policy = RebalancePolicy(drift_abs=0.05, drift_rel=0.25)
+    symbols, px, whole = ("DBC", "SPY"), np.array([20.0, 500.0]), np.array([True, False])
+    plan = plan_rebalance_aligned(symbols, np.array([0.999999999, 20.0]), 0.0,
+                                  np.array([0.0, 1.0]), px, policy, whole)
+    assert plan.orders == ()
+    plan = plan_rebalance_aligned(symbols, np.array([0.9999999999, 20.0]), 0.0,
+                                  np.array([0.0, 1.0]), px, policy, whole)
+    assert ("DBC", OrderSide.SELL, 0.9999999999) in [(o.symbol, o.side, o.qty)
+                                                     for o in plan.orders]

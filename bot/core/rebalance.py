@@ -188,7 +188,10 @@ def _checked_values(name: str, series: pd.Series) -> tuple[list[str], np.ndarray
     return symbols, values
 
 
-_DUST_SNAP = 1e-9  # a whole share held as 0.9999999999 (float noise) is not dust
+# Float noise in a share count, below the venues' 9-decimal quantity step: a whole share
+# held as 0.9999999999 is one share, not dust; 0.999999999 (a real 9-decimal amount) is
+# dust at a whole-share venue. Execution cuts whole-share sells with the same tolerance.
+WHOLE_SHARE_NOISE = 5e-10
 
 
 def _floor_qty(qty: np.ndarray, whole: np.ndarray, qty_decimals: int) -> np.ndarray:
@@ -344,7 +347,7 @@ def _plan_sorted(universe: tuple[str, ...], qty: np.ndarray, tgt_raw: np.ndarray
     # dust: under one share of a whole-share asset with no target (a corporate action's
     # remainder): no order can sell it, so it neither drifts nor trades (its exit was
     # refused on every cycle, and under all_when_any re-traded everything else each time)
-    dust = whole & (tgt == 0) & (qty > 0) & (qty < 1 - _DUST_SNAP)
+    dust = whole & (tgt == 0) & (qty > 0) & (qty < 1 - WHOLE_SHARE_NOISE)
     drifted &= ~dust
     if not drifted.any():
         return RebalancePlan((), (), universe, cur, tgt, equity, cash)
@@ -395,50 +398,82 @@ def size_buys_to_cash(buys: tuple[PlannedOrder, ...], cash: float, policy: Rebal
     """Scale planned buys down when ``cash`` (re-read after the sells filled) is less than
     they need: needed = Σ notional × (1 + cost_bps) + commission_min per buy; each qty ×
     (cash − the minimum commissions) / (needed − them) is floored like the planner's
-    (whole shares where not fractionable), then the whole shares the floor took are given
-    back where the cash allows (``_whole_shares_back``); a buy left below
-    ``min_order_notional`` or at 0 shares is dropped (qty 0)."""
+    (whole shares where not fractionable), the buys it floors to none are dropped and the
+    rest scaled again without their commissions; then the whole shares the floor took
+    are given back where the cash allows (``_whole_shares_back``); a buy left below
+    ``min_order_notional`` or at 0 shares is dropped (qty 0). Never above ``cash``."""
     needed = buys_cash_needed(buys, policy, commission_min)
     if needed <= cash:
         return BuySizing(tuple(o.qty for o in buys), 1.0, needed)
-    fixed = commission_min * len(buys)  # the minimum commissions do not scale with qty
-    scale = max(cash - fixed, 0.0) / (needed - fixed) if needed > fixed else 0.0
+    cash = max(cash, 0.0)
     planned = np.array([o.qty for o in buys], dtype=float)
-    raw = planned * scale
-    whole = np.array([not fractionable.get(o.symbol, False) for o in buys], dtype=bool)
-    qty = _floor_qty(raw, whole, qty_decimals)
     price = np.array([o.price for o in buys], dtype=float)
-    qty = _whole_shares_back(qty, raw, planned, whole, price, max(cash, 0.0),
-                             1.0 + policy.cost_bps_estimate * BPS, commission_min, qty_decimals)
+    whole = np.array([not fractionable.get(o.symbol, False) for o in buys], dtype=bool)
+    unit_cost = 1.0 + policy.cost_bps_estimate * BPS
+    active = np.ones(len(buys), dtype=bool)
+    share: np.ndarray | None = None  # each buy's proportional share, before any is dropped
+    for _ in range(len(buys)):  # each pass drops at least one buy, or ends
+        fixed = commission_min * int(np.count_nonzero(active))  # they do not scale with qty
+        variable = float((planned * price)[active].sum()) * unit_cost
+        scale = max(cash - fixed, 0.0) / variable if variable > 0.0 else 0.0
+        raw = np.where(active, planned * min(scale, 1.0), 0.0)
+        share = raw if share is None else share
+        qty = _floor_qty(raw, whole, qty_decimals)
+        floored_out = active & (qty <= 0.0)
+        if not floored_out.any():
+            break
+        if floored_out.all():  # the commissions alone exceed the cash: drop the buys
+            if np.count_nonzero(active) == 1:  # one share of which it cannot pay, else the
+                break                           # smallest
+            unaffordable = active & whole & (price * unit_cost + commission_min > cash)
+            floored_out = unaffordable if unaffordable.any() else np.zeros(len(buys), bool)
+            if not unaffordable.any():
+                floored_out[int(np.argmin(np.where(active, planned * price, np.inf)))] = True
+        active &= ~floored_out  # their commissions pay for the others' shares
+    assert share is not None  # (buys is never empty here: needed > cash ≥ 0)
+    qty = _whole_shares_back(qty, np.maximum(share, raw), planned, whole, price, cash,
+                             unit_cost, commission_min, policy.min_order_notional,
+                             qty_decimals)
     qty = np.where((qty > 0) & (qty * price >= policy.min_order_notional), qty, 0.0)
+    if _buys_cost(qty, price, unit_cost, commission_min) > cash:  # the floor's snap rounded
+        qty = np.where(whole, np.floor(raw), np.floor(raw * 10.0 ** qty_decimals)  # up
+                       / 10.0 ** qty_decimals)
+        qty = np.where((qty > 0) & (qty * price >= policy.min_order_notional), qty, 0.0)
     return BuySizing(tuple(float(q) for q in qty), scale, needed)
+
+
+def _buys_cost(qty: np.ndarray, price: np.ndarray, unit_cost: float,
+               commission_min: float) -> float:
+    """Cash the buys ``qty`` need: Σ qty × price × (1 + cost_bps) + commission_min each."""
+    return float((qty * price).sum()) * unit_cost + commission_min * np.count_nonzero(qty)
 
 
 def _whole_shares_back(qty: np.ndarray, raw: np.ndarray, planned: np.ndarray,
                        whole: np.ndarray, price: np.ndarray, cash: float, unit_cost: float,
-                       commission_min: float, qty_decimals: int) -> np.ndarray:
+                       commission_min: float, min_notional: float,
+                       qty_decimals: int) -> np.ndarray:
     """Give back, largest remainder first, the share each whole-share buy lost to the floor
     (at most its planned qty) while the buys' cost stays within ``cash``, taking the room
-    from the fractional buys if the spare cash is short: a 1-share buy scaled by 0.9975
-    (the live price margin, every fully invested rebalance at Alpaca) floored to none on
-    every cycle, leaving that asset a share under target for good."""
+    from the fractional buys if the spare cash is short (never pushing one of them below
+    ``min_notional``): a 1-share buy scaled by 0.9975 (the live price margin, every fully
+    invested rebalance at Alpaca) floored to none on every cycle, leaving that asset a
+    share under target for good."""
     fractional = ~whole
-
-    def cost(q: np.ndarray) -> float:
-        return float((q * price).sum()) * unit_cost + commission_min * np.count_nonzero(q)
-
     for i in np.argsort(-np.where(whole, raw - qty, 0.0), kind="stable").tolist():
         if not whole[i] or raw[i] - qty[i] <= 0.0 or qty[i] + 1.0 > planned[i]:
             continue
         trial = qty.copy()
         trial[i] += 1.0
-        over = cost(trial) - cash
+        over = _buys_cost(trial, price, unit_cost, commission_min) - cash
         if over > 0.0:  # shrink the fractional buys by what the share needs
             room = float((trial[fractional] * price[fractional]).sum()) * unit_cost
             if not room > over:
                 continue
             trial[fractional] = _floor_qty(trial[fractional] * ((room - over) / room),
                                            whole[fractional], qty_decimals)
-        if cost(trial) <= cash:
+            kept = qty[fractional] * price[fractional] >= min_notional
+            if (kept & (trial[fractional] * price[fractional] < min_notional)).any():
+                continue
+        if _buys_cost(trial, price, unit_cost, commission_min) <= cash:
             qty = trial
     return qty

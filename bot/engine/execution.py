@@ -23,6 +23,7 @@ import structlog
 
 from bot.core.rebalance import (
     BPS,
+    WHOLE_SHARE_NOISE,
     PlannedOrder,
     RebalancePolicy,
     buys_cash_needed,
@@ -152,7 +153,7 @@ def _whole_share_sells(journal: Journal, sells: list[tuple[str, PlannedOrder]],
     buys after it dropped for want of its cash, on every cycle."""
     out = []
     for cid, o in sells:
-        whole = float(math.floor(o.qty + 1e-9))
+        whole = float(math.floor(o.qty + WHOLE_SHARE_NOISE))
         if fractionable.get(o.symbol, False) or whole >= o.qty:
             out.append((cid, o))
         elif whole <= 0.0:
