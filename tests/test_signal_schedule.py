@@ -198,3 +198,5 @@ def test_held_signal_on_a_symbol_the_raised_risk_window_no_longer_covers_is_reco
     later = wake_and_run(ctx)  # the next session: not a signal day
     assert later.status is CycleStatus.FINISHED, later.error
     assert "CCC" not in later.figures["targets"]
+    memo = ctx.journal.meta_json("signal")  # the schedule still counts from the first signal
+    assert memo["asof"] == str(first.asof)

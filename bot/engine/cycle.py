@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -286,8 +286,9 @@ def _cancel_orders_past_their_wait(broker: Broker, journal: Journal, wait_secs: 
     """Cancel this journal's orders still working at the venue more than ``wait_secs`` after
     they were submitted: the process that sent one would have canceled it then, and one
     left by a process that died blocked every cycle until the venue expired it (a day
-    order: at the close). The next cycle's reconciliation books how each ended."""
-    now = datetime.now(UTC)
+    order: at the close). The next cycle's reconciliation books how each ended. Ages are
+    the venue's clock less its submit time (a skewed host clock moves neither)."""
+    now = broker.clock().now
     for intent in journal.open_intents():
         if intent.broker_order_id is None:  # no answer journaled yet: nothing to cancel
             continue

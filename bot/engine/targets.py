@@ -279,6 +279,7 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
     hold, never trade on weights the strategy could not produce."""
     key = _strategy_key(strategy)
     memo = _held_memo(journal, key, rules)
+    signal_asof = asof  # the signal's date the memo keeps
     if memo is not None:
         last, held = memo
         sessions = (_sessions_after(prices.index if session_dates is None else session_dates,
@@ -291,7 +292,9 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
                          schedule=rules.signal.describe())
                 return weights, apply_risk_limits(weights, prices, rules.limits), strategy.name
             # else recompute today: the held signal weighs a symbol the risk step's window
-            # no longer covers ([risk].lookback_days raised since), which it refuses
+            # no longer covers ([risk].lookback_days raised since), which it refuses; the
+            # schedule keeps counting from the held signal's day
+            signal_asof = last
     for candidate in (strategy, fallback):
         if candidate is None:
             continue
@@ -308,7 +311,7 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
                         **({} if fallback is not None else {"hint": NO_FALLBACK_HINT}))
             continue
         if candidate is strategy:
-            journal.set_meta_json(SIGNAL_KEY, _memo(asof, key, weights, _seen_symbols(
+            journal.set_meta_json(SIGNAL_KEY, _memo(signal_asof, key, weights, _seen_symbols(
                 rules.universe, rules.excluded)))
         return weights, decision, candidate.name
     return None
