@@ -487,21 +487,12 @@ def test_once_alpaca_keys_absent_from_output_and_state(
     assert scan_for_keys(proc.stdout, proc.stderr, *state_files) == []
 
 
-def test_once_alpaca_killed_after_first_order_restart_sends_no_order_twice(
-    fake: FakeAlpaca, write_config: Any
-) -> None:
-    fake.fill_polls = 1  # the killed run's order fills when the restart looks it up
-    paused = alpaca_config(write_config, fake, faults={"enabled": True,
-                                                       "pause_after_submit_secs": 5.0})
-    config = str(paused)
-    env = {**os.environ, **KEYS_ENV}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "once", "--config", config],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO,
-        env=env,
-    )
+def _kill_once_after_its_first_order(fake: FakeAlpaca, paused: Path) -> None:
+    """Run ``once`` as a process with ``paused`` (a config pausing after each submit) and
+    SIGKILL it once its first order reached the venue."""
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "once", "--config", str(paused)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+                            env={**os.environ, **KEYS_ENV})
     try:
         deadline = time.monotonic() + 60
         while not fake.order_posts() and time.monotonic() < deadline and proc.poll() is None:
@@ -510,6 +501,15 @@ def test_once_alpaca_killed_after_first_order_restart_sends_no_order_twice(
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
+
+
+def test_once_alpaca_killed_after_first_order_restart_sends_no_order_twice(
+    fake: FakeAlpaca, write_config: Any
+) -> None:
+    fake.fill_polls = 1  # the killed run's order fills when the restart looks it up
+    paused = alpaca_config(write_config, fake, faults={"enabled": True,
+                                                       "pause_after_submit_secs": 5.0})
+    _kill_once_after_its_first_order(fake, paused)
     restart = run_cli_in_process("once", "--config", str(alpaca_config(write_config, fake)),
                                  env=KEYS_ENV)
     assert restart.returncode == 0, restart.stderr[-2000:]
@@ -600,17 +600,7 @@ def test_once_alpaca_order_left_working_by_a_killed_run_is_canceled_past_the_wai
     fake.stuck_symbols.add("SPY")
     paused = alpaca_config(write_config, fake, faults={"enabled": True,
                                                        "pause_after_submit_secs": 5.0})
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "once", "--config", str(paused)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
-                            env={**os.environ, **KEYS_ENV})
-    try:
-        deadline = time.monotonic() + 60
-        while not fake.order_posts() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        assert len(fake.order_posts()) == 1, "the first run should be paused after one order"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+    _kill_once_after_its_first_order(fake, paused)
     config = str(write_config({"broker": {"kind": "alpaca", "order_wait_secs": 0.5},
                                "alpaca": {"base_url": fake.url, "data_url": fake.url,
                                           "poll_interval_secs": 0.02},
