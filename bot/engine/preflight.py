@@ -228,10 +228,9 @@ def stored_sim_account(cfg: Config) -> LedgerState | None:
         ledger.close()
 
 
-def stored_replay_date(cfg: Config) -> date | None:
-    """The replay day the state dir's simulated account last opened (None: a fresh state
-    dir, an account not yet woken, a file that cannot be read)."""
-    state = stored_sim_account(cfg)
+def replay_day(state: LedgerState | None) -> date | None:
+    """The replay day a stored simulated account last opened (None: no account, or one
+    not yet woken)."""
     if state is None or state.cursor_date is None:
         return None
     try:
@@ -301,7 +300,7 @@ def config_problems(cfg: Config) -> list[str]:
         if refused:
             return problems + [f"[sim].prices {cfg.sim.prices} and the state dir "
                                f"{cfg.bot.state_dir}: {p}" for p in refused]
-    day = stored_replay_date(cfg)  # a replay under way ignores [sim].replay_start
+    day = replay_day(account)  # a replay under way ignores [sim].replay_start
     return problems + (replay_problems(cfg, prices, strategy) if day is None
                        else replay_position_problems(cfg, prices, day, strategy))
 

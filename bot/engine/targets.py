@@ -104,10 +104,8 @@ def _too_recent(prices: pd.DataFrame, excluded: tuple[str, ...],
     its start), each logged as ``asset_excluded``."""
     if risk_lookback_days is None:
         return []
-    window = prices.to_numpy(dtype=float)[-(risk_lookback_days + 1):]
-    # a gap can only lead (price data refuses a NaN after a symbol's first price), so the
-    # window's first row tells which symbols it does not cover
-    short = np.isnan(window[0]) & ~np.isnan(window[-1])
+    values = prices.to_numpy(dtype=float)
+    short = _window_start_gaps(values, risk_lookback_days) & ~np.isnan(values[-1])
     if not short.any():
         return []
     names = [str(c) for c in prices.columns[short] if str(c) not in excluded]
@@ -130,18 +128,25 @@ def risk_checked_targets(strategy: Strategy, prices: pd.DataFrame, universe: tup
     return weights, apply_risk_limits(weights, prices, limits)
 
 
+def _window_start_gaps(values: np.ndarray, risk_lookback_days: int) -> np.ndarray:
+    """Per column, no price at the first row of the risk step's window of
+    ``risk_lookback_days`` returns. A gap can only lead (price data refuses a NaN after a
+    symbol's first price), so that row tells which symbols the window does not cover."""
+    return np.isnan(values[-(risk_lookback_days + 1):][0])
+
+
 def _held_outside_risk_window(weights: pd.Series, prices: pd.DataFrame,
                               risk_lookback_days: int | None) -> bool:
-    """Whether a held weight sits on a symbol with no price at the start of the risk step's
-    window (listed later): its VaR cannot be measured, and the risk step refused the held
-    signal on every cycle until the next signal day."""
-    if risk_lookback_days is None or len(prices) <= risk_lookback_days:
+    """Whether a held weight sits on a symbol the risk step's window does not cover
+    (listed later): its VaR cannot be measured, and the risk step refused the held signal
+    on every cycle until the next signal day."""
+    if risk_lookback_days is None:
         return False
-    first = prices.to_numpy(dtype=float)[-(risk_lookback_days + 1)]
-    if not np.isnan(first).any():  # (the usual case: every symbol covers the window)
+    gaps = _window_start_gaps(prices.to_numpy(dtype=float), risk_lookback_days)
+    if not gaps.any():  # (the usual case: every symbol covers the window)
         return False
     aligned = weights.reindex(prices.columns, fill_value=0.0).to_numpy(dtype=float)
-    return bool(np.isnan(first[aligned != 0]).any())
+    return bool(gaps[aligned != 0].any())
 
 
 def _strategy_key(strategy: Strategy) -> str:
