@@ -28,4 +28,4 @@ def warm_bytecode(args: Sequence[str], tree: Path, base: dict[str, str] | None =
                    stderr=subprocess.DEVNULL, check=False, timeout=600)
 
 
-BYTECODE_NOTE = "bytecode caches on (one untimed run of each command first)"
+BYTECODE_NOTE = "bytecode caches on (one untimed run of each command, or its imports, first)"
