@@ -307,7 +307,8 @@ class BlackLitterman(Strategy):
         # Σ_BL is exactly symmetric (syrk-made Σ minus a syrk update): skip that scan. The
         # QPs only test an ill-conditioned factor (ill_factor False).
         cov, chol = factor_covariance(cov, symbols, gram=True, ill_factor=False)
-        costs = trading_costs(self.trade, symbols, prices.columns, upper, current_weights)
+        costs, lower = trading_costs(self.trade, symbols, prices.columns, lower, upper,
+                                     current_weights)
         if costs is None:
             w = solve_qp(cov, mu / self.risk_aversion, lower, upper, chol=chol).weights
             w = polish_weights(w, lower, upper)

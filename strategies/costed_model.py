@@ -15,16 +15,24 @@ LO, HI, KINK, DOWN, UP = 0, 1, 2, 3, 4
 WEIGHT_TOLERANCE = 1e-12
 
 
+# A turnover cap (beyond a forced sale's reinvestment) this small trades nothing: the
+# frontier's bracket search cannot resolve such a sliver (it failed to converge at 1e-7),
+# and 1e-6 of equity is below any order worth sending.
+NEGLIGIBLE_TURNOVER = 1e-6
+
+
 @dataclass(frozen=True, slots=True)
 class LinearTerms:
     """Everything beyond box and budget: current weights a (0 for symbols not held),
-    sector index per asset (−1: none) with one cap per sector, and the turnover cap τ
-    (inf: none)."""
+    sector index per asset (−1: none) with one cap per sector, the turnover cap τ
+    (inf: none) and ``forced``, the weight held in symbols outside ``anchor`` that must be
+    sold (1 − Σa: the least turnover, spent reinvesting it)."""
 
     anchor: np.ndarray
     sector_of: np.ndarray
     sector_caps: np.ndarray
     max_turnover: float = np.inf
+    forced: float = 0.0
 
     @property
     def has_turnover(self) -> bool:

@@ -22,6 +22,7 @@ import numpy as np
 
 from strategies.base import StrategyError
 from strategies.costed_frontier import costed_frontier_segment
+from strategies.costed_model import NEGLIGIBLE_TURNOVER
 from strategies.costed_qp import CostedSolution, LinearTerms, solve_costed_qp
 from strategies.free_set import FreeSetSolver
 from strategies.frontier_piece import FrontierSegment, frontier_segment
@@ -132,8 +133,8 @@ class _Frontier:
                                        solution)  # type: ignore[arg-type]
 
     def single_point(self) -> bool:
-        """max_turnover 0: the current weights are the only feasible portfolio."""
-        return self.costs is not None and self.costs.terms.max_turnover <= 1e-12
+        """max_turnover 0 (or negligible): the current weights are the only portfolio."""
+        return self.costs is not None and self.costs.terms.max_turnover <= NEGLIGIBLE_TURNOVER
 
     @cached_property
     def top(self) -> FrontierSegment | None:

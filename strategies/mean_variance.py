@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,6 +32,7 @@ from strategies.base import (
     register,
     too_few_symbols,
 )
+from strategies.costed_model import NEGLIGIBLE_TURNOVER
 from strategies.costed_qp import LinearTerms, solve_costed_qp
 from strategies.covariance_repair import factor_covariance
 from strategies.estimators import Estimate, EstimatorSettings
@@ -178,7 +179,8 @@ class RiskModelStrategy(Strategy):
                                      ill_factor=False)
         lower, upper = bound_vectors(self.bounds, est.symbols)
         check_bounds(lower, upper, est.symbols)
-        costs = trading_costs(self.trade, est.symbols, prices.columns, upper, current_weights)
+        costs, lower = trading_costs(self.trade, est.symbols, prices.columns, lower, upper,
+                                     current_weights)
         if costs is None:
             w = polish_weights(self.optimize(est, lower, upper), lower, upper)
         else:
@@ -194,16 +196,32 @@ class RiskModelStrategy(Strategy):
 
 
 def trading_costs(trade: TradeSettings, symbols: pd.Index, columns: pd.Index,
-                  upper: np.ndarray, current_weights: pd.Series | None) -> TradingCosts | None:
+                  lower: np.ndarray, upper: np.ndarray, current_weights: pd.Series | None,
+                  ) -> tuple[TradingCosts | None, np.ndarray]:
     """The costs and caps of one run, or None when none applies (then the optimizers take
-    their cost-free path, bit for bit)."""
+    their cost-free path, bit for bit), and the lower bounds to use. With max_turnover 0
+    and a forced sale, the only trades allowed reinvest its proceeds: {Σ|w − a| ≤ 1 − Σa}
+    is exactly {w ≥ a} on the budget, so a is the lower bound and no cap remains (the
+    frontier's bracket search did not converge on the cap's degenerate form)."""
     kappa = trade.turnover_penalty if current_weights is not None else 0.0
     capped = trade.max_turnover is not None and current_weights is not None
     if kappa == 0 and not capped and not trade.sector_limits:
-        return None
+        return None, lower
     terms = linear_terms(trade, symbols, columns, upper,
                          current_weights if (kappa > 0 or capped) else None)
-    return TradingCosts(terms=terms, kappa=kappa)
+    if terms.forced > 0 and terms.max_turnover <= terms.forced + NEGLIGIBLE_TURNOVER:
+        over = np.flatnonzero(terms.anchor > upper)
+        if over.size:
+            raise StrategyError(
+                f"max_turnover {trade.max_turnover:.6g} allows only reinvesting the sale of "
+                f"the held symbols this strategy cannot hold, but "
+                f"{[str(symbols[int(i)]) for i in over]} are held above their upper bound "
+                f"and must be sold too: raise max_turnover")
+        lower = np.maximum(lower, terms.anchor)
+        terms = replace(terms, max_turnover=np.inf)
+        if kappa == 0 and not trade.sector_limits:
+            return None, lower
+    return TradingCosts(terms=terms, kappa=kappa), lower
 
 
 def solve_with_costs(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.ndarray,

@@ -83,23 +83,22 @@ def linear_terms(settings: TradeSettings, symbols: pd.Index, columns: pd.Index,
     """LinearTerms over the usable ``symbols`` (``columns`` are all priced symbols).
 
     w_now = ``current_weights`` (symbols missing from it hold 0; None: no penalty and no
-    turnover cap apply). A held symbol without usable history must be sold, so its weight
-    counts against max_turnover. Raises StrategyConfigError for a ``sectors`` symbol not
-    priced, StrategyError when the sector caps cannot hold a fully invested portfolio.
+    turnover cap apply). A held symbol this strategy cannot hold (excluded by
+    [universe].exclude, or without usable history) must be sold: that sale and the
+    reinvestment of its proceeds are outside max_turnover, which caps the trading the
+    strategy chooses (Σ|w − w_now| over the usable symbols ≤ τ + the forced weight, whose
+    least value is that weight). Counted against τ, a holding larger than τ/2 stalled
+    every cycle until the operator raised τ or sold it by hand. Raises
+    StrategyConfigError for a ``sectors`` symbol not priced, StrategyError when the
+    sector caps cannot hold a fully invested portfolio.
     """
     anchor, forced = _anchor(current_weights, symbols)
     tau = np.inf
     if settings.max_turnover is not None and current_weights is not None:
-        tau = settings.max_turnover - forced
-        if tau < -1e-12:
-            raise StrategyError(
-                f"max_turnover {settings.max_turnover:.6g} is below the {forced:.6g} that "
-                f"selling the held symbols this strategy cannot hold (excluded by "
-                f"[universe].exclude, or without usable history) already trades: raise "
-                f"max_turnover, or sell them at the broker; until then nothing trades")
-        tau = max(tau, 0.0)
+        tau = settings.max_turnover + forced
     sector_of, caps = _sector_index(settings, symbols, columns, upper)
-    return LinearTerms(anchor=anchor, sector_of=sector_of, sector_caps=caps, max_turnover=tau)
+    return LinearTerms(anchor=anchor, sector_of=sector_of, sector_caps=caps, max_turnover=tau,
+                       forced=forced)
 
 
 def _anchor(current_weights: pd.Series | None, symbols: pd.Index) -> tuple[np.ndarray, float]:

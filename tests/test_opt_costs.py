@@ -248,13 +248,43 @@ def test_optimizer_bad_cost_params_name_key(params: dict[str, object], key: str)
         build("black_litterman", **params)
 
 
-def test_optimizer_max_turnover_below_forced_sale_strategy_error() -> None:
+@pytest.mark.parametrize("name", MV_FAMILY)
+@pytest.mark.parametrize("tau", [0.0, 1e-7, 0.05])
+def test_optimizer_forced_sale_above_max_turnover_sells_and_caps_only_the_rest(
+        name: str, tau: float) -> None:
+    """A held symbol the strategy cannot hold (S1, 0.2 of equity, without usable history)
+    is sold even when max_turnover is below its weight, and the proceeds reinvested: the
+    cap bounds only the trading beyond that (it once stalled every cycle instead)."""
     prices = prices_frame()
     prices.iloc[:-30, 1] = np.nan  # S1 is held but lacks history: it must be sold
-    with pytest.raises(StrategyError, match=r"max_turnover 0\.1 is below .* cannot hold "
-                       r"\(excluded by \[universe\]\.exclude, or without usable history\)"):
-        build("min_variance", lookback_days=100, max_turnover=0.1).target_weights(prices,
-                                                                                  CURRENT)
+    w = build(name, lookback_days=100, max_turnover=tau).target_weights(prices, CURRENT)
+    assert w.get("S1", 0.0) == 0.0
+    assert w.sum() == pytest.approx(1.0, abs=1e-12) and (w >= 0).all()
+    usable = CURRENT.drop("S1")
+    moved = float(np.abs(w.reindex(usable.index, fill_value=0.0) - usable).sum())
+    forced = float(CURRENT["S1"])
+    assert forced - 1e-12 <= moved <= forced + tau + 1e-12  # the proceeds, plus ≤ τ more
+    if tau == 0.0:  # nothing but the reinvestment: each usable weight only grows
+        assert (w.reindex(usable.index, fill_value=0.0) >= usable - 1e-12).all()
+
+
+@pytest.mark.parametrize("name", MV_FAMILY)
+@pytest.mark.parametrize("tau", [1e-9, 1e-7])
+def test_optimizer_negligible_max_turnover_stays_within_it(name: str, tau: float) -> None:
+    """A cap of a sliver of equity: max_sharpe and efficient_risk once failed ("efficient-
+    frontier search did not converge")."""
+    w = build(name, max_turnover=tau).target_weights(prices_frame(), CURRENT)
+    assert float(np.abs(w - CURRENT).sum()) <= tau + 1e-12
+
+
+def test_optimizer_forced_sale_with_zero_max_turnover_and_a_holding_above_its_bound_names_it(
+        ) -> None:
+    prices = prices_frame()
+    prices.iloc[:-30, 1] = np.nan  # S1 is held but lacks history: it must be sold
+    strategy = build("max_sharpe", lookback_days=100, max_turnover=0.0,
+                     bounds={"S0": [0.0, 0.2]})  # S0 is held at 0.3
+    with pytest.raises(StrategyError, match=r"\['S0'\] are held above their upper bound"):
+        strategy.target_weights(prices, CURRENT)
 
 
 def test_max_sharpe_with_costs_beats_every_costed_frontier_point() -> None:
