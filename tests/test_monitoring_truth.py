@@ -30,6 +30,7 @@ from bot.monitoring.sender import AlertSender
 from bot.monitoring.service import Monitor
 from bot.monitoring.status_report import build_status_report
 from bot.monitoring.tap import MonitoringTap
+from brokers.base import Order, OrderSide, OrderStatus
 from tests.conftest import json_lines, run_cli_in_process
 
 GUARD_BLOCKS_EVERY_PLAN = {"guards": {"max_orders_per_cycle": 2}}  # the first plan has 5 orders
@@ -294,3 +295,115 @@ def test_failure_stays_on_the_page_after_a_burst_of_rate_limited_alerts(write_co
     alerts = page.split('id="alerts"')[1]
     assert "failed" in alerts and "rate_limited ×30" in alerts
 
+
+
+# -- A4: a venue that refuses every order is not "ok" -------------------------------------
+
+REFUSING_VENUE = {"faults": {"enabled": True, "reject_rate": 1.0}}  # every submit rejected
+
+
+def test_health_says_orders_refused_once_failure_streak_cycles_had_every_order_rejected(
+        write_config, tmp_path):
+    """Real cycles on a venue rejecting every order: each one finishes, so health said "ok"
+    while the bot traded nothing for as long as the account stayed restricted. After
+    ``[alerts].failure_streak`` (3) such cycles it is not ok, naming the count and the
+    venue's reason (exit 1); the first cycle whose orders fill makes it ok again."""
+    schedule = {"schedule": {"interval_secs": 600}}
+    refusing = write_config({**schedule, **REFUSING_VENUE}, name="refusing.toml")
+    plain = write_config(schedule, name="plain.toml")
+    cfg = load_config(refusing, check_strategy=False)
+    verdicts = []
+    for _ in range(3):
+        once = run_cli_in_process("once", "--config", str(refusing))
+        assert once.returncode == 0, once.stderr
+        finished = next(e for e in json_lines(once.stdout) if e["event"] == "cycle_finished")
+        assert finished["status"] == "finished"
+        assert finished["orders_submitted"] == finished["orders_rejected"] > 0
+        verdicts.append(assess_health(cfg))
+
+    assert [v.healthy for v in verdicts] == [True, True, False]  # fewer than 3: still ok
+    assert verdicts[1].reason.startswith("ok: last success at ")
+    assert "; every order of the last 2 trading cycles was rejected" in verdicts[1].reason
+    refused = ("orders refused: every order of the last 3 trading cycles was rejected "
+               "(latest: ")
+    assert verdicts[2].reason.startswith(refused), verdicts[2].reason
+    assert "buy: injected fault: rejected by the venue)" in verdicts[2].reason
+    assert "\n" not in verdicts[2].reason
+    health = run_cli_in_process("health", "--config", str(refusing))  # the HEALTHCHECK
+    assert health.returncode == 1 and health.stderr.startswith(refused), health.stderr
+
+    once = run_cli_in_process("once", "--config", str(plain))  # the venue accepts again
+    assert once.returncode == 0, once.stderr
+    assert next(e for e in json_lines(once.stdout)
+                if e["event"] == "cycle_finished")["orders_filled"] > 0
+    health = run_cli_in_process("health", "--config", str(plain))
+    assert health.returncode == 0, health.stderr
+    assert health.stdout.startswith("ok: last success at") and "rejected" not in health.stdout
+
+
+def _trading_cycle(journal: Journal, outcomes: list[tuple[str, OrderStatus, str | None]]
+                   ) -> str:
+    """A finished cycle that sent one buy per (symbol, venue status, reason), journaled as
+    ``cycle.run`` and the execution journal them: intents, the venue's answers, the
+    cycle's figures (an empty ``outcomes``: nothing drifted, no order)."""
+    cycle_id = journal.start_cycle(None)
+    cids = [f"ab-{cycle_id}-{symbol}-b" for symbol, _, _ in outcomes]
+    journal.record_intents(cycle_id, [(cid, symbol, OrderSide.BUY, 10.0, 100.0)
+                                      for cid, (symbol, _, _) in zip(cids, outcomes, strict=True)])
+    for cid, (symbol, status, reason) in zip(cids, outcomes, strict=True):
+        filled = {OrderStatus.FILLED: 10.0, OrderStatus.CANCELED: 4.0}.get(status, 0.0)
+        journal.update_from_order(Order(f"v-{cid}", cid, symbol, OrderSide.BUY, status, 10.0,
+                                        None, filled, 100.0 if filled else None, None, reason))
+    statuses = [status for _, status, _ in outcomes]
+    journal.finish_cycle(cycle_id, CycleStatus.FINISHED, {
+        "orders_planned": len(outcomes), "orders_submitted": len(outcomes),
+        "orders_filled": statuses.count(OrderStatus.FILLED),
+        "orders_partially_filled": statuses.count(OrderStatus.CANCELED),
+        "orders_rejected": statuses.count(OrderStatus.REJECTED),
+        "orders_unfilled": 0, "duration_ms": 4.0})
+    return cycle_id
+
+
+def test_cycles_without_orders_between_refused_ones_do_not_reset_the_refusal_streak(
+        write_config):
+    """Refused, nothing to trade, a closed market, refused, nothing, refused: three trading
+    cycles in a row had every order rejected (the quiet wakes between say nothing about the
+    venue). A partial fill ends the streak; ``[alerts].failure_streak`` sets its length."""
+    cfg = load_config(write_config({"schedule": {"interval_secs": 600}}), check_strategy=False)
+    rejected = OrderStatus.REJECTED
+    journal = Journal(cfg.state_db)
+    _trading_cycle(journal, [("SPY", OrderStatus.FILLED, None)])
+    _trading_cycle(journal, [("TLT", rejected, "account restricted"), ("SPY", rejected, None)])
+    _trading_cycle(journal, [])
+    closed = journal.start_cycle(None)
+    journal.finish_cycle(closed, CycleStatus.SKIPPED, {"reason": "market_closed"})
+    _trading_cycle(journal, [("GLD", rejected, "asset is not tradable")])
+    _trading_cycle(journal, [])
+    journal.close()
+    two = assess_health(cfg)
+    assert two.healthy, two.reason  # two refused trading cycles: fewer than 3
+    assert "; every order of the last 2 trading cycles was rejected (latest: GLD buy: asset is "\
+        "not tradable)" in two.reason
+
+    journal = Journal(cfg.state_db)
+    _trading_cycle(journal, [("IEF", rejected, "insufficient\nbuying power"),
+                             ("SPY", rejected, None)])  # the last reason the journal holds
+    _trading_cycle(journal, [])
+    journal.close()
+    three = assess_health(cfg)
+    assert not three.healthy
+    assert three.reason == ("orders refused: every order of the last 3 trading cycles was "
+                            "rejected (latest: IEF buy: insufficient buying power) (no daemon "
+                            "running)")
+    stricter = load_config(write_config({"schedule": {"interval_secs": 600},
+                                         "alerts": {"failure_streak": 4}}, name="four.toml"),
+                           check_strategy=False)
+    assert assess_health(stricter).healthy  # 3 of the 4 it takes
+
+    journal = Journal(cfg.state_db)
+    _trading_cycle(journal, [("SPY", OrderStatus.CANCELED, "partially filled, rest canceled"),
+                             ("TLT", rejected, "account restricted")])
+    journal.close()
+    after = assess_health(cfg)
+    assert after.healthy and after.reason.startswith("ok: last success at ")
+    assert "rejected" not in after.reason, after.reason

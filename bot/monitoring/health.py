@@ -10,8 +10,15 @@ schedule:
   (the run that should have completed by now);
 * interval: it finished within ``interval_secs + misfire_grace_secs`` of now;
 
-and trading is not halted by the drawdown kill switch. A failing streak alone is reported
-but not fatal until the schedule's deadline passes (a transient venue outage retries).
+and trading is not halted by the drawdown kill switch, and the venue is not refusing every
+order: the latest ``[alerts].failure_streak`` cycles that sent orders had every one of them
+rejected (a restricted account, no buying power, a symbol no longer tradable). Such a cycle
+finishes, so it counts as a success, yet the bot trades nothing. Cycles that sent no order
+(nothing drifted, a skip, a failure) are passed over; one with a fill or a partial fill, or
+an order that was not rejected, ends the streak.
+
+A failing streak alone is reported but not fatal until the schedule's deadline passes (a
+transient venue outage retries); so is a refusal streak shorter than ``failure_streak``.
 """
 
 from __future__ import annotations
@@ -24,10 +31,11 @@ from typing import Any
 from bot.config import Config, ScheduleSection
 from bot.engine.instance_lock import read_lock_holder
 from bot.engine.journal import Journal
-from bot.engine.statuses import HALT_KEY, CycleStatus
+from bot.engine.statuses import HALT_KEY, CycleStatus, IntentStatus
 from bot.monitoring.status_report import REARM_COMMAND, CycleRow, cycle_row, last_success_cycle
 
-CYCLES_SCANNED = 500  # the latest cycles, for the failing and skipping streaks
+CYCLES_SCANNED = 500  # the latest cycles, for the failing, skipping and refused streaks
+_REASON_CHARS = 160  # a venue's rejection reason as quoted (the verdict is one line)
 _MAX_LOOKBACK = timedelta(days=800)  # a cron that fires less than every two years: none
 
 
@@ -47,8 +55,10 @@ def assess_health(cfg: Config, now: datetime | None = None) -> HealthVerdict:
     journal = Journal.open_read_only(cfg.state_db)
     try:
         halted = journal.meta(HALT_KEY)
-        rows = [cycle_row(c) for c in journal.recent_cycles(CYCLES_SCANNED)]
+        cycles = journal.recent_cycles(CYCLES_SCANNED)
+        rows = [cycle_row(c) for c in cycles]
         success = last_success_cycle(journal)
+        refused = _refused(journal, cycles, cfg.alerts.failure_streak)
     finally:
         journal.close()
     holder = read_lock_holder(cfg.bot.state_dir)
@@ -57,24 +67,67 @@ def assess_health(cfg: Config, now: datetime | None = None) -> HealthVerdict:
         return HealthVerdict(False, f"trading halted: {halted}; review, then run "
                                     f"'{REARM_COMMAND}'{daemon}")
     return _verdict(rows, None if success is None else success["finished_at"], cfg.schedule,
-                    now, daemon)
+                    now, daemon, refused)
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """The latest cycles that sent orders and had every one rejected, in a row: how many,
+    and what the text says of them (empty when none)."""
+
+    cycles: int
+    fatal: bool  # at least ``[alerts].failure_streak`` of them
+    text: str
+
+
+def _refused(journal: Journal, cycles: list[dict[str, Any]], needed: int) -> _Refused:
+    """The refusal streak of ``cycles`` (newest first, as ``recent_cycles`` gives them),
+    with the newest refused cycle's last rejection reason the journal holds."""
+    count, newest = 0, None
+    for cycle in cycles:
+        figures = cycle["summary"]
+        submitted = figures.get("orders_submitted") or 0
+        if submitted <= 0:  # nothing sent: says nothing about the venue
+            continue
+        if ((figures.get("orders_rejected") or 0) < submitted or figures.get("orders_filled")
+                or figures.get("orders_partially_filled")):
+            break
+        count += 1
+        newest = newest or cycle["cycle_id"]
+    if newest is None:
+        return _Refused(0, False, "")
+    which = "the last trading cycle" if count == 1 else f"the last {count} trading cycles"
+    rejected = journal.intents(cycle_id=newest, statuses=[IntentStatus.REJECTED])
+    latest = next((i for i in reversed(rejected) if i.reason), rejected[-1] if rejected else None)
+    why = ""
+    if latest is not None:
+        reason = " ".join((latest.reason or "no reason given").split())
+        if len(reason) > _REASON_CHARS:
+            reason = reason[:_REASON_CHARS - 1] + "…"
+        why = f" (latest: {latest.symbol} {latest.side.value}: {reason})"
+    return _Refused(count, count >= needed, f"every order of {which} was rejected{why}")
 
 
 def _verdict(rows: list[CycleRow], last_success: str | None, schedule: ScheduleSection,
-             now: datetime, daemon: str) -> HealthVerdict:
+             now: datetime, daemon: str, refused: _Refused) -> HealthVerdict:
     if not rows:
         return HealthVerdict(False, f"no cycle yet{daemon}")
     streak = next((i for i, r in enumerate(rows) if r.status != CycleStatus.FAILED), len(rows))
     failing = (f"; last {streak} cycle{'s' if streak > 1 else ''} failed "
                f"(latest: {rows[0].error})" if streak else "") + _skipping(rows)
+    # what else is wrong, said after the verdict's own reason
+    trouble = failing + (f"; {refused.text}" if refused.cycles else "")
     if last_success is None:
-        return HealthVerdict(False, f"no successful cycle yet{failing}{daemon}")
+        return HealthVerdict(False, f"no successful cycle yet{trouble}{daemon}")
     finished = datetime.fromisoformat(last_success)
     due = success_due_after(schedule, now)
     if finished < due:
         return HealthVerdict(False, f"last success at {_short(finished)}, expected one since "
-                                    f"{_short(due)}{failing}{daemon}")
-    return HealthVerdict(True, f"ok: last success at {_short(finished)}{failing}{daemon}")
+                                    f"{_short(due)}{trouble}{daemon}")
+    # a refused cycle finished (a success, so recent enough), yet traded nothing
+    if refused.fatal:
+        return HealthVerdict(False, f"orders refused: {refused.text}{failing}{daemon}")
+    return HealthVerdict(True, f"ok: last success at {_short(finished)}{trouble}{daemon}")
 
 
 def _skipping(rows: list[CycleRow]) -> str:
