@@ -401,7 +401,9 @@ def test_status_says_the_sim_holdings_may_be_mid_cycle_while_a_cycle_runs(write_
 def test_status_lists_unsent_orders_of_the_cycles_shown_only(write_config):
     """Each whole-share buy dropped for cash left an `unsent` row, and status listed up to
     50 of them, weeks old, under "open and unsent orders", where they read as pending. The
-    unsent rows of the cycles status shows are listed; older ones are history."""
+    unsent rows of the cycles status shows are listed; older ones are history (and are not
+    read back: ``Journal.open_and_unsent_intents``). An order still open is listed
+    whichever cycle sent it."""
     from bot.engine.journal import Journal
     from bot.engine.statuses import CycleStatus, IntentStatus
     from brokers.base import OrderSide
@@ -410,18 +412,23 @@ def test_status_lists_unsent_orders_of_the_cycles_shown_only(write_config):
     assert run_cli_in_process("once", "--config", str(config)).returncode == 0
     cfg = load_config(config, check_strategy=False)
     journal = Journal(cfg.state_db)
-    for n in range(12):  # an old cycle's dropped buy, then eleven more cycles
+    for n in range(12):  # an old cycle's dropped buy and open sell, then eleven more cycles
         cycle_id = journal.start_cycle(None)
         if n in (0, 11):
             cid = f"ab-{cycle_id}-DBC-b"
             journal.record_intents(cycle_id, [(cid, "DBC", OrderSide.BUY, 1.0, 20.0)])
             journal.set_status(cid, IntentStatus.UNSENT, "not enough cash after sells")
+        if n == 0:
+            journal.record_intents(cycle_id, [(f"ab-{cycle_id}-SPY-s", "SPY", OrderSide.SELL,
+                                               2.0, 150.0)], status=IntentStatus.NEW)
         journal.finish_cycle(cycle_id, CycleStatus.FINISHED, {})
     journal.close()
     report = build_status_report(load_config(config, check_strategy=False))
     shown = {c.cycle_id for c in report.cycles}
     listed = [o for o in report.open_orders if o.status == "unsent"]
     assert len(listed) == 1 and listed[0].cycle_id in shown
+    assert [(o.symbol, o.status, o.cycle_id in shown) for o in report.open_orders] == [
+        ("SPY", "new", False), ("DBC", "unsent", True)]  # oldest first
 
 
 def test_status_says_a_dry_run_cycle_sent_nothing(write_config):

@@ -510,18 +510,34 @@ class Journal:
 
     def intents(self, cycle_id: str | None = None, statuses: Sequence[IntentStatus] | None = None
                 ) -> list[IntentRecord]:
-        sql = ("SELECT client_order_id, cycle_id, symbol, side, qty, price_est, status, "
-               "broker_order_id, filled_qty, filled_avg_price, reason FROM intents")
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if cycle_id is not None:
             where.append("cycle_id = ?")
             args.append(cycle_id)
         if statuses is not None:
             where.append(f"status IN ({','.join('?' * len(statuses))})")
             args.extend(statuses)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at, position"
+        return self._read_intents(" AND ".join(where), args)
+
+    def open_and_unsent_intents(self, cycle_ids: Sequence[str]) -> list[IntentRecord]:
+        """The intents still open (``OPEN_INTENT_STATUSES``) and the ``unsent`` ones of
+        ``cycle_ids``, in ``intents``' order: what ``allocbot status`` lists. The unsent rows
+        of other cycles (one per whole-share buy dropped for cash, kept for ever) are
+        filtered out by SQLite, not read back."""
+        open_marks = ",".join("?" * len(OPEN_INTENT_STATUSES))
+        where = f"status IN ({open_marks})"
+        args: list[Any] = list(OPEN_INTENT_STATUSES)
+        if cycle_ids:
+            where += f" OR (status = ? AND cycle_id IN ({','.join('?' * len(cycle_ids))}))"
+            args += [IntentStatus.UNSENT, *cycle_ids]
+        return self._read_intents(where, args)
+
+    def _read_intents(self, where: str, args: Sequence[Any]) -> list[IntentRecord]:
+        """The intents ``where`` (SQL, may be empty) selects, oldest first."""
+        sql = ("SELECT client_order_id, cycle_id, symbol, side, qty, price_est, status, "
+               "broker_order_id, filled_qty, filled_avg_price, reason FROM intents"
+               + (f" WHERE {where}" if where else "") + " ORDER BY created_at, position")
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
         return [

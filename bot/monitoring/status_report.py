@@ -40,9 +40,7 @@ from bot.engine.journal import Journal
 from bot.engine.statuses import (
     CLOSED_WAKES,
     HALT_KEY,
-    OPEN_INTENT_STATUSES,
     CycleStatus,
-    IntentStatus,
     recorded_inception,
     recorded_peak,
 )
@@ -528,10 +526,8 @@ def _orders(journal: Journal, recent: Sequence[CycleRow], limit: int = 50
             ) -> tuple[OrderRow, ...]:
     """Open intents (not yet final at the venue) and the ones abandoned unsent by the
     ``recent`` cycles shown (older unsent rows piled up for weeks under "open and unsent
-    orders", read as orders still pending)."""
-    shown = {c.cycle_id for c in recent}
-    rows = [i for i in journal.intents(statuses=(*OPEN_INTENT_STATUSES, IntentStatus.UNSENT))
-            if i.status is not IntentStatus.UNSENT or i.cycle_id in shown][-limit:]
+    orders", read as orders still pending; only those are read)."""
+    rows = journal.open_and_unsent_intents([c.cycle_id for c in recent])[-limit:]
     return tuple(OrderRow(i.client_order_id, i.cycle_id, i.symbol, i.side.value, i.qty,
                           i.filled_qty, str(i.status), i.reason) for i in rows)
 
