@@ -44,7 +44,7 @@ def status(config_path: Path, as_json: bool) -> None:
 @config_option
 def health(config_path: Path) -> None:
     """Exit 0 when the last successful cycle is recent enough for the schedule, else 1
-    with one line saying why (no cycle yet, last success at T, halted, failing)."""
+    with one line saying why (no cycle yet, last success at T, halted, failing, orders refused)."""
     from bot.monitoring.health import assess_health
 
     cfg = load(config_path, logs_to_stderr=True, check_strategy=False, configure_logs=False)
