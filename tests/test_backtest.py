@@ -13,6 +13,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import pytest
+import structlog
 
 import strategies
 from bot.backtest.engine import BacktestInputError, BacktestSpec, run_backtest
@@ -23,7 +24,7 @@ from bot.core.risk import RiskLimits
 from bot.core.signal import SignalSchedule
 from bot.engine.cycle import CycleSettings
 from brokers.sim.pricing import QTY_DECIMALS, SimCosts
-from tests.conftest import random_walk_prices
+from tests.conftest import capture_logs, random_walk_prices
 
 SYMBOLS = ["AAA", "BBB", "CCC"]
 WEIGHTS = {"AAA": 0.5, "BBB": 0.3, "CCC": 0.2}
@@ -227,6 +228,30 @@ def test_backtest_drift_shortcut_with_a_binding_var_limit_equals_the_daily_cycle
     assert fast.trades.equals(slow.trades)
     # the VaR backtest reads the VaR of every evening, a skipped day's included
     assert _var_figures(fast) == _var_figures(slow)
+
+
+def test_backtest_risk_limited_warns_once_a_binding_spell_on_the_days_the_daily_cycle_does():
+    """A rule binding day after day warns on its first day, then is info: the drift scan,
+    which skips the days the VaR limit cannot bind, warns on the same days as a cycle every
+    day (a skipped day ends a VaR spell; the weight cap binds on them too)."""
+    prices = random_walk_prices(SYMBOLS, 250, seed=3)
+    probe = make_spec(limits=RiskLimits(lookback_days=20))
+    var_level = np.median([c.var for c in run_backtest(prices, PriceDependentFixed(),
+                                                       probe).cycles if c.var])
+    limits = RiskLimits(lookback_days=20, max_var=float(var_level), max_weight=0.45)
+    spec = make_spec(costs=SimCosts(1, 0.5, 2), limits=limits)
+    warned = {}
+    for name, strategy in (("fast", fixed()), ("slow", PriceDependentFixed())):
+        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            run_backtest(prices, strategy, spec)
+        limited = [e for e in logs if e["event"] == "risk_limited"]
+        warned[name] = [(e["asof"], e["rule"]) for e in limited if e["log_level"] == "warning"]
+        if name == "slow":
+            binding_days = sum(1 for e in limited if e["rule"] == "max_var")
+    assert warned["fast"] == warned["slow"]
+    spells = [day for day, rule in warned["slow"] if rule == "max_var"]
+    assert 3 < len(spells) < binding_days / 3  # one warning a spell, not one a day
+    assert [rule for _, rule in warned["slow"]].count("max_weight") == 1
 
 
 def _var_figures(result) -> dict:

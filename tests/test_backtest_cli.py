@@ -112,19 +112,20 @@ def _events(stderr: str, name: str) -> list[dict]:
 
 def test_backtest_warning_of_every_cycle_written_three_times_then_counted(write_config,
                                                                          tmp_path):
-    """A risk limit that binds at every rebalance: at the default level its warning is
-    written thrice and the rest counted in one closing event; at "info" every one is
-    written, as many as were counted."""
+    """A risk limit that binds in many spells of monthly rebalances (its warning is the
+    first cycle of each spell's): at the default level its warning is written thrice and
+    the rest counted in one closing event; at "info" every one is written, as many as were
+    counted, and the spells' later cycles at info."""
     tight = {"strategy": {"name": "momentum", "params": {"k": 2, "lookback": 60}},
-             "risk": {"max_var": 0.005},
-             "backtest": {"start": "2024-10-01", "tearsheet": False}}
+             "risk": {"max_var": 0.01},
+             "backtest": {"start": "2015-01-02", "calendar": "monthly", "tearsheet": False}}
     quiet = run_cli_in_process("backtest", "--config", str(write_config(tight)),
                                "--out", str(tmp_path / "quiet"))
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     written = _events(quiet.stderr, "risk_limited")
     assert len(written) == 3
     # each says which replayed day it is about (its timestamp is the wall clock's)
-    assert all("2024-10-01" <= e["asof"] <= "2024-12-31" for e in written)
+    assert all("2015-01-02" <= e["asof"] <= "2024-12-31" for e in written)
     [closing] = _events(quiet.stderr, "warnings_repeated")
     not_written = closing["not_written"]["risk_limited"]
     assert not_written > 3 and closing["written_each"] == 3
@@ -133,7 +134,10 @@ def test_backtest_warning_of_every_cycle_written_three_times_then_counted(write_
         {**tight, "backtest": {**tight["backtest"], "log_level": "info"}}, name="loud.toml")),
         "--out", str(tmp_path / "loud"))
     assert loud.returncode == 0, loud.stderr[-2000:]
-    assert len(_events(loud.stderr, "risk_limited")) == 3 + not_written
+    limited = _events(loud.stderr, "risk_limited")
+    assert sum(e["level"] == "warning" for e in limited) == 3 + not_written
+    assert all(e["repeated"] for e in limited if e["level"] == "info")
+    assert sum(e["level"] == "info" for e in limited) > 3 + not_written
     assert _events(loud.stderr, "warnings_repeated") == []
 
 

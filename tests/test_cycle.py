@@ -119,6 +119,31 @@ def test_cycle_var_limit_scales_risky_weights_to_cash(tmp_path):
     assert account.cash / account.equity > 0.3  # the rest went to cash
 
 
+def test_cycle_var_limit_warns_on_the_first_cycle_it_binds_then_says_it_at_info(tmp_path):
+    """A daemon whose max_var binds for months warned (and alerted) every cycle: the first
+    cycle a rule binds warns, the next ones while it keeps binding are info with
+    ``repeated``; a cycle within the limit ends the spell, and a restart warns again."""
+    binding = RiskLimits(max_var=0.004, lookback_days=60)
+    ctx = make_ctx(tmp_path, limits=binding)
+    with capture_logs() as logs:
+        wake_and_run(ctx)
+        wake_and_run(ctx)
+        ctx.settings = replace(ctx.settings, limits=RiskLimits(max_var=0.5, lookback_days=60))
+        wake_and_run(ctx)  # within the limit
+        ctx.settings = replace(ctx.settings, limits=binding)
+        wake_and_run(ctx)
+        wake_and_run(ctx)
+        restarted = CycleContext(ctx.broker, ctx.journal, ctx.strategy, ctx.settings)
+        wake_and_run(restarted)
+    limited = [(e["log_level"], e["rule"], e["repeated"]) for e in logs
+               if e["event"] == "risk_limited"]
+    assert limited == [("warning", "max_var", False), ("info", "max_var", True),
+                       ("warning", "max_var", False), ("info", "max_var", True),
+                       ("warning", "max_var", False)]
+    repeated = [e for e in logs if e["event"] == "risk_limited" and e["repeated"]]
+    assert all(e["after"]["var"] == pytest.approx(0.004) for e in repeated)  # the same fields
+
+
 def test_cycle_nan_price_on_latest_row_is_an_error_naming_symbol_and_date():
     prices = random_walk_prices(SYMBOLS, 30)
     prices.iloc[-1, 1] = np.nan

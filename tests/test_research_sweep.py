@@ -109,9 +109,10 @@ def dask_client():  # one test uses it: closed right after it, not idling to the
 
 def test_sweep_dask_two_workers_same_trials_best_and_warning_counts_as_one_job(
         inputs, tmp_path, dask_client, capfd):
-    """Also: a risk limit binding at every cycle of every trial is counted the same in the
-    driver and in the workers' processes, and not one of its warnings is written (spawned
-    workers once wrote them to stdout in structlog's default format)."""
+    """Also: a risk limit binding in every trial (a warning a trial: its rebalances bind in
+    one spell) is counted the same in the driver and in the workers' processes, and not one
+    of its warnings is written (spawned workers once wrote them to stdout in structlog's
+    default format)."""
     _, space = inputs
     prices = Path(str(inputs[0])).parent / "prices.csv"
     config = write_config(tmp_path, prices, risk={"lookback_days": 20, "max_var": 0.002})
@@ -126,9 +127,11 @@ def test_sweep_dask_two_workers_same_trials_best_and_warning_counts_as_one_job(
     best = max((r for r in one if r.outcome == "complete"), key=lambda r: r.value)
     best_dask = max((r for r in on_dask if r.outcome == "complete"), key=lambda r: r.value)
     assert best_dask.params == best.params and best_dask.slot == best.slot
-    assert one_events["risk_limited"] > 6 and dask_events == one_events
+    assert one_events["risk_limited"] >= 6 and dask_events == one_events
     written = capfd.readouterr()
-    assert "risk_limited" not in written.out + written.err
+    # (logging at info here: a spell's later cycles say it at info, and pass)
+    assert not [line for line in (written.out + written.err).splitlines()
+                if "risk_limited" in line and '"level": "info"' not in line]
 
 
 def _sweeplogged_events(config: Path, space: Path, out: Path, **kw) -> tuple[list, dict[str, int]]:
@@ -283,8 +286,8 @@ def test_sweep_second_writer_on_the_same_out_is_refused_naming_the_journal(input
 
 
 def test_sweep_best_toml_backtests_to_the_reported_metrics(inputs, tmp_path):
-    """Also: a VaR limit binding in every trial is summed in one trial_warnings event,
-    and none of its per-cycle warnings is written."""
+    """Also: a VaR limit binding in every trial is summed in one trial_warnings event
+    (a warning a trial at least), and none of its warnings is written."""
     _, space = inputs
     prices = Path(str(inputs[0])).parent / "prices.csv"
     config = write_config(tmp_path, prices, risk={"lookback_days": 20, "max_var": 0.002})
@@ -294,7 +297,7 @@ def test_sweep_best_toml_backtests_to_the_reported_metrics(inputs, tmp_path):
                               "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     [summed] = logged_events(proc.stderr.splitlines(), "trial_warnings")
-    assert summed["counts"]["risk_limited"] > 6
+    assert summed["counts"]["risk_limited"] >= 6
     assert "risk_limited" not in proc.stdout and '"event": "risk_limited"' not in proc.stderr
     reported = json.loads((out / "sweep.json").read_text())["best"]["metrics"]
     bt = run_cli_in_process("backtest", "--config", str(out / "best.toml"), "--out",

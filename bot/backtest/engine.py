@@ -327,6 +327,9 @@ class _DriftScan:
         self.held: date | None = None  # the signal date ``targets`` were built from
         self.skipped_var = np.full(n, np.nan)
         self._span_var, self._span_first = np.zeros(0), 0  # the targets' VaR from that row
+        # the risk rules binding on every skipped day of the span: max_weight when it caps
+        # the targets (max_var binds only on ``forced`` rows, which get a cycle)
+        self._span_rules: frozenset[str] = frozenset()
         self.halted = False  # the kill switch halted a cycle: nothing trades again
         self._peak: float | None = None  # the peak recorded through the span next_row walked
         # under a kill switch, the days whose bar the data guard may block get a cycle: a
@@ -370,6 +373,9 @@ class _DriftScan:
         if self.targets is not None and stop > row:
             span = self._span_var[row - self._span_first:stop - self._span_first]
             self.skipped_var[row:stop] = rounded_as_python(span, VAR_FIGURE_DECIMALS)
+            # a rule those days' cycles would not have seen binding ends its episode: the
+            # next cycle it binds on warns again, as the daemon's would
+            self.ctx.risk_bound &= self._span_rules
             if self._peak is not None:
                 self.ctx.journal.set_meta_json(PEAK_KEY, self._peak)
         self._peak = None
@@ -418,6 +424,7 @@ class _DriftScan:
         unscaled = decision.weights.reindex(list(settings.universe)).fillna(0.0).to_numpy(
             dtype=float)
         self.targets = buffered_targets(unscaled, settings.policy.cash_buffer)
+        self._span_rules = frozenset(iv.rule for iv in decision.interventions)
         self._span_first = first
         self._span_var, self.forced = _span_var(self.history, unscaled, settings,
                                                 len(self.days), first, stop)

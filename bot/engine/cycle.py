@@ -27,7 +27,7 @@ from bot.core.rebalance import (
     plan_rebalance,
     plan_rebalance_aligned,
 )
-from bot.core.risk import RiskLimits, below_drawdown_limit
+from bot.core.risk import RiskIntervention, RiskLimits, below_drawdown_limit
 from bot.core.rounding import rounded_as_python
 from bot.core.signal import EVERY_DAY, SignalSchedule
 from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_plan
@@ -78,6 +78,9 @@ class CycleContext:
     strategy: Strategy
     settings: CycleSettings
     fills_verified: bool = False  # set once this process has repaired missing fills
+    # the risk rules that bound on this process's last cycle that ran the risk step:
+    # ``risk_limited`` warns when a rule starts binding, then is info while it keeps on
+    risk_bound: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +225,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
     if detail:
         log.info("weights_computed", weights=_rounded(weights),
                  cash_weight=round(1 - weights.sum(), 6), strategy=used)
-    for iv in decision.interventions:
-        log.warning("risk_limited", rule=iv.rule, before=iv.before, after=iv.after)
+    _log_interventions(ctx, decision.interventions, detail)
     if detail:
         log.info("risk_checked", var=decision.var, cvar=decision.cvar,
                  var_before=decision.var_before, confidence=s.limits.confidence,
@@ -280,6 +282,25 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
         "strategy": used,  # whose targets: the strategy's, or the fallback's
         **({"mode": s.mode} if s.mode == "dry_run" else {}),  # orders planned, none sent
     })
+
+
+def _log_interventions(ctx: CycleContext, interventions: tuple[RiskIntervention, ...],
+                       detail: bool) -> None:
+    """``risk_limited`` for each rule that changed the targets: a warning on the first cycle
+    it binds, info with ``repeated=True`` on the next ones while it keeps binding (a VaR
+    limit binding for months warned, and alerted, every 15 minutes). A cycle whose risk
+    step it does not bind ends the spell (one that stops before the risk step, the market
+    closed or the strategy held, changes nothing); the memory is this process's (a restart
+    warns again)."""
+    bound = ctx.risk_bound
+    for iv in interventions:
+        if iv.rule not in bound:
+            log.warning("risk_limited", rule=iv.rule, before=iv.before, after=iv.after,
+                        repeated=False)
+        elif detail:
+            log.info("risk_limited", rule=iv.rule, before=iv.before, after=iv.after,
+                     repeated=True)
+    ctx.risk_bound = frozenset(iv.rule for iv in interventions)
 
 
 def _cancel_orders_past_their_wait(broker: Broker, journal: Journal, wait_secs: float) -> None:
