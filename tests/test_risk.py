@@ -148,6 +148,34 @@ def test_apply_limits_var_breach_with_safe_asset_bisects_to_limit(
     assert w["SPY"] / w["TLT"] == pytest.approx(2.0, rel=1e-12)  # risky scaled together
     assert w["SHY"] > 0.1
     assert decision.interventions[-1].after["remainder_to"] == "SHY"
+    assert "remainder_cash_weight" not in decision.interventions[-1].after
+
+
+def test_apply_limits_var_remainder_past_the_safe_assets_max_weight_is_named_cash(
+        market: pd.DataFrame) -> None:
+    """The safe asset takes the remainder up to its max_weight and the rest is cash: the
+    event named the safe asset alone, and the user looked for weight it never got."""
+    weights = pd.Series({"SPY": 0.4, "GLD": 0.4, "SHY": 0.2})
+    limits = RiskLimits(max_var=0.004, safe_asset="SHY", max_weight=0.45)
+    decision = apply_risk_limits(weights, market, limits)
+    (intervention,) = decision.interventions
+    after = intervention.after
+    assert decision.weights["SHY"] == pytest.approx(0.45)
+    cash = 1 - decision.weights.sum()
+    assert cash > 0.1
+    assert after["remainder_to"] == "SHY+cash"
+    assert after["remainder_cash_weight"] == pytest.approx(cash, abs=1e-12)
+    assert "max_weight 0.45" in str(after["note"])
+    # at its max_weight already (the weight cap sent SPY's excess there): all of it is cash
+    weights = pd.Series({"SPY": 0.6, "TLT": 0.3, "SHY": 0.1})
+    capped = apply_risk_limits(weights, market, RiskLimits(max_var=0.004, safe_asset="SHY",
+                                                          max_weight=0.3))
+    assert [iv.rule for iv in capped.interventions] == ["max_weight", "max_var"]
+    after = capped.interventions[-1].after
+    assert capped.weights["SHY"] == pytest.approx(0.3)
+    assert after["remainder_to"] == "cash"
+    assert after["remainder_cash_weight"] == pytest.approx(
+        sum(capped.interventions[0].after["weights"].values()) - capped.weights.sum())
 
 
 def test_apply_limits_safe_asset_absent_from_weights_is_appended(market: pd.DataFrame) -> None:

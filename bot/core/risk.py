@@ -26,6 +26,7 @@ from strategies.estimators import returns_from_closes
 
 RiskMethod = Literal["historical", "parametric"]
 BISECTION_TOLERANCE = 1e-10
+REMAINDER_NOISE = 1e-12  # a remainder over the safe asset's cap by less went all to it (sums' noise)
 _STANDARD_NORMAL = NormalDist()  # stdlib: exact to ~1e-15, no scipy.stats import
 
 
@@ -296,6 +297,20 @@ def _scaled_with_safe(w: np.ndarray, safe_pos: int, k: float, cap: float | None)
     return out
 
 
+def _remainder_split(safe: str, w_safe0: float, remainder: float, cap: float
+                     ) -> tuple[str, float]:
+    """Where the remainder of a VaR scaling went when the safe asset takes it up to ``cap``
+    (``_scaled_with_safe``): ``safe``, ``"<safe>+cash"`` (its cap bit) or ``"cash"`` (it was
+    at its cap already), and the weight that went to cash (0.0 when none did, float noise
+    of the sums aside)."""
+    if w_safe0 + remainder <= cap + REMAINDER_NOISE:
+        return safe, 0.0
+    to_safe = cap - w_safe0
+    if to_safe <= REMAINDER_NOISE:
+        return "cash", remainder
+    return f"{safe}+cash", remainder - to_safe
+
+
 def _bisect_scale(var_at: Callable[[float], float], limit: float) -> float:
     """Largest-side k in [0, 1] with VaR(k) ≤ limit, given VaR(0) ≤ limit < VaR(1)."""
     lo, hi = 0.0, 1.0
@@ -323,9 +338,11 @@ def _limit_var(book: _Book, w: np.ndarray, limits: RiskLimits, limit: float,
     safe = book.safe_pos
     before = {"var": var_now, "cvar": cvar_now, "max_var": limit, "weights": book.as_dict(w)}
     remainder_to = "cash"
+    to_cash = 0.0  # of the remainder, when the safe asset's max_weight sent some to cash
     note = ""
     k = limit / var_now
     scaled = w * k
+    scaled_all = True  # every weight scaled by k, the remainder in cash
     if safe is not None:
         # r_p(k) = k·r_risky + w_safe(k)·r_safe: precomputed so each step is one quantile
         risky_w = w.copy()
@@ -342,17 +359,26 @@ def _limit_var(book: _Book, w: np.ndarray, limits: RiskLimits, limit: float,
 
         if var_at(0.0) <= limit:
             k = _bisect_scale(var_at, limit)
-            scaled = _scaled_with_safe(w, safe, k, limits.max_weight)
-            remainder_to = book.symbols[safe]
+            scaled, scaled_all = _scaled_with_safe(w, safe, k, limits.max_weight), False
+            remainder_to, to_cash = _remainder_split(book.symbols[safe], w_safe0,
+                                                     risky_sum * (1 - k), cap)
+            if remainder_to == "cash":
+                note = (f"safe asset {book.symbols[safe]} already at its max_weight {cap:g}; "
+                        "remainder goes to cash")
+            elif to_cash:
+                note = (f"safe asset {book.symbols[safe]} takes the remainder up to its "
+                        f"max_weight {cap:g}; the rest goes to cash")
         else:
             note = f"safe asset {book.symbols[safe]} alone breaches max_var; remainder goes to cash"
     var_after, cvar_after = _risk_pair(book.portfolio(scaled), limits)
-    if remainder_to == "cash" and var_after > limit:  # float rounding: land on the safe side
+    if scaled_all and var_after > limit:  # float rounding: land on the safe side
         k *= 1 - 1e-12
         scaled = w * k
         var_after, cvar_after = _risk_pair(book.portfolio(scaled), limits)
     after = {"var": var_after, "cvar": cvar_after, "k": k, "remainder_to": remainder_to,
              "weights": book.as_dict(scaled)}
+    if to_cash:
+        after["remainder_cash_weight"] = to_cash
     if note:
         after["note"] = note
     return scaled, RiskIntervention("max_var", before, after), (var_after, cvar_after)
