@@ -127,6 +127,47 @@ def test_held_targets_survive_a_restart_and_a_strategy_change_recomputes(tmp_pat
     broker.close()
 
 
+def test_signal_recomputed_says_why_on_each_recompute_and_signal_held_between(tmp_path):
+    """A signal was recomputed silently: the first cycle (no signal yet), the new month's
+    first session, a new strategy, a changed universe each log ``signal_recomputed`` with
+    its reason; the sessions between hold the signal (``signal_held``)."""
+    from dataclasses import replace
+
+    prices = random_walk_prices(SYMBOLS, 200, seed=3)
+    db = tmp_path / "s.sqlite"
+    broker = SimulatedBroker(db, prices, starting_cash=1e5, replay_start=prices.index[60].date())
+    ctx = CycleContext(broker, Journal(db), _momentum(), _settings(MONTHLY))
+
+    def next_session() -> date:
+        broker.on_wake()
+        result = cycle.run(ctx)
+        assert result.status == "finished", result.error
+        assert result.asof is not None
+        return result.asof
+
+    with capture_logs() as logs:
+        first = next_session()
+        held = 0
+        while (month_turn := next_session()).month == first.month:
+            held += 1
+        ctx.strategy = strategies.create("equal_weight")
+        changed = next_session()
+        ctx.settings = replace(ctx.settings, excluded=("DDD",))
+        excluded = next_session()
+    recomputed = [(e["log_level"], e["reason"], e["signal_asof"], e["previous_asof"])
+                  for e in logs if e["event"] == "signal_recomputed"]
+    assert recomputed == [
+        ("info", "no_signal_yet", str(first), None),
+        ("info", "signal_day", str(month_turn), str(first)),
+        ("info", "strategy_changed", str(changed), str(month_turn)),
+        ("info", "universe_changed", str(excluded), str(changed)),
+    ]
+    assert all(e["schedule"] == "monthly" for e in logs if e["event"] == "signal_recomputed")
+    assert held > 1 and sum(e["event"] == "signal_held" for e in logs) == held
+    ctx.journal.close()
+    broker.close()
+
+
 def test_excluded_symbol_is_never_bought_and_sold_when_held(tmp_path):
     prices = random_walk_prices(SYMBOLS, 120, seed=8)
     db = tmp_path / "s.sqlite"
@@ -195,8 +236,14 @@ def test_held_signal_on_a_symbol_the_raised_risk_window_no_longer_covers_is_reco
     first = wake_and_run(ctx)
     assert first.status is CycleStatus.FINISHED and first.figures["targets"].get("CCC", 0) > 0
     ctx.settings = replace(ctx.settings, limits=RiskLimits(lookback_days=120))
-    later = wake_and_run(ctx)  # the next session: not a signal day
+    with capture_logs() as logs:
+        later = wake_and_run(ctx)  # the next session: not a signal day
     assert later.status is CycleStatus.FINISHED, later.error
     assert "CCC" not in later.figures["targets"]
+    # and says why it recomputed off-schedule
+    [recomputed] = [e for e in logs if e["event"] == "signal_recomputed"]
+    assert recomputed["reason"] == "held_outside_risk_window"
+    assert recomputed["signal_asof"] == recomputed["previous_asof"] == str(first.asof)
+    assert not [e for e in logs if e["event"] == "signal_held"]
     memo = ctx.journal.meta_json("signal")  # the schedule still counts from the first signal
     assert memo["asof"] == str(first.asof)

@@ -9,6 +9,7 @@ step runs on every cycle either way: a VaR limit reacts to today's returns windo
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -213,25 +214,36 @@ def _bad_memo(journal: Journal) -> StateError:
                                 '"strategy": key, "weights": {symbol: fraction}}')
 
 
-def _held_memo(journal: Journal, key: str, rules: TargetRules
-               ) -> tuple[date, dict[str, Any]] | None:
-    """The journal's last signal (its date and its non-zero weights by symbol) when it is
-    the strategy ``key``'s, names only universe symbols and was computed over the symbols
-    the strategy sees now; else None (recompute). A symbol excluded or let back in since
-    changes what the strategy would hold: keeping the signal parked an excluded symbol's
-    weight in cash, and sold a re-admitted one, until the next signal day. (A memo from
-    before the symbols were recorded is kept.)"""
+def _checked_memo(journal: Journal, key: str, rules: TargetRules
+                  ) -> tuple[date | None, dict[str, Any] | None, str]:
+    """The journal's last signal: its date (None: no signal yet), its non-zero weights by
+    symbol when they may be held (else None: recompute) and, then, why not
+    (``signal_recomputed``'s reason). They may be held when the signal is the strategy
+    ``key``'s, names only universe symbols and was computed over the symbols the strategy
+    sees now. A symbol excluded or let back in since changes what the strategy would hold:
+    keeping the signal parked an excluded symbol's weight in cash, and sold a re-admitted
+    one, until the next signal day. (A memo from before the symbols were recorded is kept.)"""
     memo = journal.meta_json(SIGNAL_KEY)
     if memo is None:
-        return None
+        return None, None, "no_signal_yet"
     last, held = _memo_parts(journal, memo)
-    if memo["strategy"] != key or not _symbol_set(rules.universe).issuperset(held):
-        return None
+    if memo["strategy"] != key:
+        return last, None, "strategy_changed"
+    if not _symbol_set(rules.universe).issuperset(held):
+        return last, None, "universe_changed"
     seen = memo.get("universe")
     if isinstance(seen, (list, tuple)) and tuple(seen) != _seen_symbols(rules.universe,
                                                                           rules.excluded):
-        return None
-    return last, held
+        return last, None, "universe_changed"
+    return last, held, ""
+
+
+def _held_memo(journal: Journal, key: str, rules: TargetRules
+               ) -> tuple[date, dict[str, Any]] | None:
+    """The journal's last signal (its date and its non-zero weights by symbol) when it may
+    be held (``_checked_memo``); else None (recompute)."""
+    last, held, _ = _checked_memo(journal, key, rules)
+    return None if last is None or held is None else (last, held)
 
 
 def _held_weights(journal: Journal, held: dict[str, Any], rules: TargetRules) -> pd.Series:
@@ -278,18 +290,19 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
                   session_dates: pd.Index | None = None,
                   ) -> tuple[pd.Series, RiskDecision, str] | None:
     """Today's strategy weights (recomputed on a signal day, else the journal's), the risk
-    step's decision on them and the name of the strategy that produced them. When the
+    step's decision on them and the name of the strategy that produced them; a new signal
+    is logged as ``signal_recomputed`` with why, a held one as ``signal_held``. When the
     strategy cannot compute (StrategyError) the configured ``fallback`` is used for this
     cycle (the strategy is asked again next cycle); with none, or if it fails too, None:
     hold, never trade on weights the strategy could not produce."""
     key = _strategy_key(strategy)
-    memo = _held_memo(journal, key, rules)
+    last, held, reason = _checked_memo(journal, key, rules)
     signal_asof = asof  # the signal's date the memo keeps
-    if memo is not None:
-        last, held = memo
+    if last is not None and held is not None:
         sessions = (_sessions_after(prices.index if session_dates is None else session_dates,
                                     last)  # only "every N sessions" counts
                     if rules.signal.every_sessions is not None else 0)
+        reason = "signal_day"
         if not is_signal_day(asof, last, rules.signal, sessions):
             weights = _held_weights(journal, held, rules)
             if not _held_outside_risk_window(weights, prices, rules.limits.lookback_days):
@@ -299,7 +312,7 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
             # else recompute today: the held signal weighs a symbol the risk step's window
             # no longer covers ([risk].lookback_days raised since), which it refuses; the
             # schedule keeps counting from the held signal's day
-            signal_asof = last
+            signal_asof, reason = last, "held_outside_risk_window"
     for candidate in (strategy, fallback):
         if candidate is None:
             continue
@@ -318,6 +331,10 @@ def cycle_targets(strategy: Strategy, fallback: Strategy | None, journal: Journa
         if candidate is strategy:
             journal.set_meta_json(SIGNAL_KEY, _memo(signal_asof, key, weights, _seen_symbols(
                 rules.universe, rules.excluded)))
+            if log.is_enabled_for(logging.INFO):  # (a backtest logs at warning)
+                log.info("signal_recomputed", reason=reason, signal_asof=signal_asof.isoformat(),
+                         previous_asof=last.isoformat() if last is not None else None,
+                         schedule=rules.signal.describe())
         return weights, decision, candidate.name
     return None
 
