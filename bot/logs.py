@@ -92,8 +92,8 @@ class SecretRedactor:
 
 class RepeatedWarnings:
     """Processor for batch runs (a backtest's thousands of cycles): each warning event is
-    written its first ``written`` times and only counted after that, so a risk limit that
-    binds at every rebalance writes three lines, not one per cycle. ``repeats()`` gives what
+    written its first ``written`` times and only counted after that, so a covariance
+    repaired at every rebalance writes three lines, not one per cycle. ``repeats()`` gives what
     was not written, for the run's closing ``warnings_repeated`` event."""
 
     def __init__(self, written: int = 3) -> None:

@@ -23,6 +23,7 @@ from bot.core.risk import (
     parametric_var,
     portfolio_returns,
 )
+from bot.logs import round_for_reading
 
 # Ten daily returns; sorted: −0.05 −0.03 −0.02 −0.01 0.00 0.01 0.01 0.02 0.03 0.04
 KNOWN = np.array([-0.05, -0.02, 0.01, 0.03, -0.01, 0.02, 0.00, -0.03, 0.04, 0.01])
@@ -202,8 +203,12 @@ def test_apply_limits_max_weight_caps_and_sends_excess_to_cash(market: pd.DataFr
     assert decision.weights.to_dict() == {"SPY": 0.4, "TLT": 0.3}
     (intervention,) = decision.interventions
     assert intervention.rule == "max_weight"
-    assert intervention.after["excess_to_cash"] == pytest.approx(0.3)
+    assert intervention.after["excess_to_cash_weight"] == pytest.approx(0.3)
     assert decision.var < decision.var_before
+    # the log writes the fraction to 6 digits (as "excess_to_cash" it was rounded as money)
+    odd = apply_risk_limits(pd.Series({"SPY": 0.723456, "TLT": 0.276544}), market,
+                            RiskLimits(max_weight=0.4)).interventions[0].after
+    assert round_for_reading("after", odd)["excess_to_cash_weight"] == 0.323456
 
 
 def test_apply_limits_max_weight_excess_goes_to_safe_asset_up_to_its_cap(
@@ -213,7 +218,7 @@ def test_apply_limits_max_weight_excess_goes_to_safe_asset_up_to_its_cap(
     assert decision.weights.to_dict() == pytest.approx({"SPY": 0.3, "GLD": 0.1, "SHY": 0.3})
     after = decision.interventions[0].after
     assert after["excess_to_safe"] == pytest.approx(0.2)
-    assert after["excess_to_cash"] == pytest.approx(0.3)
+    assert after["excess_to_cash_weight"] == pytest.approx(0.3)
 
 
 def test_apply_limits_weighted_symbol_without_full_history_raises_naming_it(

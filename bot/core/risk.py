@@ -283,7 +283,7 @@ def _cap_weights(book: _Book, w: np.ndarray,
         return w, None
     capped, to_safe = capped_weights(w, cap, book.safe_pos)
     after = {"weights": book.as_dict(capped), "excess_to_safe": to_safe,
-             "excess_to_cash": float((w - np.minimum(w, cap)).sum()) - to_safe}
+             "excess_to_cash_weight": float((w - np.minimum(w, cap)).sum()) - to_safe}
     return capped, RiskIntervention("max_weight", {"weights": book.as_dict(w)}, after)
 
 
