@@ -288,10 +288,10 @@ def _log_interventions(ctx: CycleContext, interventions: tuple[RiskIntervention,
                        detail: bool) -> None:
     """``risk_limited`` for each rule that changed the targets: a warning on the first cycle
     it binds, info with ``repeated=True`` on the next ones while it keeps binding (a VaR
-    limit binding for months warned, and alerted, every 15 minutes). A cycle whose risk
-    step it does not bind ends the spell (one that stops before the risk step, the market
-    closed or the strategy held, changes nothing); the memory is this process's (a restart
-    warns again)."""
+    limit binding for months warned every 15 minutes; operators alert on warnings). A
+    cycle whose risk step it does not bind ends the spell (one that stops before the risk
+    step, the market closed or the strategy held, changes nothing); the memory is this
+    process's (a restart warns again)."""
     bound = ctx.risk_bound
     for iv in interventions:
         if iv.rule not in bound:
