@@ -189,6 +189,31 @@ def test_excluded_symbol_is_never_bought_and_sold_when_held(tmp_path):
     broker.close()
 
 
+def test_listing_the_universe_in_another_order_mid_month_keeps_the_held_signal(tmp_path):
+    """The same symbols in another order are the same universe: the held monthly signal
+    stays (it was recomputed mid-month, trading on a day that was no signal day)."""
+    prices = random_walk_prices(SYMBOLS, 120, seed=8)
+    db = tmp_path / "s.sqlite"
+    broker = SimulatedBroker(db, prices, starting_cash=1e5, replay_start=prices.index[60].date())
+    journal = Journal(db)
+    ctx = CycleContext(broker, journal, _momentum(), _settings(MONTHLY))
+    broker.on_wake()
+    first = cycle.run(ctx).figures["targets"]
+    settings = ctx.settings
+    ctx.settings = CycleSettings(**{**{f: getattr(settings, f) for f in
+                                       settings.__dataclass_fields__},
+                                    "universe": tuple(reversed(SYMBOLS))})
+    for _ in range(3):  # the same month: no signal day
+        broker.on_wake()
+        with capture_logs() as logs:
+            again = cycle.run(ctx)
+        assert [e["event"] for e in logs if e["event"].startswith("signal_")] == ["signal_held"]
+        assert {s: w for s, w in again.figures["targets"].items() if w} == {
+            s: w for s, w in first.items() if w}
+    journal.close()
+    broker.close()
+
+
 def test_excluding_or_readmitting_a_symbol_mid_month_recomputes_the_held_signal(tmp_path):
     """The held monthly signal was computed over the symbols the strategy saw then. One
     excluded since used to keep its weight in cash until the next month (``signal_held``

@@ -220,9 +220,10 @@ def _checked_memo(journal: Journal, key: str, rules: TargetRules
     symbol when they may be held (else None: recompute) and, then, why not
     (``signal_recomputed``'s reason). They may be held when the signal is the strategy
     ``key``'s, names only universe symbols and was computed over the symbols the strategy
-    sees now. A symbol excluded or let back in since changes what the strategy would hold:
-    keeping the signal parked an excluded symbol's weight in cash, and sold a re-admitted
-    one, until the next signal day. (A memo from before the symbols were recorded is kept.)"""
+    sees now, in any order. A symbol excluded or let back in since changes what the
+    strategy would hold: keeping the signal parked an excluded symbol's weight in cash,
+    and sold a re-admitted one, until the next signal day. (A memo from before the symbols
+    were recorded is kept.)"""
     memo = journal.meta_json(SIGNAL_KEY)
     if memo is None:
         return None, None, "no_signal_yet"
@@ -231,9 +232,10 @@ def _checked_memo(journal: Journal, key: str, rules: TargetRules
         return last, None, "strategy_changed"
     if not _symbol_set(rules.universe).issuperset(held):
         return last, None, "universe_changed"
-    seen = memo.get("universe")
-    if isinstance(seen, (list, tuple)) and tuple(seen) != _seen_symbols(rules.universe,
-                                                                          rules.excluded):
+    seen = memo.get("universe")  # (as a set: listing the same symbols in another order
+    # recomputed a monthly signal mid-month, and could trade on a non-signal day)
+    if isinstance(seen, (list, tuple)) and _symbol_set(tuple(seen)) != _symbol_set(
+            _seen_symbols(rules.universe, rules.excluded)):
         return last, None, "universe_changed"
     return last, held, ""
 
