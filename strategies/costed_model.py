@@ -15,7 +15,7 @@ LO, HI, KINK, DOWN, UP = 0, 1, 2, 3, 4
 WEIGHT_TOLERANCE = 1e-12
 
 
-# A turnover cap (beyond a forced sale's reinvestment) this small trades nothing: the
+# A turnover cap (beyond investing what is uninvested) this small trades nothing else: the
 # frontier's bracket search cannot resolve such a sliver (it failed to converge at 1e-7),
 # and 1e-6 of equity is below any order worth sending.
 NEGLIGIBLE_TURNOVER = 1e-6
@@ -24,15 +24,16 @@ NEGLIGIBLE_TURNOVER = 1e-6
 @dataclass(frozen=True, slots=True)
 class LinearTerms:
     """Everything beyond box and budget: current weights a (0 for symbols not held),
-    sector index per asset (−1: none) with one cap per sector, the turnover cap τ
-    (inf: none) and ``forced``, the weight held in symbols outside ``anchor`` that must be
-    sold (1 − Σa: the least turnover, spent reinvesting it)."""
+    sector index per asset (−1: none) with one cap per sector, the turnover cap on
+    Σ|w − a| (inf: none; the configured τ plus |``uninvested``|) and ``uninvested`` = 1 − Σa,
+    the weight outside these assets now (cash, and held symbols the strategy cannot hold,
+    which are sold): investing it is the least turnover, and outside τ."""
 
     anchor: np.ndarray
     sector_of: np.ndarray
     sector_caps: np.ndarray
     max_turnover: float = np.inf
-    forced: float = 0.0
+    uninvested: float = 0.0
 
     @property
     def has_turnover(self) -> bool:

@@ -99,10 +99,13 @@ def feasible_start(lower: np.ndarray, upper: np.ndarray, terms: LinearTerms,
     w = result.x[:n]
     least = turnover(w, terms)
     if least > terms.max_turnover + 1e-9:
+        remainder = abs(terms.uninvested)  # investing it is outside max_turnover
         raise StrategyError(
-            f"max_turnover {terms.max_turnover:.6g} is below the least turnover "
-            f"{least:.6g} that meets the budget, bounds and sector caps from the current "
-            f"weights; raise max_turnover")
+            f"max_turnover {terms.max_turnover - remainder:.6g} is below the "
+            f"{least - remainder:.6g} of trading that the budget, bounds and sector caps "
+            f"need from the current weights (beyond investing the {remainder:.6g} of "
+            f"equity they do not hold: cash, and holdings this strategy cannot hold); "
+            f"raise max_turnover to at least that")
     return _snap(w, lower, upper, terms, geo)
 
 

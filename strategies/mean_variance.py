@@ -200,28 +200,39 @@ def trading_costs(trade: TradeSettings, symbols: pd.Index, columns: pd.Index,
                   ) -> tuple[TradingCosts | None, np.ndarray]:
     """The costs and caps of one run, or None when none applies (then the optimizers take
     their cost-free path, bit for bit), and the lower bounds to use. With max_turnover 0
-    and a forced sale, the only trades allowed reinvest its proceeds: {Σ|w − a| ≤ 1 − Σa}
+    (or negligible) the only trades allowed invest what is uninvested: {Σ|w − a| ≤ 1 − Σa}
     is exactly {w ≥ a} on the budget, so a is the lower bound and no cap remains (the
-    frontier's bracket search did not converge on the cap's degenerate form)."""
+    frontier's bracket search did not converge on the cap's degenerate form); when those
+    bounds or the sector caps cannot hold, the capped problem says what it needs."""
     kappa = trade.turnover_penalty if current_weights is not None else 0.0
     capped = trade.max_turnover is not None and current_weights is not None
     if kappa == 0 and not capped and not trade.sector_limits:
         return None, lower
     terms = linear_terms(trade, symbols, columns, upper,
                          current_weights if (kappa > 0 or capped) else None)
-    if terms.forced > 0 and terms.max_turnover <= terms.forced + NEGLIGIBLE_TURNOVER:
-        over = np.flatnonzero(terms.anchor > upper)
-        if over.size:
-            raise StrategyError(
-                f"max_turnover {trade.max_turnover:.6g} allows only reinvesting the sale of "
-                f"the held symbols this strategy cannot hold, but "
-                f"{[str(symbols[int(i)]) for i in over]} are held above their upper bound "
-                f"and must be sold too: raise max_turnover")
-        lower = np.maximum(lower, terms.anchor)
-        terms = replace(terms, max_turnover=np.inf)
-        if kappa == 0 and not trade.sector_limits:
-            return None, lower
+    if (terms.has_turnover and terms.uninvested > 0
+            and terms.max_turnover <= terms.uninvested + NEGLIGIBLE_TURNOVER):
+        raised = np.maximum(lower, terms.anchor)
+        if _holds(raised, upper, terms):
+            terms = replace(terms, max_turnover=np.inf)
+            if kappa == 0 and not trade.sector_limits:
+                return None, raised
+            return TradingCosts(terms=terms, kappa=kappa), raised
     return TradingCosts(terms=terms, kappa=kappa), lower
+
+
+def _holds(lower: np.ndarray, upper: np.ndarray, terms: LinearTerms) -> bool:
+    """A fully invested w ≥ ``lower`` within ``upper`` and the sector caps exists."""
+    if bool(np.any(lower > upper)) or float(lower.sum()) > 1.0 + 1e-12:
+        return False
+    if not terms.sector_caps.size:
+        return True
+    capped, caps = terms.sector_of >= 0, terms.sector_caps
+    sums = np.bincount(terms.sector_of[capped], weights=lower[capped], minlength=len(caps))
+    spans = np.bincount(terms.sector_of[capped], weights=(upper - lower)[capped],
+                        minlength=len(caps))
+    room = float(np.minimum(caps - sums, spans).sum()) + float((upper - lower)[~capped].sum())
+    return bool(np.all(sums <= caps + 1e-12)) and float(lower.sum()) + room >= 1.0 - 1e-12
 
 
 def solve_with_costs(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.ndarray,

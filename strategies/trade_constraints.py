@@ -83,34 +83,35 @@ def linear_terms(settings: TradeSettings, symbols: pd.Index, columns: pd.Index,
     """LinearTerms over the usable ``symbols`` (``columns`` are all priced symbols).
 
     w_now = ``current_weights`` (symbols missing from it hold 0; None: no penalty and no
-    turnover cap apply). A held symbol this strategy cannot hold (excluded by
-    [universe].exclude, or without usable history) must be sold: that sale and the
-    reinvestment of its proceeds are outside max_turnover, which caps the trading the
-    strategy chooses (Σ|w − w_now| over the usable symbols ≤ τ + the forced weight, whose
-    least value is that weight). Counted against τ, a holding larger than τ/2 stalled
-    every cycle until the operator raised τ or sold it by hand. Raises
+    turnover cap apply), fractions of the account's equity: 1 − Σw_now over the usable
+    symbols is what they do not hold now, cash (a deposit, what the risk step or the cash
+    buffer kept, whole-share remainders) and held symbols this strategy cannot hold
+    (excluded by [universe].exclude, or without usable history), which must be sold.
+    Investing that is outside max_turnover, which caps the trading the strategy chooses:
+    Σ|w − w_now| over the usable symbols ≤ τ + |1 − Σw_now|, the least turnover being that
+    remainder. Counted against τ, cash or a forced sale larger than τ held the account
+    as it was on every cycle, until the operator raised τ or sold by hand. Raises
     StrategyConfigError for a ``sectors`` symbol not priced, StrategyError when the
     sector caps cannot hold a fully invested portfolio.
     """
-    anchor, forced = _anchor(current_weights, symbols)
+    anchor = _anchor(current_weights, symbols)
+    uninvested = 1.0 - float(anchor.sum())
     tau = np.inf
     if settings.max_turnover is not None and current_weights is not None:
-        tau = settings.max_turnover + forced
+        tau = settings.max_turnover + abs(uninvested)
     sector_of, caps = _sector_index(settings, symbols, columns, upper)
     return LinearTerms(anchor=anchor, sector_of=sector_of, sector_caps=caps, max_turnover=tau,
-                       forced=forced)
+                       uninvested=uninvested if current_weights is not None else 0.0)
 
 
-def _anchor(current_weights: pd.Series | None, symbols: pd.Index) -> tuple[np.ndarray, float]:
+def _anchor(current_weights: pd.Series | None, symbols: pd.Index) -> np.ndarray:
     if current_weights is None:
-        return np.zeros(len(symbols)), 0.0
+        return np.zeros(len(symbols))
     current = current_weights.astype(float)
     if not np.isfinite(current.to_numpy()).all():
         bad = current.index[~np.isfinite(current.to_numpy())].tolist()
         raise StrategyError(f"current_weights are not finite for {bad}")
-    anchor = current.reindex(symbols, fill_value=0.0).to_numpy(dtype=float)
-    forced = float(current[~current.index.isin(symbols)].abs().sum())
-    return anchor, forced
+    return current.reindex(symbols, fill_value=0.0).to_numpy(dtype=float)
 
 
 def _sector_index(settings: TradeSettings, symbols: pd.Index, columns: pd.Index,

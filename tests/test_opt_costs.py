@@ -249,23 +249,37 @@ def test_optimizer_bad_cost_params_name_key(params: dict[str, object], key: str)
 
 
 @pytest.mark.parametrize("name", MV_FAMILY)
-@pytest.mark.parametrize("tau", [0.0, 1e-7, 0.05])
-def test_optimizer_forced_sale_above_max_turnover_sells_and_caps_only_the_rest(
-        name: str, tau: float) -> None:
-    """A held symbol the strategy cannot hold (S1, 0.2 of equity, without usable history)
-    is sold even when max_turnover is below its weight, and the proceeds reinvested: the
-    cap bounds only the trading beyond that (it once stalled every cycle instead)."""
+@pytest.mark.parametrize("tau", [0.0, 1e-7, 2e-6, 0.01, 0.05])
+@pytest.mark.parametrize("cash", [0.0, 0.03])
+def test_optimizer_forced_sale_and_cash_above_max_turnover_invested_cap_bounds_the_rest(
+        name: str, tau: float, cash: float) -> None:
+    """A held symbol the strategy cannot hold (S1, without usable history) is sold even
+    when max_turnover is below its weight, and the proceeds and the account's cash are
+    invested: the cap bounds only the trading beyond that (it once stalled every cycle
+    instead, and with cash a cap between 1e-6 and the cash failed)."""
     prices = prices_frame()
     prices.iloc[:-30, 1] = np.nan  # S1 is held but lacks history: it must be sold
-    w = build(name, lookback_days=100, max_turnover=tau).target_weights(prices, CURRENT)
+    current = CURRENT * (1.0 - cash)
+    w = build(name, lookback_days=100, max_turnover=tau).target_weights(prices, current)
     assert w.get("S1", 0.0) == 0.0
     assert w.sum() == pytest.approx(1.0, abs=1e-12) and (w >= 0).all()
-    usable = CURRENT.drop("S1")
+    usable = current.drop("S1")
     moved = float(np.abs(w.reindex(usable.index, fill_value=0.0) - usable).sum())
-    forced = float(CURRENT["S1"])
-    assert forced - 1e-12 <= moved <= forced + tau + 1e-12  # the proceeds, plus ≤ τ more
-    if tau == 0.0:  # nothing but the reinvestment: each usable weight only grows
+    uninvested = 1.0 - float(usable.sum())
+    assert uninvested - 1e-12 <= moved <= uninvested + tau + 1e-12
+    if tau == 0.0:  # nothing but investing it: each usable weight only grows
         assert (w.reindex(usable.index, fill_value=0.0) >= usable - 1e-12).all()
+
+
+@pytest.mark.parametrize("name", MV_FAMILY)
+def test_optimizer_cash_above_max_turnover_is_invested(name: str) -> None:
+    """A fifth of the account in cash (a deposit, or what a VaR limit kept) and
+    max_turnover 0.05: the cash is invested and at most 0.05 more traded (it was "below the
+    least turnover" on every cycle)."""
+    current = CURRENT * 0.8
+    w = build(name, max_turnover=0.05).target_weights(prices_frame(), current)
+    assert w.sum() == pytest.approx(1.0, abs=1e-12)
+    assert 0.2 - 1e-12 <= float(np.abs(w - current).sum()) <= 0.25 + 1e-12
 
 
 @pytest.mark.parametrize("name", MV_FAMILY)
@@ -277,13 +291,14 @@ def test_optimizer_negligible_max_turnover_stays_within_it(name: str, tau: float
     assert float(np.abs(w - CURRENT).sum()) <= tau + 1e-12
 
 
-def test_optimizer_forced_sale_with_zero_max_turnover_and_a_holding_above_its_bound_names_it(
+def test_optimizer_zero_max_turnover_with_a_holding_above_its_bound_says_what_it_needs(
         ) -> None:
     prices = prices_frame()
     prices.iloc[:-30, 1] = np.nan  # S1 is held but lacks history: it must be sold
     strategy = build("max_sharpe", lookback_days=100, max_turnover=0.0,
                      bounds={"S0": [0.0, 0.2]})  # S0 is held at 0.3
-    with pytest.raises(StrategyError, match=r"\['S0'\] are held above their upper bound"):
+    with pytest.raises(StrategyError, match=r"max_turnover 0 is below the 0\.2 of trading .* "
+                       r"\(beyond investing the 0\.2 of equity they do not hold"):
         strategy.target_weights(prices, CURRENT)
 
 
