@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bot.errors import ConfigError
 from bot.logs import TrialEvents, configure_logging
 from bot.research.results import best_trial, run_best
 from bot.research.space import apply_params, load_space
@@ -92,7 +93,7 @@ def first_4_of_8(inputs, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def dask_client():  # one test uses it: closed right after it, not idling to the module's end
+def dask_client():  # closed right after each test that uses it, not idling to the module's end
     # distributed's INFO handler stays quiet only if this is set before its import; the
     # spawned workers inherit it (FIELD-NOTES, Dask)
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
@@ -612,3 +613,125 @@ def test_sweep_workers_ignore_ctrl_c_and_the_sweep_ends_them_itself():
         runner.close()
         other.terminate()
         other.join(10)
+
+
+# ``allocbot sweep --dask`` in a child process with its Dask client's ``METHOD`` hooked: at
+# its first call the client's event loop is kept busy (as by a large message) and Ctrl-C
+# lands meanwhile, before the loop has started the call (the moment a user's Ctrl-C hit)
+_CTRL_C_AT_A_DASK_CALL = """
+import os, signal, sys, threading, time
+
+from distributed import Client
+
+real = Client.METHOD
+
+def hooked(self, *args, **kwargs):
+    Client.METHOD = real
+    self.loop.add_callback(time.sleep, 0.4)
+    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+    return real(self, *args, **kwargs)
+
+Client.METHOD = hooked
+sys.argv[0] = "allocbot"
+from bot.cli import main
+
+main()
+"""
+
+
+@pytest.fixture
+def dask_scheduler_address():
+    """A scheduler with no workers, in this process (starts in a fraction of a second): the
+    sweep's client connects and then waits in its scatter."""
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp://", host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster:
+        yield cluster.scheduler_address
+
+
+def _ctrl_c_at_a_dask_call(inputs, out: Path, address: str, method: str, tmp_path: Path
+                           ) -> subprocess.CompletedProcess[str]:
+    config, space = inputs
+    script = tmp_path / "ctrl_c_at_a_dask_call.py"
+    script.write_text(_CTRL_C_AT_A_DASK_CALL.replace("METHOD", method), encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, str(script), "sweep", "--config", str(config), "--space", str(space),
+         "--trials", "4", "--batch", "2", "--dask", address, "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def _assert_only_allocbots_ctrl_c_message(proc: subprocess.CompletedProcess[str],
+                                          out: Path) -> None:
+    """Exit 130 (as a --jobs sweep's Ctrl-C) and, besides the JSON log lines, only the
+    sweep's own message on stderr: no tornado, asyncio or distributed line, no traceback."""
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert [line for line in proc.stderr.splitlines() if line.strip() and not _json_line(line)] \
+        == [f"allocbot: interrupted; `--resume --out {out}` continues"], proc.stderr[-3000:]
+
+
+def _json_line(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+@pytest.mark.slow  # a sweep in a child process (~1.5 s of imports before it connects): ~3 s
+def test_sweep_dask_ctrl_c_while_connecting_prints_only_allocbots_message(
+        inputs, tmp_path, dask_scheduler_address):
+    """Ctrl-C during a blocking call to the Dask client (here the scatter of the prices)
+    was raised inside distributed's own wait, whose cancel of the call, when the client's
+    event loop had not started it yet, failed: "tornado.application - ERROR - Exception in
+    callback ... NameError: cannot access free variable 'future'" and its traceback came
+    after allocbot's message. The sweep now waits for such calls itself."""
+    out = tmp_path / "out"
+    proc = _ctrl_c_at_a_dask_call(inputs, out, dask_scheduler_address, "scatter", tmp_path)
+    _assert_only_allocbots_ctrl_c_message(proc, out)
+
+
+@pytest.mark.slow  # a LocalCluster of 2 processes and a sweep in a child: ~5 s
+def test_sweep_dask_ctrl_c_mid_trials_prints_only_allocbots_message(inputs, tmp_path,
+                                                                   dask_client):
+    """The same Ctrl-C while the sweep waits for a batch's trials (``gather``; the tornado
+    lines came before allocbot's message there, as the client's close waited on the loop):
+    the sweep closes its client and says how to resume, and nothing else is written."""
+    out = tmp_path / "out"
+    proc = _ctrl_c_at_a_dask_call(inputs, out, dask_client.scheduler.address, "gather",
+                                  tmp_path)
+    _assert_only_allocbots_ctrl_c_message(proc, out)
+
+
+def test_dask_client_calls_are_waited_for_off_the_main_thread_so_ctrl_c_ends_the_wait():
+    """What keeps Ctrl-C out of distributed's own wait (the two tests above, with a real
+    cluster): a blocking call to the client runs on a helper thread, the KeyboardInterrupt
+    is raised in the main thread's wait at once; ``finish_secs`` lets a close end first."""
+    import threading
+
+    from bot.research.parallel import _waited_for_here
+
+    def call(seen: list[bool], secs: float) -> str:
+        seen.append(threading.current_thread() is threading.main_thread())
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the call is under way
+        time.sleep(secs)
+        seen.append(True)  # the call ended
+        return "done"
+
+    assert threading.current_thread() is threading.main_thread()  # where pytest runs tests
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert _waited_for_here(lambda: "no interrupt") == "no interrupt"
+        with pytest.raises(ConfigError, match="raised in the call"):
+            _waited_for_here(lambda: (_ for _ in ()).throw(ConfigError("raised in the call")))
+        off_main: list[bool] = []
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            _waited_for_here(lambda: call(off_main, 2.0))
+        assert time.monotonic() - started < 1.0 and off_main == [False]  # not after the call
+        closing: list[bool] = []
+        with pytest.raises(KeyboardInterrupt):
+            _waited_for_here(lambda: call(closing, 0.2), finish_secs=10)
+        assert closing == [False, True]  # the interrupt went on once the call had ended
+    finally:
+        signal.signal(signal.SIGINT, previous)

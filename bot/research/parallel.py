@@ -19,9 +19,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
@@ -32,7 +32,9 @@ from strategies.heap_policy import retain_freed_heap
 
 _worker_prices: pd.DataFrame | None = None
 CONNECT_TIMEOUT_SECS = 15
+CLOSE_WAIT_SECS = 10.0  # Ctrl-C during the client's close: how long the close may still take
 MIN_TASK_SECS = 0.1  # FIELD-NOTES: batch Dask tasks to >= ~100 ms of work each
+T = TypeVar("T")
 
 
 class TrialRunner(Protocol):
@@ -204,22 +206,72 @@ class ProcessRunner:
             worker.terminate()
 
 
+def _waited_for_here(call: Callable[[], T], finish_secs: float = 0.0) -> T:
+    """``call()``, a blocking Dask client call, run on a helper thread while the main thread
+    waits for it. Ctrl-C's KeyboardInterrupt is raised in the main thread only: it ends this
+    wait, never distributed's own (``distributed.utils.sync``). Interrupted, that one asks
+    the client's event loop to cancel the call, and when the loop had not started the call
+    yet (busy for a moment) the cancel failed: tornado printed "ERROR - Exception in
+    callback ... NameError: ... 'future'" and a traceback after allocbot's own message.
+    The call left running is ended by closing the client (``DaskRunner.close``).
+    ``finish_secs``: after Ctrl-C, how long the call may still take before the interrupt
+    goes on (a close: the client is closed before the sweep exits). Off the main thread
+    (no Ctrl-C there) the call just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    done = threading.Event()
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the main thread)
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    try:
+        threading.Thread(target=run, name="dask-client-call", daemon=True).start()
+        done.wait()
+    except KeyboardInterrupt:
+        done.wait(finish_secs)
+        raise
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
 class DaskRunner:
     """Trials on an existing ``distributed`` cluster: the panel scattered once to every
-    worker, one chunk per worker and batch, ``pure=False`` (never a cached result)."""
+    worker, one chunk per worker and batch, ``pure=False`` (never a cached result).
+    Every blocking call to the cluster is waited for by ``_waited_for_here``: Ctrl-C
+    interrupts the sweep's wait, and the client is then closed in order."""
 
     def __init__(self, prices: pd.DataFrame, address: Any) -> None:
         from distributed import Client
 
         self._own = not isinstance(address, Client)
-        try:
-            self._client = Client(address, timeout=CONNECT_TIMEOUT_SECS) if self._own else address
-        except (OSError, ValueError, TimeoutError) as exc:
-            raise ConfigError(f"--dask {address!r}: cannot connect to the Dask scheduler: "
-                              f"{exc}") from None
-        self.workers = max(1, sum(self._client.nthreads().values()))
-        self._prices = self._client.scatter(prices, broadcast=True)
+        self._client: Any = None if self._own else address
         self._clock = _TrialClock()
+        try:
+            self.workers, self._prices = _waited_for_here(lambda: self._start(prices, address))
+        except KeyboardInterrupt:  # while connecting or scattering: the client made so far
+            self.close()
+            raise
+
+    def _start(self, prices: pd.DataFrame, address: Any) -> tuple[int, Any]:
+        """(worker threads, the scattered panel); the client, when the runner makes it."""
+        if self._own:
+            from distributed import Client
+
+            try:
+                self._client = Client(address, timeout=CONNECT_TIMEOUT_SECS)
+            except (OSError, ValueError, TimeoutError) as exc:
+                raise ConfigError(f"--dask {address!r}: cannot connect to the Dask scheduler: "
+                                  f"{exc}") from None
+        workers = max(1, sum(self._client.nthreads().values()))
+        return workers, self._client.scatter(prices, broadcast=True)
 
     def plan(self, n_trials: int) -> list[int]:
         return chunk_sizes(n_trials, self.workers, self._clock.mean)
@@ -228,11 +280,13 @@ class DaskRunner:
         return self._client.submit(run_trials, self._prices, tasks, pure=False)
 
     def gather(self, handles: list[Any]) -> list[TrialOutcome]:
-        return self._clock.add([o for batch in self._client.gather(handles) for o in batch])
+        batches = _waited_for_here(lambda: self._client.gather(handles))
+        return self._clock.add([o for batch in batches for o in batch])
 
     def close(self) -> None:
-        if self._own:
-            self._client.close()
+        client = self._client
+        if self._own and client is not None:
+            _waited_for_here(client.close, finish_secs=CLOSE_WAIT_SECS)
 
     def abort(self) -> None:
         pass  # the cluster's workers are not ours; closing the client drops our tasks
