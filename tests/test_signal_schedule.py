@@ -105,14 +105,22 @@ def test_every_n_sessions_beyond_the_steps_lookback_still_recomputes_every_n():
     assert len(result.cycles) == 500 - 41 and recomputed == 5  # rows 0, 100, ..., 400
 
 
-def test_held_targets_survive_a_restart_and_a_strategy_change_recomputes(tmp_path):
-    prices = random_walk_prices(SYMBOLS, 200, seed=3)
+def _monthly_momentum(tmp_path, days: int, seed: int
+                      ) -> tuple[SimulatedBroker, Journal, CycleContext, dict[str, float]]:
+    """A simulated account on a random walk, its journal, a monthly momentum context and
+    the targets of its first cycle (a signal day)."""
+    prices = random_walk_prices(SYMBOLS, days, seed=seed)
     db = tmp_path / "s.sqlite"
     broker = SimulatedBroker(db, prices, starting_cash=1e5, replay_start=prices.index[60].date())
     journal = Journal(db)
     ctx = CycleContext(broker, journal, _momentum(), _settings(MONTHLY))
     broker.on_wake()
-    first = cycle.run(ctx).figures["targets"]
+    return broker, journal, ctx, cycle.run(ctx).figures["targets"]
+
+
+def test_held_targets_survive_a_restart_and_a_strategy_change_recomputes(tmp_path):
+    broker, journal, ctx, first = _monthly_momentum(tmp_path, 200, seed=3)
+    db = tmp_path / "s.sqlite"
     journal.close()
     journal = Journal(db)  # a restart: the held weights come from the journal
     ctx = CycleContext(broker, journal, _momentum(), _settings(MONTHLY))
@@ -192,13 +200,7 @@ def test_excluded_symbol_is_never_bought_and_sold_when_held(tmp_path):
 def test_listing_the_universe_in_another_order_mid_month_keeps_the_held_signal(tmp_path):
     """The same symbols in another order are the same universe: the held monthly signal
     stays (it was recomputed mid-month, trading on a day that was no signal day)."""
-    prices = random_walk_prices(SYMBOLS, 120, seed=8)
-    db = tmp_path / "s.sqlite"
-    broker = SimulatedBroker(db, prices, starting_cash=1e5, replay_start=prices.index[60].date())
-    journal = Journal(db)
-    ctx = CycleContext(broker, journal, _momentum(), _settings(MONTHLY))
-    broker.on_wake()
-    first = cycle.run(ctx).figures["targets"]
+    broker, journal, ctx, first = _monthly_momentum(tmp_path, 120, seed=8)
     settings = ctx.settings
     ctx.settings = CycleSettings(**{**{f: getattr(settings, f) for f in
                                        settings.__dataclass_fields__},
