@@ -207,6 +207,24 @@ def test_backtest_drift_shortcut_equals_running_the_cycle_every_day():
     assert fast.trades.equals(slow.trades)
 
 
+def test_backtest_fixed_weights_on_a_symbol_listed_late_trade_the_fallback_until_it_lists():
+    """CCC lists on row 80; before that ``fixed`` cannot compute and the fallback trades.
+    The drift scan took the first finished cycle's targets from ``fixed`` itself, which
+    raised on CCC's missing price: the backtest stopped with startup_failed."""
+    prices = random_walk_prices(SYMBOLS, 250, seed=2)
+    prices.iloc[:80, 2] = np.nan
+    spec = make_spec()
+    spec = replace(spec, settings=replace(spec.settings,
+                                          fallback=strategies.create("equal_weight")))
+    with capture_logs() as logs:
+        result = run_backtest(prices, fixed(), spec)
+    used = [e["strategy"] for e in logs if e["event"] == "cycle_finished"]
+    assert used[0] == "equal_weight" and used[-1] == "fixed"
+    assert result.fast_drift and len(result.cycles) < len(result.dates) / 2  # once listed
+    final = result.qty[-1] * result.closes[-1] / result.equity[-1]
+    assert final == pytest.approx([0.5, 0.3, 0.2], abs=0.03)  # fixed's, within the bands
+
+
 @pytest.mark.parametrize("method", ["historical", "parametric"])
 def test_backtest_drift_shortcut_with_a_binding_var_limit_equals_the_daily_cycle(method):
     """With max_var set, the scan runs a full cycle on every day the limit may bind and

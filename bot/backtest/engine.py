@@ -47,6 +47,7 @@ from brokers.base import EXCHANGE_TZ, validate_price_frame
 from brokers.sim.broker import SimulatedBroker
 from brokers.sim.pricing import SimCosts
 from strategies import Strategy
+from strategies.errors import StrategyError
 
 log = structlog.get_logger("allocbot.backtest")
 Progress = Callable[[int, int], None]  # (trading days done, total)
@@ -300,7 +301,7 @@ def _replay(broker: SimulatedBroker, ctx: CycleContext, dates: pd.DatetimeIndex,
             qty_now = broker.held_qty(universe)
             cash_now = broker.account().cash
         if scan is not None:
-            scan.after_cycle(broker, nxt, day, result.status)
+            scan.after_cycle(broker, nxt, day, result.status, result.figures.get("strategy"))
         qty[nxt], cash[nxt] = qty_now, cash_now
         row = nxt + 1
         if progress is not None:
@@ -381,24 +382,30 @@ class _DriftScan:
         self._peak = None
 
     def after_cycle(self, broker: SimulatedBroker, row: int, day: date,
-                    status: CycleStatus) -> None:
+                    status: CycleStatus, used: str | None = None) -> None:
         """Update the targets after the cycle on ``row``: a static strategy's once, after
-        its first finished cycle; a held signal's after each new signal (or the next day
-        cycles: no signal kept, or one still due because its day could not compute it)."""
+        its first finished cycle whose targets were its own (``used``: the strategy that
+        produced them; a fallback's, while a symbol is not listed yet, say, leaves the next
+        day to a cycle); a held signal's after each new signal (or the next day cycles: no
+        signal kept, or one still due because its day could not compute it)."""
         settings, n = self.ctx.settings, len(self.days)
         universe = list(settings.universe)
         if status is CycleStatus.HALTED:
             self.halted, self.targets = True, None
             return
         if self.static:
-            if self.targets is None and status is CycleStatus.FINISHED:
+            if (self.targets is None and status is CycleStatus.FINISHED
+                    and used == self.ctx.strategy.name):
                 strategy = self.ctx.strategy
                 hist = broker.history(
                     universe, max(strategy.lookback_days, settings.limits.lookback_days) + 1, day)
-                self._start(hist, strategy_weights(strategy, hist, settings.universe,
-                                                   settings.excluded,
-                                                   risk_lookback_days=settings.limits.lookback_days),
-                            row + 1, n)
+                try:  # (a fallback of the same name: the next day cycles, as above)
+                    weights = strategy_weights(strategy, hist, settings.universe,
+                                               settings.excluded,
+                                               risk_lookback_days=settings.limits.lookback_days)
+                except StrategyError:
+                    return
+                self._start(hist, weights, row + 1, n)
             return
         signal = held_signal(self.ctx.journal, self.ctx.strategy, _rules(settings))
         if signal is None:
