@@ -76,6 +76,19 @@ def test_backtest_cli_unknown_benchmark_exits_2_naming_it(config, tmp_path):
     assert "no_such_thing" in proc.stderr
 
 
+def test_backtest_cli_fixed_preset_naming_an_excluded_symbol_exits_2_naming_it(write_config,
+                                                                              tmp_path):
+    """check-config and once refused it; the backtest held all 4,781 cycles in cash."""
+    config = write_config({"strategy": {"name": "fixed", "params": {"preset": "all_weather"}},
+                           "universe": {"exclude": ["DBC"]}})
+    out = tmp_path / "o"
+    proc = run_cli_in_process("backtest", "--config", str(config), "--start", "2020-01-02",
+                              "--end", "2020-03-31", "--out", str(out))
+    assert proc.returncode == 2
+    assert "[strategy.params].preset: 'DBC' is in [universe].exclude" in proc.stderr
+    assert not out.exists()
+
+
 def test_backtest_cli_walk_forward_reports_out_of_sample_folds(write_config, tmp_path):
     config = write_config({"strategy": {"name": "inverse_volatility", "params": None},
                            "backtest": {"calendar": "monthly", "tearsheet": False}})

@@ -98,16 +98,22 @@ def universe_fit_problems(strategy: Strategy, key: str, params_prefix: str,
 
 def config_fit_problems(cfg: Config, universe: tuple[str, ...],
                         strategy: Strategy | None = None, from_cash: bool = False) -> list[str]:
-    """``universe_fit_problems`` of the config's strategy and its fallback over ``universe``
-    (less ``[universe].exclude``): the one fit check of every command that computes.
-    ``from_cash``: the command trades from an all-cash account (a backtest, a sweep's or a
-    comparison's): also ``order_guard_problems`` (an invested account's rebalancing orders
-    are small: ``run``/``once`` refused a config that traded fine)."""
+    """``strategy_problems`` and ``universe_fit_problems`` of the config's strategy and its
+    fallback over ``universe`` (less ``[universe].exclude``): the one fit check of every
+    command that computes (a backtest ran every cycle held on a ``fixed`` preset naming an
+    excluded symbol, which ``check-config`` and ``once`` refused). ``from_cash``: the
+    command trades from an all-cash account (a backtest, a sweep's or a comparison's):
+    also ``order_guard_problems`` (an invested account's rebalancing orders are small:
+    ``run``/``once`` refused a config that traded fine)."""
     strategy = cfg.build_strategy() if strategy is None else strategy
     excluded = cfg.universe.exclude
-    problems = universe_fit_problems(strategy, "[strategy].name", "[strategy.params].",
-                                     universe, excluded)
+    problems = strategy_problems(strategy, "[strategy.params].", universe, excluded)
     fallback = cfg.build_fallback()
+    if fallback is not None:
+        problems += strategy_problems(fallback, "[strategy].fallback.params.", universe,
+                                      excluded)
+    problems += universe_fit_problems(strategy, "[strategy].name", "[strategy.params].",
+                                      universe, excluded)
     if fallback is not None:
         problems += universe_fit_problems(fallback, "[strategy].fallback",
                                           "[strategy].fallback.params.", universe, excluded)
@@ -277,11 +283,6 @@ def config_problems(cfg: Config) -> list[str]:
     if universe is None:
         return problems
     excluded, strategy = cfg.universe.exclude, cfg.build_strategy()
-    problems += strategy_problems(strategy, "[strategy.params].", universe, excluded)
-    fallback = cfg.build_fallback()
-    if fallback is not None:
-        problems += strategy_problems(fallback, "[strategy].fallback.params.", universe,
-                                      excluded)
     problems += config_fit_problems(cfg, universe, strategy)
     safe = cfg.risk.safe_asset
     if safe is not None and safe not in universe:
