@@ -200,6 +200,7 @@ def test_backtest_cli_warns_when_nothing_traded_and_when_the_window_is_short(wri
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())
     assert "no order filled over the whole backtest" in text
+    assert "([sim] fractional = false)" in text and "[rebalance] min_order_notional" in text
     assert "2 trading day(s): the annualized figures" in text
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["strategy"]
     assert metrics["sortino"] is None and metrics["sharpe"] is None

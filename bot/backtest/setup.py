@@ -249,6 +249,7 @@ def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: d
     """What ``allocbot backtest`` does: refuse a strategy the prices' universe cannot fit
     (``PreflightError``, as ``run``), run, write every file, print the summary table."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bot.backtest.report import summary_table, write_outputs
@@ -275,16 +276,16 @@ def run_command(cfg: Config, prices_path: Any | None, start: date | None, end: d
     if failed:
         first = next(c for c in run.result.cycles if c.status is CycleStatus.FAILED)
         console.print(f"[yellow]warning: {failed} of {len(run.result.cycles)} cycles failed; "
-                      f"first on {first.day}: {first.error}[/yellow]")
+                      f"first on {first.day}: {escape(str(first.error))}[/yellow]")
     held, blocked = run.metrics["strategy"]["cycles_held"], run.metrics["strategy"]["cycles_blocked"]
     if held or blocked:
         console.print(f"[yellow]warning: {held} cycle(s) held (strategy_failed) and {blocked} "
                       f"blocked by a pre-trade guard (guard_blocked); see the logs[/yellow]")
     if run.result.trades.empty:  # 19 years in cash said nothing (drift_not_traded is info)
         console.print("[yellow]warning: no order filled over the whole backtest: whole shares "
-                      "([sim] fractional = false) with cash below one share's price, "
-                      "[rebalance] min_order_notional above every order, or every cycle "
-                      "held[/yellow]")
+                      "(\\[sim] fractional = false) with cash below one share's price, "
+                      "\\[rebalance] min_order_notional above every order, or every cycle "
+                      "held[/yellow]")  # (\\[: a literal bracket, not a rich style)
     days = len(run.result.dates)
     if days < SHORT_BACKTEST_DAYS:
         console.print(f"[yellow]warning: {days} trading day(s): the annualized figures (CAGR, "
