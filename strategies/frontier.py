@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
+import structlog
 
 from strategies.base import StrategyError
 from strategies.costed_frontier import costed_frontier_segment
@@ -35,6 +36,8 @@ from strategies.qp import (
     solve_tangency_qp,
 )
 from strategies.qp_ray import Ray
+
+log = structlog.get_logger("strategies")
 
 MAX_PROBES = 200
 # A candidate λ within this many widths of the current piece past its end is reached by
@@ -361,7 +364,10 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
     σ* (or the frontier's top when even it is less risky). On a piece the variance is
     q0 + 2λq1 + λ²q2, so the crossing is a quadratic root. Raises StrategyError when the
     minimum-variance portfolio is already above σ*. With ``costs`` the return is net of
-    κΣ|w − a| and the caps hold. The walk starts with one QP from the budget-only
+    κΣ|w − a| and the caps hold; when only the turnover cap keeps σ* out of reach (the
+    minimum variance without it is ≤ σ*²) the answer is the least risk within the cap
+    (the costed minimum-variance portfolio, moving toward σ* at the allowed rate), with a
+    warning. The walk starts with one QP from the budget-only
     frontier's λ whose iterations aim λ at σ*² (``qp_ray.Ray``): it usually ends on the
     target's piece, so the walk stops there. Without that start (no factor of Σ, or an
     ill-conditioned one) the walk first tries from the frontier's top
@@ -402,13 +408,33 @@ def efficient_risk_weights(mu: np.ndarray, cov: np.ndarray, lower: np.ndarray,
     start = frontier.start(chol)
     min_vol = float(np.sqrt(start.weights @ cov @ start.weights))
     if min_vol > target_volatility * (1.0 + 1e-12):
+        floor = min_vol
+        if costs is not None and costs.terms.has_turnover:
+            floor = _uncapped_min_volatility(cov, lower, upper, chol, costs)
+            if floor <= target_volatility * (1.0 + 1e-12):
+                # Only the turnover cap keeps σ* out of reach from the current weights: the
+                # least risk within the cap moves toward it at the allowed rate (raising
+                # here held the riskier portfolio on every cycle, never de-risking).
+                log.warning("target_volatility_out_of_reach_within_turnover_cap",
+                            target_volatility=target_volatility, reachable_volatility=min_vol,
+                            max_turnover=costs.terms.max_turnover - abs(costs.terms.uninvested))
+                return start.weights
         raise StrategyError(
             f"target_volatility {target_volatility:.4g} is below the minimum achievable "
-            f"volatility {min_vol:.4g} under these bounds; raise target_volatility")
+            f"volatility {floor:.4g} under these bounds; raise target_volatility")
     model["min_var"] = min_vol**2
     if frontier.single_point():
         return start.weights
     return _walk(frontier, start, judge)
+
+
+def _uncapped_min_volatility(cov: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                             chol: np.ndarray | None, costs: TradingCosts) -> float:
+    """The minimum volatility under the bounds and sector caps without the turnover cap
+    (κ does not change it: at λ = 0 the cost term has weight 0)."""
+    terms = replace(costs.terms, max_turnover=np.inf)
+    w = solve_costed_qp(cov, np.zeros(len(lower)), 0.0, lower, upper, terms, chol=chol).weights
+    return float(np.sqrt(w @ cov @ w))
 
 
 def _walk_from_top(frontier: _Frontier, chol: np.ndarray | None, target: float,

@@ -13,6 +13,7 @@ from strategies.base import StrategyConfigError, StrategyError
 from strategies.costed_qp import LinearTerms, solve_costed_qp, turnover
 from strategies.covariance_repair import factor_covariance
 from strategies.qp import solve_qp
+from tests.conftest import capture_logs
 from tests.test_optimizers import prices_frame
 
 FAMILIES = ("random", "factor", "near_singular", "rank_deficient")
@@ -327,3 +328,69 @@ def test_max_sharpe_with_costs_beats_every_costed_frontier_point() -> None:
 def test_optimizer_zero_max_turnover_holds_current_weights(name: str) -> None:
     w = build(name, max_turnover=0.0).target_weights(prices_frame(), CURRENT)
     np.testing.assert_allclose(w.to_numpy(), CURRENT.to_numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("kappa", [0.0, 0.01])
+def test_efficient_risk_out_of_reach_within_max_turnover_takes_least_risk_within_it(
+        kappa: float) -> None:
+    """Holdings far riskier than target_volatility and a max_turnover too small to reach it
+    in one cycle: the least risk within the cap (the costed minimum-variance portfolio),
+    with a warning, so the bot de-risks at the allowed rate. It once raised "below the
+    minimum achievable volatility" on every such cycle (3,987 of 4,027 backtest cycles
+    held, never de-risking)."""
+    prices, tau = prices_frame(), 0.2
+    est = build("min_variance").settings.estimate(prices)
+    current = pd.Series(0.0, index=prices.columns)
+    current.iloc[int(np.argmax(np.diag(est.cov)))] = 1.0  # all in the riskiest asset
+
+    def vol(w: pd.Series) -> float:
+        x = w.reindex(prices.columns).to_numpy()
+        return float(np.sqrt(x @ est.cov @ x))
+
+    free_floor = vol(build("min_variance").target_weights(prices))
+    least_within = build("min_variance", max_turnover=tau).target_weights(prices, current)
+    target = 0.5 * (free_floor + vol(least_within))
+    assert free_floor < target < vol(least_within)  # reachable, but not within the cap
+    strategy = build("efficient_risk", target_volatility=target, max_turnover=tau,
+                     turnover_penalty=kappa)
+    with capture_logs() as events:
+        w = strategy.target_weights(prices, current)
+    assert w.sum() == pytest.approx(1.0, abs=1e-12) and (w >= 0).all()
+    assert float(np.abs(w - current).sum()) <= tau + 1e-12
+    assert vol(w) < vol(current) - 1e-3
+    assert vol(w) == pytest.approx(vol(least_within), abs=1e-9)
+    warned = [e for e in events if e["event"] == "target_volatility_out_of_reach_within_turnover_cap"]
+    assert len(warned) == 1 and warned[0]["log_level"] == "warning"
+    assert warned[0]["target_volatility"] == target and warned[0]["max_turnover"] == pytest.approx(tau)
+    assert warned[0]["reachable_volatility"] == pytest.approx(vol(least_within), abs=1e-9)
+
+
+@pytest.mark.parametrize("params", [{"max_turnover": 0.2}, {"turnover_penalty": 0.01},
+                                    {"max_turnover": 0.2, "turnover_penalty": 0.01}])
+def test_efficient_risk_target_below_uncapped_min_volatility_still_raises(
+        params: dict[str, object]) -> None:
+    """A target below the minimum volatility even without the cap: the data do not allow
+    it, so still the error, naming that minimum (not the higher one within the cap)."""
+    prices = prices_frame()
+    est = build("min_variance").settings.estimate(prices)
+    floor = build("min_variance").target_weights(prices).to_numpy()
+    floor_vol = float(np.sqrt(floor @ est.cov @ floor))
+    current = pd.Series(0.0, index=prices.columns)
+    current.iloc[int(np.argmax(np.diag(est.cov)))] = 1.0
+    strategy = build("efficient_risk", target_volatility=0.9 * floor_vol, **params)
+    with pytest.raises(StrategyError, match=f"minimum achievable volatility {floor_vol:.4g} "):
+        strategy.target_weights(prices, current)
+
+
+def test_efficient_risk_turnover_penalty_alone_keeps_the_minimum_volatility() -> None:
+    """turnover_penalty without a cap leaves the feasible set as it is: a target just above
+    the cost-free minimum volatility is met from far riskier holdings (no error)."""
+    prices = prices_frame()
+    est = build("min_variance").settings.estimate(prices)
+    floor = build("min_variance").target_weights(prices).to_numpy()
+    target = 1.01 * float(np.sqrt(floor @ est.cov @ floor))
+    current = pd.Series(0.0, index=prices.columns)
+    current.iloc[int(np.argmax(np.diag(est.cov)))] = 1.0
+    w = build("efficient_risk", target_volatility=target,
+              turnover_penalty=0.01).target_weights(prices, current).to_numpy()
+    assert float(np.sqrt(w @ est.cov @ w)) == pytest.approx(target, rel=1e-9)
