@@ -179,7 +179,7 @@ class MacroRegime(Strategy):
             check_int(lag, f"publication_lag_days.{series}", 0)
         object.__setattr__(self, "_macro", macro)
         object.__setattr__(self, "_base", None if self.base is None
-                           else build_nested(self.base, "base"))
+                           else build_nested(self.base, "base", self.name))
 
     def _check_regime_weights(self) -> None:
         if not isinstance(self.regime_weights, Mapping):

@@ -111,7 +111,9 @@ class RegimeKMeans(Strategy):
       * ``regime_strategy``: a nested strategy spec run on a price path spliced from the
         current regime's days only (meant for estimator-based strategies such as
         ``inverse_volatility`` or ``min_variance``; path-dependent ones like trend filters
-        see an artificial series).
+        see an artificial series). It is given the portfolio's current weights and its
+        weights are returned as they are, so a nested ``turnover_penalty`` or
+        ``max_turnover`` applies as it would to the strategy used directly.
 
     Args:
         n_regimes: number of clusters (default 2).
@@ -210,6 +212,6 @@ class RegimeKMeans(Strategy):
             return finalize_weights(self._fixed[fit.current].target_weights(prices), self.name)
         in_regime = returns.index.isin(fit.dates[fit.labels == fit.current])
         path = regime_prices(returns, in_regime)
-        w = nested_weights(self._strategy, path, "regime_strategy")
+        w = nested_weights(self._strategy, path, "regime_strategy", current_weights)
         return finalize_weights(w.reindex(prices.columns, fill_value=0.0), self.name)
 

@@ -140,7 +140,7 @@ class Screen(Strategy):
             raise StrategyConfigError(f"unscored: expected one of {UNSCORED}, "
                                       f"got {self.unscored!r}")
         object.__setattr__(self, "_table", self._load_scores())
-        object.__setattr__(self, "_base", build_nested(self.base, "base"))
+        object.__setattr__(self, "_base", build_nested(self.base, "base", self.name))
 
     def _load_scores(self) -> pd.DataFrame:
         if (self.score_file is None) == (self.scores is None):

@@ -103,7 +103,7 @@ class SectorCap(Strategy):
         sectors, limits = check_sector_map(self.sectors, self.sector_limits)
         object.__setattr__(self, "sectors", sectors)
         object.__setattr__(self, "sector_limits", limits)
-        object.__setattr__(self, "_base", build_nested(self.base, "base"))
+        object.__setattr__(self, "_base", build_nested(self.base, "base", self.name))
 
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
         return {**nested_symbols("base", self._base), **mapping_symbols("sectors", self.sectors)}

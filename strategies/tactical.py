@@ -5,7 +5,9 @@ Wrappers (``trend_filter``, ``vol_target``, ``core_satellite``, and optionally
 ``mean_reversion``) take nested strategy specs — ``"name"`` or ``{name=..., params={...}}``
 — built with ``strategies.base.create_nested``; a built ``Strategy`` object is accepted
 too, for the Python API. Every output is indexed by the price columns (0 = not held);
-weight not invested is cash.
+weight not invested is cash. They run the nested strategy without the portfolio's current
+weights and change its weights, so a nested ``turnover_penalty`` / ``max_turnover`` is
+refused when the wrapper is built (``refuse_turnover_settings``).
 """
 
 from __future__ import annotations
@@ -44,19 +46,63 @@ log = structlog.get_logger("strategies")
 StrategySpec = Mapping[str, Any] | str | Strategy
 
 
-def build_nested(spec: StrategySpec, key: str) -> Strategy:
-    """A nested strategy from a config spec or an already built strategy object."""
+def build_nested(spec: StrategySpec, key: str, wrapper: str | None = None) -> Strategy:
+    """A nested strategy from a config spec or an already built strategy object.
+
+    ``wrapper``: the name of a wrapper that transforms (or may transform) the nested
+    strategy's weights and so runs it without the portfolio's current weights; a nested
+    strategy with turnover settings is then refused (``refuse_turnover_settings``). None:
+    the wrapper passes ``current_weights`` on and keeps the nested weights as they are.
+    """
     if spec is None:
         raise StrategyConfigError(f"{key}: a nested strategy is required, e.g. "
                                   f"{key} = {{name = \"equal_weight\"}}")
     if not isinstance(spec, (str, Mapping)) and isinstance(spec, Strategy):
-        return spec
-    return create_nested(spec, key)
+        strategy = spec
+    else:
+        strategy = create_nested(spec, key)
+    if wrapper is not None:
+        refuse_turnover_settings(strategy, key, wrapper)
+    return strategy
 
 
-def nested_weights(strategy: Strategy, prices: pd.DataFrame, key: str) -> pd.Series:
-    """Run a nested strategy and align its output to the price columns."""
-    w = strategy.target_weights(prices)
+# Parameters that act on the trade from the portfolio's current weights (mean_variance's
+# family: ``turnover_penalty`` κ, ``max_turnover`` τ), each with its "not set" value.
+TURNOVER_SETTINGS: tuple[tuple[str, object], ...] = (("max_turnover", None),
+                                                     ("turnover_penalty", 0.0))
+# Where a wrapper keeps its built nested strategies: (config key, attribute).
+NESTED_ATTRIBUTES = (("base", "_base"), ("core", "_core"), ("satellite", "_satellite"),
+                     ("regime_strategy", "_strategy"))
+
+
+def refuse_turnover_settings(strategy: Strategy, key: str, wrapper: str) -> None:
+    """StrategyConfigError naming ``KEY.params.PARAM`` when the nested ``strategy`` sets a
+    turnover parameter. A wrapper that scales, filters or mixes its nested strategy's
+    weights runs it without ``current_weights``, so κ and τ would be silently ignored
+    (the optimizer applies neither without them); passing the weights on would not help
+    either, since the trade is the wrapper's output less the current weights, not what the
+    nested strategy capped or penalized. Strategies nested deeper are checked too."""
+    for child_key, attr in NESTED_ATTRIBUTES:  # a nested pass-through's own (regime_kmeans)
+        child = getattr(strategy, attr, None)
+        if isinstance(child, Strategy):
+            refuse_turnover_settings(child, f"{key}.params.{child_key}", wrapper)
+    for param, unset in TURNOVER_SETTINGS:
+        value = getattr(strategy, param, unset)
+        if value is None or value == unset:
+            continue
+        raise StrategyConfigError(
+            f"{key}.params.{param}: a strategy nested in {wrapper} is not given the "
+            f"portfolio's weights (and {wrapper} changes the weights it returns), so its "
+            f"turnover settings would be ignored; remove {param} here, and either use "
+            f"{strategy.name!r} directly as [strategy] to cap or penalize turnover, or set "
+            f"[guards] max_turnover_per_cycle to block a cycle that trades more")
+
+
+def nested_weights(strategy: Strategy, prices: pd.DataFrame, key: str,
+                   current_weights: pd.Series | None = None) -> pd.Series:
+    """Run a nested strategy and align its output to the price columns. ``current_weights``
+    only for a wrapper that returns the nested weights as they are (``regime_kmeans``)."""
+    w = strategy.target_weights(prices, current_weights)
     extra = [s for s in w.index if s not in prices.columns]
     if extra:
         raise StrategyError(f"{key}: nested strategy {strategy.name!r} returned weights for "
@@ -214,7 +260,7 @@ class TrendFilter(Strategy):
     def __post_init__(self) -> None:
         check_int(self.window, "window", 2)
         check_safe_asset(self.safe_asset)
-        object.__setattr__(self, "_base", build_nested(self.base, "base"))
+        object.__setattr__(self, "_base", build_nested(self.base, "base", self.name))
 
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
         own = {"safe_asset": (self.safe_asset,)} if self.safe_asset else {}
@@ -277,7 +323,7 @@ class MeanReversion(Strategy):
         check_int(self.window, "window", 3)
         check_float(self.entry_z, "entry_z", 0.0, math.inf)
         check_float(self.tilt, "tilt", 0.0, 1.0)
-        object.__setattr__(self, "_base", build_nested(self.base, "base"))
+        object.__setattr__(self, "_base", build_nested(self.base, "base", self.name))
 
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
         return nested_symbols("base", self._base)
@@ -355,7 +401,7 @@ class VolTarget(Strategy):
         object.__setattr__(self, "_estimator", EstimatorSettings(
             lookback_days=self.vol_lookback_days, covariance=self.covariance,
             cov_half_life_days=self.cov_half_life_days))
-        object.__setattr__(self, "_base", build_nested(self.base, "base"))
+        object.__setattr__(self, "_base", build_nested(self.base, "base", self.name))
 
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
         return nested_symbols("base", self._base)
@@ -413,8 +459,8 @@ class CoreSatellite(Strategy):
 
     def __post_init__(self) -> None:
         check_float(self.core_weight, "core_weight", 0.0, 1.0)
-        object.__setattr__(self, "_core", build_nested(self.core, "core"))
-        object.__setattr__(self, "_satellite", build_nested(self.satellite, "satellite"))
+        object.__setattr__(self, "_core", build_nested(self.core, "core", self.name))
+        object.__setattr__(self, "_satellite", build_nested(self.satellite, "satellite", self.name))
 
     def symbols_referenced(self) -> dict[str, tuple[str, ...]]:
         return {**nested_symbols("core", self._core),

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 import strategies
 from strategies.base import StrategyConfigError, StrategyError
+from tests.conftest import REPO, invoke_cli, random_walk_prices
 
+SAMPLE_MACRO = REPO / "bot" / "sample_market" / "sample_macro.csv"
 SIXTY_FORTY = {"name": "fixed", "params": {"preset": "sixty_forty"}}
 
 
@@ -305,3 +307,74 @@ def test_tactical_weights_are_long_only_and_fully_bounded(seed: int, vol: float,
         w = strategies.create(name, **params).target_weights(prices)
         assert list(w.index) == ["A", "B", "C"]
         assert (w >= 0).all() and w.sum() <= 1 + 1e-9, (name, w.to_dict())
+
+
+# A nested base with turnover settings: the wrappers run it without the portfolio's current
+# weights and change its weights, so max_turnover / turnover_penalty would be silently
+# ignored (vol_target over efficient_risk{max_turnover 0.2} traded as much as with no cap).
+CAPPED = {"name": "min_variance", "params": {"max_turnover": 0.1}}
+PENALIZED = {"name": "efficient_risk", "params": {"turnover_penalty": 0.01}}
+WRAPPED_BASES: list[tuple[str, dict, str]] = [
+    ("trend_filter", {}, "base"),
+    ("mean_reversion", {}, "base"),
+    ("vol_target", {}, "base"),
+    ("core_satellite", {"satellite": "equal_weight"}, "core"),
+    ("core_satellite", {"core": "equal_weight"}, "satellite"),
+    ("sector_cap", {"sectors": {"SPY": "eq"}, "sector_limits": {"eq": 0.5}}, "base"),
+    ("screen", {"scores": {"SPY": 1.0}, "min_score": 0.0}, "base"),
+    ("macro_regime", {"macro_file": str(SAMPLE_MACRO), "tilt": 0.5}, "base"),
+]
+
+
+@pytest.mark.parametrize("nested", [CAPPED, PENALIZED], ids=["max_turnover", "turnover_penalty"])
+@pytest.mark.parametrize(("wrapper", "params", "key"), WRAPPED_BASES,
+                         ids=[f"{w}.{k}" for w, _, k in WRAPPED_BASES])
+def test_wrapper_refuses_turnover_settings_of_its_nested_strategy(
+        wrapper: str, params: dict, key: str, nested: dict) -> None:
+    param = next(iter(nested["params"]))
+    with pytest.raises(StrategyConfigError) as err:
+        strategies.create(wrapper, **{**params, key: nested})
+    message = str(err.value)
+    assert message.startswith(f"{key}.params.{param}: a strategy nested in {wrapper} "), message
+    assert "would be ignored" in message and "max_turnover_per_cycle" in message
+
+
+def test_wrapper_refuses_turnover_settings_of_a_built_nested_strategy() -> None:
+    """The Python API's built strategy object is checked as a config spec is."""
+    built = strategies.create("max_sharpe", max_turnover=0.3)
+    with pytest.raises(StrategyConfigError, match=r"^base\.params\.max_turnover: .* vol_target"):
+        strategies.create("vol_target", base=built)
+
+
+def test_wrapper_accepts_a_nested_optimizer_without_turnover_settings() -> None:
+    """An explicit zero penalty changes nothing, so it is not refused."""
+    for base in ("min_variance", {"name": "min_variance", "params": {"turnover_penalty": 0.0}}):
+        assert strategies.create("vol_target", base=base).name == "vol_target"
+
+
+def test_regime_strategy_keeps_its_turnover_cap() -> None:
+    """regime_kmeans returns its nested strategy's weights as they are, so it passes the
+    current weights on and the nested max_turnover holds against them."""
+    prices = random_walk_prices(["A", "B", "C", "D"], 700, seed=3)
+    now = pd.Series({"A": 0.7, "B": 0.1, "C": 0.1, "D": 0.1})
+    capped = strategies.create("regime_kmeans", lookback_days=500, regime_strategy=CAPPED)
+    free = strategies.create("regime_kmeans", lookback_days=500, regime_strategy="min_variance")
+    assert float((free.target_weights(prices, now) - now).abs().sum()) > 0.2
+    assert float((capped.target_weights(prices, now) - now).abs().sum()) <= 0.1 + 1e-6
+
+
+def test_check_config_names_the_nested_turnover_key(write_config) -> None:
+    config = write_config({"strategy": {"name": "vol_target", "params": {
+        "base": {"name": "efficient_risk", "params": {"max_turnover": 0.2}}}}})
+    result = invoke_cli("check-config", "--config", str(config))
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "base.params.max_turnover: a strategy nested in vol_target" in result.stderr
+
+
+def test_wrapper_refuses_turnover_settings_nested_deeper() -> None:
+    """regime_kmeans passes the weights on, but a wrapper over it does not: refused, naming
+    the whole key path."""
+    regime = {"name": "regime_kmeans", "params": {"regime_strategy": CAPPED}}
+    with pytest.raises(StrategyConfigError, match=r"^base\.params\.regime_strategy\.params\."
+                                                  r"max_turnover: a strategy nested in vol_target"):
+        strategies.create("vol_target", base=regime)
