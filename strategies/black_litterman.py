@@ -26,7 +26,6 @@ from strategies.base import (
     finalize_array,
     mapping_symbols,
     register,
-    too_few_symbols,
 )
 from strategies.covariance_repair import factor_covariance
 from strategies.estimators import EstimatorSettings
@@ -38,7 +37,7 @@ from strategies.market_portfolio import (
 from strategies.mean_variance import (
     DEFAULT_BOUNDS,
     bound_vectors,
-    bounds_problems,
+    fit_problems,
     solve_with_costs,
     trading_costs,
     validate_bounds,
@@ -255,8 +254,7 @@ class BlackLitterman(Strategy):
                 **mapping_symbols("sectors", self.sectors)}
 
     def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
-        """Too few symbols for Σ, else ``bounds`` no fully invested portfolio satisfies."""
-        return too_few_symbols(self, symbols) or bounds_problems(self.bounds, symbols)
+        return fit_problems(self, symbols)
 
     def posterior(self, prices: pd.DataFrame) -> tuple[pd.Index, np.ndarray, np.ndarray]:
         """(usable symbols, μ_BL, Σ_BL) from the window ending at the last row. Σ is not

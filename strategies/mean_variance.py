@@ -38,7 +38,12 @@ from strategies.covariance_repair import factor_covariance
 from strategies.estimators import Estimate, EstimatorSettings
 from strategies.frontier import TradingCosts, efficient_risk_weights, max_sharpe_weights
 from strategies.qp import check_bounds, polish_weights, solve_qp
-from strategies.trade_constraints import TradeSettings, linear_terms, validate_trade_settings
+from strategies.trade_constraints import (
+    TradeSettings,
+    linear_terms,
+    sector_limit_problems,
+    validate_trade_settings,
+)
 
 log = structlog.get_logger("strategies")
 DEFAULT_BOUNDS = (0.0, 1.0)
@@ -91,6 +96,16 @@ def bound_vectors(bounds: tuple[float, float] | Mapping[str, tuple[float, float]
         return np.full(n, bounds[0]), np.full(n, bounds[1])
     pairs = [bounds.get(str(s), DEFAULT_BOUNDS) for s in symbols]
     return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+def fit_problems(strategy: Any, symbols: tuple[str, ...]) -> dict[str, str]:
+    """An optimizer's ``universe_problems``: too few symbols for Σ, else ``bounds`` no
+    fully invested portfolio satisfies, else sector caps that cannot hold one."""
+    problems = too_few_symbols(strategy, symbols) or bounds_problems(strategy.bounds, symbols)
+    if problems or not strategy.trade.sector_limits:
+        return problems
+    upper = bound_vectors(strategy.bounds, pd.Index(symbols, dtype=object))[1]
+    return sector_limit_problems(strategy.trade, symbols, upper)
 
 
 def bounds_problems(bounds: tuple[float, float] | Mapping[str, tuple[float, float]],
@@ -167,8 +182,7 @@ class RiskModelStrategy(Strategy):
         return {**mapping_symbols("bounds", bounds), **mapping_symbols("sectors", self.sectors)}
 
     def universe_problems(self, symbols: tuple[str, ...]) -> dict[str, str]:
-        """Too few symbols for Σ, else ``bounds`` no fully invested portfolio satisfies."""
-        return too_few_symbols(self, symbols) or bounds_problems(self.bounds, symbols)
+        return fit_problems(self, symbols)
 
     def target_weights(self, prices: pd.DataFrame,
                        current_weights: pd.Series | None = None) -> pd.Series:

@@ -104,6 +104,23 @@ def linear_terms(settings: TradeSettings, symbols: pd.Index, columns: pd.Index,
                        uninvested=uninvested if current_weights is not None else 0.0)
 
 
+def sector_limit_problems(settings: TradeSettings, symbols: tuple[str, ...],
+                          upper: np.ndarray) -> dict[str, str]:
+    """``{"sector_limits": reason}`` when the sector caps and the upper bounds of
+    ``symbols`` (the universe the strategy sees) cannot hold a fully invested portfolio:
+    the check every run makes, before the first cycle (a config that failed every cycle
+    passed ``check-config``). A ``sectors`` symbol outside them is reported elsewhere
+    (``symbols_referenced``)."""
+    index = pd.Index(symbols, dtype=object)
+    try:
+        _sector_index(settings, index, index, upper)
+    except StrategyConfigError:
+        return {}
+    except StrategyError as exc:
+        return {"sector_limits": str(exc).removeprefix("sector_limits infeasible: ")}
+    return {}
+
+
 def _anchor(current_weights: pd.Series | None, symbols: pd.Index) -> np.ndarray:
     if current_weights is None:
         return np.zeros(len(symbols))

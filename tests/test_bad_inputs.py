@@ -104,6 +104,11 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     # the strategy never sees an excluded symbol: every cycle held, the holding never sold
     ("fixed_preset_symbol_excluded", {"universe": {"exclude": ["DBC"]}},
      ("[strategy.params].preset: 'DBC' is in [universe].exclude",)),
+    # caps that cannot hold a fully invested portfolio: every cycle would hold (trial)
+    ("sector_caps_cannot_hold_everything", strat(
+        "min_variance", sectors={"SPY": "eq", "TLT": "bd", "IEF": "bd", "GLD": "cm", "DBC": "cm"},
+        sector_limits={"eq": 0.2, "bd": 0.2, "cm": 0.2}),
+     ("[strategy.params].sector_limits: the capped sectors", "can hold at most 0.6")),
     ("risk_safe_asset_excluded", {"universe": {"exclude": ["TLT"]}, "risk": {"safe_asset": "TLT"},
                                   "strategy": {"name": "equal_weight", "params": {}}},
      ("[risk].safe_asset: 'TLT' is in [universe].exclude",)),
