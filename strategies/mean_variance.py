@@ -104,8 +104,8 @@ def fit_problems(strategy: Any, symbols: tuple[str, ...]) -> dict[str, str]:
     problems = too_few_symbols(strategy, symbols) or bounds_problems(strategy.bounds, symbols)
     if problems or not strategy.trade.sector_limits:
         return problems
-    upper = bound_vectors(strategy.bounds, pd.Index(symbols, dtype=object))[1]
-    return sector_limit_problems(strategy.trade, symbols, upper)
+    lower, upper = bound_vectors(strategy.bounds, pd.Index(symbols, dtype=object))
+    return sector_limit_problems(strategy.trade, symbols, lower, upper)
 
 
 def bounds_problems(bounds: tuple[float, float] | Mapping[str, tuple[float, float]],

@@ -105,19 +105,27 @@ def linear_terms(settings: TradeSettings, symbols: pd.Index, columns: pd.Index,
 
 
 def sector_limit_problems(settings: TradeSettings, symbols: tuple[str, ...],
-                          upper: np.ndarray) -> dict[str, str]:
-    """``{"sector_limits": reason}`` when the sector caps and the upper bounds of
-    ``symbols`` (the universe the strategy sees) cannot hold a fully invested portfolio:
-    the check every run makes, before the first cycle (a config that failed every cycle
-    passed ``check-config``). A ``sectors`` symbol outside them is reported elsewhere
-    (``symbols_referenced``)."""
+                          lower: np.ndarray, upper: np.ndarray) -> dict[str, str]:
+    """``{"sector_limits": reason}`` when the sector caps and the bounds of ``symbols``
+    (the universe the strategy sees) cannot hold a fully invested portfolio: the caps
+    with the upper bounds reach less than 1, or a sector's lower bounds add up to more
+    than its cap. The check every run makes, before the first cycle (a config that failed
+    every cycle passed ``check-config``). A ``sectors`` symbol outside them is reported
+    elsewhere (``symbols_referenced``)."""
     index = pd.Index(symbols, dtype=object)
     try:
-        _sector_index(settings, index, index, upper)
+        sector_of, caps = _sector_index(settings, index, index, upper)
     except StrategyConfigError:
         return {}
     except StrategyError as exc:
         return {"sector_limits": str(exc).removeprefix("sector_limits infeasible: ")}
+    names = list(settings.sector_limits or {})
+    for k, cap in enumerate(caps.tolist()):
+        floor = float(lower[sector_of == k].sum())
+        if floor > cap + 1e-12:
+            return {"sector_limits": f"{names[k]} ≤ {cap:g}, but the lower bounds of its "
+                                     f"symbols add up to {floor:.6g}: lower the bounds or "
+                                     f"raise the cap"}
     return {}
 
 

@@ -109,6 +109,11 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
         "min_variance", sectors={"SPY": "eq", "TLT": "bd", "IEF": "bd", "GLD": "cm", "DBC": "cm"},
         sector_limits={"eq": 0.2, "bd": 0.2, "cm": 0.2}),
      ("[strategy.params].sector_limits: the capped sectors", "can hold at most 0.6")),
+    ("sector_cap_below_its_lower_bounds", strat(
+        "min_variance", sectors={"SPY": "eq", "GLD": "eq"}, sector_limits={"eq": 0.2},
+        bounds={"SPY": [0.3, 1.0]}),
+     ("[strategy.params].sector_limits: eq", "but the lower bounds of its symbols add up to "
+      "0.3")),
     ("risk_safe_asset_excluded", {"universe": {"exclude": ["TLT"]}, "risk": {"safe_asset": "TLT"},
                                   "strategy": {"name": "equal_weight", "params": {}}},
      ("[risk].safe_asset: 'TLT' is in [universe].exclude",)),
