@@ -41,6 +41,7 @@ from strategies.qp import check_bounds, polish_weights, solve_qp
 from strategies.trade_constraints import (
     TradeSettings,
     linear_terms,
+    sector_caps_problem,
     sector_limit_problems,
     validate_trade_settings,
 )
@@ -236,17 +237,11 @@ def trading_costs(trade: TradeSettings, symbols: pd.Index, columns: pd.Index,
 
 
 def _holds(lower: np.ndarray, upper: np.ndarray, terms: LinearTerms) -> bool:
-    """A fully invested w ≥ ``lower`` within ``upper`` and the sector caps exists."""
+    """A fully invested w ≥ ``lower`` within ``upper`` and the sector caps exists (Σupper
+    ≥ 1 was checked with the bounds)."""
     if bool(np.any(lower > upper)) or float(lower.sum()) > 1.0 + 1e-12:
         return False
-    if not terms.sector_caps.size:
-        return True
-    capped, caps = terms.sector_of >= 0, terms.sector_caps
-    sums = np.bincount(terms.sector_of[capped], weights=lower[capped], minlength=len(caps))
-    spans = np.bincount(terms.sector_of[capped], weights=(upper - lower)[capped],
-                        minlength=len(caps))
-    room = float(np.minimum(caps - sums, spans).sum()) + float((upper - lower)[~capped].sum())
-    return bool(np.all(sums <= caps + 1e-12)) and float(lower.sum()) + room >= 1.0 - 1e-12
+    return sector_caps_problem(terms.sector_of, terms.sector_caps, lower, upper) is None
 
 
 def solve_with_costs(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.ndarray,

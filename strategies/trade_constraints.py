@@ -6,7 +6,7 @@ their translation into ``costed_qp.LinearTerms`` for the usable symbols of one r
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,7 +99,11 @@ def linear_terms(settings: TradeSettings, symbols: pd.Index, columns: pd.Index,
     tau = np.inf
     if settings.max_turnover is not None and current_weights is not None:
         tau = settings.max_turnover + abs(uninvested)
-    sector_of, caps = _sector_index(settings, symbols, columns, upper)
+    sector_of, caps = _sector_index(settings, symbols, columns)
+    problem = sector_caps_problem(sector_of, caps, np.zeros(len(symbols)), upper,
+                                  list(settings.sector_limits or {}))
+    if problem:
+        raise StrategyError(f"sector_limits infeasible: {problem}")
     return LinearTerms(anchor=anchor, sector_of=sector_of, sector_caps=caps, max_turnover=tau,
                        uninvested=uninvested if current_weights is not None else 0.0)
 
@@ -107,26 +111,44 @@ def linear_terms(settings: TradeSettings, symbols: pd.Index, columns: pd.Index,
 def sector_limit_problems(settings: TradeSettings, symbols: tuple[str, ...],
                           lower: np.ndarray, upper: np.ndarray) -> dict[str, str]:
     """``{"sector_limits": reason}`` when the sector caps and the bounds of ``symbols``
-    (the universe the strategy sees) cannot hold a fully invested portfolio: the caps
-    with the upper bounds reach less than 1, or a sector's lower bounds add up to more
-    than its cap. The check every run makes, before the first cycle (a config that failed
-    every cycle passed ``check-config``). A ``sectors`` symbol outside them is reported
-    elsewhere (``symbols_referenced``)."""
+    (the universe the strategy sees) cannot hold a fully invested portfolio
+    (``sector_caps_problem``): the check every run makes, before the first cycle (a
+    config that failed every cycle passed ``check-config``). A ``sectors`` symbol outside
+    them is reported elsewhere (``symbols_referenced``)."""
     index = pd.Index(symbols, dtype=object)
     try:
-        sector_of, caps = _sector_index(settings, index, index, upper)
+        sector_of, caps = _sector_index(settings, index, index)
     except StrategyConfigError:
         return {}
-    except StrategyError as exc:
-        return {"sector_limits": str(exc).removeprefix("sector_limits infeasible: ")}
-    names = list(settings.sector_limits or {})
-    for k, cap in enumerate(caps.tolist()):
-        floor = float(lower[sector_of == k].sum())
-        if floor > cap + 1e-12:
-            return {"sector_limits": f"{names[k]} ≤ {cap:g}, but the lower bounds of its "
-                                     f"symbols add up to {floor:.6g}: lower the bounds or "
-                                     f"raise the cap"}
-    return {}
+    problem = sector_caps_problem(sector_of, caps, lower, upper,
+                                  list(settings.sector_limits or {}))
+    return {"sector_limits": problem} if problem else {}
+
+
+def sector_caps_problem(sector_of: np.ndarray, caps: np.ndarray, lower: np.ndarray,
+                        upper: np.ndarray, names: Sequence[str] = ()) -> str | None:
+    """Why no fully invested ``lower`` ≤ w ≤ ``upper`` keeps each sector (``sector_of``,
+    −1: none) within its cap, or None when one does: the caps with the upper bounds reach
+    less than 1, or a sector's lower bounds add up to more than its cap. (Σlower ≤ 1 ≤
+    Σupper is ``check_bounds``' part.) ``names``: the sectors', for the text."""
+    if not caps.size:
+        return None
+    capped = sector_of >= 0
+    tops = np.bincount(sector_of[capped], weights=upper[capped], minlength=len(caps))
+    reach = float(np.minimum(caps, tops).sum()) + float(upper[~capped].sum())
+    names = list(names) or [f"sector {k + 1}" for k in range(len(caps))]
+    if reach < 1.0 - 1e-12:
+        capped_text = ", ".join(f"{n} ≤ {c:g}" for n, c in zip(names, caps, strict=True))
+        return (f"the capped sectors ({capped_text}) plus the uncapped symbols can hold at "
+                f"most {reach:.6g} of equity, below the full investment 1; raise a cap or "
+                f"add symbols outside the capped sectors")
+    floors = np.bincount(sector_of[capped], weights=lower[capped], minlength=len(caps))
+    over = np.flatnonzero(floors > caps + 1e-12)
+    if over.size:
+        k = int(over[0])
+        return (f"{names[k]} ≤ {caps[k]:g}, but the lower bounds of its symbols add up to "
+                f"{floors[k]:.6g}: lower the bounds or raise the cap")
+    return None
 
 
 def _anchor(current_weights: pd.Series | None, symbols: pd.Index) -> np.ndarray:
@@ -139,8 +161,10 @@ def _anchor(current_weights: pd.Series | None, symbols: pd.Index) -> np.ndarray:
     return current.reindex(symbols, fill_value=0.0).to_numpy(dtype=float)
 
 
-def _sector_index(settings: TradeSettings, symbols: pd.Index, columns: pd.Index,
-                  upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sector_index(settings: TradeSettings, symbols: pd.Index, columns: pd.Index
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Each symbol's capped sector (−1: none) and the caps, in ``sector_limits``' order;
+    StrategyConfigError for a ``sectors`` symbol not among ``columns``."""
     sector_of = np.full(len(symbols), -1)
     if not settings.sector_limits or settings.sectors is None:
         return sector_of, np.zeros(0)
@@ -154,13 +178,4 @@ def _sector_index(settings: TradeSettings, symbols: pd.Index, columns: pd.Index,
         sector = settings.sectors.get(str(symbol))
         if sector in position:
             sector_of[i] = position[sector]
-    caps = np.array([settings.sector_limits[name] for name in names])
-    reach = sum(min(caps[k], float(upper[sector_of == k].sum())) for k in range(len(names)))
-    reach += float(upper[sector_of < 0].sum())
-    if reach < 1.0 - 1e-12:
-        capped_text = ", ".join(f"{n} ≤ {c:g}" for n, c in zip(names, caps, strict=True))
-        raise StrategyError(
-            f"sector_limits infeasible: the capped sectors ({capped_text}) "
-            f"plus the uncapped symbols can hold at most {reach:.6g} of equity, below the "
-            f"full investment 1; raise a cap or add symbols outside the capped sectors")
-    return sector_of, caps
+    return sector_of, np.array([settings.sector_limits[name] for name in names])
