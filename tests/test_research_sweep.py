@@ -725,10 +725,9 @@ def test_dask_client_calls_are_waited_for_off_the_main_thread_so_ctrl_c_ends_the
         with pytest.raises(ConfigError, match="raised in the call"):
             _waited_for_here(lambda: (_ for _ in ()).throw(ConfigError("raised in the call")))
         off_main: list[bool] = []
-        started = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
             _waited_for_here(lambda: call(off_main, 2.0))
-        assert time.monotonic() - started < 1.0 and off_main == [False]  # not after the call
+        assert off_main == [False]  # raised while the call still ran (it appends at its end)
         closing: list[bool] = []
         with pytest.raises(KeyboardInterrupt):
             _waited_for_here(lambda: call(closing, 0.2), finish_secs=10)
