@@ -106,17 +106,14 @@ def config_fit_problems(cfg: Config, universe: tuple[str, ...],
     also ``order_guard_problems`` (an invested account's rebalancing orders are small:
     ``run``/``once`` refused a config that traded fine)."""
     strategy = cfg.build_strategy() if strategy is None else strategy
-    excluded = cfg.universe.exclude
-    problems = strategy_problems(strategy, "[strategy.params].", universe, excluded)
-    fallback = cfg.build_fallback()
-    if fallback is not None:
-        problems += strategy_problems(fallback, "[strategy].fallback.params.", universe,
-                                      excluded)
-    problems += universe_fit_problems(strategy, "[strategy].name", "[strategy.params].",
-                                      universe, excluded)
-    if fallback is not None:
-        problems += universe_fit_problems(fallback, "[strategy].fallback",
-                                          "[strategy].fallback.params.", universe, excluded)
+    excluded, fallback = cfg.universe.exclude, cfg.build_fallback()
+    chosen = [(strategy, "[strategy].name", "[strategy.params].")] + (
+        [] if fallback is None else
+        [(fallback, "[strategy].fallback", "[strategy].fallback.params.")])
+    problems = [line for s, _, prefix in chosen
+                for line in strategy_problems(s, prefix, universe, excluded)]
+    problems += [line for s, key, prefix in chosen
+                 for line in universe_fit_problems(s, key, prefix, universe, excluded)]
     return problems + (order_guard_problems(cfg, strategy) if from_cash else [])
 
 
