@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -22,6 +23,39 @@ from bot.logs import (
     counted_trial_events,
     log_repeated_warnings,
 )
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
+
+
+def _ctrl_c_exits_130(next_step: Callable[[dict[str, Any]], str]) -> Callable[[F], F]:
+    """Ctrl-C anywhere in the command, its imports and config load included, ends it with
+    ``allocbot: interrupted; NEXT STEP`` and exit 130: without this, a Ctrl-C before the
+    research itself began got click's bare "Aborted!" and exit 1. ``next_step`` gets the
+    command's parameters and says what to run now."""
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def run(**params: Any) -> Any:
+            try:
+                return command(**params)
+            except KeyboardInterrupt:
+                click.echo(f"allocbot: interrupted; {next_step(params)}", err=True)
+                sys.exit(EXIT_INTERRUPTED)
+
+        return cast(F, run)
+
+    return decorate
+
+
+def _sweep_next_step(params: dict[str, Any]) -> str:
+    """What continues an interrupted sweep."""
+    return f"`--resume --out {params['out_dir']}` continues"
+
+
+def _compare_next_step(params: dict[str, Any]) -> str:
+    """What redoes an interrupted comparison (it has no resume: it starts over)."""
+    return (f"the comparison in {params['out_dir']} is incomplete; run the same command "
+            "again (it starts over)")
 
 
 @contextmanager
@@ -75,6 +109,7 @@ def _progress(enabled: bool) -> Iterator[Any]:
                    "(learning strategies; e.g. 756:63).")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=8,
               show_default=True, help="Trials asked together (changes the trials).")
+@_ctrl_c_exits_130(_sweep_next_step)
 def sweep(config_path: Path, space_path: Path, trials: int | None, jobs: int | None,
           dask_address: str | None, holdout: Any, out_dir: Path, resume: bool, seed: int,
           sampler: str, walk_forward: str | None, batch_size: int) -> None:
@@ -112,9 +147,6 @@ def sweep(config_path: Path, space_path: Path, trials: int | None, jobs: int | N
         _log_trial_events(clock.trial_events, reruns)
     except AllocbotError as exc:
         fail_on(exc)
-    except KeyboardInterrupt:
-        click.echo(f"allocbot: interrupted; `--resume --out {out_dir}` continues", err=True)
-        sys.exit(130)
     _print_sweep(summary, out_dir, space.objective.constraints)
     if summary.best is None:  # the sweep ran but has no result: best.toml does not exist
         sys.exit(1)
@@ -150,6 +182,7 @@ def _print_sweep(summary: Any, out_dir: Path, constraints: tuple[Any, ...] = ())
 @config_option
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("compare"), show_default=True, help="Output directory.")
+@_ctrl_c_exits_130(_compare_next_step)
 def compare(specs: tuple[str, ...], config_path: Path, out_dir: Path) -> None:
     """Backtest several strategies on the same data, costs and calendar, side by side.
 
