@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bot.research.study import JOURNAL_FILE
 from tests.conftest import REPO
+from tests.research_setup import write_config, write_market, write_space
 
 TIMEOUT_SECS = 60
 
@@ -101,3 +103,46 @@ def test_ctrl_c_during_compare_exits_130_and_says_to_run_it_again(tmp_path):
     assert _plain_lines(proc.stderr) == [
         f"allocbot: interrupted; the comparison in {out} is incomplete; run the same command "
         "again (it starts over)"], proc.stderr
+
+
+def _wait_for_file(path: Path, proc: subprocess.Popen[str]) -> None:
+    """Return once ``proc`` has created ``path`` (it must still be running)."""
+    deadline = time.monotonic() + TIMEOUT_SECS
+    while not path.exists():
+        assert proc.poll() is None, f"the command ended before writing {path}: " \
+                                    f"{proc.communicate()}"
+        assert time.monotonic() < deadline, f"the command never wrote {path}"
+        time.sleep(0.02)
+
+
+def test_an_interrupted_sweep_suggests_resume_only_once_it_saved_a_study(tmp_path):
+    """Interrupted before it wrote anything to --out, the sweep said "`--resume --out DIR`
+    continues", and that resume was refused (no study.journal to resume). It now says
+    nothing was saved and to rerun the command; once the study journal is in --out (a
+    plain rerun is then refused), it suggests --resume."""
+    out = tmp_path / "out"
+    space = write_space(tmp_path)
+    early = ctrl_c_while_loading_config(tmp_path, ["sweep", "--space", str(space),
+                                                   "--out", str(out)])
+    assert early.returncode == 130, early.stderr
+    assert _plain_lines(early.stderr) == [
+        f"allocbot: interrupted; nothing was saved to {out} yet; run the same command to "
+        "start the sweep"], early.stderr
+    (tmp_path / "resume").mkdir()
+    resumed = ctrl_c_while_loading_config(tmp_path / "resume", [
+        "sweep", "--space", str(space), "--out", str(out), "--resume"])
+    assert resumed.returncode == 130, resumed.stderr
+    assert _plain_lines(resumed.stderr) == [
+        f"allocbot: interrupted; nothing was saved to {out} yet; run the same command "
+        "without --resume to start the sweep"], resumed.stderr
+
+    market = tmp_path / "market"
+    market.mkdir()
+    config = write_config(market, write_market(market))
+    with _command(["sweep", "--config", str(config), "--space", str(space), "--out", str(out),
+                   "--jobs", "1", "--trials", "400"]) as proc:
+        _wait_for_file(out / JOURNAL_FILE, proc)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=TIMEOUT_SECS)
+    assert proc.returncode == 130, stderr
+    assert _plain_lines(stderr) == [f"allocbot: interrupted; `--resume --out {out}` continues"]

@@ -47,9 +47,20 @@ def _ctrl_c_exits_130(next_step: Callable[[dict[str, Any]], str]) -> Callable[[F
     return decorate
 
 
+# the sweep's study journal in --out (bot.research.study.JOURNAL_FILE; importing that
+# module to read the name would cost a Ctrl-C ~1 s of backtest imports)
+SWEEP_JOURNAL = "study.journal"
+
+
 def _sweep_next_step(params: dict[str, Any]) -> str:
-    """What continues an interrupted sweep."""
-    return f"`--resume --out {params['out_dir']}` continues"
+    """What to run after a sweep is interrupted: ``--resume`` once its journal exists in
+    ``--out`` (a plain rerun is then refused); before that nothing was saved, so the same
+    command (less a ``--resume`` with nothing to resume) starts the sweep."""
+    out_dir, resume = params["out_dir"], params["resume"]
+    if (out_dir / SWEEP_JOURNAL).exists():
+        return f"`--resume --out {out_dir}` continues"
+    again = "the same command without --resume" if resume else "the same command"
+    return f"nothing was saved to {out_dir} yet; run {again} to start the sweep"
 
 
 def _compare_next_step(params: dict[str, Any]) -> str:
