@@ -345,6 +345,32 @@ class TradePriceSource(Protocol):
     def latest_trade_prices(self, symbols: Sequence[str]) -> dict[str, float]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class CashTransfer:
+    """Money moved into (``amount`` > 0) or out of (< 0) the account from outside it: a
+    deposit, a withdrawal, a cash journal between accounts, cash transferred in by ACATS.
+    ``id`` is the venue's (unique per account); ``on`` the day the venue booked it;
+    ``kind`` the venue's activity type. Dividends, interest and fees are not transfers:
+    they are the portfolio's return."""
+
+    id: str
+    on: date
+    amount: float  # account currency
+    kind: str
+
+    def __post_init__(self) -> None:
+        _require_finite("amount", self.amount)
+
+
+@runtime_checkable
+class CashTransferSource(Protocol):
+    """An optional broker capability: the account's cash transfers booked on or after
+    ``since``, oldest first, so the kill switch can tell a withdrawal from a loss
+    (``bot.engine.cash_transfers``). Brokers without it (the simulator) have none."""
+
+    def cash_transfers(self, since: date) -> list[CashTransfer]: ...
+
+
 def validate_price_frame(prices: pd.DataFrame, source: str) -> pd.DataFrame:
     """Check a wide close-price frame: sorted unique weekday dates, positive finite prices.
 

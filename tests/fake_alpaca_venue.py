@@ -77,11 +77,29 @@ class FakeAlpacaVenue:
         # GET /v2/stocks/trades/latest answers the last close unless overridden here: a
         # price, or any JSON value to serve as that symbol's trade (bad shapes for tests)
         self.latest_trades: dict[str, Any] = {}
+        # non-trade activities (GET /v2/account/activities), oldest first: ``transfer``
+        # books a deposit or withdrawal; tests may append any JSON (bad shapes)
+        self.activities: list[Any] = []
         self._lock = threading.RLock()
 
     def orders_created(self) -> list[FakeOrder]:
         with self._lock:
             return list(self.orders)
+
+    def transfer(self, amount: float, kind: str | None = None, on: date | None = None,
+                 *, move_cash: bool = True) -> str:
+        """Book a cash transfer (+ deposit, − withdrawal; ``kind`` CSD/CSW by sign unless
+        given) dated ``on`` (today): the cash moves (unless ``move_cash`` is False) and an
+        activity is listed. Returns its id."""
+        with self._lock:
+            day = on or datetime.now(NEW_YORK).date()
+            activity_id = f"{day:%Y%m%d}000000000::{uuid.uuid4()}"
+            self.activities.append({
+                "id": activity_id, "activity_type": kind or ("CSD" if amount > 0 else "CSW"),
+                "date": day.isoformat(), "net_amount": str(amount), "status": "executed"})
+            if move_cash:
+                self.cash += Decimal(str(amount))
+            return activity_id
 
     # ---------------------------------------------------------------- pricing
     def last_close(self, symbol: str) -> float:
@@ -93,6 +111,7 @@ class FakeAlpacaVenue:
         """Route one authenticated request; returns (status, JSON-able payload or None)."""
         routes: list[tuple[str, str, Callable[..., tuple[int, Any]]]] = [
             ("GET", r"/v2/account", lambda q, b: (200, self._account_json())),
+            ("GET", r"/v2/account/activities", self._activities),
             ("GET", r"/v2/positions", lambda q, b: (200, self._positions_json())),
             ("GET", r"/v2/clock", lambda q, b: (200, clock_json(self.is_open, datetime.now(UTC)))),
             ("GET", r"/v2/calendar", self._calendar),
@@ -131,6 +150,23 @@ class FakeAlpacaVenue:
             Decimal(0),
         )
         return account_json(self.account_number, self.cash, self._buying_power(), market)
+
+    def _activities(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        """Alpaca's paging: ``after`` (a date-time; entries dated on or after its day),
+        ``activity_types``, ``direction``, ``page_size`` (≤ 100), ``page_token`` (the id
+        of the last entry of the previous page)."""
+        types = set(query.get("activity_types", "").split(",")) - {""}
+        after = query.get("after", "")[:10]
+        rows = [a for a in self.activities
+                if not isinstance(a, dict) or ((not types or a.get("activity_type") in types)
+                                               and str(a.get("date", ""))[:10] >= after)]
+        if query.get("direction", "desc") == "desc":
+            rows.reverse()
+        token = query.get("page_token")
+        if token is not None:
+            ids = [a.get("id") if isinstance(a, dict) else None for a in rows]
+            rows = rows[ids.index(token) + 1:] if token in ids else []
+        return 200, rows[:min(int(query.get("page_size", 100)), 100)]
 
     def _buying_power(self) -> Decimal:
         reserved = sum(

@@ -109,10 +109,12 @@ def _account_lines(a: AccountFigures | None, r: StatusReport) -> list[str]:
     lines = [f"account ({source}, valued on {a.valued_on or '-'})",
              f"  equity     {_money(a.equity)}" + (f"   cash {_money(a.cash)}"
                                                   if a.cash is not None else "")]
+    put_in = (a.inception_equity or 0.0) + a.net_transfers  # the money the P&L was made on
     lines.append(f"  P&L        since inception {_signed(a.pnl_since_inception)}"
-                 + (f" ({a.pnl_since_inception / a.inception_equity:+.2%})"
-                    if a.pnl_since_inception is not None and a.inception_equity else "")
-                 + f"   MTD {_signed(a.pnl_mtd)}   YTD {_signed(a.pnl_ytd)}")
+                 + (f" ({a.pnl_since_inception / put_in:+.2%})"
+                    if a.pnl_since_inception is not None and put_in > 0 else "")
+                 + f"   MTD {_signed(a.pnl_mtd)}   YTD {_signed(a.pnl_ytd)}"
+                 + (f"   net of transfers {_signed(a.net_transfers)}" if a.net_transfers else ""))
     limit = f"max_drawdown {r.max_drawdown:.2%}" if r.max_drawdown is not None else \
         "no max_drawdown set"
     lines.append(f"  drawdown   {a.drawdown:.2%} below peak {_money(a.peak_equity)}   ({limit})")

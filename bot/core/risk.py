@@ -99,6 +99,20 @@ def below_drawdown_limit(equity: Any, peak: Any, max_drawdown: float) -> Any:
     return (peak > 0) & (equity < peak * (1 - max_drawdown))
 
 
+def peak_after_transfers(peak: float, equity: float, net_transfer: float) -> float:
+    """The equity peak rescaled for money moved in or out (``net_transfer``, already in
+    ``equity``): peak × equity / (equity − net_transfer), so the drawdown is the one the
+    account would show had the money not moved — a withdrawal is not a loss, a deposit not
+    a gain (the time-weighted view, GIPS). The peak is kept when none is recorded yet (0);
+    an account that held nothing before a deposit starts afresh from ``equity``."""
+    before = equity - net_transfer
+    if peak <= 0:
+        return peak
+    if before <= 0:
+        return equity
+    return peak * equity / before
+
+
 def portfolio_returns(returns: pd.DataFrame, weights: pd.Series) -> np.ndarray:
     """r_p = R·w: assets without a weight get 0; cash earns 0.
 

@@ -252,6 +252,12 @@ class Journal:
         """Keep ``value`` (JSON-serializable; not changed afterwards) under ``key``."""
         self.set_meta(key, json.dumps(value))
 
+    def set_meta_jsons(self, values: dict[str, Any]) -> None:
+        """Keep several JSON values in one transaction (a crash keeps all or none)."""
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                           [(key, json.dumps(value)) for key, value in values.items()])
+
     def recorded_account(self) -> AccountIdentity | None:
         """The account this state file belongs to; None until one is recorded (a new file,
         or one written before allocbot recorded accounts). Anything but what

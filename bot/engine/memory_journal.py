@@ -104,6 +104,10 @@ class MemoryJournal(Journal):
         self._meta.pop(key, None)
         self._meta_json[key] = value
 
+    def set_meta_jsons(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            self.set_meta_json(key, value)
+
     # -- cycles -----------------------------------------------------------------------
     def start_cycle(self, asof: date | None) -> str:
         cycle_id = f"{self._meta['instance_id']}{len(self._cycles) + 1:06d}"

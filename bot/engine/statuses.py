@@ -20,6 +20,9 @@ HALT_REMINDED_KEY = "halt_reminded"  # the exchange day of the last still_halted
 # (a cycle that failed after its orders filled, before any cycle finished, paid costs the
 # first finished cycle's ``equity_before`` no longer shows).
 INCEPTION_KEY = "inception_equity"
+# The account's cash transfers (deposits, withdrawals) the bot has seen, and the day it last
+# read them (``bot.engine.cash_transfers``; read by status for P&L net of transfers).
+TRANSFERS_KEY = "cash_transfers"
 # The broker account the state file belongs to (``Journal.recorded_account``): recorded at
 # the first writer open, compared at every later one (``bot.engine.runtime.open_runtime``).
 ACCOUNT_KEY = "account"
@@ -177,3 +180,47 @@ def closed_wake_folded(summary: dict[str, Any], previous: tuple[str, str, dict[s
     wakes = figures.get(CLOSED_WAKES, 1)
     return {**summary, CLOSED_WAKES: (wakes if type(wakes) is int else 1) + 1,
             CLOSED_SINCE: figures.get(CLOSED_SINCE, started_at)}
+
+
+class SeenTransfer(NamedTuple):
+    """A cash transfer as the journal keeps it. ``applied_asof`` is the exchange day of the
+    cycle that rescaled the peak for it; None for one already in the equity when the bot
+    started watching (the peak and the inception equity include it)."""
+
+    id: str
+    on: str  # the venue's booking day (ISO)
+    amount: float  # account currency: + in, − out
+    kind: str
+    applied_asof: str | None
+
+
+class TransferRecord(NamedTuple):
+    checked_through: str  # the exchange day of the last read (ISO)
+    transfers: tuple[SeenTransfer, ...]
+
+    def applied_since(self, start: str | None) -> float:
+        """The net amount of the transfers applied on or after the day ``start`` (ISO;
+        None: all of them), account currency."""
+        return math.fsum(t.amount for t in self.transfers if t.applied_asof is not None
+                         and (start is None or t.applied_asof >= start))
+
+
+def recorded_transfers(journal: Journal) -> TransferRecord | None:
+    """The cash transfers seen so far (None before the first read, or with a broker that
+    has none); anything but what ``bot.engine.cash_transfers`` wrote (a hand edit) raises
+    ``Journal.corrupt_meta``'s error."""
+    value = journal.meta_json(TRANSFERS_KEY)
+    if value is None:
+        return None
+    try:
+        if sorted(value) != ["checked_through", "transfers"]:
+            raise ValueError
+        transfers = tuple(SeenTransfer(**t) for t in value["transfers"])
+        if not all(isinstance(t.amount, float | int) and math.isfinite(t.amount)
+                   and isinstance(t.id, str) and isinstance(t.on, str) for t in transfers):
+            raise ValueError
+        return TransferRecord(str(value["checked_through"]), transfers)
+    except (TypeError, ValueError):
+        raise journal.corrupt_meta(
+            TRANSFERS_KEY, "is not a record of cash transfers (checked_through, transfers)"
+        ) from None

@@ -26,7 +26,7 @@ WINDOWS_FILE = "alert_windows.json"
 # ignored rather than allowed to hold its kind silent until then.
 CLOCK_SLACK = timedelta(minutes=5)
 AFRESH = "alert rate limits start afresh at each start"
-SUMMARY_KEY = "daily_summary_sent"  # {"day": ISO date, "equity": number or null}
+SUMMARY_KEY = "daily_summary_sent"  # {"day": ISO date, "equity": number or null, "net_transfers"}
 
 
 class AlertWindows:
@@ -63,23 +63,27 @@ class AlertWindows:
         self._taken = dict(taken)
         return taken
 
-    def summary(self) -> tuple[date, float | None] | None:
-        """The day (in the schedule's timezone) and equity of the last daily summary, as
-        ``record_summary`` kept them (after ``load``); None when unknown."""
+    def summary(self) -> tuple[date, float | None, float] | None:
+        """The day (in the schedule's timezone), equity and net cash transfers of the last
+        daily summary, as ``record_summary`` kept them (after ``load``); None when unknown
+        (transfers 0.0 in a file from before they were kept: none were applied then)."""
         kept = self._summary or {}
         try:
             day = date.fromisoformat(kept["day"])
         except (KeyError, TypeError, ValueError):
             return None
-        equity = kept.get("equity")
+        equity, moved = (kept.get(k) for k in ("equity", "net_transfers"))
+        if isinstance(moved, bool) or not isinstance(moved, int | float):
+            moved = 0.0
         if isinstance(equity, bool) or not isinstance(equity, int | float):
-            return day, None
-        return day, float(equity)
+            return day, None, float(moved)
+        return day, float(equity), float(moved)
 
-    def record_summary(self, day: date, equity: float | None) -> None:
-        """Keep the daily summary's day and equity: a restart neither sends that day's
-        summary again nor loses the P&L since it."""
-        self._summary = {"day": day.isoformat(), "equity": equity}
+    def record_summary(self, day: date, equity: float | None, net_transfers: float = 0.0) -> None:
+        """Keep the daily summary's day, equity and the deposits less withdrawals applied
+        by then: a restart neither sends that day's summary again nor loses the P&L since
+        it (net of the money moved since)."""
+        self._summary = {"day": day.isoformat(), "equity": equity, "net_transfers": net_transfers}
         self._save()
 
     def record(self, kind: str, taken_at: datetime) -> None:

@@ -24,6 +24,7 @@ class ObservedState:
     last_success_at: datetime | None = None
     last_status: str | None = None
     failure_streak: int = 0
+    net_transfers: float = 0.0  # deposits less withdrawals applied (``cash_transfers_applied``)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def absorb(self, figures: Mapping[str, Any]) -> None:

@@ -18,7 +18,7 @@ import structlog
 
 from bot.config import Config
 from bot.engine.journal import Journal
-from bot.engine.statuses import HALT_KEY, CycleStatus
+from bot.engine.statuses import HALT_KEY, CycleStatus, recorded_transfers
 from bot.errors import ConfigError
 from bot.logs import alert_url_secrets, configure_logging
 from bot.monitoring.alert_windows import AlertWindows
@@ -60,6 +60,7 @@ class Monitor:
         try:
             cycles = journal.recent_cycles(SEED_CYCLES)
             halted = journal.meta(HALT_KEY) is not None
+            transfers = recorded_transfers(journal)
             success = last_success_cycle(journal)  # however far back (a long halt)
             finished = journal.latest_cycle(statuses=[CycleStatus.FINISHED])
             valued = max((c for c in (journal.latest_cycle(figure=f) for f in EQUITY_FIGURES)
@@ -76,6 +77,7 @@ class Monitor:
         with self.state.lock:
             self.state.halted = halted
             self.state.failure_streak = failed
+            self.state.net_transfers = 0.0 if transfers is None else transfers.applied_since(None)
             if self.rules is not None:
                 self.rules.seed(streak)
             if success is not None:
@@ -93,7 +95,7 @@ class Monitor:
         self.windows = windows
         kept = windows.summary()
         if kept is not None:
-            self._summary_state.update(date=kept[0], equity=kept[1])
+            self._summary_state.update(date=kept[0], equity=kept[1], net_transfers=kept[2])
 
     def periodic_alerts(self, now: datetime) -> list[Alert]:
         """Run by the sender thread: the schedule watchdog and the daily summary."""
@@ -129,12 +131,15 @@ class Monitor:
         with self.state.lock:
             s = self.state
             equity, drift, var, drawdown = s.equity, s.max_drift, s.var, s.drawdown
-            halted = s.halted
+            halted, moved = s.halted, s.net_transfers
         previous = self._summary_state.get("equity")
-        self._summary_state.update(date=local.date(), equity=equity)
+        moved_since = moved - self._summary_state.get("net_transfers", moved)
+        self._summary_state.update(date=local.date(), equity=equity, net_transfers=moved)
         if self.windows is not None:
-            self.windows.record_summary(local.date(), equity)
-        pnl = f"{equity - previous:+,.2f} since the last summary" if previous else "n/a (first)"
+            self.windows.record_summary(local.date(), equity, moved)
+        pnl = (f"{equity - previous - moved_since:+,.2f} since the last summary" if previous
+               else "n/a (first)") + (f" (net of {moved_since:+,.2f} deposited or withdrawn)"
+                                      if moved_since else "")
         limit = self.cfg.risk.max_var
         return Alert(AlertKind.DAILY_SUMMARY, Severity.INFO, f"daily summary {local.date()}",
                      f"equity: {equity:,.2f}\nP&L: {pnl}\ndrawdown: {drawdown:.2%}\n"

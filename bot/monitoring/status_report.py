@@ -21,7 +21,8 @@ Where the figures come from:
 P&L is money in account currency: since inception (equity − the equity the first cycle
 read before trading, ``INCEPTION_KEY``), month-to-date and year-to-date (equity − the last
 equity journaled before the month/year of the valuation date; the inception equity when
-the account is younger).
+the account is younger), each less the deposits and withdrawals applied since
+(``bot.engine.cash_transfers``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from bot.engine.statuses import (
     CycleStatus,
     recorded_inception,
     recorded_peak,
+    recorded_transfers,
 )
 from bot.errors import AllocbotError
 from bot.monitoring.outcomes import MARKET_CLOSED, is_success
@@ -168,6 +170,7 @@ class AccountFigures:
     pnl_ytd: float | None
     peak_equity: float
     drawdown: float
+    net_transfers: float  # deposits less withdrawals since the bot started watching them
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,22 +389,29 @@ def _figures(source: str, valued_on: str | None, equity: float, cash: float | No
              journal: Journal) -> AccountFigures:
     peak = max(recorded_peak(journal), equity)
     day = date.fromisoformat(valued_on) if valued_on else None
+    transfers = recorded_transfers(journal)
+    moved = 0.0 if transfers is None else transfers.applied_since(None)
 
     def pnl_since(start: date | None) -> float | None:
+        """Equity less the reference and the money moved in since (a deposit is no gain)."""
         if start is None:
             return None
         before = [e for a, e in history if a < start.isoformat()]
         ref = before[-1] if before else inception
-        return None if ref is None else round(equity - ref, 2)
+        if ref is None:
+            return None
+        since = 0.0 if transfers is None else transfers.applied_since(start.isoformat())
+        return round(equity - ref - since, 2)
 
     return AccountFigures(
         source=source, valued_on=valued_on, equity=round(equity, 2),
         cash=None if cash is None else round(cash, 2),
         inception_equity=None if inception is None else round(inception, 2),
-        pnl_since_inception=None if inception is None else round(equity - inception, 2),
+        pnl_since_inception=None if inception is None else round(equity - inception - moved, 2),
         pnl_mtd=pnl_since(day.replace(day=1) if day else None),
         pnl_ytd=pnl_since(date(day.year, 1, 1) if day else None),
         peak_equity=round(peak, 2), drawdown=round(1 - equity / peak, 6) if peak > 0 else 0.0,
+        net_transfers=round(moved, 2),
     )
 
 

@@ -92,5 +92,7 @@ class MonitoringTap:
             state.failure_streak += 1
         elif name == "trading_halted":
             state.halted = True
+        elif name == "cash_transfers_applied" and isinstance(event.get("net_cash"), int | float):
+            state.net_transfers += float(event["net_cash"])
         elif name == "trading_rearmed":  # `allocbot rearm` cleared the journal's halt
             state.halted = False

@@ -37,6 +37,7 @@ from alpaca.trading.models import Order as AlpacaOrder
 from alpaca.trading.models import Position as AlpacaPosition
 from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, MarketOrderRequest
 
+from brokers.alpaca.activities import MAX_PAGES, PAGE_SIZE, transfer_query, transfers_from_page
 from brokers.alpaca.data import (
     NEW_YORK,
     CachedDailyCloses,
@@ -55,6 +56,7 @@ from brokers.alpaca.orders import (
 from brokers.base import (
     Account,
     AssetInfo,
+    CashTransfer,
     Clock,
     Fill,
     Order,
@@ -231,6 +233,28 @@ class AlpacaBroker:
             buying_power=self._number(a.buying_power, "account.buying_power"),
             currency=str(a.currency or "USD"),
         )
+
+    def cash_transfers(self, since: date) -> list[CashTransfer]:
+        """Deposits, withdrawals and cash journals booked on or after ``since``, oldest
+        first (``brokers.alpaca.activities``); pages through ``page_token``, bounded."""
+        out: list[CashTransfer] = []
+        token: str | None = None
+        for _ in range(MAX_PAGES):
+            query = transfer_query(since, token)
+
+            def read_page(query: dict[str, str | int] = query) -> Any:
+                return self._trading.get("/account/activities", query)
+
+            rows = self._budget.call("GET /v2/account/activities", read_page)
+            out.extend(transfers_from_page(rows, self._redact))
+            if not isinstance(rows, list) or len(rows) < PAGE_SIZE:
+                return out
+            token = str(rows[-1].get("id")) if isinstance(rows[-1], dict) else None
+            if not token:
+                break
+        raise BrokerDataError(f"GET /v2/account/activities: more than {MAX_PAGES * PAGE_SIZE} "
+                              f"cash transfers since {since} (or a page without an id to "
+                              "continue from)")
 
     def positions(self) -> dict[str, Position]:
         rows = self._budget.call("GET /v2/positions", self._trading.get_all_positions)

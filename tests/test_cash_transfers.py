@@ -1,0 +1,204 @@
+"""Deposits and withdrawals against FakeAlpaca: real ``allocbot once`` cycles (in-process)
+through alpaca-py over HTTP. A withdrawal is not a loss (the kill switch does not trip on
+it, yet still trips on a real loss afterwards), a deposit is not a gain (status's P&L),
+and each transfer is applied once."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import json_lines, run_cli_in_process
+from fake_alpaca import FakeAlpaca
+from test_alpaca_cycle import KEYS_ENV, UNIVERSE, alpaca_config, recent_bars
+
+from bot.core.risk import below_drawdown_limit, peak_after_transfers
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAlpaca]:
+    with FakeAlpaca(bars=recent_bars(), cash=100_000.0, api_key=KEYS_ENV["APCA_API_KEY_ID"],
+                    secret_key=KEYS_ENV["APCA_API_SECRET_KEY"], bars_page_size=500) as server:
+        yield server
+    assert server.errors == []
+
+
+@pytest.fixture
+def config(write_config: Any, fake: FakeAlpaca, tmp_path: Path) -> Path:
+    """Half the account stays cash (so a withdrawal of 40 % leaves no negative cash), a
+    20 % kill switch, no VaR limit; no data guard (a 50 % fall must reach the kill switch)."""
+    path = alpaca_config(write_config, fake)
+    text = path.read_text().replace("[risk]\nmax_var = 0.05", "[risk]\nmax_drawdown = 0.2")
+    text = text.replace("[rebalance]\n", "[rebalance]\ncash_buffer = 0.5\n")
+    text += "\n[guards]\nenabled = false\n"
+    assert "max_drawdown = 0.2" in text and "cash_buffer = 0.5" in text
+    path.write_text(text)
+    return path
+
+
+def once(config: Path) -> list[dict[str, Any]]:
+    proc = run_cli_in_process("once", "--config", str(config), env=KEYS_ENV)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    return json_lines(proc.stdout)
+
+
+def finished(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(e for e in events if e["event"] == "cycle_finished")
+
+
+def applied(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == "cash_transfers_applied"]
+
+
+def status(config: Path) -> dict[str, Any]:
+    proc = run_cli_in_process("status", "--config", str(config), "--json", env=KEYS_ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def test_a_withdrawal_does_not_trip_the_kill_switch_but_a_later_loss_does(
+        fake: FakeAlpaca, config: Path) -> None:
+    first = once(config)
+    assert finished(first)["status"] == "finished" and not applied(first)
+    assert fake.orders_created(), "the first cycle invests half the account"
+    equity = float(fake._account_json()["equity"])
+    fake.transfer(-0.4 * equity)  # 40 % out: beyond the 20 % kill switch, were it a loss
+
+    second = once(config)
+    assert finished(second)["status"] == "finished"
+    assert not [e for e in second if e["event"] == "trading_halted"]
+    [event] = applied(second)
+    assert event["net_cash"] == pytest.approx(-0.4 * equity, abs=0.01)
+    assert event["peak_equity_after"] == pytest.approx(0.6 * event["peak_equity_before"], rel=1e-6)
+    assert [t["kind"] for t in event["transfers"]] == ["CSW"]
+    assert status(config)["account"]["drawdown"] == pytest.approx(0.0, abs=1e-6)
+
+    third = once(config)  # the same transfer is not applied again
+    assert finished(third)["status"] == "finished" and not applied(third)
+
+    for sym in UNIVERSE:  # a real 50 % fall of the invested half: a 25 % loss
+        fake.bars.loc[fake.bars.index[-1], sym] *= 0.5
+    fourth = once(config)
+    assert finished(fourth)["status"] == "halted", [e for e in fourth if e.get("level") != "debug"]
+    [halt] = [e for e in fourth if e["event"] == "trading_halted"]
+    assert "exceeds max_drawdown 20.00%" in halt["reason"]
+
+
+def test_a_deposit_is_not_profit_and_a_transfer_before_the_first_cycle_is_not_applied(
+        fake: FakeAlpaca, config: Path) -> None:
+    fake.transfer(5_000.0)  # already in the account when the bot first looks
+    first = once(config)
+    assert finished(first)["status"] == "finished" and not applied(first)
+    inception = status(config)["account"]["inception_equity"]
+    assert inception == pytest.approx(105_000.0)
+
+    fake.transfer(50_000.0)
+    second = once(config)
+    [event] = applied(second)
+    assert event["net_cash"] == 50_000.0 and event["transfers"][0]["kind"] == "CSD"
+    account = status(config)["account"]
+    assert account["equity"] == pytest.approx(155_000.0, abs=1.0)
+    assert account["pnl_since_inception"] == pytest.approx(0.0, abs=1.0)  # not +50,000
+    assert account["pnl_mtd"] == pytest.approx(0.0, abs=1.0)
+    assert account["net_transfers"] == pytest.approx(50_000.0)
+
+
+def test_a_garbled_transfer_fails_the_cycle_naming_the_field_and_sends_nothing(
+        fake: FakeAlpaca, config: Path) -> None:
+    once(config)
+    sent = len(fake.order_posts())
+    fake.activities.append({"id": "20260101::x", "activity_type": "CSD", "date": "2026-12-01",
+                            "net_amount": "NaN"})
+    fake.positions["SPY"] = (fake.positions["SPY"][0] * 2, fake.positions["SPY"][1])  # drift
+    events = once(config)
+    [failed] = [e for e in events if e["event"] == "cycle_failed"]
+    assert "net_amount" in failed["error"] and "20260101::x" in failed["error"]
+    assert len(fake.order_posts()) == sent
+
+
+@pytest.mark.parametrize(("peak", "equity", "net", "expected"), [
+    (100.0, 45.0, -45.0, 50.0),  # 10 % down, then half withdrawn: still 10 % down
+    (100.0, 180.0, 90.0, 200.0),  # 10 % down, then the equity deposited: still 10 % down
+    (0.0, 50.0, 50.0, 0.0),  # no peak recorded yet: nothing to rescale
+    (100.0, 50.0, 50.0, 50.0),  # nothing was left before the deposit: a new start
+])
+def test_the_peak_keeps_the_drawdown_across_a_transfer(peak: float, equity: float, net: float,
+                                                       expected: float) -> None:
+    after = peak_after_transfers(peak, equity, net)
+    assert after == pytest.approx(expected)
+    if peak > 0 and equity - net > 0:
+        assert 1 - equity / after == pytest.approx(1 - (equity - net) / peak)
+        assert not below_drawdown_limit(np.float64(equity), after, 0.2)
+
+
+def test_the_daily_summary_nets_out_a_deposit_across_a_restart(write_config: Any) -> None:
+    """A deposit between two daily summaries is not P&L; the daemon that sends the second
+    summary may be a new process, which takes the transfers applied so far from the journal
+    and the previous summary's figures from the state dir."""
+    from datetime import UTC, date, datetime, timedelta
+
+    from bot.config import load_config
+    from bot.engine.journal import Journal
+    from bot.engine.statuses import TRANSFERS_KEY
+    from bot.monitoring.service import start_monitoring
+    from bot.monitoring.tap import MonitoringTap
+    from tests.conftest import _process_state_restored
+
+    cfg = load_config(write_config({"alerts": {"daily_summary_at": "16:30", "watchdog": False,
+                                               "urls": ["json://127.0.0.1:9/unused"]}}))
+    after = datetime(2026, 3, 2, 21, 45, tzinfo=UTC)  # 16:45 New York
+    journal = Journal(cfg.state_db)
+    journal.close()
+    with _process_state_restored():
+        monitor = start_monitoring(cfg, io.StringIO())
+        assert monitor is not None
+        monitor.seed_from_journal()
+        monitor.state.equity = 1000.0
+        [first] = monitor.periodic_alerts(after)
+        tap = MonitoringTap(monitor.state, None, None, None)  # the cycle's event, as logged
+        tap(None, "info", {"event": "cash_transfers_applied", "net_cash": 500.0})
+        monitor.state.equity = 1520.0
+        [second] = monitor.periodic_alerts(after + timedelta(days=1))
+        monitor.close()
+        journal = Journal(cfg.state_db)  # what that cycle journaled, then a restart
+        journal.set_meta_json(TRANSFERS_KEY, {"checked_through": str(date(2026, 3, 4)),
+                                              "transfers": [
+            {"id": "a", "on": "2026-03-03", "amount": 500.0, "kind": "CSD",
+             "applied_asof": "2026-03-03"},
+            {"id": "b", "on": "2026-03-04", "amount": -300.0, "kind": "CSW",
+             "applied_asof": "2026-03-04"}]})
+        journal.close()
+        restarted = start_monitoring(cfg, io.StringIO())
+        assert restarted is not None
+        restarted.seed_from_journal()
+        restarted.state.equity = 1230.0
+        [third] = restarted.periodic_alerts(after + timedelta(days=2))
+        restarted.close()
+    assert first.body.split("\n")[1] == "P&L: n/a (first)"
+    assert second.body.split("\n")[1] == ("P&L: +20.00 since the last summary (net of +500.00 "
+                                          "deposited or withdrawn)")
+    assert third.body.split("\n")[1] == ("P&L: +10.00 since the last summary (net of -300.00 "
+                                         "deposited or withdrawn)")
+
+
+def test_a_hand_edited_transfer_record_fails_the_cycle_by_name_and_its_delete_recovers(
+        fake: FakeAlpaca, config: Path) -> None:
+    import sqlite3
+
+    once(config)
+    db = next(config.parent.glob("state/*.sqlite"))
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("UPDATE meta SET value = ? WHERE key = 'cash_transfers'",
+                            ('{"checked_through": "2026-12-01"}',)).rowcount == 1
+    sent = len(fake.order_posts())
+    [failed] = [e for e in once(config) if e["event"] == "cycle_failed"]
+    assert "meta key 'cash_transfers' is not a record of cash transfers" in failed["error"]
+    assert len(fake.order_posts()) == sent
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM meta WHERE key = 'cash_transfers'")
+    assert finished(once(config))["status"] == "finished"
