@@ -75,17 +75,20 @@ NESTED_ATTRIBUTES = (("base", "_base"), ("core", "_core"), ("satellite", "_satel
                      ("regime_strategy", "_strategy"))
 
 
-def refuse_turnover_settings(strategy: Strategy, key: str, wrapper: str) -> None:
+def refuse_turnover_settings(strategy: Strategy, key: str, wrapper: str,
+                             outermost: Strategy | None = None) -> None:
     """StrategyConfigError naming ``KEY.params.PARAM`` when the nested ``strategy`` sets a
     turnover parameter. A wrapper that scales, filters or mixes its nested strategy's
     weights runs it without ``current_weights``, so κ and τ would be silently ignored
     (the optimizer applies neither without them); passing the weights on would not help
     either, since the trade is the wrapper's output less the current weights, not what the
-    nested strategy capped or penalized. Strategies nested deeper are checked too."""
+    nested strategy capped or penalized. Strategies nested deeper are checked too (through
+    a pass-through such as regime_kmeans: ``outermost`` is the one nested in the wrapper)."""
+    outermost = outermost or strategy
     for child_key, attr in NESTED_ATTRIBUTES:  # a nested pass-through's own (regime_kmeans)
         child = getattr(strategy, attr, None)
         if isinstance(child, Strategy):
-            refuse_turnover_settings(child, f"{key}.params.{child_key}", wrapper)
+            refuse_turnover_settings(child, f"{key}.params.{child_key}", wrapper, outermost)
     for param, unset in TURNOVER_SETTINGS:
         value = getattr(strategy, param, unset)
         if value is None or value == unset:
@@ -93,9 +96,24 @@ def refuse_turnover_settings(strategy: Strategy, key: str, wrapper: str) -> None
         raise StrategyConfigError(
             f"{key}.params.{param}: a strategy nested in {wrapper} is not given the "
             f"portfolio's weights (and {wrapper} changes the weights it returns), so its "
-            f"turnover settings would be ignored; remove {param} here, and either use "
-            f"{strategy.name!r} directly as [strategy] to cap or penalize turnover, or set "
-            f"[guards] max_turnover_per_cycle to block a cycle that trades more")
+            f"turnover settings would be ignored; remove {param} here, and either "
+            f"{_unwrapped_use(strategy, outermost, wrapper)} to cap or penalize turnover, or "
+            f"set [guards] max_turnover_per_cycle to block a cycle that trades more")
+
+
+# the places a strategy is run with the portfolio's weights (what its turnover settings need)
+GIVEN_THE_WEIGHTS = ("[strategy], [strategy].fallback and a regime_kmeans regime_strategy are "
+                     "each given the portfolio's weights")
+
+
+def _unwrapped_use(strategy: Strategy, outermost: Strategy, wrapper: str) -> str:
+    """How to keep ``strategy``'s turnover settings: put what is nested in the wrapper
+    (``outermost``: ``strategy`` itself, or a pass-through holding it) where the wrapper
+    is, whichever place that is (the main strategy, the fallback, a regime_strategy)."""
+    if outermost is strategy:
+        return f"use {strategy.name!r} in {wrapper}'s place ({GIVEN_THE_WEIGHTS})"
+    return (f"use {outermost.name!r} in {wrapper}'s place ({GIVEN_THE_WEIGHTS}, and "
+            f"{outermost.name} passes them on to {strategy.name!r})")
 
 
 def nested_weights(strategy: Strategy, prices: pd.DataFrame, key: str,
