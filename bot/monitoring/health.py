@@ -14,8 +14,10 @@ and trading is not halted by the drawdown kill switch, and the venue is not refu
 order: the latest ``[alerts].failure_streak`` cycles that sent orders had every one of them
 rejected (a restricted account, no buying power, a symbol no longer tradable). Such a cycle
 finishes, so it counts as a success, yet the bot trades nothing. Cycles that sent no order
-(nothing drifted, a skip, a failure) are passed over; one with a fill or a partial fill, or
-an order that was not rejected, ends the streak.
+(nothing drifted, a skip, a failure, a ``dry_run`` cycle) are passed over; one with a fill
+or a partial fill, or an order that was not rejected, ends the streak. The verdict names
+the dry_run cycles since the streak: an operator who switched to dry_run to investigate
+sees why the probe still fails (nothing has shown the venue accepts orders again).
 
 A failing streak alone is reported but not fatal until the schedule's deadline passes (a
 transient venue outage retries); so is a refusal streak shorter than ``failure_streak``.
@@ -34,6 +36,7 @@ from bot.engine.journal import Journal
 from bot.engine.statuses import HALT_KEY, CycleStatus, IntentStatus
 from bot.monitoring.status_report import REARM_COMMAND, CycleRow, cycle_row, last_success_cycle
 
+DRY_RUN = "dry_run"  # a cycle's summary "mode" when its orders were planned, none sent
 CYCLES_SCANNED = 500  # the latest cycles, for the failing, skipping and refused streaks
 _REASON_CHARS = 160  # a venue's rejection reason as quoted (the verdict is one line)
 _MAX_LOOKBACK = timedelta(days=800)  # a cron that fires less than every two years: none
@@ -82,12 +85,15 @@ class _Refused:
 
 def _refused(journal: Journal, cycles: list[dict[str, Any]], needed: int) -> _Refused:
     """The refusal streak of ``cycles`` (newest first, as ``recent_cycles`` gives them),
-    with the newest refused cycle's last rejection reason the journal holds."""
-    count, newest = 0, None
+    with the newest refused cycle's last rejection reason the journal holds, and the
+    dry_run cycles since it (they send nothing, so they neither end nor extend it)."""
+    count, newest, dry_since = 0, None, 0
     for cycle in cycles:
         figures = cycle["summary"]
         submitted = figures.get("orders_submitted") or 0
         if submitted <= 0:  # nothing sent: says nothing about the venue
+            if newest is None and figures.get("mode") == DRY_RUN:
+                dry_since += 1
             continue
         if ((figures.get("orders_rejected") or 0) < submitted or figures.get("orders_filled")
                 or figures.get("orders_partially_filled")):
@@ -97,15 +103,31 @@ def _refused(journal: Journal, cycles: list[dict[str, Any]], needed: int) -> _Re
     if newest is None:
         return _Refused(0, False, "")
     which = "the last trading cycle" if count == 1 else f"the last {count} trading cycles"
-    rejected = journal.intents(cycle_id=newest, statuses=[IntentStatus.REJECTED])
+    text = f"every order of {which} was rejected{_latest_rejection(journal, newest)}"
+    return _Refused(count, count >= needed, text + _dry_run_since(dry_since))
+
+
+def _latest_rejection(journal: Journal, cycle_id: str) -> str:
+    """`` (latest: SYMBOL side: reason)``: the cycle's last rejection the journal holds."""
+    rejected = journal.intents(cycle_id=cycle_id, statuses=[IntentStatus.REJECTED])
     latest = next((i for i in reversed(rejected) if i.reason), rejected[-1] if rejected else None)
-    why = ""
-    if latest is not None:
-        reason = " ".join((latest.reason or "no reason given").split())
-        if len(reason) > _REASON_CHARS:
-            reason = reason[:_REASON_CHARS - 1] + "…"
-        why = f" (latest: {latest.symbol} {latest.side.value}: {reason})"
-    return _Refused(count, count >= needed, f"every order of {which} was rejected{why}")
+    if latest is None:
+        return ""
+    reason = " ".join((latest.reason or "no reason given").split())
+    if len(reason) > _REASON_CHARS:
+        reason = reason[:_REASON_CHARS - 1] + "…"
+    return f" (latest: {latest.symbol} {latest.side.value}: {reason})"
+
+
+def _dry_run_since(cycles: int) -> str:
+    """Why the refusal still stands when the cycles since it were dry_run (an operator who
+    switched to dry_run to investigate): they sent nothing, so nothing has shown the venue
+    accepts orders again."""
+    if not cycles:
+        return ""
+    since = "the cycle since was" if cycles == 1 else f"the {cycles} cycles since were"
+    return (f"; {since} dry_run and sent no order, so this stands until a paper or live "
+            "cycle sends an order the venue does not reject")
 
 
 def _verdict(rows: list[CycleRow], last_success: str | None, schedule: ScheduleSection,
