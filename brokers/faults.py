@@ -40,6 +40,7 @@ from brokers.base import (
     Account,
     AssetInfo,
     Broker,
+    CashTransfer,
     Clock,
     Fill,
     Order,
@@ -128,6 +129,12 @@ class FaultInjectingBroker:
     def fills_at_latest_bar(self) -> bool:
         """``LatestBarFills`` as ``inner`` answers it: the drill changes no fill price."""
         return bool(getattr(self.inner, "fills_at_latest_bar", False))
+
+    @property
+    def cash_transfers(self) -> Callable[[date], list[CashTransfer]] | None:
+        """``CashTransferSource`` as ``inner`` has it (None: it has none, as the simulator):
+        a drill on Alpaca still tells a withdrawal from a loss."""
+        return getattr(self.inner, "cash_transfers", None)
 
     # ----- fault draws ------------------------------------------------------------
     def _count(self, kind: str, call: str) -> None:

@@ -1,7 +1,8 @@
 """Deposits and withdrawals against FakeAlpaca: real ``allocbot once`` cycles (in-process)
 through alpaca-py over HTTP. A withdrawal is not a loss (the kill switch does not trip on
 it, yet still trips on a real loss afterwards), a deposit is not a gain (status's P&L),
-and each transfer is applied once."""
+each transfer is applied once, and only on the cycle whose cash shows it: a listing ahead
+of its cash, or behind it, never trips the switch."""
 
 from __future__ import annotations
 
@@ -121,26 +122,130 @@ def test_a_garbled_transfer_fails_the_cycle_naming_the_field_and_sends_nothing(
     assert len(fake.order_posts()) == sent
 
 
+def test_a_deposit_listed_before_its_cash_waits_for_the_cash(fake: FakeAlpaca,
+                                                               config: Path) -> None:
+    once(config)
+    fake.transfer(50_000.0, move_cash=False)  # listed; the cash is not in the account yet
+    listed = once(config)
+    assert finished(listed)["status"] == "finished" and not applied(listed)
+    assert status(config)["account"]["drawdown"] == pytest.approx(0.0, abs=1e-6)
+    fake.cash += 50_000  # the money lands
+    landed = once(config)
+    [event] = applied(landed)
+    assert event["net_cash"] == 50_000.0
+    assert finished(landed)["status"] == "finished"
+    account = status(config)["account"]
+    assert account["drawdown"] == pytest.approx(0.0, abs=1e-4)
+    assert account["pnl_since_inception"] == pytest.approx(0.0, abs=1.0)
+    assert not applied(once(config))
+
+
+def test_a_withdrawal_listed_before_its_cash_leaves_never_trips(fake: FakeAlpaca,
+                                                                config: Path) -> None:
+    once(config)
+    equity = float(fake._account_json()["equity"])
+    fake.transfer(-0.45 * equity, move_cash=False)
+    assert finished(once(config))["status"] == "finished"
+    fake.cash -= fake.cash.__class__(str(round(0.45 * equity, 2)))  # the money leaves
+    left = once(config)
+    assert finished(left)["status"] == "finished", [e["event"] for e in left]
+    assert [e["net_cash"] for e in applied(left)] == [pytest.approx(-0.45 * equity, abs=0.01)]
+    assert finished(once(config))["status"] == "finished"
+
+
+def test_cash_that_lands_before_its_listing_is_not_counted_twice(fake: FakeAlpaca,
+                                                                 config: Path) -> None:
+    """The cash first (a gain to the drawdown, as before the bot read transfers), the
+    listing a cycle later: not applied then (the cash did not move in that interval), so
+    the peak is not raised twice and nothing trips."""
+    once(config)
+    fake.cash += 50_000
+    assert finished(once(config))["status"] == "finished"
+    fake.transfer(50_000.0, move_cash=False)
+    later = once(config)
+    assert finished(later)["status"] == "finished" and not applied(later)
+    assert status(config)["account"]["drawdown"] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_a_cycle_that_applies_a_deposit_and_then_fails_leaves_status_right(
+        fake: FakeAlpaca, config: Path) -> None:
+    """The failed cycle valued nothing: status's equity is the cycle's before, so the
+    deposit is neither netted out of its P&L nor a drawdown against the rescaled peak."""
+    once(config)
+    fake.transfer(50_000.0)
+    fake.fail_next(1, 403, path_prefix="/v2/positions")
+    events = once(config)
+    assert applied(events) and [e for e in events if e["event"] == "cycle_failed"]
+    account = status(config)["account"]
+    assert account["pnl_since_inception"] == pytest.approx(0.0, abs=1.0)
+    assert account["drawdown"] == pytest.approx(0.0, abs=1e-4)
+    assert finished(once(config))["status"] == "finished"
+    assert status(config)["account"]["pnl_since_inception"] == pytest.approx(0.0, abs=1.0)
+
+
+def test_a_withdrawal_booked_while_the_bot_was_down_for_weeks_is_applied(
+        fake: FakeAlpaca, config: Path) -> None:
+    import sqlite3
+    from datetime import date, timedelta
+
+    once(config)
+    db = next(config.parent.glob("state/*.sqlite"))
+    down_since = (date.today() - timedelta(days=25)).isoformat()
+    with sqlite3.connect(db) as conn:  # the last read was 25 days ago
+        conn.execute("UPDATE meta SET value = json_set(value, '$.checked_through', ?) "
+                     "WHERE key = 'cash_transfers'", (down_since,))
+    equity = float(fake._account_json()["equity"])
+    fake.transfer(-0.4 * equity, on=date.today() - timedelta(days=20))
+    events = once(config)
+    assert finished(events)["status"] == "finished"
+    assert [e["net_cash"] for e in applied(events)] == [pytest.approx(-0.4 * equity, abs=0.01)]
+
+
+def test_a_deposit_the_venue_reverses_is_taken_back_when_its_cash_goes(
+        fake: FakeAlpaca, config: Path) -> None:
+    once(config)
+    activity = fake.transfer(60_000.0)
+    assert [e["net_cash"] for e in applied(once(config))] == [60_000.0]
+    [row] = [a for a in fake.activities if a["id"] == activity]
+    row["status"] = "canceled"
+    fake.cash -= 60_000  # the deposit bounced
+    events = once(config)
+    assert finished(events)["status"] == "finished"
+    assert [e["net_cash"] for e in applied(events)] == [-60_000.0]
+    assert status(config)["account"]["pnl_since_inception"] == pytest.approx(0.0, abs=1.0)
+
+
+def test_a_fault_drill_on_alpaca_still_reads_transfers(fake: FakeAlpaca, write_config: Any,
+                                                       config: Path) -> None:
+    text = config.read_text() + "\n[faults]\nenabled = true\n"
+    config.write_text(text)
+    once(config)
+    fake.transfer(-30_000.0)
+    assert [e["net_cash"] for e in applied(once(config))] == [-30_000.0]
+
+
 @pytest.mark.parametrize(("peak", "equity", "net", "expected"), [
     (100.0, 45.0, -45.0, 50.0),  # 10 % down, then half withdrawn: still 10 % down
     (100.0, 180.0, 90.0, 200.0),  # 10 % down, then the equity deposited: still 10 % down
     (0.0, 50.0, 50.0, 0.0),  # no peak recorded yet: nothing to rescale
     (100.0, 50.0, 50.0, 50.0),  # nothing was left before the deposit: a new start
+    (100.0, -5.0, -100.0, 0.0),  # a margin account below zero: never a negative peak
 ])
 def test_the_peak_keeps_the_drawdown_across_a_transfer(peak: float, equity: float, net: float,
                                                        expected: float) -> None:
     after = peak_after_transfers(peak, equity, net)
     assert after == pytest.approx(expected)
-    if peak > 0 and equity - net > 0:
+    if peak > 0 and equity - net > 0 and equity > 0:
         assert 1 - equity / after == pytest.approx(1 - (equity - net) / peak)
         assert not below_drawdown_limit(np.float64(equity), after, 0.2)
 
 
 def test_the_daily_summary_nets_out_a_deposit_across_a_restart(write_config: Any) -> None:
-    """A deposit between two daily summaries is not P&L; the daemon that sends the second
-    summary may be a new process, which takes the transfers applied so far from the journal
-    and the previous summary's figures from the state dir."""
-    from datetime import UTC, date, datetime, timedelta
+    """A deposit between two daily summaries is not P&L, once a cycle has valued the
+    account with it; the daemon that sends the next summary may be a new process, which
+    takes the transfers applied so far from the journal and the previous summary's
+    figures from the state dir."""
+    from datetime import UTC, datetime, timedelta
 
     from bot.config import load_config
     from bot.engine.journal import Journal
@@ -152,34 +257,38 @@ def test_the_daily_summary_nets_out_a_deposit_across_a_restart(write_config: Any
     cfg = load_config(write_config({"alerts": {"daily_summary_at": "16:30", "watchdog": False,
                                                "urls": ["json://127.0.0.1:9/unused"]}}))
     after = datetime(2026, 3, 2, 21, 45, tzinfo=UTC)  # 16:45 New York
-    journal = Journal(cfg.state_db)
-    journal.close()
+    Journal(cfg.state_db).close()
+
+    def transfer(id_: str, amount: float, day: str) -> dict[str, Any]:
+        return {"id": id_, "on": day, "amount": amount, "kind": "CSD", "state": "applied",
+                "seen_asof": day, "applied_at": f"{day}T15:00:00+00:00"}
+
     with _process_state_restored():
         monitor = start_monitoring(cfg, io.StringIO())
         assert monitor is not None
         monitor.seed_from_journal()
-        monitor.state.equity = 1000.0
+        tap = MonitoringTap(monitor.state, None, None, None)  # the cycles' events, as logged
+        tap(None, "info", {"event": "cycle_finished", "status": "finished", "equity_after": 1000.0})
         [first] = monitor.periodic_alerts(after)
-        tap = MonitoringTap(monitor.state, None, None, None)  # the cycle's event, as logged
         tap(None, "info", {"event": "cash_transfers_applied", "net_cash": 500.0})
-        monitor.state.equity = 1520.0
-        [second] = monitor.periodic_alerts(after + timedelta(days=1))
+        tap(None, "info", {"event": "cycle_failed", "error": "BrokerTransientError: down"})
+        [unvalued] = monitor.periodic_alerts(after + timedelta(days=1))  # equity still 1000
+        tap(None, "info", {"event": "cycle_finished", "status": "finished", "equity_after": 1520.0})
+        [second] = monitor.periodic_alerts(after + timedelta(days=2))
         monitor.close()
-        journal = Journal(cfg.state_db)  # what that cycle journaled, then a restart
-        journal.set_meta_json(TRANSFERS_KEY, {"checked_through": str(date(2026, 3, 4)),
-                                              "transfers": [
-            {"id": "a", "on": "2026-03-03", "amount": 500.0, "kind": "CSD",
-             "applied_asof": "2026-03-03"},
-            {"id": "b", "on": "2026-03-04", "amount": -300.0, "kind": "CSW",
-             "applied_asof": "2026-03-04"}]})
+        journal = Journal(cfg.state_db)  # what those cycles journaled, then a restart
+        journal.set_meta_json(TRANSFERS_KEY, {
+            "checked_through": "2026-03-05", "cash": 0.0, "fills_seen": 0,
+            "transfers": [transfer("a", 500.0, "2026-03-03"), transfer("b", -300.0, "2026-03-05")]})
         journal.close()
         restarted = start_monitoring(cfg, io.StringIO())
         assert restarted is not None
         restarted.seed_from_journal()
         restarted.state.equity = 1230.0
-        [third] = restarted.periodic_alerts(after + timedelta(days=2))
+        [third] = restarted.periodic_alerts(after + timedelta(days=3))
         restarted.close()
     assert first.body.split("\n")[1] == "P&L: n/a (first)"
+    assert unvalued.body.split("\n")[1] == "P&L: +0.00 since the last summary"
     assert second.body.split("\n")[1] == ("P&L: +20.00 since the last summary (net of +500.00 "
                                           "deposited or withdrawn)")
     assert third.body.split("\n")[1] == ("P&L: +10.00 since the last summary (net of -300.00 "

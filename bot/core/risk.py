@@ -102,15 +102,18 @@ def below_drawdown_limit(equity: Any, peak: Any, max_drawdown: float) -> Any:
 def peak_after_transfers(peak: float, equity: float, net_transfer: float) -> float:
     """The equity peak rescaled for money moved in or out (``net_transfer``, already in
     ``equity``): peak × equity / (equity − net_transfer), so the drawdown is the one the
-    account would show had the money not moved — a withdrawal is not a loss, a deposit not
-    a gain (the time-weighted view, GIPS). The peak is kept when none is recorded yet (0);
-    an account that held nothing before a deposit starts afresh from ``equity``."""
+    account shows without that money (a withdrawal is not a loss, a deposit not a gain).
+    The money is taken to have moved when this is called: the market's move since the
+    last cycle counts as if made with it, which a time-weighted return would split at the
+    transfer. The peak is kept when none is recorded yet (0); an account that held nothing
+    before a deposit starts afresh from ``equity``; never below 0 (a margin account's
+    equity can be)."""
     before = equity - net_transfer
     if peak <= 0:
         return peak
     if before <= 0:
-        return equity
-    return peak * equity / before
+        return max(equity, 0.0)
+    return max(peak * equity / before, 0.0)
 
 
 def portfolio_returns(returns: pd.DataFrame, weights: pd.Series) -> np.ndarray:

@@ -252,6 +252,13 @@ class Journal:
         """Keep ``value`` (JSON-serializable; not changed afterwards) under ``key``."""
         self.set_meta(key, json.dumps(value))
 
+    def fills_cursor(self) -> int:
+        """A number that grows with every fill journaled (the fills table's last rowid):
+        a cash checkpoint taken with it can tell whether fills were journaled since."""
+        with self._lock:
+            row = self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM fills").fetchone()
+        return int(row[0])
+
     def set_meta_jsons(self, values: dict[str, Any]) -> None:
         """Keep several JSON values in one transaction (a crash keeps all or none)."""
         with self._tx() as db:

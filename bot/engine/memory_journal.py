@@ -104,6 +104,10 @@ class MemoryJournal(Journal):
         self._meta.pop(key, None)
         self._meta_json[key] = value
 
+    def fills_cursor(self) -> int:
+        raise StateError("the backtest's in-memory journal keeps no fill cursor (the "
+                         "simulator has no cash transfers to check against it)")
+
     def set_meta_jsons(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
             self.set_meta_json(key, value)

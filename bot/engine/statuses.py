@@ -182,27 +182,44 @@ def closed_wake_folded(summary: dict[str, Any], previous: tuple[str, str, dict[s
             CLOSED_SINCE: figures.get(CLOSED_SINCE, started_at)}
 
 
+class TransferState(StrEnum):
+    """Where a cash transfer the venue lists stands with the kill switch's peak."""
+
+    BASELINE = "baseline"  # listed when the bot started watching: already in the equity
+    PENDING = "pending"  # listed, but the account's cash does not show it yet
+    APPLIED = "applied"  # the cash showed it: the peak was rescaled for it
+    UNMATCHED = "unmatched"  # the cash never showed it within the look-back: not applied
+
+
 class SeenTransfer(NamedTuple):
-    """A cash transfer as the journal keeps it. ``applied_asof`` is the exchange day of the
-    cycle that rescaled the peak for it; None for one already in the equity when the bot
-    started watching (the peak and the inception equity include it)."""
+    """A cash transfer as the journal keeps it (``bot.engine.cash_transfers``)."""
 
     id: str
     on: str  # the venue's booking day (ISO)
     amount: float  # account currency: + in, − out
     kind: str
-    applied_asof: str | None
+    state: str  # a TransferState
+    seen_asof: str  # the exchange day of the cycle that first listed it
+    applied_at: str | None = None  # UTC ISO time of the cycle's account read that applied it
 
 
 class TransferRecord(NamedTuple):
     checked_through: str  # the exchange day of the last read (ISO)
+    cash: float  # the account's cash at the last cycle's last read (the checkpoint)
+    fills_seen: int  # the journal's fill cursor at that read (``Journal.fills_cursor``)
     transfers: tuple[SeenTransfer, ...]
 
-    def applied_since(self, start: str | None) -> float:
-        """The net amount of the transfers applied on or after the day ``start`` (ISO;
-        None: all of them), account currency."""
-        return math.fsum(t.amount for t in self.transfers if t.applied_asof is not None
-                         and (start is None or t.applied_asof >= start))
+    def applied_between(self, after: str | None, until: str | None) -> float:
+        """The net amount of the transfers applied after the UTC ISO time ``after`` (None:
+        from the start) and at or before ``until`` (None: to now), account currency."""
+        return math.fsum(t.amount for t in self.transfers
+                         if t.state == TransferState.APPLIED and t.applied_at is not None
+                         and (after is None or t.applied_at > after)
+                         and (until is None or t.applied_at <= until))
+
+
+_RECORD_KEYS = sorted(TransferRecord._fields)
+_STATES = frozenset(TransferState)
 
 
 def recorded_transfers(journal: Journal) -> TransferRecord | None:
@@ -213,14 +230,18 @@ def recorded_transfers(journal: Journal) -> TransferRecord | None:
     if value is None:
         return None
     try:
-        if sorted(value) != ["checked_through", "transfers"]:
+        if sorted(value) != _RECORD_KEYS:
             raise ValueError
         transfers = tuple(SeenTransfer(**t) for t in value["transfers"])
-        if not all(isinstance(t.amount, float | int) and math.isfinite(t.amount)
-                   and isinstance(t.id, str) and isinstance(t.on, str) for t in transfers):
+        numbers = [value["cash"], *(t.amount for t in transfers)]
+        if not (all(type(x) in (float, int) and math.isfinite(x) for x in numbers)
+                and type(value["fills_seen"]) is int
+                and all(isinstance(t.id, str) and isinstance(t.on, str) and t.state in _STATES
+                        for t in transfers)):
             raise ValueError
-        return TransferRecord(str(value["checked_through"]), transfers)
+        return TransferRecord(str(value["checked_through"]), float(value["cash"]),
+                              value["fills_seen"], transfers)
     except (TypeError, ValueError):
         raise journal.corrupt_meta(
-            TRANSFERS_KEY, "is not a record of cash transfers (checked_through, transfers)"
-        ) from None
+            TRANSFERS_KEY, "is not a record of cash transfers (checked_through, cash, "
+            "fills_seen, transfers)") from None

@@ -24,7 +24,10 @@ class ObservedState:
     last_success_at: datetime | None = None
     last_status: str | None = None
     failure_streak: int = 0
-    net_transfers: float = 0.0  # deposits less withdrawals applied (``cash_transfers_applied``)
+    # deposits less withdrawals applied (``cash_transfers_applied``) that ``equity`` holds,
+    # and those applied since (by a cycle that has not valued the account yet)
+    net_transfers: float = 0.0
+    transfers_not_valued: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def absorb(self, figures: Mapping[str, Any]) -> None:
@@ -36,3 +39,6 @@ class ObservedState:
             value = next((figures[k] for k in keys if k in figures), None)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 setattr(self, attr, float(value))
+                if attr == "equity":  # a valuation after a transfer holds it
+                    self.net_transfers += self.transfers_not_valued
+                    self.transfers_not_valued = 0.0

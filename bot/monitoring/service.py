@@ -77,13 +77,17 @@ class Monitor:
         with self.state.lock:
             self.state.halted = halted
             self.state.failure_streak = failed
-            self.state.net_transfers = 0.0 if transfers is None else transfers.applied_since(None)
             if self.rules is not None:
                 self.rules.seed(streak)
             if success is not None:
                 self.state.last_success_at = datetime.fromisoformat(success["finished_at"])
             if last is not None:
                 self.state.absorb(last)
+            if transfers is not None:  # in the last valuation's equity, and after it
+                until = None if valued is None else valued["finished_at"]
+                self.state.net_transfers = transfers.applied_between(None, until)
+                self.state.transfers_not_valued = (transfers.applied_between(until, None)
+                                                   if until is not None else 0.0)
             if self.metrics is not None:
                 self.metrics.seed(last or {}, halted, self.state.last_success_at)
         log.info("monitoring_seeded", cycles=len(cycles), halted=halted, failure_streak=streak,

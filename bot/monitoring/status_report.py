@@ -33,7 +33,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.config import Config
 from bot.engine.instance_lock import LockHolder, read_lock_holder
@@ -305,7 +305,7 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
         universe_equity=book.universe_equity,
         holdings=book.holdings, outside_universe=book.outside,
         open_orders=_orders(journal, recent), cycles=tuple(recent),
-        equity_curve=tuple(EquityPoint(a, e) for a, e in history[-curve_points:]),
+        equity_curve=tuple(EquityPoint(v.asof, v.equity) for v in history[-curve_points:]),
         notes=tuple(notes),
     )
 
@@ -351,17 +351,25 @@ def cycle_row(raw: dict[str, Any]) -> CycleRow:
     )
 
 
-def _equity_history(rows: list[CycleRow]) -> list[tuple[str, float]]:
-    """(asof, equity) of every cycle that valued the account, oldest first, one per day."""
-    by_day: dict[str, float] = {}
+class Valuation(NamedTuple):
+    """A cycle's valuation of the account: its exchange day, equity, and when it ended."""
+
+    asof: str
+    equity: float
+    at: str  # UTC ISO (the cycle's finished_at)
+
+
+def _equity_history(rows: list[CycleRow]) -> list[Valuation]:
+    """The last valuation of each day a cycle valued the account, oldest first."""
+    by_day: dict[str, Valuation] = {}
     for row in reversed(rows):
         if row.asof and row.equity is not None and math.isfinite(row.equity):
-            by_day[row.asof] = row.equity
-    return sorted(by_day.items())
+            by_day[row.asof] = Valuation(row.asof, row.equity, row.finished_at or "")
+    return [by_day[day] for day in sorted(by_day)]
 
 
 def _valuation(cfg: Config, journal: Journal,
-               history: list[tuple[str, float]], targets: dict[str, float],
+               history: list[Valuation], targets: dict[str, float],
                inception: float | None, notes: list[str]
                ) -> tuple[AccountFigures | None, _Book]:
     """Account figures and holdings: from the sim ledger, else the journal's last cycle."""
@@ -370,7 +378,7 @@ def _valuation(cfg: Config, journal: Journal,
         if sim is not None:
             cash, valued_on, priced = sim
             equity = math.fsum([cash, *(q * p for q, p in priced.values())])
-            figures = _figures("sim_ledger", valued_on, equity, cash,
+            figures = _figures("sim_ledger", Valuation(valued_on or "", equity, ""), cash,
                                cfg.sim.starting_cash if inception is None else inception,
                                history, journal)
             return figures, _book(priced, cash, equity, targets, cfg, notes)
@@ -380,38 +388,49 @@ def _valuation(cfg: Config, journal: Journal,
     book = _book(None, 0.0, 0.0, targets, cfg, notes)
     if not history:
         return None, book
-    valued_on, equity = history[-1]  # the last cycle that valued the account
-    return _figures("journal", valued_on, equity, None, inception, history, journal), book
+    # the last cycle that valued the account
+    return _figures("journal", history[-1], None, inception, history, journal), book
 
 
-def _figures(source: str, valued_on: str | None, equity: float, cash: float | None,
-             inception: float | None, history: list[tuple[str, float]],
+def _figures(source: str, valued: Valuation, cash: float | None,
+             inception: float | None, history: list[Valuation],
              journal: Journal) -> AccountFigures:
-    peak = max(recorded_peak(journal), equity)
-    day = date.fromisoformat(valued_on) if valued_on else None
+    """The account's figures at ``valued`` (the sim ledger's: ``at`` empty, now). P&L is
+    net of the transfers applied between its reference and the valuation; the drawdown
+    adds those applied after the valuation (a cycle that applied one and failed valued
+    nothing) to its equity, as the peak was rescaled for them."""
+    equity, valued_on = valued.equity, valued.asof or None
     transfers = recorded_transfers(journal)
-    moved = 0.0 if transfers is None else transfers.applied_since(None)
+
+    def moved(after: str | None, until: str | None) -> float:
+        return 0.0 if transfers is None else transfers.applied_between(after, until)
+
+    until = valued.at or None
+    later = moved(until, None) if until is not None else 0.0
+    peak = max(recorded_peak(journal), equity + later)
+    day = date.fromisoformat(valued_on) if valued_on else None
 
     def pnl_since(start: date | None) -> float | None:
         """Equity less the reference and the money moved in since (a deposit is no gain)."""
         if start is None:
             return None
-        before = [e for a, e in history if a < start.isoformat()]
-        ref = before[-1] if before else inception
+        before = [v for v in history if v.asof < start.isoformat()]
+        ref = before[-1].equity if before else inception
         if ref is None:
             return None
-        since = 0.0 if transfers is None else transfers.applied_since(start.isoformat())
-        return round(equity - ref - since, 2)
+        return round(equity - ref - moved(before[-1].at if before else None, until), 2)
 
     return AccountFigures(
         source=source, valued_on=valued_on, equity=round(equity, 2),
         cash=None if cash is None else round(cash, 2),
         inception_equity=None if inception is None else round(inception, 2),
-        pnl_since_inception=None if inception is None else round(equity - inception - moved, 2),
+        pnl_since_inception=(None if inception is None
+                             else round(equity - inception - moved(None, until), 2)),
         pnl_mtd=pnl_since(day.replace(day=1) if day else None),
         pnl_ytd=pnl_since(date(day.year, 1, 1) if day else None),
-        peak_equity=round(peak, 2), drawdown=round(1 - equity / peak, 6) if peak > 0 else 0.0,
-        net_transfers=round(moved, 2),
+        peak_equity=round(peak, 2),
+        drawdown=round(max(0.0, 1 - (equity + later) / peak), 6) if peak > 0 else 0.0,
+        net_transfers=round(moved(None, until), 2),
     )
 
 

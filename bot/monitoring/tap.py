@@ -93,6 +93,6 @@ class MonitoringTap:
         elif name == "trading_halted":
             state.halted = True
         elif name == "cash_transfers_applied" and isinstance(event.get("net_cash"), int | float):
-            state.net_transfers += float(event["net_cash"])
+            state.transfers_not_valued += float(event["net_cash"])  # until the cycle values
         elif name == "trading_rearmed":  # `allocbot rearm` cleared the journal's halt
             state.halted = False

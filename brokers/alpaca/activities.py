@@ -23,6 +23,9 @@ TRANSFER_TYPES = ("CSD", "CSW", "JNLC", "ACATC")
 PAGE_SIZE = 100  # Alpaca's maximum for this endpoint
 MAX_PAGES = 50  # 5,000 transfers in one read: beyond is not an account this bot serves
 _CANCELLED = frozenset({"canceled", "cancelled"})  # a booking Alpaca reversed
+# A reversed booking is listed as its own transfer (the opposite amount, this suffix on the
+# id): applied, like any, once the cash moves back; the booking itself stays as it was.
+REVERSAL_SUFFIX = ":canceled"
 
 
 def transfer_query(since: date, page_token: str | None) -> dict[str, str | int]:
@@ -38,7 +41,8 @@ def transfer_query(since: date, page_token: str | None) -> dict[str, str | int]:
 def transfers_from_page(rows: Any, redact: Callable[[str], str]) -> list[CashTransfer]:
     """The transfers in one page of the endpoint's answer (a JSON list); a missing or
     garbled field is a ``BrokerDataError`` naming it (its text redacted). Entries of other
-    types (the endpoint was asked for these only) and reversed bookings are left out."""
+    types (the endpoint was asked for these only) are left out; a reversed (canceled)
+    booking is listed as its reversal."""
     if not isinstance(rows, list):
         raise BrokerDataError(f"GET /v2/account/activities: Alpaca answered a "
                               f"{type(rows).__name__}, expected a list")
@@ -48,15 +52,19 @@ def transfers_from_page(rows: Any, redact: Callable[[str], str]) -> list[CashTra
             raise BrokerDataError(f"GET /v2/account/activities: an entry is a "
                                   f"{type(row).__name__}, expected an object")
         kind = row.get("activity_type")
-        if kind not in TRANSFER_TYPES or str(row.get("status", "")).lower() in _CANCELLED:
+        if kind not in TRANSFER_TYPES:
             continue
         activity_id = row.get("id")
         if not isinstance(activity_id, str) or not activity_id:
             raise BrokerDataError(redact(f"Alpaca activity {kind} has id {activity_id!r}, "
                                          "expected text"))
-        out.append(CashTransfer(id=activity_id, on=_booked_on(row.get("date"), activity_id, redact),
-                                amount=_amount(row.get("net_amount"), activity_id, redact),
-                                kind=kind))
+        on = _booked_on(row.get("date"), activity_id, redact)
+        amount = _amount(row.get("net_amount"), activity_id, redact)
+        if str(row.get("status", "")).lower() in _CANCELLED:  # its money goes back
+            out.append(CashTransfer(id=f"{activity_id}{REVERSAL_SUFFIX}", on=on,
+                                    amount=-amount, kind=kind))
+        else:
+            out.append(CashTransfer(id=activity_id, on=on, amount=amount, kind=kind))
     return out
 
 

@@ -249,9 +249,10 @@ class AlpacaBroker:
             out.extend(transfers_from_page(rows, self._redact))
             if not isinstance(rows, list) or len(rows) < PAGE_SIZE:
                 return out
-            token = str(rows[-1].get("id")) if isinstance(rows[-1], dict) else None
-            if not token:
+            last = rows[-1].get("id") if isinstance(rows[-1], dict) else None
+            if not isinstance(last, str) or not last:
                 break
+            token = last
         raise BrokerDataError(f"GET /v2/account/activities: more than {MAX_PAGES * PAGE_SIZE} "
                               f"cash transfers since {since} (or a page without an id to "
                               "continue from)")
