@@ -167,18 +167,23 @@ def test_cash_that_lands_before_its_listing_is_not_counted_twice(fake: FakeAlpac
     assert status(config)["account"]["drawdown"] == pytest.approx(0.0, abs=1e-4)
 
 
-def test_a_cycle_that_applies_a_deposit_and_then_fails_leaves_status_right(
+def test_a_cycle_that_applies_a_deposit_and_then_values_nothing_leaves_status_right(
         fake: FakeAlpaca, config: Path) -> None:
-    """The failed cycle valued nothing: status's equity is the cycle's before, so the
-    deposit is neither netted out of its P&L nor a drawdown against the rescaled peak."""
+    """A cycle that applied a deposit and then stopped before valuing the account (here
+    a data guard blocks a bad print) recorded no equity: status's equity is the cycle's
+    before, so the deposit is neither netted out of its P&L nor a drawdown against the
+    rescaled peak."""
+    config.write_text(config.read_text().replace("enabled = false", "enabled = true"))
     once(config)
     fake.transfer(50_000.0)
-    fake.fail_next(1, 403, path_prefix="/v2/positions")
+    last, spy = fake.bars.index[-1], fake.bars.loc[fake.bars.index[-1], "SPY"]
+    fake.bars.loc[last, "SPY"] = spy * 3  # a bad print: the guards block the cycle
     events = once(config)
-    assert applied(events) and [e for e in events if e["event"] == "cycle_failed"]
+    assert applied(events) and finished(events)["reason"] == "guard_blocked"
     account = status(config)["account"]
     assert account["pnl_since_inception"] == pytest.approx(0.0, abs=1.0)
     assert account["drawdown"] == pytest.approx(0.0, abs=1e-4)
+    fake.bars.loc[last, "SPY"] = spy
     assert finished(once(config))["status"] == "finished"
     assert status(config)["account"]["pnl_since_inception"] == pytest.approx(0.0, abs=1.0)
 

@@ -46,10 +46,13 @@ from bot.engine.statuses import (
 )
 from bot.engine.targets import TargetRules, check_history_rows, cycle_targets
 from bot.errors import AllocbotError, BrokerDataError
-from brokers.base import EXCHANGE_TZ, Broker
+from brokers.base import EXCHANGE_TZ, Account, Broker, Position
 from strategies import Strategy
 
 log = structlog.get_logger("allocbot.cycle")
+# Equity may differ from cash + positions by the prices moving between the two reads; more
+# than this is a bad figure (``check_equity``).
+EQUITY_MISMATCH = 0.02
 VAR_FIGURE_DECIMALS = 6  # the ex-ante VaR a cycle reports (journal, logs, backtest records)
 
 
@@ -152,11 +155,12 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
         return CycleResult(cycle_id, CycleStatus.SKIPPED, asof, {"reason": "orders_still_open"})
     # 2. account
     account = broker.account()
+    positions = broker.positions()
+    check_equity(account, positions)  # a glitched figure must not trip or lift the peak
     record_inception(journal, account.equity)  # the baseline of "P&L since inception"
     # a deposit or withdrawal since the last cycle rescales the peak before anything
     # measures the drawdown (status, the kill switch)
     apply_cash_transfers(broker, journal, account, asof)
-    positions = broker.positions()
     pos_of = _positions_of(s.universe)
     foreign = sorted(sym for sym in positions if sym not in pos_of)
     if foreign:
@@ -433,6 +437,22 @@ def _drawdown_tripped(journal: Journal, equity: float, max_drawdown: float | Non
         log.error("trading_halted", reason=reason, rearm="allocbot rearm")
         return True
     return False
+
+
+def check_equity(account: Account, positions: dict[str, Position]) -> None:
+    """``BrokerDataError`` when the venue's equity disagrees with its own cash plus
+    positions by more than ``EQUITY_MISMATCH``: one glitched read of the equity would
+    otherwise trip the kill switch (a figure far below the peak) or record a false peak
+    that trips it on the next true read. The cycle fails before anything uses it; the
+    next one reads again (a failure streak alerts)."""
+    parts = math.fsum([account.cash, *(p.market_value for p in positions.values())])
+    scale = max(abs(account.equity), abs(parts), 1.0)
+    if abs(account.equity - parts) > EQUITY_MISMATCH * scale:
+        raise BrokerDataError(
+            f"the venue's account equity {account.equity:,.2f} disagrees with its cash "
+            f"{account.cash:,.2f} plus positions {parts - account.cash:,.2f} (= {parts:,.2f}) "
+            f"by more than {EQUITY_MISMATCH:.0%}; not trading on it (a wrong equity would "
+            "trip or lift the drawdown kill switch); the next cycle reads the account again")
 
 
 def held_in_universe(positions: dict[str, Any], universe: tuple[str, ...]
