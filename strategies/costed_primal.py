@@ -130,11 +130,31 @@ def primal(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.ndarray,
             start: tuple[np.ndarray, np.ndarray, np.ndarray, bool]) -> CostedSolution:
     """Nocedal & Wright (2006) Algorithm 16.3 over asset states and caps from a feasible
     start: step to the working set's minimizer, stop at the first bound, kink or cap in
-    the way; at a minimizer release the most violated condition. Finite."""
+    the way; at a minimizer release the most violated condition. Finite.
+
+    Anti-cycling: the working sets released from are remembered (a hash); one seen
+    before means the method cycles. Seen where a working cap depends on the budget and the
+    other rows over the free assets (every free asset in a capped sector with the uncapped
+    ones held, or every free asset on the same side of its kink under a working turnover
+    cap): ``independent_rows`` leaves that cap out with a zero multiplier, one choice
+    among many, under which a held asset looks violated though other choices satisfy it;
+    released, the asset is pinned by the rows, its rounding-sized step heads out, and it
+    re-enters at once, for ever. From then on (``careful``) the multipliers at a
+    minimizer are those that violate the optimality conditions least (an LP over ν, ρ,
+    η: ``_least_violating``), so a minimizer that has valid multipliers is recognized as
+    optimal; a released asset that would block its own step at once is taken as rounding
+    (under any valid multipliers its step points inwards, Nocedal & Wright Thm 16.5, and
+    is zero when the rows pin it); and Bland's rule (Bland 1977) picks the condition to
+    release (the smallest index; the ratio test already takes the smallest among ties).
+    A working set that repeats even so raises as before. Before a first repeat nothing
+    changes."""
     w, states, sectors_active, turnover_active = start
     states = states.copy()
     fixed = lower >= upper
     n = len(w)
+    seen: set[int] = set()  # hashes of the working sets released from
+    careful = False
+    released = -1  # (careful) the asset the last iteration released, if one
     for iteration in range(1, 20 * n + 100):
         eqp_sectors, eqp_turnover = independent_rows(states, sectors_active,
                                                       turnover_active, terms)
@@ -153,12 +173,32 @@ def primal(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.ndarray,
             continue
         free = states >= DOWN
         step = np.where(free, eqp.weights - w, 0.0)
-        if np.max(np.abs(step)) <= 1e-14:
-            w = np.where(free, eqp.weights, w)
-            released, sectors_active, turnover_active = _release_worst(
+        own_block = careful and released >= 0 and _blocks_at_once(
+            w, step, released, states, lower, upper, geo)
+        released = -1
+        if own_block or np.max(np.abs(step)) <= 1e-14:
+            if not own_block:
+                w = np.where(free, eqp.weights, w)
+            key = hash(states.tobytes() + sectors_active.tobytes() + bytes([turnover_active]))
+            if key in seen:
+                if careful:
+                    break
+                careful = True
+                seen.clear()
+            seen.add(key)
+            if careful:
+                eqp, choice = _least_violating(cov, lin, penalty, terms, geo, tol, w, states,
+                                               fixed, sectors_active, turnover_active)
+                if choice is None:
+                    return finish(w, states, sectors_active, turnover_active, eqp, iteration,
+                                   lower, upper, geo)
+                sectors_active, turnover_active, released = _release(
+                    choice, states, geo, sectors_active, turnover_active)
+                continue
+            changed, sectors_active, turnover_active = _release_worst(
                 cov, lin, penalty, terms, geo, tol, w, states, fixed, sectors_active,
                 turnover_active, eqp)
-            if released:
+            if changed:
                 continue
             return finish(w, states, sectors_active, turnover_active, eqp, iteration,
                            lower, upper, geo)
@@ -166,6 +206,106 @@ def primal(cov: np.ndarray, lin: np.ndarray, penalty: float, lower: np.ndarray,
                                                    turnover_active, lower, upper, terms, geo)
     raise StrategyError("cost-aware mean-variance QP did not converge (degenerate cycling); "
                         "check the covariance, bounds and caps")
+
+
+def _blocks_at_once(w: np.ndarray, step: np.ndarray, i: int, states: np.ndarray,
+                    lower: np.ndarray, upper: np.ndarray, geo: Geometry) -> bool:
+    """Asset ``i``, just released, sits at the end of its segment that ``step`` heads
+    for: the ratio test would fix it again at once."""
+    seg_lo, seg_hi = segment_ends(states, lower, upper, geo)
+    return bool((step[i] < 0 and w[i] <= seg_lo[i]) or (step[i] > 0 and w[i] >= seg_hi[i]))
+
+
+def _least_violating(cov: np.ndarray, lin: np.ndarray, penalty: float, terms: LinearTerms,
+                     geo: Geometry, tol: float, w: np.ndarray, states: np.ndarray,
+                     fixed: np.ndarray, sectors_active: np.ndarray, turnover_active: bool
+                     ) -> tuple[EqpResult, tuple[str, int, bool] | None]:
+    """At a minimizer of the working set: the multipliers ν, ρ (working sectors), η
+    (working turnover cap) that minimize the largest violation t of the optimality
+    conditions (an LP, HiGHS), and the condition to release by Bland's rule — the
+    asset of the smallest index whose condition is violated beyond ``tol`` (and whether
+    up), else the sector, else the turnover cap — or None: optimal."""
+    from scipy.optimize import linprog
+
+    g = cov @ w - lin
+    sectors = np.flatnonzero(sectors_active)
+    k = len(sectors)
+    column = np.full(len(w), -1)  # each asset's working sector's column, −1: none
+    for j, sector in enumerate(sectors):
+        column[terms.sector_of == sector] = j
+    sign = np.where(states == UP, 1.0, -1.0)
+    # Each condition as α·(r_i + q·σ) ≤ t with r = g + ν + ρ_sector, q = penalty + η.
+    alpha: list[np.ndarray] = []
+    sigma: list[np.ndarray] = []
+    which: list[np.ndarray] = []
+    kinds: list[np.ndarray] = []  # 0: up-violation, 1: down-violation, 2: stationarity
+    movable = ~fixed
+    for mask, a, s, kind in (
+            ((states >= DOWN) & movable, 1.0, sign, 2),
+            ((states >= DOWN) & movable, -1.0, sign, 2),
+            ((states == LO) & movable, -1.0, geo.sign_up_from_lo, 0),
+            ((states == HI) & movable, 1.0, geo.sign_down_from_hi, 1),
+            ((states == KINK) & movable, -1.0, np.ones(len(w)), 0),
+            ((states == KINK) & movable, 1.0, -np.ones(len(w)), 1)):
+        idx = np.flatnonzero(mask)
+        which.append(idx)
+        alpha.append(np.full(idx.size, a))
+        sigma.append(s[idx])
+        kinds.append(np.full(idx.size, kind))
+    rows, a_vec, s_vec = np.concatenate(which), np.concatenate(alpha), np.concatenate(sigma)
+    kind_vec = np.concatenate(kinds)
+    m = rows.size
+    size = 1 + k + 1 + 1  # ν, ρ…, η, t
+    a_ub = np.zeros((m + k + 1, size))
+    a_ub[:m, 0] = a_vec
+    capped = column[rows] >= 0
+    a_ub[np.flatnonzero(capped), 1 + column[rows[capped]]] = a_vec[capped]
+    if turnover_active:
+        a_ub[:m, 1 + k] = a_vec * s_vec
+    a_ub[:m, -1] = -1.0
+    b_ub = np.concatenate([-a_vec * (g[rows] + penalty * s_vec), np.zeros(k + 1)])
+    a_ub[m + np.arange(k), 1 + np.arange(k)] = -1.0  # −ρ ≤ t
+    a_ub[m + k, 1 + k] = -1.0 if turnover_active else 0.0  # −η ≤ t
+    a_ub[m:, -1] = -1.0
+    cost = np.zeros(size)
+    cost[-1] = 1.0
+    bounds = [(None, None)] * (1 + k) + [(None, None) if turnover_active else (0.0, 0.0),
+                                         (None, None)]
+    result = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    if result.status != 0:
+        raise StrategyError("cost-aware mean-variance QP: no multipliers at a degenerate "
+                            "point; check the covariance, bounds and caps")
+    x = result.x
+    rho = np.zeros(len(terms.sector_caps))
+    rho[sectors] = x[1:1 + k]
+    eta = float(x[1 + k]) if turnover_active else 0.0
+    eqp = EqpResult(w, float(x[0]), rho, eta, True)
+    violation = a_ub[:m] @ np.append(x[:-1], 0.0) - b_ub[:m]
+    violated = (violation > tol) & (kind_vec < 2)
+    if violated.any():
+        first = int(np.min(rows[violated]))
+        up = bool(np.any(violated & (rows == first) & (kind_vec == 0)))
+        return eqp, ("asset", first, up)
+    if k and float(np.min(x[1:1 + k])) < -tol:
+        return eqp, ("sector", int(sectors[int(np.argmax(x[1:1 + k] < -tol))]), False)
+    if turnover_active and eta < -tol:
+        return eqp, ("turnover", 0, False)
+    return eqp, None
+
+
+def _release(release: tuple[str, int, bool], states: np.ndarray, geo: Geometry,
+             sectors_active: np.ndarray, turnover_active: bool) -> tuple[np.ndarray, bool, int]:
+    """Release what ``_least_violating`` chose: an asset's state (in place), a sector's
+    cap or the turnover cap; and the asset released (−1: a cap)."""
+    kind, i, up = release
+    if kind == "asset":
+        (release_up if up else release_down)(i, states, geo)
+        return sectors_active, turnover_active, i
+    if kind == "sector":
+        sectors_active = sectors_active.copy()
+        sectors_active[i] = False
+        return sectors_active, turnover_active, -1
+    return sectors_active, False, -1
 
 
 def _release_worst(cov: np.ndarray, lin: np.ndarray, penalty: float, terms: LinearTerms,

@@ -395,7 +395,23 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     than recomputed (``cholesky_append``/``cholesky_delete``: on a rank-deficient Σ,
     e.g. 500 assets' sample covariance of 252 days, the method takes hundreds of
     iterations over free sets of hundreds of assets). The answer is confirmed on a new
-    factorization of the final free set, so it is as exact as without the updates."""
+    factorization of the final free set, so it is as exact as without the updates.
+
+    Anti-cycling: the working sets the method releases a bound from are remembered (a
+    hash of their bytes, a set lookup); one seen before means it cycles. Seen with tied
+    returns (c = 0.5·1) on a repaired sample covariance of fewer days than assets (pivots
+    ~1e-11): the target Σ_F⁻¹(c_F − ν1) is two terms of ~1e10 that cancel, its rounding
+    (up to 1e-4 of the weights, and of the budget) outweighs the released bound's
+    multiplier, the step heads back out, the bound re-enters and is released again. From
+    then on (``careful``) each solve is for the step p from w (Nocedal & Wright 2006,
+    (16.39)) with the gradient's common part taken out first (``_step_target``: it only
+    shifts ν, and it is what cancelled), ν comes from the gradient at w, and Bland's rule
+    (Bland 1977) picks the bound to release (the smallest index among the violated) and
+    the blocking bound among ties. The working constraints (bounds and budget) are
+    linearly independent, so in exact arithmetic the objective falls at each step that
+    moves and the smallest-index rule ends any run of steps that do not: no working set
+    repeats. One that still does raises as before. Before a first repeat nothing changes
+    (the fast path's bits and speed)."""
     n = len(lin)
     fixed = lower >= upper
     w, at_lo, at_hi = _primal_start(cov, lin, lower, upper, start)
@@ -415,11 +431,15 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     # factorization of the sorted free set; ``updates``: updates since any factorization
     updated, updates = False, 0
     released = -1  # the bound released by the last iteration, if it released one
+    seen: set[int] = set()  # the working sets released from, hashed (see Anti-cycling)
+    careful = False
     for iteration in range(done + 1, done + 20 * n + 100 + PRIMAL_MAX_FACTOR_UPDATES):
         if arrived:  # the same sets' solve again would give the same bits: skip it
             target, arrived = w, False
         elif not moving.size:  # every weight at a bound
             target, nu, factor = held.copy(), np.nan, None
+        elif careful:
+            target, nu, factor = _step_target(solver, w, lin, moving, active, factor)
         else:
             solved, nus, factor = solver.solve_factored(lin_column, budgets,
                                                         held[:, None].copy(), moving, active,
@@ -428,6 +448,8 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         step = target[moving] - w[moving]
         if not moving.size or np.abs(step).max() <= 1e-14:
             g = solver.gradient(w, lin)  # Σw − c from the support's rows when w is sparse
+            if careful and moving.size:  # ν from the gradient at w (least squares)
+                nu = float(row[moving] @ g[moving]) / float(row[moving] @ row[moving])
             if np.isnan(nu):
                 movable_lo = at_lo & ~fixed
                 nu = float(np.min(g[movable_lo])) if movable_lo.any() else float(np.max(g[at_hi]))
@@ -441,6 +463,16 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                 if solver.unit_budget:
                     w = polish_weights(w, lower, upper, ~active)
                 return QPSolution(w, at_lo, at_hi, iteration, factor)
+            key = hash(at_lo.tobytes() + at_hi.tobytes())
+            if key in seen:  # cycling: solve this working set again with care, then go on
+                if careful:
+                    break
+                careful, released = True, -1
+                seen.clear()
+                continue
+            seen.add(key)
+            if careful:  # Bland's rule: the smallest index among the violated
+                worst = int(np.argmax(violation > tol_z))
             at_lo[worst] = at_hi[worst] = active[worst] = False
             held[worst] = 0.0
             released = worst
@@ -455,6 +487,9 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         w_moving = w[moving]
         ratio = _step_ratios(step, lower[moving] - w_moving, upper[moving] - w_moving)
         first = int(np.argmin(ratio))
+        if careful:  # Bland's rule among blocking ties: the smallest index
+            ties = np.flatnonzero(ratio == ratio[first])
+            first = int(ties[np.argmin(moving[ties])])
         if ratio[first] >= 1.0:
             w[moving] = target[moving]
             arrived, released = True, -1
@@ -485,6 +520,26 @@ def _primal_active_set(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
             factor, updates, updated = None, 0, True
     raise StrategyError("mean-variance QP did not converge (degenerate cycling); "
                         "check the covariance and bounds")
+
+
+def _step_target(solver: FreeSetSolver, w: np.ndarray, lin: np.ndarray, moving: np.ndarray,
+                 active: np.ndarray, factor: np.ndarray | None
+                 ) -> tuple[np.ndarray, float, np.ndarray]:
+    """The primal method's target w + p on its free set ``moving``, its budget multiplier
+    ν and Σ's factor on ``moving``, solved for the step p from w: p minimizes
+    ½pᵀΣp + (g − s·a)ᵀp with aᵀp = 1 − aᵀw (the budget's rounding put right) and p = 0 on
+    the held assets, g = Σw − c and s = a_Fᵀg_F / a_Fᵀa_F. Subtracting s·a only shifts ν,
+    so the right-hand side is the part of g that moves w, small near the optimum, not c
+    (see ``_primal_active_set``'s Anti-cycling)."""
+    row = solver.budget_row
+    g = solver.gradient(w, lin)
+    shift = float(row[moving] @ g[moving]) / float(row[moving] @ row[moving])
+    residual = np.array([1.0 - float(row @ w)])  # the budget's, which the step restores
+    step, nus, factor = solver.solve_factored((shift * row - g)[:, None], residual,
+                                              np.zeros((len(w), 1)), moving, active, factor)
+    target = w.copy()
+    target[moving] += step[moving, 0]
+    return target, shift + float(nus[0]), factor
 
 
 def _primal_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray, upper: np.ndarray,
