@@ -73,42 +73,97 @@ class DailyCloseCache:
         if not path.exists():
             return {}
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(path.read_text(encoding="utf-8"))
             return {s: (date.fromisoformat(a), date.fromisoformat(b)) for s, (a, b) in raw.items()}
-        except (ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
             log.warning("bars_cache_discarded", path=str(path), reason=str(exc))
+            with contextlib.suppress(OSError):  # once: the next store writes it afresh
+                path.unlink()
             return {}
 
     def load(self, symbol: str) -> pd.Series:
+        """The symbol's cached closes (empty when none are cached). A file that cannot be read
+        as this cache writes it (empty, truncated, binary or text junk, a power loss's zero
+        bytes) is discarded: ``bars_cache_discarded`` names it and why, the file is removed and
+        its coverage forgotten, so the closes are fetched again instead of every cycle failing."""
         path = self._csv(symbol)
+        empty = pd.Series(dtype=float, index=pd.DatetimeIndex([]), name=symbol)
         if not path.exists():
-            return pd.Series(dtype=float, index=pd.DatetimeIndex([]), name=symbol)
-        frame = pd.read_csv(path, parse_dates=["date"], index_col="date")
-        return frame["close"].astype(float).rename(symbol)
+            return empty
+        try:
+            frame = pd.read_csv(path, parse_dates=["date"], index_col="date", date_format="ISO8601",
+                                encoding="utf-8")
+            closes = frame["close"].astype(float).rename(symbol)
+            problem = _cache_file_problem(closes)
+        except (OSError, ValueError, KeyError) as exc:  # pandas' parser errors are ValueErrors
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is None:
+            return empty if closes.empty else closes  # a header alone: no closes yet
+        log.warning("bars_cache_discarded", path=str(path), reason=problem)
+        with contextlib.suppress(OSError):  # else the next store replaces it
+            path.unlink()
+        self.forget(symbol)
+        return empty
+
+    def forget(self, symbol: str) -> None:
+        """Drop the symbol from ``coverage.json``: its closes are fetched again in full."""
+        coverage = self.coverage()
+        if symbol in coverage:
+            del coverage[symbol]
+            self._write_coverage(coverage)
 
     def store(self, symbol: str, closes: pd.Series, covered: tuple[date, date]) -> None:
-        """Write the symbol's closes and its fully-fetched range (atomically, via rename)."""
+        """Write the symbol's closes and its fully-fetched range (atomically, via rename;
+        the closes reach the disk before the coverage that vouches for them)."""
         self.root.mkdir(parents=True, exist_ok=True)
         frame = closes.rename("close").to_frame()
         frame.index.name = "date"
         _write_atomic(self._csv(symbol), frame.to_csv())
-        cov = {s: (a.isoformat(), b.isoformat()) for s, (a, b) in self.coverage().items()}
-        cov[symbol] = (covered[0].isoformat(), covered[1].isoformat())
+        coverage = self.coverage()
+        coverage[symbol] = covered
+        self._write_coverage(coverage)
+
+    def _write_coverage(self, coverage: Mapping[str, tuple[date, date]]) -> None:
+        cov = {s: (a.isoformat(), b.isoformat()) for s, (a, b) in coverage.items()}
         _write_atomic(self.root / "coverage.json", json.dumps(cov, indent=1, sort_keys=True))
 
 
+def _cache_file_problem(closes: pd.Series) -> str | None:
+    """Why closes read from a cache file are not what ``store`` writes, or None."""
+    index = closes.index
+    if closes.empty:
+        return None
+    if not isinstance(index, pd.DatetimeIndex) or index.hasnans:
+        return "a row whose date is not a date"
+    if not index.is_unique or not index.is_monotonic_increasing:
+        return "dates out of order or repeated"
+    bad = ~closes.map(math.isfinite).astype(bool)
+    if bad.any():
+        return f"no close on {index[bad.to_numpy()][0].date()}"
+    return None
+
+
 def _write_atomic(path: Path, text: str) -> None:
-    """Write through a unique temporary file in the same directory, then ``os.replace``:
-    readers see the old or the new file, and two writers never share a temporary name."""
+    """Write through a unique temporary file in the same directory, fsync it, then
+    ``os.replace`` and fsync the directory: readers see the old or the new file, two writers
+    never share a temporary name, and a power loss cannot leave a renamed but empty file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    with contextlib.suppress(OSError):  # the rename's durability; not every filesystem can
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 class CachedDailyCloses:
@@ -136,11 +191,12 @@ class CachedDailyCloses:
         """
         today = self._today_ny()
         cutoff = min(end, today - timedelta(days=1))  # last date final enough to cache
+        loaded = {symbol: self.cache.load(symbol) for symbol in symbols}  # may forget coverage
         coverage = self.cache.coverage()
         series: dict[str, pd.Series] = {}
         requests: dict[tuple[date, date], list[str]] = {}
         for symbol in symbols:
-            cached = self.cache.load(symbol)
+            cached = loaded[symbol]
             span = coverage.get(symbol)
             if span is None or cached.empty or start < span[0]:
                 lo, hi = (start, end) if span is None else (min(start, span[0]), max(end, span[1]))
