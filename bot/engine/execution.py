@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -284,8 +285,16 @@ def _send_one_by_one(broker: Broker, journal: Journal, requests: list[OrderReque
     """Any other venue: each order journaled as soon as it is answered, then the open ones
     waited for. Each order's events follow its journal write at once: a later call that
     raises fails the cycle, and the next reconciliation logs only what the journal lacks
-    (``log_order_booked``)."""
-    sent: list[tuple[str, Order, list[Fill] | None]] = []
+    (``log_order_booked``).
+
+    Each order is waited for until ``order_wait_secs`` after its own answer (its deadline),
+    not for ``order_wait_secs`` more once the orders before it are done: a batch sent
+    together is waited for about one ``order_wait_secs`` in all (orders that stay working
+    are then canceled one after another), as ``_cancel_orders_past_their_wait`` cancels a
+    dead sender's orders by their age. Waiting a full wait per order in turn kept N stuck
+    orders N waits (the last one working N × ``order_wait_secs`` before its cancel), and a
+    stop during them outlasted the service manager's stop timeout."""
+    sent: list[tuple[str, Order, list[Fill] | None, float]] = []  # + its wait's deadline
     for request in requests:
         cid = request.client_order_id
         # until its answer is journaled: reconciliation then never takes a 404 for "never
@@ -308,11 +317,12 @@ def _send_one_by_one(broker: Broker, journal: Journal, requests: list[OrderReque
         else:
             journal.update_from_order(order)
             log_order_booked(log, order, None, detail, submitted=True)
-        sent.append((cid, order, final_fills))
+        sent.append((cid, order, final_fills, time.monotonic() + settings.order_wait_secs))
     finals = []
-    for cid, order, fills in sent:
+    for cid, order, fills, deadline in sent:
         if fills is None:  # a terminal order cannot change: only open ones are waited for
-            order = broker.wait_for_order(cid, settings.order_wait_secs)
+            # what is left of its own wait (none: one look, then the cancel if it works)
+            order = broker.wait_for_order(cid, max(0.0, deadline - time.monotonic()))
             fills = broker.fills_for(cid)
             journal.record_order(order, fills)  # status and fills: one transaction
             log_order_booked(log, order, fills, detail, submitted=False)

@@ -490,7 +490,9 @@ class AlpacaBroker:
 
     def wait_for_order(self, client_order_id: str, timeout_secs: float) -> Order:
         """Poll until terminal; on timeout cancel, then re-fetch (it may have filled
-        meanwhile) for a few more polls until Alpaca reports the cancel as done."""
+        meanwhile) for a few more polls until Alpaca reports the cancel as done.
+        ``timeout_secs`` 0 reads the order once (the caller's wait for it is already over:
+        a batch shares one ``order_wait_secs`` from its submits)."""
         order = self._poll_until_terminal(client_order_id, timeout_secs)
         if order.status.is_terminal:
             return order
@@ -500,7 +502,7 @@ class AlpacaBroker:
             order_id=order.id,
             status=order.status.value,
             filled_qty=order.filled_qty,
-            timeout_secs=timeout_secs,
+            timeout_secs=round(timeout_secs, 3),
         )
         self.cancel_order(order.id)
         grace_secs = CANCEL_GRACE_POLLS * self.poll_interval_secs
