@@ -497,10 +497,7 @@ def _cross_check(cfg: Config, check_strategy: bool = True) -> None:
 def load_config(path: Path, check_strategy: bool = True) -> Config:
     """Read and validate the TOML config at ``path`` (``ALLOCBOT_STATE_DIR`` overrides
     ``[bot].state_dir``; a relative value is taken from the current directory)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+    text = _read_config_text(path)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -510,6 +507,30 @@ def load_config(path: Path, check_strategy: bool = True) -> Config:
                        state_dir=Path(env_state_dir) if env_state_dir else None,
                        check_strategy=check_strategy)
     return cfg.model_copy(update={"source_digest": config_digest(text)})
+
+
+def _read_config_text(path: Path) -> str:
+    """The config file's text, or a ConfigError naming the file and what to do: it is missing,
+    cannot be read (permissions, a directory) or is not UTF-8 (TOML files are; a Latin-1
+    editor's byte in a comment would otherwise stop every command with a traceback). A UTF-8
+    byte-order mark (Windows Notepad writes one) is dropped: TOML parsers reject it."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, column "
+            f"{column} (byte offset {exc.start}) is not valid UTF-8 (a file saved as Latin-1 or "
+            f"another legacy encoding?); save it as UTF-8"
+        ) from None
+    return text.removeprefix("\ufeff")
 
 
 def config_digest(text: str) -> str:
