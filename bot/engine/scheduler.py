@@ -1,8 +1,10 @@
 """The daemon: APScheduler 3.x ``BlockingScheduler`` waking the cycle on its schedule.
 
 Explicit exchange time zone, a real misfire grace (APScheduler's default is 1 s), one
-instance at a time, missed and failed runs logged as our own events. SIGTERM/SIGINT let
-the running cycle finish, then the scheduler stops and the process exits 0.
+instance at a time, missed and failed runs logged as our own events. SIGTERM, SIGINT and
+SIGHUP (the terminal or SSH session closed) let the running cycle finish, then the
+scheduler stops and the process exits 0; a SIGHUP ignored from the start (``nohup``) stays
+ignored.
 
 Under systemd (``Type=notify``) it reports READY once the scheduler runs, STOPPING on the
 way out, and pings the watchdog from a scheduler job (its own executor thread, so a long
@@ -44,6 +46,10 @@ log = structlog.get_logger("allocbot.scheduler")
 JOB_ID = "rebalance_cycle"
 WATCHDOG_JOB_ID = "systemd_watchdog"
 CYCLE_STALL_SECS = 900.0  # a cycle running longer than this is stuck: stop the watchdog pings
+# The signals that stop the daemon gracefully. SIGHUP's default action killed it mid-cycle
+# (exit 129: the cycle left `running`, an order working, no line said why) when the
+# terminal or SSH session it ran in closed.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def schedule_kept(now: datetime, next_run: datetime | None, running_secs: float | None,
@@ -182,7 +188,9 @@ class Daemon:
             self._stopper.start()
 
     def run(self) -> None:
-        """Block until stopped; install SIGTERM/SIGINT handlers for a graceful stop."""
+        """Block until stopped; install the ``STOP_SIGNALS`` handlers for a graceful stop
+        (not SIGHUP's where it is ignored: ``nohup allocbot run`` is meant to outlive the
+        terminal)."""
         tz = ZoneInfo(self._schedule.timezone)
         next_run = datetime.now(tz) if self._schedule.run_at_start else None
         kwargs: dict[str, Any] = {"next_run_time": next_run} if next_run else {}
@@ -193,7 +201,9 @@ class Daemon:
             self._scheduler.add_job(self._ping_watchdog, IntervalTrigger(seconds=ping_secs),
                                     id=WATCHDOG_JOB_ID, executor="watchdog",
                                     name="systemd watchdog ping", next_run_time=datetime.now(tz))
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
+            if sig is signal.SIGHUP and signal.getsignal(sig) is signal.SIG_IGN:
+                continue
             signal.signal(sig, self._on_signal)
         started = {"timezone": self._schedule.timezone, "trigger": str(job.trigger),
                    "run_at_start": self._schedule.run_at_start,
