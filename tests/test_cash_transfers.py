@@ -220,6 +220,72 @@ def test_a_deposit_the_venue_reverses_is_taken_back_when_its_cash_goes(
     assert status(config)["account"]["pnl_since_inception"] == pytest.approx(0.0, abs=1.0)
 
 
+def test_selling_shares_and_withdrawing_the_proceeds_between_two_cycles_never_trips(
+        fake: FakeAlpaca, config: Path) -> None:
+    """The usual way to take money out of an invested account: sell at the venue (not a
+    bot order, so no fill is journaled), then withdraw. The cash barely moves, yet the
+    shares that left say where the money went."""
+    from decimal import Decimal
+
+    once(config)
+    proceeds = Decimal(0)
+    for sym, (qty, avg) in list(fake.positions.items()):
+        sold = (qty * Decimal("0.9")).quantize(Decimal("0.000000001"))
+        proceeds += sold * Decimal(str(fake.last_close(sym)))
+        fake.positions[sym] = (qty - sold, avg)
+    fake.cash += proceeds
+    fake.transfer(-float(proceeds))
+    events = once(config)
+    assert finished(events)["status"] == "finished", [e["event"] for e in events]
+    assert [e["net_cash"] for e in applied(events)] == [pytest.approx(-float(proceeds), abs=0.01)]
+
+
+def test_a_start_after_a_cycle_that_applied_a_deposit_and_valued_nothing_warns_nothing(
+        fake: FakeAlpaca, config: Path) -> None:
+    config.write_text(config.read_text().replace("enabled = false", "enabled = true"))
+    once(config)
+    fake.transfer(60_000.0)
+    last, spy = fake.bars.index[-1], fake.bars.loc[fake.bars.index[-1], "SPY"]
+    fake.bars.loc[last, "SPY"] = spy * 3  # a bad print: the guards block that cycle
+    assert applied(once(config))
+    fake.bars.loc[last, "SPY"] = spy
+    events = once(config)
+    assert not [e for e in events if e["event"] == "drawdown_beyond_limit_at_start"]
+    assert finished(events)["status"] == "finished"
+
+
+def test_outside_cash_nets_out_the_bots_fills_and_the_owners_trades() -> None:
+    from bot.engine.cash_transfers import outside_cash
+    from bot.engine.statuses import TransferRecord
+
+    then = TransferRecord("2026-11-02", cash=1_000.0, positions={"SPY": [100.0, 500.0]},
+                          fills_cash=-20_000.0, fills_qty={"SPY": 40.0}, transfers=())
+    # since: the bot bought 10 SPY at 510 (fills journaled: -5,100 cash, +10 shares), the
+    # owner sold 50 SPY at 512 (+25,600, no fill), 30,000 were withdrawn, a 12.5 dividend
+    cash = 1_000.0 - 5_100.0 + 25_600.0 - 30_000.0 + 12.5
+    outside = outside_cash(then, cash, {"SPY": [60.0, 512.0]}, -25_100.0, {"SPY": 50.0})
+    assert outside == pytest.approx(-30_000.0 + 12.5)
+    # the owner sold all 110 shares at 512: with none left, they are valued at the
+    # checkpoint's price (500), so the figure is off by their move since (110 × 12)
+    sold_out = outside_cash(then, cash + 60 * 512.0, {}, -25_100.0, {"SPY": 50.0})
+    assert sold_out == pytest.approx(-30_000.0 + 12.5 + 110 * (512.0 - 500.0))
+
+
+def test_the_transfers_whose_money_moved_are_picked_among_several_pending() -> None:
+    from bot.engine.cash_transfers import _landed_now, landed
+    from bot.engine.statuses import SeenTransfer
+
+    def pending(id_: str, amount: float) -> SeenTransfer:
+        return SeenTransfer(id_, "2026-11-02", amount, "CSW", "pending", "2026-11-02")
+
+    three = [pending("a", -10_000.0), pending("b", -10_000.0), pending("c", -5_000.0)]
+    assert {t.id for t in _landed_now(three, -20_030.0, 100_000.0)} == {"a", "b"}
+    assert {t.id for t in _landed_now(three, -5_010.0, 100_000.0)} == {"c"}
+    assert _landed_now(three, -1_000.0, 100_000.0) == []
+    assert not landed(600.0, 1_000.0, 100_000.0)  # a dividend is not a pending deposit
+    assert not landed(0.0, 1_000.0, 100_000.0)
+
+
 def test_a_fault_drill_on_alpaca_still_reads_transfers(fake: FakeAlpaca, write_config: Any,
                                                        config: Path) -> None:
     text = config.read_text() + "\n[faults]\nenabled = true\n"
@@ -283,7 +349,8 @@ def test_the_daily_summary_nets_out_a_deposit_across_a_restart(write_config: Any
         monitor.close()
         journal = Journal(cfg.state_db)  # what those cycles journaled, then a restart
         journal.set_meta_json(TRANSFERS_KEY, {
-            "checked_through": "2026-03-05", "cash": 0.0, "fills_seen": 0,
+            "checked_through": "2026-03-05", "cash": 0.0, "positions": {}, "fills_cash": 0.0,
+            "fills_qty": {},
             "transfers": [transfer("a", 500.0, "2026-03-03"), transfer("b", -300.0, "2026-03-05")]})
         journal.close()
         restarted = start_monitoring(cfg, io.StringIO())

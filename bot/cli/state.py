@@ -18,10 +18,12 @@ def check_config(config_path: Path) -> None:
     data) and print it resolved (defaults filled in) as JSON."""
     from bot.config import config_as_dict
     from bot.engine.preflight import check_config_references
+    from bot.monitoring.settings import check_alert_urls
 
     cfg = load(config_path, logs_to_stderr=True)
     try:
         check_config_references(cfg)
+        check_alert_urls(cfg)  # as the daemon's start refuses them (by position)
     except AllocbotError as exc:
         fail(f"invalid config {config_path}: {exc}")
     click.echo(json.dumps(config_as_dict(cfg), indent=2, default=str))

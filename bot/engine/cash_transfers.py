@@ -5,13 +5,15 @@ Two sources, because neither alone says when the money moved:
 
 * the venue's list of cash transfers (``CashTransferSource``) says *that* money moved and
   how much, but its entry may appear before or after the cash does;
-* the account's cash, against a checkpoint taken at the previous cycle's last read, says
-  *when*: a listed transfer is applied on the cycle whose cash moved by about its amount
-  since the checkpoint, with no fill journaled in between (``landed``), so the peak is
-  rescaled by an equity that holds it. Until then it is pending. One whose cash never
-  shows within ``LOOK_BACK_DAYS`` (its cash moved first, before the listing; or fills
-  blurred the interval) is left unapplied: the drawdown then sees it as before this
-  existed, a gain or a loss, never counted twice.
+* the account, against a checkpoint taken at the previous cycle's account read, says
+  *when*: the cash it moved by since, less what the bot's own fills moved (the journal's
+  fill totals) and less what the owner's own trades moved (shares that changed beyond
+  those fills, at their price), is the money from outside (``outside_cash``). A listed
+  transfer is applied on the cycle whose outside cash is about its amount (``landed``), so
+  the peak is rescaled by an equity that holds it. Until then it is pending. One whose
+  cash never shows within ``PENDING_DAYS`` (its cash moved before the listing appeared) is
+  left unapplied: the drawdown then sees it as before this existed, a gain or a loss,
+  never counted twice.
 
 The journal keeps every transfer listed (``TRANSFERS_KEY``) so none applies twice; the
 record and the peak change in one transaction. The first read only records what is
@@ -36,30 +38,35 @@ from bot.engine.statuses import (
     recorded_peak,
     recorded_transfers,
 )
-from brokers.base import Account, Broker, CashTransfer
+from brokers.base import Account, Broker, CashTransfer, Position
 
 log = structlog.get_logger("allocbot.cycle")
 
 LOOK_BACK_DAYS = 7  # each read reaches this far before the last one (a back-dated booking)
 PENDING_DAYS = 14  # a listed transfer whose cash has not shown by then is left unapplied
-# |cash moved − transfer| within this of equity (dividends, interest and fees booked in the
-# same interval) plus this of the transfer counts as the transfer's cash
-CASH_NOISE_OF_EQUITY = 0.005
-CASH_NOISE_OF_TRANSFER = 0.05
+# |outside cash − transfers| within this of equity (dividends, interest and fees of the
+# same days; the owner's trades valued at the last price) plus this of the transfers, plus
+# a dollar, counts as the transfers' cash
+CASH_NOISE_OF_EQUITY = 0.002
+CASH_NOISE_OF_TRANSFER = 0.02
+MAX_MATCHED_TOGETHER = 8  # pending transfers tried in every combination (2⁸ − 1 sums)
 
 
-def apply_cash_transfers(broker: Broker, journal: Journal, account: Account, asof: date) -> None:
+def apply_cash_transfers(broker: Broker, journal: Journal, account: Account,
+                         positions: dict[str, Position], asof: date) -> None:
     """Record the account's newly listed cash transfers, apply those whose cash has landed
-    (rescale the peak) and take this read as the next cash checkpoint. A broker without
+    (rescale the peak) and take this read as the next checkpoint. A broker without
     ``cash_transfers`` (the simulator) has none. A failed read raises: the cycle fails."""
     read = getattr(broker, "cash_transfers", None)
     if read is None:
         return
     record = recorded_transfers(journal)
+    fills_cash, fills_qty = journal.fill_totals()
+    held = {sym: [p.qty, p.market_value / p.qty] for sym, p in positions.items() if p.qty}
     if record is None:  # the first read: already in the equity and the peak
         listed = read(asof - timedelta(days=LOOK_BACK_DAYS))
         journal.set_meta_json(TRANSFERS_KEY, _as_json(TransferRecord(
-            asof.isoformat(), account.cash, journal.fills_cursor(),
+            asof.isoformat(), account.cash, held, fills_cash, fills_qty,
             tuple(_seen(t, TransferState.BASELINE, asof) for t in _unique(listed)))))
         return
     checked = date.fromisoformat(record.checked_through)
@@ -67,8 +74,8 @@ def apply_cash_transfers(broker: Broker, journal: Journal, account: Account, aso
     known = {t.id for t in record.transfers}
     transfers = [*record.transfers, *(_seen(t, TransferState.PENDING, asof)
                                      for t in _unique(listed) if t.id not in known)]
-    fills = journal.fills_cursor()
-    pending = _landed_now(transfers, account, record) if fills == record.fills_seen else []
+    outside = outside_cash(record, account.cash, held, fills_cash, fills_qty)
+    pending = _landed_now(transfers, outside, account.equity)
     values: dict[str, object] = {}
     if pending:
         net = math.fsum(t.amount for t in pending)
@@ -83,41 +90,51 @@ def apply_cash_transfers(broker: Broker, journal: Journal, account: Account, aso
                  transfers=[{"kind": t.kind, "on": t.on, "net_cash": t.amount} for t in pending],
                  note="the drawdown is measured as if this money had not moved")
     transfers = _expired(transfers, asof)
-    values[TRANSFERS_KEY] = _as_json(TransferRecord(asof.isoformat(), account.cash, fills,
-                                                    tuple(transfers)))
+    values[TRANSFERS_KEY] = _as_json(TransferRecord(asof.isoformat(), account.cash, held,
+                                                    fills_cash, fills_qty, tuple(transfers)))
     journal.set_meta_jsons(values)
 
 
-def checkpoint_cash(broker: Broker, journal: Journal, cash: float) -> None:
-    """Take the cycle's last account read (after its orders) as the cash checkpoint, so
-    the next cycle's cash move holds no fill of this one's."""
-    if getattr(broker, "cash_transfers", None) is None:
-        return
-    record = recorded_transfers(journal)
-    if record is not None:
-        journal.set_meta_json(TRANSFERS_KEY, _as_json(record._replace(
-            cash=cash, fills_seen=journal.fills_cursor())))
+def outside_cash(record: TransferRecord, cash: float, held: dict[str, list[float]],
+                 fills_cash: float, fills_qty: dict[str, float]) -> float:
+    """The cash that came from outside the account since the checkpoint (account
+    currency): the cash moved, less the bot's fills' cash, plus the cost of the shares that
+    changed beyond those fills (the owner's own trades, at their latest price: selling to
+    withdraw the proceeds moves the cash by the sale less the withdrawal)."""
+    moved = cash - record.cash - (fills_cash - record.fills_cash)
+    for sym in set(record.positions) | set(held):
+        qty_then, price_then = record.positions.get(sym, [0.0, math.nan])
+        qty_now, price_now = held.get(sym, [0.0, math.nan])
+        by_fills = fills_qty.get(sym, 0.0) - record.fills_qty.get(sym, 0.0)
+        by_owner = qty_now - qty_then - by_fills
+        if abs(by_owner) > 1e-9:
+            moved += by_owner * (price_now if qty_now else price_then)
+    return moved
 
 
-def _landed_now(transfers: list[SeenTransfer], account: Account, record: TransferRecord
+def _landed_now(transfers: list[SeenTransfer], outside: float, equity: float
                 ) -> list[SeenTransfer]:
-    """The pending transfers whose money the cash moved by since the checkpoint: all of
-    them together, else the one alone that fits (the latest first); none when none fits."""
+    """The pending transfers whose money the outside cash is: the combination whose sum
+    is nearest it within the noise (the larger one on a tie); none when none fits."""
     pending = [t for t in transfers if t.state == TransferState.PENDING]
-    moved = account.cash - record.cash
-    for group in ([pending] if len(pending) > 1 else []) + [[t] for t in reversed(pending)]:
-        if landed(moved, math.fsum(t.amount for t in group), account.equity):
-            return group
-    return []
+    if len(pending) > MAX_MATCHED_TOGETHER:  # then all of them, or one alone
+        groups = [pending, *([t] for t in pending)]
+    else:
+        groups = [[t for i, t in enumerate(pending) if mask >> i & 1]
+                  for mask in range(1, 1 << len(pending))]
+    fits = [(abs(outside - net), -len(g), g) for g in groups
+            if landed(outside, net := math.fsum(t.amount for t in g), equity)]
+    return min(fits, key=lambda f: (f[0], f[1]))[2] if fits else []
 
 
-def landed(cash_moved: float, net_transfer: float, equity: float) -> bool:
-    """Whether the cash moved since the checkpoint is the pending transfers' money: within
-    the noise of the same interval's other cash (dividends, fees) and closer to the
-    transfers than to no move at all."""
-    off = abs(cash_moved - net_transfer)
-    noise = CASH_NOISE_OF_EQUITY * abs(equity) + CASH_NOISE_OF_TRANSFER * abs(net_transfer)
-    return off <= noise and off < abs(cash_moved)
+def landed(outside: float, net_transfer: float, equity: float) -> bool:
+    """Whether the outside cash is these transfers' money: within the noise of the same
+    interval's other cash, and nearer them than no move at all (unless they are as small
+    as the noise, when applying them or not changes the peak by no more than it)."""
+    off = abs(outside - net_transfer)
+    noise = (CASH_NOISE_OF_EQUITY * abs(equity) + CASH_NOISE_OF_TRANSFER * abs(net_transfer)
+             + 1.0)
+    return off <= noise and (off < abs(outside) or abs(net_transfer) <= noise)
 
 
 def _expired(transfers: list[SeenTransfer], asof: date) -> list[SeenTransfer]:
@@ -130,10 +147,11 @@ def _expired(transfers: list[SeenTransfer], asof: date) -> list[SeenTransfer]:
     for t in transfers:
         if t.state == TransferState.PENDING and t.seen_asof < horizon:
             log.warning("cash_transfer_unmatched", kind=t.kind, on=t.on, net_cash=t.amount,
-                        note="the account's cash never moved by this amount between two "
-                             "cycles; it is not applied, so the drawdown counts it as a gain "
-                             "or a loss (after a withdrawal that trips the kill switch: "
-                             "allocbot rearm)")
+                        note="no interval between two cycles showed this money coming in or "
+                             "going out of the account's cash (beside the bot's fills and "
+                             "the owner's trades); it is not applied, so the drawdown counts "
+                             "it as a gain or a loss (after a withdrawal that tripped the kill "
+                             "switch: allocbot rearm)")
             t = t._replace(state=TransferState.UNMATCHED)
         if t.state == TransferState.APPLIED or t.seen_asof >= forget:
             out.append(t)
@@ -153,6 +171,4 @@ def _seen(t: CashTransfer, state: TransferState, asof: date) -> SeenTransfer:
 
 
 def _as_json(record: TransferRecord) -> dict[str, object]:
-    return {"checked_through": record.checked_through, "cash": record.cash,
-            "fills_seen": record.fills_seen,
-            "transfers": [t._asdict() for t in record.transfers]}
+    return {**record._asdict(), "transfers": [t._asdict() for t in record.transfers]}

@@ -30,7 +30,7 @@ from bot.core.rebalance import (
 from bot.core.risk import RiskIntervention, RiskLimits, below_drawdown_limit
 from bot.core.rounding import rounded_as_python
 from bot.core.signal import EVERY_DAY, SignalSchedule
-from bot.engine.cash_transfers import apply_cash_transfers, checkpoint_cash
+from bot.engine.cash_transfers import apply_cash_transfers
 from bot.engine.execution import ExecutionReport, ExecutionSettings, execute_plan
 from bot.engine.journal import Journal
 from bot.engine.pretrade import data_guard_breaches, order_guard_breaches
@@ -160,7 +160,7 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
     record_inception(journal, account.equity)  # the baseline of "P&L since inception"
     # a deposit or withdrawal since the last cycle rescales the peak before anything
     # measures the drawdown (status, the kill switch)
-    apply_cash_transfers(broker, journal, account, asof)
+    apply_cash_transfers(broker, journal, account, positions, asof)
     pos_of = _positions_of(s.universe)
     foreign = sorted(sym for sym in positions if sym not in pos_of)
     if foreign:
@@ -276,7 +276,6 @@ def _open_market_steps(ctx: CycleContext, cycle_id: str, asof: date) -> CycleRes
               else report.traded_notional)
     # 8. record
     after = broker.account()
-    checkpoint_cash(broker, journal, after.cash)  # the next cycle's cash move holds no fill
     turnover = traded / equity if equity > 0 else 0.0
     return CycleResult(cycle_id, CycleStatus.FINISHED, asof, {
         "equity_before": round(account.equity, 2), "equity_after": round(after.equity, 2),

@@ -8,6 +8,7 @@ journal and the venue can be reconciled without ever sending an order twice.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import shlex
 import sqlite3
@@ -252,12 +253,17 @@ class Journal:
         """Keep ``value`` (JSON-serializable; not changed afterwards) under ``key``."""
         self.set_meta(key, json.dumps(value))
 
-    def fills_cursor(self) -> int:
-        """A number that grows with every fill journaled (the fills table's last rowid):
-        a cash checkpoint taken with it can tell whether fills were journaled since."""
+    def fill_totals(self) -> tuple[float, dict[str, float]]:
+        """Every journaled fill summed: the cash they moved (sells' proceeds less buys'
+        cost, less commissions; account currency) and the shares they moved per symbol
+        (bought less sold). A cash checkpoint taken with these tells the cash and shares
+        the bot's own orders moved since from what anything else moved."""
         with self._lock:
-            row = self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM fills").fetchone()
-        return int(row[0])
+            rows = self._db.execute(
+                "SELECT symbol, SUM(CASE side WHEN 'buy' THEN qty ELSE -qty END), "
+                "SUM(CASE side WHEN 'sell' THEN qty * price ELSE -qty * price END - commission) "
+                "FROM fills GROUP BY symbol").fetchall()
+        return math.fsum(float(r[2]) for r in rows), {str(r[0]): float(r[1]) for r in rows}
 
     def set_meta_jsons(self, values: dict[str, Any]) -> None:
         """Keep several JSON values in one transaction (a crash keeps all or none)."""

@@ -104,9 +104,9 @@ class MemoryJournal(Journal):
         self._meta.pop(key, None)
         self._meta_json[key] = value
 
-    def fills_cursor(self) -> int:
-        raise StateError("the backtest's in-memory journal keeps no fill cursor (the "
-                         "simulator has no cash transfers to check against it)")
+    def fill_totals(self) -> tuple[float, dict[str, float]]:
+        raise StateError("the backtest's in-memory journal keeps no fill totals (the "
+                         "simulator has no cash transfers to check against them)")
 
     def set_meta_jsons(self, values: dict[str, Any]) -> None:
         for key, value in values.items():

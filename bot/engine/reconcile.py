@@ -173,6 +173,7 @@ def reconcile(broker: Broker, journal: Journal, prefix: str, repair_fills: bool 
             journal.set_status(c.client_order_id, IntentStatus.UNSENT, NEVER_REACHED_VENUE)
         else:
             journal.set_status(c.client_order_id, IntentStatus.MISSING, "venue has no such order")
+            _log_missing_at_venue(intent_of[c.client_order_id])
         # previous_status "intent": the venue holds an order whose submit this journal never
         # had an answer to (no order_submitted was logged for it; monitoring counts it here)
         log.info("order_reconciled", client_order_id=c.client_order_id, action=c.action,
@@ -193,6 +194,21 @@ def reconcile(broker: Broker, journal: Journal, prefix: str, repair_fills: bool 
                  note="not ours; left untouched")
     log.info("journal_reconciled", open_intents=len(open_intents), corrections=len(corrections))
     return ours_unknown
+
+
+def _log_missing_at_venue(intent: IntentRecord) -> None:
+    """An order this journal sent (the venue answered it) that the venue no longer knows:
+    booked ``missing``, so it holds no cycle back; said as a warning, as nothing shows it
+    after (``status`` lists open and unsent orders), and what it may have filled is not in
+    the journal. It was an info ``order_reconciled`` line only."""
+    log.warning("order_missing_at_venue", client_order_id=intent.client_order_id,
+                symbol=intent.symbol, side=intent.side.value, qty=intent.qty,
+                filled_qty=intent.filled_qty, previous_status=intent.status.value,
+                broker_order_id=intent.broker_order_id,
+                note="the journal sent this order but the venue has no order under its "
+                     "client_order_id now: booked missing, its fills unknown to the journal; "
+                     "check the orders and positions at the venue (booked if it shows up "
+                     "again: order_found_late)")
 
 
 def _log_answer_pending(intent: IntentRecord, sent_at: str) -> None:

@@ -21,7 +21,7 @@ from bot.engine.cycle import CycleContext, CycleSettings
 from bot.engine.instance_lock import InstanceLock
 from bot.engine.journal import AccountIdentity, Journal
 from bot.engine.preflight import check_config_references, replay_warmup_rows
-from bot.engine.statuses import HALT_KEY, recorded_peak
+from bot.engine.statuses import HALT_KEY, recorded_peak, recorded_transfers
 from bot.engine.targets import risk_limits
 from bot.errors import AllocbotError, ConfigError, LiveTradingNotConfirmed, StateError
 from brokers.base import Account, Broker, masked_account_number
@@ -136,8 +136,15 @@ def warn_drawdown_beyond_limit(journal: Journal, max_drawdown: float | None) -> 
         return
     last = max(found, key=lambda c: str(c["started_at"]))  # as ``allocbot status`` values it
     equity = last["summary"].get("equity_after", last["summary"].get("equity"))
-    if type(equity) not in (int, float) or not math.isfinite(equity) \
-            or not below_drawdown_limit(equity, peak, max_drawdown):
+    if type(equity) not in (int, float) or not math.isfinite(equity):
+        return
+    try:  # a transfer applied after that valuation (its cycle failed) is in the peak
+        transfers = recorded_transfers(journal)
+    except AllocbotError:
+        return
+    if transfers is not None:
+        equity += transfers.applied_between(str(last["finished_at"]), None)
+    if not below_drawdown_limit(equity, peak, max_drawdown):
         return
     log.warning("drawdown_beyond_limit_at_start", drawdown=round(1 - equity / peak, 6),
                 max_drawdown=max_drawdown, peak_equity=round(peak, 2), equity=round(equity, 2),

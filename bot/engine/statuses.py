@@ -204,9 +204,15 @@ class SeenTransfer(NamedTuple):
 
 
 class TransferRecord(NamedTuple):
+    """The transfers listed so far and the account's checkpoint at the last read: its
+    cash and positions (symbol → [shares, price]) and the journal's fill totals then
+    (``Journal.fill_totals``), so that the next read can tell what else moved the cash."""
+
     checked_through: str  # the exchange day of the last read (ISO)
-    cash: float  # the account's cash at the last cycle's last read (the checkpoint)
-    fills_seen: int  # the journal's fill cursor at that read (``Journal.fills_cursor``)
+    cash: float
+    positions: dict[str, list[float]]
+    fills_cash: float
+    fills_qty: dict[str, float]
     transfers: tuple[SeenTransfer, ...]
 
     def applied_between(self, after: str | None, until: str | None) -> float:
@@ -233,15 +239,17 @@ def recorded_transfers(journal: Journal) -> TransferRecord | None:
         if sorted(value) != _RECORD_KEYS:
             raise ValueError
         transfers = tuple(SeenTransfer(**t) for t in value["transfers"])
-        numbers = [value["cash"], *(t.amount for t in transfers)]
+        positions = {str(k): [float(q), float(p)] for k, (q, p) in value["positions"].items()}
+        fills_qty = {str(k): float(q) for k, q in value["fills_qty"].items()}
+        numbers = [value["cash"], value["fills_cash"], *(t.amount for t in transfers),
+                   *fills_qty.values(), *(x for qp in positions.values() for x in qp)]
         if not (all(type(x) in (float, int) and math.isfinite(x) for x in numbers)
-                and type(value["fills_seen"]) is int
                 and all(isinstance(t.id, str) and isinstance(t.on, str) and t.state in _STATES
                         for t in transfers)):
             raise ValueError
-        return TransferRecord(str(value["checked_through"]), float(value["cash"]),
-                              value["fills_seen"], transfers)
-    except (TypeError, ValueError):
+        return TransferRecord(str(value["checked_through"]), float(value["cash"]), positions,
+                              float(value["fills_cash"]), fills_qty, transfers)
+    except (TypeError, ValueError, AttributeError):
         raise journal.corrupt_meta(
-            TRANSFERS_KEY, "is not a record of cash transfers (checked_through, cash, "
-            "fills_seen, transfers)") from None
+            TRANSFERS_KEY, "is not a record of cash transfers (checked_through, cash, positions, "
+            "fills_cash, fills_qty, transfers)") from None

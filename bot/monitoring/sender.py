@@ -11,6 +11,10 @@ is retried after ``RETRY_DELAYS_SECS`` (at most one retry pending per kind: a ne
 of the kind replaces it; a retry whose kind was delivered meanwhile is not sent). Retries
 still pending at exit are given up (their ``failed`` record and ``alert_failed`` line stay).
 A delivered alert's window outlives the process (``alert_windows``).
+
+The periodic checks (the schedule watchdog, the daily summary) run every ``period_secs``
+and at no other time: delivering their alert must not run them again (with
+``rate_limit_secs = 0`` that sent the watchdog's alert in a tight loop).
 """
 
 from __future__ import annotations
@@ -144,7 +148,7 @@ class AlertSender:
                     return
                 self._deliver(item)
             self._send_due_retries()
-            if item is not None or time.monotonic() >= next_periodic:
+            if time.monotonic() >= next_periodic:  # on its own period only (module doc)
                 self._run_periodic()
                 next_periodic = time.monotonic() + self._period_secs
 

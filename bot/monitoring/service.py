@@ -8,6 +8,7 @@ a second daemon fails on the lock, not on a busy port).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -126,6 +127,10 @@ class Monitor:
         return f"a successful cycle was due since {due:%Y-%m-%d %H:%M:%S} UTC; {seen}"
 
     def _daily_summary(self, now: datetime) -> Alert | None:
+        """Once a day at ``daily_summary_at``. A figure no cycle has given yet (equity before
+        the first valuation, VaR or drift before the first finished cycle) reads "n/a",
+        never "nan", and an unknown equity is kept as unknown (null), so the next day's P&L
+        says why it has none instead of computing nan from it."""
         at = self.cfg.alerts.daily_summary_at
         if at is None:
             return None
@@ -134,20 +139,28 @@ class Monitor:
             return None
         with self.state.lock:
             s = self.state
-            equity, drift, var, drawdown = s.equity, s.max_drift, s.var, s.drawdown
+            equity, drift, var, drawdown = (_known(v) for v in (s.equity, s.max_drift, s.var,
+                                                                s.drawdown))
             halted, moved = s.halted, s.net_transfers
-        previous = self._summary_state.get("equity")
+        first = "date" not in self._summary_state
+        previous = _known(self._summary_state.get("equity"))
         moved_since = moved - self._summary_state.get("net_transfers", moved)
         self._summary_state.update(date=local.date(), equity=equity, net_transfers=moved)
         if self.windows is not None:
             self.windows.record_summary(local.date(), equity, moved)
-        pnl = (f"{equity - previous - moved_since:+,.2f} since the last summary" if previous
-               else "n/a (first)") + (f" (net of {moved_since:+,.2f} deposited or withdrawn)"
-                                      if moved_since else "")
+        if equity is None:
+            pnl = "n/a"
+        elif previous is not None:
+            pnl = f"{equity - previous - moved_since:+,.2f} since the last summary"
+        else:
+            pnl = "n/a (first)" if first else "n/a (the last summary had no equity)"
+        if moved_since and pnl != "n/a":
+            pnl += f" (net of {moved_since:+,.2f} deposited or withdrawn)"
         limit = self.cfg.risk.max_var
         return Alert(AlertKind.DAILY_SUMMARY, Severity.INFO, f"daily summary {local.date()}",
-                     f"equity: {equity:,.2f}\nP&L: {pnl}\ndrawdown: {drawdown:.2%}\n"
-                     f"max drift: {drift:.2%}\nVaR: {var:.2%} vs limit "
+                     f"equity: {_summary_money(equity)}\nP&L: {pnl}\n"
+                     f"drawdown: {_summary_pct(drawdown)}\n"
+                     f"max drift: {_summary_pct(drift)}\nVaR: {_summary_pct(var)} vs limit "
                      f"{'none' if limit is None else f'{limit:.2%}'}"
                      + ("\ntrading HALTED (the kill switch): review, then `allocbot rearm`"
                         if halted else ""))
@@ -187,6 +200,21 @@ def trailing_failures(cycles: list[dict[str, Any]]) -> tuple[int, int]:
         counting_failed = counting_failed and status == CycleStatus.FAILED
         failed += counting_failed
     return streak, failed
+
+
+def _known(value: object) -> float | None:
+    """A figure the daily summary can show: a finite number, else None (unknown)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _summary_money(value: float | None) -> str:
+    return "n/a (no cycle has valued the account yet)" if value is None else f"{value:,.2f}"
+
+
+def _summary_pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
 
 
 def start_monitoring(cfg: Config, log_stream: TextIO | None = None) -> Monitor | None:
