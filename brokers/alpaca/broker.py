@@ -290,7 +290,11 @@ class AlpacaBroker:
             if not (a.tradable and status == "active"):
                 raise BrokerConfigError(
                     f"symbol {symbol} is not tradable on Alpaca (status {status}, "
-                    f"tradable={a.tradable}): remove it from [universe].symbols"
+                    f"tradable={a.tradable}): no order can be sent for it, so every cycle "
+                    "fails (no other symbol is traded either) until it trades again, as after "
+                    "a halt, or you remove it from [universe].symbols; shares of it already "
+                    "held are then left untouched outside the universe (sell them at Alpaca "
+                    "once it trades)"
                 )
             out[symbol] = AssetInfo(symbol=symbol, tradable=True, fractionable=bool(a.fractionable))
         self._assets.update(out)
