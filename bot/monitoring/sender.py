@@ -15,15 +15,20 @@ A delivered alert's window outlives the process (``alert_windows``).
 The periodic checks (the schedule watchdog, the daily summary) run every ``period_secs``
 and at no other time: delivering their alert must not run them again (with
 ``rate_limit_secs = 0`` that sent the watchdog's alert in a tight loop).
+
+URLs apprise cannot parse are refused when the sender is built (the daemon's start): a
+``ConfigError`` naming the key and the positions, as ``allocbot check-config`` says it.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +36,7 @@ from typing import Any
 import structlog
 
 from bot.monitoring.alerts import Alert, RateLimiter
+from bot.monitoring.settings import invalid_alert_urls_error
 
 log = structlog.get_logger("allocbot.monitoring")
 QUEUE_SIZE = 100
@@ -69,8 +75,12 @@ class AlertSender:
                  retry_delays_secs: Sequence[float] = RETRY_DELAYS_SECS,
                  delivered: Callable[[str, datetime], None] | None = None) -> None:
         """``delivered(kind, taken_at)`` is told of each delivered alert and the rate-limit
-        window it took (``alert_windows.AlertWindows.record`` keeps it for the next start)."""
+        window it took (``alert_windows.AlertWindows.record`` keeps it for the next start).
+
+        Raises ``ConfigError`` when apprise cannot parse one of ``urls`` (each is logged as
+        ``alert_url_invalid`` by position first), or is not installed."""
         self._urls = tuple(urls)
+        self._apprise: Any = _build_apprise(self._urls)
         self._delivered = delivered
         self._limiter = limiter
         self._timeout_secs = timeout_secs
@@ -83,7 +93,6 @@ class AlertSender:
         # kind → (monotonic due time, the failed alert); the sender thread's alone
         self._retries: dict[str, tuple[float, _Queued]] = {}
         self._thread = threading.Thread(target=self._loop, name="allocbot-alerts", daemon=True)
-        self._apprise: Any = None
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -203,22 +212,61 @@ class AlertSender:
                     note="delivery failed or timed out; the bot carries on")
 
     def _send(self, alert: Alert) -> bool:
-        if self._apprise is None:
-            self._apprise = _build_apprise(self._urls)
         result = self._apprise.notify(body=alert.body, title=f"allocbot: {alert.title}",
                                       notify_type=alert.severity.value,
                                       timeout=self._timeout_secs)
         return bool(result)
 
 
-def _build_apprise(urls: Sequence[str]) -> Any:
-    """One apprise object for every URL; a URL it cannot parse is reported by position only."""
+@contextmanager
+def _apprise_quiet() -> Iterator[None]:
+    """apprise logs a URL it cannot parse at ERROR with its token (FIELD-NOTES), and the
+    daemon builds the sender before the config's URLs are added to the redaction: silence
+    its logger meanwhile (we name a bad URL by position)."""
+    logger = logging.getLogger("apprise")
+    before, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = before
+
+
+def _parse(urls: Sequence[str]) -> tuple[Any, list[int]]:
+    """One apprise object for every URL apprise can parse, and the 1-based positions of
+    those it cannot (imports apprise: ``ModuleNotFoundError`` without it)."""
     import apprise
 
-    app = apprise.Apprise()
-    for index, url in enumerate(urls):
-        if not app.add(url):
-            log.error("alert_url_invalid", position=index + 1, count=len(urls),
-                      note="apprise cannot parse this alert URL (not shown: it holds a token)")
-    return app
+    app, bad = apprise.Apprise(), []
+    with _apprise_quiet():
+        for position, url in enumerate(urls, start=1):
+            plugin = apprise.Apprise.instantiate(url)
+            if plugin is None:
+                bad.append(position)
+            else:
+                app.add(plugin)
+    return app, bad
 
+
+def unparseable_positions(urls: Sequence[str]) -> list[int]:
+    """The 1-based positions of the URLs apprise cannot parse (``allocbot check-config``)."""
+    return _parse(urls)[1]
+
+
+def _build_apprise(urls: Sequence[str]) -> Any:
+    """The apprise object for ``urls``. A URL apprise cannot parse is logged by position
+    only (``alert_url_invalid``) and refused: ``ConfigError``, as ``allocbot check-config``
+    refuses it, for the daemon not to start with an alert channel that would only fail at
+    the first alert, maybe months later."""
+    if not urls:
+        return None
+    try:
+        app, bad = _parse(urls)
+    except ModuleNotFoundError:
+        raise invalid_alert_urls_error([], len(urls)) from None
+    for position in bad:
+        log.error("alert_url_invalid", position=position, count=len(urls),
+                  note="apprise cannot parse this alert URL (not shown: it holds a token); "
+                       "the daemon does not start")
+    if bad:
+        raise invalid_alert_urls_error(bad, len(urls))
+    return app
