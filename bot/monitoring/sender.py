@@ -5,12 +5,18 @@ The cycle's thread only ever does ``queue.put_nowait`` (a full queue drops the a
 counts it). A failed or slow send is logged here, never raised, never waited for by a cycle.
 URLs are never logged: they hold webhook tokens (FIELD-NOTES: apprise).
 
-Only a delivered alert uses up its kind's rate-limit window: a failed send (or a drop)
-gives the window back, so the next alert of the kind goes out, and the failed alert itself
-is retried after ``RETRY_DELAYS_SECS`` (at most one retry pending per kind: a newer failure
-of the kind replaces it; a retry whose kind was delivered meanwhile is not sent). Retries
-still pending at exit are given up (their ``failed`` record and ``alert_failed`` line stay).
-A delivered alert's window outlives the process (``alert_windows``).
+Each URL is an apprise object of its own, sent to on its own (all at once, within the
+timeout), so each has its own result: apprise's ``notify()`` over several URLs is False when
+any one fails, and a dead URL then made the working ones get every alert and its retries.
+
+Only a delivered alert uses up its kind's rate-limit window: a send that reached no URL (or
+a drop) gives the window back, so the next alert of the kind goes out, and the failed alert
+itself is retried after ``RETRY_DELAYS_SECS`` (at most one retry pending per kind: a newer
+failure of the kind replaces it; a retry whose kind was delivered meanwhile is not sent).
+An alert that reached some URLs keeps its window (the rate limit holds for every URL) and
+is retried to the failed URLs only. Retries still pending at exit are given up (their
+record and ``alert_failed`` line stay). A delivered alert's window outlives the process
+(``alert_windows``).
 
 The periodic checks (the schedule watchdog, the daily summary) run every ``period_secs``
 and at no other time: delivering their alert must not run them again (with
@@ -28,6 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -42,7 +49,12 @@ log = structlog.get_logger("allocbot.monitoring")
 QUEUE_SIZE = 100
 RECENT_ALERTS = 20
 RETRY_DELAYS_SECS = (30.0, 300.0)  # a failed alert is sent again after these (then given up)
-_UNKEPT = ("failed", "dropped")  # outcomes the recent list keeps over the others when full
+
+
+def _kept_first(outcome: str) -> bool:
+    """The outcomes the recent list keeps over the others when full: failures (whole or at
+    some URLs) and drops."""
+    return outcome == "dropped" or "failed" in outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +64,23 @@ class AlertRecord:
     at: datetime
     kind: str
     title: str
-    outcome: str  # sent | failed | rate_limited | dropped | no_urls
+    # sent | failed | rate_limited | dropped | no_urls; with several URLs, a send that
+    # failed at some: "sent; failed at URL 2 of 3", and its retry "sent to URL 2 of 3"
+    # (or "failed at URL 2 of 3")
+    outcome: str
     count: int = 1  # rate_limited: alerts of the kind refused in a row (one row for them)
 
 
 @dataclass(frozen=True, slots=True)
 class _Queued:
-    """An alert on its way, with the rate-limit window it took (``taken_at``) and how many
-    times it was sent before (0: first attempt)."""
+    """An alert on its way, with the rate-limit window it took (``taken_at``), how many
+    times it was sent before (0: first attempt) and, for the retry of an alert some URLs
+    got, the positions (0-based) of those still to get it (None: every URL)."""
 
     alert: Alert
     taken_at: datetime
     attempt: int = 0
+    targets: tuple[int, ...] | None = None
 
 
 class AlertSender:
@@ -80,7 +97,7 @@ class AlertSender:
         Raises ``ConfigError`` when apprise cannot parse one of ``urls`` (each is logged as
         ``alert_url_invalid`` by position first), or is not installed."""
         self._urls = tuple(urls)
-        self._apprise: Any = _build_apprise(self._urls)
+        self._channels = build_channels(self._urls)
         self._delivered = delivered
         self._limiter = limiter
         self._timeout_secs = timeout_secs
@@ -127,7 +144,7 @@ class AlertSender:
                     record = replace(record, count=recent[last].count + 1)
                     del recent[last]
             if len(recent) >= RECENT_ALERTS:
-                oldest = next((r for r in recent if r.outcome not in _UNKEPT), None)
+                oldest = next((r for r in recent if not _kept_first(r.outcome)), None)
                 if oldest is not None:
                     recent.remove(oldest)
             recent.append(record)
@@ -162,13 +179,18 @@ class AlertSender:
                 next_periodic = time.monotonic() + self._period_secs
 
     def _send_due_retries(self) -> None:
-        """Send again the failed alerts whose delay has passed, unless an alert of the kind
-        was delivered (or is on its way) meanwhile: the operator has heard of it then."""
+        """Send again the failed alerts whose delay has passed. One that reached no URL goes
+        unless an alert of the kind was delivered (or is on its way) meanwhile: the operator
+        has heard of it then. One that reached some URLs goes to the others (its window is
+        taken already; a newer alert of the kind sent to every URL would have replaced it)."""
         now = time.monotonic()
         for kind, (due, item) in list(self._retries.items()):
             if due > now:
                 continue
             del self._retries[kind]
+            if item.targets is not None:
+                self._deliver(item)
+                continue
             at = datetime.now(UTC)
             if self._limiter.allow(item.alert.kind, at):
                 self._deliver(replace(item, taken_at=at))
@@ -190,32 +212,79 @@ class AlertSender:
         if not self._urls:
             self._record(AlertRecord(now, alert.kind, alert.title, "no_urls"))
             return
-        try:
-            ok = self._send(alert)
-        except Exception as exc:  # noqa: BLE001 (a plugin raising must not stop the thread)
-            ok = False
-            log.error("alert_failed", kind=alert.kind, error=type(exc).__name__)
-        self._record(AlertRecord(now, alert.kind, alert.title, "sent" if ok else "failed"))
-        if ok:
-            log.info("alert_sent", kind=alert.kind, title=alert.title)
-            if self._delivered is not None:
+        targets = tuple(range(len(self._urls))) if item.targets is None else item.targets
+        failed = self._send(alert, targets)
+        reached = len(failed) < len(targets)
+        heard_before = item.targets is not None  # some URLs got this alert already
+        self._record(AlertRecord(now, alert.kind, alert.title,
+                                 self._outcome(targets, failed, heard_before)))
+        if item.targets is None:  # sent to every URL: a pending retry of the kind is moot
+            self._retries.pop(alert.kind, None)  # (a failure here schedules its own)
+        if reached:
+            log.info("alert_sent", kind=alert.kind, title=alert.title,
+                     **({"positions": self._positions(t for t in targets if t not in failed)}
+                        if len(targets) < len(self._urls) or failed else {}))
+            if not heard_before and self._delivered is not None:
                 self._delivered(alert.kind, item.taken_at)
+        elif not heard_before:
+            # reached no URL: the window is not used up (the next alert of the kind goes out)
+            self._limiter.release(alert.kind, item.taken_at)
+        if not failed:
             return
-        # not delivered: the window is not used up (the next alert of the kind goes out)
-        self._limiter.release(alert.kind, item.taken_at)
         retry_in = (self._retry_delays_secs[item.attempt]
                     if item.attempt < len(self._retry_delays_secs) else None)
+        partial = reached or heard_before  # then only the failed URLs are sent to again
         if retry_in is not None:
-            self._retries[alert.kind] = (time.monotonic() + retry_in,
-                                         replace(item, attempt=item.attempt + 1))
+            self._retries[alert.kind] = (
+                time.monotonic() + retry_in,
+                replace(item, attempt=item.attempt + 1, targets=failed if partial else None))
         log.warning("alert_failed", kind=alert.kind, title=alert.title, retry_in_secs=retry_in,
-                    note="delivery failed or timed out; the bot carries on")
+                    **({"failed_positions": self._positions(failed), "count": len(self._urls)}
+                       if partial else {}),
+                    note=("delivery failed or timed out at these URLs (by position); the "
+                          "others got it and are not sent to again; the bot carries on"
+                          if partial else "delivery failed or timed out; the bot carries on"))
 
-    def _send(self, alert: Alert) -> bool:
-        result = self._apprise.notify(body=alert.body, title=f"allocbot: {alert.title}",
-                                      notify_type=alert.severity.value,
-                                      timeout=self._timeout_secs)
-        return bool(result)
+    def _outcome(self, targets: tuple[int, ...], failed: tuple[int, ...],
+                 heard_before: bool) -> str:
+        """The page's word for one send (see ``AlertRecord.outcome``)."""
+        of = f" of {len(self._urls)}"
+        if failed and len(failed) < len(targets):
+            return f"sent; failed at URL {_listed(self._positions(failed))}{of}"
+        if not heard_before:
+            return "failed" if failed else "sent"
+        return (f"failed at URL {_listed(self._positions(failed))}{of}" if failed
+                else f"sent to URL {_listed(self._positions(targets))}{of}")
+
+    @staticmethod
+    def _positions(indices: Iterator[int] | tuple[int, ...]) -> list[int]:
+        return [i + 1 for i in indices]  # 1-based, as alert_url_invalid names them
+
+    def _send(self, alert: Alert, targets: tuple[int, ...]) -> tuple[int, ...]:
+        """Send ``alert`` to the URLs at ``targets``, each on its own apprise object and all
+        at once (the whole send stays within the timeout); returns the positions that
+        failed (refused, timed out, or the plugin raised)."""
+        def one(index: int) -> bool:
+            try:
+                return bool(self._channels[index].notify(
+                    body=alert.body, title=f"allocbot: {alert.title}",
+                    notify_type=alert.severity.value, timeout=self._timeout_secs))
+            except Exception as exc:  # noqa: BLE001 (a plugin raising must not stop the thread)
+                log.error("alert_failed", kind=alert.kind, error=type(exc).__name__,
+                          position=index + 1, count=len(self._urls))
+                return False
+
+        if len(targets) == 1:
+            results = [one(targets[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=len(targets),
+                                    thread_name_prefix="allocbot-alert-url") as pool:
+                results = list(pool.map(one, targets))
+        return tuple(t for t, ok in zip(targets, results, strict=True) if not ok)
+
+
+def _listed(positions: list[int]) -> str:
+    return ", ".join(map(str, positions))
 
 
 @contextmanager
@@ -231,20 +300,22 @@ def _apprise_quiet() -> Iterator[None]:
         logger.disabled = before
 
 
-def _parse(urls: Sequence[str]) -> tuple[Any, list[int]]:
-    """One apprise object for every URL apprise can parse, and the 1-based positions of
-    those it cannot (imports apprise: ``ModuleNotFoundError`` without it)."""
+def _parse(urls: Sequence[str]) -> tuple[list[Any], list[int]]:
+    """One apprise object per URL apprise can parse, and the 1-based positions of those it
+    cannot (imports apprise: ``ModuleNotFoundError`` without it)."""
     import apprise
 
-    app, bad = apprise.Apprise(), []
+    channels, bad = [], []
     with _apprise_quiet():
         for position, url in enumerate(urls, start=1):
             plugin = apprise.Apprise.instantiate(url)
             if plugin is None:
                 bad.append(position)
-            else:
-                app.add(plugin)
-    return app, bad
+                continue
+            app = apprise.Apprise()
+            app.add(plugin)
+            channels.append(app)
+    return channels, bad
 
 
 def unparseable_positions(urls: Sequence[str]) -> list[int]:
@@ -252,15 +323,15 @@ def unparseable_positions(urls: Sequence[str]) -> list[int]:
     return _parse(urls)[1]
 
 
-def _build_apprise(urls: Sequence[str]) -> Any:
-    """The apprise object for ``urls``. A URL apprise cannot parse is logged by position
-    only (``alert_url_invalid``) and refused: ``ConfigError``, as ``allocbot check-config``
-    refuses it, for the daemon not to start with an alert channel that would only fail at
-    the first alert, maybe months later."""
+def build_channels(urls: Sequence[str]) -> list[Any]:
+    """One apprise object per URL (so each URL's result is its own). A URL apprise cannot
+    parse is logged by position only (``alert_url_invalid``) and refused: ``ConfigError``,
+    as ``allocbot check-config`` refuses it, for the daemon not to start with an alert
+    channel that would only fail at the first alert, maybe months later."""
     if not urls:
-        return None
+        return []
     try:
-        app, bad = _parse(urls)
+        channels, bad = _parse(urls)
     except ModuleNotFoundError:
         raise invalid_alert_urls_error([], len(urls)) from None
     for position in bad:
@@ -269,4 +340,4 @@ def _build_apprise(urls: Sequence[str]) -> Any:
                        "the daemon does not start")
     if bad:
         raise invalid_alert_urls_error(bad, len(urls))
-    return app
+    return channels
