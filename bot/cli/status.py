@@ -44,7 +44,8 @@ def status(config_path: Path, as_json: bool) -> None:
 @config_option
 def health(config_path: Path) -> None:
     """Exit 0 when the last successful cycle is recent enough for the schedule, else 1
-    with one line saying why (no cycle yet, last success at T, halted, failing, orders refused)."""
+    with one line saying why (no cycle yet, no successful cycle yet, last success at T,
+    halted, failing, orders refused)."""
     from bot.monitoring.health import assess_health
 
     cfg = load(config_path, logs_to_stderr=True, check_strategy=False, configure_logs=False)
@@ -80,7 +81,7 @@ def render_status_text(r: StatusReport) -> str:
     out += ["", r.holdings_caption()]
     out += _table(("symbol", "qty", "price", "value", "weight", "target", "drift", "drifted"),
                   [(h.symbol, _unknown(h.qty, ",.4f"), _money(h.price), _money(h.value),
-                    _unknown(h.weight, ".2%"), f"{h.target:.2%}", _unknown(h.drift, "+.2%"),
+                    _unknown(h.weight, ".2%"), _unknown(h.target, ".2%"), _unknown(h.drift, "+.2%"),
                     _yes_unknown(h.drifted)) for h in r.holdings])
     if r.outside_universe:
         out += ["", "outside the universe (untouched: never traded, in no weight above; "
@@ -137,12 +138,13 @@ def _money(value: float | None) -> str:
 
 
 def _unknown(value: float | None, spec: str) -> str:
-    """A figure, or "-" where status cannot know it (Alpaca holdings)."""
+    """A figure, or "-" where status cannot know it (Alpaca holdings, targets before any
+    cycle recorded them)."""
     return "-" if value is None else format(value, spec)
 
 
 def _yes_unknown(flag: bool | None) -> str:
-    """"yes", "", or "-" where status cannot know it (Alpaca holdings)."""
+    """"yes", "", or "-" where status cannot know it (Alpaca holdings, no targets yet)."""
     return "-" if flag is None else "yes" if flag else ""
 
 

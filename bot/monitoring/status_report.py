@@ -105,17 +105,18 @@ class HoldingRow:
     of the universe's equity (cash + universe holdings), ``target`` the last cycle's target
     after the cash buffer (``strategy_target`` before it), ``drift`` = weight − target and
     ``drifted`` the planner's drift-band test. Holdings the status cannot see (Alpaca: it
-    makes no API call) are None: unknown, never shown as zero."""
+    makes no API call) are None: unknown, never shown as zero; so are the targets, drift and
+    drifted before any cycle has recorded targets (a first cycle killed or failed before)."""
 
     symbol: str
     qty: float | None
     price: float | None
     value: float | None
     weight: float | None
-    target: float
+    target: float | None  # None: unknown (no cycle has recorded targets yet)
     drift: float | None
-    drifted: bool | None  # None: unknown (the holdings are)
-    strategy_target: float
+    drifted: bool | None  # None: unknown (the holdings or the targets are)
+    strategy_target: float | None
 
 
 OUTSIDE_UNIVERSE_NOTE = "outside the universe, untouched"
@@ -271,8 +272,10 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
     last_success = last_success_cycle(journal)
     var_cycle = journal.latest_cycle(figure="var")
     targets_cycle = journal.latest_cycle(figure="targets")
-    targets = ({str(k): float(v) for k, v in targets_cycle["summary"]["targets"].items()}
-               if targets_cycle is not None and targets_cycle["summary"].get("targets") else {})
+    recorded = None if targets_cycle is None else targets_cycle["summary"].get("targets")
+    # None: no cycle has recorded targets (the first one died or failed before its risk step)
+    targets = ({str(k): float(v) for k, v in recorded.items()}
+               if isinstance(recorded, dict) else None)
     whose = targets_cycle["summary"].get("strategy") if targets_cycle is not None else None
     inception = recorded_inception(journal)
     if inception is None:  # a journal from before the key: the first finished cycle's
@@ -291,7 +294,7 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
     elif recent and recent[0].status == CycleStatus.RUNNING and cfg.broker.kind == "sim":
         # the sim's holdings are read as they stand, the targets are the last finished
         # cycle's: mid-cycle the two can belong to different cycles
-        judged = ("judged against the previous cycle's targets" if targets else
+        judged = ("judged against the previous cycle's targets" if targets is not None else
                   "and no cycle has finished yet to give targets")
         notes.append(f"cycle {recent[0].cycle_id} is running: the holdings may be part-way "
                      f"through its orders, {judged} (look again once it finishes)")
@@ -369,7 +372,7 @@ def _equity_history(rows: list[CycleRow]) -> list[Valuation]:
 
 
 def _valuation(cfg: Config, journal: Journal,
-               history: list[Valuation], targets: dict[str, float],
+               history: list[Valuation], targets: dict[str, float] | None,
                inception: float | None, notes: list[str]
                ) -> tuple[AccountFigures | None, _Book]:
     """Account figures and holdings: from the sim ledger, else the journal's last cycle."""
@@ -480,10 +483,12 @@ class _Book:
 
 
 def _book(priced: dict[str, tuple[float, float]] | None, cash: float, equity: float,
-          targets: dict[str, float], cfg: Config, notes: list[str]) -> _Book:
+          recorded: dict[str, float] | None, cfg: Config, notes: list[str]) -> _Book:
     """Split the holdings (``priced``: symbol → (qty, close); None when unknown, as with
     Alpaca) into the universe's, judged like the planner (``_holding_rows``), and the
-    ones outside the universe (valued as part of the account's ``equity``)."""
+    ones outside the universe (valued as part of the account's ``equity``). ``recorded``:
+    the last cycle's targets, None when no cycle has recorded any."""
+    targets = recorded or {}
     universe = cfg.universe.symbols  # None: every price column (all the sim can hold)
     inside = {s: h for s, h in (priced or {}).items() if universe is None or s in universe}
     outside = sorted(set(priced or {}) - set(inside))
@@ -496,7 +501,12 @@ def _book(priced: dict[str, tuple[float, float]] | None, cash: float, equity: fl
         notes.append(f"{', '.join(excluded)} held but excluded ([universe].exclude): the next "
                      "cycle sells it back to cash (its target shown is the last cycle's)")
     rows = _holding_rows(inside if priced is not None else None, cash,
-                         {s: t for s, t in targets.items() if s not in stale}, cfg)
+                         {s: t for s, t in targets.items() if s not in stale}, cfg,
+                         targets_known=recorded is not None)
+    if recorded is None and rows:
+        notes.append("no cycle has recorded targets yet (the first cycle did not get that far: "
+                     "killed or failed): the holdings' target, drift and drifted are unknown "
+                     "('-'), not zero; the next cycle computes the targets")
     universe_equity = (math.fsum([cash, *(q * p for q, p in inside.values())])
                        if priced is not None else None)
     return _Book(
@@ -518,11 +528,13 @@ def _planner_targets(targets: dict[str, float], cash_buffer: float) -> dict[str,
 
 
 def _holding_rows(priced: dict[str, tuple[float, float]] | None, cash: float,
-                  targets: dict[str, float], cfg: Config) -> tuple[HoldingRow, ...]:
+                  targets: dict[str, float], cfg: Config, *, targets_known: bool = True
+                  ) -> tuple[HoldingRow, ...]:
     """Universe symbols held or targeted, judged as the planner judges them: weights of
     cash + these holdings at ``priced``'s closes, the targets after the cash buffer, the
     planner's drift rule (``bot.core.drift``). ``priced`` None: the holdings are unknown
-    (Alpaca): targets only, nothing flagged."""
+    (Alpaca): targets only, nothing flagged. ``targets_known`` False: no cycle has recorded
+    targets, so target, drift and drifted are unknown (not a zero target: "sell it all")."""
     from bot.core.drift import drift_mask
 
     held = priced or {}
@@ -538,6 +550,12 @@ def _holding_rows(priced: dict[str, tuple[float, float]] | None, cash: float,
     values = [held[s][0] * held[s][1] if s in held else 0.0 for s in symbols]
     equity = math.fsum([cash, *values])  # the planner's equity: cash + universe holdings
     weights = [v / equity if equity > 0 else 0.0 for v in values]
+    if not targets_known:
+        return tuple(HoldingRow(symbol=s, qty=held[s][0] if s in held else 0.0,
+                                price=held[s][1] if s in held else None, value=round(v, 2),
+                                weight=round(w, 6), target=None, drift=None, drifted=None,
+                                strategy_target=None)
+                     for s, v, w in zip(symbols, values, weights, strict=True))
     policy = cfg.rebalance
     return tuple(
         HoldingRow(symbol=s, qty=held[s][0] if s in held else 0.0,
