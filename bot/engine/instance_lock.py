@@ -122,23 +122,17 @@ class InstanceLock:
         ``config``/``config_digest``: the config file this process runs with, recorded."""
         ensure_state_dir(state_dir)
         path = lock_path(state_dir)
+        dir_fd = _lock_directory(state_dir)
         try:
-            dir_fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            raise StateError(
-                f"state dir {state_dir}: cannot open it to lock it: {exc.strerror}; make the "
-                "directory readable by this user or point [bot].state_dir elsewhere"
-            ) from exc
-        try:
-            if not _flock_exclusive(dir_fd):
-                raise InstanceLockedError(_locked_message(state_dir))
             fd = _open_lock_file(state_dir, path)
         except BaseException:
-            os.close(dir_fd)  # drops the directory's lock, if this process took it
+            if dir_fd is not None:
+                os.close(dir_fd)  # drops the directory's lock
             raise
         if not _flock_exclusive(fd):  # an allocbot from before the directory lock
             os.close(fd)
-            os.close(dir_fd)
+            if dir_fd is not None:
+                os.close(dir_fd)
             raise InstanceLockedError(_locked_message(state_dir))
         secure_file(path)
         holder = LockHolder(os.getpid(), datetime.now(UTC).isoformat(timespec="seconds"),
@@ -223,6 +217,26 @@ class InstanceLock:
         os.close(self._fd)
         self._fd = fd
         return "the lock file was deleted" if at_path is None else "the lock file was replaced"
+
+
+def _lock_directory(state_dir: Path) -> int | None:
+    """The state dir's descriptor, flocked exclusively; ``InstanceLockedError`` when another
+    process holds it. None where a directory cannot be flocked (NFS emulates flock with
+    byte-range locks, which a read-only descriptor cannot take): the lock file alone then
+    keeps a second writer out, as before the directory lock, and is not watched."""
+    try:
+        dir_fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        locked = _flock_exclusive(dir_fd)
+    except OSError:
+        os.close(dir_fd)
+        return None
+    if not locked:
+        os.close(dir_fd)
+        raise InstanceLockedError(_locked_message(state_dir))
+    return dir_fd
 
 
 def _flock_exclusive(fd: int) -> bool:
