@@ -220,11 +220,13 @@ def test_a_deposit_the_venue_reverses_is_taken_back_when_its_cash_goes(
     assert status(config)["account"]["pnl_since_inception"] == pytest.approx(0.0, abs=1.0)
 
 
+@pytest.mark.parametrize("move", [1.0, 1.025, 0.97], ids=["flat", "up-2.5%", "down-3%"])
 def test_selling_shares_and_withdrawing_the_proceeds_between_two_cycles_never_trips(
-        fake: FakeAlpaca, config: Path) -> None:
+        fake: FakeAlpaca, config: Path, move: float) -> None:
     """The usual way to take money out of an invested account: sell at the venue (not a
     bot order, so no fill is journaled), then withdraw. The cash barely moves, yet the
-    shares that left say where the money went."""
+    shares that left say where the money went, though not at what price: the prices
+    move before the bot's next read."""
     from decimal import Decimal
 
     once(config)
@@ -235,6 +237,7 @@ def test_selling_shares_and_withdrawing_the_proceeds_between_two_cycles_never_tr
         fake.positions[sym] = (qty - sold, avg)
     fake.cash += proceeds
     fake.transfer(-float(proceeds))
+    fake.bars.iloc[-1] *= move
     events = once(config)
     assert finished(events)["status"] == "finished", [e["event"] for e in events]
     assert [e["net_cash"] for e in applied(events)] == [pytest.approx(-float(proceeds), abs=0.01)]
@@ -263,11 +266,11 @@ def test_outside_cash_nets_out_the_bots_fills_and_the_owners_trades() -> None:
     # since: the bot bought 10 SPY at 510 (fills journaled: -5,100 cash, +10 shares), the
     # owner sold 50 SPY at 512 (+25,600, no fill), 30,000 were withdrawn, a 12.5 dividend
     cash = 1_000.0 - 5_100.0 + 25_600.0 - 30_000.0 + 12.5
-    outside = outside_cash(then, cash, {"SPY": [60.0, 512.0]}, -25_100.0, {"SPY": 50.0})
-    assert outside == pytest.approx(-30_000.0 + 12.5)
+    outside, owner = outside_cash(then, cash, {"SPY": [60.0, 512.0]}, -25_100.0, {"SPY": 50.0})
+    assert outside == pytest.approx(-30_000.0 + 12.5) and owner == pytest.approx(50 * 512.0)
     # the owner sold all 110 shares at 512: with none left, they are valued at the
     # checkpoint's price (500), so the figure is off by their move since (110 × 12)
-    sold_out = outside_cash(then, cash + 60 * 512.0, {}, -25_100.0, {"SPY": 50.0})
+    sold_out, _ = outside_cash(then, cash + 60 * 512.0, {}, -25_100.0, {"SPY": 50.0})
     assert sold_out == pytest.approx(-30_000.0 + 12.5 + 110 * (512.0 - 500.0))
 
 
@@ -284,6 +287,10 @@ def test_the_transfers_whose_money_moved_are_picked_among_several_pending() -> N
     assert _landed_now(three, -1_000.0, 100_000.0) == []
     assert not landed(600.0, 1_000.0, 100_000.0)  # a dividend is not a pending deposit
     assert not landed(0.0, 1_000.0, 100_000.0)
+    # the owner sold 45,000 of shares whose price moved 2.5 % before the read: their unknown
+    # sale price widens the noise (1,125 off, 4 % of the shares' value)
+    assert not landed(-45_000.0 + 1_125.0, -45_000.0, 55_000.0)
+    assert landed(-45_000.0 + 1_125.0, -45_000.0, 55_000.0, owner_traded=45_000.0)
 
 
 def test_a_fault_drill_on_alpaca_still_reads_transfers(fake: FakeAlpaca, write_config: Any,

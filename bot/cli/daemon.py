@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 
 class _StopDuringStartup(BaseException):
-    """SIGTERM or SIGINT before the scheduler runs (the daemon installs its own handlers
-    then): no cycle has started, so the start is abandoned and the process exits 0."""
+    """SIGTERM, SIGINT or SIGHUP before the scheduler runs (the daemon installs its own
+    handlers then): no cycle has started, so the start is abandoned and the process exits 0."""
 
 
 def _stop_during_startup(signum: int, frame: object) -> None:
@@ -38,8 +38,11 @@ def run(config_path: Path, max_cycles: int | None, live: bool) -> None:
     cfg = load(config_path)
     # a stop while starting (a venue outage can hold the start for the retry budget) ends
     # it cleanly, as a stop of the running daemon does: exit 0, not a silent SIGTERM death
+    # (the scheduler's STOP_SIGNALS, named here: importing it loads APScheduler; a hangup
+    # already ignored, as under nohup, stays ignored)
     before = {sig: signal.signal(sig, _stop_during_startup)
-              for sig in (signal.SIGTERM, signal.SIGINT)}
+              for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+              if not (sig is signal.SIGHUP and signal.getsignal(sig) is signal.SIG_IGN)}
     try:
         _run_daemon(cfg, max_cycles, live)
     except _StopDuringStartup as stop:

@@ -49,6 +49,7 @@ PENDING_DAYS = 14  # a listed transfer whose cash has not shown by then is left 
 # a dollar, counts as the transfers' cash
 CASH_NOISE_OF_EQUITY = 0.002
 CASH_NOISE_OF_TRANSFER = 0.02
+OWNER_PRICE_NOISE = 0.05  # of the owner's trades' value: their prices' move since, unknown
 MAX_MATCHED_TOGETHER = 8  # pending transfers tried in every combination (2⁸ − 1 sums)
 
 
@@ -74,8 +75,8 @@ def apply_cash_transfers(broker: Broker, journal: Journal, account: Account,
     known = {t.id for t in record.transfers}
     transfers = [*record.transfers, *(_seen(t, TransferState.PENDING, asof)
                                      for t in _unique(listed) if t.id not in known)]
-    outside = outside_cash(record, account.cash, held, fills_cash, fills_qty)
-    pending = _landed_now(transfers, outside, account.equity)
+    outside, owner_traded = outside_cash(record, account.cash, held, fills_cash, fills_qty)
+    pending = _landed_now(transfers, outside, account.equity, owner_traded)
     values: dict[str, object] = {}
     if pending:
         net = math.fsum(t.amount for t in pending)
@@ -96,24 +97,29 @@ def apply_cash_transfers(broker: Broker, journal: Journal, account: Account,
 
 
 def outside_cash(record: TransferRecord, cash: float, held: dict[str, list[float]],
-                 fills_cash: float, fills_qty: dict[str, float]) -> float:
-    """The cash that came from outside the account since the checkpoint (account
-    currency): the cash moved, less the bot's fills' cash, plus the cost of the shares that
-    changed beyond those fills (the owner's own trades, at their latest price: selling to
-    withdraw the proceeds moves the cash by the sale less the withdrawal)."""
+                 fills_cash: float, fills_qty: dict[str, float]) -> tuple[float, float]:
+    """The cash that came from outside the account since the checkpoint, and the value of
+    the owner's own trades in it (account currency): the cash moved, less the bot's fills'
+    cash, plus the cost of the shares that changed beyond those fills (the owner's trades,
+    at the latest price known, this read's or, for a symbol now gone, the checkpoint's:
+    selling to withdraw the proceeds moves the cash by the sale less the withdrawal). The
+    price the owner traded at is not known: the figure is off by those shares' move."""
     moved = cash - record.cash - (fills_cash - record.fills_cash)
+    owner_traded = 0.0
     for sym in set(record.positions) | set(held):
         qty_then, price_then = record.positions.get(sym, [0.0, math.nan])
         qty_now, price_now = held.get(sym, [0.0, math.nan])
         by_fills = fills_qty.get(sym, 0.0) - record.fills_qty.get(sym, 0.0)
         by_owner = qty_now - qty_then - by_fills
         if abs(by_owner) > 1e-9:
-            moved += by_owner * (price_now if qty_now else price_then)
-    return moved
+            value = by_owner * (price_now if qty_now else price_then)
+            moved += value
+            owner_traded += abs(value)
+    return moved, owner_traded
 
 
-def _landed_now(transfers: list[SeenTransfer], outside: float, equity: float
-                ) -> list[SeenTransfer]:
+def _landed_now(transfers: list[SeenTransfer], outside: float, equity: float,
+                owner_traded: float = 0.0) -> list[SeenTransfer]:
     """The pending transfers whose money the outside cash is: the combination whose sum
     is nearest it within the noise (the larger one on a tie); none when none fits."""
     pending = [t for t in transfers if t.state == TransferState.PENDING]
@@ -123,17 +129,19 @@ def _landed_now(transfers: list[SeenTransfer], outside: float, equity: float
         groups = [[t for i, t in enumerate(pending) if mask >> i & 1]
                   for mask in range(1, 1 << len(pending))]
     fits = [(abs(outside - net), -len(g), g) for g in groups
-            if landed(outside, net := math.fsum(t.amount for t in g), equity)]
+            if landed(outside, net := math.fsum(t.amount for t in g), equity, owner_traded)]
     return min(fits, key=lambda f: (f[0], f[1]))[2] if fits else []
 
 
-def landed(outside: float, net_transfer: float, equity: float) -> bool:
+def landed(outside: float, net_transfer: float, equity: float,
+           owner_traded: float = 0.0) -> bool:
     """Whether the outside cash is these transfers' money: within the noise of the same
-    interval's other cash, and nearer them than no move at all (unless they are as small
-    as the noise, when applying them or not changes the peak by no more than it)."""
+    interval's other cash (and of the owner's trades' unknown prices), and nearer them
+    than no move at all (unless they are as small as the noise, when applying them or not
+    changes the peak by no more than it)."""
     off = abs(outside - net_transfer)
     noise = (CASH_NOISE_OF_EQUITY * abs(equity) + CASH_NOISE_OF_TRANSFER * abs(net_transfer)
-             + 1.0)
+             + OWNER_PRICE_NOISE * owner_traded + 1.0)
     return off <= noise and (off < abs(outside) or abs(net_transfer) <= noise)
 
 

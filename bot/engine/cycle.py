@@ -444,6 +444,8 @@ def check_equity(account: Account, positions: dict[str, Position]) -> None:
     otherwise trip the kill switch (a figure far below the peak) or record a false peak
     that trips it on the next true read. The cycle fails before anything uses it; the
     next one reads again (a failure streak alerts)."""
+    if any(p.market_value == 0 and p.qty for p in positions.values()):
+        return  # a position the venue gave no value (Alpaca's null): nothing to compare
     parts = math.fsum([account.cash, *(p.market_value for p in positions.values())])
     scale = max(abs(account.equity), abs(parts), 1.0)
     if abs(account.equity - parts) > EQUITY_MISMATCH * scale:
@@ -451,7 +453,8 @@ def check_equity(account: Account, positions: dict[str, Position]) -> None:
             f"the venue's account equity {account.equity:,.2f} disagrees with its cash "
             f"{account.cash:,.2f} plus positions {parts - account.cash:,.2f} (= {parts:,.2f}) "
             f"by more than {EQUITY_MISMATCH:.0%}; not trading on it (a wrong equity would "
-            "trip or lift the drawdown kill switch); the next cycle reads the account again")
+            "trip or lift the drawdown kill switch); the next cycle reads the account again "
+            "(if every cycle says this, compare the account's figures at the venue)")
 
 
 def held_in_universe(positions: dict[str, Any], universe: tuple[str, ...]
