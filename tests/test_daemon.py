@@ -78,10 +78,11 @@ def test_daemon_sigterm_lets_running_cycle_finish_and_exits_0(tmp_path, write_co
     assert _events(lines, "daemon_stopped")
 
 
-def test_sigterm_while_the_start_retries_an_unreachable_venue_exits_0(write_config):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_while_the_start_retries_an_unreachable_venue_exits_0(write_config, stop):
     """A venue outage holds the start in retries (up to the retry budget): a stop then
     ends it cleanly, as a stop of the running daemon does. It used to die of the signal
-    (exit 143) without a line."""
+    (exit 143; a hangup, the terminal closing: 129) without a line."""
     config = write_config({
         "broker": {"kind": "alpaca"},
         "alpaca": {"base_url": "http://127.0.0.1:9", "data_url": "http://127.0.0.1:9",
@@ -91,12 +92,12 @@ def test_sigterm_while_the_start_retries_an_unreachable_venue_exits_0(write_conf
                                   "APCA_API_SECRET_KEY": "secretsecretsecretsecret"})
     before = read_events_until(proc, "request_retried", timeout_secs=60)
     assert not _events(before, "daemon_started")  # still starting
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(stop)
     out, err = proc.communicate(timeout=60)
     lines = before + json_lines(out)
     assert proc.returncode == 0, err
     [asked] = _events(lines, "shutdown_requested")
-    assert asked["signal"] == "SIGTERM" and "during startup" in asked["note"]
+    assert asked["signal"] == stop.name and "during startup" in asked["note"]
     assert _events(lines, "daemon_stopped")[0]["cycles"] == 0
     assert not _events(lines, "startup_failed")
 
