@@ -61,6 +61,18 @@ def test_an_order_found_late_is_alerted_as_a_failure_with_what_it_traded():
         assert text in alert.body
 
 
+def test_an_order_the_venue_no_longer_knows_is_alerted_with_what_it_was():
+    """The journal sent it, the venue answers 404 for it: what it filled is not known, so
+    the operator hears of it (the log's warning alone reached nobody)."""
+    alert = AlertRules(3).evaluate({
+        "event": "order_missing_at_venue", "client_order_id": "ab-0f3e2a000216-TLT-b",
+        "symbol": "TLT", "side": "buy", "qty": 12.5, "filled_qty": 0.0,
+        "previous_status": "accepted", "broker_order_id": "o-1"})
+    assert alert is not None and alert.kind is AlertKind.ORDER_MISSING_AT_VENUE
+    for text in ("TLT", "buy", "12.5", "accepted", "ab-0f3e2a000216-TLT-b"):
+        assert text in alert.body
+
+
 def test_guard_alert_says_what_tripped_and_by_how_much():
     """The guard_blocked event's own fields (it has no symbol or reason): the operator reads
     the guard, its limit, the value and what breached it without opening the logs."""

@@ -24,6 +24,7 @@ class AlertKind(StrEnum):
     GUARD_BLOCKED = "guard_blocked"
     ORDER_REJECTED = "order_rejected"
     ORDER_FOUND_LATE = "order_found_late"
+    ORDER_MISSING_AT_VENUE = "order_missing_at_venue"
     LIVE_TRADING_ENABLED = "live_trading_enabled"
     STARTUP_FAILED = "startup_failed"
     NO_RECENT_SUCCESS = "no_recent_success"
@@ -60,6 +61,10 @@ _DIRECT: dict[str, tuple[AlertKind, Severity, str, tuple[str, ...]]] = {
     "order_found_late": (AlertKind.ORDER_FOUND_LATE, Severity.FAILURE,
                          "an order the journal had as never sent reached the venue",
                          ("symbol", "side", "qty", "status", "filled_qty", "client_order_id")),
+    "order_missing_at_venue": (AlertKind.ORDER_MISSING_AT_VENUE, Severity.WARNING,
+                               "an order vanished at the venue: what it filled is unknown",
+                               ("symbol", "side", "qty", "filled_qty", "previous_status",
+                                "client_order_id")),
     "live_trading_enabled": (AlertKind.LIVE_TRADING_ENABLED, Severity.WARNING,
                              "live trading enabled", ("account", "equity")),
     "startup_failed": (AlertKind.STARTUP_FAILED, Severity.FAILURE, "daemon failed to start",
