@@ -1,7 +1,8 @@
 """An operator deletes (or replaces, or empties) state/allocbot.lock while the daemon runs,
 taking it for a stale lock: no second writer may trade beside the daemon, and within seconds
-``status`` names the daemon again. Real processes: ``allocbot run`` as the daemon, ``allocbot
-once`` as the second writer, ``allocbot status`` as the reader."""
+``status`` names the daemon again. Real processes for the daemon (``allocbot run``) and the
+second writer (``allocbot once``), whose lock is between two processes; ``status`` and the
+last ``once`` in-process."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 
 from bot.engine.instance_lock import LockHolder, read_lock_holder
 from bot.errors import EXIT_INSTANCE_LOCKED
-from tests.conftest import REPO, json_lines, run_cli
+from tests.conftest import REPO, json_lines, run_cli, run_cli_in_process
 
 
 def _replace(path: Path) -> None:
@@ -81,7 +82,7 @@ def test_lock_file_gone_keeps_a_second_writer_out_and_status_names_the_daemon(
 
     # the daemon puts its record back: status and health see it running again
     assert wait_for_holder(state, proc.pid, 10) is not None, (state / "allocbot.lock").read_bytes()
-    status = run_cli("status", "--config", str(config), timeout=60)
+    status = run_cli_in_process("status", "--config", str(config))
     assert status.returncode == 0, status.stderr
     assert f"daemon      running (pid {proc.pid}," in status.stdout
     assert proc.poll() is None, "the daemon kept running"
@@ -93,5 +94,5 @@ def test_lock_file_gone_keeps_a_second_writer_out_and_status_names_the_daemon(
     assert restored and restored[0]["level"] == "warning" and restored[0]["restored"] is True
     assert restored[0]["path"] == str(state / "allocbot.lock")
     # the daemon gone, nothing is left locked
-    assert run_cli("once", "--config", str(config), timeout=60).returncode == 0
+    assert run_cli_in_process("once", "--config", str(config)).returncode == 0
     assert os.stat(state / "allocbot.lock").st_mode & 0o077 == 0
