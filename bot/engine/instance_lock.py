@@ -26,12 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
 
-import structlog
-
 from bot.errors import InstanceLockedError, StateError
 from brokers.sqlite_state import ensure_state_dir, secure_file
-
-log = structlog.get_logger("allocbot.lock")
 
 LOCK_FILE_NAME = "allocbot.lock"
 WATCH_SECS = 1.0  # how often the holder checks its lock file is still there and its own
@@ -166,6 +162,9 @@ class InstanceLock:
         self.release()
 
     def _watch(self) -> None:
+        import structlog  # here: status and health read the lock without loading it (~0.15 s)
+
+        log = structlog.get_logger("allocbot.lock")
         failed = False  # said once, until a restore succeeds
         while not self._stop.wait(WATCH_SECS):
             try:
