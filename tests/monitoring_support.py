@@ -12,6 +12,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -125,3 +127,37 @@ class AlertReceiver:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@contextmanager
+def flaky_receiver(failures: int = 1) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A webhook answering 503 to the first ``failures`` POSTs and 200 after; yields (apprise
+    URL, the bodies it accepted)."""
+    accepted: list[dict[str, Any]] = []
+    posts = [0]
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            with lock:
+                posts[0] += 1
+                ok = posts[0] > failures
+                if ok:
+                    accepted.append(body)
+            self.send_response(200 if ok else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"json://127.0.0.1:{server.server_port}/hook", accepted
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -7,19 +7,15 @@ rate limit holds for it, and only the failed URL is retried."""
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from bot.monitoring.alerts import Alert, AlertKind, RateLimiter, Severity
 from bot.monitoring.sender import AlertSender
-from tests.monitoring_support import AlertReceiver
+from tests.monitoring_support import AlertReceiver, flaky_receiver
 
 HALTED = Alert(AlertKind.TRADING_HALTED, Severity.FAILURE, "trading halted",
                "reason: drawdown 21% over max_drawdown 20%")
@@ -45,37 +41,6 @@ def _dead_url() -> Iterator[str]:
         sock.close()
 
 
-@contextmanager
-def _down_then_up(refused: int) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A receiver answering 503 to its first ``refused`` POSTs, then accepting (listed)."""
-    accepted: list[dict[str, Any]] = []
-    seen = [0]
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-            with lock:
-                seen[0] += 1
-                ok = seen[0] > refused
-                if ok:
-                    accepted.append(body)
-            self.send_response(200 if ok else 503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"json://127.0.0.1:{server.server_port}/flaky", accepted
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _outcomes(sender: AlertSender) -> list[str]:
@@ -108,7 +73,7 @@ def test_a_dead_url_leaves_the_rate_limit_of_the_working_one_whole():
 
 
 def test_only_the_url_that_failed_is_sent_the_alert_again():
-    with AlertReceiver() as good, _down_then_up(refused=1) as (flaky, accepted):
+    with AlertReceiver() as good, flaky_receiver(failures=1) as (flaky, accepted):
         sender = AlertSender([good.url, flaky], RateLimiter(3600), timeout_secs=5,
                              retry_delays_secs=(0.2,))
         sender.start()

@@ -5,26 +5,18 @@ an equity that disagrees with its own cash and positions."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import json_lines, run_cli_in_process
 from fake_alpaca import FakeAlpaca
-from test_alpaca_cycle import KEYS_ENV, alpaca_config, recent_bars
+from test_alpaca_cycle import KEYS_ENV, alpaca_config
+from test_cash_transfers import fake  # noqa: F401 - the fixture: a 100,000 cash account
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeAlpaca]:
-    with FakeAlpaca(bars=recent_bars(), cash=100_000.0, api_key=KEYS_ENV["APCA_API_KEY_ID"],
-                    secret_key=KEYS_ENV["APCA_API_SECRET_KEY"], bars_page_size=500) as server:
-        yield server
-    assert server.errors == []
-
-
-@pytest.fixture
-def config(write_config: Any, fake: FakeAlpaca) -> Path:
+def config(write_config: Any, fake: FakeAlpaca) -> Path:  # noqa: F811
     path = alpaca_config(write_config, fake)
     path.write_text(path.read_text().replace("[risk]\nmax_var = 0.05", "[risk]\nmax_drawdown = 0.25"))
     assert "max_drawdown = 0.25" in path.read_text()
@@ -45,7 +37,7 @@ def status(config: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("glitched_equity", [5_000.0, 1_000_000.0], ids=["down", "up"])
 def test_a_glitched_equity_fails_the_cycle_and_leaves_the_kill_switch_as_it_was(
-        fake: FakeAlpaca, config: Path, glitched_equity: float) -> None:
+        fake: FakeAlpaca, config: Path, glitched_equity: float) -> None:  # noqa: F811
     assert [e["status"] for e in once(config) if e["event"] == "cycle_finished"] == ["finished"]
     peak = status(config)["account"]["peak_equity"]
     glitch = {**fake._account_json(), "equity": str(glitched_equity),

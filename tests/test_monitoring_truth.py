@@ -7,13 +7,9 @@ receiver that refuses the first POST."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -32,6 +28,7 @@ from bot.monitoring.status_report import build_status_report
 from bot.monitoring.tap import MonitoringTap
 from brokers.base import Order, OrderSide, OrderStatus
 from tests.conftest import json_lines, run_cli_in_process
+from tests.monitoring_support import flaky_receiver
 
 GUARD_BLOCKS_EVERY_PLAN = {"guards": {"max_orders_per_cycle": 2}}  # the first plan has 5 orders
 
@@ -199,38 +196,6 @@ def test_halted_gauge_and_flag_stay_on_through_skips_until_a_cycle_runs_unhalted
 
 # -- A2: a failed delivery does not use up the rate-limit window --------------------------
 
-@contextmanager
-def _flaky_receiver(failures: int = 1) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A webhook answering 503 to the first ``failures`` POSTs and 200 after; yields (apprise
-    URL, the bodies it accepted)."""
-    accepted: list[dict[str, Any]] = []
-    posts = [0]
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-            with lock:
-                posts[0] += 1
-                ok = posts[0] > failures
-                if ok:
-                    accepted.append(body)
-            self.send_response(200 if ok else 503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"json://127.0.0.1:{server.server_port}/hook", accepted
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _guard_alert() -> Any:
@@ -246,7 +211,7 @@ def _outcomes(sender: AlertSender) -> list[str]:
 
 
 def test_next_alert_of_a_kind_is_delivered_after_a_failed_send_within_the_window():
-    with _flaky_receiver() as (url, accepted):
+    with flaky_receiver() as (url, accepted):
         sender = AlertSender([url], RateLimiter(3600), timeout_secs=5)  # a 1 h window
         sender.start()
         try:
@@ -261,7 +226,7 @@ def test_next_alert_of_a_kind_is_delivered_after_a_failed_send_within_the_window
 
 
 def test_failed_alert_is_retried_after_the_delay_without_another_occurrence():
-    with _flaky_receiver() as (url, accepted):
+    with flaky_receiver() as (url, accepted):
         sender = AlertSender([url], RateLimiter(3600), timeout_secs=5,
                              retry_delays_secs=(0.05,))
         sender.start()
@@ -274,7 +239,7 @@ def test_failed_alert_is_retried_after_the_delay_without_another_occurrence():
 
 
 def test_failure_stays_on_the_page_after_a_burst_of_rate_limited_alerts(write_config):
-    with _flaky_receiver() as (url, accepted):
+    with flaky_receiver() as (url, accepted):
         sender = AlertSender([url], RateLimiter(3600), timeout_secs=5)
         sender.start()
         try:

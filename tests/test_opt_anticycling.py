@@ -21,6 +21,7 @@ from scipy.optimize import minimize
 from strategies.costed_qp import LinearTerms, solve_costed_qp, turnover
 from strategies.covariance_repair import factor_covariance
 from strategies.qp import DUAL_RELATIVE_TOLERANCE, _primal_active_set, solve_qp
+from tests.test_opt_costs import assert_costed_feasible
 from tests.test_opt_qp import assert_kkt
 
 
@@ -89,11 +90,7 @@ def assert_costed_optimal(cov: np.ndarray, lin: np.ndarray, penalty: float, w: n
     from scipy.optimize import linprog
 
     a, near, n = terms.anchor, 1e-9, len(w)
-    assert abs(w.sum() - 1.0) <= 1e-12
-    assert (w >= lower - 1e-12).all() and (w <= upper + 1e-12).all()
-    sums = np.array([w[terms.sector_of == g].sum() for g in range(len(terms.sector_caps))])
-    assert (sums <= terms.sector_caps + 1e-12).all()
-    assert turnover(w, terms) <= terms.max_turnover + 1e-12
+    sums = assert_costed_feasible(w, lower, upper, terms)
     g = cov @ w - lin
     kink = (np.abs(w - a) <= near) & (a > lower) & (a < upper)
     at_lo = (w <= lower + near) & ~kink

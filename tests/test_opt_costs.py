@@ -43,6 +43,18 @@ def covariance(family: str, n: int, seed: int) -> np.ndarray:
     return factor_covariance(copy @ cov @ copy.T)[0]
 
 
+def assert_costed_feasible(w: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                           terms: LinearTerms) -> np.ndarray:
+    """Budget, bounds, sector caps and the turnover cap hold to 1e-12; returns the sector
+    sums (the callers test which caps bind)."""
+    assert abs(w.sum() - 1.0) <= 1e-12
+    assert (w >= lower - 1e-12).all() and (w <= upper + 1e-12).all()
+    sums = np.array([w[terms.sector_of == g].sum() for g in range(len(terms.sector_caps))])
+    assert (sums <= terms.sector_caps + 1e-12).all()
+    assert turnover(w, terms) <= terms.max_turnover + 1e-12
+    return sums
+
+
 def assert_subgradient_kkt(cov: np.ndarray, lin: np.ndarray, penalty: float, w: np.ndarray,
                            lower: np.ndarray, upper: np.ndarray, terms: LinearTerms,
                            tol: float = 1e-9) -> None:
@@ -52,11 +64,7 @@ def assert_subgradient_kkt(cov: np.ndarray, lin: np.ndarray, penalty: float, w: 
     conditions at the bounds: the optimality conditions of a convex problem with an L1 term
     (the subdifferential of |x| at 0 is [−1, 1])."""
     a, near = terms.anchor, 1e-9
-    assert abs(w.sum() - 1.0) <= 1e-12
-    assert (w >= lower - 1e-12).all() and (w <= upper + 1e-12).all()
-    sums = np.array([w[terms.sector_of == g].sum() for g in range(len(terms.sector_caps))])
-    assert (sums <= terms.sector_caps + 1e-12).all()
-    assert turnover(w, terms) <= terms.max_turnover + 1e-12
+    sums = assert_costed_feasible(w, lower, upper, terms)
     g = cov @ w - lin
     at_kink = np.abs(w - a) <= near
     free = (w > lower + near) & (w < upper - near) & ~at_kink

@@ -8,11 +8,8 @@ N × ``order_wait_secs`` before its cancel (four stuck orders and a 3 s wait: 12
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -20,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, json_lines, run_cli_in_process
+from conftest import json_lines, run_cli_in_process
 from fake_alpaca import FakeAlpaca
 from test_alpaca_cycle import KEYS_ENV, UNIVERSE, alpaca_config, recent_bars
 
-from tests.monitoring_support import read_events_until
+from tests.monitoring_support import read_events_until, start_daemon
 
 WAIT_SECS = 3.0
 STUCK = {"TLT", "IEF", "GLD", "DBC"}  # four of the five buys never fill
@@ -100,9 +97,7 @@ def test_a_stop_during_the_wait_ends_about_one_wait_later(
     out; waited in turn it took four waits (with the defaults, 30 s × up to 8 orders could
     outlast systemd's TimeoutStopSec=120 and end in SIGKILL mid-cycle)."""
     config = _config(write_config, fake, interval_secs=3600)
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env={**os.environ, **KEYS_ENV})
+    proc = start_daemon(config, env=KEYS_ENV)
     try:
         before = read_events_until(proc, "order_submitted", count=len(UNIVERSE),
                                    timeout_secs=90)

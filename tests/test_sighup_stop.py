@@ -9,21 +9,18 @@ fills (``stuck_symbols``)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, json_lines
+from conftest import json_lines
 from fake_alpaca import FakeAlpaca
 from test_alpaca_cycle import KEYS_ENV, UNIVERSE, alpaca_config, recent_bars
 
-from tests.monitoring_support import read_events_until
+from tests.monitoring_support import read_events_until, start_daemon
 
 
 @pytest.fixture
@@ -42,9 +39,7 @@ def test_sighup_during_a_cycle_lets_it_finish_then_exits_0(
     # one cycle, then only waits (the stop must come from the signal, not a schedule end)
     config.write_text(config.read_text(encoding="utf-8").replace(
         "interval_secs = 0.05", "interval_secs = 3600"), encoding="utf-8")
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env={**os.environ, **KEYS_ENV})
+    proc = start_daemon(config, env=KEYS_ENV)
     try:
         # every buy is out: the cycle now waits (order_wait_secs = 3) for the stuck one
         before = read_events_until(proc, "order_submitted", count=len(UNIVERSE),
