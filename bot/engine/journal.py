@@ -381,14 +381,19 @@ class Journal:
                              f"ORDER BY seq {'ASC' if oldest else 'DESC'} LIMIT 1", args)
         return found[0] if found else None
 
-    def daily_cycles(self, figures: Sequence[str]) -> list[dict[str, Any]]:
+    def daily_cycles(self, figures: Sequence[str], latest: int | None = None
+                     ) -> list[dict[str, Any]]:
         """Each day's (``asof``) last cycle holding a number under one of ``figures``, oldest
-        day first, as ``recent_cycles`` gives them: one row a day however many wakes."""
+        day first, as ``recent_cycles`` gives them: one row a day however many wakes; only
+        the ``latest`` days when given (a status render decoded every day of a journal
+        years long, to keep the last 2,000)."""
         holds = " OR ".join("json_type(summary, ?) IN ('real', 'integer')" for _ in figures)
-        return self._read_cycles(
+        rows = self._read_cycles(
             f"SELECT {_CYCLE_COLUMNS} FROM cycles WHERE seq IN (SELECT MAX(seq) FROM cycles "
             f"WHERE asof IS NOT NULL AND (CASE WHEN json_valid(summary) THEN ({holds}) END) "
-            "GROUP BY asof) ORDER BY asof", [f"$.{f}" for f in figures])
+            "GROUP BY asof) ORDER BY asof DESC LIMIT ?",
+            [*(f"$.{f}" for f in figures), -1 if latest is None else latest])
+        return rows[::-1]
 
     def _summary(self, cycle_id: str, text: str | None) -> dict[str, Any]:
         """A finished cycle's figures. A summary that is not a JSON object, or whose known

@@ -50,6 +50,7 @@ from bot.errors import AllocbotError
 from bot.monitoring.outcomes import MARKET_CLOSED, is_success
 
 REARM_COMMAND = "allocbot rearm"
+HISTORY_DAYS_FOR_YTD = 367  # valuation days read at least (one a day at most)
 # A dry-run cycle's note: its planned orders were journaled, none sent (its "0 filled"
 # read as orders that failed)
 DRY_RUN_NOTE = "dry run: orders planned, not sent"
@@ -268,7 +269,10 @@ def _from_journal(cfg: Config, journal: Journal, base: dict[str, Any], now: date
     # single-row queries for the rest (an interval schedule journals a row a wake while
     # the market is open)
     recent = [cycle_row(c) for c in journal.recent_cycles(limit)]
-    history = _equity_history([cycle_row(c) for c in journal.daily_cycles(EQUITY_FIGURES)])
+    # the curve's days, and at least a year and a day: the year-to-date P&L's reference is
+    # the last valuation before 1 January
+    history = _equity_history([cycle_row(c) for c in journal.daily_cycles(
+        EQUITY_FIGURES, latest=max(curve_points, HISTORY_DAYS_FOR_YTD))])
     last_success = last_success_cycle(journal)
     var_cycle = journal.latest_cycle(figure="var")
     targets_cycle = journal.latest_cycle(figure="targets")
