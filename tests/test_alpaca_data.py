@@ -129,3 +129,21 @@ def test_closes_corrupt_coverage_file_refetches_everything(tmp_path: Path) -> No
     assert venue.calls == [(("SPY",), date(2024, 3, 7), date(2024, 3, 13))]
     assert any(e["event"] == "bars_cache_discarded" for e in logs)
     assert prices["SPY"].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_a_cycle_that_only_refetches_today_leaves_the_cache_files_untouched(tmp_path: Path) -> None:
+    """Each open-market cycle asks again for the day not final yet: the cached days did not
+    change, so neither do the files (they were rewritten and fsynced on every wake)."""
+    venue = Venue(frame(DAYS, SPY=[1, 2, 3, 4, 5]))
+    today = date(2024, 3, 13)
+    make(tmp_path, venue, today).closes(["SPY"], date(2024, 3, 7), today)
+    root = tmp_path / "alpaca-iex"
+    before = {p.name: p.stat().st_mtime_ns for p in root.iterdir()}
+    venue.closes.loc["2024-03-13", "SPY"] = 5.5  # today's bar moves; the past does not
+    again = make(tmp_path, venue, today).closes(["SPY"], date(2024, 3, 7), today)
+    assert again["SPY"].iloc[-1] == 5.5
+    assert {p.name: p.stat().st_mtime_ns for p in root.iterdir()} == before
+    later = date(2024, 3, 14)  # a new final day: stored
+    venue.closes.loc[pd.Timestamp("2024-03-14"), "SPY"] = 6.0
+    make(tmp_path, venue, later).closes(["SPY"], date(2024, 3, 7), later)
+    assert (root / "SPY.csv").stat().st_mtime_ns != before["SPY.csv"]

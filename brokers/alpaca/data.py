@@ -243,7 +243,10 @@ class CachedDailyCloses:
         covered_to = cutoff if span is None or old.empty else max(span[1], cutoff)
         if covered_from <= covered_to:
             keep = merged[merged.index <= pd.Timestamp(covered_to)]
-            self.cache.store(symbol, keep, (covered_from, covered_to))
+            # a cycle re-fetches the day not final yet: the file changes only when the
+            # cached days do (it was rewritten, fsynced, on every open-market wake)
+            if span != (covered_from, covered_to) or not keep.equals(old):
+                self.cache.store(symbol, keep, (covered_from, covered_to))
         return merged
 
     def _assemble(
