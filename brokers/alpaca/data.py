@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import structlog
 
@@ -100,9 +101,11 @@ class DailyCloseCache:
         if problem is None:
             return empty if closes.empty else closes  # a header alone: no closes yet
         log.warning("bars_cache_discarded", path=str(path), reason=problem)
-        with contextlib.suppress(OSError):  # else the next store replaces it
+        # an unwritable cache dir must not fail the cycle here: the next store replaces both
+        with contextlib.suppress(OSError):
             path.unlink()
-        self.forget(symbol)
+        with contextlib.suppress(OSError):
+            self.forget(symbol)
         return empty
 
     def forget(self, symbol: str) -> None:
@@ -137,9 +140,9 @@ def _cache_file_problem(closes: pd.Series) -> str | None:
         return "a row whose date is not a date"
     if not index.is_unique or not index.is_monotonic_increasing:
         return "dates out of order or repeated"
-    bad = ~closes.map(math.isfinite).astype(bool)
+    bad = ~np.isfinite(closes.to_numpy())
     if bad.any():
-        return f"no close on {index[bad.to_numpy()][0].date()}"
+        return f"no close on {index[bad][0].date()}"
     return None
 
 
