@@ -390,3 +390,25 @@ def test_a_hand_edited_transfer_record_fails_the_cycle_by_name_and_its_delete_re
     with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM meta WHERE key = 'cash_transfers'")
     assert finished(once(config))["status"] == "finished"
+
+
+def test_a_summary_with_no_previous_equity_claims_no_netting(write_config: Any) -> None:
+    """After a summary that had no equity, the next has no P&L figure: its line must not
+    say the (absent) figure is net of the money moved since."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.config import load_config
+    from bot.monitoring.observed import ObservedState
+    from bot.monitoring.service import Monitor
+    from bot.monitoring.tap import MonitoringTap
+
+    cfg = load_config(write_config({"alerts": {"daily_summary_at": "16:30", "watchdog": False}}))
+    monitor = Monitor(cfg, ObservedState(), None, None)
+    after = datetime(2026, 3, 2, 21, 45, tzinfo=UTC)
+    [first] = monitor.periodic_alerts(after)  # no cycle has valued the account
+    tap = MonitoringTap(monitor.state, None, None, None)
+    tap(None, "info", {"event": "cash_transfers_applied", "net_cash": 500.0})
+    tap(None, "info", {"event": "cycle_finished", "status": "finished", "equity_after": 1500.0})
+    [second] = monitor.periodic_alerts(after + timedelta(days=1))
+    assert first.body.split("\n")[1] == "P&L: n/a"
+    assert second.body.split("\n")[1] == "P&L: n/a (the last summary had no equity)"

@@ -151,11 +151,10 @@ class Monitor:
         if equity is None:
             pnl = "n/a"
         elif previous is not None:
-            pnl = f"{equity - previous - moved_since:+,.2f} since the last summary"
+            pnl = f"{equity - previous - moved_since:+,.2f} since the last summary" + (
+                f" (net of {moved_since:+,.2f} deposited or withdrawn)" if moved_since else "")
         else:
             pnl = "n/a (first)" if first else "n/a (the last summary had no equity)"
-        if moved_since and pnl != "n/a":
-            pnl += f" (net of {moved_since:+,.2f} deposited or withdrawn)"
         limit = self.cfg.risk.max_var
         return Alert(AlertKind.DAILY_SUMMARY, Severity.INFO, f"daily summary {local.date()}",
                      f"equity: {_summary_money(equity)}\nP&L: {pnl}\n"

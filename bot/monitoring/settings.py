@@ -3,11 +3,9 @@ without importing prometheus_client, apprise or the monitoring modules."""
 
 from __future__ import annotations
 
-import os
-
 from bot.config import Config
 from bot.errors import ConfigError
-from bot.logs import ALERT_URLS_ENV, alert_urls_in_force, split_alert_urls
+from bot.logs import ALERT_URLS_ENV, alert_urls_in_force
 
 URLS_KEY = "[alerts].urls"
 
@@ -19,7 +17,7 @@ def alert_urls(cfg: Config) -> tuple[str, ...]:
 
 def alert_urls_key() -> str:
     """Where the alert URLs in force come from, as errors name it: the environment's win."""
-    return ALERT_URLS_ENV if split_alert_urls(os.environ.get(ALERT_URLS_ENV, "")) else URLS_KEY
+    return ALERT_URLS_ENV if alert_urls_in_force(()) else URLS_KEY
 
 
 def invalid_alert_urls_error(positions: list[int], count: int) -> ConfigError:
