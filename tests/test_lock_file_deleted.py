@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from bot.engine.instance_lock import LockHolder, read_lock_holder
-from bot.errors import EXIT_INSTANCE_LOCKED
+from bot.engine.instance_lock import InstanceLock, LockHolder, read_lock_holder
+from bot.errors import EXIT_INSTANCE_LOCKED, InstanceLockedError
 from tests.conftest import REPO, json_lines, run_cli, run_cli_in_process
 
 
@@ -72,6 +72,10 @@ def test_lock_file_gone_keeps_a_second_writer_out_and_status_names_the_daemon(
     proc, config, log = daemon
     state = tmp_path / "state"
     DAMAGE[damage](state / "allocbot.lock")
+    # at once, before the daemon's watch (each second) can put the file back: only the
+    # state directory's own lock can refuse this writer
+    with pytest.raises(InstanceLockedError):
+        InstanceLock.acquire(state, "test")
 
     second = run_cli("once", "--config", str(config), timeout=60)
 
