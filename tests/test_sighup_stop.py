@@ -36,12 +36,17 @@ def fake() -> Iterator[FakeAlpaca]:
 def test_sighup_during_a_cycle_lets_it_finish_then_exits_0(
         tmp_path: Path, write_config: Any, fake: FakeAlpaca) -> None:
     config = alpaca_config(write_config, fake)
-    # one cycle, then only waits (the stop must come from the signal, not a schedule end)
-    config.write_text(config.read_text(encoding="utf-8").replace(
-        "interval_secs = 0.05", "interval_secs = 3600"), encoding="utf-8")
+    # one cycle, then only waits (the stop must come from the signal, not a schedule end);
+    # the stuck order's wait 1.5 s, not alpaca_config's 3: the signal lands well inside it
+    # (sent ~0.1 s after the submits), and the rest of it is how long the test waits
+    text = config.read_text(encoding="utf-8")
+    text = text.replace("interval_secs = 0.05", "interval_secs = 3600").replace(
+        "order_wait_secs = 3\n", "order_wait_secs = 1.5\n")
+    assert "order_wait_secs = 1.5\n" in text
+    config.write_text(text, encoding="utf-8")
     proc = start_daemon(config, env=KEYS_ENV)
     try:
-        # every buy is out: the cycle now waits (order_wait_secs = 3) for the stuck one
+        # every buy is out: the cycle now waits (order_wait_secs = 1.5) for the stuck one
         before = read_events_until(proc, "order_submitted", count=len(UNIVERSE),
                                    timeout_secs=90)
         proc.send_signal(signal.SIGHUP)
