@@ -9,6 +9,7 @@ import numpy as np
 
 from strategies.free_set import FreeSetSolver, factor_matrix
 from strategies.qp import QPSolution, _primal_dual_active_set
+from strategies.qp_interior import interior_start
 from strategies.qp_splitting import splitting_start
 from strategies.qp_working_set import first_working_set
 
@@ -63,14 +64,16 @@ def regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
     rest at their lower bounds — so its solves factor small free sets; should it cycle,
     the active bounds an operator splitting settles on start the primal method
     (``qp_splitting``; ``rank``, Σ's numerical rank, bounds the free set it may settle
-    on); should those not settle, it starts again with every asset free
+    on); should those not settle either, for the minimum-variance objective (c = 0) the
+    bounds interior-point iterations separate start it (``qp_interior``); else it starts
+    again with every asset free
     (at once for the homogeneous max-Sharpe QP, ``budget_row``) from one factor of
     Σ + ρI, reused for
     range-space solves (accuracy is immaterial here: the start only has to be feasible);
-    should that cycle too (a rank-deficient Σ), its best iterate, ``start_only``, is the
-    start, without the later steps. Also returns whether the last step, on Σ itself
-    (ρ = 0), converged: its answer then satisfies the KKT conditions the primal method
-    would check, and is the optimum."""
+    should that cycle too (a rank-deficient Σ), the interior start (the homogeneous QP)
+    or its best iterate, ``start_only``, is the start, without the later steps. Also
+    returns whether the last step, on Σ itself (ρ = 0), converged: its answer then
+    satisfies the KKT conditions the primal method would check, and is the optimum."""
     fixed = lower >= upper
     scale = float(np.mean(np.diag(cov)))
     best: QPSolution | None = None
@@ -87,13 +90,21 @@ def regularized_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
                 split = splitting_start(cov, lin, lower, upper, rank)  # the guess cycled
                 if split is not None:
                     return split, False
+            if start is None and budget_row is None and not lin.any():
+                interior = interior_start(cov, lin, lower, upper)  # see qp_interior
+                if interior is not None:
+                    return interior, False
             if start is None:
                 solver = _all_free_solver(cov, budget_row, rho * scale)
                 start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
                                                 solver, ALL_FREE_MAX_ITERATIONS,
                                                 best_on_failure=True)
                 if start is not None and start.start_only:  # it cycled: the primal
-                    return start, False                     # method finishes from its best
+                    if budget_row is not None:              # method finishes from the
+                        interior = interior_start(cov, lin, lower, upper, budget_row)
+                        if interior is not None:            # interior start's bounds,
+                            return interior, False          # else from the best iterate
+                    return start, False
         else:
             start = _primal_dual_active_set(cov, lin, lower, upper, at_lo, at_hi, tol_z,
                                             solver, LATER_STEP_MAX_ITERATIONS,

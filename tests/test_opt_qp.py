@@ -236,10 +236,11 @@ def test_solve_qp_rank_deficient_cycling_start_hands_its_best_iterate_to_the_pri
 def test_tangency_qp_rank_deficient_cycling_start_hands_its_best_iterate_to_the_primal_method(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # The homogeneous max-Sharpe QP (excessᵀy = 1, y ≥ 0) on 100 assets' sample covariance
-    # of 50 days: its regularized start cycles from all assets free; the best iterate,
-    # scaled to the budget, starts the primal method. Its answer meets the QP's KKT
-    # conditions: y ≥ 0, excessᵀy = 1, Σy = ν·excess on the held assets' complement and
-    # ≥ it where y = 0 (ν = yᵀΣy).
+    # of 50 days, without the interior start (``test_opt_interior``; here as if its
+    # iterations had not converged): its regularized start cycles from all assets free;
+    # the best iterate, scaled to the budget, starts the primal method. Its answer meets
+    # the QP's KKT conditions: y ≥ 0, excessᵀy = 1, Σy = ν·excess on the held assets'
+    # complement and ≥ it where y = 0 (ν = yᵀΣy).
     from strategies import qp_regularized
     from strategies.covariance_repair import factor_covariance
     from strategies.qp import solve_tangency_qp
@@ -258,6 +259,7 @@ def test_tangency_qp_rank_deficient_cycling_start_hands_its_best_iterate_to_the_
         return result
 
     monkeypatch.setattr(qp_regularized, "_primal_dual_active_set", spy)
+    monkeypatch.setattr(qp_regularized, "interior_start", lambda *args: None)
     y = solve_tangency_qp(cov, excess, chol).weights
     assert len(ends) == 1 and ends[0].start_only  # the path this is about
     assert (y >= 0).all() and abs(float(excess @ y) - 1.0) <= 1e-12
