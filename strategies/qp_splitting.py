@@ -59,7 +59,9 @@ def splitting_start(cov: np.ndarray, lin: np.ndarray, lower: np.ndarray,
         return None
     shifted = cov.copy()
     shifted.flat[:: n + 1] += rho
-    factor, info = dpotrf(shifted, lower=1, clean=0, overwrite_a=1)
+    # .T: the same symmetric matrix in Fortran order, factored in place (passed C-ordered
+    # with overwrite_a, 500 assets took 5.4 ms here instead of 1.5–2)
+    factor, info = dpotrf(shifted.T, lower=1, clean=0, overwrite_a=1)
     if info != 0:
         return None
     z = np.clip(np.full(n, 1.0 / n), lower, upper)
