@@ -26,7 +26,8 @@ one Black-Litterman draw of 500 × 250 (the other starts' whole solve: 13 iterat
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg.lapack import dpotrf, dpotrs
+from scipy.linalg.blas import dtrsv
+from scipy.linalg.lapack import dpotrf
 
 from strategies.qp import QPSolution, _feasible_for, _homogeneous_feasible_for
 
@@ -146,14 +147,20 @@ class _Newton:
         self.factor, self.a, self.capped = factor, a, capped
         self.s, self.z, self.t, self.y = s, z, t, y
         self.r_dual, self.r_budget = r_dual, r_budget
-        self.solve_a = dpotrs(factor, a, lower=1)[0]
+        self.solve_a = self._solve(a)
         self.a_solve_a = float(a @ self.solve_a)
+
+    def _solve(self, rhs: np.ndarray) -> np.ndarray:
+        """(Σ + D)⁻¹rhs by two triangular solves (BLAS dtrsv: ~40 µs each at 500 assets,
+        LAPACK's dpotrs ~200 µs for the pair)."""
+        return dtrsv(self.factor, dtrsv(self.factor, rhs, lower=1), lower=1, trans=1,
+                     overwrite_x=1)
 
     def direction(self, target_s: np.ndarray, target_t: np.ndarray
                   ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
         s, z, t, y, capped = self.s, self.z, self.t, self.y, self.capped
         h = -self.r_dual + (target_s / s - z) - np.where(capped, target_t / t - y, 0.0)
-        solve_h = dpotrs(self.factor, h, lower=1)[0]
+        solve_h = self._solve(h)
         d_nu = (-self.r_budget - float(self.a @ solve_h)) / self.a_solve_a
         d_w = solve_h + d_nu * self.solve_a
         d_z = (target_s - s * z - z * d_w) / s
