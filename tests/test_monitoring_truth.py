@@ -164,8 +164,10 @@ def _skip_before_kill_switch(cycle_id: str, reason: str) -> list[dict[str, Any]]
 
 
 def test_halted_gauge_and_flag_stay_on_through_skips_until_a_cycle_runs_unhalted(write_config):
+    # 25 cycles, short waits: the sim replays a day a cycle however long the wake interval
     config = write_config({"sim": {"replay_start": "2011-08-01"},
-                           "risk": {"max_drawdown": 0.01}})
+                           "risk": {"max_drawdown": 0.01},
+                           "schedule": {"interval_secs": 0.01}})
     proc = run_cli_in_process("run", "--config", str(config), "--max-cycles", "25")
     assert proc.returncode == 0, proc.stderr
     events = json_lines(proc.stdout)
