@@ -25,15 +25,17 @@ def test_no_rate_limit_sends_the_watchdog_alert_once_a_period_not_in_a_loop():
         return [WATCHDOG]
 
     with AlertReceiver() as receiver:
+        # a period of 0.25 s watched for 0.85 s: the bounds below are in periods (three
+        # checks, one alert each, and one spare), the loop they catch sends thousands
         sender = AlertSender([receiver.url], RateLimiter(0), timeout_secs=5,
-                             periodic=watchdog, period_secs=0.5)
+                             periodic=watchdog, period_secs=0.25)
         sender.start()
         try:
-            time.sleep(1.7)  # checks due at 0.5, 1.0 and 1.5 s
+            time.sleep(0.85)  # checks due at 0.25, 0.5 and 0.75 s
         finally:
             sender.close(timeout_secs=5)
         received = list(receiver.bodies)
-    assert 1 <= len(received) <= 4, f"{len(received)} watchdog alerts in 1.7 s"
-    assert len(checks) <= 4, f"the watchdog ran {len(checks)} times in 1.7 s"
+    assert 1 <= len(received) <= 4, f"{len(received)} watchdog alerts in 0.85 s"
+    assert len(checks) <= 4, f"the watchdog ran {len(checks)} times in 0.85 s"
     assert all(body["title"] == "allocbot: no successful cycle within the schedule"
                for body in received)
