@@ -96,13 +96,15 @@ def test_every_n_sessions_beyond_the_steps_lookback_still_recomputes_every_n():
     """every_sessions = 100 while the strategy and risk step look back 41 rows: the cycle
     counts the sessions on a history that reaches back far enough (it once saw only its
     41-row window, so the sessions since the signal never reached 100: one signal, ever)."""
-    prices = random_walk_prices(SYMBOLS, 500, seed=4)
+    # 250 days: three signals 100 sessions apart (two of them past the first) show the
+    # period as well as five did; the bug it catches gives one signal whatever the length
+    prices = random_walk_prices(SYMBOLS, 250, seed=4)
     spec = BacktestSpec(_settings(SignalSchedule(None, 100)), calendar="daily", costs=SimCosts(1, 0, 2))
     with capture_logs() as logs:
         result = run_backtest(prices, _momentum(), spec)
     held = sum(1 for e in logs if e["event"] == "signal_held")
     recomputed = len(result.cycles) - held
-    assert len(result.cycles) == 500 - 41 and recomputed == 5  # rows 0, 100, ..., 400
+    assert len(result.cycles) == 250 - 41 and recomputed == 3  # rows 0, 100 and 200
 
 
 def _monthly_momentum(tmp_path, days: int, seed: int
