@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_opt_qp import assert_kkt
+from test_opt_qp import assert_kkt, assert_tangency_kkt, rank_deficient_tangency_problem
 
 from strategies import qp_interior, qp_regularized
 from strategies.covariance_repair import factor_covariance
@@ -102,20 +102,12 @@ def test_tangency_qp_on_a_rank_deficient_covariance_starts_from_the_interior_poi
         monkeypatch: pytest.MonkeyPatch) -> None:
     # the homogeneous max-Sharpe QP (excessᵀy = 1, y ≥ 0): its all-free start cycled and
     # the primal method walked ~500 bound changes on 500 assets × 250 days
-    rng = np.random.default_rng(0)
-    returns = rng.normal(0.0, 0.01, (50, 100)) * rng.uniform(0.5, 2.0, 100)
-    cov, chol = factor_covariance(np.cov(returns.T) * 252)
-    excess = rng.uniform(-0.02, 0.15, 100)
+    cov, chol, excess = rank_deficient_tangency_problem()
     seen = spy_on_interior(monkeypatch)
     solution = solve_tangency_qp(cov, excess, chol)
     assert solution is not None and len(seen) == 1 and seen[0] is not None
     assert solution.iterations - seen[0].iterations <= 3
-    y = solution.weights
-    assert (y >= 0).all() and abs(float(excess @ y) - 1.0) <= 1e-12
-    # KKT: Σy = ν·excess where y > 0, ≥ it where y = 0 (ν = yᵀΣy)
-    z = cov @ y - float(y @ cov @ y) * excess
-    tol = DUAL_RELATIVE_TOLERANCE * float(np.abs(np.diag(cov)).max()) * 10
-    assert np.abs(z[y > 0]).max() <= tol and (z[y == 0] >= -tol).all()
+    assert_tangency_kkt(cov, excess, solution.weights)
 
 
 def test_interior_iterations_that_do_not_converge_leave_the_solve_to_the_other_starts(

@@ -242,13 +242,9 @@ def test_tangency_qp_rank_deficient_cycling_start_hands_its_best_iterate_to_the_
     # the QP's KKT conditions: y ≥ 0, excessᵀy = 1, Σy = ν·excess on the held assets'
     # complement and ≥ it where y = 0 (ν = yᵀΣy).
     from strategies import qp_regularized
-    from strategies.covariance_repair import factor_covariance
     from strategies.qp import solve_tangency_qp
 
-    rng = np.random.default_rng(0)
-    returns = rng.normal(0.0, 0.01, (50, 100)) * rng.uniform(0.5, 2.0, 100)
-    cov, chol = factor_covariance(np.cov(returns.T) * 252)
-    excess = rng.uniform(-0.02, 0.15, 100)
+    cov, chol, excess = rank_deficient_tangency_problem()
     ends = []
     original = qp_regularized._primal_dual_active_set
 
@@ -262,6 +258,23 @@ def test_tangency_qp_rank_deficient_cycling_start_hands_its_best_iterate_to_the_
     monkeypatch.setattr(qp_regularized, "interior_start", lambda *args: None)
     y = solve_tangency_qp(cov, excess, chol).weights
     assert len(ends) == 1 and ends[0].start_only  # the path this is about
+    assert_tangency_kkt(cov, excess, y)
+
+
+def rank_deficient_tangency_problem() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Σ (repaired), its factor and excess returns: 100 assets' sample covariance of 50
+    days of independent returns (rank 49)."""
+    from strategies.covariance_repair import factor_covariance
+
+    rng = np.random.default_rng(0)
+    returns = rng.normal(0.0, 0.01, (50, 100)) * rng.uniform(0.5, 2.0, 100)
+    cov, chol = factor_covariance(np.cov(returns.T) * 252)
+    return cov, chol, rng.uniform(-0.02, 0.15, 100)
+
+
+def assert_tangency_kkt(cov: np.ndarray, excess: np.ndarray, y: np.ndarray) -> None:
+    """The homogeneous max-Sharpe QP's KKT conditions: y ≥ 0, excessᵀy = 1, Σy = ν·excess
+    where y > 0 and ≥ it where y = 0 (ν = yᵀΣy)."""
     assert (y >= 0).all() and abs(float(excess @ y) - 1.0) <= 1e-12
     z = cov @ y - float(y @ cov @ y) * excess
     tol = DUAL_RELATIVE_TOLERANCE * float(np.abs(np.diag(cov)).max())
