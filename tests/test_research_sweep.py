@@ -389,7 +389,7 @@ def test_sweep_walk_forward_trials_report_the_walk_forward_backtest(inputs, tmp_
 
 
 def test_sweep_whole_strategy_choice_keeps_the_configs_signal_in_trials_and_best_toml(
-        inputs, tmp_path):
+        tmp_path):
     """A config whose [strategy] sets signal = "weekly": the trial that picks the config's
     own strategy scores what the config backtests to, and best.toml keeps the signal. At
     risk_free_rate 3 % the DSR's Sharpe is the one the sweep reports."""
@@ -398,7 +398,10 @@ def test_sweep_whole_strategy_choice_keeps_the_configs_signal_in_trials_and_best
     from bot.backtest.setup import load_backtest_prices, run_configured
     from bot.config import parse_config
 
-    prices = Path(str(inputs[0])).parent / "prices.csv"
+    # its own 200 days, not the module's 420: each claim compares the sweep with a backtest
+    # of the same window, whatever its length, and the daily-drift replays (two trials, the
+    # best's, this test's own) cost by the day
+    prices = write_market(tmp_path, days=200)
     config = write_config(tmp_path, prices, strategy={"signal": "weekly"},
                           backtest={"calendar": "daily_drift", "risk_free_rate": 0.03})
     space = write_space(tmp_path, '[space]\nstrategy = {choice = [{name = "momentum", '
