@@ -72,7 +72,10 @@ def alpaca_config(write_config: Any, fake: FakeAlpaca, faults: dict[str, Any] | 
                 # the same retries, shorter sleeps between them (0.25 s doubling by default)
                 "retry_backoff_secs": 0.02,
                 "retry_backoff_max_secs": 0.2,
-                "poll_interval_secs": 0.02,
+                # the same polls of an order, 5 ms apart (FakeAlpaca fills on its Nth poll,
+                # whatever the time between): a test that waits out a stuck order's
+                # order_wait_secs passes a longer interval, for fewer polls
+                "poll_interval_secs": 0.005,
                 **alpaca,
             },
             "universe": {"symbols": UNIVERSE},
@@ -335,7 +338,7 @@ def test_once_alpaca_after_restoring_a_backup_reuses_no_client_order_id(
             "broker": {"kind": "alpaca", "order_wait_secs": 3},
             "alpaca": {"base_url": fake.url, "data_url": fake.url, "http_timeout_secs": 2.0,
                        "retry_budget_secs": 10.0, "retry_backoff_secs": 0.02,
-                       "retry_backoff_max_secs": 0.2, "poll_interval_secs": 0.02},
+                       "retry_backoff_max_secs": 0.2, "poll_interval_secs": 0.005},
             "universe": {"symbols": UNIVERSE}})
 
     state = tmp_path / "state" / "allocbot.sqlite"
@@ -421,7 +424,7 @@ def _day_cap_config(write_config: Any, fake: FakeAlpaca, retry_budget_secs: floa
         "broker": {"kind": "alpaca", "order_wait_secs": 3},
         "alpaca": {"base_url": fake.url, "data_url": fake.url, "http_timeout_secs": 2.0,
                    "retry_budget_secs": retry_budget_secs, "retry_backoff_secs": 0.02,
-                   "retry_backoff_max_secs": 0.05, "poll_interval_secs": 0.02},
+                   "retry_backoff_max_secs": 0.05, "poll_interval_secs": 0.005},
         "universe": {"symbols": UNIVERSE}, "guards": {"max_turnover_per_day": 1.5}}))
 
 

@@ -38,7 +38,7 @@ def fake() -> Iterator[FakeAlpaca]:
 
 def test_an_order_the_venue_no_longer_knows_is_a_warning(
         tmp_path: Path, write_config: Any, fake: FakeAlpaca) -> None:
-    config = alpaca_config(write_config, fake)
+    config = alpaca_config(write_config, fake, poll_interval_secs=0.02)  # a stuck order
     config.write_text(config.read_text(encoding="utf-8").replace(  # the kill lands in the wait
         "order_wait_secs = 3", "order_wait_secs = 60"), encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(config)],

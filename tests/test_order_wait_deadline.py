@@ -41,7 +41,7 @@ def fake() -> Iterator[FakeAlpaca]:
 
 
 def _config(write_config: Any, fake: FakeAlpaca, **schedule: Any) -> Path:
-    path = alpaca_config(write_config, fake)
+    path = alpaca_config(write_config, fake, poll_interval_secs=0.02)  # waits out stuck orders
     text = path.read_text(encoding="utf-8").replace(
         "order_wait_secs = 3", f"order_wait_secs = {WAIT_SECS!r}")
     if schedule:  # a long interval: the daemon runs its first cycle, then only waits

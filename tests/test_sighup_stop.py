@@ -35,7 +35,7 @@ def fake() -> Iterator[FakeAlpaca]:
 
 def test_sighup_during_a_cycle_lets_it_finish_then_exits_0(
         tmp_path: Path, write_config: Any, fake: FakeAlpaca) -> None:
-    config = alpaca_config(write_config, fake)
+    config = alpaca_config(write_config, fake, poll_interval_secs=0.02)  # a stuck order
     # one cycle, then only waits (the stop must come from the signal, not a schedule end);
     # the stuck order's wait 1.5 s, not alpaca_config's 3: the signal lands well inside it
     # (sent ~0.1 s after the submits), and the rest of it is how long the test waits
